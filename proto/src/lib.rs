@@ -1,0 +1,51 @@
+//! The relay ⇄ agent wire protocol of sapbridge.
+//!
+//! One serde enum per direction: [`AgentMessage`] (agent → relay) and
+//! [`RelayMessage`] (relay → agent). Every frame is one WebSocket text message holding
+//! one JSON-encoded message; [`decode_agent_message`] and [`decode_relay_message`]
+//! check the frame size before parsing and never panic on bad input.
+//!
+//! The conversation:
+//! 1. the agent sends [`AgentMessage::Hello`] (protocol version, agent id, systems,
+//!    credits); the relay answers [`RelayMessage::Welcome`] or closes with
+//!    [`RelayMessage::Close`] and a [`CloseReason`] (version mismatch, system not
+//!    allowed for the token, ...);
+//! 2. the relay sends at most as many [`RelayMessage::Work`] as the agent has credits;
+//!    every [`AgentMessage::Outcome`] gives one credit back, [`AgentMessage::Credits`]
+//!    adds more, [`AgentMessage::Drain`] withdraws all of them (graceful shutdown);
+//! 3. the relay answers every stored outcome with [`RelayMessage::Ack`]; until then
+//!    the agent keeps the outcome and sends it again after a reconnect;
+//! 4. both sides send [`AgentMessage::Heartbeat`] / [`RelayMessage::Heartbeat`] every
+//!    heartbeat interval; a peer silent for two intervals is dead.
+
+mod error;
+mod frame;
+mod messages;
+mod secret;
+mod work;
+
+pub use error::{ErrorGroup, RfcError};
+pub use frame::{
+    DecodeError, decode_agent_message, decode_relay_message, encode_agent_message,
+    encode_relay_message,
+};
+pub use messages::{AgentMessage, CloseReason, RelayMessage};
+pub use secret::Secret;
+pub use work::{CallResult, CommitPolicy, FunctionCall, Outcome, TransactionOutcome, Unit};
+
+/// The protocol version both sides must speak; checked in the hello.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The largest frame either side accepts, in bytes. A larger frame is a protocol
+/// error: the receiver closes the connection with [`CloseReason::FrameTooLarge`].
+pub const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
+
+/// How long a peer may take to send its first message after the socket opened.
+pub const HANDSHAKE_TIMEOUT_SECS: u64 = 10;
+
+/// The heartbeat interval the relay proposes unless configured otherwise.
+pub const DEFAULT_HEARTBEAT_SECS: u64 = 15;
+
+/// The parameters (or results) of a function call: names to JSON values, following
+/// PyRFC's conventions (a structure is an object, a table an array of objects).
+pub type Parameters = serde_json::Map<String, serde_json::Value>;

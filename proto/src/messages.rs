@@ -1,0 +1,143 @@
+//! The two message enums, one per direction.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Outcome, Unit};
+
+/// Messages the agent sends to the relay.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AgentMessage {
+    /// The first message on a connection.
+    Hello {
+        /// Must equal [`crate::PROTOCOL_VERSION`].
+        protocol: u32,
+        /// A stable id of this agent installation (host name by default).
+        agent_id: String,
+        /// The agent's software version.
+        agent_version: String,
+        /// The systems this agent serves; each must be allowed by its token.
+        systems: Vec<String>,
+        /// How many units the agent can run at once (its concurrency).
+        credits: u32,
+    },
+    /// Grants the relay `credits` more units, on top of those already granted.
+    Credits {
+        /// How many more.
+        credits: u32,
+    },
+    /// The agent is shutting down: take back all unused credits and send nothing
+    /// new; in-flight units still report their outcomes.
+    Drain,
+    /// The outcome of a unit. Gives one credit back (unless draining).
+    Outcome {
+        /// The unit's call id.
+        call_id: String,
+        /// The attempt this outcome answers.
+        attempt: u32,
+        /// What happened.
+        outcome: Outcome,
+    },
+    /// Liveness signal, sent every heartbeat interval.
+    Heartbeat,
+    /// The agent closes the connection, saying why.
+    Close {
+        /// Why.
+        reason: CloseReason,
+    },
+}
+
+/// Messages the relay sends to the agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum RelayMessage {
+    /// The answer to a valid hello.
+    Welcome {
+        /// The relay's protocol version (equal to the agent's).
+        protocol: u32,
+        /// Id of this agent session, for logs on both sides.
+        session_id: String,
+        /// How often both sides send heartbeats; silence for two intervals is death.
+        heartbeat_secs: u64,
+    },
+    /// A unit to execute. The relay never sends more units than the agent has credits.
+    Work {
+        /// The unit.
+        unit: Unit,
+    },
+    /// The relay has stored the outcome of this call; the agent may forget it.
+    Ack {
+        /// The call id.
+        call_id: String,
+    },
+    /// Liveness signal, sent every heartbeat interval.
+    Heartbeat,
+    /// The relay closes the connection, saying why.
+    Close {
+        /// Why.
+        reason: CloseReason,
+    },
+}
+
+/// Why a side closes the connection. Both sides log it; the WebSocket close frame
+/// carries [`CloseReason::code`] and a short text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum CloseReason {
+    /// The peers speak different protocol versions.
+    ProtocolMismatch {
+        /// The version the closing side speaks.
+        expected: u32,
+        /// The version the peer announced.
+        got: u32,
+    },
+    /// The agent's token does not allow serving a system it named.
+    SystemNotAllowed {
+        /// The system.
+        system: String,
+    },
+    /// A frame could not be decoded or broke the protocol.
+    ProtocolError {
+        /// What was wrong.
+        detail: String,
+    },
+    /// A frame exceeded [`crate::MAX_FRAME_BYTES`].
+    FrameTooLarge {
+        /// Its size in bytes.
+        size: usize,
+    },
+    /// The peer was silent for two heartbeat intervals.
+    HeartbeatTimeout,
+    /// The side is shutting down.
+    ShuttingDown,
+}
+
+impl CloseReason {
+    /// The WebSocket close code for this reason (RFC 6455 section 7.4).
+    pub fn code(&self) -> u16 {
+        match self {
+            Self::ProtocolMismatch { .. } | Self::ProtocolError { .. } => 1002,
+            Self::SystemNotAllowed { .. } => 1008,
+            Self::FrameTooLarge { .. } => 1009,
+            Self::HeartbeatTimeout => 1001,
+            Self::ShuttingDown => 1001,
+        }
+    }
+}
+
+impl std::fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::ProtocolMismatch { expected, got } => {
+                write!(f, "protocol version mismatch: expected {expected}, got {got}")
+            }
+            Self::SystemNotAllowed { system } => {
+                write!(f, "the agent token may not serve system {system}")
+            }
+            Self::ProtocolError { detail } => write!(f, "protocol error: {detail}"),
+            Self::FrameTooLarge { size } => write!(f, "frame of {size} bytes is too large"),
+            Self::HeartbeatTimeout => f.write_str("peer silent for two heartbeat intervals"),
+            Self::ShuttingDown => f.write_str("shutting down"),
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! The work the relay hands to an agent (a [`Unit`] of one or more function calls)
+//! and what comes back ([`Outcome`]).
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Parameters, RfcError};
+
+/// One function module call: its name and its parameters by name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FunctionCall {
+    /// Function module name, upper case (`BAPI_CUSTOMER_GETDETAIL2`).
+    pub function: String,
+    /// IMPORTING, CHANGING and TABLES parameters (PyRFC conventions).
+    #[serde(default)]
+    pub parameters: Parameters,
+}
+
+/// What the agent does after the calls of a unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommitPolicy {
+    /// A plain call: nothing is committed or rolled back by the agent; the calls'
+    /// own behaviour stands (the session ends after the unit, which drops
+    /// uncommitted BAPI changes as SAP does).
+    None,
+    /// A BAPI transaction: if every call succeeded and no `RETURN` holds TYPE `E` or
+    /// `A`, run `BAPI_TRANSACTION_COMMIT` with `WAIT = 'X'`, otherwise
+    /// `BAPI_TRANSACTION_ROLLBACK`; in the same SAP session.
+    CommitOnSuccess,
+    /// Run the calls, then always `BAPI_TRANSACTION_ROLLBACK` (a dry run).
+    Rollback,
+}
+
+/// A unit of work: one or more calls that run in order in one SAP session on one
+/// agent. A single function call is a unit of one with [`CommitPolicy::None`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Unit {
+    /// The call id; also the SAP TID for exactly-once execution.
+    pub call_id: String,
+    /// 1 on first delivery, +1 on every redelivery.
+    pub attempt: u32,
+    /// The system (SAP connection) the unit runs against.
+    pub system: String,
+    /// Unix time in milliseconds after which the unit must not start.
+    pub deadline_unix_ms: u64,
+    /// The calls, in order.
+    pub calls: Vec<FunctionCall>,
+    /// What happens after the calls.
+    pub commit: CommitPolicy,
+}
+
+/// The result of one call within a unit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallResult {
+    /// The call returned: its EXPORTING, CHANGING and TABLES parameters.
+    Ok(Parameters),
+    /// The call failed.
+    Error(RfcError),
+}
+
+/// How a transaction ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TransactionOutcome {
+    /// Whether `BAPI_TRANSACTION_COMMIT` ran and succeeded.
+    pub committed: bool,
+    /// Index of the call that failed or returned an E/A message, if any.
+    pub failed_call: Option<usize>,
+    /// Why the unit was rolled back, if it was.
+    pub reason: Option<String>,
+    /// The result of the commit or rollback BAPI itself.
+    pub result: Option<CallResult>,
+}
+
+/// What the agent reports for a unit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Outcome {
+    /// The unit ran: one result per call that was executed (calls after a failed
+    /// one in a transaction are not executed), and the transaction's end if the
+    /// commit policy was not [`CommitPolicy::None`].
+    Completed {
+        /// Per-call results, in order.
+        results: Vec<CallResult>,
+        /// How the transaction ended.
+        transaction: Option<TransactionOutcome>,
+    },
+    /// The unit did not run, or the agent cannot say whether it ran: the allowlist
+    /// denied it, the SAP system was unreachable, the deadline had passed, or the
+    /// outcome is unknown.
+    Failed {
+        /// Why.
+        error: RfcError,
+    },
+}
