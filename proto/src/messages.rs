@@ -5,6 +5,9 @@ use serde::{Deserialize, Serialize};
 use crate::{Outcome, Unit};
 
 /// Messages the agent sends to the relay.
+// Outcomes dominate the traffic and are built once per unit; boxing them would cost
+// an allocation per message for no gain.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum AgentMessage {
@@ -29,7 +32,9 @@ pub enum AgentMessage {
     /// The agent is shutting down: take back all unused credits and send nothing
     /// new; in-flight units still report their outcomes.
     Drain,
-    /// The outcome of a unit. Gives one credit back (unless draining).
+    /// The outcome of a unit. Gives one credit back when it answers a unit leased
+    /// on this same session (unless draining); an outcome re-sent after a reconnect
+    /// for a unit of an earlier session returns no credit.
     Outcome {
         /// The unit's call id.
         call_id: String,
@@ -129,7 +134,10 @@ impl std::fmt::Display for CloseReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::ProtocolMismatch { expected, got } => {
-                write!(f, "protocol version mismatch: expected {expected}, got {got}")
+                write!(
+                    f,
+                    "protocol version mismatch: expected {expected}, got {got}"
+                )
             }
             Self::SystemNotAllowed { system } => {
                 write!(f, "the agent token may not serve system {system}")

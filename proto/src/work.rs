@@ -41,7 +41,8 @@ pub struct Unit {
     pub attempt: u32,
     /// The system (SAP connection) the unit runs against.
     pub system: String,
-    /// Unix time in milliseconds after which the unit must not start.
+    /// Unix time in milliseconds after which the unit must not start; `0` means
+    /// no deadline.
     pub deadline_unix_ms: u64,
     /// The calls, in order.
     pub calls: Vec<FunctionCall>,

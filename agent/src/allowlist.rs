@@ -1,0 +1,178 @@
+//! The agent's own allowlist: which function modules the cloud may run on a system.
+//!
+//! The on-premises side decides; a compromised relay must not be able to call
+//! anything else. Entries are exact names (`STFC_CONNECTION`), prefixes ending in `*`
+//! (`BAPI_CUSTOMER_*`), or `*` alone for everything. Anything not matched is denied.
+//! Names are compared case-insensitively (SAP function names are upper case).
+
+use sapbridge_proto::{CommitPolicy, Unit};
+
+/// The BAPI that commits a transaction; implied by a unit with a commit policy.
+pub(crate) const COMMIT_FUNCTION: &str = "BAPI_TRANSACTION_COMMIT";
+/// The BAPI that rolls a transaction back; implied by a unit with a commit policy.
+pub(crate) const ROLLBACK_FUNCTION: &str = "BAPI_TRANSACTION_ROLLBACK";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Entry {
+    Exact(String),
+    Prefix(String),
+    Everything,
+}
+
+/// A parsed allowlist of one system.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Allowlist {
+    entries: Vec<Entry>,
+}
+
+impl Allowlist {
+    /// Parses the configured entries.
+    ///
+    /// # Errors
+    /// One message per malformed entry (empty, or a `*` anywhere but at the end).
+    pub(crate) fn parse<S: AsRef<str>>(entries: &[S]) -> Result<Self, Vec<String>> {
+        let mut parsed = Vec::with_capacity(entries.len());
+        let mut problems = Vec::new();
+        for raw in entries {
+            let entry = raw.as_ref().trim().to_ascii_uppercase();
+            if entry.is_empty() {
+                problems.push("allow_functions has an empty entry".to_owned());
+            } else if entry == "*" {
+                parsed.push(Entry::Everything);
+            } else if let Some(prefix) = entry.strip_suffix('*') {
+                if prefix.contains('*') {
+                    problems.push(format!(
+                        "allow_functions entry {:?}: '*' is allowed only at the end",
+                        raw.as_ref()
+                    ));
+                } else {
+                    parsed.push(Entry::Prefix(prefix.to_owned()));
+                }
+            } else if entry.contains('*') {
+                problems.push(format!(
+                    "allow_functions entry {:?}: '*' is allowed only at the end",
+                    raw.as_ref()
+                ));
+            } else {
+                parsed.push(Entry::Exact(entry));
+            }
+        }
+        if problems.is_empty() {
+            Ok(Self { entries: parsed })
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// Whether one function may run.
+    pub(crate) fn allows(&self, function: &str) -> bool {
+        let function = function.to_ascii_uppercase();
+        self.entries.iter().any(|entry| match entry {
+            Entry::Everything => true,
+            Entry::Exact(name) => *name == function,
+            Entry::Prefix(prefix) => function.starts_with(prefix.as_str()),
+        })
+    }
+
+    /// The first function of the unit this allowlist denies, if any. A unit with a
+    /// commit policy also needs the commit and rollback BAPIs.
+    pub(crate) fn first_denied<'u>(&self, unit: &'u Unit) -> Option<&'u str> {
+        let implied: &[&'static str] = match unit.commit {
+            CommitPolicy::None => &[],
+            CommitPolicy::CommitOnSuccess | CommitPolicy::Rollback => {
+                &[COMMIT_FUNCTION, ROLLBACK_FUNCTION]
+            }
+        };
+        unit.calls
+            .iter()
+            .map(|call| call.function.as_str())
+            .chain(implied.iter().copied())
+            .find(|function| !self.allows(function))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sapbridge_proto::FunctionCall;
+
+    use super::*;
+
+    fn list(entries: &[&str]) -> Allowlist {
+        Allowlist::parse(entries).unwrap()
+    }
+
+    fn unit(functions: &[&str], commit: CommitPolicy) -> Unit {
+        Unit {
+            call_id: "c_1".into(),
+            attempt: 1,
+            system: "SIM".into(),
+            deadline_unix_ms: 0,
+            calls: functions
+                .iter()
+                .map(|f| FunctionCall {
+                    function: (*f).into(),
+                    parameters: Default::default(),
+                })
+                .collect(),
+            commit,
+        }
+    }
+
+    #[test]
+    fn exact_entries_match_whole_names_only() {
+        let allow = list(&["STFC_CONNECTION"]);
+        assert!(allow.allows("STFC_CONNECTION"));
+        assert!(allow.allows("stfc_connection"));
+        assert!(!allow.allows("STFC_CONNECTION_BACK"));
+        assert!(!allow.allows("STFC"));
+    }
+
+    #[test]
+    fn prefix_entries_match_by_prefix() {
+        let allow = list(&["BAPI_CUSTOMER_*"]);
+        assert!(allow.allows("BAPI_CUSTOMER_GETDETAIL2"));
+        assert!(allow.allows("BAPI_CUSTOMER_"));
+        assert!(!allow.allows("BAPI_CUSTOMERX"));
+        assert!(!allow.allows("RFC_READ_TABLE"));
+    }
+
+    #[test]
+    fn star_allows_everything_and_empty_denies_everything() {
+        assert!(list(&["*"]).allows("ANYTHING_AT_ALL"));
+        let empty = list(&[] as &[&str]);
+        assert!(!empty.allows("STFC_CONNECTION"));
+        assert!(!empty.allows(""));
+    }
+
+    #[test]
+    fn malformed_entries_are_reported() {
+        let problems = Allowlist::parse(&["", "A*B", "*X", "OK_*"]).unwrap_err();
+        assert_eq!(problems.len(), 3, "{problems:?}");
+    }
+
+    #[test]
+    fn every_call_of_a_unit_must_be_allowed() {
+        let allow = list(&["BAPI_CUSTOMER_*"]);
+        let plain = unit(
+            &["BAPI_CUSTOMER_GETDETAIL2", "RFC_READ_TABLE"],
+            CommitPolicy::None,
+        );
+        assert_eq!(allow.first_denied(&plain), Some("RFC_READ_TABLE"));
+    }
+
+    #[test]
+    fn a_transaction_implies_commit_and_rollback() {
+        let tx = unit(
+            &["BAPI_CUSTOMER_CREATEFROMDATA1"],
+            CommitPolicy::CommitOnSuccess,
+        );
+        assert_eq!(
+            list(&["BAPI_CUSTOMER_*"]).first_denied(&tx),
+            Some(COMMIT_FUNCTION)
+        );
+        let with_commit = list(&["BAPI_CUSTOMER_*", "BAPI_TRANSACTION_*"]);
+        assert_eq!(with_commit.first_denied(&tx), None);
+        let plain = unit(&["BAPI_CUSTOMER_GETDETAIL2"], CommitPolicy::None);
+        assert_eq!(list(&["BAPI_CUSTOMER_*"]).first_denied(&plain), None);
+    }
+}

@@ -1,0 +1,431 @@
+//! The agent's configuration: where the relay is, how to authenticate, which SAP
+//! systems it serves and which functions each one allows.
+//!
+//! Read from TOML (`#[serde(deny_unknown_fields)]`, defaults for everything but the
+//! relay URL, the token and the systems), then checked with [`AgentConfig::validate`],
+//! which names every problem in one line each.
+//!
+//! ```toml
+//! relay_url = "wss://relay.example.com/v1/agent/connect"
+//! token_file = "/etc/sapbridge/agent.token"
+//! concurrency = 8
+//!
+//! [[systems]]
+//! name = "PRD"
+//! allow_functions = ["STFC_CONNECTION", "BAPI_CUSTOMER_*", "RFC_READ_TABLE"]
+//! backend = { type = "sim", latency_ms = 5 }
+//! ```
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use sapbridge_proto::Secret;
+use serde::Deserialize;
+
+use crate::allowlist::Allowlist;
+
+/// The agent's configuration.
+///
+/// `Debug` masks the token (it is a [`Secret`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// Full URL of the relay's agent endpoint, `ws://` or `wss://`, ending in
+    /// `/v1/agent/connect`.
+    pub relay_url: String,
+    /// The agent token, sent as `Authorization: Bearer <token>`. Exactly one of
+    /// `token` and `token_file` must be set.
+    #[serde(default)]
+    pub token: Option<Secret>,
+    /// A file holding the agent token (surrounding whitespace is ignored). Read again
+    /// on every connection attempt, so a rotated token is picked up without a restart.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// A stable id of this agent installation; the host name by default.
+    #[serde(default = "default_agent_id")]
+    pub agent_id: String,
+    /// How many units the agent runs at once; also the credits it grants the relay.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: u32,
+    /// An extra PEM file of CA certificates trusted on top of the system roots (for a
+    /// relay behind a private CA).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Where the agent keeps its files (simulator state, later the journal).
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// First reconnect delay, in milliseconds.
+    #[serde(default = "default_backoff_initial_ms")]
+    pub backoff_initial_ms: u64,
+    /// Largest reconnect delay, in milliseconds.
+    #[serde(default = "default_backoff_max_ms")]
+    pub backoff_max_ms: u64,
+    /// How long a graceful shutdown waits for in-flight units, in seconds.
+    #[serde(default = "default_shutdown_grace_secs")]
+    pub shutdown_grace_secs: u64,
+    /// The SAP systems this agent serves.
+    #[serde(default)]
+    pub systems: Vec<SystemConfig>,
+}
+
+/// One SAP system the agent serves.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SystemConfig {
+    /// The system's name as clients and the relay know it (`PRD`, `SIM`).
+    pub name: String,
+    /// How the agent reaches the system.
+    pub backend: BackendConfig,
+    /// The functions the cloud may run on this system: exact names
+    /// (`STFC_CONNECTION`), prefixes ending in `*` (`BAPI_CUSTOMER_*`), or `*` alone
+    /// for everything. Anything else is denied.
+    #[serde(default)]
+    pub allow_functions: Vec<String>,
+}
+
+/// How the agent reaches an SAP system, tagged by `type`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum BackendConfig {
+    /// The embedded SAP simulator.
+    Sim {
+        /// The simulator's state file; `data_dir/sim-<name>.db` by default.
+        #[serde(default)]
+        db_path: Option<PathBuf>,
+        /// Added latency per function call, in milliseconds.
+        #[serde(default)]
+        latency_ms: u64,
+        /// Probability (0.0..=1.0) that a call fails with `COMMUNICATION_FAILURE`.
+        #[serde(default)]
+        fault_rate: f64,
+    },
+}
+
+/// A configuration problem. [`ConfigError::Invalid`] lists every problem found.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The TOML text could not be parsed into a configuration.
+    #[error("agent configuration: {0}")]
+    Parse(#[from] toml::de::Error),
+    /// The configuration parsed but breaks rules; one message per problem.
+    #[error("invalid agent configuration: {}", .0.join("; "))]
+    Invalid(Vec<String>),
+    /// The token file could not be read or is empty.
+    #[error("token file {path}: {reason}")]
+    TokenFile {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+impl AgentConfig {
+    /// Parses a configuration from TOML text and validates it.
+    ///
+    /// # Errors
+    /// [`ConfigError::Parse`] for TOML that does not fit (unknown fields included),
+    /// [`ConfigError::Invalid`] for a configuration that breaks a rule.
+    pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
+        let config: Self = toml::from_str(text)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// A configuration with defaults for everything but the relay URL, token and
+    /// systems (handy for tests and for the CLI's dev mode).
+    pub fn new(relay_url: impl Into<String>, token: Secret, systems: Vec<SystemConfig>) -> Self {
+        Self {
+            relay_url: relay_url.into(),
+            token: Some(token),
+            token_file: None,
+            agent_id: default_agent_id(),
+            concurrency: default_concurrency(),
+            ca_file: None,
+            data_dir: default_data_dir(),
+            backoff_initial_ms: default_backoff_initial_ms(),
+            backoff_max_ms: default_backoff_max_ms(),
+            shutdown_grace_secs: default_shutdown_grace_secs(),
+            systems,
+        }
+    }
+
+    /// Checks the rules serde cannot express.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] with one message per problem.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        if let Err(problem) = check_relay_url(&self.relay_url) {
+            problems.push(problem);
+        }
+        match (&self.token, &self.token_file) {
+            (Some(_), Some(_)) => problems.push("set either token or token_file, not both".into()),
+            (None, None) => problems.push("token or token_file is required".into()),
+            (Some(token), None) if token.is_empty() => problems.push("token is empty".into()),
+            _ => {}
+        }
+        if self.agent_id.trim().is_empty() {
+            problems.push("agent_id is empty".into());
+        }
+        if self.concurrency == 0 {
+            problems.push("concurrency must be at least 1".into());
+        }
+        if self.backoff_initial_ms == 0 {
+            problems.push("backoff_initial_ms must be at least 1".into());
+        }
+        if self.backoff_max_ms < self.backoff_initial_ms {
+            problems.push(format!(
+                "backoff_max_ms ({}) is below backoff_initial_ms ({})",
+                self.backoff_max_ms, self.backoff_initial_ms
+            ));
+        }
+        if self.systems.is_empty() {
+            problems.push("at least one [[systems]] entry is required".into());
+        }
+        let mut names = HashSet::new();
+        for system in &self.systems {
+            check_system(system, &mut names, &mut problems);
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+
+    /// The agent token: `token`, or the trimmed content of `token_file`.
+    ///
+    /// # Errors
+    /// [`ConfigError::TokenFile`] when the file cannot be read or is empty;
+    /// [`ConfigError::Invalid`] when neither is set.
+    pub fn resolve_token(&self) -> Result<Secret, ConfigError> {
+        if let Some(token) = &self.token {
+            return Ok(token.clone());
+        }
+        let Some(path) = &self.token_file else {
+            return Err(ConfigError::Invalid(vec![
+                "token or token_file is required".into(),
+            ]));
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::TokenFile {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        let token = text.trim();
+        if token.is_empty() {
+            return Err(ConfigError::TokenFile {
+                path: path.clone(),
+                reason: "file is empty".into(),
+            });
+        }
+        Ok(Secret::new(token))
+    }
+
+    /// The simulator state file of a system: its `db_path`, or `data_dir/sim-<name>.db`.
+    pub fn sim_db_path(&self, system: &str, db_path: Option<&Path>) -> PathBuf {
+        match db_path {
+            Some(path) => path.to_path_buf(),
+            None => self.data_dir.join(format!("sim-{system}.db")),
+        }
+    }
+}
+
+impl fmt::Display for BackendConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Sim { .. } => f.write_str("sim"),
+        }
+    }
+}
+
+fn check_relay_url(url: &str) -> Result<(), String> {
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| format!("relay_url {url:?} is not a URL: {e}"))?;
+    match uri.scheme_str() {
+        Some("ws" | "wss") => {}
+        _ => return Err(format!("relay_url {url:?} must start with ws:// or wss://")),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(format!("relay_url {url:?} has no host"));
+    }
+    Ok(())
+}
+
+fn check_system(system: &SystemConfig, names: &mut HashSet<String>, problems: &mut Vec<String>) {
+    let name = system.name.trim();
+    if name.is_empty() {
+        problems.push("a system has an empty name".into());
+        return;
+    }
+    if !names.insert(name.to_owned()) {
+        problems.push(format!("system {name} is listed twice"));
+    }
+    if let Err(entry_problems) = Allowlist::parse(&system.allow_functions) {
+        problems.extend(
+            entry_problems
+                .into_iter()
+                .map(|p| format!("system {name}: {p}")),
+        );
+    }
+    match &system.backend {
+        BackendConfig::Sim { fault_rate, .. } => {
+            if !(0.0..=1.0).contains(fault_rate) {
+                problems.push(format!(
+                    "system {name}: fault_rate {fault_rate} must be between 0.0 and 1.0"
+                ));
+            }
+        }
+    }
+}
+
+fn default_agent_id() -> String {
+    ["/etc/hostname", "/proc/sys/kernel/hostname"]
+        .iter()
+        .filter_map(|path| std::fs::read_to_string(path).ok())
+        .map(|name| name.trim().to_owned())
+        .chain(std::env::var("COMPUTERNAME").ok())
+        .find(|name| !name.is_empty())
+        .unwrap_or_else(|| "sapbridge-agent".to_owned())
+}
+
+fn default_concurrency() -> u32 {
+    8
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("./sapbridge-agent-data")
+}
+
+fn default_backoff_initial_ms() -> u64 {
+    500
+}
+
+fn default_backoff_max_ms() -> u64 {
+    30_000
+}
+
+fn default_shutdown_grace_secs() -> u64 {
+    30
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+        relay_url = "wss://relay.example.com/v1/agent/connect"
+        token = "s3cret-token"
+        concurrency = 4
+
+        [[systems]]
+        name = "PRD"
+        allow_functions = ["STFC_CONNECTION", "BAPI_CUSTOMER_*"]
+        backend = { type = "sim", latency_ms = 5 }
+    "#;
+
+    #[test]
+    fn parses_example_with_defaults() {
+        let config = AgentConfig::from_toml_str(EXAMPLE).unwrap();
+        assert_eq!(config.concurrency, 4);
+        assert_eq!(config.backoff_initial_ms, 500);
+        assert_eq!(config.backoff_max_ms, 30_000);
+        assert_eq!(config.shutdown_grace_secs, 30);
+        assert_eq!(config.data_dir, PathBuf::from("./sapbridge-agent-data"));
+        assert!(!config.agent_id.is_empty());
+        assert_eq!(
+            config.systems[0].backend,
+            BackendConfig::Sim {
+                db_path: None,
+                latency_ms: 5,
+                fault_rate: 0.0
+            }
+        );
+        assert_eq!(
+            config.sim_db_path("PRD", None),
+            PathBuf::from("./sapbridge-agent-data/sim-PRD.db")
+        );
+    }
+
+    #[test]
+    fn debug_masks_the_token() {
+        let config = AgentConfig::from_toml_str(EXAMPLE).unwrap();
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("s3cret-token"), "{debug}");
+        assert!(debug.contains("MASKED"));
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        let text = format!("{EXAMPLE}\nsurprise = 1\n");
+        assert!(matches!(
+            AgentConfig::from_toml_str(&text),
+            Err(ConfigError::Parse(_))
+        ));
+    }
+
+    #[test]
+    fn every_problem_is_named() {
+        let text = r#"
+            relay_url = "https://relay.example.com"
+            concurrency = 0
+            backoff_initial_ms = 100
+            backoff_max_ms = 10
+
+            [[systems]]
+            name = "PRD"
+            allow_functions = ["BAPI_*_GET", ""]
+            backend = { type = "sim", fault_rate = 2.0 }
+
+            [[systems]]
+            name = "PRD"
+            backend = { type = "sim" }
+        "#;
+        let Err(ConfigError::Invalid(problems)) = AgentConfig::from_toml_str(text) else {
+            panic!("expected invalid config");
+        };
+        let all = problems.join("\n");
+        for needle in [
+            "ws:// or wss://",
+            "token or token_file is required",
+            "concurrency",
+            "backoff_max_ms",
+            "listed twice",
+            "BAPI_*_GET",
+            "empty entry",
+            "fault_rate",
+        ] {
+            assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
+        }
+    }
+
+    #[test]
+    fn token_and_token_file_are_exclusive() {
+        let text = EXAMPLE.replace(
+            "token = \"s3cret-token\"",
+            "token = \"a\"\ntoken_file = \"/tmp/x\"",
+        );
+        let err = AgentConfig::from_toml_str(&text).unwrap_err().to_string();
+        assert!(err.contains("not both"), "{err}");
+    }
+
+    #[test]
+    fn token_file_is_read_and_trimmed() {
+        let dir = std::env::temp_dir().join(format!("sapbridge-agent-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("token");
+        std::fs::write(&path, "  tok-123\n").unwrap();
+        let mut config = AgentConfig::from_toml_str(EXAMPLE).unwrap();
+        config.token = None;
+        config.token_file = Some(path.clone());
+        assert_eq!(config.resolve_token().unwrap().expose(), "tok-123");
+        std::fs::write(&path, "\n").unwrap();
+        assert!(matches!(
+            config.resolve_token(),
+            Err(ConfigError::TokenFile { .. })
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

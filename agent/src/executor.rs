@@ -1,0 +1,221 @@
+//! Execution of one unit of work against an SAP system.
+//!
+//! Order of checks: allowlist first (an unknown system or a function the allowlist
+//! does not name → `NOT_ALLOWED`, SAP untouched), then the deadline (`EXPIRED`, SAP
+//! untouched), then one SAP session for the whole unit, in which the calls run in
+//! order and the commit policy decides between `BAPI_TRANSACTION_COMMIT` (WAIT = X)
+//! and `BAPI_TRANSACTION_ROLLBACK`.
+
+use sapbridge_proto::{
+    CallResult, CommitPolicy, ErrorGroup, Outcome, Parameters, RfcError, TransactionOutcome, Unit,
+};
+use sapbridge_sap::SapConnection;
+use serde_json::Value;
+use tracing::{Instrument, debug, info_span, warn};
+
+use crate::allowlist::{COMMIT_FUNCTION, ROLLBACK_FUNCTION};
+use crate::systems::ServedSystem;
+
+/// Runs a unit: checks, then the calls and the commit policy on one SAP session.
+///
+/// `system` is `None` when the agent does not serve the unit's system. `now_unix_ms`
+/// is compared with the unit's deadline (a deadline of 0 means none). Never fails:
+/// every problem becomes an [`Outcome`].
+///
+/// Not cancel-safe once SAP is called: dropping the future mid-call leaves the
+/// call's effect unknown.
+pub(crate) async fn execute(
+    unit: &Unit,
+    system: Option<&ServedSystem>,
+    now_unix_ms: u64,
+) -> Outcome {
+    let Some(system) = system else {
+        return not_allowed(format!(
+            "system {} is not served by this agent",
+            unit.system
+        ));
+    };
+    if unit.calls.is_empty() {
+        return Outcome::Failed {
+            error: RfcError::new(
+                ErrorGroup::ExternalRuntimeFailure,
+                "EMPTY_UNIT",
+                "the unit holds no function calls",
+            ),
+        };
+    }
+    if let Some(function) = system.allowlist.first_denied(unit) {
+        return not_allowed(format!(
+            "function {function} is not allowed on system {} by this agent's allowlist",
+            system.name
+        ));
+    }
+    if unit.deadline_unix_ms != 0 && now_unix_ms > unit.deadline_unix_ms {
+        return Outcome::Failed {
+            error: RfcError::new(
+                ErrorGroup::Expired,
+                "EXPIRED",
+                format!(
+                    "the unit's deadline passed {} ms before it could start",
+                    now_unix_ms - unit.deadline_unix_ms
+                ),
+            ),
+        };
+    }
+    let mut session = match system.sap.connect().await {
+        Ok(session) => session,
+        Err(error) => {
+            warn!(error = %error, "SAP connect failed");
+            return Outcome::Failed { error };
+        }
+    };
+    run_calls(session.as_mut(), unit).await
+}
+
+fn not_allowed(message: String) -> Outcome {
+    Outcome::Failed {
+        error: RfcError::new(ErrorGroup::NotAllowed, "NOT_ALLOWED", message),
+    }
+}
+
+/// Why a transaction stops before its end.
+struct Stop {
+    index: usize,
+    reason: String,
+}
+
+async fn run_calls(session: &mut dyn SapConnection, unit: &Unit) -> Outcome {
+    let transactional = unit.commit != CommitPolicy::None;
+    let mut results = Vec::with_capacity(unit.calls.len());
+    let mut stop = None;
+    for (index, call) in unit.calls.iter().enumerate() {
+        let span = info_span!("call", call_id = %unit.call_id, system = %unit.system,
+            function = %call.function, index);
+        let result = session
+            .call(&call.function, &call.parameters)
+            .instrument(span)
+            .await;
+        match result {
+            Ok(output) => {
+                let error_message = transactional.then(|| return_error(&output)).flatten();
+                results.push(CallResult::Ok(output));
+                if let Some(reason) = error_message {
+                    debug!(index, reason = %reason, "RETURN holds an error");
+                    stop = Some(Stop { index, reason });
+                    break;
+                }
+            }
+            Err(error) => {
+                debug!(index, error = %error, "call failed");
+                let reason = error.message.clone();
+                results.push(CallResult::Error(error));
+                stop = Some(Stop { index, reason });
+                break;
+            }
+        }
+    }
+    let transaction = match unit.commit {
+        CommitPolicy::None => None,
+        CommitPolicy::CommitOnSuccess if stop.is_none() => Some(commit(session, unit).await),
+        CommitPolicy::CommitOnSuccess | CommitPolicy::Rollback => {
+            Some(rollback(session, unit, stop).await)
+        }
+    };
+    Outcome::Completed {
+        results,
+        transaction,
+    }
+}
+
+async fn commit(session: &mut dyn SapConnection, unit: &Unit) -> TransactionOutcome {
+    let mut parameters = Parameters::new();
+    parameters.insert("WAIT".into(), Value::from("X"));
+    let span = info_span!("call", call_id = %unit.call_id, system = %unit.system,
+        function = COMMIT_FUNCTION);
+    match session
+        .call(COMMIT_FUNCTION, &parameters)
+        .instrument(span)
+        .await
+    {
+        Ok(output) => {
+            let reason = return_error(&output);
+            TransactionOutcome {
+                committed: reason.is_none(),
+                failed_call: None,
+                reason,
+                result: Some(CallResult::Ok(output)),
+            }
+        }
+        Err(error) => TransactionOutcome {
+            committed: false,
+            failed_call: None,
+            reason: Some(error.message.clone()),
+            result: Some(CallResult::Error(error)),
+        },
+    }
+}
+
+async fn rollback(
+    session: &mut dyn SapConnection,
+    unit: &Unit,
+    stop: Option<Stop>,
+) -> TransactionOutcome {
+    let span = info_span!("call", call_id = %unit.call_id, system = %unit.system,
+        function = ROLLBACK_FUNCTION);
+    let result = match session
+        .call(ROLLBACK_FUNCTION, &Parameters::new())
+        .instrument(span)
+        .await
+    {
+        Ok(output) => CallResult::Ok(output),
+        Err(error) => {
+            warn!(error = %error, "rollback failed; the session is dropped, which discards the changes");
+            CallResult::Error(error)
+        }
+    };
+    let (failed_call, reason) = match stop {
+        Some(Stop { index, reason }) => (Some(index), Some(reason)),
+        None => (
+            None,
+            Some("dry run: the unit's policy is rollback".to_owned()),
+        ),
+    };
+    TransactionOutcome {
+        committed: false,
+        failed_call,
+        reason,
+        result: Some(result),
+    }
+}
+
+/// The message of the first `RETURN` entry (a structure or a table at the top level of
+/// a result) whose TYPE is `E` or `A`, if any.
+pub(crate) fn return_error(output: &Parameters) -> Option<String> {
+    let entries: Vec<&serde_json::Map<String, Value>> = match output.get("RETURN")? {
+        Value::Object(entry) => vec![entry],
+        Value::Array(rows) => rows.iter().filter_map(Value::as_object).collect(),
+        _ => return None,
+    };
+    entries.into_iter().find_map(|entry| {
+        let kind = entry
+            .get("TYPE")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        if !matches!(kind.trim(), "E" | "A") {
+            return None;
+        }
+        let message = entry
+            .get("MESSAGE")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .trim();
+        Some(if message.is_empty() {
+            format!("RETURN holds a message of TYPE {kind}")
+        } else {
+            message.to_owned()
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,164 @@
+//! The agent's outer loop: dial the relay, run a session, and when it ends wait a
+//! jittered backoff and dial again — until shutdown.
+//!
+//! The backoff resets after a healthy session (welcomed, and either up for
+//! [`HEALTHY_AFTER`] or it did some work), so a short blip after a long run costs
+//! the initial delay. A rejected token (401/403) or a protocol mismatch is logged as
+//! an error and still retried: an operator may fix the token or upgrade the relay
+//! without restarting the agent.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures_util::SinkExt;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, error, info, info_span, warn};
+
+use crate::AgentError;
+use crate::backoff::Backoff;
+use crate::config::AgentConfig;
+use crate::runner::UnitRunner;
+use crate::session::{SessionEnd, SessionParams, SessionReport, run_session};
+use crate::systems::ServedSystem;
+use crate::tls;
+use crate::transport::{DialError, dial, into_messages};
+
+/// A session that lasted this long counts as healthy even without work.
+const HEALTHY_AFTER: Duration = Duration::from_secs(30);
+
+/// Runs the agent until `shutdown` is cancelled and the drain is over.
+///
+/// # Errors
+/// [`AgentError::Tls`] when the TLS configuration cannot be built. Connection
+/// problems are never errors: they are logged and retried.
+pub(crate) async fn run_agent(
+    config: AgentConfig,
+    served: HashMap<String, ServedSystem>,
+    shutdown: CancellationToken,
+) -> Result<(), AgentError> {
+    let tls = tls::client_config(config.ca_file.as_deref())?;
+    let mut systems: Vec<String> = served.keys().cloned().collect();
+    systems.sort();
+    let params = SessionParams {
+        agent_id: config.agent_id.clone(),
+        systems,
+        concurrency: config.concurrency,
+        shutdown_grace: Duration::from_secs(config.shutdown_grace_secs),
+    };
+    let runner = UnitRunner::new(served, config.concurrency);
+    let mut backoff = Backoff::new(
+        Duration::from_millis(config.backoff_initial_ms),
+        Duration::from_millis(config.backoff_max_ms),
+    );
+    info!(agent_id = %params.agent_id, relay = %config.relay_url, systems = ?params.systems,
+        concurrency = params.concurrency, "agent starting");
+
+    let mut connection: u64 = 0;
+    let mut drained_in_session = false;
+    while !shutdown.is_cancelled() {
+        connection += 1;
+        let span = info_span!("session", agent_id = %params.agent_id, relay = %config.relay_url,
+            connection, session_id = tracing::field::Empty);
+        let started = Instant::now();
+        let attempt =
+            connect_and_serve(&config, &tls, &params, &runner, &shutdown).instrument(span);
+        let report = match attempt.await {
+            Ok(report) => report,
+            Err(ConnectFailure::Shutdown) => break,
+            Err(ConnectFailure::Dial(e)) => {
+                log_dial_error(&e);
+                None
+            }
+        };
+        if let Some(report) = report {
+            if report.end == SessionEnd::Shutdown {
+                drained_in_session = true;
+                break;
+            }
+            let healthy = report.welcomed
+                && (started.elapsed() >= HEALTHY_AFTER || report.units > 0 || report.acks > 0);
+            if healthy {
+                backoff.reset();
+            }
+            info!(connection, end = ?report.end, healthy, "session ended");
+        }
+        let ceiling_ms = u64::try_from(backoff.ceiling().as_millis()).unwrap_or(u64::MAX);
+        info!(ceiling_ms, "reconnecting after a jittered delay");
+        tokio::select! {
+            _ = backoff.wait() => {}
+            () = shutdown.cancelled() => break,
+        }
+    }
+
+    // A drained session already spent the grace period on its units.
+    let grace = if drained_in_session {
+        Duration::ZERO
+    } else {
+        Duration::from_secs(config.shutdown_grace_secs)
+    };
+    let running = runner.store().running();
+    if running > 0 {
+        info!(running, "waiting for in-flight units before exiting");
+    }
+    let abandoned = runner.finish(grace).await;
+    if abandoned > 0 {
+        warn!(
+            abandoned,
+            "units still running at the end of the grace period were abandoned"
+        );
+    }
+    let unacked = runner.store().unacked();
+    if unacked > 0 {
+        warn!(
+            unacked,
+            "exiting with outcomes the relay has not acknowledged"
+        );
+    }
+    info!("agent stopped");
+    Ok(())
+}
+
+enum ConnectFailure {
+    Shutdown,
+    Dial(DialError),
+}
+
+/// Dials once and, if that works, runs one session on the connection. `Ok(None)`
+/// when the token could not be read.
+async fn connect_and_serve(
+    config: &AgentConfig,
+    tls: &std::sync::Arc<rustls::ClientConfig>,
+    params: &SessionParams,
+    runner: &UnitRunner,
+    shutdown: &CancellationToken,
+) -> Result<Option<SessionReport>, ConnectFailure> {
+    let token = match config.resolve_token() {
+        Ok(token) => token,
+        Err(e) => {
+            error!(error = %e, "cannot read the agent token");
+            return Ok(None);
+        }
+    };
+    let socket = tokio::select! {
+        () = shutdown.cancelled() => return Err(ConnectFailure::Shutdown),
+        socket = dial(&config.relay_url, &token, tls.clone()) => socket.map_err(ConnectFailure::Dial)?,
+    };
+    info!("connected to the relay");
+    let (mut sink, mut stream) = into_messages(socket);
+    let report = run_session(&mut sink, &mut stream, params, runner, shutdown).await;
+    // Say goodbye properly (a close frame) when the connection still works.
+    let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
+    Ok(Some(report))
+}
+
+fn log_dial_error(e: &DialError) {
+    match e {
+        DialError::Rejected { status } => error!(
+            status,
+            "the relay rejected the agent token: check token / token_file and the systems it may serve"
+        ),
+        DialError::BadToken => error!("the agent token is not a valid header value"),
+        other => warn!(error = %other, "cannot connect to the relay"),
+    }
+}

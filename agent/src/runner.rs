@@ -1,0 +1,250 @@
+//! Running delivered units: one task per unit, at most `concurrency` executing at
+//! once, outcomes into the [`OutcomeStore`].
+//!
+//! The relay should never send more units than the agent granted credits; the
+//! semaphore here makes the limit hold even if it does (extra units wait for a slot).
+//! Unit tasks outlive sessions: a unit still running when the connection drops
+//! finishes, and its outcome is sent on the next session.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sapbridge_proto::{
+    AgentMessage, CallResult, ErrorGroup, MAX_FRAME_BYTES, Outcome, RfcError, Unit,
+    encode_agent_message,
+};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::executor::execute;
+use crate::outcomes::{Delivery, OutcomeStore};
+use crate::systems::ServedSystem;
+
+/// Spawns and tracks unit tasks.
+#[derive(Debug)]
+pub(crate) struct UnitRunner {
+    systems: Arc<HashMap<String, ServedSystem>>,
+    store: Arc<OutcomeStore>,
+    slots: Arc<Semaphore>,
+    tasks: TaskTracker,
+    abandon: CancellationToken,
+}
+
+impl UnitRunner {
+    /// A runner for the served systems with `concurrency` slots.
+    pub(crate) fn new(systems: HashMap<String, ServedSystem>, concurrency: u32) -> Self {
+        Self {
+            systems: Arc::new(systems),
+            store: Arc::new(OutcomeStore::default()),
+            slots: Arc::new(Semaphore::new(concurrency.max(1) as usize)),
+            tasks: TaskTracker::new(),
+            abandon: CancellationToken::new(),
+        }
+    }
+
+    /// The store of running units and held outcomes.
+    pub(crate) fn store(&self) -> &OutcomeStore {
+        &self.store
+    }
+
+    /// Takes a delivered unit: runs it in its own task, unless its call id is already
+    /// running or its outcome is already held (redelivery), in which case SAP is not
+    /// called again.
+    pub(crate) fn submit(&self, unit: Unit) {
+        match self.store.begin(&unit.call_id, unit.attempt) {
+            Delivery::Run => {}
+            Delivery::AlreadyRunning => {
+                info!(call_id = %unit.call_id, attempt = unit.attempt,
+                    "redelivered unit is still running; its outcome follows when done");
+                return;
+            }
+            Delivery::AlreadyDone => {
+                info!(call_id = %unit.call_id, attempt = unit.attempt,
+                    "redelivered unit already ran; sending the held outcome");
+                return;
+            }
+        }
+        let span = info_span!("unit", call_id = %unit.call_id, system = %unit.system,
+            attempt = unit.attempt, calls = unit.calls.len(),
+            function = %unit.calls.first().map_or("", |c| c.function.as_str()));
+        let systems = self.systems.clone();
+        let store = self.store.clone();
+        let slots = self.slots.clone();
+        let abandon = self.abandon.clone();
+        self.tasks.spawn(
+            async move {
+                let run = async {
+                    // The semaphore is never closed, so acquiring only waits.
+                    let _slot = slots.acquire_owned().await.ok();
+                    let started = tokio::time::Instant::now();
+                    let outcome = execute(&unit, systems.get(&unit.system), now_unix_ms()).await;
+                    log_outcome(&outcome, started.elapsed());
+                    fit_in_frame(&unit, outcome)
+                };
+                tokio::select! {
+                    outcome = run => store.complete(&unit.call_id, outcome),
+                    () = abandon.cancelled() => {
+                        warn!("unit abandoned at the end of the shutdown grace; its outcome is unknown");
+                        store.abandon(&unit.call_id);
+                    }
+                }
+            }
+            .instrument(span),
+        );
+    }
+
+    /// Waits until every unit task ended, at most `grace`; then abandons the rest.
+    /// Returns how many were abandoned.
+    pub(crate) async fn finish(&self, grace: Duration) -> usize {
+        self.tasks.close();
+        if tokio::time::timeout(grace, self.tasks.wait()).await.is_ok() {
+            return 0;
+        }
+        let left = self.tasks.len();
+        self.abandon.cancel();
+        self.tasks.wait().await;
+        left
+    }
+}
+
+fn log_outcome(outcome: &Outcome, elapsed: Duration) {
+    let elapsed_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+    match outcome {
+        Outcome::Completed {
+            results,
+            transaction,
+        } => {
+            let committed = transaction.as_ref().map(|t| t.committed);
+            debug!(
+                elapsed_ms,
+                results = results.len(),
+                ?committed,
+                "unit completed"
+            );
+        }
+        Outcome::Failed { error } => {
+            info!(elapsed_ms, group = error.group.as_str(), key = %error.key,
+                message = %error.message, "unit failed");
+        }
+    }
+}
+
+/// Keeps an outcome within one frame. Until results travel in chunks, a result that
+/// would make the frame too large is replaced by a `RESULT_TOO_LARGE` error (the
+/// calls did run, so the unit stays `Completed` and keeps its transaction's end);
+/// otherwise the relay would refuse the frame and the agent resend it forever.
+fn fit_in_frame(unit: &Unit, outcome: Outcome) -> Outcome {
+    let size = |outcome: &Outcome| {
+        encode_agent_message(&AgentMessage::Outcome {
+            call_id: unit.call_id.clone(),
+            attempt: u32::MAX,
+            outcome: outcome.clone(),
+        })
+        .len()
+    };
+    let total = size(&outcome);
+    if total <= MAX_FRAME_BYTES {
+        return outcome;
+    }
+    warn!(
+        size = total,
+        limit = MAX_FRAME_BYTES,
+        "outcome too large for one frame; results dropped"
+    );
+    let too_large = |result: CallResult| match result {
+        CallResult::Ok(_) => CallResult::Error(RfcError::new(
+            ErrorGroup::ExternalRuntimeFailure,
+            "RESULT_TOO_LARGE",
+            format!(
+                "the unit's results ({total} bytes) exceed the frame limit of {MAX_FRAME_BYTES} bytes"
+            ),
+        )),
+        error => error,
+    };
+    let shrunk = match outcome {
+        Outcome::Completed {
+            results,
+            transaction,
+        } => Outcome::Completed {
+            results: results.into_iter().map(too_large).collect(),
+            transaction: transaction.map(|mut tx| {
+                tx.result = tx.result.map(too_large);
+                tx
+            }),
+        },
+        failed @ Outcome::Failed { .. } => failed,
+    };
+    if size(&shrunk) <= MAX_FRAME_BYTES {
+        shrunk
+    } else {
+        Outcome::Failed {
+            error: RfcError::new(
+                ErrorGroup::ExternalRuntimeFailure,
+                "RESULT_TOO_LARGE",
+                format!("the unit's outcome ({total} bytes) exceeds the frame limit"),
+            ),
+        }
+    }
+}
+
+fn now_unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use sapbridge_proto::{CommitPolicy, Parameters, TransactionOutcome};
+    use serde_json::Value;
+
+    use super::*;
+
+    fn unit() -> Unit {
+        Unit {
+            call_id: "c_big".into(),
+            attempt: 1,
+            system: "SIM".into(),
+            deadline_unix_ms: 0,
+            calls: Vec::new(),
+            commit: CommitPolicy::CommitOnSuccess,
+        }
+    }
+
+    #[test]
+    fn small_outcomes_pass_unchanged() {
+        let outcome = Outcome::Completed {
+            results: vec![CallResult::Ok(Parameters::new())],
+            transaction: None,
+        };
+        assert_eq!(fit_in_frame(&unit(), outcome.clone()), outcome);
+    }
+
+    #[test]
+    fn oversized_results_become_errors_but_keep_the_transaction_end() {
+        let mut big = Parameters::new();
+        big.insert("DATA".into(), Value::from("x".repeat(MAX_FRAME_BYTES)));
+        let tx = TransactionOutcome {
+            committed: true,
+            failed_call: None,
+            reason: None,
+            result: None,
+        };
+        let outcome = Outcome::Completed {
+            results: vec![CallResult::Ok(big)],
+            transaction: Some(tx.clone()),
+        };
+        let Outcome::Completed {
+            results,
+            transaction,
+        } = fit_in_frame(&unit(), outcome)
+        else {
+            panic!("still completed");
+        };
+        assert!(matches!(&results[0], CallResult::Error(e) if e.key == "RESULT_TOO_LARGE"));
+        assert_eq!(transaction, Some(tx));
+    }
+}

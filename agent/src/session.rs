@@ -1,0 +1,387 @@
+//! One agent session on an open connection: hello/welcome, work in, outcomes out,
+//! acks, heartbeats, and the graceful drain.
+//!
+//! Written over any `Sink<AgentMessage>` / `Stream<Result<RelayMessage, _>>` pair, so
+//! unit tests drive it with channels and [`crate::transport`] plugs in the
+//! WebSocket. The session never fails: every way it ends is a [`SessionEnd`] in
+//! the returned [`SessionReport`], and the caller decides whether to reconnect.
+
+use std::time::Duration;
+
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use sapbridge_proto::{
+    AgentMessage, CloseReason, DEFAULT_HEARTBEAT_SECS, HANDSHAKE_TIMEOUT_SECS, PROTOCOL_VERSION,
+    RelayMessage,
+};
+use tokio::time::{Instant, sleep, sleep_until, timeout};
+use tokio_util::sync::CancellationToken;
+use tracing::{Span, debug, error, info, warn};
+
+use crate::runner::UnitRunner;
+use crate::transport::TransportError;
+
+/// After the last in-flight unit of a drain ended, how long to wait for the acks of
+/// the last outcomes (bounded by the grace period too).
+const DRAIN_ACK_WAIT: Duration = Duration::from_secs(5);
+
+/// What a session announces and how it drains.
+#[derive(Debug, Clone)]
+pub(crate) struct SessionParams {
+    /// The agent id sent in the hello.
+    pub(crate) agent_id: String,
+    /// The systems served, sent in the hello.
+    pub(crate) systems: Vec<String>,
+    /// The agent's concurrency (its credits when nothing runs).
+    pub(crate) concurrency: u32,
+    /// How long a graceful shutdown waits for in-flight units.
+    pub(crate) shutdown_grace: Duration,
+}
+
+/// How a session ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SessionEnd {
+    /// Shutdown was requested; the session drained and said `Close{ShuttingDown}`.
+    Shutdown,
+    /// The relay closed the session, saying why.
+    ClosedByRelay(CloseReason),
+    /// The connection broke, went silent or broke the protocol.
+    Lost(String),
+}
+
+/// What happened in a session, for the reconnect policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SessionReport {
+    /// How it ended.
+    pub(crate) end: SessionEnd,
+    /// Whether the relay welcomed the agent.
+    pub(crate) welcomed: bool,
+    /// How many units the relay delivered.
+    pub(crate) units: u64,
+    /// How many outcomes the relay acknowledged.
+    pub(crate) acks: u64,
+}
+
+impl SessionReport {
+    fn new(end: SessionEnd) -> Self {
+        Self {
+            end,
+            welcomed: false,
+            units: 0,
+            acks: 0,
+        }
+    }
+}
+
+/// Runs one session until it ends. `shutdown` starts the graceful drain.
+///
+/// Cancel-safe in the sense that dropping it only drops the connection: unit tasks
+/// live in the runner and keep their outcomes for the next session.
+pub(crate) async fn run_session<Si, St>(
+    sink: &mut Si,
+    stream: &mut St,
+    params: &SessionParams,
+    runner: &UnitRunner,
+    shutdown: &CancellationToken,
+) -> SessionReport
+where
+    Si: Sink<AgentMessage, Error = TransportError> + Unpin,
+    St: Stream<Item = Result<RelayMessage, TransportError>> + Unpin,
+{
+    let handshake = Duration::from_secs(HANDSHAKE_TIMEOUT_SECS);
+    let running = u32::try_from(runner.store().running()).unwrap_or(u32::MAX);
+    let hello = AgentMessage::Hello {
+        protocol: PROTOCOL_VERSION,
+        agent_id: params.agent_id.clone(),
+        agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+        systems: params.systems.clone(),
+        credits: params.concurrency.saturating_sub(running),
+    };
+    if let Err(e) = send(sink, hello, handshake).await {
+        return SessionReport::new(SessionEnd::Lost(e));
+    }
+    let first = tokio::select! {
+        () = shutdown.cancelled() => {
+            let _ = send(sink, close(CloseReason::ShuttingDown), handshake).await;
+            return SessionReport::new(SessionEnd::Shutdown);
+        }
+        first = timeout(handshake, stream.next()) => first,
+    };
+    let heartbeat = match first {
+        Ok(Some(Ok(RelayMessage::Welcome {
+            protocol,
+            session_id,
+            heartbeat_secs,
+        }))) => {
+            Span::current().record("session_id", session_id.as_str());
+            info!(protocol, heartbeat_secs, "welcomed by the relay");
+            let secs = if heartbeat_secs == 0 {
+                DEFAULT_HEARTBEAT_SECS
+            } else {
+                heartbeat_secs
+            };
+            Duration::from_secs(secs)
+        }
+        Ok(Some(Ok(RelayMessage::Close { reason }))) => {
+            log_relay_close(&reason);
+            return SessionReport::new(SessionEnd::ClosedByRelay(reason));
+        }
+        Ok(Some(Ok(other))) => {
+            let detail = format!("expected welcome, got {}", kind(&other));
+            let reason = CloseReason::ProtocolError {
+                detail: detail.clone(),
+            };
+            let _ = send(sink, close(reason), handshake).await;
+            return SessionReport::new(SessionEnd::Lost(detail));
+        }
+        Ok(Some(Err(e))) => return lost_on_error(sink, e, handshake).await,
+        Ok(None) => {
+            return SessionReport::new(SessionEnd::Lost("closed before the welcome".into()));
+        }
+        Err(_) => {
+            return SessionReport::new(SessionEnd::Lost(format!(
+                "no welcome within {HANDSHAKE_TIMEOUT_SECS} s"
+            )));
+        }
+    };
+    let mut report = SessionReport::new(SessionEnd::Shutdown);
+    report.welcomed = true;
+    report.end = welcomed_loop(
+        sink,
+        stream,
+        params,
+        runner,
+        shutdown,
+        heartbeat,
+        &mut report,
+    )
+    .await;
+    report
+}
+
+async fn welcomed_loop<Si, St>(
+    sink: &mut Si,
+    stream: &mut St,
+    params: &SessionParams,
+    runner: &UnitRunner,
+    shutdown: &CancellationToken,
+    heartbeat: Duration,
+    report: &mut SessionReport,
+) -> SessionEnd
+where
+    Si: Sink<AgentMessage, Error = TransportError> + Unpin,
+    St: Stream<Item = Result<RelayMessage, TransportError>> + Unpin,
+{
+    let store = runner.store();
+    let silence = heartbeat * 2;
+    // A send that takes longer than the silence limit means the peer is gone.
+    let send_limit = silence;
+    store.resend_all();
+    if let Err(e) = send_outcomes(sink, runner, send_limit).await {
+        return SessionEnd::Lost(e);
+    }
+    let mut ticker = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let dead = sleep(silence);
+    tokio::pin!(dead);
+    let mut drain: Option<Drain> = None;
+
+    loop {
+        if let Some(end) = drain
+            .as_mut()
+            .and_then(|d| d.check(store.running(), store.unacked()))
+        {
+            let _ = send(sink, close(CloseReason::ShuttingDown), send_limit).await;
+            return end;
+        }
+        let drain_wake = drain.as_ref().map_or_else(Instant::now, Drain::next_wake);
+        tokio::select! {
+            () = shutdown.cancelled(), if drain.is_none() => {
+                info!(running = store.running(), unacked = store.unacked(),
+                    "shutting down: draining the session");
+                if let Err(e) = send(sink, AgentMessage::Drain, send_limit).await {
+                    return SessionEnd::Lost(e);
+                }
+                drain = Some(Drain::new(params.shutdown_grace));
+            }
+            frame = stream.next() => {
+                dead.as_mut().reset(Instant::now() + silence);
+                let message = match frame {
+                    None => return SessionEnd::Lost("the relay closed the connection".into()),
+                    Some(Err(e)) => return lost_on_error(sink, e, send_limit).await.end,
+                    Some(Ok(message)) => message,
+                };
+                match message {
+                    RelayMessage::Work { unit } if drain.is_some() => {
+                        warn!(call_id = %unit.call_id,
+                            "unit delivered while draining; not taken, the relay re-queues it");
+                    }
+                    RelayMessage::Work { unit } => {
+                        report.units += 1;
+                        debug!(call_id = %unit.call_id, system = %unit.system, "unit delivered");
+                        runner.submit(unit);
+                    }
+                    RelayMessage::Ack { call_id } => {
+                        report.acks += 1;
+                        if !store.ack(&call_id) {
+                            debug!(call_id = %call_id, "ack for an outcome not held");
+                        }
+                    }
+                    RelayMessage::Heartbeat => {}
+                    RelayMessage::Welcome { .. } => warn!("ignoring a second welcome"),
+                    RelayMessage::Close { reason } => {
+                        log_relay_close(&reason);
+                        return SessionEnd::ClosedByRelay(reason);
+                    }
+                }
+            }
+            () = store.changed() => {
+                if let Err(e) = send_outcomes(sink, runner, send_limit).await {
+                    return SessionEnd::Lost(e);
+                }
+            }
+            _ = ticker.tick() => {
+                if let Err(e) = send(sink, AgentMessage::Heartbeat, send_limit).await {
+                    return SessionEnd::Lost(e);
+                }
+            }
+            () = &mut dead => {
+                warn!(silence_secs = silence.as_secs(), "relay silent for two heartbeat intervals; dropping the connection");
+                let _ = send(sink, close(CloseReason::HeartbeatTimeout), Duration::from_secs(1)).await;
+                return SessionEnd::Lost("heartbeat timeout".into());
+            }
+            () = sleep_until(drain_wake), if drain.is_some() => {}
+        }
+    }
+}
+
+/// The state of a graceful drain: in-flight units may finish until the grace
+/// deadline; then the last acks get a short wait.
+#[derive(Debug)]
+struct Drain {
+    grace_deadline: Instant,
+    acks_deadline: Option<Instant>,
+}
+
+impl Drain {
+    fn new(grace: Duration) -> Self {
+        Self {
+            grace_deadline: Instant::now() + grace,
+            acks_deadline: None,
+        }
+    }
+
+    /// `Some(end)` when the session should close now.
+    fn check(&mut self, running: usize, unacked: usize) -> Option<SessionEnd> {
+        let now = Instant::now();
+        if running == 0 {
+            let acks_deadline = *self
+                .acks_deadline
+                .get_or_insert_with(|| (now + DRAIN_ACK_WAIT).min(self.grace_deadline));
+            if unacked == 0 {
+                info!("drained: every outcome sent and acknowledged");
+                return Some(SessionEnd::Shutdown);
+            }
+            if now >= acks_deadline {
+                warn!(
+                    unacked,
+                    "drained, but some outcomes were not acknowledged in time"
+                );
+                return Some(SessionEnd::Shutdown);
+            }
+        }
+        if now >= self.grace_deadline {
+            warn!(
+                running,
+                unacked, "shutdown grace period over; closing with units still running"
+            );
+            return Some(SessionEnd::Shutdown);
+        }
+        None
+    }
+
+    fn next_wake(&self) -> Instant {
+        self.acks_deadline
+            .unwrap_or(self.grace_deadline)
+            .min(self.grace_deadline)
+    }
+}
+
+async fn send_outcomes<Si>(
+    sink: &mut Si,
+    runner: &UnitRunner,
+    limit: Duration,
+) -> Result<(), String>
+where
+    Si: Sink<AgentMessage, Error = TransportError> + Unpin,
+{
+    for ready in runner.store().take_unsent() {
+        debug!(call_id = %ready.call_id, attempt = ready.attempt, "sending outcome");
+        let message = AgentMessage::Outcome {
+            call_id: ready.call_id,
+            attempt: ready.attempt,
+            outcome: ready.outcome,
+        };
+        // An outcome that fails to go out stays held and is re-sent next session.
+        send(sink, message, limit).await?;
+    }
+    Ok(())
+}
+
+async fn send<Si>(sink: &mut Si, message: AgentMessage, limit: Duration) -> Result<(), String>
+where
+    Si: Sink<AgentMessage, Error = TransportError> + Unpin,
+{
+    match timeout(limit, sink.send(message)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("send failed: {e}")),
+        Err(_) => Err(format!(
+            "send did not complete within {} s",
+            limit.as_secs()
+        )),
+    }
+}
+
+async fn lost_on_error<Si>(sink: &mut Si, error: TransportError, limit: Duration) -> SessionReport
+where
+    Si: Sink<AgentMessage, Error = TransportError> + Unpin,
+{
+    if let Some(reason) = error.close_reason() {
+        warn!(reason = %reason, "closing the connection: the relay broke the protocol");
+        let _ = send(sink, close(reason), limit).await;
+    }
+    SessionReport::new(SessionEnd::Lost(error.to_string()))
+}
+
+fn close(reason: CloseReason) -> AgentMessage {
+    AgentMessage::Close { reason }
+}
+
+fn log_relay_close(reason: &CloseReason) {
+    match reason {
+        CloseReason::ProtocolMismatch { expected, got } => error!(
+            expected,
+            got,
+            agent_protocol = PROTOCOL_VERSION,
+            "the relay speaks another protocol version; upgrade the agent or the relay"
+        ),
+        CloseReason::SystemNotAllowed { system } => error!(
+            system = %system,
+            "the relay refused a system: the agent token may not serve it"
+        ),
+        CloseReason::ShuttingDown => info!("the relay is shutting down"),
+        other => warn!(reason = %other, "the relay closed the session"),
+    }
+}
+
+fn kind(message: &RelayMessage) -> &'static str {
+    match message {
+        RelayMessage::Welcome { .. } => "welcome",
+        RelayMessage::Work { .. } => "work",
+        RelayMessage::Ack { .. } => "ack",
+        RelayMessage::Heartbeat => "heartbeat",
+        RelayMessage::Close { .. } => "close",
+    }
+}
+
+#[cfg(test)]
+mod tests;

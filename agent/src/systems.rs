@@ -1,0 +1,107 @@
+//! The SAP systems an agent serves: opening their backends from the configuration
+//! and pairing each with its allowlist.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sapbridge_sap::SapSystem;
+use sapbridge_sap::sim::{SimOptions, Simulator};
+
+use crate::AgentError;
+use crate::allowlist::Allowlist;
+use crate::config::{AgentConfig, BackendConfig};
+
+/// One served system: its name, its allowlist and its backend.
+#[derive(Clone)]
+pub(crate) struct ServedSystem {
+    /// The system's name.
+    pub(crate) name: String,
+    /// What the cloud may run on it.
+    pub(crate) allowlist: Allowlist,
+    /// The backend sessions are opened on.
+    pub(crate) sap: Arc<dyn SapSystem>,
+}
+
+impl std::fmt::Debug for ServedSystem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServedSystem")
+            .field("name", &self.name)
+            .field("allowlist", &self.allowlist)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Opens the backend of every configured system.
+///
+/// # Errors
+/// [`AgentError::DataDir`] when the data directory cannot be created,
+/// [`AgentError::OpenSystem`] when a backend cannot be opened.
+pub(crate) fn open_systems(
+    config: &AgentConfig,
+) -> Result<HashMap<String, Arc<dyn SapSystem>>, AgentError> {
+    let mut systems: HashMap<String, Arc<dyn SapSystem>> = HashMap::new();
+    for system in &config.systems {
+        let opened: Arc<dyn SapSystem> = match &system.backend {
+            BackendConfig::Sim {
+                db_path,
+                latency_ms,
+                fault_rate,
+            } => {
+                let path = config.sim_db_path(&system.name, db_path.as_deref());
+                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(parent).map_err(|source| AgentError::DataDir {
+                        path: parent.to_path_buf(),
+                        source,
+                    })?;
+                }
+                let options = SimOptions {
+                    latency: Duration::from_millis(*latency_ms),
+                    fault_rate: *fault_rate,
+                };
+                let sim = Simulator::open(&path, options).map_err(|e| AgentError::OpenSystem {
+                    system: system.name.clone(),
+                    reason: e.to_string(),
+                })?;
+                Arc::new(sim)
+            }
+        };
+        systems.insert(system.name.clone(), opened);
+    }
+    Ok(systems)
+}
+
+/// Pairs each configured system with its opened backend and parsed allowlist.
+///
+/// # Errors
+/// [`AgentError::OpenSystem`] when a configured system has no backend in `opened`
+/// or its allowlist does not parse (which `validate` would have caught).
+pub(crate) fn serve(
+    config: &AgentConfig,
+    mut opened: HashMap<String, Arc<dyn SapSystem>>,
+) -> Result<HashMap<String, ServedSystem>, AgentError> {
+    let mut served = HashMap::new();
+    for system in &config.systems {
+        let sap = opened
+            .remove(&system.name)
+            .ok_or_else(|| AgentError::OpenSystem {
+                system: system.name.clone(),
+                reason: "no backend was opened for this system".into(),
+            })?;
+        let allowlist = Allowlist::parse(&system.allow_functions).map_err(|problems| {
+            AgentError::OpenSystem {
+                system: system.name.clone(),
+                reason: problems.join("; "),
+            }
+        })?;
+        served.insert(
+            system.name.clone(),
+            ServedSystem {
+                name: system.name.clone(),
+                allowlist,
+                sap,
+            },
+        );
+    }
+    Ok(served)
+}

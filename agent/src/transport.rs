@@ -1,0 +1,241 @@
+//! The WebSocket under a session: dialing the relay (`ws://` or `wss://` with the
+//! agent's rustls configuration and `Authorization: Bearer <token>`), and adapting
+//! the socket into a `Sink<AgentMessage>` / `Stream<Result<RelayMessage, _>>` pair.
+//!
+//! Frame rules: every message is one JSON text frame of at most
+//! [`MAX_FRAME_BYTES`]; an `AgentMessage::Close` is followed by a WebSocket close
+//! frame carrying [`CloseReason::code`]; pings and pongs from the relay count as
+//! signs of life (they surface as `RelayMessage::Heartbeat`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{Sink, SinkExt, Stream, StreamExt, stream};
+use sapbridge_proto::{
+    AgentMessage, CloseReason, DecodeError, HANDSHAKE_TIMEOUT_SECS, MAX_FRAME_BYTES, RelayMessage,
+    Secret, decode_relay_message, encode_agent_message,
+};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode, header::AUTHORIZATION};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
+
+/// An open connection to the relay.
+pub(crate) type RelaySocket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// A problem on an open connection.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TransportError {
+    /// The WebSocket failed (I/O, TLS, protocol, size limit).
+    #[error("websocket: {0}")]
+    WebSocket(#[from] tungstenite::Error),
+    /// A frame from the relay is not a valid message.
+    #[error("bad frame from the relay: {0}")]
+    Decode(#[from] DecodeError),
+    /// The relay sent a WebSocket close frame.
+    #[error("the relay closed the websocket (code {code}: {reason})")]
+    Closed {
+        /// The close code (1005 when none was given).
+        code: u16,
+        /// The close text.
+        reason: String,
+    },
+    /// The other end of an in-process channel is gone (tests).
+    #[cfg(test)]
+    #[error("channel closed")]
+    ChannelClosed,
+}
+
+impl TransportError {
+    /// The reason to tell the relay before dropping the connection, when the relay
+    /// broke the protocol.
+    pub(crate) fn close_reason(&self) -> Option<CloseReason> {
+        match self {
+            Self::Decode(DecodeError::TooLarge { size }) => {
+                Some(CloseReason::FrameTooLarge { size: *size })
+            }
+            Self::Decode(DecodeError::Malformed(e)) => Some(CloseReason::ProtocolError {
+                detail: format!("malformed frame: {e}"),
+            }),
+            Self::WebSocket(tungstenite::Error::Capacity(e)) => Some(CloseReason::ProtocolError {
+                detail: e.to_string(),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// Why a connection attempt failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DialError {
+    /// The relay answered the upgrade with 401 or 403: the token is wrong, revoked,
+    /// or not allowed to serve these systems.
+    #[error("the relay rejected the agent token (HTTP {status})")]
+    Rejected {
+        /// The HTTP status.
+        status: u16,
+    },
+    /// The relay answered the upgrade with another HTTP status.
+    #[error("the relay answered the upgrade with HTTP {status}")]
+    Http {
+        /// The HTTP status.
+        status: u16,
+    },
+    /// The token cannot go into a header (control characters).
+    #[error("the agent token holds characters not allowed in an HTTP header")]
+    BadToken,
+    /// TCP, TLS or WebSocket failure.
+    #[error("{0}")]
+    WebSocket(tungstenite::Error),
+    /// No answer within the handshake timeout.
+    #[error("no WebSocket handshake within {HANDSHAKE_TIMEOUT_SECS} s")]
+    Timeout,
+}
+
+/// Opens a WebSocket to the relay's agent endpoint.
+///
+/// Cancel-safe: dropping the future abandons the attempt.
+///
+/// # Errors
+/// [`DialError::Rejected`] for 401/403 (bad token), [`DialError::Http`] for other
+/// statuses, [`DialError::WebSocket`] for network and TLS failures,
+/// [`DialError::Timeout`] when the handshake takes too long.
+pub(crate) async fn dial(
+    url: &str,
+    token: &Secret,
+    tls: Arc<rustls::ClientConfig>,
+) -> Result<RelaySocket, DialError> {
+    let mut request = url.into_client_request().map_err(DialError::WebSocket)?;
+    let mut bearer = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+        .map_err(|_| DialError::BadToken)?;
+    bearer.set_sensitive(true);
+    request.headers_mut().insert(AUTHORIZATION, bearer);
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(MAX_FRAME_BYTES))
+        .max_frame_size(Some(MAX_FRAME_BYTES));
+    let connect = tokio_tungstenite::connect_async_tls_with_config(
+        request,
+        Some(config),
+        true,
+        Some(Connector::Rustls(tls)),
+    );
+    match tokio::time::timeout(Duration::from_secs(HANDSHAKE_TIMEOUT_SECS), connect).await {
+        Err(_) => Err(DialError::Timeout),
+        Ok(Ok((socket, _response))) => Ok(socket),
+        Ok(Err(tungstenite::Error::Http(response))) => {
+            let status = response.status();
+            if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+                Err(DialError::Rejected {
+                    status: status.as_u16(),
+                })
+            } else {
+                Err(DialError::Http {
+                    status: status.as_u16(),
+                })
+            }
+        }
+        Ok(Err(e)) => Err(DialError::WebSocket(e)),
+    }
+}
+
+/// Splits a socket into the message sink and stream a session runs on.
+pub(crate) fn into_messages(
+    socket: RelaySocket,
+) -> (
+    impl Sink<AgentMessage, Error = TransportError> + Unpin,
+    impl Stream<Item = Result<RelayMessage, TransportError>> + Unpin,
+) {
+    let (sink, frames) = socket.split();
+    let sink = sink
+        .sink_map_err(TransportError::from)
+        .with_flat_map(|message: AgentMessage| {
+            stream::iter(frames_for(&message).into_iter().map(Ok))
+        });
+    let messages = frames.map(message_from);
+    (sink, messages)
+}
+
+/// The WebSocket frames that carry one agent message.
+fn frames_for(message: &AgentMessage) -> Vec<Message> {
+    let text = Message::text(encode_agent_message(message));
+    match message {
+        AgentMessage::Close { reason } => {
+            let frame = CloseFrame {
+                code: CloseCode::from(reason.code()),
+                reason: short(&reason.to_string()).into(),
+            };
+            vec![text, Message::Close(Some(frame))]
+        }
+        _ => vec![text],
+    }
+}
+
+fn message_from(
+    frame: Result<Message, tungstenite::Error>,
+) -> Result<RelayMessage, TransportError> {
+    match frame? {
+        Message::Text(text) => Ok(decode_relay_message(text.as_bytes())?),
+        Message::Binary(bytes) => Ok(decode_relay_message(&bytes)?),
+        Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => Ok(RelayMessage::Heartbeat),
+        Message::Close(frame) => Err(match frame {
+            Some(frame) => TransportError::Closed {
+                code: frame.code.into(),
+                reason: frame.reason.to_string(),
+            },
+            None => TransportError::Closed {
+                code: 1005,
+                reason: String::new(),
+            },
+        }),
+    }
+}
+
+/// A close frame's text is limited to 123 bytes; cut at a character boundary.
+fn short(text: &str) -> String {
+    let mut end = text.len().min(120);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_is_followed_by_a_close_frame_with_the_reason_code() {
+        let frames = frames_for(&AgentMessage::Close {
+            reason: CloseReason::ShuttingDown,
+        });
+        assert_eq!(frames.len(), 2);
+        let Message::Close(Some(frame)) = &frames[1] else {
+            panic!("{frames:?}")
+        };
+        assert_eq!(u16::from(frame.code), 1001);
+        assert_eq!(frames_for(&AgentMessage::Heartbeat).len(), 1);
+    }
+
+    #[test]
+    fn pings_count_as_heartbeats_and_bad_frames_have_close_reasons() {
+        assert_eq!(
+            message_from(Ok(Message::Ping(Vec::new().into()))).unwrap(),
+            RelayMessage::Heartbeat
+        );
+        let err = message_from(Ok(Message::text("{nope"))).unwrap_err();
+        assert!(matches!(
+            err.close_reason(),
+            Some(CloseReason::ProtocolError { .. })
+        ));
+    }
+
+    #[test]
+    fn short_cuts_at_a_char_boundary() {
+        let long = "é".repeat(100);
+        let cut = short(&long);
+        assert!(cut.len() <= 120 && long.starts_with(&cut));
+    }
+}

@@ -1,0 +1,251 @@
+//! Property tests: decoding never panics, oversize frames are refused, and every
+//! message survives an encode/decode round trip.
+
+use proptest::prelude::*;
+use sapbridge_proto::{
+    AgentMessage, CallResult, CloseReason, CommitPolicy, DecodeError, ErrorGroup, FunctionCall,
+    MAX_FRAME_BYTES, Outcome, Parameters, RelayMessage, RfcError, TransactionOutcome, Unit,
+    decode_agent_message, decode_relay_message, encode_agent_message, encode_relay_message,
+};
+use serde_json::Value;
+
+fn json_value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        ".{0,20}".prop_map(Value::String),
+    ];
+    leaf.prop_recursive(3, 24, 4, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            prop::collection::btree_map("[A-Z_]{1,8}", inner, 0..4)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+fn parameters() -> impl Strategy<Value = Parameters> {
+    prop::collection::btree_map("[A-Z_]{1,12}", json_value(), 0..4)
+        .prop_map(|m| m.into_iter().collect())
+}
+
+fn rfc_error() -> impl Strategy<Value = RfcError> {
+    (
+        prop_oneof![
+            Just(ErrorGroup::AbapApplicationFailure),
+            Just(ErrorGroup::CommunicationFailure),
+            Just(ErrorGroup::NotAllowed),
+            Just(ErrorGroup::OutcomeUnknown),
+        ],
+        "[A-Z_]{0,20}",
+        ".{0,40}",
+        "[A-Z0-9]{0,3}",
+    )
+        .prop_map(|(g, k, m, n)| {
+            RfcError::new(g, k, m)
+                .with_message("SV", "E", &n)
+                .with_vars("a", "", "c", "")
+        })
+}
+
+fn call_result() -> impl Strategy<Value = CallResult> {
+    prop_oneof![
+        parameters().prop_map(CallResult::Ok),
+        rfc_error().prop_map(CallResult::Error)
+    ]
+}
+
+fn unit() -> impl Strategy<Value = Unit> {
+    (
+        "[a-z0-9_]{1,30}",
+        1u32..10,
+        "[A-Z0-9]{1,8}",
+        any::<u64>(),
+        prop::collection::vec(
+            ("[A-Z_]{1,30}", parameters()).prop_map(|(function, parameters)| FunctionCall {
+                function,
+                parameters,
+            }),
+            1..4,
+        ),
+        prop_oneof![
+            Just(CommitPolicy::None),
+            Just(CommitPolicy::CommitOnSuccess),
+            Just(CommitPolicy::Rollback)
+        ],
+    )
+        .prop_map(
+            |(call_id, attempt, system, deadline_unix_ms, calls, commit)| Unit {
+                call_id,
+                attempt,
+                system,
+                deadline_unix_ms,
+                calls,
+                commit,
+            },
+        )
+}
+
+fn agent_message() -> impl Strategy<Value = AgentMessage> {
+    let outcome = prop_oneof![
+        (
+            prop::collection::vec(call_result(), 0..3),
+            prop::option::of((
+                any::<bool>(),
+                prop::option::of(0usize..5),
+                prop::option::of(".{0,10}"),
+                prop::option::of(call_result())
+            ))
+        )
+            .prop_map(|(results, t)| Outcome::Completed {
+                results,
+                transaction: t.map(
+                    |(committed, failed_call, reason, result)| TransactionOutcome {
+                        committed,
+                        failed_call,
+                        reason,
+                        result
+                    }
+                ),
+            }),
+        rfc_error().prop_map(|error| Outcome::Failed { error }),
+    ];
+    prop_oneof![
+        (
+            any::<u32>(),
+            ".{0,10}",
+            ".{0,10}",
+            prop::collection::vec("[A-Z]{1,5}", 0..3),
+            any::<u32>()
+        )
+            .prop_map(|(protocol, agent_id, agent_version, systems, credits)| {
+                AgentMessage::Hello {
+                    protocol,
+                    agent_id,
+                    agent_version,
+                    systems,
+                    credits,
+                }
+            }),
+        any::<u32>().prop_map(|credits| AgentMessage::Credits { credits }),
+        Just(AgentMessage::Drain),
+        Just(AgentMessage::Heartbeat),
+        ("[a-z0-9]{1,10}", any::<u32>(), outcome).prop_map(|(call_id, attempt, outcome)| {
+            AgentMessage::Outcome {
+                call_id,
+                attempt,
+                outcome,
+            }
+        }),
+        Just(AgentMessage::Close {
+            reason: CloseReason::ShuttingDown
+        }),
+    ]
+}
+
+fn relay_message() -> impl Strategy<Value = RelayMessage> {
+    prop_oneof![
+        (any::<u32>(), ".{0,10}", any::<u64>()).prop_map(
+            |(protocol, session_id, heartbeat_secs)| {
+                RelayMessage::Welcome {
+                    protocol,
+                    session_id,
+                    heartbeat_secs,
+                }
+            }
+        ),
+        unit().prop_map(|unit| RelayMessage::Work { unit }),
+        ".{0,10}".prop_map(|call_id| RelayMessage::Ack { call_id }),
+        Just(RelayMessage::Heartbeat),
+        (any::<u32>(), any::<u32>()).prop_map(|(expected, got)| RelayMessage::Close {
+            reason: CloseReason::ProtocolMismatch { expected, got }
+        }),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn garbage_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+        let _ = decode_agent_message(&bytes);
+        let _ = decode_relay_message(&bytes);
+    }
+
+    #[test]
+    fn json_shaped_garbage_is_an_error_not_a_panic(value in json_value()) {
+        let text = value.to_string();
+        // Any JSON that happens to be a valid message is fine; the rest must be errors.
+        if let Err(e) = decode_agent_message(text.as_bytes()) {
+            prop_assert!(matches!(e, DecodeError::Malformed(_)));
+        }
+        if let Err(e) = decode_relay_message(text.as_bytes()) {
+            prop_assert!(matches!(e, DecodeError::Malformed(_)));
+        }
+    }
+
+    #[test]
+    fn truncated_frames_are_errors(msg in relay_message(), cut in 0usize..64) {
+        let text = encode_relay_message(&msg);
+        let end = text.len().saturating_sub(cut + 1);
+        prop_assert!(decode_relay_message(&text.as_bytes()[..end]).is_err());
+    }
+
+    #[test]
+    fn agent_messages_round_trip(msg in agent_message()) {
+        let text = encode_agent_message(&msg);
+        prop_assert_eq!(decode_agent_message(text.as_bytes()).unwrap(), msg);
+    }
+
+    #[test]
+    fn relay_messages_round_trip(msg in relay_message()) {
+        let text = encode_relay_message(&msg);
+        prop_assert_eq!(decode_relay_message(text.as_bytes()).unwrap(), msg);
+    }
+}
+
+#[test]
+fn oversize_frame_is_refused_before_parsing() {
+    let frame = vec![b' '; MAX_FRAME_BYTES + 1];
+    assert!(matches!(
+        decode_agent_message(&frame),
+        Err(DecodeError::TooLarge { size }) if size == MAX_FRAME_BYTES + 1
+    ));
+    assert!(matches!(
+        decode_relay_message(&frame),
+        Err(DecodeError::TooLarge { .. })
+    ));
+}
+
+#[test]
+fn wire_shape_is_stable() {
+    let hello = AgentMessage::Hello {
+        protocol: 1,
+        agent_id: "a".into(),
+        agent_version: "0.1.0".into(),
+        systems: vec!["SIM".into()],
+        credits: 8,
+    };
+    assert_eq!(
+        encode_agent_message(&hello),
+        r#"{"type":"hello","protocol":1,"agent_id":"a","agent_version":"0.1.0","systems":["SIM"],"credits":8}"#
+    );
+    let err = RfcError::new(ErrorGroup::AbapApplicationFailure, "FU_NOT_FOUND", "x");
+    let v = serde_json::to_value(&err).unwrap();
+    assert_eq!(v["group"], "ABAP_APPLICATION_FAILURE");
+}
+
+#[test]
+fn secret_is_masked_in_debug() {
+    let s = sapbridge_proto::Secret::new("hunter2");
+    assert_eq!(format!("{s:?} {s}"), "MASKED MASKED");
+}
+
+#[test]
+fn close_reasons_have_codes_and_text() {
+    let r = CloseReason::ProtocolMismatch {
+        expected: 1,
+        got: 2,
+    };
+    assert_eq!(r.code(), 1002);
+    assert!(r.to_string().contains("expected 1, got 2"));
+}
