@@ -7,6 +7,7 @@ use async_trait::async_trait;
 pub use sapbridge_proto::{ErrorGroup, Parameters, RfcError};
 
 pub mod sim;
+pub mod soap;
 
 /// An SAP system that sessions can be opened on.
 ///
@@ -21,6 +22,17 @@ pub trait SapSystem: Send + Sync + 'static {
     /// `COMMUNICATION_FAILURE` when the system cannot be reached, `LOGON_FAILURE`
     /// when it refuses the logon.
     async fn connect(&self) -> Result<Box<dyn SapConnection>, RfcError>;
+
+    /// Whether a unit committed with [`SapConnection::commit_with_tid`] under `tid`
+    /// is committed: `Some(true)` / `Some(false)`, or `None` when this system keeps
+    /// no record of TIDs (then an in-doubt unit cannot be resolved by asking).
+    ///
+    /// # Errors
+    /// When the system cannot be asked (the answer is then unknown, not `false`).
+    async fn tid_committed(&self, tid: &str) -> Result<Option<bool>, RfcError> {
+        let _ = tid;
+        Ok(None)
+    }
 }
 
 /// One session on an SAP system. Changes made by BAPIs in this session stay
@@ -39,6 +51,26 @@ pub trait SapConnection: Send {
     /// exception (`FU_NOT_FOUND` for an unknown function), `EXTERNAL_RUNTIME_FAILURE`
     /// for parameters that do not fit the interface, `COMMUNICATION_FAILURE` when the
     /// connection broke.
-    async fn call(&mut self, function: &str, parameters: &Parameters)
-    -> Result<Parameters, RfcError>;
+    async fn call(
+        &mut self,
+        function: &str,
+        parameters: &Parameters,
+    ) -> Result<Parameters, RfcError>;
+
+    /// Commits this session's logical unit of work as `BAPI_TRANSACTION_COMMIT`
+    /// with `WAIT = 'X'` does, and returns that BAPI's exports (its `RETURN`).
+    ///
+    /// Systems that keep a TID record (SAP's tRFC idea) store `tid` in the same
+    /// database transaction as the changes, so [`SapSystem::tid_committed`] can later
+    /// tell whether the unit committed even if the caller died mid-commit. The
+    /// default runs `BAPI_TRANSACTION_COMMIT` and records nothing.
+    ///
+    /// # Errors
+    /// As [`SapConnection::call`].
+    async fn commit_with_tid(&mut self, tid: &str) -> Result<Parameters, RfcError> {
+        let _ = tid;
+        let mut wait = Parameters::new();
+        wait.insert("WAIT".into(), "X".into());
+        self.call("BAPI_TRANSACTION_COMMIT", &wait).await
+    }
 }

@@ -1,0 +1,140 @@
+//! The SOAP-RFC backend in front of the embedded simulator: every function gives
+//! the same JSON through SOAP as when called directly, and a BAPI unit of work
+//! (create + commit) commits through SOAP.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sapbridge_proto::Secret;
+use sapbridge_sap::sim::{SimOptions, Simulator};
+use sapbridge_sap::soap::{SoapAuth, SoapConfig, SoapSystem, router};
+use sapbridge_sap::{ErrorGroup, Parameters, RfcError, SapSystem};
+use serde_json::{Value, json};
+
+async fn start(sim: Simulator) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let auth = SoapAuth {
+        user: "CONF".into(),
+        password: Secret::new("conf-secret"),
+        client: "001".into(),
+    };
+    let app = router(Arc::new(sim), auth);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+fn soap(addr: SocketAddr) -> SoapSystem {
+    SoapSystem::new(SoapConfig {
+        base_url: format!("http://{addr}"),
+        client: "001".into(),
+        user: "conf".into(),
+        password: Secret::new("conf-secret"),
+        timeout: Duration::from_secs(10),
+        ca_file: None,
+    })
+    .unwrap()
+}
+
+fn params(value: Value) -> Parameters {
+    match value {
+        Value::Object(map) => map,
+        _ => unreachable!("parameters are an object"),
+    }
+}
+
+async fn call(
+    system: &dyn SapSystem,
+    function: &str,
+    p: &Parameters,
+) -> Result<Parameters, RfcError> {
+    system.connect().await?.call(function, p).await
+}
+
+#[tokio::test]
+async fn simulator_functions_give_the_same_json_through_soap() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::open(&dir.path().join("sim.db"), SimOptions::default()).unwrap();
+    let through = soap(start(sim.clone()).await);
+    let cases = [
+        ("STFC_CONNECTION", json!({"REQUTEXT": "hello soap"})),
+        ("RFC_PING", json!({})),
+        ("RFC_SYSTEM_INFO", json!({})),
+        (
+            "RFC_READ_TABLE",
+            json!({"QUERY_TABLE": "KNA1", "DELIMITER": "|", "ROWCOUNT": 3,
+            "FIELDS": [{"FIELDNAME": "KUNNR"}, {"FIELDNAME": "NAME1"}],
+            "OPTIONS": [{"TEXT": "LAND1 EQ 'DE'"}]}),
+        ),
+        (
+            "BAPI_CUSTOMER_GETDETAIL2",
+            json!({"CUSTOMERNO": "0000001000"}),
+        ),
+        (
+            "BAPI_CUSTOMER_GETDETAIL2",
+            json!({"CUSTOMERNO": "1000", "COMPANYCODE": "1000"}),
+        ),
+        (
+            "BAPI_CUSTOMER_GETLIST",
+            json!({"MAXROWS": 5,
+            "IDRANGE": [{"SIGN": "I", "OPTION": "BT", "LOW": "0000000001", "HIGH": "9999999999"}]}),
+        ),
+    ];
+    for (function, p) in cases {
+        let p = params(p);
+        let direct = call(&sim, function, &p).await;
+        let via_soap = call(&through, function, &p).await;
+        assert_eq!(via_soap, direct, "{function}");
+        assert!(direct.is_ok(), "{function}: {direct:?}");
+    }
+    let p = params(json!({"QUERY_TABLE": "NOPE"}));
+    let direct = call(&sim, "RFC_READ_TABLE", &p).await.unwrap_err();
+    let via_soap = call(&through, "RFC_READ_TABLE", &p).await.unwrap_err();
+    assert_eq!(
+        (via_soap.group, via_soap.key.as_str()),
+        (direct.group, direct.key.as_str())
+    );
+    let error = call(&through, "Z_DOES_NOT_EXIST", &Parameters::new())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (error.group, error.key.as_str()),
+        (ErrorGroup::AbapApplicationFailure, "FU_NOT_FOUND")
+    );
+}
+
+#[tokio::test]
+async fn create_and_commit_run_in_one_session_over_soap() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Simulator::open(&dir.path().join("sim.db"), SimOptions::default()).unwrap();
+    let through = soap(start(sim.clone()).await);
+    let create = params(json!({
+        "PI_COMPANYDATA": {"NAME": "Soap Kunde GmbH", "CITY": "Mannheim", "POSTL_COD1": "68159",
+            "COUNTRY": "DE", "LANGU": "D", "CURRENCY": "EUR"},
+        "PI_COPYREFERENCE": {"SALESORG": "1000", "DISTR_CHAN": "10", "DIVISION": "00", "REF_CUSTMR": "0000001000"},
+    }));
+    let mut unit = through.connect().await.unwrap();
+    let created = unit
+        .call("BAPI_CUSTOMER_CREATEFROMDATA1", &create)
+        .await
+        .unwrap();
+    let number = created["CUSTOMERNO"].as_str().unwrap().to_owned();
+    assert!(!number.is_empty(), "{created:?}");
+    unit.call("BAPI_TRANSACTION_COMMIT", &params(json!({"WAIT": "X"})))
+        .await
+        .unwrap();
+    drop(unit);
+
+    let detail = call(
+        &sim,
+        "BAPI_CUSTOMER_GETDETAIL2",
+        &params(json!({"CUSTOMERNO": number})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        detail["CUSTOMERADDRESS"]["NAME"], "Soap Kunde GmbH",
+        "{detail:?}"
+    );
+}
