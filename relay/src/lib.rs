@@ -1,1 +1,105 @@
-//! placeholder
+//! The sapbridge relay: the cloud side that workflow engines call over HTTP and that
+//! on-premises agents dial out to over WebSocket.
+//!
+//! [`run`] serves everything on one listener until its shutdown token is cancelled:
+//! - the client API (`/v1/systems/...`, `/v1/calls/...`), authenticated by API key;
+//! - the agent endpoint `GET /v1/agent/connect`, authenticated by agent token, where
+//!   each agent session receives queued units while it has credits;
+//! - `/healthz`, `/readyz`, `/metrics`.
+//!
+//! Calls live in a queue (`queue::Queue`; in memory for now) with explicit states
+//! and a reaper that requeues lapsed leases, expires calls past their TTL and purges
+//! old results.
+//!
+//! Shutdown: stop accepting, close agent sessions with `ShuttingDown` (their leases
+//! return to the queue), answer waiting requests with their current state, and give
+//! in-flight HTTP requests [`DRAIN_TIMEOUT`] to finish.
+
+mod agents;
+mod auth;
+mod config;
+mod http;
+mod queue;
+mod session;
+mod state;
+
+use std::future::IntoFuture;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use config::{AgentTokenConfig, ApiKeyConfig, ConfigError, RelayConfig};
+
+use crate::queue::Queue;
+use crate::queue::memory::MemoryQueue;
+use crate::state::RelayState;
+
+/// How long shutdown waits for HTTP requests and agent sessions to finish.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the relay could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// The configuration is invalid.
+    #[error("invalid configuration: {0}")]
+    Config(#[from] ConfigError),
+    /// The HTTP server failed.
+    #[error("serving HTTP failed: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+/// Runs the relay on `listener` until `shutdown` is cancelled, then drains.
+///
+/// # Errors
+/// [`RelayError::Config`] when `config` does not validate (nothing is served), and
+/// [`RelayError::Serve`] when the HTTP server fails.
+pub async fn run(
+    listener: TcpListener,
+    config: RelayConfig,
+    shutdown: CancellationToken,
+) -> Result<(), RelayError> {
+    config.validate()?;
+    let queue: Arc<dyn Queue> = Arc::new(MemoryQueue::new());
+    // A child token, so an early server error can stop sessions without cancelling
+    // the caller's token.
+    let stop = shutdown.child_token();
+    let state = Arc::new(RelayState::new(&config, Arc::clone(&queue), stop.clone()));
+    let retention =
+        time::Duration::try_from(state.settings.retention).unwrap_or(time::Duration::days(7));
+    let reaper_stop = CancellationToken::new();
+    let reaper = tokio::spawn(queue::reaper::run(queue, retention, reaper_stop.clone()));
+
+    tracing::info!(
+        addr = ?listener.local_addr().ok(),
+        systems = ?state.systems,
+        "relay serving"
+    );
+    let server = axum::serve(listener, http::router(Arc::clone(&state)))
+        .with_graceful_shutdown(stop.clone().cancelled_owned());
+    let drain_deadline = async {
+        stop.cancelled().await;
+        tokio::time::sleep(DRAIN_TIMEOUT).await;
+    };
+    let result = tokio::select! {
+        result = server.into_future() => result.map_err(RelayError::Serve),
+        () = drain_deadline => {
+            tracing::warn!("HTTP requests still open after the drain timeout; stopping");
+            Ok(())
+        }
+    };
+    // Agent sessions see the same token and close with `ShuttingDown`.
+    stop.cancel();
+    state.sessions.close();
+    if tokio::time::timeout(DRAIN_TIMEOUT, state.sessions.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("agent sessions still open after the drain timeout; stopping");
+    }
+    reaper_stop.cancel();
+    let _ = reaper.await;
+    tracing::info!("relay stopped");
+    result
+}

@@ -1,0 +1,140 @@
+//! The registry of connected agent sessions, for `GET /v1/systems` and metrics.
+//!
+//! A session registers itself after its hello was accepted and is removed when its
+//! socket ends (the [`Registration`] guard does that on drop). Credits and in-flight
+//! counts are atomics the session updates as it goes; readers see a recent value.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use time::OffsetDateTime;
+
+/// One connected agent session.
+#[derive(Debug)]
+pub(crate) struct AgentSession {
+    /// The relay-assigned session id.
+    pub(crate) session_id: String,
+    /// The agent's id from its hello.
+    pub(crate) agent_id: String,
+    /// The agent's software version.
+    pub(crate) agent_version: String,
+    /// The systems it serves.
+    pub(crate) systems: Vec<String>,
+    /// When the session was welcomed.
+    pub(crate) connected_at: OffsetDateTime,
+    credits: AtomicU32,
+    in_flight: AtomicU32,
+}
+
+impl AgentSession {
+    /// Unused credits right now.
+    pub(crate) fn credits(&self) -> u32 {
+        self.credits.load(Ordering::Relaxed)
+    }
+
+    /// Units sent and not yet answered.
+    pub(crate) fn in_flight(&self) -> u32 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Publishes the session's current counts.
+    pub(crate) fn set_counts(&self, credits: u32, in_flight: u32) {
+        self.credits.store(credits, Ordering::Relaxed);
+        self.in_flight.store(in_flight, Ordering::Relaxed);
+    }
+}
+
+/// All connected agent sessions of this relay process.
+#[derive(Debug, Default)]
+pub(crate) struct AgentRegistry {
+    sessions: Mutex<HashMap<String, Arc<AgentSession>>>,
+}
+
+impl AgentRegistry {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, Arc<AgentSession>>> {
+        self.sessions.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Registers a session; it stays listed until the returned guard is dropped.
+    pub(crate) fn register(
+        self: &Arc<Self>,
+        session_id: &str,
+        agent_id: &str,
+        agent_version: &str,
+        systems: &[String],
+        credits: u32,
+    ) -> Registration {
+        let session = Arc::new(AgentSession {
+            session_id: session_id.to_owned(),
+            agent_id: agent_id.to_owned(),
+            agent_version: agent_version.to_owned(),
+            systems: systems.to_vec(),
+            connected_at: OffsetDateTime::now_utc(),
+            credits: AtomicU32::new(credits),
+            in_flight: AtomicU32::new(0),
+        });
+        self.lock()
+            .insert(session_id.to_owned(), Arc::clone(&session));
+        Registration {
+            registry: Arc::clone(self),
+            session,
+        }
+    }
+
+    /// The sessions serving `system`, oldest first.
+    pub(crate) fn serving(&self, system: &str) -> Vec<Arc<AgentSession>> {
+        let mut sessions: Vec<_> = self
+            .lock()
+            .values()
+            .filter(|s| s.systems.iter().any(|x| x == system))
+            .cloned()
+            .collect();
+        sessions
+            .sort_by(|a, b| (a.connected_at, &a.session_id).cmp(&(b.connected_at, &b.session_id)));
+        sessions
+    }
+
+    /// How many sessions are connected.
+    pub(crate) fn count(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+/// Keeps a session listed; removes it when dropped.
+#[derive(Debug)]
+pub(crate) struct Registration {
+    registry: Arc<AgentRegistry>,
+    session: Arc<AgentSession>,
+}
+
+impl Registration {
+    /// The registered session.
+    pub(crate) fn session(&self) -> &AgentSession {
+        &self.session
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.registry.lock().remove(&self.session.session_id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registration_lists_until_dropped() {
+        let registry = Arc::new(AgentRegistry::default());
+        let reg = registry.register("s1", "a1", "0.1", &["PRD".into()], 4);
+        reg.session().set_counts(3, 1);
+        let serving = registry.serving("PRD");
+        assert_eq!(serving.len(), 1);
+        assert_eq!((serving[0].credits(), serving[0].in_flight()), (3, 1));
+        assert!(registry.serving("QAS").is_empty());
+        drop(reg);
+        assert_eq!(registry.count(), 0);
+    }
+}

@@ -1,0 +1,392 @@
+//! The relay's configuration: API keys, agent tokens, limits and timings.
+//!
+//! Read from TOML (or any serde format) with unknown fields rejected, then checked by
+//! [`RelayConfig::validate`], which names the first problem in one sentence.
+//! Secrets are [`Secret`]s, so `Debug` never shows them; the relay keeps only their
+//! SHA-256 hashes once running.
+
+use std::collections::HashSet;
+
+use sapbridge_proto::{MAX_FRAME_BYTES, Secret};
+use serde::Deserialize;
+
+/// The scope value that stands for every system.
+pub(crate) const ALL_SYSTEMS: &str = "*";
+
+/// The relay's configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RelayConfig {
+    /// The API keys clients authenticate with.
+    pub api_keys: Vec<ApiKeyConfig>,
+    /// The tokens agents authenticate with; the union of their systems is the set
+    /// of systems the relay knows.
+    pub agent_tokens: Vec<AgentTokenConfig>,
+    /// The largest request body accepted, in bytes (default 4 MiB).
+    pub body_limit_bytes: usize,
+    /// How long a call is held for its result when the client sends no
+    /// `Prefer: wait=N` (default 60 s).
+    pub default_wait_secs: u64,
+    /// The longest `Prefer: wait=N` honoured (default 120 s).
+    pub max_wait_secs: u64,
+    /// How long a call may wait in the queue for an agent before it expires
+    /// (default one day). `Sapbridge-Queue-Ttl` may shorten it per call.
+    pub queue_ttl_secs: u64,
+    /// How long a lease lasts without being renewed by the agent session's heartbeat
+    /// (default 300 s). A lease whose session vanished returns to the queue after it.
+    pub lease_secs: u64,
+    /// The heartbeat interval proposed to agents (default 15 s).
+    pub heartbeat_secs: u64,
+    /// How long finished calls stay readable at `GET /v1/calls/{id}` (default 7 days).
+    pub result_retention_secs: u64,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self {
+            api_keys: Vec::new(),
+            agent_tokens: Vec::new(),
+            body_limit_bytes: 4 * 1024 * 1024,
+            default_wait_secs: 60,
+            max_wait_secs: 120,
+            queue_ttl_secs: 86_400,
+            lease_secs: 300,
+            heartbeat_secs: sapbridge_proto::DEFAULT_HEARTBEAT_SECS,
+            result_retention_secs: 7 * 86_400,
+        }
+    }
+}
+
+/// A client API key and the systems it may call.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    /// A name for logs and metrics (never the key itself).
+    pub name: String,
+    /// The key in clear text; give this or `key_sha256`.
+    #[serde(default)]
+    pub key: Option<Secret>,
+    /// The hex SHA-256 of the key; give this or `key`.
+    #[serde(default)]
+    pub key_sha256: Option<String>,
+    /// The systems the key may call; `"*"` means all.
+    pub systems: Vec<String>,
+}
+
+/// An agent token and the systems an agent holding it may serve.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentTokenConfig {
+    /// A name for logs (never the token itself).
+    pub name: String,
+    /// The token in clear text; give this or `token_sha256`.
+    #[serde(default)]
+    pub token: Option<Secret>,
+    /// The hex SHA-256 of the token; give this or `token`.
+    #[serde(default)]
+    pub token_sha256: Option<String>,
+    /// The systems an agent with this token may serve (explicit names, no `"*"`).
+    pub systems: Vec<String>,
+}
+
+/// A problem found in a [`RelayConfig`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// No API key is configured.
+    #[error("no api_keys configured: clients could not call anything")]
+    NoApiKeys,
+    /// No agent token is configured.
+    #[error("no agent_tokens configured: no agent could connect and no system is known")]
+    NoAgentTokens,
+    /// Two entries of one list share a name.
+    #[error("{list}: the name {name:?} is used twice")]
+    DuplicateName {
+        /// `api_keys` or `agent_tokens`.
+        list: &'static str,
+        /// The name.
+        name: String,
+    },
+    /// An entry has an empty name.
+    #[error("{list}: an entry has an empty name")]
+    EmptyName {
+        /// `api_keys` or `agent_tokens`.
+        list: &'static str,
+    },
+    /// An entry gives both or neither of the clear secret and its hash.
+    #[error("{list} {name:?}: give exactly one of {clear} and {hashed}")]
+    SecretChoice {
+        /// `api_keys` or `agent_tokens`.
+        list: &'static str,
+        /// The entry's name.
+        name: String,
+        /// `key` or `token`.
+        clear: &'static str,
+        /// `key_sha256` or `token_sha256`.
+        hashed: &'static str,
+    },
+    /// A clear secret is empty.
+    #[error("{list} {name:?}: the secret is empty")]
+    EmptySecret {
+        /// `api_keys` or `agent_tokens`.
+        list: &'static str,
+        /// The entry's name.
+        name: String,
+    },
+    /// A hash is not 64 hex digits.
+    #[error("{list} {name:?}: the SHA-256 must be 64 hex digits")]
+    BadHash {
+        /// `api_keys` or `agent_tokens`.
+        list: &'static str,
+        /// The entry's name.
+        name: String,
+    },
+    /// Two entries hold the same secret.
+    #[error("{list} {name:?}: the same secret is already used by another entry")]
+    DuplicateSecret {
+        /// `api_keys` or `agent_tokens`.
+        list: &'static str,
+        /// The entry's name.
+        name: String,
+    },
+    /// An entry lists no systems, or an empty system name.
+    #[error("{list} {name:?}: systems must list at least one non-empty system name")]
+    NoSystems {
+        /// `api_keys` or `agent_tokens`.
+        list: &'static str,
+        /// The entry's name.
+        name: String,
+    },
+    /// An agent token uses `"*"`.
+    #[error("agent_tokens {name:?}: systems must be named explicitly, \"*\" is only for api_keys")]
+    WildcardAgentToken {
+        /// The entry's name.
+        name: String,
+    },
+    /// A number is out of range.
+    #[error("{field}: {problem}")]
+    OutOfRange {
+        /// The field.
+        field: &'static str,
+        /// What is wrong with it.
+        problem: String,
+    },
+}
+
+/// Room left in a frame for the envelope around the parameters of a body.
+const FRAME_ENVELOPE_BYTES: usize = 64 * 1024;
+
+impl RelayConfig {
+    /// Checks the configuration.
+    ///
+    /// # Errors
+    /// The first problem found, as a [`ConfigError`] whose message names the field
+    /// or entry (never a secret).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.api_keys.is_empty() {
+            return Err(ConfigError::NoApiKeys);
+        }
+        if self.agent_tokens.is_empty() {
+            return Err(ConfigError::NoAgentTokens);
+        }
+        let keys = self.api_keys.iter().map(|k| Entry {
+            name: &k.name,
+            clear: k.key.as_ref(),
+            hashed: k.key_sha256.as_deref(),
+            systems: &k.systems,
+        });
+        check_entries("api_keys", ("key", "key_sha256"), keys)?;
+        let tokens = self.agent_tokens.iter().map(|t| Entry {
+            name: &t.name,
+            clear: t.token.as_ref(),
+            hashed: t.token_sha256.as_deref(),
+            systems: &t.systems,
+        });
+        check_entries("agent_tokens", ("token", "token_sha256"), tokens)?;
+        if let Some(t) = self
+            .agent_tokens
+            .iter()
+            .find(|t| t.systems.iter().any(|s| s == ALL_SYSTEMS))
+        {
+            return Err(ConfigError::WildcardAgentToken {
+                name: t.name.clone(),
+            });
+        }
+        self.check_numbers()
+    }
+
+    fn check_numbers(&self) -> Result<(), ConfigError> {
+        let out = |field, problem: &str| {
+            Err(ConfigError::OutOfRange {
+                field,
+                problem: problem.to_owned(),
+            })
+        };
+        let max_body = MAX_FRAME_BYTES - FRAME_ENVELOPE_BYTES;
+        if self.body_limit_bytes == 0 || self.body_limit_bytes > max_body {
+            return out(
+                "body_limit_bytes",
+                &format!("must be between 1 and {max_body} (a body must fit in one frame)"),
+            );
+        }
+        if self.max_wait_secs == 0 {
+            return out("max_wait_secs", "must be at least 1");
+        }
+        if self.default_wait_secs > self.max_wait_secs {
+            return out("default_wait_secs", "must not exceed max_wait_secs");
+        }
+        if self.queue_ttl_secs == 0 {
+            return out("queue_ttl_secs", "must be at least 1");
+        }
+        if self.heartbeat_secs == 0 {
+            return out("heartbeat_secs", "must be at least 1");
+        }
+        if self.lease_secs <= self.heartbeat_secs {
+            return out(
+                "lease_secs",
+                "must be longer than heartbeat_secs (leases are renewed every heartbeat)",
+            );
+        }
+        if self.result_retention_secs == 0 {
+            return out("result_retention_secs", "must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// The systems the relay knows: the union of the agent tokens' systems.
+    pub(crate) fn known_systems(&self) -> Vec<String> {
+        let mut systems: Vec<String> = self
+            .agent_tokens
+            .iter()
+            .flat_map(|t| t.systems.iter().cloned())
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        systems.sort();
+        systems
+    }
+}
+
+/// One credential entry, seen uniformly for API keys and agent tokens.
+struct Entry<'a> {
+    name: &'a str,
+    clear: Option<&'a Secret>,
+    hashed: Option<&'a str>,
+    systems: &'a [String],
+}
+
+fn check_entries<'a>(
+    list: &'static str,
+    (clear, hashed): (&'static str, &'static str),
+    entries: impl Iterator<Item = Entry<'a>>,
+) -> Result<(), ConfigError> {
+    let mut names = HashSet::new();
+    let mut hashes = HashSet::new();
+    for entry in entries {
+        let name = entry.name.to_owned();
+        if entry.name.trim().is_empty() {
+            return Err(ConfigError::EmptyName { list });
+        }
+        if !names.insert(entry.name) {
+            return Err(ConfigError::DuplicateName { list, name });
+        }
+        let hash = match (entry.clear, entry.hashed) {
+            (Some(secret), None) => {
+                if secret.is_empty() {
+                    return Err(ConfigError::EmptySecret { list, name });
+                }
+                crate::auth::sha256(secret.expose())
+            }
+            (None, Some(hex_hash)) => match crate::auth::parse_sha256(hex_hash) {
+                Some(hash) => hash,
+                None => return Err(ConfigError::BadHash { list, name }),
+            },
+            _ => {
+                return Err(ConfigError::SecretChoice {
+                    list,
+                    name,
+                    clear,
+                    hashed,
+                });
+            }
+        };
+        if !hashes.insert(hash) {
+            return Err(ConfigError::DuplicateSecret { list, name });
+        }
+        if entry.systems.is_empty() || entry.systems.iter().any(|s| s.trim().is_empty()) {
+            return Err(ConfigError::NoSystems { list, name });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> RelayConfig {
+        toml::from_str(text).expect("valid toml")
+    }
+
+    const MINIMAL: &str = r#"
+        [[api_keys]]
+        name = "flow"
+        key = "k1"
+        systems = ["*"]
+        [[agent_tokens]]
+        name = "plant"
+        token = "t1"
+        systems = ["PRD", "QAS"]
+    "#;
+
+    #[test]
+    fn minimal_config_is_valid_with_defaults() {
+        let config = parse(MINIMAL);
+        config.validate().expect("valid");
+        assert_eq!(config.body_limit_bytes, 4 * 1024 * 1024);
+        assert_eq!(config.default_wait_secs, 60);
+        assert_eq!(config.known_systems(), vec!["PRD", "QAS"]);
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("k1") && !debug.contains("t1"), "{debug}");
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        let text = format!("{MINIMAL}\nlistening = 1");
+        assert!(toml::from_str::<RelayConfig>(&text).is_err());
+    }
+
+    #[test]
+    fn problems_are_named() {
+        let mut config = parse(MINIMAL);
+        config.api_keys[0].key_sha256 = Some("ab".repeat(32));
+        let err = config.validate().unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("exactly one of key and key_sha256")
+        );
+
+        let mut config = parse(MINIMAL);
+        config.agent_tokens[0].systems = vec!["*".into()];
+        assert!(matches!(
+            config.validate(),
+            Err(ConfigError::WildcardAgentToken { .. })
+        ));
+
+        let mut config = parse(MINIMAL);
+        config.api_keys[0].key = None;
+        config.api_keys[0].key_sha256 = Some("xyz".into());
+        assert!(matches!(
+            config.validate(),
+            Err(ConfigError::BadHash { .. })
+        ));
+
+        let mut config = parse(MINIMAL);
+        config.default_wait_secs = 500;
+        let err = config.validate().unwrap_err().to_string();
+        assert!(err.starts_with("default_wait_secs"), "{err}");
+
+        let mut config = parse(MINIMAL);
+        config.lease_secs = 10;
+        assert!(config.validate().is_err());
+    }
+}

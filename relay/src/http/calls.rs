@@ -1,0 +1,239 @@
+//! Calls: `POST /v1/systems/{system}/functions/{function}`, `GET /v1/calls/{id}`
+//! and `DELETE /v1/calls/{id}`, plus [`submit`], which stores any unit of work and
+//! holds the request for its result (shared with transactions).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, StatusCode};
+use sapbridge_proto::{CommitPolicy, FunctionCall};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use super::ApiError;
+use super::render::{answer, rfc3339};
+use super::request::{
+    Caller, body_bytes, function_name, idempotency_key, json_object, queue_ttl, requested_wait,
+};
+use crate::queue::{CallKind, CallRecord, Cancelled, Enqueued, IdempotencyKey, NewCall};
+use crate::state::{RelayState, new_id};
+
+/// How often a waiting request looks at the call even without a wake-up.
+const WAIT_POLL: Duration = Duration::from_secs(1);
+
+/// Maps a path rejection to a problem.
+pub(crate) fn path<T>(path: Result<Path<T>, PathRejection>) -> Result<T, ApiError> {
+    path.map(|Path(p)| p)
+        .map_err(|r| ApiError::BadRequest(r.body_text()))
+}
+
+/// `POST /v1/systems/{system}/functions/{function}`.
+pub(crate) async fn call_function(
+    State(state): State<Arc<RelayState>>,
+    caller: Caller,
+    route: Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let (system, function) = path(route)?;
+    caller.check_system(&state, &system)?;
+    let function = function_name(&function)?;
+    let body = body_bytes(body, &state.settings)?;
+    let parameters = json_object(&body)?;
+    let unit = UnitRequest {
+        fingerprint: fingerprint(&[b"function", system.as_bytes(), function.as_bytes(), &body]),
+        system,
+        kind: CallKind::Function,
+        calls: vec![FunctionCall {
+            function,
+            parameters,
+        }],
+        commit: CommitPolicy::None,
+    };
+    submit(&state, &caller, &headers, unit).await
+}
+
+/// A unit of work as a request asks for it.
+pub(crate) struct UnitRequest {
+    /// The system.
+    pub(crate) system: String,
+    /// Function call or transaction.
+    pub(crate) kind: CallKind,
+    /// The calls.
+    pub(crate) calls: Vec<FunctionCall>,
+    /// What happens after them.
+    pub(crate) commit: CommitPolicy,
+    /// What makes two requests "the same" for `Idempotency-Key` (see [`fingerprint`]).
+    pub(crate) fingerprint: String,
+}
+
+/// The hex SHA-256 over length-prefixed parts of a request.
+pub(crate) fn fingerprint(parts: &[&[u8]]) -> String {
+    let mut hash = Sha256::new();
+    for part in parts {
+        hash.update((part.len() as u64).to_be_bytes());
+        hash.update(part);
+    }
+    hex::encode(hash.finalize())
+}
+
+/// Stores a unit of work and holds the request until its result or the requested
+/// wait, then answers with the call in its current state.
+///
+/// # Errors
+/// 400 for bad headers, 409/422 for idempotency conflicts, 500 for store failures.
+pub(crate) async fn submit(
+    state: &RelayState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    unit: UnitRequest,
+) -> Result<Response, ApiError> {
+    let wait = requested_wait(headers, &state.settings);
+    let ttl = queue_ttl(headers, &state.settings)?;
+    let idempotency = idempotency_key(headers)?.map(|key| {
+        let key = IdempotencyKey {
+            scope: caller.name.clone(),
+            key,
+        };
+        (key, unit.fingerprint)
+    });
+    let now = OffsetDateTime::now_utc();
+    let call = NewCall {
+        id: new_id("c_"),
+        system: unit.system,
+        kind: unit.kind,
+        calls: unit.calls,
+        commit: unit.commit,
+        submitted_at: now,
+        expires_at: now + ttl,
+        idempotency,
+    };
+    let function = call
+        .calls
+        .first()
+        .map(|c| c.function.clone())
+        .unwrap_or_default();
+    let span = tracing::info_span!(
+        "call",
+        call_id = %call.id,
+        system = %call.system,
+        function = %function,
+        key = %caller.name,
+    );
+    async move {
+        let record = match state.queue.enqueue(call).await? {
+            Enqueued::Created(record) => {
+                tracing::info!(calls = record.calls.len(), "call queued");
+                record
+            }
+            Enqueued::Existing(record) => {
+                tracing::info!(existing = %record.id, "idempotent retry");
+                if !record.state.is_final() {
+                    return Err(ApiError::Conflict {
+                        call_id: record.id.clone(),
+                        detail: "a call with this Idempotency-Key is still running".into(),
+                    });
+                }
+                return Ok(answer(&record));
+            }
+            Enqueued::KeyMismatch => return Err(ApiError::IdempotencyMismatch),
+        };
+        let record = wait_final(state, &record.id, wait).await?;
+        tracing::info!(status = record.state.as_str(), "call answered");
+        Ok(answer(&record))
+    }
+    .instrument(span)
+    .await
+}
+
+/// Waits until the call is final, `wait` has passed or the relay shuts down; returns
+/// the call as it is then.
+async fn wait_final(
+    state: &RelayState,
+    call_id: &str,
+    wait: Duration,
+) -> Result<CallRecord, ApiError> {
+    let deadline = Instant::now() + wait;
+    let watch = state.queue.signals().watch_call(call_id);
+    loop {
+        let notified = watch.notify().notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let record = state
+            .queue
+            .get(call_id)
+            .await?
+            .ok_or_else(|| ApiError::Internal(format!("call {call_id} vanished")))?;
+        let now = Instant::now();
+        if record.state.is_final() || now >= deadline || state.shutdown.is_cancelled() {
+            return Ok(record);
+        }
+        tokio::select! {
+            () = &mut notified => {}
+            () = tokio::time::sleep_until(deadline.min(now + WAIT_POLL)) => {}
+            () = state.shutdown.cancelled() => {}
+        }
+    }
+}
+
+/// Loads a call the caller may see.
+async fn visible_call(
+    state: &RelayState,
+    caller: &Caller,
+    call_id: &str,
+) -> Result<CallRecord, ApiError> {
+    match state.queue.get(call_id).await? {
+        // A call of a system outside the key's scope is not revealed.
+        Some(record) if caller.covers(&record.system) => Ok(record),
+        _ => Err(ApiError::CallNotFound(call_id.to_owned())),
+    }
+}
+
+/// `GET /v1/calls/{id}`: 202 while queued or running, then the final answer.
+pub(crate) async fn get_call(
+    State(state): State<Arc<RelayState>>,
+    caller: Caller,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let call_id = path(id)?;
+    let record = visible_call(&state, &caller, &call_id).await?;
+    Ok(answer(&record))
+}
+
+/// `DELETE /v1/calls/{id}`: cancels a queued call (200); 409 once leased or final.
+pub(crate) async fn cancel_call(
+    State(state): State<Arc<RelayState>>,
+    caller: Caller,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let call_id = path(id)?;
+    visible_call(&state, &caller, &call_id).await?;
+    match state.queue.cancel(&call_id).await? {
+        Cancelled::Done(record) => {
+            tracing::info!(call_id = %call_id, system = %record.system, "call cancelled");
+            let body = json!({
+                "id": record.id,
+                "status": record.state.as_str(),
+                "system": record.system,
+                "submitted_at": rfc3339(record.submitted_at),
+                "completed_at": record.completed_at.map(rfc3339),
+            });
+            Ok((StatusCode::OK, axum::Json(body)).into_response())
+        }
+        Cancelled::TooLate(record) => Err(ApiError::Conflict {
+            call_id,
+            detail: format!(
+                "the call is {} and can no longer be cancelled",
+                record.state.as_str()
+            ),
+        }),
+        Cancelled::Unknown => Err(ApiError::CallNotFound(call_id)),
+    }
+}

@@ -1,0 +1,223 @@
+//! [`ApiError`], the one error type of the HTTP API, and [`Problem`], its RFC 9457
+//! `application/problem+json` body.
+//!
+//! 4xx answers say what is wrong; a 5xx answer caused by the relay itself says
+//! nothing and logs the cause instead.
+
+use axum::Json;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
+use serde_json::{Map, Value, json};
+
+/// The media type of every error body.
+pub(crate) const PROBLEM_JSON: &str = "application/problem+json";
+
+/// An RFC 9457 problem: `type`, `title`, `status`, `detail`, the call id when there
+/// is a call, and any extra members.
+#[derive(Debug, Clone)]
+pub(crate) struct Problem {
+    /// The HTTP status.
+    pub(crate) status: StatusCode,
+    /// The problem type's slug; the body says `/problems/{slug}`.
+    pub(crate) slug: &'static str,
+    /// A short, fixed summary of the problem type.
+    pub(crate) title: &'static str,
+    /// What happened in this case.
+    pub(crate) detail: String,
+    /// The call the problem belongs to, if any.
+    pub(crate) call_id: Option<String>,
+    /// Further members (`rfc_error`, `committed`, `results`, ...).
+    pub(crate) extra: Map<String, Value>,
+}
+
+impl Problem {
+    /// A problem without call id and extra members.
+    pub(crate) fn new(
+        status: StatusCode,
+        slug: &'static str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Self {
+        Self {
+            status,
+            slug,
+            title,
+            detail: detail.into(),
+            call_id: None,
+            extra: Map::new(),
+        }
+    }
+
+    /// The JSON body.
+    pub(crate) fn body(&self) -> Value {
+        let mut body = Map::new();
+        body.insert("type".into(), json!(format!("/problems/{}", self.slug)));
+        body.insert("title".into(), json!(self.title));
+        body.insert("status".into(), json!(self.status.as_u16()));
+        body.insert("detail".into(), json!(self.detail));
+        if let Some(call_id) = &self.call_id {
+            body.insert("call_id".into(), json!(call_id));
+        }
+        for (key, value) in &self.extra {
+            body.insert(key.clone(), value.clone());
+        }
+        Value::Object(body)
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, Json(self.body())).into_response();
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        response
+    }
+}
+
+/// Everything the HTTP API answers with an error.
+#[derive(Debug)]
+pub(crate) enum ApiError {
+    /// No key, or a key the relay does not know (401 + `WWW-Authenticate`).
+    Unauthorized,
+    /// The key's scope does not cover the system (403).
+    Forbidden(String),
+    /// No agent token names the system (404).
+    UnknownSystem(String),
+    /// No such call, or not visible to this key (404).
+    CallNotFound(String),
+    /// No such route (404).
+    RouteNotFound,
+    /// The route does not allow the method (405).
+    MethodNotAllowed,
+    /// The request is malformed (400).
+    BadRequest(String),
+    /// The body is larger than the limit, given in bytes (413).
+    PayloadTooLarge(usize),
+    /// The call is past the point where the request applies (409).
+    Conflict {
+        /// The call.
+        call_id: String,
+        /// Why.
+        detail: String,
+    },
+    /// An idempotency key was reused with a different request (422).
+    IdempotencyMismatch,
+    /// The relay is shutting down (503 + `Retry-After`).
+    ShuttingDown,
+    /// A problem built from a call's outcome.
+    Call(Box<Problem>),
+    /// A fault of the relay (500); the text is logged, never returned.
+    Internal(String),
+}
+
+impl ApiError {
+    fn problem(self) -> Problem {
+        use StatusCode as S;
+        match self {
+            Self::Unauthorized => Problem::new(
+                S::UNAUTHORIZED,
+                "unauthorized",
+                "Missing or invalid API key",
+                "send the API key as `Authorization: Bearer <key>` or `X-API-Key: <key>`",
+            ),
+            Self::Forbidden(detail) => {
+                Problem::new(S::FORBIDDEN, "forbidden", "Out of scope", detail)
+            }
+            Self::UnknownSystem(system) => Problem::new(
+                S::NOT_FOUND,
+                "unknown-system",
+                "Unknown system",
+                format!("no system named {system:?} is configured"),
+            ),
+            Self::CallNotFound(call_id) => {
+                let mut p = Problem::new(
+                    S::NOT_FOUND,
+                    "call-not-found",
+                    "Call not found",
+                    "no such call",
+                );
+                p.call_id = Some(call_id);
+                p
+            }
+            Self::RouteNotFound => {
+                Problem::new(S::NOT_FOUND, "not-found", "Not found", "no such resource")
+            }
+            Self::MethodNotAllowed => Problem::new(
+                S::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+                "this resource does not support the method",
+            ),
+            Self::BadRequest(detail) => {
+                Problem::new(S::BAD_REQUEST, "invalid-request", "Invalid request", detail)
+            }
+            Self::PayloadTooLarge(limit) => Problem::new(
+                S::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                "Request body too large",
+                format!("the body exceeds the limit of {limit} bytes"),
+            ),
+            Self::Conflict { call_id, detail } => {
+                let mut p = Problem::new(S::CONFLICT, "conflict", "Conflict", detail);
+                p.call_id = Some(call_id);
+                p
+            }
+            Self::IdempotencyMismatch => Problem::new(
+                S::UNPROCESSABLE_ENTITY,
+                "idempotency-key-mismatch",
+                "Idempotency key reused",
+                "the Idempotency-Key was used before with a different request",
+            ),
+            Self::ShuttingDown => Problem::new(
+                S::SERVICE_UNAVAILABLE,
+                "shutting-down",
+                "Relay shutting down",
+                "the relay is shutting down; retry shortly",
+            ),
+            Self::Call(problem) => *problem,
+            Self::Internal(cause) => {
+                tracing::error!(%cause, "internal error");
+                Problem::new(
+                    S::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "Internal error",
+                    "the relay failed; the cause is in its log",
+                )
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let extra_header = match &self {
+            Self::Unauthorized => Some((header::WWW_AUTHENTICATE, "Bearer")),
+            Self::ShuttingDown => Some((header::RETRY_AFTER, "5")),
+            _ => None,
+        };
+        let mut response = self.problem().into_response();
+        if let Some((name, value)) = extra_header {
+            response
+                .headers_mut()
+                .insert(name, HeaderValue::from_static(value));
+        }
+        response
+    }
+}
+
+impl From<crate::queue::QueueError> for ApiError {
+    fn from(error: crate::queue::QueueError) -> Self {
+        Self::Internal(error.to_string())
+    }
+}
+
+/// The 404 answer for unknown routes.
+pub(crate) async fn route_not_found() -> ApiError {
+    ApiError::RouteNotFound
+}
+
+/// The 405 answer for known routes with another method.
+pub(crate) async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}

@@ -1,0 +1,137 @@
+//! Discovery and operations: `GET /v1/systems`, `/healthz`, `/readyz` and
+//! `/metrics` (Prometheus text format, written by hand).
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
+use serde_json::{Value, json};
+
+use super::ApiError;
+use super::render::rfc3339;
+use super::request::Caller;
+use crate::state::RelayState;
+
+/// `GET /v1/systems`: the systems the key may call and their connected agents.
+pub(crate) async fn list_systems(
+    State(state): State<Arc<RelayState>>,
+    caller: Caller,
+) -> Json<Value> {
+    let systems: Vec<Value> = state
+        .systems
+        .iter()
+        .filter(|system| caller.covers(system))
+        .map(|system| {
+            let agents: Vec<Value> = state
+                .agents
+                .serving(system)
+                .iter()
+                .map(|a| {
+                    json!({
+                        "agent_id": a.agent_id,
+                        "agent_version": a.agent_version,
+                        "session_id": a.session_id,
+                        "credits": a.credits(),
+                        "in_flight": a.in_flight(),
+                        "connected_at": rfc3339(a.connected_at),
+                    })
+                })
+                .collect();
+            json!({
+                "system": system,
+                "online": !agents.is_empty(),
+                "agents": agents,
+            })
+        })
+        .collect();
+    Json(json!({ "systems": systems }))
+}
+
+/// `GET /healthz`: the process is up.
+pub(crate) async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// `GET /readyz`: 200 when the queue store answers, else 503.
+pub(crate) async fn readyz(State(state): State<Arc<RelayState>>) -> Result<Response, ApiError> {
+    if state.shutdown.is_cancelled() {
+        return Err(ApiError::ShuttingDown);
+    }
+    match state.queue.ping().await {
+        Ok(()) => Ok(Json(json!({"status": "ready"})).into_response()),
+        Err(error) => {
+            tracing::warn!(%error, "queue store not ready");
+            Ok((
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({"status": "unavailable"})),
+            )
+                .into_response())
+        }
+    }
+}
+
+/// `GET /metrics`: calls by state, queue depth and connected agents.
+pub(crate) async fn metrics(State(state): State<Arc<RelayState>>) -> Result<Response, ApiError> {
+    let stats = state.queue.stats().await?;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# HELP sapbridge_calls Stored calls by state (final states until purged).\n\
+         # TYPE sapbridge_calls gauge"
+    );
+    for (label, value) in [
+        ("queued", stats.queued),
+        ("running", stats.leased),
+        ("succeeded", stats.succeeded),
+        ("failed", stats.failed),
+        ("expired", stats.expired),
+        ("cancelled", stats.cancelled),
+    ] {
+        let _ = writeln!(out, "sapbridge_calls{{status=\"{label}\"}} {value}");
+    }
+    let _ = writeln!(
+        out,
+        "# HELP sapbridge_queue_depth Calls waiting for an agent.\n\
+         # TYPE sapbridge_queue_depth gauge\n\
+         sapbridge_queue_depth {}",
+        stats.queued
+    );
+    let _ = writeln!(
+        out,
+        "# HELP sapbridge_agents_connected Agent sessions connected to this relay.\n\
+         # TYPE sapbridge_agents_connected gauge\n\
+         sapbridge_agents_connected {}",
+        state.agents.count()
+    );
+    let _ = writeln!(
+        out,
+        "# HELP sapbridge_system_agents Agent sessions serving a system.\n\
+         # TYPE sapbridge_system_agents gauge"
+    );
+    for system in &state.systems {
+        let serving = state.agents.serving(system);
+        let _ = writeln!(
+            out,
+            "sapbridge_system_agents{{system=\"{}\"}} {}",
+            escape_label(system),
+            serving.len()
+        );
+    }
+    let mut response = out.into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    Ok(response)
+}
+
+/// Escapes a Prometheus label value.
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}

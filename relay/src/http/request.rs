@@ -1,0 +1,248 @@
+//! What a client request carries besides its route: the authenticated [`Caller`],
+//! the JSON body (size-limited), and the `Prefer`, `Sapbridge-Queue-Ttl` and
+//! `Idempotency-Key` headers.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequestParts, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http::request::Parts;
+use http::{HeaderMap, StatusCode, header};
+use serde_json::Value;
+
+use super::ApiError;
+use crate::auth::{Scope, presented_secret};
+use crate::state::{RelayState, Settings};
+
+/// The header that shortens a call's queue TTL, in seconds.
+pub(crate) const QUEUE_TTL_HEADER: &str = "sapbridge-queue-ttl";
+/// The idempotency header.
+pub(crate) const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+
+/// An authenticated client: its API key's name and scope.
+#[derive(Debug, Clone)]
+pub(crate) struct Caller {
+    /// The key's configured name (safe to log).
+    pub(crate) name: String,
+    scope: Scope,
+}
+
+impl Caller {
+    /// Whether the key may call `system`.
+    pub(crate) fn covers(&self, system: &str) -> bool {
+        self.scope.covers(system)
+    }
+
+    /// Checks that the key may call `system` and that the system exists.
+    ///
+    /// # Errors
+    /// 403 out of scope (checked first, so a scoped key learns nothing about other
+    /// systems), 404 unknown system.
+    pub(crate) fn check_system(&self, state: &RelayState, system: &str) -> Result<(), ApiError> {
+        if !self.covers(system) {
+            return Err(ApiError::Forbidden(format!(
+                "the API key may not call system {system:?}"
+            )));
+        }
+        if !state.systems.contains(system) {
+            return Err(ApiError::UnknownSystem(system.to_owned()));
+        }
+        Ok(())
+    }
+}
+
+impl FromRequestParts<Arc<RelayState>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<RelayState>,
+    ) -> Result<Self, Self::Rejection> {
+        let credential = presented_secret(&parts.headers, true)
+            .and_then(|secret| state.api_keys.find(secret))
+            .ok_or(ApiError::Unauthorized)?;
+        Ok(Self {
+            name: credential.name.clone(),
+            scope: credential.scope.clone(),
+        })
+    }
+}
+
+/// Rejects a request whose `Content-Length` exceeds the body limit before its body
+/// is read.
+pub(crate) async fn reject_oversized(
+    State(state): State<Arc<RelayState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let limit = state.settings.body_limit_bytes;
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return ApiError::PayloadTooLarge(limit).into_response();
+    }
+    next.run(request).await
+}
+
+/// The body bytes, with the limit's rejection turned into a 413 problem.
+///
+/// # Errors
+/// 413 past the limit, 400 when the body could not be read.
+pub(crate) fn body_bytes(
+    body: Result<Bytes, BytesRejection>,
+    settings: &Settings,
+) -> Result<Bytes, ApiError> {
+    body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge(settings.body_limit_bytes)
+        } else {
+            ApiError::BadRequest(rejection.body_text())
+        }
+    })
+}
+
+/// Parses a body that must be a JSON object; an empty body is an empty object.
+///
+/// # Errors
+/// 400 for malformed JSON or anything but an object.
+pub(crate) fn json_object(bytes: &[u8]) -> Result<serde_json::Map<String, Value>, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(serde_json::Map::new());
+    }
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(ApiError::BadRequest(
+            "the body must be a JSON object of parameters by name".into(),
+        )),
+        Err(error) => Err(ApiError::BadRequest(format!("malformed JSON: {error}"))),
+    }
+}
+
+/// The function module name from the path, upper-cased and checked.
+///
+/// # Errors
+/// 400 when it is empty, longer than 30 characters or has characters SAP does not
+/// allow in function names.
+pub(crate) fn function_name(raw: &str) -> Result<String, ApiError> {
+    let name = raw.trim().to_ascii_uppercase();
+    let valid = !name.is_empty()
+        && name.len() <= 30
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '/');
+    if valid {
+        Ok(name)
+    } else {
+        Err(ApiError::BadRequest(format!(
+            "{raw:?} is not a valid function module name"
+        )))
+    }
+}
+
+/// How long to hold the request for the result: `Prefer: respond-async` → zero,
+/// `Prefer: wait=N` → N seconds, else the default; capped by the configured maximum.
+pub(crate) fn requested_wait(headers: &HeaderMap, settings: &Settings) -> Duration {
+    let mut wait = settings.default_wait;
+    for value in headers.get_all("prefer") {
+        let Ok(value) = value.to_str() else { continue };
+        for token in value.split([',', ';']).map(str::trim) {
+            if token.eq_ignore_ascii_case("respond-async") {
+                return Duration::ZERO;
+            }
+            let asked = token
+                .split_once('=')
+                .filter(|(name, _)| name.trim().eq_ignore_ascii_case("wait"))
+                .and_then(|(_, secs)| secs.trim().trim_matches('"').parse::<u64>().ok());
+            if let Some(secs) = asked {
+                wait = Duration::from_secs(secs);
+            }
+        }
+    }
+    wait.min(settings.max_wait)
+}
+
+/// The call's queue TTL: `Sapbridge-Queue-Ttl` seconds, capped by the configuration.
+///
+/// # Errors
+/// 400 when the header is not a positive number.
+pub(crate) fn queue_ttl(headers: &HeaderMap, settings: &Settings) -> Result<Duration, ApiError> {
+    let Some(value) = headers.get(QUEUE_TTL_HEADER) else {
+        return Ok(settings.queue_ttl);
+    };
+    let secs = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|s| *s > 0)
+        .ok_or_else(|| {
+            ApiError::BadRequest("Sapbridge-Queue-Ttl must be a positive number of seconds".into())
+        })?;
+    Ok(Duration::from_secs(secs).min(settings.queue_ttl))
+}
+
+/// The `Idempotency-Key` header without its optional quotes.
+///
+/// # Errors
+/// 400 when it is empty, not text, or longer than 255 characters.
+pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get(IDEMPOTENCY_HEADER) else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .map(|v| v.trim().trim_matches('"').to_owned())
+        .filter(|k| !k.is_empty() && k.len() <= 255)
+        .ok_or_else(|| {
+            ApiError::BadRequest("Idempotency-Key must be 1 to 255 characters of text".into())
+        })?;
+    Ok(Some(key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::RelayConfig;
+
+    fn settings() -> Settings {
+        let state = RelayState::new(
+            &RelayConfig::default(),
+            Arc::new(crate::queue::memory::MemoryQueue::new()),
+            Default::default(),
+        );
+        state.settings
+    }
+
+    #[test]
+    fn prefer_header_sets_the_wait() {
+        let settings = settings();
+        let mut headers = HeaderMap::new();
+        assert_eq!(requested_wait(&headers, &settings), Duration::from_secs(60));
+        headers.insert("prefer", "wait=5".parse().unwrap());
+        assert_eq!(requested_wait(&headers, &settings), Duration::from_secs(5));
+        headers.insert("prefer", "wait=9999".parse().unwrap());
+        assert_eq!(
+            requested_wait(&headers, &settings),
+            Duration::from_secs(120)
+        );
+        headers.append("prefer", "respond-async".parse().unwrap());
+        assert_eq!(requested_wait(&headers, &settings), Duration::ZERO);
+    }
+
+    #[test]
+    fn bodies_and_names_are_checked() {
+        assert!(json_object(b"").unwrap().is_empty());
+        assert!(json_object(br#"{"A":1}"#).is_ok());
+        assert!(json_object(b"[1]").is_err());
+        assert!(json_object(br#"{"A": "#).is_err());
+        assert_eq!(function_name("stfc_connection").unwrap(), "STFC_CONNECTION");
+        assert!(function_name("DROP TABLE").is_err());
+    }
+}

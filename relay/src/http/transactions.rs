@@ -1,0 +1,87 @@
+//! Units of work: `POST /v1/systems/{system}/transactions` runs several BAPI calls in
+//! one SAP session on one agent, then commits (`"commit": true`, the default) or
+//! always rolls back (`"commit": false`, a dry run).
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{Path, State};
+use axum::response::Response;
+use http::HeaderMap;
+use sapbridge_proto::{CommitPolicy, FunctionCall, Parameters};
+use serde::Deserialize;
+
+use super::ApiError;
+use super::calls::{UnitRequest, fingerprint, path, submit};
+use super::request::{Caller, body_bytes, function_name};
+use crate::queue::CallKind;
+use crate::state::RelayState;
+
+/// The most calls one transaction may hold.
+const MAX_CALLS: usize = 100;
+
+/// The request body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TransactionRequest {
+    calls: Vec<CallRequest>,
+    #[serde(default = "commit_by_default")]
+    commit: bool,
+}
+
+fn commit_by_default() -> bool {
+    true
+}
+
+/// One call of the body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CallRequest {
+    function: String,
+    #[serde(default)]
+    parameters: Parameters,
+}
+
+/// `POST /v1/systems/{system}/transactions`.
+pub(crate) async fn post_transaction(
+    State(state): State<Arc<RelayState>>,
+    caller: Caller,
+    route: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let system = path(route)?;
+    caller.check_system(&state, &system)?;
+    let body = body_bytes(body, &state.settings)?;
+    let request: TransactionRequest = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("invalid transaction body: {e}")))?;
+    if request.calls.is_empty() || request.calls.len() > MAX_CALLS {
+        return Err(ApiError::BadRequest(format!(
+            "a transaction needs 1 to {MAX_CALLS} calls"
+        )));
+    }
+    let calls = request
+        .calls
+        .into_iter()
+        .map(|call| {
+            Ok(FunctionCall {
+                function: function_name(&call.function)?,
+                parameters: call.parameters,
+            })
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    let commit = if request.commit {
+        CommitPolicy::CommitOnSuccess
+    } else {
+        CommitPolicy::Rollback
+    };
+    let unit = UnitRequest {
+        fingerprint: fingerprint(&[b"transaction", system.as_bytes(), &body]),
+        system,
+        kind: CallKind::Transaction,
+        calls,
+        commit,
+    };
+    submit(&state, &caller, &headers, unit).await
+}

@@ -1,0 +1,487 @@
+//! The in-memory [`Queue`]: one mutex over all calls, FIFO order per system.
+//!
+//! Nothing survives a restart; it serves tests and a relay that may lose pending calls.
+//! The lock is a `std` mutex held only for map operations, never across an await.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use async_trait::async_trait;
+use sapbridge_proto::{Outcome, Unit};
+use time::OffsetDateTime;
+
+use super::{
+    CallRecord, CallState, Cancelled, Completion, Enqueued, IdempotencyKey, NewCall, Queue,
+    QueueError, QueueStats, Reaped, Signals,
+};
+
+/// The in-memory queue.
+#[derive(Debug, Default)]
+pub(crate) struct MemoryQueue {
+    inner: Mutex<Inner>,
+    signals: Arc<Signals>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// Every stored call by id, with its enqueue sequence number.
+    calls: HashMap<String, (u64, CallRecord)>,
+    /// Queued call ids per system, by sequence number (oldest first).
+    queued: HashMap<String, BTreeMap<u64, String>>,
+    /// Leased call ids per agent session.
+    leases: HashMap<String, HashSet<String>>,
+    /// Call ids by idempotency key.
+    idempotency: HashMap<IdempotencyKey, String>,
+    next_seq: u64,
+}
+
+impl MemoryQueue {
+    /// An empty queue.
+    pub(crate) fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Inner {
+    /// Puts a leased call back in its system's queue.
+    fn requeue(&mut self, call_id: &str) -> Option<String> {
+        let (seq, record) = self.calls.get_mut(call_id)?;
+        if let CallState::Leased { session, .. } = &record.state {
+            if let Some(set) = self.leases.get_mut(session) {
+                set.remove(call_id);
+                if set.is_empty() {
+                    self.leases.remove(session);
+                }
+            }
+            record.state = CallState::Queued;
+            self.queued
+                .entry(record.system.clone())
+                .or_default()
+                .insert(*seq, call_id.to_owned());
+            return Some(record.system.clone());
+        }
+        None
+    }
+
+    /// Takes a call out of the queue/lease indexes and gives it a final state.
+    fn finish(&mut self, call_id: &str, state: CallState, now: OffsetDateTime) {
+        let Some((seq, record)) = self.calls.get_mut(call_id) else {
+            return;
+        };
+        match &record.state {
+            CallState::Queued => {
+                if let Some(q) = self.queued.get_mut(&record.system) {
+                    q.remove(seq);
+                }
+            }
+            CallState::Leased { session, .. } => {
+                if let Some(set) = self.leases.get_mut(session) {
+                    set.remove(call_id);
+                    if set.is_empty() {
+                        self.leases.remove(session);
+                    }
+                }
+            }
+            _ => {}
+        }
+        record.state = state;
+        record.completed_at = Some(now);
+    }
+}
+
+#[async_trait]
+impl Queue for MemoryQueue {
+    async fn enqueue(&self, call: NewCall) -> Result<Enqueued, QueueError> {
+        let system = call.system.clone();
+        let mut inner = self.lock();
+        if let Some((key, fingerprint)) = &call.idempotency {
+            let existing = inner
+                .idempotency
+                .get(key)
+                .and_then(|id| inner.calls.get(id))
+                .map(|(_, record)| record);
+            if let Some(record) = existing {
+                let same = record
+                    .idempotency
+                    .as_ref()
+                    .is_some_and(|(_, f)| f == fingerprint);
+                return Ok(if same {
+                    Enqueued::Existing(Box::new(record.clone()))
+                } else {
+                    Enqueued::KeyMismatch
+                });
+            }
+            inner.idempotency.insert(key.clone(), call.id.clone());
+        }
+        let record = CallRecord::new(call);
+        let seq = inner.next_seq;
+        inner.next_seq += 1;
+        inner
+            .queued
+            .entry(record.system.clone())
+            .or_default()
+            .insert(seq, record.id.clone());
+        inner.calls.insert(record.id.clone(), (seq, record.clone()));
+        drop(inner);
+        self.signals.work_available(&system);
+        Ok(Enqueued::Created(Box::new(record)))
+    }
+
+    async fn claim(
+        &self,
+        systems: &[String],
+        session: &str,
+        max: usize,
+        until: OffsetDateTime,
+    ) -> Result<Vec<Unit>, QueueError> {
+        let now = OffsetDateTime::now_utc();
+        let mut inner = self.lock();
+        let mut units = Vec::new();
+        while units.len() < max {
+            // The oldest queued call over all of the session's systems.
+            let oldest = systems
+                .iter()
+                .filter_map(|s| inner.queued.get(s)?.first_key_value())
+                .min_by_key(|(seq, _)| **seq)
+                .map(|(seq, id)| (*seq, id.clone()));
+            let Some((_, call_id)) = oldest else { break };
+            let Some((_, record)) = inner.calls.get(&call_id) else {
+                break;
+            };
+            if record.expires_at <= now {
+                let id = record.id.clone();
+                inner.finish(&id, CallState::Expired, now);
+                self.signals.call_finished(&id);
+                continue;
+            }
+            let system = record.system.clone();
+            if let Some(q) = inner.queued.get_mut(&system) {
+                q.pop_first();
+            }
+            inner
+                .leases
+                .entry(session.to_owned())
+                .or_default()
+                .insert(call_id.clone());
+            if let Some((_, record)) = inner.calls.get_mut(&call_id) {
+                record.state = CallState::Leased {
+                    session: session.to_owned(),
+                    until,
+                };
+                record.attempts += 1;
+                units.push(record.unit());
+            }
+        }
+        Ok(units)
+    }
+
+    async fn complete(
+        &self,
+        call_id: &str,
+        _attempt: u32,
+        agent: &str,
+        outcome: Outcome,
+    ) -> Result<Completion, QueueError> {
+        let now = OffsetDateTime::now_utc();
+        let mut inner = self.lock();
+        let Some((_, record)) = inner.calls.get_mut(call_id) else {
+            return Ok(Completion::Unknown);
+        };
+        if record.state.is_final() {
+            return Ok(Completion::AlreadyFinal);
+        }
+        // Any attempt's outcome counts while the call is open: the agent's journal
+        // guarantees the unit ran at most once, so the first outcome is the truth.
+        let state = CallState::from_outcome(record.commit, &outcome);
+        record.outcome = Some(outcome);
+        record.agent = Some(agent.to_owned());
+        inner.finish(call_id, state, now);
+        drop(inner);
+        self.signals.call_finished(call_id);
+        Ok(Completion::Stored)
+    }
+
+    async fn renew_leases(
+        &self,
+        session: &str,
+        until: OffsetDateTime,
+    ) -> Result<usize, QueueError> {
+        let mut inner = self.lock();
+        let ids: Vec<String> = inner
+            .leases
+            .get(session)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default();
+        for id in &ids {
+            let state = inner.calls.get_mut(id).map(|(_, record)| &mut record.state);
+            if let Some(CallState::Leased { until: u, .. }) = state {
+                *u = until;
+            }
+        }
+        Ok(ids.len())
+    }
+
+    async fn release_session(&self, session: &str) -> Result<usize, QueueError> {
+        let mut inner = self.lock();
+        let ids: Vec<String> = inner
+            .leases
+            .get(session)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default();
+        let systems: HashSet<String> = ids.iter().filter_map(|id| inner.requeue(id)).collect();
+        drop(inner);
+        for system in &systems {
+            self.signals.work_available(system);
+        }
+        Ok(ids.len())
+    }
+
+    async fn cancel(&self, call_id: &str) -> Result<Cancelled, QueueError> {
+        let now = OffsetDateTime::now_utc();
+        let mut inner = self.lock();
+        let Some((_, record)) = inner.calls.get(call_id) else {
+            return Ok(Cancelled::Unknown);
+        };
+        if record.state != CallState::Queued {
+            return Ok(Cancelled::TooLate(Box::new(record.clone())));
+        }
+        inner.finish(call_id, CallState::Cancelled, now);
+        let record = inner.calls.get(call_id).map(|(_, r)| r.clone());
+        drop(inner);
+        self.signals.call_finished(call_id);
+        Ok(record.map_or(Cancelled::Unknown, |r| Cancelled::Done(Box::new(r))))
+    }
+
+    async fn get(&self, call_id: &str) -> Result<Option<CallRecord>, QueueError> {
+        Ok(self.lock().calls.get(call_id).map(|(_, r)| r.clone()))
+    }
+
+    async fn reap(
+        &self,
+        now: OffsetDateTime,
+        retention: time::Duration,
+    ) -> Result<Reaped, QueueError> {
+        let mut reaped = Reaped::default();
+        let mut woken_systems = HashSet::new();
+        let mut finished = Vec::new();
+        let mut inner = self.lock();
+        let mut lapsed = Vec::new();
+        let mut expired = Vec::new();
+        let mut purge = Vec::new();
+        for (id, (_, record)) in &inner.calls {
+            match &record.state {
+                CallState::Leased { until, .. } if *until <= now => lapsed.push(id.clone()),
+                CallState::Queued if record.expires_at <= now => expired.push(id.clone()),
+                state
+                    if state.is_final()
+                        && record.completed_at.is_some_and(|t| t + retention <= now) =>
+                {
+                    purge.push(id.clone())
+                }
+                _ => {}
+            }
+        }
+        for id in lapsed {
+            if let Some(system) = inner.requeue(&id) {
+                woken_systems.insert(system);
+                reaped.requeued += 1;
+            }
+        }
+        for id in expired {
+            inner.finish(&id, CallState::Expired, now);
+            finished.push(id);
+            reaped.expired += 1;
+        }
+        for id in purge {
+            if let Some((_, record)) = inner.calls.remove(&id) {
+                if let Some((key, _)) = record.idempotency {
+                    inner.idempotency.remove(&key);
+                }
+                reaped.purged += 1;
+            }
+        }
+        drop(inner);
+        for system in &woken_systems {
+            self.signals.work_available(system);
+        }
+        for id in &finished {
+            self.signals.call_finished(id);
+        }
+        Ok(reaped)
+    }
+
+    async fn stats(&self) -> Result<QueueStats, QueueError> {
+        let inner = self.lock();
+        let mut stats = QueueStats::default();
+        for (_, record) in inner.calls.values() {
+            let counter = match record.state {
+                CallState::Queued => &mut stats.queued,
+                CallState::Leased { .. } => &mut stats.leased,
+                CallState::Succeeded => &mut stats.succeeded,
+                CallState::Failed => &mut stats.failed,
+                CallState::Expired => &mut stats.expired,
+                CallState::Cancelled => &mut stats.cancelled,
+            };
+            *counter += 1;
+        }
+        Ok(stats)
+    }
+
+    async fn ping(&self) -> Result<(), QueueError> {
+        Ok(())
+    }
+
+    fn signals(&self) -> &Arc<Signals> {
+        &self.signals
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::CallKind;
+    use sapbridge_proto::{CallResult, CommitPolicy, FunctionCall};
+    use time::Duration;
+
+    fn new_call(id: &str, system: &str, ttl: Duration) -> NewCall {
+        let now = OffsetDateTime::now_utc();
+        NewCall {
+            id: id.into(),
+            system: system.into(),
+            kind: CallKind::Function,
+            calls: vec![FunctionCall {
+                function: "STFC_CONNECTION".into(),
+                parameters: Default::default(),
+            }],
+            commit: CommitPolicy::None,
+            submitted_at: now,
+            expires_at: now + ttl,
+            idempotency: None,
+        }
+    }
+
+    fn ok() -> Outcome {
+        Outcome::Completed {
+            results: vec![CallResult::Ok(Default::default())],
+            transaction: None,
+        }
+    }
+
+    fn later() -> OffsetDateTime {
+        OffsetDateTime::now_utc() + Duration::minutes(5)
+    }
+
+    #[tokio::test]
+    async fn claims_oldest_first_and_respects_max() {
+        let q = MemoryQueue::new();
+        for id in ["a", "b", "c"] {
+            q.enqueue(new_call(id, "PRD", Duration::hours(1)))
+                .await
+                .unwrap();
+        }
+        q.enqueue(new_call("x", "QAS", Duration::hours(1)))
+            .await
+            .unwrap();
+        let systems = vec!["PRD".to_owned(), "QAS".to_owned()];
+        let units = q.claim(&systems, "s1", 2, later()).await.unwrap();
+        let ids: Vec<_> = units.iter().map(|u| u.call_id.as_str()).collect();
+        assert_eq!(ids, ["a", "b"]);
+        assert!(units.iter().all(|u| u.attempt == 1));
+        let units = q.claim(&systems, "s2", 5, later()).await.unwrap();
+        let ids: Vec<_> = units.iter().map(|u| u.call_id.as_str()).collect();
+        assert_eq!(ids, ["c", "x"]);
+    }
+
+    #[tokio::test]
+    async fn release_requeues_with_next_attempt_and_complete_is_idempotent() {
+        let q = MemoryQueue::new();
+        q.enqueue(new_call("a", "PRD", Duration::hours(1)))
+            .await
+            .unwrap();
+        let systems = vec!["PRD".to_owned()];
+        q.claim(&systems, "s1", 1, later()).await.unwrap();
+        assert_eq!(q.release_session("s1").await.unwrap(), 1);
+        let units = q.claim(&systems, "s2", 1, later()).await.unwrap();
+        assert_eq!(units[0].attempt, 2);
+        assert_eq!(
+            q.complete("a", 2, "agent", ok()).await.unwrap(),
+            Completion::Stored
+        );
+        assert_eq!(
+            q.complete("a", 1, "agent", ok()).await.unwrap(),
+            Completion::AlreadyFinal
+        );
+        let record = q.get("a").await.unwrap().unwrap();
+        assert_eq!(record.state, CallState::Succeeded);
+        assert_eq!(record.agent.as_deref(), Some("agent"));
+        assert!(matches!(
+            q.cancel("a").await.unwrap(),
+            Cancelled::TooLate(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn reaper_requeues_expires_and_purges() {
+        let q = MemoryQueue::new();
+        q.enqueue(new_call("lease", "PRD", Duration::hours(1)))
+            .await
+            .unwrap();
+        let systems = vec!["PRD".to_owned()];
+        let past = OffsetDateTime::now_utc() - Duration::seconds(1);
+        q.claim(&systems, "s1", 1, past).await.unwrap();
+        q.enqueue(new_call("old", "PRD", Duration::seconds(-1)))
+            .await
+            .unwrap();
+        let now = OffsetDateTime::now_utc();
+        let reaped = q.reap(now, Duration::days(1)).await.unwrap();
+        assert_eq!((reaped.requeued, reaped.expired), (1, 1));
+        assert_eq!(
+            q.get("old").await.unwrap().unwrap().state,
+            CallState::Expired
+        );
+        let reaped = q.reap(now + Duration::days(2), Duration::days(1)).await;
+        assert_eq!(reaped.unwrap().purged, 1);
+        assert!(q.get("old").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn idempotency_key_returns_existing_or_mismatch() {
+        let q = MemoryQueue::new();
+        let key = IdempotencyKey {
+            scope: "flow".into(),
+            key: "k1".into(),
+        };
+        let mut call = new_call("a", "PRD", Duration::hours(1));
+        call.idempotency = Some((key.clone(), "f1".into()));
+        assert!(matches!(
+            q.enqueue(call.clone()).await.unwrap(),
+            Enqueued::Created(_)
+        ));
+        call.id = "b".into();
+        assert!(matches!(
+            q.enqueue(call.clone()).await.unwrap(),
+            Enqueued::Existing(r) if r.id == "a"
+        ));
+        call.idempotency = Some((key, "f2".into()));
+        assert!(matches!(
+            q.enqueue(call).await.unwrap(),
+            Enqueued::KeyMismatch
+        ));
+    }
+
+    #[tokio::test]
+    async fn cancel_only_while_queued() {
+        let q = MemoryQueue::new();
+        q.enqueue(new_call("a", "PRD", Duration::hours(1)))
+            .await
+            .unwrap();
+        assert!(matches!(q.cancel("a").await.unwrap(), Cancelled::Done(_)));
+        let units = q.claim(&["PRD".to_owned()], "s", 1, later()).await.unwrap();
+        assert!(units.is_empty());
+        assert!(matches!(q.cancel("zz").await.unwrap(), Cancelled::Unknown));
+    }
+}

@@ -1,0 +1,374 @@
+//! The durable call queue: the [`Queue`] trait every store implements, and the
+//! records it holds.
+//!
+//! A call moves through explicit states:
+//! `queued → leased{session, until} → succeeded | failed | expired | cancelled`.
+//! A lease whose agent session ends (or whose `until` passes without renewal) goes
+//! back to `queued`; the next claim hands it out with the attempt number raised.
+//!
+//! The trait assumes neither SQLite nor PostgreSQL: methods are async, call ids are
+//! strings, times are UTC. Every implementation fires the [`Signals`] it exposes:
+//! work wake-ups when a call becomes claimable, and call wake-ups when a call
+//! reaches a final state (in-process for the memory store; `LISTEN/NOTIFY` for a
+//! shared database). Users also poll, so a missed signal only costs latency.
+//!
+//! Cancel safety: every method either completes its change or makes none, so
+//! dropping a future mid-way leaves the store consistent.
+
+pub(crate) mod memory;
+pub(crate) mod reaper;
+mod signals;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use sapbridge_proto::{CallResult, CommitPolicy, ErrorGroup, FunctionCall, Outcome, Unit};
+use time::OffsetDateTime;
+
+pub(crate) use signals::Signals;
+
+/// What kind of request a call came from; decides how its answer is rendered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CallKind {
+    /// `POST /v1/systems/{system}/functions/{function}`: a unit of one call.
+    Function,
+    /// `POST /v1/systems/{system}/transactions`: a BAPI transaction.
+    Transaction,
+}
+
+/// An idempotency key as presented by a client, scoped to its API key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct IdempotencyKey {
+    /// The API key's name (keys of different clients never collide).
+    pub(crate) scope: String,
+    /// The `Idempotency-Key` header value.
+    pub(crate) key: String,
+}
+
+/// A call to store.
+#[derive(Debug, Clone)]
+pub(crate) struct NewCall {
+    /// The call id (also the SAP TID).
+    pub(crate) id: String,
+    /// The system it runs against.
+    pub(crate) system: String,
+    /// Function call or transaction.
+    pub(crate) kind: CallKind,
+    /// The calls of the unit.
+    pub(crate) calls: Vec<FunctionCall>,
+    /// What happens after the calls.
+    pub(crate) commit: CommitPolicy,
+    /// When it was accepted.
+    pub(crate) submitted_at: OffsetDateTime,
+    /// When it expires if no agent took it.
+    pub(crate) expires_at: OffsetDateTime,
+    /// The idempotency key and the fingerprint of the request it was first used with.
+    pub(crate) idempotency: Option<(IdempotencyKey, String)>,
+}
+
+/// Where a call is in its life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum CallState {
+    /// Waiting for an agent.
+    Queued,
+    /// Handed to an agent session until `until` (renewed by its heartbeats).
+    Leased {
+        /// The agent session holding it.
+        session: String,
+        /// When the lease ends unless renewed.
+        until: OffsetDateTime,
+    },
+    /// The unit ran and succeeded (committed, for a transaction).
+    Succeeded,
+    /// The unit failed, was rolled back, or could not be run.
+    Failed,
+    /// No agent took it before its TTL, or its deadline passed at the agent.
+    Expired,
+    /// The client cancelled it while it was queued.
+    Cancelled,
+}
+
+impl CallState {
+    /// The state's name in API bodies and metrics.
+    pub(crate) fn as_str(&self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Leased { .. } => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Expired => "expired",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// Whether the call has reached its end.
+    pub(crate) fn is_final(&self) -> bool {
+        !matches!(self, Self::Queued | Self::Leased { .. })
+    }
+
+    /// The final state an outcome puts a call of policy `commit` in.
+    pub(crate) fn from_outcome(commit: CommitPolicy, outcome: &Outcome) -> Self {
+        match outcome {
+            Outcome::Failed { error } if error.group == ErrorGroup::Expired => Self::Expired,
+            Outcome::Failed { .. } => Self::Failed,
+            Outcome::Completed {
+                results,
+                transaction,
+            } => {
+                let all_ok =
+                    !results.is_empty() && results.iter().all(|r| matches!(r, CallResult::Ok(_)));
+                let ok = match commit {
+                    CommitPolicy::None => all_ok,
+                    CommitPolicy::CommitOnSuccess => {
+                        all_ok && transaction.as_ref().is_some_and(|t| t.committed)
+                    }
+                    CommitPolicy::Rollback => {
+                        all_ok && transaction.as_ref().is_none_or(|t| t.failed_call.is_none())
+                    }
+                };
+                if ok { Self::Succeeded } else { Self::Failed }
+            }
+        }
+    }
+}
+
+/// A stored call.
+#[derive(Debug, Clone)]
+pub(crate) struct CallRecord {
+    /// The call id.
+    pub(crate) id: String,
+    /// The system.
+    pub(crate) system: String,
+    /// Function call or transaction.
+    pub(crate) kind: CallKind,
+    /// The calls of the unit.
+    pub(crate) calls: Vec<FunctionCall>,
+    /// What happens after the calls.
+    pub(crate) commit: CommitPolicy,
+    /// Where the call is.
+    pub(crate) state: CallState,
+    /// How many times it was handed to an agent.
+    pub(crate) attempts: u32,
+    /// When it was accepted.
+    pub(crate) submitted_at: OffsetDateTime,
+    /// When it expires if no agent took it.
+    pub(crate) expires_at: OffsetDateTime,
+    /// When it reached its final state.
+    pub(crate) completed_at: Option<OffsetDateTime>,
+    /// The agent id that reported the outcome.
+    pub(crate) agent: Option<String>,
+    /// The outcome, once reported.
+    pub(crate) outcome: Option<Outcome>,
+    /// The idempotency key and request fingerprint, if the client sent one.
+    pub(crate) idempotency: Option<(IdempotencyKey, String)>,
+}
+
+impl CallRecord {
+    /// A new queued record.
+    pub(crate) fn new(call: NewCall) -> Self {
+        Self {
+            id: call.id,
+            system: call.system,
+            kind: call.kind,
+            calls: call.calls,
+            commit: call.commit,
+            state: CallState::Queued,
+            attempts: 0,
+            submitted_at: call.submitted_at,
+            expires_at: call.expires_at,
+            completed_at: None,
+            agent: None,
+            outcome: None,
+            idempotency: call.idempotency,
+        }
+    }
+
+    /// The unit to send to an agent for the current attempt.
+    pub(crate) fn unit(&self) -> Unit {
+        let deadline = self.expires_at.unix_timestamp_nanos() / 1_000_000;
+        Unit {
+            call_id: self.id.clone(),
+            attempt: self.attempts,
+            system: self.system.clone(),
+            deadline_unix_ms: u64::try_from(deadline).unwrap_or(0),
+            calls: self.calls.clone(),
+            commit: self.commit,
+        }
+    }
+}
+
+/// The result of [`Queue::enqueue`].
+#[derive(Debug, Clone)]
+pub(crate) enum Enqueued {
+    /// The call was stored and is queued.
+    Created(Box<CallRecord>),
+    /// The idempotency key was used before for the same request: this is that call.
+    Existing(Box<CallRecord>),
+    /// The idempotency key was used before for a different request.
+    KeyMismatch,
+}
+
+/// The result of [`Queue::complete`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Completion {
+    /// The outcome was stored; the call is final now.
+    Stored,
+    /// The call was already final (a stale or repeated outcome); nothing changed.
+    AlreadyFinal,
+    /// No such call (purged, or never existed).
+    Unknown,
+}
+
+/// The result of [`Queue::cancel`].
+#[derive(Debug, Clone)]
+pub(crate) enum Cancelled {
+    /// The call was queued and is cancelled now.
+    Done(Box<CallRecord>),
+    /// The call is leased or final and was left alone.
+    TooLate(Box<CallRecord>),
+    /// No such call.
+    Unknown,
+}
+
+/// What one reaper pass changed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Reaped {
+    /// Leases past their `until`, returned to the queue.
+    pub(crate) requeued: usize,
+    /// Queued calls past their TTL, now expired.
+    pub(crate) expired: usize,
+    /// Final calls past retention, deleted.
+    pub(crate) purged: usize,
+}
+
+/// Counts of stored calls by state, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct QueueStats {
+    /// Queued calls.
+    pub(crate) queued: u64,
+    /// Leased calls.
+    pub(crate) leased: u64,
+    /// Succeeded calls still retained.
+    pub(crate) succeeded: u64,
+    /// Failed calls still retained.
+    pub(crate) failed: u64,
+    /// Expired calls still retained.
+    pub(crate) expired: u64,
+    /// Cancelled calls still retained.
+    pub(crate) cancelled: u64,
+}
+
+/// The store could not do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum QueueError {
+    /// The backing store failed.
+    #[allow(dead_code, reason = "the memory store cannot fail; the SQL stores can")]
+    #[error("queue store: {0}")]
+    Store(String),
+}
+
+/// A durable queue of calls. See the module docs for states and signals.
+#[async_trait]
+pub(crate) trait Queue: Send + Sync + 'static {
+    /// Stores a new call as queued, or returns the call its idempotency key already
+    /// names. Fires the system's work signal when a call was created.
+    async fn enqueue(&self, call: NewCall) -> Result<Enqueued, QueueError>;
+
+    /// Leases up to `max` of the oldest queued, unexpired calls of `systems` to
+    /// `session` until `until`, raising each call's attempt number; returns their units.
+    async fn claim(
+        &self,
+        systems: &[String],
+        session: &str,
+        max: usize,
+        until: OffsetDateTime,
+    ) -> Result<Vec<Unit>, QueueError>;
+
+    /// Stores an outcome reported by `agent` for attempt `attempt`, making the call
+    /// final, unless it is final already (then nothing changes: idempotent). Fires the
+    /// call's signal when stored.
+    async fn complete(
+        &self,
+        call_id: &str,
+        attempt: u32,
+        agent: &str,
+        outcome: Outcome,
+    ) -> Result<Completion, QueueError>;
+
+    /// Renews every lease of `session` until `until`; returns how many.
+    async fn renew_leases(&self, session: &str, until: OffsetDateTime)
+    -> Result<usize, QueueError>;
+
+    /// Returns every call leased to `session` to the queue; returns how many. Fires
+    /// the work signals of their systems.
+    async fn release_session(&self, session: &str) -> Result<usize, QueueError>;
+
+    /// Cancels a call if it is still queued. Fires the call's signal when cancelled.
+    async fn cancel(&self, call_id: &str) -> Result<Cancelled, QueueError>;
+
+    /// The call, if stored.
+    async fn get(&self, call_id: &str) -> Result<Option<CallRecord>, QueueError>;
+
+    /// One maintenance pass at `now`: requeue leases past `until`, expire queued calls
+    /// past their TTL, delete final calls completed more than `retention` ago.
+    async fn reap(
+        &self,
+        now: OffsetDateTime,
+        retention: time::Duration,
+    ) -> Result<Reaped, QueueError>;
+
+    /// Counts of calls by state.
+    async fn stats(&self) -> Result<QueueStats, QueueError>;
+
+    /// Checks that the store answers (`/readyz`).
+    async fn ping(&self) -> Result<(), QueueError>;
+
+    /// The wake-up signals this store fires.
+    fn signals(&self) -> &Arc<Signals>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sapbridge_proto::{RfcError, TransactionOutcome};
+
+    fn ok() -> CallResult {
+        CallResult::Ok(Default::default())
+    }
+
+    #[test]
+    fn states_follow_outcomes() {
+        let plain = Outcome::Completed {
+            results: vec![ok()],
+            transaction: None,
+        };
+        assert_eq!(
+            CallState::from_outcome(CommitPolicy::None, &plain),
+            CallState::Succeeded
+        );
+        assert_eq!(
+            CallState::from_outcome(CommitPolicy::CommitOnSuccess, &plain),
+            CallState::Failed
+        );
+        let committed = Outcome::Completed {
+            results: vec![ok(), ok()],
+            transaction: Some(TransactionOutcome {
+                committed: true,
+                failed_call: None,
+                reason: None,
+                result: None,
+            }),
+        };
+        assert_eq!(
+            CallState::from_outcome(CommitPolicy::CommitOnSuccess, &committed),
+            CallState::Succeeded
+        );
+        let expired = Outcome::Failed {
+            error: RfcError::new(ErrorGroup::Expired, "EXPIRED", "too late"),
+        };
+        assert_eq!(
+            CallState::from_outcome(CommitPolicy::None, &expired),
+            CallState::Expired
+        );
+    }
+}

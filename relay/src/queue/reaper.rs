@@ -1,0 +1,37 @@
+//! The reaper: a background task that runs [`Queue::reap`] every
+//! [`REAP_INTERVAL`] until cancelled, so lapsed leases return to the queue, calls
+//! past their TTL expire (waking their waiters) and old results are purged.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
+
+use super::Queue;
+
+/// How often the reaper runs; also the granularity of queue TTL expiry.
+pub(crate) const REAP_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Runs the reaper until `stop` is cancelled. Store errors are logged and retried
+/// on the next tick.
+pub(crate) async fn run(queue: Arc<dyn Queue>, retention: time::Duration, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(REAP_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        match queue.reap(OffsetDateTime::now_utc(), retention).await {
+            Ok(reaped) if reaped != Default::default() => tracing::info!(
+                requeued = reaped.requeued,
+                expired = reaped.expired,
+                purged = reaped.purged,
+                "reaper pass"
+            ),
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "reaper pass failed"),
+        }
+    }
+}

@@ -1,0 +1,257 @@
+//! Session tests driven over channels instead of a socket, with tokio's paused
+//! clock for heartbeats.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::Message;
+use futures_util::stream;
+use sapbridge_proto::{
+    AgentMessage, CallResult, CloseReason, CommitPolicy, FunctionCall, Outcome, PROTOCOL_VERSION,
+    RelayMessage, decode_relay_message, encode_agent_message,
+};
+use time::OffsetDateTime;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::{CancellationToken, PollSender};
+
+use super::dispatch::{self, SessionContext, SessionEnd};
+use super::handshake::{self, Handshake};
+use crate::agents::AgentRegistry;
+use crate::auth::Scope;
+use crate::queue::memory::MemoryQueue;
+use crate::queue::{CallKind, CallState, NewCall, Queue};
+
+const HEARTBEAT: Duration = Duration::from_secs(15);
+
+struct Harness {
+    to_relay: mpsc::Sender<Result<Message, String>>,
+    from_relay: mpsc::Receiver<Message>,
+    task: JoinHandle<SessionEnd>,
+    queue: Arc<MemoryQueue>,
+    shutdown: CancellationToken,
+}
+
+impl Harness {
+    /// A welcomed session for system PRD with `credits`, over channels.
+    fn start(queue: Arc<MemoryQueue>, credits: u32) -> Self {
+        let (to_relay, rx) = mpsc::channel::<Result<Message, String>>(16);
+        let (tx, from_relay) = mpsc::channel::<Message>(16);
+        let shutdown = CancellationToken::new();
+        let ctx = SessionContext {
+            session_id: "s_test".into(),
+            agent_id: "agent-1".into(),
+            systems: vec!["PRD".into()],
+            credits,
+            queue: queue.clone(),
+            heartbeat: HEARTBEAT,
+            lease: Duration::from_secs(300),
+            shutdown: shutdown.clone(),
+        };
+        let task = tokio::spawn(async move {
+            let registry = Arc::new(AgentRegistry::default());
+            let reg = registry.register("s_test", "agent-1", "t", &ctx.systems, credits);
+            let mut sink = PollSender::new(tx);
+            let incoming =
+                stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
+            let mut incoming = std::pin::pin!(incoming);
+            dispatch::serve(&ctx, reg.session(), &mut sink, &mut incoming).await
+        });
+        Self {
+            to_relay,
+            from_relay,
+            task,
+            queue,
+            shutdown,
+        }
+    }
+
+    async fn send(&self, message: AgentMessage) {
+        let text = encode_agent_message(&message);
+        self.to_relay
+            .send(Ok(Message::text(text)))
+            .await
+            .expect("session alive");
+    }
+
+    /// The next protocol message other than a heartbeat, if one comes within `wait`.
+    async fn next(&mut self, wait: Duration) -> Option<RelayMessage> {
+        loop {
+            let frame = tokio::time::timeout(wait, self.from_relay.recv())
+                .await
+                .ok()??;
+            match frame {
+                Message::Text(text) => {
+                    let message = decode_relay_message(text.as_str().as_bytes()).ok()?;
+                    if message != RelayMessage::Heartbeat {
+                        return Some(message);
+                    }
+                }
+                Message::Close(_) => return None,
+                _ => {}
+            }
+        }
+    }
+}
+
+async fn enqueue(queue: &MemoryQueue, id: &str) {
+    let now = OffsetDateTime::now_utc();
+    queue
+        .enqueue(NewCall {
+            id: id.into(),
+            system: "PRD".into(),
+            kind: CallKind::Function,
+            calls: vec![FunctionCall {
+                function: "STFC_CONNECTION".into(),
+                parameters: Default::default(),
+            }],
+            commit: CommitPolicy::None,
+            submitted_at: now,
+            expires_at: now + time::Duration::hours(1),
+            idempotency: None,
+        })
+        .await
+        .expect("enqueue");
+}
+
+fn ok() -> Outcome {
+    Outcome::Completed {
+        results: vec![CallResult::Ok(Default::default())],
+        transaction: None,
+    }
+}
+
+fn work_id(message: Option<RelayMessage>) -> String {
+    match message {
+        Some(RelayMessage::Work { unit }) => unit.call_id,
+        other => panic!("expected work, got {other:?}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_credit_means_one_unit_at_a_time() {
+    let queue = Arc::new(MemoryQueue::new());
+    enqueue(&queue, "a").await;
+    enqueue(&queue, "b").await;
+    let mut h = Harness::start(queue, 1);
+    let first = work_id(h.next(Duration::from_secs(1)).await);
+    assert_eq!(first, "a");
+    assert_eq!(
+        h.next(Duration::from_secs(5)).await,
+        None,
+        "second unit sent early"
+    );
+    h.send(AgentMessage::Outcome {
+        call_id: first.clone(),
+        attempt: 1,
+        outcome: ok(),
+    })
+    .await;
+    assert_eq!(
+        h.next(Duration::from_secs(1)).await,
+        Some(RelayMessage::Ack { call_id: first })
+    );
+    assert_eq!(work_id(h.next(Duration::from_secs(1)).await), "b");
+    let stored = h.queue.get("a").await.unwrap().unwrap();
+    assert_eq!(stored.state, CallState::Succeeded);
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_session_wakes_on_new_work_and_credits() {
+    let queue = Arc::new(MemoryQueue::new());
+    let mut h = Harness::start(queue.clone(), 0);
+    enqueue(&queue, "a").await;
+    assert_eq!(h.next(Duration::from_secs(5)).await, None);
+    h.send(AgentMessage::Credits { credits: 2 }).await;
+    assert_eq!(work_id(h.next(Duration::from_secs(1)).await), "a");
+    // Already waiting with a credit left: new work arrives without polling delay.
+    enqueue(&queue, "b").await;
+    assert_eq!(work_id(h.next(Duration::from_millis(10)).await), "b");
+    h.send(AgentMessage::Drain).await;
+    enqueue(&queue, "c").await;
+    assert_eq!(h.next(Duration::from_secs(10)).await, None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn silent_agent_times_out_and_its_lease_returns() {
+    let queue = Arc::new(MemoryQueue::new());
+    enqueue(&queue, "a").await;
+    let mut h = Harness::start(queue.clone(), 1);
+    assert_eq!(work_id(h.next(Duration::from_secs(1)).await), "a");
+    let close = h.next(HEARTBEAT * 3).await;
+    assert_eq!(
+        close,
+        Some(RelayMessage::Close {
+            reason: CloseReason::HeartbeatTimeout
+        })
+    );
+    let end = h.task.await.unwrap();
+    assert_eq!(end, SessionEnd::Closed(CloseReason::HeartbeatTimeout));
+    let units = queue
+        .claim(&["PRD".into()], "s2", 1, OffsetDateTime::now_utc())
+        .await
+        .unwrap();
+    assert_eq!(units[0].attempt, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn garbage_closes_with_protocol_error_and_shutdown_says_so() {
+    let queue = Arc::new(MemoryQueue::new());
+    let mut h = Harness::start(queue.clone(), 1);
+    h.to_relay.send(Ok(Message::text("{nope"))).await.unwrap();
+    assert!(matches!(
+        h.next(Duration::from_secs(1)).await,
+        Some(RelayMessage::Close {
+            reason: CloseReason::ProtocolError { .. }
+        })
+    ));
+
+    let mut h = Harness::start(queue, 1);
+    h.shutdown.cancel();
+    assert_eq!(
+        h.next(Duration::from_secs(1)).await,
+        Some(RelayMessage::Close {
+            reason: CloseReason::ShuttingDown
+        })
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn handshake_welcomes_or_refuses() {
+    let scope = Scope::Systems(["PRD".to_owned()].into());
+    for (protocol, systems, welcomed) in [
+        (PROTOCOL_VERSION, vec!["PRD".to_owned()], true),
+        (PROTOCOL_VERSION + 1, vec!["PRD".to_owned()], false),
+        (PROTOCOL_VERSION, vec!["QAS".to_owned()], false),
+    ] {
+        let hello = AgentMessage::Hello {
+            protocol,
+            agent_id: "a".into(),
+            agent_version: "1".into(),
+            systems,
+            credits: 1,
+        };
+        let frames: Vec<Result<Message, String>> =
+            vec![Ok(Message::text(encode_agent_message(&hello)))];
+        let mut incoming = stream::iter(frames);
+        let (tx, mut rx) = mpsc::channel::<Message>(8);
+        let mut sink = PollSender::new(tx);
+        let result = handshake::run(&mut sink, &mut incoming, &scope, "s", HEARTBEAT).await;
+        assert_eq!(matches!(result, Handshake::Welcomed(_)), welcomed);
+        let Some(Message::Text(first)) = rx.recv().await else {
+            panic!("no answer")
+        };
+        let answer = decode_relay_message(first.as_str().as_bytes()).unwrap();
+        if welcomed {
+            assert!(matches!(answer, RelayMessage::Welcome { .. }));
+        } else {
+            let RelayMessage::Close { reason } = answer else {
+                panic!("expected close, got {answer:?}")
+            };
+            let Some(Message::Close(Some(frame))) = rx.recv().await else {
+                panic!("no close frame")
+            };
+            assert_eq!(frame.code, reason.code());
+        }
+    }
+}

@@ -1,0 +1,97 @@
+//! The state shared by every HTTP handler and agent session of one relay: the
+//! validated settings, hashed credentials, the queue, the agent registry and the
+//! shutdown token. Also the id generator for calls and sessions.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::RngCore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::agents::AgentRegistry;
+use crate::auth::Credentials;
+use crate::config::RelayConfig;
+use crate::queue::Queue;
+
+/// Limits and timings taken from the configuration.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    /// Largest request body.
+    pub(crate) body_limit_bytes: usize,
+    /// Wait when the client sends no `Prefer: wait`.
+    pub(crate) default_wait: Duration,
+    /// Longest wait honoured.
+    pub(crate) max_wait: Duration,
+    /// Queue TTL of a call.
+    pub(crate) queue_ttl: Duration,
+    /// Lease length.
+    pub(crate) lease: Duration,
+    /// Heartbeat interval.
+    pub(crate) heartbeat: Duration,
+    /// Retention of finished calls.
+    pub(crate) retention: Duration,
+}
+
+impl Settings {
+    fn new(config: &RelayConfig) -> Self {
+        Self {
+            body_limit_bytes: config.body_limit_bytes,
+            default_wait: Duration::from_secs(config.default_wait_secs),
+            max_wait: Duration::from_secs(config.max_wait_secs),
+            queue_ttl: Duration::from_secs(config.queue_ttl_secs),
+            lease: Duration::from_secs(config.lease_secs),
+            heartbeat: Duration::from_secs(config.heartbeat_secs),
+            retention: Duration::from_secs(config.result_retention_secs),
+        }
+    }
+}
+
+/// Everything handlers and sessions share.
+pub(crate) struct RelayState {
+    /// Limits and timings.
+    pub(crate) settings: Settings,
+    /// Client API keys (hashed).
+    pub(crate) api_keys: Credentials,
+    /// Agent tokens (hashed).
+    pub(crate) agent_tokens: Credentials,
+    /// The systems the relay knows.
+    pub(crate) systems: BTreeSet<String>,
+    /// The call queue.
+    pub(crate) queue: Arc<dyn Queue>,
+    /// Connected agents.
+    pub(crate) agents: Arc<AgentRegistry>,
+    /// Cancelled when the relay shuts down.
+    pub(crate) shutdown: CancellationToken,
+    /// Tracks agent session tasks so shutdown can wait for them.
+    pub(crate) sessions: TaskTracker,
+}
+
+impl RelayState {
+    /// Builds the state from a validated configuration.
+    pub(crate) fn new(
+        config: &RelayConfig,
+        queue: Arc<dyn Queue>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Self {
+            settings: Settings::new(config),
+            api_keys: Credentials::api_keys(&config.api_keys),
+            agent_tokens: Credentials::agent_tokens(&config.agent_tokens),
+            systems: config.known_systems().into_iter().collect(),
+            queue,
+            agents: Arc::default(),
+            shutdown,
+            sessions: TaskTracker::new(),
+        }
+    }
+}
+
+/// A new random id with a prefix (`c_` for calls, `s_` for sessions): 128 random bits
+/// in hex, unguessable, so a call id alone grants nothing without a key.
+pub(crate) fn new_id(prefix: &str) -> String {
+    let mut bytes = [0u8; 16];
+    rand::rng().fill_bytes(&mut bytes);
+    format!("{prefix}{}", hex::encode(bytes))
+}

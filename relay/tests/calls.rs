@@ -1,0 +1,385 @@
+//! Calls end to end: HTTP client → relay → fake agent → relay → HTTP client.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{FakeAgent, STEP, TestRelay, params};
+use reqwest::StatusCode;
+use sapbridge_proto::{
+    AgentMessage, CallResult, CommitPolicy, ErrorGroup, Outcome, RfcError, TransactionOutcome,
+};
+use serde_json::{Value, json};
+
+#[tokio::test]
+async fn sync_call_returns_the_result() {
+    let relay = TestRelay::start().await;
+    let mut agent = FakeAgent::connect(&relay, "agent-1", &["PRD"], 4).await;
+    let request = relay
+        .call("PRD", "stfc_connection", json!({"REQUTEXT": "hello"}))
+        .send();
+    let client = tokio::spawn(request);
+    let unit = agent.next_work().await;
+    assert_eq!(unit.system, "PRD");
+    assert_eq!(unit.attempt, 1);
+    assert_eq!(unit.commit, CommitPolicy::None);
+    assert_eq!(unit.calls[0].function, "STFC_CONNECTION");
+    assert_eq!(unit.calls[0].parameters["REQUTEXT"], "hello");
+    agent
+        .succeed(&unit, json!({"ECHOTEXT": "hello", "RESPTEXT": "SAP R/3"}))
+        .await;
+    let response = client.await.unwrap().unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["id"], unit.call_id.as_str());
+    assert_eq!(body["status"], "succeeded");
+    assert_eq!(body["system"], "PRD");
+    assert_eq!(body["function"], "STFC_CONNECTION");
+    assert_eq!(body["result"]["ECHOTEXT"], "hello");
+    assert_eq!(body["agent"], "agent-1");
+    for field in ["submitted_at", "completed_at"] {
+        let text = body[field].as_str().unwrap();
+        assert!(
+            time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+                .is_ok(),
+            "{field}: {text}"
+        );
+    }
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn async_call_answers_202_then_polls_to_200() {
+    let relay = TestRelay::start().await;
+    let response = relay
+        .call("PRD", "STFC_CONNECTION", json!({"REQUTEXT": "later"}))
+        .header("Prefer", "respond-async")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    assert_eq!(response.headers()["retry-after"], "1");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "queued");
+    assert_eq!(
+        location,
+        format!("/v1/calls/{}", body["id"].as_str().unwrap())
+    );
+
+    let poll = relay.get(&location).send().await.unwrap();
+    assert_eq!(poll.status(), StatusCode::ACCEPTED);
+
+    // The agent connects only now; the call was waiting for it.
+    let mut agent = FakeAgent::connect(&relay, "agent-1", &["PRD"], 1).await;
+    let unit = agent.next_work().await;
+    let running = relay.get(&location).send().await.unwrap();
+    assert_eq!(running.status(), StatusCode::ACCEPTED);
+    let running: Value = running.json().await.unwrap();
+    assert_eq!(running["status"], "running");
+    agent.succeed(&unit, json!({"ECHOTEXT": "later"})).await;
+    let done = relay.get(&location).send().await.unwrap();
+    assert_eq!(done.status(), StatusCode::OK);
+    let done: Value = done.json().await.unwrap();
+    assert_eq!(done["result"]["ECHOTEXT"], "later");
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn sync_call_waits_for_an_agent_that_connects_later() {
+    let relay = TestRelay::start().await;
+    let client = tokio::spawn(
+        relay
+            .call("PRD", "STFC_CONNECTION", json!({}))
+            .header("Prefer", "wait=30")
+            .send(),
+    );
+    relay.wait_queue_depth(1).await;
+    let mut agent = FakeAgent::connect(&relay, "late-agent", &["PRD"], 1).await;
+    let unit = agent.next_work().await;
+    agent.succeed(&unit, json!({"ECHOTEXT": ""})).await;
+    let response = client.await.unwrap().unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn call_of_a_vanished_agent_is_redelivered_to_another() {
+    let relay = TestRelay::start().await;
+    let client = tokio::spawn(relay.call("PRD", "STFC_CONNECTION", json!({})).send());
+    let mut first = FakeAgent::connect(&relay, "agent-1", &["PRD"], 1).await;
+    let unit = first.next_work().await;
+    assert_eq!(unit.attempt, 1);
+    drop(first);
+    let mut second = FakeAgent::connect(&relay, "agent-2", &["PRD"], 1).await;
+    let again = second.next_work().await;
+    assert_eq!(again.call_id, unit.call_id);
+    assert_eq!(again.attempt, 2);
+    second.succeed(&again, json!({"ECHOTEXT": "x"})).await;
+    let body: Value = client.await.unwrap().unwrap().json().await.unwrap();
+    assert_eq!(body["agent"], "agent-2");
+    assert_eq!(body["attempts"], 2);
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn an_agent_never_gets_more_units_than_credits() {
+    let relay = TestRelay::start().await;
+    for i in 0..3 {
+        let response = relay
+            .call("PRD", "STFC_CONNECTION", json!({"REQUTEXT": i.to_string()}))
+            .header("Prefer", "respond-async")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+    }
+    let mut agent = FakeAgent::connect(&relay, "agent-1", &["PRD"], 1).await;
+    for _ in 0..3 {
+        let unit = agent.next_work().await;
+        // With its one credit in use, nothing else arrives.
+        assert_eq!(agent.recv_within(Duration::from_millis(300)).await, None);
+        agent.succeed(&unit, json!({})).await;
+    }
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn call_expires_after_its_queue_ttl() {
+    let relay = TestRelay::start().await;
+    let started = std::time::Instant::now();
+    let response = relay
+        .call("PRD", "STFC_CONNECTION", json!({}))
+        .header("Prefer", "wait=20")
+        .header("Sapbridge-Queue-Ttl", "1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
+    assert!(started.elapsed() < STEP);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["type"], "/problems/expired");
+    assert_eq!(body["status"], 504);
+    assert!(body["call_id"].is_string());
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn delete_cancels_a_queued_call_only() {
+    let relay = TestRelay::start().await;
+    let response = relay
+        .call("PRD", "STFC_CONNECTION", json!({}))
+        .header("Prefer", "respond-async")
+        .send()
+        .await
+        .unwrap();
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let url = format!("{}{location}", relay.url);
+    let delete = || relay.http.delete(&url).bearer_auth(common::API_KEY).send();
+    let cancelled = delete().await.unwrap();
+    assert_eq!(cancelled.status(), StatusCode::OK);
+    let body: Value = cancelled.json().await.unwrap();
+    assert_eq!(body["status"], "cancelled");
+    assert_eq!(delete().await.unwrap().status(), StatusCode::CONFLICT);
+    assert_eq!(
+        relay.get(&location).send().await.unwrap().status(),
+        StatusCode::GONE
+    );
+
+    // A leased call cannot be cancelled.
+    let response = relay
+        .call("PRD", "STFC_CONNECTION", json!({}))
+        .header("Prefer", "respond-async")
+        .send()
+        .await
+        .unwrap();
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let mut agent = FakeAgent::connect(&relay, "agent-1", &["PRD"], 1).await;
+    let unit = agent.next_work().await;
+    let url = format!("{}{location}", relay.url);
+    let conflict = relay
+        .http
+        .delete(&url)
+        .bearer_auth(common::API_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(conflict.status(), StatusCode::CONFLICT);
+    agent.succeed(&unit, json!({})).await;
+    relay.stop().await;
+}
+
+fn abap_error(key: &str) -> RfcError {
+    RfcError::new(
+        ErrorGroup::AbapApplicationFailure,
+        key,
+        "table not available",
+    )
+    .with_message("SV", "E", "029")
+    .with_vars("T008X", "", "", "")
+}
+
+#[tokio::test]
+async fn errors_map_to_problems() {
+    let relay = TestRelay::start().await;
+    let mut agent = FakeAgent::connect(&relay, "agent-1", &["PRD"], 1).await;
+    let cases = [
+        (
+            Outcome::Completed {
+                results: vec![CallResult::Error(abap_error("TABLE_NOT_AVAILABLE"))],
+                transaction: None,
+            },
+            422,
+            "/problems/abap-application-failure",
+        ),
+        (
+            Outcome::Failed {
+                error: RfcError::new(ErrorGroup::NotAllowed, "NOT_ALLOWED", "not on the list"),
+            },
+            403,
+            "/problems/not-allowed",
+        ),
+        (
+            Outcome::Failed {
+                error: RfcError::new(
+                    ErrorGroup::ExternalRuntimeFailure,
+                    "RFC_INVALID_PARAMETER",
+                    "NO_SUCH",
+                ),
+            },
+            400,
+            "/problems/invalid-parameters",
+        ),
+        (
+            Outcome::Failed {
+                error: RfcError::new(
+                    ErrorGroup::CommunicationFailure,
+                    "RFC_COMMUNICATION_FAILURE",
+                    "down",
+                ),
+            },
+            502,
+            "/problems/communication-failure",
+        ),
+    ];
+    for (outcome, status, kind) in cases {
+        let client = tokio::spawn(relay.call("PRD", "RFC_READ_TABLE", json!({})).send());
+        let unit = agent.next_work().await;
+        agent.finish(&unit, outcome).await;
+        let response = client.await.unwrap().unwrap();
+        assert_eq!(response.status().as_u16(), status);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["type"], kind);
+        assert_eq!(body["call_id"], unit.call_id.as_str());
+        assert!(body["rfc_error"]["group"].is_string(), "{body}");
+    }
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn transactions_commit_or_report_the_rollback() {
+    let relay = TestRelay::start().await;
+    let mut agent = FakeAgent::connect(&relay, "agent-1", &["PRD"], 1).await;
+    let body = json!({"calls": [
+        {"function": "BAPI_CUSTOMER_CREATEFROMDATA1", "parameters": {"PI_PERSONALDATA": {"LASTNAME": "X"}}},
+        {"function": "bapi_customer_getdetail2", "parameters": {"CUSTOMERNO": "0000000000"}}
+    ]});
+    let post = |body: &Value| {
+        relay
+            .http
+            .post(format!("{}/v1/systems/PRD/transactions", relay.url))
+            .bearer_auth(common::API_KEY)
+            .json(body)
+            .send()
+    };
+
+    let client = tokio::spawn(post(&body));
+    let unit = agent.next_work().await;
+    assert_eq!(unit.commit, CommitPolicy::CommitOnSuccess);
+    assert_eq!(unit.calls[1].function, "BAPI_CUSTOMER_GETDETAIL2");
+    let committed = Outcome::Completed {
+        results: vec![
+            CallResult::Ok(params(json!({"CUSTOMERNO": "0000100001"}))),
+            CallResult::Ok(params(json!({"RETURN": {"TYPE": "S"}}))),
+        ],
+        transaction: Some(TransactionOutcome {
+            committed: true,
+            failed_call: None,
+            reason: None,
+            result: Some(CallResult::Ok(params(json!({"RETURN": {"TYPE": ""}})))),
+        }),
+    };
+    agent.finish(&unit, committed).await;
+    let response = client.await.unwrap().unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["committed"], true);
+    assert_eq!(
+        answer["results"][0]["function"],
+        "BAPI_CUSTOMER_CREATEFROMDATA1"
+    );
+    assert_eq!(answer["results"][0]["result"]["CUSTOMERNO"], "0000100001");
+    assert!(answer["commit"].is_object());
+
+    let client = tokio::spawn(post(&body));
+    let unit = agent.next_work().await;
+    let message = "Customer 0000000000 does not exist";
+    let rolled_back = Outcome::Completed {
+        results: vec![
+            CallResult::Ok(params(json!({"CUSTOMERNO": "0000100002"}))),
+            CallResult::Ok(params(json!({"RETURN": {"TYPE": "E", "MESSAGE": message}}))),
+        ],
+        transaction: Some(TransactionOutcome {
+            committed: false,
+            failed_call: Some(1),
+            reason: None,
+            result: Some(CallResult::Ok(params(json!({})))),
+        }),
+    };
+    agent.finish(&unit, rolled_back).await;
+    let response = client.await.unwrap().unwrap();
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["type"], "/problems/transaction-rolled-back");
+    assert_eq!(problem["committed"], false);
+    assert_eq!(problem["failed_call"], 1);
+    assert_eq!(problem["detail"], message);
+    assert_eq!(problem["return"][0]["MESSAGE"], message);
+    assert_eq!(problem["results"].as_array().unwrap().len(), 2);
+
+    let empty = post(&json!({"calls": []})).await.unwrap();
+    assert_eq!(empty.status(), StatusCode::BAD_REQUEST);
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn idempotency_key_returns_the_stored_answer() {
+    let relay = TestRelay::start().await;
+    let mut agent = FakeAgent::connect(&relay, "agent-1", &["PRD"], 1).await;
+    let send = |text: &str| {
+        relay
+            .call("PRD", "STFC_CONNECTION", json!({"REQUTEXT": text}))
+            .header("Idempotency-Key", "\"k-1\"")
+            .send()
+    };
+    let client = tokio::spawn(send("one"));
+    let unit = agent.next_work().await;
+    let running = send("one").await.unwrap();
+    assert_eq!(running.status(), StatusCode::CONFLICT);
+    agent.succeed(&unit, json!({"ECHOTEXT": "one"})).await;
+    let first: Value = client.await.unwrap().unwrap().json().await.unwrap();
+    let again = send("one").await.unwrap();
+    assert_eq!(again.status(), StatusCode::OK);
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["id"], first["id"]);
+    let other = send("two").await.unwrap();
+    assert_eq!(other.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    // The agent never saw a second unit.
+    agent.send(&AgentMessage::Heartbeat).await;
+    assert_eq!(agent.recv_within(Duration::from_millis(200)).await, None);
+    relay.stop().await;
+}
