@@ -1,1 +1,343 @@
-//! End-to-end test crate; the tests live in `tests/tests/`.
+//! Test harness for end-to-end tests: starts real relays and agents on loopback
+//! port 0 in this process, and a small HTTP client that speaks the relay's API.
+//!
+//! Everything waits on readiness signals (a bound listener, an agent listed as
+//! online) with a deadline, never on a bare sleep.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use sapbridge_agent::AgentConfig;
+use sapbridge_relay::RelayConfig;
+use sapbridge_sap::SapSystem;
+use sapbridge_sap::sim::{SimOptions, Simulator};
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// The API key every test relay accepts for all systems.
+pub const API_KEY: &str = "test-api-key-all";
+/// An API key that may only use system `OTHER`.
+pub const SCOPED_KEY: &str = "test-api-key-other";
+/// The agent token that may serve `SIM` and `OTHER`.
+pub const AGENT_TOKEN: &str = "test-agent-token";
+
+/// How long any wait in a test may take before the test fails.
+pub const DEADLINE: Duration = Duration::from_secs(20);
+
+/// A relay running in this process.
+pub struct TestRelay {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    shutdown: CancellationToken,
+    task: JoinHandle<Result<(), sapbridge_relay::RelayError>>,
+}
+
+impl TestRelay {
+    /// Starts a relay with the test keys and `extra` merged into its config document.
+    ///
+    /// # Errors
+    /// When the config is invalid or the listener cannot bind.
+    pub async fn start(extra: Value) -> Result<Self> {
+        let mut doc = json!({
+            "api_keys": [
+                {"name": "all", "key": API_KEY, "systems": ["*"]},
+                {"name": "other-only", "key": SCOPED_KEY, "systems": ["OTHER"]},
+            ],
+            "agent_tokens": [
+                {"name": "agent", "token": AGENT_TOKEN, "systems": ["SIM", "OTHER"]},
+            ],
+        });
+        if let (Some(base), Value::Object(extra)) = (doc.as_object_mut(), extra) {
+            base.extend(extra);
+        }
+        let config: RelayConfig = serde_json::from_value(doc).context("relay config")?;
+        config.validate().context("relay config validation")?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(sapbridge_relay::run(listener, config, shutdown.clone()));
+        Ok(Self {
+            addr,
+            shutdown,
+            task,
+        })
+    }
+
+    /// The base URL of the HTTP API.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The agent WebSocket URL.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/v1/agent/connect", self.addr)
+    }
+
+    /// Stops the relay and waits for it, re-raising a panic of its task.
+    ///
+    /// # Errors
+    /// When the relay returned an error.
+    pub async fn stop(self) -> Result<()> {
+        self.shutdown.cancel();
+        match tokio::time::timeout(DEADLINE, self.task).await {
+            Ok(Ok(result)) => result.context("relay failed"),
+            Ok(Err(join)) => std::panic::resume_unwind(join.into_panic()),
+            Err(_) => bail!("relay did not stop within {DEADLINE:?}"),
+        }
+    }
+}
+
+/// An agent running in this process.
+pub struct TestAgent {
+    shutdown: CancellationToken,
+    task: JoinHandle<Result<(), sapbridge_agent::AgentError>>,
+}
+
+/// Opens a simulator in `dir` with the given per-call latency.
+///
+/// # Errors
+/// When the simulator's file cannot be opened.
+pub fn simulator(dir: &Path, latency: Duration) -> Result<Arc<dyn SapSystem>> {
+    let sim = Simulator::open(
+        &dir.join("sim.db"),
+        SimOptions {
+            latency,
+            ..SimOptions::default()
+        },
+    )?;
+    Ok(Arc::new(sim))
+}
+
+impl TestAgent {
+    /// Starts an agent serving `SIM` with `sim`, allowing `allow`.
+    ///
+    /// # Errors
+    /// When the config is invalid.
+    pub fn start(
+        relay: &TestRelay,
+        agent_id: &str,
+        data_dir: &Path,
+        sim: Arc<dyn SapSystem>,
+        allow: &[&str],
+        concurrency: u32,
+    ) -> Result<Self> {
+        let config: AgentConfig = serde_json::from_value(json!({
+            "relay_url": relay.ws_url(),
+            "token": AGENT_TOKEN,
+            "agent_id": agent_id,
+            "concurrency": concurrency,
+            "data_dir": data_dir.join(agent_id),
+            "backoff_initial_ms": 50,
+            "backoff_max_ms": 500,
+            "shutdown_grace_secs": 10,
+            "systems": [{
+                "name": "SIM",
+                "backend": {"type": "sim", "db_path": data_dir.join("sim.db"), "latency_ms": 0, "fault_rate": 0.0},
+                "allow_functions": allow,
+            }],
+        }))
+        .context("agent config")?;
+        config.validate().context("agent config validation")?;
+        let mut systems = HashMap::new();
+        systems.insert("SIM".to_owned(), sim);
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(sapbridge_agent::run_with_systems(
+            config,
+            systems,
+            shutdown.clone(),
+        ));
+        Ok(Self { shutdown, task })
+    }
+
+    /// Kills the agent as a crash would: its task is aborted mid-flight, its socket
+    /// dropped without a goodbye.
+    pub async fn kill(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+
+    /// Stops the agent gracefully and waits for it.
+    ///
+    /// # Errors
+    /// When the agent returned an error or did not stop in time.
+    pub async fn stop(self) -> Result<()> {
+        self.shutdown.cancel();
+        match tokio::time::timeout(DEADLINE, self.task).await {
+            Ok(Ok(result)) => result.context("agent failed"),
+            Ok(Err(join)) => std::panic::resume_unwind(join.into_panic()),
+            Err(_) => bail!("agent did not stop within {DEADLINE:?}"),
+        }
+    }
+}
+
+/// A response: status, headers and JSON body (or `Null`).
+#[derive(Debug)]
+pub struct Reply {
+    /// HTTP status.
+    pub status: u16,
+    /// Response headers.
+    pub headers: reqwest::header::HeaderMap,
+    /// The body as JSON, or `Value::Null` when it is not JSON.
+    pub body: Value,
+}
+
+impl Reply {
+    /// A header's value as a string, if present.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    }
+}
+
+/// A client of the relay's HTTP API.
+#[derive(Clone)]
+pub struct Client {
+    base: String,
+    key: Option<String>,
+    http: reqwest::Client,
+}
+
+impl Client {
+    /// A client for `relay` sending `key` (or no key when `None`).
+    pub fn new(relay: &TestRelay, key: Option<&str>) -> Self {
+        Self {
+            base: relay.url(),
+            key: key.map(str::to_owned),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Sends a request with an optional raw body and extra headers.
+    ///
+    /// # Errors
+    /// On a transport error.
+    pub async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Vec<u8>>,
+        headers: &[(&str, &str)],
+    ) -> Result<Reply> {
+        let method = reqwest::Method::from_bytes(method.as_bytes())?;
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header("content-type", "application/json");
+        if let Some(key) = &self.key {
+            request = request.bearer_auth(key);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request.body(body);
+        }
+        let response = request.send().await?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await?;
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Ok(Reply {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// `POST`s a JSON value.
+    ///
+    /// # Errors
+    /// On a transport error.
+    pub async fn post(&self, path: &str, body: &Value, headers: &[(&str, &str)]) -> Result<Reply> {
+        self.send("POST", path, Some(serde_json::to_vec(body)?), headers)
+            .await
+    }
+
+    /// `GET`s a path.
+    ///
+    /// # Errors
+    /// On a transport error.
+    pub async fn get(&self, path: &str) -> Result<Reply> {
+        self.send("GET", path, None, &[]).await
+    }
+
+    /// Calls a function synchronously (`Prefer: wait=30`).
+    ///
+    /// # Errors
+    /// On a transport error.
+    pub async fn call(&self, system: &str, function: &str, params: &Value) -> Result<Reply> {
+        self.post(
+            &format!("/v1/systems/{system}/functions/{function}"),
+            params,
+            &[("prefer", "wait=30")],
+        )
+        .await
+    }
+
+    /// Polls `location` until it answers something other than 202.
+    ///
+    /// # Errors
+    /// When the deadline passes first or on a transport error.
+    pub async fn poll(&self, location: &str) -> Result<Reply> {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            let reply = self.get(location).await?;
+            if reply.status != 202 {
+                return Ok(reply);
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!("{location} still 202 after {DEADLINE:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until `GET /v1/systems` lists `n` online agents for `system`.
+    ///
+    /// # Errors
+    /// When the deadline passes first.
+    pub async fn wait_agents(&self, system: &str, n: usize) -> Result<Value> {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            let reply = self.get("/v1/systems").await?;
+            let count = agents_of(&reply.body, system).len();
+            if count == n {
+                return Ok(reply.body);
+            }
+            if tokio::time::Instant::now() > deadline {
+                bail!(
+                    "system {system} has {count} agents, want {n}: {}",
+                    reply.body
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// The agents listed for `system` in a `GET /v1/systems` body.
+pub fn agents_of(body: &Value, system: &str) -> Vec<Value> {
+    let systems = body
+        .get("systems")
+        .and_then(Value::as_array)
+        .cloned()
+        .or_else(|| body.as_array().cloned())
+        .unwrap_or_default();
+    systems
+        .iter()
+        .find(|s| s.get("system").and_then(Value::as_str) == Some(system))
+        .and_then(|s| s.get("agents"))
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default()
+}

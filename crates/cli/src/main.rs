@@ -1,1 +1,75 @@
-fn main() {}
+//! `sapbridge`: the one binary. Parses the command line, sets up tracing, loads and
+//! validates configuration, binds, and hands over to the relay and agent libraries.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+mod config_file;
+mod shutdown;
+
+/// Outbound-only relay between workflow engines and on-premises SAP systems.
+#[derive(Debug, Parser)]
+#[command(name = "sapbridge", version, about, long_about = None)]
+struct Cli {
+    /// Log filter (tracing `EnvFilter` syntax), e.g. `info`, `sapbridge_relay=debug`.
+    #[arg(long, env = "SAPBRIDGE_LOG", default_value = "info", global = true)]
+    log: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Everything in one process: a relay, an agent connected to it over a loopback
+    /// WebSocket, and the embedded SAP simulator as system `SIM`.
+    Dev(cmd::dev::DevArgs),
+    /// The cloud side: HTTP API, agent WebSocket endpoint and queue.
+    Relay(cmd::relay::RelayArgs),
+    /// The on-premises side: dials out to the relay and runs calls against SAP.
+    Agent(cmd::agent::AgentArgs),
+    /// The SAP simulator as a network SAP system speaking SOAP-RFC, for trying the
+    /// `soap` backend without an SAP system.
+    Sim(cmd::sim::SimArgs),
+}
+
+/// Exit code for bad configuration or usage (BSD `EX_USAGE`).
+const EXIT_CONFIG: u8 = 64;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sapbridge: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Dev(args) => cmd::dev::run(args).await,
+            Command::Relay(args) => cmd::relay::run(args).await,
+            Command::Agent(args) => cmd::agent::run(args).await,
+            Command::Sim(args) => cmd::sim::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(cmd::CliError::Config(message)) => {
+            eprintln!("sapbridge: configuration error: {message}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+        Err(cmd::CliError::Runtime(e)) => {
+            eprintln!("sapbridge: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! `sapbridge dev`: a relay, an agent dialling it over a real loopback WebSocket,
+//! and the embedded SAP simulator as system `SIM`, all in one process.
+//!
+//! The relay and agent configurations are built as the same documents a user would
+//! write in `deploy/relay.toml` and `deploy/agent.toml`, so `dev` exercises the real
+//! configuration path.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use rand::RngCore;
+use sapbridge_agent::AgentConfig;
+use sapbridge_relay::RelayConfig;
+use serde_json::json;
+
+use super::CliError;
+use crate::shutdown;
+
+/// The system name the simulator serves in dev mode.
+const DEV_SYSTEM: &str = "SIM";
+
+/// Options of `sapbridge dev`.
+#[derive(Debug, Args)]
+pub(crate) struct DevArgs {
+    /// Address of the HTTP API (and the agent WebSocket).
+    #[arg(long, env = "SAPBRIDGE_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// API key clients must send; generated (and printed) when not given.
+    #[arg(long, env = "SAPBRIDGE_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// Where the simulator (and later the queue) keep their files.
+    #[arg(long, env = "SAPBRIDGE_DATA_DIR", default_value = "./sapbridge-data")]
+    data_dir: PathBuf,
+    /// Extra latency per simulated SAP call, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    sim_latency_ms: u64,
+}
+
+/// A random secret of 24 bytes, hex-encoded, with a prefix that says what it is.
+fn generate_secret(prefix: &str) -> String {
+    let mut bytes = [0u8; 24];
+    rand::rng().fill_bytes(&mut bytes);
+    format!("{prefix}{}", hex::encode(bytes))
+}
+
+/// Runs the whole stack until SIGINT/SIGTERM.
+pub(crate) async fn run(args: DevArgs) -> Result<(), CliError> {
+    let api_key = args.api_key.unwrap_or_else(|| generate_secret("sbk_dev_"));
+    if api_key.trim().is_empty() {
+        return Err(CliError::Config("--api-key must not be empty".into()));
+    }
+    let agent_token = generate_secret("sbt_dev_");
+    std::fs::create_dir_all(&args.data_dir).map_err(|e| {
+        CliError::Config(format!(
+            "cannot create data dir {}: {e}",
+            args.data_dir.display()
+        ))
+    })?;
+    let data_dir = args
+        .data_dir
+        .canonicalize()
+        .context("resolving the data dir")?;
+
+    let relay_config: RelayConfig = serde_json::from_value(json!({
+        "api_keys": [{"name": "dev", "key": api_key, "systems": ["*"]}],
+        "agent_tokens": [{"name": "dev-agent", "token": agent_token, "systems": [DEV_SYSTEM]}],
+    }))
+    .map_err(|e| CliError::Runtime(anyhow::anyhow!("building the dev relay config: {e}")))?;
+    relay_config
+        .validate()
+        .map_err(|e| CliError::Config(e.to_string()))?;
+
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .map_err(|e| CliError::Config(format!("cannot listen on {}: {e}", args.listen)))?;
+    let addr = listener.local_addr().context("reading the bound address")?;
+
+    let agent_config: AgentConfig = serde_json::from_value(json!({
+        "relay_url": format!("ws://{addr}/v1/agent/connect"),
+        "token": agent_token,
+        "agent_id": "dev-agent",
+        "data_dir": data_dir.join("agent"),
+        "systems": [{
+            "name": DEV_SYSTEM,
+            "backend": {
+                "type": "sim",
+                "db_path": data_dir.join("sim.db"),
+                "latency_ms": args.sim_latency_ms,
+                "fault_rate": 0.0,
+            },
+            "allow_functions": ["*"],
+        }],
+    }))
+    .map_err(|e| CliError::Runtime(anyhow::anyhow!("building the dev agent config: {e}")))?;
+    agent_config
+        .validate()
+        .map_err(|e| CliError::Config(e.to_string()))?;
+
+    // The agent finishes its in-flight calls before the relay stops, so the relay
+    // has its own token, cancelled once the agent is done.
+    let shutdown = shutdown::on_signal();
+    let relay_stop = tokio_util::sync::CancellationToken::new();
+    let mut relay = tokio::spawn(sapbridge_relay::run(
+        listener,
+        relay_config,
+        relay_stop.clone(),
+    ));
+    let mut agent = tokio::spawn(sapbridge_agent::run(agent_config, shutdown.clone()));
+
+    let url = format!("http://{addr}");
+    println!("sapbridge dev is running");
+    println!("  relay:    {url}");
+    println!("  api key:  {api_key}");
+    println!(
+        "  system:   {DEV_SYSTEM} (embedded SAP simulator, data in {})",
+        data_dir.display()
+    );
+    println!("try:");
+    println!(
+        "  curl -s -H 'Authorization: Bearer {api_key}' -H 'Content-Type: application/json' \\\n    -d '{{\"REQUTEXT\":\"hello\"}}' {url}/v1/systems/{DEV_SYSTEM}/functions/STFC_CONNECTION"
+    );
+
+    tokio::select! {
+        relay_result = &mut relay => {
+            // The relay stopped on its own: stop the agent too and report why.
+            shutdown.cancel();
+            let _ = agent.await;
+            relay_result.context("relay task panicked")?.context("relay failed")?;
+        }
+        agent_result = &mut agent => {
+            relay_stop.cancel();
+            let relay_result = relay.await.context("relay task panicked")?;
+            agent_result.context("agent task panicked")?.context("agent failed")?;
+            relay_result.context("relay failed")?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,208 @@
+//! The `sapbridge` binary as users run it: `dev` in one process, `relay` and `agent`
+//! as two processes configured by TOML files, and bad configuration refused with
+//! exit code 64.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_sapbridge");
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// A child process that is killed when dropped, so a failing test leaves nothing.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Running {
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.0.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let (tx, rx) = mpsc::channel();
+        let mut child = std::mem::replace(&mut self.0, Command::new("true").spawn().expect("true"));
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait());
+        });
+        let status = rx
+            .recv_timeout(DEADLINE)
+            .expect("process did not stop after SIGTERM");
+        status.expect("wait")
+    }
+}
+
+/// Starts `sapbridge ARGS` and waits for a stdout line starting with `prefix`
+/// (after trimming); returns the rest of that line.
+fn start(args: &[&str], prefix: &str) -> (Running, String) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env("SAPBRIDGE_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn sapbridge");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    let wanted = prefix.to_owned();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(rest) = line.trim().strip_prefix(&wanted) {
+                let _ = tx.send(rest.trim().to_owned());
+            }
+        }
+    });
+    let rest = rx
+        .recv_timeout(DEADLINE)
+        .unwrap_or_else(|_| panic!("sapbridge {args:?} never printed {prefix:?}"));
+    (Running(child), rest)
+}
+
+async fn call_until_ok(url: &str, key: &str, text: &str) -> Value {
+    let http = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let response = http
+            .post(format!("{url}/v1/systems/SIM/functions/STFC_CONNECTION"))
+            .bearer_auth(key)
+            .header("prefer", "wait=5")
+            .json(&json!({"REQUTEXT": text}))
+            .send()
+            .await;
+        if let Ok(r) = response
+            && r.status() == 200
+        {
+            return r.json().await.expect("json body");
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no 200 from {url}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn dev_serves_calls_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let (dev, url) = start(
+        &[
+            "dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--api-key",
+            "proc-key",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        "relay:",
+    );
+    let body = call_until_ok(&url, "proc-key", "hello").await;
+    assert_eq!(body["result"]["ECHOTEXT"], "hello");
+    assert!(
+        data.join("sim.db").exists(),
+        "the simulator keeps its state in the data dir"
+    );
+    let status = dev.terminate();
+    assert!(status.success(), "dev exited with {status}");
+}
+
+#[tokio::test]
+async fn relay_and_agent_as_two_processes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let relay_toml = dir.path().join("relay.toml");
+    std::fs::write(
+        &relay_toml,
+        r#"
+[[api_keys]]
+name = "flows"
+key = "two-process-key"
+systems = ["*"]
+
+[[agent_tokens]]
+name = "plant-1"
+token = "two-process-token"
+systems = ["SIM"]
+"#,
+    )
+    .expect("write relay.toml");
+    let (relay, url) = start(
+        &[
+            "relay",
+            "--config",
+            relay_toml.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        "sapbridge relay listening on",
+    );
+    let ws = format!("{}/v1/agent/connect", url.replacen("http://", "ws://", 1));
+    let agent_toml = dir.path().join("agent.toml");
+    std::fs::write(
+        &agent_toml,
+        format!(
+            r#"
+relay_url = "{ws}"
+token_file = "{token}"
+agent_id = "plant-1"
+data_dir = "{data}"
+
+[[systems]]
+name = "SIM"
+allow_functions = ["STFC_CONNECTION", "RFC_*"]
+
+[systems.backend]
+type = "sim"
+db_path = "{data}/sim.db"
+latency_ms = 0
+fault_rate = 0.0
+"#,
+            token = dir.path().join("token").display(),
+            data = dir.path().join("agent").display(),
+        ),
+    )
+    .expect("write agent.toml");
+    std::fs::write(dir.path().join("token"), "two-process-token\n").expect("token file");
+    let agent = Running(
+        Command::new(BIN)
+            .args(["agent", "--config", agent_toml.to_str().unwrap()])
+            .env("SAPBRIDGE_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn agent"),
+    );
+    let body = call_until_ok(&url, "two-process-key", "two processes").await;
+    assert_eq!(body["result"]["ECHOTEXT"], "two processes");
+    assert_eq!(body["agent"], "plant-1");
+    let status = agent.terminate();
+    assert!(status.success(), "agent exited with {status}");
+    let status = relay.terminate();
+    assert!(status.success(), "relay exited with {status}");
+}
+
+#[test]
+fn bad_config_exits_64_with_one_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cases = [
+        ("relay", "no_such_field = 1\n"),
+        ("relay", "[[api_keys]]\nname = \"k\"\nsystems = [\"*\"]\n"),
+        ("agent", "relay_url = \"ftp://x\"\ntoken = \"t\"\n"),
+    ];
+    for (i, (command, text)) in cases.iter().enumerate() {
+        let path = dir.path().join(format!("bad{i}.toml"));
+        std::fs::write(&path, text).expect("write");
+        let out = Command::new(BIN)
+            .args([command, "--config", path.to_str().unwrap()])
+            .env("SAPBRIDGE_LOG", "off")
+            .output()
+            .expect("run");
+        assert_eq!(out.status.code(), Some(64), "{command} {text:?}: {out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(stderr.contains("configuration error"), "{stderr}");
+    }
+}
