@@ -15,6 +15,26 @@
 //! allow_functions = ["STFC_CONNECTION", "BAPI_CUSTOMER_*", "RFC_READ_TABLE"]
 //! backend = { type = "sim", latency_ms = 5 }
 //! ```
+//!
+//! Execution journal keys (see `journal.rs`; the journal is `data_dir/journal.db`):
+//!
+//! - `read_only_functions` — function name patterns (`*` wildcards anywhere,
+//!   case-insensitive) of functions that only read. A unit found **in doubt** (the
+//!   agent died after starting it, before journaling its outcome) runs again only if
+//!   every call matches and it does not commit; otherwise it is resolved by asking SAP
+//!   about its TID or reported `OUTCOME_UNKNOWN`, never run twice. Default:
+//!   `["*_GETDETAIL*", "*_GETLIST", "RFC_READ_TABLE", "STFC_CONNECTION", "RFC_PING",
+//!   "RFC_SYSTEM_INFO", "RFC_GET_FUNCTION_INTERFACE", "DDIF_FIELDINFO_GET"]`; `[]`
+//!   treats everything as a write.
+//! - `journal_sync` — `"normal"` (default; SQLite `synchronous=NORMAL` in WAL mode):
+//!   a journaled record survives the agent process crashing or being killed, but the
+//!   last commits may be lost if the host loses power or the OS crashes — then a call
+//!   that ran could look new and run again. `"full"` (`synchronous=FULL`) fsyncs
+//!   every commit, so "at most once" also holds across power loss; group commit keeps
+//!   the cost to one fsync per batch of records.
+//! - `journal_retention_days` — how long outcomes the relay acknowledged stay in the
+//!   journal, so a late redelivery is still answered without calling SAP (default 7;
+//!   swept hourly). Unacknowledged outcomes are kept until acknowledged.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -24,6 +44,7 @@ use sapbridge_proto::Secret;
 use serde::Deserialize;
 
 use crate::allowlist::Allowlist;
+use crate::read_only::{DEFAULT_READ_ONLY_FUNCTIONS, ReadOnlyFunctions};
 
 /// The agent's configuration.
 ///
@@ -52,9 +73,21 @@ pub struct AgentConfig {
     /// relay behind a private CA).
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
-    /// Where the agent keeps its files (simulator state, later the journal).
+    /// Where the agent keeps its files: the execution journal (`journal.db`) and
+    /// simulator state.
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
+    /// Patterns (`*` wildcards anywhere) of functions that only read: a unit of
+    /// only these found in doubt after a crash may run again. See the module docs.
+    #[serde(default = "default_read_only_functions")]
+    pub read_only_functions: Vec<String>,
+    /// How hard journal commits go to disk; see [`JournalSync`].
+    #[serde(default)]
+    pub journal_sync: JournalSync,
+    /// How many days acknowledged outcomes stay in the journal (0: purged at the
+    /// next sweep).
+    #[serde(default = "default_journal_retention_days")]
+    pub journal_retention_days: u32,
     /// First reconnect delay, in milliseconds.
     #[serde(default = "default_backoff_initial_ms")]
     pub backoff_initial_ms: u64,
@@ -67,6 +100,19 @@ pub struct AgentConfig {
     /// The SAP systems this agent serves.
     #[serde(default)]
     pub systems: Vec<SystemConfig>,
+}
+
+/// How hard the execution journal pushes its commits to disk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JournalSync {
+    /// SQLite `synchronous=NORMAL` (WAL): survives an agent crash, not a power loss
+    /// or OS crash (the last commits may be lost).
+    #[default]
+    Normal,
+    /// SQLite `synchronous=FULL`: every commit is fsynced, so the journal survives
+    /// power loss too; costs one fsync per group-committed batch.
+    Full,
 }
 
 /// One SAP system the agent serves.
@@ -144,6 +190,9 @@ impl AgentConfig {
             concurrency: default_concurrency(),
             ca_file: None,
             data_dir: default_data_dir(),
+            read_only_functions: default_read_only_functions(),
+            journal_sync: JournalSync::default(),
+            journal_retention_days: default_journal_retention_days(),
             backoff_initial_ms: default_backoff_initial_ms(),
             backoff_max_ms: default_backoff_max_ms(),
             shutdown_grace_secs: default_shutdown_grace_secs(),
@@ -180,6 +229,9 @@ impl AgentConfig {
                 "backoff_max_ms ({}) is below backoff_initial_ms ({})",
                 self.backoff_max_ms, self.backoff_initial_ms
             ));
+        }
+        if let Err(pattern_problems) = ReadOnlyFunctions::parse(&self.read_only_functions) {
+            problems.extend(pattern_problems);
         }
         if self.systems.is_empty() {
             problems.push("at least one [[systems]] entry is required".into());
@@ -221,6 +273,11 @@ impl AgentConfig {
             });
         }
         Ok(Secret::new(token))
+    }
+
+    /// The execution journal's file: `data_dir/journal.db`.
+    pub fn journal_path(&self) -> PathBuf {
+        self.data_dir.join(crate::journal::JOURNAL_FILE)
     }
 
     /// The simulator state file of a system: its `db_path`, or `data_dir/sim-<name>.db`.
@@ -299,6 +356,17 @@ fn default_data_dir() -> PathBuf {
     PathBuf::from("./sapbridge-agent-data")
 }
 
+fn default_read_only_functions() -> Vec<String> {
+    DEFAULT_READ_ONLY_FUNCTIONS
+        .iter()
+        .map(|pattern| (*pattern).to_owned())
+        .collect()
+}
+
+fn default_journal_retention_days() -> u32 {
+    7
+}
+
 fn default_backoff_initial_ms() -> u64 {
     500
 }
@@ -334,6 +402,13 @@ mod tests {
         assert_eq!(config.backoff_max_ms, 30_000);
         assert_eq!(config.shutdown_grace_secs, 30);
         assert_eq!(config.data_dir, PathBuf::from("./sapbridge-agent-data"));
+        assert_eq!(
+            config.journal_path(),
+            PathBuf::from("./sapbridge-agent-data/journal.db")
+        );
+        assert_eq!(config.journal_sync, JournalSync::Normal);
+        assert_eq!(config.journal_retention_days, 7);
+        assert_eq!(config.read_only_functions, DEFAULT_READ_ONLY_FUNCTIONS);
         assert!(!config.agent_id.is_empty());
         assert_eq!(
             config.systems[0].backend,
@@ -347,6 +422,26 @@ mod tests {
             config.sim_db_path("PRD", None),
             PathBuf::from("./sapbridge-agent-data/sim-PRD.db")
         );
+    }
+
+    #[test]
+    fn journal_keys_parse() {
+        let text = format!(
+            "journal_sync = \"full\"\njournal_retention_days = 2\n\
+             read_only_functions = [\"Z_*_READ*\"]\n{EXAMPLE}"
+        );
+        let config = AgentConfig::from_toml_str(&text).unwrap();
+        assert_eq!(config.journal_sync, JournalSync::Full);
+        assert_eq!(config.journal_retention_days, 2);
+        assert_eq!(config.read_only_functions, ["Z_*_READ*"]);
+        let bad = format!("journal_sync = \"sometimes\"\n{EXAMPLE}");
+        assert!(matches!(
+            AgentConfig::from_toml_str(&bad),
+            Err(ConfigError::Parse(_))
+        ));
+        let empty = format!("read_only_functions = [\"\"]\n{EXAMPLE}");
+        let err = AgentConfig::from_toml_str(&empty).unwrap_err().to_string();
+        assert!(err.contains("read_only_functions"), "{err}");
     }
 
     #[test]

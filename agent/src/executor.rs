@@ -3,8 +3,15 @@
 //! Order of checks: allowlist first (an unknown system or a function the allowlist
 //! does not name → `NOT_ALLOWED`, SAP untouched), then the deadline (`EXPIRED`, SAP
 //! untouched), then one SAP session for the whole unit, in which the calls run in
-//! order and the commit policy decides between `BAPI_TRANSACTION_COMMIT` (WAIT = X)
-//! and `BAPI_TRANSACTION_ROLLBACK`.
+//! order and the commit policy decides between committing (WAIT = X) and
+//! `BAPI_TRANSACTION_ROLLBACK`.
+//!
+//! Journaling hooks ([`UnitProgress`]): the unit's start is recorded right before
+//! SAP is first touched (a unit stopped earlier — denied, expired — is never in
+//! doubt), and each call result of a `CommitOnSuccess` unit is recorded as it
+//! completes, so a unit SAP later confirms committed still has its results. The
+//! commit goes through [`SapConnection::commit_with_tid`] with the call id as TID,
+//! so a system that keeps TIDs can say afterwards whether it committed.
 
 use sapbridge_proto::{
     CallResult, CommitPolicy, ErrorGroup, Outcome, Parameters, RfcError, TransactionOutcome, Unit,
@@ -15,6 +22,32 @@ use tracing::{Instrument, debug, info_span, warn};
 
 use crate::allowlist::{COMMIT_FUNCTION, ROLLBACK_FUNCTION};
 use crate::systems::ServedSystem;
+
+/// What the executor reports while a unit runs (the journal listens).
+pub(crate) trait UnitProgress: Sync {
+    /// SAP is about to be called for the first time. An error stops the unit with
+    /// `JOURNAL_UNAVAILABLE` before SAP is touched.
+    fn starting(&self) -> impl Future<Output = Result<(), String>> + Send;
+
+    /// Call `index` of a `CommitOnSuccess` unit returned `result`. An error rolls
+    /// the unit back instead of committing it.
+    fn call_done(
+        &self,
+        index: usize,
+        result: &CallResult,
+    ) -> impl Future<Output = Result<(), String>> + Send;
+}
+
+/// No journaling (executor tests).
+impl UnitProgress for () {
+    async fn starting(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    async fn call_done(&self, _: usize, _: &CallResult) -> Result<(), String> {
+        Ok(())
+    }
+}
 
 /// Runs a unit: checks, then the calls and the commit policy on one SAP session.
 ///
@@ -28,6 +61,7 @@ pub(crate) async fn execute(
     unit: &Unit,
     system: Option<&ServedSystem>,
     now_unix_ms: u64,
+    progress: &impl UnitProgress,
 ) -> Outcome {
     let Some(system) = system else {
         return not_allowed(format!(
@@ -62,6 +96,17 @@ pub(crate) async fn execute(
             ),
         };
     }
+    if let Err(reason) = progress.starting().await {
+        return Outcome::Failed {
+            error: RfcError::new(
+                ErrorGroup::ExternalRuntimeFailure,
+                "JOURNAL_UNAVAILABLE",
+                format!(
+                    "the agent's journal could not record the unit's start, so SAP was not called: {reason}"
+                ),
+            ),
+        };
+    }
     let mut session = match system.sap.connect().await {
         Ok(session) => session,
         Err(error) => {
@@ -69,7 +114,7 @@ pub(crate) async fn execute(
             return Outcome::Failed { error };
         }
     };
-    run_calls(session.as_mut(), unit).await
+    run_calls(session.as_mut(), unit, progress).await
 }
 
 fn not_allowed(message: String) -> Outcome {
@@ -84,7 +129,11 @@ struct Stop {
     reason: String,
 }
 
-async fn run_calls(session: &mut dyn SapConnection, unit: &Unit) -> Outcome {
+async fn run_calls(
+    session: &mut dyn SapConnection,
+    unit: &Unit,
+    progress: &impl UnitProgress,
+) -> Outcome {
     let transactional = unit.commit != CommitPolicy::None;
     let mut results = Vec::with_capacity(unit.calls.len());
     let mut stop = None;
@@ -95,24 +144,42 @@ async fn run_calls(session: &mut dyn SapConnection, unit: &Unit) -> Outcome {
             .call(&call.function, &call.parameters)
             .instrument(span)
             .await;
-        match result {
+        let (result, error_message) = match result {
             Ok(output) => {
                 let error_message = transactional.then(|| return_error(&output)).flatten();
-                results.push(CallResult::Ok(output));
-                if let Some(reason) = error_message {
+                if let Some(reason) = &error_message {
                     debug!(index, reason = %reason, "RETURN holds an error");
-                    stop = Some(Stop { index, reason });
-                    break;
                 }
+                (CallResult::Ok(output), error_message)
             }
             Err(error) => {
                 debug!(index, error = %error, "call failed");
                 let reason = error.message.clone();
-                results.push(CallResult::Error(error));
-                stop = Some(Stop { index, reason });
-                break;
+                (CallResult::Error(error), Some(reason))
             }
+        };
+        if let Some(reason) = error_message {
+            results.push(result);
+            stop = Some(Stop { index, reason });
+            break;
         }
+        let journaled = if unit.commit == CommitPolicy::CommitOnSuccess {
+            progress.call_done(index, &result).await
+        } else {
+            Ok(())
+        };
+        if let Err(e) = journaled {
+            warn!(index, error = %e, "cannot journal a call result; rolling back");
+            results.push(result);
+            stop = Some(Stop {
+                index,
+                reason: format!(
+                    "the agent's journal could not record this call's result, so the unit was rolled back: {e}"
+                ),
+            });
+            break;
+        }
+        results.push(result);
     }
     let transaction = match unit.commit {
         CommitPolicy::None => None,
@@ -128,12 +195,10 @@ async fn run_calls(session: &mut dyn SapConnection, unit: &Unit) -> Outcome {
 }
 
 async fn commit(session: &mut dyn SapConnection, unit: &Unit) -> TransactionOutcome {
-    let mut parameters = Parameters::new();
-    parameters.insert("WAIT".into(), Value::from("X"));
     let span = info_span!("call", call_id = %unit.call_id, system = %unit.system,
         function = COMMIT_FUNCTION);
     match session
-        .call(COMMIT_FUNCTION, &parameters)
+        .commit_with_tid(&unit.call_id)
         .instrument(span)
         .await
     {

@@ -6,9 +6,15 @@
 //! run ─▶ reconnect loop ─▶ transport::dial ─▶ session (hello, work, outcomes, acks,
 //!                │                                     heartbeats, drain)
 //!                └─ backoff (jittered, reset after a healthy session)
-//! session ─▶ runner (one task per unit, `concurrency` slots) ─▶ executor (allowlist,
+//! session ─▶ runner (one task per unit, `concurrency` slots) ─▶ redelivery (what the
+//!            journal knows: run / resend / in doubt) ─▶ executor (allowlist,
 //!            deadline, one SAP session, commit policy) ─▶ outcomes (held until acked)
+//!                                 all journaled in data_dir/journal.db (SQLite)
 //! ```
+//!
+//! The execution journal makes a call id run at most once, across reconnects and
+//! agent restarts; unacknowledged outcomes are re-sent after every (re)connect,
+//! including the first after a restart.
 //!
 //! Library entry points: [`run`] opens the configured backends;
 //! [`run_with_systems`] takes them already opened (tests share one simulator
@@ -20,8 +26,11 @@ mod allowlist;
 mod backoff;
 mod config;
 mod executor;
+mod journal;
 mod outcomes;
+mod read_only;
 mod reconnect;
+mod redelivery;
 mod runner;
 mod session;
 mod systems;
@@ -35,8 +44,12 @@ use std::sync::Arc;
 use sapbridge_sap::SapSystem;
 use tokio_util::sync::CancellationToken;
 
-pub use config::{AgentConfig, BackendConfig, ConfigError, SystemConfig};
+pub use config::{AgentConfig, BackendConfig, ConfigError, JournalSync, SystemConfig};
+pub use journal::JournalError;
 pub use tls::TlsError;
+
+use crate::journal::Journal;
+use crate::outcomes::OutcomeStore;
 
 /// Why the agent could not start. Once running, connection problems are logged and
 /// retried, never returned.
@@ -56,6 +69,9 @@ pub enum AgentError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The execution journal cannot be opened or read.
+    #[error(transparent)]
+    Journal(#[from] JournalError),
     /// A system's backend cannot be opened.
     #[error("system {system}: {reason}")]
     OpenSystem {
@@ -86,10 +102,12 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> Result<(),
 
 /// Same as [`run`], with the systems' backends already opened (by system name).
 /// Each configured system needs an entry; the allowlists still come from `config`.
+/// The execution journal is opened (or created) at `data_dir/journal.db`.
 ///
 /// # Errors
 /// [`AgentError`] when the configuration is invalid, the token or CA file cannot be
-/// read, or a configured system has no backend in `systems`.
+/// read, the data directory or the journal cannot be opened, or a configured system
+/// has no backend in `systems`.
 pub async fn run_with_systems(
     config: AgentConfig,
     systems: HashMap<String, Arc<dyn SapSystem>>,
@@ -98,5 +116,17 @@ pub async fn run_with_systems(
     config.validate()?;
     config.resolve_token()?;
     let served = systems::serve(&config, systems)?;
-    reconnect::run_agent(config, served, shutdown).await
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| AgentError::DataDir {
+        path: config.data_dir.clone(),
+        source,
+    })?;
+    let path = config.journal_path();
+    let sync = config.journal_sync;
+    let store = tokio::task::spawn_blocking(move || {
+        let journal = Journal::open(&path, sync)?;
+        OutcomeStore::open(journal)
+    })
+    .await
+    .map_err(|_| JournalError::Closed)??;
+    reconnect::run_agent(config, served, Arc::new(store), shutdown).await
 }

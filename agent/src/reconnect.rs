@@ -8,6 +8,7 @@
 //! without restarting the agent.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::SinkExt;
@@ -18,6 +19,9 @@ use tracing::{Instrument, error, info, info_span, warn};
 use crate::AgentError;
 use crate::backoff::Backoff;
 use crate::config::AgentConfig;
+use crate::journal::sweep;
+use crate::outcomes::OutcomeStore;
+use crate::read_only::ReadOnlyFunctions;
 use crate::runner::UnitRunner;
 use crate::session::{SessionEnd, SessionParams, SessionReport, run_session};
 use crate::systems::ServedSystem;
@@ -27,17 +31,22 @@ use crate::transport::{DialError, dial, into_messages};
 /// A session that lasted this long counts as healthy even without work.
 const HEALTHY_AFTER: Duration = Duration::from_secs(30);
 
-/// Runs the agent until `shutdown` is cancelled and the drain is over.
+/// Runs the agent until `shutdown` is cancelled and the drain is over, with the
+/// journal behind `store` (swept of old acknowledged calls meanwhile).
 ///
 /// # Errors
-/// [`AgentError::Tls`] when the TLS configuration cannot be built. Connection
+/// [`AgentError::Tls`] when the TLS configuration cannot be built,
+/// [`AgentError::Config`] when `read_only_functions` does not parse. Connection
 /// problems are never errors: they are logged and retried.
 pub(crate) async fn run_agent(
     config: AgentConfig,
     served: HashMap<String, ServedSystem>,
+    store: Arc<OutcomeStore>,
     shutdown: CancellationToken,
 ) -> Result<(), AgentError> {
     let tls = tls::client_config(config.ca_file.as_deref())?;
+    let read_only = ReadOnlyFunctions::parse(&config.read_only_functions)
+        .map_err(crate::ConfigError::Invalid)?;
     let mut systems: Vec<String> = served.keys().cloned().collect();
     systems.sort();
     let params = SessionParams {
@@ -46,7 +55,14 @@ pub(crate) async fn run_agent(
         concurrency: config.concurrency,
         shutdown_grace: Duration::from_secs(config.shutdown_grace_secs),
     };
-    let runner = UnitRunner::new(served, config.concurrency);
+    let runner = UnitRunner::new(served, config.concurrency, store.clone(), read_only);
+    let sweep_stop = shutdown.child_token();
+    let retention = Duration::from_secs(u64::from(config.journal_retention_days) * 86_400);
+    let sweeper = tokio::spawn(sweep(
+        store.journal().clone(),
+        retention,
+        sweep_stop.clone(),
+    ));
     let mut backoff = Backoff::new(
         Duration::from_millis(config.backoff_initial_ms),
         Duration::from_millis(config.backoff_max_ms),
@@ -112,8 +128,14 @@ pub(crate) async fn run_agent(
     if unacked > 0 {
         warn!(
             unacked,
-            "exiting with outcomes the relay has not acknowledged"
+            "exiting with outcomes the relay has not acknowledged; they are re-sent after the next start"
         );
+    }
+    sweep_stop.cancel();
+    let _ = sweeper.await;
+    // Acks are journaled without waiting; make sure they are on disk.
+    if let Err(e) = store.journal().flush().await {
+        warn!(error = %e, "cannot flush the journal at exit");
     }
     info!("agent stopped");
     Ok(())

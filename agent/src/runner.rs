@@ -1,6 +1,12 @@
 //! Running delivered units: one task per unit, at most `concurrency` executing at
 //! once, outcomes into the [`OutcomeStore`].
 //!
+//! Each task first asks the journal what it knows of the call id
+//! ([`crate::redelivery::plan`]): a unit that already ran is answered from the
+//! journal, one in doubt is resolved by the redelivery rules, only a new (or safely
+//! re-runnable) unit reaches SAP, with its start and results journaled on the way
+//! ([`JournalProgress`]).
+//!
 //! The relay should never send more units than the agent granted credits; the
 //! semaphore here makes the limit hold even if it does (extra units wait for a slot).
 //! Unit tasks outlive sessions: a unit still running when the connection drops
@@ -19,8 +25,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::executor::execute;
+use crate::executor::{UnitProgress, execute};
+use crate::journal::{Header, Journal};
 use crate::outcomes::{Delivery, OutcomeStore};
+use crate::read_only::ReadOnlyFunctions;
+use crate::redelivery::{Plan, plan};
 use crate::systems::ServedSystem;
 
 /// Spawns and tracks unit tasks.
@@ -28,17 +37,25 @@ use crate::systems::ServedSystem;
 pub(crate) struct UnitRunner {
     systems: Arc<HashMap<String, ServedSystem>>,
     store: Arc<OutcomeStore>,
+    read_only: Arc<ReadOnlyFunctions>,
     slots: Arc<Semaphore>,
     tasks: TaskTracker,
     abandon: CancellationToken,
 }
 
 impl UnitRunner {
-    /// A runner for the served systems with `concurrency` slots.
-    pub(crate) fn new(systems: HashMap<String, ServedSystem>, concurrency: u32) -> Self {
+    /// A runner for the served systems with `concurrency` slots, journaling into
+    /// `store`'s journal.
+    pub(crate) fn new(
+        systems: HashMap<String, ServedSystem>,
+        concurrency: u32,
+        store: Arc<OutcomeStore>,
+        read_only: ReadOnlyFunctions,
+    ) -> Self {
         Self {
             systems: Arc::new(systems),
-            store: Arc::new(OutcomeStore::default()),
+            store,
+            read_only: Arc::new(read_only),
             slots: Arc::new(Semaphore::new(concurrency.max(1) as usize)),
             tasks: TaskTracker::new(),
             abandon: CancellationToken::new(),
@@ -50,12 +67,12 @@ impl UnitRunner {
         &self.store
     }
 
-    /// Takes a delivered unit: runs it in its own task, unless its call id is already
-    /// running or its outcome is already held (redelivery), in which case SAP is not
-    /// called again.
+    /// Takes a delivered unit: resolves and runs it in its own task, unless its call
+    /// id is already running or its outcome is already held (redelivery), in which
+    /// case SAP is not called again.
     pub(crate) fn submit(&self, unit: Unit) {
-        match self.store.begin(&unit.call_id, unit.attempt) {
-            Delivery::Run => {}
+        match self.store.claim(&unit.call_id, unit.attempt) {
+            Delivery::Claimed => {}
             Delivery::AlreadyRunning => {
                 info!(call_id = %unit.call_id, attempt = unit.attempt,
                     "redelivered unit is still running; its outcome follows when done");
@@ -72,20 +89,35 @@ impl UnitRunner {
             function = %unit.calls.first().map_or("", |c| c.function.as_str()));
         let systems = self.systems.clone();
         let store = self.store.clone();
+        let read_only = self.read_only.unit_is_read_only(&unit);
         let slots = self.slots.clone();
         let abandon = self.abandon.clone();
         self.tasks.spawn(
             async move {
+                let header = Header::of(&unit, read_only);
                 let run = async {
+                    let system = systems.get(&unit.system);
+                    match plan(&unit, store.journal(), system, read_only).await {
+                        Plan::Run => {}
+                        Plan::Resend(outcome) => return Done::Journaled(outcome),
+                        Plan::Answer(outcome) => return Done::New(outcome),
+                    }
                     // The semaphore is never closed, so acquiring only waits.
                     let _slot = slots.acquire_owned().await.ok();
                     let started = tokio::time::Instant::now();
-                    let outcome = execute(&unit, systems.get(&unit.system), now_unix_ms()).await;
+                    let progress = JournalProgress {
+                        journal: store.journal(),
+                        header: &header,
+                    };
+                    let outcome = execute(&unit, system, now_unix_ms(), &progress).await;
                     log_outcome(&outcome, started.elapsed());
-                    fit_in_frame(&unit, outcome)
+                    Done::New(fit_in_frame(&unit, outcome))
                 };
                 tokio::select! {
-                    outcome = run => store.complete(&unit.call_id, outcome),
+                    done = run => match done {
+                        Done::New(outcome) => store.complete(&header, outcome).await,
+                        Done::Journaled(outcome) => store.resend(&unit.call_id, outcome),
+                    },
                     () = abandon.cancelled() => {
                         warn!("unit abandoned at the end of the shutdown grace; its outcome is unknown");
                         store.abandon(&unit.call_id);
@@ -107,6 +139,36 @@ impl UnitRunner {
         self.abandon.cancel();
         self.tasks.wait().await;
         left
+    }
+}
+
+/// How a unit task ends.
+enum Done {
+    /// A new outcome, to journal and send.
+    New(Outcome),
+    /// An outcome the journal already holds, to send again.
+    Journaled(Outcome),
+}
+
+/// Journals a unit's start and its call results as the executor reports them.
+struct JournalProgress<'a> {
+    journal: &'a Journal,
+    header: &'a Header,
+}
+
+impl UnitProgress for JournalProgress<'_> {
+    async fn starting(&self) -> Result<(), String> {
+        self.journal
+            .started(self.header)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn call_done(&self, index: usize, result: &CallResult) -> Result<(), String> {
+        self.journal
+            .call_result(&self.header.call_id, index, result)
+            .await
+            .map_err(|e| e.to_string())
     }
 }
 

@@ -15,6 +15,7 @@ use crate::allowlist::Allowlist;
 #[derive(Default)]
 struct FakeSap {
     log: Arc<Mutex<Vec<String>>>,
+    tids: Arc<Mutex<Vec<String>>>,
     connects: Arc<Mutex<usize>>,
     answers: Vec<(&'static str, Result<Value, RfcError>)>,
     refuse_connect: Option<RfcError>,
@@ -22,6 +23,7 @@ struct FakeSap {
 
 struct FakeSession {
     log: Arc<Mutex<Vec<String>>>,
+    tids: Arc<Mutex<Vec<String>>>,
     answers: Vec<(&'static str, Result<Value, RfcError>)>,
 }
 
@@ -34,6 +36,7 @@ impl SapSystem for FakeSap {
         }
         Ok(Box::new(FakeSession {
             log: self.log.clone(),
+            tids: self.tids.clone(),
             answers: self.answers.clone(),
         }))
     }
@@ -48,6 +51,37 @@ impl SapConnection for FakeSession {
             Some((_, Ok(_))) | None => Ok(Parameters::new()),
             Some((_, Err(error))) => Err(error.clone()),
         }
+    }
+
+    async fn commit_with_tid(&mut self, tid: &str) -> Result<Parameters, RfcError> {
+        self.tids.lock().unwrap().push(tid.to_owned());
+        self.call(COMMIT_FUNCTION, &Parameters::new()).await
+    }
+}
+
+/// Journal hooks that record what they are told and fail when told to.
+#[derive(Default)]
+struct Progress {
+    events: Mutex<Vec<String>>,
+    fail_start: bool,
+    fail_call: Option<usize>,
+}
+
+impl UnitProgress for Progress {
+    async fn starting(&self) -> Result<(), String> {
+        self.events.lock().unwrap().push("start".into());
+        if self.fail_start {
+            return Err("disk full".into());
+        }
+        Ok(())
+    }
+
+    async fn call_done(&self, index: usize, _: &CallResult) -> Result<(), String> {
+        self.events.lock().unwrap().push(format!("result {index}"));
+        if self.fail_call == Some(index) {
+            return Err("disk full".into());
+        }
+        Ok(())
     }
 }
 
@@ -113,6 +147,7 @@ async fn denied_function_never_touches_sap() {
         &unit(&["RFC_READ_TABLE"], CommitPolicy::None),
         Some(&system),
         0,
+        &(),
     )
     .await;
     let Outcome::Failed { error } = &outcome else {
@@ -127,7 +162,13 @@ async fn denied_function_never_touches_sap() {
 
 #[tokio::test]
 async fn unknown_system_is_not_allowed() {
-    let outcome = execute(&unit(&["STFC_CONNECTION"], CommitPolicy::None), None, 0).await;
+    let outcome = execute(
+        &unit(&["STFC_CONNECTION"], CommitPolicy::None),
+        None,
+        0,
+        &(),
+    )
+    .await;
     assert_eq!(failed_group(&outcome), ErrorGroup::NotAllowed);
 }
 
@@ -136,10 +177,10 @@ async fn expired_unit_never_touches_sap() {
     let (system, _, connects) = served(FakeSap::default(), &["*"]);
     let mut expired = unit(&["STFC_CONNECTION"], CommitPolicy::None);
     expired.deadline_unix_ms = 1_000;
-    let outcome = execute(&expired, Some(&system), 2_000).await;
+    let outcome = execute(&expired, Some(&system), 2_000, &()).await;
     assert_eq!(failed_group(&outcome), ErrorGroup::Expired);
     assert_eq!(*connects.lock().unwrap(), 0);
-    let outcome = execute(&expired, Some(&system), 1_000).await;
+    let outcome = execute(&expired, Some(&system), 1_000, &()).await;
     assert!(matches!(outcome, Outcome::Completed { .. }));
 }
 
@@ -159,6 +200,7 @@ async fn connect_failure_is_reported() {
         &unit(&["STFC_CONNECTION"], CommitPolicy::None),
         Some(&system),
         0,
+        &(),
     )
     .await;
     assert_eq!(outcome, Outcome::Failed { error: refused });
@@ -175,6 +217,7 @@ async fn plain_unit_runs_in_order_and_stops_at_the_first_error() {
         &unit(&["A", "B", "C"], CommitPolicy::None),
         Some(&system),
         0,
+        &(),
     )
     .await;
     let Outcome::Completed {
@@ -197,7 +240,13 @@ async fn plain_unit_keeps_return_errors_as_sap_gave_them() {
         ..Default::default()
     };
     let (system, log, _) = served(fake, &["*"]);
-    let outcome = execute(&unit(&["A", "B"], CommitPolicy::None), Some(&system), 0).await;
+    let outcome = execute(
+        &unit(&["A", "B"], CommitPolicy::None),
+        Some(&system),
+        0,
+        &(),
+    )
+    .await;
     let Outcome::Completed { results, .. } = outcome else {
         panic!()
     };
@@ -219,6 +268,7 @@ async fn successful_transaction_commits_with_wait() {
         &unit(&["CREATE", "CHANGE"], CommitPolicy::CommitOnSuccess),
         Some(&system),
         0,
+        &(),
     )
     .await;
     let (results, tx) = transaction(&outcome);
@@ -247,6 +297,7 @@ async fn return_error_rolls_back_and_names_the_call() {
         ),
         Some(&system),
         0,
+        &(),
     )
     .await;
     let (results, tx) = transaction(&outcome);
@@ -271,6 +322,7 @@ async fn call_error_rolls_back_with_the_error_message() {
         &unit(&["CREATE", "NEVER"], CommitPolicy::CommitOnSuccess),
         Some(&system),
         0,
+        &(),
     )
     .await;
     let (_, tx) = transaction(&outcome);
@@ -294,6 +346,7 @@ async fn commit_return_error_means_not_committed() {
         &unit(&["CREATE"], CommitPolicy::CommitOnSuccess),
         Some(&system),
         0,
+        &(),
     )
     .await;
     let (_, tx) = transaction(&outcome);
@@ -304,9 +357,99 @@ async fn commit_return_error_means_not_committed() {
 }
 
 #[tokio::test]
+async fn the_commit_carries_the_call_id_as_tid_and_results_are_journaled_first() {
+    let fake = FakeSap::default();
+    let tids = fake.tids.clone();
+    let (system, log, _) = served(fake, &["*"]);
+    let progress = Progress::default();
+    let outcome = execute(
+        &unit(&["CREATE", "CHANGE"], CommitPolicy::CommitOnSuccess),
+        Some(&system),
+        0,
+        &progress,
+    )
+    .await;
+    assert!(transaction(&outcome).1.committed);
+    assert_eq!(*tids.lock().unwrap(), ["c_1"]);
+    assert_eq!(*log.lock().unwrap(), ["CREATE", "CHANGE", COMMIT_FUNCTION]);
+    assert_eq!(
+        *progress.events.lock().unwrap(),
+        ["start", "result 0", "result 1"]
+    );
+}
+
+#[tokio::test]
+async fn plain_units_journal_only_their_start() {
+    let (system, _, _) = served(FakeSap::default(), &["*"]);
+    let progress = Progress::default();
+    execute(
+        &unit(&["A", "B"], CommitPolicy::None),
+        Some(&system),
+        0,
+        &progress,
+    )
+    .await;
+    assert_eq!(*progress.events.lock().unwrap(), ["start"]);
+}
+
+#[tokio::test]
+async fn a_journal_that_cannot_record_the_start_keeps_sap_untouched() {
+    let (system, log, connects) = served(FakeSap::default(), &["*"]);
+    let progress = Progress {
+        fail_start: true,
+        ..Default::default()
+    };
+    let outcome = execute(
+        &unit(&["CREATE"], CommitPolicy::CommitOnSuccess),
+        Some(&system),
+        0,
+        &progress,
+    )
+    .await;
+    let Outcome::Failed { error } = &outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(error.key, "JOURNAL_UNAVAILABLE");
+    assert!(error.message.contains("disk full"), "{error}");
+    assert!(log.lock().unwrap().is_empty());
+    assert_eq!(*connects.lock().unwrap(), 0);
+}
+
+#[tokio::test]
+async fn a_journal_that_cannot_record_a_result_rolls_the_unit_back() {
+    let (system, log, _) = served(FakeSap::default(), &["*"]);
+    let progress = Progress {
+        fail_call: Some(0),
+        ..Default::default()
+    };
+    let outcome = execute(
+        &unit(&["CREATE", "NEVER"], CommitPolicy::CommitOnSuccess),
+        Some(&system),
+        0,
+        &progress,
+    )
+    .await;
+    let (results, tx) = transaction(&outcome);
+    assert_eq!(results.len(), 1);
+    assert!(!tx.committed);
+    assert_eq!(tx.failed_call, Some(0));
+    assert!(
+        tx.reason.as_deref().unwrap_or_default().contains("journal"),
+        "{tx:?}"
+    );
+    assert_eq!(*log.lock().unwrap(), ["CREATE", ROLLBACK_FUNCTION]);
+}
+
+#[tokio::test]
 async fn rollback_policy_always_rolls_back() {
     let (system, log, _) = served(FakeSap::default(), &["*"]);
-    let outcome = execute(&unit(&["CREATE"], CommitPolicy::Rollback), Some(&system), 0).await;
+    let outcome = execute(
+        &unit(&["CREATE"], CommitPolicy::Rollback),
+        Some(&system),
+        0,
+        &(),
+    )
+    .await;
     let (results, tx) = transaction(&outcome);
     assert_eq!(results.len(), 1);
     assert!(!tx.committed);
@@ -321,6 +464,7 @@ async fn transaction_needs_commit_and_rollback_allowed() {
         &unit(&["CREATE"], CommitPolicy::CommitOnSuccess),
         Some(&system),
         0,
+        &(),
     )
     .await;
     assert_eq!(failed_group(&outcome), ErrorGroup::NotAllowed);

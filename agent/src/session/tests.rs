@@ -19,6 +19,9 @@ use tokio::task::JoinHandle;
 
 use super::*;
 use crate::allowlist::Allowlist;
+use crate::journal::tests::temp_journal;
+use crate::outcomes::OutcomeStore;
+use crate::read_only::ReadOnlyFunctions;
 use crate::systems::ServedSystem;
 
 type Inbound = Result<RelayMessage, TransportError>;
@@ -140,16 +143,21 @@ impl SapConnection for FakeSession {
     }
 }
 
-fn runner(sap: FakeSap, allow: &[&str]) -> Arc<UnitRunner> {
+/// A runner on a journal in a temporary directory (removed when the guard drops).
+fn runner(sap: FakeSap, allow: &[&str]) -> (Arc<UnitRunner>, tempfile::TempDir) {
     let system = ServedSystem {
         name: "SIM".into(),
         allowlist: Allowlist::parse(allow).unwrap(),
         sap: Arc::new(sap),
     };
-    Arc::new(UnitRunner::new(
+    let (journal, dir) = temp_journal();
+    let runner = UnitRunner::new(
         HashMap::from([("SIM".to_owned(), system)]),
         2,
-    ))
+        Arc::new(OutcomeStore::open(journal).unwrap()),
+        ReadOnlyFunctions::default(),
+    );
+    (Arc::new(runner), dir)
 }
 
 fn params() -> SessionParams {
@@ -212,7 +220,7 @@ fn echo_of(outcome: &Outcome) -> &serde_json::Value {
 
 #[tokio::test(start_paused = true)]
 async fn work_outcome_ack_then_relay_close() {
-    let runner = runner(FakeSap::default(), &["STFC_CONNECTION"]);
+    let (runner, _dir) = runner(FakeSap::default(), &["STFC_CONNECTION"]);
     let shutdown = CancellationToken::new();
     let (mut relay, task) = start(&runner, &shutdown);
     assert_eq!(relay.handshake(15).await, 2);
@@ -240,7 +248,7 @@ async fn work_outcome_ack_then_relay_close() {
 async fn denied_function_fails_not_allowed() {
     let sap = FakeSap::default();
     let calls = sap.calls.clone();
-    let runner = runner(sap, &["STFC_CONNECTION"]);
+    let (runner, _dir) = runner(sap, &["STFC_CONNECTION"]);
     let (mut relay, _task) = start(&runner, &CancellationToken::new());
     relay.handshake(15).await;
     relay.send(RelayMessage::Work {
@@ -256,7 +264,7 @@ async fn denied_function_fails_not_allowed() {
 
 #[tokio::test(start_paused = true)]
 async fn protocol_mismatch_at_handshake_ends_the_session() {
-    let runner = runner(FakeSap::default(), &["*"]);
+    let (runner, _dir) = runner(FakeSap::default(), &["*"]);
     let (mut relay, task) = start(&runner, &CancellationToken::new());
     assert!(matches!(relay.next().await, AgentMessage::Hello { .. }));
     let reason = CloseReason::ProtocolMismatch {
@@ -273,7 +281,7 @@ async fn protocol_mismatch_at_handshake_ends_the_session() {
 
 #[tokio::test(start_paused = true)]
 async fn no_welcome_in_time_loses_the_session() {
-    let runner = runner(FakeSap::default(), &["*"]);
+    let (runner, _dir) = runner(FakeSap::default(), &["*"]);
     let (mut relay, task) = start(&runner, &CancellationToken::new());
     assert!(matches!(relay.next().await, AgentMessage::Hello { .. }));
     let report = task.await.unwrap();
@@ -285,7 +293,7 @@ async fn no_welcome_in_time_loses_the_session() {
 
 #[tokio::test(start_paused = true)]
 async fn heartbeats_flow_and_silence_kills_the_session() {
-    let runner = runner(FakeSap::default(), &["*"]);
+    let (runner, _dir) = runner(FakeSap::default(), &["*"]);
     let (mut relay, task) = start(&runner, &CancellationToken::new());
     relay.handshake(5).await;
     let started = Instant::now();
@@ -314,7 +322,7 @@ async fn heartbeats_flow_and_silence_kills_the_session() {
 
 #[tokio::test(start_paused = true)]
 async fn malformed_frame_closes_with_protocol_error() {
-    let runner = runner(FakeSap::default(), &["*"]);
+    let (runner, _dir) = runner(FakeSap::default(), &["*"]);
     let (mut relay, task) = start(&runner, &CancellationToken::new());
     relay.handshake(15).await;
     let bad = serde_json::from_str::<serde_json::Value>("{").unwrap_err();
@@ -335,7 +343,7 @@ async fn malformed_frame_closes_with_protocol_error() {
 async fn unacked_outcomes_are_resent_and_redelivery_does_not_call_sap_again() {
     let sap = FakeSap::default();
     let calls = sap.calls.clone();
-    let runner = runner(sap, &["*"]);
+    let (runner, _dir) = runner(sap, &["*"]);
     let shutdown = CancellationToken::new();
 
     let (mut relay, task) = start(&runner, &shutdown);
@@ -377,7 +385,7 @@ async fn shutdown_drains_in_flight_units_then_closes() {
         gate: Some(gate.clone()),
         ..Default::default()
     };
-    let runner = runner(sap, &["*"]);
+    let (runner, _dir) = runner(sap, &["*"]);
     let shutdown = CancellationToken::new();
     let (mut relay, task) = start(&runner, &shutdown);
     relay.handshake(15).await;
@@ -415,7 +423,7 @@ async fn drain_gives_up_after_the_grace_period() {
         gate: Some(gate),
         ..Default::default()
     };
-    let runner = runner(sap, &["*"]);
+    let (runner, _dir) = runner(sap, &["*"]);
     let shutdown = CancellationToken::new();
     let (mut relay, task) = start(&runner, &shutdown);
     relay.handshake(15).await;

@@ -335,7 +335,8 @@ impl SapConnection for FakeSap {
     }
 }
 
-/// An agent configuration for `url` serving system `SIM` with `allow`.
+/// An agent configuration for `url` serving system `SIM` with `allow`, with its own
+/// fresh data directory (so each test has its own journal).
 pub fn config(url: &str, allow: &[&str], concurrency: u32) -> AgentConfig {
     let system = SystemConfig {
         name: "SIM".into(),
@@ -352,6 +353,7 @@ pub fn config(url: &str, allow: &[&str], concurrency: u32) -> AgentConfig {
     config.backoff_initial_ms = 10;
     config.backoff_max_ms = 50;
     config.shutdown_grace_secs = 10;
+    config.data_dir = temp_dir("data");
     config
 }
 
