@@ -146,6 +146,34 @@ pub enum BackendConfig {
         #[serde(default)]
         fault_rate: f64,
     },
+    /// An SAP NetWeaver ABAP system reached over SOAP-RFC (`/sap/bc/soap/rfc`),
+    /// without SAP's RFC SDK.
+    Soap {
+        /// `https://sap.example.com:44300/` (the ICF path is appended) or the full
+        /// `…/sap/bc/soap/rfc` URL.
+        base_url: String,
+        /// The SAP client (`sap-client`), e.g. `"100"`; empty for the default.
+        #[serde(default)]
+        client: String,
+        /// The SAP user.
+        user: String,
+        /// A file holding the user's password (trailing newline ignored).
+        #[serde(default)]
+        password_file: Option<PathBuf>,
+        /// The name of an environment variable holding the password.
+        #[serde(default)]
+        password_env: Option<String>,
+        /// Timeout of one function call, in seconds (default 60).
+        #[serde(default = "default_soap_timeout_secs")]
+        timeout_secs: u64,
+        /// Extra PEM CA certificates to trust for this system.
+        #[serde(default)]
+        ca_file: Option<PathBuf>,
+    },
+}
+
+fn default_soap_timeout_secs() -> u64 {
+    60
 }
 
 /// A configuration problem. [`ConfigError::Invalid`] lists every problem found.
@@ -293,6 +321,7 @@ impl fmt::Display for BackendConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Sim { .. } => f.write_str("sim"),
+            Self::Soap { .. } => f.write_str("soap"),
         }
     }
 }
@@ -328,6 +357,31 @@ fn check_system(system: &SystemConfig, names: &mut HashSet<String>, problems: &m
         );
     }
     match &system.backend {
+        BackendConfig::Soap {
+            base_url,
+            user,
+            password_file,
+            password_env,
+            timeout_secs,
+            ..
+        } => {
+            if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+                problems.push(format!(
+                    "system {name}: base_url {base_url:?} must start with http:// or https://"
+                ));
+            }
+            if user.trim().is_empty() {
+                problems.push(format!("system {name}: user must not be empty"));
+            }
+            if password_file.is_some() == password_env.is_some() {
+                problems.push(format!(
+                    "system {name}: set exactly one of password_file and password_env"
+                ));
+            }
+            if *timeout_secs == 0 {
+                problems.push(format!("system {name}: timeout_secs must be at least 1"));
+            }
+        }
         BackendConfig::Sim { fault_rate, .. } => {
             if !(0.0..=1.0).contains(fault_rate) {
                 problems.push(format!(

@@ -2,11 +2,14 @@
 //! and pairing each with its allowlist.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use sapbridge_proto::Secret;
 use sapbridge_sap::SapSystem;
 use sapbridge_sap::sim::{SimOptions, Simulator};
+use sapbridge_sap::soap::{SoapConfig, SoapSystem};
 
 use crate::AgentError;
 use crate::allowlist::Allowlist;
@@ -65,10 +68,54 @@ pub(crate) fn open_systems(
                 })?;
                 Arc::new(sim)
             }
+            BackendConfig::Soap {
+                base_url,
+                client,
+                user,
+                password_file,
+                password_env,
+                timeout_secs,
+                ca_file,
+            } => {
+                let open_error = |reason: String| AgentError::OpenSystem {
+                    system: system.name.clone(),
+                    reason,
+                };
+                let password = soap_password(password_file.as_deref(), password_env.as_deref())
+                    .map_err(open_error)?;
+                let soap = SoapSystem::new(SoapConfig {
+                    base_url: base_url.clone(),
+                    client: client.clone(),
+                    user: user.clone(),
+                    password,
+                    timeout: Duration::from_secs(*timeout_secs),
+                    ca_file: ca_file.clone(),
+                })
+                .map_err(|e| open_error(e.to_string()))?;
+                Arc::new(soap)
+            }
         };
         systems.insert(system.name.clone(), opened);
     }
     Ok(systems)
+}
+
+/// Reads an SAP password from a file (trailing newline dropped) or an environment
+/// variable. The error names the source, never the value.
+fn soap_password(file: Option<&Path>, env: Option<&str>) -> Result<Secret, String> {
+    let value = match (file, env) {
+        (Some(path), _) => std::fs::read_to_string(path)
+            .map_err(|e| format!("password file {}: {e}", path.display()))?
+            .trim_end_matches(['\r', '\n'])
+            .to_owned(),
+        (None, Some(var)) => std::env::var(var)
+            .map_err(|_| format!("environment variable {var} with the password is not set"))?,
+        (None, None) => return Err("no password configured".into()),
+    };
+    if value.is_empty() {
+        return Err("the SAP password is empty".into());
+    }
+    Ok(Secret::new(value))
 }
 
 /// Pairs each configured system with its opened backend and parsed allowlist.

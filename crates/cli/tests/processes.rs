@@ -206,3 +206,68 @@ fn bad_config_exits_64_with_one_line() {
         assert!(stderr.contains("configuration error"), "{stderr}");
     }
 }
+
+#[tokio::test]
+async fn dev_reaches_sapbridge_sim_over_soap_rfc() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let password = dir.path().join("pw");
+    std::fs::write(&password, "sim-secret\n").expect("password file");
+    let sim_data = dir.path().join("sim");
+    let (sim, soap_url) = start(
+        &[
+            "sim",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            sim_data.to_str().unwrap(),
+            "--user",
+            "RFCUSER",
+            "--password-file",
+            password.to_str().unwrap(),
+        ],
+        "sapbridge sim serving SOAP-RFC on",
+    );
+    let base = soap_url.trim_end_matches("/sap/bc/soap/rfc").to_owned() + "/";
+    let data = dir.path().join("dev");
+    let (dev, url) = start(
+        &[
+            "dev",
+            "--listen",
+            "127.0.0.1:0",
+            "--api-key",
+            "soap-key",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--sap-url",
+            &base,
+            "--sap-user",
+            "RFCUSER",
+            "--sap-password-file",
+            password.to_str().unwrap(),
+        ],
+        "relay:",
+    );
+    let body = call_until_ok(&url, "soap-key", "via soap").await;
+    assert_eq!(body["result"]["ECHOTEXT"], "via soap");
+    assert!(
+        !data.join("sim.db").exists(),
+        "dev must not open an embedded simulator when --sap-url is given"
+    );
+    let table = reqwest::Client::new()
+        .post(format!("{url}/v1/systems/SIM/functions/RFC_READ_TABLE"))
+        .bearer_auth("soap-key")
+        .json(&json!({"QUERY_TABLE": "KNA1", "DELIMITER": "|", "FIELDS": [{"FIELDNAME": "KUNNR"}]}))
+        .send()
+        .await
+        .expect("read table");
+    assert_eq!(table.status(), 200);
+    let table: Value = table.json().await.expect("json");
+    assert!(
+        table["result"]["DATA"]
+            .as_array()
+            .is_some_and(|rows| rows.len() >= 5),
+        "{table}"
+    );
+    assert!(dev.terminate().success());
+    assert!(sim.terminate().success());
+}

@@ -35,6 +35,19 @@ pub(crate) struct DevArgs {
     /// Extra latency per simulated SAP call, in milliseconds.
     #[arg(long, default_value_t = 0)]
     sim_latency_ms: u64,
+    /// Serve `SIM` from an SAP system's SOAP-RFC service at this URL (for example
+    /// `sapbridge sim`) instead of the embedded simulator.
+    #[arg(long, requires_all = ["sap_user", "sap_password_file"])]
+    sap_url: Option<String>,
+    /// The SAP user for `--sap-url`.
+    #[arg(long)]
+    sap_user: Option<String>,
+    /// A file holding the SAP user's password, for `--sap-url`.
+    #[arg(long)]
+    sap_password_file: Option<PathBuf>,
+    /// The SAP client for `--sap-url`.
+    #[arg(long, default_value = "001")]
+    sap_client: String,
 }
 
 /// A random secret of 24 bytes, hex-encoded, with a prefix that says what it is.
@@ -76,6 +89,25 @@ pub(crate) async fn run(args: DevArgs) -> Result<(), CliError> {
         .map_err(|e| CliError::Config(format!("cannot listen on {}: {e}", args.listen)))?;
     let addr = listener.local_addr().context("reading the bound address")?;
 
+    let backend = match &args.sap_url {
+        Some(url) => json!({
+            "type": "soap",
+            "base_url": url,
+            "client": args.sap_client,
+            "user": args.sap_user,
+            "password_file": args.sap_password_file,
+        }),
+        None => json!({
+            "type": "sim",
+            "db_path": data_dir.join("sim.db"),
+            "latency_ms": args.sim_latency_ms,
+            "fault_rate": 0.0,
+        }),
+    };
+    let backend_text = match &args.sap_url {
+        Some(url) => format!("SOAP-RFC at {url}"),
+        None => format!("embedded SAP simulator, data in {}", data_dir.display()),
+    };
     let agent_config: AgentConfig = serde_json::from_value(json!({
         "relay_url": format!("ws://{addr}/v1/agent/connect"),
         "token": agent_token,
@@ -83,12 +115,7 @@ pub(crate) async fn run(args: DevArgs) -> Result<(), CliError> {
         "data_dir": data_dir.join("agent"),
         "systems": [{
             "name": DEV_SYSTEM,
-            "backend": {
-                "type": "sim",
-                "db_path": data_dir.join("sim.db"),
-                "latency_ms": args.sim_latency_ms,
-                "fault_rate": 0.0,
-            },
+            "backend": backend,
             "allow_functions": ["*"],
         }],
     }))
@@ -112,10 +139,7 @@ pub(crate) async fn run(args: DevArgs) -> Result<(), CliError> {
     println!("sapbridge dev is running");
     println!("  relay:    {url}");
     println!("  api key:  {api_key}");
-    println!(
-        "  system:   {DEV_SYSTEM} (embedded SAP simulator, data in {})",
-        data_dir.display()
-    );
+    println!("  system:   {DEV_SYSTEM} ({backend_text})");
     println!("try:");
     println!(
         "  curl -s -H 'Authorization: Bearer {api_key}' -H 'Content-Type: application/json' \\\n    -d '{{\"REQUTEXT\":\"hello\"}}' {url}/v1/systems/{DEV_SYSTEM}/functions/STFC_CONNECTION"

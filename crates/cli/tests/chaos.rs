@@ -1,0 +1,523 @@
+//! Chaos test: nothing lost, nothing done twice.
+//!
+//! A relay and an agent run as separate `sapbridge` processes; the agent reaches the
+//! relay through a fault proxy that cuts its connections at random, and the relay
+//! and the agent are `kill -9`ed and restarted at random moments. Meanwhile clients
+//! create customers through units of work (`POST /v1/systems/SIM/transactions`),
+//! each with its own `Idempotency-Key`, retrying on 5xx, timeouts and refused
+//! connections the way Power Automate retries. At the end the simulator's KNA1 is
+//! read directly: every create must have reached a final state, every successful
+//! create must exist exactly once, and no create may exist twice.
+//!
+//! Loopback only, bounded in count and time, stops by itself. The default is the
+//! short version CI runs; the long soak is
+//!
+//! ```sh
+//! SAPBRIDGE_CHAOS_CREATES=2000 SAPBRIDGE_CHAOS_KILLS=20 \
+//!   cargo test --release -p sapbridge --test chaos -- --nocapture
+//! ```
+//!
+//! Knobs (environment): `SAPBRIDGE_CHAOS_CREATES` (default 60), `SAPBRIDGE_CHAOS_KILLS`
+//! (kills of relay or agent to reach at least, default 4), `SAPBRIDGE_CHAOS_CLIENTS`
+//! (default 8), `SAPBRIDGE_CHAOS_FAULT_MS` (mean pause between faults, default 600),
+//! `SAPBRIDGE_CHAOS_LIMIT_SECS` (hard limit, default 150).
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use sapbridge_sap::SapSystem;
+use sapbridge_sap::sim::{SimOptions, Simulator};
+use serde_json::{Value, json};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+
+const BIN: &str = env!("CARGO_BIN_EXE_sapbridge");
+const API_KEY: &str = "chaos-api-key";
+const AGENT_TOKEN: &str = "chaos-agent-token";
+
+fn knob(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A child process killed (SIGKILL) when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Everything the chaos loop restarts.
+struct Cluster {
+    dir: PathBuf,
+    relay_port: u16,
+    relay: Option<Proc>,
+    agent: Option<Proc>,
+}
+
+impl Cluster {
+    fn start_relay(&mut self) {
+        let mut child = Command::new(BIN)
+            .args(["relay", "--config"])
+            .arg(self.dir.join("relay.toml"))
+            .args(["--listen", &format!("127.0.0.1:{}", self.relay_port)])
+            .env("SAPBRIDGE_LOG", "error")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn relay");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut told = false;
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if !told && line.contains("listening on") {
+                    let _ = tx.send(());
+                    told = true;
+                }
+            }
+        });
+        rx.recv_timeout(Duration::from_secs(30))
+            .expect("relay never said it was listening");
+        self.relay = Some(Proc(child));
+    }
+
+    fn start_agent(&mut self) {
+        let child = Command::new(BIN)
+            .args(["agent", "--config"])
+            .arg(self.dir.join("agent.toml"))
+            .env("SAPBRIDGE_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn agent");
+        self.agent = Some(Proc(child));
+    }
+
+    fn kill_relay(&mut self) {
+        drop(self.relay.take());
+        self.start_relay();
+    }
+
+    fn kill_agent(&mut self) {
+        drop(self.agent.take());
+        self.start_agent();
+    }
+}
+
+/// A TCP proxy whose connections can all be cut at once.
+struct FaultProxy {
+    addr: SocketAddr,
+    connections: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl FaultProxy {
+    async fn start(target: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy addr");
+        let connections: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
+        let registry = Arc::clone(&connections);
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let task = tokio::spawn(async move {
+                    if let Ok(mut outbound) = TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                let mut all = registry.lock().expect("registry");
+                all.retain(|h| !h.is_finished());
+                all.push(task.abort_handle());
+            }
+        });
+        Self { addr, connections }
+    }
+
+    /// Drops every proxied connection mid-stream.
+    fn cut(&self) -> usize {
+        let mut all = self.connections.lock().expect("registry");
+        let n = all.len();
+        for handle in all.drain(..) {
+            handle.abort();
+        }
+        n
+    }
+}
+
+#[derive(Debug, Default)]
+struct Tally {
+    succeeded: HashMap<String, String>,
+    failed: HashMap<String, String>,
+    retries: AtomicUsize,
+}
+
+fn create_body(name: &str) -> Value {
+    json!({
+        "commit": true,
+        "calls": [{
+            "function": "BAPI_CUSTOMER_CREATEFROMDATA1",
+            "parameters": {
+                "PI_COMPANYDATA": {
+                    "NAME": name, "CITY": "Walldorf", "POSTL_COD1": "69190",
+                    "STREET": "Chaosweg 1", "COUNTRY": "DE", "LANGU": "E", "CURRENCY": "EUR"
+                },
+                "PI_COPYREFERENCE": {
+                    "SALESORG": "1000", "DISTR_CHAN": "10", "DIVISION": "00", "REF_CUSTMR": "0000001000"
+                }
+            }
+        }]
+    })
+}
+
+/// The final answer for one create, retrying like a workflow engine does.
+async fn create(
+    http: &reqwest::Client,
+    base: &str,
+    name: &str,
+    key: &str,
+    tally: &Tally,
+    deadline: Instant,
+) -> Result<String, String> {
+    let body = create_body(name);
+    let mut backoff = Duration::from_millis(100);
+    let mut pending: Option<String> = None;
+    while Instant::now() < deadline {
+        let response = match &pending {
+            Some(location) => {
+                http.get(format!("{base}{location}"))
+                    .bearer_auth(API_KEY)
+                    .send()
+                    .await
+            }
+            None => {
+                http.post(format!("{base}/v1/systems/SIM/transactions"))
+                    .bearer_auth(API_KEY)
+                    .header("idempotency-key", format!("\"{key}\""))
+                    .header("prefer", "wait=5")
+                    .json(&body)
+                    .send()
+                    .await
+            }
+        };
+        let retry = match response {
+            Err(_) => true, // refused, reset or timed out: the relay may be restarting
+            Ok(r) => {
+                let status = r.status().as_u16();
+                let location = r
+                    .headers()
+                    .get("location")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                let answer: Value = r.json().await.unwrap_or(Value::Null);
+                match status {
+                    200 | 201 => {
+                        let number = answer["results"][0]["result"]["CUSTOMERNO"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_owned();
+                        return if answer["committed"] == true && !number.is_empty() {
+                            Ok(number)
+                        } else {
+                            Err(format!("200 without a committed customer: {answer}"))
+                        };
+                    }
+                    202 => {
+                        pending = location.or(pending);
+                        backoff = Duration::from_millis(100);
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                    409 | 408 | 429 | 500..=599 => {
+                        let outcome_unknown = answer["type"]
+                            .as_str()
+                            .is_some_and(|t| t.ends_with("outcome-unknown"));
+                        if outcome_unknown {
+                            return Err(format!("outcome unknown: {answer}"));
+                        }
+                        true
+                    }
+                    _ => return Err(format!("{status}: {answer}")),
+                }
+            }
+        };
+        if retry {
+            tally.retries.fetch_add(1, Ordering::Relaxed);
+            // A poll that failed goes back to re-posting: the key makes it safe.
+            pending = None;
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(2));
+        }
+    }
+    Err("no final answer before the time limit".into())
+}
+
+async fn customers_named(db: &Path, prefix: &str) -> Vec<(String, String)> {
+    let sim = Simulator::open(db, SimOptions::default()).expect("open simulator");
+    let mut session = sim.connect().await.expect("session");
+    let out = session
+        .call(
+            "RFC_READ_TABLE",
+            json!({
+                "QUERY_TABLE": "KNA1",
+                "DELIMITER": "|",
+                "FIELDS": [{"FIELDNAME": "KUNNR"}, {"FIELDNAME": "NAME1"}],
+                "OPTIONS": [{"TEXT": format!("NAME1 LIKE '{prefix}%'")}],
+            })
+            .as_object()
+            .expect("object"),
+        )
+        .await
+        .expect("read KNA1");
+    out["DATA"]
+        .as_array()
+        .expect("DATA")
+        .iter()
+        .map(|row| {
+            let wa = row["WA"].as_str().unwrap_or_default();
+            let (kunnr, name) = wa.split_once('|').unwrap_or((wa, ""));
+            (kunnr.trim().to_owned(), name.trim().to_owned())
+        })
+        .collect()
+}
+
+fn write_configs(dir: &Path, proxy: SocketAddr) {
+    std::fs::write(
+        dir.join("relay.toml"),
+        format!(
+            r#"
+heartbeat_secs = 2
+lease_secs = 10
+
+[queue]
+store = "sqlite"
+path = "{db}"
+
+[[api_keys]]
+name = "chaos"
+key = "{API_KEY}"
+systems = ["*"]
+
+[[agent_tokens]]
+name = "chaos-agent"
+token = "{AGENT_TOKEN}"
+systems = ["SIM"]
+"#,
+            db = dir.join("relay.db").display()
+        ),
+    )
+    .expect("relay.toml");
+    std::fs::write(
+        dir.join("agent.toml"),
+        format!(
+            r#"
+relay_url = "ws://{proxy}/v1/agent/connect"
+token = "{AGENT_TOKEN}"
+agent_id = "chaos-agent"
+data_dir = "{data}"
+concurrency = 8
+backoff_initial_ms = 50
+backoff_max_ms = 500
+
+[[systems]]
+name = "SIM"
+allow_functions = ["BAPI_CUSTOMER_*", "BAPI_TRANSACTION_*", "RFC_READ_TABLE"]
+
+[systems.backend]
+type = "sim"
+db_path = "{sim}"
+latency_ms = 5
+fault_rate = 0.0
+"#,
+            data = dir.join("agent").display(),
+            sim = dir.join("sim.db").display(),
+        ),
+    )
+    .expect("agent.toml");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_lost_nothing_done_twice() {
+    let creates = knob("SAPBRIDGE_CHAOS_CREATES", 60) as usize;
+    let kills_wanted = knob("SAPBRIDGE_CHAOS_KILLS", 4) as usize;
+    let clients = knob("SAPBRIDGE_CHAOS_CLIENTS", 8).max(1) as usize;
+    let fault_ms = knob("SAPBRIDGE_CHAOS_FAULT_MS", 600).max(50);
+    let limit = Duration::from_secs(knob("SAPBRIDGE_CHAOS_LIMIT_SECS", 150));
+    let started = Instant::now();
+    let deadline = started + limit;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let relay_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let relay_addr: SocketAddr = format!("127.0.0.1:{relay_port}").parse().expect("addr");
+    let proxy = FaultProxy::start(relay_addr).await;
+    write_configs(dir.path(), proxy.addr);
+    let mut cluster = Cluster {
+        dir: dir.path().to_owned(),
+        relay_port,
+        relay: None,
+        agent: None,
+    };
+    cluster.start_relay();
+    cluster.start_agent();
+
+    let run = format!("CHAOS {:08X}", rand::rng().random::<u32>());
+    let base = format!("http://{relay_addr}");
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let next = Arc::new(AtomicUsize::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let mut workers = JoinSet::new();
+    for _ in 0..clients {
+        let (tally, next, base, run) = (tally.clone(), next.clone(), base.clone(), run.clone());
+        workers.spawn(async move {
+            let http = reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("client");
+            let counter = Tally::default();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= creates {
+                    break;
+                }
+                let name = format!("{run} {i:05}");
+                let key = format!("{run}-{i}");
+                let result = create(&http, &base, &name, &key, &counter, deadline).await;
+                let mut t = tally.lock().expect("tally");
+                match result {
+                    Ok(number) => t.succeeded.insert(name, number),
+                    Err(why) => t.failed.insert(name, why),
+                };
+            }
+            tally
+                .lock()
+                .expect("tally")
+                .retries
+                .fetch_add(counter.retries.load(Ordering::Relaxed), Ordering::Relaxed);
+        });
+    }
+
+    // The chaos loop: faults at random moments until the clients are done (or the
+    // time limit).
+    let (mut relay_kills, mut agent_kills, mut cuts) = (0usize, 0usize, 0usize);
+    let chaos = {
+        let done = done.clone();
+        async move {
+            while !done.load(Ordering::Relaxed) && Instant::now() < deadline {
+                let pause = rand::rng().random_range(fault_ms / 2..=fault_ms * 3 / 2);
+                tokio::time::sleep(Duration::from_millis(pause)).await;
+                if done.load(Ordering::Relaxed) {
+                    break;
+                }
+                match rand::rng().random_range(0..4) {
+                    0 => {
+                        relay_kills += 1;
+                        tokio::task::block_in_place(|| cluster.kill_relay());
+                    }
+                    1 => {
+                        agent_kills += 1;
+                        tokio::task::block_in_place(|| cluster.kill_agent());
+                    }
+                    _ => {
+                        cuts += 1;
+                        proxy.cut();
+                    }
+                }
+            }
+            (cluster, relay_kills, agent_kills, cuts)
+        }
+    };
+    let chaos = tokio::spawn(chaos);
+    while let Some(joined) = workers.join_next().await {
+        joined.expect("client task panicked");
+    }
+    done.store(true, Ordering::Relaxed);
+    let (cluster, relay_kills, agent_kills, cuts) = chaos.await.expect("chaos task");
+    drop(cluster); // kill -9 both; the simulator's file is read below as it is on disk
+
+    let found = customers_named(&dir.path().join("sim.db"), &run).await;
+    let mut by_name: HashMap<String, Vec<String>> = HashMap::new();
+    for (kunnr, name) in found {
+        by_name.entry(name).or_default().push(kunnr);
+    }
+    let tally = Arc::try_unwrap(tally)
+        .expect("tally")
+        .into_inner()
+        .expect("tally");
+    let duplicates: usize = by_name.values().map(|v| v.len().saturating_sub(1)).sum();
+    let lost: Vec<&String> = tally
+        .succeeded
+        .iter()
+        .filter(|(name, number)| !by_name.get(*name).is_some_and(|v| v.contains(number)))
+        .map(|(name, _)| name)
+        .collect();
+    let phantoms: Vec<&String> = tally
+        .failed
+        .keys()
+        .filter(|name| by_name.contains_key(*name))
+        .collect();
+    let unfinished = creates - tally.succeeded.len() - tally.failed.len();
+    let kills = relay_kills + agent_kills;
+
+    println!(
+        "chaos: {creates} creates by {clients} clients in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    println!(
+        "chaos: faults: {relay_kills} relay kill -9, {agent_kills} agent kill -9, {cuts} connection cuts; {} client retries",
+        tally.retries.load(Ordering::Relaxed)
+    );
+    println!(
+        "chaos: succeeded {}, failed {}, unfinished {unfinished}, customers in SAP {}",
+        tally.succeeded.len(),
+        tally.failed.len(),
+        by_name.len()
+    );
+    println!(
+        "chaos: lost {}, duplicates {duplicates}, failed-but-created {}",
+        lost.len(),
+        phantoms.len()
+    );
+    for (name, why) in tally.failed.iter().take(5) {
+        println!("chaos: failed {name}: {why}");
+    }
+
+    assert_eq!(unfinished, 0, "every call must reach a final state");
+    assert!(
+        tally.failed.is_empty(),
+        "no create may fail: {:?}",
+        tally.failed
+    );
+    assert!(lost.is_empty(), "lost creates: {lost:?}");
+    assert_eq!(duplicates, 0, "duplicate customers: {by_name:?}");
+    assert!(
+        phantoms.is_empty(),
+        "created although answered failed: {phantoms:?}"
+    );
+    assert_eq!(
+        by_name.len(),
+        tally.succeeded.len(),
+        "customers in SAP = successful creates"
+    );
+    assert!(
+        kills >= kills_wanted.min(1),
+        "the run must include kills (got {kills})"
+    );
+    if kills < kills_wanted {
+        println!(
+            "chaos: note: only {kills} kills of {kills_wanted} wanted happened before the creates finished"
+        );
+    }
+}
