@@ -16,6 +16,9 @@
 //! backend = { type = "sim", latency_ms = 5 }
 //! ```
 //!
+//! HTTP pass-through: a system may add a `[systems.http]` block (base URL, path
+//! allowlist, CSRF, backend credentials); see [`HttpConfig`].
+//!
 //! Execution journal keys (see `journal.rs`; the journal is `data_dir/journal.db`):
 //!
 //! - `read_only_functions` — function name patterns (`*` wildcards anywhere,
@@ -42,6 +45,10 @@ use std::path::{Path, PathBuf};
 
 use sapbridge_proto::Secret;
 use serde::Deserialize;
+
+mod passthrough;
+
+pub use passthrough::HttpConfig;
 
 use crate::allowlist::Allowlist;
 use crate::read_only::{DEFAULT_READ_ONLY_FUNCTIONS, ReadOnlyFunctions};
@@ -128,6 +135,10 @@ pub struct SystemConfig {
     /// for everything. Anything else is denied.
     #[serde(default)]
     pub allow_functions: Vec<String>,
+    /// HTTP pass-through to the system's HTTP service (`[systems.http]`); without
+    /// it the system refuses every pass-through request.
+    #[serde(default)]
+    pub http: Option<HttpConfig>,
 }
 
 /// How the agent reaches an SAP system, tagged by `type`.
@@ -355,6 +366,9 @@ fn check_system(system: &SystemConfig, names: &mut HashSet<String>, problems: &m
                 .into_iter()
                 .map(|p| format!("system {name}: {p}")),
         );
+    }
+    if let Some(http) = &system.http {
+        http.check(name, problems);
     }
     match &system.backend {
         BackendConfig::Soap {

@@ -28,6 +28,7 @@ mod config;
 mod executor;
 mod journal;
 mod outcomes;
+mod passthrough;
 mod read_only;
 mod reconnect;
 mod redelivery;
@@ -44,7 +45,7 @@ use std::sync::Arc;
 use sapbridge_sap::SapSystem;
 use tokio_util::sync::CancellationToken;
 
-pub use config::{AgentConfig, BackendConfig, ConfigError, JournalSync, SystemConfig};
+pub use config::{AgentConfig, BackendConfig, ConfigError, HttpConfig, JournalSync, SystemConfig};
 pub use journal::JournalError;
 pub use tls::TlsError;
 
@@ -116,6 +117,7 @@ pub async fn run_with_systems(
     config.validate()?;
     config.resolve_token()?;
     let served = systems::serve(&config, systems)?;
+    let http = Arc::new(passthrough::HttpTargets::from_config(&config)?);
     std::fs::create_dir_all(&config.data_dir).map_err(|source| AgentError::DataDir {
         path: config.data_dir.clone(),
         source,
@@ -128,5 +130,5 @@ pub async fn run_with_systems(
     })
     .await
     .map_err(|_| JournalError::Closed)??;
-    reconnect::run_agent(config, served, Arc::new(store), shutdown).await
+    reconnect::run_agent(config, served, http, Arc::new(store), shutdown).await
 }

@@ -21,6 +21,7 @@ use crate::backoff::Backoff;
 use crate::config::AgentConfig;
 use crate::journal::sweep;
 use crate::outcomes::OutcomeStore;
+use crate::passthrough::{HttpTargets, SessionStreams};
 use crate::read_only::ReadOnlyFunctions;
 use crate::runner::UnitRunner;
 use crate::session::{SessionEnd, SessionParams, SessionReport, run_session};
@@ -41,6 +42,7 @@ const HEALTHY_AFTER: Duration = Duration::from_secs(30);
 pub(crate) async fn run_agent(
     config: AgentConfig,
     served: HashMap<String, ServedSystem>,
+    http: Arc<HttpTargets>,
     store: Arc<OutcomeStore>,
     shutdown: CancellationToken,
 ) -> Result<(), AgentError> {
@@ -78,7 +80,7 @@ pub(crate) async fn run_agent(
             connection, session_id = tracing::field::Empty);
         let started = Instant::now();
         let attempt =
-            connect_and_serve(&config, &tls, &params, &runner, &shutdown).instrument(span);
+            connect_and_serve(&config, &tls, &params, &runner, &http, &shutdown).instrument(span);
         let report = match attempt.await {
             Ok(report) => report,
             Err(ConnectFailure::Shutdown) => break,
@@ -153,6 +155,7 @@ async fn connect_and_serve(
     tls: &std::sync::Arc<rustls::ClientConfig>,
     params: &SessionParams,
     runner: &UnitRunner,
+    http: &Arc<HttpTargets>,
     shutdown: &CancellationToken,
 ) -> Result<Option<SessionReport>, ConnectFailure> {
     let token = match config.resolve_token() {
@@ -167,8 +170,19 @@ async fn connect_and_serve(
         socket = dial(&config.relay_url, &token, tls.clone()) => socket.map_err(ConnectFailure::Dial)?,
     };
     info!("connected to the relay");
-    let (mut sink, mut stream) = into_messages(socket);
-    let report = run_session(&mut sink, &mut stream, params, runner, shutdown).await;
+    let mut streams = SessionStreams::new(Arc::clone(http));
+    let (mut sink, mut stream) = into_messages(socket, streams.table());
+    let report = run_session(
+        &mut sink,
+        &mut stream,
+        params,
+        runner,
+        &mut streams,
+        shutdown,
+    )
+    .await;
+    // Open pass-through streams end with the connection.
+    drop(streams);
     // Say goodbye properly (a close frame) when the connection still works.
     let _ = tokio::time::timeout(Duration::from_secs(1), sink.close()).await;
     Ok(Some(report))

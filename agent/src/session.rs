@@ -1,7 +1,12 @@
 //! One agent session on an open connection: hello/welcome, work in, outcomes out,
 //! acks, heartbeats, and the graceful drain.
 //!
-//! Written over any `Sink<AgentMessage>` / `Stream<Result<RelayMessage, _>>` pair, so
+//! HTTP pass-through streams ride along outside the credits: `HttpRequest`,
+//! `HttpWindow` and `HttpCancel` go to the session's [`SessionStreams`], and what
+//! they queue is written here. While draining, new pass-through requests are
+//! refused (`Busy`); open ones end with the session.
+//!
+//! Written over any `Sink<Outgoing>` / `Stream<Result<RelayMessage, _>>` pair, so
 //! unit tests drive it with channels and [`crate::transport`] plugs in the
 //! WebSocket. The session never fails: every way it ends is a [`SessionEnd`] in
 //! the returned [`SessionReport`], and the caller decides whether to reconnect.
@@ -17,8 +22,9 @@ use tokio::time::{Instant, sleep, sleep_until, timeout};
 use tokio_util::sync::CancellationToken;
 use tracing::{Span, debug, error, info, warn};
 
+use crate::passthrough::SessionStreams;
 use crate::runner::UnitRunner;
-use crate::transport::TransportError;
+use crate::transport::{Outgoing, TransportError};
 
 /// After the last in-flight unit of a drain ended, how long to wait for the acks of
 /// the last outcomes (bounded by the grace period too).
@@ -81,10 +87,11 @@ pub(crate) async fn run_session<Si, St>(
     stream: &mut St,
     params: &SessionParams,
     runner: &UnitRunner,
+    streams: &mut SessionStreams,
     shutdown: &CancellationToken,
 ) -> SessionReport
 where
-    Si: Sink<AgentMessage, Error = TransportError> + Unpin,
+    Si: Sink<Outgoing, Error = TransportError> + Unpin,
     St: Stream<Item = Result<RelayMessage, TransportError>> + Unpin,
 {
     let handshake = Duration::from_secs(HANDSHAKE_TIMEOUT_SECS);
@@ -150,6 +157,7 @@ where
         stream,
         params,
         runner,
+        streams,
         shutdown,
         heartbeat,
         &mut report,
@@ -158,17 +166,20 @@ where
     report
 }
 
+// One private loop; a struct for its inputs would only rename the parameters.
+#[allow(clippy::too_many_arguments)]
 async fn welcomed_loop<Si, St>(
     sink: &mut Si,
     stream: &mut St,
     params: &SessionParams,
     runner: &UnitRunner,
+    streams: &mut SessionStreams,
     shutdown: &CancellationToken,
     heartbeat: Duration,
     report: &mut SessionReport,
 ) -> SessionEnd
 where
-    Si: Sink<AgentMessage, Error = TransportError> + Unpin,
+    Si: Sink<Outgoing, Error = TransportError> + Unpin,
     St: Stream<Item = Result<RelayMessage, TransportError>> + Unpin,
 {
     let store = runner.store();
@@ -226,12 +237,24 @@ where
                             debug!(call_id = %call_id, "ack for an outcome not held");
                         }
                     }
+                    RelayMessage::HttpRequest { request } => {
+                        debug!(stream_id = request.stream_id, system = %request.system,
+                            "pass-through request");
+                        streams.start(request, drain.is_some());
+                    }
+                    RelayMessage::HttpWindow { stream_id, chunks } => streams.grant(stream_id, chunks),
+                    RelayMessage::HttpCancel { stream_id } => streams.cancel(stream_id),
                     RelayMessage::Heartbeat => {}
                     RelayMessage::Welcome { .. } => warn!("ignoring a second welcome"),
                     RelayMessage::Close { reason } => {
                         log_relay_close(&reason);
                         return SessionEnd::ClosedByRelay(reason);
                     }
+                }
+            }
+            outgoing = streams.next_outbound() => {
+                if let Err(e) = send(sink, outgoing, send_limit).await {
+                    return SessionEnd::Lost(e);
                 }
             }
             () = store.changed() => {
@@ -312,7 +335,7 @@ async fn send_outcomes<Si>(
     limit: Duration,
 ) -> Result<(), String>
 where
-    Si: Sink<AgentMessage, Error = TransportError> + Unpin,
+    Si: Sink<Outgoing, Error = TransportError> + Unpin,
 {
     for ready in runner.store().take_unsent() {
         debug!(call_id = %ready.call_id, attempt = ready.attempt, "sending outcome");
@@ -327,11 +350,15 @@ where
     Ok(())
 }
 
-async fn send<Si>(sink: &mut Si, message: AgentMessage, limit: Duration) -> Result<(), String>
+async fn send<Si>(
+    sink: &mut Si,
+    message: impl Into<Outgoing>,
+    limit: Duration,
+) -> Result<(), String>
 where
-    Si: Sink<AgentMessage, Error = TransportError> + Unpin,
+    Si: Sink<Outgoing, Error = TransportError> + Unpin,
 {
-    match timeout(limit, sink.send(message)).await {
+    match timeout(limit, sink.send(message.into())).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(format!("send failed: {e}")),
         Err(_) => Err(format!(
@@ -343,7 +370,7 @@ where
 
 async fn lost_on_error<Si>(sink: &mut Si, error: TransportError, limit: Duration) -> SessionReport
 where
-    Si: Sink<AgentMessage, Error = TransportError> + Unpin,
+    Si: Sink<Outgoing, Error = TransportError> + Unpin,
 {
     if let Some(reason) = error.close_reason() {
         warn!(reason = %reason, "closing the connection: the relay broke the protocol");
@@ -380,6 +407,9 @@ fn kind(message: &RelayMessage) -> &'static str {
         RelayMessage::Ack { .. } => "ack",
         RelayMessage::Heartbeat => "heartbeat",
         RelayMessage::Close { .. } => "close",
+        RelayMessage::HttpRequest { .. } => "http_request",
+        RelayMessage::HttpWindow { .. } => "http_window",
+        RelayMessage::HttpCancel { .. } => "http_cancel",
     }
 }
 

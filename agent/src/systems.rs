@@ -81,7 +81,7 @@ pub(crate) fn open_systems(
                     system: system.name.clone(),
                     reason,
                 };
-                let password = soap_password(password_file.as_deref(), password_env.as_deref())
+                let password = read_password(password_file.as_deref(), password_env.as_deref())
                     .map_err(open_error)?;
                 let soap = SoapSystem::new(SoapConfig {
                     base_url: base_url.clone(),
@@ -100,9 +100,9 @@ pub(crate) fn open_systems(
     Ok(systems)
 }
 
-/// Reads an SAP password from a file (trailing newline dropped) or an environment
-/// variable. The error names the source, never the value.
-fn soap_password(file: Option<&Path>, env: Option<&str>) -> Result<Secret, String> {
+/// Reads a backend password from a file (trailing newline dropped) or an
+/// environment variable. The error names the source, never the value.
+pub(crate) fn read_password(file: Option<&Path>, env: Option<&str>) -> Result<Secret, String> {
     let value = match (file, env) {
         (Some(path), _) => std::fs::read_to_string(path)
             .map_err(|e| format!("password file {}: {e}", path.display()))?

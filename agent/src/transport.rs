@@ -5,15 +5,20 @@
 //! Frame rules: every message is one JSON text frame of at most
 //! [`MAX_FRAME_BYTES`]; an `AgentMessage::Close` is followed by a WebSocket close
 //! frame carrying [`CloseReason::code`]; pings and pongs from the relay count as
-//! signs of life (they surface as `RelayMessage::Heartbeat`).
+//! signs of life (they surface as `RelayMessage::Heartbeat`). HTTP pass-through body
+//! chunks are binary frames ([`BodyChunk`]): outgoing ones are [`Outgoing::Chunk`],
+//! incoming ones go straight to the session's [`StreamTable`] and never surface as
+//! messages.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::{Sink, SinkExt, Stream, StreamExt, stream};
+use bytes::Bytes;
+use futures_util::{Sink, SinkExt, Stream, StreamExt, future, stream};
 use sapbridge_proto::{
-    AgentMessage, CloseReason, DecodeError, HANDSHAKE_TIMEOUT_SECS, MAX_FRAME_BYTES, RelayMessage,
-    Secret, decode_relay_message, encode_agent_message,
+    AgentMessage, BodyChunk, ChunkError, CloseReason, DecodeError, HANDSHAKE_TIMEOUT_SECS,
+    MAX_FRAME_BYTES, RelayMessage, Secret, decode_relay_message, encode_agent_message,
+    is_chunk_frame,
 };
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -23,8 +28,29 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
+use crate::passthrough::StreamTable;
+
 /// An open connection to the relay.
 pub(crate) type RelaySocket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// What the session writes: a protocol message (a JSON text frame) or an encoded
+/// pass-through body chunk (a binary frame).
+// Messages are built once and written at once; boxing them would cost an
+// allocation per message for no gain (as for `AgentMessage` itself).
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Outgoing {
+    /// A protocol message.
+    Message(AgentMessage),
+    /// An encoded [`BodyChunk`].
+    Chunk(Bytes),
+}
+
+impl From<AgentMessage> for Outgoing {
+    fn from(message: AgentMessage) -> Self {
+        Self::Message(message)
+    }
+}
 
 /// A problem on an open connection.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +61,9 @@ pub(crate) enum TransportError {
     /// A frame from the relay is not a valid message.
     #[error("bad frame from the relay: {0}")]
     Decode(#[from] DecodeError),
+    /// A binary frame from the relay is not a valid body chunk.
+    #[error("bad body chunk from the relay: {0}")]
+    Chunk(#[from] ChunkError),
     /// The relay sent a WebSocket close frame.
     #[error("the relay closed the websocket (code {code}: {reason})")]
     Closed {
@@ -59,6 +88,9 @@ impl TransportError {
             }
             Self::Decode(DecodeError::Malformed(e)) => Some(CloseReason::ProtocolError {
                 detail: format!("malformed frame: {e}"),
+            }),
+            Self::Chunk(e) => Some(CloseReason::ProtocolError {
+                detail: format!("bad body chunk: {e}"),
             }),
             Self::WebSocket(tungstenite::Error::Capacity(e)) => Some(CloseReason::ProtocolError {
                 detail: e.to_string(),
@@ -141,26 +173,88 @@ pub(crate) async fn dial(
     }
 }
 
-/// Splits a socket into the message sink and stream a session runs on.
+/// Splits a socket into the sink and message stream a session runs on; incoming
+/// body chunks are routed into `streams` on the way.
 pub(crate) fn into_messages(
     socket: RelaySocket,
+    streams: Arc<StreamTable>,
 ) -> (
-    impl Sink<AgentMessage, Error = TransportError> + Unpin,
+    impl Sink<Outgoing, Error = TransportError> + Unpin,
     impl Stream<Item = Result<RelayMessage, TransportError>> + Unpin,
 ) {
     let (sink, frames) = socket.split();
-    let sink = sink
-        .sink_map_err(TransportError::from)
-        .with_flat_map(|message: AgentMessage| {
-            stream::iter(frames_for(&message).into_iter().map(Ok))
-        });
-    let messages = frames.map(message_from);
+    let sink = ErrInto(sink)
+        .with_flat_map(|outgoing: Outgoing| stream::iter(frames_for(outgoing).into_iter().map(Ok)));
+    let messages = frames.filter_map(move |frame| {
+        future::ready(match frame {
+            Ok(Message::Binary(bytes)) if is_chunk_frame(&bytes) => {
+                match BodyChunk::decode(bytes) {
+                    Ok(chunk) => {
+                        streams.route_chunk(chunk);
+                        None
+                    }
+                    Err(e) => Some(Err(TransportError::Chunk(e))),
+                }
+            }
+            other => Some(message_from(other)),
+        })
+    });
     (sink, messages)
 }
 
-/// The WebSocket frames that carry one agent message.
-fn frames_for(message: &AgentMessage) -> Vec<Message> {
-    let text = Message::text(encode_agent_message(message));
+/// A sink adapter that converts every error of the socket into a
+/// [`TransportError`]. (`SinkExt::sink_map_err` maps only the first error and
+/// panics when the sink fails a second time, as a dead socket does when the session
+/// still tries to say goodbye.)
+struct ErrInto<S>(S);
+
+impl<S> Sink<Message> for ErrInto<S>
+where
+    S: Sink<Message, Error = tungstenite::Error> + Unpin,
+{
+    type Error = TransportError;
+
+    fn poll_ready(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::pin::Pin::new(&mut self.0)
+            .poll_ready(cx)
+            .map_err(Into::into)
+    }
+
+    fn start_send(mut self: std::pin::Pin<&mut Self>, item: Message) -> Result<(), Self::Error> {
+        std::pin::Pin::new(&mut self.0)
+            .start_send(item)
+            .map_err(Into::into)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::pin::Pin::new(&mut self.0)
+            .poll_flush(cx)
+            .map_err(Into::into)
+    }
+
+    fn poll_close(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        std::pin::Pin::new(&mut self.0)
+            .poll_close(cx)
+            .map_err(Into::into)
+    }
+}
+
+/// The WebSocket frames that carry one outgoing item.
+fn frames_for(outgoing: Outgoing) -> Vec<Message> {
+    let message = match outgoing {
+        Outgoing::Chunk(frame) => return vec![Message::Binary(frame)],
+        Outgoing::Message(message) => message,
+    };
+    let text = Message::text(encode_agent_message(&message));
     match message {
         AgentMessage::Close { reason } => {
             let frame = CloseFrame {
@@ -206,17 +300,60 @@ fn short(text: &str) -> String {
 mod tests {
     use super::*;
 
+    /// A socket sink that has died: every operation fails.
+    struct DeadSocket;
+
+    impl Sink<Message> for DeadSocket {
+        type Error = tungstenite::Error;
+        fn poll_ready(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), Self::Error>> {
+            std::task::Poll::Ready(Err(tungstenite::Error::ConnectionClosed))
+        }
+        fn start_send(self: std::pin::Pin<&mut Self>, _: Message) -> Result<(), Self::Error> {
+            Err(tungstenite::Error::ConnectionClosed)
+        }
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), Self::Error>> {
+            std::task::Poll::Ready(Err(tungstenite::Error::ConnectionClosed))
+        }
+        fn poll_close(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), Self::Error>> {
+            std::task::Poll::Ready(Err(tungstenite::Error::ConnectionClosed))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_dead_socket_fails_every_send_without_panicking() {
+        use futures_util::SinkExt;
+        let mut sink = ErrInto(DeadSocket);
+        for _ in 0..3 {
+            assert!(sink.send(Message::text("x")).await.is_err());
+        }
+        assert!(sink.close().await.is_err());
+    }
+
     #[test]
     fn close_is_followed_by_a_close_frame_with_the_reason_code() {
-        let frames = frames_for(&AgentMessage::Close {
+        let frames = frames_for(Outgoing::Message(AgentMessage::Close {
             reason: CloseReason::ShuttingDown,
-        });
+        }));
         assert_eq!(frames.len(), 2);
         let Message::Close(Some(frame)) = &frames[1] else {
             panic!("{frames:?}")
         };
         assert_eq!(u16::from(frame.code), 1001);
-        assert_eq!(frames_for(&AgentMessage::Heartbeat).len(), 1);
+        assert_eq!(frames_for(AgentMessage::Heartbeat.into()).len(), 1);
+        let chunk = Bytes::from_static(&[0xB7, 1, 0, 0, 0, 0, 0, 0, 0, 1]);
+        assert_eq!(
+            frames_for(Outgoing::Chunk(chunk.clone())),
+            [Message::Binary(chunk)]
+        );
     }
 
     #[test]

@@ -16,20 +16,34 @@
 //! 3. the relay answers every stored outcome with [`RelayMessage::Ack`]; until then
 //!    the agent keeps the outcome and sends it again after a reconnect;
 //! 4. both sides send [`AgentMessage::Heartbeat`] / [`RelayMessage::Heartbeat`] every
-//!    heartbeat interval; a peer silent for two intervals is dead.
+//!    heartbeat interval; a peer silent for two intervals is dead;
+//! 5. HTTP pass-through requests travel beside the units, outside the credits: JSON
+//!    control messages ([`RelayMessage::HttpRequest`], [`AgentMessage::HttpResponse`],
+//!    ...) plus body pieces as binary frames ([`BodyChunk`], never JSON), paced per
+//!    stream by windows; see the `passthrough` and `chunk` modules' docs.
 
+mod chunk;
 mod error;
 mod frame;
 mod messages;
+mod passthrough;
 mod secret;
 mod work;
 
+pub use chunk::{
+    BodyChunk, CHUNK_HEADER_BYTES, CHUNK_MAGIC, CHUNK_PAYLOAD_BYTES, ChunkError, encode_chunk,
+    is_chunk_frame,
+};
 pub use error::{ErrorGroup, RfcError};
 pub use frame::{
     DecodeError, decode_agent_message, decode_relay_message, encode_agent_message,
     encode_relay_message,
 };
 pub use messages::{AgentMessage, CloseReason, RelayMessage};
+pub use passthrough::{
+    HOP_BY_HOP_HEADERS, HttpFailure, HttpFailureKind, HttpRequestHead, HttpResponseHead,
+    INITIAL_WINDOW_CHUNKS, WireHeader, header_value_from_wire, header_value_to_wire, is_hop_by_hop,
+};
 pub use secret::Secret;
 pub use work::{CallResult, CommitPolicy, FunctionCall, Outcome, TransactionOutcome, Unit};
 

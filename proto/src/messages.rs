@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Outcome, Unit};
+use crate::{HttpFailure, HttpRequestHead, HttpResponseHead, Outcome, Unit};
 
 /// Messages the agent sends to the relay.
 // Outcomes dominate the traffic and are built once per unit; boxing them would cost
@@ -50,6 +50,27 @@ pub enum AgentMessage {
         /// Why.
         reason: CloseReason,
     },
+    /// The head of a pass-through response; body chunks follow (see
+    /// [`crate::HttpResponseHead`]).
+    HttpResponse {
+        /// Status and headers.
+        response: HttpResponseHead,
+    },
+    /// A pass-through request failed; ends the stream (aborts the body when the
+    /// response head was already sent).
+    HttpError {
+        /// The stream.
+        stream_id: u64,
+        /// Why.
+        error: HttpFailure,
+    },
+    /// The relay may send `chunks` more request body chunks on this stream.
+    HttpWindow {
+        /// The stream.
+        stream_id: u64,
+        /// How many more.
+        chunks: u32,
+    },
 }
 
 /// Messages the relay sends to the agent.
@@ -81,6 +102,25 @@ pub enum RelayMessage {
     Close {
         /// Why.
         reason: CloseReason,
+    },
+    /// Opens a pass-through stream: an HTTP request for the system's HTTP service;
+    /// body chunks follow when `request.body` is true. Not subject to credits.
+    HttpRequest {
+        /// Method, path, headers.
+        request: HttpRequestHead,
+    },
+    /// The agent may send `chunks` more response body chunks on this stream.
+    HttpWindow {
+        /// The stream.
+        stream_id: u64,
+        /// How many more.
+        chunks: u32,
+    },
+    /// The relay abandons the stream (client gone, timeout, body over the limit);
+    /// the agent aborts the backend request and sends nothing more for it.
+    HttpCancel {
+        /// The stream.
+        stream_id: u64,
     },
 }
 

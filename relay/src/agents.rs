@@ -3,12 +3,16 @@
 //! A session registers itself after its hello was accepted and is removed when its
 //! socket ends (the [`Registration`] guard does that on drop). Credits and in-flight
 //! counts are atomics the session updates as it goes; readers see a recent value.
+//! Each session also carries its pass-through [`Tunnel`], where HTTP handlers open
+//! streams on it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use time::OffsetDateTime;
+
+use crate::passthrough::Tunnel;
 
 /// One connected agent session.
 #[derive(Debug)]
@@ -25,6 +29,7 @@ pub(crate) struct AgentSession {
     pub(crate) connected_at: OffsetDateTime,
     credits: AtomicU32,
     in_flight: AtomicU32,
+    tunnel: Arc<Tunnel>,
 }
 
 impl AgentSession {
@@ -36,6 +41,11 @@ impl AgentSession {
     /// Units sent and not yet answered.
     pub(crate) fn in_flight(&self) -> u32 {
         self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// The session's pass-through streams.
+    pub(crate) fn tunnel(&self) -> &Arc<Tunnel> {
+        &self.tunnel
     }
 
     /// Publishes the session's current counts.
@@ -73,6 +83,7 @@ impl AgentRegistry {
             connected_at: OffsetDateTime::now_utc(),
             credits: AtomicU32::new(credits),
             in_flight: AtomicU32::new(0),
+            tunnel: Arc::default(),
         });
         self.lock()
             .insert(session_id.to_owned(), Arc::clone(&session));

@@ -10,6 +10,8 @@ use std::collections::HashSet;
 use sapbridge_proto::{MAX_FRAME_BYTES, Secret};
 use serde::Deserialize;
 
+pub use crate::queue::config::{Durability, QueueConfig, StoreKind};
+
 /// The scope value that stands for every system.
 pub(crate) const ALL_SYSTEMS: &str = "*";
 
@@ -39,6 +41,46 @@ pub struct RelayConfig {
     pub heartbeat_secs: u64,
     /// How long finished calls stay readable at `GET /v1/calls/{id}` (default 7 days).
     pub result_retention_secs: u64,
+    /// The `[queue]` table: the store that holds calls (see [`QueueConfig`]).
+    pub queue: QueueConfig,
+    // --- high-level actions (customers, tables, function metadata) ---
+    /// The `[customer_defaults]` table: what `POST /v1/systems/{system}/customers`
+    /// uses when the request omits the reference customer, sales area, language or
+    /// currency.
+    pub customer_defaults: CustomerDefaults,
+    /// How long fetched function interfaces stay cached per system (default 900 s);
+    /// a change in the system's set of agents drops them earlier. 0 disables the cache.
+    pub metadata_cache_secs: u64,
+    // --- HTTP pass-through (`ANY /v1/systems/{system}/http/{*path}`) ---
+    /// The largest pass-through request body, in bytes (default 16 MiB); larger
+    /// bodies answer 413. Bodies stream in chunks, so this is not bound by the frame
+    /// size.
+    pub http_body_limit_bytes: usize,
+    /// How long a pass-through request waits for the backend's response head, and
+    /// the longest pause between two response body chunks (default 60 s); 504 after.
+    pub http_timeout_secs: u64,
+    /// How many pass-through requests one agent session carries at once (default
+    /// 32); when every agent of a system is at the limit, requests answer 503.
+    pub http_max_in_flight_per_agent: u32,
+}
+
+/// Defaults for creating customers (`[customer_defaults]`); every field is optional.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CustomerDefaults {
+    /// The reference customer new customers copy from (`REF_CUSTMR`, `1000` or
+    /// `0000001000`).
+    pub reference_customer: Option<String>,
+    /// Sales organization of the copy reference (`SALESORG`, up to 4 characters).
+    pub sales_org: Option<String>,
+    /// Distribution channel of the copy reference (`DISTR_CHAN`, 2 characters).
+    pub distribution_channel: Option<String>,
+    /// Division of the copy reference (`DIVISION`, 2 characters).
+    pub division: Option<String>,
+    /// Language: an ISO 639 code (`EN`) or SAP's one-letter key (`E`).
+    pub language: Option<String>,
+    /// Currency key (`EUR`).
+    pub currency: Option<String>,
 }
 
 impl Default for RelayConfig {
@@ -53,6 +95,12 @@ impl Default for RelayConfig {
             lease_secs: 300,
             heartbeat_secs: sapbridge_proto::DEFAULT_HEARTBEAT_SECS,
             result_retention_secs: 7 * 86_400,
+            queue: QueueConfig::default(),
+            customer_defaults: CustomerDefaults::default(),
+            metadata_cache_secs: 900,
+            http_body_limit_bytes: 16 * 1024 * 1024,
+            http_timeout_secs: 60,
+            http_max_in_flight_per_agent: 32,
         }
     }
 }
@@ -249,7 +297,16 @@ impl RelayConfig {
         if self.result_retention_secs == 0 {
             return out("result_retention_secs", "must be at least 1");
         }
-        Ok(())
+        if self.http_body_limit_bytes == 0 {
+            return out("http_body_limit_bytes", "must be at least 1");
+        }
+        if self.http_timeout_secs == 0 {
+            return out("http_timeout_secs", "must be at least 1");
+        }
+        if self.http_max_in_flight_per_agent == 0 {
+            return out("http_max_in_flight_per_agent", "must be at least 1");
+        }
+        self.queue.validate()
     }
 
     /// The systems the relay knows: the union of the agent tokens' systems.

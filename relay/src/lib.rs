@@ -7,9 +7,10 @@
 //!   each agent session receives queued units while it has credits;
 //! - `/healthz`, `/readyz`, `/metrics`.
 //!
-//! Calls live in a queue (`queue::Queue`; in memory for now) with explicit states
-//! and a reaper that requeues lapsed leases, expires calls past their TTL and purges
-//! old results.
+//! Calls live in a queue (`queue::Queue`) with explicit states and a reaper that
+//! requeues lapsed leases, expires calls past their TTL and purges old results. The
+//! store is chosen by the `[queue]` table ([`QueueConfig`]): in memory, or one SQLite
+//! file that survives `kill -9` (and, with `durability = "power-loss"`, a power cut).
 //!
 //! Shutdown: stop accepting, close agent sessions with `ShuttingDown` (their leases
 //! return to the queue), answer waiting requests with their current state, and give
@@ -19,6 +20,7 @@ mod agents;
 mod auth;
 mod config;
 mod http;
+mod passthrough;
 mod queue;
 mod session;
 mod state;
@@ -30,10 +32,11 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use config::{AgentTokenConfig, ApiKeyConfig, ConfigError, RelayConfig};
+pub use config::{
+    AgentTokenConfig, ApiKeyConfig, ConfigError, Durability, QueueConfig, RelayConfig, StoreKind,
+};
 
-use crate::queue::Queue;
-use crate::queue::memory::MemoryQueue;
+use crate::queue::{Queue, Retention};
 use crate::state::RelayState;
 
 /// How long shutdown waits for HTTP requests and agent sessions to finish.
@@ -48,12 +51,16 @@ pub enum RelayError {
     /// The HTTP server failed.
     #[error("serving HTTP failed: {0}")]
     Serve(#[source] std::io::Error),
+    /// The queue store could not be opened.
+    #[error("opening the queue store failed: {0}")]
+    Store(String),
 }
 
 /// Runs the relay on `listener` until `shutdown` is cancelled, then drains.
 ///
 /// # Errors
-/// [`RelayError::Config`] when `config` does not validate (nothing is served), and
+/// [`RelayError::Config`] when `config` does not validate (nothing is served),
+/// [`RelayError::Store`] when the queue store cannot be opened, and
 /// [`RelayError::Serve`] when the HTTP server fails.
 pub async fn run(
     listener: TcpListener,
@@ -61,13 +68,19 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), RelayError> {
     config.validate()?;
-    let queue: Arc<dyn Queue> = Arc::new(MemoryQueue::new());
+    let queue = open_queue(&config.queue).await?;
     // A child token, so an early server error can stop sessions without cancelling
     // the caller's token.
     let stop = shutdown.child_token();
     let state = Arc::new(RelayState::new(&config, Arc::clone(&queue), stop.clone()));
-    let retention =
-        time::Duration::try_from(state.settings.retention).unwrap_or(time::Duration::days(7));
+    let retention = Retention {
+        results: time::Duration::try_from(state.settings.retention)
+            .unwrap_or(time::Duration::days(7)),
+        idempotency: time::Duration::try_from(Duration::from_secs(
+            config.queue.idempotency_retention_secs,
+        ))
+        .unwrap_or(time::Duration::days(1)),
+    };
     let reaper_stop = CancellationToken::new();
     let reaper = tokio::spawn(queue::reaper::run(queue, retention, reaper_stop.clone()));
 
@@ -102,4 +115,21 @@ pub async fn run(
     let _ = reaper.await;
     tracing::info!("relay stopped");
     result
+}
+
+/// Opens the configured queue store off the async threads.
+async fn open_queue(config: &QueueConfig) -> Result<Arc<dyn Queue>, RelayError> {
+    let config = config.clone();
+    let store = config.store;
+    let queue = tokio::task::spawn_blocking(move || queue::open(&config))
+        .await
+        .map_err(|e| RelayError::Store(format!("opening task failed: {e}")))?
+        .map_err(|e| RelayError::Store(e.to_string()))?;
+    if store == StoreKind::Memory {
+        tracing::warn!(
+            "queue store is in memory: pending calls and results are lost when the relay \
+             stops; set [queue] store = \"sqlite\" and path to keep them"
+        );
+    }
+    Ok(queue)
 }

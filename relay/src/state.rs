@@ -32,6 +32,8 @@ pub(crate) struct Settings {
     pub(crate) heartbeat: Duration,
     /// Retention of finished calls.
     pub(crate) retention: Duration,
+    /// HTTP pass-through limits.
+    pub(crate) passthrough: crate::passthrough::PassthroughSettings,
 }
 
 impl Settings {
@@ -44,6 +46,7 @@ impl Settings {
             lease: Duration::from_secs(config.lease_secs),
             heartbeat: Duration::from_secs(config.heartbeat_secs),
             retention: Duration::from_secs(config.result_retention_secs),
+            passthrough: crate::passthrough::PassthroughSettings::new(config),
         }
     }
 }
@@ -66,6 +69,10 @@ pub(crate) struct RelayState {
     pub(crate) shutdown: CancellationToken,
     /// Tracks agent session tasks so shutdown can wait for them.
     pub(crate) sessions: TaskTracker,
+    /// Defaults of the customer actions.
+    pub(crate) customer_defaults: crate::config::CustomerDefaults,
+    /// Function interfaces fetched per system.
+    pub(crate) metadata: crate::http::MetadataCache,
 }
 
 impl RelayState {
@@ -84,6 +91,10 @@ impl RelayState {
             agents: Arc::default(),
             shutdown,
             sessions: TaskTracker::new(),
+            customer_defaults: config.customer_defaults.clone(),
+            metadata: crate::http::MetadataCache::new(Duration::from_secs(
+                config.metadata_cache_secs,
+            )),
         }
     }
 }

@@ -90,8 +90,15 @@ async fn bad_bodies_and_unknown_things() {
         StatusCode::NOT_FOUND,
     )
     .await;
-    let get_fun = relay.get(fun).send().await.unwrap();
-    problem(get_fun, StatusCode::METHOD_NOT_ALLOWED).await;
+    // GET is the function's metadata; DELETE means nothing there.
+    let delete_fun = relay
+        .http
+        .delete(format!("{}{fun}", relay.url))
+        .bearer_auth(API_KEY)
+        .send()
+        .await
+        .unwrap();
+    problem(delete_fun, StatusCode::METHOD_NOT_ALLOWED).await;
     let unknown_call = relay.get("/v1/calls/c_nope").send().await.unwrap();
     problem(unknown_call, StatusCode::NOT_FOUND).await;
     let bad_ttl = relay

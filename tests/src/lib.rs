@@ -126,7 +126,32 @@ impl TestAgent {
         allow: &[&str],
         concurrency: u32,
     ) -> Result<Self> {
-        let config: AgentConfig = serde_json::from_value(json!({
+        Self::start_with_http(
+            relay,
+            agent_id,
+            data_dir,
+            sim,
+            allow,
+            concurrency,
+            Value::Null,
+        )
+    }
+
+    /// As [`TestAgent::start`], with `http` (unless `Null`) as `SIM`'s
+    /// `[systems.http]` pass-through block.
+    ///
+    /// # Errors
+    /// When the config is invalid.
+    pub fn start_with_http(
+        relay: &TestRelay,
+        agent_id: &str,
+        data_dir: &Path,
+        sim: Arc<dyn SapSystem>,
+        allow: &[&str],
+        concurrency: u32,
+        http: Value,
+    ) -> Result<Self> {
+        let mut config: Value = json!({
             "relay_url": relay.ws_url(),
             "token": AGENT_TOKEN,
             "agent_id": agent_id,
@@ -140,8 +165,11 @@ impl TestAgent {
                 "backend": {"type": "sim", "db_path": data_dir.join("sim.db"), "latency_ms": 0, "fault_rate": 0.0},
                 "allow_functions": allow,
             }],
-        }))
-        .context("agent config")?;
+        });
+        if !http.is_null() {
+            config["systems"][0]["http"] = http;
+        }
+        let config: AgentConfig = serde_json::from_value(config).context("agent config")?;
         config.validate().context("agent config validation")?;
         let mut systems = HashMap::new();
         systems.insert("SIM".to_owned(), sim);

@@ -28,13 +28,19 @@ type Inbound = Result<RelayMessage, TransportError>;
 
 struct ChanSink(mpsc::UnboundedSender<AgentMessage>);
 
-impl Sink<AgentMessage> for ChanSink {
+impl Sink<Outgoing> for ChanSink {
     type Error = TransportError;
     fn poll_ready(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         Poll::Ready(Ok(()))
     }
-    fn start_send(self: Pin<&mut Self>, item: AgentMessage) -> Result<(), Self::Error> {
-        self.0.send(item).map_err(|_| TransportError::ChannelClosed)
+    fn start_send(self: Pin<&mut Self>, item: Outgoing) -> Result<(), Self::Error> {
+        match item {
+            Outgoing::Message(message) => self
+                .0
+                .send(message)
+                .map_err(|_| TransportError::ChannelClosed),
+            Outgoing::Chunk(_) => Ok(()),
+        }
     }
     fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         Poll::Ready(Ok(()))
@@ -181,7 +187,16 @@ fn start(
         let mut sink = ChanSink(agent_tx);
         let mut agent_rx = agent_rx;
         let mut stream = stream::poll_fn(move |cx| agent_rx.poll_recv(cx));
-        run_session(&mut sink, &mut stream, &params(), &runner, &shutdown).await
+        let mut streams = SessionStreams::new(Arc::default());
+        run_session(
+            &mut sink,
+            &mut stream,
+            &params(),
+            &runner,
+            &mut streams,
+            &shutdown,
+        )
+        .await
     });
     (
         Relay {

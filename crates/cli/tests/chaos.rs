@@ -19,7 +19,7 @@
 //!
 //! Knobs (environment): `SAPBRIDGE_CHAOS_CREATES` (default 60), `SAPBRIDGE_CHAOS_KILLS`
 //! (kills of relay or agent to reach at least, default 4), `SAPBRIDGE_CHAOS_CLIENTS`
-//! (default 8), `SAPBRIDGE_CHAOS_FAULT_MS` (mean pause between faults, default 600),
+//! (default 8), `SAPBRIDGE_CHAOS_FAULT_MS` (longest pause between checks for the next fault, default 600),
 //! `SAPBRIDGE_CHAOS_LIMIT_SECS` (hard limit, default 150).
 
 use std::collections::HashMap;
@@ -104,6 +104,23 @@ impl Cluster {
             .spawn()
             .expect("spawn agent");
         self.agent = Some(Proc(child));
+    }
+
+    /// Restarts any process that exited by itself (a crash the test did not
+    /// cause) and says which.
+    fn revive(&mut self) -> Vec<String> {
+        let mut crashed = Vec::new();
+        if let Some(Ok(Some(status))) = self.relay.as_mut().map(|p| p.0.try_wait()) {
+            crashed.push(format!("relay exited by itself: {status}"));
+            self.relay = None;
+            self.start_relay();
+        }
+        if let Some(Ok(Some(status))) = self.agent.as_mut().map(|p| p.0.try_wait()) {
+            crashed.push(format!("agent exited by itself: {status}"));
+            self.agent = None;
+            self.start_agent();
+        }
+        crashed
     }
 
     fn kill_relay(&mut self) {
@@ -378,9 +395,11 @@ async fn nothing_lost_nothing_done_twice() {
     let tally = Arc::new(Mutex::new(Tally::default()));
     let next = Arc::new(AtomicUsize::new(0));
     let done = Arc::new(AtomicBool::new(false));
+    let finished = Arc::new(AtomicUsize::new(0));
     let mut workers = JoinSet::new();
     for _ in 0..clients {
         let (tally, next, base, run) = (tally.clone(), next.clone(), base.clone(), run.clone());
+        let finished = finished.clone();
         workers.spawn(async move {
             let http = reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
@@ -395,6 +414,7 @@ async fn nothing_lost_nothing_done_twice() {
                 let name = format!("{run} {i:05}");
                 let key = format!("{run}-{i}");
                 let result = create(&http, &base, &name, &key, &counter, deadline).await;
+                finished.fetch_add(1, Ordering::Relaxed);
                 let mut t = tally.lock().expect("tally");
                 match result {
                     Ok(number) => t.succeeded.insert(name, number),
@@ -409,24 +429,43 @@ async fn nothing_lost_nothing_done_twice() {
         });
     }
 
-    // The chaos loop: faults at random moments until the clients are done (or the
-    // time limit).
+    // The chaos loop: faults spread over the run by progress (so a fast machine
+    // cannot finish the creates between two faults), each at a random moment
+    // within its stretch, until the clients are done (or the time limit).
     let (mut relay_kills, mut agent_kills, mut cuts) = (0usize, 0usize, 0usize);
+    let mut crashes: Vec<String> = Vec::new();
     let chaos = {
         let done = done.clone();
+        let finished = finished.clone();
         async move {
+            // Twice as many faults as wanted kills: about half are kills, the
+            // rest connection cuts; more kills are added until enough happened.
+            let faults = (kills_wanted * 2).max(1);
+            let stretch = (creates / (faults + 1)).max(1);
+            let mut next_at = rand::rng().random_range(stretch / 2..=stretch * 3 / 2);
             while !done.load(Ordering::Relaxed) && Instant::now() < deadline {
-                let pause = rand::rng().random_range(fault_ms / 2..=fault_ms * 3 / 2);
+                let pause = rand::rng().random_range(1..=fault_ms.min(50));
                 tokio::time::sleep(Duration::from_millis(pause)).await;
-                if done.load(Ordering::Relaxed) {
-                    break;
+                crashes.extend(tokio::task::block_in_place(|| cluster.revive()));
+                if finished.load(Ordering::Relaxed) < next_at {
+                    continue;
                 }
+                next_at += rand::rng()
+                    .random_range(stretch / 2..=stretch * 3 / 2)
+                    .max(1);
+                let kills = relay_kills + agent_kills;
+                let kill_needed = kills < kills_wanted;
                 match rand::rng().random_range(0..4) {
-                    0 => {
-                        relay_kills += 1;
-                        tokio::task::block_in_place(|| cluster.kill_relay());
+                    0 | 1 if kill_needed || rand::rng().random_bool(0.3) => {
+                        if rand::rng().random_bool(0.5) {
+                            relay_kills += 1;
+                            tokio::task::block_in_place(|| cluster.kill_relay());
+                        } else {
+                            agent_kills += 1;
+                            tokio::task::block_in_place(|| cluster.kill_agent());
+                        }
                     }
-                    1 => {
+                    2 if kill_needed => {
                         agent_kills += 1;
                         tokio::task::block_in_place(|| cluster.kill_agent());
                     }
@@ -436,7 +475,7 @@ async fn nothing_lost_nothing_done_twice() {
                     }
                 }
             }
-            (cluster, relay_kills, agent_kills, cuts)
+            (cluster, relay_kills, agent_kills, cuts, crashes)
         }
     };
     let chaos = tokio::spawn(chaos);
@@ -444,7 +483,7 @@ async fn nothing_lost_nothing_done_twice() {
         joined.expect("client task panicked");
     }
     done.store(true, Ordering::Relaxed);
-    let (cluster, relay_kills, agent_kills, cuts) = chaos.await.expect("chaos task");
+    let (cluster, relay_kills, agent_kills, cuts, crashes) = chaos.await.expect("chaos task");
     drop(cluster); // kill -9 both; the simulator's file is read below as it is on disk
 
     let found = customers_named(&dir.path().join("sim.db"), &run).await;
@@ -492,6 +531,9 @@ async fn nothing_lost_nothing_done_twice() {
     );
     for (name, why) in tally.failed.iter().take(5) {
         println!("chaos: failed {name}: {why}");
+    }
+    for crash in &crashes {
+        println!("chaos: {crash}");
     }
 
     assert_eq!(unfinished, 0, "every call must reach a final state");

@@ -47,6 +47,7 @@ pub(crate) async fn call_function(
     let function = function_name(&function)?;
     let body = body_bytes(body, &state.settings)?;
     let parameters = json_object(&body)?;
+    super::functions_meta::precheck(&state, &system, &function, &parameters)?;
     let unit = UnitRequest {
         fingerprint: fingerprint(&[b"function", system.as_bytes(), function.as_bytes(), &body]),
         system,
@@ -95,6 +96,21 @@ pub(crate) async fn submit(
     headers: &HeaderMap,
     unit: UnitRequest,
 ) -> Result<Response, ApiError> {
+    let record = submit_record(state, caller, headers, unit).await?;
+    Ok(answer(&record))
+}
+
+/// [`submit`] without the rendering: the call as it is once final or when the
+/// requested wait is over (the high-level actions render it themselves).
+///
+/// # Errors
+/// As [`submit`].
+pub(crate) async fn submit_record(
+    state: &RelayState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    unit: UnitRequest,
+) -> Result<CallRecord, ApiError> {
     let wait = requested_wait(headers, &state.settings);
     let ttl = queue_ttl(headers, &state.settings)?;
     let idempotency = idempotency_key(headers)?.map(|key| {
@@ -141,13 +157,13 @@ pub(crate) async fn submit(
                         detail: "a call with this Idempotency-Key is still running".into(),
                     });
                 }
-                return Ok(answer(&record));
+                return Ok(*record);
             }
             Enqueued::KeyMismatch => return Err(ApiError::IdempotencyMismatch),
         };
         let record = wait_final(state, &record.id, wait).await?;
         tracing::info!(status = record.state.as_str(), "call answered");
-        Ok(answer(&record))
+        Ok(record)
     }
     .instrument(span)
     .await
@@ -155,7 +171,10 @@ pub(crate) async fn submit(
 
 /// Waits until the call is final, `wait` has passed or the relay shuts down; returns
 /// the call as it is then.
-async fn wait_final(
+///
+/// # Errors
+/// 500 when the store fails or the call vanished.
+pub(crate) async fn wait_final(
     state: &RelayState,
     call_id: &str,
     wait: Duration,
@@ -204,6 +223,9 @@ pub(crate) async fn get_call(
 ) -> Result<Response, ApiError> {
     let call_id = path(id)?;
     let record = visible_call(&state, &caller, &call_id).await?;
+    if matches!(record.kind, CallKind::Action(_)) {
+        return super::actions::poll(&state, record).await;
+    }
     Ok(answer(&record))
 }
 

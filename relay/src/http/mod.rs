@@ -1,21 +1,28 @@
 //! The HTTP API (see `design/http-api.md`): routes, the body limit, and the
 //! problem+json answers for unknown routes and methods.
 
+mod actions;
 mod calls;
+mod customers;
 mod error;
+mod functions_meta;
 mod ops;
 mod render;
 mod request;
+mod tables;
 mod transactions;
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{get, patch, post};
 use tower_http::trace::TraceLayer;
 
-pub(crate) use error::ApiError;
+pub(crate) use actions::Action;
+pub(crate) use error::{ApiError, Problem};
+pub(crate) use functions_meta::MetadataCache;
+pub(crate) use request::Caller;
 
 use crate::state::RelayState;
 
@@ -27,11 +34,27 @@ pub(crate) fn router(state: Arc<RelayState>) -> Router {
         .route("/v1/systems", get(ops::list_systems))
         .route(
             "/v1/systems/{system}/functions/{function}",
-            post(calls::call_function),
+            post(calls::call_function).get(functions_meta::get_interface),
         )
         .route(
             "/v1/systems/{system}/transactions",
             post(transactions::post_transaction),
+        )
+        .route(
+            "/v1/systems/{system}/customers",
+            post(customers::create).get(customers::search),
+        )
+        .route(
+            "/v1/systems/{system}/customers/{customer}",
+            get(customers::get).merge(patch(customers::change)),
+        )
+        .route(
+            "/v1/systems/{system}/tables/{table}",
+            get(tables::get_table),
+        )
+        .route(
+            "/v1/systems/{system}/tables/{table}/query",
+            post(tables::query_table),
         )
         .route(
             "/v1/calls/{id}",
@@ -47,6 +70,8 @@ pub(crate) fn router(state: Arc<RelayState>) -> Router {
             Arc::clone(&state),
             request::reject_oversized,
         ))
+        // Pass-through streams bodies under its own limit: outside the layers above.
+        .merge(crate::passthrough::routes())
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -45,12 +45,12 @@ pub(crate) fn answer(record: &CallRecord) -> Response {
 }
 
 /// The call's common members.
-fn summary(record: &CallRecord) -> Map<String, Value> {
+pub(crate) fn summary(record: &CallRecord) -> Map<String, Value> {
     let mut body = Map::new();
     body.insert("id".into(), json!(record.id));
     body.insert("status".into(), json!(record.state.as_str()));
     body.insert("system".into(), json!(record.system));
-    match record.kind {
+    match &record.kind {
         CallKind::Function => {
             let function = record.calls.first().map(|c| c.function.as_str());
             body.insert("function".into(), json!(function));
@@ -59,13 +59,16 @@ fn summary(record: &CallRecord) -> Map<String, Value> {
             let functions: Vec<&str> = record.calls.iter().map(|c| c.function.as_str()).collect();
             body.insert("functions".into(), json!(functions));
         }
+        CallKind::Action(action) => {
+            body.insert("action".into(), json!(action.name()));
+        }
     }
     body.insert("attempts".into(), json!(record.attempts));
     body.insert("submitted_at".into(), json!(rfc3339(record.submitted_at)));
     body
 }
 
-fn pending(record: &CallRecord) -> Response {
+pub(crate) fn pending(record: &CallRecord) -> Response {
     let mut response = (StatusCode::ACCEPTED, Json(Value::Object(summary(record)))).into_response();
     let headers = response.headers_mut();
     if let Ok(location) = HeaderValue::from_str(&call_location(&record.id)) {
@@ -92,7 +95,7 @@ fn success_body(record: &CallRecord) -> Value {
     else {
         return Value::Object(body);
     };
-    match record.kind {
+    match &record.kind {
         CallKind::Function => {
             let result = match results.first() {
                 Some(CallResult::Ok(params)) => Value::Object(params.clone()),
@@ -100,7 +103,7 @@ fn success_body(record: &CallRecord) -> Value {
             };
             body.insert("result".into(), result);
         }
-        CallKind::Transaction => {
+        CallKind::Transaction | CallKind::Action(_) => {
             let committed = transaction.as_ref().is_some_and(|t| t.committed);
             body.insert("committed".into(), json!(committed));
             if record.commit == CommitPolicy::Rollback {
@@ -181,7 +184,7 @@ fn expired_problem() -> Problem {
     )
 }
 
-fn failure(record: &CallRecord) -> Problem {
+pub(crate) fn failure(record: &CallRecord) -> Problem {
     let mut problem = match (&record.state, &record.outcome) {
         (CallState::Cancelled, _) => Problem::new(
             StatusCode::GONE,

@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 
 use super::{
     CallRecord, CallState, Cancelled, Completion, Enqueued, IdempotencyKey, NewCall, Queue,
-    QueueError, QueueStats, Reaped, Signals,
+    QueueError, QueueStats, Reaped, Retention, Signals,
 };
 
 /// The in-memory queue.
@@ -260,11 +260,7 @@ impl Queue for MemoryQueue {
         Ok(self.lock().calls.get(call_id).map(|(_, r)| r.clone()))
     }
 
-    async fn reap(
-        &self,
-        now: OffsetDateTime,
-        retention: time::Duration,
-    ) -> Result<Reaped, QueueError> {
+    async fn reap(&self, now: OffsetDateTime, retention: Retention) -> Result<Reaped, QueueError> {
         let mut reaped = Reaped::default();
         let mut woken_systems = HashSet::new();
         let mut finished = Vec::new();
@@ -272,18 +268,35 @@ impl Queue for MemoryQueue {
         let mut lapsed = Vec::new();
         let mut expired = Vec::new();
         let mut purge = Vec::new();
+        let mut forget = Vec::new();
         for (id, (_, record)) in &inner.calls {
+            // Whether the call's idempotency key still points at it.
+            let key = record
+                .idempotency
+                .as_ref()
+                .map(|(key, _)| key)
+                .filter(|key| inner.idempotency.get(*key) == Some(id));
+            let key_lapsed = record.submitted_at + retention.idempotency <= now;
             match &record.state {
                 CallState::Leased { until, .. } if *until <= now => lapsed.push(id.clone()),
                 CallState::Queued if record.expires_at <= now => expired.push(id.clone()),
-                state
-                    if state.is_final()
-                        && record.completed_at.is_some_and(|t| t + retention <= now) =>
-                {
-                    purge.push(id.clone())
+                state if state.is_final() => {
+                    if let Some(key) = key.filter(|_| key_lapsed) {
+                        forget.push(key.clone());
+                    }
+                    let done = record
+                        .completed_at
+                        .is_some_and(|t| t + retention.results <= now);
+                    if done && (key.is_none() || key_lapsed) {
+                        purge.push(id.clone());
+                    }
                 }
                 _ => {}
             }
+        }
+        for key in forget {
+            inner.idempotency.remove(&key);
+            reaped.keys_forgotten += 1;
         }
         for id in lapsed {
             if let Some(system) = inner.requeue(&id) {
@@ -297,10 +310,7 @@ impl Queue for MemoryQueue {
             reaped.expired += 1;
         }
         for id in purge {
-            if let Some((_, record)) = inner.calls.remove(&id) {
-                if let Some((key, _)) = record.idempotency {
-                    inner.idempotency.remove(&key);
-                }
+            if inner.calls.remove(&id).is_some() {
                 reaped.purged += 1;
             }
         }
@@ -337,151 +347,5 @@ impl Queue for MemoryQueue {
 
     fn signals(&self) -> &Arc<Signals> {
         &self.signals
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::queue::CallKind;
-    use sapbridge_proto::{CallResult, CommitPolicy, FunctionCall};
-    use time::Duration;
-
-    fn new_call(id: &str, system: &str, ttl: Duration) -> NewCall {
-        let now = OffsetDateTime::now_utc();
-        NewCall {
-            id: id.into(),
-            system: system.into(),
-            kind: CallKind::Function,
-            calls: vec![FunctionCall {
-                function: "STFC_CONNECTION".into(),
-                parameters: Default::default(),
-            }],
-            commit: CommitPolicy::None,
-            submitted_at: now,
-            expires_at: now + ttl,
-            idempotency: None,
-        }
-    }
-
-    fn ok() -> Outcome {
-        Outcome::Completed {
-            results: vec![CallResult::Ok(Default::default())],
-            transaction: None,
-        }
-    }
-
-    fn later() -> OffsetDateTime {
-        OffsetDateTime::now_utc() + Duration::minutes(5)
-    }
-
-    #[tokio::test]
-    async fn claims_oldest_first_and_respects_max() {
-        let q = MemoryQueue::new();
-        for id in ["a", "b", "c"] {
-            q.enqueue(new_call(id, "PRD", Duration::hours(1)))
-                .await
-                .unwrap();
-        }
-        q.enqueue(new_call("x", "QAS", Duration::hours(1)))
-            .await
-            .unwrap();
-        let systems = vec!["PRD".to_owned(), "QAS".to_owned()];
-        let units = q.claim(&systems, "s1", 2, later()).await.unwrap();
-        let ids: Vec<_> = units.iter().map(|u| u.call_id.as_str()).collect();
-        assert_eq!(ids, ["a", "b"]);
-        assert!(units.iter().all(|u| u.attempt == 1));
-        let units = q.claim(&systems, "s2", 5, later()).await.unwrap();
-        let ids: Vec<_> = units.iter().map(|u| u.call_id.as_str()).collect();
-        assert_eq!(ids, ["c", "x"]);
-    }
-
-    #[tokio::test]
-    async fn release_requeues_with_next_attempt_and_complete_is_idempotent() {
-        let q = MemoryQueue::new();
-        q.enqueue(new_call("a", "PRD", Duration::hours(1)))
-            .await
-            .unwrap();
-        let systems = vec!["PRD".to_owned()];
-        q.claim(&systems, "s1", 1, later()).await.unwrap();
-        assert_eq!(q.release_session("s1").await.unwrap(), 1);
-        let units = q.claim(&systems, "s2", 1, later()).await.unwrap();
-        assert_eq!(units[0].attempt, 2);
-        assert_eq!(
-            q.complete("a", 2, "agent", ok()).await.unwrap(),
-            Completion::Stored
-        );
-        assert_eq!(
-            q.complete("a", 1, "agent", ok()).await.unwrap(),
-            Completion::AlreadyFinal
-        );
-        let record = q.get("a").await.unwrap().unwrap();
-        assert_eq!(record.state, CallState::Succeeded);
-        assert_eq!(record.agent.as_deref(), Some("agent"));
-        assert!(matches!(
-            q.cancel("a").await.unwrap(),
-            Cancelled::TooLate(_)
-        ));
-    }
-
-    #[tokio::test]
-    async fn reaper_requeues_expires_and_purges() {
-        let q = MemoryQueue::new();
-        q.enqueue(new_call("lease", "PRD", Duration::hours(1)))
-            .await
-            .unwrap();
-        let systems = vec!["PRD".to_owned()];
-        let past = OffsetDateTime::now_utc() - Duration::seconds(1);
-        q.claim(&systems, "s1", 1, past).await.unwrap();
-        q.enqueue(new_call("old", "PRD", Duration::seconds(-1)))
-            .await
-            .unwrap();
-        let now = OffsetDateTime::now_utc();
-        let reaped = q.reap(now, Duration::days(1)).await.unwrap();
-        assert_eq!((reaped.requeued, reaped.expired), (1, 1));
-        assert_eq!(
-            q.get("old").await.unwrap().unwrap().state,
-            CallState::Expired
-        );
-        let reaped = q.reap(now + Duration::days(2), Duration::days(1)).await;
-        assert_eq!(reaped.unwrap().purged, 1);
-        assert!(q.get("old").await.unwrap().is_none());
-    }
-
-    #[tokio::test]
-    async fn idempotency_key_returns_existing_or_mismatch() {
-        let q = MemoryQueue::new();
-        let key = IdempotencyKey {
-            scope: "flow".into(),
-            key: "k1".into(),
-        };
-        let mut call = new_call("a", "PRD", Duration::hours(1));
-        call.idempotency = Some((key.clone(), "f1".into()));
-        assert!(matches!(
-            q.enqueue(call.clone()).await.unwrap(),
-            Enqueued::Created(_)
-        ));
-        call.id = "b".into();
-        assert!(matches!(
-            q.enqueue(call.clone()).await.unwrap(),
-            Enqueued::Existing(r) if r.id == "a"
-        ));
-        call.idempotency = Some((key, "f2".into()));
-        assert!(matches!(
-            q.enqueue(call).await.unwrap(),
-            Enqueued::KeyMismatch
-        ));
-    }
-
-    #[tokio::test]
-    async fn cancel_only_while_queued() {
-        let q = MemoryQueue::new();
-        q.enqueue(new_call("a", "PRD", Duration::hours(1)))
-            .await
-            .unwrap();
-        assert!(matches!(q.cancel("a").await.unwrap(), Cancelled::Done(_)));
-        let units = q.claim(&["PRD".to_owned()], "s", 1, later()).await.unwrap();
-        assert!(units.is_empty());
-        assert!(matches!(q.cancel("zz").await.unwrap(), Cancelled::Unknown));
     }
 }

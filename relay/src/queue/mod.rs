@@ -13,11 +13,21 @@
 //! shared database). Users also poll, so a missed signal only costs latency.
 //!
 //! Cancel safety: every method either completes its change or makes none, so
-//! dropping a future mid-way leaves the store consistent.
+//! dropping a future mid-way leaves the store consistent. (A change handed to a
+//! store's writer before the future was dropped still completes; its answer is lost.)
+//!
+//! Stores: [`memory`] (nothing survives a restart) and [`sqlite`] (one file, group
+//! commit; survives `kill -9`). [`open`] picks one from the [`QueueConfig`].
 
+pub(crate) mod config;
+#[cfg(test)]
+mod contract;
 pub(crate) mod memory;
 pub(crate) mod reaper;
 mod signals;
+pub(crate) mod sqlite;
+#[cfg(test)]
+mod throughput;
 
 use std::sync::Arc;
 
@@ -25,15 +35,49 @@ use async_trait::async_trait;
 use sapbridge_proto::{CallResult, CommitPolicy, ErrorGroup, FunctionCall, Outcome, Unit};
 use time::OffsetDateTime;
 
+pub(crate) use config::{QueueConfig, StoreKind};
 pub(crate) use signals::Signals;
 
+/// Opens the store `config` names: an empty memory queue, or the SQLite file
+/// (created if missing; calls leased before a restart go back to the queue).
+/// Blocks while the file is opened and checked: call it from a blocking context
+/// or at start-up.
+///
+/// # Errors
+/// [`QueueError`] when the SQLite file cannot be opened, is not a sapbridge queue,
+/// or was written by a newer schema.
+pub(crate) fn open(config: &QueueConfig) -> Result<Arc<dyn Queue>, QueueError> {
+    match config.store {
+        StoreKind::Memory => Ok(Arc::new(memory::MemoryQueue::new())),
+        StoreKind::Sqlite => {
+            let path = config.path.as_deref().ok_or_else(|| {
+                QueueError::Store("queue.path is required for the sqlite store".into())
+            })?;
+            let options = sqlite::SqliteOptions::new(config.durability);
+            Ok(Arc::new(sqlite::SqliteQueue::open(path, options)?))
+        }
+    }
+}
+
+/// The Unix time in milliseconds a unit must not start after (`0`: none).
+pub(crate) fn deadline_unix_ms(expires_at: OffsetDateTime) -> u64 {
+    u64::try_from(expires_at.unix_timestamp_nanos() / 1_000_000).unwrap_or(0)
+}
+
 /// What kind of request a call came from; decides how its answer is rendered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// Serializable (JSON: `"function"`, `"transaction"`, `{"action": {…}}`) so a
+/// database store can keep it in one text column.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub(crate) enum CallKind {
     /// `POST /v1/systems/{system}/functions/{function}`: a unit of one call.
     Function,
     /// `POST /v1/systems/{system}/transactions`: a BAPI transaction.
     Transaction,
+    /// A step of a high-level action (customers, tables, function metadata): what
+    /// the action needs to render its answer from the unit's results.
+    Action(crate::http::Action),
 }
 
 /// An idempotency key as presented by a client, scoped to its API key.
@@ -185,12 +229,11 @@ impl CallRecord {
 
     /// The unit to send to an agent for the current attempt.
     pub(crate) fn unit(&self) -> Unit {
-        let deadline = self.expires_at.unix_timestamp_nanos() / 1_000_000;
         Unit {
             call_id: self.id.clone(),
             attempt: self.attempts,
             system: self.system.clone(),
-            deadline_unix_ms: u64::try_from(deadline).unwrap_or(0),
+            deadline_unix_ms: deadline_unix_ms(self.expires_at),
             calls: self.calls.clone(),
             commit: self.commit,
         }
@@ -239,6 +282,20 @@ pub(crate) struct Reaped {
     pub(crate) expired: usize,
     /// Final calls past retention, deleted.
     pub(crate) purged: usize,
+    /// Idempotency keys past their retention, forgotten (a new request with such a
+    /// key creates a new call).
+    pub(crate) keys_forgotten: usize,
+}
+
+/// How long a store keeps what is finished; passed to every [`Queue::reap`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Retention {
+    /// Final calls stay readable this long after `completed_at`.
+    pub(crate) results: time::Duration,
+    /// An idempotency key is enforced this long after its call was submitted (and
+    /// always while its call is open). A call whose key is still enforced is not
+    /// purged, so a retry always gets the stored outcome.
+    pub(crate) idempotency: time::Duration,
 }
 
 /// Counts of stored calls by state, for metrics.
@@ -259,12 +316,17 @@ pub(crate) struct QueueStats {
 }
 
 /// The store could not do what was asked.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub(crate) enum QueueError {
-    /// The backing store failed.
-    #[allow(dead_code, reason = "the memory store cannot fail; the SQL stores can")]
+    /// The backing store failed (I/O, a full disk, a locked or broken file).
     #[error("queue store: {0}")]
     Store(String),
+    /// A stored call could not be read back (a bug, or a file edited by hand).
+    #[error("queue store holds an unreadable call: {0}")]
+    Corrupt(String),
+    /// The store is shut down (its writer has stopped).
+    #[error("queue store is closed")]
+    Closed,
 }
 
 /// A durable queue of calls. See the module docs for states and signals.
@@ -310,12 +372,10 @@ pub(crate) trait Queue: Send + Sync + 'static {
     async fn get(&self, call_id: &str) -> Result<Option<CallRecord>, QueueError>;
 
     /// One maintenance pass at `now`: requeue leases past `until`, expire queued calls
-    /// past their TTL, delete final calls completed more than `retention` ago.
-    async fn reap(
-        &self,
-        now: OffsetDateTime,
-        retention: time::Duration,
-    ) -> Result<Reaped, QueueError>;
+    /// past their TTL, forget idempotency keys past their retention (of final calls
+    /// only), delete final calls completed more than `retention.results` ago whose
+    /// key is no longer enforced.
+    async fn reap(&self, now: OffsetDateTime, retention: Retention) -> Result<Reaped, QueueError>;
 
     /// Counts of calls by state.
     async fn stats(&self) -> Result<QueueStats, QueueError>;

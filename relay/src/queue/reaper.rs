@@ -8,14 +8,14 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
-use super::Queue;
+use super::{Queue, Retention};
 
 /// How often the reaper runs; also the granularity of queue TTL expiry.
 pub(crate) const REAP_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Runs the reaper until `stop` is cancelled. Store errors are logged and retried
 /// on the next tick.
-pub(crate) async fn run(queue: Arc<dyn Queue>, retention: time::Duration, stop: CancellationToken) {
+pub(crate) async fn run(queue: Arc<dyn Queue>, retention: Retention, stop: CancellationToken) {
     let mut tick = tokio::time::interval(REAP_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -28,6 +28,7 @@ pub(crate) async fn run(queue: Arc<dyn Queue>, retention: time::Duration, stop: 
                 requeued = reaped.requeued,
                 expired = reaped.expired,
                 purged = reaped.purged,
+                keys_forgotten = reaped.keys_forgotten,
                 "reaper pass"
             ),
             Ok(_) => {}

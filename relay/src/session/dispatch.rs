@@ -8,6 +8,11 @@
 //!
 //! Wake-ups: the loop waits on its systems' work signals (enabled before it looks at
 //! the queue, so no wake-up is lost) with a polling fallback of [`POLL_INTERVAL`].
+//!
+//! HTTP pass-through rides along outside the credits: the loop writes what the
+//! session's [`crate::passthrough::Tunnel`] queues (request heads, window grants,
+//! cancels, request body chunks) and hands it what the agent answers; when the
+//! socket ends the tunnel is closed, failing its open streams.
 
 use std::collections::HashSet;
 use std::pin::Pin;
@@ -27,6 +32,7 @@ use tracing::Instrument;
 use super::frames::{self, Incoming};
 use super::handshake::message_kind;
 use crate::agents::AgentSession;
+use crate::passthrough::Ordered;
 use crate::queue::{Completion, Queue};
 
 /// How often an idle session looks at the queue even without a wake-up.
@@ -99,6 +105,7 @@ where
     E: std::fmt::Display,
 {
     let end = run_loop(ctx, published, sink, stream).await;
+    published.tunnel().close();
     match ctx.queue.release_session(&ctx.session_id).await {
         Ok(0) => {}
         Ok(released) => tracing::info!(released, "leases returned to the queue"),
@@ -132,6 +139,11 @@ where
         published,
     };
     ledger.publish();
+    let tunnel = published.tunnel();
+    let Some(mut outbound) = tunnel.take_outbound() else {
+        tracing::error!("the session's pass-through channels were taken twice");
+        return SessionEnd::AgentGone;
+    };
     let mut last_seen = Instant::now();
     let mut heartbeat = tokio::time::interval_at(Instant::now() + ctx.heartbeat, ctx.heartbeat);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -170,6 +182,7 @@ where
                             return end;
                         }
                     }
+                    Incoming::Chunk(chunk) => tunnel.on_chunk(chunk),
                     Incoming::Control => {}
                     Incoming::Closed => return SessionEnd::AgentGone,
                     Incoming::Bad(reason) => {
@@ -191,6 +204,20 @@ where
                 let until = OffsetDateTime::now_utc() + ctx.lease;
                 if let Err(error) = ctx.queue.renew_leases(&ctx.session_id, until).await {
                     tracing::warn!(%error, "could not renew leases");
+                }
+            }
+            Some(message) = outbound.control.recv() => {
+                if frames::send(sink, &message).await.is_err() {
+                    return SessionEnd::AgentGone;
+                }
+            }
+            Some(item) = outbound.data.recv() => {
+                let sent = match item {
+                    Ordered::Message(message) => frames::send(sink, &message).await.is_ok(),
+                    Ordered::Chunk(frame) => frames::send_chunk(sink, frame).await.is_ok(),
+                };
+                if !sent {
+                    return SessionEnd::AgentGone;
                 }
             }
             () = wake, if can_take => ledger.want_claim = true,
@@ -283,6 +310,13 @@ where
                     return Err(SessionEnd::AgentGone);
                 }
             }
+        }
+        AgentMessage::HttpResponse { response } => ledger.published.tunnel().on_response(response),
+        AgentMessage::HttpError { stream_id, error } => {
+            ledger.published.tunnel().on_error(stream_id, error);
+        }
+        AgentMessage::HttpWindow { stream_id, chunks } => {
+            ledger.published.tunnel().on_window(stream_id, chunks);
         }
         AgentMessage::Close { reason } => {
             tracing::info!(%reason, "agent closed the session");

@@ -5,8 +5,8 @@
 use axum::extract::ws::{CloseFrame, Message};
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use sapbridge_proto::{
-    AgentMessage, CloseReason, DecodeError, MAX_FRAME_BYTES, RelayMessage, decode_agent_message,
-    encode_relay_message,
+    AgentMessage, BodyChunk, CloseReason, DecodeError, MAX_FRAME_BYTES, RelayMessage,
+    decode_agent_message, encode_relay_message, is_chunk_frame,
 };
 
 /// What arrived from the agent.
@@ -14,6 +14,8 @@ use sapbridge_proto::{
 pub(crate) enum Incoming {
     /// A protocol message (boxed: a hello is much larger than the other variants).
     Message(Box<AgentMessage>),
+    /// A pass-through body chunk (a binary frame starting with the chunk magic).
+    Chunk(BodyChunk),
     /// A control frame (ping/pong): proof of life, nothing else.
     Control,
     /// The socket closed or failed.
@@ -44,6 +46,14 @@ where
     };
     let bytes: &[u8] = match &message {
         Message::Text(text) => text.as_str().as_bytes(),
+        Message::Binary(bytes) if is_chunk_frame(bytes) => {
+            return match BodyChunk::decode(bytes.clone()) {
+                Ok(chunk) => Incoming::Chunk(chunk),
+                Err(error) => Incoming::Bad(CloseReason::ProtocolError {
+                    detail: format!("bad body chunk: {error}"),
+                }),
+            };
+        }
         Message::Binary(bytes) => bytes,
         Message::Ping(_) | Message::Pong(_) => return Incoming::Control,
         Message::Close(_) => return Incoming::Closed,
@@ -72,6 +82,17 @@ fn too_long_size(error: &str) -> Option<usize> {
         .take_while(char::is_ascii_digit)
         .collect();
     Some(digits.parse().unwrap_or(MAX_FRAME_BYTES + 1))
+}
+
+/// Sends one encoded body chunk as a binary frame.
+///
+/// # Errors
+/// The sink's error when the socket is gone.
+pub(crate) async fn send_chunk<S>(sink: &mut S, frame: axum::body::Bytes) -> Result<(), S::Error>
+where
+    S: Sink<Message> + Unpin,
+{
+    sink.send(Message::Binary(frame)).await
 }
 
 /// Sends one protocol message.

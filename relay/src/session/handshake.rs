@@ -68,6 +68,9 @@ where
         Ok(Incoming::Control) => CloseReason::ProtocolError {
             detail: "unexpected control frame".into(),
         },
+        Ok(Incoming::Chunk(_)) => CloseReason::ProtocolError {
+            detail: "expected hello, got a body chunk".into(),
+        },
         Ok(Incoming::Message(message)) => match *message {
             AgentMessage::Hello {
                 protocol,
@@ -134,6 +137,9 @@ pub(crate) fn message_kind(message: &AgentMessage) -> &'static str {
         AgentMessage::Outcome { .. } => "outcome",
         AgentMessage::Heartbeat => "heartbeat",
         AgentMessage::Close { .. } => "close",
+        AgentMessage::HttpResponse { .. } => "http_response",
+        AgentMessage::HttpError { .. } => "http_error",
+        AgentMessage::HttpWindow { .. } => "http_window",
     }
 }
 

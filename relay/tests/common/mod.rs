@@ -3,6 +3,9 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod business;
+pub mod sim_agent;
+
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};

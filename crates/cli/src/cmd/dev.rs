@@ -48,6 +48,14 @@ pub(crate) struct DevArgs {
     /// The SAP client for `--sap-url`.
     #[arg(long, default_value = "001")]
     sap_client: String,
+    /// Turn on HTTP pass-through for `SIM` (`/v1/systems/SIM/http/...`) to the HTTP
+    /// service at this base URL, e.g. `http://127.0.0.1:8000/`.
+    #[arg(long, value_name = "URL")]
+    http_url: Option<String>,
+    /// A path prefix pass-through may reach (repeatable; segment boundaries: `/api`
+    /// allows `/api/x`, not `/apix`). Without any, every path is denied.
+    #[arg(long, value_name = "PREFIX", requires = "http_url")]
+    http_allow: Vec<String>,
 }
 
 /// A random secret of 24 bytes, hex-encoded, with a prefix that says what it is.
@@ -78,6 +86,17 @@ pub(crate) async fn run(args: DevArgs) -> Result<(), CliError> {
     let relay_config: RelayConfig = serde_json::from_value(json!({
         "api_keys": [{"name": "dev", "key": api_key, "systems": ["*"]}],
         "agent_tokens": [{"name": "dev-agent", "token": agent_token, "systems": [DEV_SYSTEM]}],
+        "queue": {"store": "sqlite", "path": data_dir.join("relay.db")},
+        // The simulator's reference customer and sales area, so that a name, a
+        // city and a country alone create a customer.
+        "customer_defaults": {
+            "reference_customer": "0000001000",
+            "sales_org": "1000",
+            "distribution_channel": "10",
+            "division": "00",
+            "language": "EN",
+            "currency": "EUR",
+        },
     }))
     .map_err(|e| CliError::Runtime(anyhow::anyhow!("building the dev relay config: {e}")))?;
     relay_config
@@ -108,16 +127,20 @@ pub(crate) async fn run(args: DevArgs) -> Result<(), CliError> {
         Some(url) => format!("SOAP-RFC at {url}"),
         None => format!("embedded SAP simulator, data in {}", data_dir.display()),
     };
+    let mut system = json!({
+        "name": DEV_SYSTEM,
+        "backend": backend,
+        "allow_functions": ["*"],
+    });
+    if let Some(url) = &args.http_url {
+        system["http"] = json!({"base_url": url, "allow_paths": args.http_allow});
+    }
     let agent_config: AgentConfig = serde_json::from_value(json!({
         "relay_url": format!("ws://{addr}/v1/agent/connect"),
         "token": agent_token,
         "agent_id": "dev-agent",
         "data_dir": data_dir.join("agent"),
-        "systems": [{
-            "name": DEV_SYSTEM,
-            "backend": backend,
-            "allow_functions": ["*"],
-        }],
+        "systems": [system],
     }))
     .map_err(|e| CliError::Runtime(anyhow::anyhow!("building the dev agent config: {e}")))?;
     agent_config
@@ -140,6 +163,12 @@ pub(crate) async fn run(args: DevArgs) -> Result<(), CliError> {
     println!("  relay:    {url}");
     println!("  api key:  {api_key}");
     println!("  system:   {DEV_SYSTEM} ({backend_text})");
+    if let Some(http_url) = &args.http_url {
+        println!(
+            "  http:     {url}/v1/systems/{DEV_SYSTEM}/http/... -> {http_url} (allowed: {:?})",
+            args.http_allow
+        );
+    }
     println!("try:");
     println!(
         "  curl -s -H 'Authorization: Bearer {api_key}' -H 'Content-Type: application/json' \\\n    -d '{{\"REQUTEXT\":\"hello\"}}' {url}/v1/systems/{DEV_SYSTEM}/functions/STFC_CONNECTION"

@@ -1,0 +1,428 @@
+//! One pass-through request, start to end: checks (path, allowlist, the system's
+//! request slots), the request to the backend (streamed, or buffered for a CSRF
+//! write so the one retry can resend it), and the response head and body back to
+//! the relay within the stream's window.
+//!
+//! The outcome is `Ok` once the last body chunk is queued, or the [`HttpFailure`]
+//! the caller reports (before the head it decides the relay's status; after it, it
+//! aborts the client's body).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::{FutureExt, StreamExt};
+use reqwest::header::{COOKIE, HeaderMap, HeaderValue};
+use reqwest::{Method, Response};
+use sapbridge_proto::{
+    AgentMessage, CHUNK_PAYLOAD_BYTES, HttpFailure, HttpFailureKind as Kind, HttpRequestHead,
+    HttpResponseHead, INITIAL_WINDOW_CHUNKS, encode_chunk,
+};
+use tokio::sync::{Semaphore, mpsc};
+use tracing::{debug, info};
+
+use super::csrf::{CSRF_HEADER, CsrfToken, needs_token, token_required};
+use super::paths::{PathError, check_path};
+use super::target::HttpTarget;
+use crate::transport::Outgoing;
+
+/// A piece of the request body as the relay sent it.
+#[derive(Debug)]
+pub(crate) struct BodyPiece {
+    /// The bytes.
+    pub(crate) payload: Bytes,
+    /// Whether it is the last piece.
+    pub(crate) last: bool,
+}
+
+/// The stream's ends towards the session.
+pub(crate) struct StreamIo {
+    /// The stream id.
+    pub(crate) id: u64,
+    /// Window grants to the relay (order does not matter).
+    pub(crate) control: mpsc::UnboundedSender<AgentMessage>,
+    /// The response head, the encoded response chunks and a final error, in order.
+    pub(crate) data: mpsc::Sender<Outgoing>,
+    /// One permit per response chunk the relay is ready to take.
+    pub(crate) window: Arc<Semaphore>,
+    /// The request body, when the request has one.
+    pub(crate) body: Option<mpsc::Receiver<BodyPiece>>,
+}
+
+fn fail(kind: Kind, detail: impl Into<String>) -> HttpFailure {
+    HttpFailure::new(kind, detail)
+}
+
+/// Runs one request; see the module docs.
+///
+/// # Errors
+/// The [`HttpFailure`] to report to the relay.
+pub(crate) async fn exchange(
+    target: &HttpTarget,
+    head: HttpRequestHead,
+    mut io: StreamIo,
+) -> Result<(), HttpFailure> {
+    let _slot = Arc::clone(&target.slots).try_acquire_owned().map_err(|_| {
+        fail(
+            Kind::Busy,
+            format!(
+                "the agent runs its maximum of pass-through requests for {}",
+                target.system
+            ),
+        )
+    })?;
+    match check_path(&head.path) {
+        Ok(()) => {}
+        Err(PathError::Traversal) => {
+            return Err(fail(Kind::NotAllowed, PathError::Traversal.to_string()));
+        }
+        Err(other) => return Err(fail(Kind::BadRequest, other.to_string())),
+    }
+    let Some(matched) = target.allow.matching(&head.path) else {
+        info!(path = %head.path, "pass-through path denied by the allowlist");
+        return Err(fail(
+            Kind::NotAllowed,
+            format!(
+                "the agent does not allow the path {} on system {}",
+                head.path, target.system
+            ),
+        ));
+    };
+    let method = Method::from_bytes(head.method.as_bytes()).map_err(|_| {
+        fail(
+            Kind::BadRequest,
+            format!("{:?} is not an HTTP method", head.method),
+        )
+    })?;
+    let url = target
+        .url(&head.path, head.query.as_deref())
+        .map_err(|e| fail(Kind::BadRequest, e))?;
+    let started = tokio::time::Instant::now();
+    let csrf_write = target.csrf.is_some() && needs_token(&method);
+    let response = if csrf_write {
+        let body = match io.body.take() {
+            Some(rx) => read_all(rx, &io, target.max_body).await?,
+            None => Bytes::new(),
+        };
+        let headers = target.request_headers(&head.headers, true);
+        let fetch_path = target.csrf_fetch_path.clone().unwrap_or(matched);
+        csrf_write_request(target, &method, &url, &headers, &body, &fetch_path).await?
+    } else {
+        let too_large = Arc::new(AtomicBool::new(false));
+        let mut request = target
+            .client
+            .request(method.clone(), url.clone())
+            .headers(target.request_headers(&head.headers, false));
+        if let Some(rx) = io.body.take() {
+            request = request.body(reqwest::Body::wrap_stream(request_stream(
+                rx,
+                io.control.clone(),
+                io.id,
+                target.max_body,
+                Arc::clone(&too_large),
+            )));
+        }
+        match send(target, request).await {
+            Err(_) if too_large.load(Ordering::Relaxed) => {
+                return Err(fail(
+                    Kind::TooLarge,
+                    format!(
+                        "the body exceeds the agent's limit of {} bytes",
+                        target.max_body
+                    ),
+                ));
+            }
+            other => other?,
+        }
+    };
+    let status = response.status();
+    info!(
+        status = status.as_u16(),
+        elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        path = %head.path,
+        "pass-through response"
+    );
+    let response_head = HttpResponseHead {
+        stream_id: io.id,
+        status: status.as_u16(),
+        headers: target.response_headers(response.headers()),
+    };
+    let head_message = AgentMessage::HttpResponse {
+        response: response_head,
+    };
+    if io.data.send(Outgoing::Message(head_message)).await.is_err() {
+        return Ok(());
+    }
+    send_body(target, response, &io).await
+}
+
+/// A CSRF-protected write: token (cached or fetched), the write, and on
+/// `403 Required` one refetch and one retry.
+async fn csrf_write_request(
+    target: &HttpTarget,
+    method: &Method,
+    url: &reqwest::Url,
+    headers: &HeaderMap,
+    body: &Bytes,
+    fetch_path: &str,
+) -> Result<Response, HttpFailure> {
+    let Some(cache) = &target.csrf else {
+        return Err(fail(Kind::Protocol, "CSRF handling without a cache"));
+    };
+    let mut retried = false;
+    loop {
+        let token = cache
+            .get_or_fetch(|| fetch_token(target, fetch_path))
+            .await?;
+        let mut request_headers = headers.clone();
+        if let Some(token) = &token {
+            if let Ok(mut value) = HeaderValue::from_str(token.token.expose()) {
+                value.set_sensitive(true);
+                request_headers.insert(CSRF_HEADER, value);
+            }
+            let client_cookies = headers.get(COOKIE);
+            if let Some(cookie) = token.cookie_header(client_cookies) {
+                request_headers.insert(COOKIE, cookie);
+            }
+        }
+        let request = target
+            .client
+            .request(method.clone(), url.clone())
+            .headers(request_headers)
+            .body(body.clone());
+        let response = send(target, request).await?;
+        if retried || !token_required(response.status(), response.headers()) {
+            return Ok(response);
+        }
+        info!("CSRF token refused; fetching a new one and retrying once");
+        cache.invalidate(token.as_ref()).await;
+        retried = true;
+    }
+}
+
+/// `GET fetch_path` with `X-CSRF-Token: Fetch`: the token and session cookies.
+async fn fetch_token(
+    target: &HttpTarget,
+    fetch_path: &str,
+) -> Result<Option<CsrfToken>, HttpFailure> {
+    let url = target
+        .url(fetch_path, None)
+        .map_err(|e| fail(Kind::BadRequest, e))?;
+    let mut request = target.client.get(url).header(CSRF_HEADER, "Fetch");
+    if let Some(auth) = target.auth_header() {
+        request = request.header(reqwest::header::AUTHORIZATION, auth);
+    }
+    let response = send(target, request).await?;
+    let token = CsrfToken::from_response(response.headers());
+    debug!(
+        status = response.status().as_u16(),
+        fetched = token.is_some(),
+        "CSRF token fetch"
+    );
+    Ok(token)
+}
+
+/// Sends a request, waiting at most the target's timeout for the response head.
+async fn send(
+    target: &HttpTarget,
+    request: reqwest::RequestBuilder,
+) -> Result<Response, HttpFailure> {
+    match tokio::time::timeout(target.timeout, request.send()).await {
+        Err(_) => Err(fail(
+            Kind::Timeout,
+            format!(
+                "the backend did not answer within {} s",
+                target.timeout.as_secs()
+            ),
+        )),
+        Ok(Ok(response)) => Ok(response),
+        // Without the URL: its query may hold what should not be echoed into logs.
+        Ok(Err(error)) if error.is_timeout() => Err(fail(
+            Kind::Timeout,
+            format!(
+                "the backend {} timed out: {}",
+                target.base(),
+                error.without_url()
+            ),
+        )),
+        Ok(Err(error)) => Err(fail(
+            Kind::Unreachable,
+            format!(
+                "the backend {} could not be reached: {}",
+                target.base(),
+                error.without_url()
+            ),
+        )),
+    }
+}
+
+/// Reads the whole request body (CSRF writes only), granting window as it goes.
+async fn read_all(
+    mut rx: mpsc::Receiver<BodyPiece>,
+    io: &StreamIo,
+    limit: usize,
+) -> Result<Bytes, HttpFailure> {
+    let mut body = BytesMut::new();
+    let mut read = 0u32;
+    loop {
+        let Some(piece) = rx.recv().await else {
+            return Err(fail(
+                Kind::Protocol,
+                "the request body ended before its last chunk",
+            ));
+        };
+        if body.len() + piece.payload.len() > limit {
+            return Err(fail(
+                Kind::TooLarge,
+                format!("the body exceeds the agent's limit of {limit} bytes"),
+            ));
+        }
+        body.extend_from_slice(&piece.payload);
+        if piece.last {
+            return Ok(body.freeze());
+        }
+        read += 1;
+        if read >= INITIAL_WINDOW_CHUNKS / 2 {
+            let _ = io.control.send(AgentMessage::HttpWindow {
+                stream_id: io.id,
+                chunks: read,
+            });
+            read = 0;
+        }
+    }
+}
+
+/// The request body as a stream for `reqwest`, granting window as the backend
+/// takes pieces; fails when the relay cancels mid-body or the limit is passed.
+fn request_stream(
+    rx: mpsc::Receiver<BodyPiece>,
+    control: mpsc::UnboundedSender<AgentMessage>,
+    id: u64,
+    limit: usize,
+    too_large: Arc<AtomicBool>,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> + Send + 'static {
+    struct State {
+        rx: mpsc::Receiver<BodyPiece>,
+        read: u32,
+        total: usize,
+        done: bool,
+    }
+    let state = State {
+        rx,
+        read: 0,
+        total: 0,
+        done: false,
+    };
+    futures_util::stream::unfold(state, move |mut s| {
+        let control = control.clone();
+        let too_large = Arc::clone(&too_large);
+        async move {
+            if s.done {
+                return None;
+            }
+            let Some(piece) = s.rx.recv().await else {
+                s.done = true;
+                let cut = std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the request body ended before its last chunk",
+                );
+                return Some((Err(cut), s));
+            };
+            s.total = s.total.saturating_add(piece.payload.len());
+            if s.total > limit {
+                too_large.store(true, Ordering::Relaxed);
+                s.done = true;
+                return Some((Err(std::io::Error::other("request body too large")), s));
+            }
+            if piece.last {
+                s.done = true;
+            } else {
+                s.read += 1;
+                if s.read >= INITIAL_WINDOW_CHUNKS / 2 {
+                    let _ = control.send(AgentMessage::HttpWindow {
+                        stream_id: id,
+                        chunks: s.read,
+                    });
+                    s.read = 0;
+                }
+            }
+            Some((Ok(piece.payload), s))
+        }
+    })
+}
+
+/// Streams the response body to the relay in chunks within the window; the last
+/// chunk is flagged (an empty body is one empty last chunk).
+async fn send_body(
+    target: &HttpTarget,
+    response: Response,
+    io: &StreamIo,
+) -> Result<(), HttpFailure> {
+    let mut stream = response.bytes_stream();
+    let mut pending: Vec<u8> = Vec::with_capacity(CHUNK_PAYLOAD_BYTES);
+    let idle = target.timeout;
+    let mut next = match tokio::time::timeout(idle, stream.next()).await {
+        Ok(next) => next,
+        Err(_) => return Err(fail(Kind::Timeout, "the backend stopped sending the body")),
+    };
+    loop {
+        let piece = match next {
+            None => {
+                send_chunk(io, &pending, true).await;
+                return Ok(());
+            }
+            Some(Err(error)) => {
+                return Err(fail(
+                    Kind::Unreachable,
+                    format!("the backend body failed: {}", error.without_url()),
+                ));
+            }
+            Some(Ok(piece)) => piece,
+        };
+        let mut rest: &[u8] = &piece;
+        while !rest.is_empty() {
+            let take = (CHUNK_PAYLOAD_BYTES - pending.len()).min(rest.len());
+            pending.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            if pending.len() == CHUNK_PAYLOAD_BYTES {
+                if !send_chunk(io, &pending, false).await {
+                    return Ok(());
+                }
+                pending.clear();
+            }
+        }
+        next = match stream.next().now_or_never() {
+            Some(ready) => ready,
+            None => {
+                if !pending.is_empty() {
+                    if !send_chunk(io, &pending, false).await {
+                        return Ok(());
+                    }
+                    pending.clear();
+                }
+                match tokio::time::timeout(idle, stream.next()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        return Err(fail(Kind::Timeout, "the backend stopped sending the body"));
+                    }
+                }
+            }
+        };
+    }
+}
+
+/// Waits for window and queues one chunk; `false` when the stream was cancelled or
+/// the session is gone.
+async fn send_chunk(io: &StreamIo, payload: &[u8], last: bool) -> bool {
+    let Ok(permit) = io.window.acquire().await else {
+        return false;
+    };
+    permit.forget();
+    match encode_chunk(io.id, last, payload) {
+        Ok(frame) => io.data.send(Outgoing::Chunk(frame)).await.is_ok(),
+        Err(error) => {
+            tracing::error!(%error, "response chunk not encodable");
+            false
+        }
+    }
+}

@@ -1,0 +1,320 @@
+//! One system's HTTP service as the agent reaches it: a pooled `reqwest` client
+//! (rustls, no redirects followed, optional extra CA), the base URL, the path
+//! allowlist, the optional basic-auth credentials and the CSRF token cache.
+//!
+//! Redirects are passed back to the client, never followed: following one could
+//! leave the allowed paths.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::header::{
+    AUTHORIZATION, CONTENT_LENGTH, COOKIE, HeaderMap, HeaderName, HeaderValue, SET_COOKIE,
+};
+use sapbridge_proto::{
+    Secret, WireHeader, header_value_from_wire, header_value_to_wire, is_hop_by_hop,
+};
+use tokio::sync::Semaphore;
+
+use super::csrf::{CSRF_HEADER, CsrfCache};
+use super::paths::PathAllowlist;
+use crate::config::HttpConfig;
+
+/// How long idle pooled connections to the backend are kept.
+const POOL_IDLE: Duration = Duration::from_secs(90);
+
+/// A configured HTTP service of one system.
+pub(crate) struct HttpTarget {
+    /// The system's name.
+    pub(crate) system: String,
+    base: String,
+    /// The pooled client.
+    pub(crate) client: reqwest::Client,
+    /// The paths the cloud may reach.
+    pub(crate) allow: PathAllowlist,
+    basic_auth: Option<(String, Secret)>,
+    /// The CSRF token cache, when `csrf = true`.
+    pub(crate) csrf: Option<CsrfCache>,
+    /// Where tokens are fetched, if configured.
+    pub(crate) csrf_fetch_path: Option<String>,
+    /// Whether cookies pass both ways.
+    pub(crate) forward_cookies: bool,
+    /// Response head timeout and longest pause in a body.
+    pub(crate) timeout: Duration,
+    /// Largest request body accepted.
+    pub(crate) max_body: usize,
+    /// One permit per request allowed to run at once.
+    pub(crate) slots: Arc<Semaphore>,
+}
+
+impl std::fmt::Debug for HttpTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpTarget")
+            .field("system", &self.system)
+            .field("base", &self.base)
+            .field("allow", &self.allow)
+            .field("csrf", &self.csrf.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpTarget {
+    /// Builds the target of system `system` from its validated block.
+    ///
+    /// # Errors
+    /// A message naming what is unusable (password source, CA file, allowlist);
+    /// never a secret.
+    pub(crate) fn new(system: &str, config: &HttpConfig) -> Result<Self, String> {
+        let allow = PathAllowlist::parse(&config.allow_paths).map_err(|p| p.join("; "))?;
+        let basic_auth = match &config.user {
+            Some(user) => Some((
+                user.clone(),
+                crate::systems::read_password(
+                    config.password_file.as_deref(),
+                    config.password_env.as_deref(),
+                )?,
+            )),
+            None => None,
+        };
+        let timeout = Duration::from_secs(config.timeout_secs);
+        let mut builder = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(timeout)
+            .pool_idle_timeout(POOL_IDLE);
+        if let Some(path) = &config.ca_file {
+            for certificate in read_ca_file(path)? {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        let client = builder
+            .build()
+            .map_err(|e| format!("building the HTTP client: {e}"))?;
+        Ok(Self {
+            system: system.to_owned(),
+            base: config.base_url.trim_end_matches('/').to_owned(),
+            client,
+            allow,
+            basic_auth,
+            csrf: config.csrf.then(CsrfCache::default),
+            csrf_fetch_path: config.csrf_fetch_path.clone(),
+            forward_cookies: config.forward_cookies,
+            timeout,
+            max_body: config.max_body_bytes,
+            slots: Arc::new(Semaphore::new(config.max_in_flight as usize)),
+        })
+    }
+
+    /// The backend URL of a checked path and query.
+    ///
+    /// # Errors
+    /// When the result does not parse as a URL.
+    pub(crate) fn url(&self, path: &str, query: Option<&str>) -> Result<reqwest::Url, String> {
+        let mut text = format!("{}{path}", self.base);
+        if let Some(query) = query {
+            text.push('?');
+            text.push_str(query);
+        }
+        reqwest::Url::parse(&text).map_err(|e| format!("the path does not form a URL: {e}"))
+    }
+
+    /// The headers for the backend: the client's end-to-end headers minus
+    /// credentials (and cookies and CSRF tokens, which the agent manages), plus the
+    /// configured basic auth.
+    pub(crate) fn request_headers(&self, wire: &[WireHeader], buffered: bool) -> HeaderMap {
+        let mut headers = from_wire(wire);
+        let listed = connection_listed(&headers);
+        let mut drop: Vec<HeaderName> = headers
+            .keys()
+            .filter(|name| {
+                let name = name.as_str();
+                is_hop_by_hop(name)
+                    || listed.iter().any(|l| l == name)
+                    || name == "x-api-key"
+                    || (self.csrf.is_some() && name == CSRF_HEADER)
+            })
+            .cloned()
+            .collect();
+        drop.extend([AUTHORIZATION, reqwest::header::EXPECT]);
+        if !self.forward_cookies {
+            drop.push(COOKIE);
+        }
+        if buffered {
+            drop.push(CONTENT_LENGTH);
+        }
+        for name in drop {
+            headers.remove(name);
+        }
+        if let Some(value) = self.auth_header() {
+            headers.insert(AUTHORIZATION, value);
+        }
+        headers
+    }
+
+    /// The backend's response headers to send back: end-to-end only, without
+    /// `Set-Cookie` unless cookies are forwarded.
+    pub(crate) fn response_headers(&self, headers: &HeaderMap) -> Vec<WireHeader> {
+        let listed = connection_listed(headers);
+        headers
+            .iter()
+            .filter(|(name, _)| {
+                !is_hop_by_hop(name.as_str())
+                    && !listed.iter().any(|l| l == name.as_str())
+                    && (self.forward_cookies || **name != SET_COOKIE)
+            })
+            .map(|(name, value)| {
+                (
+                    name.as_str().to_owned(),
+                    header_value_to_wire(value.as_bytes()),
+                )
+            })
+            .collect()
+    }
+
+    /// The `Authorization` value for the configured user, if any.
+    pub(crate) fn auth_header(&self) -> Option<HeaderValue> {
+        self.basic_auth
+            .as_ref()
+            .and_then(|(user, password)| basic_auth_value(user, password))
+    }
+
+    /// The base URL (for logs: it holds no credentials).
+    pub(crate) fn base(&self) -> &str {
+        &self.base
+    }
+}
+
+/// `Basic base64(user:password)`, marked sensitive so it is never printed.
+fn basic_auth_value(user: &str, password: &Secret) -> Option<HeaderValue> {
+    let raw = format!("{user}:{}", password.expose());
+    let mut value = HeaderValue::from_str(&format!("Basic {}", base64(raw.as_bytes()))).ok()?;
+    value.set_sensitive(true);
+    Some(value)
+}
+
+/// Standard base64 with padding (RFC 4648).
+fn base64(input: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+    for group in input.chunks(3) {
+        let b = [
+            group[0],
+            group.get(1).copied().unwrap_or(0),
+            group.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= group.len() {
+                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn from_wire(wire: &[WireHeader]) -> HeaderMap {
+    let mut headers = HeaderMap::with_capacity(wire.len());
+    for (name, value) in wire {
+        let name = HeaderName::from_bytes(name.as_bytes()).ok();
+        let value = header_value_from_wire(value).and_then(|v| HeaderValue::from_bytes(&v).ok());
+        if let (Some(name), Some(value)) = (name, value) {
+            headers.append(name, value);
+        }
+    }
+    headers
+}
+
+fn connection_listed(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .get_all(reqwest::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|name| name.trim().to_ascii_lowercase())
+        .filter(|name| !name.is_empty())
+        .collect()
+}
+
+fn read_ca_file(path: &Path) -> Result<Vec<reqwest::Certificate>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+    let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
+    if certificates.is_empty() {
+        return Err(format!("ca_file {}: no certificate found", path.display()));
+    }
+    Ok(certificates)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_rfc4648() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b"user:pass"), "dXNlcjpwYXNz");
+    }
+
+    #[test]
+    fn basic_auth_comes_from_the_password_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("pw");
+        std::fs::write(&file, "pass\n").unwrap();
+        let mut config = HttpConfig::new("http://sapgw:8000/", vec!["/api".into()]);
+        config.user = Some("user".into());
+        config.password_file = Some(file);
+        let t = HttpTarget::new("PRD", &config).unwrap();
+        let headers = t.request_headers(&[], false);
+        assert_eq!(headers[AUTHORIZATION], "Basic dXNlcjpwYXNz");
+        assert!(headers[AUTHORIZATION].is_sensitive());
+        assert!(!format!("{t:?}").contains("pass\""));
+    }
+
+    #[test]
+    fn urls_join_base_path_and_query() {
+        let config = HttpConfig::new("http://sapgw:8000/prefix/", vec!["/api".into()]);
+        let t = HttpTarget::new("PRD", &config).unwrap();
+        assert_eq!(
+            t.url("/api/x", Some("a=1&b=%20")).unwrap().as_str(),
+            "http://sapgw:8000/prefix/api/x?a=1&b=%20"
+        );
+    }
+
+    #[test]
+    fn credentials_cookies_and_tokens_are_managed_by_the_agent() {
+        let config = HttpConfig::new("http://sapgw:8000/", vec!["/api".into()]);
+        let mut csrf = config.clone();
+        csrf.csrf = true;
+        let plain = HttpTarget::new("PRD", &config).unwrap();
+        let with_csrf = HttpTarget::new("PRD", &csrf).unwrap();
+        let wire: Vec<WireHeader> = [
+            ("authorization", "Bearer key"),
+            ("x-api-key", "key"),
+            ("cookie", "a=b"),
+            ("x-csrf-token", "Fetch"),
+            ("content-type", "text/plain"),
+            ("content-length", "3"),
+            ("connection", "x-hop"),
+            ("x-hop", "1"),
+        ]
+        .iter()
+        .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+        .collect();
+        let headers = plain.request_headers(&wire, false);
+        let mut names: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["content-length", "content-type", "x-csrf-token"]);
+        let headers = with_csrf.request_headers(&wire, true);
+        let names: Vec<&str> = headers.keys().map(HeaderName::as_str).collect();
+        assert_eq!(names, ["content-type"]);
+        let mut response = HeaderMap::new();
+        response.insert(SET_COOKIE, "s=1".parse().unwrap());
+        response.insert("content-type", "text/plain".parse().unwrap());
+        assert_eq!(plain.response_headers(&response).len(), 1);
+    }
+}

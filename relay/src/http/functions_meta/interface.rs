@@ -1,0 +1,282 @@
+//! A function module's interface as the relay keeps it: built from
+//! `RFC_GET_FUNCTION_INTERFACE`'s `PARAMS` (asked with `NONE_UNICODE_LENGTH = 'X'`,
+//! so lengths of character-like types are in characters) and, for structure and
+//! table parameters, `DDIF_FIELDINFO_GET`'s `DFIES_TAB` of their type; rendered as
+//! the JSON of `GET /v1/systems/{system}/functions/{function}`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+
+/// Which way a parameter goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Direction {
+    /// IMPORTING: the caller sends it.
+    Importing,
+    /// EXPORTING: SAP answers it.
+    Exporting,
+    /// CHANGING: both.
+    Changing,
+    /// TABLES: both, a table.
+    Tables,
+}
+
+impl Direction {
+    /// Whether the caller may send it.
+    pub(crate) fn is_input(self) -> bool {
+        !matches!(self, Self::Exporting)
+    }
+}
+
+/// One component of a structure or table line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct FieldInfo {
+    /// Component name.
+    pub(crate) name: String,
+    /// ABAP type letter (`C`, `N`, `D`, ...).
+    pub(crate) abap_type: String,
+    /// DDIC data type (`CHAR`, `NUMC`, `LANG`, ...).
+    pub(crate) data_type: String,
+    /// Length in characters (digits for packed).
+    pub(crate) length: u32,
+    /// Decimals.
+    pub(crate) decimals: u32,
+    /// Short text.
+    pub(crate) description: String,
+}
+
+/// One parameter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ParamInfo {
+    /// Parameter name.
+    pub(crate) name: String,
+    /// Direction.
+    pub(crate) direction: Direction,
+    /// ABAP type letter (`u` structure, `h` table, or an elementary letter).
+    pub(crate) abap_type: String,
+    /// The DDIC type it refers to (`BAPIKNA103-CUSTOMER`, `BAPIRET2`).
+    pub(crate) type_name: String,
+    /// Length (characters for character-like types, bytes otherwise).
+    pub(crate) length: u32,
+    /// Decimals.
+    pub(crate) decimals: u32,
+    /// Whether it may be left out.
+    pub(crate) optional: bool,
+    /// Default value, empty when none.
+    pub(crate) default: String,
+    /// Short text.
+    pub(crate) description: String,
+    /// Components of a structure or table parameter (`None` when unknown).
+    pub(crate) fields: Option<Vec<FieldInfo>>,
+}
+
+impl ParamInfo {
+    /// Whether it is a table (TABLES, or a table type).
+    pub(crate) fn is_table(&self) -> bool {
+        self.direction == Direction::Tables || self.abap_type == "h"
+    }
+
+    /// Whether it is a structure or table (has components).
+    pub(crate) fn is_composite(&self) -> bool {
+        self.is_table() || matches!(self.abap_type.as_str(), "u" | "v")
+    }
+
+    /// The DDIC structure whose fields it has, if it is composite.
+    pub(crate) fn structure(&self) -> Option<&str> {
+        (self.is_composite() && !self.type_name.is_empty()).then_some(self.type_name.as_str())
+    }
+}
+
+/// A function module's interface.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct FunctionInterface {
+    /// Function module name.
+    pub(crate) function: String,
+    /// Parameters in SAP's order.
+    pub(crate) parameters: Vec<ParamInfo>,
+    /// Classic exceptions.
+    pub(crate) exceptions: Vec<String>,
+}
+
+fn text<'a>(row: &'a Value, name: &str) -> &'a str {
+    row.get(name).and_then(Value::as_str).unwrap_or("")
+}
+
+fn number(row: &Value, name: &str) -> u32 {
+    match row.get(name) {
+        Some(Value::Number(n)) => n.as_u64().and_then(|n| u32::try_from(n).ok()).unwrap_or(0),
+        Some(Value::String(s)) => s.trim().parse().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// The interface from `RFC_GET_FUNCTION_INTERFACE`'s answer (fields not yet known).
+pub(crate) fn from_params(function: &str, answer: &Map<String, Value>) -> FunctionInterface {
+    let rows = answer
+        .get("PARAMS")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let mut parameters = Vec::new();
+    let mut exceptions = Vec::new();
+    for row in rows {
+        let direction = match text(row, "PARAMCLASS") {
+            "I" => Direction::Importing,
+            "E" => Direction::Exporting,
+            "C" => Direction::Changing,
+            "T" => Direction::Tables,
+            "X" => {
+                exceptions.push(text(row, "PARAMETER").to_owned());
+                continue;
+            }
+            _ => continue,
+        };
+        let (tab, field) = (text(row, "TABNAME"), text(row, "FIELDNAME"));
+        let type_name = if field.is_empty() {
+            tab.to_owned()
+        } else {
+            format!("{tab}-{field}")
+        };
+        let mut abap_type = text(row, "EXID").to_owned();
+        if direction == Direction::Tables && abap_type.is_empty() {
+            abap_type = "h".into();
+        }
+        parameters.push(ParamInfo {
+            name: text(row, "PARAMETER").to_owned(),
+            direction,
+            abap_type,
+            type_name,
+            length: number(row, "INTLENGTH"),
+            decimals: number(row, "DECIMALS"),
+            optional: text(row, "OPTIONAL") == "X",
+            default: text(row, "DEFAULT").to_owned(),
+            description: text(row, "PARAMTEXT").to_owned(),
+            fields: None,
+        });
+    }
+    FunctionInterface {
+        function: function.to_owned(),
+        parameters,
+        exceptions,
+    }
+}
+
+/// The components from `DDIF_FIELDINFO_GET`'s answer.
+pub(crate) fn fields_from_dfies(answer: &Map<String, Value>) -> Vec<FieldInfo> {
+    answer
+        .get("DFIES_TAB")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .map(|f| FieldInfo {
+            name: text(f, "FIELDNAME").to_owned(),
+            abap_type: text(f, "INTTYPE").to_owned(),
+            data_type: text(f, "DATATYPE").to_owned(),
+            length: number(f, "LENG"),
+            decimals: number(f, "DECIMALS"),
+            description: text(f, "FIELDTEXT").to_owned(),
+        })
+        .filter(|f| !f.name.is_empty())
+        .collect()
+}
+
+/// The DDIC type name of an ABAP type letter.
+fn type_of(letter: &str) -> &str {
+    match letter {
+        "C" => "CHAR",
+        "N" => "NUMC",
+        "D" => "DATS",
+        "T" => "TIMS",
+        "I" => "INT4",
+        "b" => "INT1",
+        "s" => "INT2",
+        "8" => "INT8",
+        "P" => "DEC",
+        "F" => "FLTP",
+        "g" => "STRING",
+        "y" => "XSTRING",
+        "X" => "RAW",
+        "u" | "v" => "STRUCTURE",
+        "h" => "TABLE",
+        other => other,
+    }
+}
+
+/// The JSON answer of the metadata endpoint.
+pub(crate) fn to_json(interface: &FunctionInterface) -> Value {
+    let parameters: Vec<Value> = interface
+        .parameters
+        .iter()
+        .map(|p| {
+            let kind = if p.is_table() { "TABLE" } else { type_of(&p.abap_type) };
+            let mut body = json!({
+                "name": p.name,
+                "direction": p.direction,
+                "type": kind,
+                "abap_type": p.abap_type,
+                "type_name": p.type_name,
+                "length": p.length,
+                "decimals": p.decimals,
+                "optional": p.optional,
+                "default": (!p.default.is_empty()).then_some(&p.default),
+                "description": p.description,
+            });
+            if p.is_composite() {
+                let fields = p.fields.as_ref().map(|fields| {
+                    fields
+                        .iter()
+                        .map(|f| {
+                            json!({
+                                "name": f.name,
+                                "type": if f.data_type.is_empty() { type_of(&f.abap_type) } else { &f.data_type },
+                                "abap_type": f.abap_type,
+                                "length": f.length,
+                                "decimals": f.decimals,
+                                "description": f.description,
+                            })
+                        })
+                        .collect::<Vec<_>>()
+                });
+                body["fields"] = json!(fields);
+            }
+            body
+        })
+        .collect();
+    json!({
+        "function": interface.function,
+        "parameters": parameters,
+        "exceptions": interface.exceptions,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_become_an_interface() {
+        let answer = json!({"PARAMS": [
+            {"PARAMCLASS": "I", "PARAMETER": "CUSTOMERNO", "TABNAME": "BAPIKNA103",
+             "FIELDNAME": "CUSTOMER", "EXID": "C", "INTLENGTH": 10, "DECIMALS": 0,
+             "DEFAULT": "", "PARAMTEXT": "Customer", "OPTIONAL": ""},
+            {"PARAMCLASS": "E", "PARAMETER": "RETURN", "TABNAME": "BAPIRET1",
+             "FIELDNAME": "", "EXID": "u", "INTLENGTH": 100, "OPTIONAL": ""},
+            {"PARAMCLASS": "T", "PARAMETER": "IDRANGE", "TABNAME": "BAPICUSTOMER_IDRANGE",
+             "EXID": "h", "OPTIONAL": "X"},
+            {"PARAMCLASS": "X", "PARAMETER": "FU_NOT_FOUND"},
+        ]});
+        let interface = from_params("F", answer.as_object().unwrap());
+        assert_eq!(interface.parameters.len(), 3);
+        assert_eq!(interface.exceptions, vec!["FU_NOT_FOUND"]);
+        assert_eq!(interface.parameters[0].type_name, "BAPIKNA103-CUSTOMER");
+        assert_eq!(interface.parameters[1].structure(), Some("BAPIRET1"));
+        assert!(interface.parameters[2].is_table());
+        let body = to_json(&interface);
+        assert_eq!(body["parameters"][0]["direction"], "importing");
+        assert_eq!(body["parameters"][0]["type"], "CHAR");
+        assert_eq!(body["parameters"][2]["type"], "TABLE");
+        assert_eq!(body["parameters"][1]["fields"], Value::Null);
+        assert!(body["parameters"][0].get("fields").is_none());
+    }
+}

@@ -1,0 +1,377 @@
+//! Table reads through `RFC_READ_TABLE`:
+//! `GET /v1/systems/{system}/tables/{table}?fields=A,B&where=…&limit=&offset=` and
+//! `POST /v1/systems/{system}/tables/{table}/query` with
+//! `{"fields": [...], "where": "…", "limit": n, "offset": n}`.
+//!
+//! The answer: `{"table", "fields": [{"name","type","length","description"}],
+//! "rows": [{…}], "offset", "limit", "more"}` — rows typed per field (see
+//! `rows.rs`), `more` true when rows beyond `limit` exist (the read asks for one
+//! row more than it answers).
+//!
+//! The chain: one `RFC_READ_TABLE` (`ROWSKIPS` = offset, `ROWCOUNT` = limit + 1,
+//! the WHERE clause as 72-character `OPTIONS` lines). When SAP answers
+//! `DATA_BUFFER_EXCEEDED` (the fields are wider than its 512-character line —
+//! always the case for a wide table read without a field list), a second unit asks
+//! `DDIF_FIELDINFO_GET` for the table's fields, and a third reads them in parts,
+//! several `RFC_READ_TABLE` calls in one unit, stitched back by position and
+//! checked by the key fields each part repeats. ABAP exceptions become problems:
+//! `TABLE_NOT_AVAILABLE` 404, `FIELD_NOT_VALID` / `OPTION_NOT_VALID` 400,
+//! `NOT_AUTHORIZED` 403. Which tables may be read is the agent's allowlist's call.
+
+mod rows;
+mod where_lines;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use http::{HeaderMap, StatusCode};
+use sapbridge_proto::{CommitPolicy, FunctionCall, Parameters, RfcError};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::ApiError;
+use super::actions::{self, Action, FollowUp, Step, call_params, completed, ok_json};
+use super::calls::{UnitRequest, fingerprint, path};
+use super::render::error_problem;
+use super::request::{Caller, body_bytes};
+use crate::queue::{CallKind, CallRecord};
+use crate::state::RelayState;
+
+const READ_TABLE: &str = "RFC_READ_TABLE";
+const FIELD_INFO: &str = "DDIF_FIELDINFO_GET";
+/// Rows answered when the request names no limit.
+const DEFAULT_LIMIT: u32 = 1000;
+/// The largest `limit` and `offset`.
+const MAX_ROWS: u32 = 1_000_000;
+
+/// Where a table read is in its chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum ReadStage {
+    /// One read with the requested fields.
+    Read,
+    /// Asking for the table's fields after `DATA_BUFFER_EXCEEDED`.
+    Layout,
+    /// Reading the fields in parts; the key fields repeated in every part.
+    Split {
+        /// The key fields every part holds.
+        keys: Vec<String>,
+    },
+}
+
+/// A table read: the request and the stage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ReadStep {
+    /// Table name (upper case).
+    pub(crate) table: String,
+    /// Requested fields, empty for all.
+    pub(crate) fields: Vec<String>,
+    /// The `OPTIONS` lines.
+    pub(crate) options: Vec<String>,
+    /// Rows to skip.
+    pub(crate) offset: u32,
+    /// Rows to answer.
+    pub(crate) limit: u32,
+    /// Where the chain is.
+    pub(crate) stage: ReadStage,
+}
+
+/// The body of `POST …/tables/{table}/query`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QueryBody {
+    #[serde(default)]
+    fields: Vec<String>,
+    #[serde(default, rename = "where")]
+    clause: String,
+    limit: Option<u32>,
+    offset: Option<u32>,
+}
+
+/// A DDIC name (table or field): upper case, `A-Z 0-9 _ /`, 1 to 30 characters.
+fn ddic_name(what: &str, raw: &str) -> Result<String, ApiError> {
+    let name = raw.trim().to_ascii_uppercase();
+    let valid = !name.is_empty()
+        && name.len() <= 30
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '/');
+    if valid {
+        Ok(name)
+    } else {
+        Err(ApiError::BadRequest(format!(
+            "{what}: {raw:?} is not a valid name"
+        )))
+    }
+}
+
+fn step_from(table: &str, body: QueryBody) -> Result<ReadStep, ApiError> {
+    let limit = body.limit.unwrap_or(DEFAULT_LIMIT);
+    let offset = body.offset.unwrap_or(0);
+    if limit == 0 || limit > MAX_ROWS || offset > MAX_ROWS {
+        return Err(ApiError::BadRequest(format!(
+            "limit must be 1 to {MAX_ROWS} and offset 0 to {MAX_ROWS}"
+        )));
+    }
+    let fields = body
+        .fields
+        .iter()
+        .filter(|f| !f.trim().is_empty())
+        .map(|f| ddic_name("fields", f))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(ReadStep {
+        table: ddic_name("table", table)?,
+        fields,
+        options: where_lines::option_lines(&body.clause)?,
+        offset,
+        limit,
+        stage: ReadStage::Read,
+    })
+}
+
+/// `GET /v1/systems/{system}/tables/{table}`.
+pub(crate) async fn get_table(
+    State(state): State<Arc<RelayState>>,
+    caller: Caller,
+    route: Result<Path<(String, String)>, PathRejection>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (system, table) = path(route)?;
+    caller.check_system(&state, &system)?;
+    let Query(query) = query.map_err(|r| ApiError::BadRequest(r.body_text()))?;
+    let mut body = QueryBody::default();
+    for (key, value) in query {
+        let number = |v: &str| {
+            v.trim()
+                .parse::<u32>()
+                .map_err(|_| ApiError::BadRequest(format!("{key}: {v:?} is not a number")))
+        };
+        match key.as_str() {
+            "fields" => body.fields = value.split(',').map(str::to_owned).collect(),
+            "where" => body.clause = value,
+            "limit" => body.limit = Some(number(&value)?),
+            "offset" => body.offset = Some(number(&value)?),
+            _ => {
+                return Err(ApiError::BadRequest(format!(
+                    "{key}: unknown query parameter (fields, where, limit, offset)"
+                )));
+            }
+        }
+    }
+    read(&state, &caller, &headers, system, step_from(&table, body)?).await
+}
+
+/// `POST /v1/systems/{system}/tables/{table}/query`.
+pub(crate) async fn query_table(
+    State(state): State<Arc<RelayState>>,
+    caller: Caller,
+    route: Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let (system, table) = path(route)?;
+    caller.check_system(&state, &system)?;
+    let body = body_bytes(body, &state.settings)?;
+    let body: QueryBody = if body.iter().all(u8::is_ascii_whitespace) {
+        QueryBody::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::BadRequest(format!("invalid query body: {e}")))?
+    };
+    read(&state, &caller, &headers, system, step_from(&table, body)?).await
+}
+
+async fn read(
+    state: &RelayState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    system: String,
+    step: ReadStep,
+) -> Result<Response, ApiError> {
+    let request = serde_json::to_vec(&step).unwrap_or_default();
+    let call = read_call(&step, &step.fields);
+    let unit = UnitRequest {
+        fingerprint: fingerprint(&[b"table.read", system.as_bytes(), &request]),
+        system,
+        kind: CallKind::Action(Action::TableRead(step)),
+        calls: vec![call],
+        commit: CommitPolicy::None,
+    };
+    actions::run(state, caller, headers, unit).await
+}
+
+/// One `RFC_READ_TABLE` call of `fields` with the step's clause and paging.
+fn read_call(step: &ReadStep, fields: &[String]) -> FunctionCall {
+    let mut parameters = Parameters::new();
+    parameters.insert("QUERY_TABLE".into(), json!(step.table));
+    parameters.insert("ROWSKIPS".into(), json!(step.offset));
+    parameters.insert("ROWCOUNT".into(), json!(step.limit + 1));
+    let options: Vec<Value> = step.options.iter().map(|t| json!({"TEXT": t})).collect();
+    parameters.insert("OPTIONS".into(), Value::Array(options));
+    let fields: Vec<Value> = fields.iter().map(|f| json!({"FIELDNAME": f})).collect();
+    parameters.insert("FIELDS".into(), Value::Array(fields));
+    FunctionCall {
+        function: READ_TABLE.into(),
+        parameters,
+    }
+}
+
+/// The problem for an ABAP exception of `RFC_READ_TABLE` / `DDIF_FIELDINFO_GET`.
+fn table_problem(table: &str, error: &RfcError) -> ApiError {
+    let mut problem = error_problem(error);
+    let mapped = match error.key.as_str() {
+        "TABLE_NOT_AVAILABLE" | "TABLE_WITHOUT_DATA" | "NOT_FOUND" => Some((
+            StatusCode::NOT_FOUND,
+            "table-not-found",
+            "Table not found",
+            format!("SAP has no readable table {table}"),
+        )),
+        "FIELD_NOT_VALID" => Some((
+            StatusCode::BAD_REQUEST,
+            "invalid-field",
+            "Invalid field",
+            format!("a requested field is not a field of {table}"),
+        )),
+        "OPTION_NOT_VALID" => Some((
+            StatusCode::BAD_REQUEST,
+            "invalid-where",
+            "Invalid where clause",
+            "SAP could not parse the where clause (Open SQL syntax, quoted literals)".into(),
+        )),
+        "NOT_AUTHORIZED" => Some((
+            StatusCode::FORBIDDEN,
+            "not-authorized",
+            "Not authorized in SAP",
+            format!("the SAP user may not read {table}"),
+        )),
+        _ => None,
+    };
+    if let Some((status, slug, title, detail)) = mapped {
+        problem.status = status;
+        problem.slug = slug;
+        problem.title = title;
+        problem.detail = detail;
+    }
+    ApiError::Call(Box::new(problem))
+}
+
+/// Renders a final step of a table read.
+pub(crate) fn read_done(step: &ReadStep, record: &CallRecord) -> Result<Step, ApiError> {
+    let (results, _) = completed(record)?;
+    match &step.stage {
+        ReadStage::Read => match results.first() {
+            Some(sapbridge_proto::CallResult::Error(e)) if e.key == "DATA_BUFFER_EXCEEDED" => {
+                let mut parameters = Parameters::new();
+                parameters.insert("TABNAME".into(), json!(step.table));
+                Ok(Step::Next(FollowUp {
+                    action: Action::TableRead(ReadStep {
+                        stage: ReadStage::Layout,
+                        ..step.clone()
+                    }),
+                    calls: vec![FunctionCall {
+                        function: FIELD_INFO.into(),
+                        parameters,
+                    }],
+                    commit: CommitPolicy::None,
+                }))
+            }
+            Some(sapbridge_proto::CallResult::Error(e)) => Err(table_problem(&step.table, e)),
+            _ => {
+                let answer = rows::parse(call_params(results, 0)?);
+                Ok(Step::Done(answer_json(step, answer)))
+            }
+        },
+        ReadStage::Layout => {
+            let params = match results.first() {
+                Some(sapbridge_proto::CallResult::Error(e)) => {
+                    return Err(table_problem(&step.table, e));
+                }
+                _ => call_params(results, 0)?,
+            };
+            let layout = rows::layout(params);
+            let (chunks, keys) = rows::plan_split(&layout, &step.fields)?;
+            tracing::info!(table = %step.table, parts = chunks.len(), "table read split");
+            let calls = chunks.iter().map(|c| read_call(step, c)).collect();
+            Ok(Step::Next(FollowUp {
+                action: Action::TableRead(ReadStep {
+                    stage: ReadStage::Split { keys },
+                    ..step.clone()
+                }),
+                calls,
+                commit: CommitPolicy::None,
+            }))
+        }
+        ReadStage::Split { keys } => {
+            let mut parts = Vec::with_capacity(record.calls.len());
+            for index in 0..record.calls.len() {
+                if let Some(sapbridge_proto::CallResult::Error(e)) = results.get(index) {
+                    return Err(table_problem(&step.table, e));
+                }
+                parts.push(rows::parse(call_params(results, index)?));
+            }
+            let mut whole = rows::stitch(parts, keys)?;
+            // Keys repeated only for checking are not part of the answer.
+            let order: Vec<String> = if step.fields.is_empty() {
+                whole.columns.iter().map(|c| c.name.clone()).collect()
+            } else {
+                step.fields.clone()
+            };
+            whole.columns = order
+                .iter()
+                .filter_map(|n| whole.columns.iter().find(|c| &c.name == n).cloned())
+                .collect();
+            for row in &mut whole.rows {
+                row.retain(|name, _| order.contains(name));
+            }
+            Ok(Step::Done(answer_json(step, whole)))
+        }
+    }
+}
+
+fn answer_json(step: &ReadStep, mut answer: rows::Answer) -> Response {
+    let limit = step.limit as usize;
+    let more = answer.rows.len() > limit;
+    answer.rows.truncate(limit);
+    let fields: Vec<Value> = answer.columns.iter().map(rows::Column::to_json).collect();
+    ok_json(json!({
+        "table": step.table,
+        "fields": fields,
+        "rows": answer.rows,
+        "offset": step.offset,
+        "limit": step.limit,
+        "more": more,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_are_checked() {
+        let body = QueryBody {
+            fields: vec!["kunnr".into(), " ".into()],
+            clause: "LAND1 EQ 'DE'".into(),
+            limit: None,
+            offset: Some(5),
+        };
+        let step = step_from("kna1", body).unwrap();
+        assert_eq!(step.table, "KNA1");
+        assert_eq!(step.fields, vec!["KUNNR"]);
+        assert_eq!((step.limit, step.offset), (DEFAULT_LIMIT, 5));
+        let call = read_call(&step, &step.fields);
+        assert_eq!(call.parameters["ROWCOUNT"], json!(DEFAULT_LIMIT + 1));
+        assert_eq!(call.parameters["OPTIONS"][0]["TEXT"], "LAND1 EQ 'DE'");
+        let bad = QueryBody {
+            limit: Some(0),
+            ..QueryBody::default()
+        };
+        assert!(step_from("KNA1", bad).is_err());
+        assert!(step_from("KNA1; DROP", QueryBody::default()).is_err());
+    }
+}

@@ -1,0 +1,358 @@
+//! The queue contract, run against every store: each test is written once over
+//! `&dyn Queue` and instantiated for the memory store and the SQLite store (a fresh
+//! file per test).
+
+use std::sync::Arc;
+
+use sapbridge_proto::{CallResult, CommitPolicy, FunctionCall, Outcome};
+use tempfile::TempDir;
+use time::{Duration, OffsetDateTime};
+
+use super::config::Durability;
+use super::memory::MemoryQueue;
+use super::sqlite::{SqliteOptions, SqliteQueue};
+use super::{
+    CallKind, CallState, Cancelled, Completion, Enqueued, IdempotencyKey, NewCall, Queue, Retention,
+};
+
+/// A store under test, with the directory its file lives in (if any).
+pub(super) struct Fixture {
+    pub(super) queue: Arc<dyn Queue>,
+    _dir: Option<TempDir>,
+}
+
+pub(super) fn memory() -> Fixture {
+    Fixture {
+        queue: Arc::new(MemoryQueue::new()),
+        _dir: None,
+    }
+}
+
+pub(super) fn sqlite() -> Fixture {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let options = SqliteOptions::new(Durability::ProcessCrash);
+    let queue = SqliteQueue::open(&dir.path().join("relay.db"), options).expect("open");
+    Fixture {
+        queue: Arc::new(queue),
+        _dir: Some(dir),
+    }
+}
+
+pub(super) fn new_call(id: &str, system: &str, ttl: Duration) -> NewCall {
+    let now = OffsetDateTime::now_utc();
+    NewCall {
+        id: id.into(),
+        system: system.into(),
+        kind: CallKind::Function,
+        calls: vec![FunctionCall {
+            function: "STFC_CONNECTION".into(),
+            parameters: Default::default(),
+        }],
+        commit: CommitPolicy::None,
+        submitted_at: now,
+        expires_at: now + ttl,
+        idempotency: None,
+    }
+}
+
+pub(super) fn keyed(id: &str, key: &str, fingerprint: &str) -> NewCall {
+    let mut call = new_call(id, "PRD", Duration::days(3));
+    let key = IdempotencyKey {
+        scope: "flow".into(),
+        key: key.into(),
+    };
+    call.idempotency = Some((key, fingerprint.into()));
+    call
+}
+
+pub(super) fn ok() -> Outcome {
+    Outcome::Completed {
+        results: vec![CallResult::Ok(Default::default())],
+        transaction: None,
+    }
+}
+
+pub(super) fn later() -> OffsetDateTime {
+    OffsetDateTime::now_utc() + Duration::minutes(5)
+}
+
+fn retention(days: i64) -> Retention {
+    Retention {
+        results: Duration::days(days),
+        idempotency: Duration::days(days),
+    }
+}
+
+/// Instantiates each named test body for both stores.
+macro_rules! for_every_store {
+    ($($name:ident),* $(,)?) => {
+        mod memory_store {
+            $(#[tokio::test]
+            async fn $name() {
+                let fixture = super::memory();
+                super::$name(fixture.queue.as_ref()).await;
+            })*
+        }
+        mod sqlite_store {
+            $(#[tokio::test]
+            async fn $name() {
+                let fixture = super::sqlite();
+                super::$name(fixture.queue.as_ref()).await;
+            })*
+        }
+    };
+}
+
+for_every_store!(
+    claims_oldest_first_and_respects_max,
+    release_requeues_with_next_attempt_and_complete_is_idempotent,
+    reaper_requeues_expires_and_purges,
+    calls_past_their_ttl_are_not_handed_out,
+    idempotency_key_returns_existing_or_mismatch,
+    idempotency_keys_are_kept_for_their_retention,
+    cancel_only_while_queued,
+    renew_extends_leases_and_stats_count,
+    work_and_call_signals_fire,
+);
+
+async fn claims_oldest_first_and_respects_max(q: &dyn Queue) {
+    for id in ["a", "b", "c"] {
+        q.enqueue(new_call(id, "PRD", Duration::hours(1)))
+            .await
+            .unwrap();
+    }
+    q.enqueue(new_call("x", "QAS", Duration::hours(1)))
+        .await
+        .unwrap();
+    q.enqueue(new_call("other", "DEV", Duration::hours(1)))
+        .await
+        .unwrap();
+    let systems = vec!["PRD".to_owned(), "QAS".to_owned()];
+    let units = q.claim(&systems, "s1", 2, later()).await.unwrap();
+    let ids: Vec<_> = units.iter().map(|u| u.call_id.as_str()).collect();
+    assert_eq!(ids, ["a", "b"]);
+    assert!(units.iter().all(|u| u.attempt == 1));
+    assert_eq!(units[0].calls[0].function, "STFC_CONNECTION");
+    let units = q.claim(&systems, "s2", 5, later()).await.unwrap();
+    let ids: Vec<_> = units.iter().map(|u| u.call_id.as_str()).collect();
+    assert_eq!(ids, ["c", "x"]);
+    assert!(
+        q.claim(&systems, "s2", 5, later())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let record = q.get("a").await.unwrap().unwrap();
+    assert!(matches!(record.state, CallState::Leased { ref session, .. } if session == "s1"));
+}
+
+async fn release_requeues_with_next_attempt_and_complete_is_idempotent(q: &dyn Queue) {
+    q.enqueue(new_call("a", "PRD", Duration::hours(1)))
+        .await
+        .unwrap();
+    let systems = vec!["PRD".to_owned()];
+    q.claim(&systems, "s1", 1, later()).await.unwrap();
+    assert_eq!(q.release_session("s1").await.unwrap(), 1);
+    assert_eq!(q.release_session("s1").await.unwrap(), 0);
+    let units = q.claim(&systems, "s2", 1, later()).await.unwrap();
+    assert_eq!(units[0].attempt, 2);
+    assert_eq!(
+        q.complete("a", 2, "agent", ok()).await.unwrap(),
+        Completion::Stored
+    );
+    assert_eq!(
+        q.complete("a", 1, "agent", ok()).await.unwrap(),
+        Completion::AlreadyFinal
+    );
+    assert_eq!(
+        q.complete("zz", 1, "agent", ok()).await.unwrap(),
+        Completion::Unknown
+    );
+    let record = q.get("a").await.unwrap().unwrap();
+    assert_eq!(record.state, CallState::Succeeded);
+    assert_eq!(record.agent.as_deref(), Some("agent"));
+    assert_eq!(record.outcome, Some(ok()));
+    assert_eq!(record.attempts, 2);
+    assert!(record.completed_at.is_some());
+    assert!(matches!(
+        q.cancel("a").await.unwrap(),
+        Cancelled::TooLate(_)
+    ));
+}
+
+async fn reaper_requeues_expires_and_purges(q: &dyn Queue) {
+    q.enqueue(new_call("lease", "PRD", Duration::hours(1)))
+        .await
+        .unwrap();
+    let systems = vec!["PRD".to_owned()];
+    let past = OffsetDateTime::now_utc() - Duration::seconds(1);
+    q.claim(&systems, "s1", 1, past).await.unwrap();
+    q.enqueue(new_call("old", "PRD", Duration::seconds(-1)))
+        .await
+        .unwrap();
+    let now = OffsetDateTime::now_utc();
+    let reaped = q.reap(now, retention(1)).await.unwrap();
+    assert_eq!((reaped.requeued, reaped.expired), (1, 1));
+    assert_eq!(
+        q.get("old").await.unwrap().unwrap().state,
+        CallState::Expired
+    );
+    let reaped = q.reap(now + Duration::days(2), retention(1)).await;
+    assert_eq!(reaped.unwrap().purged, 1);
+    assert!(q.get("old").await.unwrap().is_none());
+}
+
+async fn calls_past_their_ttl_are_not_handed_out(q: &dyn Queue) {
+    q.enqueue(new_call("old", "PRD", Duration::seconds(-1)))
+        .await
+        .unwrap();
+    q.enqueue(new_call("fresh", "PRD", Duration::hours(1)))
+        .await
+        .unwrap();
+    let units = q.claim(&["PRD".to_owned()], "s", 5, later()).await.unwrap();
+    let ids: Vec<_> = units.iter().map(|u| u.call_id.as_str()).collect();
+    assert_eq!(ids, ["fresh"]);
+    q.reap(OffsetDateTime::now_utc(), retention(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        q.get("old").await.unwrap().unwrap().state,
+        CallState::Expired
+    );
+}
+
+async fn idempotency_key_returns_existing_or_mismatch(q: &dyn Queue) {
+    let call = keyed("a", "k1", "f1");
+    assert!(matches!(
+        q.enqueue(call.clone()).await.unwrap(),
+        Enqueued::Created(_)
+    ));
+    let mut retry = call.clone();
+    retry.id = "b".into();
+    assert!(matches!(
+        q.enqueue(retry).await.unwrap(),
+        Enqueued::Existing(r) if r.id == "a" && !r.state.is_final()
+    ));
+    assert!(matches!(
+        q.enqueue(keyed("c", "k1", "f2")).await.unwrap(),
+        Enqueued::KeyMismatch
+    ));
+    // Another client's key of the same text is another key.
+    let mut other = keyed("d", "k1", "f2");
+    if let Some((key, _)) = other.idempotency.as_mut() {
+        key.scope = "other".into();
+    }
+    assert!(matches!(
+        q.enqueue(other).await.unwrap(),
+        Enqueued::Created(_)
+    ));
+    // Once final, a retry gets the stored outcome.
+    let units = q.claim(&["PRD".to_owned()], "s", 1, later()).await.unwrap();
+    q.complete(&units[0].call_id, 1, "agent", ok())
+        .await
+        .unwrap();
+    assert!(matches!(
+        q.enqueue(keyed("e", "k1", "f1")).await.unwrap(),
+        Enqueued::Existing(r) if r.id == "a" && r.outcome == Some(ok())
+    ));
+    assert!(q.get("b").await.unwrap().is_none());
+}
+
+async fn idempotency_keys_are_kept_for_their_retention(q: &dyn Queue) {
+    q.enqueue(keyed("open", "k-open", "f")).await.unwrap();
+    q.enqueue(keyed("done", "k-done", "f")).await.unwrap();
+    let units = q.claim(&["PRD".to_owned()], "s", 2, later()).await.unwrap();
+    assert_eq!(units.len(), 2);
+    q.complete("done", 1, "agent", ok()).await.unwrap();
+    let short = Retention {
+        results: Duration::seconds(1),
+        idempotency: Duration::hours(1),
+    };
+    // Past the result retention but within the key's: the call stays.
+    let soon = OffsetDateTime::now_utc() + Duration::minutes(1);
+    let reaped = q.reap(soon, short).await.unwrap();
+    assert_eq!((reaped.purged, reaped.keys_forgotten), (0, 0));
+    assert!(matches!(
+        q.enqueue(keyed("again", "k-done", "f")).await.unwrap(),
+        Enqueued::Existing(r) if r.id == "done"
+    ));
+    // Past both: the finished call's key is forgotten and the call purged; the open
+    // call's key stays (its lease lapsed, so it is queued again).
+    let late = OffsetDateTime::now_utc() + Duration::minutes(30);
+    let reaped = q.reap(late, short).await.unwrap();
+    assert_eq!(reaped.requeued, 1);
+    assert_eq!((reaped.purged, reaped.keys_forgotten), (0, 0));
+    let later_still = OffsetDateTime::now_utc() + Duration::hours(2);
+    let reaped = q.reap(later_still, short).await.unwrap();
+    assert_eq!((reaped.purged, reaped.keys_forgotten), (1, 1));
+    assert!(q.get("done").await.unwrap().is_none());
+    assert!(matches!(
+        q.enqueue(keyed("new", "k-done", "f")).await.unwrap(),
+        Enqueued::Created(r) if r.id == "new"
+    ));
+    assert!(matches!(
+        q.enqueue(keyed("dup", "k-open", "f")).await.unwrap(),
+        Enqueued::Existing(r) if r.id == "open"
+    ));
+}
+
+async fn cancel_only_while_queued(q: &dyn Queue) {
+    q.enqueue(new_call("a", "PRD", Duration::hours(1)))
+        .await
+        .unwrap();
+    match q.cancel("a").await.unwrap() {
+        Cancelled::Done(record) => {
+            assert_eq!(record.state, CallState::Cancelled);
+            assert!(record.completed_at.is_some());
+        }
+        other => panic!("expected Done, got {other:?}"),
+    }
+    let units = q.claim(&["PRD".to_owned()], "s", 1, later()).await.unwrap();
+    assert!(units.is_empty());
+    assert!(matches!(q.cancel("zz").await.unwrap(), Cancelled::Unknown));
+    assert_eq!(
+        q.get("a").await.unwrap().unwrap().state,
+        CallState::Cancelled
+    );
+}
+
+async fn renew_extends_leases_and_stats_count(q: &dyn Queue) {
+    for id in ["a", "b", "c"] {
+        q.enqueue(new_call(id, "PRD", Duration::hours(1)))
+            .await
+            .unwrap();
+    }
+    let past = OffsetDateTime::now_utc() - Duration::seconds(1);
+    q.claim(&["PRD".to_owned()], "s1", 2, past).await.unwrap();
+    assert_eq!(q.renew_leases("s1", later()).await.unwrap(), 2);
+    assert_eq!(q.renew_leases("nobody", later()).await.unwrap(), 0);
+    // Renewed: nothing lapsed.
+    let reaped = q.reap(OffsetDateTime::now_utc(), retention(1)).await;
+    assert_eq!(reaped.unwrap().requeued, 0);
+    q.complete("a", 1, "agent", ok()).await.unwrap();
+    let stats = q.stats().await.unwrap();
+    assert_eq!((stats.queued, stats.leased, stats.succeeded), (1, 1, 1));
+    q.ping().await.unwrap();
+}
+
+async fn work_and_call_signals_fire(q: &dyn Queue) {
+    let work = q.signals().work("PRD");
+    let notified = work.notified();
+    tokio::pin!(notified);
+    notified.as_mut().enable();
+    q.enqueue(new_call("a", "PRD", Duration::hours(1)))
+        .await
+        .unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(5), notified)
+        .await
+        .expect("work signal");
+    q.claim(&["PRD".to_owned()], "s", 1, later()).await.unwrap();
+    let watch = q.signals().watch_call("a");
+    let finished = watch.notify().notified();
+    tokio::pin!(finished);
+    finished.as_mut().enable();
+    q.complete("a", 1, "agent", ok()).await.unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(5), finished)
+        .await
+        .expect("call signal");
+}

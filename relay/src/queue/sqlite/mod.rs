@@ -1,0 +1,249 @@
+//! The SQLite [`Queue`]: every call in one file (WAL mode), so accepted calls
+//! survive a restart and a `kill -9` of the relay.
+//!
+//! - Writes go through one writer thread with group commit ([`writer`]): callers
+//!   hand over a change and await its answer, sent once the batch transaction that
+//!   holds it committed. The changes themselves are in [`ops`].
+//! - Reads (`get`, `stats`, `ping`) run on a small pool of read connections on the
+//!   blocking thread pool; WAL lets them read committed data while the writer
+//!   writes, and every answer a caller got was committed first, so a caller always
+//!   reads its own writes.
+//! - On open, calls leased before the restart go back to the queue (no session
+//!   survives a restart); queued calls are claimable at once and final calls stay
+//!   readable until the reaper purges them.
+//!
+//! Durability follows [`Durability`]: `synchronous = NORMAL` (survives a process
+//! crash) or `FULL` (also survives a power loss).
+
+mod ops;
+mod rows;
+mod schema;
+#[cfg(test)]
+mod tests;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OpenFlags};
+use sapbridge_proto::{Outcome, Unit};
+use time::OffsetDateTime;
+
+use super::config::Durability;
+use super::{
+    CallRecord, Cancelled, Completion, Enqueued, NewCall, Queue, QueueError, QueueStats, Reaped,
+    Retention, Signals,
+};
+use writer::Writer;
+
+/// The most changes committed in one transaction.
+const MAX_BATCH: usize = 1024;
+/// The most idle read connections kept open.
+const MAX_IDLE_READERS: usize = 8;
+
+/// How a [`SqliteQueue`] commits.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SqliteOptions {
+    /// `synchronous = NORMAL` or `FULL`.
+    pub(crate) durability: Durability,
+    /// The most changes per transaction; 1 commits every change alone (for
+    /// comparison in the throughput test).
+    pub(crate) max_batch: usize,
+}
+
+impl SqliteOptions {
+    /// Group commit with `durability`.
+    pub(crate) fn new(durability: Durability) -> Self {
+        Self {
+            durability,
+            max_batch: MAX_BATCH,
+        }
+    }
+}
+
+/// The SQLite queue. Cheap to share behind an `Arc`; the writer thread stops when it
+/// is dropped, after committing what it was handed.
+#[derive(Debug)]
+pub(crate) struct SqliteQueue {
+    writer: Writer,
+    readers: Arc<Readers>,
+    signals: Arc<Signals>,
+}
+
+impl SqliteQueue {
+    /// Opens (or creates) the queue file at `path`, requeues calls leased before a
+    /// restart and starts the writer thread. Blocks while doing so.
+    ///
+    /// # Errors
+    /// [`QueueError::Store`] when the file cannot be opened or created, is not a
+    /// database, cannot use WAL mode, or has a newer schema.
+    pub(crate) fn open(path: &Path, options: SqliteOptions) -> Result<Self, QueueError> {
+        let context = |e: QueueError| QueueError::Store(format!("{}: {e}", path.display()));
+        let conn = Connection::open(path).map_err(|e| context(e.into()))?;
+        let found = schema::prepare(&conn, options.durability).map_err(context)?;
+        let requeued = schema::requeue_orphaned_leases(&conn).map_err(context)?;
+        tracing::info!(
+            path = %path.display(),
+            new = found == 0,
+            requeued,
+            durability = ?options.durability,
+            "queue store opened"
+        );
+        let signals = Arc::new(Signals::default());
+        let writer = Writer::start(conn, Arc::clone(&signals), options.max_batch)?;
+        let readers = Arc::new(Readers {
+            path: path.to_owned(),
+            idle: Mutex::new(Vec::new()),
+        });
+        Ok(Self {
+            writer,
+            readers,
+            signals,
+        })
+    }
+
+    /// Runs `read` on a read connection on the blocking thread pool.
+    async fn read<T, F>(&self, read: F) -> Result<T, QueueError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, QueueError> + Send + 'static,
+    {
+        let readers = Arc::clone(&self.readers);
+        tokio::task::spawn_blocking(move || {
+            let conn = readers.take()?;
+            let result = read(&conn);
+            readers.give_back(conn);
+            result
+        })
+        .await
+        .map_err(|e| QueueError::Store(format!("read task failed: {e}")))?
+    }
+}
+
+/// Idle read connections, opened on demand.
+#[derive(Debug)]
+struct Readers {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl Readers {
+    fn take(&self) -> Result<Connection, QueueError> {
+        let idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        if let Some(conn) = idle {
+            return Ok(conn);
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(&self.path, flags)?;
+        schema::configure(&conn)?;
+        Ok(conn)
+    }
+
+    fn give_back(&self, conn: Connection) {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < MAX_IDLE_READERS {
+            idle.push(conn);
+        }
+    }
+}
+
+#[async_trait]
+impl Queue for SqliteQueue {
+    async fn enqueue(&self, call: NewCall) -> Result<Enqueued, QueueError> {
+        self.writer
+            .write(move |conn, effects| ops::enqueue(conn, effects, call))
+            .await
+    }
+
+    async fn claim(
+        &self,
+        systems: &[String],
+        session: &str,
+        max: usize,
+        until: OffsetDateTime,
+    ) -> Result<Vec<Unit>, QueueError> {
+        let systems = systems.to_vec();
+        let session = session.to_owned();
+        self.writer
+            .write(move |conn, _| {
+                let now = OffsetDateTime::now_utc();
+                ops::claim(conn, &systems, &session, max, until, now)
+            })
+            .await
+    }
+
+    async fn complete(
+        &self,
+        call_id: &str,
+        _attempt: u32,
+        agent: &str,
+        outcome: Outcome,
+    ) -> Result<Completion, QueueError> {
+        let call_id = call_id.to_owned();
+        let agent = agent.to_owned();
+        self.writer
+            .write(move |conn, effects| {
+                let now = OffsetDateTime::now_utc();
+                ops::complete(conn, effects, &call_id, &agent, &outcome, now)
+            })
+            .await
+    }
+
+    async fn renew_leases(
+        &self,
+        session: &str,
+        until: OffsetDateTime,
+    ) -> Result<usize, QueueError> {
+        let session = session.to_owned();
+        self.writer
+            .write(move |conn, _| ops::renew_leases(conn, &session, until))
+            .await
+    }
+
+    async fn release_session(&self, session: &str) -> Result<usize, QueueError> {
+        let session = session.to_owned();
+        self.writer
+            .write(move |conn, effects| ops::release_session(conn, effects, &session))
+            .await
+    }
+
+    async fn cancel(&self, call_id: &str) -> Result<Cancelled, QueueError> {
+        let call_id = call_id.to_owned();
+        self.writer
+            .write(move |conn, effects| {
+                ops::cancel(conn, effects, &call_id, OffsetDateTime::now_utc())
+            })
+            .await
+    }
+
+    async fn get(&self, call_id: &str) -> Result<Option<CallRecord>, QueueError> {
+        let call_id = call_id.to_owned();
+        self.read(move |conn| rows::load(conn, &call_id)).await
+    }
+
+    async fn reap(&self, now: OffsetDateTime, retention: Retention) -> Result<Reaped, QueueError> {
+        self.writer
+            .write(move |conn, effects| ops::reap(conn, effects, now, retention))
+            .await
+    }
+
+    async fn stats(&self) -> Result<QueueStats, QueueError> {
+        self.read(rows::stats).await
+    }
+
+    async fn ping(&self) -> Result<(), QueueError> {
+        if self.writer.is_closed() {
+            return Err(QueueError::Closed);
+        }
+        self.read(rows::ping).await
+    }
+
+    fn signals(&self) -> &Arc<Signals> {
+        &self.signals
+    }
+}

@@ -1,0 +1,184 @@
+//! How calls look in SQLite: the text codes of commit policies and states, times
+//! as Unix nanoseconds, kinds, calls and outcomes as JSON; and the reads that need
+//! no writer (`get`, `stats`, `ping`), run on the read connections.
+
+use rusqlite::{Connection, OptionalExtension, Row};
+use sapbridge_proto::{CommitPolicy, FunctionCall, Outcome};
+use time::OffsetDateTime;
+
+use super::super::{CallKind, CallRecord, CallState, IdempotencyKey, QueueError, QueueStats};
+
+/// The columns [`record`] reads, in its order.
+pub(super) const RECORD_COLUMNS: &str = "id, system, kind, calls, commit_policy, state, \
+     lease_session, lease_until, attempts, submitted_at, expires_at, completed_at, agent, \
+     outcome, idem_scope, idem_key, idem_fingerprint";
+
+impl From<rusqlite::Error> for QueueError {
+    fn from(error: rusqlite::Error) -> Self {
+        Self::Store(error.to_string())
+    }
+}
+
+/// A time as stored: Unix nanoseconds, saturated to the `i64` range (years
+/// 1677–2262).
+pub(super) fn nanos(at: OffsetDateTime) -> i64 {
+    let n = at.unix_timestamp_nanos();
+    i64::try_from(n).unwrap_or(if n < 0 { i64::MIN } else { i64::MAX })
+}
+
+/// A stored time back as UTC.
+pub(super) fn time_at(nanos: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(nanos))
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// JSON of a call kind (`"function"`, `"transaction"`, `{"action": …}`).
+pub(super) fn kind_json(kind: &CallKind) -> Result<String, QueueError> {
+    serde_json::to_string(kind).map_err(|e| QueueError::Store(format!("encoding a call kind: {e}")))
+}
+
+/// A call kind from JSON.
+fn kind_of(json: &str) -> Result<CallKind, QueueError> {
+    serde_json::from_str(json).map_err(|e| QueueError::Corrupt(format!("call kind: {e}")))
+}
+
+/// The stored code of a commit policy.
+pub(super) fn commit_code(commit: CommitPolicy) -> &'static str {
+    match commit {
+        CommitPolicy::None => "none",
+        CommitPolicy::CommitOnSuccess => "commit_on_success",
+        CommitPolicy::Rollback => "rollback",
+    }
+}
+
+/// A commit policy from its stored code.
+pub(super) fn commit_of(code: &str) -> Result<CommitPolicy, QueueError> {
+    match code {
+        "none" => Ok(CommitPolicy::None),
+        "commit_on_success" => Ok(CommitPolicy::CommitOnSuccess),
+        "rollback" => Ok(CommitPolicy::Rollback),
+        other => Err(QueueError::Corrupt(format!(
+            "unknown commit policy {other:?}"
+        ))),
+    }
+}
+
+/// The stored code of a state (`leased` for a lease, unlike the API's `running`).
+pub(super) fn state_code(state: &CallState) -> &'static str {
+    match state {
+        CallState::Queued => "queued",
+        CallState::Leased { .. } => "leased",
+        CallState::Succeeded => "succeeded",
+        CallState::Failed => "failed",
+        CallState::Expired => "expired",
+        CallState::Cancelled => "cancelled",
+    }
+}
+
+/// JSON of the calls of a unit.
+pub(super) fn calls_json(calls: &[FunctionCall]) -> Result<String, QueueError> {
+    serde_json::to_string(calls).map_err(|e| QueueError::Store(format!("encoding calls: {e}")))
+}
+
+/// The calls of a unit from JSON.
+pub(super) fn calls_of(json: &str) -> Result<Vec<FunctionCall>, QueueError> {
+    serde_json::from_str(json).map_err(|e| QueueError::Corrupt(format!("calls: {e}")))
+}
+
+/// JSON of an outcome.
+pub(super) fn outcome_json(outcome: &Outcome) -> Result<String, QueueError> {
+    serde_json::to_string(outcome)
+        .map_err(|e| QueueError::Store(format!("encoding an outcome: {e}")))
+}
+
+/// A row of [`RECORD_COLUMNS`] as a record.
+pub(super) fn record(row: &Row<'_>) -> Result<CallRecord, QueueError> {
+    let id: String = row.get(0)?;
+    let corrupt = |what: &str, e: &dyn std::fmt::Display| {
+        QueueError::Corrupt(format!("call {id}: {what}: {e}"))
+    };
+    let state_text: String = row.get(5)?;
+    let state = match state_text.as_str() {
+        "queued" => CallState::Queued,
+        "leased" => CallState::Leased {
+            session: row.get::<_, Option<String>>(6)?.unwrap_or_default(),
+            until: time_at(row.get::<_, Option<i64>>(7)?.unwrap_or(0)),
+        },
+        "succeeded" => CallState::Succeeded,
+        "failed" => CallState::Failed,
+        "expired" => CallState::Expired,
+        "cancelled" => CallState::Cancelled,
+        other => return Err(corrupt("state", &other)),
+    };
+    let outcome = match row.get::<_, Option<String>>(13)? {
+        Some(json) => {
+            Some(serde_json::from_str::<Outcome>(&json).map_err(|e| corrupt("outcome", &e))?)
+        }
+        None => None,
+    };
+    let idempotency = match (
+        row.get::<_, Option<String>>(14)?,
+        row.get::<_, Option<String>>(15)?,
+        row.get::<_, Option<String>>(16)?,
+    ) {
+        (Some(scope), Some(key), Some(fingerprint)) => {
+            Some((IdempotencyKey { scope, key }, fingerprint))
+        }
+        _ => None,
+    };
+    let calls_text: String = row.get(3)?;
+    Ok(CallRecord {
+        system: row.get(1)?,
+        kind: kind_of(&row.get::<_, String>(2)?)?,
+        calls: calls_of(&calls_text).map_err(|e| corrupt("calls", &e))?,
+        commit: commit_of(&row.get::<_, String>(4)?)?,
+        state,
+        attempts: row.get(8)?,
+        submitted_at: time_at(row.get(9)?),
+        expires_at: time_at(row.get(10)?),
+        completed_at: row.get::<_, Option<i64>>(11)?.map(time_at),
+        agent: row.get(12)?,
+        outcome,
+        idempotency,
+        id,
+    })
+}
+
+/// The call `call_id`, if stored.
+pub(super) fn load(conn: &Connection, call_id: &str) -> Result<Option<CallRecord>, QueueError> {
+    let mut stmt =
+        conn.prepare_cached(&format!("SELECT {RECORD_COLUMNS} FROM calls WHERE id = ?1"))?;
+    let raw = stmt
+        .query_row([call_id], |row| Ok(record(row)))
+        .optional()?;
+    raw.transpose()
+}
+
+/// Counts of calls by state.
+pub(super) fn stats(conn: &Connection) -> Result<QueueStats, QueueError> {
+    let mut stmt = conn.prepare_cached("SELECT state, count(*) FROM calls GROUP BY state")?;
+    let mut rows = stmt.query([])?;
+    let mut stats = QueueStats::default();
+    while let Some(row) = rows.next()? {
+        let state: String = row.get(0)?;
+        let count: i64 = row.get(1)?;
+        let count = u64::try_from(count).unwrap_or(0);
+        match state.as_str() {
+            "queued" => stats.queued = count,
+            "leased" => stats.leased = count,
+            "succeeded" => stats.succeeded = count,
+            "failed" => stats.failed = count,
+            "expired" => stats.expired = count,
+            "cancelled" => stats.cancelled = count,
+            other => tracing::warn!(state = other, "unknown call state in the queue file"),
+        }
+    }
+    Ok(stats)
+}
+
+/// A real read of the calls table (readiness).
+pub(super) fn ping(conn: &Connection) -> Result<(), QueueError> {
+    let mut stmt = conn.prepare_cached("SELECT count(*) FROM (SELECT 1 FROM calls LIMIT 1)")?;
+    let _: i64 = stmt.query_row([], |row| row.get(0))?;
+    Ok(())
+}

@@ -1,0 +1,128 @@
+//! The SQLite file's layout and settings: WAL mode, the `synchronous` level the
+//! configured durability asks for, the tables and indexes (versioned with
+//! `PRAGMA user_version`), and the recovery every start runs.
+//!
+//! Tables:
+//! - `calls`: one row per call. `seq` (the rowid) is the enqueue order; `state` is
+//!   `queued | leased | succeeded | failed | expired | cancelled`; a leased row has
+//!   `lease_session` and `lease_until`; a final row has `completed_at` (and the
+//!   outcome as JSON once an agent reported one). Times are Unix nanoseconds (UTC).
+//! - `idempotency_keys`: the keys still enforced, each naming its call and the
+//!   request fingerprint it was first used with. The reaper forgets them.
+
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+use super::super::QueueError;
+use super::super::config::Durability;
+
+/// The schema version this relay writes.
+pub(super) const SCHEMA_VERSION: i64 = 1;
+
+/// How long a statement waits for a lock held by another connection.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The WAL is truncated to this size after a checkpoint.
+const JOURNAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
+
+const SCHEMA: &str = "
+CREATE TABLE calls (
+    seq              INTEGER PRIMARY KEY AUTOINCREMENT,
+    id               TEXT    NOT NULL UNIQUE,
+    system           TEXT    NOT NULL,
+    kind             TEXT    NOT NULL,
+    calls            TEXT    NOT NULL,
+    commit_policy    TEXT    NOT NULL,
+    state            TEXT    NOT NULL,
+    lease_session    TEXT,
+    lease_until      INTEGER,
+    attempts         INTEGER NOT NULL DEFAULT 0,
+    submitted_at     INTEGER NOT NULL,
+    expires_at       INTEGER NOT NULL,
+    completed_at     INTEGER,
+    agent            TEXT,
+    outcome          TEXT,
+    idem_scope       TEXT,
+    idem_key         TEXT,
+    idem_fingerprint TEXT
+);
+CREATE INDEX calls_by_state ON calls (state, seq);
+CREATE INDEX calls_queued_expiry ON calls (expires_at) WHERE state = 'queued';
+CREATE INDEX calls_leased_session ON calls (lease_session, lease_until) WHERE state = 'leased';
+CREATE INDEX calls_completed ON calls (completed_at) WHERE completed_at IS NOT NULL;
+CREATE TABLE idempotency_keys (
+    scope        TEXT    NOT NULL,
+    key          TEXT    NOT NULL,
+    fingerprint  TEXT    NOT NULL,
+    call_id      TEXT    NOT NULL,
+    created_at   INTEGER NOT NULL,
+    PRIMARY KEY (scope, key)
+) WITHOUT ROWID;
+CREATE INDEX idempotency_keys_call ON idempotency_keys (call_id);
+CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at);
+";
+
+/// Settings every connection gets.
+pub(super) fn configure(conn: &Connection) -> Result<(), QueueError> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    Ok(())
+}
+
+/// Prepares the write connection: WAL, `synchronous`, the schema. Returns the
+/// schema version found before (0 for a new file).
+///
+/// # Errors
+/// [`QueueError::Store`] when the file is not a database, cannot switch to WAL
+/// (e.g. on a network file system without shared memory), or was written by a newer
+/// schema.
+pub(super) fn prepare(conn: &Connection, durability: Durability) -> Result<i64, QueueError> {
+    configure(conn)?;
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(QueueError::Store(format!(
+            "the file cannot use WAL mode (journal_mode is {mode})"
+        )));
+    }
+    let synchronous = match durability {
+        Durability::ProcessCrash => "NORMAL",
+        Durability::PowerLoss => "FULL",
+    };
+    conn.pragma_update(None, "synchronous", synchronous)?;
+    // macOS flushes to the platter only with F_FULLFSYNC; a no-op elsewhere.
+    let full = durability == Durability::PowerLoss;
+    conn.pragma_update(None, "fullfsync", full)?;
+    conn.pragma_update(None, "checkpoint_fullfsync", full)?;
+    conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT)?;
+    let found: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    match found {
+        0 => {
+            conn.execute_batch(&format!(
+                "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            ))?;
+        }
+        SCHEMA_VERSION => {}
+        newer => {
+            return Err(QueueError::Store(format!(
+                "the queue file has schema version {newer}; this relay knows up to \
+                 {SCHEMA_VERSION} (written by a newer sapbridge?)"
+            )));
+        }
+    }
+    Ok(found)
+}
+
+/// Start-up recovery: no agent session survives a restart, so every leased call
+/// goes back to the queue (its attempt stays counted; the agent's journal answers a
+/// redelivered call it already ran). Returns how many.
+///
+/// Only for a file one relay owns alone; a database shared by several relays must
+/// release the leases of vanished sessions by lease expiry instead.
+pub(super) fn requeue_orphaned_leases(conn: &Connection) -> Result<usize, QueueError> {
+    let changed = conn.execute(
+        "UPDATE calls SET state = 'queued', lease_session = NULL, lease_until = NULL
+         WHERE state = 'leased'",
+        [],
+    )?;
+    Ok(changed)
+}

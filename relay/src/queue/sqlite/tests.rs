@@ -1,0 +1,200 @@
+//! Restart tests of the SQLite store: a store that vanished without closing (leaked
+//! in-process, and a child process killed with SIGKILL) leaves a file from which a
+//! new store recovers every call: leased ones are queued again with their attempt
+//! counted, queued ones are claimable, finished ones readable, idempotency keys
+//! enforced. (The behaviour tests shared with the memory store are in
+//! `queue/tests.rs`.)
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use time::Duration;
+
+use super::super::config::Durability;
+use super::super::contract::{keyed, later, new_call, ok};
+use super::super::{CallState, Enqueued, Queue};
+use super::{SqliteOptions, SqliteQueue, ops};
+
+/// Names the file a [`kill_child`] run works on; unset, that test does nothing.
+const CHILD_ENV: &str = "SAPBRIDGE_QUEUE_KILL_CHILD_DB";
+/// The line the child prints once its changes are committed.
+const READY: &str = "SAPBRIDGE-CHILD-READY";
+
+fn open(path: &Path) -> SqliteQueue {
+    SqliteQueue::open(path, SqliteOptions::new(Durability::ProcessCrash)).expect("open")
+}
+
+/// Enqueues `count` calls (`c00`, `c01`, … plus `k` with an idempotency key), leases
+/// the first five to `s1` and completes `c00`.
+async fn fill(q: &dyn Queue, count: usize) {
+    for i in 0..count {
+        q.enqueue(new_call(&format!("c{i:02}"), "PRD", Duration::hours(1)))
+            .await
+            .unwrap();
+    }
+    q.enqueue(keyed("k", "key-1", "f1")).await.unwrap();
+    let units = q
+        .claim(&["PRD".to_owned()], "s1", 5, later())
+        .await
+        .unwrap();
+    assert_eq!(units.len(), 5);
+    q.complete("c00", 1, "agent", ok()).await.unwrap();
+}
+
+/// What a new store must find after [`fill`] and a crash.
+async fn check_recovered(q: &dyn Queue, count: usize) {
+    let units = q
+        .claim(&["PRD".to_owned()], "s2", 1000, later())
+        .await
+        .unwrap();
+    let ids: Vec<&str> = units.iter().map(|u| u.call_id.as_str()).collect();
+    let mut expected: Vec<String> = (1..count).map(|i| format!("c{i:02}")).collect();
+    expected.push("k".into());
+    assert_eq!(ids, expected);
+    for unit in &units {
+        let leased_before = ["c01", "c02", "c03", "c04"].contains(&unit.call_id.as_str());
+        let attempt = if leased_before { 2 } else { 1 };
+        assert_eq!(unit.attempt, attempt, "{}", unit.call_id);
+    }
+    let done = q.get("c00").await.unwrap().expect("finished call kept");
+    assert_eq!(done.state, CallState::Succeeded);
+    assert_eq!(done.outcome, Some(ok()));
+    assert!(matches!(
+        q.enqueue(keyed("k2", "key-1", "f1")).await.unwrap(),
+        Enqueued::Existing(r) if r.id == "k"
+    ));
+    assert!(matches!(
+        q.enqueue(keyed("k3", "key-1", "other")).await.unwrap(),
+        Enqueued::KeyMismatch
+    ));
+}
+
+#[tokio::test]
+async fn a_leaked_store_leaves_a_file_a_new_store_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("relay.db");
+    let first = open(&path);
+    fill(&first, 10).await;
+    // Never closed: its writer keeps its connection, as a vanished process would.
+    std::mem::forget(first);
+    let second = open(&path);
+    check_recovered(&second, 10).await;
+}
+
+#[tokio::test]
+async fn a_cleanly_closed_store_reopens_with_its_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("relay.db");
+    let first = open(&path);
+    fill(&first, 10).await;
+    drop(first);
+    let second = open(&path);
+    check_recovered(&second, 10).await;
+    drop(second);
+    // And a third time: the second store's leases are queued again, nothing lost.
+    let third = open(&path);
+    let stats = third.stats().await.unwrap();
+    assert_eq!((stats.queued, stats.leased, stats.succeeded), (10, 0, 1));
+}
+
+#[tokio::test]
+async fn survives_sigkill_of_the_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("relay.db");
+    let exe = std::env::current_exe().unwrap();
+    let mut child = Command::new(exe)
+        .args([
+            "queue::sqlite::tests::kill_child",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, &path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn child");
+    let stdout = child.stdout.take().expect("child stdout");
+    let ready = tokio::task::spawn_blocking(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .any(|line| line.contains(READY))
+    });
+    let ready = tokio::time::timeout(std::time::Duration::from_secs(60), ready).await;
+    // SIGKILL: no destructor, no checkpoint, no close.
+    child.kill().expect("kill child");
+    child.wait().expect("reap child");
+    assert!(matches!(ready, Ok(Ok(true))), "child never got ready");
+    let recovered = open(&path);
+    check_recovered(&recovered, 30).await;
+}
+
+/// The child of [`survives_sigkill_of_the_process`]: fills the file, says so, and
+/// waits to be killed.
+#[tokio::test]
+#[ignore = "run by survives_sigkill_of_the_process as a child process"]
+async fn kill_child() {
+    let Some(path) = std::env::var_os(CHILD_ENV) else {
+        return;
+    };
+    let q = open(Path::new(&path));
+    fill(&q, 30).await;
+    println!("{READY}");
+    tokio::time::sleep(std::time::Duration::from_secs(120)).await;
+}
+
+#[test]
+fn a_file_of_a_newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("relay.db");
+    drop(open(&path));
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.pragma_update(None, "user_version", 99).unwrap();
+    drop(conn);
+    let err = SqliteQueue::open(&path, SqliteOptions::new(Durability::PowerLoss)).unwrap_err();
+    assert!(err.to_string().contains("schema version 99"), "{err}");
+}
+
+#[test]
+fn a_file_that_is_not_a_database_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("relay.db");
+    std::fs::write(&path, vec![b'x'; 4096]).unwrap();
+    let err = SqliteQueue::open(&path, SqliteOptions::new(Durability::ProcessCrash)).unwrap_err();
+    assert!(err.to_string().contains("relay.db"), "{err}");
+}
+
+#[test]
+fn every_hot_statement_uses_an_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("relay.db");
+    drop(open(&path));
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let expected = [
+        (ops::CLAIM, "calls_by_state"),
+        (ops::RENEW, "calls_leased_session"),
+        (ops::RELEASE, "calls_leased_session"),
+        // Few calls are leased at a time (at most every session's credits).
+        (ops::REQUEUE_LAPSED, "calls_by_state"),
+        (ops::EXPIRE, "calls_queued_expiry"),
+        (ops::FORGET_KEYS, "idempotency_keys_created"),
+        (ops::PURGE, "calls_completed"),
+    ];
+    for (sql, index) in expected {
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let mut rows = stmt.raw_query();
+        let mut plan = Vec::new();
+        while let Some(row) = rows.next().unwrap() {
+            plan.push(row.get::<_, String>(3).unwrap());
+        }
+        let plan = plan.join("\n");
+        assert!(plan.contains(index), "{sql}\n{plan}");
+        assert!(
+            !plan.contains("SCAN calls\n") && !plan.ends_with("SCAN calls"),
+            "{sql}\n{plan}"
+        );
+    }
+}

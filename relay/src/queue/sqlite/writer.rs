@@ -1,0 +1,219 @@
+//! Group commit: one thread owns the write connection, takes every change the
+//! queue's callers hand it from a channel, and commits whatever has piled up in one
+//! transaction per batch. Each caller awaits its own answer on a oneshot, sent only
+//! after the batch committed, so "accepted" always means "on disk" (as far as the
+//! configured durability goes).
+//!
+//! While one batch commits (with `synchronous = FULL`: while it is flushed), the
+//! next one fills; so many concurrent callers share one commit, and one caller alone
+//! still gets a commit right away (no timer, no added latency).
+//!
+//! Each change runs inside its own `SAVEPOINT`: a change that fails is rolled back
+//! alone and its caller gets the error, the rest of the batch commits. If the
+//! commit itself fails, every change of the batch is rolled back and every caller
+//! gets the error. Wake-up signals of a batch fire only after it committed.
+
+use std::collections::HashSet;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+
+use rusqlite::Connection;
+use tokio::sync::{mpsc, oneshot};
+
+use super::super::{QueueError, Signals};
+
+/// How many changes may wait for the writer before callers wait to hand theirs over.
+const CHANNEL_CAPACITY: usize = 4096;
+
+/// The wake-ups a change causes, fired once its batch committed.
+#[derive(Debug, Default)]
+pub(super) struct Effects {
+    /// Systems that have claimable work now.
+    pub(super) work: HashSet<String>,
+    /// Calls that reached a final state.
+    pub(super) finished: Vec<String>,
+}
+
+impl Effects {
+    fn absorb(&mut self, other: Self) {
+        self.work.extend(other.work);
+        self.finished.extend(other.finished);
+    }
+
+    fn fire(self, signals: &Signals) {
+        for system in &self.work {
+            signals.work_available(system);
+        }
+        for call_id in &self.finished {
+            signals.call_finished(call_id);
+        }
+    }
+}
+
+/// One change waiting for the writer, type-erased so one channel carries them all.
+trait Job: Send {
+    /// Runs the change inside the open batch transaction.
+    fn run(&mut self, conn: &Connection, effects: &mut Effects);
+    /// Answers the caller: the change's own result if the batch committed, else
+    /// the commit's error.
+    fn answer(self: Box<Self>, committed: Result<(), &QueueError>);
+}
+
+/// A change and where its answer goes.
+struct Pending<T, F> {
+    work: Option<F>,
+    result: Option<Result<T, QueueError>>,
+    reply: oneshot::Sender<Result<T, QueueError>>,
+}
+
+impl<T, F> Job for Pending<T, F>
+where
+    T: Send,
+    F: FnOnce(&Connection, &mut Effects) -> Result<T, QueueError> + Send,
+{
+    fn run(&mut self, conn: &Connection, effects: &mut Effects) {
+        if let Some(work) = self.work.take() {
+            self.result = Some(in_savepoint(conn, effects, work));
+        }
+    }
+
+    fn answer(self: Box<Self>, committed: Result<(), &QueueError>) {
+        let result = match committed {
+            Ok(()) => self.result.unwrap_or(Err(QueueError::Closed)),
+            Err(error) => Err(error.clone()),
+        };
+        // The caller may have gone (its future was dropped): nothing to tell.
+        let _ = self.reply.send(result);
+    }
+}
+
+/// Runs `work` in a savepoint: kept on success, rolled back on error or panic.
+fn in_savepoint<T>(
+    conn: &Connection,
+    effects: &mut Effects,
+    work: impl FnOnce(&Connection, &mut Effects) -> Result<T, QueueError>,
+) -> Result<T, QueueError> {
+    conn.prepare_cached("SAVEPOINT change")?.execute([])?;
+    let mut own = Effects::default();
+    let result = catch_unwind(AssertUnwindSafe(|| work(conn, &mut own)))
+        .unwrap_or_else(|_| Err(QueueError::Store("a queue change panicked".into())));
+    match result {
+        Ok(value) => {
+            conn.prepare_cached("RELEASE change")?.execute([])?;
+            effects.absorb(own);
+            Ok(value)
+        }
+        Err(error) => {
+            if let Err(undo) = conn.execute_batch("ROLLBACK TO change; RELEASE change") {
+                tracing::error!(%undo, "could not roll back a failed queue change");
+            }
+            Err(error)
+        }
+    }
+}
+
+/// The handle callers use to hand changes to the writer thread.
+#[derive(Debug, Clone)]
+pub(super) struct Writer {
+    jobs: mpsc::Sender<Box<dyn Job>>,
+}
+
+impl Writer {
+    /// Starts the writer thread on `conn`, committing at most `max_batch` changes
+    /// per transaction. The thread ends when the last [`Writer`] is dropped, after
+    /// committing what was handed to it.
+    ///
+    /// # Errors
+    /// [`QueueError::Store`] when the thread cannot be started.
+    pub(super) fn start(
+        conn: Connection,
+        signals: Arc<Signals>,
+        max_batch: usize,
+    ) -> Result<Self, QueueError> {
+        let (jobs, rx) = mpsc::channel(CHANNEL_CAPACITY);
+        std::thread::Builder::new()
+            .name("sapbridge-queue-writer".into())
+            .spawn(move || run(conn, rx, &signals, max_batch.max(1)))
+            .map_err(|e| QueueError::Store(format!("cannot start the writer thread: {e}")))?;
+        Ok(Self { jobs })
+    }
+
+    /// Runs `work` in the next batch and returns its result once that batch
+    /// committed.
+    ///
+    /// Cancel safety: once handed over, the change runs and commits even if this
+    /// future is dropped; only the answer is lost.
+    ///
+    /// # Errors
+    /// The change's own error, the batch's commit error, or [`QueueError::Closed`]
+    /// when the writer has stopped.
+    pub(super) async fn write<T, F>(&self, work: F) -> Result<T, QueueError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, &mut Effects) -> Result<T, QueueError> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job: Box<dyn Job> = Box::new(Pending {
+            work: Some(work),
+            result: None,
+            reply,
+        });
+        self.jobs.send(job).await.map_err(|_| QueueError::Closed)?;
+        answer.await.map_err(|_| QueueError::Closed)?
+    }
+
+    /// Whether the writer thread is gone.
+    pub(super) fn is_closed(&self) -> bool {
+        self.jobs.is_closed()
+    }
+}
+
+/// The writer thread: batch, commit, answer, until every sender is gone.
+fn run(
+    conn: Connection,
+    mut rx: mpsc::Receiver<Box<dyn Job>>,
+    signals: &Signals,
+    max_batch: usize,
+) {
+    let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(max_batch);
+    while let Some(job) = rx.blocking_recv() {
+        batch.push(job);
+        while batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        commit(&conn, &mut batch, signals);
+    }
+    tracing::debug!("queue writer stopped");
+}
+
+/// Runs and commits one batch, then answers every caller in it.
+fn commit(conn: &Connection, batch: &mut Vec<Box<dyn Job>>, signals: &Signals) {
+    let mut effects = Effects::default();
+    let committed = conn
+        .execute_batch("BEGIN IMMEDIATE")
+        .map_err(QueueError::from)
+        .and_then(|()| {
+            for job in batch.iter_mut() {
+                job.run(conn, &mut effects);
+            }
+            conn.execute_batch("COMMIT").map_err(QueueError::from)
+        });
+    match &committed {
+        Ok(()) => effects.fire(signals),
+        Err(error) => {
+            tracing::error!(%error, changes = batch.len(), "queue batch not committed");
+            if !conn.is_autocommit() {
+                let undone = conn.execute_batch("ROLLBACK");
+                if let Err(undo) = undone {
+                    tracing::error!(%undo, "could not roll back a failed queue batch");
+                }
+            }
+        }
+    }
+    for job in batch.drain(..) {
+        job.answer(committed.as_ref().map(|_| ()));
+    }
+}

@@ -1,0 +1,139 @@
+//! A throughput comparison of the stores, printed, never asserted (timings depend on
+//! the machine). Each configuration runs for [`RUN_FOR`] with `workers` concurrent
+//! callers, each looping enqueue → claim → complete on its own system; one loop is
+//! one call (three writes).
+//!
+//! ```sh
+//! cargo test -p sapbridge-relay --release queue::throughput -- --ignored --nocapture
+//! ```
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+use super::config::Durability;
+use super::contract::{later, new_call, ok};
+use super::memory::MemoryQueue;
+use super::sqlite::{SqliteOptions, SqliteQueue};
+use super::{Completion, Queue};
+
+/// How long each configuration runs.
+const RUN_FOR: Duration = Duration::from_secs(3);
+
+/// One store configuration to measure.
+struct Setup {
+    name: &'static str,
+    durability: Option<Durability>,
+    max_batch: usize,
+}
+
+const SETUPS: &[Setup] = &[
+    Setup {
+        name: "memory",
+        durability: None,
+        max_batch: 0,
+    },
+    Setup {
+        name: "sqlite group commit, process-crash",
+        durability: Some(Durability::ProcessCrash),
+        max_batch: 1024,
+    },
+    Setup {
+        name: "sqlite one tx per op, process-crash",
+        durability: Some(Durability::ProcessCrash),
+        max_batch: 1,
+    },
+    Setup {
+        name: "sqlite group commit, power-loss",
+        durability: Some(Durability::PowerLoss),
+        max_batch: 1024,
+    },
+    Setup {
+        name: "sqlite one tx per op, power-loss",
+        durability: Some(Durability::PowerLoss),
+        max_batch: 1,
+    },
+];
+
+fn build(setup: &Setup) -> (Arc<dyn Queue>, Option<TempDir>) {
+    match setup.durability {
+        None => (Arc::new(MemoryQueue::new()), None),
+        Some(durability) => {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let options = SqliteOptions {
+                durability,
+                max_batch: setup.max_batch,
+            };
+            let queue = SqliteQueue::open(&dir.path().join("bench.db"), options).expect("open");
+            (Arc::new(queue), Some(dir))
+        }
+    }
+}
+
+/// Runs `workers` loops for `run_for`; returns the calls done and the time taken.
+async fn measure(queue: Arc<dyn Queue>, workers: usize, run_for: Duration) -> (u64, Duration) {
+    let start = Instant::now();
+    let deadline = start + run_for;
+    let mut tasks = Vec::new();
+    for worker in 0..workers {
+        let queue = Arc::clone(&queue);
+        tasks.push(tokio::spawn(async move {
+            let system = format!("S{worker}");
+            let systems = vec![system.clone()];
+            let session = format!("session-{worker}");
+            let mut done = 0u64;
+            while Instant::now() < deadline {
+                let id = format!("c-{worker}-{done}");
+                queue
+                    .enqueue(new_call(&id, &system, time::Duration::hours(1)))
+                    .await
+                    .expect("enqueue");
+                let units = queue
+                    .claim(&systems, &session, 1, later())
+                    .await
+                    .expect("claim");
+                assert_eq!(units.len(), 1);
+                let completion = queue
+                    .complete(&units[0].call_id, 1, "agent", ok())
+                    .await
+                    .expect("complete");
+                assert_eq!(completion, Completion::Stored);
+                done += 1;
+            }
+            done
+        }));
+    }
+    let mut calls = 0;
+    for task in tasks {
+        calls += task.await.expect("worker");
+    }
+    (calls, start.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: prints numbers; run with --release -- --ignored --nocapture"]
+async fn queue_throughput() {
+    println!();
+    println!(
+        "{:<38} {:>8} {:>12} {:>12}",
+        "store", "workers", "calls/s", "writes/s"
+    );
+    // Warm up (page cache, CPU clocks) so the first row is not penalised.
+    let (queue, _dir) = build(&SETUPS[1]);
+    measure(queue, 8, Duration::from_secs(1)).await;
+    for workers in [1, 64] {
+        for setup in SETUPS {
+            let (queue, _dir) = build(setup);
+            let (calls, elapsed) = measure(queue, workers, RUN_FOR).await;
+            let per_sec = calls as f64 / elapsed.as_secs_f64();
+            println!(
+                "{:<38} {:>8} {:>12.0} {:>12.0}",
+                setup.name,
+                workers,
+                per_sec,
+                per_sec * 3.0
+            );
+        }
+    }
+}
