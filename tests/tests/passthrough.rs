@@ -439,7 +439,13 @@ async fn five_mebibytes_stream_both_ways_intact() -> Result<()> {
 #[tokio::test]
 async fn the_agent_allowlist_denies_other_paths_and_traversal() -> Result<()> {
     let s = stack(json!({}), json!({})).await?;
-    for path in ["/v1/systems/SIM/http/apix", "/v1/systems/SIM/http/secret"] {
+    // The root of the base URL is a path like any other (routed, then denied).
+    for path in [
+        "/v1/systems/SIM/http/apix",
+        "/v1/systems/SIM/http/secret",
+        "/v1/systems/SIM/http/",
+        "/v1/systems/SIM/http",
+    ] {
         let reply = s.client.get(path).await?;
         assert_eq!(reply.status, 403, "{path}: {}", reply.body);
         assert_eq!(reply.body["type"], "/problems/not-allowed");

@@ -61,5 +61,6 @@ impl PassthroughSettings {
 pub(crate) fn routes() -> Router<Arc<RelayState>> {
     Router::new()
         .route("/v1/systems/{system}/http", any(forward::forward))
+        .route("/v1/systems/{system}/http/", any(forward::forward))
         .route("/v1/systems/{system}/http/{*path}", any(forward::forward))
 }
