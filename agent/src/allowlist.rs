@@ -4,8 +4,16 @@
 //! anything else. Entries are exact names (`STFC_CONNECTION`), prefixes ending in `*`
 //! (`BAPI_CUSTOMER_*`), or `*` alone for everything. Anything not matched is denied.
 //! Names are compared case-insensitively (SAP function names are upper case).
+//!
+//! Tables have an allowlist of their own (`allow_tables`, same syntax, deny by
+//! default): `RFC_READ_TABLE` and its look-alikes could otherwise read any table, so
+//! every call that names a table in `QUERY_TABLE` needs that table allowed too.
 
 use sapbridge_proto::{CommitPolicy, Unit};
+
+/// The parameter through which `RFC_READ_TABLE` (and its variants such as
+/// `BBP_RFC_READ_TABLE` or `/BODS/RFC_READ_TABLE`) names the table it reads.
+pub(crate) const TABLE_PARAMETER: &str = "QUERY_TABLE";
 
 /// The BAPI that commits a transaction; implied by a unit with a commit policy.
 pub(crate) const COMMIT_FUNCTION: &str = "BAPI_TRANSACTION_COMMIT";
@@ -26,23 +34,34 @@ pub(crate) struct Allowlist {
 }
 
 impl Allowlist {
-    /// Parses the configured entries.
+    /// Parses the configured `allow_functions` entries.
     ///
     /// # Errors
     /// One message per malformed entry (empty, or a `*` anywhere but at the end).
     pub(crate) fn parse<S: AsRef<str>>(entries: &[S]) -> Result<Self, Vec<String>> {
+        Self::parse_named("allow_functions", entries)
+    }
+
+    /// Parses the entries of the setting called `label` (for the messages).
+    ///
+    /// # Errors
+    /// As [`Allowlist::parse`].
+    pub(crate) fn parse_named<S: AsRef<str>>(
+        label: &str,
+        entries: &[S],
+    ) -> Result<Self, Vec<String>> {
         let mut parsed = Vec::with_capacity(entries.len());
         let mut problems = Vec::new();
         for raw in entries {
             let entry = raw.as_ref().trim().to_ascii_uppercase();
             if entry.is_empty() {
-                problems.push("allow_functions has an empty entry".to_owned());
+                problems.push(format!("{label} has an empty entry"));
             } else if entry == "*" {
                 parsed.push(Entry::Everything);
             } else if let Some(prefix) = entry.strip_suffix('*') {
                 if prefix.contains('*') {
                     problems.push(format!(
-                        "allow_functions entry {:?}: '*' is allowed only at the end",
+                        "{label} entry {:?}: '*' is allowed only at the end",
                         raw.as_ref()
                     ));
                 } else {
@@ -50,7 +69,7 @@ impl Allowlist {
                 }
             } else if entry.contains('*') {
                 problems.push(format!(
-                    "allow_functions entry {:?}: '*' is allowed only at the end",
+                    "{label} entry {:?}: '*' is allowed only at the end",
                     raw.as_ref()
                 ));
             } else {
@@ -89,6 +108,20 @@ impl Allowlist {
             .chain(implied.iter().copied())
             .find(|function| !self.allows(function))
     }
+}
+
+/// The first table a call of the unit reads (`QUERY_TABLE`) that `tables` does not
+/// allow, if any. A `QUERY_TABLE` that is not a string is reported as denied too,
+/// so nothing slips past the check by its type.
+pub(crate) fn first_denied_table<'u>(tables: &Allowlist, unit: &'u Unit) -> Option<&'u str> {
+    unit.calls.iter().find_map(|call| {
+        let table = call.parameters.get(TABLE_PARAMETER)?;
+        match table.as_str() {
+            Some(name) if tables.allows(name.trim()) => None,
+            Some(name) => Some(name),
+            None => Some("(not a table name)"),
+        }
+    })
 }
 
 #[cfg(test)]
@@ -158,6 +191,36 @@ mod tests {
             CommitPolicy::None,
         );
         assert_eq!(allow.first_denied(&plain), Some("RFC_READ_TABLE"));
+    }
+
+    #[test]
+    fn tables_are_checked_against_their_own_list() {
+        let tables = list(&["KNA1", "T00*"]);
+        let mut read = unit(&["RFC_READ_TABLE"], CommitPolicy::None);
+        read.calls[0]
+            .parameters
+            .insert(TABLE_PARAMETER.into(), "KNA1".into());
+        assert_eq!(first_denied_table(&tables, &read), None);
+        read.calls[0]
+            .parameters
+            .insert(TABLE_PARAMETER.into(), "USR02".into());
+        assert_eq!(first_denied_table(&tables, &read), Some("USR02"));
+        read.calls[0]
+            .parameters
+            .insert(TABLE_PARAMETER.into(), "T001".into());
+        assert_eq!(first_denied_table(&tables, &read), None);
+        read.calls[0]
+            .parameters
+            .insert(TABLE_PARAMETER.into(), serde_json::json!(["KNA1"]));
+        assert!(first_denied_table(&tables, &read).is_some());
+        // Deny by default, and calls without a table are not affected.
+        let none = list(&[] as &[&str]);
+        read.calls[0]
+            .parameters
+            .insert(TABLE_PARAMETER.into(), "KNA1".into());
+        assert_eq!(first_denied_table(&none, &read), Some("KNA1"));
+        let plain = unit(&["STFC_CONNECTION"], CommitPolicy::None);
+        assert_eq!(first_denied_table(&none, &plain), None);
     }
 
     #[test]

@@ -135,6 +135,10 @@ pub struct SystemConfig {
     /// for everything. Anything else is denied.
     #[serde(default)]
     pub allow_functions: Vec<String>,
+    /// The tables `RFC_READ_TABLE` (any call with a `QUERY_TABLE` parameter) may
+    /// read on this system, same syntax as `allow_functions`; none by default.
+    #[serde(default)]
+    pub allow_tables: Vec<String>,
     /// HTTP pass-through to the system's HTTP service (`[systems.http]`); without
     /// it the system refuses every pass-through request.
     #[serde(default)]
@@ -361,6 +365,13 @@ fn check_system(system: &SystemConfig, names: &mut HashSet<String>, problems: &m
         problems.push(format!("system {name} is listed twice"));
     }
     if let Err(entry_problems) = Allowlist::parse(&system.allow_functions) {
+        problems.extend(
+            entry_problems
+                .into_iter()
+                .map(|p| format!("system {name}: {p}")),
+        );
+    }
+    if let Err(entry_problems) = Allowlist::parse_named("allow_tables", &system.allow_tables) {
         problems.extend(
             entry_problems
                 .into_iter()

@@ -20,7 +20,7 @@ use sapbridge_sap::SapConnection;
 use serde_json::Value;
 use tracing::{Instrument, debug, info_span, warn};
 
-use crate::allowlist::{COMMIT_FUNCTION, ROLLBACK_FUNCTION};
+use crate::allowlist::{COMMIT_FUNCTION, ROLLBACK_FUNCTION, first_denied_table};
 use crate::systems::ServedSystem;
 
 /// What the executor reports while a unit runs (the journal listens).
@@ -81,6 +81,12 @@ pub(crate) async fn execute(
     if let Some(function) = system.allowlist.first_denied(unit) {
         return not_allowed(format!(
             "function {function} is not allowed on system {} by this agent's allowlist",
+            system.name
+        ));
+    }
+    if let Some(table) = first_denied_table(&system.tables, unit) {
+        return not_allowed(format!(
+            "table {table} is not allowed on system {} by this agent's allow_tables",
             system.name
         ));
     }

@@ -22,6 +22,8 @@ pub(crate) struct ServedSystem {
     pub(crate) name: String,
     /// What the cloud may run on it.
     pub(crate) allowlist: Allowlist,
+    /// Which tables `RFC_READ_TABLE` may read on it.
+    pub(crate) tables: Allowlist,
     /// The backend sessions are opened on.
     pub(crate) sap: Arc<dyn SapSystem>,
 }
@@ -141,11 +143,19 @@ pub(crate) fn serve(
                 reason: problems.join("; "),
             }
         })?;
+        let tables =
+            Allowlist::parse_named("allow_tables", &system.allow_tables).map_err(|problems| {
+                AgentError::OpenSystem {
+                    system: system.name.clone(),
+                    reason: problems.join("; "),
+                }
+            })?;
         served.insert(
             system.name.clone(),
             ServedSystem {
                 name: system.name.clone(),
                 allowlist,
+                tables,
                 sap,
             },
         );

@@ -164,6 +164,9 @@ impl TestAgent {
                 "name": "SIM",
                 "backend": {"type": "sim", "db_path": data_dir.join("sim.db"), "latency_ms": 0, "fault_rate": 0.0},
                 "allow_functions": allow,
+                // The simulator's customer master only: tests that need another
+                // table being denied rely on this.
+                "allow_tables": ["KNA1"],
             }],
         });
         if !http.is_null() {

@@ -372,3 +372,43 @@ async fn systems_lists_connected_agents() -> Result<()> {
     let _: Value = body;
     s.stop().await
 }
+
+#[tokio::test]
+async fn tables_have_an_allowlist_of_their_own() -> Result<()> {
+    // The harness's agent allows every function but only table KNA1.
+    let s = stack(ALL).await?;
+    let read = |table: &str| json!({"QUERY_TABLE": table, "DELIMITER": "|", "FIELDS": [{"FIELDNAME": "MANDT"}]});
+    let kna1 = s
+        .client
+        .call("SIM", "RFC_READ_TABLE", &read("KNA1"))
+        .await?;
+    assert_eq!(kna1.status, 200, "{}", kna1.body);
+    let other = s
+        .client
+        .call("SIM", "RFC_READ_TABLE", &read("USR02"))
+        .await?;
+    assert_problem(&other, 403);
+    assert!(
+        other.body["type"]
+            .as_str()
+            .unwrap_or("")
+            .ends_with("not-allowed"),
+        "{}",
+        other.body
+    );
+    assert!(
+        other.body["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("USR02")
+            || other.body.to_string().contains("USR02"),
+        "{}",
+        other.body
+    );
+    let endpoint = s
+        .client
+        .get("/v1/systems/SIM/tables/USR02?fields=BNAME")
+        .await?;
+    assert_problem(&endpoint, 403);
+    s.stop().await
+}

@@ -93,6 +93,7 @@ fn served(fake: FakeSap, allow: &[&str]) -> (ServedSystem, CallLog, Arc<Mutex<us
     let system = ServedSystem {
         name: "SIM".into(),
         allowlist: Allowlist::parse(allow).unwrap(),
+        tables: Allowlist::parse(&["*"]).unwrap(),
         sap: Arc::new(fake),
     };
     (system, log, connects)

@@ -90,6 +90,7 @@ fn agent(sap: &FakeSap, dir: &Path) -> (UnitRunner, Arc<OutcomeStore>) {
     let system = ServedSystem {
         name: "SIM".into(),
         allowlist: Allowlist::parse(&["*"]).unwrap(),
+        tables: Allowlist::parse(&["*"]).unwrap(),
         sap: Arc::new(sap.clone()),
     };
     let runner = UnitRunner::new(

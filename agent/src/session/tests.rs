@@ -154,6 +154,7 @@ fn runner(sap: FakeSap, allow: &[&str]) -> (Arc<UnitRunner>, tempfile::TempDir) 
     let system = ServedSystem {
         name: "SIM".into(),
         allowlist: Allowlist::parse(allow).unwrap(),
+        tables: Allowlist::parse(&["*"]).unwrap(),
         sap: Arc::new(sap),
     };
     let (journal, dir) = temp_journal();

@@ -346,6 +346,7 @@ pub fn config(url: &str, allow: &[&str], concurrency: u32) -> AgentConfig {
             fault_rate: 0.0,
         },
         allow_functions: allow.iter().map(|s| (*s).to_owned()).collect(),
+        allow_tables: vec!["*".into()],
         http: None,
     };
     let mut config = AgentConfig::new(url, Secret::new(TOKEN), vec![system]);

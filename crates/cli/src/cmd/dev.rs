@@ -131,6 +131,7 @@ pub(crate) async fn run(args: DevArgs) -> Result<(), CliError> {
         "name": DEV_SYSTEM,
         "backend": backend,
         "allow_functions": ["*"],
+        "allow_tables": ["*"],
     });
     if let Some(url) = &args.http_url {
         system["http"] = json!({"base_url": url, "allow_paths": args.http_allow});
