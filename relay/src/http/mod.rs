@@ -6,6 +6,7 @@ mod calls;
 mod customers;
 mod error;
 mod functions_meta;
+mod openapi;
 mod ops;
 mod render;
 mod request;
@@ -63,6 +64,7 @@ pub(crate) fn router(state: Arc<RelayState>) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(openapi::document))
         .fallback(error::route_not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
