@@ -29,6 +29,7 @@ use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -89,6 +90,13 @@ pub async fn run(
         systems = ?state.systems,
         "relay serving"
     );
+    // Small request/answer exchanges (HTTP answers, units and acks on agent
+    // sockets) must not wait for Nagle's algorithm to meet a delayed ACK (~40 ms).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
+    });
     let server = axum::serve(listener, http::router(Arc::clone(&state)))
         .with_graceful_shutdown(stop.clone().cancelled_owned());
     let drain_deadline = async {
