@@ -19,9 +19,10 @@
 //! every commit, so at-most-once also holds across power loss, at the cost of one
 //! fsync per batch.
 //!
-//! Concurrency: reads use their own connection (WAL lets them run beside the
-//! writer) behind a mutex, on tokio's blocking pool; one agent process per journal
-//! file.
+//! Concurrency: lookups go through the writer too and are answered from inside its
+//! batch (after the batch committed), so a burst of delivered units costs one
+//! blocking hop, not one per unit; the startup read of unacknowledged outcomes uses
+//! its own connection. One agent process per journal file.
 
 mod sweep;
 mod writer;
@@ -38,7 +39,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::config::JournalSync;
 
 pub(crate) use sweep::sweep;
-use writer::{Request, Write};
+use writer::{Done, Request, Write};
 
 /// The journal's file name inside the data directory.
 pub(crate) const JOURNAL_FILE: &str = "journal.db";
@@ -238,14 +239,17 @@ impl Journal {
     /// [`JournalError::Read`] when the query fails, [`JournalError::Corrupt`] when
     /// the row cannot be decoded.
     pub(crate) async fn lookup(&self, call_id: &str) -> Result<Option<Entry>, JournalError> {
-        let shared = self.shared.clone();
-        let call_id = call_id.to_owned();
-        tokio::task::spawn_blocking(move || {
-            let mut reader = shared.reader.lock().unwrap_or_else(PoisonError::into_inner);
-            read_entry(&mut reader, &call_id)
-        })
-        .await
-        .map_err(|_| JournalError::Closed)?
+        // Through the writer: lookups share its batches (one blocking hop for many)
+        // instead of each taking a blocking thread and the reader's lock.
+        match self
+            .request(Write::Lookup {
+                call_id: call_id.to_owned(),
+            })
+            .await?
+        {
+            Done::Entry(entry) => Ok(entry.map(|entry| *entry)),
+            Done::Changed(_) => Ok(None),
+        }
     }
 
     /// The outcomes not acknowledged yet, oldest first, and the rows that could not
@@ -374,6 +378,13 @@ impl Journal {
     }
 
     async fn write(&self, write: Write) -> Result<usize, JournalError> {
+        match self.request(write).await? {
+            Done::Changed(changed) => Ok(changed),
+            Done::Entry(_) => Ok(0),
+        }
+    }
+
+    async fn request(&self, write: Write) -> Result<Done, JournalError> {
         let (done, result) = oneshot::channel();
         self.shared
             .writer
@@ -382,10 +393,7 @@ impl Journal {
                 done: Some(done),
             })
             .map_err(|_| JournalError::Closed)?;
-        result
-            .await
-            .map_err(|_| JournalError::Closed)?
-            .map_err(JournalError::Write)
+        result.await.map_err(|_| JournalError::Closed)?
     }
 
     fn send(&self, write: Write) {
@@ -413,23 +421,21 @@ fn prepare(conn: &mut Connection, sync: JournalSync) -> rusqlite::Result<i64> {
     Ok(found)
 }
 
-fn read_entry(conn: &mut Connection, call_id: &str) -> Result<Option<Entry>, JournalError> {
-    let tx = conn.transaction()?;
-    let row = tx
-        .query_row(
+fn read_entry(conn: &Connection, call_id: &str) -> Result<Option<Entry>, JournalError> {
+    let row = conn
+        .prepare_cached(
             "SELECT attempt, system, functions, commit_policy, read_only, started_at_ms,
                     outcome, acked_at_ms
              FROM calls WHERE call_id = ?1",
-            params![call_id],
-            |row| Ok(decode_entry(row, call_id)),
-        )
+        )?
+        .query_row(params![call_id], |row| Ok(decode_entry(row, call_id)))
         .optional()?;
     let Some(entry) = row else {
         return Ok(None);
     };
     let mut entry = entry?;
-    let mut statement =
-        tx.prepare("SELECT idx, result FROM call_results WHERE call_id = ?1 ORDER BY idx")?;
+    let mut statement = conn
+        .prepare_cached("SELECT idx, result FROM call_results WHERE call_id = ?1 ORDER BY idx")?;
     let mut rows = statement.query(params![call_id])?;
     while let Some(row) = rows.next()? {
         let index = column::<i64>(row, 0, "call_results.idx", call_id)?;

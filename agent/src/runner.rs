@@ -199,6 +199,13 @@ fn log_outcome(outcome: &Outcome, elapsed: Duration) {
 /// calls did run, so the unit stays `Completed` and keeps its transaction's end);
 /// otherwise the relay would refuse the frame and the agent resend it forever.
 fn fit_in_frame(unit: &Unit, outcome: Outcome) -> Outcome {
+    // Fast path without encoding the frame: the outcome's JSON length, counted,
+    // plus a bound on the envelope (type, call id escaped at worst 6 bytes a byte,
+    // attempt).
+    let envelope_bound = 64 + unit.call_id.len() * 6;
+    if json_len(&outcome).saturating_add(envelope_bound) <= MAX_FRAME_BYTES {
+        return outcome;
+    }
     let size = |outcome: &Outcome| {
         encode_agent_message(&AgentMessage::Outcome {
             call_id: unit.call_id.clone(),
@@ -249,6 +256,26 @@ fn fit_in_frame(unit: &Unit, outcome: Outcome) -> Outcome {
                 format!("the unit's outcome ({total} bytes) exceeds the frame limit"),
             ),
         }
+    }
+}
+
+/// The length of `value`'s JSON, counted without building it.
+fn json_len(value: &Outcome) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Outcomes serialize infallibly (string map keys); a failure counts as too big.
+    match serde_json::to_writer(&mut count, value) {
+        Ok(()) => count.0,
+        Err(_) => usize::MAX,
     }
 }
 

@@ -337,17 +337,32 @@ async fn send_outcomes<Si>(
 where
     Si: Sink<Outgoing, Error = TransportError> + Unpin,
 {
-    for ready in runner.store().take_unsent() {
-        debug!(call_id = %ready.call_id, attempt = ready.attempt, "sending outcome");
-        let message = AgentMessage::Outcome {
-            call_id: ready.call_id,
-            attempt: ready.attempt,
-            outcome: ready.outcome,
-        };
-        // An outcome that fails to go out stays held and is re-sent next session.
-        send(sink, message, limit).await?;
+    let ready = runner.store().take_unsent();
+    if ready.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    // Every ready outcome goes out in one flush. An outcome that fails to go out
+    // stays held and is re-sent next session.
+    let feed_all = async {
+        for ready in ready {
+            debug!(call_id = %ready.call_id, attempt = ready.attempt, "sending outcome");
+            let message = AgentMessage::Outcome {
+                call_id: ready.call_id,
+                attempt: ready.attempt,
+                outcome: ready.outcome,
+            };
+            sink.feed(message.into()).await?;
+        }
+        sink.flush().await
+    };
+    match timeout(limit, feed_all).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("send failed: {e}")),
+        Err(_) => Err(format!(
+            "send did not complete within {} s",
+            limit.as_secs()
+        )),
+    }
 }
 
 async fn send<Si>(

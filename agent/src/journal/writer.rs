@@ -12,7 +12,7 @@
 use rusqlite::{Connection, Transaction, params};
 use tokio::sync::{mpsc, oneshot};
 
-use super::Header;
+use super::{Entry, Header, JournalError, read_entry};
 
 /// One record for the journal.
 #[derive(Debug)]
@@ -63,6 +63,21 @@ pub(super) enum Write {
     },
     /// Nothing: answered once everything before it is committed.
     Flush,
+    /// Read what the journal holds for a call id (answered once everything before
+    /// it is committed, so it sees every earlier record).
+    Lookup {
+        /// The call id.
+        call_id: String,
+    },
+}
+
+/// What a request's caller is answered.
+#[derive(Debug)]
+pub(super) enum Done {
+    /// A record was committed, changing this many rows.
+    Changed(usize),
+    /// What a [`Write::Lookup`] found (boxed: an entry is large, a count is not).
+    Entry(Option<Box<Entry>>),
 }
 
 impl Write {
@@ -72,20 +87,21 @@ impl Write {
             Self::Started { header, .. } | Self::Finished { header, .. } => &header.call_id,
             Self::CallResult { call_id, .. }
             | Self::Redelivered { call_id, .. }
-            | Self::Acked { call_id, .. } => call_id,
+            | Self::Acked { call_id, .. }
+            | Self::Lookup { call_id } => call_id,
             Self::PurgeAcked { .. } | Self::Flush => "",
         }
     }
 }
 
 /// A record and, if the caller waits, where to say it is committed (with the
-/// number of rows it changed) or why not.
+/// number of rows it changed, or what a lookup found) or why not.
 #[derive(Debug)]
 pub(super) struct Request {
     /// The record.
     pub(super) write: Write,
     /// The caller's answer channel.
-    pub(super) done: Option<oneshot::Sender<Result<usize, String>>>,
+    pub(super) done: Option<oneshot::Sender<Result<Done, JournalError>>>,
 }
 
 /// Starts the writer task on the current tokio runtime, owning `conn`.
@@ -129,8 +145,11 @@ async fn run(conn: Connection, mut receiver: mpsc::UnboundedReceiver<Request>, m
         conn = returned_conn;
         for (request, result) in done.drain(..).zip(results) {
             if let Err(error) = &result {
-                tracing::error!(call_id = request.write.call_id(), error = %error,
-                    "journal write failed");
+                // A failed lookup is reported by its caller.
+                if !matches!(request.write, Write::Lookup { .. }) {
+                    tracing::error!(call_id = request.write.call_id(), error = %error,
+                        "journal write failed");
+                }
             }
             if let Some(reply) = request.done {
                 // The caller may have stopped waiting; the record is written anyway.
@@ -141,15 +160,29 @@ async fn run(conn: Connection, mut receiver: mpsc::UnboundedReceiver<Request>, m
     }
 }
 
-fn commit_batch(conn: &mut Connection, batch: &[Request]) -> Vec<Result<usize, String>> {
-    let all_fail = |message: String| batch.iter().map(|_| Err(message.clone())).collect();
+fn commit_batch(conn: &mut Connection, batch: &[Request]) -> Vec<Result<Done, JournalError>> {
+    let all_fail = |message: String| {
+        batch
+            .iter()
+            .map(|_| Err(JournalError::Write(message.clone())))
+            .collect()
+    };
     let tx = match conn.transaction() {
         Ok(tx) => tx,
         Err(e) => return all_fail(e.to_string()),
     };
     let results = batch
         .iter()
-        .map(|request| apply(&tx, &request.write).map_err(|e| e.to_string()))
+        .map(|request| match &request.write {
+            // Read inside the batch: it sees the records before it, which commit
+            // before the answer goes out.
+            Write::Lookup { call_id } => {
+                read_entry(&tx, call_id).map(|entry| Done::Entry(entry.map(Box::new)))
+            }
+            write => apply(&tx, write)
+                .map(Done::Changed)
+                .map_err(|e| JournalError::Write(e.to_string())),
+        })
         .collect();
     match tx.commit() {
         Ok(()) => results,
@@ -210,7 +243,7 @@ fn apply(tx: &Transaction<'_>, write: &Write) -> rusqlite::Result<usize> {
             )?
             .execute(params![before_ms])
         }
-        Write::Flush => Ok(0),
+        Write::Flush | Write::Lookup { .. } => Ok(0),
     }
 }
 

@@ -22,8 +22,8 @@ use super::render::{answer, rfc3339};
 use super::request::{
     Caller, body_bytes, function_name, idempotency_key, json_object, queue_ttl, requested_wait,
 };
-use crate::queue::{CallKind, CallRecord, Cancelled, Enqueued, IdempotencyKey, NewCall};
-use crate::state::{RelayState, new_id};
+use crate::queue::{CallKind, CallRecord, CallWatch, Cancelled, Enqueued, IdempotencyKey, NewCall};
+use crate::state::{RelayState, new_call_id};
 
 /// How often a waiting request looks at the call even without a wake-up.
 const WAIT_POLL: Duration = Duration::from_secs(1);
@@ -122,7 +122,7 @@ pub(crate) async fn submit_record(
     });
     let now = OffsetDateTime::now_utc();
     let call = NewCall {
-        id: new_id("c_"),
+        id: new_call_id(),
         system: unit.system,
         kind: unit.kind,
         calls: unit.calls,
@@ -144,9 +144,11 @@ pub(crate) async fn submit_record(
         key = %caller.name,
     );
     async move {
+        // Watch before the call exists, so its end cannot slip by unseen.
+        let watch = state.queue.signals().watch_call(&call.id);
         let record = match state.queue.enqueue(call).await? {
             Enqueued::Created(record) => {
-                tracing::info!(calls = record.calls.len(), "call queued");
+                tracing::debug!(calls = record.calls.len(), "call queued");
                 record
             }
             Enqueued::Existing(record) => {
@@ -161,8 +163,8 @@ pub(crate) async fn submit_record(
             }
             Enqueued::KeyMismatch => return Err(ApiError::IdempotencyMismatch),
         };
-        let record = wait_final(state, &record.id, wait).await?;
-        tracing::info!(status = record.state.as_str(), "call answered");
+        let record = wait_watched(state, Some(*record), &watch, wait).await?;
+        tracing::debug!(status = record.state.as_str(), "call answered");
         Ok(record)
     }
     .instrument(span)
@@ -179,23 +181,46 @@ pub(crate) async fn wait_final(
     call_id: &str,
     wait: Duration,
 ) -> Result<CallRecord, ApiError> {
-    let deadline = Instant::now() + wait;
     let watch = state.queue.signals().watch_call(call_id);
+    wait_watched(state, None, &watch, wait).await
+}
+
+/// [`wait_final`] with the call's `watch` taken already (before the call was
+/// stored) and, if known, the call as its creation committed it (read back from the
+/// store otherwise). The end handed over by the store's signal is used as is; the
+/// store is read only when the signal carries none, or on the polling fallback.
+async fn wait_watched(
+    state: &RelayState,
+    mut known: Option<CallRecord>,
+    watch: &CallWatch,
+    wait: Duration,
+) -> Result<CallRecord, ApiError> {
+    let deadline = Instant::now() + wait;
     loop {
         let notified = watch.notify().notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let record = state
-            .queue
-            .get(call_id)
-            .await?
-            .ok_or_else(|| ApiError::Internal(format!("call {call_id} vanished")))?;
+        let mut record =
+            match known.take() {
+                Some(record) => record,
+                None => state.queue.get(watch.call_id()).await?.ok_or_else(|| {
+                    ApiError::Internal(format!("call {} vanished", watch.call_id()))
+                })?,
+            };
+        if let Some(end) = watch.ended() {
+            end.apply(&mut record);
+        }
         let now = Instant::now();
         if record.state.is_final() || now >= deadline || state.shutdown.is_cancelled() {
             return Ok(record);
         }
         tokio::select! {
-            () = &mut notified => {}
+            () = &mut notified => {
+                // Ended with the outcome handed over: no need to read the call back.
+                if watch.ended().is_some() {
+                    known = Some(record);
+                }
+            }
             () = tokio::time::sleep_until(deadline.min(now + WAIT_POLL)) => {}
             () = state.shutdown.cancelled() => {}
         }

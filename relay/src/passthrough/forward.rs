@@ -108,7 +108,10 @@ async fn run(
             timeout_ms: u64::try_from(settings.timeout.as_millis()).unwrap_or(u64::MAX),
         },
     };
-    if !tunnel.send_ordered(Ordered::Message(head_message)).await {
+    if !tunnel
+        .send_ordered(Ordered::Message(Box::new(head_message)))
+        .await
+    {
         return Err(agent_lost().into());
     }
     let mut pump = has_body.then(|| {

@@ -48,8 +48,9 @@ pub(crate) enum BodyEvent {
 /// A stream's frame in order: its request head, then its body chunks.
 #[derive(Debug)]
 pub(crate) enum Ordered {
-    /// The request head.
-    Message(RelayMessage),
+    /// The request head (boxed, like the control messages: a channel's first block
+    /// holds 32 items, allocated for every session whether it tunnels or not).
+    Message(Box<RelayMessage>),
     /// An encoded request body chunk.
     Chunk(Bytes),
 }
@@ -59,7 +60,7 @@ pub(crate) enum Ordered {
 pub(crate) struct TunnelOutbound {
     /// Window grants and cancels: small, bounded in number by the open streams, so
     /// unbounded; their order relative to the data does not matter.
-    pub(crate) control: mpsc::UnboundedReceiver<RelayMessage>,
+    pub(crate) control: mpsc::UnboundedReceiver<Box<RelayMessage>>,
     /// Request heads and body chunks, in the order each stream sent them (a head
     /// must reach the agent before its chunks); bounded, senders wait.
     pub(crate) data: mpsc::Receiver<Ordered>,
@@ -73,7 +74,7 @@ struct Slot {
 
 /// One agent session's pass-through streams.
 pub(crate) struct Tunnel {
-    control: mpsc::UnboundedSender<RelayMessage>,
+    control: mpsc::UnboundedSender<Box<RelayMessage>>,
     data: mpsc::Sender<Ordered>,
     outbound: Mutex<Option<TunnelOutbound>>,
     streams: Mutex<HashMap<u64, Slot>>,
@@ -170,7 +171,7 @@ impl Tunnel {
 
     /// Queues a control message for the agent; `false` when the session is gone.
     pub(crate) fn send_control(&self, message: RelayMessage) -> bool {
-        self.control.send(message).is_ok()
+        self.control.send(Box::new(message)).is_ok()
     }
 
     /// Queues a request head or an encoded request chunk behind the stream's
@@ -187,7 +188,7 @@ impl Tunnel {
             slot.request_window.close();
             let _ = self
                 .control
-                .send(RelayMessage::HttpCancel { stream_id: id });
+                .send(Box::new(RelayMessage::HttpCancel { stream_id: id }));
         }
     }
 
@@ -282,7 +283,7 @@ impl Tunnel {
             }
             let _ = self
                 .control
-                .send(RelayMessage::HttpCancel { stream_id: id });
+                .send(Box::new(RelayMessage::HttpCancel { stream_id: id }));
         }
     }
 
@@ -347,9 +348,9 @@ mod tests {
         assert_eq!(tunnel.in_flight(), 1);
         assert_eq!(
             outbound.control.recv().await,
-            Some(RelayMessage::HttpCancel {
+            Some(Box::new(RelayMessage::HttpCancel {
                 stream_id: stream.id
-            })
+            }))
         );
         drop(other);
     }

@@ -11,8 +11,8 @@ use sapbridge_proto::{Outcome, Unit};
 use time::OffsetDateTime;
 
 use super::{
-    CallRecord, CallState, Cancelled, Completion, Enqueued, IdempotencyKey, NewCall, Queue,
-    QueueError, QueueStats, Reaped, Retention, Signals,
+    CallEnd, CallRecord, CallState, Cancelled, Completion, Enqueued, IdempotencyKey, NewCall,
+    Queue, QueueError, QueueStats, Reaped, Retention, Signals,
 };
 
 /// The in-memory queue.
@@ -197,11 +197,18 @@ impl Queue for MemoryQueue {
         // Any attempt's outcome counts while the call is open: the agent's journal
         // guarantees the unit ran at most once, so the first outcome is the truth.
         let state = CallState::from_outcome(record.commit, &outcome);
+        let end = CallEnd {
+            state: state.clone(),
+            attempts: record.attempts,
+            completed_at: now,
+            agent: Some(agent.to_owned()),
+            outcome: Some(outcome.clone()),
+        };
         record.outcome = Some(outcome);
         record.agent = Some(agent.to_owned());
         inner.finish(call_id, state, now);
         drop(inner);
-        self.signals.call_finished(call_id);
+        self.signals.call_ended(call_id, end);
         Ok(Completion::Stored)
     }
 

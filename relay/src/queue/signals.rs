@@ -6,17 +6,59 @@
 //! `enable` its `Notified` future *before* it looks at the queue, then await it.
 //! Waiters also poll with a timeout, so a signal lost across replicas only costs
 //! latency.
+//!
+//! A store that knows how a call ended when it fires the call's signal (after the
+//! commit) may hand that over with [`Signals::call_ended`]: a waiter watching the
+//! call then takes it from its [`CallWatch`] instead of reading the call back.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use sapbridge_proto::Outcome;
+use time::OffsetDateTime;
 use tokio::sync::Notify;
+
+use super::{CallRecord, CallState};
 
 /// The queue's wake-up signals. Cheap to share; all methods are non-blocking.
 #[derive(Debug, Default)]
 pub(crate) struct Signals {
     work: Mutex<HashMap<String, Arc<Notify>>>,
-    calls: Mutex<HashMap<String, Arc<Notify>>>,
+    calls: Mutex<HashMap<String, Arc<CallSlot>>>,
+}
+
+/// How a call ended, as committed: what a waiter needs to bring the record it
+/// holds up to date without reading the call back.
+#[derive(Debug, Clone)]
+pub(crate) struct CallEnd {
+    /// The final state.
+    pub(crate) state: CallState,
+    /// How many times the call was handed to an agent.
+    pub(crate) attempts: u32,
+    /// When it reached its final state.
+    pub(crate) completed_at: OffsetDateTime,
+    /// The agent id that reported the outcome.
+    pub(crate) agent: Option<String>,
+    /// The outcome.
+    pub(crate) outcome: Option<Outcome>,
+}
+
+impl CallEnd {
+    /// Brings `record` (the same call, read or created earlier) to its end.
+    pub(crate) fn apply(self, record: &mut CallRecord) {
+        record.state = self.state;
+        record.attempts = self.attempts;
+        record.completed_at = Some(self.completed_at);
+        record.agent = self.agent;
+        record.outcome = self.outcome;
+    }
+}
+
+/// What the watchers of one call share.
+#[derive(Debug, Default)]
+struct CallSlot {
+    notify: Notify,
+    end: Mutex<Option<CallEnd>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -41,21 +83,31 @@ impl Signals {
 
     /// A waiter for `call_id` reaching a final state. Keep it for as long as you wait.
     pub(crate) fn watch_call(self: &Arc<Self>, call_id: &str) -> CallWatch {
-        let notify = lock(&self.calls)
+        let slot = lock(&self.calls)
             .entry(call_id.to_owned())
             .or_default()
             .clone();
         CallWatch {
             signals: Arc::clone(self),
             call_id: call_id.to_owned(),
-            notify,
+            slot,
         }
     }
 
     /// Wakes everyone waiting for `call_id`.
     pub(crate) fn call_finished(&self, call_id: &str) {
-        if let Some(notify) = lock(&self.calls).get(call_id) {
-            notify.notify_waiters();
+        if let Some(slot) = lock(&self.calls).get(call_id) {
+            slot.notify.notify_waiters();
+        }
+    }
+
+    /// Wakes everyone waiting for `call_id`, handing them how it ended. Call it only
+    /// once `end` is committed.
+    pub(crate) fn call_ended(&self, call_id: &str, end: CallEnd) {
+        let slot = lock(&self.calls).get(call_id).cloned();
+        if let Some(slot) = slot {
+            *lock(&slot.end) = Some(end);
+            slot.notify.notify_waiters();
         }
     }
 }
@@ -65,14 +117,25 @@ impl Signals {
 pub(crate) struct CallWatch {
     signals: Arc<Signals>,
     call_id: String,
-    notify: Arc<Notify>,
+    slot: Arc<CallSlot>,
 }
 
 impl CallWatch {
     /// The notify to wait on (create and enable its `Notified` before checking the
     /// call's state).
     pub(crate) fn notify(&self) -> &Notify {
-        &self.notify
+        &self.slot.notify
+    }
+
+    /// The watched call's id.
+    pub(crate) fn call_id(&self) -> &str {
+        &self.call_id
+    }
+
+    /// How the call ended, if its store said so with [`Signals::call_ended`] (check
+    /// after enabling the `Notified`, like the call's state).
+    pub(crate) fn ended(&self) -> Option<CallEnd> {
+        lock(&self.slot.end).clone()
     }
 }
 
@@ -80,7 +143,7 @@ impl Drop for CallWatch {
     fn drop(&mut self) {
         let mut calls = lock(&self.signals.calls);
         // The map holds one reference and this watch another: we are the last.
-        if Arc::strong_count(&self.notify) <= 2 {
+        if Arc::strong_count(&self.slot) <= 2 {
             calls.remove(&self.call_id);
         }
     }

@@ -15,13 +15,15 @@
 //! socket ends the tunnel is closed, failing its open streams.
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::extract::ws::Message;
-use futures_util::future::select_all;
-use futures_util::{Sink, Stream};
+use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, Sink, Stream, StreamExt};
 use sapbridge_proto::{AgentMessage, CloseReason, Outcome, RelayMessage};
 use time::OffsetDateTime;
 use tokio::sync::{Notify, futures::Notified};
@@ -91,6 +93,9 @@ impl Ledger<'_> {
     }
 }
 
+/// An outcome being stored: resolves to its call id and whether it may be acked.
+type PendingStore<'a> = Pin<Box<dyn Future<Output = (String, bool)> + Send + 'a>>;
+
 /// Serves a welcomed agent until its socket ends or the relay shuts down, then
 /// returns its leases to the queue.
 pub(crate) async fn serve<S, R, E>(
@@ -104,7 +109,12 @@ where
     R: Stream<Item = Result<Message, E>> + Unpin,
     E: std::fmt::Display,
 {
-    let end = run_loop(ctx, published, sink, stream).await;
+    let mut stores = FuturesUnordered::new();
+    let end = run_loop(ctx, published, sink, stream, &mut stores).await;
+    // Outcomes that arrived before the end are stored before the leases return (the
+    // agent gets no ack for them on this socket and sends them again; storing twice
+    // is harmless).
+    while stores.next().await.is_some() {}
     published.tunnel().close();
     match ctx.queue.release_session(&ctx.session_id).await {
         Ok(0) => {}
@@ -115,11 +125,22 @@ where
     end
 }
 
-async fn run_loop<S, R, E>(
-    ctx: &SessionContext,
+/// Polls the work wake-ups; ready when any fired.
+fn poll_wakes(wakes: &mut [Pin<Box<Notified<'_>>>], cx: &mut Context<'_>) -> Poll<()> {
+    for wake in wakes {
+        if wake.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(());
+        }
+    }
+    Poll::Pending
+}
+
+async fn run_loop<'a, S, R, E>(
+    ctx: &'a SessionContext,
     published: &AgentSession,
     sink: &mut S,
     stream: &mut R,
+    stores: &mut FuturesUnordered<PendingStore<'a>>,
 ) -> SessionEnd
 where
     S: Sink<Message> + Unpin,
@@ -147,38 +168,63 @@ where
     let mut last_seen = Instant::now();
     let mut heartbeat = tokio::time::interval_at(Instant::now() + ctx.heartbeat, ctx.heartbeat);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Timers live across turns (re-arming a timer per frame is not free): the
+    // silence timer is moved forward lazily when it fires early.
+    let silence = tokio::time::sleep_until(last_seen + ctx.heartbeat * 2);
+    tokio::pin!(silence);
+    let poll = tokio::time::sleep(POLL_INTERVAL);
+    tokio::pin!(poll);
+    // The work wake-ups, enabled before each claim looks at the queue and kept
+    // until one fires, so no wake-up between two claims is lost.
+    let mut wakes: Vec<Pin<Box<Notified<'_>>>> = Vec::new();
+    let mut acks: Vec<String> = Vec::new();
     loop {
-        // Enable the wake-ups before looking at the queue so none is lost.
-        let mut wakes: Vec<Pin<Box<Notified<'_>>>> = Vec::new();
-        if ledger.can_take() {
+        if ledger.can_take() && (ledger.want_claim || wakes.is_empty()) {
+            ledger.want_claim = false;
             wakes = signals.iter().map(|n| Box::pin(n.notified())).collect();
             for wake in &mut wakes {
                 wake.as_mut().enable();
             }
-        }
-        if ledger.can_take() && ledger.want_claim {
-            ledger.want_claim = false;
             if send_work(ctx, &mut ledger, sink).await.is_err() {
                 return SessionEnd::AgentGone;
             }
         }
         let can_take = ledger.can_take() && !wakes.is_empty();
-        let wake = async move {
-            if !wakes.is_empty() {
-                select_all(wakes).await;
-            }
-        };
         tokio::select! {
             biased;
             () = ctx.shutdown.cancelled() => {
                 frames::close(sink, CloseReason::ShuttingDown).await;
                 return SessionEnd::Closed(CloseReason::ShuttingDown);
             }
+            // First, so stores handed in are started before more frames are read.
+            Some(first) = stores.next(), if !stores.is_empty() => {
+                // Every store that is done by now is acknowledged in one flush.
+                let mut done = Some(first);
+                while let Some((call_id, stored)) = done {
+                    if ledger.in_flight.remove(&call_id) && !ledger.draining {
+                        ledger.credits = (ledger.credits + 1).min(MAX_CREDITS);
+                        ledger.want_claim = true;
+                    }
+                    if stored {
+                        acks.push(call_id);
+                    }
+                    done = stores.next().now_or_never().flatten();
+                }
+                ledger.publish();
+                for call_id in acks.drain(..) {
+                    if frames::feed(sink, &RelayMessage::Ack { call_id }).await.is_err() {
+                        return SessionEnd::AgentGone;
+                    }
+                }
+                if frames::flush(sink).await.is_err() {
+                    return SessionEnd::AgentGone;
+                }
+            }
             incoming = frames::read(stream) => {
                 last_seen = Instant::now();
                 match incoming {
                     Incoming::Message(message) => {
-                        if let Err(end) = handle(ctx, &mut ledger, sink, *message).await {
+                        if let Err(end) = handle(ctx, &mut ledger, sink, stores, *message).await {
                             return end;
                         }
                     }
@@ -192,7 +238,12 @@ where
                     }
                 }
             }
-            () = tokio::time::sleep_until(last_seen + ctx.heartbeat * 2) => {
+            () = &mut silence => {
+                let due = last_seen + ctx.heartbeat * 2;
+                if Instant::now() < due {
+                    silence.as_mut().reset(due);
+                    continue;
+                }
                 tracing::warn!("agent silent for two heartbeat intervals");
                 frames::close(sink, CloseReason::HeartbeatTimeout).await;
                 return SessionEnd::Closed(CloseReason::HeartbeatTimeout);
@@ -220,13 +271,19 @@ where
                     return SessionEnd::AgentGone;
                 }
             }
-            () = wake, if can_take => ledger.want_claim = true,
-            () = tokio::time::sleep(POLL_INTERVAL), if can_take => ledger.want_claim = true,
+            () = std::future::poll_fn(|cx| poll_wakes(&mut wakes, cx)), if can_take => {
+                wakes.clear();
+                ledger.want_claim = true;
+            }
+            () = &mut poll, if can_take => {
+                poll.as_mut().reset(Instant::now() + POLL_INTERVAL);
+                ledger.want_claim = true;
+            }
         }
     }
 }
 
-/// Claims as many units as the agent has credits for and sends them.
+/// Claims as many units as the agent has credits for and sends them (one flush).
 async fn send_work<S>(ctx: &SessionContext, ledger: &mut Ledger<'_>, sink: &mut S) -> Result<(), ()>
 where
     S: Sink<Message> + Unpin,
@@ -246,33 +303,38 @@ where
     };
     // A full batch may have left more behind: look again next turn.
     ledger.want_claim = units.len() == max;
+    if units.is_empty() {
+        return Ok(());
+    }
     for unit in units {
-        let function = unit.calls.first().map(|c| c.function.clone());
-        tracing::info!(
+        tracing::debug!(
             call_id = %unit.call_id,
             system = %unit.system,
-            function = function.as_deref().unwrap_or(""),
+            function = unit.calls.first().map_or("", |c| c.function.as_str()),
             attempt = unit.attempt,
             "unit sent to agent"
         );
         ledger.credits -= 1;
         ledger.in_flight.insert(unit.call_id.clone());
-        ledger.publish();
-        if frames::send(sink, &RelayMessage::Work { unit })
+        if frames::feed(sink, &RelayMessage::Work { unit })
             .await
             .is_err()
         {
             return Err(());
         }
     }
-    Ok(())
+    ledger.publish();
+    frames::flush(sink).await.map_err(|_| ())
 }
 
-/// Handles one protocol message; `Err` ends the session.
-async fn handle<S>(
-    ctx: &SessionContext,
+/// Handles one protocol message; `Err` ends the session. An outcome is handed to
+/// the store without waiting: the loop acknowledges it (and returns its credit)
+/// once stored, so the outcomes of many units share a queue commit.
+async fn handle<'a, S>(
+    ctx: &'a SessionContext,
     ledger: &mut Ledger<'_>,
     sink: &mut S,
+    stores: &mut FuturesUnordered<PendingStore<'a>>,
     message: AgentMessage,
 ) -> Result<(), SessionEnd>
 where
@@ -295,21 +357,14 @@ where
             attempt,
             outcome,
         } => {
-            let span = tracing::info_span!("call", call_id = %call_id, attempt);
-            let stored = store_outcome(ctx, &call_id, attempt, outcome)
-                .instrument(span)
-                .await;
-            if ledger.in_flight.remove(&call_id) && !ledger.draining {
-                ledger.credits = (ledger.credits + 1).min(MAX_CREDITS);
-                ledger.want_claim = true;
-            }
-            ledger.publish();
-            if stored {
-                let ack = RelayMessage::Ack { call_id };
-                if frames::send(sink, &ack).await.is_err() {
-                    return Err(SessionEnd::AgentGone);
+            let span = tracing::debug_span!("call", call_id = %call_id, attempt);
+            stores.push(Box::pin(
+                async move {
+                    let stored = store_outcome(ctx, &call_id, attempt, outcome).await;
+                    (call_id, stored)
                 }
-            }
+                .instrument(span),
+            ));
         }
         AgentMessage::HttpResponse { response } => ledger.published.tunnel().on_response(response),
         AgentMessage::HttpError { stream_id, error } => {
@@ -347,7 +402,7 @@ async fn store_outcome(
         .await
     {
         Ok(Completion::Stored) => {
-            tracing::info!("outcome stored");
+            tracing::debug!("outcome stored");
             true
         }
         Ok(Completion::AlreadyFinal) => {

@@ -107,6 +107,29 @@ where
         .await
 }
 
+/// Queues one protocol message without flushing; [`flush`] sends what was queued.
+///
+/// # Errors
+/// The sink's error when the socket is gone.
+pub(crate) async fn feed<S>(sink: &mut S, message: &RelayMessage) -> Result<(), S::Error>
+where
+    S: Sink<Message> + Unpin,
+{
+    sink.feed(Message::text(encode_relay_message(message)))
+        .await
+}
+
+/// Flushes what [`feed`] queued.
+///
+/// # Errors
+/// The sink's error when the socket is gone.
+pub(crate) async fn flush<S>(sink: &mut S) -> Result<(), S::Error>
+where
+    S: Sink<Message> + Unpin,
+{
+    sink.flush().await
+}
+
 /// Closes the session: a [`RelayMessage::Close`] with the reason, then a WebSocket
 /// close frame with the reason's code and text. Errors are ignored (the peer may be
 /// gone already).

@@ -28,7 +28,7 @@ use crate::state::{RelayState, new_id};
 pub(crate) use dispatch::SessionContext;
 
 /// Read buffer per agent socket.
-const READ_BUFFER_BYTES: usize = 8 * 1024;
+const READ_BUFFER_BYTES: usize = 4 * 1024;
 /// Write buffer per agent socket before it is flushed.
 const WRITE_BUFFER_BYTES: usize = 8 * 1024;
 

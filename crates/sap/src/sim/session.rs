@@ -53,6 +53,10 @@ static HANDLERS: &[(&str, Handler)] = &[
     ("STFC_CONNECTION", system::stfc_connection),
 ];
 
+/// The functions whose handlers never touch the store (nor wait on anything): they
+/// run on the caller's task instead of the blocking pool.
+const STORE_FREE: &[&str] = &["STFC_CONNECTION", "RFC_PING", "RFC_SYSTEM_INFO"];
+
 /// The interface and implementation of `name` (upper case).
 fn dispatch(name: &str) -> Option<(&'static FunctionDef, Handler)> {
     let (_, handler) = HANDLERS.iter().find(|(n, _)| *n == name)?;
@@ -137,6 +141,17 @@ impl SapConnection for SimSession {
         let (def, handler) = dispatch(&name).ok_or_else(|| function_not_found(&name))?;
         let input = values::validate(def, parameters)?;
         tracing::debug!(function = %name, "simulator call");
+        if STORE_FREE.contains(&def.name) {
+            // Nothing to wait for: no hop to the blocking pool.
+            let mut luw = self.luw();
+            let mut ctx = Ctx {
+                store: &self.store,
+                luw: &mut luw,
+            };
+            let raw = handler(&mut ctx, &input)?;
+            drop(luw);
+            return Ok(values::format_output(def, &input, raw));
+        }
         let store = Arc::clone(&self.store);
         let luw = Arc::clone(&self.luw);
         let (raw, input) = tokio::task::spawn_blocking(move || {

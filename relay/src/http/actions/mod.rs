@@ -37,7 +37,7 @@ use super::render::{call_location, summary};
 use super::request::{Caller, requested_wait};
 use super::{customers, functions_meta, tables};
 use crate::queue::{CallKind, CallRecord, Enqueued, IdempotencyKey, NewCall};
-use crate::state::{RelayState, new_id};
+use crate::state::{RelayState, new_call_id};
 
 /// The idempotency scope of follow-up units (no API key is named like this: key
 /// names cannot hold a NUL).
@@ -168,7 +168,7 @@ async fn follow_up(
         key: previous.id.clone(),
     };
     let call = NewCall {
-        id: new_id("c_"),
+        id: new_call_id(),
         system: previous.system.clone(),
         kind: CallKind::Action(next.action),
         calls: next.calls,

@@ -189,7 +189,7 @@ impl Queue for SqliteQueue {
         self.writer
             .write(move |conn, effects| {
                 let now = OffsetDateTime::now_utc();
-                ops::complete(conn, effects, &call_id, &agent, &outcome, now)
+                ops::complete(conn, effects, &call_id, &agent, outcome, now)
             })
             .await
     }

@@ -8,8 +8,8 @@ use sapbridge_proto::{Outcome, Unit};
 use time::OffsetDateTime;
 
 use super::super::{
-    CallRecord, CallState, Cancelled, Completion, Enqueued, NewCall, QueueError, Reaped, Retention,
-    deadline_unix_ms,
+    CallEnd, CallRecord, CallState, Cancelled, Completion, Enqueued, NewCall, QueueError, Reaped,
+    Retention, deadline_unix_ms,
 };
 use super::rows::{
     calls_json, calls_of, commit_code, commit_of, kind_json, load, nanos, outcome_json, state_code,
@@ -20,17 +20,18 @@ use super::writer::Effects;
 /// At most this many final calls are deleted per reaper pass (keeps batches short).
 const PURGE_LIMIT: i64 = 10_000;
 
-/// Leases the oldest queued calls: `?1` session, `?2` until, `?3` systems (JSON
-/// array), `?4` now, `?5` the most.
-pub(super) const CLAIM: &str = "UPDATE calls
-    SET state = 'leased', lease_session = ?1, lease_until = ?2, attempts = attempts + 1
-    WHERE seq IN (
-        SELECT seq FROM calls
-        WHERE state = 'queued'
-          AND system IN (SELECT value FROM json_each(?3))
-          AND expires_at > ?4
-        ORDER BY seq LIMIT ?5)
-    RETURNING seq, id, system, calls, commit_policy, attempts, expires_at";
+/// The oldest queued, unexpired calls of one system: `?1` system, `?2` now, `?3` the
+/// most. Walks the partial index of queued calls in enqueue order, so calls queued
+/// for other systems cost nothing.
+pub(super) const CLAIM_CANDIDATES: &str = "SELECT seq FROM calls INDEXED BY calls_queued_by_system
+    WHERE system = ?1 AND state = 'queued' AND expires_at > ?2
+    ORDER BY seq LIMIT ?3";
+
+/// Leases the queued call `?1` to session `?2` until `?3`.
+pub(super) const LEASE: &str = "UPDATE calls
+    SET state = 'leased', lease_session = ?2, lease_until = ?3, attempts = attempts + 1
+    WHERE seq = ?1 AND state = 'queued'
+    RETURNING id, system, calls, commit_policy, attempts, expires_at";
 
 /// Renews the leases of session `?1` until `?2`.
 pub(super) const RENEW: &str =
@@ -135,8 +136,9 @@ pub(super) fn enqueue(
     Ok(Enqueued::Created(Box::new(record)))
 }
 
-/// Leases up to `max` of the oldest queued, unexpired calls of `systems`, in one
-/// `UPDATE … WHERE seq IN (SELECT … ORDER BY seq LIMIT ?) RETURNING …`. Calls past
+/// Leases up to `max` of the oldest queued, unexpired calls of `systems`: the
+/// oldest `max` of each system through the queued-calls index, merged by enqueue
+/// order, then leased one by one (all inside the writer's transaction). Calls past
 /// their TTL are left for the reaper to expire.
 pub(super) fn claim(
     conn: &Connection,
@@ -149,29 +151,39 @@ pub(super) fn claim(
     if max == 0 || systems.is_empty() {
         return Ok(Vec::new());
     }
-    let systems = serde_json::to_string(systems)
-        .map_err(|e| QueueError::Store(format!("encoding systems: {e}")))?;
-    let max = i64::try_from(max).unwrap_or(i64::MAX);
-    let mut stmt = conn.prepare_cached(CLAIM)?;
-    let mut rows = stmt.query(params![session, nanos(until), systems, nanos(now), max])?;
-    let mut claimed = Vec::new();
-    while let Some(row) = rows.next()? {
-        let seq: i64 = row.get(0)?;
-        let calls: String = row.get(3)?;
-        let commit: String = row.get(4)?;
-        let unit = Unit {
-            call_id: row.get(1)?,
-            attempt: row.get(5)?,
-            system: row.get(2)?,
-            deadline_unix_ms: deadline_unix_ms(time_at(row.get(6)?)),
-            calls: calls_of(&calls)?,
-            commit: commit_of(&commit)?,
-        };
-        claimed.push((seq, unit));
+    let limit = i64::try_from(max).unwrap_or(i64::MAX);
+    let now = nanos(now);
+    let mut seqs: Vec<i64> = Vec::new();
+    let mut candidates = conn.prepare_cached(CLAIM_CANDIDATES)?;
+    for system in systems {
+        let rows = candidates.query_map(params![system, now, limit], |row| row.get(0))?;
+        for seq in rows {
+            seqs.push(seq?);
+        }
     }
-    // RETURNING gives no order: hand the units out oldest first.
-    claimed.sort_by_key(|(seq, _)| *seq);
-    Ok(claimed.into_iter().map(|(_, unit)| unit).collect())
+    if systems.len() > 1 {
+        seqs.sort_unstable();
+        seqs.truncate(max);
+    }
+    let until = nanos(until);
+    let mut lease = conn.prepare_cached(LEASE)?;
+    let mut claimed = Vec::with_capacity(seqs.len());
+    for seq in seqs {
+        let mut rows = lease.query(params![seq, session, until])?;
+        if let Some(row) = rows.next()? {
+            let calls: String = row.get(2)?;
+            let commit: String = row.get(3)?;
+            claimed.push(Unit {
+                call_id: row.get(0)?,
+                attempt: row.get(4)?,
+                system: row.get(1)?,
+                deadline_unix_ms: deadline_unix_ms(time_at(row.get(5)?)),
+                calls: calls_of(&calls)?,
+                commit: commit_of(&commit)?,
+            });
+        }
+    }
+    Ok(claimed)
 }
 
 /// Stores an outcome unless the call is final already.
@@ -180,15 +192,15 @@ pub(super) fn complete(
     effects: &mut Effects,
     call_id: &str,
     agent: &str,
-    outcome: &Outcome,
+    outcome: Outcome,
     now: OffsetDateTime,
 ) -> Result<Completion, QueueError> {
-    let mut stmt =
-        conn.prepare_cached("SELECT commit_policy, completed_at FROM calls WHERE id = ?1")?;
-    let found: Option<(String, Option<i64>)> = stmt
-        .query_row([call_id], |row| Ok((row.get(0)?, row.get(1)?)))
+    let mut stmt = conn
+        .prepare_cached("SELECT commit_policy, completed_at, attempts FROM calls WHERE id = ?1")?;
+    let found: Option<(String, Option<i64>, u32)> = stmt
+        .query_row([call_id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
         .optional()?;
-    let Some((commit, completed_at)) = found else {
+    let Some((commit, completed_at, attempts)) = found else {
         return Ok(Completion::Unknown);
     };
     if completed_at.is_some() {
@@ -196,7 +208,7 @@ pub(super) fn complete(
     }
     // Any attempt's outcome counts while the call is open: the agent's journal
     // guarantees the unit ran at most once, so the first outcome is the truth.
-    let state = CallState::from_outcome(commit_of(&commit)?, outcome);
+    let state = CallState::from_outcome(commit_of(&commit)?, &outcome);
     conn.prepare_cached(
         "UPDATE calls SET state = ?2, outcome = ?3, agent = ?4, completed_at = ?5,
              lease_session = NULL, lease_until = NULL
@@ -205,11 +217,19 @@ pub(super) fn complete(
     .execute(params![
         call_id,
         state_code(&state),
-        outcome_json(outcome)?,
+        outcome_json(&outcome)?,
         agent,
         nanos(now)
     ])?;
-    effects.finished.push(call_id.to_owned());
+    // Times are stored in nanoseconds: hand waiters the time as it reads back.
+    let end = CallEnd {
+        state,
+        attempts,
+        completed_at: time_at(nanos(now)),
+        agent: Some(agent.to_owned()),
+        outcome: Some(outcome),
+    };
+    effects.ended.push((call_id.to_owned(), end));
     Ok(Completion::Stored)
 }
 

@@ -23,6 +23,9 @@ pub(super) const SCHEMA_VERSION: i64 = 1;
 /// How long a statement waits for a lock held by another connection.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How many prepared statements each connection keeps.
+const STATEMENT_CACHE: usize = 64;
+
 /// The WAL is truncated to this size after a checkpoint.
 const JOURNAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 
@@ -48,6 +51,7 @@ CREATE TABLE calls (
     idem_fingerprint TEXT
 );
 CREATE INDEX calls_by_state ON calls (state, seq);
+CREATE INDEX calls_queued_by_system ON calls (system, seq) WHERE state = 'queued';
 CREATE INDEX calls_queued_expiry ON calls (expires_at) WHERE state = 'queued';
 CREATE INDEX calls_leased_session ON calls (lease_session, lease_until) WHERE state = 'leased';
 CREATE INDEX calls_completed ON calls (completed_at) WHERE completed_at IS NOT NULL;
@@ -63,9 +67,14 @@ CREATE INDEX idempotency_keys_call ON idempotency_keys (call_id);
 CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at);
 ";
 
+/// The index claims walk: queued calls by system in enqueue order.
+const QUEUED_BY_SYSTEM: &str = "CREATE INDEX IF NOT EXISTS calls_queued_by_system ON calls (system, seq) WHERE state = 'queued';";
+
 /// Settings every connection gets.
 pub(super) fn configure(conn: &Connection) -> Result<(), QueueError> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
+    // Room for every statement the writer caches, so none is prepared again.
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(())
 }
 
@@ -101,7 +110,11 @@ pub(super) fn prepare(conn: &Connection, durability: Durability) -> Result<i64, 
                 "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
             ))?;
         }
-        SCHEMA_VERSION => {}
+        SCHEMA_VERSION => {
+            // Files written before the claim walked this index: add it (an older
+            // relay maintains it like any index, so the version stays).
+            conn.execute_batch(QUEUED_BY_SYSTEM)?;
+        }
         newer => {
             return Err(QueueError::Store(format!(
                 "the queue file has schema version {newer}; this relay knows up to \

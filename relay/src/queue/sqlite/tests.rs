@@ -174,7 +174,7 @@ fn every_hot_statement_uses_an_index() {
     drop(open(&path));
     let conn = rusqlite::Connection::open(&path).unwrap();
     let expected = [
-        (ops::CLAIM, "calls_by_state"),
+        (ops::CLAIM_CANDIDATES, "calls_queued_by_system"),
         (ops::RENEW, "calls_leased_session"),
         (ops::RELEASE, "calls_leased_session"),
         // Few calls are leased at a time (at most every session's credits).

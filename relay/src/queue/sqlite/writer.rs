@@ -20,7 +20,7 @@ use std::sync::Arc;
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-use super::super::{QueueError, Signals};
+use super::super::{CallEnd, QueueError, Signals};
 
 /// How many changes may wait for the writer before callers wait to hand theirs over.
 const CHANNEL_CAPACITY: usize = 4096;
@@ -32,12 +32,15 @@ pub(super) struct Effects {
     pub(super) work: HashSet<String>,
     /// Calls that reached a final state.
     pub(super) finished: Vec<String>,
+    /// Calls that reached a final state, with how they ended.
+    pub(super) ended: Vec<(String, CallEnd)>,
 }
 
 impl Effects {
     fn absorb(&mut self, other: Self) {
         self.work.extend(other.work);
         self.finished.extend(other.finished);
+        self.ended.extend(other.ended);
     }
 
     fn fire(self, signals: &Signals) {
@@ -46,6 +49,9 @@ impl Effects {
         }
         for call_id in &self.finished {
             signals.call_finished(call_id);
+        }
+        for (call_id, end) in self.ended {
+            signals.call_ended(&call_id, end);
         }
     }
 }
@@ -192,15 +198,16 @@ fn run(
 /// Runs and commits one batch, then answers every caller in it.
 fn commit(conn: &Connection, batch: &mut Vec<Box<dyn Job>>, signals: &Signals) {
     let mut effects = Effects::default();
-    let committed = conn
-        .execute_batch("BEGIN IMMEDIATE")
-        .map_err(QueueError::from)
-        .and_then(|()| {
-            for job in batch.iter_mut() {
-                job.run(conn, &mut effects);
-            }
-            conn.execute_batch("COMMIT").map_err(QueueError::from)
-        });
+    let statement = |sql: &str| -> Result<(), QueueError> {
+        conn.prepare_cached(sql)?.execute([])?;
+        Ok(())
+    };
+    let committed = statement("BEGIN IMMEDIATE").and_then(|()| {
+        for job in batch.iter_mut() {
+            job.run(conn, &mut effects);
+        }
+        statement("COMMIT")
+    });
     match &committed {
         Ok(()) => effects.fire(signals),
         Err(error) => {
