@@ -1,0 +1,180 @@
+#!/usr/bin/env python3
+"""Turns bench/results/latest.json into latest.md (tables + targets) and latest.png (chart).
+
+    report.py results/latest.json
+
+Runs by itself too, so the table and chart can be redrawn without measuring again.
+"""
+
+import json
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+PATHS = [
+    ("direct", "A direct"), ("rathole", "B rathole"), ("bore", "C bore"),
+    ("sapbridge_http", "D sapbridge HTTP pass-through"),
+    ("sapbridge_call", "E sapbridge call (SQLite queue)"),
+    ("sapbridge_call_memory", "E' sapbridge call (memory queue)"),
+]
+CELLS = ["c1", "c16", "c64", "c256", "open2000"]
+KIB, MIB = 1024, 1024 * 1024
+
+
+def targets(paths, result):
+    """[(target, measured, met?)] for one placement's paths (and the placement-free ones)."""
+    d, r, e = paths["sapbridge_http"], paths["rathole"], paths["sapbridge_call"]
+    rows = [
+        ("D ≥ 1.0× rathole rps at c=64, p99 ≤ rathole's",
+         f"{d['c64']['rps']:,.0f} vs {r['c64']['rps']:,.0f} rps "
+         f"({d['c64']['rps'] / r['c64']['rps']:.2f}×); p99 {d['c64']['p99_ms']:.3f} vs "
+         f"{r['c64']['p99_ms']:.3f} ms",
+         d["c64"]["rps"] >= r["c64"]["rps"] and d["c64"]["p99_ms"] <= r["c64"]["p99_ms"]),
+        ("D c=1 p50 ≤ rathole p50 + 50 µs",
+         f"{d['c1']['p50_ms'] * 1000:.0f} µs vs {r['c1']['p50_ms'] * 1000:.0f} + 50 µs",
+         d["c1"]["p50_ms"] <= r["c1"]["p50_ms"] + 0.050),
+        ("E (durable) ≥ 20,000 calls/s at c=64", f"{e['c64']['rps']:,.0f} calls/s",
+         e["c64"]["rps"] >= 20_000),
+    ]
+    return rows
+
+
+def global_targets(result):
+    idle1, idle5 = result["idle_agent_bytes"], result["idle_agent_bytes_n5000"]
+    agent = result.get("agent_idle_rss_bytes")
+    q = result["queue_depth"]
+    return [
+        ("relay per idle agent ≤ 16 KiB",
+         f"{idle1 / KIB:.1f} KiB (N=1000), {idle5 / KIB:.1f} KiB (N=5000)",
+         max(idle1, idle5) <= 16 * KIB),
+        ("agent idle RSS ≤ 10 MiB",
+         f"{agent / MIB:.1f} MiB" if agent else "not measured", bool(agent) and agent <= 10 * MIB),
+        ("queue-depth p50 within 10 %",
+         f"×{q['p50_ratio_c1']:.2f} (c=1), ×{q['p50_ratio_c16']:.2f} (c=16) "
+         f"with {q['queued']:,} queued", q["p50_ratio"] <= 1.10),
+    ]
+
+
+def cell_text(cell):
+    if not cell:
+        return "–"
+    text = (f"{cell['rps']:,.0f} ({cell['min_rps']:,.0f}–{cell['max_rps']:,.0f}) / "
+            f"{cell['p50_ms']:.3f} / {cell['p99_ms']:.3f}")
+    if cell.get("non_2xx") or cell.get("errors"):
+        text += f" ⚠ {cell['non_2xx']} non-2xx, {cell['errors']} errors"
+    return text
+
+
+def code_line(code):
+    if not code:
+        return []
+    dirty = (f" plus uncommitted changes to {len(code['uncommitted_files'])} file(s)"
+             if code["uncommitted_files"] else "")
+    return [f"- code: commit {code['commit']}{dirty}; binary built {code['binary_built']}"]
+
+
+def markdown(result):
+    m, s = result["machine"], result["settings"]
+    out = [
+        "# sapbridge benchmarks — latest run", "",
+        f"- machine: {m['cpu']}, {m['cores']} cores, Linux {m['kernel']}, {m['date']}",
+        f"- note: {m['note']}",
+        *code_line(result.get("code")),
+        f"- {s['runs_per_cell']} run(s) per cell of {s['seconds_per_cell']} s, {s['order']}; "
+        f"closed loop `{s['closed_loop']}`, open loop `{s['open_loop']}`; backend {s['backend']}; "
+        f"agent concurrency {s['agent_concurrency']}, pass-through in-flight limit "
+        f"{s['http_max_in_flight']}, logs at {s['log']}" + (" (**--quick**)" if s["quick"] else ""),
+        f"- took {result['elapsed_secs'] // 60} min {result['elapsed_secs'] % 60} s", "",
+        "Each cell: **rps median (min–max over runs) / p50 ms / p99 ms** (medians over runs).", "",
+    ]
+    placements = [(k, v) for k, v in result["placement"].items() if isinstance(v, dict)]
+    for name, placement in placements:
+        out += [f"## {placement['text']}", "",
+                "| path | " + " | ".join(CELLS) + " |", "|---|" + "---|" * len(CELLS)]
+        for key, label in PATHS:
+            cells = placement["paths"].get(key, {})
+            out.append(f"| {label} | " + " | ".join(cell_text(cells.get(c)) for c in CELLS) + " |")
+        out.append("")
+    out += ["## Targets", "", "| target | placement | measured | target: met / not met |",
+            "|---|---|---|---|"]
+    for name, placement in placements:
+        for target, measured, met in targets(placement["paths"], result):
+            out.append(f"| {target} | {name} | {measured} | {'met' if met else '**not met**'} |")
+    for target, measured, met in global_targets(result):
+        out.append(f"| {target} | – | {measured} | {'met' if met else '**not met**'} |")
+    q = result["queue_depth"]
+    out += ["", "## Idle agents, agent memory, queue depth", "",
+            "| measure | value |", "|---|---|"]
+    for idle in result["idle_agents"]:
+        out.append(f"| relay RSS, {idle['n']:,} idle agents | {idle['rss_before_bytes'] / MIB:.1f} → "
+                   f"{idle['rss_after_bytes'] / MIB:.1f} MiB = {idle['per_agent_bytes'] / KIB:.1f} KiB "
+                   f"per agent (connected in {idle['connect_secs']} s) |")
+    if result.get("agent_idle_rss_bytes"):
+        out.append(f"| agent RSS idle (connected, before any load) | "
+                   f"{result['agent_idle_rss_bytes'] / MIB:.1f} MiB |")
+    if result.get("agent_rss_after_load_bytes"):
+        out.append(f"| agent RSS after the unpinned runs | "
+                   f"{result['agent_rss_after_load_bytes'] / MIB:.1f} MiB |")
+    for cell in ("c1", "c16"):
+        out.append(f"| E p50 {cell}, empty queue → {q['queued']:,} queued for another system "
+                   f"(pinned) | {q['empty'][cell]['p50_ms']:.3f} → "
+                   f"{q['with_backlog'][cell]['p50_ms']:.3f} ms (×{q[f'p50_ratio_{cell}']:.2f}) |")
+    out += ["", "![throughput and p99 per path and concurrency](latest.png)", ""]
+    return "\n".join(out)
+
+
+def chart(result, path):
+    """Throughput (top) and p99 (bottom) per path and cell, one column per placement."""
+    placements = [(k, v) for k, v in result["placement"].items() if isinstance(v, dict)]
+    fig, axes = plt.subplots(2, len(placements), figsize=(7.5 * len(placements), 9), squeeze=False)
+    width = 0.8 / len(PATHS)
+    colors = ["#4c4c4c", "#1f77b4", "#9467bd", "#d62728", "#2ca02c", "#98df8a"]
+    for col, (name, placement) in enumerate(placements):
+        for row, (metric, ylabel) in enumerate([("rps", "requests/s (2xx), median"),
+                                                ("p99_ms", "p99 latency, ms (log)")]):
+            ax = axes[row][col]
+            for i, (key, label) in enumerate(PATHS):
+                cells = placement["paths"].get(key, {})
+                values = [(cells.get(c) or {}).get(metric, 0) for c in CELLS]
+                xs = [x + (i - len(PATHS) / 2 + 0.5) * width for x in range(len(CELLS))]
+                ax.bar(xs, values, width, label=label, color=colors[i])
+                if metric == "rps":
+                    lo = [v - (cells.get(c) or {}).get("min_rps", v) for c, v in zip(CELLS, values)]
+                    hi = [(cells.get(c) or {}).get("max_rps", v) - v for c, v in zip(CELLS, values)]
+                    ax.errorbar(xs, values, yerr=[lo, hi], fmt="none", ecolor="black",
+                                elinewidth=0.8, capsize=1.5)
+            ax.set_xticks(range(len(CELLS)), CELLS)
+            ax.set_ylabel(ylabel)
+            if metric == "p99_ms":
+                ax.set_yscale("log")
+            ax.grid(axis="y", alpha=0.3)
+            ax.set_title(("throughput" if metric == "rps" else "p99 latency")
+                         + f" — {name}", fontsize=11)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=9, frameon=False)
+    m = result["machine"]
+    fig.suptitle(f"sapbridge vs rathole vs bore, 100-byte nginx answer — {m['cores']} cores "
+                 f"(shared), {m['date'][:10]}", fontsize=12)
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.savefig(path, dpi=110)
+
+
+def write(source):
+    """Writes latest.md and latest.png next to the JSON file `source`."""
+    source = Path(source)
+    result = json.loads(source.read_text())
+    (source.parent / "latest.md").write_text(markdown(result))
+    chart(result, source.parent / "latest.png")
+    print(f"wrote {source.parent / 'latest.md'} and {source.parent / 'latest.png'}", file=sys.stderr)
+
+
+def main():
+    write(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parent / "results/latest.json")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,288 @@
+"""The systems under test: nginx (the backend), rathole, bore and sapbridge relay + agent.
+
+Every process is started through `Processes`, in its own process group, optionally
+under `taskset -c <cpus>`, logging into the run's temp dir; `Processes.stop_all()`
+(called from bench.py's exit handlers) ends every group it started and nothing else.
+Everything binds to 127.0.0.1 on ports the kernel picked as free.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+# The fixed answer of the backend: exactly 100 bytes.
+BODY_100 = ("sapbridge-bench " * 7)[:99] + "\n"
+assert len(BODY_100.encode()) == 100
+
+# The path every HTTP path requests; the agent's pass-through allowlist allows /bench.
+BENCH_PATH = "/bench/hello"
+
+API_KEY = "bench-api-key"
+AGENT_TOKEN = "bench-agent-token"
+NOAGENT_TOKEN = "bench-noagent-token"
+
+
+def free_port():
+    """A loopback TCP port that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(what, check, timeout=30.0):
+    """Polls `check()` until it is truthy; raises after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = check()
+            if value:
+                return value
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def http_get(url, headers=None, timeout=2.0):
+    """GET `url`; returns (status, body) and never raises for HTTP errors."""
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
+            return answer.status, answer.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def rss_bytes(pid):
+    """Resident set size of a process, from /proc/<pid>/status (VmRSS)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+class Processes:
+    """Starts processes in their own process groups and stops exactly those."""
+
+    def __init__(self, workdir):
+        self.workdir = Path(workdir)
+        self.running = []
+
+    def start(self, name, argv, cpus=None, env=None, cwd=None):
+        """Starts `argv` (under `taskset -c cpus` when given); output goes to <name>.log."""
+        if cpus is not None:
+            argv = ["taskset", "-c", cpus, *argv]
+        log = open(self.workdir / f"{name}.log", "ab")
+        process = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True,
+        )
+        process.bench_name = name
+        self.running.append(process)
+        return process
+
+    def stop(self, process, grace=5.0):
+        """SIGTERM to the process group, SIGKILL after `grace` seconds."""
+        if process.poll() is None:
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+                process.wait(grace)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+            except ProcessLookupError:
+                pass
+        if process in self.running:
+            self.running.remove(process)
+
+    def stop_all(self):
+        """Stops every process still running, newest first."""
+        for process in reversed(list(self.running)):
+            self.stop(process, grace=3.0)
+
+    def check_alive(self):
+        """Raises if a started process has exited."""
+        for process in self.running:
+            if process.poll() is not None:
+                log = self.workdir / f"{process.bench_name}.log"
+                tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+                raise RuntimeError(f"{process.bench_name} exited with {process.returncode}:\n{tail}")
+
+
+class Stack:
+    """All systems under test for one CPU placement, started together.
+
+    `urls` maps each path name to the URL (and request) the load generator uses.
+    """
+
+    def __init__(self, procs, tools, workdir, cpus=None, agent_concurrency=64):
+        self.procs, self.tools, self.cpus = procs, tools, cpus
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.agent_concurrency = agent_concurrency
+        self.relays = {}  # store kind -> (relay process, agent process, port)
+
+    # --- backend -------------------------------------------------------------
+    def start_nginx(self):
+        """nginx with one worker answering 100 fixed bytes on every path."""
+        self.nginx_port = free_port()
+        root = self.workdir / "nginx"
+        root.mkdir(exist_ok=True)
+        conf = root / "nginx.conf"
+        conf.write_text(f"""# bench backend: 1 worker, fixed 100-byte answer, loopback only
+worker_processes 1;
+daemon off;
+pid {root}/nginx.pid;
+error_log {root}/error.log warn;
+events {{ worker_connections 8192; }}
+http {{
+    access_log off;
+    keepalive_requests 10000000;
+    keepalive_timeout 120s;
+    client_body_temp_path {root}/body;
+    server {{
+        listen 127.0.0.1:{self.nginx_port} backlog=4096;
+        location / {{
+            default_type text/plain;
+            return 200 "{BODY_100[:-1]}\\n";
+        }}
+    }}
+}}
+""")
+        self.procs.start("nginx", [self.tools["nginx"], "-p", str(root), "-c", str(conf),
+                                   "-e", str(root / "error.log")], cpus=self.cpus)
+        url = f"http://127.0.0.1:{self.nginx_port}{BENCH_PATH}"
+        wait_until("nginx", lambda: http_get(url)[0] == 200)
+        assert len(http_get(url)[1]) == 100, "nginx must answer exactly 100 bytes"
+        return url
+
+    # --- tunnels -------------------------------------------------------------
+    def start_rathole(self):
+        """rathole server + client on loopback: a TCP tunnel to nginx."""
+        control, public = free_port(), free_port()
+        root = self.workdir / "rathole"
+        root.mkdir(exist_ok=True)
+        (root / "server.toml").write_text(
+            f'[server]\nbind_addr = "127.0.0.1:{control}"\n\n'
+            f'[server.services.web]\ntoken = "bench"\nbind_addr = "127.0.0.1:{public}"\n')
+        (root / "client.toml").write_text(
+            f'[client]\nremote_addr = "127.0.0.1:{control}"\n\n'
+            f'[client.services.web]\ntoken = "bench"\nlocal_addr = "127.0.0.1:{self.nginx_port}"\n')
+        env = {"RUST_LOG": "warn"}
+        self.procs.start("rathole-server", [self.tools["rathole"], "-s", str(root / "server.toml")],
+                         cpus=self.cpus, env=env)
+        self.procs.start("rathole-client", [self.tools["rathole"], "-c", str(root / "client.toml")],
+                         cpus=self.cpus, env=env)
+        url = f"http://127.0.0.1:{public}{BENCH_PATH}"
+        wait_until("rathole tunnel", lambda: http_get(url)[0] == 200)
+        return url
+
+    def start_bore(self):
+        """`bore server` on loopback and `bore local` exposing nginx through it.
+
+        bore's control port is fixed (7835) by the tool; the tunnel port is pinned to
+        one free port with --min-port/--max-port.
+        """
+        public = free_port()
+        env = {"RUST_LOG": "warn"}
+        server = [self.tools["bore"], "server", "--min-port", str(public), "--max-port", str(public),
+                  "--bind-addr", "127.0.0.1"]
+        self.procs.start("bore-server", server, cpus=self.cpus, env=env)
+        wait_until("bore control port", lambda: socket.create_connection(("127.0.0.1", 7835), 1).close() or True)
+        self.procs.start("bore-local", [self.tools["bore"], "local", str(self.nginx_port),
+                                        "--local-host", "127.0.0.1", "--to", "127.0.0.1",
+                                        "--port", str(public)], cpus=self.cpus, env=env)
+        url = f"http://127.0.0.1:{public}{BENCH_PATH}"
+        wait_until("bore tunnel", lambda: http_get(url)[0] == 200)
+        return url
+
+    # --- sapbridge -------------------------------------------------------------
+    def start_relay(self, store, name=None, extra_systems=True):
+        """A `sapbridge relay` process with the given queue store ("sqlite"/"memory")."""
+        name = name or f"relay-{store}"
+        port = free_port()
+        root = self.workdir / name
+        root.mkdir(exist_ok=True)
+        queue = f'store = "sqlite"\npath = "{root}/relay.db"\n' if store == "sqlite" else 'store = "memory"\n'
+        noagent = (f'\n[[agent_tokens]]\nname = "bench-noagent"\ntoken = "{NOAGENT_TOKEN}"\n'
+                   f'systems = ["NOAGENT"]\n') if extra_systems else ""
+        config = root / "relay.toml"
+        config.write_text(f"""# bench relay ({store} queue); written by bench/services.py
+http_max_in_flight_per_agent = 1024
+
+[[api_keys]]
+name = "bench"
+key = "{API_KEY}"
+systems = ["*"]
+
+[[agent_tokens]]
+name = "bench-agent"
+token = "{AGENT_TOKEN}"
+systems = ["SIM"]
+{noagent}
+[queue]
+{queue}""")
+        relay = self.procs.start(name, [self.tools["sapbridge"], "--log", "warn", "relay",
+                                        "--config", str(config), "--listen", f"127.0.0.1:{port}"],
+                                 cpus=self.cpus, cwd=root)
+        wait_until(f"{name} healthz", lambda: http_get(f"http://127.0.0.1:{port}/healthz")[0] == 200)
+        return relay, port
+
+    def start_agent(self, relay_port, name):
+        """A `sapbridge agent` serving SIM (simulator, no latency) with pass-through to nginx."""
+        root = self.workdir / name
+        root.mkdir(exist_ok=True)
+        config = root / "agent.toml"
+        config.write_text(f"""# bench agent; written by bench/services.py
+relay_url = "ws://127.0.0.1:{relay_port}/v1/agent/connect"
+token = "{AGENT_TOKEN}"
+agent_id = "{name}"
+concurrency = {self.agent_concurrency}
+data_dir = "{root}/data"
+
+[[systems]]
+name = "SIM"
+allow_functions = ["STFC_CONNECTION"]
+
+[systems.backend]
+type = "sim"
+latency_ms = 0
+fault_rate = 0.0
+
+[systems.http]
+base_url = "http://127.0.0.1:{self.nginx_port}/"
+allow_paths = ["/bench"]
+max_in_flight = 1024
+""")
+        agent = self.procs.start(name, [self.tools["sapbridge"], "--log", "warn", "agent",
+                                        "--config", str(config)], cpus=self.cpus, cwd=root)
+        wait_until(f"{name} connected", lambda: agents_connected(relay_port) >= 1)
+        return agent
+
+    def start_sapbridge(self, store):
+        """Relay (given store) + agent as two processes; returns the relay port."""
+        relay, port = self.start_relay(store)
+        agent = self.start_agent(port, f"agent-{store}")
+        self.relays[store] = (relay, agent, port)
+        return port
+
+
+def agents_connected(relay_port):
+    """`sapbridge_agents_connected` from the relay's /metrics."""
+    return metric(relay_port, "sapbridge_agents_connected")
+
+
+def metric(relay_port, name):
+    """One unlabelled gauge from the relay's /metrics (0 when absent)."""
+    status, body = http_get(f"http://127.0.0.1:{relay_port}/metrics")
+    if status != 200:
+        return 0
+    for line in body.decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0
