@@ -69,6 +69,35 @@ pub(crate) struct SqliteQueue {
     writer: Writer,
     readers: Arc<Readers>,
     signals: Arc<Signals>,
+    /// An exclusive lock on `<path>.lock`, held as long as the store lives: a
+    /// second relay on the same file would hand out the first one's leases again.
+    /// The operating system releases it when the process dies, even by `kill -9`.
+    _lock: std::fs::File,
+}
+
+/// Takes the exclusive lock on `<path>.lock` that keeps other relays off the file.
+fn lock_store(path: &Path) -> Result<std::fs::File, QueueError> {
+    let mut lock_path = path.as_os_str().to_owned();
+    lock_path.push(".lock");
+    let lock_path = PathBuf::from(lock_path);
+    let file = std::fs::File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| QueueError::Store(format!("{}: {e}", lock_path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(QueueError::Store(format!(
+            "{} is in use by another relay (lock {} is held); one relay per queue file",
+            path.display(),
+            lock_path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(QueueError::Store(format!(
+            "{}: cannot lock: {e}",
+            lock_path.display()
+        ))),
+    }
 }
 
 impl SqliteQueue {
@@ -80,6 +109,7 @@ impl SqliteQueue {
     /// database, cannot use WAL mode, or has a newer schema.
     pub(crate) fn open(path: &Path, options: SqliteOptions) -> Result<Self, QueueError> {
         let context = |e: QueueError| QueueError::Store(format!("{}: {e}", path.display()));
+        let lock = lock_store(path)?;
         let conn = Connection::open(path).map_err(|e| context(e.into()))?;
         let found = schema::prepare(&conn, options.durability).map_err(context)?;
         let requeued = schema::requeue_orphaned_leases(&conn).map_err(context)?;
@@ -100,6 +130,7 @@ impl SqliteQueue {
             writer,
             readers,
             signals,
+            _lock: lock,
         })
     }
 

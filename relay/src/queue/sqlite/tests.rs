@@ -1,6 +1,6 @@
-//! Restart tests of the SQLite store: a store that vanished without closing (leaked
-//! in-process, and a child process killed with SIGKILL) leaves a file from which a
-//! new store recovers every call: leased ones are queued again with their attempt
+//! Restart tests of the SQLite store: a store that vanished without closing (a child
+//! process killed with SIGKILL) or was closed leaves a file from which a new store
+//! recovers every call; a second store on a file in use is refused. Recovery: every call: leased ones are queued again with their attempt
 //! counted, queued ones are claimable, finished ones readable, idempotency keys
 //! enforced. (The behaviour tests shared with the memory store are in
 //! `queue/tests.rs`.)
@@ -71,13 +71,21 @@ async fn check_recovered(q: &dyn Queue, count: usize) {
 }
 
 #[tokio::test]
-async fn a_leaked_store_leaves_a_file_a_new_store_recovers() {
+async fn a_second_store_on_a_file_in_use_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("relay.db");
     let first = open(&path);
     fill(&first, 10).await;
-    // Never closed: its writer keeps its connection, as a vanished process would.
-    std::mem::forget(first);
+    // Two relays on one file would lease the same calls twice: refused, clearly.
+    let Err(error) = SqliteQueue::open(&path, SqliteOptions::new(Durability::ProcessCrash)) else {
+        panic!("a second store on the same file must be refused");
+    };
+    assert!(
+        error.to_string().contains("in use by another relay"),
+        "{error}"
+    );
+    // Once the first is gone the file opens again with every call.
+    drop(first);
     let second = open(&path);
     check_recovered(&second, 10).await;
 }
