@@ -41,6 +41,10 @@ pub struct RelayConfig {
     pub heartbeat_secs: u64,
     /// How long finished calls stay readable at `GET /v1/calls/{id}` (default 7 days).
     pub result_retention_secs: u64,
+    /// The relay's public base URL (`https://relay.example.com`), when clients need
+    /// absolute `Location` headers (some workflow engines poll only absolute URLs).
+    /// Unset (the default): `Location` is a path such as `/v1/calls/{id}`.
+    pub public_url: Option<String>,
     /// The `[queue]` table: the store that holds calls (see [`QueueConfig`]).
     pub queue: QueueConfig,
     // --- high-level actions (customers, tables, function metadata) ---
@@ -95,6 +99,7 @@ impl Default for RelayConfig {
             lease_secs: 300,
             heartbeat_secs: sapbridge_proto::DEFAULT_HEARTBEAT_SECS,
             result_retention_secs: 7 * 86_400,
+            public_url: None,
             queue: QueueConfig::default(),
             customer_defaults: CustomerDefaults::default(),
             metadata_cache_secs: 900,
@@ -296,6 +301,20 @@ impl RelayConfig {
         }
         if self.result_retention_secs == 0 {
             return out("result_retention_secs", "must be at least 1");
+        }
+        if let Some(url) = &self.public_url {
+            let parsed: Option<http::Uri> = url.parse().ok();
+            let fits = parsed.is_some_and(|u| {
+                matches!(u.scheme_str(), Some("http" | "https"))
+                    && u.host().is_some_and(|h| !h.is_empty())
+                    && u.query().is_none()
+            });
+            if !fits {
+                return out(
+                    "public_url",
+                    "must be an absolute http:// or https:// URL without a query",
+                );
+            }
         }
         if self.http_body_limit_bytes == 0 {
             return out("http_body_limit_bytes", "must be at least 1");

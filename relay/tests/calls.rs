@@ -383,3 +383,49 @@ async fn idempotency_key_returns_the_stored_answer() {
     assert_eq!(agent.recv_within(Duration::from_millis(200)).await, None);
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn public_url_makes_location_absolute() {
+    let mut config = common::config_json();
+    config["public_url"] = json!("https://relay.example.com/");
+    let relay = TestRelay::start_with(config).await;
+    let response = relay
+        .call("PRD", "STFC_CONNECTION", json!({}))
+        .header("Prefer", "respond-async")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        location,
+        format!(
+            "https://relay.example.com/v1/calls/{}",
+            body["id"].as_str().unwrap()
+        )
+    );
+    // The absolute URL's path is the same resource.
+    let path = location.trim_start_matches("https://relay.example.com");
+    assert_eq!(
+        relay.get(path).send().await.unwrap().status(),
+        StatusCode::ACCEPTED
+    );
+    relay.stop().await;
+}
+
+#[test]
+fn public_url_must_be_an_absolute_http_url() {
+    for bad in [
+        "relay.example.com",
+        "ftp://relay.example.com",
+        "https://x.example/?a=1",
+        "/v1",
+    ] {
+        let mut config = common::config_json();
+        config["public_url"] = json!(bad);
+        let config: sapbridge_relay::RelayConfig = serde_json::from_value(config).unwrap();
+        let error = config.validate().expect_err(bad).to_string();
+        assert!(error.contains("public_url"), "{bad}: {error}");
+    }
+}

@@ -74,6 +74,38 @@ pub(crate) fn router(state: Arc<RelayState>) -> Router {
         ))
         // Pass-through streams bodies under its own limit: outside the layers above.
         .merge(crate::passthrough::routes())
+        .layer(axum::middleware::map_response_with_state(
+            Arc::clone(&state),
+            absolute_location,
+        ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// With `public_url` configured, turns the relay's own relative `Location` headers
+/// (`/v1/calls/{id}`, `/v1/systems/…/customers/{n}`) into absolute URLs; pass-through
+/// answers keep the backend's `Location` untouched.
+async fn absolute_location(
+    axum::extract::State(state): axum::extract::State<Arc<RelayState>>,
+    uri: http::Uri,
+    mut response: axum::response::Response,
+) -> axum::response::Response {
+    let Some(base) = &state.settings.public_url else {
+        return response;
+    };
+    if crate::passthrough::is_passthrough_path(uri.path()) {
+        return response;
+    }
+    let relative = response
+        .headers()
+        .get(http::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| v.starts_with('/') && !v.starts_with("//"))
+        .map(str::to_owned);
+    if let Some(path) = relative
+        && let Ok(value) = http::HeaderValue::from_str(&format!("{base}{path}"))
+    {
+        response.headers_mut().insert(http::header::LOCATION, value);
+    }
+    response
 }

@@ -55,7 +55,7 @@ pub(crate) async fn forward(
 }
 
 /// The system and the path below `/http` (at least `/`) of a raw request path.
-fn split_path(raw: &str) -> Option<(String, String)> {
+pub(super) fn split_path(raw: &str) -> Option<(String, String)> {
     let rest = raw.strip_prefix("/v1/systems/")?;
     let (system, rest) = rest.split_once('/')?;
     let rest = rest.strip_prefix("http")?;
