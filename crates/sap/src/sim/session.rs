@@ -53,6 +53,9 @@ static HANDLERS: &[(&str, Handler)] = &[
     ("STFC_CONNECTION", system::stfc_connection),
 ];
 
+/// The BAPI whose answer [`SimSession::commit_with_tid`] gives.
+const COMMIT_FUNCTION: &str = "BAPI_TRANSACTION_COMMIT";
+
 /// The functions whose handlers never touch the store (nor wait on anything): they
 /// run on the caller's task instead of the blocking pool.
 const STORE_FREE: &[&str] = &["STFC_CONNECTION", "RFC_PING", "RFC_SYSTEM_INFO"];
@@ -87,6 +90,19 @@ impl SimSession {
 
     fn luw(&self) -> MutexGuard<'_, Luw> {
         self.luw.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// What every call pays before it runs: the configured latency, and the chance
+    /// of an injected connection failure (the server then drops the open LUW).
+    async fn round_trip(&mut self) -> Result<(), RfcError> {
+        if !self.options.latency.is_zero() {
+            tokio::time::sleep(self.options.latency).await;
+        }
+        if self.options.fault_rate > 0.0 && rand::random::<f64>() < self.options.fault_rate {
+            self.luw().clear();
+            return Err(injected_fault());
+        }
+        Ok(())
     }
 
     /// Whether the session holds uncommitted BAPI changes.
@@ -129,14 +145,7 @@ impl SapConnection for SimSession {
         function: &str,
         parameters: &Parameters,
     ) -> Result<Parameters, RfcError> {
-        if !self.options.latency.is_zero() {
-            tokio::time::sleep(self.options.latency).await;
-        }
-        if self.options.fault_rate > 0.0 && rand::random::<f64>() < self.options.fault_rate {
-            // The connection "broke": the server rolls the open LUW back.
-            self.luw().clear();
-            return Err(injected_fault());
-        }
+        self.round_trip().await?;
         let name = function.trim().to_ascii_uppercase();
         let (def, handler) = dispatch(&name).ok_or_else(|| function_not_found(&name))?;
         let input = values::validate(def, parameters)?;
@@ -168,13 +177,17 @@ impl SapConnection for SimSession {
     }
 
     async fn commit_with_tid(&mut self, tid: &str) -> Result<Parameters, RfcError> {
+        self.round_trip().await?;
         let outcome = self.commit_unit(tid).await?;
         tracing::debug!(tid, ?outcome, "simulator unit commit");
-        // The LUW is empty now: this answers exactly what BAPI_TRANSACTION_COMMIT
-        // answers after a successful commit (an empty RETURN), formatted as usual.
+        // What BAPI_TRANSACTION_COMMIT answers after a successful commit (an empty
+        // RETURN), formatted by its interface; nothing is run a second time.
+        let (def, _) =
+            dispatch(COMMIT_FUNCTION).ok_or_else(|| function_not_found(COMMIT_FUNCTION))?;
         let mut wait = Parameters::new();
         wait.insert("WAIT".into(), "X".into());
-        self.call("BAPI_TRANSACTION_COMMIT", &wait).await
+        let input = values::validate(def, &wait)?;
+        Ok(values::format_output(def, &input, Parameters::new()))
     }
 }
 
