@@ -126,29 +126,11 @@ pub(crate) fn first_denied_table<'u>(tables: &Allowlist, unit: &'u Unit) -> Opti
 
 #[cfg(test)]
 mod tests {
-    use sapbridge_proto::FunctionCall;
-
     use super::*;
+    use crate::test_units::unit;
 
     fn list(entries: &[&str]) -> Allowlist {
         Allowlist::parse(entries).unwrap()
-    }
-
-    fn unit(functions: &[&str], commit: CommitPolicy) -> Unit {
-        Unit {
-            call_id: "c_1".into(),
-            attempt: 1,
-            system: "SIM".into(),
-            deadline_unix_ms: 0,
-            calls: functions
-                .iter()
-                .map(|f| FunctionCall {
-                    function: (*f).into(),
-                    parameters: Default::default(),
-                })
-                .collect(),
-            commit,
-        }
     }
 
     #[test]

@@ -35,6 +35,8 @@ mod redelivery;
 mod runner;
 mod session;
 mod systems;
+#[cfg(test)]
+mod test_units;
 mod tls;
 mod transport;
 

@@ -91,29 +91,11 @@ fn glob_matches(pieces: &[String], text: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use sapbridge_proto::FunctionCall;
-
     use super::*;
+    use crate::test_units::unit;
 
     fn defaults() -> ReadOnlyFunctions {
         ReadOnlyFunctions::parse(DEFAULT_READ_ONLY_FUNCTIONS).unwrap()
-    }
-
-    fn unit(functions: &[&str], commit: CommitPolicy) -> Unit {
-        Unit {
-            call_id: "c_1".into(),
-            attempt: 1,
-            system: "SIM".into(),
-            deadline_unix_ms: 0,
-            calls: functions
-                .iter()
-                .map(|f| FunctionCall {
-                    function: (*f).into(),
-                    parameters: Default::default(),
-                })
-                .collect(),
-            commit,
-        }
     }
 
     #[test]

@@ -4,12 +4,12 @@
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use sapbridge_proto::FunctionCall;
 use sapbridge_sap::SapSystem;
 use serde_json::json;
 
 use super::*;
 use crate::allowlist::Allowlist;
+use crate::test_units::unit;
 
 /// A fake SAP system: answers from a script by function name and records calls.
 #[derive(Default)]
@@ -97,23 +97,6 @@ fn served(fake: FakeSap, allow: &[&str]) -> (ServedSystem, CallLog, Arc<Mutex<us
         sap: Arc::new(fake),
     };
     (system, log, connects)
-}
-
-fn unit(functions: &[&str], commit: CommitPolicy) -> Unit {
-    Unit {
-        call_id: "c_1".into(),
-        attempt: 1,
-        system: "SIM".into(),
-        deadline_unix_ms: 0,
-        calls: functions
-            .iter()
-            .map(|f| FunctionCall {
-                function: (*f).into(),
-                parameters: Parameters::new(),
-            })
-            .collect(),
-        commit,
-    }
 }
 
 fn abap_error(key: &str) -> RfcError {

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sapbridge_proto::{FunctionCall, Parameters};
+use sapbridge_proto::Parameters;
 use sapbridge_sap::{SapConnection, SapSystem};
 use serde_json::json;
 use tempfile::TempDir;
@@ -21,6 +21,7 @@ use crate::journal::{Header, JOURNAL_FILE};
 use crate::outcomes::{OutcomeStore, ReadyOutcome};
 use crate::read_only::{DEFAULT_READ_ONLY_FUNCTIONS, ReadOnlyFunctions};
 use crate::runner::UnitRunner;
+use crate::test_units::unit_with as unit;
 
 type Log = Arc<Mutex<Vec<String>>>;
 
@@ -100,23 +101,6 @@ fn agent(sap: &FakeSap, dir: &Path) -> (UnitRunner, Arc<OutcomeStore>) {
         ReadOnlyFunctions::parse(DEFAULT_READ_ONLY_FUNCTIONS).unwrap(),
     );
     (runner, store)
-}
-
-fn unit(call_id: &str, attempt: u32, functions: &[&str], commit: CommitPolicy) -> Unit {
-    Unit {
-        call_id: call_id.into(),
-        attempt,
-        system: "SIM".into(),
-        deadline_unix_ms: 0,
-        calls: functions
-            .iter()
-            .map(|f| FunctionCall {
-                function: (*f).into(),
-                parameters: Parameters::new(),
-            })
-            .collect(),
-        commit,
-    }
 }
 
 /// The next outcome the store has to send.
