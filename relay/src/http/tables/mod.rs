@@ -94,19 +94,8 @@ struct QueryBody {
 
 /// A DDIC name (table or field): upper case, `A-Z 0-9 _ /`, 1 to 30 characters.
 fn ddic_name(what: &str, raw: &str) -> Result<String, ApiError> {
-    let name = raw.trim().to_ascii_uppercase();
-    let valid = !name.is_empty()
-        && name.len() <= 30
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '/');
-    if valid {
-        Ok(name)
-    } else {
-        Err(ApiError::BadRequest(format!(
-            "{what}: {raw:?} is not a valid name"
-        )))
-    }
+    super::request::sap_name(raw)
+        .ok_or_else(|| ApiError::BadRequest(format!("{what}: {raw:?} is not a valid name")))
 }
 
 fn step_from(table: &str, body: QueryBody) -> Result<ReadStep, ApiError> {
