@@ -315,6 +315,28 @@ impl Client {
         .await
     }
 
+    /// Submits a call with `Prefer: respond-async` (plus `headers`): the relay
+    /// answers 202 with the call's `Location` at once.
+    ///
+    /// # Errors
+    /// On a transport error.
+    pub async fn call_async(
+        &self,
+        system: &str,
+        function: &str,
+        params: &Value,
+        headers: &[(&str, &str)],
+    ) -> Result<Reply> {
+        let mut all = vec![("prefer", "respond-async")];
+        all.extend_from_slice(headers);
+        self.post(
+            &format!("/v1/systems/{system}/functions/{function}"),
+            params,
+            &all,
+        )
+        .await
+    }
+
     /// Polls `location` until it answers something other than 202.
     ///
     /// # Errors
@@ -358,14 +380,10 @@ impl Client {
 
 /// The agents listed for `system` in a `GET /v1/systems` body.
 pub fn agents_of(body: &Value, system: &str) -> Vec<Value> {
-    let systems = body
-        .get("systems")
-        .and_then(Value::as_array)
-        .cloned()
-        .or_else(|| body.as_array().cloned())
-        .unwrap_or_default();
-    systems
-        .iter()
+    body["systems"]
+        .as_array()
+        .into_iter()
+        .flatten()
         .find(|s| s.get("system").and_then(Value::as_str) == Some(system))
         .and_then(|s| s.get("agents"))
         .and_then(Value::as_array)

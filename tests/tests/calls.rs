@@ -81,11 +81,7 @@ async fn respond_async_answers_202_and_location_answers_200_later() -> Result<()
     let s = stack(ALL).await?;
     let reply = s
         .client
-        .post(
-            "/v1/systems/SIM/functions/STFC_CONNECTION",
-            &json!({"REQUTEXT": "later"}),
-            &[("prefer", "respond-async")],
-        )
+        .call_async("SIM", "STFC_CONNECTION", &json!({"REQUTEXT": "later"}), &[])
         .await?;
     assert_eq!(reply.status, 202, "{}", reply.body);
     assert!(reply.header("retry-after").is_some());
@@ -106,10 +102,11 @@ async fn a_call_waits_for_an_agent_that_comes_later() -> Result<()> {
     let relay = TestRelay::start(json!({})).await?;
     let client = Client::new(&relay, Some(API_KEY));
     let reply = client
-        .post(
-            "/v1/systems/SIM/functions/STFC_CONNECTION",
+        .call_async(
+            "SIM",
+            "STFC_CONNECTION",
             &json!({"REQUTEXT": "patience"}),
-            &[("prefer", "respond-async")],
+            &[],
         )
         .await?;
     assert_eq!(reply.status, 202);
@@ -137,10 +134,11 @@ async fn a_call_on_a_killed_agent_is_redelivered_to_another_agent() -> Result<()
     let first = TestAgent::start(&relay, "doomed", dir.path(), slow, ALL, 8)?;
     client.wait_agents("SIM", 1).await?;
     let reply = client
-        .post(
-            "/v1/systems/SIM/functions/STFC_CONNECTION",
+        .call_async(
+            "SIM",
+            "STFC_CONNECTION",
             &json!({"REQUTEXT": "survivor"}),
-            &[("prefer", "respond-async")],
+            &[],
         )
         .await?;
     let location = reply.header("location").expect("Location");
@@ -325,11 +323,7 @@ async fn a_queued_call_can_be_cancelled_but_not_a_finished_one() -> Result<()> {
     let relay = TestRelay::start(json!({})).await?;
     let client = Client::new(&relay, Some(API_KEY));
     let r = client
-        .post(
-            "/v1/systems/SIM/functions/STFC_CONNECTION",
-            &json!({}),
-            &[("prefer", "respond-async")],
-        )
+        .call_async("SIM", "STFC_CONNECTION", &json!({}), &[])
         .await?;
     let location = r.header("location").expect("Location");
     let cancelled = client.send("DELETE", &location, None, &[]).await?;
@@ -347,10 +341,11 @@ async fn a_call_no_agent_takes_expires_with_504() -> Result<()> {
     let relay = TestRelay::start(json!({})).await?;
     let client = Client::new(&relay, Some(API_KEY));
     let r = client
-        .post(
-            "/v1/systems/SIM/functions/STFC_CONNECTION",
+        .call_async(
+            "SIM",
+            "STFC_CONNECTION",
             &json!({}),
-            &[("prefer", "respond-async"), ("sapbridge-queue-ttl", "1")],
+            &[("sapbridge-queue-ttl", "1")],
         )
         .await?;
     let location = r.header("location").expect("Location");
