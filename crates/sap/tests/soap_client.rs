@@ -5,62 +5,31 @@
 #[allow(dead_code)]
 #[path = "fixtures/soap/fake_system.rs"]
 mod fake_system;
+#[allow(dead_code)]
+#[path = "fixtures/soap/harness.rs"]
+mod harness;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::http::{StatusCode, header};
 use fake_system::FakeSystem;
-use sapbridge_proto::Secret;
-use sapbridge_sap::soap::{SoapAuth, SoapConfig, SoapSystem, router};
-use sapbridge_sap::{ErrorGroup, Parameters, RfcError, SapSystem};
+use harness::{call, params, serve};
+use sapbridge_sap::soap::SoapSystem;
+use sapbridge_sap::{ErrorGroup, Parameters, SapSystem};
 use serde_json::{Value, json};
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/soap");
-
-async fn serve(app: axum::Router) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    addr
-}
-
+/// Serves the fake system over SOAP-RFC.
 async fn start(system: FakeSystem) -> SocketAddr {
-    let auth = SoapAuth {
-        user: "CONF".into(),
-        password: Secret::new("conf-secret"),
-        client: "001".into(),
-    };
-    serve(router(Arc::new(system), auth)).await
+    harness::start(Arc::new(system)).await
 }
 
+/// A client backend for `addr` logging on as `CONF` with `password`.
 fn backend(addr: SocketAddr, password: &str) -> SoapSystem {
-    SoapSystem::new(SoapConfig {
-        base_url: format!("http://{addr}/"),
-        client: "001".into(),
-        user: "CONF".into(),
-        password: Secret::new(password),
-        timeout: Duration::from_secs(10),
-        ca_file: None,
-    })
-    .unwrap()
+    harness::backend(format!("http://{addr}/"), "CONF", password)
 }
 
-fn params(value: Value) -> Parameters {
-    match value {
-        Value::Object(map) => map,
-        _ => unreachable!("parameters are an object"),
-    }
-}
-
-async fn call(
-    system: &dyn SapSystem,
-    function: &str,
-    p: &Parameters,
-) -> Result<Parameters, RfcError> {
-    system.connect().await?.call(function, p).await
-}
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/soap");
 
 #[tokio::test]
 async fn soap_backend_returns_the_same_json_as_the_system() {

@@ -4,31 +4,21 @@
 #[allow(dead_code)]
 #[path = "fixtures/soap/fake_system.rs"]
 mod fake_system;
+#[allow(dead_code)]
+#[path = "fixtures/soap/harness.rs"]
+mod harness;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use fake_system::FakeSystem;
-use sapbridge_proto::Secret;
-use sapbridge_sap::soap::{SoapAuth, router};
+
+/// Serves the fake system over SOAP-RFC with the test logon.
+async fn start() -> SocketAddr {
+    harness::start(Arc::new(FakeSystem::default())).await
+}
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/soap");
-
-fn auth() -> SoapAuth {
-    SoapAuth {
-        user: "CONF".into(),
-        password: Secret::new("conf-secret"),
-        client: "001".into(),
-    }
-}
-
-async fn start() -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let app = router(Arc::new(FakeSystem::default()), auth());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    addr
-}
 
 async fn post(
     addr: SocketAddr,

@@ -2,54 +2,28 @@
 //! the same JSON through SOAP as when called directly, and a BAPI unit of work
 //! (create + commit) commits through SOAP.
 
+#[allow(dead_code)]
+#[path = "fixtures/soap/harness.rs"]
+mod harness;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
-use sapbridge_proto::Secret;
+use harness::{call, params};
 use sapbridge_sap::sim::{SimOptions, Simulator};
-use sapbridge_sap::soap::{SoapAuth, SoapConfig, SoapSystem, router};
-use sapbridge_sap::{ErrorGroup, Parameters, RfcError, SapSystem};
-use serde_json::{Value, json};
+use sapbridge_sap::soap::SoapSystem;
+use sapbridge_sap::{ErrorGroup, Parameters, SapSystem};
+use serde_json::json;
 
+/// Serves the simulator over SOAP-RFC.
 async fn start(sim: Simulator) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let auth = SoapAuth {
-        user: "CONF".into(),
-        password: Secret::new("conf-secret"),
-        client: "001".into(),
-    };
-    let app = router(Arc::new(sim), auth);
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    addr
+    harness::start(Arc::new(sim)).await
 }
 
+/// A client backend for `addr`, logging on with a lower-case user name (SAP user
+/// names are case-insensitive).
 fn soap(addr: SocketAddr) -> SoapSystem {
-    SoapSystem::new(SoapConfig {
-        base_url: format!("http://{addr}"),
-        client: "001".into(),
-        user: "conf".into(),
-        password: Secret::new("conf-secret"),
-        timeout: Duration::from_secs(10),
-        ca_file: None,
-    })
-    .unwrap()
-}
-
-fn params(value: Value) -> Parameters {
-    match value {
-        Value::Object(map) => map,
-        _ => unreachable!("parameters are an object"),
-    }
-}
-
-async fn call(
-    system: &dyn SapSystem,
-    function: &str,
-    p: &Parameters,
-) -> Result<Parameters, RfcError> {
-    system.connect().await?.call(function, p).await
+    harness::backend(format!("http://{addr}"), "conf", "conf-secret")
 }
 
 #[tokio::test]
