@@ -52,6 +52,9 @@ struct Held {
     unsent: bool,
     /// Completion order, so outcomes are sent oldest first.
     seq: u64,
+    /// Whether the journal has it (read-only units are not journaled: in doubt they
+    /// simply run again), so redeliveries and the ack are journaled too.
+    journaled: bool,
 }
 
 #[derive(Debug, Default)]
@@ -62,7 +65,7 @@ struct Inner {
 }
 
 impl Inner {
-    fn hold(&mut self, call_id: String, attempt: u32, outcome: Outcome) {
+    fn hold(&mut self, call_id: String, attempt: u32, outcome: Outcome, journaled: bool) {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.held.insert(
@@ -72,6 +75,7 @@ impl Inner {
                 outcome,
                 unsent: true,
                 seq,
+                journaled,
             },
         );
     }
@@ -108,7 +112,7 @@ impl OutcomeStore {
         }
         let mut inner = Inner::default();
         for row in unacked {
-            inner.hold(row.call_id, row.attempt, row.outcome);
+            inner.hold(row.call_id, row.attempt, row.outcome, true);
         }
         Ok(Self {
             journal,
@@ -135,8 +139,11 @@ impl OutcomeStore {
         if let Some(held) = inner.held.get_mut(call_id) {
             held.attempt = attempt;
             held.unsent = true;
+            let journaled = held.journaled;
             drop(inner);
-            self.journal.redelivered(call_id, attempt);
+            if journaled {
+                self.journal.redelivered(call_id, attempt);
+            }
             self.changed.notify_one();
             return Delivery::AlreadyDone;
         }
@@ -151,12 +158,17 @@ impl OutcomeStore {
     /// Journals the outcome of a claimed unit durably, then holds it and wakes the
     /// session to send it. If the journal cannot record it, the outcome is still
     /// sent (it is only lost if the agent also restarts before the ack).
+    ///
+    /// A read-only unit's outcome is only held in memory: if the agent restarts
+    /// before the ack, the relay's lease lapses and the unit runs again, which
+    /// changes nothing in SAP.
     pub(crate) async fn complete(&self, header: &Header, outcome: Outcome) {
         let mut header = header.clone();
         if let Some(attempt) = self.lock().running.get(&header.call_id) {
             header.attempt = *attempt;
         }
-        if let Err(e) = self.journal.finished(&header, &outcome).await {
+        let journaled = !header.read_only;
+        if journaled && let Err(e) = self.journal.finished(&header, &outcome).await {
             error!(error = %e, "cannot journal the outcome; sending it anyway");
         }
         let mut inner = self.lock();
@@ -164,7 +176,7 @@ impl OutcomeStore {
             .running
             .remove(&header.call_id)
             .unwrap_or(header.attempt);
-        inner.hold(header.call_id, attempt, outcome);
+        inner.hold(header.call_id, attempt, outcome, journaled);
         drop(inner);
         self.changed.notify_one();
     }
@@ -174,7 +186,7 @@ impl OutcomeStore {
     pub(crate) fn resend(&self, call_id: &str, outcome: Outcome) {
         let mut inner = self.lock();
         let attempt = inner.running.remove(call_id).unwrap_or(1);
-        inner.hold(call_id.to_owned(), attempt, outcome);
+        inner.hold(call_id.to_owned(), attempt, outcome, true);
         drop(inner);
         self.journal.redelivered(call_id, attempt);
         self.changed.notify_one();
@@ -190,12 +202,12 @@ impl OutcomeStore {
     /// The relay stored the outcome: stop holding it and journal the ack. Returns
     /// whether it was held.
     pub(crate) fn ack(&self, call_id: &str) -> bool {
-        let found = self.lock().held.remove(call_id).is_some();
-        if found {
+        let held = self.lock().held.remove(call_id);
+        if held.as_ref().is_some_and(|held| held.journaled) {
             self.journal.acked(call_id);
         }
         self.changed.notify_one();
-        found
+        held.is_some()
     }
 
     /// Takes the outcomes not yet sent on this session, oldest first, and marks them
@@ -262,10 +274,28 @@ mod tests {
             call_id: call_id.into(),
             attempt: 1,
             system: "SIM".into(),
-            functions: vec!["STFC_CONNECTION".into()],
+            functions: vec!["BAPI_CUSTOMER_CHANGEFROMDATA1".into()],
             commit: CommitPolicy::None,
-            read_only: true,
+            read_only: false,
         }
+    }
+
+    #[tokio::test]
+    async fn read_only_outcomes_are_held_but_not_journaled() {
+        let (journal, _dir) = temp_journal();
+        let store = OutcomeStore::open(journal).unwrap();
+        store.claim("r1", 1);
+        let read = Header {
+            read_only: true,
+            ..header("r1")
+        };
+        store.complete(&read, outcome("R")).await;
+        assert_eq!(store.take_unsent().len(), 1);
+        assert_eq!(store.claim("r1", 2), Delivery::AlreadyDone);
+        store.journal().flush().await.unwrap();
+        assert!(store.journal().lookup("r1").await.unwrap().is_none());
+        assert!(store.ack("r1"));
+        assert_eq!(store.unacked(), 0);
     }
 
     #[tokio::test]

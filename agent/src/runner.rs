@@ -5,7 +5,9 @@
 //! ([`crate::redelivery::plan`]): a unit that already ran is answered from the
 //! journal, one in doubt is resolved by the redelivery rules, only a new (or safely
 //! re-runnable) unit reaches SAP, with its start and results journaled on the way
-//! ([`JournalProgress`]).
+//! ([`JournalProgress`]). Read-only units (`read_only_functions`) skip the journal
+//! altogether: running one twice changes nothing, so there is nothing to guard,
+//! and reads — most of a workflow's calls — cost no disk write on the agent.
 //!
 //! The relay should never send more units than the agent granted credits; the
 //! semaphore here makes the limit hold even if it does (extra units wait for a slot).
@@ -97,16 +99,20 @@ impl UnitRunner {
                 let header = Header::of(&unit, read_only);
                 let run = async {
                     let system = systems.get(&unit.system);
-                    match plan(&unit, store.journal(), system, read_only).await {
-                        Plan::Run => {}
-                        Plan::Resend(outcome) => return Done::Journaled(outcome),
-                        Plan::Answer(outcome) => return Done::New(outcome),
+                    // A read-only unit is not journaled: whatever a journal could
+                    // say of it, running it (again) is the answer.
+                    if !read_only {
+                        match plan(&unit, store.journal(), system, read_only).await {
+                            Plan::Run => {}
+                            Plan::Resend(outcome) => return Done::Journaled(outcome),
+                            Plan::Answer(outcome) => return Done::New(outcome),
+                        }
                     }
                     // The semaphore is never closed, so acquiring only waits.
                     let _slot = slots.acquire_owned().await.ok();
                     let started = tokio::time::Instant::now();
                     let progress = JournalProgress {
-                        journal: store.journal(),
+                        journal: (!read_only).then(|| store.journal()),
                         header: &header,
                     };
                     let outcome = execute(&unit, system, now_unix_ms(), &progress).await;
@@ -150,22 +156,29 @@ enum Done {
     Journaled(Outcome),
 }
 
-/// Journals a unit's start and its call results as the executor reports them.
+/// Journals a unit's start and its call results as the executor reports them
+/// (nothing for a read-only unit: `journal` is `None`).
 struct JournalProgress<'a> {
-    journal: &'a Journal,
+    journal: Option<&'a Journal>,
     header: &'a Header,
 }
 
 impl UnitProgress for JournalProgress<'_> {
     async fn starting(&self) -> Result<(), String> {
-        self.journal
+        let Some(journal) = self.journal else {
+            return Ok(());
+        };
+        journal
             .started(self.header)
             .await
             .map_err(|e| e.to_string())
     }
 
     async fn call_done(&self, index: usize, result: &CallResult) -> Result<(), String> {
-        self.journal
+        let Some(journal) = self.journal else {
+            return Ok(());
+        };
+        journal
             .call_result(&self.header.call_id, index, result)
             .await
             .map_err(|e| e.to_string())

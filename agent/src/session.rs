@@ -29,6 +29,8 @@ use crate::transport::{Outgoing, TransportError};
 /// After the last in-flight unit of a drain ended, how long to wait for the acks of
 /// the last outcomes (bounded by the grace period too).
 const DRAIN_ACK_WAIT: Duration = Duration::from_secs(5);
+/// The most pass-through frames written with one flush.
+const OUTBOUND_BATCH: usize = 64;
 
 /// What a session announces and how it drains.
 #[derive(Debug, Clone)]
@@ -253,7 +255,7 @@ where
                 }
             }
             outgoing = streams.next_outbound() => {
-                if let Err(e) = send(sink, outgoing, send_limit).await {
+                if let Err(e) = send_batch(sink, outgoing, streams, send_limit).await {
                     return SessionEnd::Lost(e);
                 }
             }
@@ -352,6 +354,38 @@ where
                 outcome: ready.outcome,
             };
             sink.feed(message.into()).await?;
+        }
+        sink.flush().await
+    };
+    match timeout(limit, feed_all).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(format!("send failed: {e}")),
+        Err(_) => Err(format!(
+            "send did not complete within {} s",
+            limit.as_secs()
+        )),
+    }
+}
+
+/// Writes `first` and every pass-through frame already waiting behind it (at most
+/// [`OUTBOUND_BATCH`]), then flushes once: under load, many streams' heads and
+/// chunks share one socket write.
+async fn send_batch<Si>(
+    sink: &mut Si,
+    first: Outgoing,
+    streams: &mut SessionStreams,
+    limit: Duration,
+) -> Result<(), String>
+where
+    Si: Sink<Outgoing, Error = TransportError> + Unpin,
+{
+    let feed_all = async {
+        sink.feed(first).await?;
+        for _ in 1..OUTBOUND_BATCH {
+            let Some(next) = streams.try_next_outbound() else {
+                break;
+            };
+            sink.feed(next).await?;
         }
         sink.flush().await
     };

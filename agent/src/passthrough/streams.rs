@@ -240,6 +240,15 @@ impl SessionStreams {
             Some(item) = self.data.recv() => item,
         }
     }
+
+    /// A frame already waiting to be written, if any (so the session writes every
+    /// waiting frame with one flush).
+    pub(crate) fn try_next_outbound(&mut self) -> Option<Outgoing> {
+        if let Ok(message) = self.control.try_recv() {
+            return Some(Outgoing::Message(message));
+        }
+        self.data.try_recv().ok()
+    }
 }
 
 impl Drop for SessionStreams {

@@ -323,6 +323,28 @@ async fn an_agent_stopped_mid_commit_recovers_the_results_it_journaled() {
 }
 
 #[tokio::test]
+async fn a_read_only_unit_skips_the_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let sap = FakeSap::new(Ok(None));
+    let (runner, store) = agent(&sap, dir.path());
+    let read = unit("c_read", 1, &["RFC_READ_TABLE"], CommitPolicy::None);
+    runner.submit(read.clone());
+    let ready = next_outcome(&store).await;
+    assert!(matches!(ready.outcome, Outcome::Completed { .. }));
+    store.journal().flush().await.unwrap();
+    assert!(
+        store.journal().lookup("c_read").await.unwrap().is_none(),
+        "a read-only unit leaves nothing in the journal"
+    );
+    // Held until the ack like any outcome; a redelivery before it resends it.
+    runner.submit(Unit { attempt: 2, ..read });
+    assert_eq!(next_outcome(&store).await.attempt, 2);
+    assert_eq!(sap.calls().len(), 1, "SAP ran it once");
+    assert!(store.ack("c_read"));
+    assert_eq!(store.unacked(), 0);
+}
+
+#[tokio::test]
 async fn an_unreadable_journal_row_is_outcome_unknown() {
     let dir = tempfile::tempdir().unwrap();
     let sap = FakeSap::new(Ok(Some(false)));
@@ -334,7 +356,7 @@ async fn an_unreadable_journal_row_is_outcome_unknown() {
             [],
         )
         .unwrap();
-    runner.submit(unit("c_bad", 2, &["RFC_READ_TABLE"], CommitPolicy::None));
+    runner.submit(unit("c_bad", 2, &[CREATE], CommitPolicy::None));
     let ready = next_outcome(&store).await;
     assert_eq!(unknown_key(&ready.outcome), "JOURNAL_UNREADABLE");
     let Outcome::Failed { error } = &ready.outcome else {

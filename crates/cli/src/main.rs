@@ -53,7 +53,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(async move {
+    // The command runs as a spawned task, not as `block_on`'s own future: that one
+    // lives on the main thread, outside the worker pool, so every wake-up of it (the
+    // agent's session loop wakes for each message) would cost a thread hand-off.
+    let command = runtime.spawn(async move {
         match cli.command {
             Command::Dev(args) => cmd::dev::run(args).await,
             Command::Relay(args) => cmd::relay::run(args).await,
@@ -61,6 +64,12 @@ fn main() -> ExitCode {
             Command::Sim(args) => cmd::sim::run(args).await,
         }
     });
+    let result = match runtime.block_on(command) {
+        Ok(result) => result,
+        Err(e) => Err(cmd::CliError::Runtime(anyhow::anyhow!(
+            "the command task failed: {e}"
+        ))),
+    };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(cmd::CliError::Config(message)) => {

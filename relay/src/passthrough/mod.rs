@@ -29,7 +29,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::any;
 
-pub(crate) use tunnel::{Ordered, Tunnel};
+pub(crate) use tunnel::{Ordered, Tunnel, TunnelOutbound};
 
 use crate::config::RelayConfig;
 use crate::state::RelayState;

@@ -34,7 +34,7 @@ use tracing::Instrument;
 use super::frames::{self, Incoming};
 use super::handshake::message_kind;
 use crate::agents::AgentSession;
-use crate::passthrough::Ordered;
+use crate::passthrough::{Ordered, TunnelOutbound};
 use crate::queue::{Completion, Queue};
 
 /// How often an idle session looks at the queue even without a wake-up.
@@ -43,6 +43,8 @@ pub(crate) const POLL_INTERVAL: Duration = Duration::from_secs(2);
 const MAX_CREDITS: u32 = 1024;
 /// The most units claimed in one queue operation.
 const CLAIM_BATCH: u32 = 32;
+/// The most pass-through frames written with one flush.
+const TUNNEL_BATCH: usize = 64;
 
 /// What a session needs besides its socket.
 pub(crate) struct SessionContext {
@@ -258,16 +260,12 @@ where
                 }
             }
             Some(message) = outbound.control.recv() => {
-                if frames::send(sink, &message).await.is_err() {
+                if write_tunnel(sink, Ordered::Message(message), &mut outbound).await.is_err() {
                     return SessionEnd::AgentGone;
                 }
             }
             Some(item) = outbound.data.recv() => {
-                let sent = match item {
-                    Ordered::Message(message) => frames::send(sink, &message).await.is_ok(),
-                    Ordered::Chunk(frame) => frames::send_chunk(sink, frame).await.is_ok(),
-                };
-                if !sent {
+                if write_tunnel(sink, item, &mut outbound).await.is_err() {
                     return SessionEnd::AgentGone;
                 }
             }
@@ -281,6 +279,35 @@ where
             }
         }
     }
+}
+
+/// Writes `first` and every pass-through frame already waiting behind it (at most
+/// [`TUNNEL_BATCH`]) with one flush: under load many streams share a socket write.
+async fn write_tunnel<S>(
+    sink: &mut S,
+    first: Ordered,
+    outbound: &mut TunnelOutbound,
+) -> Result<(), ()>
+where
+    S: Sink<Message> + Unpin,
+{
+    let mut next = Some(first);
+    let mut written = 0;
+    while let Some(item) = next.take() {
+        let fed = match item {
+            Ordered::Message(message) => frames::feed(sink, &message).await,
+            Ordered::Chunk(frame) => frames::feed_chunk(sink, frame).await,
+        };
+        fed.map_err(|_| ())?;
+        written += 1;
+        if written < TUNNEL_BATCH {
+            next = match outbound.control.try_recv() {
+                Ok(message) => Some(Ordered::Message(message)),
+                Err(_) => outbound.data.try_recv().ok(),
+            };
+        }
+    }
+    frames::flush(sink).await.map_err(|_| ())
 }
 
 /// Claims as many units as the agent has credits for and sends them (one flush).

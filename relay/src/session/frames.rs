@@ -84,15 +84,15 @@ fn too_long_size(error: &str) -> Option<usize> {
     Some(digits.parse().unwrap_or(MAX_FRAME_BYTES + 1))
 }
 
-/// Sends one encoded body chunk as a binary frame.
+/// Queues one encoded chunk frame without flushing; [`flush`] sends what was queued.
 ///
 /// # Errors
 /// The sink's error when the socket is gone.
-pub(crate) async fn send_chunk<S>(sink: &mut S, frame: axum::body::Bytes) -> Result<(), S::Error>
+pub(crate) async fn feed_chunk<S>(sink: &mut S, frame: axum::body::Bytes) -> Result<(), S::Error>
 where
     S: Sink<Message> + Unpin,
 {
-    sink.send(Message::Binary(frame)).await
+    sink.feed(Message::Binary(frame)).await
 }
 
 /// Sends one protocol message.
