@@ -338,6 +338,8 @@ pub(crate) trait Queue: Send + Sync + 'static {
 
     /// Leases up to `max` of the oldest queued, unexpired calls of `systems` to
     /// `session` until `until`, raising each call's attempt number; returns their units.
+    /// A store may lease fewer per claim (the SQLite store: at most 1,024, a session's
+    /// most credits).
     async fn claim(
         &self,
         systems: &[String],

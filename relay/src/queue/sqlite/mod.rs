@@ -3,7 +3,8 @@
 //!
 //! - Writes go through one writer thread with group commit ([`writer`]): callers
 //!   hand over a change and await its answer, sent once the batch transaction that
-//!   holds it committed. The changes themselves are in [`ops`].
+//!   holds it committed. The changes themselves are in [`ops`]; WAL checkpoints run
+//!   on a thread of their own ([`checkpoint`]).
 //! - Reads (`get`, `stats`, `ping`) run on a small pool of read connections on the
 //!   blocking thread pool; WAL lets them read committed data while the writer
 //!   writes, and every answer a caller got was committed first, so a caller always
@@ -15,6 +16,7 @@
 //! Durability follows [`Durability`]: `synchronous = NORMAL` (survives a process
 //! crash) or `FULL` (also survives a power loss).
 
+mod checkpoint;
 mod ops;
 mod rows;
 mod schema;
@@ -35,7 +37,7 @@ use super::{
     CallRecord, Cancelled, Completion, Enqueued, NewCall, Queue, QueueError, QueueStats, Reaped,
     Retention, Signals,
 };
-use writer::Writer;
+use writer::{Placement, Writer};
 
 /// The most changes committed in one transaction.
 const MAX_BATCH: usize = 1024;
@@ -121,7 +123,18 @@ impl SqliteQueue {
             "queue store opened"
         );
         let signals = Arc::new(Signals::default());
-        let writer = Writer::start(conn, Arc::clone(&signals), options.max_batch)?;
+        let checkpoints = checkpoint::start(path).map_err(context)?;
+        let place = match options.durability {
+            Durability::ProcessCrash => Placement::Runtime,
+            Durability::PowerLoss => Placement::Thread,
+        };
+        let writer = Writer::start(
+            conn,
+            Arc::clone(&signals),
+            options.max_batch,
+            checkpoints,
+            place,
+        )?;
         let readers = Arc::new(Readers {
             path: path.to_owned(),
             idle: Mutex::new(Vec::new()),

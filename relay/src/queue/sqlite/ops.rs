@@ -20,12 +20,17 @@ use super::writer::Effects;
 /// At most this many final calls are deleted per reaper pass (keeps batches short).
 const PURGE_LIMIT: i64 = 10_000;
 
-/// The oldest queued, unexpired calls of one system: `?1` system, `?2` now, `?3` the
-/// most. Walks the partial index of queued calls in enqueue order, so calls queued
-/// for other systems cost nothing.
+/// The most calls one claim leases (a session holds at most this many credits).
+pub(super) const MAX_CLAIM: usize = 1024;
+
+/// The oldest queued, unexpired calls of one system: `?1` system, `?2` now; the
+/// caller stops reading after the number it wants. Walks the partial index of
+/// queued calls in enqueue order, so calls queued for other systems cost nothing.
+/// The `LIMIT` is a literal: a bound one makes SQLite prepare the statement again
+/// on every run.
 pub(super) const CLAIM_CANDIDATES: &str = "SELECT seq FROM calls INDEXED BY calls_queued_by_system
     WHERE system = ?1 AND state = 'queued' AND expires_at > ?2
-    ORDER BY seq LIMIT ?3";
+    ORDER BY seq LIMIT 1024";
 
 /// Leases the queued call `?1` to session `?2` until `?3`.
 pub(super) const LEASE: &str = "UPDATE calls
@@ -44,8 +49,8 @@ pub(super) const RELEASE: &str =
     RETURNING system";
 
 /// Returns leases past `?1` to the queue.
-pub(super) const REQUEUE_LAPSED: &str =
-    "UPDATE calls SET state = 'queued', lease_session = NULL, lease_until = NULL
+pub(super) const REQUEUE_LAPSED: &str = "UPDATE calls INDEXED BY calls_leased_session
+    SET state = 'queued', lease_session = NULL, lease_until = NULL
     WHERE state = 'leased' AND lease_until <= ?1
     RETURNING system";
 
@@ -65,7 +70,7 @@ pub(super) const FORGET_KEYS: &str = "DELETE FROM idempotency_keys
 /// Deletes up to `?2` final calls completed before `?1` whose key is forgotten.
 pub(super) const PURGE: &str = "DELETE FROM calls WHERE seq IN (
     SELECT seq FROM calls
-    WHERE completed_at IS NOT NULL AND completed_at <= ?1
+    WHERE completed_at > 0 AND completed_at <= ?1
       AND NOT EXISTS (SELECT 1 FROM idempotency_keys k WHERE k.call_id = calls.id)
     LIMIT ?2)";
 
@@ -151,13 +156,13 @@ pub(super) fn claim(
     if max == 0 || systems.is_empty() {
         return Ok(Vec::new());
     }
-    let limit = i64::try_from(max).unwrap_or(i64::MAX);
+    let max = max.min(MAX_CLAIM);
     let now = nanos(now);
     let mut seqs: Vec<i64> = Vec::new();
     let mut candidates = conn.prepare_cached(CLAIM_CANDIDATES)?;
     for system in systems {
-        let rows = candidates.query_map(params![system, now, limit], |row| row.get(0))?;
-        for seq in rows {
+        let rows = candidates.query_map(params![system, now], |row| row.get(0))?;
+        for seq in rows.take(max) {
             seqs.push(seq?);
         }
     }

@@ -154,23 +154,37 @@ pub(super) fn load(conn: &Connection, call_id: &str) -> Result<Option<CallRecord
     raw.transpose()
 }
 
-/// Counts of calls by state.
+/// Counts of calls by state: open calls through their partial indexes, final ones
+/// through the completion index.
 pub(super) fn stats(conn: &Connection) -> Result<QueueStats, QueueError> {
-    let mut stmt = conn.prepare_cached("SELECT state, count(*) FROM calls GROUP BY state")?;
+    let count = |sql: &str| -> Result<u64, QueueError> {
+        let n: i64 = conn.prepare_cached(sql)?.query_row([], |row| row.get(0))?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    };
+    let mut stats = QueueStats {
+        queued: count(
+            "SELECT count(*) FROM calls INDEXED BY calls_queued_expiry WHERE state = 'queued'",
+        )?,
+        leased: count(
+            "SELECT count(*) FROM calls INDEXED BY calls_leased_session WHERE state = 'leased'",
+        )?,
+        ..QueueStats::default()
+    };
+    let mut stmt = conn.prepare_cached(
+        "SELECT state, count(*) FROM calls INDEXED BY calls_completed_at
+         WHERE completed_at > 0 GROUP BY state",
+    )?;
     let mut rows = stmt.query([])?;
-    let mut stats = QueueStats::default();
     while let Some(row) = rows.next()? {
         let state: String = row.get(0)?;
         let count: i64 = row.get(1)?;
         let count = u64::try_from(count).unwrap_or(0);
         match state.as_str() {
-            "queued" => stats.queued = count,
-            "leased" => stats.leased = count,
             "succeeded" => stats.succeeded = count,
             "failed" => stats.failed = count,
             "expired" => stats.expired = count,
             "cancelled" => stats.cancelled = count,
-            other => tracing::warn!(state = other, "unknown call state in the queue file"),
+            other => tracing::warn!(state = other, "unknown final call state in the queue file"),
         }
     }
     Ok(stats)

@@ -18,7 +18,7 @@ use super::super::QueueError;
 use super::super::config::Durability;
 
 /// The schema version this relay writes.
-pub(super) const SCHEMA_VERSION: i64 = 1;
+pub(super) const SCHEMA_VERSION: i64 = 2;
 
 /// How long a statement waits for a lock held by another connection.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -31,7 +31,7 @@ const JOURNAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 
 const SCHEMA: &str = "
 CREATE TABLE calls (
-    seq              INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq              INTEGER PRIMARY KEY,
     id               TEXT    NOT NULL UNIQUE,
     system           TEXT    NOT NULL,
     kind             TEXT    NOT NULL,
@@ -50,11 +50,10 @@ CREATE TABLE calls (
     idem_key         TEXT,
     idem_fingerprint TEXT
 );
-CREATE INDEX calls_by_state ON calls (state, seq);
 CREATE INDEX calls_queued_by_system ON calls (system, seq) WHERE state = 'queued';
 CREATE INDEX calls_queued_expiry ON calls (expires_at) WHERE state = 'queued';
 CREATE INDEX calls_leased_session ON calls (lease_session, lease_until) WHERE state = 'leased';
-CREATE INDEX calls_completed ON calls (completed_at) WHERE completed_at IS NOT NULL;
+CREATE INDEX calls_completed_at ON calls (completed_at) WHERE completed_at > 0;
 CREATE TABLE idempotency_keys (
     scope        TEXT    NOT NULL,
     key          TEXT    NOT NULL,
@@ -67,8 +66,18 @@ CREATE INDEX idempotency_keys_call ON idempotency_keys (call_id);
 CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at);
 ";
 
-/// The index claims walk: queued calls by system in enqueue order.
-const QUEUED_BY_SYSTEM: &str = "CREATE INDEX IF NOT EXISTS calls_queued_by_system ON calls (system, seq) WHERE state = 'queued';";
+/// From version 1: the claim's index (added late to version 1 files), without the
+/// indexes every write paid for and no hot read needs. Version 1's
+/// `calls_completed ... WHERE completed_at IS NOT NULL` made SQLite prepare every
+/// statement that binds a call id again on each run (a variable compared against an
+/// `IS NOT NULL` partial index counts as plan-relevant); `> 0` says the same of
+/// Unix times without that. Its `AUTOINCREMENT` stays: harmless.
+const MIGRATE_FROM_1: &str = "
+CREATE INDEX IF NOT EXISTS calls_queued_by_system ON calls (system, seq) WHERE state = 'queued';
+DROP INDEX IF EXISTS calls_by_state;
+DROP INDEX IF EXISTS calls_completed;
+CREATE INDEX IF NOT EXISTS calls_completed_at ON calls (completed_at) WHERE completed_at > 0;
+";
 
 /// Settings every connection gets.
 pub(super) fn configure(conn: &Connection) -> Result<(), QueueError> {
@@ -103,6 +112,9 @@ pub(super) fn prepare(conn: &Connection, durability: Durability) -> Result<i64, 
     conn.pragma_update(None, "fullfsync", full)?;
     conn.pragma_update(None, "checkpoint_fullfsync", full)?;
     conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT)?;
+    // Checkpoints run on their own thread (see `super::checkpoint`), not inside a
+    // commit of the writer.
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     let found: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
     match found {
         0 => {
@@ -110,11 +122,12 @@ pub(super) fn prepare(conn: &Connection, durability: Durability) -> Result<i64, 
                 "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
             ))?;
         }
-        SCHEMA_VERSION => {
-            // Files written before the claim walked this index: add it (an older
-            // relay maintains it like any index, so the version stays).
-            conn.execute_batch(QUEUED_BY_SYSTEM)?;
+        1 => {
+            conn.execute_batch(&format!(
+                "BEGIN IMMEDIATE; {MIGRATE_FROM_1} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            ))?;
         }
+        SCHEMA_VERSION => {}
         newer => {
             return Err(QueueError::Store(format!(
                 "the queue file has schema version {newer}; this relay knows up to \

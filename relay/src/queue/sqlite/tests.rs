@@ -186,10 +186,10 @@ fn every_hot_statement_uses_an_index() {
         (ops::RENEW, "calls_leased_session"),
         (ops::RELEASE, "calls_leased_session"),
         // Few calls are leased at a time (at most every session's credits).
-        (ops::REQUEUE_LAPSED, "calls_by_state"),
+        (ops::REQUEUE_LAPSED, "calls_leased_session"),
         (ops::EXPIRE, "calls_queued_expiry"),
         (ops::FORGET_KEYS, "idempotency_keys_created"),
-        (ops::PURGE, "calls_completed"),
+        (ops::PURGE, "calls_completed_at"),
     ];
     for (sql, index) in expected {
         let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
@@ -204,5 +204,114 @@ fn every_hot_statement_uses_an_index() {
             !plan.contains("SCAN calls\n") && !plan.ends_with("SCAN calls"),
             "{sql}\n{plan}"
         );
+    }
+}
+
+/// The version 1 layout, as relays before schema version 2 wrote it.
+const SCHEMA_V1: &str = "
+CREATE TABLE calls (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, system TEXT NOT NULL,
+    kind TEXT NOT NULL, calls TEXT NOT NULL, commit_policy TEXT NOT NULL, state TEXT NOT NULL,
+    lease_session TEXT, lease_until INTEGER, attempts INTEGER NOT NULL DEFAULT 0,
+    submitted_at INTEGER NOT NULL, expires_at INTEGER NOT NULL, completed_at INTEGER,
+    agent TEXT, outcome TEXT, idem_scope TEXT, idem_key TEXT, idem_fingerprint TEXT
+);
+CREATE INDEX calls_by_state ON calls (state, seq);
+CREATE INDEX calls_queued_expiry ON calls (expires_at) WHERE state = 'queued';
+CREATE INDEX calls_leased_session ON calls (lease_session, lease_until) WHERE state = 'leased';
+CREATE INDEX calls_completed ON calls (completed_at) WHERE completed_at IS NOT NULL;
+CREATE TABLE idempotency_keys (
+    scope TEXT NOT NULL, key TEXT NOT NULL, fingerprint TEXT NOT NULL, call_id TEXT NOT NULL,
+    created_at INTEGER NOT NULL, PRIMARY KEY (scope, key)
+) WITHOUT ROWID;
+CREATE INDEX idempotency_keys_call ON idempotency_keys (call_id);
+CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at);
+PRAGMA user_version = 1;
+";
+
+#[tokio::test]
+async fn a_version_1_file_is_migrated_with_its_calls() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("relay.db");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(SCHEMA_V1).unwrap();
+    let far = 4_000_000_000_000_000_000_i64;
+    conn.execute(
+        "INSERT INTO calls (id, system, kind, calls, commit_policy, state, attempts,
+             submitted_at, expires_at, completed_at, agent, outcome)
+         VALUES ('done', 'PRD', '\"function\"', '[]', 'none', 'succeeded', 1, 1, ?1, 2, 'a',
+                 '{\"status\":\"failed\",\"error\":{\"group\":\"EXPIRED\",\"key\":\"K\",\"message\":\"m\"}}'),
+                ('open', 'PRD', '\"function\"', '[]', 'none', 'queued', 0, 1, ?1, NULL, NULL, NULL)",
+        [far],
+    )
+    .unwrap();
+    drop(conn);
+
+    let q = open(&path);
+    let stats = q.stats().await.unwrap();
+    assert_eq!((stats.queued, stats.succeeded), (1, 1), "{stats:?}");
+    assert_eq!(
+        q.get("done").await.unwrap().unwrap().state,
+        CallState::Succeeded
+    );
+    let units = q
+        .claim(&["PRD".to_owned()], "s", 10, later())
+        .await
+        .unwrap();
+    assert_eq!(units.len(), 1);
+    assert_eq!(units[0].call_id, "open");
+    drop(q);
+
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(version, super::schema::SCHEMA_VERSION);
+    let indexes: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'calls' ORDER BY name")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(
+        indexes.contains(&"calls_queued_by_system".to_owned()),
+        "{indexes:?}"
+    );
+    assert!(
+        indexes.contains(&"calls_completed_at".to_owned()),
+        "{indexes:?}"
+    );
+    assert!(
+        !indexes.contains(&"calls_by_state".to_owned()),
+        "{indexes:?}"
+    );
+    assert!(
+        !indexes.contains(&"calls_completed".to_owned()),
+        "{indexes:?}"
+    );
+}
+
+/// SQLite prepares a statement again on every run once a plan-relevant variable is
+/// rebound (a bound `LIMIT`, a variable compared against a partial index's
+/// `IS NOT NULL`): the hot statements must have none.
+#[test]
+fn hot_statements_are_not_prepared_again_on_each_run() {
+    use rusqlite::StatementStatus;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("relay.db");
+    drop(open(&path));
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    for sql in [ops::CLAIM_CANDIDATES, ops::LEASE, ops::RENEW, ops::RELEASE] {
+        let mut stmt = conn.prepare(sql).unwrap();
+        let params = stmt.parameter_count();
+        for round in 0..3 {
+            for index in 1..=params {
+                stmt.raw_bind_parameter(index, round).unwrap();
+            }
+            let mut rows = stmt.raw_query();
+            while rows.next().unwrap().is_some() {}
+        }
+        assert_eq!(stmt.get_status(StatementStatus::RePrepare), 0, "{sql}");
     }
 }

@@ -1,6 +1,7 @@
-//! Group commit: one thread owns the write connection, takes every change the
-//! queue's callers hand it from a channel, and commits whatever has piled up in one
-//! transaction per batch. Each caller awaits its own answer on a oneshot, sent only
+//! Group commit: one writer (a runtime task, or a thread of its own when commits
+//! wait for the disk: see [`Placement`]) owns the write connection, takes every
+//! change the queue's callers hand it from a channel, and commits whatever has piled
+//! up in one transaction per batch. Each caller awaits its own answer on a oneshot, sent only
 //! after the batch committed, so "accepted" always means "on disk" (as far as the
 //! configured durability goes).
 //!
@@ -21,6 +22,7 @@ use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
 use super::super::{CallEnd, QueueError, Signals};
+use super::checkpoint::Nudge;
 
 /// How many changes may wait for the writer before callers wait to hand theirs over.
 const CHANNEL_CAPACITY: usize = 4096;
@@ -131,16 +133,34 @@ impl Writer {
     ///
     /// # Errors
     /// [`QueueError::Store`] when the thread cannot be started.
+    ///
+    /// `place` decides where batches run: see [`Placement`].
     pub(super) fn start(
         conn: Connection,
         signals: Arc<Signals>,
         max_batch: usize,
+        checkpoints: Nudge,
+        place: Placement,
     ) -> Result<Self, QueueError> {
         let (jobs, rx) = mpsc::channel(CHANNEL_CAPACITY);
-        std::thread::Builder::new()
-            .name("sapbridge-queue-writer".into())
-            .spawn(move || run(conn, rx, &signals, max_batch.max(1)))
-            .map_err(|e| QueueError::Store(format!("cannot start the writer thread: {e}")))?;
+        let max_batch = max_batch.max(1);
+        let runtime = match place {
+            Placement::Runtime => tokio::runtime::Handle::try_current().ok(),
+            Placement::Thread => None,
+        };
+        match runtime {
+            Some(runtime) => {
+                runtime.spawn(run_task(conn, rx, signals, max_batch, checkpoints));
+            }
+            None => {
+                std::thread::Builder::new()
+                    .name("sapbridge-queue-writer".into())
+                    .spawn(move || run(conn, rx, &signals, max_batch, checkpoints))
+                    .map_err(|e| {
+                        QueueError::Store(format!("cannot start the writer thread: {e}"))
+                    })?;
+            }
+        }
         Ok(Self { jobs })
     }
 
@@ -174,25 +194,68 @@ impl Writer {
     }
 }
 
+/// Where the writer runs its batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Placement {
+    /// As a task on the async runtime, each batch run inline on a worker. A commit
+    /// that does not wait for the disk (`synchronous = NORMAL`, checkpoints on their
+    /// own thread) takes tens of microseconds, less than handing it to another
+    /// thread and back: on a busy relay the caller, the writer and the waiting
+    /// request all stay on one worker. (Outside a runtime: as [`Placement::Thread`].)
+    Runtime,
+    /// On a thread of its own: for commits that wait for the disk (`FULL`), which
+    /// must not stall a runtime worker.
+    Thread,
+}
+
+/// The writer task: batch, commit, answer, until every sender is gone.
+async fn run_task(
+    conn: Connection,
+    mut rx: mpsc::Receiver<Box<dyn Job>>,
+    signals: Arc<Signals>,
+    max_batch: usize,
+    mut checkpoints: Nudge,
+) {
+    let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(max_batch);
+    while let Some(job) = rx.recv().await {
+        gather(&mut batch, job, &mut rx, max_batch);
+        commit(&conn, &mut batch, &signals);
+        checkpoints.committed();
+    }
+    tracing::debug!("queue writer stopped");
+}
+
 /// The writer thread: batch, commit, answer, until every sender is gone.
 fn run(
     conn: Connection,
     mut rx: mpsc::Receiver<Box<dyn Job>>,
     signals: &Signals,
     max_batch: usize,
+    mut checkpoints: Nudge,
 ) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(max_batch);
     while let Some(job) = rx.blocking_recv() {
-        batch.push(job);
-        while batch.len() < max_batch {
-            match rx.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
+        gather(&mut batch, job, &mut rx, max_batch);
         commit(&conn, &mut batch, signals);
+        checkpoints.committed();
     }
     tracing::debug!("queue writer stopped");
+}
+
+/// A batch: `first` and whatever else is waiting, up to `max_batch` changes.
+fn gather(
+    batch: &mut Vec<Box<dyn Job>>,
+    first: Box<dyn Job>,
+    rx: &mut mpsc::Receiver<Box<dyn Job>>,
+    max_batch: usize,
+) {
+    batch.push(first);
+    while batch.len() < max_batch {
+        match rx.try_recv() {
+            Ok(job) => batch.push(job),
+            Err(_) => break,
+        }
+    }
 }
 
 /// Runs and commits one batch, then answers every caller in it.
