@@ -12,7 +12,8 @@ use super::config::Durability;
 use super::memory::MemoryQueue;
 use super::sqlite::{SqliteOptions, SqliteQueue};
 use super::{
-    CallKind, CallState, Cancelled, Completion, Enqueued, IdempotencyKey, NewCall, Queue, Retention,
+    CallKind, CallState, Cancelled, Completion, Enqueued, IdempotencyKey, NewCall, Queue,
+    Retention, Taker,
 };
 
 /// A store under test, with the directory its file lives in (if any).
@@ -113,6 +114,7 @@ for_every_store!(
     cancel_only_while_queued,
     renew_extends_leases_and_stats_count,
     work_and_call_signals_fire,
+    new_calls_go_straight_to_a_session_with_free_credits,
 );
 
 async fn claims_oldest_first_and_respects_max(q: &dyn Queue) {
@@ -355,4 +357,60 @@ async fn work_and_call_signals_fire(q: &dyn Queue) {
     tokio::time::timeout(std::time::Duration::from_secs(5), finished)
         .await
         .expect("call signal");
+}
+
+async fn new_calls_go_straight_to_a_session_with_free_credits(q: &dyn Queue) {
+    let (taker, mut handed) = Taker::new("s1", std::time::Duration::from_secs(60), 8);
+    taker.give(1);
+    q.signals().add_taker(&["PRD".to_owned()], &taker);
+    // One credit: the first call is leased to s1 in the enqueue itself.
+    let Enqueued::Created(first) = q
+        .enqueue(new_call("a", "PRD", Duration::hours(1)))
+        .await
+        .unwrap()
+    else {
+        panic!("created")
+    };
+    assert!(matches!(&first.state, CallState::Leased { session, .. } if session == "s1"));
+    let unit = handed.try_recv().expect("handed over once committed");
+    assert_eq!((unit.call_id.as_str(), unit.attempt), ("a", 1));
+    assert_eq!(taker.credits(), 0);
+    let stored = q.get("a").await.unwrap().unwrap();
+    assert!(matches!(stored.state, CallState::Leased { .. }));
+    assert_eq!(stored.attempts, 1);
+    // No credit left: queued, as without takers.
+    q.enqueue(new_call("b", "PRD", Duration::hours(1)))
+        .await
+        .unwrap();
+    assert!(handed.try_recv().is_err());
+    assert_eq!(q.get("b").await.unwrap().unwrap().state, CallState::Queued);
+    // With a credit again but an older call queued, the new one queues behind it.
+    taker.give(1);
+    q.enqueue(new_call("c", "PRD", Duration::hours(1)))
+        .await
+        .unwrap();
+    assert!(handed.try_recv().is_err());
+    assert_eq!(taker.credits(), 1, "the credit is still the session's");
+    // Another system's calls are not offered to a taker of PRD.
+    q.enqueue(new_call("d", "QAS", Duration::hours(1)))
+        .await
+        .unwrap();
+    assert!(handed.try_recv().is_err());
+    // Gone: its handed call returns to the queue with its other leases, first in
+    // line again (it was enqueued first), and nothing more is handed to it.
+    q.signals().remove_taker("s1");
+    assert_eq!(q.release_session("s1").await.unwrap(), 1);
+    let units = q
+        .claim(&["PRD".to_owned()], "s2", 10, later())
+        .await
+        .unwrap();
+    let ids: Vec<(&str, u32)> = units
+        .iter()
+        .map(|u| (u.call_id.as_str(), u.attempt))
+        .collect();
+    assert_eq!(ids, [("a", 2), ("b", 1), ("c", 1)]);
+    q.enqueue(new_call("e", "PRD", Duration::hours(1)))
+        .await
+        .unwrap();
+    assert!(handed.try_recv().is_err());
 }

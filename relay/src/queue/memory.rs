@@ -117,17 +117,42 @@ impl Queue for MemoryQueue {
             }
             inner.idempotency.insert(key.clone(), call.id.clone());
         }
-        let record = CallRecord::new(call);
+        let mut record = CallRecord::new(call);
         let seq = inner.next_seq;
         inner.next_seq += 1;
-        inner
-            .queued
-            .entry(record.system.clone())
-            .or_default()
-            .insert(seq, record.id.clone());
+        // Straight to a session with a free credit, unless older calls wait.
+        let older = inner.queued.get(&system).is_some_and(|q| !q.is_empty());
+        let taker = match older {
+            true => None,
+            false => self.signals.pick_taker(&system),
+        };
+        match &taker {
+            Some(taker) => {
+                record.state = CallState::Leased {
+                    session: taker.session().to_owned(),
+                    until: taker.lease_until(OffsetDateTime::now_utc()),
+                };
+                record.attempts = 1;
+                inner
+                    .leases
+                    .entry(taker.session().to_owned())
+                    .or_default()
+                    .insert(record.id.clone());
+            }
+            None => {
+                inner
+                    .queued
+                    .entry(record.system.clone())
+                    .or_default()
+                    .insert(seq, record.id.clone());
+            }
+        }
         inner.calls.insert(record.id.clone(), (seq, record.clone()));
         drop(inner);
-        self.signals.work_available(&system);
+        match taker {
+            Some(taker) => taker.hand_over(record.unit()),
+            None => self.signals.work_available(&system),
+        }
         Ok(Enqueued::Created(Box::new(record)))
     }
 

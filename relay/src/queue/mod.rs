@@ -36,7 +36,7 @@ use sapbridge_proto::{CallResult, CommitPolicy, ErrorGroup, FunctionCall, Outcom
 use time::OffsetDateTime;
 
 pub(crate) use config::{QueueConfig, StoreKind};
-pub(crate) use signals::{CallEnd, CallWatch, Signals};
+pub(crate) use signals::{CallEnd, CallWatch, Signals, Taker};
 
 /// Opens the store `config` names: an empty memory queue, or the SQLite file
 /// (created if missing; calls leased before a restart go back to the queue).

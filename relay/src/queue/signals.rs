@@ -10,13 +10,22 @@
 //! A store that knows how a call ended when it fires the call's signal (after the
 //! commit) may hand that over with [`Signals::call_ended`]: a waiter watching the
 //! call then takes it from its [`CallWatch`] instead of reading the call back.
+//!
+//! Direct dispatch: an agent session with free credits registers a [`Taker`] for its
+//! systems. A store enqueueing a call for a system with nothing queued leases it to
+//! a taker at once, in the same write, and hands the taker the unit once committed:
+//! no queued row to claim back, no wake-up and second write for the session. The
+//! taker's credits are the session's free credits, shared between the two sides
+//! (the store takes one per call it hands over; the session takes them for claims of
+//! queued work and gives them back as outcomes come in).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use sapbridge_proto::Outcome;
+use sapbridge_proto::{Outcome, Unit};
 use time::OffsetDateTime;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc};
 
 use super::{CallRecord, CallState};
 
@@ -25,6 +34,78 @@ use super::{CallRecord, CallState};
 pub(crate) struct Signals {
     work: Mutex<HashMap<String, Arc<Notify>>>,
     calls: Mutex<HashMap<String, Arc<CallSlot>>>,
+    takers: Mutex<HashMap<String, Vec<Arc<Taker>>>>,
+}
+
+/// An agent session's readiness to take new calls directly (see the module docs).
+#[derive(Debug)]
+pub(crate) struct Taker {
+    session: String,
+    lease: std::time::Duration,
+    max_credits: u32,
+    credits: AtomicU32,
+    units: mpsc::UnboundedSender<Unit>,
+}
+
+impl Taker {
+    /// A taker for `session`, whose leases last `lease`, holding at most
+    /// `max_credits`; units handed over arrive on the returned receiver.
+    pub(crate) fn new(
+        session: &str,
+        lease: std::time::Duration,
+        max_credits: u32,
+    ) -> (Arc<Self>, mpsc::UnboundedReceiver<Unit>) {
+        let (units, rx) = mpsc::unbounded_channel();
+        let taker = Arc::new(Self {
+            session: session.to_owned(),
+            lease,
+            max_credits,
+            credits: AtomicU32::new(0),
+            units,
+        });
+        (taker, rx)
+    }
+
+    /// The session it stands for.
+    pub(crate) fn session(&self) -> &str {
+        &self.session
+    }
+
+    /// When a lease taken now ends.
+    pub(crate) fn lease_until(&self, now: OffsetDateTime) -> OffsetDateTime {
+        now + self.lease
+    }
+
+    /// Free credits right now.
+    pub(crate) fn credits(&self) -> u32 {
+        self.credits.load(Ordering::Acquire)
+    }
+
+    /// Adds `n` free credits (capped).
+    pub(crate) fn give(&self, n: u32) {
+        let max = self.max_credits;
+        let _ = self
+            .credits
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| {
+                Some(c.saturating_add(n).min(max))
+            });
+    }
+
+    /// Takes up to `n` free credits; returns how many.
+    pub(crate) fn take(&self, n: u32) -> u32 {
+        match self
+            .credits
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |c| Some(c - c.min(n)))
+        {
+            Ok(before) | Err(before) => before.min(n),
+        }
+    }
+
+    /// Hands over a unit the store leased to this session (after the commit). A
+    /// session gone by then finds the lease returned by its release.
+    pub(crate) fn hand_over(&self, unit: Unit) {
+        let _ = self.units.send(unit);
+    }
 }
 
 /// How a call ended, as committed: what a waiter needs to bring the record it
@@ -79,6 +160,40 @@ impl Signals {
         if let Some(notify) = lock(&self.work).get(system) {
             notify.notify_waiters();
         }
+    }
+
+    /// Registers `taker` for `systems` (a session ready to be handed new calls).
+    pub(crate) fn add_taker(&self, systems: &[String], taker: &Arc<Taker>) {
+        let mut takers = lock(&self.takers);
+        for system in systems {
+            takers
+                .entry(system.clone())
+                .or_default()
+                .push(Arc::clone(taker));
+        }
+    }
+
+    /// Unregisters the takers of `session`: no call is handed to it after this.
+    pub(crate) fn remove_taker(&self, session: &str) {
+        let mut takers = lock(&self.takers);
+        takers.retain(|_, list| {
+            list.retain(|t| t.session != session);
+            !list.is_empty()
+        });
+    }
+
+    /// The registered taker of `system` with the most free credits, one of them
+    /// taken for the caller; `None` when no session has any. A store that then
+    /// fails to hand the call over gives the credit back.
+    pub(crate) fn pick_taker(&self, system: &str) -> Option<Arc<Taker>> {
+        let takers = lock(&self.takers);
+        let list = takers.get(system)?;
+        let best = list.iter().max_by_key(|t| t.credits())?;
+        if best.take(1) == 1 {
+            return Some(Arc::clone(best));
+        }
+        // Credits move concurrently: any taker with one left will do.
+        list.iter().find(|t| t.take(1) == 1).cloned()
     }
 
     /// A waiter for `call_id` reaching a final state. Keep it for as long as you wait.

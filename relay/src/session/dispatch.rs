@@ -4,10 +4,15 @@
 //!
 //! Credits: the hello's credits plus every `Credits` message; each `Work` sent uses
 //! one; each `Outcome` of a unit sent on this session returns one; `Drain` drops them
-//! to zero. The loop never sends more units than the agent has credits.
+//! to zero. The loop never sends more units than the agent has credits. The free
+//! credits live in the session's [`Taker`]: while it has some, the queue leases a
+//! new call of a system with nothing queued straight to the session in the enqueue
+//! itself and hands the unit over (direct dispatch: one write per call instead of
+//! an enqueue, a wake-up and a claim).
 //!
-//! Wake-ups: the loop waits on its systems' work signals (enabled before it looks at
-//! the queue, so no wake-up is lost) with a polling fallback of [`POLL_INTERVAL`].
+//! Wake-ups: for queued calls (a backlog, calls returned by a lost session) the loop
+//! waits on its systems' work signals (enabled before it looks at the queue, so no
+//! wake-up is lost) with a polling fallback of [`POLL_INTERVAL`], and claims them.
 //!
 //! HTTP pass-through rides along outside the credits: the loop writes what the
 //! session's [`crate::passthrough::Tunnel`] queues (request heads, window grants,
@@ -24,9 +29,9 @@ use std::time::Duration;
 use axum::extract::ws::Message;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, Sink, Stream, StreamExt};
-use sapbridge_proto::{AgentMessage, CloseReason, Outcome, RelayMessage};
+use sapbridge_proto::{AgentMessage, CloseReason, Outcome, RelayMessage, Unit};
 use time::OffsetDateTime;
-use tokio::sync::{Notify, futures::Notified};
+use tokio::sync::{Notify, futures::Notified, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -35,7 +40,7 @@ use super::frames::{self, Incoming};
 use super::handshake::message_kind;
 use crate::agents::AgentSession;
 use crate::passthrough::{Ordered, TunnelOutbound};
-use crate::queue::{Completion, Queue};
+use crate::queue::{Completion, Queue, Taker};
 
 /// How often an idle session looks at the queue even without a wake-up.
 pub(crate) const POLL_INTERVAL: Duration = Duration::from_secs(2);
@@ -75,9 +80,11 @@ pub(crate) enum SessionEnd {
     Closed(CloseReason),
 }
 
-/// The loop's mutable bookkeeping.
+/// The loop's mutable bookkeeping. The session's free credits live in its
+/// [`Taker`], shared with the queue, which takes one for each new call it hands
+/// over directly.
 struct Ledger<'a> {
-    credits: u32,
+    taker: Arc<Taker>,
     draining: bool,
     in_flight: HashSet<String>,
     want_claim: bool,
@@ -86,12 +93,12 @@ struct Ledger<'a> {
 
 impl Ledger<'_> {
     fn can_take(&self) -> bool {
-        self.credits > 0 && !self.draining
+        self.taker.credits() > 0 && !self.draining
     }
 
     fn publish(&self) {
         let in_flight = u32::try_from(self.in_flight.len()).unwrap_or(u32::MAX);
-        self.published.set_counts(self.credits, in_flight);
+        self.published.set_counts(self.taker.credits(), in_flight);
     }
 }
 
@@ -112,7 +119,13 @@ where
     E: std::fmt::Display,
 {
     let mut stores = FuturesUnordered::new();
-    let end = run_loop(ctx, published, sink, stream, &mut stores).await;
+    let (taker, handed) = Taker::new(&ctx.session_id, ctx.lease, MAX_CREDITS);
+    taker.give(ctx.credits);
+    ctx.queue.signals().add_taker(&ctx.systems, &taker);
+    let end = run_loop(ctx, published, sink, stream, &mut stores, taker, handed).await;
+    // No new call is handed to this session from here on; those handed but not
+    // sent are leased to it and return to the queue with its other leases below.
+    ctx.queue.signals().remove_taker(&ctx.session_id);
     // Outcomes that arrived before the end are stored before the leases return (the
     // agent gets no ack for them on this socket and sends them again; storing twice
     // is harmless).
@@ -143,6 +156,8 @@ async fn run_loop<'a, S, R, E>(
     sink: &mut S,
     stream: &mut R,
     stores: &mut FuturesUnordered<PendingStore<'a>>,
+    taker: Arc<Taker>,
+    mut handed: mpsc::UnboundedReceiver<Unit>,
 ) -> SessionEnd
 where
     S: Sink<Message> + Unpin,
@@ -155,7 +170,7 @@ where
         .map(|s| ctx.queue.signals().work(s))
         .collect();
     let mut ledger = Ledger {
-        credits: ctx.credits.min(MAX_CREDITS),
+        taker,
         draining: false,
         in_flight: HashSet::new(),
         want_claim: true,
@@ -201,11 +216,12 @@ where
             // First, so stores handed in are started before more frames are read.
             Some(first) = stores.next(), if !stores.is_empty() => {
                 // Every store that is done by now is acknowledged in one flush.
+                // A returned credit is offered to new calls at once; queued ones
+                // are claimed when their wake-up (or the poll) says so.
                 let mut done = Some(first);
                 while let Some((call_id, stored)) = done {
                     if ledger.in_flight.remove(&call_id) && !ledger.draining {
-                        ledger.credits = (ledger.credits + 1).min(MAX_CREDITS);
-                        ledger.want_claim = true;
+                        ledger.taker.give(1);
                     }
                     if stored {
                         acks.push(call_id);
@@ -219,6 +235,11 @@ where
                     }
                 }
                 if frames::flush(sink).await.is_err() {
+                    return SessionEnd::AgentGone;
+                }
+            }
+            Some(unit) = handed.recv() => {
+                if send_handed(&mut ledger, sink, unit, &mut handed).await.is_err() {
                     return SessionEnd::AgentGone;
                 }
             }
@@ -310,48 +331,81 @@ where
     frames::flush(sink).await.map_err(|_| ())
 }
 
-/// Claims as many units as the agent has credits for and sends them (one flush).
+/// Claims queued units for as many credits as the agent has free (at most
+/// [`CLAIM_BATCH`]) and sends them (one flush).
 async fn send_work<S>(ctx: &SessionContext, ledger: &mut Ledger<'_>, sink: &mut S) -> Result<(), ()>
 where
     S: Sink<Message> + Unpin,
 {
-    let max = ledger.credits.min(CLAIM_BATCH) as usize;
+    let max = ledger.taker.take(CLAIM_BATCH);
+    if max == 0 {
+        return Ok(());
+    }
     let until = OffsetDateTime::now_utc() + ctx.lease;
     let units = match ctx
         .queue
-        .claim(&ctx.systems, &ctx.session_id, max, until)
+        .claim(&ctx.systems, &ctx.session_id, max as usize, until)
         .await
     {
         Ok(units) => units,
         Err(error) => {
             tracing::warn!(%error, "claiming work failed");
+            ledger.taker.give(max);
             return Ok(());
         }
     };
+    let claimed = u32::try_from(units.len()).unwrap_or(max).min(max);
+    ledger.taker.give(max - claimed);
     // A full batch may have left more behind: look again next turn.
-    ledger.want_claim = units.len() == max;
+    ledger.want_claim = claimed == max;
     if units.is_empty() {
         return Ok(());
     }
     for unit in units {
-        tracing::debug!(
-            call_id = %unit.call_id,
-            system = %unit.system,
-            function = unit.calls.first().map_or("", |c| c.function.as_str()),
-            attempt = unit.attempt,
-            "unit sent to agent"
-        );
-        ledger.credits -= 1;
-        ledger.in_flight.insert(unit.call_id.clone());
-        if frames::feed(sink, &RelayMessage::Work { unit })
-            .await
-            .is_err()
-        {
-            return Err(());
-        }
+        feed_work(ledger, sink, unit).await?;
     }
     ledger.publish();
     frames::flush(sink).await.map_err(|_| ())
+}
+
+/// Sends the units the queue handed to this session directly (their credits were
+/// taken then): `first` and every one waiting behind it, with one flush.
+async fn send_handed<S>(
+    ledger: &mut Ledger<'_>,
+    sink: &mut S,
+    first: Unit,
+    handed: &mut mpsc::UnboundedReceiver<Unit>,
+) -> Result<(), ()>
+where
+    S: Sink<Message> + Unpin,
+{
+    feed_work(ledger, sink, first).await?;
+    for _ in 1..CLAIM_BATCH {
+        let Ok(unit) = handed.try_recv() else {
+            break;
+        };
+        feed_work(ledger, sink, unit).await?;
+    }
+    ledger.publish();
+    frames::flush(sink).await.map_err(|_| ())
+}
+
+/// Queues one unit for the agent (flushed by the caller) and counts it in flight.
+async fn feed_work<S>(ledger: &mut Ledger<'_>, sink: &mut S, unit: Unit) -> Result<(), ()>
+where
+    S: Sink<Message> + Unpin,
+{
+    tracing::debug!(
+        call_id = %unit.call_id,
+        system = %unit.system,
+        function = unit.calls.first().map_or("", |c| c.function.as_str()),
+        attempt = unit.attempt,
+        "unit sent to agent"
+    );
+    ledger.in_flight.insert(unit.call_id.clone());
+    frames::feed(sink, &RelayMessage::Work { unit })
+        .await
+        .map_err(|_| ())
 }
 
 /// Handles one protocol message; `Err` ends the session. An outcome is handed to
@@ -369,13 +423,13 @@ where
 {
     match message {
         AgentMessage::Credits { credits } => {
-            ledger.credits = ledger.credits.saturating_add(credits).min(MAX_CREDITS);
+            ledger.taker.give(credits);
             ledger.draining = false;
             ledger.want_claim = true;
         }
         AgentMessage::Drain => {
             tracing::info!("agent draining");
-            ledger.credits = 0;
+            ledger.taker.take(u32::MAX);
             ledger.draining = true;
         }
         AgentMessage::Heartbeat => {}

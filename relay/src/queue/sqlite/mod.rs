@@ -199,8 +199,9 @@ impl Readers {
 #[async_trait]
 impl Queue for SqliteQueue {
     async fn enqueue(&self, call: NewCall) -> Result<Enqueued, QueueError> {
+        let signals = Arc::clone(&self.signals);
         self.writer
-            .write(move |conn, effects| ops::enqueue(conn, effects, call))
+            .write(move |conn, effects| ops::enqueue(conn, effects, &signals, call))
             .await
     }
 

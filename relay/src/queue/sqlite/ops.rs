@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 
 use super::super::{
     CallEnd, CallRecord, CallState, Cancelled, Completion, Enqueued, NewCall, QueueError, Reaped,
-    Retention, deadline_unix_ms,
+    Retention, Signals, deadline_unix_ms,
 };
 use super::rows::{
     calls_json, calls_of, commit_code, commit_of, kind_json, load, nanos, outcome_json, state_code,
@@ -78,6 +78,7 @@ pub(super) const PURGE: &str = "DELETE FROM calls WHERE seq IN (
 pub(super) fn enqueue(
     conn: &Connection,
     effects: &mut Effects,
+    signals: &Signals,
     call: NewCall,
 ) -> Result<Enqueued, QueueError> {
     if let Some((key, fingerprint)) = &call.idempotency {
@@ -102,15 +103,63 @@ pub(super) fn enqueue(
             )?;
         }
     }
-    let record = CallRecord::new(call);
+    let mut record = CallRecord::new(call);
+    // Straight to a session with a free credit, unless older calls of the system
+    // wait (they go first: the session claims them).
+    let taker = match queued_any(conn, &record.system)? {
+        true => None,
+        false => signals.pick_taker(&record.system),
+    };
+    if let Some(taker) = &taker {
+        record.state = CallState::Leased {
+            session: taker.session().to_owned(),
+            until: taker.lease_until(OffsetDateTime::now_utc()),
+        };
+        record.attempts = 1;
+    }
+    let inserted = insert(conn, &record);
+    if let Err(error) = inserted {
+        if let Some(taker) = taker {
+            taker.give(1);
+        }
+        return Err(error);
+    }
+    match taker {
+        Some(taker) => effects.handed.push((taker, record.unit())),
+        None => {
+            effects.work.insert(record.system.clone());
+        }
+    }
+    Ok(Enqueued::Created(Box::new(record)))
+}
+
+/// Whether `system` has a queued call.
+fn queued_any(conn: &Connection, system: &str) -> Result<bool, QueueError> {
+    let found = conn
+        .prepare_cached(
+            "SELECT 1 FROM calls INDEXED BY calls_queued_by_system
+             WHERE system = ?1 AND state = 'queued' LIMIT 1",
+        )?
+        .query_row([system], |_| Ok(()))
+        .optional()?;
+    Ok(found.is_some())
+}
+
+/// Inserts a new call (queued, or leased to a taker) and its idempotency key.
+fn insert(conn: &Connection, record: &CallRecord) -> Result<(), QueueError> {
     let (scope, key, fingerprint) = match &record.idempotency {
         Some((key, fingerprint)) => (Some(&key.scope), Some(&key.key), Some(fingerprint)),
         None => (None, None, None),
     };
+    let (lease_session, lease_until) = match &record.state {
+        CallState::Leased { session, until } => (Some(session.as_str()), Some(nanos(*until))),
+        _ => (None, None),
+    };
     conn.prepare_cached(
         "INSERT INTO calls (id, system, kind, calls, commit_policy, state, attempts,
-             submitted_at, expires_at, idem_scope, idem_key, idem_fingerprint)
-         VALUES (?1, ?2, ?3, ?4, ?5, 'queued', 0, ?6, ?7, ?8, ?9, ?10)",
+             submitted_at, expires_at, idem_scope, idem_key, idem_fingerprint,
+             lease_session, lease_until)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?11, ?12, ?6, ?7, ?8, ?9, ?10, ?13, ?14)",
     )?
     .execute(params![
         record.id,
@@ -123,6 +172,10 @@ pub(super) fn enqueue(
         scope,
         key,
         fingerprint,
+        state_code(&record.state),
+        record.attempts,
+        lease_session,
+        lease_until,
     ])?;
     if let (Some(scope), Some(key), Some(fingerprint)) = (scope, key, fingerprint) {
         conn.prepare_cached(
@@ -137,8 +190,7 @@ pub(super) fn enqueue(
             nanos(record.submitted_at)
         ])?;
     }
-    effects.work.insert(record.system.clone());
-    Ok(Enqueued::Created(Box::new(record)))
+    Ok(())
 }
 
 /// Leases up to `max` of the oldest queued, unexpired calls of `systems`: the

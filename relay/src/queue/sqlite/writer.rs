@@ -21,7 +21,9 @@ use std::sync::Arc;
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-use super::super::{CallEnd, QueueError, Signals};
+use sapbridge_proto::Unit;
+
+use super::super::{CallEnd, QueueError, Signals, Taker};
 use super::checkpoint::Nudge;
 
 /// How many changes may wait for the writer before callers wait to hand theirs over.
@@ -36,6 +38,8 @@ pub(super) struct Effects {
     pub(super) finished: Vec<String>,
     /// Calls that reached a final state, with how they ended.
     pub(super) ended: Vec<(String, CallEnd)>,
+    /// Calls leased to a session's taker, to hand over.
+    pub(super) handed: Vec<(Arc<Taker>, Unit)>,
 }
 
 impl Effects {
@@ -43,9 +47,20 @@ impl Effects {
         self.work.extend(other.work);
         self.finished.extend(other.finished);
         self.ended.extend(other.ended);
+        self.handed.extend(other.handed);
+    }
+
+    /// The changes were not committed: the takers get their credits back.
+    fn abandon(self) {
+        for (taker, _) in self.handed {
+            taker.give(1);
+        }
     }
 
     fn fire(self, signals: &Signals) {
+        for (taker, unit) in self.handed {
+            taker.hand_over(unit);
+        }
         for system in &self.work {
             signals.work_available(system);
         }
@@ -112,6 +127,7 @@ fn in_savepoint<T>(
             Ok(value)
         }
         Err(error) => {
+            own.abandon();
             if let Err(undo) = conn.execute_batch("ROLLBACK TO change; RELEASE change") {
                 tracing::error!(%undo, "could not roll back a failed queue change");
             }
@@ -274,6 +290,7 @@ fn commit(conn: &Connection, batch: &mut Vec<Box<dyn Job>>, signals: &Signals) {
     match &committed {
         Ok(()) => effects.fire(signals),
         Err(error) => {
+            effects.abandon();
             tracing::error!(%error, changes = batch.len(), "queue batch not committed");
             if !conn.is_autocommit() {
                 let undone = conn.execute_batch("ROLLBACK");
