@@ -124,7 +124,7 @@ async fn send_chunk(
     };
     permit.forget();
     match encode_chunk(id, last, payload) {
-        Ok(frame) => tunnel.send_ordered(Ordered::Chunk(frame)).await,
+        Ok(frame) => tunnel.send_ordered(Ordered::Chunk(Box::new(frame))).await,
         Err(error) => {
             // Unreachable: pieces are cut to the payload size above.
             tracing::error!(%error, "request chunk not encodable");

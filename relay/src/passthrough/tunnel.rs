@@ -45,14 +45,15 @@ pub(crate) enum BodyEvent {
     Failed(HttpFailure),
 }
 
-/// A stream's frame in order: its request head, then its body chunks.
+/// A stream's frame in order: its request head, then its body chunks. Both boxed,
+/// like the control messages: a channel's first block holds 32 items, allocated
+/// for every session whether it tunnels or not.
 #[derive(Debug)]
 pub(crate) enum Ordered {
-    /// The request head (boxed, like the control messages: a channel's first block
-    /// holds 32 items, allocated for every session whether it tunnels or not).
+    /// The request head.
     Message(Box<RelayMessage>),
     /// An encoded request body chunk.
-    Chunk(Bytes),
+    Chunk(Box<Bytes>),
 }
 
 /// What the session loop writes to the socket for pass-through streams.

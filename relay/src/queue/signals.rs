@@ -44,7 +44,8 @@ pub(crate) struct Taker {
     lease: std::time::Duration,
     max_credits: u32,
     credits: AtomicU32,
-    units: mpsc::UnboundedSender<Unit>,
+    /// Boxed: a channel allocates room for 32 items up front, for every session.
+    units: mpsc::UnboundedSender<Box<Unit>>,
 }
 
 impl Taker {
@@ -54,7 +55,7 @@ impl Taker {
         session: &str,
         lease: std::time::Duration,
         max_credits: u32,
-    ) -> (Arc<Self>, mpsc::UnboundedReceiver<Unit>) {
+    ) -> (Arc<Self>, mpsc::UnboundedReceiver<Box<Unit>>) {
         let (units, rx) = mpsc::unbounded_channel();
         let taker = Arc::new(Self {
             session: session.to_owned(),
@@ -104,7 +105,7 @@ impl Taker {
     /// Hands over a unit the store leased to this session (after the commit). A
     /// session gone by then finds the lease returned by its release.
     pub(crate) fn hand_over(&self, unit: Unit) {
-        let _ = self.units.send(unit);
+        let _ = self.units.send(Box::new(unit));
     }
 }
 

@@ -157,7 +157,7 @@ async fn run_loop<'a, S, R, E>(
     stream: &mut R,
     stores: &mut FuturesUnordered<PendingStore<'a>>,
     taker: Arc<Taker>,
-    mut handed: mpsc::UnboundedReceiver<Unit>,
+    mut handed: mpsc::UnboundedReceiver<Box<Unit>>,
 ) -> SessionEnd
 where
     S: Sink<Message> + Unpin,
@@ -202,7 +202,7 @@ where
             for wake in &mut wakes {
                 wake.as_mut().enable();
             }
-            if send_work(ctx, &mut ledger, sink).await.is_err() {
+            if Box::pin(send_work(ctx, &mut ledger, sink)).await.is_err() {
                 return SessionEnd::AgentGone;
             }
         }
@@ -239,7 +239,7 @@ where
                 }
             }
             Some(unit) = handed.recv() => {
-                if send_handed(&mut ledger, sink, unit, &mut handed).await.is_err() {
+                if Box::pin(send_handed(&mut ledger, sink, unit, &mut handed)).await.is_err() {
                     return SessionEnd::AgentGone;
                 }
             }
@@ -247,7 +247,7 @@ where
                 last_seen = Instant::now();
                 match incoming {
                     Incoming::Message(message) => {
-                        if let Err(end) = handle(ctx, &mut ledger, sink, stores, *message).await {
+                        if let Err(end) = Box::pin(handle(ctx, &mut ledger, sink, stores, *message)).await {
                             return end;
                         }
                     }
@@ -281,12 +281,12 @@ where
                 }
             }
             Some(message) = outbound.control.recv() => {
-                if write_tunnel(sink, Ordered::Message(message), &mut outbound).await.is_err() {
+                if Box::pin(write_tunnel(sink, Ordered::Message(message), &mut outbound)).await.is_err() {
                     return SessionEnd::AgentGone;
                 }
             }
             Some(item) = outbound.data.recv() => {
-                if write_tunnel(sink, item, &mut outbound).await.is_err() {
+                if Box::pin(write_tunnel(sink, item, &mut outbound)).await.is_err() {
                     return SessionEnd::AgentGone;
                 }
             }
@@ -317,7 +317,7 @@ where
     while let Some(item) = next.take() {
         let fed = match item {
             Ordered::Message(message) => frames::feed(sink, &message).await,
-            Ordered::Chunk(frame) => frames::feed_chunk(sink, frame).await,
+            Ordered::Chunk(frame) => frames::feed_chunk(sink, *frame).await,
         };
         fed.map_err(|_| ())?;
         written += 1;
@@ -373,18 +373,18 @@ where
 async fn send_handed<S>(
     ledger: &mut Ledger<'_>,
     sink: &mut S,
-    first: Unit,
-    handed: &mut mpsc::UnboundedReceiver<Unit>,
+    first: Box<Unit>,
+    handed: &mut mpsc::UnboundedReceiver<Box<Unit>>,
 ) -> Result<(), ()>
 where
     S: Sink<Message> + Unpin,
 {
-    feed_work(ledger, sink, first).await?;
+    feed_work(ledger, sink, *first).await?;
     for _ in 1..CLAIM_BATCH {
         let Ok(unit) = handed.try_recv() else {
             break;
         };
-        feed_work(ledger, sink, unit).await?;
+        feed_work(ledger, sink, *unit).await?;
     }
     ledger.publish();
     frames::flush(sink).await.map_err(|_| ())

@@ -27,8 +27,9 @@ use crate::state::{RelayState, new_id};
 
 pub(crate) use dispatch::SessionContext;
 
-/// Read buffer per agent socket.
-const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// Read buffer per agent socket: most agent messages (outcomes, heartbeats, window
+/// grants) are small; a larger frame grows it for as long as it needs.
+const READ_BUFFER_BYTES: usize = 2 * 1024;
 /// Write buffer per agent socket before it is flushed.
 const WRITE_BUFFER_BYTES: usize = 8 * 1024;
 
