@@ -199,10 +199,17 @@ impl Readers {
 #[async_trait]
 impl Queue for SqliteQueue {
     async fn enqueue(&self, call: NewCall) -> Result<Enqueued, QueueError> {
+        let keyed = call.idempotency.is_some();
         let signals = Arc::clone(&self.signals);
-        self.writer
-            .write(move |conn, effects| ops::enqueue(conn, effects, &signals, call))
-            .await
+        let work = move |conn: &Connection, effects: &mut writer::Effects| {
+            ops::enqueue(conn, effects, &signals, call)
+        };
+        // Without an idempotency key the enqueue writes one row, last.
+        if keyed {
+            self.writer.write(work).await
+        } else {
+            self.writer.write_one(work).await
+        }
     }
 
     async fn claim(
@@ -231,8 +238,9 @@ impl Queue for SqliteQueue {
     ) -> Result<Completion, QueueError> {
         let call_id = call_id.to_owned();
         let agent = agent.to_owned();
+        // One read, then one update, last.
         self.writer
-            .write(move |conn, effects| {
+            .write_one(move |conn, effects| {
                 let now = OffsetDateTime::now_utc();
                 ops::complete(conn, effects, &call_id, &agent, outcome, now)
             })
@@ -246,7 +254,7 @@ impl Queue for SqliteQueue {
     ) -> Result<usize, QueueError> {
         let session = session.to_owned();
         self.writer
-            .write(move |conn, _| ops::renew_leases(conn, &session, until))
+            .write_one(move |conn, _| ops::renew_leases(conn, &session, until))
             .await
     }
 

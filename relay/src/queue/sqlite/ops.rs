@@ -74,7 +74,9 @@ pub(super) const PURGE: &str = "DELETE FROM calls WHERE seq IN (
       AND NOT EXISTS (SELECT 1 FROM idempotency_keys k WHERE k.call_id = calls.id)
     LIMIT ?2)";
 
-/// Stores a new call, or answers with the call its idempotency key names.
+/// Stores a new call, or answers with the call its idempotency key names. Without a
+/// key, its only write is the insert, its last fallible step (see
+/// `Writer::write_one`).
 pub(super) fn enqueue(
     conn: &Connection,
     effects: &mut Effects,
@@ -243,7 +245,8 @@ pub(super) fn claim(
     Ok(claimed)
 }
 
-/// Stores an outcome unless the call is final already.
+/// Stores an outcome unless the call is final already: one read, then one update as
+/// the last fallible step (see `Writer::write_one`).
 pub(super) fn complete(
     conn: &Connection,
     effects: &mut Effects,
