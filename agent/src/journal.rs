@@ -224,7 +224,8 @@ impl Journal {
         reader
             .busy_timeout(std::time::Duration::from_secs(5))
             .map_err(open_error)?;
-        let writer = writer::spawn(conn, max_batch.max(1)).map_err(JournalError::Write)?;
+        let inline = sync == JournalSync::Normal;
+        let writer = writer::spawn(conn, max_batch.max(1), inline).map_err(JournalError::Write)?;
         Ok(Self {
             shared: Arc::new(Shared {
                 writer,

@@ -1,6 +1,9 @@
 //! The journal's single writer: one task owns the write connection, drains a
 //! channel of records and commits as many as are waiting (up to a batch limit) in
-//! one transaction on a blocking thread — group commit. Each caller that awaits its record is answered
+//! one transaction — group commit. With `journal_sync = "full"` each commit waits
+//! for the disk, so it runs on a blocking thread; with `normal` a commit does not
+//! wait for the disk and costs less than handing it to another thread and back, so
+//! it runs inline on the task. Each caller that awaits its record is answered
 //! only after the transaction holding it committed, so a record is durable when its
 //! future resolves, while a burst of N records costs one commit (one fsync with
 //! `journal_sync = "full"`) instead of N.
@@ -111,17 +114,23 @@ pub(super) struct Request {
 pub(super) fn spawn(
     conn: Connection,
     max_batch: usize,
+    inline: bool,
 ) -> Result<mpsc::UnboundedSender<Request>, String> {
     let runtime = tokio::runtime::Handle::try_current().map_err(|e| e.to_string())?;
     let (sender, receiver) = mpsc::unbounded_channel();
-    runtime.spawn(run(conn, receiver, max_batch));
+    runtime.spawn(run(conn, receiver, max_batch, inline));
     Ok(sender)
 }
 
-/// Drains the channel batch by batch; each batch is committed on a blocking thread
-/// (which also keeps a paused test clock from jumping while the disk works). While
-/// one batch commits, the next one queues up.
-async fn run(conn: Connection, mut receiver: mpsc::UnboundedReceiver<Request>, max_batch: usize) {
+/// Drains the channel batch by batch; each batch is committed inline or on a
+/// blocking thread (which also keeps a paused test clock from jumping while the
+/// disk works). While one batch commits, the next one queues up.
+async fn run(
+    conn: Connection,
+    mut receiver: mpsc::UnboundedReceiver<Request>,
+    max_batch: usize,
+    inline: bool,
+) {
     let mut conn = conn;
     let mut batch = Vec::with_capacity(max_batch);
     while let Some(first) = receiver.recv().await {
@@ -132,11 +141,16 @@ async fn run(conn: Connection, mut receiver: mpsc::UnboundedReceiver<Request>, m
                 Err(_) => break,
             }
         }
-        let committed = tokio::task::spawn_blocking(move || {
+        let committed = if inline {
             let results = commit_batch(&mut conn, &batch);
-            (conn, batch, results)
-        })
-        .await;
+            Ok((conn, batch, results))
+        } else {
+            tokio::task::spawn_blocking(move || {
+                let results = commit_batch(&mut conn, &batch);
+                (conn, batch, results)
+            })
+            .await
+        };
         // A panic in SQLite code or a runtime shutting down: the callers of the
         // dropped batch (and all later ones) see the journal closed.
         let Ok((returned_conn, mut done, results)) = committed else {
