@@ -11,7 +11,7 @@
 //!
 //! Durability: every write the caller awaits is committed before the future
 //! resolves. Writes go through one writer task that commits many records per
-//! transaction on a blocking thread (group commit, see `writer`), so journaling
+//! transaction (group commit, see `writer`), so journaling
 //! costs little throughput.
 //! With `journal_sync = "normal"` (SQLite `synchronous=NORMAL`, the default) a
 //! commit survives the agent process crashing but not the host losing power or the

@@ -1,7 +1,7 @@
 //! The SQLite [`Queue`]: every call in one file (WAL mode), so accepted calls
 //! survive a restart and a `kill -9` of the relay.
 //!
-//! - Writes go through one writer thread with group commit ([`writer`]): callers
+//! - Writes go through one writer with group commit ([`writer`]): callers
 //!   hand over a change and await its answer, sent once the batch transaction that
 //!   holds it committed. The changes themselves are in [`ops`]; WAL checkpoints run
 //!   on a thread of their own ([`checkpoint`]).
@@ -64,7 +64,7 @@ impl SqliteOptions {
     }
 }
 
-/// The SQLite queue. Cheap to share behind an `Arc`; the writer thread stops when it
+/// The SQLite queue. Cheap to share behind an `Arc`; the writer stops when it
 /// is dropped, after committing what it was handed.
 #[derive(Debug)]
 pub(crate) struct SqliteQueue {
@@ -104,7 +104,7 @@ fn lock_store(path: &Path) -> Result<std::fs::File, QueueError> {
 
 impl SqliteQueue {
     /// Opens (or creates) the queue file at `path`, requeues calls leased before a
-    /// restart and starts the writer thread. Blocks while doing so.
+    /// restart and starts the writer. Blocks while doing so.
     ///
     /// # Errors
     /// [`QueueError::Store`] when the file cannot be opened or created, is not a

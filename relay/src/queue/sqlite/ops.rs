@@ -1,5 +1,5 @@
 //! The changes: one function per [`Queue`](super::super::Queue) method that
-//! writes, each run by the writer thread inside the batch transaction (so the
+//! writes, each run by the writer inside the batch transaction (so the
 //! check-then-change steps below cannot race: there is one writer). Each records
 //! the wake-ups it causes in [`Effects`].
 
