@@ -1,53 +1,71 @@
-//! WAL checkpoints on their own thread: SQLite's automatic checkpoint would copy the
+//! WAL checkpoints on their own thread. SQLite's automatic checkpoint would copy the
 //! WAL into the database file (and, in `synchronous = NORMAL`, `fsync` both) inside
-//! whichever commit crossed the threshold, stalling every caller of that batch. The
-//! writer turns it off and instead nudges this thread every
-//! [`COMMITS_PER_CHECKPOINT`] commits; a `PASSIVE` checkpoint here runs beside the
-//! writer (WAL lets one writer and one checkpointer work at once) and never blocks
-//! it.
+//! whichever commit crossed the threshold, blocking the thread that runs the writer
+//! (a runtime worker, see `writer::Placement`). Instead, every
+//! [`COMMITS_PER_CHECKPOINT`] commits (or [`CHANGES_PER_CHECKPOINT`] changes) the
+//! writer asks this thread for a `PASSIVE` checkpoint and waits for it before its
+//! next batch — asynchronously, so the
+//! worker stays free. Waiting matters: SQLite starts the WAL over only when a write
+//! begins after a checkpoint copied every frame, which a writer that kept
+//! committing during the checkpoint would never let happen (the WAL grew by
+//! ~100 MB/s under load before the writer waited).
 
 use std::path::Path;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 
 use rusqlite::Connection;
+use tokio::sync::oneshot;
 
 use super::super::QueueError;
 use super::schema;
 
-/// Commits between two nudges: a commit writes a handful of pages, so this is near
-/// SQLite's own default of a checkpoint per 1,000 WAL pages.
-pub(super) const COMMITS_PER_CHECKPOINT: u32 = 128;
+/// Commits between two checkpoints, at most: a commit of one change writes about
+/// four pages, so this is near SQLite's own default of a checkpoint per 1,000 WAL
+/// pages when calls come one at a time.
+pub(super) const COMMITS_PER_CHECKPOINT: u32 = 256;
+/// Changes between two checkpoints, at most: under load many changes share a
+/// commit and its pages, so big batches reach this first.
+pub(super) const CHANGES_PER_CHECKPOINT: usize = 4096;
 
-/// The writer's end: counts commits and nudges the checkpointer.
+/// The writer's end: counts commits and asks for checkpoints.
 #[derive(Debug)]
-pub(super) struct Nudge {
-    tx: SyncSender<()>,
+pub(super) struct Checkpoints {
+    tx: SyncSender<oneshot::Sender<()>>,
     commits: u32,
+    changes: usize,
 }
 
-impl Nudge {
-    /// One more commit; every [`COMMITS_PER_CHECKPOINT`]th asks for a checkpoint
-    /// (without waiting: one already asked for and not started is enough).
-    pub(super) fn committed(&mut self) {
+impl Checkpoints {
+    /// One more commit, of `changes` changes. After [`COMMITS_PER_CHECKPOINT`]
+    /// commits or [`CHANGES_PER_CHECKPOINT`] changes it asks for a checkpoint and
+    /// returns what to wait on before the next batch (it resolves, `Ok` or `Err`,
+    /// when the checkpoint is over or the thread is gone).
+    pub(super) fn committed(&mut self, changes: usize) -> Option<oneshot::Receiver<()>> {
         self.commits += 1;
-        if self.commits >= COMMITS_PER_CHECKPOINT {
-            self.commits = 0;
-            match self.tx.try_send(()) {
-                Ok(()) | Err(TrySendError::Full(())) => {}
-                Err(TrySendError::Disconnected(())) => {
-                    tracing::warn!("the checkpoint thread is gone; the WAL grows until restart");
-                }
+        self.changes += changes;
+        if self.commits < COMMITS_PER_CHECKPOINT && self.changes < CHANGES_PER_CHECKPOINT {
+            return None;
+        }
+        self.commits = 0;
+        self.changes = 0;
+        let (done, wait) = oneshot::channel();
+        match self.tx.try_send(done) {
+            Ok(()) => Some(wait),
+            Err(TrySendError::Full(_)) => None,
+            Err(TrySendError::Disconnected(_)) => {
+                tracing::warn!("the checkpoint thread is gone; the WAL grows until restart");
+                None
             }
         }
     }
 }
 
 /// Starts the checkpoint thread on its own connection to `path`. It ends when the
-/// returned [`Nudge`] is dropped (the writer stopped).
+/// returned [`Checkpoints`] is dropped (the writer stopped).
 ///
 /// # Errors
 /// [`QueueError::Store`] when the connection or the thread cannot be opened.
-pub(super) fn start(path: &Path) -> Result<Nudge, QueueError> {
+pub(super) fn start(path: &Path) -> Result<Checkpoints, QueueError> {
     let conn = Connection::open(path)?;
     schema::configure(&conn)?;
     let (tx, rx) = sync_channel(1);
@@ -55,11 +73,15 @@ pub(super) fn start(path: &Path) -> Result<Nudge, QueueError> {
         .name("sapbridge-queue-checkpoint".into())
         .spawn(move || run(&conn, &rx))
         .map_err(|e| QueueError::Store(format!("cannot start the checkpoint thread: {e}")))?;
-    Ok(Nudge { tx, commits: 0 })
+    Ok(Checkpoints {
+        tx,
+        commits: 0,
+        changes: 0,
+    })
 }
 
-fn run(conn: &Connection, nudges: &Receiver<()>) {
-    while nudges.recv().is_ok() {
+fn run(conn: &Connection, requests: &Receiver<oneshot::Sender<()>>) {
+    while let Ok(done) = requests.recv() {
         let checkpointed = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
             Ok((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
         });
@@ -67,10 +89,9 @@ fn run(conn: &Connection, nudges: &Receiver<()>) {
             Ok((wal_pages, copied)) => {
                 tracing::trace!(wal_pages, copied, "WAL checkpoint");
             }
-            Err(error) => {
-                tracing::warn!(%error, "WAL checkpoint failed; retried on the next nudge")
-            }
+            Err(error) => tracing::warn!(%error, "WAL checkpoint failed; retried later"),
         }
+        let _ = done.send(());
     }
     tracing::debug!("checkpoint thread stopped");
 }

@@ -315,3 +315,36 @@ fn hot_statements_are_not_prepared_again_on_each_run() {
         assert_eq!(stmt.get_status(StatementStatus::RePrepare), 0, "{sql}");
     }
 }
+
+/// SQLite starts the WAL over only when a write begins after a checkpoint copied
+/// every frame: a writer that kept committing while the checkpoint thread worked
+/// grew it without end. With the writer waiting for each checkpoint, the file stops
+/// growing once the first checkpoint round is through.
+#[tokio::test]
+async fn the_wal_starts_over_under_continuous_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("relay.db");
+    let q = open(&path);
+    let wal = dir.path().join("relay.db-wal");
+    let round = super::checkpoint::COMMITS_PER_CHECKPOINT as usize;
+    let mut enqueue = {
+        let mut n = 0;
+        move || {
+            n += 1;
+            new_call(&format!("c{n}"), "PRD", Duration::hours(1))
+        }
+    };
+    // Sequential enqueues: one commit each.
+    for _ in 0..round + round / 2 {
+        q.enqueue(enqueue()).await.unwrap();
+    }
+    let after_one_round = std::fs::metadata(&wal).unwrap().len();
+    for _ in 0..4 * round {
+        q.enqueue(enqueue()).await.unwrap();
+    }
+    let after_five = std::fs::metadata(&wal).unwrap().len();
+    assert!(
+        after_five < 2 * after_one_round,
+        "WAL grew from {after_one_round} to {after_five} bytes"
+    );
+}

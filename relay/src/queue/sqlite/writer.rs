@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 use sapbridge_proto::Unit;
 
 use super::super::{CallEnd, QueueError, Signals, Taker};
-use super::checkpoint::Nudge;
+use super::checkpoint::Checkpoints;
 
 /// How many changes may wait for the writer before callers wait to hand theirs over.
 const CHANNEL_CAPACITY: usize = 4096;
@@ -179,7 +179,7 @@ impl Writer {
         conn: Connection,
         signals: Arc<Signals>,
         max_batch: usize,
-        checkpoints: Nudge,
+        checkpoints: Checkpoints,
         place: Placement,
     ) -> Result<Self, QueueError> {
         let (jobs, rx) = mpsc::channel(CHANNEL_CAPACITY);
@@ -277,13 +277,16 @@ async fn run_task(
     mut rx: mpsc::Receiver<Box<dyn Job>>,
     signals: Arc<Signals>,
     max_batch: usize,
-    mut checkpoints: Nudge,
+    mut checkpoints: Checkpoints,
 ) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(max_batch);
     while let Some(job) = rx.recv().await {
         gather(&mut batch, job, &mut rx, max_batch);
+        let changes = batch.len();
         commit(&conn, &mut batch, &signals);
-        checkpoints.committed();
+        if let Some(checkpointed) = checkpoints.committed(changes) {
+            let _ = checkpointed.await;
+        }
     }
     tracing::debug!("queue writer stopped");
 }
@@ -294,13 +297,16 @@ fn run(
     mut rx: mpsc::Receiver<Box<dyn Job>>,
     signals: &Signals,
     max_batch: usize,
-    mut checkpoints: Nudge,
+    mut checkpoints: Checkpoints,
 ) {
     let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(max_batch);
     while let Some(job) = rx.blocking_recv() {
         gather(&mut batch, job, &mut rx, max_batch);
+        let changes = batch.len();
         commit(&conn, &mut batch, signals);
-        checkpoints.committed();
+        if let Some(checkpointed) = checkpoints.committed(changes) {
+            let _ = checkpointed.blocking_recv();
+        }
     }
     tracing::debug!("queue writer stopped");
 }
