@@ -93,6 +93,17 @@ async fn respond_async_answers_202_and_location_answers_200_later() -> Result<()
     // The outcome stays readable.
     let again = s.client.get(&location).await?;
     assert_eq!(again.body["result"]["ECHOTEXT"], "later");
+    // `respond-async` is 202 at once, even when the agent is quick enough to finish
+    // the call before the answer goes out (a connected agent with free credits gets
+    // it in the enqueue itself).
+    for i in 0..200 {
+        let reply = s
+            .client
+            .call_async("SIM", "STFC_CONNECTION", &json!({"REQUTEXT": i}), &[])
+            .await?;
+        assert_eq!(reply.status, 202, "call {i}: {}", reply.body);
+        assert!(reply.header("location").is_some());
+    }
     s.stop().await
 }
 

@@ -163,7 +163,13 @@ pub(crate) async fn submit_record(
             }
             Enqueued::KeyMismatch => return Err(ApiError::IdempotencyMismatch),
         };
-        let record = wait_watched(state, Some(*record), &watch, wait).await?;
+        // `respond-async` (no wait) answers 202 with the call as accepted, even
+        // if a quick agent has finished it by now.
+        let record = if wait.is_zero() {
+            *record
+        } else {
+            wait_watched(state, Some(*record), &watch, wait).await?
+        };
         tracing::debug!(status = record.state.as_str(), "call answered");
         Ok(record)
     }
