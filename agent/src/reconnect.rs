@@ -46,7 +46,13 @@ pub(crate) async fn run_agent(
     store: Arc<OutcomeStore>,
     shutdown: CancellationToken,
 ) -> Result<(), AgentError> {
-    let tls = tls::client_config(config.ca_file.as_deref())?;
+    // A ws:// relay needs no TLS: its configuration (the system's root
+    // certificates, parsed) is built only for wss:// or to check a configured CA file.
+    let tls = if config.relay_url.starts_with("wss:") || config.ca_file.is_some() {
+        Some(tls::client_config(config.ca_file.as_deref())?)
+    } else {
+        None
+    };
     let read_only = ReadOnlyFunctions::parse(&config.read_only_functions)
         .map_err(crate::ConfigError::Invalid)?;
     let mut systems: Vec<String> = served.keys().cloned().collect();
@@ -79,8 +85,8 @@ pub(crate) async fn run_agent(
         let span = info_span!("session", agent_id = %params.agent_id, relay = %config.relay_url,
             connection, session_id = tracing::field::Empty);
         let started = Instant::now();
-        let attempt =
-            connect_and_serve(&config, &tls, &params, &runner, &http, &shutdown).instrument(span);
+        let attempt = connect_and_serve(&config, tls.as_ref(), &params, &runner, &http, &shutdown)
+            .instrument(span);
         let report = match attempt.await {
             Ok(report) => report,
             Err(ConnectFailure::Shutdown) => break,
@@ -152,7 +158,7 @@ enum ConnectFailure {
 /// when the token could not be read.
 async fn connect_and_serve(
     config: &AgentConfig,
-    tls: &std::sync::Arc<rustls::ClientConfig>,
+    tls: Option<&Arc<rustls::ClientConfig>>,
     params: &SessionParams,
     runner: &UnitRunner,
     http: &Arc<HttpTargets>,
@@ -167,7 +173,7 @@ async fn connect_and_serve(
     };
     let socket = tokio::select! {
         () = shutdown.cancelled() => return Err(ConnectFailure::Shutdown),
-        socket = dial(&config.relay_url, &token, tls.clone()) => socket.map_err(ConnectFailure::Dial)?,
+        socket = dial(&config.relay_url, &token, tls.cloned()) => socket.map_err(ConnectFailure::Dial)?,
     };
     info!("connected to the relay");
     let mut streams = SessionStreams::new(Arc::clone(http));

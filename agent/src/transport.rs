@@ -30,6 +30,11 @@ use tokio_tungstenite::{Connector, MaybeTlsStream, WebSocketStream};
 
 use crate::passthrough::StreamTable;
 
+/// Read buffer of the relay socket. tungstenite zero-fills all of it on the first
+/// read, so it stays resident for as long as the connection is up (its default is
+/// 128 KiB); larger frames still arrive, in reads of this size.
+const READ_BUFFER_BYTES: usize = 16 * 1024;
+
 /// An open connection to the relay.
 pub(crate) type RelaySocket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -127,7 +132,8 @@ pub(crate) enum DialError {
     Timeout,
 }
 
-/// Opens a WebSocket to the relay's agent endpoint.
+/// Opens a WebSocket to the relay's agent endpoint, over TLS with `tls` (needed for
+/// a `wss://` URL; `None` dials `ws://` in plain TCP).
 ///
 /// Cancel-safe: dropping the future abandons the attempt.
 ///
@@ -138,7 +144,7 @@ pub(crate) enum DialError {
 pub(crate) async fn dial(
     url: &str,
     token: &Secret,
-    tls: Arc<rustls::ClientConfig>,
+    tls: Option<Arc<rustls::ClientConfig>>,
 ) -> Result<RelaySocket, DialError> {
     let mut request = url.into_client_request().map_err(DialError::WebSocket)?;
     let mut bearer = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
@@ -146,14 +152,17 @@ pub(crate) async fn dial(
     bearer.set_sensitive(true);
     request.headers_mut().insert(AUTHORIZATION, bearer);
     let config = WebSocketConfig::default()
+        .read_buffer_size(READ_BUFFER_BYTES)
         .max_message_size(Some(MAX_FRAME_BYTES))
         .max_frame_size(Some(MAX_FRAME_BYTES));
-    let connect = tokio_tungstenite::connect_async_tls_with_config(
+    // Boxed: the handshake future is tens of KiB, and every worker thread that ever
+    // polled it inline would keep that much stack resident.
+    let connect = Box::pin(tokio_tungstenite::connect_async_tls_with_config(
         request,
         Some(config),
         true,
-        Some(Connector::Rustls(tls)),
-    );
+        Some(tls.map_or(Connector::Plain, Connector::Rustls)),
+    ));
     match tokio::time::timeout(Duration::from_secs(HANDSHAKE_TIMEOUT_SECS), connect).await {
         Err(_) => Err(DialError::Timeout),
         Ok(Ok((socket, _response))) => Ok(socket),

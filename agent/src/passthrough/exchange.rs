@@ -110,7 +110,8 @@ pub(crate) async fn exchange(
     } else {
         let too_large = Arc::new(AtomicBool::new(false));
         let mut request = target
-            .client
+            .client()
+            .map_err(|e| fail(Kind::Unreachable, e))?
             .request(method.clone(), url.clone())
             .headers(target.request_headers(&head.headers, false));
         if let Some(rx) = io.body.take() {
@@ -186,7 +187,8 @@ async fn csrf_write_request(
             }
         }
         let request = target
-            .client
+            .client()
+            .map_err(|e| fail(Kind::Unreachable, e))?
             .request(method.clone(), url.clone())
             .headers(request_headers)
             .body(body.clone());
@@ -208,7 +210,11 @@ async fn fetch_token(
     let url = target
         .url(fetch_path, None)
         .map_err(|e| fail(Kind::BadRequest, e))?;
-    let mut request = target.client.get(url).header(CSRF_HEADER, "Fetch");
+    let mut request = target
+        .client()
+        .map_err(|e| fail(Kind::Unreachable, e))?
+        .get(url)
+        .header(CSRF_HEADER, "Fetch");
     if let Some(auth) = target.auth_header() {
         request = request.header(reqwest::header::AUTHORIZATION, auth);
     }

@@ -6,7 +6,7 @@
 //! leave the allowed paths.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use reqwest::header::{
@@ -29,8 +29,10 @@ pub(crate) struct HttpTarget {
     /// The system's name.
     pub(crate) system: String,
     base: String,
-    /// The pooled client.
-    pub(crate) client: reqwest::Client,
+    /// The pooled client, built on first use (see [`HttpTarget::client`]).
+    client: OnceLock<Result<reqwest::Client, String>>,
+    /// The extra CA certificates the client trusts.
+    ca_certificates: Vec<reqwest::Certificate>,
     /// The paths the cloud may reach.
     pub(crate) allow: PathAllowlist,
     basic_auth: Option<(String, Secret)>,
@@ -78,22 +80,20 @@ impl HttpTarget {
             None => None,
         };
         let timeout = Duration::from_secs(config.timeout_secs);
-        let mut builder = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(timeout)
-            .pool_idle_timeout(POOL_IDLE);
-        if let Some(path) = &config.ca_file {
-            for certificate in read_ca_file(path)? {
-                builder = builder.add_root_certificate(certificate);
-            }
+        let ca_certificates = match &config.ca_file {
+            Some(path) => read_ca_file(path)?,
+            None => Vec::new(),
+        };
+        let client = OnceLock::new();
+        if !ca_certificates.is_empty() {
+            // A CA the TLS library refuses fails the build: find out now, at start.
+            let _ = client.set(Ok(build_client(timeout, &ca_certificates)?));
         }
-        let client = builder
-            .build()
-            .map_err(|e| format!("building the HTTP client: {e}"))?;
         Ok(Self {
             system: system.to_owned(),
             base: config.base_url.trim_end_matches('/').to_owned(),
             client,
+            ca_certificates,
             allow,
             basic_auth,
             csrf: config.csrf.then(CsrfCache::default),
@@ -103,6 +103,19 @@ impl HttpTarget {
             max_body: config.max_body_bytes,
             slots: Arc::new(Semaphore::new(config.max_in_flight as usize)),
         })
+    }
+
+    /// The pooled client, built on the first request: an agent that serves no
+    /// pass-through request never sets up its TLS configuration and connection pool
+    /// (a good share of an idle agent's resident code).
+    ///
+    /// # Errors
+    /// When the client cannot be built (then on every call).
+    pub(crate) fn client(&self) -> Result<&reqwest::Client, &str> {
+        self.client
+            .get_or_init(|| build_client(self.timeout, &self.ca_certificates))
+            .as_ref()
+            .map_err(String::as_str)
     }
 
     /// The backend URL of a checked path and query.
@@ -235,6 +248,22 @@ fn connection_listed(headers: &HeaderMap) -> Vec<String> {
         .map(|name| name.trim().to_ascii_lowercase())
         .filter(|name| !name.is_empty())
         .collect()
+}
+
+fn build_client(
+    timeout: Duration,
+    ca_certificates: &[reqwest::Certificate],
+) -> Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(timeout)
+        .pool_idle_timeout(POOL_IDLE);
+    for certificate in ca_certificates {
+        builder = builder.add_root_certificate(certificate.clone());
+    }
+    builder
+        .build()
+        .map_err(|e| format!("building the HTTP client: {e}"))
 }
 
 fn read_ca_file(path: &Path) -> Result<Vec<reqwest::Certificate>, String> {

@@ -57,11 +57,13 @@ fn main() -> ExitCode {
     // lives on the main thread, outside the worker pool, so every wake-up of it (the
     // agent's session loop wakes for each message) would cost a thread hand-off.
     let command = runtime.spawn(async move {
+        // Each command's future boxed on its own: the task then holds only the one
+        // that runs (the `dev` one is far larger than the `agent` one).
         match cli.command {
-            Command::Dev(args) => cmd::dev::run(args).await,
-            Command::Relay(args) => cmd::relay::run(args).await,
-            Command::Agent(args) => cmd::agent::run(args).await,
-            Command::Sim(args) => cmd::sim::run(args).await,
+            Command::Dev(args) => Box::pin(cmd::dev::run(args)).await,
+            Command::Relay(args) => Box::pin(cmd::relay::run(args)).await,
+            Command::Agent(args) => Box::pin(cmd::agent::run(args)).await,
+            Command::Sim(args) => Box::pin(cmd::sim::run(args)).await,
         }
     });
     let result = match runtime.block_on(command) {
