@@ -11,7 +11,7 @@
 //! Concurrency: one mutex around plain maps, never held across an `.await`; a
 //! [`Notify`] wakes the session when an outcome is ready to send.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 
 use sapbridge_proto::Outcome;
@@ -242,6 +242,11 @@ impl OutcomeStore {
     /// How many units are running (or waiting for the journal or a free slot).
     pub(crate) fn running(&self) -> usize {
         self.lock().running.len()
+    }
+
+    /// The call ids of the units running (or waiting for the journal or a slot).
+    pub(crate) fn running_ids(&self) -> HashSet<String> {
+        self.lock().running.keys().cloned().collect()
     }
 
     /// How many outcomes wait for the relay's acknowledgement.

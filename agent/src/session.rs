@@ -11,6 +11,7 @@
 //! WebSocket. The session never fails: every way it ends is a [`SessionEnd`] in
 //! the returned [`SessionReport`], and the caller decides whether to reconnect.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
@@ -97,7 +98,11 @@ where
     St: Stream<Item = Result<RelayMessage, TransportError>> + Unpin,
 {
     let handshake = Duration::from_secs(HANDSHAKE_TIMEOUT_SECS);
-    let running = u32::try_from(runner.store().running()).unwrap_or(u32::MAX);
+    // Units still running from an earlier session hold slots the hello does not
+    // offer; their outcomes go out on this session, which the relay did not send
+    // them on, so it returns no credit for them: a `Credits` message does.
+    let mut owed = runner.store().running_ids();
+    let running = u32::try_from(owed.len()).unwrap_or(u32::MAX);
     let hello = AgentMessage::Hello {
         protocol: PROTOCOL_VERSION,
         agent_id: params.agent_id.clone(),
@@ -163,6 +168,7 @@ where
         shutdown,
         heartbeat,
         &mut report,
+        &mut owed,
     )
     .await;
     report
@@ -179,6 +185,7 @@ async fn welcomed_loop<Si, St>(
     shutdown: &CancellationToken,
     heartbeat: Duration,
     report: &mut SessionReport,
+    owed: &mut HashSet<String>,
 ) -> SessionEnd
 where
     Si: Sink<Outgoing, Error = TransportError> + Unpin,
@@ -189,7 +196,7 @@ where
     // A send that takes longer than the silence limit means the peer is gone.
     let send_limit = silence;
     store.resend_all();
-    if let Err(e) = send_outcomes(sink, runner, send_limit).await {
+    if let Err(e) = send_outcomes(sink, runner, owed, send_limit).await {
         return SessionEnd::Lost(e);
     }
     let mut ticker = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
@@ -230,6 +237,8 @@ where
                     }
                     RelayMessage::Work { unit } => {
                         report.units += 1;
+                        // Sent on this session: the relay returns its credit itself.
+                        owed.remove(&unit.call_id);
                         debug!(call_id = %unit.call_id, system = %unit.system, "unit delivered");
                         runner.submit(unit);
                     }
@@ -260,7 +269,7 @@ where
                 }
             }
             () = store.changed() => {
-                if let Err(e) = send_outcomes(sink, runner, send_limit).await {
+                if let Err(e) = send_outcomes(sink, runner, owed, send_limit).await {
                     return SessionEnd::Lost(e);
                 }
             }
@@ -334,6 +343,7 @@ impl Drain {
 async fn send_outcomes<Si>(
     sink: &mut Si,
     runner: &UnitRunner,
+    owed: &mut HashSet<String>,
     limit: Duration,
 ) -> Result<(), String>
 where
@@ -343,9 +353,15 @@ where
     if ready.is_empty() {
         return Ok(());
     }
+    // Slots freed by units of an earlier session, handed back as credits.
+    let freed = ready.iter().filter(|r| owed.remove(&r.call_id)).count();
     // Every ready outcome goes out in one flush. An outcome that fails to go out
     // stays held and is re-sent next session.
     let feed_all = async {
+        if freed > 0 {
+            let credits = u32::try_from(freed).unwrap_or(u32::MAX);
+            sink.feed(AgentMessage::Credits { credits }.into()).await?;
+        }
         for ready in ready {
             debug!(call_id = %ready.call_id, attempt = ready.attempt, "sending outcome");
             let message = AgentMessage::Outcome {

@@ -467,3 +467,39 @@ async fn drain_gives_up_after_the_grace_period() {
     );
     assert_eq!(runner.store().running(), 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_unit_running_across_a_reconnect_hands_its_slot_back_as_a_credit() {
+    let gate = Arc::new(Semaphore::new(0));
+    let sap = FakeSap {
+        gate: Some(gate.clone()),
+        ..FakeSap::default()
+    };
+    let (runner, _dir) = runner(sap, &["*"]);
+    let shutdown = CancellationToken::new();
+
+    let (mut relay, task) = start(&runner, &shutdown);
+    assert_eq!(relay.handshake(15).await, 2);
+    relay.send(RelayMessage::Work {
+        unit: unit("c_1", "BAPI_CUSTOMER_CHANGEFROMDATA1"),
+    });
+    while runner.store().running() == 0 {
+        tokio::task::yield_now().await;
+    }
+    drop(relay); // the relay goes away while c_1 runs
+    assert!(matches!(task.await.unwrap().end, SessionEnd::Lost(_)));
+
+    // The new session offers only the free slot; when c_1 ends, its outcome goes out
+    // with a credit for the slot (the new relay did not send c_1, so it would not
+    // count the outcome as a returned credit).
+    let (mut relay, _task) = start(&runner, &shutdown);
+    assert_eq!(relay.handshake(15).await, 1);
+    gate.add_permits(1);
+    assert_eq!(
+        relay.next().await,
+        AgentMessage::Credits { credits: 1 },
+        "the freed slot comes back first"
+    );
+    let (call_id, _) = relay.outcome().await;
+    assert_eq!(call_id, "c_1");
+}
