@@ -114,7 +114,7 @@ def markdown(result):
                    f"{idle['rss_after_bytes'] / MIB:.1f} MiB = {idle['per_agent_bytes'] / KIB:.1f} KiB "
                    f"per agent (connected in {idle['connect_secs']} s) |")
     if result.get("agent_idle_rss_bytes"):
-        out.append(f"| agent RSS idle (connected, before any load) | "
+        out.append(f"| agent RSS idle (connected, after one check request per path, before the load runs) | "
                    f"{result['agent_idle_rss_bytes'] / MIB:.1f} MiB |")
     if result.get("agent_rss_after_load_bytes"):
         out.append(f"| agent RSS after the unpinned runs | "
