@@ -373,14 +373,7 @@ where
         }
         sink.flush().await
     };
-    match timeout(limit, feed_all).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(format!("send failed: {e}")),
-        Err(_) => Err(format!(
-            "send did not complete within {} s",
-            limit.as_secs()
-        )),
-    }
+    within(limit, feed_all).await
 }
 
 /// Writes `first` and every pass-through frame already waiting behind it (at most
@@ -405,14 +398,7 @@ where
         }
         sink.flush().await
     };
-    match timeout(limit, feed_all).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(format!("send failed: {e}")),
-        Err(_) => Err(format!(
-            "send did not complete within {} s",
-            limit.as_secs()
-        )),
-    }
+    within(limit, feed_all).await
 }
 
 async fn send<Si>(
@@ -423,7 +409,16 @@ async fn send<Si>(
 where
     Si: Sink<Outgoing, Error = TransportError> + Unpin,
 {
-    match timeout(limit, sink.send(message.into())).await {
+    within(limit, sink.send(message.into())).await
+}
+
+/// Runs a send, failing it when it errs or takes longer than `limit` (a peer that
+/// does not read for that long is gone).
+async fn within(
+    limit: Duration,
+    send: impl Future<Output = Result<(), TransportError>>,
+) -> Result<(), String> {
+    match timeout(limit, send).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(format!("send failed: {e}")),
         Err(_) => Err(format!(
