@@ -3,14 +3,20 @@
 //! whichever commit crossed the threshold, blocking the thread that runs the writer
 //! (a runtime worker, see `writer::Placement`). Instead, every
 //! [`COMMITS_PER_CHECKPOINT`] commits (or [`CHANGES_PER_CHECKPOINT`] changes) the
-//! writer asks this thread for a `PASSIVE` checkpoint and waits for it before its
-//! next batch — asynchronously, so the
-//! worker stays free. Waiting matters: SQLite starts the WAL over only when a write
-//! begins after a checkpoint copied every frame, which a writer that kept
-//! committing during the checkpoint would never let happen (the WAL grew by
-//! ~100 MB/s under load before the writer waited).
+//! writer asks this thread for a `PASSIVE` checkpoint, which runs beside its
+//! next commits.
+//!
+//! SQLite starts the WAL over only when a write begins after a checkpoint copied
+//! every frame, which a writer that keeps committing during every checkpoint never
+//! lets happen (the WAL grew by ~100 MB/s under load). So once the WAL has reached
+//! [`WAIT_ABOVE_WAL_FRAMES`], the writer waits (asynchronously: the worker stays
+//! free) for the checkpoint it asks for before its next batch; the checkpoints that
+//! ran beside its commits copied most of the WAL already, so that wait is short.
+//! Waiting for every checkpoint instead costs ~10 % of the durable throughput.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 
 use rusqlite::Connection;
@@ -26,6 +32,10 @@ pub(super) const COMMITS_PER_CHECKPOINT: u32 = 256;
 /// Changes between two checkpoints, at most: under load many changes share a
 /// commit and its pages, so big batches reach this first.
 pub(super) const CHANGES_PER_CHECKPOINT: usize = 4096;
+/// WAL size (in frames, one page each: 16 MiB with 4 KiB pages) from which the
+/// writer waits for its next checkpoint; the WAL stays near this size under
+/// continuous writes.
+pub(super) const WAIT_ABOVE_WAL_FRAMES: i64 = 4096;
 
 /// The writer's end: counts commits and asks for checkpoints.
 #[derive(Debug)]
@@ -33,13 +43,16 @@ pub(super) struct Checkpoints {
     tx: SyncSender<oneshot::Sender<()>>,
     commits: u32,
     changes: usize,
+    /// The WAL's size in frames as the last checkpoint found it.
+    wal_frames: Arc<AtomicI64>,
 }
 
 impl Checkpoints {
     /// One more commit, of `changes` changes. After [`COMMITS_PER_CHECKPOINT`]
-    /// commits or [`CHANGES_PER_CHECKPOINT`] changes it asks for a checkpoint and
-    /// returns what to wait on before the next batch (it resolves, `Ok` or `Err`,
-    /// when the checkpoint is over or the thread is gone).
+    /// commits or [`CHANGES_PER_CHECKPOINT`] changes it asks for a checkpoint; if
+    /// the WAL has reached [`WAIT_ABOVE_WAL_FRAMES`] it returns what to wait on
+    /// before the next batch (it resolves, `Ok` or `Err`, when the checkpoint is
+    /// over or the thread is gone).
     pub(super) fn committed(&mut self, changes: usize) -> Option<oneshot::Receiver<()>> {
         self.commits += 1;
         self.changes += changes;
@@ -50,7 +63,10 @@ impl Checkpoints {
         self.changes = 0;
         let (done, wait) = oneshot::channel();
         match self.tx.try_send(done) {
-            Ok(()) => Some(wait),
+            Ok(()) => {
+                let wal_frames = self.wal_frames.load(Ordering::Relaxed);
+                (wal_frames >= WAIT_ABOVE_WAL_FRAMES).then_some(wait)
+            }
             Err(TrySendError::Full(_)) => None,
             Err(TrySendError::Disconnected(_)) => {
                 tracing::warn!("the checkpoint thread is gone; the WAL grows until restart");
@@ -69,18 +85,21 @@ pub(super) fn start(path: &Path) -> Result<Checkpoints, QueueError> {
     let conn = Connection::open(path)?;
     schema::configure(&conn)?;
     let (tx, rx) = sync_channel(1);
+    let wal_frames = Arc::new(AtomicI64::new(0));
+    let found = Arc::clone(&wal_frames);
     std::thread::Builder::new()
         .name("sapbridge-queue-checkpoint".into())
-        .spawn(move || run(&conn, &rx))
+        .spawn(move || run(&conn, &rx, &found))
         .map_err(|e| QueueError::Store(format!("cannot start the checkpoint thread: {e}")))?;
     Ok(Checkpoints {
         tx,
         commits: 0,
         changes: 0,
+        wal_frames,
     })
 }
 
-fn run(conn: &Connection, requests: &Receiver<oneshot::Sender<()>>) {
+fn run(conn: &Connection, requests: &Receiver<oneshot::Sender<()>>, wal_frames: &AtomicI64) {
     while let Ok(done) = requests.recv() {
         let checkpointed = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
             Ok((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
@@ -88,6 +107,7 @@ fn run(conn: &Connection, requests: &Receiver<oneshot::Sender<()>>) {
         match checkpointed {
             Ok((wal_pages, copied)) => {
                 tracing::trace!(wal_pages, copied, "WAL checkpoint");
+                wal_frames.store(wal_pages, Ordering::Relaxed);
             }
             Err(error) => tracing::warn!(%error, "WAL checkpoint failed; retried later"),
         }

@@ -318,33 +318,27 @@ fn hot_statements_are_not_prepared_again_on_each_run() {
 
 /// SQLite starts the WAL over only when a write begins after a checkpoint copied
 /// every frame: a writer that kept committing while the checkpoint thread worked
-/// grew it without end. With the writer waiting for each checkpoint, the file stops
-/// growing once the first checkpoint round is through.
+/// grew it without end. With the writer waiting for a checkpoint once the WAL is
+/// past its limit, the file stops growing near that limit.
 #[tokio::test]
 async fn the_wal_starts_over_under_continuous_writes() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("relay.db");
     let q = open(&path);
     let wal = dir.path().join("relay.db-wal");
-    let round = super::checkpoint::COMMITS_PER_CHECKPOINT as usize;
-    let mut enqueue = {
-        let mut n = 0;
-        move || {
-            n += 1;
-            new_call(&format!("c{n}"), "PRD", Duration::hours(1))
-        }
-    };
-    // Sequential enqueues: one commit each.
-    for _ in 0..round + round / 2 {
-        q.enqueue(enqueue()).await.unwrap();
+    let limit = super::checkpoint::WAIT_ABOVE_WAL_FRAMES;
+    // A frame is a 4 KiB page and its 24-byte header.
+    let frame_bytes = 4096 + 24;
+    // Sequential enqueues, one commit of at least one frame each: three times the
+    // limit's frames, which a WAL that never starts over would hold.
+    for n in 0..3 * limit {
+        q.enqueue(new_call(&format!("c{n}"), "PRD", Duration::hours(1)))
+            .await
+            .unwrap();
     }
-    let after_one_round = std::fs::metadata(&wal).unwrap().len();
-    for _ in 0..4 * round {
-        q.enqueue(enqueue()).await.unwrap();
-    }
-    let after_five = std::fs::metadata(&wal).unwrap().len();
+    let frames = i64::try_from(std::fs::metadata(&wal).unwrap().len()).unwrap() / frame_bytes;
     assert!(
-        after_five < 2 * after_one_round,
-        "WAL grew from {after_one_round} to {after_five} bytes"
+        frames < 2 * limit,
+        "the WAL grew to {frames} frames (the writer waits from {limit})"
     );
 }
