@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use sapbridge_proto::{
-    AgentMessage, CloseReason, DEFAULT_HEARTBEAT_SECS, HANDSHAKE_TIMEOUT_SECS, PROTOCOL_VERSION,
-    RelayMessage,
+    AgentMessage, CloseReason, DEFAULT_HEARTBEAT_SECS, HANDSHAKE_TIMEOUT_SECS, Outbox,
+    PROTOCOL_VERSION, RelayMessage,
 };
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 use tokio_util::sync::CancellationToken;
@@ -30,7 +30,7 @@ use crate::transport::{Outgoing, TransportError};
 /// After the last in-flight unit of a drain ended, how long to wait for the acks of
 /// the last outcomes (bounded by the grace period too).
 const DRAIN_ACK_WAIT: Duration = Duration::from_secs(5);
-/// The most pass-through frames written with one flush.
+/// The most pass-through frames queued in one turn of the loop.
 const OUTBOUND_BATCH: usize = 64;
 
 /// What a session announces and how it drains.
@@ -196,7 +196,8 @@ where
     // A send that takes longer than the silence limit means the peer is gone.
     let send_limit = silence;
     store.resend_all();
-    if let Err(e) = send_outcomes(sink, runner, owed, send_limit).await {
+    let resent = send_outcomes(sink, runner, owed, send_limit).await;
+    if let Err(e) = resent.and(within(send_limit, sink.flush()).await) {
         return SessionEnd::Lost(e);
     }
     let mut ticker = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
@@ -204,8 +205,16 @@ where
     let dead = sleep(silence);
     tokio::pin!(dead);
     let mut drain: Option<Drain> = None;
+    let mut outbox = Outbox::default();
 
     loop {
+        // Every branch only queues what it writes; see `Outbox`.
+        if outbox.turn() {
+            if let Err(e) = within(send_limit, sink.flush()).await {
+                return SessionEnd::Lost(e);
+            }
+            outbox.flushed();
+        }
         if let Some(end) = drain
             .as_mut()
             .and_then(|d| d.check(store.running(), store.unacked()))
@@ -267,16 +276,19 @@ where
                 if let Err(e) = send_batch(sink, outgoing, streams, send_limit).await {
                     return SessionEnd::Lost(e);
                 }
+                outbox.fed(true);
             }
             () = store.changed() => {
-                if let Err(e) = send_outcomes(sink, runner, owed, send_limit).await {
-                    return SessionEnd::Lost(e);
+                match send_outcomes(sink, runner, owed, send_limit).await {
+                    Ok(sent) => outbox.fed(sent),
+                    Err(e) => return SessionEnd::Lost(e),
                 }
             }
             _ = ticker.tick() => {
                 if let Err(e) = send(sink, AgentMessage::Heartbeat, send_limit).await {
                     return SessionEnd::Lost(e);
                 }
+                outbox.flushed();
             }
             () = &mut dead => {
                 warn!(silence_secs = silence.as_secs(), "relay silent for two heartbeat intervals; dropping the connection");
@@ -284,6 +296,13 @@ where
                 return SessionEnd::Lost("heartbeat timeout".into());
             }
             () = sleep_until(drain_wake), if drain.is_some() => {}
+            // Last: only when nothing else is ready.
+            flushed = within(send_limit, sink.flush()), if outbox.dirty() => {
+                if let Err(e) = flushed {
+                    return SessionEnd::Lost(e);
+                }
+                outbox.flushed();
+            }
         }
     }
 }
@@ -340,23 +359,24 @@ impl Drain {
     }
 }
 
+/// Queues every outcome not sent yet (the caller flushes); `Ok(true)` when there
+/// was one.
 async fn send_outcomes<Si>(
     sink: &mut Si,
     runner: &UnitRunner,
     owed: &mut HashSet<String>,
     limit: Duration,
-) -> Result<(), String>
+) -> Result<bool, String>
 where
     Si: Sink<Outgoing, Error = TransportError> + Unpin,
 {
     let ready = runner.store().take_unsent();
     if ready.is_empty() {
-        return Ok(());
+        return Ok(false);
     }
     // Slots freed by units of an earlier session, handed back as credits.
     let freed = ready.iter().filter(|r| owed.remove(&r.call_id)).count();
-    // Every ready outcome goes out in one flush. An outcome that fails to go out
-    // stays held and is re-sent next session.
+    // An outcome that fails to go out stays held and is re-sent next session.
     let feed_all = async {
         if freed > 0 {
             let credits = u32::try_from(freed).unwrap_or(u32::MAX);
@@ -371,14 +391,13 @@ where
             };
             sink.feed(message.into()).await?;
         }
-        sink.flush().await
+        Ok(())
     };
-    within(limit, feed_all).await
+    within(limit, feed_all).await.map(|()| true)
 }
 
-/// Writes `first` and every pass-through frame already waiting behind it (at most
-/// [`OUTBOUND_BATCH`]), then flushes once: under load, many streams' heads and
-/// chunks share one socket write.
+/// Queues `first` and every pass-through frame already waiting behind it (at most
+/// [`OUTBOUND_BATCH`]); the caller flushes.
 async fn send_batch<Si>(
     sink: &mut Si,
     first: Outgoing,
@@ -396,7 +415,7 @@ where
             };
             sink.feed(next).await?;
         }
-        sink.flush().await
+        Ok(())
     };
     within(limit, feed_all).await
 }

@@ -34,6 +34,10 @@ use crate::passthrough::StreamTable;
 /// read, so it stays resident for as long as the connection is up (its default is
 /// 128 KiB); larger frames still arrive, in reads of this size.
 const READ_BUFFER_BYTES: usize = 16 * 1024;
+/// Queued frames past this size are written out before the session flushes (its
+/// loop flushes when idle, see `sapbridge_proto::Outbox`): bounds what a busy
+/// session holds in its write buffer (tungstenite's default is 128 KiB).
+const WRITE_BUFFER_BYTES: usize = 16 * 1024;
 
 /// An open connection to the relay.
 pub(crate) type RelaySocket = WebSocketStream<MaybeTlsStream<TcpStream>>;
@@ -153,6 +157,7 @@ pub(crate) async fn dial(
     request.headers_mut().insert(AUTHORIZATION, bearer);
     let config = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(WRITE_BUFFER_BYTES)
         .max_message_size(Some(MAX_FRAME_BYTES))
         .max_frame_size(Some(MAX_FRAME_BYTES));
     // Boxed: the handshake future is tens of KiB, and every worker thread that ever

@@ -26,6 +26,7 @@ mod chunk;
 mod error;
 mod frame;
 mod messages;
+mod outbox;
 mod passthrough;
 mod secret;
 mod work;
@@ -40,6 +41,7 @@ pub use frame::{
     encode_relay_message,
 };
 pub use messages::{AgentMessage, CloseReason, RelayMessage};
+pub use outbox::{Outbox, TURNS_PER_FLUSH};
 pub use passthrough::{
     HOP_BY_HOP_HEADERS, HttpFailure, HttpFailureKind, HttpRequestHead, HttpResponseHead,
     INITIAL_WINDOW_CHUNKS, WireHeader, header_value_from_wire, header_value_to_wire, is_hop_by_hop,

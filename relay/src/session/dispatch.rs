@@ -29,7 +29,7 @@ use std::time::Duration;
 use axum::extract::ws::Message;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, Sink, Stream, StreamExt};
-use sapbridge_proto::{AgentMessage, CloseReason, Outcome, RelayMessage, Unit};
+use sapbridge_proto::{AgentMessage, CloseReason, Outbox, Outcome, RelayMessage, Unit};
 use time::OffsetDateTime;
 use tokio::sync::{Notify, futures::Notified, mpsc};
 use tokio::time::Instant;
@@ -48,7 +48,7 @@ pub(crate) const POLL_INTERVAL: Duration = Duration::from_secs(2);
 const MAX_CREDITS: u32 = 1024;
 /// The most units claimed in one queue operation.
 const CLAIM_BATCH: u32 = 32;
-/// The most pass-through frames written with one flush.
+/// The most pass-through frames queued in one turn of the loop.
 const TUNNEL_BATCH: usize = 64;
 
 /// What a session needs besides its socket.
@@ -195,15 +195,24 @@ where
     // until one fires, so no wake-up between two claims is lost.
     let mut wakes: Vec<Pin<Box<Notified<'_>>>> = Vec::new();
     let mut acks: Vec<String> = Vec::new();
+    let mut outbox = Outbox::default();
     loop {
+        // Every branch only queues what it writes; see `Outbox`.
+        if outbox.turn() {
+            if frames::flush(sink).await.is_err() {
+                return SessionEnd::AgentGone;
+            }
+            outbox.flushed();
+        }
         if ledger.can_take() && (ledger.want_claim || wakes.is_empty()) {
             ledger.want_claim = false;
             wakes = signals.iter().map(|n| Box::pin(n.notified())).collect();
             for wake in &mut wakes {
                 wake.as_mut().enable();
             }
-            if Box::pin(send_work(ctx, &mut ledger, sink)).await.is_err() {
-                return SessionEnd::AgentGone;
+            match Box::pin(send_work(ctx, &mut ledger, sink)).await {
+                Ok(sent) => outbox.fed(sent),
+                Err(()) => return SessionEnd::AgentGone,
             }
         }
         let can_take = ledger.can_take() && !wakes.is_empty();
@@ -233,15 +242,14 @@ where
                     if frames::feed(sink, &RelayMessage::Ack { call_id }).await.is_err() {
                         return SessionEnd::AgentGone;
                     }
-                }
-                if frames::flush(sink).await.is_err() {
-                    return SessionEnd::AgentGone;
+                    outbox.fed(true);
                 }
             }
             Some(unit) = handed.recv() => {
                 if Box::pin(send_handed(&mut ledger, sink, unit, &mut handed)).await.is_err() {
                     return SessionEnd::AgentGone;
                 }
+                outbox.fed(true);
             }
             incoming = frames::read(stream) => {
                 last_seen = Instant::now();
@@ -275,6 +283,7 @@ where
                 if frames::send(sink, &RelayMessage::Heartbeat).await.is_err() {
                     return SessionEnd::AgentGone;
                 }
+                outbox.flushed();
                 let until = OffsetDateTime::now_utc() + ctx.lease;
                 if let Err(error) = ctx.queue.renew_leases(&ctx.session_id, until).await {
                     tracing::warn!(%error, "could not renew leases");
@@ -284,11 +293,13 @@ where
                 if Box::pin(write_tunnel(sink, Ordered::Message(message), &mut outbound)).await.is_err() {
                     return SessionEnd::AgentGone;
                 }
+                outbox.fed(true);
             }
             Some(item) = outbound.data.recv() => {
                 if Box::pin(write_tunnel(sink, item, &mut outbound)).await.is_err() {
                     return SessionEnd::AgentGone;
                 }
+                outbox.fed(true);
             }
             () = std::future::poll_fn(|cx| poll_wakes(&mut wakes, cx)), if can_take => {
                 wakes.clear();
@@ -298,12 +309,19 @@ where
                 poll.as_mut().reset(Instant::now() + POLL_INTERVAL);
                 ledger.want_claim = true;
             }
+            // Last: only when nothing else is ready.
+            flushed = frames::flush(sink), if outbox.dirty() => {
+                if flushed.is_err() {
+                    return SessionEnd::AgentGone;
+                }
+                outbox.flushed();
+            }
         }
     }
 }
 
-/// Writes `first` and every pass-through frame already waiting behind it (at most
-/// [`TUNNEL_BATCH`]) with one flush: under load many streams share a socket write.
+/// Queues `first` and every pass-through frame already waiting behind it (at most
+/// [`TUNNEL_BATCH`]); the loop flushes them.
 async fn write_tunnel<S>(
     sink: &mut S,
     first: Ordered,
@@ -328,18 +346,23 @@ where
             };
         }
     }
-    frames::flush(sink).await.map_err(|_| ())
+    Ok(())
 }
 
 /// Claims queued units for as many credits as the agent has free (at most
-/// [`CLAIM_BATCH`]) and sends them (one flush).
-async fn send_work<S>(ctx: &SessionContext, ledger: &mut Ledger<'_>, sink: &mut S) -> Result<(), ()>
+/// [`CLAIM_BATCH`]) and queues them on the socket; `Ok(true)` when it queued any
+/// (the loop flushes them).
+async fn send_work<S>(
+    ctx: &SessionContext,
+    ledger: &mut Ledger<'_>,
+    sink: &mut S,
+) -> Result<bool, ()>
 where
     S: Sink<Message> + Unpin,
 {
     let max = ledger.taker.take(CLAIM_BATCH);
     if max == 0 {
-        return Ok(());
+        return Ok(false);
     }
     let until = OffsetDateTime::now_utc() + ctx.lease;
     let units = match ctx
@@ -351,7 +374,7 @@ where
         Err(error) => {
             tracing::warn!(%error, "claiming work failed");
             ledger.taker.give(max);
-            return Ok(());
+            return Ok(false);
         }
     };
     let claimed = u32::try_from(units.len()).unwrap_or(max).min(max);
@@ -359,17 +382,17 @@ where
     // A full batch may have left more behind: look again next turn.
     ledger.want_claim = claimed == max;
     if units.is_empty() {
-        return Ok(());
+        return Ok(false);
     }
     for unit in units {
         feed_work(ledger, sink, unit).await?;
     }
     ledger.publish();
-    frames::flush(sink).await.map_err(|_| ())
+    Ok(true)
 }
 
-/// Sends the units the queue handed to this session directly (their credits were
-/// taken then): `first` and every one waiting behind it, with one flush.
+/// Queues the units the queue handed to this session directly (their credits were
+/// taken then): `first` and every one waiting behind it; the loop flushes them.
 async fn send_handed<S>(
     ledger: &mut Ledger<'_>,
     sink: &mut S,
@@ -387,7 +410,7 @@ where
         feed_work(ledger, sink, *unit).await?;
     }
     ledger.publish();
-    frames::flush(sink).await.map_err(|_| ())
+    Ok(())
 }
 
 /// Queues one unit for the agent (flushed by the caller) and counts it in flight.
