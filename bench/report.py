@@ -86,7 +86,8 @@ def markdown(result):
         *code_line(result.get("code")),
         f"- {s['runs_per_cell']} run(s) per cell of {s['seconds_per_cell']} s, {s['order']}; "
         f"closed loop `{s['closed_loop']}`, open loop `{s['open_loop']}`; backend {s['backend']}; "
-        f"agent concurrency {s['agent_concurrency']}, pass-through in-flight limit "
+        f"agent concurrency {s['agent_concurrency']} (default `worker_threads`: 1), "
+        f"pass-through in-flight limit "
         f"{s['http_max_in_flight']}, logs at {s['log']}" + (" (**--quick**)" if s["quick"] else ""),
         f"- took {result['elapsed_secs'] // 60} min {result['elapsed_secs'] % 60} s", "",
         "Each cell: **rps median (min–max over runs) / p50 ms / p99 ms** (medians over runs).", "",

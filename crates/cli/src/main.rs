@@ -46,7 +46,24 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
 
-    let runtime = match tokio::runtime::Runtime::new() {
+    // The agent's configuration sizes its runtime, so it is read first.
+    let (command, workers) = match cli.command {
+        Command::Agent(args) => match cmd::agent::load(args) {
+            Ok(config) => {
+                let workers = config.worker_threads;
+                (Ready::Agent(Box::new(config)), workers)
+            }
+            Err(e) => return exit(Err(e)),
+        },
+        Command::Dev(args) => (Ready::Dev(args), 0),
+        Command::Relay(args) => (Ready::Relay(args), 0),
+        Command::Sim(args) => (Ready::Sim(args), 0),
+    };
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if workers > 0 {
+        builder.worker_threads(workers);
+    }
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("sapbridge: cannot start the async runtime: {e}");
@@ -59,11 +76,11 @@ fn main() -> ExitCode {
     let command = runtime.spawn(async move {
         // Each command's future boxed on its own: the task then holds only the one
         // that runs (the `dev` one is far larger than the `agent` one).
-        match cli.command {
-            Command::Dev(args) => Box::pin(cmd::dev::run(args)).await,
-            Command::Relay(args) => Box::pin(cmd::relay::run(args)).await,
-            Command::Agent(args) => Box::pin(cmd::agent::run(args)).await,
-            Command::Sim(args) => Box::pin(cmd::sim::run(args)).await,
+        match command {
+            Ready::Dev(args) => Box::pin(cmd::dev::run(args)).await,
+            Ready::Relay(args) => Box::pin(cmd::relay::run(args)).await,
+            Ready::Agent(config) => Box::pin(cmd::agent::run(*config)).await,
+            Ready::Sim(args) => Box::pin(cmd::sim::run(args)).await,
         }
     });
     let result = match runtime.block_on(command) {
@@ -72,6 +89,19 @@ fn main() -> ExitCode {
             "the command task failed: {e}"
         ))),
     };
+    exit(result)
+}
+
+/// A command ready to run: the agent's with its configuration loaded.
+enum Ready {
+    Dev(cmd::dev::DevArgs),
+    Relay(cmd::relay::RelayArgs),
+    Agent(Box<sapbridge_agent::AgentConfig>),
+    Sim(cmd::sim::SimArgs),
+}
+
+/// The process's exit code for a command's result (the error printed).
+fn exit(result: Result<(), cmd::CliError>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(cmd::CliError::Config(message)) => {

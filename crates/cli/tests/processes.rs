@@ -2,7 +2,7 @@
 //! as two processes configured by TOML files, and bad configuration refused with
 //! exit code 64.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -36,6 +36,32 @@ impl Running {
             .expect("process did not stop after SIGTERM");
         status.expect("wait")
     }
+}
+
+/// Reads a child's output to its end on a thread; the text arrives on the channel,
+/// with terminal colour codes removed.
+fn collect(output: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut raw = String::new();
+        let _ = BufReader::new(output).read_to_string(&mut raw);
+        let mut text = String::with_capacity(raw.len());
+        let mut chars = raw.chars();
+        while let Some(c) = chars.next() {
+            if c == '\u{1b}' {
+                // An escape sequence: `ESC [` parameters, ending with a letter.
+                for end in chars.by_ref() {
+                    if end.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            } else {
+                text.push(c);
+            }
+        }
+        let _ = tx.send(text);
+    });
+    rx
 }
 
 /// Starts `sapbridge ARGS` and waits for a stdout line starting with `prefix`
@@ -150,6 +176,7 @@ relay_url = "{ws}"
 token_file = "{token}"
 agent_id = "plant-1"
 data_dir = "{data}"
+worker_threads = 3
 
 [[systems]]
 name = "SIM"
@@ -167,19 +194,28 @@ fault_rate = 0.0
     )
     .expect("write agent.toml");
     std::fs::write(dir.path().join("token"), "two-process-token\n").expect("token file");
-    let agent = Running(
+    let mut agent = Running(
         Command::new(BIN)
             .args(["agent", "--config", agent_toml.to_str().unwrap()])
-            .env("SAPBRIDGE_LOG", "warn")
+            .env("SAPBRIDGE_LOG", "info")
             .stdout(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("spawn agent"),
     );
+    let log = collect(agent.0.stderr.take().expect("stderr"));
     let body = call_until_ok(&url, "two-process-key", "two processes").await;
     assert_eq!(body["result"]["ECHOTEXT"], "two processes");
     assert_eq!(body["agent"], "plant-1");
     let status = agent.terminate();
     assert!(status.success(), "agent exited with {status}");
+    // The runtime was sized by the file's `worker_threads`.
+    let log = log.recv_timeout(DEADLINE).expect("agent log");
+    let started = log
+        .lines()
+        .find(|line| line.contains("agent runtime started"))
+        .unwrap_or_else(|| panic!("no runtime line in the agent's log:\n{log}"));
+    assert!(started.contains("worker_threads=3"), "{started}");
     let status = relay.terminate();
     assert!(status.success(), "relay exited with {status}");
 }

@@ -24,8 +24,12 @@ pub(crate) struct AgentArgs {
     token: Option<String>,
 }
 
-/// Loads the configuration and runs the agent until SIGINT/SIGTERM.
-pub(crate) async fn run(args: AgentArgs) -> Result<(), CliError> {
+/// Loads and checks the configuration (before the runtime starts: it sizes the
+/// runtime, see `worker_threads`).
+///
+/// # Errors
+/// [`CliError::Config`] for an unreadable or invalid file.
+pub(crate) fn load(args: AgentArgs) -> Result<AgentConfig, CliError> {
     let mut config: AgentConfig = config_file::load(&args.config)?;
     if let Some(url) = args.relay_url {
         config.relay_url = url;
@@ -37,6 +41,15 @@ pub(crate) async fn run(args: AgentArgs) -> Result<(), CliError> {
     config
         .validate()
         .map_err(|e| CliError::Config(format!("{}: {e}", args.config.display())))?;
+    Ok(config)
+}
+
+/// Runs the agent until SIGINT/SIGTERM.
+pub(crate) async fn run(config: AgentConfig) -> Result<(), CliError> {
+    tracing::info!(
+        worker_threads = tokio::runtime::Handle::current().metrics().num_workers(),
+        "agent runtime started"
+    );
     let shutdown = shutdown::on_signal();
     sapbridge_agent::run(config, shutdown)
         .await
