@@ -113,6 +113,7 @@ for_every_store!(
     idempotency_keys_are_kept_for_their_retention,
     cancel_only_while_queued,
     renew_extends_leases_and_stats_count,
+    stats_follow_every_change_of_state,
     work_and_call_signals_fire,
     new_calls_go_straight_to_a_session_with_free_credits,
 );
@@ -335,6 +336,51 @@ async fn renew_extends_leases_and_stats_count(q: &dyn Queue) {
     let stats = q.stats().await.unwrap();
     assert_eq!((stats.queued, stats.leased, stats.succeeded), (1, 1, 1));
     q.ping().await.unwrap();
+}
+
+/// `(queued, leased, succeeded, failed, expired, cancelled)`.
+async fn counts(q: &dyn Queue) -> (u64, u64, u64, u64, u64, u64) {
+    let s = q.stats().await.unwrap();
+    (
+        s.queued,
+        s.leased,
+        s.succeeded,
+        s.failed,
+        s.expired,
+        s.cancelled,
+    )
+}
+
+async fn stats_follow_every_change_of_state(q: &dyn Queue) {
+    for id in ["a", "b", "c", "d", "e", "f"] {
+        q.enqueue(new_call(id, "PRD", Duration::hours(1)))
+            .await
+            .unwrap();
+    }
+    q.enqueue(new_call("late", "PRD", Duration::seconds(-1)))
+        .await
+        .unwrap();
+    assert_eq!(counts(q).await, (7, 0, 0, 0, 0, 0));
+    let units = q.claim(&["PRD".to_owned()], "s1", 3, later()).await;
+    assert_eq!(units.unwrap().len(), 3);
+    q.complete("a", 1, "agent", ok()).await.unwrap();
+    let failed = Outcome::Completed {
+        results: vec![],
+        transaction: None,
+    };
+    q.complete("b", 1, "agent", failed).await.unwrap();
+    // A second outcome for a final call changes nothing.
+    q.complete("a", 1, "agent", ok()).await.unwrap();
+    assert!(matches!(q.cancel("d").await.unwrap(), Cancelled::Done(_)));
+    let now = OffsetDateTime::now_utc();
+    q.reap(now, retention(1)).await.unwrap();
+    assert_eq!(counts(q).await, (2, 1, 1, 1, 1, 1));
+    // Two days on: the final calls are purged; the lapsed lease of `c` returns to
+    // the queue and expires with `e` and `f` (in the same pass or the next one).
+    let reaped = q.reap(now + Duration::days(2), retention(1)).await.unwrap();
+    assert_eq!(reaped.purged, 4);
+    q.reap(now + Duration::days(2), retention(1)).await.unwrap();
+    assert_eq!(counts(q).await, (0, 0, 0, 0, 3, 0));
 }
 
 async fn work_and_call_signals_fire(q: &dyn Queue) {

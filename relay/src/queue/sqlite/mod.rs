@@ -17,6 +17,7 @@
 //! crash) or `FULL` (also survives a power loss).
 
 mod checkpoint;
+mod counts;
 mod ops;
 mod rows;
 mod schema;
@@ -37,6 +38,7 @@ use super::{
     CallRecord, Cancelled, Completion, Enqueued, NewCall, Queue, QueueError, QueueStats, Reaped,
     Retention, Signals,
 };
+use counts::FinalCounts;
 use writer::{Placement, Writer};
 
 /// The most changes committed in one transaction.
@@ -71,6 +73,8 @@ pub(crate) struct SqliteQueue {
     writer: Writer,
     readers: Arc<Readers>,
     signals: Arc<Signals>,
+    /// Retained final calls per state (see `counts`).
+    finals: Arc<FinalCounts>,
     /// An exclusive lock on `<path>.lock`, held as long as the store lives: a
     /// second relay on the same file would hand out the first one's leases again.
     /// The operating system releases it when the process dies, even by `kill -9`.
@@ -115,6 +119,9 @@ impl SqliteQueue {
         let conn = Connection::open(path).map_err(|e| context(e.into()))?;
         let found = schema::prepare(&conn, options.durability).map_err(context)?;
         let requeued = schema::requeue_orphaned_leases(&conn).map_err(context)?;
+        let finals = Arc::new(FinalCounts::seeded(
+            rows::final_counts(&conn).map_err(context)?,
+        ));
         tracing::info!(
             path = %path.display(),
             new = found == 0,
@@ -131,6 +138,7 @@ impl SqliteQueue {
         let writer = Writer::start(
             conn,
             Arc::clone(&signals),
+            Arc::clone(&finals),
             options.max_batch,
             checkpoints,
             place,
@@ -143,6 +151,7 @@ impl SqliteQueue {
             writer,
             readers,
             signals,
+            finals,
             _lock: lock,
         })
     }
@@ -286,7 +295,16 @@ impl Queue for SqliteQueue {
     }
 
     async fn stats(&self) -> Result<QueueStats, QueueError> {
-        self.read(rows::stats).await
+        let (queued, leased) = self.read(rows::open_counts).await?;
+        let (succeeded, failed, expired, cancelled) = self.finals.get();
+        Ok(QueueStats {
+            queued,
+            leased,
+            succeeded,
+            failed,
+            expired,
+            cancelled,
+        })
     }
 
     async fn ping(&self) -> Result<(), QueueError> {

@@ -12,8 +12,8 @@ use super::super::{
     Retention, Signals, deadline_unix_ms,
 };
 use super::rows::{
-    calls_json, calls_of, commit_code, commit_of, kind_json, load, nanos, outcome_json, state_code,
-    time_at,
+    calls_json, calls_of, commit_code, commit_of, final_state, kind_json, load, nanos,
+    outcome_json, state_code, time_at,
 };
 use super::writer::Effects;
 
@@ -67,12 +67,14 @@ pub(super) const FORGET_KEYS: &str = "DELETE FROM idempotency_keys
       AND NOT EXISTS (SELECT 1 FROM calls c
                       WHERE c.id = idempotency_keys.call_id AND c.completed_at IS NULL)";
 
-/// Deletes up to `?2` final calls completed before `?1` whose key is forgotten.
+/// Deletes up to `?2` final calls completed before `?1` whose key is forgotten;
+/// returns the state of each (for the final-state counts).
 pub(super) const PURGE: &str = "DELETE FROM calls WHERE seq IN (
     SELECT seq FROM calls
     WHERE completed_at > 0 AND completed_at <= ?1
       AND NOT EXISTS (SELECT 1 FROM idempotency_keys k WHERE k.call_id = calls.id)
-    LIMIT ?2)";
+    LIMIT ?2)
+    RETURNING state";
 
 /// Stores a new call, or answers with the call its idempotency key names. Without a
 /// key, its only write is the insert, its last fallible step (see
@@ -281,6 +283,7 @@ pub(super) fn complete(
         agent,
         nanos(now)
     ])?;
+    effects.finals.add(&state, 1);
     // Times are stored in nanoseconds: hand waiters the time as it reads back.
     let end = CallEnd {
         state,
@@ -337,6 +340,7 @@ pub(super) fn cancel(
         .execute(params![call_id, nanos(now)])?;
     record.state = CallState::Cancelled;
     record.completed_at = Some(now);
+    effects.finals.add(&record.state, 1);
     effects.finished.push(call_id.to_owned());
     Ok(Cancelled::Done(Box::new(record)))
 }
@@ -362,6 +366,10 @@ pub(super) fn reap(
         .query_map([now_n], |row| row.get::<_, String>(0))?
         .collect::<Result<Vec<_>, _>>()?;
     reaped.expired = expired.len();
+    effects.finals.add(
+        &CallState::Expired,
+        i64::try_from(expired.len()).unwrap_or(i64::MAX),
+    );
     effects.finished.extend(expired);
 
     // Keys of open calls stay enforced whatever their age.
@@ -370,8 +378,16 @@ pub(super) fn reap(
         .execute([nanos(now - retention.idempotency)])?;
 
     // A call whose key is still enforced is kept, so a retry gets its outcome.
-    reaped.purged = conn
+    let purged = conn
         .prepare_cached(PURGE)?
-        .execute(params![nanos(now - retention.results), PURGE_LIMIT])?;
+        .query_map(
+            params![nanos(now - retention.results), PURGE_LIMIT],
+            |row| row.get::<_, String>(0),
+        )?
+        .collect::<Result<Vec<_>, _>>()?;
+    reaped.purged = purged.len();
+    for state in purged.iter().filter_map(|code| final_state(code)) {
+        effects.finals.add(&state, -1);
+    }
     Ok(reaped)
 }

@@ -6,7 +6,7 @@ use rusqlite::{Connection, OptionalExtension, Row};
 use sapbridge_proto::{CommitPolicy, FunctionCall, Outcome};
 use time::OffsetDateTime;
 
-use super::super::{CallKind, CallRecord, CallState, IdempotencyKey, QueueError, QueueStats};
+use super::super::{CallKind, CallRecord, CallState, IdempotencyKey, QueueError};
 
 /// The columns [`record`] reads, in its order.
 pub(super) const RECORD_COLUMNS: &str = "id, system, kind, calls, commit_policy, state, \
@@ -104,11 +104,7 @@ pub(super) fn record(row: &Row<'_>) -> Result<CallRecord, QueueError> {
             session: row.get::<_, Option<String>>(6)?.unwrap_or_default(),
             until: time_at(row.get::<_, Option<i64>>(7)?.unwrap_or(0)),
         },
-        "succeeded" => CallState::Succeeded,
-        "failed" => CallState::Failed,
-        "expired" => CallState::Expired,
-        "cancelled" => CallState::Cancelled,
-        other => return Err(corrupt("state", &other)),
+        other => final_state(other).ok_or_else(|| corrupt("state", &other))?,
     };
     let outcome = match row.get::<_, Option<String>>(13)? {
         Some(json) => {
@@ -154,40 +150,47 @@ pub(super) fn load(conn: &Connection, call_id: &str) -> Result<Option<CallRecord
     raw.transpose()
 }
 
-/// Counts of calls by state: open calls through their partial indexes, final ones
-/// through the completion index.
-pub(super) fn stats(conn: &Connection) -> Result<QueueStats, QueueError> {
+/// Queued and leased calls: scans of the partial indexes that hold only them.
+pub(super) fn open_counts(conn: &Connection) -> Result<(u64, u64), QueueError> {
     let count = |sql: &str| -> Result<u64, QueueError> {
         let n: i64 = conn.prepare_cached(sql)?.query_row([], |row| row.get(0))?;
         Ok(u64::try_from(n).unwrap_or(0))
     };
-    let mut stats = QueueStats {
-        queued: count(
-            "SELECT count(*) FROM calls INDEXED BY calls_queued_expiry WHERE state = 'queued'",
-        )?,
-        leased: count(
-            "SELECT count(*) FROM calls INDEXED BY calls_leased_session WHERE state = 'leased'",
-        )?,
-        ..QueueStats::default()
-    };
-    let mut stmt = conn.prepare_cached(
+    Ok((
+        count("SELECT count(*) FROM calls INDEXED BY calls_queued_expiry WHERE state = 'queued'")?,
+        count("SELECT count(*) FROM calls INDEXED BY calls_leased_session WHERE state = 'leased'")?,
+    ))
+}
+
+/// Final calls per state: a scan of every retained call, run once at open (see
+/// `counts`).
+pub(super) fn final_counts(conn: &Connection) -> Result<Vec<(CallState, u64)>, QueueError> {
+    let mut stmt = conn.prepare(
         "SELECT state, count(*) FROM calls INDEXED BY calls_completed_at
          WHERE completed_at > 0 GROUP BY state",
     )?;
     let mut rows = stmt.query([])?;
+    let mut found = Vec::new();
     while let Some(row) = rows.next()? {
         let state: String = row.get(0)?;
         let count: i64 = row.get(1)?;
-        let count = u64::try_from(count).unwrap_or(0);
-        match state.as_str() {
-            "succeeded" => stats.succeeded = count,
-            "failed" => stats.failed = count,
-            "expired" => stats.expired = count,
-            "cancelled" => stats.cancelled = count,
-            other => tracing::warn!(state = other, "unknown final call state in the queue file"),
+        match final_state(&state) {
+            Some(state) => found.push((state, u64::try_from(count).unwrap_or(0))),
+            None => tracing::warn!(state, "unknown final call state in the queue file"),
         }
     }
-    Ok(stats)
+    Ok(found)
+}
+
+/// A final state's code as stored.
+pub(super) fn final_state(code: &str) -> Option<CallState> {
+    match code {
+        "succeeded" => Some(CallState::Succeeded),
+        "failed" => Some(CallState::Failed),
+        "expired" => Some(CallState::Expired),
+        "cancelled" => Some(CallState::Cancelled),
+        _ => None,
+    }
 }
 
 /// A real read of the calls table (readiness).

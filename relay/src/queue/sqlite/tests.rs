@@ -70,6 +70,49 @@ async fn check_recovered(q: &dyn Queue, count: usize) {
     ));
 }
 
+/// The final-state counts kept in memory are what a scan of the file finds: the
+/// store reopened on the file counts them afresh.
+#[tokio::test]
+async fn final_counts_match_the_file_after_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("relay.db");
+    let q = open(&path);
+    fill(&q, 10).await;
+    q.complete("c01", 1, "agent", ok()).await.unwrap();
+    q.cancel("c07").await.unwrap();
+    q.enqueue(new_call("late", "PRD", Duration::seconds(-1)))
+        .await
+        .unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let retention = super::super::Retention {
+        results: Duration::days(1),
+        idempotency: Duration::days(1),
+    };
+    q.reap(now, retention).await.unwrap();
+    let before = q.stats().await.unwrap();
+    assert_eq!(
+        (before.succeeded, before.expired, before.cancelled),
+        (2, 1, 1)
+    );
+    drop(q);
+    let again = open(&path);
+    let after = again.stats().await.unwrap();
+    assert_eq!(
+        (
+            after.succeeded,
+            after.failed,
+            after.expired,
+            after.cancelled
+        ),
+        (
+            before.succeeded,
+            before.failed,
+            before.expired,
+            before.cancelled
+        )
+    );
+}
+
 #[tokio::test]
 async fn a_second_store_on_a_file_in_use_is_refused() {
     let dir = tempfile::tempdir().unwrap();

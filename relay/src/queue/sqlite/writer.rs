@@ -27,6 +27,7 @@ use sapbridge_proto::Unit;
 
 use super::super::{CallEnd, QueueError, Signals, Taker};
 use super::checkpoint::Checkpoints;
+use super::counts::{FinalCounts, FinalDelta};
 
 /// How many changes may wait for the writer before callers wait to hand theirs over.
 const CHANNEL_CAPACITY: usize = 4096;
@@ -42,6 +43,8 @@ pub(super) struct Effects {
     pub(super) ended: Vec<(String, CallEnd)>,
     /// Calls leased to a session's taker, to hand over.
     pub(super) handed: Vec<(Arc<Taker>, Unit)>,
+    /// Calls that entered or left a final state.
+    pub(super) finals: FinalDelta,
 }
 
 impl Effects {
@@ -50,6 +53,7 @@ impl Effects {
         self.finished.extend(other.finished);
         self.ended.extend(other.ended);
         self.handed.extend(other.handed);
+        self.finals.absorb(other.finals);
     }
 
     /// The changes were not committed: the takers get their credits back.
@@ -59,7 +63,8 @@ impl Effects {
         }
     }
 
-    fn fire(self, signals: &Signals) {
+    fn fire(self, signals: &Signals, finals: &FinalCounts) {
+        finals.apply(&self.finals);
         for (taker, unit) in self.handed {
             taker.hand_over(unit);
         }
@@ -178,6 +183,7 @@ impl Writer {
     pub(super) fn start(
         conn: Connection,
         signals: Arc<Signals>,
+        finals: Arc<FinalCounts>,
         max_batch: usize,
         checkpoints: Checkpoints,
         place: Placement,
@@ -190,12 +196,12 @@ impl Writer {
         };
         match runtime {
             Some(runtime) => {
-                runtime.spawn(run_task(conn, rx, signals, max_batch, checkpoints));
+                runtime.spawn(run_task(conn, rx, signals, finals, max_batch, checkpoints));
             }
             None => {
                 std::thread::Builder::new()
                     .name("sapbridge-queue-writer".into())
-                    .spawn(move || run(conn, rx, &signals, max_batch, checkpoints))
+                    .spawn(move || run(conn, rx, &signals, &finals, max_batch, checkpoints))
                     .map_err(|e| {
                         QueueError::Store(format!("cannot start the writer thread: {e}"))
                     })?;
@@ -276,6 +282,7 @@ async fn run_task(
     conn: Connection,
     mut rx: mpsc::Receiver<Box<dyn Job>>,
     signals: Arc<Signals>,
+    finals: Arc<FinalCounts>,
     max_batch: usize,
     mut checkpoints: Checkpoints,
 ) {
@@ -283,7 +290,7 @@ async fn run_task(
     while let Some(job) = rx.recv().await {
         gather(&mut batch, job, &mut rx, max_batch);
         let changes = batch.len();
-        commit(&conn, &mut batch, &signals);
+        commit(&conn, &mut batch, &signals, &finals);
         if let Some(checkpointed) = checkpoints.committed(changes) {
             let _ = checkpointed.await;
         }
@@ -296,6 +303,7 @@ fn run(
     conn: Connection,
     mut rx: mpsc::Receiver<Box<dyn Job>>,
     signals: &Signals,
+    finals: &FinalCounts,
     max_batch: usize,
     mut checkpoints: Checkpoints,
 ) {
@@ -303,7 +311,7 @@ fn run(
     while let Some(job) = rx.blocking_recv() {
         gather(&mut batch, job, &mut rx, max_batch);
         let changes = batch.len();
-        commit(&conn, &mut batch, signals);
+        commit(&conn, &mut batch, signals, finals);
         if let Some(checkpointed) = checkpoints.committed(changes) {
             let _ = checkpointed.blocking_recv();
         }
@@ -328,7 +336,12 @@ fn gather(
 }
 
 /// Runs and commits one batch, then answers every caller in it.
-fn commit(conn: &Connection, batch: &mut Vec<Box<dyn Job>>, signals: &Signals) {
+fn commit(
+    conn: &Connection,
+    batch: &mut Vec<Box<dyn Job>>,
+    signals: &Signals,
+    finals: &FinalCounts,
+) {
     let mut effects = Effects::default();
     let statement = |sql: &str| -> Result<(), QueueError> {
         conn.prepare_cached(sql)?.execute([])?;
@@ -345,7 +358,7 @@ fn commit(conn: &Connection, batch: &mut Vec<Box<dyn Job>>, signals: &Signals) {
         statement("COMMIT")
     });
     match &committed {
-        Ok(()) => effects.fire(signals),
+        Ok(()) => effects.fire(signals, finals),
         Err(error) => {
             effects.abandon();
             tracing::error!(%error, changes = batch.len(), "queue batch not committed");
@@ -379,6 +392,7 @@ mod tests {
         let writer = Writer::start(
             conn,
             Arc::new(Signals::default()),
+            Arc::new(FinalCounts::default()),
             64,
             nudge,
             Placement::Thread,
