@@ -29,6 +29,10 @@ pub(crate) struct HttpTarget {
     /// The system's name.
     pub(crate) system: String,
     base: String,
+    /// The base URL parsed once: each request's URL is this with its path and query
+    /// set (parsing the whole URL again per request cost ~2 % of the agent's CPU on
+    /// the pass-through path, most of it in host name processing).
+    base_url: reqwest::Url,
     /// The pooled client, built on first use (see [`HttpTarget::client`]).
     client: OnceLock<Result<reqwest::Client, String>>,
     /// The extra CA certificates the client trusts.
@@ -89,9 +93,13 @@ impl HttpTarget {
             // A CA the TLS library refuses fails the build: find out now, at start.
             let _ = client.set(Ok(build_client(timeout, &ca_certificates)?));
         }
+        let base = config.base_url.trim_end_matches('/').to_owned();
+        let base_url = reqwest::Url::parse(&base)
+            .map_err(|e| format!("base_url {:?} is not a URL: {e}", config.base_url))?;
         Ok(Self {
             system: system.to_owned(),
-            base: config.base_url.trim_end_matches('/').to_owned(),
+            base,
+            base_url,
             client,
             ca_certificates,
             allow,
@@ -123,12 +131,11 @@ impl HttpTarget {
     /// # Errors
     /// When the result does not parse as a URL.
     pub(crate) fn url(&self, path: &str, query: Option<&str>) -> Result<reqwest::Url, String> {
-        let mut text = format!("{}{path}", self.base);
-        if let Some(query) = query {
-            text.push('?');
-            text.push_str(query);
-        }
-        reqwest::Url::parse(&text).map_err(|e| format!("the path does not form a URL: {e}"))
+        let mut url = self.base_url.clone();
+        let prefix = self.base_url.path().trim_end_matches('/');
+        url.set_path(&format!("{prefix}{path}"));
+        url.set_query(query);
+        Ok(url)
     }
 
     /// The headers for the backend: the client's end-to-end headers minus
@@ -312,6 +319,24 @@ mod tests {
             t.url("/api/x", Some("a=1&b=%20")).unwrap().as_str(),
             "http://sapgw:8000/prefix/api/x?a=1&b=%20"
         );
+        // The same URL as parsing base, path and query as one text would give.
+        for base in ["http://sapgw:8000", "https://sapgw:44300/sap/opu/odata/"] {
+            let t = HttpTarget::new("PRD", &HttpConfig::new(base, vec!["/".into()])).unwrap();
+            for (path, query) in [
+                ("/", None),
+                ("/a/b/", Some("")),
+                ("/a%2Fb/%C3%A4 x/ü", Some("$filter=Name eq 'ä'&$top=1")),
+                ("/Customers('1')/$value", Some("sap-client=100")),
+            ] {
+                let mut text = format!("{}{path}", base.trim_end_matches('/'));
+                if let Some(query) = query {
+                    text.push('?');
+                    text.push_str(query);
+                }
+                let parsed = reqwest::Url::parse(&text).unwrap();
+                assert_eq!(t.url(path, query).unwrap(), parsed, "{text}");
+            }
+        }
     }
 
     #[test]
