@@ -2,6 +2,13 @@
 //!
 //! Nothing survives a restart; it serves tests and a relay that may lose pending calls.
 //! The lock is a `std` mutex held only for map operations, never across an await.
+//!
+//! Nothing walks every retained call while holding the lock: the counts by state
+//! are kept as calls change state, and the reaper works from indexes of what it
+//! may have to do (leases, queued calls, final calls by completion time, keys by
+//! submission time), so a pass costs what it finds to do, not what is retained
+//! (a walk of a million retained calls held the lock for tens of milliseconds,
+//! twice a second).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -32,7 +39,38 @@ struct Inner {
     leases: HashMap<String, HashSet<String>>,
     /// Call ids by idempotency key.
     idempotency: HashMap<IdempotencyKey, String>,
+    /// Final calls by completion time (then sequence): purged from the front.
+    completed: BTreeMap<(OffsetDateTime, u64), String>,
+    /// Idempotency keys by their call's submission time (then sequence):
+    /// forgotten from the front.
+    keyed: BTreeMap<(OffsetDateTime, u64), IdempotencyKey>,
+    /// Stored calls by state.
+    counts: QueueStats,
     next_seq: u64,
+}
+
+/// The counter of `state` in `counts`.
+fn count_of<'a>(counts: &'a mut QueueStats, state: &CallState) -> &'a mut u64 {
+    match state {
+        CallState::Queued => &mut counts.queued,
+        CallState::Leased { .. } => &mut counts.leased,
+        CallState::Succeeded => &mut counts.succeeded,
+        CallState::Failed => &mut counts.failed,
+        CallState::Expired => &mut counts.expired,
+        CallState::Cancelled => &mut counts.cancelled,
+    }
+}
+
+/// Moves one call from the count of `from` (none: a new call) to that of `to`
+/// (none: purged).
+fn recount(counts: &mut QueueStats, from: Option<&CallState>, to: Option<&CallState>) {
+    if let Some(from) = from {
+        let n = count_of(counts, from);
+        *n = n.saturating_sub(1);
+    }
+    if let Some(to) = to {
+        *count_of(counts, to) += 1;
+    }
 }
 
 impl MemoryQueue {
@@ -57,6 +95,11 @@ impl Inner {
                     self.leases.remove(session);
                 }
             }
+            recount(
+                &mut self.counts,
+                Some(&record.state),
+                Some(&CallState::Queued),
+            );
             record.state = CallState::Queued;
             self.queued
                 .entry(record.system.clone())
@@ -88,8 +131,10 @@ impl Inner {
             }
             _ => {}
         }
+        recount(&mut self.counts, Some(&record.state), Some(&state));
         record.state = state;
         record.completed_at = Some(now);
+        self.completed.insert((now, *seq), call_id.to_owned());
     }
 }
 
@@ -120,6 +165,9 @@ impl Queue for MemoryQueue {
         let mut record = CallRecord::new(call);
         let seq = inner.next_seq;
         inner.next_seq += 1;
+        if let Some((key, _)) = &record.idempotency {
+            inner.keyed.insert((record.submitted_at, seq), key.clone());
+        }
         // Straight to a session with a free credit, unless older calls wait.
         let older = inner.queued.get(&system).is_some_and(|q| !q.is_empty());
         let taker = match older {
@@ -147,6 +195,7 @@ impl Queue for MemoryQueue {
                     .insert(seq, record.id.clone());
             }
         }
+        recount(&mut inner.counts, None, Some(&record.state));
         inner.calls.insert(record.id.clone(), (seq, record.clone()));
         drop(inner);
         match taker {
@@ -192,11 +241,14 @@ impl Queue for MemoryQueue {
                 .entry(session.to_owned())
                 .or_default()
                 .insert(call_id.clone());
+            let inner = &mut *inner;
             if let Some((_, record)) = inner.calls.get_mut(&call_id) {
-                record.state = CallState::Leased {
+                let leased = CallState::Leased {
                     session: session.to_owned(),
                     until,
                 };
+                recount(&mut inner.counts, Some(&record.state), Some(&leased));
+                record.state = leased;
                 record.attempts += 1;
                 units.push(record.unit());
             }
@@ -294,59 +346,100 @@ impl Queue for MemoryQueue {
 
     async fn reap(&self, now: OffsetDateTime, retention: Retention) -> Result<Reaped, QueueError> {
         let mut reaped = Reaped::default();
-        let mut woken_systems = HashSet::new();
-        let mut finished = Vec::new();
-        let mut inner = self.lock();
-        let mut lapsed = Vec::new();
-        let mut expired = Vec::new();
-        let mut purge = Vec::new();
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let lapsed: Vec<String> = inner
+            .leases
+            .values()
+            .flatten()
+            .filter(|id| {
+                inner.calls.get(*id).is_some_and(
+                    |(_, r)| matches!(r.state, CallState::Leased { until, .. } if until <= now),
+                )
+            })
+            .cloned()
+            .collect();
+        let expired: Vec<String> = inner
+            .queued
+            .values()
+            .flat_map(BTreeMap::values)
+            .filter(|id| {
+                inner
+                    .calls
+                    .get(*id)
+                    .is_some_and(|(_, r)| r.expires_at <= now)
+            })
+            .cloned()
+            .collect();
+        // Keys of final calls submitted before the key retention; an open call's
+        // key stays enforced whatever its age.
         let mut forget = Vec::new();
-        for (id, (_, record)) in &inner.calls {
-            // Whether the call's idempotency key still points at it.
-            let key = record
-                .idempotency
-                .as_ref()
-                .map(|(key, _)| key)
-                .filter(|key| inner.idempotency.get(*key) == Some(id));
-            let key_lapsed = record.submitted_at + retention.idempotency <= now;
-            match &record.state {
-                CallState::Leased { until, .. } if *until <= now => lapsed.push(id.clone()),
-                CallState::Queued if record.expires_at <= now => expired.push(id.clone()),
-                state if state.is_final() => {
-                    if let Some(key) = key.filter(|_| key_lapsed) {
-                        forget.push(key.clone());
-                    }
-                    let done = record
-                        .completed_at
-                        .is_some_and(|t| t + retention.results <= now);
-                    if done && (key.is_none() || key_lapsed) {
-                        purge.push(id.clone());
-                    }
-                }
-                _ => {}
+        for ((submitted, seq), key) in &inner.keyed {
+            if *submitted + retention.idempotency > now {
+                break;
+            }
+            let id = inner.idempotency.get(key);
+            let open = id
+                .and_then(|id| inner.calls.get(id))
+                .is_some_and(|(s, r)| *s == *seq && !r.state.is_final());
+            if !open {
+                forget.push((*submitted, *seq));
             }
         }
-        for key in forget {
-            inner.idempotency.remove(&key);
-            reaped.keys_forgotten += 1;
+        for at in forget {
+            let Some(key) = inner.keyed.remove(&at) else {
+                continue;
+            };
+            // Only if the key still names this call (not a later one's).
+            let names_it = inner
+                .idempotency
+                .get(&key)
+                .and_then(|id| inner.calls.get(id))
+                .is_some_and(|(s, _)| *s == at.1);
+            if names_it {
+                inner.idempotency.remove(&key);
+                reaped.keys_forgotten += 1;
+            }
         }
+        let mut woken_systems = HashSet::new();
         for id in lapsed {
             if let Some(system) = inner.requeue(&id) {
                 woken_systems.insert(system);
                 reaped.requeued += 1;
             }
         }
+        let mut finished = Vec::new();
         for id in expired {
             inner.finish(&id, CallState::Expired, now);
             finished.push(id);
             reaped.expired += 1;
         }
-        for id in purge {
-            if inner.calls.remove(&id).is_some() {
+        // Final calls past the result retention, unless their key is still
+        // enforced (a retry must get the stored outcome).
+        let mut purge = Vec::new();
+        for ((completed, seq), id) in &inner.completed {
+            if *completed + retention.results > now {
+                break;
+            }
+            let enforced = inner
+                .calls
+                .get(id)
+                .and_then(|(_, r)| r.idempotency.as_ref())
+                .is_some_and(|(key, _)| inner.idempotency.get(key) == Some(id));
+            if !enforced {
+                purge.push((*completed, *seq));
+            }
+        }
+        for at in purge {
+            let Some(id) = inner.completed.remove(&at) else {
+                continue;
+            };
+            if let Some((_, record)) = inner.calls.remove(&id) {
+                recount(&mut inner.counts, Some(&record.state), None);
                 reaped.purged += 1;
             }
         }
-        drop(inner);
+        drop(guard);
         for system in &woken_systems {
             self.signals.work_available(system);
         }
@@ -357,20 +450,7 @@ impl Queue for MemoryQueue {
     }
 
     async fn stats(&self) -> Result<QueueStats, QueueError> {
-        let inner = self.lock();
-        let mut stats = QueueStats::default();
-        for (_, record) in inner.calls.values() {
-            let counter = match record.state {
-                CallState::Queued => &mut stats.queued,
-                CallState::Leased { .. } => &mut stats.leased,
-                CallState::Succeeded => &mut stats.succeeded,
-                CallState::Failed => &mut stats.failed,
-                CallState::Expired => &mut stats.expired,
-                CallState::Cancelled => &mut stats.cancelled,
-            };
-            *counter += 1;
-        }
-        Ok(stats)
+        Ok(self.lock().counts)
     }
 
     async fn ping(&self) -> Result<(), QueueError> {
