@@ -12,6 +12,7 @@ use axum::Json;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 use sapbridge_proto::{CallResult, CommitPolicy, ErrorGroup, Outcome, RfcError};
+use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -86,22 +87,57 @@ fn finished(record: &CallRecord, body: &mut Map<String, Value>) {
     body.insert("agent".into(), json!(record.agent));
 }
 
-fn success_body(record: &CallRecord) -> Value {
+/// A succeeded call's body: its members as a JSON object, plus a function call's
+/// `result` borrowed from the record instead of copied into the object (a large
+/// result was cloned whole only to be serialized once).
+struct SuccessBody<'a> {
+    members: Map<String, Value>,
+    /// `Some` for a function call: its parameters, or `None` (`null`).
+    result: Option<Option<&'a Map<String, Value>>>,
+}
+
+impl Serialize for SuccessBody<'_> {
+    /// The members in the order a `Map` has them (sorted by name), `result` in its
+    /// place among them: the same bytes as with `result` inserted into the map.
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        const RESULT: &str = "result";
+        let extra = usize::from(self.result.is_some());
+        let mut map = serializer.serialize_map(Some(self.members.len() + extra))?;
+        let mut result = self.result;
+        for (name, value) in &self.members {
+            if name.as_str() > RESULT
+                && let Some(params) = result.take()
+            {
+                map.serialize_entry(RESULT, &params)?;
+            }
+            map.serialize_entry(name, value)?;
+        }
+        if let Some(params) = result {
+            map.serialize_entry(RESULT, &params)?;
+        }
+        map.end()
+    }
+}
+
+fn success_body(record: &CallRecord) -> SuccessBody<'_> {
     let mut body = summary(record);
     let Some(Outcome::Completed {
         results,
         transaction,
     }) = &record.outcome
     else {
-        return Value::Object(body);
+        return SuccessBody {
+            members: body,
+            result: None,
+        };
     };
+    let mut result = None;
     match &record.kind {
         CallKind::Function => {
-            let result = match results.first() {
-                Some(CallResult::Ok(params)) => Value::Object(params.clone()),
-                _ => Value::Null,
-            };
-            body.insert("result".into(), result);
+            result = Some(match results.first() {
+                Some(CallResult::Ok(params)) => Some(params),
+                _ => None,
+            });
         }
         CallKind::Transaction | CallKind::Action(_) => {
             let committed = transaction.as_ref().is_some_and(|t| t.committed);
@@ -115,7 +151,10 @@ fn success_body(record: &CallRecord) -> Value {
         }
     }
     finished(record, &mut body);
-    Value::Object(body)
+    SuccessBody {
+        members: body,
+        result,
+    }
 }
 
 /// One call's result: its parameters, or `{"error": …}`.
@@ -298,4 +337,66 @@ fn transaction_problem(record: &CallRecord, outcome: &Outcome) -> Problem {
         commit_result.map_or(Value::Null, result_json),
     );
     problem
+}
+
+#[cfg(test)]
+mod tests {
+    use sapbridge_proto::{CommitPolicy, FunctionCall, RfcError};
+
+    use super::*;
+    use crate::queue::NewCall;
+
+    fn succeeded(kind: CallKind, results: Vec<CallResult>) -> CallRecord {
+        let now = OffsetDateTime::now_utc();
+        let mut record = CallRecord::new(NewCall {
+            id: "c_1".into(),
+            system: "PRD".into(),
+            kind,
+            calls: vec![FunctionCall {
+                function: "BAPI_X".into(),
+                parameters: Map::new(),
+            }],
+            commit: CommitPolicy::None,
+            submitted_at: now,
+            expires_at: now,
+            idempotency: None,
+        });
+        record.state = CallState::Succeeded;
+        record.completed_at = Some(now);
+        record.agent = Some("plant-1".into());
+        record.outcome = Some(Outcome::Completed {
+            results,
+            transaction: None,
+        });
+        record
+    }
+
+    /// The body as a `Map` with the result inserted renders it: same bytes.
+    #[test]
+    fn a_borrowed_result_renders_like_the_object_with_it() {
+        let params = json!({"ECHOTEXT": "hi", "ZZ": [1, {"b": null}], "A": 1});
+        let params = params.as_object().cloned().unwrap_or_default();
+        let error = RfcError::new(ErrorGroup::AbapApplicationFailure, "X", "x");
+        for results in [
+            vec![CallResult::Ok(params.clone())],
+            vec![CallResult::Error(error)],
+            vec![],
+        ] {
+            let record = succeeded(CallKind::Function, results.clone());
+            let mut expected = summary(&record);
+            let result = match results.first() {
+                Some(CallResult::Ok(params)) => Value::Object(params.clone()),
+                _ => Value::Null,
+            };
+            expected.insert("result".into(), result);
+            finished(&record, &mut expected);
+            let rendered = serde_json::to_string(&success_body(&record)).unwrap();
+            assert_eq!(rendered, Value::Object(expected).to_string());
+        }
+        // Without an outcome there is no `result` member at all.
+        let mut record = succeeded(CallKind::Function, vec![]);
+        record.outcome = None;
+        let rendered = serde_json::to_string(&success_body(&record)).unwrap();
+        assert_eq!(rendered, Value::Object(summary(&record)).to_string());
+    }
 }
