@@ -94,9 +94,7 @@ pub(crate) async fn exchange(
             format!("{:?} is not an HTTP method", head.method),
         )
     })?;
-    let url = target
-        .url(&head.path, head.query.as_deref())
-        .map_err(|e| fail(Kind::BadRequest, e))?;
+    let url = target.url(&head.path, head.query.as_deref());
     let started = tokio::time::Instant::now();
     let csrf_write = target.csrf.is_some() && needs_token(&method);
     let response = if csrf_write {
@@ -207,9 +205,7 @@ async fn fetch_token(
     target: &HttpTarget,
     fetch_path: &str,
 ) -> Result<Option<CsrfToken>, HttpFailure> {
-    let url = target
-        .url(fetch_path, None)
-        .map_err(|e| fail(Kind::BadRequest, e))?;
+    let url = target.url(fetch_path, None);
     let mut request = target
         .client()
         .map_err(|e| fail(Kind::Unreachable, e))?

@@ -93,6 +93,16 @@ impl Relay {
         credits
     }
 
+    /// Sends a unit and waits until the runner runs it.
+    async fn start_unit(&self, runner: &UnitRunner, call_id: &str, function: &str) {
+        self.send(RelayMessage::Work {
+            unit: unit(call_id, function),
+        });
+        while runner.store().running() == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+
     async fn outcome(&mut self) -> (String, Outcome) {
         match self.next().await {
             AgentMessage::Outcome {
@@ -147,6 +157,18 @@ impl SapConnection for FakeSession {
             function,
         ))
     }
+}
+
+/// A runner (every function allowed) whose SAP calls each wait for a permit of the
+/// returned gate.
+fn gated_runner() -> (Arc<Semaphore>, Arc<UnitRunner>, tempfile::TempDir) {
+    let gate = Arc::new(Semaphore::new(0));
+    let sap = FakeSap {
+        gate: Some(gate.clone()),
+        ..FakeSap::default()
+    };
+    let (runner, dir) = runner(sap, &["*"]);
+    (gate, runner, dir)
 }
 
 /// A runner on a journal in a temporary directory (removed when the guard drops).
@@ -396,21 +418,11 @@ async fn unacked_outcomes_are_resent_and_redelivery_does_not_call_sap_again() {
 
 #[tokio::test(start_paused = true)]
 async fn shutdown_drains_in_flight_units_then_closes() {
-    let gate = Arc::new(Semaphore::new(0));
-    let sap = FakeSap {
-        gate: Some(gate.clone()),
-        ..Default::default()
-    };
-    let (runner, _dir) = runner(sap, &["*"]);
+    let (gate, runner, _dir) = gated_runner();
     let shutdown = CancellationToken::new();
     let (mut relay, task) = start(&runner, &shutdown);
     relay.handshake(15).await;
-    relay.send(RelayMessage::Work {
-        unit: unit("c_1", "STFC_CONNECTION"),
-    });
-    while runner.store().running() == 0 {
-        tokio::task::yield_now().await;
-    }
+    relay.start_unit(&runner, "c_1", "STFC_CONNECTION").await;
     shutdown.cancel();
     assert_eq!(relay.next().await, AgentMessage::Drain);
     // Work that crosses the drain is not taken.
@@ -434,21 +446,11 @@ async fn shutdown_drains_in_flight_units_then_closes() {
 
 #[tokio::test(start_paused = true)]
 async fn drain_gives_up_after_the_grace_period() {
-    let gate = Arc::new(Semaphore::new(0));
-    let sap = FakeSap {
-        gate: Some(gate),
-        ..Default::default()
-    };
-    let (runner, _dir) = runner(sap, &["*"]);
+    let (_gate, runner, _dir) = gated_runner();
     let shutdown = CancellationToken::new();
     let (mut relay, task) = start(&runner, &shutdown);
     relay.handshake(15).await;
-    relay.send(RelayMessage::Work {
-        unit: unit("c_1", "STFC_CONNECTION"),
-    });
-    while runner.store().running() == 0 {
-        tokio::task::yield_now().await;
-    }
+    relay.start_unit(&runner, "c_1", "STFC_CONNECTION").await;
     let began = Instant::now();
     shutdown.cancel();
     assert_eq!(relay.next().await, AgentMessage::Drain);
@@ -470,22 +472,14 @@ async fn drain_gives_up_after_the_grace_period() {
 
 #[tokio::test(start_paused = true)]
 async fn a_unit_running_across_a_reconnect_hands_its_slot_back_as_a_credit() {
-    let gate = Arc::new(Semaphore::new(0));
-    let sap = FakeSap {
-        gate: Some(gate.clone()),
-        ..FakeSap::default()
-    };
-    let (runner, _dir) = runner(sap, &["*"]);
+    let (gate, runner, _dir) = gated_runner();
     let shutdown = CancellationToken::new();
 
     let (mut relay, task) = start(&runner, &shutdown);
     assert_eq!(relay.handshake(15).await, 2);
-    relay.send(RelayMessage::Work {
-        unit: unit("c_1", "BAPI_CUSTOMER_CHANGEFROMDATA1"),
-    });
-    while runner.store().running() == 0 {
-        tokio::task::yield_now().await;
-    }
+    relay
+        .start_unit(&runner, "c_1", "BAPI_CUSTOMER_CHANGEFROMDATA1")
+        .await;
     drop(relay); // the relay goes away while c_1 runs
     assert!(matches!(task.await.unwrap().end, SessionEnd::Lost(_)));
 

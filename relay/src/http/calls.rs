@@ -144,8 +144,9 @@ pub(crate) async fn submit_record(
         key = %caller.name,
     );
     async move {
-        // Watch before the call exists, so its end cannot slip by unseen.
-        let watch = state.queue.signals().watch_call(&call.id);
+        // Watch before the call exists, so its end cannot slip by unseen (only when
+        // the request waits for it).
+        let watch = (!wait.is_zero()).then(|| state.queue.signals().watch_call(&call.id));
         let record = match state.queue.enqueue(call).await? {
             Enqueued::Created(record) => {
                 tracing::debug!(calls = record.calls.len(), "call queued");
@@ -165,10 +166,9 @@ pub(crate) async fn submit_record(
         };
         // `respond-async` (no wait) answers 202 with the call as accepted, even
         // if a quick agent has finished it by now.
-        let record = if wait.is_zero() {
-            *record
-        } else {
-            wait_watched(state, Some(*record), &watch, wait).await?
+        let record = match &watch {
+            None => *record,
+            Some(watch) => wait_watched(state, Some(*record), watch, wait).await?,
         };
         tracing::debug!(status = record.state.as_str(), "call answered");
         Ok(record)

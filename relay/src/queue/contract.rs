@@ -77,7 +77,7 @@ pub(super) fn later() -> OffsetDateTime {
     OffsetDateTime::now_utc() + Duration::minutes(5)
 }
 
-fn retention(days: i64) -> Retention {
+pub(super) fn retention(days: i64) -> Retention {
     Retention {
         results: Duration::days(days),
         idempotency: Duration::days(days),

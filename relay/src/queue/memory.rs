@@ -49,30 +49,6 @@ struct Inner {
     next_seq: u64,
 }
 
-/// The counter of `state` in `counts`.
-fn count_of<'a>(counts: &'a mut QueueStats, state: &CallState) -> &'a mut u64 {
-    match state {
-        CallState::Queued => &mut counts.queued,
-        CallState::Leased { .. } => &mut counts.leased,
-        CallState::Succeeded => &mut counts.succeeded,
-        CallState::Failed => &mut counts.failed,
-        CallState::Expired => &mut counts.expired,
-        CallState::Cancelled => &mut counts.cancelled,
-    }
-}
-
-/// Moves one call from the count of `from` (none: a new call) to that of `to`
-/// (none: purged).
-fn recount(counts: &mut QueueStats, from: Option<&CallState>, to: Option<&CallState>) {
-    if let Some(from) = from {
-        let n = count_of(counts, from);
-        *n = n.saturating_sub(1);
-    }
-    if let Some(to) = to {
-        *count_of(counts, to) += 1;
-    }
-}
-
 impl MemoryQueue {
     /// An empty queue.
     pub(crate) fn new() -> Self {
@@ -95,11 +71,8 @@ impl Inner {
                     self.leases.remove(session);
                 }
             }
-            recount(
-                &mut self.counts,
-                Some(&record.state),
-                Some(&CallState::Queued),
-            );
+            self.counts
+                .moved(Some(&record.state), Some(&CallState::Queued));
             record.state = CallState::Queued;
             self.queued
                 .entry(record.system.clone())
@@ -131,7 +104,7 @@ impl Inner {
             }
             _ => {}
         }
-        recount(&mut self.counts, Some(&record.state), Some(&state));
+        self.counts.moved(Some(&record.state), Some(&state));
         record.state = state;
         record.completed_at = Some(now);
         self.completed.insert((now, *seq), call_id.to_owned());
@@ -195,7 +168,7 @@ impl Queue for MemoryQueue {
                     .insert(seq, record.id.clone());
             }
         }
-        recount(&mut inner.counts, None, Some(&record.state));
+        inner.counts.moved(None, Some(&record.state));
         inner.calls.insert(record.id.clone(), (seq, record.clone()));
         drop(inner);
         match taker {
@@ -247,7 +220,7 @@ impl Queue for MemoryQueue {
                     session: session.to_owned(),
                     until,
                 };
-                recount(&mut inner.counts, Some(&record.state), Some(&leased));
+                inner.counts.moved(Some(&record.state), Some(&leased));
                 record.state = leased;
                 record.attempts += 1;
                 units.push(record.unit());
@@ -435,7 +408,7 @@ impl Queue for MemoryQueue {
                 continue;
             };
             if let Some((_, record)) = inner.calls.remove(&id) {
-                recount(&mut inner.counts, Some(&record.state), None);
+                inner.counts.moved(Some(&record.state), None);
                 reaped.purged += 1;
             }
         }

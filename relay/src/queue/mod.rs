@@ -315,6 +315,37 @@ pub(crate) struct QueueStats {
     pub(crate) cancelled: u64,
 }
 
+impl QueueStats {
+    /// The counter of calls in `state`.
+    pub(crate) fn count_mut(&mut self, state: &CallState) -> &mut u64 {
+        match state {
+            CallState::Queued => &mut self.queued,
+            CallState::Leased { .. } => &mut self.leased,
+            CallState::Succeeded => &mut self.succeeded,
+            CallState::Failed => &mut self.failed,
+            CallState::Expired => &mut self.expired,
+            CallState::Cancelled => &mut self.cancelled,
+        }
+    }
+
+    /// Counts `n` more calls (or, negative, fewer; never below zero) in `state`.
+    pub(crate) fn add(&mut self, state: &CallState, n: i64) {
+        let count = self.count_mut(state);
+        *count = count.saturating_add_signed(n);
+    }
+
+    /// Moves one call from the count of `from` (none: a new call) to that of `to`
+    /// (none: gone).
+    pub(crate) fn moved(&mut self, from: Option<&CallState>, to: Option<&CallState>) {
+        if let Some(from) = from {
+            self.add(from, -1);
+        }
+        if let Some(to) = to {
+            self.add(to, 1);
+        }
+    }
+}
+
 /// The store could not do what was asked.
 #[derive(Debug, Clone, thiserror::Error)]
 pub(crate) enum QueueError {

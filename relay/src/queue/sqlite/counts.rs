@@ -4,80 +4,60 @@
 //! that each change adds its [`FinalDelta`] to the batch's effects, applied only
 //! when the batch committed.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 
-use super::super::CallState;
+use super::super::{CallState, QueueStats};
 
-/// The final states, in the order of the counters.
-const FINAL_STATES: usize = 4;
-
-/// Retained final calls per state.
+/// Retained final calls per state (the open states' counters stay unused: the
+/// file's partial indexes count those).
 #[derive(Debug, Default)]
 pub(super) struct FinalCounts {
-    counts: [AtomicU64; FINAL_STATES],
+    counts: Mutex<QueueStats>,
 }
 
-/// Changes to [`FinalCounts`] made by one batch.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+/// Changes to [`FinalCounts`] made by one batch: calls that entered (`+n`) or left
+/// (`-n`) a final state.
+#[derive(Debug, Default)]
 pub(super) struct FinalDelta {
-    changes: [i64; FINAL_STATES],
-}
-
-fn slot(state: &CallState) -> Option<usize> {
-    match state {
-        CallState::Queued | CallState::Leased { .. } => None,
-        CallState::Succeeded => Some(0),
-        CallState::Failed => Some(1),
-        CallState::Expired => Some(2),
-        CallState::Cancelled => Some(3),
-    }
+    changes: Vec<(CallState, i64)>,
 }
 
 impl FinalDelta {
-    /// `n` more (or, negative, fewer) calls in `state`; open states are not counted.
+    /// `n` more (or, negative, fewer) calls in the final `state`.
     pub(super) fn add(&mut self, state: &CallState, n: i64) {
-        if let Some(i) = slot(state) {
-            self.changes[i] += n;
+        if state.is_final() {
+            self.changes.push((state.clone(), n));
         }
     }
 
     /// Adds another batch member's changes.
     pub(super) fn absorb(&mut self, other: Self) {
-        for (mine, theirs) in self.changes.iter_mut().zip(other.changes) {
-            *mine += theirs;
-        }
+        self.changes.extend(other.changes);
     }
 }
 
 impl FinalCounts {
-    /// Counts as found in the file: `(state, count)` pairs.
-    pub(super) fn seeded(found: impl IntoIterator<Item = (CallState, u64)>) -> Self {
-        let counts = Self::default();
-        for (state, n) in found {
-            if let Some(i) = slot(&state) {
-                counts.counts[i].store(n, Ordering::Relaxed);
-            }
+    /// Counts as found in the file.
+    pub(super) fn seeded(found: QueueStats) -> Self {
+        Self {
+            counts: Mutex::new(found),
         }
-        counts
     }
 
-    /// Applies a committed batch's changes (never below zero).
+    /// Applies a committed batch's changes.
     pub(super) fn apply(&self, delta: &FinalDelta) {
-        for (count, change) in self.counts.iter().zip(delta.changes) {
-            if change == 0 {
-                continue;
-            }
-            let _ = count.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |now| {
-                Some(now.saturating_add_signed(change))
-            });
+        if delta.changes.is_empty() {
+            return;
+        }
+        let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        for (state, n) in &delta.changes {
+            counts.add(state, *n);
         }
     }
 
-    /// `(succeeded, failed, expired, cancelled)`.
-    pub(super) fn get(&self) -> (u64, u64, u64, u64) {
-        let [s, f, e, c] = &self.counts;
-        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        (load(s), load(f), load(e), load(c))
+    /// The counts (queued and leased: zero).
+    pub(super) fn get(&self) -> QueueStats {
+        *self.counts.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -87,7 +67,10 @@ mod tests {
 
     #[test]
     fn deltas_count_final_states_only_and_never_go_below_zero() {
-        let counts = FinalCounts::seeded([(CallState::Succeeded, 5), (CallState::Queued, 9)]);
+        let counts = FinalCounts::seeded(QueueStats {
+            succeeded: 5,
+            ..QueueStats::default()
+        });
         let mut delta = FinalDelta::default();
         delta.add(&CallState::Succeeded, 2);
         delta.add(&CallState::Queued, 100);
@@ -96,6 +79,10 @@ mod tests {
         other.add(&CallState::Expired, -3);
         delta.absorb(other);
         counts.apply(&delta);
-        assert_eq!(counts.get(), (7, 0, 0, 1));
+        let c = counts.get();
+        assert_eq!(
+            (c.succeeded, c.failed, c.expired, c.cancelled),
+            (7, 0, 0, 1)
+        );
     }
 }

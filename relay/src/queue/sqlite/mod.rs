@@ -296,14 +296,10 @@ impl Queue for SqliteQueue {
 
     async fn stats(&self) -> Result<QueueStats, QueueError> {
         let (queued, leased) = self.read(rows::open_counts).await?;
-        let (succeeded, failed, expired, cancelled) = self.finals.get();
         Ok(QueueStats {
             queued,
             leased,
-            succeeded,
-            failed,
-            expired,
-            cancelled,
+            ..self.finals.get()
         })
     }
 

@@ -6,7 +6,7 @@ use rusqlite::{Connection, OptionalExtension, Row};
 use sapbridge_proto::{CommitPolicy, FunctionCall, Outcome};
 use time::OffsetDateTime;
 
-use super::super::{CallKind, CallRecord, CallState, IdempotencyKey, QueueError};
+use super::super::{CallKind, CallRecord, CallState, IdempotencyKey, QueueError, QueueStats};
 
 /// The columns [`record`] reads, in its order.
 pub(super) const RECORD_COLUMNS: &str = "id, system, kind, calls, commit_policy, state, \
@@ -164,18 +164,18 @@ pub(super) fn open_counts(conn: &Connection) -> Result<(u64, u64), QueueError> {
 
 /// Final calls per state: a scan of every retained call, run once at open (see
 /// `counts`).
-pub(super) fn final_counts(conn: &Connection) -> Result<Vec<(CallState, u64)>, QueueError> {
+pub(super) fn final_counts(conn: &Connection) -> Result<QueueStats, QueueError> {
     let mut stmt = conn.prepare(
         "SELECT state, count(*) FROM calls INDEXED BY calls_completed_at
          WHERE completed_at > 0 GROUP BY state",
     )?;
     let mut rows = stmt.query([])?;
-    let mut found = Vec::new();
+    let mut found = QueueStats::default();
     while let Some(row) = rows.next()? {
         let state: String = row.get(0)?;
         let count: i64 = row.get(1)?;
         match final_state(&state) {
-            Some(state) => found.push((state, u64::try_from(count).unwrap_or(0))),
+            Some(state) => *found.count_mut(&state) = u64::try_from(count).unwrap_or(0),
             None => tracing::warn!(state, "unknown final call state in the queue file"),
         }
     }

@@ -190,18 +190,27 @@ impl Writer {
     ) -> Result<Self, QueueError> {
         let (jobs, rx) = mpsc::channel(CHANNEL_CAPACITY);
         let max_batch = max_batch.max(1);
+        let batcher = Batcher {
+            conn,
+            rx,
+            batch: Vec::with_capacity(max_batch),
+            max_batch,
+            signals,
+            finals,
+            checkpoints,
+        };
         let runtime = match place {
             Placement::Runtime => tokio::runtime::Handle::try_current().ok(),
             Placement::Thread => None,
         };
         match runtime {
             Some(runtime) => {
-                runtime.spawn(run_task(conn, rx, signals, finals, max_batch, checkpoints));
+                runtime.spawn(run_task(batcher));
             }
             None => {
                 std::thread::Builder::new()
                     .name("sapbridge-queue-writer".into())
-                    .spawn(move || run(conn, rx, &signals, &finals, max_batch, checkpoints))
+                    .spawn(move || run(batcher))
                     .map_err(|e| {
                         QueueError::Store(format!("cannot start the writer thread: {e}"))
                     })?;
@@ -277,21 +286,39 @@ pub(super) enum Placement {
     Thread,
 }
 
-/// The writer task: batch, commit, answer, until every sender is gone.
-async fn run_task(
+/// What the writer owns: the connection, the channel, and what a commit touches.
+struct Batcher {
     conn: Connection,
-    mut rx: mpsc::Receiver<Box<dyn Job>>,
+    rx: mpsc::Receiver<Box<dyn Job>>,
+    batch: Vec<Box<dyn Job>>,
+    max_batch: usize,
     signals: Arc<Signals>,
     finals: Arc<FinalCounts>,
-    max_batch: usize,
-    mut checkpoints: Checkpoints,
-) {
-    let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(max_batch);
-    while let Some(job) = rx.recv().await {
-        gather(&mut batch, job, &mut rx, max_batch);
-        let changes = batch.len();
-        commit(&conn, &mut batch, &signals, &finals);
-        if let Some(checkpointed) = checkpoints.committed(changes) {
+    checkpoints: Checkpoints,
+}
+
+impl Batcher {
+    /// One batch: `first` and whatever else is waiting (up to `max_batch`
+    /// changes), committed and answered. Returns the checkpoint to wait for before
+    /// the next batch, if any.
+    fn batch(&mut self, first: Box<dyn Job>) -> Option<oneshot::Receiver<()>> {
+        self.batch.push(first);
+        while self.batch.len() < self.max_batch {
+            match self.rx.try_recv() {
+                Ok(job) => self.batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let changes = self.batch.len();
+        commit(&self.conn, &mut self.batch, &self.signals, &self.finals);
+        self.checkpoints.committed(changes)
+    }
+}
+
+/// The writer task: batch, commit, answer, until every sender is gone.
+async fn run_task(mut writer: Batcher) {
+    while let Some(job) = writer.rx.recv().await {
+        if let Some(checkpointed) = writer.batch(job) {
             let _ = checkpointed.await;
         }
     }
@@ -299,40 +326,13 @@ async fn run_task(
 }
 
 /// The writer thread: batch, commit, answer, until every sender is gone.
-fn run(
-    conn: Connection,
-    mut rx: mpsc::Receiver<Box<dyn Job>>,
-    signals: &Signals,
-    finals: &FinalCounts,
-    max_batch: usize,
-    mut checkpoints: Checkpoints,
-) {
-    let mut batch: Vec<Box<dyn Job>> = Vec::with_capacity(max_batch);
-    while let Some(job) = rx.blocking_recv() {
-        gather(&mut batch, job, &mut rx, max_batch);
-        let changes = batch.len();
-        commit(&conn, &mut batch, signals, finals);
-        if let Some(checkpointed) = checkpoints.committed(changes) {
+fn run(mut writer: Batcher) {
+    while let Some(job) = writer.rx.blocking_recv() {
+        if let Some(checkpointed) = writer.batch(job) {
             let _ = checkpointed.blocking_recv();
         }
     }
     tracing::debug!("queue writer stopped");
-}
-
-/// A batch: `first` and whatever else is waiting, up to `max_batch` changes.
-fn gather(
-    batch: &mut Vec<Box<dyn Job>>,
-    first: Box<dyn Job>,
-    rx: &mut mpsc::Receiver<Box<dyn Job>>,
-    max_batch: usize,
-) {
-    batch.push(first);
-    while batch.len() < max_batch {
-        match rx.try_recv() {
-            Ok(job) => batch.push(job),
-            Err(_) => break,
-        }
-    }
 }
 
 /// Runs and commits one batch, then answers every caller in it.
@@ -388,13 +388,13 @@ mod tests {
         let conn = Connection::open(&path).unwrap();
         conn.execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (v TEXT PRIMARY KEY);")
             .unwrap();
-        let nudge = super::super::checkpoint::start(&path).unwrap();
+        let checkpoints = super::super::checkpoint::start(&path).unwrap();
         let writer = Writer::start(
             conn,
             Arc::new(Signals::default()),
             Arc::new(FinalCounts::default()),
             64,
-            nudge,
+            checkpoints,
             Placement::Thread,
         )
         .unwrap();
