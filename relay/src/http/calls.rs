@@ -213,7 +213,7 @@ async fn wait_watched(
                     ApiError::Internal(format!("call {} vanished", watch.call_id()))
                 })?,
             };
-        if let Some(end) = watch.ended() {
+        if let Some(end) = watch.take_ended() {
             end.apply(&mut record);
         }
         let now = Instant::now();
@@ -223,7 +223,7 @@ async fn wait_watched(
         tokio::select! {
             () = &mut notified => {
                 // Ended with the outcome handed over: no need to read the call back.
-                if watch.ended().is_some() {
+                if watch.has_ended() {
                     known = Some(record);
                 }
             }

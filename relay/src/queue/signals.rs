@@ -248,10 +248,24 @@ impl CallWatch {
         &self.call_id
     }
 
+    /// Whether the store said how the call ended ([`Signals::call_ended`]).
+    pub(crate) fn has_ended(&self) -> bool {
+        lock(&self.slot.end).is_some()
+    }
+
     /// How the call ended, if its store said so with [`Signals::call_ended`] (check
-    /// after enabling the `Notified`, like the call's state).
-    pub(crate) fn ended(&self) -> Option<CallEnd> {
-        lock(&self.slot.end).clone()
+    /// after enabling the `Notified`, like the call's state). The only watch of a
+    /// call takes the end (its outcome is not copied); with other watches it gets a
+    /// copy. A watch that finds nothing reads the call from the store, which holds
+    /// the end already: this is a shortcut, never the only source.
+    pub(crate) fn take_ended(&self) -> Option<CallEnd> {
+        let mut end = lock(&self.slot.end);
+        // The map holds one reference and this watch another.
+        if Arc::strong_count(&self.slot) <= 2 {
+            end.take()
+        } else {
+            end.clone()
+        }
     }
 }
 
@@ -282,5 +296,34 @@ mod tests {
         }
         drop(watch);
         assert!(lock(&signals.calls).is_empty());
+    }
+
+    fn end() -> CallEnd {
+        CallEnd {
+            state: CallState::Succeeded,
+            attempts: 1,
+            completed_at: OffsetDateTime::UNIX_EPOCH,
+            agent: Some("a".into()),
+            outcome: None,
+        }
+    }
+
+    #[test]
+    fn the_only_watch_takes_the_end_and_shared_watches_copy_it() {
+        let signals = Arc::new(Signals::default());
+        let only = signals.watch_call("c1");
+        signals.call_ended("c1", end());
+        assert!(only.has_ended());
+        assert_eq!(only.take_ended().map(|e| e.attempts), Some(1));
+        // Taken: a second look finds nothing and reads the store instead.
+        assert!(!only.has_ended());
+        assert!(only.take_ended().is_none());
+        drop(only);
+
+        let first = signals.watch_call("c2");
+        let second = signals.watch_call("c2");
+        signals.call_ended("c2", end());
+        assert!(first.take_ended().is_some());
+        assert!(second.take_ended().is_some());
     }
 }
