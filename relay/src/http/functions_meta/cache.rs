@@ -27,11 +27,14 @@ struct Entry {
     stored: Instant,
 }
 
+/// Entries by system, then function (looked up by `&str`, without building a key).
+type Entries = HashMap<String, HashMap<String, Entry>>;
+
 /// Function interfaces by system and function.
 #[derive(Debug)]
 pub(crate) struct MetadataCache {
     ttl: Duration,
-    entries: Mutex<HashMap<(String, String), Entry>>,
+    entries: Mutex<Entries>,
 }
 
 impl MetadataCache {
@@ -43,7 +46,7 @@ impl MetadataCache {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashMap<(String, String), Entry>> {
+    fn lock(&self) -> MutexGuard<'_, Entries> {
         self.entries.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -59,23 +62,38 @@ impl MetadataCache {
         agents
     }
 
-    /// The cached interface, if fresh and fetched under the same agents.
+    /// The cached interface, if fresh and fetched under the same agents; `agents`
+    /// lists the agents serving the system now, asked for only when an entry is
+    /// found (most calls find none) and outside the cache's lock.
     pub(crate) fn get(
         &self,
         system: &str,
         function: &str,
-        agents: &[String],
+        agents: impl FnOnce() -> Vec<String>,
     ) -> Option<Arc<FunctionInterface>> {
         if self.ttl.is_zero() {
             return None;
         }
-        let key = (system.to_owned(), function.to_owned());
-        let mut entries = self.lock();
-        let entry = entries.get(&key)?;
-        if entry.stored.elapsed() < self.ttl && entry.agents == agents {
-            return Some(Arc::clone(&entry.interface));
+        let (interface, fetched_under, fresh) = {
+            let entries = self.lock();
+            let entry = entries.get(system)?.get(function)?;
+            let fresh = entry.stored.elapsed() < self.ttl;
+            (Arc::clone(&entry.interface), entry.agents.clone(), fresh)
+        };
+        if fresh && fetched_under == agents() {
+            return Some(interface);
         }
-        entries.remove(&key);
+        let mut entries = self.lock();
+        if let Some(functions) = entries.get_mut(system)
+            && functions
+                .get(function)
+                .is_some_and(|e| Arc::ptr_eq(&e.interface, &interface))
+        {
+            functions.remove(function);
+            if functions.is_empty() {
+                entries.remove(system);
+            }
+        }
         None
     }
 
@@ -85,22 +103,26 @@ impl MetadataCache {
             return;
         }
         let mut entries = self.lock();
-        if entries.len() >= MAX_ENTRIES {
+        let count = |entries: &Entries| entries.values().map(HashMap::len).sum::<usize>();
+        if count(&entries) >= MAX_ENTRIES {
             let ttl = self.ttl;
-            entries.retain(|_, e| e.stored.elapsed() < ttl);
-            if entries.len() >= MAX_ENTRIES {
+            for functions in entries.values_mut() {
+                functions.retain(|_, e| e.stored.elapsed() < ttl);
+            }
+            entries.retain(|_, functions| !functions.is_empty());
+            if count(&entries) >= MAX_ENTRIES {
                 entries.clear();
             }
         }
-        let key = (system.to_owned(), interface.function.clone());
-        entries.insert(
-            key,
-            Entry {
-                interface: Arc::new(interface),
-                agents,
-                stored: Instant::now(),
-            },
-        );
+        let entry = Entry {
+            interface: Arc::new(interface),
+            agents,
+            stored: Instant::now(),
+        };
+        entries
+            .entry(system.to_owned())
+            .or_default()
+            .insert(entry.interface.function.clone(), entry);
     }
 }
 
@@ -121,16 +143,16 @@ mod tests {
         let cache = MetadataCache::new(Duration::from_secs(60));
         let agents = vec!["a@1".to_owned()];
         cache.put("SIM", interface("F"), agents.clone());
-        assert!(cache.get("SIM", "F", &agents).is_some());
-        assert!(cache.get("PRD", "F", &agents).is_none());
-        assert!(cache.get("SIM", "F", &["a@2".to_owned()]).is_none());
+        assert!(cache.get("SIM", "F", || agents.clone()).is_some());
+        assert!(cache.get("PRD", "F", || agents.clone()).is_none());
+        assert!(cache.get("SIM", "F", || vec!["a@2".to_owned()]).is_none());
         // The mismatch dropped the entry.
-        assert!(cache.get("SIM", "F", &agents).is_none());
+        assert!(cache.get("SIM", "F", || agents.clone()).is_none());
         cache.put("SIM", interface("F"), agents.clone());
         tokio::time::advance(Duration::from_secs(61)).await;
-        assert!(cache.get("SIM", "F", &agents).is_none());
+        assert!(cache.get("SIM", "F", || agents.clone()).is_none());
         let off = MetadataCache::new(Duration::ZERO);
         off.put("SIM", interface("F"), agents.clone());
-        assert!(off.get("SIM", "F", &agents).is_none());
+        assert!(off.get("SIM", "F", || agents.clone()).is_none());
     }
 }

@@ -73,8 +73,8 @@ pub(crate) async fn get_interface(
     let (system, function) = path(route)?;
     caller.check_system(&state, &system)?;
     let function = function_name(&function)?;
-    let agents = MetadataCache::agent_set(&state.agents, &system);
-    if let Some(cached) = state.metadata.get(&system, &function, &agents) {
+    let agents = || MetadataCache::agent_set(&state.agents, &system);
+    if let Some(cached) = state.metadata.get(&system, &function, agents) {
         return Ok(ok_json(interface::to_json(&cached)));
     }
     let mut parameters = Parameters::new();
@@ -110,8 +110,8 @@ pub(crate) fn precheck(
     function: &str,
     params: &Parameters,
 ) -> Result<(), ApiError> {
-    let agents = MetadataCache::agent_set(&state.agents, system);
-    match state.metadata.get(system, function, &agents) {
+    let agents = || MetadataCache::agent_set(&state.agents, system);
+    match state.metadata.get(system, function, agents) {
         Some(interface) => validate::check(&interface, params),
         None => Ok(()),
     }
