@@ -77,6 +77,11 @@ async fn echo(State(backend): State<Shared>, request: Request) -> Response {
         .into_response()
 }
 
+/// `POST /api/created`: a 201 whose `Location` is relative to the backend.
+async fn created() -> Response {
+    (StatusCode::CREATED, [("location", "/api/echo/7")], "").into_response()
+}
+
 /// `POST /api/upload`: answers the body back with its hash in a header.
 async fn upload(body: Bytes) -> Response {
     let hash = hex_sha256(&body);
@@ -196,6 +201,7 @@ async fn start_backend() -> Result<(String, Shared)> {
         .route("/apix", any(echo))
         .route("/secret", any(echo))
         .route("/api/upload", axum::routing::post(upload))
+        .route("/api/created", axum::routing::post(created))
         .route("/api/big", get(big))
         .route("/api/hang", get(hang))
         .route("/api/partial", get(partial))
@@ -309,6 +315,38 @@ async fn methods_bodies_and_queries_pass_through() -> Result<()> {
     assert_eq!(seen[0].path, "/api/echo/a%2Fb");
     assert_eq!(seen[0].query.as_deref(), Some("x=1&y=%20z"));
     assert_eq!(seen[1].body_len, "{\"hello\":\"POST\"}".len());
+    s.stop().await
+}
+
+#[tokio::test]
+async fn the_backends_location_is_not_rewritten_under_public_url() -> Result<()> {
+    let s = stack(
+        json!({"public_url": "https://relay.example.com/"}),
+        json!({}),
+    )
+    .await?;
+    let reply = s
+        .client
+        .send("POST", "/v1/systems/SIM/http/api/created", None, &[])
+        .await?;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    assert_eq!(reply.header("location").as_deref(), Some("/api/echo/7"));
+    // The relay's own answers get the absolute form.
+    let reply = s
+        .client
+        .send(
+            "POST",
+            "/v1/systems/SIM/functions/STFC_CONNECTION",
+            Some(b"{}".to_vec()),
+            &[("Prefer", "respond-async")],
+        )
+        .await?;
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    let location = reply.header("location").context("no Location")?;
+    assert!(
+        location.starts_with("https://relay.example.com/v1/calls/"),
+        "{location}"
+    );
     s.stop().await
 }
 

@@ -16,7 +16,9 @@ mod transactions;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
 use axum::routing::{get, patch, post};
 use tower_http::trace::TraceLayer;
 
@@ -70,32 +72,34 @@ pub(crate) fn router(state: Arc<RelayState>) -> Router {
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state),
-            request::reject_oversized,
+            api_edges,
         ))
-        // Pass-through streams bodies under its own limit: outside the layers above.
+        // Pass-through streams bodies under its own limit and answers with the
+        // backend's own `Location`: outside the layers above.
         .merge(crate::passthrough::routes())
-        .layer(axum::middleware::map_response_with_state(
-            Arc::clone(&state),
-            absolute_location,
-        ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
 
-/// With `public_url` configured, turns the relay's own relative `Location` headers
-/// (`/v1/calls/{id}`, `/v1/systems/…/customers/{n}`) into absolute URLs; pass-through
-/// answers keep the backend's `Location` untouched.
-async fn absolute_location(
-    axum::extract::State(state): axum::extract::State<Arc<RelayState>>,
-    uri: http::Uri,
-    mut response: axum::response::Response,
-) -> axum::response::Response {
-    let Some(base) = &state.settings.public_url else {
-        return response;
-    };
-    if crate::passthrough::is_passthrough_path(uri.path()) {
-        return response;
+/// What every request of the API (not of pass-through) passes: a declared body
+/// over the limit is refused before it is read, and the answer's relative
+/// `Location` becomes absolute under `public_url`. One layer for both: each layer
+/// costs every request a boxed future.
+async fn api_edges(State(state): State<Arc<RelayState>>, request: Request, next: Next) -> Response {
+    if let Some(refused) = request::oversized(&state.settings, &request) {
+        return refused;
     }
+    let mut response = next.run(request).await;
+    absolute_location(&state, &mut response);
+    response
+}
+
+/// With `public_url` configured, turns the relay's own relative `Location` headers
+/// (`/v1/calls/{id}`, `/v1/systems/…/customers/{n}`) into absolute URLs.
+fn absolute_location(state: &RelayState, response: &mut Response) {
+    let Some(base) = &state.settings.public_url else {
+        return;
+    };
     let relative = response
         .headers()
         .get(http::header::LOCATION)
@@ -107,5 +111,4 @@ async fn absolute_location(
     {
         response.headers_mut().insert(http::header::LOCATION, value);
     }
-    response
 }

@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{FromRequestParts, Request, State};
-use axum::middleware::Next;
+use axum::extract::{FromRequestParts, Request};
 use axum::response::{IntoResponse, Response};
 use http::request::Parts;
 use http::{HeaderMap, StatusCode, header};
@@ -72,23 +71,18 @@ impl FromRequestParts<Arc<RelayState>> for Caller {
     }
 }
 
-/// Rejects a request whose `Content-Length` exceeds the body limit before its body
-/// is read.
-pub(crate) async fn reject_oversized(
-    State(state): State<Arc<RelayState>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let limit = state.settings.body_limit_bytes;
+/// The 413 for a request whose `Content-Length` exceeds the body limit, before its
+/// body is read.
+pub(crate) fn oversized(settings: &Settings, request: &Request) -> Option<Response> {
+    let limit = settings.body_limit_bytes;
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit as u64) {
-        return ApiError::PayloadTooLarge(limit).into_response();
-    }
-    next.run(request).await
+    declared
+        .is_some_and(|len| len > limit as u64)
+        .then(|| ApiError::PayloadTooLarge(limit).into_response())
 }
 
 /// The body bytes, with the limit's rejection turned into a 413 problem.

@@ -56,12 +56,6 @@ impl PassthroughSettings {
     }
 }
 
-/// Whether a request path is a pass-through route (`/v1/systems/{system}/http…`),
-/// whose answers carry the backend's headers untouched.
-pub(crate) fn is_passthrough_path(path: &str) -> bool {
-    forward::split_path(path).is_some()
-}
-
 /// The pass-through routes. They stream their bodies under their own limit, so
 /// the router adds them outside the JSON routes' body-limit layers.
 pub(crate) fn routes() -> Router<Arc<RelayState>> {
