@@ -7,7 +7,11 @@
 //!
 //! While one batch commits (with `synchronous = FULL`: while it is flushed), the
 //! next one fills; so many concurrent callers share one commit, and one caller alone
-//! still gets a commit right away (no timer, no added latency).
+//! still gets a commit right away (no timer, no added latency). On the runtime,
+//! where a commit takes tens of microseconds, the next batch would hold only what
+//! arrived during the last one (3–4 changes at 17,000 calls/s): after a batch of
+//! more than one change the writer first gives the runtime's ready tasks a few
+//! turns ([`GATHER_TURNS`]) to hand over the changes they are about to make.
 //!
 //! A change that fails is rolled back alone and its caller gets the error; the rest
 //! of the batch commits. Changes of several statements run inside their own
@@ -31,6 +35,12 @@ use super::counts::{FinalCounts, FinalDelta};
 
 /// How many changes may wait for the writer before callers wait to hand theirs over.
 const CHANNEL_CAPACITY: usize = 4096;
+
+/// The most scheduler turns the writer task yields before a batch, while each turn
+/// still brings changes. Measured (c=64, durable `STFC_CONNECTION`): 0 turns 17.0k
+/// calls/s (~9,000 commits/s), 1 turn 19.8k, 2 turns 20.5k, up to 4 while
+/// changes keep coming 20.6k (~1,200 commits/s); p99 at c=16 6 ms -> 2 ms.
+const GATHER_TURNS: usize = 4;
 
 /// The wake-ups a change causes, fired once its batch committed.
 #[derive(Debug, Default)]
@@ -315,14 +325,36 @@ impl Batcher {
     }
 }
 
-/// The writer task: batch, commit, answer, until every sender is gone.
+/// The writer task: gather, batch, commit, answer, until every sender is gone.
 async fn run_task(mut writer: Batcher) {
+    let mut busy = false;
     while let Some(job) = writer.rx.recv().await {
+        // A lone caller (the last batch was one change) is committed at once.
+        if busy {
+            gather(&writer.rx, writer.max_batch).await;
+        }
+        busy = !writer.rx.is_empty();
         if let Some(checkpointed) = writer.batch(job) {
             let _ = checkpointed.await;
         }
     }
     tracing::debug!("queue writer stopped");
+}
+
+/// Yields to the runtime's ready tasks (at most [`GATHER_TURNS`] times) while each
+/// turn brings more changes into `rx` and the batch is not full: the requests and
+/// outcomes being handled right now then share the coming commit instead of each
+/// paying for one of their own.
+async fn gather(rx: &mpsc::Receiver<Box<dyn Job>>, max_batch: usize) {
+    let mut waiting = rx.len();
+    for _ in 0..GATHER_TURNS {
+        tokio::task::yield_now().await;
+        let now = rx.len();
+        if now == waiting || now + 1 >= max_batch {
+            break;
+        }
+        waiting = now;
+    }
 }
 
 /// The writer thread: batch, commit, answer, until every sender is gone.
