@@ -266,6 +266,7 @@ def main():
             "rps": "2xx answers per second (median of runs; min_rps/max_rps over runs)",
             "backend": "nginx, 1 worker, fixed 100-byte answer",
             "agent_concurrency": args.agent_concurrency,
+            "runtime_workers": services.RUNTIME_WORKERS,
             "http_max_in_flight": 1024, "log": "warn",
         },
         "paths": placements[primary],

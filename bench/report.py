@@ -86,7 +86,9 @@ def markdown(result):
         *code_line(result.get("code")),
         f"- {s['runs_per_cell']} run(s) per cell of {s['seconds_per_cell']} s, {s['order']}; "
         f"closed loop `{s['closed_loop']}`, open loop `{s['open_loop']}`; backend {s['backend']}; "
-        f"agent concurrency {s['agent_concurrency']} (default `worker_threads`: 1), "
+        f"agent concurrency {s['agent_concurrency']}; "
+        f"{s.get('runtime_workers', 'default')} tokio worker(s) per process under test "
+        "(relay and agent `worker_threads`, rathole and bore `TOKIO_WORKER_THREADS`), "
         f"pass-through in-flight limit "
         f"{s['http_max_in_flight']}, logs at {s['log']}" + (" (**--quick**)" if s["quick"] else ""),
         f"- took {result['elapsed_secs'] // 60} min {result['elapsed_secs'] % 60} s", "",

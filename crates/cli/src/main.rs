@@ -46,7 +46,8 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
 
-    // The agent's configuration sizes its runtime, so it is read first.
+    // The agent's and the relay's configurations size their runtime, so they are
+    // read first.
     let (command, workers) = match cli.command {
         Command::Agent(args) => match cmd::agent::load(args) {
             Ok(config) => {
@@ -55,8 +56,14 @@ fn main() -> ExitCode {
             }
             Err(e) => return exit(Err(e)),
         },
+        Command::Relay(args) => match cmd::relay::load(args) {
+            Ok((config, listen)) => {
+                let workers = config.worker_threads;
+                (Ready::Relay(Box::new(config), listen), workers)
+            }
+            Err(e) => return exit(Err(e)),
+        },
         Command::Dev(args) => (Ready::Dev(args), 0),
-        Command::Relay(args) => (Ready::Relay(args), 0),
         Command::Sim(args) => (Ready::Sim(args), 0),
     };
     let mut builder = tokio::runtime::Builder::new_multi_thread();
@@ -78,7 +85,7 @@ fn main() -> ExitCode {
         // that runs (the `dev` one is far larger than the `agent` one).
         match command {
             Ready::Dev(args) => Box::pin(cmd::dev::run(args)).await,
-            Ready::Relay(args) => Box::pin(cmd::relay::run(args)).await,
+            Ready::Relay(config, listen) => Box::pin(cmd::relay::run(*config, listen)).await,
             Ready::Agent(config) => Box::pin(cmd::agent::run(*config)).await,
             Ready::Sim(args) => Box::pin(cmd::sim::run(args)).await,
         }
@@ -92,10 +99,11 @@ fn main() -> ExitCode {
     exit(result)
 }
 
-/// A command ready to run: the agent's with its configuration loaded.
+/// A command ready to run: the agent's and the relay's with their configuration
+/// loaded (the relay's with the address to listen on).
 enum Ready {
     Dev(cmd::dev::DevArgs),
-    Relay(cmd::relay::RelayArgs),
+    Relay(Box<sapbridge_relay::RelayConfig>, String),
     Agent(Box<sapbridge_agent::AgentConfig>),
     Sim(cmd::sim::SimArgs),
 }

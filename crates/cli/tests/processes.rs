@@ -67,13 +67,29 @@ fn collect(output: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String
 /// Starts `sapbridge ARGS` and waits for a stdout line starting with `prefix`
 /// (after trimming); returns the rest of that line.
 fn start(args: &[&str], prefix: &str) -> (Running, String) {
+    let (running, rest, _) = start_with_log(args, prefix, None);
+    (running, rest)
+}
+
+/// [`start`], with the process's log at `level` collected (see [`collect`]) instead
+/// of passed through at `warn`.
+fn start_with_log(
+    args: &[&str],
+    prefix: &str,
+    level: Option<&str>,
+) -> (Running, String, Option<mpsc::Receiver<String>>) {
     let mut child = Command::new(BIN)
         .args(args)
-        .env("SAPBRIDGE_LOG", "warn")
+        .env("SAPBRIDGE_LOG", level.unwrap_or("warn"))
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(if level.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::inherit()
+        })
         .spawn()
         .expect("spawn sapbridge");
+    let log = child.stderr.take().map(collect);
     let stdout = child.stdout.take().expect("stdout");
     let (tx, rx) = mpsc::channel();
     let wanted = prefix.to_owned();
@@ -87,7 +103,7 @@ fn start(args: &[&str], prefix: &str) -> (Running, String) {
     let rest = rx
         .recv_timeout(DEADLINE)
         .unwrap_or_else(|_| panic!("sapbridge {args:?} never printed {prefix:?}"));
-    (Running(child), rest)
+    (Running(child), rest, log)
 }
 
 async fn call_until_ok(url: &str, key: &str, text: &str) -> Value {
@@ -144,6 +160,8 @@ async fn relay_and_agent_as_two_processes() {
     std::fs::write(
         &relay_toml,
         r#"
+worker_threads = 5
+
 [[api_keys]]
 name = "flows"
 key = "two-process-key"
@@ -156,7 +174,7 @@ systems = ["SIM"]
 "#,
     )
     .expect("write relay.toml");
-    let (relay, url) = start(
+    let (relay, url, relay_log) = start_with_log(
         &[
             "relay",
             "--config",
@@ -165,6 +183,7 @@ systems = ["SIM"]
             "127.0.0.1:0",
         ],
         "sapbridge relay listening on",
+        Some("info"),
     );
     let ws = format!("{}/v1/agent/connect", url.replacen("http://", "ws://", 1));
     let agent_toml = dir.path().join("agent.toml");
@@ -218,6 +237,16 @@ fault_rate = 0.0
     assert!(started.contains("worker_threads=3"), "{started}");
     let status = relay.terminate();
     assert!(status.success(), "relay exited with {status}");
+    // So was the relay's, by its own file.
+    let log = relay_log
+        .expect("relay log")
+        .recv_timeout(DEADLINE)
+        .expect("relay log");
+    let started = log
+        .lines()
+        .find(|line| line.contains("relay runtime started"))
+        .unwrap_or_else(|| panic!("no runtime line in the relay's log:\n{log}"));
+    assert!(started.contains("worker_threads=5"), "{started}");
 }
 
 #[test]

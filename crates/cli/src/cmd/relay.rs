@@ -20,15 +20,28 @@ pub(crate) struct RelayArgs {
     listen: String,
 }
 
-/// Loads the configuration, binds and runs the relay until SIGINT/SIGTERM.
-pub(crate) async fn run(args: RelayArgs) -> Result<(), CliError> {
+/// Reads and checks the configuration (before the runtime starts: it sizes the
+/// runtime, see `worker_threads`).
+///
+/// # Errors
+/// [`CliError::Config`] for an unreadable or invalid file.
+pub(crate) fn load(args: RelayArgs) -> Result<(RelayConfig, String), CliError> {
     let config: RelayConfig = config_file::load(&args.config)?;
     config
         .validate()
         .map_err(|e| CliError::Config(format!("{}: {e}", args.config.display())))?;
-    let listener = tokio::net::TcpListener::bind(&args.listen)
+    Ok((config, args.listen))
+}
+
+/// Binds and runs the relay until SIGINT/SIGTERM.
+pub(crate) async fn run(config: RelayConfig, listen: String) -> Result<(), CliError> {
+    tracing::info!(
+        worker_threads = tokio::runtime::Handle::current().metrics().num_workers(),
+        "relay runtime started"
+    );
+    let listener = tokio::net::TcpListener::bind(&listen)
         .await
-        .map_err(|e| CliError::Config(format!("cannot listen on {}: {e}", args.listen)))?;
+        .map_err(|e| CliError::Config(format!("cannot listen on {listen}: {e}")))?;
     let addr = listener.local_addr().context("reading the bound address")?;
     tracing::info!(%addr, "relay listening");
     // A plain line on stdout that scripts (and tests) can wait for.
