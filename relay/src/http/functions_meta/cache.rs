@@ -74,25 +74,24 @@ impl MetadataCache {
         if self.ttl.is_zero() {
             return None;
         }
-        let (interface, fetched_under, fresh) = {
-            let entries = self.lock();
-            let entry = entries.get(system)?.get(function)?;
-            let fresh = entry.stored.elapsed() < self.ttl;
-            (Arc::clone(&entry.interface), entry.agents.clone(), fresh)
-        };
-        if fresh && fetched_under == agents() {
-            return Some(interface);
+        // (The guard is dropped at the end of the statement: `agents` runs unlocked.)
+        let cached = self
+            .lock()
+            .get(system)
+            .is_some_and(|functions| functions.contains_key(function));
+        if !cached {
+            return None;
         }
+        let agents = agents();
         let mut entries = self.lock();
-        if let Some(functions) = entries.get_mut(system)
-            && functions
-                .get(function)
-                .is_some_and(|e| Arc::ptr_eq(&e.interface, &interface))
-        {
-            functions.remove(function);
-            if functions.is_empty() {
-                entries.remove(system);
-            }
+        let functions = entries.get_mut(system)?;
+        let entry = functions.get(function)?;
+        if entry.stored.elapsed() < self.ttl && entry.agents == agents {
+            return Some(Arc::clone(&entry.interface));
+        }
+        functions.remove(function);
+        if functions.is_empty() {
+            entries.remove(system);
         }
         None
     }
