@@ -55,6 +55,16 @@ pub(super) struct Checkpoints {
 }
 
 impl Checkpoints {
+    fn new(tx: SyncSender<oneshot::Sender<()>>) -> Self {
+        Self {
+            tx,
+            commits: 0,
+            changes: 0,
+            wal_frames: Arc::new(AtomicI64::new(0)),
+            pending: None,
+        }
+    }
+
     /// One more commit, of `changes` changes. After [`COMMITS_PER_CHECKPOINT`]
     /// commits or [`CHANGES_PER_CHECKPOINT`] changes it asks for a checkpoint; if
     /// the WAL has reached [`WAIT_ABOVE_WAL_FRAMES`] it returns what to wait on
@@ -105,18 +115,6 @@ pub(super) fn start(path: &Path) -> Result<Checkpoints, QueueError> {
         .spawn(move || run(&conn, &rx, &found))
         .map_err(|e| QueueError::Store(format!("cannot start the checkpoint thread: {e}")))?;
     Ok(checkpoints)
-}
-
-impl Checkpoints {
-    fn new(tx: SyncSender<oneshot::Sender<()>>) -> Self {
-        Self {
-            tx,
-            commits: 0,
-            changes: 0,
-            wal_frames: Arc::new(AtomicI64::new(0)),
-            pending: None,
-        }
-    }
 }
 
 fn run(conn: &Connection, requests: &Receiver<oneshot::Sender<()>>, wal_frames: &AtomicI64) {

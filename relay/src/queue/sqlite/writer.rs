@@ -320,8 +320,44 @@ impl Batcher {
             }
         }
         let changes = self.batch.len();
-        commit(&self.conn, &mut self.batch, &self.signals, &self.finals);
+        self.commit();
         self.checkpoints.committed(changes)
+    }
+
+    /// Runs and commits the batch, then answers every caller in it.
+    fn commit(&mut self) {
+        let conn = &self.conn;
+        let mut effects = Effects::default();
+        let statement = |sql: &str| -> Result<(), QueueError> {
+            conn.prepare_cached(sql)?.execute([])?;
+            Ok(())
+        };
+        let committed = statement("BEGIN IMMEDIATE").and_then(|()| {
+            for job in &mut self.batch {
+                if !job.run(conn, &mut effects) {
+                    return Err(QueueError::Store(
+                        "a queue change panicked; its batch was rolled back".into(),
+                    ));
+                }
+            }
+            statement("COMMIT")
+        });
+        match &committed {
+            Ok(()) => effects.fire(&self.signals, &self.finals),
+            Err(error) => {
+                effects.abandon();
+                tracing::error!(%error, changes = self.batch.len(), "queue batch not committed");
+                if !conn.is_autocommit() {
+                    let undone = conn.execute_batch("ROLLBACK");
+                    if let Err(undo) = undone {
+                        tracing::error!(%undo, "could not roll back a failed queue batch");
+                    }
+                }
+            }
+        }
+        for job in self.batch.drain(..) {
+            job.answer(committed.as_ref().map(|_| ()));
+        }
     }
 }
 
@@ -365,46 +401,6 @@ fn run(mut writer: Batcher) {
         }
     }
     tracing::debug!("queue writer stopped");
-}
-
-/// Runs and commits one batch, then answers every caller in it.
-fn commit(
-    conn: &Connection,
-    batch: &mut Vec<Box<dyn Job>>,
-    signals: &Signals,
-    finals: &FinalCounts,
-) {
-    let mut effects = Effects::default();
-    let statement = |sql: &str| -> Result<(), QueueError> {
-        conn.prepare_cached(sql)?.execute([])?;
-        Ok(())
-    };
-    let committed = statement("BEGIN IMMEDIATE").and_then(|()| {
-        for job in batch.iter_mut() {
-            if !job.run(conn, &mut effects) {
-                return Err(QueueError::Store(
-                    "a queue change panicked; its batch was rolled back".into(),
-                ));
-            }
-        }
-        statement("COMMIT")
-    });
-    match &committed {
-        Ok(()) => effects.fire(signals, finals),
-        Err(error) => {
-            effects.abandon();
-            tracing::error!(%error, changes = batch.len(), "queue batch not committed");
-            if !conn.is_autocommit() {
-                let undone = conn.execute_batch("ROLLBACK");
-                if let Err(undo) = undone {
-                    tracing::error!(%undo, "could not roll back a failed queue batch");
-                }
-            }
-        }
-    }
-    for job in batch.drain(..) {
-        job.answer(committed.as_ref().map(|_| ()));
-    }
 }
 
 #[cfg(test)]
