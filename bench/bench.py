@@ -203,8 +203,9 @@ def machine_info(note_extra):
             "loadavg_start": os.getloadavg()[0], "note": note_extra}
 
 
-def code_info(sapbridge):
-    """Which code was measured: commit, uncommitted changes outside bench/, binary time."""
+def code_info(sapbridge, agent):
+    """Which code was measured: commit, uncommitted changes outside bench/, binary time
+    and the sizes of the relay's and the agent's binaries."""
     def git(*argv):
         done = subprocess.run(["git", *argv], cwd=HERE, capture_output=True, text=True)
         return done.stdout.rstrip("\n") if done.returncode == 0 else ""
@@ -212,7 +213,9 @@ def code_info(sapbridge):
                if line[3:] != "README.md" and not line[3:].startswith("bench/")]
     built = datetime.datetime.fromtimestamp(os.path.getmtime(sapbridge), datetime.timezone.utc)
     return {"commit": git("rev-parse", "--short", "HEAD"), "uncommitted_files": changed,
-            "binary_built": built.isoformat(timespec="seconds")}
+            "binary_built": built.isoformat(timespec="seconds"),
+            "binary_bytes": {"sapbridge": os.path.getsize(sapbridge),
+                             "sapbridge-agent": os.path.getsize(agent)}}
 
 
 def main():
@@ -239,7 +242,7 @@ def main():
         signal.signal(sig, lambda *_: sys.exit(130))
     started = time.monotonic()
     machine = machine_info("")
-    code = code_info(tools["sapbridge"])
+    code = code_info(tools["sapbridge"], tools["sapbridge-agent"])
     log(f"work dir {workdir}; {args.runs} run(s) per cell, {args.seconds} s per cell")
 
     extra = {}

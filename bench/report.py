@@ -74,7 +74,10 @@ def code_line(code):
         return []
     dirty = (f" plus uncommitted changes to {len(code['uncommitted_files'])} file(s)"
              if code["uncommitted_files"] else "")
-    return [f"- code: commit {code['commit']}{dirty}; binary built {code['binary_built']}"]
+    sizes = code.get("binary_bytes")
+    sizes = ("; binary files (with line tables) `sapbridge` {:.1f} MiB, `sapbridge-agent` {:.1f} MiB".format(
+        sizes["sapbridge"] / MIB, sizes["sapbridge-agent"] / MIB) if sizes else "")
+    return [f"- code: commit {code['commit']}{dirty}; binary built {code['binary_built']}{sizes}"]
 
 
 def markdown(result):

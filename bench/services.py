@@ -242,7 +242,8 @@ systems = ["SIM"]
         return relay, port
 
     def start_agent(self, relay_port, name):
-        """A `sapbridge agent` serving SIM (simulator, no latency) with pass-through to nginx."""
+        """A `sapbridge-agent` (the agent-only binary an on-premises host installs) serving
+        SIM (simulator, no latency) with pass-through to nginx."""
         root = self.workdir / name
         root.mkdir(exist_ok=True)
         config = root / "agent.toml"
@@ -268,7 +269,7 @@ base_url = "http://127.0.0.1:{self.nginx_port}/"
 allow_paths = ["/bench"]
 max_in_flight = 1024
 """)
-        agent = self.procs.start(name, [self.tools["sapbridge"], "--log", "warn", "agent",
+        agent = self.procs.start(name, [self.tools["sapbridge-agent"], "--log", "warn",
                                         "--config", str(config)], cpus=self.cpus, cwd=root)
         wait_until(f"{name} connected", lambda: agents_connected(relay_port) >= 1)
         return agent

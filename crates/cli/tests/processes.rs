@@ -1,6 +1,6 @@
-//! The `sapbridge` binary as users run it: `dev` in one process, `relay` and `agent`
-//! as two processes configured by TOML files, and bad configuration refused with
-//! exit code 64.
+//! The `sapbridge` and `sapbridge-agent` binaries as users run them: `dev` in one
+//! process, `relay` and `agent` as two processes configured by TOML files, and bad
+//! configuration refused with exit code 64.
 
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
@@ -10,6 +10,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sapbridge");
+/// The agent alone (`sapbridge-agent`), the binary for on-premises hosts.
+const AGENT_BIN: &str = env!("CARGO_BIN_EXE_sapbridge-agent");
 const DEADLINE: Duration = Duration::from_secs(30);
 
 /// A child process that is killed when dropped, so a failing test leaves nothing.
@@ -213,28 +215,36 @@ fault_rate = 0.0
     )
     .expect("write agent.toml");
     std::fs::write(dir.path().join("token"), "two-process-token\n").expect("token file");
-    let mut agent = Running(
-        Command::new(BIN)
-            .args(["agent", "--config", agent_toml.to_str().unwrap()])
-            .env("SAPBRIDGE_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn agent"),
-    );
-    let log = collect(agent.0.stderr.take().expect("stderr"));
-    let body = call_until_ok(&url, "two-process-key", "two processes").await;
-    assert_eq!(body["result"]["ECHOTEXT"], "two processes");
-    assert_eq!(body["agent"], "plant-1");
-    let status = agent.terminate();
-    assert!(status.success(), "agent exited with {status}");
-    // The runtime was sized by the file's `worker_threads`.
-    let log = log.recv_timeout(DEADLINE).expect("agent log");
-    let started = log
-        .lines()
-        .find(|line| line.contains("agent runtime started"))
-        .unwrap_or_else(|| panic!("no runtime line in the agent's log:\n{log}"));
-    assert!(started.contains("worker_threads=3"), "{started}");
+    // The agent as `sapbridge agent`, then as the agent-only binary: each serves
+    // calls, stops on SIGTERM, and sizes its runtime by the file.
+    let config = agent_toml.to_str().unwrap();
+    for (program, args) in [
+        (BIN, vec!["agent", "--config", config]),
+        (AGENT_BIN, vec!["--config", config]),
+    ] {
+        let mut agent = Running(
+            Command::new(program)
+                .args(&args)
+                .env("SAPBRIDGE_LOG", "info")
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn agent"),
+        );
+        let log = collect(agent.0.stderr.take().expect("stderr"));
+        let text = format!("two processes, {program}");
+        let body = call_until_ok(&url, "two-process-key", &text).await;
+        assert_eq!(body["result"]["ECHOTEXT"], text);
+        assert_eq!(body["agent"], "plant-1");
+        let status = agent.terminate();
+        assert!(status.success(), "{program}: agent exited with {status}");
+        let log = log.recv_timeout(DEADLINE).expect("agent log");
+        let started = log
+            .lines()
+            .find(|line| line.contains("agent runtime started"))
+            .unwrap_or_else(|| panic!("no runtime line in {program}'s log:\n{log}"));
+        assert!(started.contains("worker_threads=3"), "{started}");
+    }
     let status = relay.terminate();
     assert!(status.success(), "relay exited with {status}");
     // So was the relay's, by its own file.
@@ -253,19 +263,34 @@ fault_rate = 0.0
 fn bad_config_exits_64_with_one_line() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cases = [
-        ("relay", "no_such_field = 1\n"),
-        ("relay", "[[api_keys]]\nname = \"k\"\nsystems = [\"*\"]\n"),
-        ("agent", "relay_url = \"ftp://x\"\ntoken = \"t\"\n"),
+        (BIN, Some("relay"), "no_such_field = 1\n"),
+        (
+            BIN,
+            Some("relay"),
+            "[[api_keys]]\nname = \"k\"\nsystems = [\"*\"]\n",
+        ),
+        (
+            BIN,
+            Some("agent"),
+            "relay_url = \"ftp://x\"\ntoken = \"t\"\n",
+        ),
+        (AGENT_BIN, None, "relay_url = \"ftp://x\"\ntoken = \"t\"\n"),
+        (AGENT_BIN, None, "[[systems]]\nname = 1\n"),
     ];
-    for (i, (command, text)) in cases.iter().enumerate() {
+    for (i, (program, command, text)) in cases.iter().enumerate() {
         let path = dir.path().join(format!("bad{i}.toml"));
         std::fs::write(&path, text).expect("write");
-        let out = Command::new(BIN)
-            .args([command, "--config", path.to_str().unwrap()])
+        let out = Command::new(program)
+            .args(command.iter().copied())
+            .args(["--config", path.to_str().unwrap()])
             .env("SAPBRIDGE_LOG", "off")
             .output()
             .expect("run");
-        assert_eq!(out.status.code(), Some(64), "{command} {text:?}: {out:?}");
+        assert_eq!(
+            out.status.code(),
+            Some(64),
+            "{program} {command:?} {text:?}: {out:?}"
+        );
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
         assert!(stderr.contains("configuration error"), "{stderr}");

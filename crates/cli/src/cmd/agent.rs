@@ -12,7 +12,7 @@ use crate::{config_file, shutdown};
 
 /// Options of `sapbridge agent`.
 #[derive(Debug, Args)]
-pub(crate) struct AgentArgs {
+pub struct AgentArgs {
     /// TOML configuration (relay URL, systems, allowlists); see deploy/agent.toml.
     #[arg(long, short, env = "SAPBRIDGE_AGENT_CONFIG")]
     config: PathBuf,

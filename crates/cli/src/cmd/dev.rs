@@ -22,7 +22,7 @@ const DEV_SYSTEM: &str = "SIM";
 
 /// Options of `sapbridge dev`.
 #[derive(Debug, Args)]
-pub(crate) struct DevArgs {
+pub struct DevArgs {
     /// Address of the HTTP API (and the agent WebSocket).
     #[arg(long, env = "SAPBRIDGE_LISTEN", default_value = "127.0.0.1:8080")]
     listen: String,

@@ -11,7 +11,7 @@ use crate::{config_file, shutdown};
 
 /// Options of `sapbridge relay`.
 #[derive(Debug, Args)]
-pub(crate) struct RelayArgs {
+pub struct RelayArgs {
     /// TOML configuration (API keys, agent tokens, limits); see deploy/relay.toml.
     #[arg(long, short, env = "SAPBRIDGE_RELAY_CONFIG")]
     config: PathBuf,

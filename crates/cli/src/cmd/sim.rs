@@ -15,7 +15,7 @@ use crate::shutdown;
 
 /// Options of `sapbridge sim`.
 #[derive(Debug, Args)]
-pub(crate) struct SimArgs {
+pub struct SimArgs {
     /// Address to serve SOAP-RFC on.
     #[arg(long, env = "SAPBRIDGE_SIM_LISTEN", default_value = "127.0.0.1:8000")]
     listen: String,

@@ -1,0 +1,133 @@
+//! What the `sapbridge` and `sapbridge-agent` binaries share: their subcommands, log
+//! set-up, the runtime sized by the configuration, and exit codes.
+//!
+//! `sapbridge` has every command; `sapbridge-agent` is the agent alone, for
+//! on-premises hosts. Each command is started by its own function, so a binary
+//! that runs only the agent links no relay, simulator server or `dev` code.
+
+use std::future::Future;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+
+mod cmd;
+mod config_file;
+mod shutdown;
+
+pub use cmd::agent::AgentArgs;
+pub use cmd::dev::DevArgs;
+pub use cmd::relay::RelayArgs;
+pub use cmd::sim::SimArgs;
+
+use cmd::CliError;
+
+/// The option both binaries take.
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// Log filter (tracing `EnvFilter` syntax), e.g. `info`, `sapbridge_relay=debug`.
+    #[arg(long, env = "SAPBRIDGE_LOG", default_value = "info", global = true)]
+    log: String,
+}
+
+impl LogArgs {
+    /// Logs to stderr through this filter (`info` if it does not parse).
+    pub fn init(&self) {
+        let filter = tracing_subscriber::EnvFilter::try_new(&self.log)
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    }
+}
+
+/// The subcommands of `sapbridge`.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Everything in one process: a relay, an agent connected to it over a loopback
+    /// WebSocket, and the embedded SAP simulator as system `SIM`.
+    Dev(DevArgs),
+    /// The cloud side: HTTP API, agent WebSocket endpoint and queue.
+    Relay(RelayArgs),
+    /// The on-premises side: dials out to the relay and runs calls against SAP.
+    Agent(AgentArgs),
+    /// The SAP simulator as a network SAP system speaking SOAP-RFC, for trying the
+    /// `soap` backend without an SAP system.
+    Sim(SimArgs),
+}
+
+/// Exit code for bad configuration or usage (BSD `EX_USAGE`).
+const EXIT_CONFIG: u8 = 64;
+
+/// Runs a command to its end; the process's exit code.
+pub fn run(command: Command) -> ExitCode {
+    match command {
+        Command::Agent(args) => run_agent(args),
+        Command::Relay(args) => match cmd::relay::load(args) {
+            // The relay's configuration sizes its runtime, so it is read first.
+            Ok((config, listen)) => {
+                let workers = config.worker_threads;
+                launch(workers, cmd::relay::run(config, listen))
+            }
+            Err(e) => exit(Err(e)),
+        },
+        Command::Dev(args) => launch(0, cmd::dev::run(args)),
+        Command::Sim(args) => launch(0, cmd::sim::run(args)),
+    }
+}
+
+/// Runs the agent until SIGINT/SIGTERM; the process's exit code.
+pub fn run_agent(args: AgentArgs) -> ExitCode {
+    // The agent's configuration sizes its runtime, so it is read first.
+    match cmd::agent::load(args) {
+        Ok(config) => {
+            let workers = config.worker_threads;
+            launch(workers, cmd::agent::run(config))
+        }
+        Err(e) => exit(Err(e)),
+    }
+}
+
+/// Starts a runtime with `workers` worker threads (0: one per CPU) and runs
+/// `command` on it.
+fn launch<F>(workers: usize, command: F) -> ExitCode
+where
+    F: Future<Output = Result<(), CliError>> + Send + 'static,
+{
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if workers > 0 {
+        builder.worker_threads(workers);
+    }
+    let runtime = match builder.enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("sapbridge: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // The command runs as a spawned task, not as `block_on`'s own future: that one
+    // lives on the main thread, outside the worker pool, so every wake-up of it (the
+    // agent's session loop wakes for each message) would cost a thread hand-off.
+    let result = match runtime.block_on(runtime.spawn(command)) {
+        Ok(result) => result,
+        Err(e) => Err(CliError::Runtime(anyhow::anyhow!(
+            "the command task failed: {e}"
+        ))),
+    };
+    exit(result)
+}
+
+/// The process's exit code for a command's result (the error printed).
+fn exit(result: Result<(), CliError>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(CliError::Config(message)) => {
+            eprintln!("sapbridge: configuration error: {message}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+        Err(CliError::Runtime(e)) => {
+            eprintln!("sapbridge: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
