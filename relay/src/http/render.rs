@@ -12,7 +12,7 @@ use axum::Json;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 use sapbridge_proto::{CallResult, CommitPolicy, ErrorGroup, Outcome, RfcError};
-use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -38,123 +38,130 @@ pub(crate) fn rfc3339(time: OffsetDateTime) -> String {
 pub(crate) fn answer(record: &CallRecord) -> Response {
     match &record.state {
         CallState::Queued | CallState::Leased { .. } => pending(record),
-        CallState::Succeeded => (StatusCode::OK, Json(success_body(record))).into_response(),
+        CallState::Succeeded => (StatusCode::OK, Json(CallBody::success(record))).into_response(),
         CallState::Failed | CallState::Expired | CallState::Cancelled => {
             ApiError::Call(Box::new(failure(record))).into_response()
         }
     }
 }
 
-/// The call's common members.
-pub(crate) fn summary(record: &CallRecord) -> Map<String, Value> {
-    let mut body = Map::new();
-    body.insert("id".into(), json!(record.id));
-    body.insert("status".into(), json!(record.state.as_str()));
-    body.insert("system".into(), json!(record.system));
-    match &record.kind {
-        CallKind::Function => {
-            let function = record.calls.first().map(|c| c.function.as_str());
-            body.insert("function".into(), json!(function));
-        }
-        CallKind::Transaction => {
-            let functions: Vec<&str> = record.calls.iter().map(|c| c.function.as_str()).collect();
-            body.insert("functions".into(), json!(functions));
-        }
-        CallKind::Action(action) => {
-            body.insert("action".into(), json!(action.name()));
-        }
-    }
-    body.insert("attempts".into(), json!(record.attempts));
-    body.insert("submitted_at".into(), json!(rfc3339(record.submitted_at)));
-    body
+/// A call's answer body: the members every answer has, then those of its kind and
+/// state, borrowed from the record. Fields are in name order, the order a
+/// `serde_json::Map` gives; a member that is `None` is left out (`Some(None)` is
+/// `null`).
+#[derive(Debug, Serialize)]
+pub(crate) struct CallBody<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    action: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    agent: Option<Option<&'a str>>,
+    attempts: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    commit: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    committed: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    completed_at: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    function: Option<Option<&'a str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    functions: Option<Vec<&'a str>>,
+    /// The call's id; a chain of calls answers under its first call's.
+    pub(crate) id: &'a str,
+    /// A function call's result: its parameters, or `null`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    result: Option<Option<&'a Map<String, Value>>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    results: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rolled_back: Option<bool>,
+    status: &'static str,
+    submitted_at: String,
+    system: &'a str,
 }
 
-pub(crate) fn pending(record: &CallRecord) -> Response {
-    let mut response = (StatusCode::ACCEPTED, Json(Value::Object(summary(record)))).into_response();
+impl<'a> CallBody<'a> {
+    /// The members every answer has: id, status, system, what runs (`function`,
+    /// `functions` or `action`), attempts and submission time.
+    pub(crate) fn summary(record: &'a CallRecord) -> Self {
+        let (mut function, mut functions, mut action) = (None, None, None);
+        match &record.kind {
+            CallKind::Function => {
+                function = Some(record.calls.first().map(|c| c.function.as_str()));
+            }
+            CallKind::Transaction => {
+                functions = Some(record.calls.iter().map(|c| c.function.as_str()).collect());
+            }
+            CallKind::Action(a) => action = Some(a.name()),
+        }
+        Self {
+            action,
+            agent: None,
+            attempts: record.attempts,
+            commit: None,
+            committed: None,
+            completed_at: None,
+            function,
+            functions,
+            id: &record.id,
+            result: None,
+            results: None,
+            rolled_back: None,
+            status: record.state.as_str(),
+            submitted_at: rfc3339(record.submitted_at),
+            system: &record.system,
+        }
+    }
+
+    /// A succeeded call's body: the summary, the results, and when and by which
+    /// agent it finished.
+    fn success(record: &'a CallRecord) -> Self {
+        let mut body = Self::summary(record);
+        let Some(Outcome::Completed {
+            results,
+            transaction,
+        }) = &record.outcome
+        else {
+            return body;
+        };
+        match &record.kind {
+            CallKind::Function => {
+                body.result = Some(match results.first() {
+                    Some(CallResult::Ok(params)) => Some(params),
+                    _ => None,
+                });
+            }
+            CallKind::Transaction | CallKind::Action(_) => {
+                body.committed = Some(transaction.as_ref().is_some_and(|t| t.committed));
+                if record.commit == CommitPolicy::Rollback {
+                    body.rolled_back = Some(true);
+                }
+                body.results = Some(results_json(record, results));
+                let commit = transaction.as_ref().and_then(|t| t.result.as_ref());
+                body.commit = Some(commit.map_or(Value::Null, result_json));
+            }
+        }
+        body.completed_at = Some(record.completed_at.map(rfc3339));
+        body.agent = Some(record.agent.as_deref());
+        body
+    }
+}
+
+/// `202` for a call still queued or running, with `Location` (under the body's
+/// `id`) and `Retry-After`.
+pub(crate) fn pending_body(body: CallBody<'_>) -> Response {
+    let location = HeaderValue::from_str(&call_location(body.id));
+    let mut response = (StatusCode::ACCEPTED, Json(body)).into_response();
     let headers = response.headers_mut();
-    if let Ok(location) = HeaderValue::from_str(&call_location(&record.id)) {
+    if let Ok(location) = location {
         headers.insert(header::LOCATION, location);
     }
     headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     response
 }
 
-fn finished(record: &CallRecord, body: &mut Map<String, Value>) {
-    body.insert(
-        "completed_at".into(),
-        json!(record.completed_at.map(rfc3339)),
-    );
-    body.insert("agent".into(), json!(record.agent));
-}
-
-/// A succeeded call's body: its members as a JSON object, plus a function call's
-/// `result` borrowed from the record instead of copied into the object (a large
-/// result was cloned whole only to be serialized once).
-struct SuccessBody<'a> {
-    members: Map<String, Value>,
-    /// `Some` for a function call: its parameters, or `None` (`null`).
-    result: Option<Option<&'a Map<String, Value>>>,
-}
-
-impl Serialize for SuccessBody<'_> {
-    /// The members in the order a `Map` has them (sorted by name), `result` in its
-    /// place among them: the same bytes as with `result` inserted into the map.
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        const RESULT: &str = "result";
-        let extra = usize::from(self.result.is_some());
-        let mut map = serializer.serialize_map(Some(self.members.len() + extra))?;
-        let mut result = self.result;
-        for (name, value) in &self.members {
-            if name.as_str() > RESULT
-                && let Some(params) = result.take()
-            {
-                map.serialize_entry(RESULT, &params)?;
-            }
-            map.serialize_entry(name, value)?;
-        }
-        if let Some(params) = result {
-            map.serialize_entry(RESULT, &params)?;
-        }
-        map.end()
-    }
-}
-
-fn success_body(record: &CallRecord) -> SuccessBody<'_> {
-    let mut body = summary(record);
-    let Some(Outcome::Completed {
-        results,
-        transaction,
-    }) = &record.outcome
-    else {
-        return SuccessBody {
-            members: body,
-            result: None,
-        };
-    };
-    let mut result = None;
-    match &record.kind {
-        CallKind::Function => {
-            result = Some(match results.first() {
-                Some(CallResult::Ok(params)) => Some(params),
-                _ => None,
-            });
-        }
-        CallKind::Transaction | CallKind::Action(_) => {
-            let committed = transaction.as_ref().is_some_and(|t| t.committed);
-            body.insert("committed".into(), json!(committed));
-            if record.commit == CommitPolicy::Rollback {
-                body.insert("rolled_back".into(), json!(true));
-            }
-            body.insert("results".into(), results_json(record, results));
-            let commit = transaction.as_ref().and_then(|t| t.result.as_ref());
-            body.insert("commit".into(), commit.map_or(Value::Null, result_json));
-        }
-    }
-    finished(record, &mut body);
-    SuccessBody {
-        members: body,
-        result,
-    }
+pub(crate) fn pending(record: &CallRecord) -> Response {
+    pending_body(CallBody::summary(record))
 }
 
 /// One call's result: its parameters, or `{"error": …}`.
@@ -347,7 +354,7 @@ mod tests {
     use crate::queue::NewCall;
 
     fn succeeded(kind: CallKind, results: Vec<CallResult>) -> CallRecord {
-        let now = OffsetDateTime::now_utc();
+        let now = time::macros::datetime!(2026-11-28 08:00:00.123456 UTC);
         let mut record = CallRecord::new(NewCall {
             id: "c_1".into(),
             system: "PRD".into(),
@@ -371,32 +378,92 @@ mod tests {
         record
     }
 
-    /// The body as a `Map` with the result inserted renders it: same bytes.
+    const AT: &str = "2026-11-28T08:00:00.123Z";
+
+    fn body(record: &CallRecord) -> String {
+        serde_json::to_string(&CallBody::success(record)).unwrap()
+    }
+
+    /// Each member in name order, borrowed results written as they are.
     #[test]
-    fn a_borrowed_result_renders_like_the_object_with_it() {
+    fn a_function_call_answers_with_its_result() {
         let params = json!({"ECHOTEXT": "hi", "ZZ": [1, {"b": null}], "A": 1});
         let params = params.as_object().cloned().unwrap_or_default();
+        let record = succeeded(CallKind::Function, vec![CallResult::Ok(params)]);
+        let common =
+            format!(r#""attempts":0,"completed_at":"{AT}","function":"BAPI_X","id":"c_1""#);
+        let tail = format!(r#""status":"succeeded","submitted_at":"{AT}","system":"PRD""#);
+        assert_eq!(
+            body(&record),
+            format!(
+                r#"{{"agent":"plant-1",{common},"result":{{"A":1,"ECHOTEXT":"hi","ZZ":[1,{{"b":null}}]}},{tail}}}"#
+            )
+        );
+        // An error or a missing result: `result` is null.
         let error = RfcError::new(ErrorGroup::AbapApplicationFailure, "X", "x");
-        for results in [
-            vec![CallResult::Ok(params.clone())],
-            vec![CallResult::Error(error)],
-            vec![],
-        ] {
-            let record = succeeded(CallKind::Function, results.clone());
-            let mut expected = summary(&record);
-            let result = match results.first() {
-                Some(CallResult::Ok(params)) => Value::Object(params.clone()),
-                _ => Value::Null,
-            };
-            expected.insert("result".into(), result);
-            finished(&record, &mut expected);
-            let rendered = serde_json::to_string(&success_body(&record)).unwrap();
-            assert_eq!(rendered, Value::Object(expected).to_string());
+        for results in [vec![CallResult::Error(error)], vec![]] {
+            let record = succeeded(CallKind::Function, results);
+            assert_eq!(
+                body(&record),
+                format!(r#"{{"agent":"plant-1",{common},"result":null,{tail}}}"#)
+            );
         }
-        // Without an outcome there is no `result` member at all.
+        // Without an outcome: the summary alone, no `result`, `agent` or `completed_at`.
         let mut record = succeeded(CallKind::Function, vec![]);
         record.outcome = None;
-        let rendered = serde_json::to_string(&success_body(&record)).unwrap();
-        assert_eq!(rendered, Value::Object(summary(&record)).to_string());
+        assert_eq!(
+            body(&record),
+            format!(r#"{{"attempts":0,"function":"BAPI_X","id":"c_1",{tail}}}"#)
+        );
+    }
+
+    #[test]
+    fn a_transaction_answers_with_named_results_and_its_commit() {
+        let mut record = succeeded(CallKind::Transaction, vec![CallResult::Ok(Map::new())]);
+        record.outcome = Some(Outcome::Completed {
+            results: vec![CallResult::Ok(Map::new())],
+            transaction: Some(sapbridge_proto::TransactionOutcome {
+                committed: true,
+                result: None,
+                failed_call: None,
+                reason: None,
+            }),
+        });
+        assert_eq!(
+            body(&record),
+            format!(
+                concat!(
+                    r#"{{"agent":"plant-1","attempts":0,"commit":null,"committed":true,"#,
+                    r#""completed_at":"{at}","functions":["BAPI_X"],"id":"c_1","#,
+                    r#""results":[{{"function":"BAPI_X","result":{{}}}}],"status":"succeeded","#,
+                    r#""submitted_at":"{at}","system":"PRD"}}"#
+                ),
+                at = AT
+            )
+        );
+    }
+
+    /// A queued call: the summary; an action's chain answers under its first call's
+    /// id, in the body and in `Location`.
+    #[test]
+    fn pending_answers_carry_the_summary_and_where_to_poll() {
+        let mut record = succeeded(CallKind::Function, vec![]);
+        record.state = CallState::Queued;
+        record.outcome = None;
+        let response = pending(&record);
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        assert_eq!(response.headers()[header::LOCATION], "/v1/calls/c_1");
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+        let mut body = CallBody::summary(&record);
+        body.id = "c_root";
+        let response = pending_body(body);
+        assert_eq!(response.headers()[header::LOCATION], "/v1/calls/c_root");
+        let body = CallBody::summary(&record);
+        assert_eq!(
+            serde_json::to_string(&body).unwrap(),
+            format!(
+                r#"{{"attempts":0,"function":"BAPI_X","id":"c_1","status":"queued","submitted_at":"{AT}","system":"PRD"}}"#
+            )
+        );
     }
 }

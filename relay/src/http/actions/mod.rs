@@ -19,10 +19,10 @@ mod outcome;
 
 use axum::Json;
 use axum::response::{IntoResponse, Response};
-use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http::{HeaderMap, StatusCode};
 use sapbridge_proto::{CommitPolicy, FunctionCall};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use time::OffsetDateTime;
 use tokio::time::Instant;
 
@@ -33,7 +33,7 @@ pub(crate) use outcome::{
 
 use super::ApiError;
 use super::calls::{UnitRequest, submit_record, wait_final};
-use super::render::{call_location, summary};
+use super::render::{CallBody, pending_body};
 use super::request::{Caller, requested_wait};
 use super::{customers, functions_meta, tables};
 use crate::queue::{CallKind, CallRecord, Enqueued, IdempotencyKey, NewCall};
@@ -193,15 +193,9 @@ async fn follow_up(
 /// `202` for a chain still running: the current step's state, under the first
 /// call's id and `Location`.
 fn pending(root_id: &str, record: &CallRecord) -> Response {
-    let mut body = summary(record);
-    body.insert("id".into(), json!(root_id));
-    let mut response = (StatusCode::ACCEPTED, Json(Value::Object(body))).into_response();
-    let headers = response.headers_mut();
-    if let Ok(location) = HeaderValue::from_str(&call_location(root_id)) {
-        headers.insert(header::LOCATION, location);
-    }
-    headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    response
+    let mut body = CallBody::summary(record);
+    body.id = root_id;
+    pending_body(body)
 }
 
 /// A `200` JSON answer.
