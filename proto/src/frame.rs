@@ -2,7 +2,9 @@
 
 use serde::de::DeserializeOwned;
 
-use crate::{AgentMessage, MAX_FRAME_BYTES, RelayMessage};
+use serde::Serialize;
+
+use crate::{AgentMessage, CommitPolicy, FunctionCall, MAX_FRAME_BYTES, RelayMessage, Unit};
 
 /// Why a frame could not be decoded.
 #[derive(Debug, thiserror::Error)]
@@ -51,4 +53,65 @@ pub fn encode_agent_message(message: &AgentMessage) -> String {
 /// Encodes a relay message as a JSON text frame.
 pub fn encode_relay_message(message: &RelayMessage) -> String {
     serde_json::to_string(message).unwrap_or_default()
+}
+
+/// A unit's fields, borrowed from wherever the relay keeps the call: encodes as the
+/// [`Unit`] with the same fields does, without copying the calls into one first.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct UnitRef<'a> {
+    /// See [`Unit::call_id`].
+    pub call_id: &'a str,
+    /// See [`Unit::attempt`].
+    pub attempt: u32,
+    /// See [`Unit::system`].
+    pub system: &'a str,
+    /// See [`Unit::deadline_unix_ms`].
+    pub deadline_unix_ms: u64,
+    /// See [`Unit::calls`].
+    pub calls: &'a [FunctionCall],
+    /// See [`Unit::commit`].
+    pub commit: CommitPolicy,
+}
+
+impl<'a> From<&'a Unit> for UnitRef<'a> {
+    fn from(unit: &'a Unit) -> Self {
+        Self {
+            call_id: &unit.call_id,
+            attempt: unit.attempt,
+            system: &unit.system,
+            deadline_unix_ms: unit.deadline_unix_ms,
+            calls: &unit.calls,
+            commit: unit.commit,
+        }
+    }
+}
+
+/// A [`RelayMessage::Work`] frame, encoded when the unit is leased: the relay
+/// hands this to the agent's session instead of a copy of the unit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkFrame {
+    /// The unit's call id (the session counts it in flight).
+    pub call_id: String,
+    /// The unit's attempt, for logs.
+    pub attempt: u32,
+    /// The frame's JSON text.
+    pub text: String,
+}
+
+impl WorkFrame {
+    /// Encodes the unit as the text of a [`RelayMessage::Work`].
+    pub fn encode(unit: UnitRef<'_>) -> Self {
+        /// `{"type":"work","unit":…}`: the internally tagged variant's layout.
+        #[derive(Serialize)]
+        #[serde(tag = "type", rename = "work")]
+        struct Work<'a> {
+            unit: UnitRef<'a>,
+        }
+        Self {
+            call_id: unit.call_id.to_owned(),
+            attempt: unit.attempt,
+            // Serializing cannot fail: all map keys are strings.
+            text: serde_json::to_string(&Work { unit }).unwrap_or_default(),
+        }
+    }
 }

@@ -37,8 +37,8 @@ pub use chunk::{
 };
 pub use error::{ErrorGroup, RfcError};
 pub use frame::{
-    DecodeError, decode_agent_message, decode_relay_message, encode_agent_message,
-    encode_relay_message,
+    DecodeError, UnitRef, WorkFrame, decode_agent_message, decode_relay_message,
+    encode_agent_message, encode_relay_message,
 };
 pub use messages::{AgentMessage, CloseReason, RelayMessage};
 pub use outbox::{Outbox, TURNS_PER_FLUSH};

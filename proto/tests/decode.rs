@@ -5,7 +5,8 @@ use proptest::prelude::*;
 use sapbridge_proto::{
     AgentMessage, CallResult, CloseReason, CommitPolicy, DecodeError, ErrorGroup, FunctionCall,
     MAX_FRAME_BYTES, Outcome, Parameters, RelayMessage, RfcError, TransactionOutcome, Unit,
-    decode_agent_message, decode_relay_message, encode_agent_message, encode_relay_message,
+    UnitRef, WorkFrame, decode_agent_message, decode_relay_message, encode_agent_message,
+    encode_relay_message,
 };
 use serde_json::Value;
 
@@ -200,6 +201,18 @@ proptest! {
     fn relay_messages_round_trip(msg in relay_message()) {
         let text = encode_relay_message(&msg);
         prop_assert_eq!(decode_relay_message(text.as_bytes()).unwrap(), msg);
+    }
+
+    /// A work frame encoded from borrowed fields is byte for byte the `Work`
+    /// message of the owned unit, and an agent decodes it to that unit.
+    #[test]
+    fn work_frames_encode_as_the_work_message(unit in unit()) {
+        let frame = WorkFrame::encode(UnitRef::from(&unit));
+        let message = RelayMessage::Work { unit: unit.clone() };
+        prop_assert_eq!(&frame.text, &encode_relay_message(&message));
+        prop_assert_eq!(decode_relay_message(frame.text.as_bytes()).unwrap(), message);
+        prop_assert_eq!(frame.call_id, unit.call_id);
+        prop_assert_eq!(frame.attempt, unit.attempt);
     }
 }
 

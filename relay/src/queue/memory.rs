@@ -172,7 +172,7 @@ impl Queue for MemoryQueue {
         inner.calls.insert(record.id.clone(), (seq, record.clone()));
         drop(inner);
         match taker {
-            Some(taker) => taker.hand_over(record.unit()),
+            Some(taker) => taker.hand_over(record.work_frame()),
             None => self.signals.work_available(&system),
         }
         Ok(Enqueued::Created(Box::new(record)))

@@ -32,7 +32,9 @@ mod throughput;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use sapbridge_proto::{CallResult, CommitPolicy, ErrorGroup, FunctionCall, Outcome, Unit};
+use sapbridge_proto::{
+    CallResult, CommitPolicy, ErrorGroup, FunctionCall, Outcome, Unit, UnitRef, WorkFrame,
+};
 use time::OffsetDateTime;
 
 pub(crate) use config::{QueueConfig, StoreKind};
@@ -225,6 +227,19 @@ impl CallRecord {
             outcome: None,
             idempotency: call.idempotency,
         }
+    }
+
+    /// The frame that sends the current attempt to an agent, encoded from the
+    /// record's fields (no copy of its calls).
+    pub(crate) fn work_frame(&self) -> WorkFrame {
+        WorkFrame::encode(UnitRef {
+            call_id: &self.id,
+            attempt: self.attempts,
+            system: &self.system,
+            deadline_unix_ms: deadline_unix_ms(self.expires_at),
+            calls: &self.calls,
+            commit: self.commit,
+        })
     }
 
     /// The unit to send to an agent for the current attempt.

@@ -23,7 +23,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use sapbridge_proto::{Outcome, Unit};
+use sapbridge_proto::{Outcome, WorkFrame};
 use time::OffsetDateTime;
 use tokio::sync::{Notify, mpsc};
 
@@ -45,7 +45,7 @@ pub(crate) struct Taker {
     max_credits: u32,
     credits: AtomicU32,
     /// Boxed: a channel allocates room for 32 items up front, for every session.
-    units: mpsc::UnboundedSender<Box<Unit>>,
+    units: mpsc::UnboundedSender<Box<WorkFrame>>,
 }
 
 impl Taker {
@@ -55,7 +55,7 @@ impl Taker {
         session: &str,
         lease: std::time::Duration,
         max_credits: u32,
-    ) -> (Arc<Self>, mpsc::UnboundedReceiver<Box<Unit>>) {
+    ) -> (Arc<Self>, mpsc::UnboundedReceiver<Box<WorkFrame>>) {
         let (units, rx) = mpsc::unbounded_channel();
         let taker = Arc::new(Self {
             session: session.to_owned(),
@@ -102,10 +102,11 @@ impl Taker {
         }
     }
 
-    /// Hands over a unit the store leased to this session (after the commit). A
-    /// session gone by then finds the lease returned by its release.
-    pub(crate) fn hand_over(&self, unit: Unit) {
-        let _ = self.units.send(Box::new(unit));
+    /// Hands over a unit the store leased to this session (after the commit),
+    /// encoded as its frame. A session gone by then finds the lease returned by its
+    /// release.
+    pub(crate) fn hand_over(&self, work: WorkFrame) {
+        let _ = self.units.send(Box::new(work));
     }
 }
 

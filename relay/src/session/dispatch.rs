@@ -29,7 +29,9 @@ use std::time::Duration;
 use axum::extract::ws::Message;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, Sink, Stream, StreamExt};
-use sapbridge_proto::{AgentMessage, CloseReason, Outbox, Outcome, RelayMessage, Unit};
+use sapbridge_proto::{
+    AgentMessage, CloseReason, Outbox, Outcome, RelayMessage, UnitRef, WorkFrame,
+};
 use time::OffsetDateTime;
 use tokio::sync::{Notify, futures::Notified, mpsc};
 use tokio::time::Instant;
@@ -157,7 +159,7 @@ async fn run_loop<'a, S, R, E>(
     stream: &mut R,
     stores: &mut FuturesUnordered<PendingStore<'a>>,
     taker: Arc<Taker>,
-    mut handed: mpsc::UnboundedReceiver<Box<Unit>>,
+    mut handed: mpsc::UnboundedReceiver<Box<WorkFrame>>,
 ) -> SessionEnd
 where
     S: Sink<Message> + Unpin,
@@ -385,7 +387,7 @@ where
         return Ok(false);
     }
     for unit in units {
-        feed_work(ledger, sink, unit).await?;
+        feed_work(ledger, sink, WorkFrame::encode(UnitRef::from(&unit))).await?;
     }
     ledger.publish();
     Ok(true)
@@ -396,8 +398,8 @@ where
 async fn send_handed<S>(
     ledger: &mut Ledger<'_>,
     sink: &mut S,
-    first: Box<Unit>,
-    handed: &mut mpsc::UnboundedReceiver<Box<Unit>>,
+    first: Box<WorkFrame>,
+    handed: &mut mpsc::UnboundedReceiver<Box<WorkFrame>>,
 ) -> Result<(), ()>
 where
     S: Sink<Message> + Unpin,
@@ -413,22 +415,19 @@ where
     Ok(())
 }
 
-/// Queues one unit for the agent (flushed by the caller) and counts it in flight.
-async fn feed_work<S>(ledger: &mut Ledger<'_>, sink: &mut S, unit: Unit) -> Result<(), ()>
+/// Queues one unit's frame for the agent (flushed by the caller) and counts it in
+/// flight.
+async fn feed_work<S>(ledger: &mut Ledger<'_>, sink: &mut S, work: WorkFrame) -> Result<(), ()>
 where
     S: Sink<Message> + Unpin,
 {
     tracing::debug!(
-        call_id = %unit.call_id,
-        system = %unit.system,
-        function = unit.calls.first().map_or("", |c| c.function.as_str()),
-        attempt = unit.attempt,
+        call_id = %work.call_id,
+        attempt = work.attempt,
         "unit sent to agent"
     );
-    ledger.in_flight.insert(unit.call_id.clone());
-    frames::feed(sink, &RelayMessage::Work { unit })
-        .await
-        .map_err(|_| ())
+    ledger.in_flight.insert(work.call_id);
+    frames::feed_text(sink, work.text).await.map_err(|_| ())
 }
 
 /// Handles one protocol message; `Err` ends the session. An outcome is handed to

@@ -119,6 +119,18 @@ where
         .await
 }
 
+/// Queues one encoded protocol message (a [`sapbridge_proto::WorkFrame`]'s text)
+/// without flushing.
+///
+/// # Errors
+/// The sink's error when the socket is gone.
+pub(crate) async fn feed_text<S>(sink: &mut S, text: String) -> Result<(), S::Error>
+where
+    S: Sink<Message> + Unpin,
+{
+    sink.feed(Message::text(text)).await
+}
+
 /// Flushes what [`feed`] queued.
 ///
 /// # Errors

@@ -129,7 +129,7 @@ pub(super) fn enqueue(
         return Err(error);
     }
     match taker {
-        Some(taker) => effects.handed.push((taker, record.unit())),
+        Some(taker) => effects.handed.push((taker, record.work_frame())),
         None => {
             effects.work.insert(record.system.clone());
         }
