@@ -20,7 +20,8 @@ use tracing::Instrument;
 use super::ApiError;
 use super::render::{answer, rfc3339};
 use super::request::{
-    Caller, body_bytes, function_name, idempotency_key, json_object, queue_ttl, requested_wait,
+    Caller, IDEMPOTENCY_HEADER, body_bytes, function_name, idempotency_key, json_object, queue_ttl,
+    requested_wait,
 };
 use crate::queue::{CallKind, CallRecord, CallWatch, Cancelled, Enqueued, IdempotencyKey, NewCall};
 use crate::state::{RelayState, new_call_id};
@@ -49,7 +50,10 @@ pub(crate) async fn call_function(
     let parameters = json_object(&body)?;
     super::functions_meta::precheck(&state, &system, &function, &parameters)?;
     let unit = UnitRequest {
-        fingerprint: fingerprint(&[b"function", system.as_bytes(), function.as_bytes(), &body]),
+        fingerprint: fingerprint(
+            &headers,
+            &[b"function", system.as_bytes(), function.as_bytes(), &body],
+        ),
         system,
         kind: CallKind::Function,
         calls: vec![FunctionCall {
@@ -71,18 +75,23 @@ pub(crate) struct UnitRequest {
     pub(crate) calls: Vec<FunctionCall>,
     /// What happens after them.
     pub(crate) commit: CommitPolicy,
-    /// What makes two requests "the same" for `Idempotency-Key` (see [`fingerprint`]).
-    pub(crate) fingerprint: String,
+    /// What makes two requests "the same" for `Idempotency-Key` (see
+    /// [`fingerprint`]); `None` for a request without that header.
+    pub(crate) fingerprint: Option<String>,
 }
 
-/// The hex SHA-256 over length-prefixed parts of a request.
-pub(crate) fn fingerprint(parts: &[&[u8]]) -> String {
+/// The hex SHA-256 over length-prefixed parts of a request, for a request with an
+/// `Idempotency-Key` (only those are compared); `None` for any other.
+pub(crate) fn fingerprint(headers: &HeaderMap, parts: &[&[u8]]) -> Option<String> {
+    if !headers.contains_key(IDEMPOTENCY_HEADER) {
+        return None;
+    }
     let mut hash = Sha256::new();
     for part in parts {
         hash.update((part.len() as u64).to_be_bytes());
         hash.update(part);
     }
-    hex::encode(hash.finalize())
+    Some(hex::encode(hash.finalize()))
 }
 
 /// Stores a unit of work and holds the request until its result or the requested
@@ -113,13 +122,21 @@ pub(crate) async fn submit_record(
 ) -> Result<CallRecord, ApiError> {
     let wait = requested_wait(headers, &state.settings);
     let ttl = queue_ttl(headers, &state.settings)?;
-    let idempotency = idempotency_key(headers)?.map(|key| {
-        let key = IdempotencyKey {
-            scope: caller.name.clone(),
-            key,
-        };
-        (key, unit.fingerprint)
-    });
+    let idempotency = match (idempotency_key(headers)?, unit.fingerprint) {
+        (Some(key), Some(fingerprint)) => {
+            let key = IdempotencyKey {
+                scope: caller.name.clone(),
+                key,
+            };
+            Some((key, fingerprint))
+        }
+        (Some(_), None) => {
+            return Err(ApiError::Internal(
+                "a request with an Idempotency-Key has no fingerprint".into(),
+            ));
+        }
+        (None, _) => None,
+    };
     let now = OffsetDateTime::now_utc();
     let call = NewCall {
         id: new_call_id(),

@@ -77,7 +77,7 @@ pub(crate) async fn post_transaction(
         CommitPolicy::Rollback
     };
     let unit = UnitRequest {
-        fingerprint: fingerprint(&[b"transaction", system.as_bytes(), &body]),
+        fingerprint: fingerprint(&headers, &[b"transaction", system.as_bytes(), &body]),
         system,
         kind: CallKind::Transaction,
         calls,

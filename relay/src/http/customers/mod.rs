@@ -49,7 +49,7 @@ fn unit(
     function: &str,
     parameters: Parameters,
     commit: CommitPolicy,
-    fingerprint: String,
+    fingerprint: Option<String>,
 ) -> UnitRequest {
     UnitRequest {
         system,
@@ -86,7 +86,7 @@ pub(crate) async fn create(
         CREATE,
         request.parameters,
         CommitPolicy::CommitOnSuccess,
-        fingerprint(&[b"customer.create", system.as_bytes(), &body]),
+        fingerprint(&headers, &[b"customer.create", system.as_bytes(), &body]),
     );
     actions::run(&state, &caller, &headers, unit).await
 }
@@ -112,12 +112,15 @@ pub(crate) async fn change(
         CHANGE,
         request.parameters,
         CommitPolicy::CommitOnSuccess,
-        fingerprint(&[
-            b"customer.change",
-            system.as_bytes(),
-            customer.as_bytes(),
-            &body,
-        ]),
+        fingerprint(
+            &headers,
+            &[
+                b"customer.change",
+                system.as_bytes(),
+                customer.as_bytes(),
+                &body,
+            ],
+        ),
     );
     actions::run(&state, &caller, &headers, unit).await
 }
@@ -142,7 +145,10 @@ pub(crate) async fn get(
         DETAIL,
         parameters,
         CommitPolicy::None,
-        fingerprint(&[b"customer.get", system.as_bytes(), customer.as_bytes()]),
+        fingerprint(
+            &headers,
+            &[b"customer.get", system.as_bytes(), customer.as_bytes()],
+        ),
     );
     actions::run(&state, &caller, &headers, unit).await
 }
@@ -174,7 +180,7 @@ pub(crate) async fn search(
         LIST,
         parameters,
         CommitPolicy::None,
-        fingerprint(&[b"customer.search", system.as_bytes(), &key]),
+        fingerprint(&headers, &[b"customer.search", system.as_bytes(), &key]),
     );
     actions::run(&state, &caller, &headers, unit).await
 }

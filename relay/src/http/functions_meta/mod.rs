@@ -81,11 +81,14 @@ pub(crate) async fn get_interface(
     parameters.insert("FUNCNAME".into(), json!(function));
     parameters.insert("NONE_UNICODE_LENGTH".into(), json!("X"));
     let unit = UnitRequest {
-        fingerprint: fingerprint(&[
-            b"function.interface",
-            system.as_bytes(),
-            function.as_bytes(),
-        ]),
+        fingerprint: fingerprint(
+            &headers,
+            &[
+                b"function.interface",
+                system.as_bytes(),
+                function.as_bytes(),
+            ],
+        ),
         system,
         kind: CallKind::Action(Action::FunctionInterface(InterfaceStep {
             function,

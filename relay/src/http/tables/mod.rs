@@ -185,7 +185,7 @@ async fn read(
     let request = serde_json::to_vec(&step).unwrap_or_default();
     let call = read_call(&step, &step.fields);
     let unit = UnitRequest {
-        fingerprint: fingerprint(&[b"table.read", system.as_bytes(), &request]),
+        fingerprint: fingerprint(headers, &[b"table.read", system.as_bytes(), &request]),
         system,
         kind: CallKind::Action(Action::TableRead(step)),
         calls: vec![call],
