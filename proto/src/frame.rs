@@ -4,6 +4,7 @@ use serde::de::DeserializeOwned;
 
 use serde::Serialize;
 
+use crate::tag_first::TagFirst;
 use crate::{AgentMessage, CommitPolicy, FunctionCall, MAX_FRAME_BYTES, RelayMessage, Unit};
 
 /// Why a frame could not be decoded.
@@ -20,9 +21,17 @@ pub enum DecodeError {
     Malformed(#[from] serde_json::Error),
 }
 
-fn decode<T: DeserializeOwned>(frame: &[u8]) -> Result<T, DecodeError> {
+/// Decodes a message: tag first when it can (see [`crate::tag_first`]), else the
+/// derived way, which decides what is valid and says why not.
+fn decode<T: DeserializeOwned>(frame: &[u8]) -> Result<T, DecodeError>
+where
+    TagFirst<T>: DeserializeOwned,
+{
     if frame.len() > MAX_FRAME_BYTES {
         return Err(DecodeError::TooLarge { size: frame.len() });
+    }
+    if let Ok(TagFirst(message)) = serde_json::from_slice(frame) {
+        return Ok(message);
     }
     Ok(serde_json::from_slice(frame)?)
 }

@@ -29,6 +29,7 @@ mod messages;
 mod outbox;
 mod passthrough;
 mod secret;
+mod tag_first;
 mod work;
 
 pub use chunk::{
