@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use sapbridge_proto::{CallResult, CommitPolicy, FunctionCall, Outcome};
+use sapbridge_proto::{CallResult, CommitPolicy, FunctionCall, Outcome, TransactionOutcome};
 use tempfile::TempDir;
 use time::{Duration, OffsetDateTime};
 
@@ -116,6 +116,7 @@ for_every_store!(
     stats_follow_every_change_of_state,
     work_and_call_signals_fire,
     new_calls_go_straight_to_a_session_with_free_credits,
+    an_outcome_is_judged_by_the_calls_commit_policy,
 );
 
 async fn claims_oldest_first_and_respects_max(q: &dyn Queue) {
@@ -459,4 +460,42 @@ async fn new_calls_go_straight_to_a_session_with_free_credits(q: &dyn Queue) {
         .await
         .unwrap();
     assert!(handed.try_recv().is_err());
+}
+
+/// The same outcome, every call fine but nothing committed, under each commit
+/// policy: a transaction that had to commit failed, one that was to roll back
+/// succeeded, a plain call succeeded. The waiter's end says the same as the store.
+async fn an_outcome_is_judged_by_the_calls_commit_policy(q: &dyn Queue) {
+    let outcome = Outcome::Completed {
+        results: vec![CallResult::Ok(Default::default())],
+        transaction: Some(TransactionOutcome {
+            committed: false,
+            failed_call: None,
+            reason: None,
+            result: None,
+        }),
+    };
+    let cases = [
+        ("none", CommitPolicy::None, CallState::Succeeded),
+        ("commit", CommitPolicy::CommitOnSuccess, CallState::Failed),
+        ("rollback", CommitPolicy::Rollback, CallState::Succeeded),
+    ];
+    for (id, commit, _) in &cases {
+        let mut call = new_call(id, "PRD", Duration::hours(1));
+        call.commit = *commit;
+        q.enqueue(call).await.unwrap();
+    }
+    q.claim(&["PRD".to_owned()], "s1", 10, later())
+        .await
+        .unwrap();
+    for (id, _, state) in &cases {
+        let watch = q.signals().watch_call(id);
+        assert_eq!(
+            q.complete(id, 1, "agent", outcome.clone()).await.unwrap(),
+            Completion::Stored
+        );
+        assert_eq!(&q.get(id).await.unwrap().unwrap().state, state, "{id}");
+        let end = watch.take_ended().expect("the waiter heard the end");
+        assert_eq!(&end.state, state, "{id}");
+    }
 }
