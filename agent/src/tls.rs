@@ -52,12 +52,25 @@ pub(crate) fn client_config(ca_file: Option<&Path>) -> Result<Arc<ClientConfig>,
     if roots.is_empty() {
         warn!("no trusted root certificates: wss:// connections will fail; set ca_file");
     }
+    Ok(Arc::new(config_with(roots)?))
+}
+
+/// A configuration that trusts no certificate, for a client that never makes a
+/// TLS connection (one whose only URL is `http://`): the system's root
+/// certificates are not loaded for nothing.
+///
+/// # Errors
+/// When rustls refuses the configuration.
+pub(crate) fn trusting_nothing() -> Result<ClientConfig, TlsError> {
+    config_with(RootCertStore::empty())
+}
+
+fn config_with(roots: RootCertStore) -> Result<ClientConfig, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = ClientConfig::builder_with_provider(provider)
+    Ok(ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(Arc::new(config))
+        .with_no_client_auth())
 }
 
 fn add_ca_file(roots: &mut RootCertStore, path: &Path) -> Result<(), TlsError> {

@@ -60,7 +60,8 @@ pub struct HttpConfig {
     /// longest pause in a response body, in seconds (default 60).
     #[serde(default = "default_timeout_secs")]
     pub timeout_secs: u64,
-    /// Extra PEM CA certificates to trust for the backend.
+    /// Extra PEM CA certificates to trust for an `https://` backend, beside the
+    /// operating system's root certificates (as for the relay's `wss://`).
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
     /// Pass the client's `Cookie` header to the backend and the backend's

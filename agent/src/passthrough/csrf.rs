@@ -9,8 +9,8 @@
 //!
 //! The token and cookies are credentials: they never appear in logs or `Debug`.
 
-use reqwest::header::{HeaderMap, HeaderValue, SET_COOKIE};
-use reqwest::{Method, StatusCode};
+use http::header::{HeaderMap, HeaderValue, SET_COOKIE};
+use http::{Method, StatusCode};
 use sapbridge_proto::Secret;
 use tokio::sync::Mutex;
 

@@ -11,9 +11,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::{Bytes, BytesMut};
-use futures_util::{FutureExt, StreamExt};
-use reqwest::header::{COOKIE, HeaderMap, HeaderValue};
-use reqwest::{Method, Response};
+use futures_util::{FutureExt, StreamExt, TryStreamExt};
+use http::header::{COOKIE, HeaderMap, HeaderValue};
+use http::{Method, Request, Uri};
+use http_body_util::{BodyDataStream, BodyExt, Empty, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
 use sapbridge_proto::{
     AgentMessage, CHUNK_PAYLOAD_BYTES, HttpFailure, HttpFailureKind as Kind, HttpRequestHead,
     HttpResponseHead, INITIAL_WINDOW_CHUNKS, encode_chunk,
@@ -23,7 +25,7 @@ use tracing::{debug, info};
 
 use super::csrf::{CSRF_HEADER, CsrfToken, needs_token, token_required};
 use super::paths::{PathError, check_path};
-use super::target::HttpTarget;
+use super::target::{BackendBody, HttpTarget};
 use crate::transport::Outgoing;
 
 /// A piece of the request body as the relay sent it.
@@ -94,7 +96,9 @@ pub(crate) async fn exchange(
             format!("{:?} is not an HTTP method", head.method),
         )
     })?;
-    let url = target.url(&head.path, head.query.as_deref());
+    let uri = target
+        .uri(&head.path, head.query.as_deref())
+        .map_err(|e| fail(Kind::BadRequest, e))?;
     let started = tokio::time::Instant::now();
     let csrf_write = target.csrf.is_some() && needs_token(&method);
     let response = if csrf_write {
@@ -104,23 +108,28 @@ pub(crate) async fn exchange(
         };
         let headers = target.request_headers(&head.headers, true);
         let fetch_path = target.csrf_fetch_path.clone().unwrap_or(matched);
-        csrf_write_request(target, &method, &url, &headers, &body, &fetch_path).await?
+        csrf_write_request(target, &method, &uri, &headers, &body, &fetch_path).await?
     } else {
         let too_large = Arc::new(AtomicBool::new(false));
-        let mut request = target
-            .client()
-            .map_err(|e| fail(Kind::Unreachable, e))?
-            .request(method.clone(), url.clone())
-            .headers(target.request_headers(&head.headers, false));
-        if let Some(rx) = io.body.take() {
-            request = request.body(reqwest::Body::wrap_stream(request_stream(
-                rx,
-                io.control.clone(),
-                io.id,
-                target.max_body,
-                Arc::clone(&too_large),
-            )));
-        }
+        let body = match io.body.take() {
+            Some(rx) => BodyExt::boxed_unsync(StreamBody::new(
+                request_stream(
+                    rx,
+                    io.control.clone(),
+                    io.id,
+                    target.max_body,
+                    Arc::clone(&too_large),
+                )
+                .map_ok(Frame::data),
+            )),
+            None => empty(),
+        };
+        let request = request(
+            method.clone(),
+            uri,
+            target.request_headers(&head.headers, false),
+            body,
+        );
         match send(target, request).await {
             Err(_) if too_large.load(Ordering::Relaxed) => {
                 return Err(fail(
@@ -160,7 +169,7 @@ pub(crate) async fn exchange(
 async fn csrf_write_request(
     target: &HttpTarget,
     method: &Method,
-    url: &reqwest::Url,
+    uri: &Uri,
     headers: &HeaderMap,
     body: &Bytes,
     fetch_path: &str,
@@ -184,12 +193,13 @@ async fn csrf_write_request(
                 request_headers.insert(COOKIE, cookie);
             }
         }
-        let request = target
-            .client()
-            .map_err(|e| fail(Kind::Unreachable, e))?
-            .request(method.clone(), url.clone())
-            .headers(request_headers)
-            .body(body.clone());
+        let full = Full::new(body.clone()).map_err(|never| match never {});
+        let request = request(
+            method.clone(),
+            uri.clone(),
+            request_headers,
+            BodyExt::boxed_unsync(full),
+        );
         let response = send(target, request).await?;
         if retried || !token_required(response.status(), response.headers()) {
             return Ok(response);
@@ -205,16 +215,15 @@ async fn fetch_token(
     target: &HttpTarget,
     fetch_path: &str,
 ) -> Result<Option<CsrfToken>, HttpFailure> {
-    let url = target.url(fetch_path, None);
-    let mut request = target
-        .client()
-        .map_err(|e| fail(Kind::Unreachable, e))?
-        .get(url)
-        .header(CSRF_HEADER, "Fetch");
+    let uri = target
+        .uri(fetch_path, None)
+        .map_err(|e| fail(Kind::BadRequest, e))?;
+    let mut headers = HeaderMap::new();
+    headers.insert(CSRF_HEADER, HeaderValue::from_static("Fetch"));
     if let Some(auth) = target.auth_header() {
-        request = request.header(reqwest::header::AUTHORIZATION, auth);
+        headers.insert(http::header::AUTHORIZATION, auth);
     }
-    let response = send(target, request).await?;
+    let response = send(target, request(Method::GET, uri, headers, empty())).await?;
     let token = CsrfToken::from_response(response.headers());
     debug!(
         status = response.status().as_u16(),
@@ -224,12 +233,32 @@ async fn fetch_token(
     Ok(token)
 }
 
+/// A backend response: its head, and its body as it arrives.
+type Response = http::Response<Incoming>;
+
+/// An empty request body.
+fn empty() -> BackendBody {
+    BodyExt::boxed_unsync(Empty::new().map_err(|never| match never {}))
+}
+
+/// A request for the backend.
+fn request(
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: BackendBody,
+) -> Request<BackendBody> {
+    let mut request = Request::new(body);
+    *request.method_mut() = method;
+    *request.uri_mut() = uri;
+    *request.headers_mut() = headers;
+    request
+}
+
 /// Sends a request, waiting at most the target's timeout for the response head.
-async fn send(
-    target: &HttpTarget,
-    request: reqwest::RequestBuilder,
-) -> Result<Response, HttpFailure> {
-    match tokio::time::timeout(target.timeout, request.send()).await {
+async fn send(target: &HttpTarget, request: Request<BackendBody>) -> Result<Response, HttpFailure> {
+    let client = target.client().map_err(|e| fail(Kind::Unreachable, e))?;
+    match tokio::time::timeout(target.timeout, client.request(request)).await {
         Err(_) => Err(fail(
             Kind::Timeout,
             format!(
@@ -239,12 +268,12 @@ async fn send(
         )),
         Ok(Ok(response)) => Ok(response),
         // Without the URL: its query may hold what should not be echoed into logs.
-        Ok(Err(error)) if error.is_timeout() => Err(fail(
+        Ok(Err(error)) if timed_out(&error) => Err(fail(
             Kind::Timeout,
             format!(
                 "the backend {} timed out: {}",
                 target.base(),
-                error.without_url()
+                causes(&error)
             ),
         )),
         Ok(Err(error)) => Err(fail(
@@ -252,10 +281,37 @@ async fn send(
             format!(
                 "the backend {} could not be reached: {}",
                 target.base(),
-                error.without_url()
+                causes(&error)
             ),
         )),
     }
+}
+
+/// An error and its causes, `: `-separated (hyper's errors say little alone).
+fn causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Whether an error was caused by a time-out (the connect timeout).
+fn timed_out(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(error);
+    while let Some(cause) = source {
+        if cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 /// Reads the whole request body (CSRF writes only), granting window as it goes.
@@ -294,7 +350,7 @@ async fn read_all(
     }
 }
 
-/// The request body as a stream for `reqwest`, granting window as the backend
+/// The request body as a stream for the backend request, granting window as it
 /// takes pieces; fails when the relay cancels mid-body or the limit is passed.
 fn request_stream(
     rx: mpsc::Receiver<BodyPiece>,
@@ -360,7 +416,7 @@ async fn send_body(
     response: Response,
     io: &StreamIo,
 ) -> Result<(), HttpFailure> {
-    let mut stream = response.bytes_stream();
+    let mut stream = BodyDataStream::new(response.into_body());
     let mut pending: Vec<u8> = Vec::with_capacity(CHUNK_PAYLOAD_BYTES);
     let idle = target.timeout;
     let mut next = match tokio::time::timeout(idle, stream.next()).await {
@@ -376,7 +432,7 @@ async fn send_body(
             Some(Err(error)) => {
                 return Err(fail(
                     Kind::Unreachable,
-                    format!("the backend body failed: {}", error.without_url()),
+                    format!("the backend body failed: {}", causes(&error)),
                 ));
             }
             Some(Ok(piece)) => piece,

@@ -1,17 +1,26 @@
-//! One system's HTTP service as the agent reaches it: a pooled `reqwest` client
-//! (rustls, no redirects followed, optional extra CA), the base URL, the path
-//! allowlist, the optional basic-auth credentials and the CSRF token cache.
+//! One system's HTTP service as the agent reaches it: a pooled HTTP/1.1 client
+//! (hyper; rustls with the system's root certificates plus an optional extra CA),
+//! the base URL, the path allowlist, the optional basic-auth credentials and the
+//! CSRF token cache.
 //!
 //! Redirects are passed back to the client, never followed: following one could
-//! leave the allowed paths.
+//! leave the allowed paths. (The client is hyper's own, not `reqwest`: on this path
+//! `reqwest` parsed every request's URL again for a redirect policy that follows
+//! nothing, a fifth of the agent's work per pass-through request.)
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use reqwest::header::{
+use bytes::Bytes;
+use http::header::{
     AUTHORIZATION, CONTENT_LENGTH, COOKIE, HeaderMap, HeaderName, HeaderValue, SET_COOKIE,
 };
+use http_body_util::combinators::UnsyncBoxBody;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use sapbridge_proto::{
     Secret, WireHeader, header_value_from_wire, header_value_to_wire, is_hop_by_hop,
 };
@@ -24,6 +33,12 @@ use crate::config::HttpConfig;
 /// How long idle pooled connections to the backend are kept.
 const POOL_IDLE: Duration = Duration::from_secs(90);
 
+/// A request body for the backend: none, buffered, or streamed from the relay.
+pub(crate) type BackendBody = UnsyncBoxBody<Bytes, std::io::Error>;
+
+/// The pooled client of one backend.
+pub(crate) type BackendClient = Client<HttpsConnector<HttpConnector>, BackendBody>;
+
 /// A configured HTTP service of one system.
 pub(crate) struct HttpTarget {
     /// The system's name.
@@ -32,11 +47,13 @@ pub(crate) struct HttpTarget {
     /// The base URL parsed once: each request's URL is this with its path and query
     /// set (parsing the whole URL again per request cost ~2 % of the agent's CPU on
     /// the pass-through path, most of it in host name processing).
-    base_url: reqwest::Url,
+    base_url: url::Url,
     /// The pooled client, built on first use (see [`HttpTarget::client`]).
-    client: OnceLock<Result<reqwest::Client, String>>,
-    /// The extra CA certificates the client trusts.
-    ca_certificates: Vec<reqwest::Certificate>,
+    client: OnceLock<Result<BackendClient, String>>,
+    /// The extra CA certificates the client trusts, beside the system's roots.
+    ca_file: Option<PathBuf>,
+    /// Whether the base URL is `https://` (else the client never uses TLS).
+    https: bool,
     /// The paths the cloud may reach.
     pub(crate) allow: PathAllowlist,
     basic_auth: Option<(String, Secret)>,
@@ -84,24 +101,22 @@ impl HttpTarget {
             None => None,
         };
         let timeout = Duration::from_secs(config.timeout_secs);
-        let ca_certificates = match &config.ca_file {
-            Some(path) => read_ca_file(path)?,
-            None => Vec::new(),
-        };
-        let client = OnceLock::new();
-        if !ca_certificates.is_empty() {
-            // A CA the TLS library refuses fails the build: find out now, at start.
-            let _ = client.set(Ok(build_client(timeout, &ca_certificates)?));
-        }
         let base = config.base_url.trim_end_matches('/').to_owned();
-        let base_url = reqwest::Url::parse(&base)
+        let base_url = url::Url::parse(&base)
             .map_err(|e| format!("base_url {:?} is not a URL: {e}", config.base_url))?;
+        let https = base_url.scheme() == "https";
+        let client = OnceLock::new();
+        if let Some(path) = config.ca_file.as_deref().filter(|_| https) {
+            // A CA file that cannot be read or used fails now, at start.
+            let _ = client.set(Ok(build_client(timeout, Some(Some(path)))?));
+        }
         Ok(Self {
             system: system.to_owned(),
             base,
             base_url,
             client,
-            ca_certificates,
+            ca_file: config.ca_file.clone(),
+            https,
             allow,
             basic_auth,
             csrf: config.csrf.then(CsrfCache::default),
@@ -119,21 +134,33 @@ impl HttpTarget {
     ///
     /// # Errors
     /// When the client cannot be built (then on every call).
-    pub(crate) fn client(&self) -> Result<&reqwest::Client, &str> {
+    pub(crate) fn client(&self) -> Result<&BackendClient, &str> {
         self.client
-            .get_or_init(|| build_client(self.timeout, &self.ca_certificates))
+            .get_or_init(|| {
+                let tls = self.https.then_some(self.ca_file.as_deref());
+                build_client(self.timeout, tls)
+            })
             .as_ref()
             .map_err(String::as_str)
     }
 
     /// The backend URL of a checked path and query: the base URL's path followed by
     /// `path` (percent-encoded as a URL parser would), and `query`.
-    pub(crate) fn url(&self, path: &str, query: Option<&str>) -> reqwest::Url {
+    pub(crate) fn url(&self, path: &str, query: Option<&str>) -> url::Url {
         let mut url = self.base_url.clone();
         let prefix = self.base_url.path().trim_end_matches('/');
         url.set_path(&format!("{prefix}{path}"));
         url.set_query(query);
         url
+    }
+
+    /// [`HttpTarget::url`] as the request URI.
+    ///
+    /// # Errors
+    /// When the URL is not a valid request URI (never for a URL the parser wrote).
+    pub(crate) fn uri(&self, path: &str, query: Option<&str>) -> Result<http::Uri, String> {
+        http::Uri::try_from(self.url(path, query).as_str())
+            .map_err(|e| format!("the backend URL is not a valid request URI: {e}"))
     }
 
     /// The headers for the backend: the client's end-to-end headers minus
@@ -153,7 +180,7 @@ impl HttpTarget {
             })
             .cloned()
             .collect();
-        drop.extend([AUTHORIZATION, reqwest::header::EXPECT]);
+        drop.extend([AUTHORIZATION, http::header::EXPECT]);
         if !self.forward_cookies {
             drop.push(COOKIE);
         }
@@ -246,7 +273,7 @@ fn from_wire(wire: &[WireHeader]) -> HeaderMap {
 
 fn connection_listed(headers: &HeaderMap) -> Vec<String> {
     headers
-        .get_all(reqwest::header::CONNECTION)
+        .get_all(http::header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
@@ -255,30 +282,28 @@ fn connection_listed(headers: &HeaderMap) -> Vec<String> {
         .collect()
 }
 
-fn build_client(
-    timeout: Duration,
-    ca_certificates: &[reqwest::Certificate],
-) -> Result<reqwest::Client, String> {
-    let mut builder = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(timeout)
-        .pool_idle_timeout(POOL_IDLE);
-    for certificate in ca_certificates {
-        builder = builder.add_root_certificate(certificate.clone());
+/// The client: HTTP/1.1 over TCP (no delay, connect timeout), and for an `https://`
+/// backend (`tls` is `Some(ca_file)`) over TLS with the system's root certificates
+/// plus `ca_file`; no redirects (hyper follows none).
+fn build_client(timeout: Duration, tls: Option<Option<&Path>>) -> Result<BackendClient, String> {
+    let tls = match tls {
+        Some(ca_file) => crate::tls::client_config(ca_file).map(|c| (*c).clone()),
+        None => crate::tls::trusting_nothing(),
     }
-    builder
-        .build()
-        .map_err(|e| format!("building the HTTP client: {e}"))
-}
-
-fn read_ca_file(path: &Path) -> Result<Vec<reqwest::Certificate>, String> {
-    let pem = std::fs::read(path).map_err(|e| format!("ca_file {}: {e}", path.display()))?;
-    let certificates = reqwest::Certificate::from_pem_bundle(&pem)
-        .map_err(|e| format!("ca_file {}: {e}", path.display()))?;
-    if certificates.is_empty() {
-        return Err(format!("ca_file {}: no certificate found", path.display()));
-    }
-    Ok(certificates)
+    .map_err(|e| e.to_string())?;
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(timeout));
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(POOL_IDLE)
+        .pool_timer(TokioTimer::new())
+        .build(https))
 }
 
 #[cfg(test)]
@@ -331,7 +356,7 @@ mod tests {
                     text.push('?');
                     text.push_str(query);
                 }
-                let parsed = reqwest::Url::parse(&text).unwrap();
+                let parsed = url::Url::parse(&text).unwrap();
                 assert_eq!(t.url(path, query), parsed, "{text}");
             }
         }
