@@ -52,8 +52,6 @@ pub(crate) struct HttpTarget {
     client: OnceLock<Result<BackendClient, String>>,
     /// The extra CA certificates the client trusts, beside the system's roots.
     ca_file: Option<PathBuf>,
-    /// Whether the base URL is `https://` (else the client never uses TLS).
-    https: bool,
     /// The paths the cloud may reach.
     pub(crate) allow: PathAllowlist,
     basic_auth: Option<(String, Secret)>,
@@ -104,11 +102,14 @@ impl HttpTarget {
         let base = config.base_url.trim_end_matches('/').to_owned();
         let base_url = url::Url::parse(&base)
             .map_err(|e| format!("base_url {:?} is not a URL: {e}", config.base_url))?;
-        let https = base_url.scheme() == "https";
         let client = OnceLock::new();
-        if let Some(path) = config.ca_file.as_deref().filter(|_| https) {
+        if config.ca_file.is_some() && base_url.scheme() == "https" {
             // A CA file that cannot be read or used fails now, at start.
-            let _ = client.set(Ok(build_client(timeout, Some(Some(path)))?));
+            let _ = client.set(Ok(build_client(
+                timeout,
+                &base_url,
+                config.ca_file.as_deref(),
+            )?));
         }
         Ok(Self {
             system: system.to_owned(),
@@ -116,7 +117,6 @@ impl HttpTarget {
             base_url,
             client,
             ca_file: config.ca_file.clone(),
-            https,
             allow,
             basic_auth,
             csrf: config.csrf.then(CsrfCache::default),
@@ -136,10 +136,7 @@ impl HttpTarget {
     /// When the client cannot be built (then on every call).
     pub(crate) fn client(&self) -> Result<&BackendClient, &str> {
         self.client
-            .get_or_init(|| {
-                let tls = self.https.then_some(self.ca_file.as_deref());
-                build_client(self.timeout, tls)
-            })
+            .get_or_init(|| build_client(self.timeout, &self.base_url, self.ca_file.as_deref()))
             .as_ref()
             .map_err(String::as_str)
     }
@@ -282,13 +279,19 @@ fn connection_listed(headers: &HeaderMap) -> Vec<String> {
         .collect()
 }
 
-/// The client: HTTP/1.1 over TCP (no delay, connect timeout), and for an `https://`
-/// backend (`tls` is `Some(ca_file)`) over TLS with the system's root certificates
-/// plus `ca_file`; no redirects (hyper follows none).
-fn build_client(timeout: Duration, tls: Option<Option<&Path>>) -> Result<BackendClient, String> {
-    let tls = match tls {
-        Some(ca_file) => crate::tls::client_config(ca_file).map(|c| (*c).clone()),
-        None => crate::tls::trusting_nothing(),
+/// The client of the backend at `base_url`: HTTP/1.1 over TCP (no delay, connect
+/// timeout), for `https://` over TLS with the system's root certificates plus
+/// `ca_file`; no redirects (hyper follows none). The URL's scheme never changes, so
+/// an `http://` backend's client loads no root certificates.
+fn build_client(
+    timeout: Duration,
+    base_url: &url::Url,
+    ca_file: Option<&Path>,
+) -> Result<BackendClient, String> {
+    let tls = if base_url.scheme() == "https" {
+        crate::tls::client_config(ca_file).map(|config| (*config).clone())
+    } else {
+        crate::tls::trusting_nothing()
     }
     .map_err(|e| e.to_string())?;
     let mut http = HttpConnector::new();
