@@ -121,6 +121,12 @@ impl HttpConfig {
                         self.base_url
                     ));
                 }
+                if self.ca_file.is_some() && uri.scheme_str() != Some("https") {
+                    problem(format!(
+                        "ca_file is for an https:// base_url; {:?} makes no TLS connection",
+                        self.base_url
+                    ));
+                }
             }
             _ => problem(format!(
                 "base_url {:?} must be an http:// or https:// URL with a host",
@@ -180,6 +186,17 @@ mod tests {
         }
         let mut problems = Vec::new();
         HttpConfig::new("http://sapgw:8000/", vec!["/api".into()]).check("PRD", &mut problems);
+        assert!(problems.is_empty(), "{problems:?}");
+        // A CA file is for TLS: with http:// it would silently do nothing.
+        let mut config = HttpConfig::new("http://sapgw:8000/", vec!["/api".into()]);
+        config.ca_file = Some("/etc/sapbridge/ca.pem".into());
+        let mut problems = Vec::new();
+        config.check("PRD", &mut problems);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].contains("ca_file"), "{problems:?}");
+        config.base_url = "https://sapgw:44300/".into();
+        let mut problems = Vec::new();
+        config.check("PRD", &mut problems);
         assert!(problems.is_empty(), "{problems:?}");
     }
 }
