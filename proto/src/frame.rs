@@ -82,6 +82,20 @@ pub struct UnitRef<'a> {
     pub commit: CommitPolicy,
 }
 
+impl UnitRef<'_> {
+    /// The unit, owned.
+    pub fn to_unit(&self) -> Unit {
+        Unit {
+            call_id: self.call_id.to_owned(),
+            attempt: self.attempt,
+            system: self.system.to_owned(),
+            deadline_unix_ms: self.deadline_unix_ms,
+            calls: self.calls.to_vec(),
+            commit: self.commit,
+        }
+    }
+}
+
 impl<'a> From<&'a Unit> for UnitRef<'a> {
     fn from(unit: &'a Unit) -> Self {
         Self {

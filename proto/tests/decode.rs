@@ -211,6 +211,7 @@ proptest! {
         let message = RelayMessage::Work { unit: unit.clone() };
         prop_assert_eq!(&frame.text, &encode_relay_message(&message));
         prop_assert_eq!(decode_relay_message(frame.text.as_bytes()).unwrap(), message);
+        prop_assert_eq!(&UnitRef::from(&unit).to_unit(), &unit);
         prop_assert_eq!(frame.call_id, unit.call_id);
         prop_assert_eq!(frame.attempt, unit.attempt);
     }

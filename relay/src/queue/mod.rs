@@ -229,29 +229,27 @@ impl CallRecord {
         }
     }
 
-    /// The frame that sends the current attempt to an agent, encoded from the
-    /// record's fields (no copy of its calls).
-    pub(crate) fn work_frame(&self) -> WorkFrame {
-        WorkFrame::encode(UnitRef {
+    /// The unit of the current attempt, borrowed from the record.
+    fn unit_ref(&self) -> UnitRef<'_> {
+        UnitRef {
             call_id: &self.id,
             attempt: self.attempts,
             system: &self.system,
             deadline_unix_ms: deadline_unix_ms(self.expires_at),
             calls: &self.calls,
             commit: self.commit,
-        })
+        }
+    }
+
+    /// The frame that sends the current attempt to an agent, encoded from the
+    /// record's fields (no copy of its calls).
+    pub(crate) fn work_frame(&self) -> WorkFrame {
+        WorkFrame::encode(self.unit_ref())
     }
 
     /// The unit to send to an agent for the current attempt.
     pub(crate) fn unit(&self) -> Unit {
-        Unit {
-            call_id: self.id.clone(),
-            attempt: self.attempts,
-            system: self.system.clone(),
-            deadline_unix_ms: deadline_unix_ms(self.expires_at),
-            calls: self.calls.clone(),
-            commit: self.commit,
-        }
+        self.unit_ref().to_unit()
     }
 }
 
