@@ -361,3 +361,18 @@ async fn dev_reaches_sapbridge_sim_over_soap_rfc() {
     assert!(dev.terminate().success());
     assert!(sim.terminate().success());
 }
+
+/// The README's quick start is `cargo run --release -- dev`: with two binaries in
+/// the package, cargo needs `default-run` to know it means `sapbridge`.
+#[test]
+fn cargo_run_means_the_full_binary() {
+    let manifest = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
+        .expect("read Cargo.toml");
+    let manifest: toml::Table = manifest.parse().expect("Cargo.toml is TOML");
+    assert_eq!(
+        manifest["package"]
+            .get("default-run")
+            .and_then(|v| v.as_str()),
+        Some("sapbridge")
+    );
+}
