@@ -4,6 +4,7 @@
 
 mod support;
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -41,12 +42,19 @@ fn private_ca_and_acceptor() -> anyhow::Result<(String, TlsAcceptor)> {
     Ok((ca.pem(), TlsAcceptor::from(Arc::new(server))))
 }
 
-#[tokio::test]
-async fn wss_with_an_extra_ca_file() -> anyhow::Result<()> {
+/// [`private_ca_and_acceptor`] with the CA written to `ca.pem` in a fresh
+/// directory: `(directory, CA file, acceptor)`.
+fn private_ca_file(name: &str) -> anyhow::Result<(PathBuf, PathBuf, TlsAcceptor)> {
     let (ca_pem, acceptor) = private_ca_and_acceptor()?;
-    let dir = support::temp_dir("tls");
+    let dir = support::temp_dir(name);
     let ca_file = dir.join("ca.pem");
     std::fs::write(&ca_file, ca_pem)?;
+    Ok((dir, ca_file, acceptor))
+}
+
+#[tokio::test]
+async fn wss_with_an_extra_ca_file() -> anyhow::Result<()> {
+    let (dir, ca_file, acceptor) = private_ca_file("tls")?;
 
     let mut relay = FakeRelay::start_with(Some(acceptor)).await?;
     assert!(relay.url.starts_with("wss://"));
@@ -160,10 +168,7 @@ async fn get_hello(
 
 #[tokio::test]
 async fn https_pass_through_with_the_backends_ca_file() -> anyhow::Result<()> {
-    let (ca_pem, acceptor) = private_ca_and_acceptor()?;
-    let dir = support::temp_dir("https");
-    let ca_file = dir.join("backend-ca.pem");
-    std::fs::write(&ca_file, ca_pem)?;
+    let (dir, ca_file, acceptor) = private_ca_file("https")?;
     let backend = https_backend(acceptor).await?;
 
     let mut relay = FakeRelay::start().await?;

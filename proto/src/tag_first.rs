@@ -116,25 +116,10 @@ pub(crate) struct TagFirst<T>(pub(crate) T);
 trait Tagged: Sized {
     /// For error messages.
     const NAME: &'static str;
+    /// The tag's key: decoding it fails for any other key.
+    type Key: for<'de> Deserialize<'de>;
     /// Reads the tag (its key already read) and the rest of the map.
     fn rest<'de, A: MapAccess<'de>>(map: A) -> Result<Self, A::Error>;
-    /// Reads and checks the first key.
-    fn tag_key<'de, A: MapAccess<'de>>(map: &mut A) -> Result<(), A::Error>;
-}
-
-fn expected_first<E: de::Error>(name: &str) -> E {
-    E::custom(format_args!("{name}: the tag is not the first key"))
-}
-
-/// Reads the first key as `K`, failing when there is none.
-fn first_key<'de, K: Deserialize<'de>, A: MapAccess<'de>>(
-    map: &mut A,
-    name: &str,
-) -> Result<(), A::Error> {
-    match map.next_key::<K>()? {
-        Some(_) => Ok(()),
-        None => Err(expected_first(name)),
-    }
 }
 
 /// The rest of the map as `T`.
@@ -148,10 +133,7 @@ fn not_here<E: de::Error>(name: &str) -> E {
 
 impl Tagged for AgentMessage {
     const NAME: &'static str = "agent message";
-
-    fn tag_key<'de, A: MapAccess<'de>>(map: &mut A) -> Result<(), A::Error> {
-        first_key::<TypeKey, A>(map, Self::NAME)
-    }
+    type Key = TypeKey;
 
     fn rest<'de, A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
         Ok(match map.next_value::<AgentTag>()? {
@@ -173,10 +155,7 @@ impl Tagged for AgentMessage {
 
 impl Tagged for RelayMessage {
     const NAME: &'static str = "relay message";
-
-    fn tag_key<'de, A: MapAccess<'de>>(map: &mut A) -> Result<(), A::Error> {
-        first_key::<TypeKey, A>(map, Self::NAME)
-    }
+    type Key = TypeKey;
 
     fn rest<'de, A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
         Ok(match map.next_value::<RelayTag>()? {
@@ -196,10 +175,7 @@ impl Tagged for RelayMessage {
 
 impl Tagged for Outcome {
     const NAME: &'static str = "outcome";
-
-    fn tag_key<'de, A: MapAccess<'de>>(map: &mut A) -> Result<(), A::Error> {
-        first_key::<StatusKey, A>(map, Self::NAME)
-    }
+    type Key = StatusKey;
 
     fn rest<'de, A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
         Ok(match map.next_value::<OutcomeTag>()? {
@@ -227,7 +203,12 @@ impl<'de, T: Tagged> Visitor<'de> for TagFirstVisitor<T> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        T::tag_key(&mut map)?;
+        if map.next_key::<T::Key>()?.is_none() {
+            return Err(de::Error::custom(format_args!(
+                "{}: the tag is not the first key",
+                T::NAME
+            )));
+        }
         T::rest(map).map(TagFirst)
     }
 }
