@@ -65,6 +65,8 @@ pub struct RelayConfig {
     pub http_body_limit_bytes: usize,
     /// How long a pass-through request waits for the backend's response head, and
     /// the longest pause between two response body chunks (default 60 s); 504 after.
+    /// Also the longest the relay reads the rest of a request body that the backend
+    /// answered before reading.
     pub http_timeout_secs: u64,
     /// How many pass-through requests one agent session carries at once (default
     /// 32); when every agent of a system is at the limit, requests answer 503.

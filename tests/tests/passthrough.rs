@@ -94,6 +94,19 @@ fn big_body() -> Vec<u8> {
         .collect()
 }
 
+/// `POST /api/early`: refuses before reading the body, as SAP Gateway does when a
+/// modifying request lacks its CSRF token, and reads the body afterwards, as web
+/// servers do (nginx's discard, the ICM's) so the agent's connection stays sound.
+async fn early(request: Request) -> Response {
+    tokio::spawn(axum::body::to_bytes(request.into_body(), usize::MAX));
+    (
+        StatusCode::FORBIDDEN,
+        [("x-csrf-token", "Required")],
+        "CSRF token validation failed",
+    )
+        .into_response()
+}
+
 /// `GET /api/big`: 5 MiB of patterned bytes.
 async fn big() -> Response {
     (StatusCode::OK, big_body()).into_response()
@@ -202,6 +215,7 @@ async fn start_backend() -> Result<(String, Shared)> {
         .route("/secret", any(echo))
         .route("/api/upload", axum::routing::post(upload))
         .route("/api/created", axum::routing::post(created))
+        .route("/api/early", axum::routing::post(early))
         .route("/api/big", get(big))
         .route("/api/hang", get(hang))
         .route("/api/partial", get(partial))
@@ -274,6 +288,43 @@ async fn raw_status(relay: &TestRelay, path: &str) -> Result<u16> {
     let text = String::from_utf8_lossy(&answer);
     let status = text.split(' ').nth(1).context("no status line")?.parse()?;
     Ok(status)
+}
+
+/// Reads one response (head and a `Content-Length` or chunked body) off a raw
+/// connection; the head and body as text.
+async fn read_response(socket: &mut tokio::net::TcpStream) -> Result<String> {
+    let mut buffer = Vec::new();
+    let mut piece = [0u8; 8192];
+    let complete = |buffer: &[u8]| -> Option<usize> {
+        let end = buffer.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+        let head = String::from_utf8_lossy(&buffer[..end]).to_ascii_lowercase();
+        let length = head
+            .lines()
+            .find_map(|line| line.strip_prefix("content-length:"))
+            .map(|v| v.trim().parse::<usize>().unwrap_or(0));
+        match length {
+            Some(length) => (buffer.len() >= end + length).then_some(end + length),
+            None => {
+                let tail = buffer[end..].windows(5).position(|w| w == b"0\r\n\r\n")?;
+                Some(end + tail + 5)
+            }
+        }
+    };
+    loop {
+        if let Some(end) = complete(&buffer) {
+            return Ok(String::from_utf8_lossy(&buffer[..end]).into_owned());
+        }
+        let read = tokio::time::timeout(DEADLINE, socket.read(&mut piece))
+            .await
+            .context("no complete response in time")??;
+        anyhow::ensure!(
+            read > 0,
+            "the connection was closed after {} bytes of response: {}",
+            buffer.len(),
+            String::from_utf8_lossy(&buffer)
+        );
+        buffer.extend_from_slice(&piece[..read]);
+    }
 }
 
 #[tokio::test]
@@ -657,6 +708,62 @@ async fn bodies_over_the_limit_answer_413() -> Result<()> {
         )
         .await?;
     assert_eq!(reply.status, 200);
+    s.stop().await
+}
+
+#[tokio::test]
+async fn an_answer_before_the_whole_body_reaches_the_client_and_keeps_the_connection() -> Result<()>
+{
+    let s = stack(json!({}), json!({})).await?;
+    let half = vec![5u8; 256 * 1024];
+    let mut socket = tokio::net::TcpStream::connect(s.relay.addr).await?;
+    let head = format!(
+        "POST /v1/systems/SIM/http/api/early HTTP/1.1\r\nHost: relay\r\n\
+         Authorization: Bearer {API_KEY}\r\nContent-Length: {}\r\n\r\n",
+        half.len() * 2
+    );
+    socket.write_all(head.as_bytes()).await?;
+    socket.write_all(&half).await?;
+    // The backend refused with half of the body still unsent: the client gets that
+    // answer, not a reset.
+    let first = read_response(&mut socket).await?;
+    assert!(first.starts_with("HTTP/1.1 403"), "{first}");
+    assert!(first.ends_with("CSRF token validation failed"), "{first}");
+    // The relay reads the rest of the body and the connection serves the next
+    // request (closing it with the body unread would reset the client's writes).
+    socket
+        .write_all(&half)
+        .await
+        .context("the relay closed the connection after the early answer")?;
+    let next = format!(
+        "GET /v1/systems/SIM/http/api/echo HTTP/1.1\r\nHost: relay\r\n\
+         Authorization: Bearer {API_KEY}\r\n\r\n"
+    );
+    socket.write_all(next.as_bytes()).await?;
+    let second = read_response(&mut socket).await?;
+    assert!(second.starts_with("HTTP/1.1 200"), "{second}");
+    s.stop().await
+}
+
+#[tokio::test]
+async fn the_rest_of_an_answered_body_is_awaited_no_longer_than_the_timeout() -> Result<()> {
+    let s = stack(json!({"http_timeout_secs": 1}), json!({})).await?;
+    let mut socket = tokio::net::TcpStream::connect(s.relay.addr).await?;
+    let head = format!(
+        "POST /v1/systems/SIM/http/api/early HTTP/1.1\r\nHost: relay\r\n\
+         Authorization: Bearer {API_KEY}\r\nContent-Length: 1000000\r\n\r\n"
+    );
+    socket.write_all(head.as_bytes()).await?;
+    socket.write_all(&[5u8; 1000]).await?;
+    let first = read_response(&mut socket).await?;
+    assert!(first.starts_with("HTTP/1.1 403"), "{first}");
+    // The client sends nothing more: after the timeout the relay lets it go.
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(DEADLINE, socket.read_to_end(&mut rest)).await;
+    assert!(
+        matches!(closed, Ok(Ok(0))),
+        "the connection was held: {closed:?}"
+    );
     s.stop().await
 }
 

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::{Body, Bytes};
+use axum::body::{Body, BodyDataStream, Bytes};
 use futures_util::{FutureExt, StreamExt};
 use sapbridge_proto::{CHUNK_PAYLOAD_BYTES, INITIAL_WINDOW_CHUNKS, RelayMessage, encode_chunk};
 use tokio::sync::{Semaphore, mpsc};
@@ -50,8 +50,8 @@ impl Drop for StreamGuard {
 }
 
 /// Sends the client's body to the agent as chunks, the last one flagged. Waits for
-/// window before each chunk; stops quietly when the stream ends first (the agent
-/// answered or failed, its window is closed).
+/// window before each chunk; when the stream ends first (the agent answered or
+/// failed, its window is closed) reads the rest and drops it.
 ///
 /// Pieces the client sends close together are coalesced up to a full chunk; a piece
 /// followed by a pause goes out at once.
@@ -90,7 +90,7 @@ pub(crate) async fn pump_request(
             rest = &rest[take..];
             if pending.len() == CHUNK_PAYLOAD_BYTES {
                 if !send_chunk(&tunnel, id, &window, &pending, false).await {
-                    return Ok(());
+                    return discard_rest(stream, total, limit).await;
                 }
                 pending.clear();
             }
@@ -100,7 +100,7 @@ pub(crate) async fn pump_request(
             None => {
                 if !pending.is_empty() {
                     if !send_chunk(&tunnel, id, &window, &pending, false).await {
-                        return Ok(());
+                        return discard_rest(stream, total, limit).await;
                     }
                     pending.clear();
                 }
@@ -108,6 +108,27 @@ pub(crate) async fn pump_request(
             }
         };
     }
+}
+
+/// Reads the rest of a request body that no one takes any more (the backend
+/// answered before reading it all, or the stream was cancelled), up to the limit.
+/// hyper closes a connection whose request body was left unread, and a client still
+/// sending then gets a reset in place of the answer it was sent; read to its end,
+/// the connection serves the client's next request. (How long this may take is the
+/// caller's to bound.)
+async fn discard_rest(
+    mut stream: BodyDataStream,
+    mut total: usize,
+    limit: usize,
+) -> Result<(), PumpError> {
+    while let Some(piece) = stream.next().await {
+        let piece = piece.map_err(|error| PumpError::Client(error.to_string()))?;
+        total = total.saturating_add(piece.len());
+        if total > limit {
+            return Err(PumpError::TooLarge(limit));
+        }
+    }
+    Ok(())
 }
 
 /// Waits for one chunk of window and queues the chunk; `false` when the stream or

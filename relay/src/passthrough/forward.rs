@@ -9,12 +9,14 @@
 //! framing shows it incomplete).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::HttpBody;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 use sapbridge_proto::{HttpFailure, HttpFailureKind, HttpRequestHead, RelayMessage};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -114,6 +116,7 @@ async fn run(
     {
         return Err(agent_lost().into());
     }
+    let window = Arc::clone(&request_window);
     let mut pump = has_body.then(|| {
         Box::pin(pump_request(
             Arc::clone(&tunnel),
@@ -154,14 +157,8 @@ async fn run(
         }
     };
     if let Some(rest) = pump {
-        // The backend answered before reading the whole body (an early error, say):
-        // finish or stop sending it in the background; the stream's end closes the
-        // window, which stops the pump.
-        tokio::spawn(async move {
-            if let Err(error) = rest.await {
-                tracing::debug!(%error, "request body after the response head not sent");
-            }
-        });
+        // The backend answered before reading the whole body (an early error, say).
+        tokio::spawn(finish_body(rest, window, settings.timeout));
     }
     let head = match answer {
         Ok(Ok(head)) => head,
@@ -183,6 +180,39 @@ async fn run(
     *response.status_mut() = status;
     *response.headers_mut() = response_from_wire(&head.headers);
     Ok(response)
+}
+
+/// The rest of a request body after the response head: sent on while the stream
+/// lasts, then read and dropped (see `pump_request`) for at most `timeout` after
+/// the stream ended, so that a client that stops sending mid-body is let go.
+async fn finish_body(
+    rest: impl Future<Output = Result<(), PumpError>>,
+    window: Arc<Semaphore>,
+    timeout: Duration,
+) {
+    tokio::pin!(rest);
+    let mut ticks = tokio::time::interval(timeout.min(Duration::from_secs(1)));
+    ticks.tick().await;
+    let mut ended_for = Duration::ZERO;
+    loop {
+        tokio::select! {
+            result = &mut rest => {
+                if let Err(error) = result {
+                    tracing::debug!(%error, "request body after the response head not read");
+                }
+                return;
+            }
+            _ = ticks.tick() => {
+                if window.is_closed() {
+                    ended_for += ticks.period();
+                    if ended_for >= timeout {
+                        tracing::debug!("request body after the response head: the client stopped sending");
+                        return;
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Opens a stream on the connected agent of `system` with the fewest open streams.
