@@ -9,9 +9,10 @@ use sapbridge::{Command, LogArgs};
 /// mimalloc rather than glibc's malloc: per request the relay and the agent make
 /// many small, short-lived allocations, where glibc's malloc cost a sixth of the
 /// relay's instructions. Measured side by side (pinned, c=64): pass-through
-/// +18 % req/s, durable calls +7 % calls/s, 10.6 instead of 13.2 KiB per idle
-/// agent; an idle agent holds 1 MiB more (8.9 MiB). Built with `no_thp`: mimalloc
-/// otherwise asks for transparent huge pages, which put an idle agent at 18.5 MiB.
+/// +18 % req/s, durable calls +7 % calls/s; the relay's memory per idle agent about
+/// the same (13.7 vs 13.1 KiB), an idle agent 1 MiB more (9.0 MiB). Built with
+/// `no_thp`: mimalloc otherwise asks for transparent huge pages, which put an idle
+/// agent at 18.5 MiB.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
