@@ -116,12 +116,11 @@ async fn run(
     {
         return Err(agent_lost().into());
     }
-    let window = Arc::clone(&request_window);
     let mut pump = has_body.then(|| {
         Box::pin(pump_request(
             Arc::clone(&tunnel),
             id,
-            request_window,
+            Arc::clone(&request_window),
             body,
             limit,
         ))
@@ -158,7 +157,7 @@ async fn run(
     };
     if let Some(rest) = pump {
         // The backend answered before reading the whole body (an early error, say).
-        tokio::spawn(finish_body(rest, window, settings.timeout));
+        tokio::spawn(finish_body(rest, request_window, settings.timeout));
     }
     let head = match answer {
         Ok(Ok(head)) => head,
