@@ -327,6 +327,23 @@ async fn read_response(socket: &mut tokio::net::TcpStream) -> Result<String> {
     }
 }
 
+/// A raw connection that posts a body of `declared` bytes to `/api/early` (which
+/// answers before reading it) and has sent `first` of it so far.
+async fn start_early_upload(
+    relay: &TestRelay,
+    declared: usize,
+    first: &[u8],
+) -> Result<tokio::net::TcpStream> {
+    let mut socket = tokio::net::TcpStream::connect(relay.addr).await?;
+    let head = format!(
+        "POST /v1/systems/SIM/http/api/early HTTP/1.1\r\nHost: relay\r\n\
+         Authorization: Bearer {API_KEY}\r\nContent-Length: {declared}\r\n\r\n"
+    );
+    socket.write_all(head.as_bytes()).await?;
+    socket.write_all(first).await?;
+    Ok(socket)
+}
+
 #[tokio::test]
 async fn methods_bodies_and_queries_pass_through() -> Result<()> {
     let s = stack(json!({}), json!({})).await?;
@@ -716,14 +733,7 @@ async fn an_answer_before_the_whole_body_reaches_the_client_and_keeps_the_connec
 {
     let s = stack(json!({}), json!({})).await?;
     let half = vec![5u8; 256 * 1024];
-    let mut socket = tokio::net::TcpStream::connect(s.relay.addr).await?;
-    let head = format!(
-        "POST /v1/systems/SIM/http/api/early HTTP/1.1\r\nHost: relay\r\n\
-         Authorization: Bearer {API_KEY}\r\nContent-Length: {}\r\n\r\n",
-        half.len() * 2
-    );
-    socket.write_all(head.as_bytes()).await?;
-    socket.write_all(&half).await?;
+    let mut socket = start_early_upload(&s.relay, half.len() * 2, &half).await?;
     // The backend refused with half of the body still unsent: the client gets that
     // answer, not a reset.
     let first = read_response(&mut socket).await?;
@@ -748,13 +758,7 @@ async fn an_answer_before_the_whole_body_reaches_the_client_and_keeps_the_connec
 #[tokio::test]
 async fn the_rest_of_an_answered_body_is_awaited_no_longer_than_the_timeout() -> Result<()> {
     let s = stack(json!({"http_timeout_secs": 1}), json!({})).await?;
-    let mut socket = tokio::net::TcpStream::connect(s.relay.addr).await?;
-    let head = format!(
-        "POST /v1/systems/SIM/http/api/early HTTP/1.1\r\nHost: relay\r\n\
-         Authorization: Bearer {API_KEY}\r\nContent-Length: 1000000\r\n\r\n"
-    );
-    socket.write_all(head.as_bytes()).await?;
-    socket.write_all(&[5u8; 1000]).await?;
+    let mut socket = start_early_upload(&s.relay, 1_000_000, &[5u8; 1000]).await?;
     let first = read_response(&mut socket).await?;
     assert!(first.starts_with("HTTP/1.1 403"), "{first}");
     // The client sends nothing more: after the timeout the relay lets it go.

@@ -21,6 +21,17 @@ pub use cmd::sim::SimArgs;
 
 use cmd::CliError;
 
+/// The allocator of both binaries, declared once here where both link it:
+/// mimalloc rather than glibc's malloc: per request the relay and the agent make
+/// many small, short-lived allocations, where glibc's malloc cost a sixth of the
+/// relay's instructions. Measured side by side (pinned, c=64): pass-through
+/// +18 % req/s, durable calls +7 % calls/s; the relay's memory per idle agent about
+/// the same (13.7 vs 13.1 KiB), an idle agent 1 MiB more (9.0 MiB). Built with
+/// `no_thp`: mimalloc otherwise asks for transparent huge pages, which put an idle
+/// agent at 18.5 MiB.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The option both binaries take.
 #[derive(Debug, Args)]
 pub struct LogArgs {

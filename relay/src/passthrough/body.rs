@@ -79,10 +79,7 @@ pub(crate) async fn pump_request(
             Some(Err(error)) => return Err(PumpError::Client(error.to_string())),
             Some(Ok(piece)) => piece,
         };
-        total = total.saturating_add(piece.len());
-        if total > limit {
-            return Err(PumpError::TooLarge(limit));
-        }
+        tally(&mut total, &piece, limit)?;
         let mut rest: &[u8] = &piece;
         while !rest.is_empty() {
             let take = (CHUNK_PAYLOAD_BYTES - pending.len()).min(rest.len());
@@ -123,10 +120,16 @@ async fn discard_rest(
 ) -> Result<(), PumpError> {
     while let Some(piece) = stream.next().await {
         let piece = piece.map_err(|error| PumpError::Client(error.to_string()))?;
-        total = total.saturating_add(piece.len());
-        if total > limit {
-            return Err(PumpError::TooLarge(limit));
-        }
+        tally(&mut total, &piece, limit)?;
+    }
+    Ok(())
+}
+
+/// Counts a piece of the client's body against the limit.
+fn tally(total: &mut usize, piece: &[u8], limit: usize) -> Result<(), PumpError> {
+    *total = total.saturating_add(piece.len());
+    if *total > limit {
+        return Err(PumpError::TooLarge(limit));
     }
     Ok(())
 }

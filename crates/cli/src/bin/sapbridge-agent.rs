@@ -8,10 +8,6 @@ use std::process::ExitCode;
 use clap::Parser;
 use sapbridge::{AgentArgs, LogArgs};
 
-/// The same allocator as `sapbridge` (see its `main.rs` for why).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// The on-premises side of sapbridge: dials out to the relay and runs calls against
 /// SAP under its own allowlist.
 #[derive(Debug, Parser)]
