@@ -11,7 +11,8 @@ Paths (all against the same nginx answering 100 fixed bytes):
 
 For each CPU placement (unpinned; then taskset: systems under test on CPU 0, load
 generator on CPU 1) all systems are started, then every run walks the paths in order
-(A..F, then F..A) and every cell (c1 c16 c64 c256 closed loop, open loop at 2000/s).
+(A..F, then F..A) and every cell (c1 c16 c64 c256 closed loop, open loop at 2000/s;
+for A..D also 1 MB uploads from 4 connections).
 Then: relay RSS per idle agent (N = 1000 and 5000), one agent's idle RSS, function
 call latency with 100,000 calls queued for another system, and the results as
 results/latest.json (report.py turns it into latest.md and latest.png).
@@ -35,7 +36,7 @@ from pathlib import Path
 import load
 import report
 import services
-from load import CELLS, Request
+from load import CELLS, UPLOAD_BYTES, UPLOAD_CELL, Request
 from services import API_KEY, AGENT_TOKEN, BENCH_PATH, Processes, Stack, rss_bytes, wait_until
 
 HERE = Path(__file__).resolve().parent
@@ -44,6 +45,8 @@ PATHS = [
     ("direct", "A"), ("rathole", "B"), ("bore", "C"),
     ("sapbridge_http", "D"), ("sapbridge_call", "E"), ("sapbridge_call_memory", "F"),
 ]
+# The paths that carry any HTTP request, and so the upload cell.
+UPLOAD_PATHS = ["direct", "rathole", "bore", "sapbridge_http"]
 PLACEMENTS = {
     "unpinned": {"sut": None, "load": None,
                  "text": "unpinned: systems under test and load generator share both CPUs"},
@@ -67,6 +70,8 @@ def call_request(port, system="SIM", extra=()):
 def check_request(request, expect):
     """Sends one request the way oha will and checks its answer contains `expect`."""
     body = request.body.encode() if request.body is not None else None
+    if request.body_file is not None:
+        body = Path(request.body_file).read_bytes()
     headers = dict(h.split(": ", 1) for h in request.headers)
     req = urllib.request.Request(request.url, data=body, headers=headers, method=request.method)
     with urllib.request.urlopen(req, timeout=10) as answer:
@@ -87,15 +92,18 @@ def start_stack(procs, tools, workdir, placement, args):
                                          headers=[f"Authorization: Bearer {API_KEY}"])
     requests["sapbridge_call"] = call_request(port)
     requests["sapbridge_call_memory"] = call_request(stack.start_sapbridge("memory"))
-    for name, request in requests.items():
+    body_file = workdir / "upload.bin"
+    body_file.write_bytes(os.urandom(UPLOAD_BYTES))
+    uploads = {name: requests[name].upload(body_file) for name in UPLOAD_PATHS}
+    for name, request in [*requests.items(), *uploads.items()]:
         check_request(request, "succeeded" if "call" in name else "sapbridge-bench")
-    return stack, requests
+    return stack, requests, uploads
 
 
 def measure_placement(procs, tools, workdir, placement, args, extra):
     """All paths × cells × runs for one placement; returns {path: {cell: summary}}."""
     log(f"placement {placement}: starting systems under test")
-    stack, requests = start_stack(procs, tools, workdir / placement, placement, args)
+    stack, requests, uploads = start_stack(procs, tools, workdir / placement, placement, args)
     load_cpus = PLACEMENTS[placement]["load"]
     if placement == "unpinned":
         time.sleep(3)  # idle, connected, nothing run yet
@@ -104,6 +112,8 @@ def measure_placement(procs, tools, workdir, placement, args, extra):
     for name, request in requests.items():  # warm-up: connections, caches, JIT-free but fair
         load.run_oha(tools["oha"], request, "c16", 1, load_cpus)
     samples = {name: {cell: [] for cell in CELLS} for name, _ in PATHS}
+    for name in uploads:
+        samples[name][UPLOAD_CELL] = []
     for run in range(args.runs):
         order = PATHS if run % 2 == 0 else list(reversed(PATHS))
         log(f"placement {placement}: run {run + 1}/{args.runs}: "
@@ -113,12 +123,17 @@ def measure_placement(procs, tools, workdir, placement, args, extra):
                 procs.check_alive()
                 sample = load.run_oha(tools["oha"], requests[name], cell, args.seconds, load_cpus)
                 samples[name][cell].append(sample)
+            if name in uploads:
+                procs.check_alive()
+                samples[name][UPLOAD_CELL].append(load.run_oha(
+                    tools["oha"], uploads[name], UPLOAD_CELL, args.seconds, load_cpus))
         done = {n: samples[n]["c64"][-1]["rps"] for n, _ in PATHS}
         log("  c64 rps: " + ", ".join(f"{n} {v:,.0f}" for n, v in done.items()))
     if placement == "unpinned":
         extra["agent_rss_after_load_bytes"] = rss_bytes(stack.relays["sqlite"][1].pid)
     procs.stop_all()
-    return {name: {cell: load.summarize(samples[name][cell]) for cell in CELLS} for name, _ in PATHS}
+    return {name: {cell: load.summarize(runs) for cell, runs in samples[name].items()}
+            for name, _ in PATHS}
 
 
 def settled_rss(pid, max_secs=15):
@@ -268,6 +283,10 @@ def main():
                 f"oha -q {load.OPEN_RATE} -c {load.OPEN_CONNECTIONS} --latency-correction"),
             "rps": "2xx answers per second (median of runs; min_rps/max_rps over runs)",
             "backend": "nginx, 1 worker, fixed 100-byte answer",
+            "upload_bytes": UPLOAD_BYTES,
+            "upload": (f"paths A-D: POST of {UPLOAD_BYTES:,} bytes, oha -c "
+                       f"{load.UPLOAD_CONNECTIONS}, keep-alive; nginx answers without "
+                       "reading the body first"),
             "agent_concurrency": args.agent_concurrency,
             "runtime_workers": services.RUNTIME_WORKERS,
             "http_max_in_flight": 1024, "log": "warn",

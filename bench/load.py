@@ -15,13 +15,25 @@ CLOSED = [1, 16, 64, 256]
 OPEN_RATE = 2000
 OPEN_CONNECTIONS = 64
 CELLS = [f"c{c}" for c in CLOSED] + [f"open{OPEN_RATE}"]
+# The upload cell, for the paths that carry any HTTP request (A-D): POSTs of
+# UPLOAD_BYTES from UPLOAD_CONNECTIONS keep-alive connections. nginx answers them with
+# its 100 bytes without reading the body first (it discards it), the way an SAP
+# Gateway answers a POST without a CSRF token: the early-answer case of a tunnel.
+UPLOAD_CELL = "upload"
+UPLOAD_BYTES = 1_000_000
+UPLOAD_CONNECTIONS = 4
 
 
 class Request:
     """What one path sends: URL, method, headers and body."""
 
-    def __init__(self, url, method="GET", headers=(), body=None):
+    def __init__(self, url, method="GET", headers=(), body=None, body_file=None):
         self.url, self.method, self.headers, self.body = url, method, list(headers), body
+        self.body_file = body_file
+
+    def upload(self, body_file):
+        """The same target, POSTing the contents of `body_file`."""
+        return Request(self.url, "POST", self.headers, body_file=body_file)
 
     def oha_args(self):
         args = ["-m", self.method]
@@ -29,13 +41,17 @@ class Request:
             args += ["-H", header]
         if self.body is not None:
             args += ["-d", self.body]
+        if self.body_file is not None:
+            args += ["-D", str(self.body_file)]
         return args + [self.url]
 
 
 def run_oha(oha, request, cell, seconds, cpus=None):
-    """Runs one measurement of `cell` (`c64`, `open2000`) and returns its numbers."""
+    """Runs one measurement of `cell` (`c64`, `open2000`, `upload`) and returns its numbers."""
     argv = [oha, "--no-tui", "--output-format", "json", "-z", f"{seconds}s"]
-    if cell.startswith("open"):
+    if cell == UPLOAD_CELL:
+        argv += ["-c", str(UPLOAD_CONNECTIONS)]
+    elif cell.startswith("open"):
         argv += ["-c", str(OPEN_CONNECTIONS), "-q", cell[4:], "--latency-correction"]
     else:
         argv += ["-c", cell[1:]]

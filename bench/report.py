@@ -22,6 +22,7 @@ PATHS = [
     ("sapbridge_call_memory", "E' sapbridge call (memory queue)"),
 ]
 CELLS = ["c1", "c16", "c64", "c256", "open2000"]
+UPLOAD_CELL = "upload"
 KIB, MIB = 1024, 1024 * 1024
 
 
@@ -64,9 +65,14 @@ def cell_text(cell):
         return "–"
     text = (f"{cell['rps']:,.0f} ({cell['min_rps']:,.0f}–{cell['max_rps']:,.0f}) / "
             f"{cell['p50_ms']:.3f} / {cell['p99_ms']:.3f}")
+    return text + warning(cell)
+
+
+def warning(cell):
+    """What went wrong in a cell's runs, or nothing."""
     if cell.get("non_2xx") or cell.get("errors"):
-        text += f" ⚠ {cell['non_2xx']} non-2xx, {cell['errors']} errors"
-    return text
+        return f" ⚠ {cell['non_2xx']} non-2xx, {cell['errors']} errors"
+    return ""
 
 
 def code_line(code):
@@ -78,6 +84,26 @@ def code_line(code):
     sizes = ("; binary files (with line tables) `sapbridge` {:.1f} MiB, `sapbridge-agent` {:.1f} MiB".format(
         sizes["sapbridge"] / MIB, sizes["sapbridge-agent"] / MIB) if sizes else "")
     return [f"- code: commit {code['commit']}{dirty}; binary built {code['binary_built']}{sizes}"]
+
+
+def upload_table(paths, settings):
+    """The upload cell of one placement (no target; paths A-D), or nothing for runs
+    without it."""
+    rows = [(label, paths[key][UPLOAD_CELL]) for key, label in PATHS
+            if (paths.get(key) or {}).get(UPLOAD_CELL)]
+    if not rows:
+        return []
+    rathole = (paths.get("rathole") or {}).get(UPLOAD_CELL)
+    megabytes = settings["upload_bytes"] / 1e6
+    out = [f"Uploads: {settings['upload']}.", "",
+           "| path | uploads/s (min–max) | MB/s | p50 ms | p99 ms | vs rathole |",
+           "|---|---|---|---|---|---|"]
+    for label, cell in rows:
+        ratio = f"{cell['rps'] / rathole['rps']:.2f}×" if rathole and rathole["rps"] else "–"
+        out.append(f"| {label} | {cell['rps']:,.0f} ({cell['min_rps']:,.0f}–{cell['max_rps']:,.0f}){warning(cell)} "
+                   f"| {cell['rps'] * megabytes:,.0f} | {cell['p50_ms']:.2f} | {cell['p99_ms']:.2f} "
+                   f"| {ratio} |")
+    return out + [""]
 
 
 def markdown(result):
@@ -105,6 +131,7 @@ def markdown(result):
             cells = placement["paths"].get(key, {})
             out.append(f"| {label} | " + " | ".join(cell_text(cells.get(c)) for c in CELLS) + " |")
         out.append("")
+        out += upload_table(placement["paths"], s)
     out += ["## Targets", "", "| target | placement | measured | target: met / not met |",
             "|---|---|---|---|"]
     for name, placement in placements:
