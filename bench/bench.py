@@ -24,6 +24,7 @@ import datetime
 import json
 import os
 import platform
+import shutil
 import signal
 import statistics
 import subprocess
@@ -54,6 +55,18 @@ PLACEMENTS = {
                "text": "taskset: systems under test on CPU 0, load generator (oha) on CPU 1"},
 }
 CALL_BODY = '{"REQUTEXT":"bench"}'
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+def interrupted(*_):
+    """Exits on the first stop signal; later ones are ignored, so they cannot cut the
+    clean-up short (Ctrl-C reaches this driver and, through `bench/run`'s trap, comes
+    again as SIGTERM while the processes are being stopped)."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    sys.exit(130)
 
 
 def log(message):
@@ -95,7 +108,7 @@ def start_stack(procs, tools, workdir, placement, args):
     body_file = workdir / "upload.bin"
     body_file.write_bytes(os.urandom(UPLOAD_BYTES))
     uploads = {name: requests[name].upload(body_file) for name in UPLOAD_PATHS}
-    for name, request in [*requests.items(), *uploads.items()]:
+    for name, request in requests.items():
         check_request(request, "succeeded" if "call" in name else "sapbridge-bench")
     return stack, requests, uploads
 
@@ -109,6 +122,9 @@ def measure_placement(procs, tools, workdir, placement, args, extra):
         time.sleep(3)  # idle, connected, nothing run yet
         extra["agent_idle_rss_bytes"] = rss_bytes(stack.relays["sqlite"][1].pid)
         log(f"agent idle RSS {extra['agent_idle_rss_bytes'] / 2**20:.1f} MiB")
+    # After the idle sample: a 1 MB body leaves the agent's buffers grown.
+    for request in uploads.values():
+        check_request(request, "sapbridge-bench")
     for name, request in requests.items():  # warm-up: connections, caches, JIT-free but fair
         load.run_oha(tools["oha"], request, "c16", 1, load_cpus)
     samples = {name: {cell: [] for cell in CELLS} for name, _ in PATHS}
@@ -252,9 +268,17 @@ def main():
 
     workdir = Path(tempfile.mkdtemp(prefix="sapbridge-bench-"))
     procs = Processes(workdir)
-    atexit.register(procs.stop_all)
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, lambda *_: sys.exit(130))
+    done = []
+
+    def finish():
+        procs.stop_all()
+        if done:  # queue files and logs: a few hundred MB after a full run
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            log(f"stopped early: the work dir {workdir} keeps the logs")
+    atexit.register(finish)
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, interrupted)
     started = time.monotonic()
     machine = machine_info("")
     code = code_info(tools["sapbridge"], tools["sapbridge-agent"])
@@ -311,6 +335,7 @@ def main():
     (out / "latest.json").write_text(json.dumps(result, indent=2) + "\n")
     log(f"wrote {out / 'latest.json'} after {result['elapsed_secs']} s")
     report.write(out / "latest.json")
+    done.append(True)
 
 
 if __name__ == "__main__":
