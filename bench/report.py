@@ -15,14 +15,14 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from load import CELLS, UPLOAD_CELL  # noqa: E402
+
 PATHS = [
     ("direct", "A direct"), ("rathole", "B rathole"), ("bore", "C bore"),
     ("sapbridge_http", "D sapbridge HTTP pass-through"),
     ("sapbridge_call", "E sapbridge call (SQLite queue)"),
     ("sapbridge_call_memory", "E' sapbridge call (memory queue)"),
 ]
-CELLS = ["c1", "c16", "c64", "c256", "open2000"]
-UPLOAD_CELL = "upload"
 KIB, MIB = 1024, 1024 * 1024
 
 
