@@ -18,6 +18,7 @@ use sapbridge_proto::{
 };
 use sapbridge_sap::SapConnection;
 use serde_json::Value;
+use tokio::time::Instant;
 use tracing::{Instrument, debug, info_span, warn};
 
 use crate::allowlist::{COMMIT_FUNCTION, ROLLBACK_FUNCTION, first_denied_table};
@@ -51,8 +52,9 @@ impl UnitProgress for () {
 
 /// Runs a unit: checks, then the calls and the commit policy on one SAP session.
 ///
-/// `system` is `None` when the agent does not serve the unit's system. `now_unix_ms`
-/// is compared with the unit's deadline (a deadline of 0 means none). Never fails:
+/// `system` is `None` when the agent does not serve the unit's system. `deadline`
+/// is when the unit must have started, on this agent's monotonic clock (the relay
+/// sends it as time remaining; see [`crate::runner`]); `None`: none. Never fails:
 /// every problem becomes an [`Outcome`].
 ///
 /// Not cancel-safe once SAP is called: dropping the future mid-call leaves the
@@ -60,7 +62,7 @@ impl UnitProgress for () {
 pub(crate) async fn execute(
     unit: &Unit,
     system: Option<&ServedSystem>,
-    now_unix_ms: u64,
+    deadline: Option<Instant>,
     progress: &impl UnitProgress,
 ) -> Outcome {
     let Some(system) = system else {
@@ -90,14 +92,14 @@ pub(crate) async fn execute(
             system.name
         ));
     }
-    if unit.deadline_unix_ms != 0 && now_unix_ms > unit.deadline_unix_ms {
+    if let Some(late) = deadline.and_then(|d| Instant::now().checked_duration_since(d)) {
         return Outcome::Failed {
             error: RfcError::new(
                 ErrorGroup::Expired,
                 "EXPIRED",
                 format!(
                     "the unit's deadline passed {} ms before it could start",
-                    now_unix_ms - unit.deadline_unix_ms
+                    late.as_millis()
                 ),
             ),
         };

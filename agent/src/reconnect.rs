@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::SinkExt;
+use sapbridge_proto::SystemCapabilities;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, info_span, warn};
@@ -57,9 +58,21 @@ pub(crate) async fn run_agent(
         .map_err(crate::ConfigError::Invalid)?;
     let mut systems: Vec<String> = served.keys().cloned().collect();
     systems.sort();
+    let capabilities = systems
+        .iter()
+        .map(|system| SystemCapabilities {
+            system: system.clone(),
+            functions: true,
+            http: config
+                .systems
+                .iter()
+                .any(|s| s.name == *system && s.http.is_some()),
+        })
+        .collect();
     let params = SessionParams {
         agent_id: config.agent_id.clone(),
         systems,
+        capabilities,
         concurrency: config.concurrency,
         shutdown_grace: Duration::from_secs(config.shutdown_grace_secs),
     };

@@ -3,7 +3,8 @@
 //!
 //! | journal says | the agent |
 //! |---|---|
-//! | nothing | runs the unit — unless it is a redelivery (attempt > 1) of a `CommitOnSuccess` unit whose TID SAP already reports committed (another agent ran it, or this journal was lost): then it reports it committed, without call results |
+//! | nothing, and the relay marks the unit **in doubt** (an earlier attempt went to another agent, whose journal alone knows whether it started) | the in-doubt rules below, as if this journal had seen it start |
+//! | nothing | runs the unit — unless it is a redelivery (attempt > 1) of a `CommitOnSuccess` unit whose TID SAP already reports committed (this journal was lost): then it reports it committed, without call results |
 //! | an outcome (acknowledged or not) | sends the journaled outcome again; SAP is not called |
 //! | started, no outcome (**in doubt**: the agent died mid-unit), every call read-only | runs the unit again |
 //! | in doubt, `CommitOnSuccess`, SAP says the TID committed | reports it committed, with the call results journaled before the commit |
@@ -13,14 +14,16 @@
 //!
 //! The TID question relies on the dead session being gone from SAP by the time the
 //! unit is redelivered (the relay re-queues it only after the agent's socket died
-//! and, for a restart, the old process is gone).
+//! or its lease ran out and, for a restart, the old process is gone), or on SAP
+//! committing a TID at most once (the tRFC record: a second commit of the same TID
+//! changes nothing).
 
 use sapbridge_proto::{
     CallResult, CommitPolicy, ErrorGroup, Outcome, RfcError, TransactionOutcome, Unit,
 };
 use tracing::{error, info, warn};
 
-use crate::journal::{Entry, Journal};
+use crate::journal::Journal;
 use crate::systems::ServedSystem;
 
 /// The decision for one delivered unit.
@@ -43,6 +46,15 @@ pub(crate) async fn plan(
     read_only: bool,
 ) -> Plan {
     let entry = match journal.lookup(&unit.call_id).await {
+        Ok(None) if unit.in_doubt => {
+            let doubt = Doubt {
+                read_only,
+                commit: unit.commit,
+                results: Vec::new(),
+                why: Doubt::ELSEWHERE,
+            };
+            return in_doubt(unit, doubt, system, read_only).await;
+        }
         Ok(None) => return unknown_redelivery(unit, system).await,
         Ok(Some(entry)) => entry,
         Err(e) => {
@@ -61,7 +73,33 @@ pub(crate) async fn plan(
         );
         return Plan::Resend(outcome);
     }
-    in_doubt(unit, entry, system, read_only).await
+    let doubt = Doubt {
+        read_only: entry.header.read_only,
+        commit: entry.header.commit,
+        results: entry.results,
+        why: Doubt::STOPPED,
+    };
+    in_doubt(unit, doubt, system, read_only).await
+}
+
+/// What is known of a unit that may or may not have run.
+struct Doubt {
+    /// Whether it was read-only when it (may have) started.
+    read_only: bool,
+    /// Its commit policy.
+    commit: CommitPolicy,
+    /// The call results journaled before it stopped.
+    results: Vec<CallResult>,
+    /// Why it is in doubt, for the outcome's message.
+    why: &'static str,
+}
+
+impl Doubt {
+    /// This agent stopped while the unit ran.
+    const STOPPED: &'static str = "it was in flight when the agent stopped";
+    /// The relay says it may have started on another agent.
+    const ELSEWHERE: &'static str =
+        "it may have started on another agent serving the system (the relay handed it out before)";
 }
 
 /// A unit this journal has never seen. A first delivery runs. A redelivered
@@ -91,20 +129,24 @@ async fn unknown_redelivery(unit: &Unit, system: Option<&ServedSystem>) -> Plan 
 
 async fn in_doubt(
     unit: &Unit,
-    entry: Entry,
+    doubt: Doubt,
     system: Option<&ServedSystem>,
     read_only: bool,
 ) -> Plan {
-    if entry.header.read_only && read_only {
-        warn!("unit in doubt (the agent stopped while it ran); it only reads, so it runs again");
+    let why = doubt.why;
+    if doubt.read_only && read_only {
+        warn!(why, "unit in doubt; it only reads, so it runs again");
         return Plan::Run;
     }
-    if entry.header.commit != CommitPolicy::CommitOnSuccess {
-        warn!("unit in doubt and not read-only; reporting OUTCOME_UNKNOWN");
+    if doubt.commit != CommitPolicy::CommitOnSuccess {
+        warn!(
+            why,
+            "unit in doubt and not read-only; reporting OUTCOME_UNKNOWN"
+        );
         return Plan::Answer(outcome_unknown(
             "OUTCOME_UNKNOWN",
             &unit.call_id,
-            "it was in flight when the agent stopped, and it changes data without a commit whose TID SAP could confirm",
+            &format!("{why}, and it changes data without a commit whose TID SAP could confirm"),
         ));
     }
     let Some(system) = system else {
@@ -112,42 +154,48 @@ async fn in_doubt(
             "OUTCOME_UNKNOWN",
             &unit.call_id,
             &format!(
-                "it was in flight when the agent stopped, and system {} is no longer served to ask",
+                "{why}, and system {} is no longer served to ask",
                 unit.system
             ),
         ));
     };
     match system.sap.tid_committed(&unit.call_id).await {
         Ok(Some(true)) => {
-            warn!("unit in doubt; SAP confirms its TID committed");
+            warn!(why, "unit in doubt; SAP confirms its TID committed");
             Plan::Answer(committed(
                 &unit.call_id,
-                entry.results,
-                "the agent stopped mid-unit and SAP confirms its TID committed; the results \
-                 are those journaled before the commit, the commit BAPI's own result was \
-                 not recorded",
+                doubt.results,
+                &format!(
+                    "{why}, and SAP confirms its TID committed; the results are those \
+                     journaled here before the commit (none if it ran elsewhere), the \
+                     commit BAPI's own result was not recorded"
+                ),
             ))
         }
         Ok(Some(false)) => {
-            warn!("unit in doubt; SAP says its TID never committed, so it runs again");
+            warn!(
+                why,
+                "unit in doubt; SAP says its TID never committed, so it runs again"
+            );
             Plan::Run
         }
         Ok(None) => {
-            warn!("unit in doubt on a system that keeps no TIDs; reporting OUTCOME_UNKNOWN");
+            warn!(
+                why,
+                "unit in doubt on a system that keeps no TIDs; reporting OUTCOME_UNKNOWN"
+            );
             Plan::Answer(outcome_unknown(
                 "OUTCOME_UNKNOWN",
                 &unit.call_id,
-                "it was in flight when the agent stopped, and the SAP system keeps no record of committed TIDs to ask",
+                &format!("{why}, and the SAP system keeps no record of committed TIDs to ask"),
             ))
         }
         Err(e) => {
-            warn!(error = %e, "unit in doubt; asking SAP about its TID failed");
+            warn!(why, error = %e, "unit in doubt; asking SAP about its TID failed");
             Plan::Answer(outcome_unknown(
                 "OUTCOME_UNKNOWN",
                 &unit.call_id,
-                &format!(
-                    "it was in flight when the agent stopped, and asking SAP whether its TID committed failed ({e})"
-                ),
+                &format!("{why}, and asking SAP whether its TID committed failed ({e})"),
             ))
         }
     }

@@ -16,13 +16,14 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use sapbridge_proto::{
     AgentMessage, CallResult, ErrorGroup, MAX_FRAME_BYTES, Outcome, RfcError, Unit,
     encode_agent_message,
 };
 use tokio::sync::Semaphore;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, info, info_span, warn};
@@ -73,6 +74,11 @@ impl UnitRunner {
     /// id is already running or its outcome is already held (redelivery), in which
     /// case SAP is not called again.
     pub(crate) fn submit(&self, unit: Unit) {
+        // The relay sends the time remaining: the clock starts at delivery, and a
+        // deadline too far ahead for this clock is no deadline.
+        let deadline = unit
+            .deadline_ms
+            .and_then(|ms| Instant::now().checked_add(Duration::from_millis(ms)));
         match self.store.claim(&unit.call_id, unit.attempt) {
             Delivery::Claimed => {}
             Delivery::AlreadyRunning => {
@@ -110,12 +116,12 @@ impl UnitRunner {
                     }
                     // The semaphore is never closed, so acquiring only waits.
                     let _slot = slots.acquire_owned().await.ok();
-                    let started = tokio::time::Instant::now();
+                    let started = Instant::now();
                     let progress = JournalProgress {
                         journal: (!read_only).then(|| store.journal()),
                         header: &header,
                     };
-                    let outcome = execute(&unit, system, now_unix_ms(), &progress).await;
+                    let outcome = execute(&unit, system, deadline, &progress).await;
                     log_outcome(&outcome, started.elapsed());
                     Done::New(fit_in_frame(&unit, outcome))
                 };
@@ -292,12 +298,6 @@ fn json_len(value: &Outcome) -> usize {
     }
 }
 
-fn now_unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 #[cfg(test)]
 mod tests {
     use sapbridge_proto::{CommitPolicy, Parameters, TransactionOutcome};
@@ -310,7 +310,8 @@ mod tests {
             call_id: "c_big".into(),
             attempt: 1,
             system: "SIM".into(),
-            deadline_unix_ms: 0,
+            deadline_ms: None,
+            in_doubt: false,
             calls: Vec::new(),
             commit: CommitPolicy::CommitOnSuccess,
         }

@@ -17,7 +17,7 @@ use std::time::Duration;
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use sapbridge_proto::{
     AgentMessage, CloseReason, DEFAULT_HEARTBEAT_SECS, HANDSHAKE_TIMEOUT_SECS, Outbox,
-    PROTOCOL_VERSION, RelayMessage,
+    PROTOCOL_VERSION, RelayMessage, SystemCapabilities,
 };
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 use tokio_util::sync::CancellationToken;
@@ -40,6 +40,8 @@ pub(crate) struct SessionParams {
     pub(crate) agent_id: String,
     /// The systems served, sent in the hello.
     pub(crate) systems: Vec<String>,
+    /// What it runs for each system, sent in the hello.
+    pub(crate) capabilities: Vec<SystemCapabilities>,
     /// The agent's concurrency (its credits when nothing runs).
     pub(crate) concurrency: u32,
     /// How long a graceful shutdown waits for in-flight units.
@@ -109,6 +111,7 @@ where
         agent_version: env!("CARGO_PKG_VERSION").to_owned(),
         systems: params.systems.clone(),
         credits: params.concurrency.saturating_sub(running),
+        capabilities: params.capabilities.clone(),
     };
     if let Err(e) = send(sink, hello, handshake).await {
         return SessionReport::new(SessionEnd::Lost(e));

@@ -15,7 +15,8 @@ pub(crate) fn unit_with(
         call_id: call_id.into(),
         attempt,
         system: "SIM".into(),
-        deadline_unix_ms: 0,
+        deadline_ms: None,
+        in_doubt: false,
         calls: functions
             .iter()
             .map(|f| FunctionCall {

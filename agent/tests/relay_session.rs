@@ -355,7 +355,7 @@ async fn transactions_commit_or_roll_back_in_one_session() -> anyhow::Result<()>
     );
 
     let mut expired = unit("late", "BAPI_CUSTOMER_GETDETAIL2");
-    expired.deadline_unix_ms = 1;
+    expired.deadline_ms = Some(0);
     conn.send(RelayMessage::Work { unit: expired }).await?;
     assert_eq!(failed_group(&conn.outcome().await?.2), ErrorGroup::Expired);
 

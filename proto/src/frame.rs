@@ -74,8 +74,11 @@ pub struct UnitRef<'a> {
     pub attempt: u32,
     /// See [`Unit::system`].
     pub system: &'a str,
-    /// See [`Unit::deadline_unix_ms`].
-    pub deadline_unix_ms: u64,
+    /// See [`Unit::deadline_ms`].
+    pub deadline_ms: Option<u64>,
+    /// See [`Unit::in_doubt`].
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub in_doubt: bool,
     /// See [`Unit::calls`].
     pub calls: &'a [FunctionCall],
     /// See [`Unit::commit`].
@@ -89,7 +92,8 @@ impl UnitRef<'_> {
             call_id: self.call_id.to_owned(),
             attempt: self.attempt,
             system: self.system.to_owned(),
-            deadline_unix_ms: self.deadline_unix_ms,
+            deadline_ms: self.deadline_ms,
+            in_doubt: self.in_doubt,
             calls: self.calls.to_vec(),
             commit: self.commit,
         }
@@ -102,7 +106,8 @@ impl<'a> From<&'a Unit> for UnitRef<'a> {
             call_id: &unit.call_id,
             attempt: unit.attempt,
             system: &unit.system,
-            deadline_unix_ms: unit.deadline_unix_ms,
+            deadline_ms: unit.deadline_ms,
+            in_doubt: unit.in_doubt,
             calls: &unit.calls,
             commit: unit.commit,
         }
@@ -122,7 +127,19 @@ pub struct WorkFrame {
 }
 
 impl WorkFrame {
-    /// Encodes the unit as the text of a [`RelayMessage::Work`].
+    /// Encodes the unit as the text of a [`RelayMessage::Work`] for an agent that
+    /// speaks `protocol` ([`crate::PROTOCOL_VERSION`] or, through
+    /// [`crate::v1`], the version before it). `now_unix_ms` is the relay's clock,
+    /// which protocol 1 needs to turn the relative deadline into its absolute one.
+    pub fn encode_for(protocol: u32, unit: UnitRef<'_>, now_unix_ms: u64) -> Self {
+        if protocol < crate::PROTOCOL_VERSION {
+            return crate::v1::encode_work(unit, now_unix_ms);
+        }
+        Self::encode(unit)
+    }
+
+    /// Encodes the unit as the text of a [`RelayMessage::Work`] of the current
+    /// protocol version.
     pub fn encode(unit: UnitRef<'_>) -> Self {
         /// `{"type":"work","unit":…}`: the internally tagged variant's layout.
         #[derive(Serialize)]

@@ -7,12 +7,15 @@
 //!
 //! The conversation:
 //! 1. the agent sends [`AgentMessage::Hello`] (protocol version, agent id, systems,
-//!    credits); the relay answers [`RelayMessage::Welcome`] or closes with
+//!    what it can run for each, credits); the relay answers [`RelayMessage::Welcome`] or closes with
 //!    [`RelayMessage::Close`] and a [`CloseReason`] (version mismatch, system not
 //!    allowed for the token, ...);
 //! 2. the relay sends at most as many [`RelayMessage::Work`] as the agent has credits;
 //!    every [`AgentMessage::Outcome`] gives one credit back, [`AgentMessage::Credits`]
 //!    adds more, [`AgentMessage::Drain`] withdraws all of them (graceful shutdown);
+//!    each unit carries its deadline as milliseconds remaining, never as a clock
+//!    reading (on-premises clocks drift), and whether it is in doubt (may have
+//!    started on another agent);
 //! 3. the relay answers every stored outcome with [`RelayMessage::Ack`]; until then
 //!    the agent keeps the outcome and sends it again after a reconnect;
 //! 4. both sides send [`AgentMessage::Heartbeat`] / [`RelayMessage::Heartbeat`] every
@@ -30,6 +33,7 @@ mod outbox;
 mod passthrough;
 mod secret;
 mod tag_first;
+pub mod v1;
 mod work;
 
 pub use chunk::{
@@ -41,7 +45,7 @@ pub use frame::{
     DecodeError, UnitRef, WorkFrame, decode_agent_message, decode_relay_message,
     encode_agent_message, encode_relay_message,
 };
-pub use messages::{AgentMessage, CloseReason, RelayMessage};
+pub use messages::{AgentMessage, CloseReason, RelayMessage, SystemCapabilities};
 pub use outbox::{Outbox, TURNS_PER_FLUSH};
 pub use passthrough::{
     HOP_BY_HOP_HEADERS, HttpFailure, HttpFailureKind, HttpRequestHead, HttpResponseHead,
@@ -50,8 +54,15 @@ pub use passthrough::{
 pub use secret::Secret;
 pub use work::{CallResult, CommitPolicy, FunctionCall, Outcome, TransactionOutcome, Unit};
 
-/// The protocol version both sides must speak; checked in the hello.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// The protocol version this build speaks; checked in the hello. Version 2 made the
+/// unit's deadline relative, added the unit's `in_doubt` flag and the hello's
+/// `capabilities` (see [`v1`] for what changed).
+pub const PROTOCOL_VERSION: u32 = 2;
+
+/// The oldest agent protocol version a relay still serves: agents upgrade late, so
+/// the relay speaks one version behind (and says in its log and `GET /v1/systems`
+/// which agents should upgrade).
+pub const OLDEST_AGENT_PROTOCOL: u32 = PROTOCOL_VERSION - 1;
 
 /// The largest frame either side accepts, in bytes. A larger frame is a protocol
 /// error: the receiver closes the connection with [`CloseReason::FrameTooLarge`].

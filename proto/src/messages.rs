@@ -23,6 +23,11 @@ pub enum AgentMessage {
         systems: Vec<String>,
         /// How many units the agent can run at once (its concurrency).
         credits: u32,
+        /// What it can run for each of its systems (protocol 2). Empty in a
+        /// protocol 1 hello, where every system takes both function calls and
+        /// pass-through requests; see [`SystemCapabilities::of`].
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        capabilities: Vec<SystemCapabilities>,
     },
     /// Grants the relay `credits` more units, on top of those already granted.
     Credits {
@@ -71,6 +76,42 @@ pub enum AgentMessage {
         /// How many more.
         chunks: u32,
     },
+}
+
+/// What an agent can run for one of the systems of its hello (protocol 2), so the
+/// relay sends it only work it can run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SystemCapabilities {
+    /// The system; one of the hello's `systems`.
+    pub system: String,
+    /// Whether it runs function calls and units of work on an SAP connection.
+    pub functions: bool,
+    /// Whether it forwards HTTP pass-through requests (it has an HTTP backend).
+    pub http: bool,
+}
+
+impl SystemCapabilities {
+    /// What a hello announcing `capabilities` offers for `system`: its entry, or
+    /// everything when the list is empty (a protocol 1 hello), or nothing when the
+    /// list names other systems only.
+    pub fn of(capabilities: &[Self], system: &str) -> Self {
+        if capabilities.is_empty() {
+            return Self {
+                system: system.to_owned(),
+                functions: true,
+                http: true,
+            };
+        }
+        capabilities
+            .iter()
+            .find(|c| c.system == system)
+            .cloned()
+            .unwrap_or_else(|| Self {
+                system: system.to_owned(),
+                functions: false,
+                http: false,
+            })
+    }
 }
 
 /// Messages the relay sends to the agent.

@@ -277,7 +277,8 @@ mod tests {
                     call_id: "c1".into(),
                     attempt: 1,
                     system: "PRD".into(),
-                    deadline_unix_ms: 5,
+                    deadline_ms: Some(5),
+                    in_doubt: true,
                     calls: vec![FunctionCall {
                         function: "STFC_CONNECTION".into(),
                         parameters: params.clone(),

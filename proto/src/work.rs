@@ -41,9 +41,20 @@ pub struct Unit {
     pub attempt: u32,
     /// The system (SAP connection) the unit runs against.
     pub system: String,
-    /// Unix time in milliseconds after which the unit must not start; `0` means
-    /// no deadline.
-    pub deadline_unix_ms: u64,
+    /// How long the agent may take to start the unit, in milliseconds counted from
+    /// the moment it receives the unit (relative, so that clock drift between the
+    /// relay and the agent does not matter); past it the agent must not start the
+    /// unit (it still answers from its journal if the unit ran before). `None`: no
+    /// deadline. The relay sends the earlier of the call's queue TTL and its lease.
+    #[serde(default)]
+    pub deadline_ms: Option<u64>,
+    /// The unit may have started on another agent (an earlier attempt was leased
+    /// to another agent installation, whose journal is the only record of it). An
+    /// agent whose own journal does not know the call id must then treat it as in
+    /// doubt: run it again only if it is read-only or SAP confirms its TID did not
+    /// commit, else answer `OUTCOME_UNKNOWN`. Never set on a first attempt.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub in_doubt: bool,
     /// The calls, in order.
     pub calls: Vec<FunctionCall>,
     /// What happens after the calls.

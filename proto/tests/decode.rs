@@ -4,9 +4,9 @@
 use proptest::prelude::*;
 use sapbridge_proto::{
     AgentMessage, CallResult, CloseReason, CommitPolicy, DecodeError, ErrorGroup, FunctionCall,
-    MAX_FRAME_BYTES, Outcome, Parameters, RelayMessage, RfcError, TransactionOutcome, Unit,
-    UnitRef, WorkFrame, decode_agent_message, decode_relay_message, encode_agent_message,
-    encode_relay_message,
+    MAX_FRAME_BYTES, Outcome, Parameters, RelayMessage, RfcError, SystemCapabilities,
+    TransactionOutcome, Unit, UnitRef, WorkFrame, decode_agent_message, decode_relay_message,
+    encode_agent_message, encode_relay_message,
 };
 use serde_json::Value;
 
@@ -62,7 +62,8 @@ fn unit() -> impl Strategy<Value = Unit> {
         "[a-z0-9_]{1,30}",
         1u32..10,
         "[A-Z0-9]{1,8}",
-        any::<u64>(),
+        prop::option::of(any::<u64>()),
+        any::<bool>(),
         prop::collection::vec(
             ("[A-Z_]{1,30}", parameters()).prop_map(|(function, parameters)| FunctionCall {
                 function,
@@ -77,11 +78,12 @@ fn unit() -> impl Strategy<Value = Unit> {
         ],
     )
         .prop_map(
-            |(call_id, attempt, system, deadline_unix_ms, calls, commit)| Unit {
+            |(call_id, attempt, system, deadline_ms, in_doubt, calls, commit)| Unit {
                 call_id,
                 attempt,
                 system,
-                deadline_unix_ms,
+                deadline_ms,
+                in_doubt,
                 calls,
                 commit,
             },
@@ -118,17 +120,30 @@ fn agent_message() -> impl Strategy<Value = AgentMessage> {
             ".{0,10}",
             ".{0,10}",
             prop::collection::vec("[A-Z]{1,5}", 0..3),
-            any::<u32>()
+            any::<u32>(),
+            prop::collection::vec(
+                ("[A-Z]{1,5}", any::<bool>(), any::<bool>()).prop_map(
+                    |(system, functions, http)| SystemCapabilities {
+                        system,
+                        functions,
+                        http
+                    }
+                ),
+                0..3
+            )
         )
-            .prop_map(|(protocol, agent_id, agent_version, systems, credits)| {
-                AgentMessage::Hello {
-                    protocol,
-                    agent_id,
-                    agent_version,
-                    systems,
-                    credits,
+            .prop_map(
+                |(protocol, agent_id, agent_version, systems, credits, capabilities)| {
+                    AgentMessage::Hello {
+                        protocol,
+                        agent_id,
+                        agent_version,
+                        systems,
+                        credits,
+                        capabilities,
+                    }
                 }
-            }),
+            ),
         any::<u32>().prop_map(|credits| AgentMessage::Credits { credits }),
         Just(AgentMessage::Drain),
         Just(AgentMessage::Heartbeat),
@@ -238,10 +253,40 @@ fn wire_shape_is_stable() {
         agent_version: "0.1.0".into(),
         systems: vec!["SIM".into()],
         credits: 8,
+        capabilities: Vec::new(),
+    };
+    // A version 1 hello, as version 1 agents send it, decodes to the same message.
+    let v1 = r#"{"type":"hello","protocol":1,"agent_id":"a","agent_version":"0.1.0","systems":["SIM"],"credits":8}"#;
+    assert_eq!(encode_agent_message(&hello), v1);
+    assert_eq!(decode_agent_message(v1.as_bytes()).unwrap(), hello);
+    let hello = AgentMessage::Hello {
+        protocol: 2,
+        agent_id: "a".into(),
+        agent_version: "0.2.0".into(),
+        systems: vec!["SIM".into()],
+        credits: 8,
+        capabilities: vec![SystemCapabilities {
+            system: "SIM".into(),
+            functions: true,
+            http: false,
+        }],
     };
     assert_eq!(
         encode_agent_message(&hello),
-        r#"{"type":"hello","protocol":1,"agent_id":"a","agent_version":"0.1.0","systems":["SIM"],"credits":8}"#
+        r#"{"type":"hello","protocol":2,"agent_id":"a","agent_version":"0.2.0","systems":["SIM"],"credits":8,"capabilities":[{"system":"SIM","functions":true,"http":false}]}"#
+    );
+    let unit = Unit {
+        call_id: "c_1".into(),
+        attempt: 2,
+        system: "SIM".into(),
+        deadline_ms: Some(1500),
+        in_doubt: true,
+        calls: Vec::new(),
+        commit: CommitPolicy::None,
+    };
+    assert_eq!(
+        encode_relay_message(&RelayMessage::Work { unit }),
+        r#"{"type":"work","unit":{"call_id":"c_1","attempt":2,"system":"SIM","deadline_ms":1500,"in_doubt":true,"calls":[],"commit":"none"}}"#
     );
     let err = RfcError::new(ErrorGroup::AbapApplicationFailure, "FU_NOT_FOUND", "x");
     let v = serde_json::to_value(&err).unwrap();

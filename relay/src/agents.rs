@@ -10,21 +10,52 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use sapbridge_proto::SystemCapabilities;
 use time::OffsetDateTime;
 
 use crate::passthrough::Tunnel;
+
+/// What an agent announced in its accepted hello.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Hello {
+    /// The protocol version it speaks (this relay's or the one before).
+    pub(crate) protocol: u32,
+    /// The agent installation's id.
+    pub(crate) agent_id: String,
+    /// Its software version.
+    pub(crate) agent_version: String,
+    /// The systems it serves.
+    pub(crate) systems: Vec<String>,
+    /// What it runs for each system (empty from a protocol 1 agent: everything).
+    pub(crate) capabilities: Vec<SystemCapabilities>,
+    /// Its initial credits.
+    pub(crate) credits: u32,
+}
+
+impl Hello {
+    /// The systems it runs function calls and units of work for.
+    pub(crate) fn function_systems(&self) -> Vec<String> {
+        self.systems
+            .iter()
+            .filter(|s| SystemCapabilities::of(&self.capabilities, s).functions)
+            .cloned()
+            .collect()
+    }
+
+    /// Whether it forwards pass-through requests for `system`.
+    pub(crate) fn serves_http(&self, system: &str) -> bool {
+        self.systems.iter().any(|s| s == system)
+            && SystemCapabilities::of(&self.capabilities, system).http
+    }
+}
 
 /// One connected agent session.
 #[derive(Debug)]
 pub(crate) struct AgentSession {
     /// The relay-assigned session id.
     pub(crate) session_id: String,
-    /// The agent's id from its hello.
-    pub(crate) agent_id: String,
-    /// The agent's software version.
-    pub(crate) agent_version: String,
-    /// The systems it serves.
-    pub(crate) systems: Vec<String>,
+    /// What the agent announced.
+    pub(crate) hello: Hello,
     /// When the session was welcomed.
     pub(crate) connected_at: OffsetDateTime,
     credits: AtomicU32,
@@ -67,21 +98,12 @@ impl AgentRegistry {
     }
 
     /// Registers a session; it stays listed until the returned guard is dropped.
-    pub(crate) fn register(
-        self: &Arc<Self>,
-        session_id: &str,
-        agent_id: &str,
-        agent_version: &str,
-        systems: &[String],
-        credits: u32,
-    ) -> Registration {
+    pub(crate) fn register(self: &Arc<Self>, session_id: &str, hello: &Hello) -> Registration {
         let session = Arc::new(AgentSession {
             session_id: session_id.to_owned(),
-            agent_id: agent_id.to_owned(),
-            agent_version: agent_version.to_owned(),
-            systems: systems.to_vec(),
+            hello: hello.clone(),
             connected_at: OffsetDateTime::now_utc(),
-            credits: AtomicU32::new(credits),
+            credits: AtomicU32::new(hello.credits),
             in_flight: AtomicU32::new(0),
             tunnel: Arc::default(),
         });
@@ -98,7 +120,7 @@ impl AgentRegistry {
         let mut sessions: Vec<_> = self
             .lock()
             .values()
-            .filter(|s| s.systems.iter().any(|x| x == system))
+            .filter(|s| s.hello.systems.iter().any(|x| x == system))
             .cloned()
             .collect();
         sessions
@@ -136,10 +158,40 @@ impl Drop for Registration {
 mod tests {
     use super::*;
 
+    fn hello(systems: &[&str], capabilities: Vec<SystemCapabilities>) -> Hello {
+        Hello {
+            protocol: sapbridge_proto::PROTOCOL_VERSION,
+            agent_id: "a1".into(),
+            agent_version: "0.1".into(),
+            systems: systems.iter().map(|s| (*s).to_owned()).collect(),
+            capabilities,
+            credits: 4,
+        }
+    }
+
+    #[test]
+    fn capabilities_say_what_goes_where() {
+        let caps = |system: &str, functions, http| SystemCapabilities {
+            system: system.into(),
+            functions,
+            http,
+        };
+        let v2 = hello(
+            &["PRD", "QAS"],
+            vec![caps("PRD", true, false), caps("QAS", false, true)],
+        );
+        assert_eq!(v2.function_systems(), vec!["PRD".to_owned()]);
+        assert!(!v2.serves_http("PRD") && v2.serves_http("QAS") && !v2.serves_http("DEV"));
+        // Protocol 1 agents announce nothing: they take everything for their systems.
+        let v1 = hello(&["PRD"], Vec::new());
+        assert_eq!(v1.function_systems(), vec!["PRD".to_owned()]);
+        assert!(v1.serves_http("PRD") && !v1.serves_http("QAS"));
+    }
+
     #[test]
     fn registration_lists_until_dropped() {
         let registry = Arc::new(AgentRegistry::default());
-        let reg = registry.register("s1", "a1", "0.1", &["PRD".into()], 4);
+        let reg = registry.register("s1", &hello(&["PRD"], Vec::new()));
         reg.session().set_counts(3, 1);
         let serving = registry.serving("PRD");
         assert_eq!(serving.len(), 1);

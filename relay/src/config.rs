@@ -37,9 +37,18 @@ pub struct RelayConfig {
     /// How long a call may wait in the queue for an agent before it expires
     /// (default one day). `Sapbridge-Queue-Ttl` may shorten it per call.
     pub queue_ttl_secs: u64,
-    /// How long a lease lasts without being renewed by the agent session's heartbeat
-    /// (default 300 s). A lease whose session vanished returns to the queue after it.
+    /// How long an agent may take for a unit it was handed (default 300 s): a
+    /// deadline, not renewed by heartbeats. The agent must start the unit before it;
+    /// a unit not answered by then goes back to the queue (for the same agent first,
+    /// see `owner_hold_secs`). Set it above the longest SAP call you expect.
     pub lease_secs: u64,
+    /// How long a call whose lease ended without an outcome (the lease ran out, or
+    /// the agent's connection died) waits for the same agent to come back, since only
+    /// that agent's journal knows whether the unit started (default 60 s). After it,
+    /// another agent may take the call, marked in doubt (it then runs the unit only
+    /// where that cannot run it twice, else answers `OUTCOME_UNKNOWN`); past the
+    /// call's TTL such a call fails with `OUTCOME_UNKNOWN` (502).
+    pub owner_hold_secs: u64,
     /// The heartbeat interval proposed to agents (default 15 s).
     pub heartbeat_secs: u64,
     /// How long finished calls stay readable at `GET /v1/calls/{id}` (default 7 days).
@@ -111,6 +120,7 @@ impl Default for RelayConfig {
             max_wait_secs: 120,
             queue_ttl_secs: 86_400,
             lease_secs: 300,
+            owner_hold_secs: 60,
             heartbeat_secs: sapbridge_proto::DEFAULT_HEARTBEAT_SECS,
             result_retention_secs: 7 * 86_400,
             public_url: None,
@@ -308,11 +318,8 @@ impl RelayConfig {
         if self.heartbeat_secs == 0 {
             return out("heartbeat_secs", "must be at least 1");
         }
-        if self.lease_secs <= self.heartbeat_secs {
-            return out(
-                "lease_secs",
-                "must be longer than heartbeat_secs (leases are renewed every heartbeat)",
-            );
+        if self.lease_secs == 0 {
+            return out("lease_secs", "must be at least 1");
         }
         if self.result_retention_secs == 0 {
             return out("result_retention_secs", "must be at least 1");
@@ -483,8 +490,11 @@ mod tests {
         assert!(err.starts_with("default_wait_secs"), "{err}");
 
         let mut config = parse(MINIMAL);
-        config.lease_secs = 10;
+        config.lease_secs = 0;
         assert!(config.validate().is_err());
+        // A lease is a deadline, not renewed by heartbeats: it may be shorter.
+        config.lease_secs = 6;
+        assert!(config.validate().is_ok());
 
         let mut config = parse(&format!("worker_threads = 1000\n{MINIMAL}"));
         let err = config.validate().unwrap_err().to_string();

@@ -69,7 +69,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), RelayError> {
     config.validate()?;
-    let queue = open_queue(&config.queue).await?;
+    let queue = open_queue(&config.queue, config.owner_hold_secs).await?;
     // A child token, so an early server error can stop sessions without cancelling
     // the caller's token.
     let stop = shutdown.child_token();
@@ -81,6 +81,8 @@ pub async fn run(
             config.queue.idempotency_retention_secs,
         ))
         .unwrap_or(time::Duration::days(1)),
+        owner_hold: time::Duration::try_from(state.settings.owner_hold)
+            .unwrap_or(queue::DEFAULT_OWNER_HOLD),
     };
     let reaper_stop = CancellationToken::new();
     let reaper = tokio::spawn(queue::reaper::run(queue, retention, reaper_stop.clone()));
@@ -126,10 +128,16 @@ pub async fn run(
 }
 
 /// Opens the configured queue store off the async threads.
-async fn open_queue(config: &QueueConfig) -> Result<Arc<dyn Queue>, RelayError> {
+async fn open_queue(
+    config: &QueueConfig,
+    owner_hold_secs: u64,
+) -> Result<Arc<dyn Queue>, RelayError> {
     let config = config.clone();
     let store = config.store;
-    let queue = tokio::task::spawn_blocking(move || queue::open(&config))
+    let owner_hold = i64::try_from(owner_hold_secs)
+        .map(time::Duration::seconds)
+        .unwrap_or(queue::DEFAULT_OWNER_HOLD);
+    let queue = tokio::task::spawn_blocking(move || queue::open(&config, owner_hold))
         .await
         .map_err(|e| RelayError::Store(format!("opening task failed: {e}")))?
         .map_err(|e| RelayError::Store(e.to_string()))?;

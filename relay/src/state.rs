@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use rand::RngCore;
@@ -26,8 +27,10 @@ pub(crate) struct Settings {
     pub(crate) max_wait: Duration,
     /// Queue TTL of a call.
     pub(crate) queue_ttl: Duration,
-    /// Lease length.
+    /// Lease length (a deadline).
     pub(crate) lease: Duration,
+    /// How long a call whose lease ended waits for its agent.
+    pub(crate) owner_hold: Duration,
     /// Heartbeat interval.
     pub(crate) heartbeat: Duration,
     /// Retention of finished calls.
@@ -47,6 +50,7 @@ impl Settings {
             max_wait: Duration::from_secs(config.max_wait_secs),
             queue_ttl: Duration::from_secs(config.queue_ttl_secs),
             lease: Duration::from_secs(config.lease_secs),
+            owner_hold: Duration::from_secs(config.owner_hold_secs),
             heartbeat: Duration::from_secs(config.heartbeat_secs),
             retention: Duration::from_secs(config.result_retention_secs),
             passthrough: crate::passthrough::PassthroughSettings::new(config),
@@ -80,6 +84,9 @@ pub(crate) struct RelayState {
     pub(crate) customer_defaults: crate::config::CustomerDefaults,
     /// Function interfaces fetched per system.
     pub(crate) metadata: crate::http::MetadataCache,
+    /// Outcomes refused because the reporting session did not hold the call's
+    /// lease (for `/metrics`).
+    pub(crate) refused_outcomes: Arc<AtomicU64>,
 }
 
 impl RelayState {
@@ -102,6 +109,7 @@ impl RelayState {
             metadata: crate::http::MetadataCache::new(Duration::from_secs(
                 config.metadata_cache_secs,
             )),
+            refused_outcomes: Arc::default(),
         }
     }
 }

@@ -31,6 +31,7 @@ async fn protocol_mismatch_is_closed_with_its_reason() {
         agent_version: "0.0.1".into(),
         systems: vec!["PRD".into()],
         credits: 1,
+        capabilities: Vec::new(),
     };
     let mut agent = FakeAgent::open(&relay, AGENT_TOKEN, old).await;
     let expected = CloseReason::ProtocolMismatch {

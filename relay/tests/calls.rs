@@ -104,17 +104,42 @@ async fn sync_call_waits_for_an_agent_that_connects_later() {
 }
 
 #[tokio::test]
-async fn call_of_a_vanished_agent_is_redelivered_to_another() {
+async fn call_of_a_vanished_agent_is_redelivered_to_it_first() {
     let relay = TestRelay::start().await;
     let client = tokio::spawn(relay.call("PRD", "STFC_CONNECTION", json!({})).send());
     let mut first = FakeAgent::connect(&relay, "agent-1", &["PRD"], 1).await;
     let unit = first.next_work().await;
     assert_eq!(unit.attempt, 1);
     drop(first);
+    // Another agent does not get it while the one that had it may come back (its
+    // journal alone knows whether the unit started)...
+    let mut second = FakeAgent::connect(&relay, "agent-2", &["PRD"], 1).await;
+    assert_eq!(second.recv_within(Duration::from_millis(500)).await, None);
+    // ... the same agent, reconnected, does, at once and not in doubt.
+    let mut back = FakeAgent::connect(&relay, "agent-1", &["PRD"], 1).await;
+    let again = back.next_work().await;
+    assert_eq!(again.call_id, unit.call_id);
+    assert_eq!((again.attempt, again.in_doubt), (2, false));
+    back.succeed(&again, json!({"ECHOTEXT": "x"})).await;
+    let body: Value = client.await.unwrap().unwrap().json().await.unwrap();
+    assert_eq!(body["agent"], "agent-1");
+    assert_eq!(body["attempts"], 2);
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn call_of_a_vanished_agent_goes_to_another_in_doubt_after_the_hold() {
+    let mut config = common::config_json();
+    config["owner_hold_secs"] = json!(1);
+    let relay = TestRelay::start_with(config).await;
+    let client = tokio::spawn(relay.call("PRD", "STFC_CONNECTION", json!({})).send());
+    let mut first = FakeAgent::connect(&relay, "agent-1", &["PRD"], 1).await;
+    let unit = first.next_work().await;
+    drop(first);
     let mut second = FakeAgent::connect(&relay, "agent-2", &["PRD"], 1).await;
     let again = second.next_work().await;
     assert_eq!(again.call_id, unit.call_id);
-    assert_eq!(again.attempt, 2);
+    assert_eq!((again.attempt, again.in_doubt), (2, true));
     second.succeed(&again, json!({"ECHOTEXT": "x"})).await;
     let body: Value = client.await.unwrap().unwrap().json().await.unwrap();
     assert_eq!(body["agent"], "agent-2");

@@ -153,14 +153,16 @@ async fn a_vanished_agents_call_is_redelivered_with_the_sqlite_store() {
     let unit = first.next_work().await;
     assert_eq!(unit.attempt, 1);
     drop(first);
-    let mut second = FakeAgent::connect(&relay, "agent-2", &["PRD"], 1).await;
+    // Back to the agent that had it (reconnected), which alone knows whether it
+    // started; another agent would get it only after the hold, in doubt.
+    let mut second = FakeAgent::connect(&relay, "agent-1", &["PRD"], 1).await;
     let unit = second.next_work().await;
-    assert_eq!(unit.attempt, 2);
+    assert_eq!((unit.attempt, unit.in_doubt), (2, false));
     second.succeed(&unit, json!({"ECHOTEXT": "again"})).await;
     let response = client.await.unwrap().unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let body: Value = response.json().await.unwrap();
-    assert_eq!(body["agent"], "agent-2");
+    assert_eq!(body["agent"], "agent-1");
     relay.stop().await;
 }
 

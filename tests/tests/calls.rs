@@ -138,7 +138,9 @@ async fn a_call_waits_for_an_agent_that_comes_later() -> Result<()> {
 #[tokio::test]
 async fn a_call_on_a_killed_agent_is_redelivered_to_another_agent() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let relay = TestRelay::start(json!({})).await?;
+    // After the owner hold, another agent gets the call marked in doubt; it only
+    // reads (STFC_CONNECTION), so the other agent runs it again.
+    let relay = TestRelay::start(json!({"owner_hold_secs": 1})).await?;
     let client = Client::new(&relay, Some(API_KEY));
     // The first agent's SAP is slow, so the call is surely in flight when it dies.
     let slow = simulator(dir.path(), Duration::from_secs(30))?;

@@ -2,6 +2,7 @@
 //! transactions (commit, rollback, dry run) and RETURN parsing.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use sapbridge_sap::SapSystem;
@@ -130,7 +131,7 @@ async fn denied_function_never_touches_sap() {
     let outcome = execute(
         &unit(&["RFC_READ_TABLE"], CommitPolicy::None),
         Some(&system),
-        0,
+        None,
         &(),
     )
     .await;
@@ -149,7 +150,7 @@ async fn unknown_system_is_not_allowed() {
     let outcome = execute(
         &unit(&["STFC_CONNECTION"], CommitPolicy::None),
         None,
-        0,
+        None,
         &(),
     )
     .await;
@@ -159,12 +160,14 @@ async fn unknown_system_is_not_allowed() {
 #[tokio::test]
 async fn expired_unit_never_touches_sap() {
     let (system, _, connects) = served(FakeSap::default(), &["*"]);
-    let mut expired = unit(&["STFC_CONNECTION"], CommitPolicy::None);
-    expired.deadline_unix_ms = 1_000;
-    let outcome = execute(&expired, Some(&system), 2_000, &()).await;
+    let expired = unit(&["STFC_CONNECTION"], CommitPolicy::None);
+    let now = Instant::now();
+    let passed = now.checked_sub(Duration::from_millis(5)).unwrap();
+    let outcome = execute(&expired, Some(&system), Some(passed), &()).await;
     assert_eq!(failed_group(&outcome), ErrorGroup::Expired);
     assert_eq!(*connects.lock().unwrap(), 0);
-    let outcome = execute(&expired, Some(&system), 1_000, &()).await;
+    let ahead = now + Duration::from_secs(60);
+    let outcome = execute(&expired, Some(&system), Some(ahead), &()).await;
     assert!(matches!(outcome, Outcome::Completed { .. }));
 }
 
@@ -183,7 +186,7 @@ async fn connect_failure_is_reported() {
     let outcome = execute(
         &unit(&["STFC_CONNECTION"], CommitPolicy::None),
         Some(&system),
-        0,
+        None,
         &(),
     )
     .await;
@@ -200,7 +203,7 @@ async fn plain_unit_runs_in_order_and_stops_at_the_first_error() {
     let outcome = execute(
         &unit(&["A", "B", "C"], CommitPolicy::None),
         Some(&system),
-        0,
+        None,
         &(),
     )
     .await;
@@ -227,7 +230,7 @@ async fn plain_unit_keeps_return_errors_as_sap_gave_them() {
     let outcome = execute(
         &unit(&["A", "B"], CommitPolicy::None),
         Some(&system),
-        0,
+        None,
         &(),
     )
     .await;
@@ -251,7 +254,7 @@ async fn successful_transaction_commits_with_wait() {
     let outcome = execute(
         &unit(&["CREATE", "CHANGE"], CommitPolicy::CommitOnSuccess),
         Some(&system),
-        0,
+        None,
         &(),
     )
     .await;
@@ -280,7 +283,7 @@ async fn return_error_rolls_back_and_names_the_call() {
             CommitPolicy::CommitOnSuccess,
         ),
         Some(&system),
-        0,
+        None,
         &(),
     )
     .await;
@@ -305,7 +308,7 @@ async fn call_error_rolls_back_with_the_error_message() {
     let outcome = execute(
         &unit(&["CREATE", "NEVER"], CommitPolicy::CommitOnSuccess),
         Some(&system),
-        0,
+        None,
         &(),
     )
     .await;
@@ -329,7 +332,7 @@ async fn commit_return_error_means_not_committed() {
     let outcome = execute(
         &unit(&["CREATE"], CommitPolicy::CommitOnSuccess),
         Some(&system),
-        0,
+        None,
         &(),
     )
     .await;
@@ -349,7 +352,7 @@ async fn the_commit_carries_the_call_id_as_tid_and_results_are_journaled_first()
     let outcome = execute(
         &unit(&["CREATE", "CHANGE"], CommitPolicy::CommitOnSuccess),
         Some(&system),
-        0,
+        None,
         &progress,
     )
     .await;
@@ -369,7 +372,7 @@ async fn plain_units_journal_only_their_start() {
     execute(
         &unit(&["A", "B"], CommitPolicy::None),
         Some(&system),
-        0,
+        None,
         &progress,
     )
     .await;
@@ -386,7 +389,7 @@ async fn a_journal_that_cannot_record_the_start_keeps_sap_untouched() {
     let outcome = execute(
         &unit(&["CREATE"], CommitPolicy::CommitOnSuccess),
         Some(&system),
-        0,
+        None,
         &progress,
     )
     .await;
@@ -409,7 +412,7 @@ async fn a_journal_that_cannot_record_a_result_rolls_the_unit_back() {
     let outcome = execute(
         &unit(&["CREATE", "NEVER"], CommitPolicy::CommitOnSuccess),
         Some(&system),
-        0,
+        None,
         &progress,
     )
     .await;
@@ -430,7 +433,7 @@ async fn rollback_policy_always_rolls_back() {
     let outcome = execute(
         &unit(&["CREATE"], CommitPolicy::Rollback),
         Some(&system),
-        0,
+        None,
         &(),
     )
     .await;
@@ -447,7 +450,7 @@ async fn transaction_needs_commit_and_rollback_allowed() {
     let outcome = execute(
         &unit(&["CREATE"], CommitPolicy::CommitOnSuccess),
         Some(&system),
-        0,
+        None,
         &(),
     )
     .await;

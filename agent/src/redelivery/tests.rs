@@ -406,3 +406,68 @@ async fn a_redelivery_unknown_to_the_journal_asks_sap_before_running_a_commit() 
         "never committed: runs"
     );
 }
+
+/// A unit the relay marks in doubt (an earlier attempt went to another agent) and
+/// this journal has never seen: the in-doubt rules decide, as if this agent had
+/// seen it start, so another agent's run is never repeated here.
+#[tokio::test]
+async fn a_unit_in_doubt_elsewhere_follows_the_in_doubt_rules() {
+    let in_doubt = |id: &str, functions: &[&str], commit| Unit {
+        in_doubt: true,
+        ..unit(id, 2, functions, commit)
+    };
+    // A write without a commit: never run, whatever SAP says of TIDs.
+    let dir = tempfile::tempdir().unwrap();
+    let sap = FakeSap::new(Ok(Some(false)));
+    let (runner, store) = agent(&sap, dir.path());
+    runner.submit(in_doubt("c_w", &[CREATE], CommitPolicy::None));
+    let ready = next_outcome(&store).await;
+    assert_eq!(unknown_key(&ready.outcome), "OUTCOME_UNKNOWN");
+    let Outcome::Failed { error } = &ready.outcome else {
+        unreachable!()
+    };
+    assert!(error.message.contains("another agent"), "{error}");
+    assert!(sap.calls().is_empty());
+
+    // A read runs: running it twice changes nothing.
+    runner.submit(in_doubt("c_r", &["RFC_READ_TABLE"], CommitPolicy::None));
+    assert!(matches!(
+        next_outcome(&store).await.outcome,
+        Outcome::Completed { .. }
+    ));
+    assert_eq!(sap.calls(), ["RFC_READ_TABLE"]);
+
+    // A transaction SAP says committed: answered committed, not run.
+    let dir = tempfile::tempdir().unwrap();
+    let sap = FakeSap::new(Ok(Some(true)));
+    let (runner, store) = agent(&sap, dir.path());
+    runner.submit(in_doubt("c_tx", &[CREATE], CommitPolicy::CommitOnSuccess));
+    let ready = next_outcome(&store).await;
+    assert!(
+        matches!(&ready.outcome, Outcome::Completed { transaction: Some(t), .. } if t.committed),
+        "{ready:?}"
+    );
+    assert!(sap.calls().is_empty());
+
+    // A transaction on a system that keeps no TIDs: OUTCOME_UNKNOWN, not run.
+    let dir = tempfile::tempdir().unwrap();
+    let sap = FakeSap::new(Ok(None));
+    let (runner, store) = agent(&sap, dir.path());
+    runner.submit(in_doubt("c_tx", &[CREATE], CommitPolicy::CommitOnSuccess));
+    assert_eq!(
+        unknown_key(&next_outcome(&store).await.outcome),
+        "OUTCOME_UNKNOWN"
+    );
+    assert!(sap.calls().is_empty());
+
+    // A transaction SAP says never committed: it runs (its commit carries the TID).
+    let dir = tempfile::tempdir().unwrap();
+    let sap = FakeSap::new(Ok(Some(false)));
+    let (runner, store) = agent(&sap, dir.path());
+    runner.submit(in_doubt("c_tx", &[CREATE], CommitPolicy::CommitOnSuccess));
+    assert!(matches!(
+        next_outcome(&store).await.outcome,
+        Outcome::Completed { .. }
+    ));
+    assert_eq!(sap.calls(), [CREATE.to_owned(), "COMMIT:c_tx".to_owned()]);
+}

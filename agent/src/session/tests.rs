@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use futures_util::stream;
 use sapbridge_proto::{
     CallResult, CommitPolicy, DecodeError, ErrorGroup, FunctionCall, Outcome, Parameters, RfcError,
-    Unit,
+    SystemCapabilities, Unit,
 };
 use sapbridge_sap::{SapConnection, SapSystem};
 use tokio::sync::{Semaphore, mpsc};
@@ -193,6 +193,11 @@ fn params() -> SessionParams {
     SessionParams {
         agent_id: "agent-1".into(),
         systems: vec!["SIM".into()],
+        capabilities: vec![SystemCapabilities {
+            system: "SIM".into(),
+            functions: true,
+            http: false,
+        }],
         concurrency: 2,
         shutdown_grace: Duration::from_secs(30),
     }
@@ -237,7 +242,8 @@ fn unit(call_id: &str, function: &str) -> Unit {
         call_id: call_id.into(),
         attempt: 1,
         system: "SIM".into(),
-        deadline_unix_ms: 0,
+        deadline_ms: None,
+        in_doubt: false,
         calls: vec![FunctionCall {
             function: function.into(),
             parameters,

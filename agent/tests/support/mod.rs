@@ -170,6 +170,7 @@ pub struct Hello {
     pub agent_version: String,
     pub systems: Vec<String>,
     pub credits: u32,
+    pub capabilities: Vec<sapbridge_proto::SystemCapabilities>,
 }
 
 impl Conn {
@@ -215,6 +216,7 @@ impl Conn {
             agent_version,
             systems,
             credits,
+            capabilities,
         } = self.recv().await?
         else {
             bail!("expected hello");
@@ -231,6 +233,7 @@ impl Conn {
             agent_version,
             systems,
             credits,
+            capabilities,
         })
     }
 
@@ -407,7 +410,8 @@ pub fn unit(call_id: &str, function: &str) -> Unit {
         call_id: call_id.into(),
         attempt: 1,
         system: "SIM".into(),
-        deadline_unix_ms: 0,
+        deadline_ms: None,
+        in_doubt: false,
         calls: vec![FunctionCall {
             function: function.into(),
             parameters,

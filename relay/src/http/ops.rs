@@ -31,8 +31,14 @@ pub(crate) async fn list_systems(
                 .iter()
                 .map(|a| {
                     json!({
-                        "agent_id": a.agent_id,
-                        "agent_version": a.agent_version,
+                        "agent_id": a.hello.agent_id,
+                        "agent_version": a.hello.agent_version,
+                        "protocol": a.hello.protocol,
+                        // Agents one protocol version behind are still served;
+                        // they should be upgraded (the relay logs it too).
+                        "upgrade_recommended": a.hello.protocol < sapbridge_proto::PROTOCOL_VERSION,
+                        "functions": a.hello.function_systems().iter().any(|s| s == system),
+                        "http": a.hello.serves_http(system),
                         "session_id": a.session_id,
                         "credits": a.credits(),
                         "in_flight": a.in_flight(),
@@ -120,6 +126,16 @@ pub(crate) async fn metrics(State(state): State<Arc<RelayState>>) -> Result<Resp
             serving.len()
         );
     }
+    let _ = writeln!(
+        out,
+        "# HELP sapbridge_agent_outcomes_refused_total Outcomes refused because the \
+         reporting agent session did not hold the call's lease for that attempt.\n\
+         # TYPE sapbridge_agent_outcomes_refused_total counter\n\
+         sapbridge_agent_outcomes_refused_total {}",
+        state
+            .refused_outcomes
+            .load(std::sync::atomic::Ordering::Relaxed)
+    );
     let mut response = out.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

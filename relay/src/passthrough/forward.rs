@@ -220,13 +220,27 @@ fn pick_agent(
     system: &str,
     limit: u32,
 ) -> Result<(Arc<Tunnel>, OpenStream), Refusal> {
-    let mut tunnels: Vec<Arc<Tunnel>> = state
-        .agents
-        .serving(system)
+    let serving = state.agents.serving(system);
+    let mut tunnels: Vec<Arc<Tunnel>> = serving
         .iter()
+        .filter(|session| session.hello.serves_http(system))
         .map(|session| Arc::clone(session.tunnel()))
         .filter(|tunnel| !tunnel.is_closed())
         .collect();
+    if tunnels.is_empty() && !serving.is_empty() {
+        // Agents are connected, and none of them has an HTTP backend for the
+        // system: their configuration says no, as their allowlist would.
+        return Err(problem(
+            StatusCode::FORBIDDEN,
+            "not-allowed",
+            "Not allowed by the agent",
+            format!(
+                "no agent serving {system} offers HTTP pass-through (the agents have no \
+                 [systems.http] block for it)"
+            ),
+        )
+        .into());
+    }
     if tunnels.is_empty() {
         return Err(Refusal::Unavailable {
             slug: "no-agent",

@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use sapbridge_proto::{CallResult, CommitPolicy, FunctionCall, Outcome, TransactionOutcome};
+use sapbridge_proto::{
+    CallResult, CommitPolicy, ErrorGroup, FunctionCall, Outcome, RfcError, TransactionOutcome,
+};
 use tempfile::TempDir;
 use time::{Duration, OffsetDateTime};
 
@@ -12,7 +14,7 @@ use super::config::Durability;
 use super::memory::MemoryQueue;
 use super::sqlite::{SqliteOptions, SqliteQueue};
 use super::{
-    CallKind, CallState, Cancelled, Completion, Enqueued, IdempotencyKey, NewCall, Queue,
+    CallKind, CallState, Cancelled, Claimant, Completion, Enqueued, IdempotencyKey, NewCall, Queue,
     Retention, Taker,
 };
 
@@ -81,7 +83,40 @@ pub(super) fn retention(days: i64) -> Retention {
     Retention {
         results: Duration::days(days),
         idempotency: Duration::days(days),
+        owner_hold: HOLD,
     }
+}
+
+/// The owner hold of [`retention`].
+const HOLD: Duration = Duration::minutes(1);
+
+/// Session `session` of agent installation `agent`, speaking protocol 2.
+pub(super) fn by<'a>(session: &'a str, agent: &'a str) -> Claimant<'a> {
+    Claimant {
+        session,
+        agent,
+        takes_in_doubt: true,
+    }
+}
+
+/// Session `session` of agent installation `agent`, speaking protocol 1 (never
+/// sent a unit in doubt).
+fn by_v1<'a>(session: &'a str, agent: &'a str) -> Claimant<'a> {
+    Claimant {
+        takes_in_doubt: false,
+        ..by(session, agent)
+    }
+}
+
+/// The agent's "did not start before the deadline" outcome.
+fn not_started() -> Outcome {
+    Outcome::Failed {
+        error: RfcError::new(ErrorGroup::Expired, "EXPIRED", "too late"),
+    }
+}
+
+fn prd() -> Vec<String> {
+    vec!["PRD".to_owned()]
 }
 
 /// Instantiates each named test body for both stores.
@@ -112,11 +147,18 @@ for_every_store!(
     idempotency_key_returns_existing_or_mismatch,
     idempotency_keys_are_kept_for_their_retention,
     cancel_only_while_queued,
-    renew_extends_leases_and_stats_count,
+    leases_are_deadlines_and_stats_count,
     stats_follow_every_change_of_state,
     work_and_call_signals_fire,
     new_calls_go_straight_to_a_session_with_free_credits,
     an_outcome_is_judged_by_the_calls_commit_policy,
+    outcomes_count_only_from_the_lease_holder_for_its_attempt,
+    a_lapsed_lease_goes_back_to_its_agent_then_to_others_in_doubt,
+    the_holder_of_a_lapsed_lease_may_still_report,
+    a_call_an_agent_took_fails_unknown_after_its_ttl_and_hold,
+    the_holder_gets_its_call_back_even_past_the_ttl,
+    a_unit_not_started_before_its_deadline_is_queued_again_for_anyone,
+    units_carry_the_time_left_to_start,
 );
 
 async fn claims_oldest_first_and_respects_max(q: &dyn Queue) {
@@ -132,16 +174,16 @@ async fn claims_oldest_first_and_respects_max(q: &dyn Queue) {
         .await
         .unwrap();
     let systems = vec!["PRD".to_owned(), "QAS".to_owned()];
-    let units = q.claim(&systems, "s1", 2, later()).await.unwrap();
+    let units = q.claim(&systems, by("s1", "A"), 2, later()).await.unwrap();
     let ids: Vec<_> = units.iter().map(|u| u.call_id.as_str()).collect();
     assert_eq!(ids, ["a", "b"]);
     assert!(units.iter().all(|u| u.attempt == 1));
     assert_eq!(units[0].calls[0].function, "STFC_CONNECTION");
-    let units = q.claim(&systems, "s2", 5, later()).await.unwrap();
+    let units = q.claim(&systems, by("s2", "A"), 5, later()).await.unwrap();
     let ids: Vec<_> = units.iter().map(|u| u.call_id.as_str()).collect();
     assert_eq!(ids, ["c", "x"]);
     assert!(
-        q.claim(&systems, "s2", 5, later())
+        q.claim(&systems, by("s2", "A"), 5, later())
             .await
             .unwrap()
             .is_empty()
@@ -155,21 +197,23 @@ async fn release_requeues_with_next_attempt_and_complete_is_idempotent(q: &dyn Q
         .await
         .unwrap();
     let systems = vec!["PRD".to_owned()];
-    q.claim(&systems, "s1", 1, later()).await.unwrap();
-    assert_eq!(q.release_session("s1").await.unwrap(), 1);
-    assert_eq!(q.release_session("s1").await.unwrap(), 0);
-    let units = q.claim(&systems, "s2", 1, later()).await.unwrap();
+    q.claim(&systems, by("s1", "A"), 1, later()).await.unwrap();
+    let hold = OffsetDateTime::now_utc() + HOLD;
+    assert_eq!(q.release_session("s1", hold).await.unwrap(), 1);
+    assert_eq!(q.release_session("s1", hold).await.unwrap(), 0);
+    let units = q.claim(&systems, by("s2", "A"), 1, later()).await.unwrap();
     assert_eq!(units[0].attempt, 2);
+    assert!(!units[0].in_doubt, "back to the agent that had it");
     assert_eq!(
-        q.complete("a", 2, "agent", ok()).await.unwrap(),
+        q.complete("a", 2, "s2", "agent", ok()).await.unwrap(),
         Completion::Stored
     );
     assert_eq!(
-        q.complete("a", 1, "agent", ok()).await.unwrap(),
+        q.complete("a", 1, "s1", "agent", ok()).await.unwrap(),
         Completion::AlreadyFinal
     );
     assert_eq!(
-        q.complete("zz", 1, "agent", ok()).await.unwrap(),
+        q.complete("zz", 1, "s2", "agent", ok()).await.unwrap(),
         Completion::Unknown
     );
     let record = q.get("a").await.unwrap().unwrap();
@@ -190,7 +234,7 @@ async fn reaper_requeues_expires_and_purges(q: &dyn Queue) {
         .unwrap();
     let systems = vec!["PRD".to_owned()];
     let past = OffsetDateTime::now_utc() - Duration::seconds(1);
-    q.claim(&systems, "s1", 1, past).await.unwrap();
+    q.claim(&systems, by("s1", "A"), 1, past).await.unwrap();
     q.enqueue(new_call("old", "PRD", Duration::seconds(-1)))
         .await
         .unwrap();
@@ -213,7 +257,10 @@ async fn calls_past_their_ttl_are_not_handed_out(q: &dyn Queue) {
     q.enqueue(new_call("fresh", "PRD", Duration::hours(1)))
         .await
         .unwrap();
-    let units = q.claim(&["PRD".to_owned()], "s", 5, later()).await.unwrap();
+    let units = q
+        .claim(&["PRD".to_owned()], by("s", "A"), 5, later())
+        .await
+        .unwrap();
     let ids: Vec<_> = units.iter().map(|u| u.call_id.as_str()).collect();
     assert_eq!(ids, ["fresh"]);
     q.reap(OffsetDateTime::now_utc(), retention(1))
@@ -251,8 +298,11 @@ async fn idempotency_key_returns_existing_or_mismatch(q: &dyn Queue) {
         Enqueued::Created(_)
     ));
     // Once final, a retry gets the stored outcome.
-    let units = q.claim(&["PRD".to_owned()], "s", 1, later()).await.unwrap();
-    q.complete(&units[0].call_id, 1, "agent", ok())
+    let units = q
+        .claim(&["PRD".to_owned()], by("s", "A"), 1, later())
+        .await
+        .unwrap();
+    q.complete(&units[0].call_id, 1, "s", "agent", ok())
         .await
         .unwrap();
     assert!(matches!(
@@ -265,12 +315,16 @@ async fn idempotency_key_returns_existing_or_mismatch(q: &dyn Queue) {
 async fn idempotency_keys_are_kept_for_their_retention(q: &dyn Queue) {
     q.enqueue(keyed("open", "k-open", "f")).await.unwrap();
     q.enqueue(keyed("done", "k-done", "f")).await.unwrap();
-    let units = q.claim(&["PRD".to_owned()], "s", 2, later()).await.unwrap();
+    let units = q
+        .claim(&["PRD".to_owned()], by("s", "A"), 2, later())
+        .await
+        .unwrap();
     assert_eq!(units.len(), 2);
-    q.complete("done", 1, "agent", ok()).await.unwrap();
+    q.complete("done", 1, "s", "agent", ok()).await.unwrap();
     let short = Retention {
         results: Duration::seconds(1),
         idempotency: Duration::hours(1),
+        owner_hold: HOLD,
     };
     // Past the result retention but within the key's: the call stays.
     let soon = OffsetDateTime::now_utc() + Duration::minutes(1);
@@ -311,7 +365,10 @@ async fn cancel_only_while_queued(q: &dyn Queue) {
         }
         other => panic!("expected Done, got {other:?}"),
     }
-    let units = q.claim(&["PRD".to_owned()], "s", 1, later()).await.unwrap();
+    let units = q
+        .claim(&["PRD".to_owned()], by("s", "A"), 1, later())
+        .await
+        .unwrap();
     assert!(units.is_empty());
     assert!(matches!(q.cancel("zz").await.unwrap(), Cancelled::Unknown));
     assert_eq!(
@@ -320,22 +377,25 @@ async fn cancel_only_while_queued(q: &dyn Queue) {
     );
 }
 
-async fn renew_extends_leases_and_stats_count(q: &dyn Queue) {
+async fn leases_are_deadlines_and_stats_count(q: &dyn Queue) {
     for id in ["a", "b", "c"] {
         q.enqueue(new_call(id, "PRD", Duration::hours(1)))
             .await
             .unwrap();
     }
-    let past = OffsetDateTime::now_utc() - Duration::seconds(1);
-    q.claim(&["PRD".to_owned()], "s1", 2, past).await.unwrap();
-    assert_eq!(q.renew_leases("s1", later()).await.unwrap(), 2);
-    assert_eq!(q.renew_leases("nobody", later()).await.unwrap(), 0);
-    // Renewed: nothing lapsed.
-    let reaped = q.reap(OffsetDateTime::now_utc(), retention(1)).await;
-    assert_eq!(reaped.unwrap().requeued, 0);
-    q.complete("a", 1, "agent", ok()).await.unwrap();
+    let soon = OffsetDateTime::now_utc() + Duration::seconds(30);
+    q.claim(&prd(), by("s1", "A"), 2, soon).await.unwrap();
+    let now = OffsetDateTime::now_utc();
+    assert_eq!(q.reap(now, retention(1)).await.unwrap().requeued, 0);
+    q.complete("a", 1, "s1", "agent", ok()).await.unwrap();
     let stats = q.stats().await.unwrap();
     assert_eq!((stats.queued, stats.leased, stats.succeeded), (1, 1, 1));
+    // Nothing renews a lease: past its deadline it lapses, whatever the session
+    // did meanwhile.
+    let reaped = q.reap(now + Duration::minutes(1), retention(1)).await;
+    assert_eq!(reaped.unwrap().requeued, 1);
+    let stats = q.stats().await.unwrap();
+    assert_eq!((stats.queued, stats.leased, stats.succeeded), (2, 0, 1));
     q.ping().await.unwrap();
 }
 
@@ -362,26 +422,34 @@ async fn stats_follow_every_change_of_state(q: &dyn Queue) {
         .await
         .unwrap();
     assert_eq!(counts(q).await, (7, 0, 0, 0, 0, 0));
-    let units = q.claim(&["PRD".to_owned()], "s1", 3, later()).await;
+    let units = q
+        .claim(&["PRD".to_owned()], by("s1", "A"), 3, later())
+        .await;
     assert_eq!(units.unwrap().len(), 3);
-    q.complete("a", 1, "agent", ok()).await.unwrap();
+    q.complete("a", 1, "s1", "agent", ok()).await.unwrap();
     let failed = Outcome::Completed {
         results: vec![],
         transaction: None,
     };
-    q.complete("b", 1, "agent", failed).await.unwrap();
+    q.complete("b", 1, "s1", "agent", failed).await.unwrap();
     // A second outcome for a final call changes nothing.
-    q.complete("a", 1, "agent", ok()).await.unwrap();
+    q.complete("a", 1, "s1", "agent", ok()).await.unwrap();
     assert!(matches!(q.cancel("d").await.unwrap(), Cancelled::Done(_)));
     let now = OffsetDateTime::now_utc();
     q.reap(now, retention(1)).await.unwrap();
     assert_eq!(counts(q).await, (2, 1, 1, 1, 1, 1));
-    // Two days on: the final calls are purged; the lapsed lease of `c` returns to
-    // the queue and expires with `e` and `f` (in the same pass or the next one).
+    // Two days on: the final calls are purged; `e` and `f`, which no agent took,
+    // expire; the lapsed lease of `c` returns to the queue, held for its agent,
+    // and once the hold is over fails with its outcome unknown.
     let reaped = q.reap(now + Duration::days(2), retention(1)).await.unwrap();
     assert_eq!(reaped.purged, 4);
     q.reap(now + Duration::days(2), retention(1)).await.unwrap();
-    assert_eq!(counts(q).await, (0, 0, 0, 0, 3, 0));
+    assert_eq!(counts(q).await, (1, 0, 0, 0, 2, 0));
+    let reaped = q
+        .reap(now + Duration::days(2) + HOLD * 2, retention(1))
+        .await;
+    assert_eq!(reaped.unwrap().failed_unknown, 1);
+    assert_eq!(counts(q).await, (0, 0, 0, 1, 2, 0));
 }
 
 async fn work_and_call_signals_fire(q: &dyn Queue) {
@@ -395,19 +463,21 @@ async fn work_and_call_signals_fire(q: &dyn Queue) {
     tokio::time::timeout(std::time::Duration::from_secs(5), notified)
         .await
         .expect("work signal");
-    q.claim(&["PRD".to_owned()], "s", 1, later()).await.unwrap();
+    q.claim(&["PRD".to_owned()], by("s", "A"), 1, later())
+        .await
+        .unwrap();
     let watch = q.signals().watch_call("a");
     let finished = watch.notify().notified();
     tokio::pin!(finished);
     finished.as_mut().enable();
-    q.complete("a", 1, "agent", ok()).await.unwrap();
+    q.complete("a", 1, "s", "agent", ok()).await.unwrap();
     tokio::time::timeout(std::time::Duration::from_secs(5), finished)
         .await
         .expect("call signal");
 }
 
 async fn new_calls_go_straight_to_a_session_with_free_credits(q: &dyn Queue) {
-    let (taker, mut handed) = Taker::new("s1", std::time::Duration::from_secs(60), 8);
+    let (taker, mut handed) = Taker::new("s1", "A", 2, std::time::Duration::from_secs(60), 8);
     taker.give(1);
     q.signals().add_taker(&["PRD".to_owned()], &taker);
     // One credit: the first call is leased to s1 in the enqueue itself.
@@ -446,9 +516,10 @@ async fn new_calls_go_straight_to_a_session_with_free_credits(q: &dyn Queue) {
     // Gone: its handed call returns to the queue with its other leases, first in
     // line again (it was enqueued first), and nothing more is handed to it.
     q.signals().remove_taker("s1");
-    assert_eq!(q.release_session("s1").await.unwrap(), 1);
+    let hold = OffsetDateTime::now_utc() + HOLD;
+    assert_eq!(q.release_session("s1", hold).await.unwrap(), 1);
     let units = q
-        .claim(&["PRD".to_owned()], "s2", 10, later())
+        .claim(&["PRD".to_owned()], by("s2", "A"), 10, later())
         .await
         .unwrap();
     let ids: Vec<(&str, u32)> = units
@@ -485,17 +556,278 @@ async fn an_outcome_is_judged_by_the_calls_commit_policy(q: &dyn Queue) {
         call.commit = *commit;
         q.enqueue(call).await.unwrap();
     }
-    q.claim(&["PRD".to_owned()], "s1", 10, later())
+    q.claim(&["PRD".to_owned()], by("s1", "A"), 10, later())
         .await
         .unwrap();
     for (id, _, state) in &cases {
         let watch = q.signals().watch_call(id);
         assert_eq!(
-            q.complete(id, 1, "agent", outcome.clone()).await.unwrap(),
+            q.complete(id, 1, "s1", "agent", outcome.clone())
+                .await
+                .unwrap(),
             Completion::Stored
         );
         assert_eq!(&q.get(id).await.unwrap().unwrap().state, state, "{id}");
         let end = watch.take_ended().expect("the waiter heard the end");
         assert_eq!(&end.state, state, "{id}");
     }
+}
+
+/// The relay trusts an agent only for its own leases: an outcome from another
+/// session, for another attempt, or for a call never leased changes nothing.
+async fn outcomes_count_only_from_the_lease_holder_for_its_attempt(q: &dyn Queue) {
+    for id in ["a", "queued"] {
+        q.enqueue(new_call(id, "PRD", Duration::hours(1)))
+            .await
+            .unwrap();
+    }
+    let units = q.claim(&prd(), by("s1", "A"), 1, later()).await.unwrap();
+    assert_eq!(units[0].call_id, "a");
+    let refused = [
+        ("a", 1, "s2", "B"),      // another agent's session
+        ("a", 1, "s2", "A"),      // another session of the same agent
+        ("a", 2, "s1", "A"),      // the holder, for an attempt it was not given
+        ("a", 0, "s1", "A"),      // ... or an earlier one
+        ("queued", 1, "s1", "A"), // a call never leased to anyone
+        ("queued", 0, "s1", "A"),
+    ];
+    for (id, attempt, session, agent) in refused {
+        assert_eq!(
+            q.complete(id, attempt, session, agent, ok()).await.unwrap(),
+            Completion::Refused,
+            "{id} attempt {attempt} from {session}"
+        );
+    }
+    assert!(matches!(
+        q.get("a").await.unwrap().unwrap().state,
+        CallState::Leased { ref session, .. } if session == "s1"
+    ));
+    let queued = q.get("queued").await.unwrap().unwrap();
+    assert_eq!((queued.state, queued.outcome), (CallState::Queued, None));
+    assert_eq!(
+        q.complete("a", 1, "s1", "A", ok()).await.unwrap(),
+        Completion::Stored
+    );
+    assert_eq!(
+        q.get("a").await.unwrap().unwrap().state,
+        CallState::Succeeded
+    );
+}
+
+/// A lease is a deadline: past it the call goes back to the queue, to the agent
+/// that had it first (its journal knows whether it started), never again to the
+/// session that still has it, and to other agents only after the hold, in doubt,
+/// and never to an agent of protocol 1.
+async fn a_lapsed_lease_goes_back_to_its_agent_then_to_others_in_doubt(q: &dyn Queue) {
+    q.enqueue(new_call("a", "PRD", Duration::hours(1)))
+        .await
+        .unwrap();
+    let soon = OffsetDateTime::now_utc() + Duration::seconds(10);
+    q.claim(&prd(), by("s1", "A"), 1, soon).await.unwrap();
+    let now = OffsetDateTime::now_utc();
+    let lapsed = now + Duration::seconds(20);
+    assert_eq!(q.reap(lapsed, retention(1)).await.unwrap().requeued, 1);
+    assert_eq!(q.get("a").await.unwrap().unwrap().state, CallState::Queued);
+    // The session still running it, another agent during the hold, and a
+    // protocol 1 agent get nothing.
+    for claimant in [by("s1", "A"), by("s2", "B"), by_v1("s3", "C")] {
+        let units = q.claim(&prd(), claimant, 5, later()).await.unwrap();
+        assert!(units.is_empty(), "{claimant:?}");
+    }
+    // The same agent on a new session gets it at once, not in doubt.
+    let units = q.claim(&prd(), by("s4", "A"), 5, later()).await.unwrap();
+    assert_eq!(units.len(), 1);
+    assert_eq!((units[0].attempt, units[0].in_doubt), (2, false));
+    // Its connection dies; once the hold is over another agent of protocol 2 may
+    // take it, marked in doubt; one of protocol 1 still may not.
+    let past = OffsetDateTime::now_utc() - Duration::seconds(1);
+    assert_eq!(q.release_session("s4", past).await.unwrap(), 1);
+    let units = q.claim(&prd(), by_v1("s5", "C"), 5, later()).await.unwrap();
+    assert!(units.is_empty());
+    let units = q.claim(&prd(), by("s6", "B"), 5, later()).await.unwrap();
+    assert_eq!(units.len(), 1);
+    assert_eq!((units[0].attempt, units[0].in_doubt), (3, true));
+    // B holds it now: its outcome counts, A's late one does not.
+    assert_eq!(
+        q.complete("a", 2, "s4", "A", ok()).await.unwrap(),
+        Completion::Refused
+    );
+    assert_eq!(
+        q.complete("a", 3, "s6", "B", ok()).await.unwrap(),
+        Completion::Stored
+    );
+}
+
+/// A lease that ran out while its unit was still running: nobody else took the
+/// call, so the session that ran it is still its holder and its outcome counts.
+async fn the_holder_of_a_lapsed_lease_may_still_report(q: &dyn Queue) {
+    q.enqueue(new_call("a", "PRD", Duration::hours(1)))
+        .await
+        .unwrap();
+    let soon = OffsetDateTime::now_utc() + Duration::seconds(10);
+    q.claim(&prd(), by("s1", "A"), 1, soon).await.unwrap();
+    let lapsed = OffsetDateTime::now_utc() + Duration::seconds(20);
+    assert_eq!(q.reap(lapsed, retention(1)).await.unwrap().requeued, 1);
+    let watch = q.signals().watch_call("a");
+    assert_eq!(
+        q.complete("a", 1, "s1", "A", ok()).await.unwrap(),
+        Completion::Stored
+    );
+    let record = q.get("a").await.unwrap().unwrap();
+    assert_eq!((record.state, record.attempts), (CallState::Succeeded, 1));
+    assert!(watch.take_ended().is_some());
+    // Nothing is left to hand out.
+    let units = q.claim(&prd(), by("s2", "A"), 5, later()).await.unwrap();
+    assert!(units.is_empty());
+}
+
+/// Past its TTL a call no agent took expires (504); one an agent took and never
+/// answered fails with its outcome unknown, but only once its hold is over.
+async fn a_call_an_agent_took_fails_unknown_after_its_ttl_and_hold(q: &dyn Queue) {
+    q.enqueue(new_call("taken", "PRD", Duration::seconds(30)))
+        .await
+        .unwrap();
+    let soon = OffsetDateTime::now_utc() + Duration::seconds(10);
+    q.claim(&prd(), by("s1", "A"), 1, soon).await.unwrap();
+    q.enqueue(new_call("untaken", "PRD", Duration::seconds(30)))
+        .await
+        .unwrap();
+    let now = OffsetDateTime::now_utc();
+    // Past the lease: held for A until lapse + HOLD.
+    q.reap(now + Duration::seconds(20), retention(1))
+        .await
+        .unwrap();
+    let watch = q.signals().watch_call("taken");
+    // Past the TTL, within the hold: only the untaken call ends.
+    let reaped = q
+        .reap(now + Duration::seconds(40), retention(1))
+        .await
+        .unwrap();
+    assert_eq!((reaped.expired, reaped.failed_unknown), (1, 0));
+    assert_eq!(
+        q.get("untaken").await.unwrap().unwrap().state,
+        CallState::Expired
+    );
+    assert_eq!(
+        q.get("taken").await.unwrap().unwrap().state,
+        CallState::Queued
+    );
+    // Past the hold too: it fails, with an outcome that says why.
+    let reaped = q
+        .reap(now + Duration::seconds(20) + HOLD * 2, retention(1))
+        .await;
+    assert_eq!(reaped.unwrap().failed_unknown, 1);
+    let record = q.get("taken").await.unwrap().unwrap();
+    assert_eq!(record.state, CallState::Failed);
+    let Some(Outcome::Failed { error }) = &record.outcome else {
+        panic!("{:?}", record.outcome)
+    };
+    assert_eq!(
+        (error.group, error.key.as_str()),
+        (ErrorGroup::OutcomeUnknown, "LEASE_LAPSED")
+    );
+    assert!(error.message.contains("may or may not have run"), "{error}");
+    let end = watch.take_ended().expect("the waiter heard the end");
+    assert_eq!(end.state, CallState::Failed);
+    assert!(matches!(
+        end.outcome,
+        Some(Outcome::Failed { ref error }) if error.group == ErrorGroup::OutcomeUnknown
+    ));
+}
+
+/// The agent that held a call gets it back even past its TTL (with no time left
+/// to start it), so that it can answer from its journal instead of the call
+/// ending unknown.
+async fn the_holder_gets_its_call_back_even_past_the_ttl(q: &dyn Queue) {
+    q.enqueue(new_call("a", "PRD", Duration::seconds(2)))
+        .await
+        .unwrap();
+    q.claim(&prd(), by("s1", "A"), 1, later()).await.unwrap();
+    let hold = OffsetDateTime::now_utc() + HOLD;
+    q.release_session("s1", hold).await.unwrap();
+    // Past the TTL (the claim looks at the real clock).
+    let mut record = q.get("a").await.unwrap().unwrap();
+    while record.expires_at > OffsetDateTime::now_utc() {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        record = q.get("a").await.unwrap().unwrap();
+    }
+    assert!(
+        q.claim(&prd(), by("s2", "B"), 1, later())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let units = q.claim(&prd(), by("s3", "A"), 1, later()).await.unwrap();
+    assert_eq!(units.len(), 1);
+    assert_eq!(
+        (units[0].attempt, units[0].in_doubt, units[0].deadline_ms),
+        (2, false, Some(0))
+    );
+}
+
+/// An agent that could not start a unit before its deadline says so: before the
+/// TTL, the call is queued again for any agent, not in doubt (it never ran).
+async fn a_unit_not_started_before_its_deadline_is_queued_again_for_anyone(q: &dyn Queue) {
+    q.enqueue(new_call("a", "PRD", Duration::hours(1)))
+        .await
+        .unwrap();
+    q.claim(&prd(), by("s1", "A"), 1, later()).await.unwrap();
+    assert_eq!(
+        q.complete("a", 1, "s1", "A", not_started()).await.unwrap(),
+        Completion::Requeued
+    );
+    let record = q.get("a").await.unwrap().unwrap();
+    assert_eq!((record.state, record.holder), (CallState::Queued, None));
+    let units = q.claim(&prd(), by_v1("s2", "B"), 1, later()).await.unwrap();
+    assert_eq!(units.len(), 1);
+    assert_eq!((units[0].attempt, units[0].in_doubt), (2, false));
+    // Past the TTL the same answer ends the call as expired.
+    let mut late = new_call("late", "PRD", Duration::seconds(1));
+    late.expires_at = OffsetDateTime::now_utc() + Duration::milliseconds(300);
+    q.enqueue(late).await.unwrap();
+    q.claim(&prd(), by("s3", "A"), 1, later()).await.unwrap();
+    while q.get("late").await.unwrap().unwrap().expires_at > OffsetDateTime::now_utc() {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        q.complete("late", 1, "s3", "A", not_started())
+            .await
+            .unwrap(),
+        Completion::Stored
+    );
+    assert_eq!(
+        q.get("late").await.unwrap().unwrap().state,
+        CallState::Expired
+    );
+}
+
+/// A unit's deadline is the time left, relative (clocks drift): until the earlier
+/// of its TTL and its lease's end.
+async fn units_carry_the_time_left_to_start(q: &dyn Queue) {
+    q.enqueue(new_call("long", "PRD", Duration::hours(1)))
+        .await
+        .unwrap();
+    q.enqueue(new_call("short", "PRD", Duration::seconds(10)))
+        .await
+        .unwrap();
+    let until = OffsetDateTime::now_utc() + Duration::seconds(60);
+    let units = q.claim(&prd(), by("s1", "A"), 2, until).await.unwrap();
+    let deadline = |id: &str| {
+        units
+            .iter()
+            .find(|u| u.call_id == id)
+            .and_then(|u| u.deadline_ms)
+            .expect("a deadline")
+    };
+    // The lease (60 s) comes first for the long call, the TTL (10 s) for the short.
+    assert!(
+        (55_000..=60_000).contains(&deadline("long")),
+        "{}",
+        deadline("long")
+    );
+    assert!(
+        (5_000..=10_000).contains(&deadline("short")),
+        "{}",
+        deadline("short")
+    );
 }

@@ -18,8 +18,9 @@ use sapbridge_proto::{Outcome, Unit};
 use time::OffsetDateTime;
 
 use super::{
-    CallEnd, CallRecord, CallState, Cancelled, Completion, Enqueued, IdempotencyKey, NewCall,
-    Queue, QueueError, QueueStats, Reaped, Retention, Signals,
+    CallEnd, CallRecord, CallState, Cancelled, Claimant, Completion, Enqueued, Holder,
+    IdempotencyKey, NewCall, Overdue, Queue, QueueError, QueueStats, Reaped, Retention, Signals,
+    Verdict, lease_lapsed_outcome,
 };
 
 /// The in-memory queue.
@@ -61,10 +62,12 @@ impl MemoryQueue {
 }
 
 impl Inner {
-    /// Puts a leased call back in its system's queue.
-    fn requeue(&mut self, call_id: &str) -> Option<String> {
+    /// Puts a leased call back in its system's queue, held for its agent until
+    /// `hold_until` (the holder stays).
+    fn requeue(&mut self, call_id: &str, hold_until: OffsetDateTime) -> Option<String> {
         let (seq, record) = self.calls.get_mut(call_id)?;
         if let CallState::Leased { session, .. } = &record.state {
+            record.hold_until = Some(hold_until);
             if let Some(set) = self.leases.get_mut(session) {
                 set.remove(call_id);
                 if set.is_empty() {
@@ -153,6 +156,7 @@ impl Queue for MemoryQueue {
                     session: taker.session().to_owned(),
                     until: taker.lease_until(OffsetDateTime::now_utc()),
                 };
+                record.holder = Some(taker.holder());
                 record.attempts = 1;
                 inner
                     .leases
@@ -172,7 +176,7 @@ impl Queue for MemoryQueue {
         inner.calls.insert(record.id.clone(), (seq, record.clone()));
         drop(inner);
         match taker {
-            Some(taker) => taker.hand_over(record.work_frame()),
+            Some(taker) => taker.hand_over(taker.frame_for(&record)),
             None => self.signals.work_available(&system),
         }
         Ok(Enqueued::Created(Box::new(record)))
@@ -181,50 +185,55 @@ impl Queue for MemoryQueue {
     async fn claim(
         &self,
         systems: &[String],
-        session: &str,
+        claimant: Claimant<'_>,
         max: usize,
         until: OffsetDateTime,
     ) -> Result<Vec<Unit>, QueueError> {
         let now = OffsetDateTime::now_utc();
-        let mut inner = self.lock();
-        let mut units = Vec::new();
-        while units.len() < max {
-            // The oldest queued call over all of the session's systems.
-            let oldest = systems
-                .iter()
-                .filter_map(|s| inner.queued.get(s)?.first_key_value())
-                .min_by_key(|(seq, _)| **seq)
-                .map(|(seq, id)| (*seq, id.clone()));
-            let Some((_, call_id)) = oldest else { break };
-            let Some((_, record)) = inner.calls.get(&call_id) else {
-                break;
-            };
-            if record.expires_at <= now {
-                let id = record.id.clone();
-                inner.finish(&id, CallState::Expired, now);
-                self.signals.call_finished(&id);
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        // The oldest calls over all of the session's systems that it may take
+        // (held and in-doubt calls it may not take stay where they are).
+        let mut chosen: Vec<(u64, String, bool)> = Vec::new();
+        for system in systems {
+            let Some(queue) = inner.queued.get(system) else {
                 continue;
+            };
+            let mine = queue.iter().filter_map(|(seq, id)| {
+                let (_, record) = inner.calls.get(id)?;
+                let in_doubt = record.claim_by(&claimant, now)?;
+                Some((*seq, id.clone(), in_doubt))
+            });
+            chosen.extend(mine.take(max));
+        }
+        chosen.sort_unstable_by_key(|(seq, _, _)| *seq);
+        chosen.truncate(max);
+        let mut units = Vec::with_capacity(chosen.len());
+        for (seq, call_id, in_doubt) in chosen {
+            let Some((_, record)) = inner.calls.get_mut(&call_id) else {
+                continue;
+            };
+            if let Some(queue) = inner.queued.get_mut(&record.system) {
+                queue.remove(&seq);
             }
-            let system = record.system.clone();
-            if let Some(q) = inner.queued.get_mut(&system) {
-                q.pop_first();
-            }
+            let leased = CallState::Leased {
+                session: claimant.session.to_owned(),
+                until,
+            };
+            inner.counts.moved(Some(&record.state), Some(&leased));
+            record.state = leased;
+            record.attempts += 1;
+            record.holder = Some(Holder {
+                session: claimant.session.to_owned(),
+                agent: claimant.agent.to_owned(),
+            });
+            record.hold_until = None;
+            units.push(record.unit(in_doubt));
             inner
                 .leases
-                .entry(session.to_owned())
+                .entry(claimant.session.to_owned())
                 .or_default()
-                .insert(call_id.clone());
-            let inner = &mut *inner;
-            if let Some((_, record)) = inner.calls.get_mut(&call_id) {
-                let leased = CallState::Leased {
-                    session: session.to_owned(),
-                    until,
-                };
-                inner.counts.moved(Some(&record.state), Some(&leased));
-                record.state = leased;
-                record.attempts += 1;
-                units.push(record.unit());
-            }
+                .insert(call_id);
         }
         Ok(units)
     }
@@ -232,7 +241,8 @@ impl Queue for MemoryQueue {
     async fn complete(
         &self,
         call_id: &str,
-        _attempt: u32,
+        attempt: u32,
+        session: &str,
         agent: &str,
         outcome: Outcome,
     ) -> Result<Completion, QueueError> {
@@ -241,12 +251,23 @@ impl Queue for MemoryQueue {
         let Some((_, record)) = inner.calls.get_mut(call_id) else {
             return Ok(Completion::Unknown);
         };
-        if record.state.is_final() {
-            return Ok(Completion::AlreadyFinal);
-        }
-        // Any attempt's outcome counts while the call is open: the agent's journal
-        // guarantees the unit ran at most once, so the first outcome is the truth.
-        let state = CallState::from_outcome(record.commit, &outcome);
+        let state = match record.judge_outcome(session, attempt, &outcome, now) {
+            Verdict::AlreadyFinal => return Ok(Completion::AlreadyFinal),
+            Verdict::Refuse => return Ok(Completion::Refused),
+            Verdict::Requeue => {
+                // Not started: back to the queue for anyone, not in doubt.
+                let system = record.system.clone();
+                inner.requeue(call_id, now);
+                if let Some((_, record)) = inner.calls.get_mut(call_id) {
+                    record.holder = None;
+                    record.hold_until = None;
+                }
+                drop(inner);
+                self.signals.work_available(&system);
+                return Ok(Completion::Requeued);
+            }
+            Verdict::Store(state) => state,
+        };
         let end = CallEnd {
             state: state.clone(),
             attempts: record.attempts,
@@ -262,10 +283,10 @@ impl Queue for MemoryQueue {
         Ok(Completion::Stored)
     }
 
-    async fn renew_leases(
+    async fn release_session(
         &self,
         session: &str,
-        until: OffsetDateTime,
+        hold_until: OffsetDateTime,
     ) -> Result<usize, QueueError> {
         let mut inner = self.lock();
         let ids: Vec<String> = inner
@@ -273,23 +294,10 @@ impl Queue for MemoryQueue {
             .get(session)
             .map(|s| s.iter().cloned().collect())
             .unwrap_or_default();
-        for id in &ids {
-            let state = inner.calls.get_mut(id).map(|(_, record)| &mut record.state);
-            if let Some(CallState::Leased { until: u, .. }) = state {
-                *u = until;
-            }
-        }
-        Ok(ids.len())
-    }
-
-    async fn release_session(&self, session: &str) -> Result<usize, QueueError> {
-        let mut inner = self.lock();
-        let ids: Vec<String> = inner
-            .leases
-            .get(session)
-            .map(|s| s.iter().cloned().collect())
-            .unwrap_or_default();
-        let systems: HashSet<String> = ids.iter().filter_map(|id| inner.requeue(id)).collect();
+        let systems: HashSet<String> = ids
+            .iter()
+            .filter_map(|id| inner.requeue(id, hold_until))
+            .collect();
         drop(inner);
         for system in &systems {
             self.signals.work_available(system);
@@ -332,17 +340,24 @@ impl Queue for MemoryQueue {
             })
             .cloned()
             .collect();
-        let expired: Vec<String> = inner
+        let mut woken_systems = HashSet::new();
+        for id in lapsed {
+            if let Some(system) = inner.requeue(&id, now + retention.owner_hold) {
+                woken_systems.insert(system);
+                reaped.requeued += 1;
+            }
+        }
+        let overdue: Vec<(String, Overdue)> = inner
             .queued
             .values()
             .flat_map(BTreeMap::values)
-            .filter(|id| {
-                inner
-                    .calls
-                    .get(*id)
-                    .is_some_and(|(_, r)| r.expires_at <= now)
+            .filter_map(|id| {
+                let (_, record) = inner.calls.get(id)?;
+                match record.overdue(now) {
+                    Overdue::Wait => None,
+                    verdict => Some((id.clone(), verdict)),
+                }
             })
-            .cloned()
             .collect();
         // Keys of final calls submitted before the key retention; an open call's
         // key stays enforced whatever its age.
@@ -374,18 +389,34 @@ impl Queue for MemoryQueue {
                 reaped.keys_forgotten += 1;
             }
         }
-        let mut woken_systems = HashSet::new();
-        for id in lapsed {
-            if let Some(system) = inner.requeue(&id) {
-                woken_systems.insert(system);
-                reaped.requeued += 1;
-            }
-        }
         let mut finished = Vec::new();
-        for id in expired {
-            inner.finish(&id, CallState::Expired, now);
-            finished.push(id);
-            reaped.expired += 1;
+        let mut ended = Vec::new();
+        for (id, verdict) in overdue {
+            if verdict == Overdue::Expire {
+                inner.finish(&id, CallState::Expired, now);
+                finished.push(id);
+                reaped.expired += 1;
+                continue;
+            }
+            let Some((_, record)) = inner.calls.get_mut(&id) else {
+                continue;
+            };
+            let agent = record.holder.as_ref().map(|h| h.agent.clone());
+            let outcome = lease_lapsed_outcome(&id, agent.as_deref());
+            record.outcome = Some(outcome.clone());
+            let attempts = record.attempts;
+            inner.finish(&id, CallState::Failed, now);
+            ended.push((
+                id,
+                CallEnd {
+                    state: CallState::Failed,
+                    attempts,
+                    completed_at: now,
+                    agent: None,
+                    outcome: Some(outcome),
+                },
+            ));
+            reaped.failed_unknown += 1;
         }
         // Final calls past the result retention, unless their key is still
         // enforced (a retry must get the stored outcome).
@@ -418,6 +449,9 @@ impl Queue for MemoryQueue {
         }
         for id in &finished {
             self.signals.call_finished(id);
+        }
+        for (id, end) in ended {
+            self.signals.call_ended(&id, end);
         }
         Ok(reaped)
     }

@@ -3,8 +3,26 @@
 //!
 //! A call moves through explicit states:
 //! `queued → leased{session, until} → succeeded | failed | expired | cancelled`.
-//! A lease whose agent session ends (or whose `until` passes without renewal) goes
-//! back to `queued`; the next claim hands it out with the attempt number raised.
+//!
+//! A lease is a deadline, not a subscription: heartbeats prove the agent's
+//! connection is alive, not that the call makes progress. A lease whose `until`
+//! passes without an outcome, or whose agent session ends, goes back to `queued`;
+//! the next claim hands it out with the attempt number raised. The rules for who
+//! may take such a call, and whose outcome counts, are one set of pure functions
+//! here ([`CallRecord::claim_by`], [`CallRecord::judge_outcome`],
+//! [`CallRecord::overdue`]) that every store applies:
+//! - the call keeps its **holder** (the session and agent installation of its
+//!   latest lease) after the lease ends. Only that session may report the
+//!   outcome of that attempt; any other outcome is refused.
+//! - the holder's agent is the only one whose journal knows whether the unit
+//!   started: the call goes back to that agent (on a new session) without
+//!   doubt, even past its TTL, so it can answer from its journal. Other agents get
+//!   it only after the hold (`owner_hold`) and marked **in doubt** (they then run
+//!   it again only where that is safe), and agents of protocol 1, which cannot be
+//!   told, never do.
+//! - a queued call past its TTL that no agent ever took expires (504); one that
+//!   an agent took fails with `OUTCOME_UNKNOWN` once its hold is over, since it
+//!   may or may not have run.
 //!
 //! The trait assumes neither SQLite nor PostgreSQL: methods are async, call ids are
 //! strings, times are UTC. Every implementation fires the [`Signals`] it exposes:
@@ -33,7 +51,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use sapbridge_proto::{
-    CallResult, CommitPolicy, ErrorGroup, FunctionCall, Outcome, Unit, UnitRef, WorkFrame,
+    CallResult, CommitPolicy, ErrorGroup, FunctionCall, Outcome, RfcError, Unit, UnitRef, WorkFrame,
 };
 use time::OffsetDateTime;
 
@@ -41,29 +59,112 @@ pub(crate) use config::{QueueConfig, StoreKind};
 pub(crate) use signals::{CallEnd, CallWatch, Signals, Taker};
 
 /// Opens the store `config` names: an empty memory queue, or the SQLite file
-/// (created if missing; calls leased before a restart go back to the queue).
+/// (created if missing; calls leased before a restart go back to the queue, held
+/// for their agent for `owner_hold`).
 /// Blocks while the file is opened and checked: call it from a blocking context
 /// or at start-up.
 ///
 /// # Errors
 /// [`QueueError`] when the SQLite file cannot be opened, is not a sapbridge queue,
 /// or was written by a newer schema.
-pub(crate) fn open(config: &QueueConfig) -> Result<Arc<dyn Queue>, QueueError> {
+pub(crate) fn open(
+    config: &QueueConfig,
+    owner_hold: time::Duration,
+) -> Result<Arc<dyn Queue>, QueueError> {
     match config.store {
         StoreKind::Memory => Ok(Arc::new(memory::MemoryQueue::new())),
         StoreKind::Sqlite => {
             let path = config.path.as_deref().ok_or_else(|| {
                 QueueError::Store("queue.path is required for the sqlite store".into())
             })?;
-            let options = sqlite::SqliteOptions::new(config.durability);
+            let mut options = sqlite::SqliteOptions::new(config.durability);
+            options.owner_hold = owner_hold;
             Ok(Arc::new(sqlite::SqliteQueue::open(path, options)?))
         }
     }
 }
 
-/// The Unix time in milliseconds a unit must not start after (`0`: none).
-pub(crate) fn deadline_unix_ms(expires_at: OffsetDateTime) -> u64 {
-    u64::try_from(expires_at.unix_timestamp_nanos() / 1_000_000).unwrap_or(0)
+/// How long a call whose lease ended without an outcome waits for its agent
+/// unless configured otherwise (`owner_hold_secs`).
+pub(crate) const DEFAULT_OWNER_HOLD: time::Duration = time::Duration::seconds(60);
+
+/// Milliseconds from `now` to `at`, zero when `at` has passed.
+pub(crate) fn millis_until(at: OffsetDateTime, now: OffsetDateTime) -> u64 {
+    let ms = (at - now).whole_milliseconds();
+    u64::try_from(ms.max(0)).unwrap_or(u64::MAX)
+}
+
+/// The relay's clock in Unix milliseconds (protocol 1 agents get absolute
+/// deadlines).
+pub(crate) fn unix_ms(now: OffsetDateTime) -> u64 {
+    u64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(0)
+}
+
+/// Who asks for work: an agent session, the agent installation it belongs to, and
+/// whether it can be sent a unit in doubt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Claimant<'a> {
+    /// The agent session.
+    pub(crate) session: &'a str,
+    /// The agent installation's id (from its hello); its journal is the record of
+    /// the units it started.
+    pub(crate) agent: &'a str,
+    /// Whether it understands in-doubt units (protocol 2 and later).
+    pub(crate) takes_in_doubt: bool,
+}
+
+/// The latest lease of a call: who holds it, kept after the lease ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Holder {
+    /// The agent session the call was leased to.
+    pub(crate) session: String,
+    /// That session's agent installation.
+    pub(crate) agent: String,
+}
+
+/// What to do with an outcome an agent session reported; see
+/// [`CallRecord::judge_outcome`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Store it: the call ends in this state.
+    Store(CallState),
+    /// The agent did not start the unit before its lease's deadline: it goes back
+    /// to the queue, for anyone, not in doubt.
+    Requeue,
+    /// The reporting session does not hold the call's lease for that attempt.
+    Refuse,
+    /// The call is final already; nothing changes.
+    AlreadyFinal,
+}
+
+/// What the reaper does with a queued call past its TTL; see
+/// [`CallRecord::overdue`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Overdue {
+    /// Nothing yet.
+    Wait,
+    /// No agent ever took it: it expires.
+    Expire,
+    /// An agent took it and never answered: it fails, outcome unknown.
+    FailUnknown,
+}
+
+/// The outcome the relay records for a call whose agent took it and never
+/// answered (see [`Overdue::FailUnknown`]).
+pub(crate) fn lease_lapsed_outcome(call_id: &str, agent: Option<&str>) -> Outcome {
+    let agent = agent.unwrap_or("an agent");
+    Outcome::Failed {
+        error: RfcError::new(
+            ErrorGroup::OutcomeUnknown,
+            "LEASE_LAPSED",
+            format!(
+                "call {call_id} was handed to agent {agent}, which reported no outcome before \
+                 its lease ended and did not come back before the call's TTL; it may or may \
+                 not have run in SAP. Check in SAP whether its changes exist before \
+                 resubmitting it under a new call id"
+            ),
+        ),
+    }
 }
 
 /// What kind of request a call came from; decides how its answer is rendered.
@@ -117,7 +218,7 @@ pub(crate) struct NewCall {
 pub(crate) enum CallState {
     /// Waiting for an agent.
     Queued,
-    /// Handed to an agent session until `until` (renewed by its heartbeats).
+    /// Handed to an agent session until `until` (a deadline: not renewed).
     Leased {
         /// The agent session holding it.
         session: String,
@@ -207,6 +308,12 @@ pub(crate) struct CallRecord {
     pub(crate) outcome: Option<Outcome>,
     /// The idempotency key and request fingerprint, if the client sent one.
     pub(crate) idempotency: Option<(IdempotencyKey, String)>,
+    /// The latest lease's holder, kept after the lease ended (see the module docs);
+    /// `None` for a call no agent holds a claim on.
+    pub(crate) holder: Option<Holder>,
+    /// Until when a call whose lease ended without an outcome waits for its
+    /// holder's agent before others may take it in doubt.
+    pub(crate) hold_until: Option<OffsetDateTime>,
 }
 
 impl CallRecord {
@@ -226,30 +333,160 @@ impl CallRecord {
             agent: None,
             outcome: None,
             idempotency: call.idempotency,
+            holder: None,
+            hold_until: None,
         }
     }
 
-    /// The unit of the current attempt, borrowed from the record.
-    fn unit_ref(&self) -> UnitRef<'_> {
+    /// The unit of the current attempt, borrowed from the record, as sent at `now`
+    /// (its deadline is the time remaining until the earlier of its TTL and its
+    /// lease's end).
+    fn unit_ref(&self, in_doubt: bool, now: OffsetDateTime) -> UnitRef<'_> {
         UnitRef {
             call_id: &self.id,
             attempt: self.attempts,
             system: &self.system,
-            deadline_unix_ms: deadline_unix_ms(self.expires_at),
+            deadline_ms: Some(millis_until(self.start_by(), now)),
+            in_doubt,
             calls: &self.calls,
             commit: self.commit,
         }
     }
 
-    /// The frame that sends the current attempt to an agent, encoded from the
-    /// record's fields (no copy of its calls).
-    pub(crate) fn work_frame(&self) -> WorkFrame {
-        WorkFrame::encode(self.unit_ref())
+    /// When the agent must have started the current attempt: the call's TTL, or
+    /// its lease's end if that comes first.
+    fn start_by(&self) -> OffsetDateTime {
+        match &self.state {
+            CallState::Leased { until, .. } => self.expires_at.min(*until),
+            _ => self.expires_at,
+        }
+    }
+
+    /// The frame that sends the current attempt to an agent of `protocol`, encoded
+    /// from the record's fields (no copy of its calls).
+    pub(crate) fn work_frame(&self, protocol: u32, in_doubt: bool) -> WorkFrame {
+        let now = OffsetDateTime::now_utc();
+        WorkFrame::encode_for(protocol, self.unit_ref(in_doubt, now), unix_ms(now))
     }
 
     /// The unit to send to an agent for the current attempt.
-    pub(crate) fn unit(&self) -> Unit {
-        self.unit_ref().to_unit()
+    pub(crate) fn unit(&self, in_doubt: bool) -> Unit {
+        self.unit_ref(in_doubt, OffsetDateTime::now_utc()).to_unit()
+    }
+
+    /// Whether `claimant` may take this queued call at `now`; `Some(in_doubt)`
+    /// when it may. The rules are the module docs'.
+    pub(crate) fn claim_by(&self, claimant: &Claimant<'_>, now: OffsetDateTime) -> Option<bool> {
+        claim_rule(
+            self.holder.as_ref(),
+            self.hold_until,
+            self.expires_at,
+            claimant,
+            now,
+        )
+    }
+
+    /// What an outcome that `session` reported for `attempt` does to this call at
+    /// `now`: only the session of the latest lease, for that lease's attempt, is
+    /// believed (the relay trusts an agent only for its own leases).
+    pub(crate) fn judge_outcome(
+        &self,
+        session: &str,
+        attempt: u32,
+        outcome: &Outcome,
+        now: OffsetDateTime,
+    ) -> Verdict {
+        let open = (!self.state.is_final()).then(|| OpenCall {
+            holder_session: self.holder.as_ref().map(|h| h.session.as_str()),
+            attempts: self.attempts,
+            commit: self.commit,
+            expires_at: self.expires_at,
+        });
+        judge_rule(open, session, attempt, outcome, now)
+    }
+
+    /// What the reaper does with this queued call at `now`.
+    pub(crate) fn overdue(&self, now: OffsetDateTime) -> Overdue {
+        overdue_rule(self.holder.is_some(), self.hold_until, self.expires_at, now)
+    }
+}
+
+/// [`CallRecord::claim_by`] on the fields it needs (a store that keeps them in
+/// columns asks without building the record).
+pub(crate) fn claim_rule(
+    holder: Option<&Holder>,
+    hold_until: Option<OffsetDateTime>,
+    expires_at: OffsetDateTime,
+    claimant: &Claimant<'_>,
+    now: OffsetDateTime,
+) -> Option<bool> {
+    let Some(holder) = holder else {
+        return (expires_at > now).then_some(false);
+    };
+    if holder.session == claimant.session {
+        // The unit is at this session already (its lease ran out while it ran):
+        // sending it again would only repeat it.
+        return None;
+    }
+    if holder.agent == claimant.agent {
+        // Its journal knows: even past the TTL it answers without running twice.
+        return Some(false);
+    }
+    let held = hold_until.is_some_and(|until| until > now);
+    (claimant.takes_in_doubt && !held && expires_at > now).then_some(true)
+}
+
+/// What [`judge_rule`] needs of a call that is not final.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OpenCall<'a> {
+    /// The session of its latest lease, if any.
+    pub(crate) holder_session: Option<&'a str>,
+    /// Its attempt count (the latest lease's attempt).
+    pub(crate) attempts: u32,
+    /// Its commit policy.
+    pub(crate) commit: CommitPolicy,
+    /// Its TTL.
+    pub(crate) expires_at: OffsetDateTime,
+}
+
+/// [`CallRecord::judge_outcome`] on the fields it needs; `call` is `None` for a
+/// final call.
+pub(crate) fn judge_rule(
+    call: Option<OpenCall<'_>>,
+    session: &str,
+    attempt: u32,
+    outcome: &Outcome,
+    now: OffsetDateTime,
+) -> Verdict {
+    let Some(call) = call else {
+        return Verdict::AlreadyFinal;
+    };
+    if call.holder_session != Some(session) || call.attempts != attempt {
+        return Verdict::Refuse;
+    }
+    let not_started =
+        matches!(outcome, Outcome::Failed { error } if error.group == ErrorGroup::Expired);
+    if not_started && call.expires_at > now {
+        return Verdict::Requeue;
+    }
+    Verdict::Store(CallState::from_outcome(call.commit, outcome))
+}
+
+/// [`CallRecord::overdue`] on the fields it needs.
+pub(crate) fn overdue_rule(
+    held_by_agent: bool,
+    hold_until: Option<OffsetDateTime>,
+    expires_at: OffsetDateTime,
+    now: OffsetDateTime,
+) -> Overdue {
+    if expires_at > now {
+        Overdue::Wait
+    } else if !held_by_agent {
+        Overdue::Expire
+    } else if hold_until.is_some_and(|until| until > now) {
+        Overdue::Wait
+    } else {
+        Overdue::FailUnknown
     }
 }
 
@@ -269,8 +506,15 @@ pub(crate) enum Enqueued {
 pub(crate) enum Completion {
     /// The outcome was stored; the call is final now.
     Stored,
+    /// The agent did not start the unit before its lease's deadline; the call is
+    /// queued again (see [`Verdict::Requeue`]).
+    Requeued,
     /// The call was already final (a stale or repeated outcome); nothing changed.
     AlreadyFinal,
+    /// The reporting session does not hold the call's lease for that attempt (a
+    /// stale attempt, a call never leased to it, another system's call): refused,
+    /// nothing changed.
+    Refused,
     /// No such call (purged, or never existed).
     Unknown,
 }
@@ -293,6 +537,9 @@ pub(crate) struct Reaped {
     pub(crate) requeued: usize,
     /// Queued calls past their TTL, now expired.
     pub(crate) expired: usize,
+    /// Calls an agent took and never answered, past their TTL and hold, now
+    /// failed with `OUTCOME_UNKNOWN`.
+    pub(crate) failed_unknown: usize,
     /// Final calls past retention, deleted.
     pub(crate) purged: usize,
     /// Idempotency keys past their retention, forgotten (a new request with such a
@@ -309,6 +556,9 @@ pub(crate) struct Retention {
     /// always while its call is open). A call whose key is still enforced is not
     /// purged, so a retry always gets the stored outcome.
     pub(crate) idempotency: time::Duration,
+    /// A call whose lease ended without an outcome is held this long for its
+    /// agent (which knows whether it started) before others may take it in doubt.
+    pub(crate) owner_hold: time::Duration,
 }
 
 /// Counts of stored calls by state, for metrics.
@@ -380,36 +630,40 @@ pub(crate) trait Queue: Send + Sync + 'static {
     /// names. Fires the system's work signal when a call was created.
     async fn enqueue(&self, call: NewCall) -> Result<Enqueued, QueueError>;
 
-    /// Leases up to `max` of the oldest queued, unexpired calls of `systems` to
-    /// `session` until `until`, raising each call's attempt number; returns their units.
-    /// A store may lease fewer per claim (the SQLite store: at most 1,024, a session's
-    /// most credits).
+    /// Leases up to `max` of the oldest queued calls of `systems` that `claimant`
+    /// may take ([`CallRecord::claim_by`]) to its session until `until`, raising
+    /// each call's attempt number; returns their units (in doubt where the rule says
+    /// so). A store may lease fewer per claim (the SQLite store: at most 1,024, a
+    /// session's most credits).
     async fn claim(
         &self,
         systems: &[String],
-        session: &str,
+        claimant: Claimant<'_>,
         max: usize,
         until: OffsetDateTime,
     ) -> Result<Vec<Unit>, QueueError>;
 
-    /// Stores an outcome reported by `agent` for attempt `attempt`, making the call
-    /// final, unless it is final already (then nothing changes: idempotent). Fires the
-    /// call's signal when stored.
+    /// Judges an outcome that `session` (of agent `agent`) reported for attempt
+    /// `attempt` ([`CallRecord::judge_outcome`]) and applies the verdict: stores it
+    /// (the call is final; its signal fires), queues the call again, or changes
+    /// nothing (refused, or already final: idempotent).
     async fn complete(
         &self,
         call_id: &str,
         attempt: u32,
+        session: &str,
         agent: &str,
         outcome: Outcome,
     ) -> Result<Completion, QueueError>;
 
-    /// Renews every lease of `session` until `until`; returns how many.
-    async fn renew_leases(&self, session: &str, until: OffsetDateTime)
-    -> Result<usize, QueueError>;
-
-    /// Returns every call leased to `session` to the queue; returns how many. Fires
-    /// the work signals of their systems.
-    async fn release_session(&self, session: &str) -> Result<usize, QueueError>;
+    /// Returns every call leased to `session` to the queue, held for its agent
+    /// until `hold_until`; returns how many. Fires the work signals of their
+    /// systems.
+    async fn release_session(
+        &self,
+        session: &str,
+        hold_until: OffsetDateTime,
+    ) -> Result<usize, QueueError>;
 
     /// Cancels a call if it is still queued. Fires the call's signal when cancelled.
     async fn cancel(&self, call_id: &str) -> Result<Cancelled, QueueError>;
@@ -417,10 +671,11 @@ pub(crate) trait Queue: Send + Sync + 'static {
     /// The call, if stored.
     async fn get(&self, call_id: &str) -> Result<Option<CallRecord>, QueueError>;
 
-    /// One maintenance pass at `now`: requeue leases past `until`, expire queued calls
-    /// past their TTL, forget idempotency keys past their retention (of final calls
-    /// only), delete final calls completed more than `retention.results` ago whose
-    /// key is no longer enforced.
+    /// One maintenance pass at `now`: requeue leases past `until` (held for their
+    /// agent for `retention.owner_hold`), end queued calls past their TTL as
+    /// [`CallRecord::overdue`] says, forget idempotency keys past their retention
+    /// (of final calls only), delete final calls completed more than
+    /// `retention.results` ago whose key is no longer enforced.
     async fn reap(&self, now: OffsetDateTime, retention: Retention) -> Result<Reaped, QueueError>;
 
     /// Counts of calls by state.

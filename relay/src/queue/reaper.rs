@@ -27,6 +27,7 @@ pub(crate) async fn run(queue: Arc<dyn Queue>, retention: Retention, stop: Cance
             Ok(reaped) if reaped != Default::default() => tracing::info!(
                 requeued = reaped.requeued,
                 expired = reaped.expired,
+                failed_unknown = reaped.failed_unknown,
                 purged = reaped.purged,
                 keys_forgotten = reaped.keys_forgotten,
                 "reaper pass"

@@ -27,7 +27,7 @@ use sapbridge_proto::{Outcome, WorkFrame};
 use time::OffsetDateTime;
 use tokio::sync::{Notify, mpsc};
 
-use super::{CallRecord, CallState};
+use super::{CallRecord, CallState, Holder};
 
 /// The queue's wake-up signals. Cheap to share; all methods are non-blocking.
 #[derive(Debug, Default)]
@@ -41,6 +41,8 @@ pub(crate) struct Signals {
 #[derive(Debug)]
 pub(crate) struct Taker {
     session: String,
+    agent: String,
+    protocol: u32,
     lease: std::time::Duration,
     max_credits: u32,
     credits: AtomicU32,
@@ -49,16 +51,21 @@ pub(crate) struct Taker {
 }
 
 impl Taker {
-    /// A taker for `session`, whose leases last `lease`, holding at most
-    /// `max_credits`; units handed over arrive on the returned receiver.
+    /// A taker for `session` of agent `agent`, which speaks `protocol`, whose
+    /// leases last `lease`, holding at most `max_credits`; units handed over arrive
+    /// on the returned receiver, encoded for that protocol.
     pub(crate) fn new(
         session: &str,
+        agent: &str,
+        protocol: u32,
         lease: std::time::Duration,
         max_credits: u32,
     ) -> (Arc<Self>, mpsc::UnboundedReceiver<Box<WorkFrame>>) {
         let (units, rx) = mpsc::unbounded_channel();
         let taker = Arc::new(Self {
             session: session.to_owned(),
+            agent: agent.to_owned(),
+            protocol,
             lease,
             max_credits,
             credits: AtomicU32::new(0),
@@ -70,6 +77,14 @@ impl Taker {
     /// The session it stands for.
     pub(crate) fn session(&self) -> &str {
         &self.session
+    }
+
+    /// The holder a call leased to this session gets.
+    pub(crate) fn holder(&self) -> Holder {
+        Holder {
+            session: self.session.clone(),
+            agent: self.agent.clone(),
+        }
     }
 
     /// When a lease taken now ends.
@@ -102,9 +117,14 @@ impl Taker {
         }
     }
 
+    /// The frame of a new call's first attempt, for this session's protocol.
+    pub(crate) fn frame_for(&self, record: &CallRecord) -> WorkFrame {
+        record.work_frame(self.protocol, false)
+    }
+
     /// Hands over a unit the store leased to this session (after the commit),
-    /// encoded as its frame. A session gone by then finds the lease returned by its
-    /// release.
+    /// encoded by [`Taker::frame_for`]. A session gone by then finds the lease
+    /// returned by its release.
     pub(crate) fn hand_over(&self, work: WorkFrame) {
         let _ = self.units.send(Box::new(work));
     }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 use super::config::Durability;
-use super::contract::{later, new_call, ok};
+use super::contract::{by, later, new_call, ok};
 use super::memory::MemoryQueue;
 use super::sqlite::{SqliteOptions, SqliteQueue};
 use super::{Completion, Queue};
@@ -62,8 +62,8 @@ fn build(setup: &Setup) -> (Arc<dyn Queue>, Option<TempDir>) {
         Some(durability) => {
             let dir = tempfile::tempdir().expect("temp dir");
             let options = SqliteOptions {
-                durability,
                 max_batch: setup.max_batch,
+                ..SqliteOptions::new(durability)
             };
             let queue = SqliteQueue::open(&dir.path().join("bench.db"), options).expect("open");
             (Arc::new(queue), Some(dir))
@@ -90,12 +90,12 @@ async fn measure(queue: Arc<dyn Queue>, workers: usize, run_for: Duration) -> (u
                     .await
                     .expect("enqueue");
                 let units = queue
-                    .claim(&systems, &session, 1, later())
+                    .claim(&systems, by(&session, "A"), 1, later())
                     .await
                     .expect("claim");
                 assert_eq!(units.len(), 1);
                 let completion = queue
-                    .complete(&units[0].call_id, 1, "agent", ok())
+                    .complete(&units[0].call_id, 1, &session, "agent", ok())
                     .await
                     .expect("complete");
                 assert_eq!(completion, Completion::Stored);

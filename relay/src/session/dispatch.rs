@@ -4,7 +4,12 @@
 //!
 //! Credits: the hello's credits plus every `Credits` message; each `Work` sent uses
 //! one; each `Outcome` of a unit sent on this session returns one; `Drain` drops them
-//! to zero. The loop never sends more units than the agent has credits. The free
+//! to zero.
+//!
+//! Trust: an outcome is believed only from the session holding that call's latest
+//! lease for that attempt (the queue judges it, see [`crate::queue`]); anything
+//! else is refused, logged, counted and not acknowledged. Leases are deadlines:
+//! heartbeats keep the connection, not the leases. The loop never sends more units than the agent has credits. The free
 //! credits live in the session's [`Taker`]: while it has some, the queue leases a
 //! new call of a system with nothing queued straight to the session in the enqueue
 //! itself and hands the unit over (direct dispatch: one write per call instead of
@@ -40,9 +45,9 @@ use tracing::Instrument;
 
 use super::frames::{self, Incoming};
 use super::handshake::message_kind;
-use crate::agents::AgentSession;
+use crate::agents::{AgentSession, Hello};
 use crate::passthrough::{Ordered, TunnelOutbound};
-use crate::queue::{Completion, Queue, Taker};
+use crate::queue::{Claimant, Completion, Queue, Taker, unix_ms};
 
 /// How often an idle session looks at the queue even without a wake-up.
 pub(crate) const POLL_INTERVAL: Duration = Duration::from_secs(2);
@@ -57,20 +62,33 @@ const TUNNEL_BATCH: usize = 64;
 pub(crate) struct SessionContext {
     /// The session id.
     pub(crate) session_id: String,
-    /// The agent's id (stored with the outcomes it reports).
-    pub(crate) agent_id: String,
-    /// The systems it serves.
-    pub(crate) systems: Vec<String>,
-    /// Its initial credits.
-    pub(crate) credits: u32,
+    /// What the agent announced (its id is stored with the outcomes it reports).
+    pub(crate) hello: Hello,
+    /// The systems it runs function calls for: the ones it is sent units of.
+    pub(crate) function_systems: Vec<String>,
     /// The queue.
     pub(crate) queue: Arc<dyn Queue>,
     /// Heartbeat interval.
     pub(crate) heartbeat: Duration,
-    /// Lease length, renewed every heartbeat.
+    /// Lease length: how long the agent has for a unit.
     pub(crate) lease: Duration,
+    /// How long the leases of this session, when it ends, wait for its agent.
+    pub(crate) owner_hold: Duration,
     /// Cancelled on relay shutdown.
     pub(crate) shutdown: CancellationToken,
+    /// Counts the outcomes refused (for `/metrics`).
+    pub(crate) refused: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl SessionContext {
+    /// Who this session is when it claims work.
+    fn claimant(&self) -> Claimant<'_> {
+        Claimant {
+            session: &self.session_id,
+            agent: &self.hello.agent_id,
+            takes_in_doubt: self.hello.protocol >= 2,
+        }
+    }
 }
 
 /// Why a session ended.
@@ -121,9 +139,15 @@ where
     E: std::fmt::Display,
 {
     let mut stores = FuturesUnordered::new();
-    let (taker, handed) = Taker::new(&ctx.session_id, ctx.lease, MAX_CREDITS);
-    taker.give(ctx.credits);
-    ctx.queue.signals().add_taker(&ctx.systems, &taker);
+    let (taker, handed) = Taker::new(
+        &ctx.session_id,
+        &ctx.hello.agent_id,
+        ctx.hello.protocol,
+        ctx.lease,
+        MAX_CREDITS,
+    );
+    taker.give(ctx.hello.credits);
+    ctx.queue.signals().add_taker(&ctx.function_systems, &taker);
     let end = run_loop(ctx, published, sink, stream, &mut stores, taker, handed).await;
     // No new call is handed to this session from here on; those handed but not
     // sent are leased to it and return to the queue with its other leases below.
@@ -133,7 +157,8 @@ where
     // is harmless).
     while stores.next().await.is_some() {}
     published.tunnel().close();
-    match ctx.queue.release_session(&ctx.session_id).await {
+    let hold_until = OffsetDateTime::now_utc() + ctx.owner_hold;
+    match ctx.queue.release_session(&ctx.session_id, hold_until).await {
         Ok(0) => {}
         Ok(released) => tracing::info!(released, "leases returned to the queue"),
         Err(error) => tracing::error!(%error, "could not return leases; the reaper will"),
@@ -167,7 +192,7 @@ where
     E: std::fmt::Display,
 {
     let signals: Vec<Arc<Notify>> = ctx
-        .systems
+        .function_systems
         .iter()
         .map(|s| ctx.queue.signals().work(s))
         .collect();
@@ -286,10 +311,6 @@ where
                     return SessionEnd::AgentGone;
                 }
                 outbox.flushed();
-                let until = OffsetDateTime::now_utc() + ctx.lease;
-                if let Err(error) = ctx.queue.renew_leases(&ctx.session_id, until).await {
-                    tracing::warn!(%error, "could not renew leases");
-                }
             }
             Some(message) = outbound.control.recv() => {
                 if Box::pin(write_tunnel(sink, Ordered::Message(message), &mut outbound)).await.is_err() {
@@ -366,10 +387,11 @@ where
     if max == 0 {
         return Ok(false);
     }
-    let until = OffsetDateTime::now_utc() + ctx.lease;
+    let now = OffsetDateTime::now_utc();
+    let until = now + ctx.lease;
     let units = match ctx
         .queue
-        .claim(&ctx.systems, &ctx.session_id, max as usize, until)
+        .claim(&ctx.function_systems, ctx.claimant(), max as usize, until)
         .await
     {
         Ok(units) => units,
@@ -386,8 +408,14 @@ where
     if units.is_empty() {
         return Ok(false);
     }
+    let now_ms = unix_ms(now);
     for unit in units {
-        feed_work(ledger, sink, WorkFrame::encode(UnitRef::from(&unit))).await?;
+        if unit.in_doubt {
+            tracing::info!(call_id = %unit.call_id, attempt = unit.attempt,
+                "unit sent in doubt: an earlier attempt went to another agent");
+        }
+        let work = WorkFrame::encode_for(ctx.hello.protocol, UnitRef::from(&unit), now_ms);
+        feed_work(ledger, sink, work).await?;
     }
     ledger.publish();
     Ok(true)
@@ -492,7 +520,8 @@ where
 }
 
 /// Stores an outcome; returns whether it may be acknowledged (it is stored, or
-/// there is nothing to store it in).
+/// there is nothing to store it in). A refused outcome is not acknowledged: an
+/// honest agent keeps it and answers the call's next attempt with it.
 async fn store_outcome(
     ctx: &SessionContext,
     call_id: &str,
@@ -501,12 +530,31 @@ async fn store_outcome(
 ) -> bool {
     match ctx
         .queue
-        .complete(call_id, attempt, &ctx.agent_id, outcome)
+        .complete(
+            call_id,
+            attempt,
+            &ctx.session_id,
+            &ctx.hello.agent_id,
+            outcome,
+        )
         .await
     {
         Ok(Completion::Stored) => {
             tracing::debug!("outcome stored");
             true
+        }
+        Ok(Completion::Requeued) => {
+            tracing::info!("the agent did not start the unit before its deadline; queued again");
+            true
+        }
+        Ok(Completion::Refused) => {
+            ctx.refused
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tracing::warn!(
+                systems = ?ctx.hello.systems,
+                "outcome refused: this session does not hold the call's lease for that attempt"
+            );
+            false
         }
         Ok(Completion::AlreadyFinal) => {
             tracing::info!("outcome ignored: the call is already final");

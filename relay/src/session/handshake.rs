@@ -1,30 +1,20 @@
 //! The first exchange on an agent socket: the agent's hello, checked against the
-//! protocol version and the systems its token may serve, answered with a welcome or
-//! a close that says why.
+//! protocol versions this relay speaks (its own and the one before:
+//! [`OLDEST_AGENT_PROTOCOL`]) and the systems its token may serve, answered with a
+//! welcome in the agent's version or a close that says why.
 
 use std::time::Duration;
 
 use axum::extract::ws::Message;
 use futures_util::{Sink, Stream};
 use sapbridge_proto::{
-    AgentMessage, CloseReason, HANDSHAKE_TIMEOUT_SECS, PROTOCOL_VERSION, RelayMessage,
+    AgentMessage, CloseReason, HANDSHAKE_TIMEOUT_SECS, OLDEST_AGENT_PROTOCOL, PROTOCOL_VERSION,
+    RelayMessage, SystemCapabilities,
 };
 
 use super::frames::{self, Incoming};
+use crate::agents::Hello;
 use crate::auth::Scope;
-
-/// What an accepted hello announced.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Hello {
-    /// The agent installation's id.
-    pub(crate) agent_id: String,
-    /// Its software version.
-    pub(crate) agent_version: String,
-    /// The systems it serves.
-    pub(crate) systems: Vec<String>,
-    /// Its initial credits.
-    pub(crate) credits: u32,
-}
 
 /// The handshake's end: a welcomed agent, or a closed socket.
 #[derive(Debug)]
@@ -78,11 +68,12 @@ where
                 agent_version,
                 systems,
                 credits,
-            } => match check(protocol, &systems, allowed) {
+                capabilities,
+            } => match check(protocol, &systems, &capabilities, allowed) {
                 Some(reason) => reason,
                 None => {
                     let welcome = RelayMessage::Welcome {
-                        protocol: PROTOCOL_VERSION,
+                        protocol,
                         session_id: session_id.to_owned(),
                         heartbeat_secs: heartbeat.as_secs().max(1),
                     };
@@ -90,9 +81,11 @@ where
                         return Handshake::Refused(None);
                     }
                     return Handshake::Welcomed(Hello {
+                        protocol,
                         agent_id,
                         agent_version,
                         systems,
+                        capabilities,
                         credits,
                     });
                 }
@@ -108,8 +101,13 @@ where
 }
 
 /// Why a hello must be refused, if it must.
-fn check(protocol: u32, systems: &[String], allowed: &Scope) -> Option<CloseReason> {
-    if protocol != PROTOCOL_VERSION {
+fn check(
+    protocol: u32,
+    systems: &[String],
+    capabilities: &[SystemCapabilities],
+    allowed: &Scope,
+) -> Option<CloseReason> {
+    if !(OLDEST_AGENT_PROTOCOL..=PROTOCOL_VERSION).contains(&protocol) {
         return Some(CloseReason::ProtocolMismatch {
             expected: PROTOCOL_VERSION,
             got: protocol,
@@ -118,6 +116,17 @@ fn check(protocol: u32, systems: &[String], allowed: &Scope) -> Option<CloseReas
     if systems.is_empty() {
         return Some(CloseReason::ProtocolError {
             detail: "the hello names no system".into(),
+        });
+    }
+    if let Some(stray) = capabilities
+        .iter()
+        .find(|c| !systems.contains(&c.system))
+    {
+        return Some(CloseReason::ProtocolError {
+            detail: format!(
+                "the hello's capabilities name system {:?}, which its systems do not",
+                stray.system
+            ),
         });
     }
     systems
@@ -151,19 +160,34 @@ mod tests {
     #[test]
     fn refuses_wrong_version_and_foreign_systems() {
         let scope = Scope::Systems(HashSet::from(["PRD".to_owned()]));
+        let prd = ["PRD".to_owned()];
+        for unknown in [0, OLDEST_AGENT_PROTOCOL - 1, PROTOCOL_VERSION + 1] {
+            assert_eq!(
+                check(unknown, &prd, &[], &scope),
+                Some(CloseReason::ProtocolMismatch {
+                    expected: PROTOCOL_VERSION,
+                    got: unknown
+                })
+            );
+        }
         assert_eq!(
-            check(PROTOCOL_VERSION + 1, &["PRD".into()], &scope),
-            Some(CloseReason::ProtocolMismatch {
-                expected: PROTOCOL_VERSION,
-                got: PROTOCOL_VERSION + 1
-            })
-        );
-        assert_eq!(
-            check(PROTOCOL_VERSION, &["PRD".into(), "QAS".into()], &scope),
+            check(PROTOCOL_VERSION, &["PRD".into(), "QAS".into()], &[], &scope),
             Some(CloseReason::SystemNotAllowed {
                 system: "QAS".into()
             })
         );
-        assert_eq!(check(PROTOCOL_VERSION, &["PRD".into()], &scope), None);
+        // The previous version is served; the current one of course.
+        assert_eq!(check(OLDEST_AGENT_PROTOCOL, &prd, &[], &scope), None);
+        assert_eq!(check(PROTOCOL_VERSION, &prd, &[], &scope), None);
+        // Capabilities may only describe the hello's own systems.
+        let stray = SystemCapabilities {
+            system: "QAS".into(),
+            functions: true,
+            http: true,
+        };
+        assert!(matches!(
+            check(PROTOCOL_VERSION, &prd, &[stray], &scope),
+            Some(CloseReason::ProtocolError { .. })
+        ));
     }
 }

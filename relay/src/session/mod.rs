@@ -18,7 +18,7 @@ use axum::extract::ws::{WebSocket, WebSocketUpgrade, rejection::WebSocketUpgrade
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use http::HeaderMap;
-use sapbridge_proto::MAX_FRAME_BYTES;
+use sapbridge_proto::{MAX_FRAME_BYTES, PROTOCOL_VERSION};
 use tracing::Instrument;
 
 use crate::auth::{Credential, presented_secret};
@@ -94,26 +94,31 @@ async fn run(state: Arc<RelayState>, token: Credential, socket: WebSocket) {
         tracing::Span::current().record("agent_id", hello.agent_id.as_str());
         tracing::info!(
             agent_version = %hello.agent_version,
+            protocol = hello.protocol,
             systems = ?hello.systems,
             credits = hello.credits,
             "agent connected"
         );
-        let registration = state.agents.register(
-            &session_id,
-            &hello.agent_id,
-            &hello.agent_version,
-            &hello.systems,
-            hello.credits,
-        );
+        if hello.protocol < PROTOCOL_VERSION {
+            tracing::warn!(
+                agent_version = %hello.agent_version,
+                protocol = hello.protocol,
+                relay_protocol = PROTOCOL_VERSION,
+                "agent speaks an older protocol; it is served, but should be upgraded \
+                 (units in doubt are never sent to it)"
+            );
+        }
+        let registration = state.agents.register(&session_id, &hello);
         let ctx = SessionContext {
             session_id: session_id.clone(),
-            agent_id: hello.agent_id,
-            systems: hello.systems,
-            credits: hello.credits,
+            function_systems: hello.function_systems(),
+            hello,
             queue: Arc::clone(&state.queue),
             heartbeat,
             lease: state.settings.lease,
+            owner_hold: state.settings.owner_hold,
             shutdown: state.shutdown.clone(),
+            refused: Arc::clone(&state.refused_outcomes),
         };
         dispatch::serve(&ctx, registration.session(), &mut sink, &mut stream).await;
     }

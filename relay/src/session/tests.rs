@@ -17,12 +17,21 @@ use tokio_util::sync::{CancellationToken, PollSender};
 
 use super::dispatch::{self, SessionContext, SessionEnd};
 use super::handshake::{self, Handshake};
-use crate::agents::AgentRegistry;
+use crate::agents::{AgentRegistry, Hello};
 use crate::auth::Scope;
 use crate::queue::memory::MemoryQueue;
-use crate::queue::{CallKind, CallState, NewCall, Queue};
+use crate::queue::{CallKind, CallState, Claimant, NewCall, Queue};
 
 const HEARTBEAT: Duration = Duration::from_secs(15);
+
+/// Session `session` of the harness's agent installation.
+fn claimant(session: &str) -> Claimant<'_> {
+    Claimant {
+        session,
+        agent: "agent-1",
+        takes_in_doubt: true,
+    }
+}
 
 struct Harness {
     to_relay: mpsc::Sender<Result<Message, String>>,
@@ -38,19 +47,28 @@ impl Harness {
         let (to_relay, rx) = mpsc::channel::<Result<Message, String>>(16);
         let (tx, from_relay) = mpsc::channel::<Message>(16);
         let shutdown = CancellationToken::new();
+        let hello = Hello {
+            protocol: PROTOCOL_VERSION,
+            agent_id: "agent-1".into(),
+            agent_version: "t".into(),
+            systems: vec!["PRD".into()],
+            capabilities: Vec::new(),
+            credits,
+        };
         let ctx = SessionContext {
             session_id: "s_test".into(),
-            agent_id: "agent-1".into(),
-            systems: vec!["PRD".into()],
-            credits,
+            function_systems: hello.function_systems(),
+            hello,
             queue: queue.clone(),
             heartbeat: HEARTBEAT,
             lease: Duration::from_secs(300),
+            owner_hold: Duration::from_secs(60),
             shutdown: shutdown.clone(),
+            refused: Arc::default(),
         };
         let task = tokio::spawn(async move {
             let registry = Arc::new(AgentRegistry::default());
-            let reg = registry.register("s_test", "agent-1", "t", &ctx.systems, credits);
+            let reg = registry.register("s_test", &ctx.hello);
             let mut sink = PollSender::new(tx);
             let incoming =
                 stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
@@ -188,7 +206,12 @@ async fn silent_agent_times_out_and_its_lease_returns() {
     let end = h.task.await.unwrap();
     assert_eq!(end, SessionEnd::Closed(CloseReason::HeartbeatTimeout));
     let units = queue
-        .claim(&["PRD".into()], "s2", 1, OffsetDateTime::now_utc())
+        .claim(
+            &["PRD".into()],
+            claimant("s2"),
+            1,
+            OffsetDateTime::now_utc(),
+        )
         .await
         .unwrap();
     assert_eq!(units[0].attempt, 2);
@@ -221,6 +244,7 @@ async fn handshake_welcomes_or_refuses() {
     let scope = Scope::Systems(["PRD".to_owned()].into());
     for (protocol, systems, welcomed) in [
         (PROTOCOL_VERSION, vec!["PRD".to_owned()], true),
+        (PROTOCOL_VERSION - 1, vec!["PRD".to_owned()], true),
         (PROTOCOL_VERSION + 1, vec!["PRD".to_owned()], false),
         (PROTOCOL_VERSION, vec!["QAS".to_owned()], false),
     ] {
@@ -230,6 +254,7 @@ async fn handshake_welcomes_or_refuses() {
             agent_version: "1".into(),
             systems,
             credits: 1,
+            capabilities: Vec::new(),
         };
         let frames: Vec<Result<Message, String>> =
             vec![Ok(Message::text(encode_agent_message(&hello)))];

@@ -171,6 +171,7 @@ pub fn hello(agent_id: &str, systems: &[&str], credits: u32) -> AgentMessage {
         agent_version: "test-1.0".into(),
         systems: systems.iter().map(|s| s.to_string()).collect(),
         credits,
+        capabilities: Vec::new(),
     }
 }
 

@@ -55,7 +55,7 @@ impl MetadataCache {
         let mut agents: Vec<String> = registry
             .serving(system)
             .iter()
-            .map(|a| format!("{}@{}", a.agent_id, a.agent_version))
+            .map(|a| format!("{}@{}", a.hello.agent_id, a.hello.agent_version))
             .collect();
         agents.sort();
         agents.dedup();

@@ -35,8 +35,8 @@ use time::OffsetDateTime;
 
 use super::config::Durability;
 use super::{
-    CallRecord, Cancelled, Completion, Enqueued, NewCall, Queue, QueueError, QueueStats, Reaped,
-    Retention, Signals,
+    CallRecord, Cancelled, Claimant, Completion, Enqueued, NewCall, Queue, QueueError, QueueStats,
+    Reaped, Retention, Signals,
 };
 use counts::FinalCounts;
 use writer::{Placement, Writer};
@@ -54,6 +54,9 @@ pub(crate) struct SqliteOptions {
     /// The most changes per transaction; 1 commits every change alone (for
     /// comparison in the throughput test).
     pub(crate) max_batch: usize,
+    /// How long calls leased before a restart wait for their agent (see
+    /// [`Retention::owner_hold`]).
+    pub(crate) owner_hold: time::Duration,
 }
 
 impl SqliteOptions {
@@ -62,6 +65,7 @@ impl SqliteOptions {
         Self {
             durability,
             max_batch: MAX_BATCH,
+            owner_hold: super::DEFAULT_OWNER_HOLD,
         }
     }
 }
@@ -118,7 +122,8 @@ impl SqliteQueue {
         let lock = lock_store(path)?;
         let conn = Connection::open(path).map_err(|e| context(e.into()))?;
         let found = schema::prepare(&conn, options.durability).map_err(context)?;
-        let requeued = schema::requeue_orphaned_leases(&conn).map_err(context)?;
+        let hold_until = rows::nanos(OffsetDateTime::now_utc() + options.owner_hold);
+        let requeued = schema::requeue_orphaned_leases(&conn, hold_until).map_err(context)?;
         let finals = Arc::new(FinalCounts::seeded(
             rows::final_counts(&conn).map_err(context)?,
         ));
@@ -224,16 +229,23 @@ impl Queue for SqliteQueue {
     async fn claim(
         &self,
         systems: &[String],
-        session: &str,
+        claimant: Claimant<'_>,
         max: usize,
         until: OffsetDateTime,
     ) -> Result<Vec<Unit>, QueueError> {
         let systems = systems.to_vec();
-        let session = session.to_owned();
+        let session = claimant.session.to_owned();
+        let agent = claimant.agent.to_owned();
+        let takes_in_doubt = claimant.takes_in_doubt;
         self.writer
             .write(move |conn, _| {
                 let now = OffsetDateTime::now_utc();
-                ops::claim(conn, &systems, &session, max, until, now)
+                let claimant = Claimant {
+                    session: &session,
+                    agent: &agent,
+                    takes_in_doubt,
+                };
+                ops::claim(conn, &systems, &claimant, max, until, now)
             })
             .await
     }
@@ -241,36 +253,37 @@ impl Queue for SqliteQueue {
     async fn complete(
         &self,
         call_id: &str,
-        _attempt: u32,
+        attempt: u32,
+        session: &str,
         agent: &str,
         outcome: Outcome,
     ) -> Result<Completion, QueueError> {
         let call_id = call_id.to_owned();
+        let session = session.to_owned();
         let agent = agent.to_owned();
         // One read, then one update, last.
         self.writer
             .write_one(move |conn, effects| {
                 let now = OffsetDateTime::now_utc();
-                ops::complete(conn, effects, &call_id, &agent, outcome, now)
+                let report = ops::Report {
+                    call_id: &call_id,
+                    attempt,
+                    session: &session,
+                    agent: &agent,
+                };
+                ops::complete(conn, effects, &report, outcome, now)
             })
             .await
     }
 
-    async fn renew_leases(
+    async fn release_session(
         &self,
         session: &str,
-        until: OffsetDateTime,
+        hold_until: OffsetDateTime,
     ) -> Result<usize, QueueError> {
         let session = session.to_owned();
         self.writer
-            .write_one(move |conn, _| ops::renew_leases(conn, &session, until))
-            .await
-    }
-
-    async fn release_session(&self, session: &str) -> Result<usize, QueueError> {
-        let session = session.to_owned();
-        self.writer
-            .write(move |conn, effects| ops::release_session(conn, effects, &session))
+            .write(move |conn, effects| ops::release_session(conn, effects, &session, hold_until))
             .await
     }
 

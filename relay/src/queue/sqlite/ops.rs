@@ -8,8 +8,9 @@ use sapbridge_proto::{Outcome, Unit};
 use time::OffsetDateTime;
 
 use super::super::{
-    CallEnd, CallRecord, CallState, Cancelled, Completion, Enqueued, NewCall, QueueError, Reaped,
-    Retention, Signals, deadline_unix_ms,
+    CallEnd, CallRecord, CallState, Cancelled, Claimant, Completion, Enqueued, Holder, NewCall,
+    OpenCall, Overdue, QueueError, Reaped, Retention, Signals, Verdict, claim_rule, judge_rule,
+    lease_lapsed_outcome, millis_until, overdue_rule,
 };
 use super::rows::{
     calls_json, calls_of, commit_code, commit_of, final_state, kind_json, load, nanos,
@@ -23,43 +24,43 @@ const PURGE_LIMIT: i64 = 10_000;
 /// The most calls one claim leases (a session holds at most this many credits).
 pub(super) const MAX_CLAIM: usize = 1024;
 
-/// The oldest queued, unexpired calls of one system: `?1` system, `?2` now; the
-/// caller stops reading after the number it wants. Walks the partial index of
-/// queued calls in enqueue order, so calls queued for other systems cost nothing.
-/// The `LIMIT` is a literal: a bound one makes SQLite prepare the statement again
-/// on every run.
-pub(super) const CLAIM_CANDIDATES: &str = "SELECT seq FROM calls INDEXED BY calls_queued_by_system
-    WHERE system = ?1 AND state = 'queued' AND expires_at > ?2
+/// The oldest queued calls of one system, with what the claim rule needs to know
+/// of each: `?1` system; the caller stops reading after the number it wants. Walks
+/// the partial index of queued calls in enqueue order, so calls queued for other
+/// systems cost nothing. The `LIMIT` is a literal: a bound one makes SQLite prepare
+/// the statement again on every run.
+pub(super) const CLAIM_CANDIDATES: &str =
+    "SELECT seq, lease_session, lease_agent, hold_until, expires_at
+    FROM calls INDEXED BY calls_queued_by_system
+    WHERE system = ?1 AND state = 'queued'
     ORDER BY seq LIMIT 1024";
 
-/// Leases the queued call `?1` to session `?2` until `?3`.
+/// Leases the queued call `?1` to session `?2` of agent `?4` until `?3`.
 pub(super) const LEASE: &str = "UPDATE calls
-    SET state = 'leased', lease_session = ?2, lease_until = ?3, attempts = attempts + 1
+    SET state = 'leased', lease_session = ?2, lease_agent = ?4, lease_until = ?3,
+        hold_until = NULL, attempts = attempts + 1
     WHERE seq = ?1 AND state = 'queued'
     RETURNING id, system, calls, commit_policy, attempts, expires_at";
 
-/// Renews the leases of session `?1` until `?2`.
-pub(super) const RENEW: &str =
-    "UPDATE calls SET lease_until = ?2 WHERE state = 'leased' AND lease_session = ?1";
-
-/// Returns the leases of session `?1` to the queue.
+/// Returns the leases of session `?1` to the queue, held for their agent until
+/// `?2` (the holder stays).
 pub(super) const RELEASE: &str =
-    "UPDATE calls SET state = 'queued', lease_session = NULL, lease_until = NULL
+    "UPDATE calls SET state = 'queued', lease_until = NULL, hold_until = ?2
     WHERE state = 'leased' AND lease_session = ?1
     RETURNING system";
 
-/// Returns leases past `?1` to the queue.
+/// Returns leases past `?1` to the queue, held for their agent until `?2`.
 pub(super) const REQUEUE_LAPSED: &str = "UPDATE calls INDEXED BY calls_leased_session
-    SET state = 'queued', lease_session = NULL, lease_until = NULL
+    SET state = 'queued', lease_until = NULL, hold_until = ?2
     WHERE state = 'leased' AND lease_until <= ?1
     RETURNING system";
 
-/// Expires queued calls past their TTL at `?1` (through the expiry index: the
-/// planner would otherwise walk every queued call on each reaper pass).
-pub(super) const EXPIRE: &str = "UPDATE calls INDEXED BY calls_queued_expiry
-    SET state = 'expired', completed_at = ?1
-    WHERE state = 'queued' AND expires_at <= ?1
-    RETURNING id";
+/// Queued calls past their TTL at `?1`, with what the overdue rule needs (through
+/// the expiry index: the planner would otherwise walk every queued call on each
+/// reaper pass).
+pub(super) const OVERDUE: &str = "SELECT id, lease_agent, hold_until, attempts, expires_at
+    FROM calls INDEXED BY calls_queued_expiry
+    WHERE state = 'queued' AND expires_at <= ?1";
 
 /// Forgets keys created before `?1` whose call is final.
 pub(super) const FORGET_KEYS: &str = "DELETE FROM idempotency_keys
@@ -119,6 +120,7 @@ pub(super) fn enqueue(
             session: taker.session().to_owned(),
             until: taker.lease_until(OffsetDateTime::now_utc()),
         };
+        record.holder = Some(taker.holder());
         record.attempts = 1;
     }
     let inserted = insert(conn, &record);
@@ -129,7 +131,10 @@ pub(super) fn enqueue(
         return Err(error);
     }
     match taker {
-        Some(taker) => effects.handed.push((taker, record.work_frame())),
+        Some(taker) => {
+            let work = taker.frame_for(&record);
+            effects.handed.push((taker, work));
+        }
         None => {
             effects.work.insert(record.system.clone());
         }
@@ -162,8 +167,8 @@ fn insert(conn: &Connection, record: &CallRecord) -> Result<(), QueueError> {
     conn.prepare_cached(
         "INSERT INTO calls (id, system, kind, calls, commit_policy, state, attempts,
              submitted_at, expires_at, idem_scope, idem_key, idem_fingerprint,
-             lease_session, lease_until)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?11, ?12, ?6, ?7, ?8, ?9, ?10, ?13, ?14)",
+             lease_session, lease_until, lease_agent)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?11, ?12, ?6, ?7, ?8, ?9, ?10, ?13, ?14, ?15)",
     )?
     .execute(params![
         record.id,
@@ -180,6 +185,7 @@ fn insert(conn: &Connection, record: &CallRecord) -> Result<(), QueueError> {
         record.attempts,
         lease_session,
         lease_until,
+        record.holder.as_ref().map(|h| h.agent.as_str()),
     ])?;
     if let (Some(scope), Some(key), Some(fingerprint)) = (scope, key, fingerprint) {
         conn.prepare_cached(
@@ -197,14 +203,15 @@ fn insert(conn: &Connection, record: &CallRecord) -> Result<(), QueueError> {
     Ok(())
 }
 
-/// Leases up to `max` of the oldest queued, unexpired calls of `systems`: the
-/// oldest `max` of each system through the queued-calls index, merged by enqueue
-/// order, then leased one by one (all inside the writer's transaction). Calls past
-/// their TTL are left for the reaper to expire.
+/// Leases up to `max` of the oldest queued calls of `systems` that `claimant` may
+/// take (the claim rule of the queue module): the oldest `max` of each system
+/// through the queued-calls index, merged by enqueue order, then leased one by one
+/// (all inside the writer's transaction). Calls past their TTL are left for the
+/// reaper, unless they go back to their own agent.
 pub(super) fn claim(
     conn: &Connection,
     systems: &[String],
-    session: &str,
+    claimant: &Claimant<'_>,
     max: usize,
     until: OffsetDateTime,
     now: OffsetDateTime,
@@ -213,32 +220,57 @@ pub(super) fn claim(
         return Ok(Vec::new());
     }
     let max = max.min(MAX_CLAIM);
-    let now = nanos(now);
-    let mut seqs: Vec<i64> = Vec::new();
+    let mut chosen: Vec<(i64, bool)> = Vec::new();
     let mut candidates = conn.prepare_cached(CLAIM_CANDIDATES)?;
     for system in systems {
-        let rows = candidates.query_map(params![system, now], |row| row.get(0))?;
-        for seq in rows.take(max) {
-            seqs.push(seq?);
+        let rows = candidates.query_map(params![system], |row| {
+            let holder = match (
+                row.get::<_, Option<String>>(1)?,
+                row.get::<_, Option<String>>(2)?,
+            ) {
+                (Some(session), Some(agent)) => Some(Holder { session, agent }),
+                _ => None,
+            };
+            let hold_until = row.get::<_, Option<i64>>(3)?.map(time_at);
+            let in_doubt = claim_rule(
+                holder.as_ref(),
+                hold_until,
+                time_at(row.get(4)?),
+                claimant,
+                now,
+            );
+            Ok(in_doubt.map(|in_doubt| (row.get::<_, i64>(0), in_doubt)))
+        })?;
+        let mut taken = 0;
+        for row in rows {
+            if let Some((seq, in_doubt)) = row? {
+                chosen.push((seq?, in_doubt));
+                taken += 1;
+                if taken == max {
+                    break;
+                }
+            }
         }
     }
     if systems.len() > 1 {
-        seqs.sort_unstable();
-        seqs.truncate(max);
+        chosen.sort_unstable();
+        chosen.truncate(max);
     }
-    let until = nanos(until);
+    let until_n = nanos(until);
     let mut lease = conn.prepare_cached(LEASE)?;
-    let mut claimed = Vec::with_capacity(seqs.len());
-    for seq in seqs {
-        let mut rows = lease.query(params![seq, session, until])?;
+    let mut claimed = Vec::with_capacity(chosen.len());
+    for (seq, in_doubt) in chosen {
+        let mut rows = lease.query(params![seq, claimant.session, until_n, claimant.agent])?;
         if let Some(row) = rows.next()? {
             let calls: String = row.get(2)?;
             let commit: String = row.get(3)?;
+            let start_by = time_at(row.get(5)?).min(until);
             claimed.push(Unit {
                 call_id: row.get(0)?,
                 attempt: row.get(4)?,
                 system: row.get(1)?,
-                deadline_unix_ms: deadline_unix_ms(time_at(row.get(5)?)),
+                deadline_ms: Some(millis_until(start_by, now)),
+                in_doubt,
                 calls: calls_of(&calls)?,
                 commit: commit_of(&commit)?,
             });
@@ -247,40 +279,84 @@ pub(super) fn claim(
     Ok(claimed)
 }
 
-/// Stores an outcome unless the call is final already: one read, then one update as
-/// the last fallible step (see `Writer::write_one`).
+/// Who reported an outcome, for [`complete`].
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Report<'a> {
+    /// The call.
+    pub(super) call_id: &'a str,
+    /// The attempt the outcome answers.
+    pub(super) attempt: u32,
+    /// The reporting agent session.
+    pub(super) session: &'a str,
+    /// Its agent installation.
+    pub(super) agent: &'a str,
+}
+
+/// Judges an outcome (the outcome rule of the queue module) and applies the
+/// verdict: one read, then at most one update as the last fallible step (see
+/// `Writer::write_one`).
 pub(super) fn complete(
     conn: &Connection,
     effects: &mut Effects,
-    call_id: &str,
-    agent: &str,
+    report: &Report<'_>,
     outcome: Outcome,
     now: OffsetDateTime,
 ) -> Result<Completion, QueueError> {
-    let mut stmt = conn
-        .prepare_cached("SELECT commit_policy, completed_at, attempts FROM calls WHERE id = ?1")?;
-    let found: Option<(String, Option<i64>, u32)> = stmt
-        .query_row([call_id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+    let call_id = report.call_id;
+    let mut stmt = conn.prepare_cached(
+        "SELECT commit_policy, completed_at, attempts, lease_session, expires_at, system
+         FROM calls WHERE id = ?1",
+    )?;
+    type Row = (String, Option<i64>, u32, Option<String>, i64, String);
+    let found: Option<Row> = stmt
+        .query_row([call_id], |row| {
+            Ok((
+                row.get(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                row.get(3)?,
+                row.get(4)?,
+                row.get(5)?,
+            ))
+        })
         .optional()?;
-    let Some((commit, completed_at, attempts)) = found else {
+    let Some((commit, completed_at, attempts, lease_session, expires_at, system)) = found else {
         return Ok(Completion::Unknown);
     };
-    if completed_at.is_some() {
-        return Ok(Completion::AlreadyFinal);
-    }
-    // Any attempt's outcome counts while the call is open: the agent's journal
-    // guarantees the unit ran at most once, so the first outcome is the truth.
-    let state = CallState::from_outcome(commit_of(&commit)?, &outcome);
+    let open = match completed_at {
+        Some(_) => None,
+        None => Some(OpenCall {
+            holder_session: lease_session.as_deref(),
+            attempts,
+            commit: commit_of(&commit)?,
+            expires_at: time_at(expires_at),
+        }),
+    };
+    let state = match judge_rule(open, report.session, report.attempt, &outcome, now) {
+        Verdict::AlreadyFinal => return Ok(Completion::AlreadyFinal),
+        Verdict::Refuse => return Ok(Completion::Refused),
+        Verdict::Requeue => {
+            conn.prepare_cached(
+                "UPDATE calls SET state = 'queued', lease_session = NULL, lease_agent = NULL,
+                     lease_until = NULL, hold_until = NULL
+                 WHERE id = ?1",
+            )?
+            .execute([call_id])?;
+            effects.work.insert(system);
+            return Ok(Completion::Requeued);
+        }
+        Verdict::Store(state) => state,
+    };
     conn.prepare_cached(
         "UPDATE calls SET state = ?2, outcome = ?3, agent = ?4, completed_at = ?5,
-             lease_session = NULL, lease_until = NULL
+             lease_until = NULL, hold_until = NULL
          WHERE id = ?1",
     )?
     .execute(params![
         call_id,
         state_code(&state),
         outcome_json(&outcome)?,
-        agent,
+        report.agent,
         nanos(now)
     ])?;
     effects.finals.add(&state, 1);
@@ -289,34 +365,25 @@ pub(super) fn complete(
         state,
         attempts,
         completed_at: time_at(nanos(now)),
-        agent: Some(agent.to_owned()),
+        agent: Some(report.agent.to_owned()),
         outcome: Some(outcome),
     };
     effects.ended.push((call_id.to_owned(), end));
     Ok(Completion::Stored)
 }
 
-/// Renews every lease of `session`.
-pub(super) fn renew_leases(
-    conn: &Connection,
-    session: &str,
-    until: OffsetDateTime,
-) -> Result<usize, QueueError> {
-    let changed = conn
-        .prepare_cached(RENEW)?
-        .execute(params![session, nanos(until)])?;
-    Ok(changed)
-}
-
-/// Returns every lease of `session` to the queue.
+/// Returns every lease of `session` to the queue, held for its agent.
 pub(super) fn release_session(
     conn: &Connection,
     effects: &mut Effects,
     session: &str,
+    hold_until: OffsetDateTime,
 ) -> Result<usize, QueueError> {
     let mut stmt = conn.prepare_cached(RELEASE)?;
     let systems = stmt
-        .query_map([session], |row| row.get::<_, String>(0))?
+        .query_map(params![session, nanos(hold_until)], |row| {
+            row.get::<_, String>(0)
+        })?
         .collect::<Result<Vec<_>, _>>()?;
     let released = systems.len();
     effects.work.extend(systems);
@@ -356,21 +423,13 @@ pub(super) fn reap(
     let now_n = nanos(now);
     let systems = conn
         .prepare_cached(REQUEUE_LAPSED)?
-        .query_map([now_n], |row| row.get::<_, String>(0))?
+        .query_map(params![now_n, nanos(now + retention.owner_hold)], |row| {
+            row.get::<_, String>(0)
+        })?
         .collect::<Result<Vec<_>, _>>()?;
     reaped.requeued = systems.len();
     effects.work.extend(systems);
-
-    let expired = conn
-        .prepare_cached(EXPIRE)?
-        .query_map([now_n], |row| row.get::<_, String>(0))?
-        .collect::<Result<Vec<_>, _>>()?;
-    reaped.expired = expired.len();
-    effects.finals.add(
-        &CallState::Expired,
-        i64::try_from(expired.len()).unwrap_or(i64::MAX),
-    );
-    effects.finished.extend(expired);
+    end_overdue(conn, effects, now, &mut reaped)?;
 
     // Keys of open calls stay enforced whatever their age.
     reaped.keys_forgotten = conn
@@ -390,4 +449,64 @@ pub(super) fn reap(
         effects.finals.add(&state, -1);
     }
     Ok(reaped)
+}
+
+/// Ends the queued calls past their TTL that the overdue rule says end now: expired
+/// when no agent ever took them, failed with `OUTCOME_UNKNOWN` when one did.
+fn end_overdue(
+    conn: &Connection,
+    effects: &mut Effects,
+    now: OffsetDateTime,
+    reaped: &mut Reaped,
+) -> Result<(), QueueError> {
+    let now_n = nanos(now);
+    let overdue = conn
+        .prepare_cached(OVERDUE)?
+        .query_map([now_n], |row| {
+            let agent: Option<String> = row.get(1)?;
+            let hold_until = row.get::<_, Option<i64>>(2)?.map(time_at);
+            let verdict = overdue_rule(agent.is_some(), hold_until, time_at(row.get(4)?), now);
+            Ok((
+                row.get::<_, String>(0)?,
+                agent,
+                row.get::<_, u32>(3)?,
+                verdict,
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    for (id, agent, attempts, verdict) in overdue {
+        match verdict {
+            Overdue::Wait => {}
+            Overdue::Expire => {
+                conn.prepare_cached(
+                    "UPDATE calls SET state = 'expired', completed_at = ?2 WHERE id = ?1",
+                )?
+                .execute(params![id, now_n])?;
+                effects.finals.add(&CallState::Expired, 1);
+                effects.finished.push(id);
+                reaped.expired += 1;
+            }
+            Overdue::FailUnknown => {
+                let outcome = lease_lapsed_outcome(&id, agent.as_deref());
+                conn.prepare_cached(
+                    "UPDATE calls SET state = 'failed', completed_at = ?2, outcome = ?3
+                     WHERE id = ?1",
+                )?
+                .execute(params![id, now_n, outcome_json(&outcome)?])?;
+                effects.finals.add(&CallState::Failed, 1);
+                effects.ended.push((
+                    id,
+                    CallEnd {
+                        state: CallState::Failed,
+                        attempts,
+                        completed_at: time_at(now_n),
+                        agent: None,
+                        outcome: Some(outcome),
+                    },
+                ));
+                reaped.failed_unknown += 1;
+            }
+        }
+    }
+    Ok(())
 }

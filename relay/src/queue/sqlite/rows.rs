@@ -6,12 +6,14 @@ use rusqlite::{Connection, OptionalExtension, Row};
 use sapbridge_proto::{CommitPolicy, FunctionCall, Outcome};
 use time::OffsetDateTime;
 
-use super::super::{CallKind, CallRecord, CallState, IdempotencyKey, QueueError, QueueStats};
+use super::super::{
+    CallKind, CallRecord, CallState, Holder, IdempotencyKey, QueueError, QueueStats,
+};
 
 /// The columns [`record`] reads, in its order.
 pub(super) const RECORD_COLUMNS: &str = "id, system, kind, calls, commit_policy, state, \
      lease_session, lease_until, attempts, submitted_at, expires_at, completed_at, agent, \
-     outcome, idem_scope, idem_key, idem_fingerprint";
+     outcome, idem_scope, idem_key, idem_fingerprint, lease_agent, hold_until";
 
 impl From<rusqlite::Error> for QueueError {
     fn from(error: rusqlite::Error) -> Self {
@@ -122,6 +124,13 @@ pub(super) fn record(row: &Row<'_>) -> Result<CallRecord, QueueError> {
         }
         _ => None,
     };
+    let holder = match (
+        row.get::<_, Option<String>>(6)?,
+        row.get::<_, Option<String>>(17)?,
+    ) {
+        (Some(session), Some(agent)) => Some(Holder { session, agent }),
+        _ => None,
+    };
     let calls_text: String = row.get(3)?;
     Ok(CallRecord {
         system: row.get(1)?,
@@ -136,6 +145,8 @@ pub(super) fn record(row: &Row<'_>) -> Result<CallRecord, QueueError> {
         agent: row.get(12)?,
         outcome,
         idempotency,
+        holder,
+        hold_until: row.get::<_, Option<i64>>(18)?.map(time_at),
         id,
     })
 }

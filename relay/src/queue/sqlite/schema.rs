@@ -5,8 +5,10 @@
 //! Tables:
 //! - `calls`: one row per call. `seq` (the rowid) is the enqueue order; `state` is
 //!   `queued | leased | succeeded | failed | expired | cancelled`; a leased row has
-//!   `lease_session` and `lease_until`; a final row has `completed_at` (and the
-//!   outcome as JSON once an agent reported one). Times are Unix nanoseconds (UTC).
+//!   `lease_until`; `lease_session` and `lease_agent` name the latest lease's holder
+//!   and stay after the lease ended (with `hold_until`, until when the call waits
+//!   for that agent); a final row has `completed_at` (and the outcome as JSON once
+//!   an agent reported one). Times are Unix nanoseconds (UTC).
 //! - `idempotency_keys`: the keys still enforced, each naming its call and the
 //!   request fingerprint it was first used with. The reaper forgets them.
 
@@ -18,7 +20,7 @@ use super::super::QueueError;
 use super::super::config::Durability;
 
 /// The schema version this relay writes.
-pub(super) const SCHEMA_VERSION: i64 = 2;
+pub(super) const SCHEMA_VERSION: i64 = 3;
 
 /// How long a statement waits for a lock held by another connection.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -39,7 +41,9 @@ CREATE TABLE calls (
     commit_policy    TEXT    NOT NULL,
     state            TEXT    NOT NULL,
     lease_session    TEXT,
+    lease_agent      TEXT,
     lease_until      INTEGER,
+    hold_until       INTEGER,
     attempts         INTEGER NOT NULL DEFAULT 0,
     submitted_at     INTEGER NOT NULL,
     expires_at       INTEGER NOT NULL,
@@ -78,6 +82,18 @@ DROP INDEX IF EXISTS calls_by_state;
 DROP INDEX IF EXISTS calls_completed;
 CREATE INDEX IF NOT EXISTS calls_completed_at ON calls (completed_at) WHERE completed_at > 0;
 ";
+
+/// From version 2: a lease's holder outlives the lease (`lease_agent`,
+/// `hold_until`; see the module docs). Calls leased under version 2 have no
+/// recorded agent and are handed out as before.
+const MIGRATE_FROM_2: &str = "
+ALTER TABLE calls ADD COLUMN lease_agent TEXT;
+ALTER TABLE calls ADD COLUMN hold_until INTEGER;
+";
+
+/// The migrations, each from the version before it: `MIGRATIONS[i]` migrates
+/// version `i + 1` to `i + 2`.
+const MIGRATIONS: &[&str] = &[MIGRATE_FROM_1, MIGRATE_FROM_2];
 
 /// Settings every connection gets.
 pub(super) fn configure(conn: &Connection) -> Result<(), QueueError> {
@@ -122,12 +138,14 @@ pub(super) fn prepare(conn: &Connection, durability: Durability) -> Result<i64, 
                 "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
             ))?;
         }
-        1 => {
+        SCHEMA_VERSION => {}
+        older @ 1.. if older < SCHEMA_VERSION => {
+            let from = usize::try_from(older - 1).unwrap_or(usize::MAX);
+            let steps = MIGRATIONS.get(from..).unwrap_or_default().concat();
             conn.execute_batch(&format!(
-                "BEGIN IMMEDIATE; {MIGRATE_FROM_1} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                "BEGIN IMMEDIATE; {steps} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
             ))?;
         }
-        SCHEMA_VERSION => {}
         newer => {
             return Err(QueueError::Store(format!(
                 "the queue file has schema version {newer}; this relay knows up to \
@@ -139,16 +157,20 @@ pub(super) fn prepare(conn: &Connection, durability: Durability) -> Result<i64, 
 }
 
 /// Start-up recovery: no agent session survives a restart, so every leased call
-/// goes back to the queue (its attempt stays counted; the agent's journal answers a
-/// redelivered call it already ran). Returns how many.
+/// goes back to the queue, held for its agent until `hold_until` (its attempt
+/// stays counted; the agent's journal answers a redelivered call it already ran).
+/// Returns how many.
 ///
 /// Only for a file one relay owns alone; a database shared by several relays must
 /// release the leases of vanished sessions by lease expiry instead.
-pub(super) fn requeue_orphaned_leases(conn: &Connection) -> Result<usize, QueueError> {
+pub(super) fn requeue_orphaned_leases(
+    conn: &Connection,
+    hold_until: i64,
+) -> Result<usize, QueueError> {
     let changed = conn.execute(
-        "UPDATE calls SET state = 'queued', lease_session = NULL, lease_until = NULL
+        "UPDATE calls SET state = 'queued', lease_until = NULL, hold_until = ?1
          WHERE state = 'leased'",
-        [],
+        [hold_until],
     )?;
     Ok(changed)
 }

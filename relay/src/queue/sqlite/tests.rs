@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use time::Duration;
 
 use super::super::config::Durability;
-use super::super::contract::{keyed, later, new_call, ok, retention};
+use super::super::contract::{by, keyed, later, new_call, ok, retention};
 use super::super::{CallState, Enqueued, Queue, QueueStats};
 use super::{SqliteOptions, SqliteQueue, ops};
 
@@ -35,17 +35,17 @@ async fn fill(q: &dyn Queue, count: usize) {
     }
     q.enqueue(keyed("k", "key-1", "f1")).await.unwrap();
     let units = q
-        .claim(&["PRD".to_owned()], "s1", 5, later())
+        .claim(&["PRD".to_owned()], by("s1", "A"), 5, later())
         .await
         .unwrap();
     assert_eq!(units.len(), 5);
-    q.complete("c00", 1, "agent", ok()).await.unwrap();
+    q.complete("c00", 1, "s1", "agent", ok()).await.unwrap();
 }
 
 /// What a new store must find after [`fill`] and a crash.
 async fn check_recovered(q: &dyn Queue, count: usize) {
     let units = q
-        .claim(&["PRD".to_owned()], "s2", 1000, later())
+        .claim(&["PRD".to_owned()], by("s2", "A"), 1000, later())
         .await
         .unwrap();
     let ids: Vec<&str> = units.iter().map(|u| u.call_id.as_str()).collect();
@@ -78,7 +78,7 @@ async fn final_counts_match_the_file_after_a_reopen() {
     let path = dir.path().join("relay.db");
     let q = open(&path);
     fill(&q, 10).await;
-    q.complete("c01", 1, "agent", ok()).await.unwrap();
+    q.complete("c01", 1, "s1", "agent", ok()).await.unwrap();
     q.cancel("c07").await.unwrap();
     q.enqueue(new_call("late", "PRD", Duration::seconds(-1)))
         .await
@@ -216,11 +216,10 @@ fn every_hot_statement_uses_an_index() {
     let conn = rusqlite::Connection::open(&path).unwrap();
     let expected = [
         (ops::CLAIM_CANDIDATES, "calls_queued_by_system"),
-        (ops::RENEW, "calls_leased_session"),
         (ops::RELEASE, "calls_leased_session"),
         // Few calls are leased at a time (at most every session's credits).
         (ops::REQUEUE_LAPSED, "calls_leased_session"),
-        (ops::EXPIRE, "calls_queued_expiry"),
+        (ops::OVERDUE, "calls_queued_expiry"),
         (ops::FORGET_KEYS, "idempotency_keys_created"),
         (ops::PURGE, "calls_completed_at"),
     ];
@@ -288,7 +287,7 @@ async fn a_version_1_file_is_migrated_with_its_calls() {
         CallState::Succeeded
     );
     let units = q
-        .claim(&["PRD".to_owned()], "s", 10, later())
+        .claim(&["PRD".to_owned()], by("s", "A"), 10, later())
         .await
         .unwrap();
     assert_eq!(units.len(), 1);
@@ -335,7 +334,7 @@ fn hot_statements_are_not_prepared_again_on_each_run() {
     let path = dir.path().join("relay.db");
     drop(open(&path));
     let conn = rusqlite::Connection::open(&path).unwrap();
-    for sql in [ops::CLAIM_CANDIDATES, ops::LEASE, ops::RENEW, ops::RELEASE] {
+    for sql in [ops::CLAIM_CANDIDATES, ops::LEASE, ops::RELEASE] {
         let mut stmt = conn.prepare(sql).unwrap();
         let params = stmt.parameter_count();
         for round in 0..3 {
