@@ -361,6 +361,13 @@ impl fmt::Display for BackendConfig {
 }
 
 fn check_relay_url(url: &str) -> Result<(), String> {
+    if holds_credentials(url) {
+        return Err(
+            "relay_url must not hold a user or password (user:password@): the agent \
+             authenticates with its token"
+                .into(),
+        );
+    }
     let uri: http::Uri = url
         .parse()
         .map_err(|e| format!("relay_url {url:?} is not a URL: {e}"))?;
@@ -372,6 +379,16 @@ fn check_relay_url(url: &str) -> Result<(), String> {
         return Err(format!("relay_url {url:?} has no host"));
     }
     Ok(())
+}
+
+/// Whether a URL carries credentials in its authority (`scheme://user:password@host`).
+/// Such a URL is refused rather than logged or sent: credentials go in `user` and
+/// `password_file`/`password_env`, or the token. Checked on the text, so a URL that
+/// does not parse is caught too, and the messages refusing it do not repeat it.
+pub(crate) fn holds_credentials(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    authority.contains('@')
 }
 
 fn check_system(system: &SystemConfig, names: &mut HashSet<String>, problems: &mut Vec<String>) {
@@ -409,7 +426,12 @@ fn check_system(system: &SystemConfig, names: &mut HashSet<String>, problems: &m
             timeout_secs,
             ..
         } => {
-            if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+            if holds_credentials(base_url) {
+                problems.push(format!(
+                    "system {name}: base_url must not hold a user or password \
+                     (user:password@); set user and password_file or password_env"
+                ));
+            } else if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
                 problems.push(format!(
                     "system {name}: base_url {base_url:?} must start with http:// or https://"
                 ));
@@ -602,6 +624,42 @@ mod tests {
         ] {
             assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
         }
+    }
+
+    #[test]
+    fn urls_with_credentials_are_refused_without_repeating_them() {
+        let text = r#"
+            relay_url = "wss://agent:relay-pw@relay.example.com/v1/agent/connect"
+            token = "t"
+
+            [[systems]]
+            name = "PRD"
+            backend = { type = "soap", base_url = "https://RFC:sap-pw@sap:44300/", user = "RFC", password_env = "PW" }
+
+            [systems.http]
+            base_url = "http://GW:gw-pw@sapgw:8000/"
+            allow_paths = ["/sap/opu/odata"]
+        "#;
+        let Err(ConfigError::Invalid(problems)) = AgentConfig::from_toml_str(text) else {
+            panic!("expected invalid config");
+        };
+        let all = problems.join("\n");
+        assert_eq!(
+            all.matches("must not hold a user or password").count(),
+            3,
+            "{all}"
+        );
+        for password in ["relay-pw", "sap-pw", "gw-pw"] {
+            assert!(!all.contains(password), "{all}");
+        }
+        for url in [
+            "wss://relay.example.com/v1/agent/connect?x=a@b",
+            "https://sap:44300/sap/bc/soap/rfc#a@b",
+            "http://sapgw:8000/a@b",
+        ] {
+            assert!(!holds_credentials(url), "{url}");
+        }
+        assert!(holds_credentials("wss://token@relay.example.com"));
     }
 
     #[test]

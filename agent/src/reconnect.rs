@@ -88,14 +88,20 @@ pub(crate) async fn run_agent(
         Duration::from_millis(config.backoff_initial_ms),
         Duration::from_millis(config.backoff_max_ms),
     );
-    info!(agent_id = %params.agent_id, relay = %config.relay_url, systems = ?params.systems,
+    // Without its query, which may hold a reverse proxy's key.
+    let relay = config
+        .relay_url
+        .split(['?', '#'])
+        .next()
+        .unwrap_or_default();
+    info!(agent_id = %params.agent_id, relay = %relay, systems = ?params.systems,
         concurrency = params.concurrency, "agent starting");
 
     let mut connection: u64 = 0;
     let mut drained_in_session = false;
     while !shutdown.is_cancelled() {
         connection += 1;
-        let span = info_span!("session", agent_id = %params.agent_id, relay = %config.relay_url,
+        let span = info_span!("session", agent_id = %params.agent_id, relay = %relay,
             connection, session_id = tracing::field::Empty);
         let started = Instant::now();
         let attempt = connect_and_serve(&config, tls.as_ref(), &params, &runner, &http, &shutdown)

@@ -112,6 +112,11 @@ impl HttpConfig {
     pub(crate) fn check(&self, name: &str, problems: &mut Vec<String>) {
         let mut problem = |text: String| problems.push(format!("system {name}: http: {text}"));
         match self.base_url.parse::<http::Uri>() {
+            _ if super::holds_credentials(&self.base_url) => problem(
+                "base_url must not hold a user or password (user:password@); set user and \
+                 password_file or password_env"
+                    .into(),
+            ),
             Ok(uri)
                 if matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some() =>
             {

@@ -8,16 +8,18 @@
 use std::future::Future;
 use std::process::ExitCode;
 
-use clap::{Args, Subcommand};
+use clap::Subcommand;
 
 mod cmd;
 mod config_file;
+mod logging;
 mod shutdown;
 
 pub use cmd::agent::AgentArgs;
 pub use cmd::dev::DevArgs;
 pub use cmd::relay::RelayArgs;
 pub use cmd::sim::SimArgs;
+pub use logging::LogArgs;
 
 use cmd::CliError;
 
@@ -31,26 +33,6 @@ use cmd::CliError;
 /// agent at 18.5 MiB.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-/// The option both binaries take.
-#[derive(Debug, Args)]
-pub struct LogArgs {
-    /// Log filter (tracing `EnvFilter` syntax), e.g. `info`, `sapbridge_relay=debug`.
-    #[arg(long, env = "SAPBRIDGE_LOG", default_value = "info", global = true)]
-    log: String,
-}
-
-impl LogArgs {
-    /// Logs to stderr through this filter (`info` if it does not parse).
-    pub fn init(&self) {
-        let filter = tracing_subscriber::EnvFilter::try_new(&self.log)
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-        tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(std::io::stderr)
-            .init();
-    }
-}
 
 /// The subcommands of `sapbridge`.
 #[derive(Debug, Subcommand)]

@@ -77,8 +77,20 @@ pub(crate) fn router(state: Arc<RelayState>) -> Router {
         // Pass-through streams bodies under its own limit and answers with the
         // backend's own `Location`: outside the layers above.
         .merge(crate::passthrough::routes())
-        .layer(TraceLayer::new_for_http())
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .with_state(state)
+}
+
+/// The span of one request in the log: method and path, never the query (a client
+/// may put a key in it, `?api_key=…`) nor a header (`Authorization`, `X-API-Key`,
+/// `Cookie`).
+fn request_span(request: &Request) -> tracing::Span {
+    tracing::debug_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path(),
+        version = ?request.version(),
+    )
 }
 
 /// What every request of the API (not of pass-through) passes: a declared body

@@ -21,7 +21,7 @@ pub struct AgentArgs {
     relay_url: Option<String>,
     /// Overrides the agent token of the file.
     #[arg(long, env = "SAPBRIDGE_AGENT_TOKEN", hide_env_values = true)]
-    token: Option<String>,
+    token: Option<Secret>,
 }
 
 /// Loads and checks the configuration (before the runtime starts: it sizes the
@@ -35,7 +35,7 @@ pub(crate) fn load(args: AgentArgs) -> Result<AgentConfig, CliError> {
         config.relay_url = url;
     }
     if let Some(token) = args.token {
-        config.token = Some(Secret::new(token));
+        config.token = Some(token);
         config.token_file = None;
     }
     config

@@ -11,6 +11,7 @@ use anyhow::Context;
 use clap::Args;
 use rand::RngCore;
 use sapbridge_agent::AgentConfig;
+use sapbridge_proto::Secret;
 use sapbridge_relay::RelayConfig;
 use serde_json::json;
 
@@ -28,7 +29,7 @@ pub struct DevArgs {
     listen: String,
     /// API key clients must send; generated (and printed) when not given.
     #[arg(long, env = "SAPBRIDGE_API_KEY", hide_env_values = true)]
-    api_key: Option<String>,
+    api_key: Option<Secret>,
     /// Where the simulator (and later the queue) keep their files.
     #[arg(long, env = "SAPBRIDGE_DATA_DIR", default_value = "./sapbridge-data")]
     data_dir: PathBuf,
@@ -67,7 +68,11 @@ fn generate_secret(prefix: &str) -> String {
 
 /// Runs the whole stack until SIGINT/SIGTERM.
 pub(crate) async fn run(args: DevArgs) -> Result<(), CliError> {
-    let api_key = args.api_key.unwrap_or_else(|| generate_secret("sbk_dev_"));
+    // Shown on stdout below, for the user to copy: a dev stack's key, never logged.
+    let api_key = args.api_key.map_or_else(
+        || generate_secret("sbk_dev_"),
+        |key| key.expose().to_owned(),
+    );
     if api_key.trim().is_empty() {
         return Err(CliError::Config("--api-key must not be empty".into()));
     }

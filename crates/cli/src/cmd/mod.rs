@@ -19,3 +19,43 @@ impl From<anyhow::Error> for CliError {
         Self::Runtime(e)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::Command;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        command: Command,
+    }
+
+    #[test]
+    fn debug_of_the_command_line_masks_secrets() {
+        for args in [
+            [
+                "sapbridge",
+                "agent",
+                "--config",
+                "a.toml",
+                "--token",
+                "tok-visible",
+            ],
+            [
+                "sapbridge",
+                "dev",
+                "--api-key",
+                "key-visible",
+                "--listen",
+                "x",
+            ],
+        ] {
+            let cli = Cli::try_parse_from(args).expect("parses");
+            let debug = format!("{cli:?}");
+            assert!(!debug.contains("visible"), "{debug}");
+            assert!(debug.contains("MASKED"), "{debug}");
+        }
+    }
+}

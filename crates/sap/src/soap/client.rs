@@ -176,8 +176,9 @@ impl SapSystem for SoapSystem {
 #[derive(Debug)]
 pub struct SoapConnection {
     inner: Arc<Inner>,
-    /// The `sap-contextid` of our stateful session, once granted.
-    context: Option<String>,
+    /// The `sap-contextid` of our stateful session, once granted: whoever holds it
+    /// works in that session, so `Debug` masks it.
+    context: Option<Secret>,
     /// The server answered our first call without a session: every request is
     /// its own SAP session.
     stateless: bool,
@@ -226,10 +227,15 @@ impl SapConnection for SoapConnection {
         let first = self.calls == 1;
         let exchange = self
             .inner
-            .post(function, &body, session, self.context.as_deref())
+            .post(
+                function,
+                &body,
+                session,
+                self.context.as_ref().map(Secret::expose),
+            )
             .await?;
         if let Some(id) = exchange.context {
-            self.context = Some(id);
+            self.context = Some(Secret::new(id));
         } else if first && self.context.is_none() {
             self.stateless = true;
         }
@@ -260,7 +266,9 @@ impl Drop for SoapConnection {
         // End the server-side session now rather than at its idle timeout; any
         // uncommitted work in it is discarded, as when an RFC connection closes.
         runtime.spawn(async move {
-            let _ = inner.post("RFC_PING", "", Some(false), Some(&id)).await;
+            let _ = inner
+                .post("RFC_PING", "", Some(false), Some(id.expose()))
+                .await;
         });
     }
 }
