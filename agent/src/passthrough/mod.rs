@@ -4,7 +4,8 @@
 //!
 //! The agent decides what is reachable: a system without an `http` block refuses
 //! every request, and its `allow_paths` (deny by default, segment-boundary prefixes,
-//! traversal refused in every encoding; see `paths.rs`) decide the rest. The
+//! traversal refused in every encoding; see `paths.rs`), checked on the exact path
+//! the backend receives (`request_target.rs`), decide the rest. The
 //! client's sapbridge credentials never reach the backend; the agent adds its own
 //! basic auth if configured, handles SAP Gateway's CSRF tokens (`csrf.rs`) and keeps
 //! backend cookies on-premises unless `forward_cookies` is set (`target.rs`).
@@ -17,6 +18,7 @@
 mod csrf;
 mod exchange;
 mod paths;
+mod request_target;
 mod streams;
 mod target;
 
