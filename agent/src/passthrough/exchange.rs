@@ -1,8 +1,8 @@
 //! One pass-through request, start to end: checks (the system's request slots,
-//! then path, query and allowlist on the URI as the backend will receive it), the
-//! request to the backend (streamed, or buffered for a CSRF write so the one retry
-//! can resend it), and the response head and body back to the relay within the
-//! stream's window.
+//! then path, query and allowlist on the URI as the backend will receive it; a
+//! refusal is logged by [`crate::refusal`]), the request to the backend (streamed,
+//! or buffered for a CSRF write so the one retry can resend it), and the response
+//! head and body back to the relay within the stream's window.
 //!
 //! The outcome is `Ok` once the last body chunk is queued, or the [`HttpFailure`]
 //! the caller reports (before the head it decides the relay's status; after it, it
@@ -28,6 +28,7 @@ use super::csrf::{CSRF_HEADER, CsrfToken, needs_token, token_required};
 use super::paths::PathError;
 use super::request_target::TargetError;
 use super::target::{BackendBody, HttpTarget};
+use crate::refusal::{Refusal, Refused};
 use crate::transport::Outgoing;
 
 /// A piece of the request body as the relay sent it.
@@ -85,7 +86,16 @@ pub(crate) async fn exchange(
                 _ => Kind::BadRequest,
             };
             let reason = refused.to_string();
-            info!(path = ?head.path, %reason, "pass-through request refused");
+            Refusal {
+                agent_id: Some(&target.agent_id),
+                system: &target.system,
+                refused: Refused::Path {
+                    stream_id: io.id,
+                    path: &head.path,
+                },
+                reason: &reason,
+            }
+            .log();
             return Err(fail(kind, reason));
         }
     };

@@ -46,6 +46,8 @@ pub(crate) type BackendClient = Client<HttpsConnector<HttpConnector>, BackendBod
 
 /// A configured HTTP service of one system.
 pub(crate) struct HttpTarget {
+    /// The id of the agent (for logs).
+    pub(crate) agent_id: Arc<str>,
     /// The system's name.
     pub(crate) system: String,
     base: String,
@@ -87,12 +89,17 @@ impl std::fmt::Debug for HttpTarget {
 }
 
 impl HttpTarget {
-    /// Builds the target of system `system` from its validated block.
+    /// Builds the target of system `system`, served by agent `agent_id`, from its
+    /// validated block.
     ///
     /// # Errors
     /// A message naming what is unusable (base URL, password source, CA file,
     /// allowlist, CSRF fetch path); never a secret.
-    pub(crate) fn new(system: &str, config: &HttpConfig) -> Result<Self, String> {
+    pub(crate) fn new(
+        agent_id: Arc<str>,
+        system: &str,
+        config: &HttpConfig,
+    ) -> Result<Self, String> {
         let allow = PathAllowlist::parse(&config.allow_paths).map_err(|p| p.join("; "))?;
         let basic_auth = match &config.user {
             Some(user) => Some((
@@ -125,6 +132,7 @@ impl HttpTarget {
             )?));
         }
         Ok(Self {
+            agent_id,
             system: system.to_owned(),
             base,
             base_url,
@@ -372,7 +380,7 @@ mod tests {
     }
 
     fn target(config: &HttpConfig) -> HttpTarget {
-        HttpTarget::new("PRD", config).unwrap()
+        HttpTarget::new("agent-1".into(), "PRD", config).unwrap()
     }
 
     #[test]
@@ -419,11 +427,11 @@ mod tests {
     #[test]
     fn unusable_base_urls_and_fetch_paths_fail_at_start() {
         let with_credentials = HttpConfig::new("http://u:secret@sapgw/", vec!["/".into()]);
-        let error = HttpTarget::new("PRD", &with_credentials).unwrap_err();
+        let error = HttpTarget::new("agent-1".into(), "PRD", &with_credentials).unwrap_err();
         assert!(!error.contains("secret"), "{error}");
         let mut fetch = HttpConfig::new("http://sapgw/", vec!["/".into()]);
         fetch.csrf_fetch_path = Some("/sap/\tx".into());
-        assert!(HttpTarget::new("PRD", &fetch).is_err());
+        assert!(HttpTarget::new("agent-1".into(), "PRD", &fetch).is_err());
     }
 
     #[test]
