@@ -1,10 +1,10 @@
 //! Execution of one unit of work against an SAP system.
 //!
 //! Order of checks: allowlist first (an unknown system or a function the allowlist
-//! does not name → `NOT_ALLOWED`, SAP untouched), then the deadline (`EXPIRED`, SAP
-//! untouched), then one SAP session for the whole unit, in which the calls run in
-//! order and the commit policy decides between committing (WAIT = X) and
-//! `BAPI_TRANSACTION_ROLLBACK`.
+//! does not name → `NOT_ALLOWED`, SAP untouched, logged as a refusal by
+//! [`crate::refusal`]), then the deadline (`EXPIRED`, SAP untouched), then one SAP
+//! session for the whole unit, in which the calls run in order and the commit
+//! policy decides between committing (WAIT = X) and `BAPI_TRANSACTION_ROLLBACK`.
 //!
 //! Journaling hooks ([`UnitProgress`]): the unit's start is recorded right before
 //! SAP is first touched (a unit stopped earlier — denied, expired — is never in
@@ -22,6 +22,7 @@ use tokio::time::Instant;
 use tracing::{Instrument, debug, info_span, warn};
 
 use crate::allowlist::{COMMIT_FUNCTION, ROLLBACK_FUNCTION, first_denied_table};
+use crate::refusal::{Refusal, Refused};
 use crate::systems::ServedSystem;
 
 /// What the executor reports while a unit runs (the journal listens).
@@ -66,10 +67,16 @@ pub(crate) async fn execute(
     progress: &impl UnitProgress,
 ) -> Outcome {
     let Some(system) = system else {
-        return not_allowed(format!(
-            "system {} is not served by this agent",
-            unit.system
-        ));
+        let function = unit.calls.first().map_or("", |call| call.function.as_str());
+        return refuse(
+            None,
+            &unit.system,
+            Refused::Function {
+                call_id: &unit.call_id,
+                function,
+            },
+            format!("system {} is not served by this agent", unit.system),
+        );
     };
     if unit.calls.is_empty() {
         return Outcome::Failed {
@@ -81,16 +88,32 @@ pub(crate) async fn execute(
         };
     }
     if let Some(function) = system.allowlist.first_denied(unit) {
-        return not_allowed(format!(
-            "function {function} is not allowed on system {} by this agent's allowlist",
-            system.name
-        ));
+        return refuse(
+            Some(&system.agent_id),
+            &system.name,
+            Refused::Function {
+                call_id: &unit.call_id,
+                function,
+            },
+            format!(
+                "function {function} is not allowed on system {} by this agent's allowlist",
+                system.name
+            ),
+        );
     }
     if let Some(table) = first_denied_table(&system.tables, unit) {
-        return not_allowed(format!(
-            "table {table} is not allowed on system {} by this agent's allow_tables",
-            system.name
-        ));
+        return refuse(
+            Some(&system.agent_id),
+            &system.name,
+            Refused::Table {
+                call_id: &unit.call_id,
+                table,
+            },
+            format!(
+                "table {table} is not allowed on system {} by this agent's allow_tables",
+                system.name
+            ),
+        );
     }
     if let Some(late) = deadline.and_then(|d| Instant::now().checked_duration_since(d)) {
         return Outcome::Failed {
@@ -123,6 +146,18 @@ pub(crate) async fn execute(
         }
     };
     run_calls(session.as_mut(), unit, progress).await
+}
+
+/// Logs a refusal ([`Refusal::log`]) and answers it `NOT_ALLOWED` with `message`.
+fn refuse(agent_id: Option<&str>, system: &str, refused: Refused<'_>, message: String) -> Outcome {
+    Refusal {
+        agent_id,
+        system,
+        refused,
+        reason: &message,
+    }
+    .log();
+    not_allowed(message)
 }
 
 fn not_allowed(message: String) -> Outcome {

@@ -32,6 +32,7 @@ mod passthrough;
 mod read_only;
 mod reconnect;
 mod redelivery;
+mod refusal;
 mod runner;
 mod session;
 mod systems;

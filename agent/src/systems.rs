@@ -18,6 +18,8 @@ use crate::config::{AgentConfig, BackendConfig};
 /// One served system: its name, its allowlist and its backend.
 #[derive(Clone)]
 pub(crate) struct ServedSystem {
+    /// The id of the agent serving it (for logs).
+    pub(crate) agent_id: Arc<str>,
     /// The system's name.
     pub(crate) name: String,
     /// What the cloud may run on it.
@@ -129,6 +131,7 @@ pub(crate) fn serve(
     config: &AgentConfig,
     mut opened: HashMap<String, Arc<dyn SapSystem>>,
 ) -> Result<HashMap<String, ServedSystem>, AgentError> {
+    let agent_id: Arc<str> = Arc::from(config.agent_id.as_str());
     let mut served = HashMap::new();
     for system in &config.systems {
         let sap = opened
@@ -153,6 +156,7 @@ pub(crate) fn serve(
         served.insert(
             system.name.clone(),
             ServedSystem {
+                agent_id: Arc::clone(&agent_id),
                 name: system.name.clone(),
                 allowlist,
                 tables,

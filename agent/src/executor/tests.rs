@@ -92,6 +92,7 @@ fn served(fake: FakeSap, allow: &[&str]) -> (ServedSystem, CallLog, Arc<Mutex<us
     let log = fake.log.clone();
     let connects = fake.connects.clone();
     let system = ServedSystem {
+        agent_id: "agent-1".into(),
         name: "SIM".into(),
         allowlist: Allowlist::parse(allow).unwrap(),
         tables: Allowlist::parse(&["*"]).unwrap(),

@@ -1,7 +1,8 @@
-//! One pass-through request, start to end: checks (path, allowlist, the system's
-//! request slots), the request to the backend (streamed, or buffered for a CSRF
-//! write so the one retry can resend it), and the response head and body back to
-//! the relay within the stream's window.
+//! One pass-through request, start to end: checks (the system's request slots,
+//! then path, query and allowlist on the URI as the backend will receive it; a
+//! refusal is logged by [`crate::refusal`]), the request to the backend (streamed,
+//! or buffered for a CSRF write so the one retry can resend it), and the response
+//! head and body back to the relay within the stream's window.
 //!
 //! The outcome is `Ok` once the last body chunk is queued, or the [`HttpFailure`]
 //! the caller reports (before the head it decides the relay's status; after it, it
@@ -24,8 +25,10 @@ use tokio::sync::{Semaphore, mpsc};
 use tracing::{debug, info};
 
 use super::csrf::{CSRF_HEADER, CsrfToken, needs_token, token_required};
-use super::paths::{PathError, check_path};
+use super::paths::PathError;
+use super::request_target::TargetError;
 use super::target::{BackendBody, HttpTarget};
+use crate::refusal::{Refusal, Refused};
 use crate::transport::Outgoing;
 
 /// A piece of the request body as the relay sent it.
@@ -73,22 +76,28 @@ pub(crate) async fn exchange(
             ),
         )
     })?;
-    match check_path(&head.path) {
-        Ok(()) => {}
-        Err(PathError::Traversal) => {
-            return Err(fail(Kind::NotAllowed, PathError::Traversal.to_string()));
+    let (uri, matched) = match target.checked_uri(&head.path, head.query.as_deref()) {
+        Ok(checked) => checked,
+        Err(refused) => {
+            let kind = match refused {
+                TargetError::NotAllowed { .. } | TargetError::Path(PathError::Traversal) => {
+                    Kind::NotAllowed
+                }
+                _ => Kind::BadRequest,
+            };
+            let reason = refused.to_string();
+            Refusal {
+                agent_id: Some(&target.agent_id),
+                system: &target.system,
+                refused: Refused::Path {
+                    stream_id: io.id,
+                    path: &head.path,
+                },
+                reason: &reason,
+            }
+            .log();
+            return Err(fail(kind, reason));
         }
-        Err(other) => return Err(fail(Kind::BadRequest, other.to_string())),
-    }
-    let Some(matched) = target.allow.matching(&head.path) else {
-        info!(path = %head.path, "pass-through path denied by the allowlist");
-        return Err(fail(
-            Kind::NotAllowed,
-            format!(
-                "the agent does not allow the path {} on system {}",
-                head.path, target.system
-            ),
-        ));
     };
     let method = Method::from_bytes(head.method.as_bytes()).map_err(|_| {
         fail(
@@ -96,9 +105,6 @@ pub(crate) async fn exchange(
             format!("{:?} is not an HTTP method", head.method),
         )
     })?;
-    let uri = target
-        .uri(&head.path, head.query.as_deref())
-        .map_err(|e| fail(Kind::BadRequest, e))?;
     let started = tokio::time::Instant::now();
     let csrf_write = target.csrf.is_some() && needs_token(&method);
     let response = if csrf_write {
@@ -107,7 +113,10 @@ pub(crate) async fn exchange(
             None => Bytes::new(),
         };
         let headers = target.request_headers(&head.headers, true);
-        let fetch_path = target.csrf_fetch_path.clone().unwrap_or(matched);
+        let fetch_path = target
+            .csrf_fetch_path
+            .clone()
+            .unwrap_or_else(|| matched.to_owned());
         csrf_write_request(target, &method, &uri, &headers, &body, &fetch_path).await?
     } else {
         let too_large = Arc::new(AtomicBool::new(false));
@@ -216,8 +225,8 @@ async fn fetch_token(
     fetch_path: &str,
 ) -> Result<Option<CsrfToken>, HttpFailure> {
     let uri = target
-        .uri(fetch_path, None)
-        .map_err(|e| fail(Kind::BadRequest, e))?;
+        .uri(fetch_path)
+        .map_err(|e| fail(Kind::BadRequest, e.to_string()))?;
     let mut headers = HeaderMap::new();
     headers.insert(CSRF_HEADER, HeaderValue::from_static("Fetch"));
     if let Some(auth) = target.auth_header() {

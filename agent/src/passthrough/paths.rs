@@ -1,15 +1,20 @@
 //! The agent's path allowlist for HTTP pass-through, and the path checks that come
 //! before it.
 //!
-//! A request path is first checked ([`check_path`]): it must start with `/`, be
-//! validly percent-encoded, and hold no `.` or `..` segment in any disguise — plain,
-//! percent-encoded (`%2e%2e`), double-encoded (`%252e%252e`), hidden behind an
-//! encoded slash or backslash (`x%2F..%2Fsecret`) or a `;` parameter (`..;x`) — since
-//! a backend that decodes or normalises differently could otherwise step outside the
-//! allowed prefix. Encoded slashes without traversal (`A_Product('A%2F1')`, common in
-//! OData keys) pass.
+//! A request path is first checked ([`check_path`]): it must start with `/`, hold
+//! only the characters RFC 3986 allows in a path (letters, digits, `-._~`,
+//! `!$&'()*+,;=`, `:@`, `/` and `%` escapes) — so no control character, space,
+//! backslash, `#`, `?`, non-ASCII or other byte a URL library would strip, rewrite
+//! or percent-encode on the way to the backend — be validly percent-encoded without
+//! encoding a control character, and hold no `.` or `..` segment in any disguise —
+//! plain, percent-encoded (`%2e%2e`), double-encoded (`%252e%252e`), hidden behind
+//! an encoded slash or backslash (`x%2F..%2Fsecret`) or a `;` parameter (`..;x`) —
+//! since a backend that decodes or normalises differently could otherwise step
+//! outside the allowed prefix. Encoded slashes without traversal
+//! (`A_Product('A%2F1')`, common in OData keys) pass.
 //!
-//! Then the allowlist ([`PathAllowlist::allows`]): entries are path prefixes matched
+//! Then the allowlist ([`PathAllowlist::matching`]), on the path exactly as the
+//! backend receives it (see `request_target.rs`): entries are path prefixes matched
 //! on whole (percent-decoded) segments: `/api` allows `/api`, `/api/` and `/api/x`,
 //! not `/apix`; `/` allows everything; an empty list denies everything.
 
@@ -22,8 +27,14 @@ pub(crate) enum PathError {
     /// The path does not start with `/`.
     #[error("the path must start with /")]
     NotAbsolute,
-    /// A `%` is not followed by two hex digits, or decodes to a NUL.
-    #[error("the path is not validly percent-encoded")]
+    /// A byte that is not an RFC 3986 path character (the first one found).
+    #[error(
+        "the path holds the byte {0:#04x}, which is not a URI path character (percent-encode it)"
+    )]
+    Byte(u8),
+    /// A `%` is not followed by two hex digits, or encodes a control character or
+    /// bytes that are not UTF-8.
+    #[error("the path is not validly percent-encoded, or encodes a control character")]
     BadEncoding,
     /// A `.` or `..` segment, in any encoding.
     #[error("the path holds a . or .. segment")]
@@ -33,8 +44,17 @@ pub(crate) enum PathError {
 /// A parsed path allowlist of one system.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct PathAllowlist {
-    /// Each entry as its decoded segments; `[]` is `/` (everything).
-    entries: Vec<Vec<String>>,
+    entries: Vec<Entry>,
+}
+
+/// One `allow_paths` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Entry {
+    /// As configured (still percent-encoded), without a trailing `/`; `/` for the
+    /// root.
+    raw: String,
+    /// Its decoded segments; `[]` is `/` (everything).
+    segments: Vec<String>,
 }
 
 impl PathAllowlist {
@@ -53,7 +73,11 @@ impl PathAllowlist {
                     if segments.last().is_some_and(String::is_empty) {
                         segments.pop();
                     }
-                    parsed.push(segments);
+                    let raw = match raw.trim_end_matches('/') {
+                        "" => "/".to_owned(),
+                        trimmed => trimmed.to_owned(),
+                    };
+                    parsed.push(Entry { raw, segments });
                 }
                 Err(e) => problems.push(format!("allow_paths entry {raw:?}: {e}")),
             }
@@ -65,19 +89,20 @@ impl PathAllowlist {
         }
     }
 
-    /// The longest entry allowing `path` (a path [`check_path`] accepted), as a
-    /// path string; `None` when denied.
-    pub(crate) fn matching(&self, path: &str) -> Option<String> {
+    /// The longest entry allowing `path` (a path [`check_path`] accepted), as
+    /// configured (percent-encoded, without a trailing `/`); `None` when denied.
+    pub(crate) fn matching(&self, path: &str) -> Option<&str> {
         let Ok(segments) = segments(path) else {
             return None;
         };
         self.entries
             .iter()
             .filter(|entry| {
-                entry.len() <= segments.len() && entry.iter().zip(&segments).all(|(a, b)| a == b)
+                entry.segments.len() <= segments.len()
+                    && entry.segments.iter().zip(&segments).all(|(a, b)| a == b)
             })
-            .max_by_key(|entry| entry.len())
-            .map(|entry| format!("/{}", entry.join("/")))
+            .max_by_key(|entry| entry.segments.len())
+            .map(|entry| entry.raw.as_str())
     }
 
     /// Whether `path` (checked by [`check_path`]) may be reached.
@@ -95,13 +120,18 @@ pub(crate) fn check_path(path: &str) -> Result<(), PathError> {
     if !path.starts_with('/') {
         return Err(PathError::NotAbsolute);
     }
+    if let Some(&byte) = path.as_bytes().iter().find(|&&b| !is_path_byte(b)) {
+        return Err(PathError::Byte(byte));
+    }
     for raw in path[1..].split('/') {
-        let mut segment = raw.to_owned();
-        for _ in 0..DECODE_ROUNDS {
+        let mut segment = raw.as_bytes().to_vec();
+        for round in 0..DECODE_ROUNDS {
             if is_traversal(&segment) {
                 return Err(PathError::Traversal);
             }
-            let decoded = decode(&segment).ok_or(PathError::BadEncoding)?;
+            // The path itself must be validly encoded; what it decodes to may hold
+            // a literal `%` (from `%25`), which decodes no further.
+            let decoded = decode(&segment, round == 0).ok_or(PathError::BadEncoding)?;
             if decoded == segment {
                 break;
             }
@@ -114,13 +144,27 @@ pub(crate) fn check_path(path: &str) -> Result<(), PathError> {
     Ok(())
 }
 
+/// Whether `byte` may appear in a path as it is: an RFC 3986 `pchar` (unreserved,
+/// sub-delims, `:`, `@`), `/`, or the `%` of an escape. Every other byte is either
+/// not allowed in a request-target or rewritten by URL libraries.
+fn is_path_byte(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:@/%".contains(&byte)
+}
+
 /// Whether a (partly decoded) segment is, or hides, a `.`/`..` step: split on
 /// slashes and backslashes, each part cut at `;`.
-fn is_traversal(segment: &str) -> bool {
+fn is_traversal(segment: &[u8]) -> bool {
     segment
-        .split(['/', '\\'])
-        .map(|part| part.split(';').next().unwrap_or(""))
-        .any(|part| part == "." || part == "..")
+        .split(|&b| b == b'/' || b == b'\\')
+        .map(|part| part.split(|&b| b == b';').next().unwrap_or_default())
+        .any(|part| part == b"." || part == b"..")
+}
+
+/// The value of an ASCII hex digit.
+fn hex_digit(byte: u8) -> Option<u8> {
+    char::from(byte)
+        .to_digit(16)
+        .and_then(|d| u8::try_from(d).ok())
 }
 
 /// The path's segments, each percent-decoded once.
@@ -130,31 +174,44 @@ fn segments(path: &str) -> Result<Vec<String>, PathError> {
         return Ok(Vec::new());
     }
     rest.split('/')
-        .map(|s| decode(s).ok_or(PathError::BadEncoding))
+        .map(|s| {
+            decode(s.as_bytes(), true)
+                .and_then(|bytes| String::from_utf8(bytes).ok())
+                .ok_or(PathError::BadEncoding)
+        })
         .collect()
 }
 
-/// Percent-decodes once; `None` for a bad escape, a NUL or bytes that are not UTF-8.
-fn decode(segment: &str) -> Option<String> {
-    let bytes = segment.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
+/// Percent-decodes once. `None` for an encoded control character (C0 or DEL: some
+/// backends strip them, which could join dots into a `..`) and, when `strict`, for
+/// a `%` without two hex digits or a result that is not UTF-8; otherwise such a `%`
+/// stays as it is.
+fn decode(segment: &[u8], strict: bool) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(segment.len());
     let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3)?;
-            let hex = std::str::from_utf8(hex).ok()?;
-            let byte = u8::from_str_radix(hex, 16).ok()?;
-            if byte == 0 {
-                return None;
+    while i < segment.len() {
+        let escaped = match segment.get(i..i + 3) {
+            Some(&[b'%', high, low]) => hex_digit(high).zip(hex_digit(low)),
+            _ => None,
+        }
+        .map(|(high, low)| high << 4 | low);
+        match escaped {
+            Some(byte) if byte < 0x20 || byte == 0x7f => return None,
+            Some(byte) => {
+                out.push(byte);
+                i += 3;
             }
-            out.push(byte);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
+            None if strict && segment[i] == b'%' => return None,
+            None => {
+                out.push(segment[i]);
+                i += 1;
+            }
         }
     }
-    String::from_utf8(out).ok()
+    if strict && std::str::from_utf8(&out).is_err() {
+        return None;
+    }
+    Some(out)
 }
 
 #[cfg(test)]
@@ -178,7 +235,7 @@ mod tests {
         assert!(allow.allows("/sap/opu/odata/sap/API_BP/A_BusinessPartner('1')"));
         assert!(!allow.allows("/sap/opu/odata/sap/API_BPX"));
         assert_eq!(
-            allow.matching("/sap/opu/odata/sap/API_BP/x").as_deref(),
+            allow.matching("/sap/opu/odata/sap/API_BP/x"),
             Some("/sap/opu/odata/sap/API_BP")
         );
     }
@@ -218,7 +275,58 @@ mod tests {
         }
         assert_eq!(check_path("/api/%zz"), Err(PathError::BadEncoding));
         assert_eq!(check_path("/api/%00"), Err(PathError::BadEncoding));
+        assert_eq!(check_path("/api/%+1"), Err(PathError::BadEncoding));
+        assert_eq!(check_path("/api/%ff"), Err(PathError::BadEncoding));
         assert_eq!(check_path("api"), Err(PathError::NotAbsolute));
+    }
+
+    #[test]
+    fn dots_hidden_by_bytes_a_url_library_strips_are_refused() {
+        let root = "/sap/opu/odata/sap/API_X";
+        for control in [
+            "\t", "\r", "\n", "\r\n", "\x0b", "\x0c", "\x00", "\x1f", "\x7f",
+        ] {
+            for dots in [
+                format!(".{control}."),
+                format!("%2e{control}%2e"),
+                format!("{control}.."),
+                format!("..{control}"),
+                format!("{control}."),
+            ] {
+                let path = format!("{root}/{dots}/API_Y");
+                let byte = control.as_bytes()[0];
+                assert_eq!(check_path(&path), Err(PathError::Byte(byte)), "{path:?}");
+            }
+        }
+        // Bytes a URL library turns into a separator, cuts off, or percent-encodes.
+        for (path, byte) in [
+            ("/api/..\\secret", b'\\'),
+            ("/api\\..\\secret", b'\\'),
+            ("/api/x#/../../secret", b'#'),
+            ("/api/x?/../secret", b'?'),
+            ("/api/a b", b' '),
+            ("/api/\u{ff0e}\u{ff0e}/secret", 0xef),
+            ("/api/\u{e4}", 0xc3),
+            ("/api/{x}", b'{'),
+            ("/api/x|y", b'|'),
+            ("/api/\"x\"", b'"'),
+            ("/api/<x>", b'<'),
+            ("/api/x^y", b'^'),
+            ("/api/`x`", b'`'),
+            ("/api/[x]", b'['),
+        ] {
+            assert_eq!(check_path(path), Err(PathError::Byte(byte)), "{path:?}");
+        }
+        // Percent-encoded control characters, once or twice.
+        for path in [
+            "/api/.%09./secret",
+            "/api/%2e%0a%2e/secret",
+            "/api/..%0d",
+            "/api/%7f",
+            "/api/.%2509./secret",
+        ] {
+            assert_eq!(check_path(path), Err(PathError::BadEncoding), "{path:?}");
+        }
     }
 
     #[test]
@@ -229,6 +337,11 @@ mod tests {
             "/api/...",
             "/api/$metadata",
             "/api/",
+            "/api/100%25",
+            "/api/%25zz",
+            "/api/Name%20with%20spaces",
+            "/api/%C3%A4",
+            "/api/a:b@c!$&'()*+,;=-_~",
         ] {
             assert_eq!(check_path(path), Ok(()), "{path}");
         }

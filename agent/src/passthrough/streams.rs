@@ -23,6 +23,7 @@ use tracing::{Instrument, debug, info_span, warn};
 
 use super::HttpTargets;
 use super::exchange::{BodyPiece, StreamIo, exchange};
+use crate::refusal::{Refusal, Refused};
 use crate::transport::Outgoing;
 
 /// Encoded response chunks queued for the socket before streams wait.
@@ -152,13 +153,21 @@ impl SessionStreams {
             return reject(HttpFailureKind::Busy, "the agent is shutting down".into());
         }
         let Some(target) = self.targets.get(&head.system) else {
-            return reject(
-                HttpFailureKind::NotConfigured,
-                format!(
-                    "the agent has no HTTP pass-through for system {}",
-                    head.system
-                ),
+            let reason = format!(
+                "the agent has no HTTP pass-through for system {}",
+                head.system
             );
+            Refusal {
+                agent_id: Some(self.targets.agent_id()),
+                system: &head.system,
+                refused: Refused::Path {
+                    stream_id: id,
+                    path: &head.path,
+                },
+                reason: &reason,
+            }
+            .log();
+            return reject(HttpFailureKind::NotConfigured, reason);
         };
         let cancel = self.cancel.child_token();
         let window = Arc::new(Semaphore::new(INITIAL_WINDOW_CHUNKS as usize));

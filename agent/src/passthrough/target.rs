@@ -27,8 +27,13 @@ use sapbridge_proto::{
 use tokio::sync::Semaphore;
 
 use super::csrf::{CSRF_HEADER, CsrfCache};
-use super::paths::PathAllowlist;
+use super::paths::{PathAllowlist, check_path};
+use super::request_target::{BaseUrl, TargetError};
 use crate::config::HttpConfig;
+
+/// Headers that IIS, Symfony, Zend and other stacks behind a proxy read as the
+/// request's path in place of the request line's (lower case, as `http` names are).
+const PATH_OVERRIDE_HEADERS: &[&str] = &["x-original-url", "x-rewrite-url", "x-original-uri"];
 
 /// How long idle pooled connections to the backend are kept.
 const POOL_IDLE: Duration = Duration::from_secs(90);
@@ -41,13 +46,16 @@ pub(crate) type BackendClient = Client<HttpsConnector<HttpConnector>, BackendBod
 
 /// A configured HTTP service of one system.
 pub(crate) struct HttpTarget {
+    /// The id of the agent (for logs).
+    pub(crate) agent_id: Arc<str>,
     /// The system's name.
     pub(crate) system: String,
     base: String,
-    /// The base URL parsed once: each request's URL is this with its path and query
-    /// set (parsing the whole URL again per request cost ~2 % of the agent's CPU on
-    /// the pass-through path, most of it in host name processing).
+    /// The base URL parsed once (its scheme picks the client's TLS set-up).
     base_url: url::Url,
+    /// The base URL's parts each request's URI is built from (without parsing the
+    /// host again: that cost ~2 % of the agent's CPU on the pass-through path).
+    origin: BaseUrl,
     /// The pooled client, built on first use (see [`HttpTarget::client`]).
     client: OnceLock<Result<BackendClient, String>>,
     /// The extra CA certificates the client trusts, beside the system's roots.
@@ -81,12 +89,17 @@ impl std::fmt::Debug for HttpTarget {
 }
 
 impl HttpTarget {
-    /// Builds the target of system `system` from its validated block.
+    /// Builds the target of system `system`, served by agent `agent_id`, from its
+    /// validated block.
     ///
     /// # Errors
-    /// A message naming what is unusable (password source, CA file, allowlist);
-    /// never a secret.
-    pub(crate) fn new(system: &str, config: &HttpConfig) -> Result<Self, String> {
+    /// A message naming what is unusable (base URL, password source, CA file,
+    /// allowlist, CSRF fetch path); never a secret.
+    pub(crate) fn new(
+        agent_id: Arc<str>,
+        system: &str,
+        config: &HttpConfig,
+    ) -> Result<Self, String> {
         let allow = PathAllowlist::parse(&config.allow_paths).map_err(|p| p.join("; "))?;
         let basic_auth = match &config.user {
             Some(user) => Some((
@@ -102,6 +115,13 @@ impl HttpTarget {
         let base = config.base_url.trim_end_matches('/').to_owned();
         let base_url = url::Url::parse(&base)
             .map_err(|e| format!("base_url {:?} is not a URL: {e}", config.base_url))?;
+        let origin = BaseUrl::new(&base_url)?;
+        if let Some(path) = &config.csrf_fetch_path {
+            check_path(path)
+                .map_err(TargetError::from)
+                .and_then(|()| origin.uri(path, None))
+                .map_err(|e| format!("csrf_fetch_path {path:?}: {e}"))?;
+        }
         let client = OnceLock::new();
         if config.ca_file.is_some() && base_url.scheme() == "https" {
             // A CA file that cannot be read or used fails now, at start.
@@ -112,9 +132,11 @@ impl HttpTarget {
             )?));
         }
         Ok(Self {
+            agent_id,
             system: system.to_owned(),
             base,
             base_url,
+            origin,
             client,
             ca_file: config.ca_file.clone(),
             allow,
@@ -141,28 +163,46 @@ impl HttpTarget {
             .map_err(String::as_str)
     }
 
-    /// The backend URL of a checked path and query: the base URL's path followed by
-    /// `path` (percent-encoded as a URL parser would), and `query`.
-    pub(crate) fn url(&self, path: &str, query: Option<&str>) -> url::Url {
-        let mut url = self.base_url.clone();
-        let prefix = self.base_url.path().trim_end_matches('/');
-        url.set_path(&format!("{prefix}{path}"));
-        url.set_query(query);
-        url
-    }
-
-    /// [`HttpTarget::url`] as the request URI.
+    /// The URI a client's request goes to, and the `allow_paths` entry that allows
+    /// it. The path is checked ([`check_path`]), the URI built byte for byte, and the
+    /// allowlist consulted on the path that URI carries to the backend (below the
+    /// base URL's path).
     ///
     /// # Errors
-    /// When the URL is not a valid request URI (never for a URL the parser wrote).
-    pub(crate) fn uri(&self, path: &str, query: Option<&str>) -> Result<http::Uri, String> {
-        http::Uri::try_from(self.url(path, query).as_str())
-            .map_err(|e| format!("the backend URL is not a valid request URI: {e}"))
+    /// The [`TargetError`] that refuses the request.
+    pub(crate) fn checked_uri(
+        &self,
+        path: &str,
+        query: Option<&str>,
+    ) -> Result<(http::Uri, &str), TargetError> {
+        check_path(path)?;
+        let uri = self.origin.uri(path, query)?;
+        let sent = self.origin.below(&uri)?;
+        check_path(sent)?;
+        let matched = self
+            .allow
+            .matching(sent)
+            .ok_or_else(|| TargetError::NotAllowed {
+                path: sent.to_owned(),
+                system: self.system.clone(),
+            })?;
+        Ok((uri, matched))
+    }
+
+    /// The URI of a configured path (the CSRF fetch path, checked at start, or an
+    /// `allow_paths` entry), without query.
+    ///
+    /// # Errors
+    /// The [`TargetError`] when it cannot be built (not for a path that was checked).
+    pub(crate) fn uri(&self, path: &str) -> Result<http::Uri, TargetError> {
+        self.origin.uri(path, None)
     }
 
     /// The headers for the backend: the client's end-to-end headers minus
-    /// credentials (and cookies and CSRF tokens, which the agent manages), plus the
-    /// configured basic auth.
+    /// credentials (and cookies and CSRF tokens, which the agent manages) and minus
+    /// the headers some servers and frameworks take as the request path instead of
+    /// the request line ([`PATH_OVERRIDE_HEADERS`]: the allowlist checked the request
+    /// line), plus the configured basic auth.
     pub(crate) fn request_headers(&self, wire: &[WireHeader], buffered: bool) -> HeaderMap {
         let mut headers = from_wire(wire);
         let listed = connection_listed(&headers);
@@ -173,6 +213,7 @@ impl HttpTarget {
                 is_hop_by_hop(name)
                     || listed.iter().any(|l| l == name)
                     || name == "x-api-key"
+                    || PATH_OVERRIDE_HEADERS.contains(&name)
                     || (self.csrf.is_some() && name == CSRF_HEADER)
             })
             .cloned()
@@ -312,6 +353,7 @@ fn build_client(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::passthrough::paths::PathError;
 
     #[test]
     fn base64_matches_rfc4648() {
@@ -330,39 +372,66 @@ mod tests {
         let mut config = HttpConfig::new("http://sapgw:8000/", vec!["/api".into()]);
         config.user = Some("user".into());
         config.password_file = Some(file);
-        let t = HttpTarget::new("PRD", &config).unwrap();
+        let t = target(&config);
         let headers = t.request_headers(&[], false);
         assert_eq!(headers[AUTHORIZATION], "Basic dXNlcjpwYXNz");
         assert!(headers[AUTHORIZATION].is_sensitive());
         assert!(!format!("{t:?}").contains("pass\""));
     }
 
+    fn target(config: &HttpConfig) -> HttpTarget {
+        HttpTarget::new("agent-1".into(), "PRD", config).unwrap()
+    }
+
     #[test]
-    fn urls_join_base_path_and_query() {
-        let config = HttpConfig::new("http://sapgw:8000/prefix/", vec!["/api".into()]);
-        let t = HttpTarget::new("PRD", &config).unwrap();
-        assert_eq!(
-            t.url("/api/x", Some("a=1&b=%20")).as_str(),
-            "http://sapgw:8000/prefix/api/x?a=1&b=%20"
+    fn the_allowlist_sees_the_path_the_backend_receives() {
+        let config = HttpConfig::new(
+            "http://sapgw:8000/prefix/",
+            vec!["/api".into(), "/sap/%61pi/".into()],
         );
-        // The same URL as parsing base, path and query as one text would give.
-        for base in ["http://sapgw:8000", "https://sapgw:44300/sap/opu/odata/"] {
-            let t = HttpTarget::new("PRD", &HttpConfig::new(base, vec!["/".into()])).unwrap();
-            for (path, query) in [
-                ("/", None),
-                ("/a/b/", Some("")),
-                ("/a%2Fb/%C3%A4 x/ü", Some("$filter=Name eq 'ä'&$top=1")),
-                ("/Customers('1')/$value", Some("sap-client=100")),
-            ] {
-                let mut text = format!("{}{path}", base.trim_end_matches('/'));
-                if let Some(query) = query {
-                    text.push('?');
-                    text.push_str(query);
-                }
-                let parsed = url::Url::parse(&text).unwrap();
-                assert_eq!(t.url(path, query), parsed, "{text}");
-            }
+        let t = target(&config);
+        let (uri, matched) = t.checked_uri("/api/x", Some("a=1&b=%20")).unwrap();
+        assert_eq!(uri.to_string(), "http://sapgw:8000/prefix/api/x?a=1&b=%20");
+        assert_eq!(matched, "/api");
+        let (uri, matched) = t.checked_uri("/sap/api/$metadata", None).unwrap();
+        assert_eq!(uri.path(), "/prefix/sap/api/$metadata");
+        assert_eq!(
+            matched, "/sap/%61pi",
+            "the entry as configured, for the CSRF fetch"
+        );
+        for (path, query) in [
+            ("/api/.\t./secret", None),
+            ("/api/%2e\t%2e/secret", None),
+            ("/api/\t../secret", None),
+            ("/api/..\t/secret", None),
+            ("/api/..\\secret", None),
+            ("/api/x", Some("#/../../secret")),
+            ("/api/x", Some("a\r\nHost: evil")),
+        ] {
+            let refused = t.checked_uri(path, query).unwrap_err();
+            assert!(
+                matches!(refused, TargetError::Path(_) | TargetError::QueryByte(_)),
+                "{path:?} {query:?}: {refused:?}"
+            );
         }
+        assert!(matches!(
+            t.checked_uri("/secret", None),
+            Err(TargetError::NotAllowed { .. })
+        ));
+        assert!(matches!(
+            t.checked_uri("/api/../secret", None),
+            Err(TargetError::Path(PathError::Traversal))
+        ));
+    }
+
+    #[test]
+    fn unusable_base_urls_and_fetch_paths_fail_at_start() {
+        let with_credentials = HttpConfig::new("http://u:secret@sapgw/", vec!["/".into()]);
+        let error = HttpTarget::new("agent-1".into(), "PRD", &with_credentials).unwrap_err();
+        assert!(!error.contains("secret"), "{error}");
+        let mut fetch = HttpConfig::new("http://sapgw/", vec!["/".into()]);
+        fetch.csrf_fetch_path = Some("/sap/\tx".into());
+        assert!(HttpTarget::new("agent-1".into(), "PRD", &fetch).is_err());
     }
 
     #[test]
@@ -370,8 +439,8 @@ mod tests {
         let config = HttpConfig::new("http://sapgw:8000/", vec!["/api".into()]);
         let mut csrf = config.clone();
         csrf.csrf = true;
-        let plain = HttpTarget::new("PRD", &config).unwrap();
-        let with_csrf = HttpTarget::new("PRD", &csrf).unwrap();
+        let plain = target(&config);
+        let with_csrf = target(&csrf);
         let wire: Vec<WireHeader> = [
             ("authorization", "Bearer key"),
             ("x-api-key", "key"),
@@ -381,6 +450,9 @@ mod tests {
             ("content-length", "3"),
             ("connection", "x-hop"),
             ("x-hop", "1"),
+            ("x-original-url", "/secret"),
+            ("X-Rewrite-URL", "/secret"),
+            ("x-original-uri", "/secret"),
         ]
         .iter()
         .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))

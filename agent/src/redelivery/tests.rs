@@ -89,6 +89,7 @@ fn agent(sap: &FakeSap, dir: &Path) -> (UnitRunner, Arc<OutcomeStore>) {
     let journal = Journal::open(&dir.join(JOURNAL_FILE), JournalSync::Normal).unwrap();
     let store = Arc::new(OutcomeStore::open(journal).unwrap());
     let system = ServedSystem {
+        agent_id: "agent-1".into(),
         name: "SIM".into(),
         allowlist: Allowlist::parse(&["*"]).unwrap(),
         tables: Allowlist::parse(&["*"]).unwrap(),

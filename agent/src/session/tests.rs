@@ -174,6 +174,7 @@ fn gated_runner() -> (Arc<Semaphore>, Arc<UnitRunner>, tempfile::TempDir) {
 /// A runner on a journal in a temporary directory (removed when the guard drops).
 fn runner(sap: FakeSap, allow: &[&str]) -> (Arc<UnitRunner>, tempfile::TempDir) {
     let system = ServedSystem {
+        agent_id: "agent-1".into(),
         name: "SIM".into(),
         allowlist: Allowlist::parse(allow).unwrap(),
         tables: Allowlist::parse(&["*"]).unwrap(),
