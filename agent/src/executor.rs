@@ -1,7 +1,9 @@
 //! Execution of one unit of work against an SAP system.
 //!
-//! Order of checks: allowlist first (an unknown system or a function the allowlist
-//! does not name → `NOT_ALLOWED`, SAP untouched), then the deadline (`EXPIRED`, SAP
+//! Order of checks: allowlist first (an unknown system, a function the allowlist
+//! does not name, a table `allow_tables` does not name, or a table read whose
+//! `OPTIONS`/`FIELDS` break `sapbridge_sap::table_read`'s rules → `NOT_ALLOWED`, SAP
+//! untouched), then the deadline (`EXPIRED`, SAP
 //! untouched), then one SAP session for the whole unit, in which the calls run in
 //! order and the commit policy decides between committing (WAIT = X) and
 //! `BAPI_TRANSACTION_ROLLBACK`.
@@ -20,7 +22,9 @@ use sapbridge_sap::SapConnection;
 use serde_json::Value;
 use tracing::{Instrument, debug, info_span, warn};
 
-use crate::allowlist::{COMMIT_FUNCTION, ROLLBACK_FUNCTION, first_denied_table};
+use crate::allowlist::{
+    COMMIT_FUNCTION, ROLLBACK_FUNCTION, first_denied_table, first_refused_read,
+};
 use crate::systems::ServedSystem;
 
 /// What the executor reports while a unit runs (the journal listens).
@@ -87,6 +91,12 @@ pub(crate) async fn execute(
     if let Some(table) = first_denied_table(&system.tables, unit) {
         return not_allowed(format!(
             "table {table} is not allowed on system {} by this agent's allow_tables",
+            system.name
+        ));
+    }
+    if let Some((function, reason)) = first_refused_read(unit) {
+        return not_allowed(format!(
+            "{function} on system {} is not allowed by this agent: {reason}",
             system.name
         ));
     }
@@ -290,3 +300,6 @@ pub(crate) fn return_error(output: &Parameters) -> Option<String> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod hostile_reads;
