@@ -41,7 +41,7 @@ impl<F: Fn(&str) -> bool> Parser<'_, F> {
     /// Takes the next token; unless `glue_ok`, it must have a blank before it.
     fn advance(&mut self, glue_ok: bool) -> Result<Token, WhereError> {
         let Some(token) = self.tokens.get(self.pos) else {
-            return Err(self.unexpected("more"));
+            return Err(self.unexpected("a token"));
         };
         if token.glued && !glue_ok {
             return Err(WhereError::at(
