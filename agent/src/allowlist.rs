@@ -8,8 +8,12 @@
 //! Tables have an allowlist of their own (`allow_tables`, same syntax, deny by
 //! default): `RFC_READ_TABLE` and its look-alikes could otherwise read any table, so
 //! every call that names a table in `QUERY_TABLE` needs that table allowed too.
+//! Their WHERE clause (`OPTIONS`) could name other tables through subqueries, so it
+//! must pass `sapbridge_sap::where_clause`'s grammar, and their `FIELDS` the field
+//! list rules ([`first_refused_read`]).
 
 use sapbridge_proto::{CommitPolicy, Unit};
+use sapbridge_sap::table_read;
 
 /// The parameter through which `RFC_READ_TABLE` (and its variants such as
 /// `BBP_RFC_READ_TABLE` or `/BODS/RFC_READ_TABLE`) names the table it reads.
@@ -121,6 +125,24 @@ pub(crate) fn first_denied_table<'u>(tables: &Allowlist, unit: &'u Unit) -> Opti
             Some(name) => Some(name),
             None => Some("(not a table name)"),
         }
+    })
+}
+
+/// The first call of the unit that reads a table (a `QUERY_TABLE` parameter, in
+/// any spelling) whose `OPTIONS` or `FIELDS` the agent does not pass to SAP, with
+/// the reason (`sapbridge_sap::table_read::check_call`).
+pub(crate) fn first_refused_read(unit: &Unit) -> Option<(&str, String)> {
+    unit.calls.iter().find_map(|call| {
+        let reads = call
+            .parameters
+            .keys()
+            .any(|name| name.eq_ignore_ascii_case(TABLE_PARAMETER));
+        if !reads {
+            return None;
+        }
+        table_read::check_call(&call.parameters)
+            .err()
+            .map(|refusal| (call.function.as_str(), refusal.to_string()))
     })
 }
 

@@ -1,10 +1,12 @@
 //! Execution of one unit of work against an SAP system.
 //!
-//! Order of checks: allowlist first (an unknown system or a function the allowlist
-//! does not name → `NOT_ALLOWED`, SAP untouched, logged as a refusal by
-//! [`crate::refusal`]), then the deadline (`EXPIRED`, SAP untouched), then one SAP
-//! session for the whole unit, in which the calls run in order and the commit
-//! policy decides between committing (WAIT = X) and `BAPI_TRANSACTION_ROLLBACK`.
+//! Order of checks: allowlist first (an unknown system, a function the allowlist
+//! does not name, a table `allow_tables` does not name, or a table read whose
+//! `OPTIONS`/`FIELDS` break `sapbridge_sap::table_read`'s rules → `NOT_ALLOWED`, SAP
+//! untouched, logged as a refusal by [`crate::refusal`]), then the deadline
+//! (`EXPIRED`, SAP untouched), then one SAP session for the whole unit, in which
+//! the calls run in order and the commit policy decides between committing
+//! (WAIT = X) and `BAPI_TRANSACTION_ROLLBACK`.
 //!
 //! Journaling hooks ([`UnitProgress`]): the unit's start is recorded right before
 //! SAP is first touched (a unit stopped earlier — denied, expired — is never in
@@ -21,7 +23,9 @@ use serde_json::Value;
 use tokio::time::Instant;
 use tracing::{Instrument, debug, info_span, warn};
 
-use crate::allowlist::{COMMIT_FUNCTION, ROLLBACK_FUNCTION, first_denied_table};
+use crate::allowlist::{
+    COMMIT_FUNCTION, ROLLBACK_FUNCTION, first_denied_table, first_refused_read,
+};
 use crate::refusal::{Refusal, Refused};
 use crate::systems::ServedSystem;
 
@@ -113,6 +117,17 @@ pub(crate) async fn execute(
                 "table {table} is not allowed on system {} by this agent's allow_tables",
                 system.name
             ),
+        );
+    }
+    if let Some((function, reason)) = first_refused_read(unit) {
+        return refuse(
+            Some(&system.agent_id),
+            &system.name,
+            Refused::Function {
+                call_id: &unit.call_id,
+                function,
+            },
+            format!("{function} on system {} is not allowed by this agent: {reason}", system.name),
         );
     }
     if let Some(late) = deadline.and_then(|d| Instant::now().checked_duration_since(d)) {
@@ -327,3 +342,6 @@ pub(crate) fn return_error(output: &Parameters) -> Option<String> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod hostile_reads;

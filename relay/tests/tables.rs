@@ -1,7 +1,7 @@
-//! Table reads against a simulator-backed agent: typed rows, field lists, where
-//! clauses (also longer than one 72-character `OPTIONS` line), paging, the split
-//! of a field list too wide for one `RFC_READ_TABLE` line, ABAP exceptions as
-//! problems — and a unit of work whose second call fails leaving nothing behind.
+//! Table reads against a simulator-backed agent: typed rows, field lists (no
+//! repeats, a cap), where clauses (also longer than one `OPTIONS` row), paging, the
+//! split of a field list too wide for one `RFC_READ_TABLE` line, ABAP exceptions
+//! as problems — and a unit of work whose second call fails leaving nothing behind.
 
 mod common;
 
@@ -98,6 +98,37 @@ async fn where_clauses_longer_than_one_line_are_split_between_tokens() {
     assert_eq!(cities, ["Stuttgart", "Walldorf"]);
     let unclosed = post(&relay, &table("/query"), json!({"where": "LAND1 EQ 'DE"})).await;
     assert_eq!(unclosed.status, 400);
+    agent.stop().await;
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn repeated_or_too_many_fields_are_400_naming_the_problem() {
+    let (relay, agent) = relay_with_sim().await;
+    let problem = |answer: &common::business::Answer, needle: &str| {
+        assert_eq!(answer.status, 400, "{}", answer.body);
+        let detail = answer.body["detail"].as_str().unwrap_or_default();
+        assert!(detail.contains(needle), "{needle}: {}", answer.body);
+    };
+    let twice = get(&relay, &table("?fields=KUNNR,NAME1,kunnr")).await;
+    problem(&twice, "KUNNR is named more than once");
+    let repeats = vec!["KUNNR"; 5000].join(",");
+    let flood = get(&relay, &table(&format!("?fields={repeats}"))).await;
+    problem(&flood, "5000 fields named");
+    let body = post(
+        &relay,
+        &table("/query"),
+        json!({"fields": ["LAND1", "ORT01", "LAND1"]}),
+    )
+    .await;
+    problem(&body, "LAND1 is named more than once");
+    let max = sapbridge_sap::table_read::MAX_FIELDS;
+    let many: Vec<String> = (0..=max).map(|i| format!("F{i}")).collect();
+    let wide = post(&relay, &table("/query"), json!({ "fields": many })).await;
+    problem(&wide, &format!("{} fields named; at most {max}", max + 1));
+    // Distinct fields still read.
+    let fine = get(&relay, &table("?fields=KUNNR,NAME1&limit=1")).await;
+    assert_eq!(fine.status, 200, "{}", fine.body);
     agent.stop().await;
     relay.stop().await;
 }

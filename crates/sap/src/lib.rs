@@ -2,12 +2,21 @@
 //! RFC value model (PyRFC conventions, see `sapbridge_proto::Parameters`) and the
 //! backends. The embedded simulator ([`sim`]) is the default system; later backends
 //! (SOAP-RFC, NW RFC SDK, OData/HTTP) implement the same traits.
+//!
+//! # Layout
+//! - [`sim`]: the embedded SAP simulator; [`soap`]: SOAP-RFC client and server.
+//! - [`where_clause`]: the one grammar of `RFC_READ_TABLE`'s dynamic WHERE clause
+//!   (the simulator evaluates it, the agent refuses what lies outside it).
+//! - [`table_read`]: the rules for a table read's `OPTIONS` and `FIELDS` that the
+//!   agent and the relay both enforce.
 
 use async_trait::async_trait;
 pub use sapbridge_proto::{ErrorGroup, Parameters, RfcError};
 
 pub mod sim;
 pub mod soap;
+pub mod table_read;
+pub mod where_clause;
 
 /// An SAP system that sessions can be opened on.
 ///

@@ -43,7 +43,6 @@ mod tables;
 mod transaction;
 mod types;
 mod values;
-mod where_clause;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -6,8 +6,8 @@
 //! caller's uncommitted LUW are not visible. Exceptions: `TABLE_NOT_AVAILABLE`
 //! (any table but `KNA1`; names are case-sensitive as in the DDIC),
 //! `FIELD_NOT_VALID` (a `FIELDS` entry the table does not have),
-//! `OPTION_NOT_VALID` (a WHERE clause that does not parse or names an unknown
-//! field), `DATA_BUFFER_EXCEEDED` (selected fields plus delimiters wider than 512
+//! `OPTION_NOT_VALID` (a WHERE clause outside [`crate::where_clause`]'s grammar —
+//! the one the agent enforces — or naming an unknown field), `DATA_BUFFER_EXCEEDED` (selected fields plus delimiters wider than 512
 //! characters — which is what reading `KNA1` without a field list gives).
 
 use serde_json::{Map, Value};
@@ -17,7 +17,7 @@ use super::session::Ctx;
 use super::tables::KNA1;
 use super::types::{FieldDef, Kind};
 use super::values::{Input, field, pad_numc, truncate};
-use super::where_clause;
+use crate::where_clause;
 use crate::{Parameters, RfcError};
 
 /// Width of one `DATA` line (`TAB512-WA`).
@@ -48,13 +48,13 @@ pub(crate) fn read_table(ctx: &mut Ctx<'_>, input: &Input) -> Result<Parameters,
     let delimiter = input.str("DELIMITER");
     let columns = select_columns(&input.table("FIELDS"), delimiter)?;
 
-    let where_text: Vec<String> = input
+    let where_rows: Vec<String> = input
         .table("OPTIONS")
         .iter()
         .map(|r| field(r, "TEXT").to_owned())
         .collect();
     let known = |name: &str| KNA1.field(name).is_some();
-    let cond = where_clause::parse(&where_text.join(" "), &known).map_err(|e| {
+    let cond = where_clause::parse_rows(&where_rows, &known).map_err(|e| {
         tracing::debug!(error = %e, "RFC_READ_TABLE: invalid WHERE clause");
         abap_exception("OPTION_NOT_VALID", None)
     })?;

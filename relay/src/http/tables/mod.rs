@@ -9,7 +9,9 @@
 //! row more than it answers).
 //!
 //! The chain: one `RFC_READ_TABLE` (`ROWSKIPS` = offset, `ROWCOUNT` = limit + 1,
-//! the WHERE clause as 72-character `OPTIONS` lines). When SAP answers
+//! the WHERE clause as `OPTIONS` rows, see `where_lines.rs`). A field list naming a
+//! field twice or more than `table_read::MAX_FIELDS` fields is a 400 here, as the
+//! agent would refuse it. When SAP answers
 //! `DATA_BUFFER_EXCEEDED` (the fields are wider than its 512-character line —
 //! always the case for a wide table read without a field list), a second unit asks
 //! `DDIF_FIELDINFO_GET` for the table's fields, and a third reads them in parts,
@@ -30,6 +32,7 @@ use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use http::{HeaderMap, StatusCode};
 use sapbridge_proto::{CommitPolicy, FunctionCall, Parameters, RfcError};
+use sapbridge_sap::table_read;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -112,6 +115,8 @@ fn step_from(table: &str, body: QueryBody) -> Result<ReadStep, ApiError> {
         .filter(|f| !f.trim().is_empty())
         .map(|f| ddic_name("fields", f))
         .collect::<Result<Vec<_>, _>>()?;
+    table_read::check_field_list(&fields)
+        .map_err(|e| ApiError::BadRequest(format!("fields: {e}")))?;
     Ok(ReadStep {
         table: ddic_name("table", table)?,
         fields,
@@ -362,5 +367,10 @@ mod tests {
         };
         assert!(step_from("KNA1", bad).is_err());
         assert!(step_from("KNA1; DROP", QueryBody::default()).is_err());
+        let twice = QueryBody {
+            fields: vec!["KUNNR".into(), "kunnr".into()],
+            ..QueryBody::default()
+        };
+        assert!(step_from("KNA1", twice).is_err());
     }
 }

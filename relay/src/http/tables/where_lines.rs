@@ -1,18 +1,24 @@
-//! The WHERE clause of a table read as `RFC_READ_TABLE`'s `OPTIONS` table: lines
-//! of at most 72 characters (`RFC_DB_OPT-TEXT` is CHAR72).
+//! The WHERE clause of a table read as `RFC_READ_TABLE`'s `OPTIONS` table: rows
+//! of CHAR 72 (`RFC_DB_OPT-TEXT`), written so that the agent passes them on
+//! (`sapbridge_sap::where_clause`).
 //!
-//! SAP reads the lines as consecutive pieces of one Open SQL condition, and a
-//! token may not run across a line end. So the clause is cut into tokens — runs of
-//! non-blank characters, where a quoted literal (`'O''Brien'`, `'New York'`)
-//! belongs to its token whole, blanks included — and the tokens are packed
-//! greedily into lines. Blanks outside literals collapse to one; blanks inside a
-//! literal are kept exactly. A literal whose token is longer than 72 characters
-//! cannot be written as `OPTIONS` at all and is refused.
+//! SAP reads the rows end to end, each with its trailing blanks, so a token in the
+//! 72nd column would run into the next row: lines hold at most 71 characters. No
+//! token is cut: the clause is cut into tokens — runs of non-blank characters,
+//! where a quoted literal (`'O''Brien'`, `'New York'`) belongs to its token whole,
+//! blanks included — and the tokens are packed greedily into lines. Blanks (and
+//! other white space) outside literals collapse to one; blanks inside a literal
+//! are kept exactly. Refused with 400: a token longer than a line, a literal
+//! holding a control character or a character outside SAP's 16-bit set, and a
+//! clause needing more rows than the agent takes. Whether the clause is in the
+//! grammar is the agent's call (403 from there).
+
+use sapbridge_sap::where_clause::{MAX_ROWS, ROW_WIDTH};
 
 use crate::http::ApiError;
 
-/// Characters in one `OPTIONS` line.
-pub(crate) const LINE: usize = 72;
+/// Characters in one `OPTIONS` line as written here: the 72nd column stays blank.
+pub(crate) const LINE: usize = ROW_WIDTH - 1;
 
 /// Splits `clause` into tokens (see the module docs).
 fn tokens(clause: &str) -> Result<Vec<String>, ApiError> {
@@ -31,6 +37,13 @@ fn tokens(clause: &str) -> Result<Vec<String>, ApiError> {
                     Some('\'') => {
                         current.push('\'');
                         break;
+                    }
+                    Some(inner) if inner.is_control() || u32::from(inner) > 0xFFFF => {
+                        return Err(ApiError::BadRequest(format!(
+                            "where: a quoted literal holds U+{:04X}, which RFC_READ_TABLE \
+                             cannot take",
+                            u32::from(inner)
+                        )));
                     }
                     Some(inner) => current.push(inner),
                     None => {
@@ -57,7 +70,8 @@ fn tokens(clause: &str) -> Result<Vec<String>, ApiError> {
 /// The `OPTIONS` lines for `clause` (none for an empty clause).
 ///
 /// # Errors
-/// 400 for an unclosed literal or a token longer than one line.
+/// 400 for an unclosed literal, a literal holding a character RFC cannot carry, a
+/// token longer than one line or more than `MAX_ROWS` lines.
 pub(crate) fn option_lines(clause: &str) -> Result<Vec<String>, ApiError> {
     let mut lines: Vec<String> = Vec::new();
     let mut line = String::new();
@@ -81,6 +95,12 @@ pub(crate) fn option_lines(clause: &str) -> Result<Vec<String>, ApiError> {
     }
     if !line.is_empty() {
         lines.push(line);
+    }
+    if lines.len() > MAX_ROWS {
+        return Err(ApiError::BadRequest(format!(
+            "where: the clause needs {} rows of {LINE} characters; at most {MAX_ROWS}",
+            lines.len()
+        )));
     }
     Ok(lines)
 }
@@ -122,7 +142,31 @@ mod tests {
         assert!(option_lines("NAME1 EQ 'open").is_err());
         let long = format!("NAME1 EQ '{}'", "x".repeat(80));
         assert!(option_lines(&long).is_err());
-        let exactly = format!("'{}'", "y".repeat(70));
+        let exactly = format!("'{}'", "y".repeat(LINE - 2));
         assert_eq!(option_lines(&exactly).unwrap(), vec![exactly.clone()]);
+        let wider = format!("'{}'", "y".repeat(LINE - 1));
+        assert!(option_lines(&wider).is_err());
+        assert!(option_lines("NAME1 EQ 'a\tb'").is_err());
+        assert!(option_lines("NAME1 EQ '\u{1F600}'").is_err());
+        let many = "LAND1 EQ 'DE' OR ".repeat(MAX_ROWS * 5);
+        assert!(option_lines(&format!("{many}LAND1 EQ 'FR'")).is_err());
+    }
+
+    #[test]
+    fn every_line_is_one_the_agent_passes_on() {
+        let clause = "LAND1 EQ 'DE' AND ( ORT01 EQ 'Bad  Homburg vor der Hoehe' OR ORT01 EQ \
+                      'Frankfurt am Main' OR NAME1 LIKE 'O''Brien%' ) AND KUNNR IN \
+                      ('0000001000','0000001001', '0000001002') AND\tKUNNR NE '0000001003' \
+                      AND ORT01 NOT BETWEEN 'A' AND 'B' AND STCEG IS NOT NULL";
+        // A leading literal of every length shifts every cut between lines.
+        for shift in 0..LINE - 12 {
+            let shifted = format!("NAME1 NE '{}' AND {clause}", "x".repeat(shift));
+            let lines = option_lines(&shifted).unwrap();
+            assert!(lines.len() > 3, "{lines:?}");
+            assert!(lines.iter().all(|l| l.chars().count() <= LINE), "{lines:?}");
+            if let Err(e) = sapbridge_sap::where_clause::parse_rows(&lines, &|_: &str| true) {
+                panic!("the agent would refuse {lines:?}: {e}");
+            }
+        }
     }
 }
