@@ -15,6 +15,12 @@ pub use crate::queue::config::{Durability, QueueConfig, StoreKind};
 /// The most runtime threads a relay may ask for.
 const MAX_WORKER_THREADS: usize = 256;
 
+/// The longest connection timeout (head, idle, body) a relay may set: one day.
+const MAX_CONNECTION_TIMEOUT_SECS: u64 = 86_400;
+
+/// The most connections of one kind a relay may allow.
+const MAX_CONNECTIONS: usize = 1_000_000;
+
 /// The scope value that stands for every system.
 pub(crate) const ALL_SYSTEMS: &str = "*";
 
@@ -89,6 +95,28 @@ pub struct RelayConfig {
     /// 2 (relay CPU per durable call 50 -> 41 µs). Keep the default on a host of its
     /// own, where more workers let the relay use every core.
     pub worker_threads: usize,
+    // --- client connections (see `serve`) ---
+    /// How long a client has to send a complete request head (default 10 s),
+    /// counted from the connection's opening for its first request and from the
+    /// first byte of each later one; then the connection is closed.
+    pub header_read_timeout_secs: u64,
+    /// How long a kept-alive connection may wait for its next request (default
+    /// 60 s); then it is closed. A connection whose request is still being answered
+    /// (a long `Prefer: wait`, a streaming download) is not idle.
+    pub idle_timeout_secs: u64,
+    /// The longest the relay waits for the next piece of a request body it is
+    /// reading (default 30 s); then the request answers 408 and the connection
+    /// closes. A body the relay is not reading (pass-through waiting for its agent)
+    /// is not timed.
+    pub body_read_timeout_secs: u64,
+    /// The most client connections open at once (default 512). Past it a new
+    /// connection's request is answered 503 with `Retry-After` and the connection
+    /// closed, except agent WebSocket upgrades (see `max_agent_connections`).
+    pub max_connections: usize,
+    /// The most agent WebSockets open at once (default 128). They leave
+    /// `max_connections` once upgraded, and a full `max_connections` does not keep
+    /// agents out; past this limit a connecting agent is answered 503.
+    pub max_agent_connections: usize,
 }
 
 /// Defaults for creating customers (`[customer_defaults]`); every field is optional.
@@ -131,6 +159,11 @@ impl Default for RelayConfig {
             http_timeout_secs: 60,
             http_max_in_flight_per_agent: 32,
             worker_threads: 0,
+            header_read_timeout_secs: 10,
+            idle_timeout_secs: 60,
+            body_read_timeout_secs: 30,
+            max_connections: 512,
+            max_agent_connections: 128,
         }
     }
 }
@@ -353,7 +386,35 @@ impl RelayConfig {
                 &format!("must be at most {MAX_WORKER_THREADS} (0: one per CPU)"),
             );
         }
+        self.check_connections()?;
         self.queue.validate()
+    }
+
+    fn check_connections(&self) -> Result<(), ConfigError> {
+        for (field, secs) in [
+            ("header_read_timeout_secs", self.header_read_timeout_secs),
+            ("idle_timeout_secs", self.idle_timeout_secs),
+            ("body_read_timeout_secs", self.body_read_timeout_secs),
+        ] {
+            if !(1..=MAX_CONNECTION_TIMEOUT_SECS).contains(&secs) {
+                return Err(ConfigError::OutOfRange {
+                    field,
+                    problem: format!("must be between 1 and {MAX_CONNECTION_TIMEOUT_SECS}"),
+                });
+            }
+        }
+        for (field, count) in [
+            ("max_connections", self.max_connections),
+            ("max_agent_connections", self.max_agent_connections),
+        ] {
+            if !(1..=MAX_CONNECTIONS).contains(&count) {
+                return Err(ConfigError::OutOfRange {
+                    field,
+                    problem: format!("must be between 1 and {MAX_CONNECTIONS}"),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// The systems the relay knows: the union of the agent tokens' systems.
@@ -500,6 +561,42 @@ mod tests {
         let err = config.validate().unwrap_err().to_string();
         assert!(err.starts_with("worker_threads"), "{err}");
         config.worker_threads = 1;
+        assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn connection_limits_are_checked() {
+        let config = parse(MINIMAL);
+        assert_eq!(config.header_read_timeout_secs, 10);
+        assert_eq!(config.idle_timeout_secs, 60);
+        assert_eq!(config.body_read_timeout_secs, 30);
+        assert_eq!(config.max_connections, 512);
+        assert_eq!(config.max_agent_connections, 128);
+        type Spoil = fn(&mut RelayConfig);
+        let cases: [(&str, Spoil); 8] = [
+            ("header_read_timeout_secs", |c| {
+                c.header_read_timeout_secs = 0
+            }),
+            ("idle_timeout_secs", |c| c.idle_timeout_secs = 0),
+            ("body_read_timeout_secs", |c| c.body_read_timeout_secs = 0),
+            // Past a day a deadline could overflow the clock.
+            ("header_read_timeout_secs", |c| {
+                c.header_read_timeout_secs = u64::MAX
+            }),
+            ("idle_timeout_secs", |c| c.idle_timeout_secs = 86_401),
+            ("max_connections", |c| c.max_connections = 0),
+            ("max_agent_connections", |c| c.max_agent_connections = 0),
+            ("max_connections", |c| c.max_connections = usize::MAX),
+        ];
+        for (field, spoil) in cases {
+            let mut config = parse(MINIMAL);
+            spoil(&mut config);
+            let err = config.validate().unwrap_err().to_string();
+            assert!(err.starts_with(field), "{field}: {err}");
+        }
+        let mut config = parse(MINIMAL);
+        config.body_read_timeout_secs = 86_400;
+        config.max_agent_connections = 1;
         assert!(config.validate().is_ok());
     }
 }

@@ -12,6 +12,10 @@
 //! store is chosen by the `[queue]` table ([`QueueConfig`]): in memory, or one SQLite
 //! file that survives `kill -9` (and, with `durability = "power-loss"`, a power cut).
 //!
+//! Connections are served by `serve`, which bounds how long a client may take to send
+//! a request head or body and how long a connection may sit idle, and caps the
+//! client connections and agent WebSockets open at once (see [`RelayConfig`]).
+//!
 //! Shutdown: stop accepting, close agent sessions with `ShuttingDown` (their leases
 //! return to the queue), answer waiting requests with their current state, and give
 //! in-flight HTTP requests [`DRAIN_TIMEOUT`] to finish.
@@ -22,14 +26,13 @@ mod config;
 mod http;
 mod passthrough;
 mod queue;
+mod serve;
 mod session;
 mod state;
 
-use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -49,9 +52,6 @@ pub enum RelayError {
     /// The configuration is invalid.
     #[error("invalid configuration: {0}")]
     Config(#[from] ConfigError),
-    /// The HTTP server failed.
-    #[error("serving HTTP failed: {0}")]
-    Serve(#[source] std::io::Error),
     /// The queue store could not be opened.
     #[error("opening the queue store failed: {0}")]
     Store(String),
@@ -60,9 +60,9 @@ pub enum RelayError {
 /// Runs the relay on `listener` until `shutdown` is cancelled, then drains.
 ///
 /// # Errors
-/// [`RelayError::Config`] when `config` does not validate (nothing is served),
-/// [`RelayError::Store`] when the queue store cannot be opened, and
-/// [`RelayError::Serve`] when the HTTP server fails.
+/// [`RelayError::Config`] when `config` does not validate (nothing is served), and
+/// [`RelayError::Store`] when the queue store cannot be opened. Failures to accept a
+/// connection (such as running out of file descriptors) are logged and retried.
 pub async fn run(
     listener: TcpListener,
     config: RelayConfig,
@@ -92,26 +92,22 @@ pub async fn run(
         systems = ?state.systems,
         "relay serving"
     );
-    // Small request/answer exchanges (HTTP answers, units and acks on agent
-    // sockets) must not wait for Nagle's algorithm to meet a delayed ACK (~40 ms).
-    let listener = listener.tap_io(|tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::debug!(%error, "cannot set TCP_NODELAY");
-        }
-    });
-    let server = axum::serve(listener, http::router(Arc::clone(&state)))
-        .with_graceful_shutdown(stop.clone().cancelled_owned());
+    let server = serve::run(
+        listener,
+        http::router(Arc::clone(&state)),
+        serve::Limits::new(&config),
+        stop.clone(),
+    );
     let drain_deadline = async {
         stop.cancelled().await;
         tokio::time::sleep(DRAIN_TIMEOUT).await;
     };
-    let result = tokio::select! {
-        result = server.into_future() => result.map_err(RelayError::Serve),
+    tokio::select! {
+        () = server => {}
         () = drain_deadline => {
             tracing::warn!("HTTP requests still open after the drain timeout; stopping");
-            Ok(())
         }
-    };
+    }
     // Agent sessions see the same token and close with `ShuttingDown`.
     stop.cancel();
     state.sessions.close();
@@ -124,7 +120,7 @@ pub async fn run(
     reaper_stop.cancel();
     let _ = reaper.await;
     tracing::info!("relay stopped");
-    result
+    Ok(())
 }
 
 /// Opens the configured queue store off the async threads.

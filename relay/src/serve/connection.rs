@@ -1,0 +1,217 @@
+//! One client connection: hyper's HTTP/1 server over the socket, the router behind
+//! it, and the relay's limits around both — the head and idle deadlines (watched by
+//! the connection's own task), the request body timeout (408), and the connection
+//! caps (503 with `Retry-After`).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, Request, StatusCode, header};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+use super::Shared;
+use super::activity::{Activity, Watched};
+use super::body::{TimedBody, TrackedBody};
+use crate::http::Problem;
+
+/// What a client is told to wait before retrying a refused connection, in seconds.
+const RETRY_AFTER_SECS: &str = "5";
+/// How much of a refused request's body is read before the answer, so that closing
+/// the connection does not reset it under the client's feet before it reads the
+/// answer.
+const REFUSED_BODY_READ_BYTES: usize = 64 * 1024;
+/// How long a refused request's body is read before the answer.
+const REFUSED_BODY_READ_TIME: Duration = Duration::from_secs(1);
+
+/// How a connection was let in.
+#[derive(Debug)]
+pub(super) struct Admission {
+    /// Its slot, held until the connection closes or upgrades.
+    _slot: OwnedSemaphorePermit,
+    /// Over `max_connections`: one request is read; an agent's WebSocket upgrade is
+    /// served, anything else answered 503 and the connection closed.
+    overflow: bool,
+}
+
+impl Admission {
+    /// A connection within `max_connections`.
+    pub(super) fn client(slot: OwnedSemaphorePermit) -> Self {
+        Self {
+            _slot: slot,
+            overflow: false,
+        }
+    }
+
+    /// A connection over `max_connections`.
+    pub(super) fn overflow(slot: OwnedSemaphorePermit) -> Self {
+        Self {
+            _slot: slot,
+            overflow: true,
+        }
+    }
+}
+
+/// Serves one connection until it closes, upgrades, misses a deadline, or (after
+/// `stop`) finishes the request it is answering.
+pub(super) async fn serve(
+    stream: TcpStream,
+    admission: Admission,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+) {
+    let activity = Arc::new(Activity::new());
+    let service = ConnectionService {
+        overflow: admission.overflow,
+        shared: Arc::clone(&shared),
+        activity: Arc::clone(&activity),
+    };
+    let io = TokioIo::new(Watched::new(stream, Arc::clone(&activity)));
+    let mut builder = http1::Builder::new();
+    // Heads and idle waits are timed by `activity`: hyper's own header timer is one
+    // timer for both (it restarts when a connection goes idle).
+    builder.header_read_timeout(None);
+    let connection = builder.serve_connection(io, service).with_upgrades();
+    tokio::pin!(connection);
+    let mut draining = false;
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(error) = result {
+                    tracing::debug!(%error, "client connection failed");
+                }
+                break;
+            }
+            expiry = activity.expired(&shared.limits) => {
+                tracing::debug!(?expiry, "closing a slow or idle client connection");
+                break;
+            }
+            () = stop.cancelled(), if !draining => {
+                // Closes an idle connection now, a busy one after its answer.
+                connection.as_mut().graceful_shutdown();
+                draining = true;
+            }
+        }
+    }
+    drop(admission);
+}
+
+/// The hyper service of one connection.
+#[derive(Clone)]
+struct ConnectionService {
+    shared: Arc<Shared>,
+    activity: Arc<Activity>,
+    overflow: bool,
+}
+
+impl hyper::service::Service<Request<Incoming>> for ConnectionService {
+    type Response = Response<TrackedBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn call(&self, request: Request<Incoming>) -> Self::Future {
+        let in_flight = self.activity.request_started();
+        let service = self.clone();
+        Box::pin(async move {
+            let response = service.answer(request).await;
+            Ok(response.map(|body| TrackedBody::new(body, in_flight)))
+        })
+    }
+}
+
+impl ConnectionService {
+    async fn answer(self, request: Request<Incoming>) -> Response {
+        let limits = &self.shared.limits;
+        if self.overflow && !request.headers().contains_key(header::UPGRADE) {
+            return self.refuse(request).await;
+        }
+        let activity = Arc::clone(&self.activity);
+        let request =
+            request.map(|body| Body::new(TimedBody::new(body, limits.body_read, activity)));
+        let Ok(mut response) = self.shared.router.clone().oneshot(request).await;
+        if self.activity.body_stalled() {
+            tracing::debug!("request body stalled; answering 408");
+            response = closing(Problem::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request-timeout",
+                "Request body too slow",
+                format!(
+                    "no part of the request body arrived for {} s",
+                    limits.body_read.as_secs()
+                ),
+            ));
+        } else if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+            match Arc::clone(&self.shared.agents).try_acquire_owned() {
+                Ok(permit) => self.activity.hold_upgrade(permit),
+                Err(_) => {
+                    tracing::warn!(
+                        max = limits.max_agent_connections,
+                        "agent connection refused: max_agent_connections reached"
+                    );
+                    response = closing(Problem::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "too-many-agents",
+                        "Too many agent connections",
+                        format!(
+                            "the relay holds its maximum of {} agent connections; retry later",
+                            limits.max_agent_connections
+                        ),
+                    ));
+                    retry_after(&mut response);
+                }
+            }
+        } else if self.overflow {
+            close(&mut response);
+        }
+        response
+    }
+
+    /// The answer over `max_connections`.
+    async fn refuse(self, request: Request<Incoming>) -> Response {
+        tracing::debug!("request refused: max_connections reached");
+        let body = Body::new(request.into_body());
+        let read = axum::body::to_bytes(body, REFUSED_BODY_READ_BYTES);
+        let _ = tokio::time::timeout(REFUSED_BODY_READ_TIME, read).await;
+        let mut response = closing(Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too-many-connections",
+            "Too many connections",
+            format!(
+                "the relay holds its maximum of {} client connections; retry later",
+                self.shared.limits.max_connections
+            ),
+        ));
+        retry_after(&mut response);
+        response
+    }
+}
+
+/// `problem` as a response after which the connection closes.
+fn closing(problem: Problem) -> Response {
+    let mut response = problem.into_response();
+    close(&mut response);
+    response
+}
+
+fn close(response: &mut Response) {
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+}
+
+fn retry_after(response: &mut Response) {
+    response.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from_static(RETRY_AFTER_SECS),
+    );
+}
