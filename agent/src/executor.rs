@@ -127,7 +127,10 @@ pub(crate) async fn execute(
                 call_id: &unit.call_id,
                 function,
             },
-            format!("{function} on system {} is not allowed by this agent: {reason}", system.name),
+            format!(
+                "{function} on system {} is not allowed by this agent: {reason}",
+                system.name
+            ),
         );
     }
     if let Some(late) = deadline.and_then(|d| Instant::now().checked_duration_since(d)) {

@@ -42,6 +42,7 @@ fn harness() -> Harness {
     let sim = Simulator::open(&dir.path().join("sim.db"), SimOptions::default()).expect("sim");
     let connects = Arc::new(AtomicUsize::new(0));
     let system = ServedSystem {
+        agent_id: "agent-1".into(),
         name: "SIM".into(),
         allowlist: Allowlist::parse(&["*"]).expect("allowlist"),
         tables: Allowlist::parse(&["KNA1"]).expect("tables"),
@@ -77,7 +78,7 @@ impl Harness {
     /// and SAP was not touched, `Ok(outcome)` when it went to SAP.
     async fn run(&self, parameters: Value) -> Result<Outcome, String> {
         let before = self.connects.load(Ordering::SeqCst);
-        let outcome = execute(&read_unit(parameters), Some(&self.system), 0, &()).await;
+        let outcome = execute(&read_unit(parameters), Some(&self.system), None, &()).await;
         let touched = self.connects.load(Ordering::SeqCst) != before;
         match outcome {
             Outcome::Failed { error } if error.key == "NOT_ALLOWED" => {

@@ -122,12 +122,12 @@ async fn refused_functions_tables_and_paths_are_logged_at_warn_with_their_fields
         sap: Arc::new(Unreachable),
     };
     let denied = unit_with("c_fn", 1, &["BAPI_USER_DELETE"], CommitPolicy::None);
-    assert!(not_allowed(&execute(&denied, Some(&system), 0, &()).await));
+    assert!(not_allowed(&execute(&denied, Some(&system), None, &()).await));
     let mut read = unit_with("c_tab", 1, &["RFC_READ_TABLE"], CommitPolicy::None);
     read.calls[0]
         .parameters
         .insert("QUERY_TABLE".into(), "USR02".into());
-    assert!(not_allowed(&execute(&read, Some(&system), 0, &()).await));
+    assert!(not_allowed(&execute(&read, Some(&system), None, &()).await));
 
     // Paths, refused by the pass-through streams.
     let system_config = SystemConfig {

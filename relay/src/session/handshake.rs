@@ -118,10 +118,7 @@ fn check(
             detail: "the hello names no system".into(),
         });
     }
-    if let Some(stray) = capabilities
-        .iter()
-        .find(|c| !systems.contains(&c.system))
-    {
+    if let Some(stray) = capabilities.iter().find(|c| !systems.contains(&c.system)) {
         return Some(CloseReason::ProtocolError {
             detail: format!(
                 "the hello's capabilities name system {:?}, which its systems do not",
