@@ -97,8 +97,13 @@ pub(crate) fn fingerprint(headers: &HeaderMap, parts: &[&[u8]]) -> Option<String
 /// Stores a unit of work and holds the request until its result or the requested
 /// wait, then answers with the call in its current state.
 ///
+/// A request whose `Idempotency-Key` names a call already stored (same key, same
+/// body) joins that call: it waits for it as the first request did (`Prefer`), and
+/// is answered with its outcome, or `202` with its `Location` while it runs.
+///
 /// # Errors
-/// 400 for bad headers, 409/422 for idempotency conflicts, 500 for store failures.
+/// 400 for bad headers, 422 for an idempotency key reused with another request,
+/// 500 for store failures.
 pub(crate) async fn submit(
     state: &RelayState,
     caller: &Caller,
@@ -170,14 +175,14 @@ pub(crate) async fn submit_record(
                 record
             }
             Enqueued::Existing(record) => {
-                tracing::info!(existing = %record.id, "idempotent retry");
-                if !record.state.is_final() {
-                    return Err(ApiError::Conflict {
-                        call_id: record.id.clone(),
-                        detail: "a call with this Idempotency-Key is still running".into(),
-                    });
+                // The key is scoped to the caller's API key: the call is its own.
+                tracing::info!(existing = %record.id, status = record.state.as_str(),
+                    "idempotent retry joins the call");
+                drop(watch);
+                if record.state.is_final() || wait.is_zero() {
+                    return Ok(*record);
                 }
-                return Ok(*record);
+                return wait_final(state, &record.id, wait).await;
             }
             Enqueued::KeyMismatch => return Err(ApiError::IdempotencyMismatch),
         };
