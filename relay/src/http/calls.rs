@@ -152,6 +152,7 @@ pub(crate) async fn submit_record(
         submitted_at: now,
         expires_at: now + ttl,
         idempotency,
+        owner: Some(caller.name.clone()),
     };
     let function = call
         .calls
@@ -255,15 +256,16 @@ async fn wait_watched(
     }
 }
 
-/// Loads a call the caller may see.
+/// Loads a call the caller may see ([`Caller::may_see`]): the one way a client
+/// reaches a stored call by its id. Another key's call, or one of a system outside
+/// the key's scope, answers exactly as a call that does not exist.
 async fn visible_call(
     state: &RelayState,
     caller: &Caller,
     call_id: &str,
 ) -> Result<CallRecord, ApiError> {
     match state.queue.get(call_id).await? {
-        // A call of a system outside the key's scope is not revealed.
-        Some(record) if caller.covers(&record.system) => Ok(record),
+        Some(record) if caller.may_see(&record) => Ok(record),
         _ => Err(ApiError::CallNotFound(call_id.to_owned())),
     }
 }

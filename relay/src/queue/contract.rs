@@ -53,6 +53,7 @@ pub(super) fn new_call(id: &str, system: &str, ttl: Duration) -> NewCall {
         submitted_at: now,
         expires_at: now + ttl,
         idempotency: None,
+        owner: Some("flow".into()),
     }
 }
 
@@ -117,6 +118,7 @@ for_every_store!(
     work_and_call_signals_fire,
     new_calls_go_straight_to_a_session_with_free_credits,
     an_outcome_is_judged_by_the_calls_commit_policy,
+    the_owner_stays_with_the_call,
 );
 
 async fn claims_oldest_first_and_respects_max(q: &dyn Queue) {
@@ -498,4 +500,25 @@ async fn an_outcome_is_judged_by_the_calls_commit_policy(q: &dyn Queue) {
         let end = watch.take_ended().expect("the waiter heard the end");
         assert_eq!(&end.state, state, "{id}");
     }
+}
+
+async fn the_owner_stays_with_the_call(q: &dyn Queue) {
+    let mut unowned = new_call("unowned", "PRD", Duration::hours(1));
+    unowned.owner = None;
+    q.enqueue(unowned).await.unwrap();
+    q.enqueue(keyed("a", "k1", "f1")).await.unwrap();
+    let owner = |id: &'static str| async move { q.get(id).await.unwrap().unwrap().owner };
+    assert_eq!(owner("a").await.as_deref(), Some("flow"));
+    assert_eq!(owner("unowned").await, None);
+    // Through a lease and an outcome, and on the record an idempotent retry gets.
+    let units = q.claim(&["PRD".to_owned()], "s", 2, later()).await.unwrap();
+    for unit in &units {
+        q.complete(&unit.call_id, 1, "agent", ok()).await.unwrap();
+    }
+    assert_eq!(owner("a").await.as_deref(), Some("flow"));
+    assert_eq!(owner("unowned").await, None);
+    assert!(matches!(
+        q.enqueue(keyed("b", "k1", "f1")).await.unwrap(),
+        Enqueued::Existing(r) if r.id == "a" && r.owner.as_deref() == Some("flow")
+    ));
 }

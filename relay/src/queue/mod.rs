@@ -110,6 +110,9 @@ pub(crate) struct NewCall {
     pub(crate) expires_at: OffsetDateTime,
     /// The idempotency key and the fingerprint of the request it was first used with.
     pub(crate) idempotency: Option<(IdempotencyKey, String)>,
+    /// The name of the API key that created the call (its owner); `None` only for
+    /// calls stored before owners were recorded.
+    pub(crate) owner: Option<String>,
 }
 
 /// Where a call is in its life.
@@ -207,6 +210,9 @@ pub(crate) struct CallRecord {
     pub(crate) outcome: Option<Outcome>,
     /// The idempotency key and request fingerprint, if the client sent one.
     pub(crate) idempotency: Option<(IdempotencyKey, String)>,
+    /// The name of the API key that created the call; `None` for a call stored
+    /// before owners were recorded.
+    pub(crate) owner: Option<String>,
 }
 
 impl CallRecord {
@@ -226,6 +232,7 @@ impl CallRecord {
             agent: None,
             outcome: None,
             idempotency: call.idempotency,
+            owner: call.owner,
         }
     }
 

@@ -162,8 +162,8 @@ fn insert(conn: &Connection, record: &CallRecord) -> Result<(), QueueError> {
     conn.prepare_cached(
         "INSERT INTO calls (id, system, kind, calls, commit_policy, state, attempts,
              submitted_at, expires_at, idem_scope, idem_key, idem_fingerprint,
-             lease_session, lease_until)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?11, ?12, ?6, ?7, ?8, ?9, ?10, ?13, ?14)",
+             lease_session, lease_until, owner)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?11, ?12, ?6, ?7, ?8, ?9, ?10, ?13, ?14, ?15)",
     )?
     .execute(params![
         record.id,
@@ -180,6 +180,7 @@ fn insert(conn: &Connection, record: &CallRecord) -> Result<(), QueueError> {
         record.attempts,
         lease_session,
         lease_until,
+        record.owner,
     ])?;
     if let (Some(scope), Some(key), Some(fingerprint)) = (scope, key, fingerprint) {
         conn.prepare_cached(

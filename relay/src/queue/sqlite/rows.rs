@@ -11,7 +11,7 @@ use super::super::{CallKind, CallRecord, CallState, IdempotencyKey, QueueError, 
 /// The columns [`record`] reads, in its order.
 pub(super) const RECORD_COLUMNS: &str = "id, system, kind, calls, commit_policy, state, \
      lease_session, lease_until, attempts, submitted_at, expires_at, completed_at, agent, \
-     outcome, idem_scope, idem_key, idem_fingerprint";
+     outcome, idem_scope, idem_key, idem_fingerprint, owner";
 
 impl From<rusqlite::Error> for QueueError {
     fn from(error: rusqlite::Error) -> Self {
@@ -136,6 +136,7 @@ pub(super) fn record(row: &Row<'_>) -> Result<CallRecord, QueueError> {
         agent: row.get(12)?,
         outcome,
         idempotency,
+        owner: row.get(17)?,
         id,
     })
 }

@@ -7,6 +7,8 @@
 //!   `queued | leased | succeeded | failed | expired | cancelled`; a leased row has
 //!   `lease_session` and `lease_until`; a final row has `completed_at` (and the
 //!   outcome as JSON once an agent reported one). Times are Unix nanoseconds (UTC).
+//!   `owner` is the name of the API key that created the call (NULL in rows
+//!   written before schema version 3 without an idempotency key).
 //! - `idempotency_keys`: the keys still enforced, each naming its call and the
 //!   request fingerprint it was first used with. The reaper forgets them.
 
@@ -18,7 +20,7 @@ use super::super::QueueError;
 use super::super::config::Durability;
 
 /// The schema version this relay writes.
-pub(super) const SCHEMA_VERSION: i64 = 2;
+pub(super) const SCHEMA_VERSION: i64 = 3;
 
 /// How long a statement waits for a lock held by another connection.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -48,7 +50,8 @@ CREATE TABLE calls (
     outcome          TEXT,
     idem_scope       TEXT,
     idem_key         TEXT,
-    idem_fingerprint TEXT
+    idem_fingerprint TEXT,
+    owner            TEXT
 );
 CREATE INDEX calls_queued_by_system ON calls (system, seq) WHERE state = 'queued';
 CREATE INDEX calls_queued_expiry ON calls (expires_at) WHERE state = 'queued';
@@ -77,6 +80,14 @@ CREATE INDEX IF NOT EXISTS calls_queued_by_system ON calls (system, seq) WHERE s
 DROP INDEX IF EXISTS calls_by_state;
 DROP INDEX IF EXISTS calls_completed;
 CREATE INDEX IF NOT EXISTS calls_completed_at ON calls (completed_at) WHERE completed_at > 0;
+";
+
+/// From version 2: the call's owner. A row with an idempotency key holds the
+/// key's scope, the name of the API key that sent it: that name is its owner.
+/// Other rows stay NULL, which no API key's name matches (operators only).
+const MIGRATE_FROM_2: &str = "
+ALTER TABLE calls ADD COLUMN owner TEXT;
+UPDATE calls SET owner = idem_scope WHERE idem_scope IS NOT NULL;
 ";
 
 /// Settings every connection gets.
@@ -124,7 +135,13 @@ pub(super) fn prepare(conn: &Connection, durability: Durability) -> Result<i64, 
         }
         1 => {
             conn.execute_batch(&format!(
-                "BEGIN IMMEDIATE; {MIGRATE_FROM_1} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                "BEGIN IMMEDIATE; {MIGRATE_FROM_1} {MIGRATE_FROM_2} \
+                 PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            ))?;
+        }
+        2 => {
+            conn.execute_batch(&format!(
+                "BEGIN IMMEDIATE; {MIGRATE_FROM_2} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
             ))?;
         }
         SCHEMA_VERSION => {}
