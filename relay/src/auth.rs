@@ -58,6 +58,9 @@ pub(crate) struct Credential {
     hash: [u8; 32],
     /// The systems it covers.
     pub(crate) scope: Scope,
+    /// Whether it holds the operator scope (API keys only): it may read and cancel
+    /// the calls of every key.
+    pub(crate) operator: bool,
 }
 
 /// A set of credentials (all API keys, or all agent tokens).
@@ -69,10 +72,15 @@ pub(crate) struct Credentials {
 impl Credentials {
     /// The API keys of a validated configuration.
     pub(crate) fn api_keys(keys: &[ApiKeyConfig]) -> Self {
-        Self::build(
-            keys.iter()
-                .map(|k| (&k.name, k.key.as_ref(), k.key_sha256.as_deref(), &k.systems)),
-        )
+        Self::build(keys.iter().map(|k| {
+            (
+                &k.name,
+                k.key.as_ref(),
+                k.key_sha256.as_deref(),
+                &k.systems,
+                k.operator,
+            )
+        }))
     }
 
     /// The agent tokens of a validated configuration.
@@ -83,6 +91,7 @@ impl Credentials {
                 t.token.as_ref(),
                 t.token_sha256.as_deref(),
                 &t.systems,
+                false,
             )
         }))
     }
@@ -94,11 +103,12 @@ impl Credentials {
                 Option<&'a sapbridge_proto::Secret>,
                 Option<&'a str>,
                 &'a Vec<String>,
+                bool,
             ),
         >,
     ) -> Self {
         let entries = entries
-            .filter_map(|(name, clear, hashed, systems)| {
+            .filter_map(|(name, clear, hashed, systems, operator)| {
                 let hash = match (clear, hashed) {
                     (Some(secret), _) => sha256(secret.expose()),
                     (None, Some(h)) => parse_sha256(h)?,
@@ -108,6 +118,7 @@ impl Credentials {
                     name: name.clone(),
                     hash,
                     scope: Scope::new(systems),
+                    operator,
                 })
             })
             .collect();
@@ -161,18 +172,21 @@ mod tests {
                 key: Some(Secret::new("alpha")),
                 key_sha256: None,
                 systems: vec!["*".into()],
+                operator: false,
             },
             ApiKeyConfig {
                 name: "b".into(),
                 key: None,
                 key_sha256: Some(hex::encode(sha256("beta"))),
                 systems: vec!["PRD".into()],
+                operator: true,
             },
         ];
         let creds = Credentials::api_keys(&keys);
         assert_eq!(creds.find("alpha").map(|c| c.name.as_str()), Some("a"));
         let b = creds.find("beta").expect("b");
         assert!(b.scope.covers("PRD") && !b.scope.covers("QAS"));
+        assert!(b.operator && !creds.find("alpha").expect("a").operator);
         assert!(creds.find("gamma").is_none());
     }
 

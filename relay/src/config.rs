@@ -182,6 +182,11 @@ pub struct ApiKeyConfig {
     pub key_sha256: Option<String>,
     /// The systems the key may call; `"*"` means all.
     pub systems: Vec<String>,
+    /// The operator scope: the key may read and cancel the calls of every key (of
+    /// the systems it covers), not only its own. Default `false`: a call belongs
+    /// to the key that created it, and to any other key it does not exist.
+    #[serde(default)]
+    pub operator: bool,
 }
 
 /// An agent token and the systems an agent holding it may serve.
@@ -222,6 +227,14 @@ pub enum ConfigError {
     EmptyName {
         /// `api_keys` or `agent_tokens`.
         list: &'static str,
+    },
+    /// An entry's name holds a control character.
+    #[error("{list}: the name {name:?} holds a control character")]
+    ControlInName {
+        /// `api_keys` or `agent_tokens`.
+        list: &'static str,
+        /// The name.
+        name: String,
     },
     /// An entry gives both or neither of the clear secret and its hash.
     #[error("{list} {name:?}: give exactly one of {clear} and {hashed}")]
@@ -451,6 +464,11 @@ fn check_entries<'a>(
         if entry.name.trim().is_empty() {
             return Err(ConfigError::EmptyName { list });
         }
+        // A key's name owns its calls and scopes its idempotency keys; names with
+        // control characters are kept for the relay's own scopes (and out of logs).
+        if entry.name.chars().any(char::is_control) {
+            return Err(ConfigError::ControlInName { list, name });
+        }
         if !names.insert(entry.name) {
             return Err(ConfigError::DuplicateName { list, name });
         }
@@ -598,5 +616,35 @@ mod tests {
         config.body_read_timeout_secs = 86_400;
         config.max_agent_connections = 1;
         assert!(config.validate().is_ok());
+    }
+
+    #[test]
+    fn keys_are_not_operators_unless_they_say_so() {
+        let config = parse(MINIMAL);
+        assert!(!config.api_keys[0].operator);
+        let config = parse(&MINIMAL.replace(
+            "systems = [\"*\"]",
+            "systems = [\"*\"]\n        operator = true",
+        ));
+        assert!(config.api_keys[0].operator);
+        config.validate().expect("valid");
+    }
+
+    #[test]
+    fn names_with_control_characters_are_refused() {
+        for name in ["\0follow-up", "flow\n", "a\tb"] {
+            let mut config = parse(MINIMAL);
+            config.api_keys[0].name = name.into();
+            assert!(
+                matches!(
+                    config.validate(),
+                    Err(ConfigError::ControlInName {
+                        list: "api_keys",
+                        ..
+                    })
+                ),
+                "{name:?}"
+            );
+        }
     }
 }

@@ -385,23 +385,48 @@ async fn transactions_commit_or_report_the_rollback() {
 async fn idempotency_key_returns_the_stored_answer() {
     let relay = TestRelay::start().await;
     let mut agent = FakeAgent::connect(&relay, "agent-1", &["PRD"], 1).await;
-    let send = |text: &str| {
+    let send = |text: &str, prefer: &str| {
         relay
             .call("PRD", "STFC_CONNECTION", json!({"REQUTEXT": text}))
             .header("Idempotency-Key", "\"k-1\"")
+            .header("Prefer", prefer)
             .send()
     };
-    let client = tokio::spawn(send("one"));
+    let client = tokio::spawn(send("one", "wait=30"));
     let unit = agent.next_work().await;
-    let running = send("one").await.unwrap();
-    assert_eq!(running.status(), StatusCode::CONFLICT);
+    let location = format!("/v1/calls/{}", unit.call_id);
+
+    // A retry while the first still runs joins it: 202 with the first call's
+    // Location, at once or after its own wait.
+    let running = send("one", "respond-async").await.unwrap();
+    assert_eq!(running.status(), StatusCode::ACCEPTED);
+    assert_eq!(running.headers()["location"], location.as_str());
+    assert_eq!(running.headers()["retry-after"], "1");
+    let running: Value = running.json().await.unwrap();
+    assert_eq!(running["status"], "running");
+    let started = std::time::Instant::now();
+    let waited = send("one", "wait=1").await.unwrap();
+    assert_eq!(waited.status(), StatusCode::ACCEPTED);
+    assert_eq!(waited.headers()["location"], location.as_str());
+    assert!(started.elapsed() >= Duration::from_millis(900), "no wait");
+    // Another body is refused while it runs too.
+    let other = send("two", "respond-async").await.unwrap();
+    assert_eq!(other.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    // A retry that waits gets the final answer when the call ends.
+    let joined = tokio::spawn(send("one", "wait=30"));
+
     agent.succeed(&unit, json!({"ECHOTEXT": "one"})).await;
     let first: Value = client.await.unwrap().unwrap().json().await.unwrap();
-    let again = send("one").await.unwrap();
+    let joined = joined.await.unwrap().unwrap();
+    assert_eq!(joined.status(), StatusCode::OK);
+    let joined: Value = joined.json().await.unwrap();
+    assert_eq!(joined, first);
+    let again = send("one", "respond-async").await.unwrap();
     assert_eq!(again.status(), StatusCode::OK);
     let again: Value = again.json().await.unwrap();
     assert_eq!(again["id"], first["id"]);
-    let other = send("two").await.unwrap();
+    assert_eq!(again["result"]["ECHOTEXT"], "one");
+    let other = send("two", "wait=1").await.unwrap();
     assert_eq!(other.status(), StatusCode::UNPROCESSABLE_ENTITY);
     // The agent never saw a second unit.
     agent.send(&AgentMessage::Heartbeat).await;

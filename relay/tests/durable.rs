@@ -98,15 +98,20 @@ async fn results_and_idempotency_keys_survive_a_restart() {
         relay
             .call("PRD", "STFC_CONNECTION", json!({"REQUTEXT": text}))
             .header("Idempotency-Key", "\"restart-1\"")
-            .send()
     };
 
     let relay = TestRelay::start_with(config.clone()).await;
     let mut agent = FakeAgent::connect(&relay, "agent-1", &["PRD"], 1).await;
-    let client = tokio::spawn(send(&relay, "one"));
+    let client = tokio::spawn(send(&relay, "one").send());
     let unit = agent.next_work().await;
-    let running = send(&relay, "one").await.unwrap();
-    assert_eq!(running.status(), StatusCode::CONFLICT);
+    let running = send(&relay, "one")
+        .header("Prefer", "respond-async")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(running.status(), StatusCode::ACCEPTED);
+    let location = format!("/v1/calls/{}", unit.call_id);
+    assert_eq!(running.headers()["location"], location.as_str());
     agent.succeed(&unit, json!({"ECHOTEXT": "one"})).await;
     let first = client.await.unwrap().unwrap();
     assert_eq!(first.status(), StatusCode::OK);
@@ -120,12 +125,12 @@ async fn results_and_idempotency_keys_survive_a_restart() {
     let (status, stored) = poll_final(&relay, &location).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(stored["result"]["ECHOTEXT"], "one");
-    let again = send(&relay, "one").await.unwrap();
+    let again = send(&relay, "one").send().await.unwrap();
     assert_eq!(again.status(), StatusCode::OK);
     let again: Value = again.json().await.unwrap();
     assert_eq!(again["id"], first["id"]);
     assert_eq!(again["result"], first["result"]);
-    let other = send(&relay, "two").await.unwrap();
+    let other = send(&relay, "two").send().await.unwrap();
     assert_eq!(other.status(), StatusCode::UNPROCESSABLE_ENTITY);
     // The agent never saw a second unit.
     agent.send(&AgentMessage::Heartbeat).await;

@@ -55,10 +55,19 @@ async fn keys_are_required_and_scoped() {
         .await
         .unwrap();
     assert_eq!(allowed.status(), StatusCode::ACCEPTED);
-    // ... and its call is invisible to nobody but out-of-scope keys.
+    // ... and its call is the key's own: another key, even one of every system,
+    // does not see it (ownership: `ownership.rs`).
     let location = allowed.headers()["location"].to_str().unwrap().to_owned();
-    let seen = relay.get(&location).send().await.unwrap();
+    let seen = relay
+        .http
+        .get(format!("{}{location}", relay.url))
+        .header("X-API-Key", QAS_KEY)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(seen.status(), StatusCode::ACCEPTED);
+    let other = relay.get(&location).send().await.unwrap();
+    problem(other, StatusCode::NOT_FOUND).await;
     relay.stop().await;
 }
 

@@ -2,7 +2,10 @@
 //! port 0 in this process, and a small HTTP client that speaks the relay's API.
 //!
 //! Everything waits on readiness signals (a bound listener, an agent listed as
-//! online) with a deadline, never on a bare sleep.
+//! online) with a deadline, never on a bare sleep. [`power_automate`] is a client
+//! that retries and polls as a Power Automate action does.
+
+pub mod power_automate;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -122,7 +122,9 @@ async fn refused_functions_tables_and_paths_are_logged_at_warn_with_their_fields
         sap: Arc::new(Unreachable),
     };
     let denied = unit_with("c_fn", 1, &["BAPI_USER_DELETE"], CommitPolicy::None);
-    assert!(not_allowed(&execute(&denied, Some(&system), None, &()).await));
+    assert!(not_allowed(
+        &execute(&denied, Some(&system), None, &()).await
+    ));
     let mut read = unit_with("c_tab", 1, &["RFC_READ_TABLE"], CommitPolicy::None);
     read.calls[0]
         .parameters

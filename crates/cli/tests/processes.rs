@@ -3,11 +3,13 @@
 //! configuration refused with exit code 64.
 
 use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sapbridge");
 /// The agent alone (`sapbridge-agent`), the binary for on-premises hosts.
@@ -69,18 +71,23 @@ fn collect(output: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String
 /// Starts `sapbridge ARGS` and waits for a stdout line starting with `prefix`
 /// (after trimming); returns the rest of that line.
 fn start(args: &[&str], prefix: &str) -> (Running, String) {
-    let (running, rest, _) = start_with_log(args, prefix, None);
+    let (running, rest, _) = start_with_log(args, prefix, None, None);
     (running, rest)
 }
 
 /// [`start`], with the process's log at `level` collected (see [`collect`]) instead
-/// of passed through at `warn`.
+/// of passed through at `warn`, and run in `cwd` if given.
 fn start_with_log(
     args: &[&str],
     prefix: &str,
     level: Option<&str>,
+    cwd: Option<&Path>,
 ) -> (Running, String, Option<mpsc::Receiver<String>>) {
-    let mut child = Command::new(BIN)
+    let mut command = Command::new(BIN);
+    if let Some(cwd) = cwd {
+        command.current_dir(cwd);
+    }
+    let mut child = command
         .args(args)
         .env("SAPBRIDGE_LOG", level.unwrap_or("warn"))
         .stdout(Stdio::piped())
@@ -186,6 +193,7 @@ systems = ["SIM"]
         ],
         "sapbridge relay listening on",
         Some("info"),
+        None,
     );
     let ws = format!("{}/v1/agent/connect", url.replacen("http://", "ws://", 1));
     let agent_toml = dir.path().join("agent.toml");
@@ -257,6 +265,95 @@ fault_rate = 0.0
         .find(|line| line.contains("relay runtime started"))
         .unwrap_or_else(|| panic!("no runtime line in the relay's log:\n{log}"));
     assert!(started.contains("worker_threads=5"), "{started}");
+}
+
+/// A random secret, as `openssl rand -hex 32` makes one.
+fn random_secret() -> String {
+    let mut bytes = [0u8; 32];
+    rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
+    hex::encode(bytes)
+}
+
+/// The README's "Relay and agent as separate processes" with the shipped files:
+/// `deploy/relay.toml` configures no key and no token (the relay refuses it as it
+/// is, and with a key but no token), and with a generated key and token appended
+/// as their SHA-256, relay and agent (`deploy/agent.toml`) serve a call.
+#[tokio::test]
+async fn the_shipped_configs_serve_calls_only_with_generated_secrets() {
+    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy");
+    let shipped = std::fs::read_to_string(deploy.join("relay.toml")).expect("relay.toml");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (key, token) = (random_secret(), random_secret());
+    let sha256 = |secret: &str| hex::encode(Sha256::digest(secret.as_bytes()));
+    let key_entry = format!(
+        "[[api_keys]]\nname = \"walkthrough\"\nkey_sha256 = \"{}\"\nsystems = [\"SIM\"]\n",
+        sha256(&key)
+    );
+    let token_entry = format!(
+        "[[agent_tokens]]\nname = \"walkthrough-agent\"\ntoken_sha256 = \"{}\"\nsystems = [\"SIM\"]\n",
+        sha256(&token)
+    );
+    let refusals = [
+        (String::new(), "no api_keys configured"),
+        (key_entry.clone(), "no agent_tokens configured"),
+    ];
+    for (added, refusal) in refusals {
+        let path = dir.path().join("refused.toml");
+        std::fs::write(&path, format!("{shipped}\n{added}")).expect("write");
+        let mut relay = Running(
+            Command::new(BIN)
+                .args(["relay", "--config", path.to_str().unwrap()])
+                .args(["--listen", "127.0.0.1:0"])
+                .current_dir(dir.path())
+                .env("SAPBRIDGE_LOG", "off")
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn relay"),
+        );
+        let stderr = collect(relay.0.stderr.take().expect("stderr"));
+        // The text ends when the process does: a relay that started never ends it.
+        let stderr = stderr
+            .recv_timeout(DEADLINE)
+            .unwrap_or_else(|_| panic!("the relay started without {refusal:?}"));
+        assert_eq!(relay.0.wait().expect("wait").code(), Some(64), "{stderr}");
+        assert!(stderr.contains(refusal), "{stderr}");
+    }
+
+    let relay_toml = dir.path().join("relay.toml");
+    std::fs::write(
+        &relay_toml,
+        format!("{shipped}\n{key_entry}\n{token_entry}"),
+    )
+    .expect("write");
+    let (relay, url, _) = start_with_log(
+        &[
+            "relay",
+            "--config",
+            relay_toml.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        "sapbridge relay listening on",
+        None,
+        Some(dir.path()),
+    );
+    let ws = format!("{}/v1/agent/connect", url.replacen("http://", "ws://", 1));
+    let agent_toml = deploy.join("agent.toml");
+    let agent = Running(
+        Command::new(AGENT_BIN)
+            .args(["--config", agent_toml.to_str().unwrap(), "--relay-url", &ws])
+            .current_dir(dir.path())
+            .env("SAPBRIDGE_AGENT_TOKEN", &token)
+            .env("SAPBRIDGE_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("spawn agent"),
+    );
+    let body = call_until_ok(&url, &key, "two processes").await;
+    assert_eq!(body["result"]["ECHOTEXT"], "two processes");
+    assert!(agent.terminate().success());
+    assert!(relay.terminate().success());
 }
 
 #[test]

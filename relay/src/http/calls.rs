@@ -97,8 +97,13 @@ pub(crate) fn fingerprint(headers: &HeaderMap, parts: &[&[u8]]) -> Option<String
 /// Stores a unit of work and holds the request until its result or the requested
 /// wait, then answers with the call in its current state.
 ///
+/// A request whose `Idempotency-Key` names a call already stored (same key, same
+/// body) joins that call: it waits for it as the first request did (`Prefer`), and
+/// is answered with its outcome, or `202` with its `Location` while it runs.
+///
 /// # Errors
-/// 400 for bad headers, 409/422 for idempotency conflicts, 500 for store failures.
+/// 400 for bad headers, 422 for an idempotency key reused with another request,
+/// 500 for store failures.
 pub(crate) async fn submit(
     state: &RelayState,
     caller: &Caller,
@@ -147,6 +152,7 @@ pub(crate) async fn submit_record(
         submitted_at: now,
         expires_at: now + ttl,
         idempotency,
+        owner: Some(caller.name.clone()),
     };
     let function = call
         .calls
@@ -170,14 +176,14 @@ pub(crate) async fn submit_record(
                 record
             }
             Enqueued::Existing(record) => {
-                tracing::info!(existing = %record.id, "idempotent retry");
-                if !record.state.is_final() {
-                    return Err(ApiError::Conflict {
-                        call_id: record.id.clone(),
-                        detail: "a call with this Idempotency-Key is still running".into(),
-                    });
+                // The key is scoped to the caller's API key: the call is its own.
+                tracing::info!(existing = %record.id, status = record.state.as_str(),
+                    "idempotent retry joins the call");
+                drop(watch);
+                if record.state.is_final() || wait.is_zero() {
+                    return Ok(*record);
                 }
-                return Ok(*record);
+                return wait_final(state, &record.id, wait).await;
             }
             Enqueued::KeyMismatch => return Err(ApiError::IdempotencyMismatch),
         };
@@ -250,15 +256,16 @@ async fn wait_watched(
     }
 }
 
-/// Loads a call the caller may see.
+/// Loads a call the caller may see ([`Caller::may_see`]): the one way a client
+/// reaches a stored call by its id. Another key's call, or one of a system outside
+/// the key's scope, answers exactly as a call that does not exist.
 async fn visible_call(
     state: &RelayState,
     caller: &Caller,
     call_id: &str,
 ) -> Result<CallRecord, ApiError> {
     match state.queue.get(call_id).await? {
-        // A call of a system outside the key's scope is not revealed.
-        Some(record) if caller.covers(&record.system) => Ok(record),
+        Some(record) if caller.may_see(&record) => Ok(record),
         _ => Err(ApiError::CallNotFound(call_id.to_owned())),
     }
 }

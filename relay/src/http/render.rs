@@ -367,6 +367,7 @@ mod tests {
             submitted_at: now,
             expires_at: now,
             idempotency: None,
+            owner: None,
         });
         record.state = CallState::Succeeded;
         record.completed_at = Some(now);

@@ -15,6 +15,7 @@ use serde_json::Value;
 
 use super::ApiError;
 use crate::auth::{Scope, presented_secret};
+use crate::queue::CallRecord;
 use crate::state::{RelayState, Settings};
 
 /// The header that shortens a call's queue TTL, in seconds.
@@ -25,15 +26,24 @@ pub(crate) const IDEMPOTENCY_HEADER: &str = "idempotency-key";
 /// An authenticated client: its API key's name and scope.
 #[derive(Debug, Clone)]
 pub(crate) struct Caller {
-    /// The key's configured name (safe to log).
+    /// The key's configured name (safe to log); the owner of the calls it creates.
     pub(crate) name: String,
     scope: Scope,
+    operator: bool,
 }
 
 impl Caller {
     /// Whether the key may call `system`.
     pub(crate) fn covers(&self, system: &str) -> bool {
         self.scope.covers(system)
+    }
+
+    /// Whether `record` is this key's to read and cancel: a call of a system the
+    /// key covers, created by this key (or by any key, for an operator key). A call
+    /// without an owner (stored by an older relay) is an operator's only.
+    pub(crate) fn may_see(&self, record: &CallRecord) -> bool {
+        self.covers(&record.system)
+            && (self.operator || record.owner.as_deref() == Some(self.name.as_str()))
     }
 
     /// Checks that the key may call `system` and that the system exists.
@@ -67,6 +77,7 @@ impl FromRequestParts<Arc<RelayState>> for Caller {
         Ok(Self {
             name: credential.name.clone(),
             scope: credential.scope.clone(),
+            operator: credential.operator,
         })
     }
 }

@@ -55,6 +55,7 @@ pub(super) fn new_call(id: &str, system: &str, ttl: Duration) -> NewCall {
         submitted_at: now,
         expires_at: now + ttl,
         idempotency: None,
+        owner: Some("flow".into()),
     }
 }
 
@@ -159,6 +160,7 @@ for_every_store!(
     the_holder_gets_its_call_back_even_past_the_ttl,
     a_unit_not_started_before_its_deadline_is_queued_again_for_anyone,
     units_carry_the_time_left_to_start,
+    the_owner_stays_with_the_call,
 );
 
 async fn claims_oldest_first_and_respects_max(q: &dyn Queue) {
@@ -830,4 +832,27 @@ async fn units_carry_the_time_left_to_start(q: &dyn Queue) {
         "{}",
         deadline("short")
     );
+}
+
+async fn the_owner_stays_with_the_call(q: &dyn Queue) {
+    let mut unowned = new_call("unowned", "PRD", Duration::hours(1));
+    unowned.owner = None;
+    q.enqueue(unowned).await.unwrap();
+    q.enqueue(keyed("a", "k1", "f1")).await.unwrap();
+    let owner = |id: &'static str| async move { q.get(id).await.unwrap().unwrap().owner };
+    assert_eq!(owner("a").await.as_deref(), Some("flow"));
+    assert_eq!(owner("unowned").await, None);
+    // Through a lease and an outcome, and on the record an idempotent retry gets.
+    let units = q.claim(&prd(), by("s", "A"), 2, later()).await.unwrap();
+    for unit in &units {
+        q.complete(&unit.call_id, 1, "s", "agent", ok())
+            .await
+            .unwrap();
+    }
+    assert_eq!(owner("a").await.as_deref(), Some("flow"));
+    assert_eq!(owner("unowned").await, None);
+    assert!(matches!(
+        q.enqueue(keyed("b", "k1", "f1")).await.unwrap(),
+        Enqueued::Existing(r) if r.id == "a" && r.owner.as_deref() == Some("flow")
+    ));
 }

@@ -211,6 +211,9 @@ pub(crate) struct NewCall {
     pub(crate) expires_at: OffsetDateTime,
     /// The idempotency key and the fingerprint of the request it was first used with.
     pub(crate) idempotency: Option<(IdempotencyKey, String)>,
+    /// The name of the API key that created the call (its owner); `None` only for
+    /// calls stored before owners were recorded.
+    pub(crate) owner: Option<String>,
 }
 
 /// Where a call is in its life.
@@ -308,6 +311,9 @@ pub(crate) struct CallRecord {
     pub(crate) outcome: Option<Outcome>,
     /// The idempotency key and request fingerprint, if the client sent one.
     pub(crate) idempotency: Option<(IdempotencyKey, String)>,
+    /// The name of the API key that created the call; `None` for a call stored
+    /// before owners were recorded.
+    pub(crate) owner: Option<String>,
     /// The latest lease's holder, kept after the lease ended (see the module docs);
     /// `None` for a call no agent holds a claim on.
     pub(crate) holder: Option<Holder>,
@@ -333,6 +339,7 @@ impl CallRecord {
             agent: None,
             outcome: None,
             idempotency: call.idempotency,
+            owner: call.owner,
             holder: None,
             hold_until: None,
         }

@@ -127,6 +127,7 @@ async fn enqueue(queue: &MemoryQueue, id: &str) {
             submitted_at: now,
             expires_at: now + time::Duration::hours(1),
             idempotency: None,
+            owner: None,
         })
         .await
         .expect("enqueue");

@@ -40,7 +40,7 @@ use crate::queue::{CallKind, CallRecord, Enqueued, IdempotencyKey, NewCall};
 use crate::state::{RelayState, new_call_id};
 
 /// The idempotency scope of follow-up units (no API key is named like this: key
-/// names cannot hold a NUL).
+/// names cannot hold control characters).
 const FOLLOW_UP_SCOPE: &str = "\0follow-up";
 
 /// What a stored call of a high-level action needs to render its step.
@@ -176,6 +176,7 @@ async fn follow_up(
         submitted_at: now,
         expires_at: now + ttl.max(time::Duration::SECOND),
         idempotency: Some((key, "follow-up".into())),
+        owner: previous.owner.clone(),
     };
     match state.queue.enqueue(call).await? {
         Enqueued::Created(record) => {

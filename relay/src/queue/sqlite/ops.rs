@@ -167,8 +167,8 @@ fn insert(conn: &Connection, record: &CallRecord) -> Result<(), QueueError> {
     conn.prepare_cached(
         "INSERT INTO calls (id, system, kind, calls, commit_policy, state, attempts,
              submitted_at, expires_at, idem_scope, idem_key, idem_fingerprint,
-             lease_session, lease_until, lease_agent)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?11, ?12, ?6, ?7, ?8, ?9, ?10, ?13, ?14, ?15)",
+             lease_session, lease_until, owner, lease_agent)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?11, ?12, ?6, ?7, ?8, ?9, ?10, ?13, ?14, ?15, ?16)",
     )?
     .execute(params![
         record.id,
@@ -185,6 +185,7 @@ fn insert(conn: &Connection, record: &CallRecord) -> Result<(), QueueError> {
         record.attempts,
         lease_session,
         lease_until,
+        record.owner,
         record.holder.as_ref().map(|h| h.agent.as_str()),
     ])?;
     if let (Some(scope), Some(key), Some(fingerprint)) = (scope, key, fingerprint) {

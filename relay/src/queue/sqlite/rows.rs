@@ -13,7 +13,7 @@ use super::super::{
 /// The columns [`record`] reads, in its order.
 pub(super) const RECORD_COLUMNS: &str = "id, system, kind, calls, commit_policy, state, \
      lease_session, lease_until, attempts, submitted_at, expires_at, completed_at, agent, \
-     outcome, idem_scope, idem_key, idem_fingerprint, lease_agent, hold_until";
+     outcome, idem_scope, idem_key, idem_fingerprint, owner, lease_agent, hold_until";
 
 impl From<rusqlite::Error> for QueueError {
     fn from(error: rusqlite::Error) -> Self {
@@ -126,7 +126,7 @@ pub(super) fn record(row: &Row<'_>) -> Result<CallRecord, QueueError> {
     };
     let holder = match (
         row.get::<_, Option<String>>(6)?,
-        row.get::<_, Option<String>>(17)?,
+        row.get::<_, Option<String>>(18)?,
     ) {
         (Some(session), Some(agent)) => Some(Holder { session, agent }),
         _ => None,
@@ -145,8 +145,9 @@ pub(super) fn record(row: &Row<'_>) -> Result<CallRecord, QueueError> {
         agent: row.get(12)?,
         outcome,
         idempotency,
+        owner: row.get(17)?,
         holder,
-        hold_until: row.get::<_, Option<i64>>(18)?.map(time_at),
+        hold_until: row.get::<_, Option<i64>>(19)?.map(time_at),
         id,
     })
 }

@@ -8,7 +8,9 @@
 //!   `lease_until`; `lease_session` and `lease_agent` name the latest lease's holder
 //!   and stay after the lease ended (with `hold_until`, until when the call waits
 //!   for that agent); a final row has `completed_at` (and the outcome as JSON once
-//!   an agent reported one). Times are Unix nanoseconds (UTC).
+//!   an agent reported one). Times are Unix nanoseconds (UTC). `owner` is the name
+//!   of the API key that created the call (NULL in rows written before schema
+//!   version 3 without an idempotency key).
 //! - `idempotency_keys`: the keys still enforced, each naming its call and the
 //!   request fingerprint it was first used with. The reaper forgets them.
 
@@ -20,7 +22,7 @@ use super::super::QueueError;
 use super::super::config::Durability;
 
 /// The schema version this relay writes.
-pub(super) const SCHEMA_VERSION: i64 = 3;
+pub(super) const SCHEMA_VERSION: i64 = 4;
 
 /// How long a statement waits for a lock held by another connection.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -52,7 +54,8 @@ CREATE TABLE calls (
     outcome          TEXT,
     idem_scope       TEXT,
     idem_key         TEXT,
-    idem_fingerprint TEXT
+    idem_fingerprint TEXT,
+    owner            TEXT
 );
 CREATE INDEX calls_queued_by_system ON calls (system, seq) WHERE state = 'queued';
 CREATE INDEX calls_queued_expiry ON calls (expires_at) WHERE state = 'queued';
@@ -83,17 +86,25 @@ DROP INDEX IF EXISTS calls_completed;
 CREATE INDEX IF NOT EXISTS calls_completed_at ON calls (completed_at) WHERE completed_at > 0;
 ";
 
-/// From version 2: a lease's holder outlives the lease (`lease_agent`,
-/// `hold_until`; see the module docs). Calls leased under version 2 have no
-/// recorded agent and are handed out as before.
+/// From version 2: the call's owner. A row with an idempotency key holds the
+/// key's scope, the name of the API key that sent it: that name is its owner.
+/// Other rows stay NULL, which no API key's name matches (operators only).
 const MIGRATE_FROM_2: &str = "
+ALTER TABLE calls ADD COLUMN owner TEXT;
+UPDATE calls SET owner = idem_scope WHERE idem_scope IS NOT NULL;
+";
+
+/// From version 3: a lease's holder outlives the lease (`lease_agent`,
+/// `hold_until`; see the module docs). Calls leased under version 3 have no
+/// recorded agent and are handed out as before.
+const MIGRATE_FROM_3: &str = "
 ALTER TABLE calls ADD COLUMN lease_agent TEXT;
 ALTER TABLE calls ADD COLUMN hold_until INTEGER;
 ";
 
 /// The migrations, each from the version before it: `MIGRATIONS[i]` migrates
 /// version `i + 1` to `i + 2`.
-const MIGRATIONS: &[&str] = &[MIGRATE_FROM_1, MIGRATE_FROM_2];
+const MIGRATIONS: &[&str] = &[MIGRATE_FROM_1, MIGRATE_FROM_2, MIGRATE_FROM_3];
 
 /// Settings every connection gets.
 pub(super) fn configure(conn: &Connection) -> Result<(), QueueError> {

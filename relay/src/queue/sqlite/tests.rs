@@ -324,6 +324,70 @@ async fn a_version_1_file_is_migrated_with_its_calls() {
     );
 }
 
+/// The version 2 layout (the calls table without `owner`), as relays before schema
+/// version 3 wrote it; only what the migration touches.
+const SCHEMA_V2: &str = "
+CREATE TABLE calls (
+    seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, system TEXT NOT NULL,
+    kind TEXT NOT NULL, calls TEXT NOT NULL, commit_policy TEXT NOT NULL, state TEXT NOT NULL,
+    lease_session TEXT, lease_until INTEGER, attempts INTEGER NOT NULL DEFAULT 0,
+    submitted_at INTEGER NOT NULL, expires_at INTEGER NOT NULL, completed_at INTEGER,
+    agent TEXT, outcome TEXT, idem_scope TEXT, idem_key TEXT, idem_fingerprint TEXT
+);
+CREATE INDEX calls_queued_by_system ON calls (system, seq) WHERE state = 'queued';
+CREATE INDEX calls_queued_expiry ON calls (expires_at) WHERE state = 'queued';
+CREATE INDEX calls_leased_session ON calls (lease_session, lease_until) WHERE state = 'leased';
+CREATE INDEX calls_completed_at ON calls (completed_at) WHERE completed_at > 0;
+CREATE TABLE idempotency_keys (
+    scope TEXT NOT NULL, key TEXT NOT NULL, fingerprint TEXT NOT NULL, call_id TEXT NOT NULL,
+    created_at INTEGER NOT NULL, PRIMARY KEY (scope, key)
+) WITHOUT ROWID;
+CREATE INDEX idempotency_keys_call ON idempotency_keys (call_id);
+CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at);
+PRAGMA user_version = 2;
+";
+
+#[tokio::test]
+async fn a_version_2_file_gets_owners_where_they_are_known() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("relay.db");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(SCHEMA_V2).unwrap();
+    let far = 4_000_000_000_000_000_000_i64;
+    conn.execute(
+        "INSERT INTO calls (id, system, kind, calls, commit_policy, state, attempts,
+             submitted_at, expires_at, idem_scope, idem_key, idem_fingerprint)
+         VALUES ('keyed', 'PRD', '\"function\"', '[]', 'none', 'queued', 0, 1, ?1,
+                 'flow', 'k1', 'f1'),
+                ('plain', 'PRD', '\"function\"', '[]', 'none', 'queued', 0, 1, ?1,
+                 NULL, NULL, NULL)",
+        [far],
+    )
+    .unwrap();
+    conn.execute(
+        "INSERT INTO idempotency_keys VALUES ('flow', 'k1', 'f1', 'keyed', 1)",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+
+    let q = open(&path);
+    let keyed_call = q.get("keyed").await.unwrap().unwrap();
+    assert_eq!(keyed_call.owner.as_deref(), Some("flow"));
+    assert_eq!(q.get("plain").await.unwrap().unwrap().owner, None);
+    // The key still names its call.
+    assert!(matches!(
+        q.enqueue(keyed("again", "k1", "f1")).await.unwrap(),
+        Enqueued::Existing(r) if r.id == "keyed"
+    ));
+    drop(q);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(version, super::schema::SCHEMA_VERSION);
+}
+
 /// SQLite prepares a statement again on every run once a plan-relevant variable is
 /// rebound (a bound `LIMIT`, a variable compared against a partial index's
 /// `IS NOT NULL`): the hot statements must have none.
