@@ -423,10 +423,12 @@ name = "flows"
 key = "{bearer}"
 systems = ["*"]
 
+# An operator: it polls the other key's call (a call belongs to its key).
 [[api_keys]]
 name = "n8n"
 key = "{header}"
 systems = ["SIM"]
+operator = true
 
 [[agent_tokens]]
 name = "plant"
