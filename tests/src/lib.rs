@@ -4,8 +4,19 @@
 //! Everything waits on readiness signals (a bound listener, an agent listed as
 //! online) with a deadline, never on a bare sleep. [`power_automate`] is a client
 //! that retries and polls as a Power Automate action does.
+//!
+//! Also here: [`SoapSap`] (an SAP system over SOAP-RFC, as `sapbridge sim` serves
+//! it), [`GatedSystem`] (holds one call mid-flight in SAP) and [`CutProxy`] (cuts an
+//! agent's connection to the relay).
 
+mod gate;
 pub mod power_automate;
+mod proxy;
+mod soap;
+
+pub use gate::GatedSystem;
+pub use proxy::CutProxy;
+pub use soap::{SOAP_PASSWORD, SOAP_USER, SoapSap};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -154,8 +165,52 @@ impl TestAgent {
         concurrency: u32,
         http: Value,
     ) -> Result<Self> {
+        Self::spawn(
+            &relay.ws_url(),
+            agent_id,
+            data_dir,
+            sim,
+            allow,
+            concurrency,
+            http,
+        )
+    }
+
+    /// As [`TestAgent::start`], dialling `relay_url` (a [`CutProxy`] in front of
+    /// the relay, say) instead of the relay itself.
+    ///
+    /// # Errors
+    /// When the config is invalid.
+    pub fn start_via(
+        relay_url: &str,
+        agent_id: &str,
+        data_dir: &Path,
+        system: Arc<dyn SapSystem>,
+        allow: &[&str],
+        concurrency: u32,
+    ) -> Result<Self> {
+        Self::spawn(
+            relay_url,
+            agent_id,
+            data_dir,
+            system,
+            allow,
+            concurrency,
+            Value::Null,
+        )
+    }
+
+    fn spawn(
+        relay_url: &str,
+        agent_id: &str,
+        data_dir: &Path,
+        sim: Arc<dyn SapSystem>,
+        allow: &[&str],
+        concurrency: u32,
+        http: Value,
+    ) -> Result<Self> {
         let mut config: Value = json!({
-            "relay_url": relay.ws_url(),
+            "relay_url": relay_url,
             "token": AGENT_TOKEN,
             "agent_id": agent_id,
             "concurrency": concurrency,
@@ -392,4 +447,29 @@ pub fn agents_of(body: &Value, system: &str) -> Vec<Value> {
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default()
+}
+
+/// The customer numbers in `sap`'s customer master (`KNA1`) whose name is `name`
+/// (read with `RFC_READ_TABLE`, in a session of its own).
+///
+/// # Errors
+/// When the read fails.
+pub async fn customers_named(sap: &dyn SapSystem, name: &str) -> Result<Vec<String>> {
+    let read = json!({
+        "QUERY_TABLE": "KNA1",
+        "DELIMITER": "|",
+        "FIELDS": [{"FIELDNAME": "KUNNR"}],
+        "OPTIONS": [{"TEXT": format!("NAME1 EQ '{}'", name.replace('\'', "''"))}],
+    });
+    let Value::Object(params) = read else {
+        bail!("parameters are an object");
+    };
+    let out = sap.connect().await?.call("RFC_READ_TABLE", &params).await?;
+    let rows = out["DATA"]
+        .as_array()
+        .context("RFC_READ_TABLE without DATA")?;
+    Ok(rows
+        .iter()
+        .map(|row| row["WA"].as_str().unwrap_or_default().trim().to_owned())
+        .collect())
 }

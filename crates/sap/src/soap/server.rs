@@ -10,8 +10,10 @@
 //! `RFC_GET_FUNCTION_INTERFACE` / `DDIF_FIELDINFO_GET` and cached), the function
 //! runs, and the answer is `FUNC.Response` (200) or a Fault (500), see
 //! [`super::fault`]. Each request runs in a fresh session unless SAP's session
-//! header asks for a stateful one (see [`super::session`]). `GET /` answers 200
-//! for liveness checks.
+//! header asks for a stateful one (see [`super::session`]). A request runs to its
+//! end even when its client disconnects before the answer, as on SAP's ICF: the
+//! function and its effects (a commit, a session's pending changes) are not
+//! undone by the client going away. `GET /` answers 200 for liveness checks.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -107,7 +109,27 @@ async fn soap_rfc(
     };
     let span =
         tracing::info_span!("soap_rfc", function = %request.function, session = ?request.session);
-    handle(&state, &headers, request).instrument(span).await
+    let function = request.function.clone();
+    // The work runs in a task of its own, as SAP's ICF runs a request's work
+    // process to its end whether or not the client still listens: a client that
+    // goes away mid-request (a killed agent, a cut connection) does not cancel the
+    // BAPI or the commit it sent, and the session keeps whatever the call did.
+    // Awaiting the handle only delivers the answer; dropping it (the connection
+    // closed) leaves the task running.
+    let work =
+        tokio::spawn(async move { handle(&state, &headers, request).await }.instrument(span));
+    match work.await {
+        Ok(response) => response,
+        Err(join) => {
+            tracing::error!(%function, error = %join, "SOAP-RFC request task failed");
+            let error = RfcError::new(
+                ErrorGroup::AbapRuntimeFailure,
+                "SYSTEM_FAILURE",
+                "the request's work process ended abnormally",
+            );
+            fault(&function, &error)
+        }
+    }
 }
 
 async fn handle(state: &AppState, headers: &HeaderMap, request: CallRequest) -> Response {
