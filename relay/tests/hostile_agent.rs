@@ -20,15 +20,7 @@ fn passed(check: &str) {
 
 /// The call's state as its creator sees it.
 async fn status(relay: &TestRelay, id: &str) -> Value {
-    relay
-        .get(&format!("/v1/calls/{id}"))
-        .send()
-        .await
-        .expect("GET call")
-        .json::<Value>()
-        .await
-        .expect("call body")["status"]
-        .clone()
+    relay.get_json(&format!("/v1/calls/{id}")).await["status"].clone()
 }
 
 /// Submits a call without waiting; returns its id.
@@ -119,14 +111,7 @@ async fn outcomes_are_believed_only_from_the_lease_holder() {
     mallory
         .succeed(&unit, json!({"ECHOTEXT": "own lease"}))
         .await;
-    let body: Value = relay
-        .get(&format!("/v1/calls/{qas}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body: Value = relay.get_json(&format!("/v1/calls/{qas}")).await;
     assert_eq!(body["result"]["ECHOTEXT"], "honest", "{body}");
     assert_eq!(body["agent"], "honest");
     passed("the lease holder's outcome is stored, the forged one never was");
@@ -212,14 +197,7 @@ async fn a_lease_is_a_deadline_not_a_subscription() {
         outcome: ok(json!({"ECHOTEXT": "late"})),
     })
     .await;
-    let body: Value = relay
-        .get(&format!("/v1/calls/{id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body: Value = relay.get_json(&format!("/v1/calls/{id}")).await;
     assert_eq!(body["rfc_error"]["key"], "LEASE_LAPSED");
     passed("a late outcome does not change a final call");
     drop(hung);
@@ -268,13 +246,8 @@ async fn a_lapsed_lease_reaches_another_agent_only_in_doubt() {
     hung.send(&forged(&first.call_id, 1)).await;
     assert!(matches!(hung.recv().await, Some(RelayMessage::Ack { .. })));
     let body: Value = relay
-        .get(&format!("/v1/calls/{}", first.call_id))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/v1/calls/{}", first.call_id))
+        .await;
     assert_eq!(
         (body["agent"].as_str(), body["result"]["ECHOTEXT"].as_str()),
         (Some("other"), Some("other"))

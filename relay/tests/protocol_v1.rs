@@ -300,14 +300,7 @@ async fn a_recorded_protocol_1_session_is_served() {
 
 /// `GET /v1/systems` lists the protocol 1 agent, marked for upgrade.
 async fn assert_listed_for_upgrade(relay: &TestRelay) {
-    let systems: Value = relay
-        .get("/v1/systems")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let systems = relay.get_json("/v1/systems").await;
     let prd = systems["systems"]
         .as_array()
         .unwrap()

@@ -100,6 +100,17 @@ impl TestRelay {
             .bearer_auth(API_KEY)
     }
 
+    /// The JSON body of a GET with the all-systems key.
+    pub async fn get_json(&self, path: &str) -> Value {
+        self.get(path)
+            .send()
+            .await
+            .expect("GET")
+            .json()
+            .await
+            .expect("JSON body")
+    }
+
     /// Polls `/metrics` until the queue depth is `depth`.
     pub async fn wait_queue_depth(&self, depth: u64) {
         let want = format!("sapbridge_queue_depth {depth}\n");
