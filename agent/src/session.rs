@@ -10,19 +10,27 @@
 //! unit tests drive it with channels and [`crate::transport`] plugs in the
 //! WebSocket. The session never fails: every way it ends is a [`SessionEnd`] in
 //! the returned [`SessionReport`], and the caller decides whether to reconnect.
+//!
+//! Trust: nothing the relay sends is believed unchecked. Every number is
+//! range-checked before use ([`checks`]) and work is accepted only within the
+//! credits the agent granted ([`credits`], whose docs define the accounting). A
+//! relay that breaks the protocol gets `Close{ProtocolError}` with what it did
+//! wrong, and the session ends ([`SessionEnd::ClosedByAgent`]); nothing it sent
+//! beyond the rules is queued first.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use sapbridge_proto::{
-    AgentMessage, CloseReason, DEFAULT_HEARTBEAT_SECS, HANDSHAKE_TIMEOUT_SECS, Outbox,
-    PROTOCOL_VERSION, RelayMessage, SystemCapabilities,
+    AgentMessage, CloseReason, HANDSHAKE_TIMEOUT_SECS, Outbox, PROTOCOL_VERSION, RelayMessage,
+    SystemCapabilities,
 };
 use tokio::time::{Instant, sleep, sleep_until, timeout};
 use tokio_util::sync::CancellationToken;
 use tracing::{Span, debug, error, info, warn};
 
+use self::credits::Credits;
 use crate::passthrough::SessionStreams;
 use crate::runner::UnitRunner;
 use crate::transport::{Outgoing, TransportError};
@@ -55,8 +63,26 @@ pub(crate) enum SessionEnd {
     Shutdown,
     /// The relay closed the session, saying why.
     ClosedByRelay(CloseReason),
-    /// The connection broke, went silent or broke the protocol.
+    /// The agent closed the session, saying why (and told the relay): the relay
+    /// broke the protocol or went silent.
+    ClosedByAgent(CloseReason),
+    /// The connection broke (closed, failed, or a send did not complete).
     Lost(String),
+}
+
+impl SessionEnd {
+    /// Whether the relay broke the protocol (so the session does not count as
+    /// healthy, whatever it did before).
+    pub(crate) fn relay_misbehaved(&self) -> bool {
+        matches!(
+            self,
+            Self::ClosedByAgent(
+                CloseReason::ProtocolError { .. }
+                    | CloseReason::FrameTooLarge { .. }
+                    | CloseReason::ProtocolMismatch { .. }
+            )
+        )
+    }
 }
 
 /// What happened in a session, for the reconnect policy.
@@ -105,12 +131,13 @@ where
     // them on, so it returns no credit for them: a `Credits` message does.
     let mut owed = runner.store().running_ids();
     let running = u32::try_from(owed.len()).unwrap_or(u32::MAX);
+    let credits = params.concurrency.saturating_sub(running);
     let hello = AgentMessage::Hello {
         protocol: PROTOCOL_VERSION,
         agent_id: params.agent_id.clone(),
         agent_version: env!("CARGO_PKG_VERSION").to_owned(),
         systems: params.systems.clone(),
-        credits: params.concurrency.saturating_sub(running),
+        credits,
         capabilities: params.capabilities.clone(),
     };
     if let Err(e) = send(sink, hello, handshake).await {
@@ -128,27 +155,23 @@ where
             protocol,
             session_id,
             heartbeat_secs,
-        }))) => {
-            Span::current().record("session_id", session_id.as_str());
-            info!(protocol, heartbeat_secs, "welcomed by the relay");
-            let secs = if heartbeat_secs == 0 {
-                DEFAULT_HEARTBEAT_SECS
-            } else {
-                heartbeat_secs
-            };
-            Duration::from_secs(secs)
-        }
+        }))) => match checks::welcome(protocol, &session_id, heartbeat_secs) {
+            Ok(heartbeat) => {
+                Span::current().record("session_id", session_id.as_str());
+                info!(protocol, heartbeat_secs, "welcomed by the relay");
+                heartbeat
+            }
+            Err(reason) => {
+                return SessionReport::new(close_for(sink, reason, handshake).await);
+            }
+        },
         Ok(Some(Ok(RelayMessage::Close { reason }))) => {
             log_relay_close(&reason);
             return SessionReport::new(SessionEnd::ClosedByRelay(reason));
         }
         Ok(Some(Ok(other))) => {
             let detail = format!("expected welcome, got {}", kind(&other));
-            let reason = CloseReason::ProtocolError {
-                detail: detail.clone(),
-            };
-            let _ = send(sink, close(reason), handshake).await;
-            return SessionReport::new(SessionEnd::Lost(detail));
+            return SessionReport::new(violation(sink, detail, handshake).await);
         }
         Ok(Some(Err(e))) => return lost_on_error(sink, e, handshake).await,
         Ok(None) => {
@@ -172,6 +195,7 @@ where
         heartbeat,
         &mut report,
         &mut owed,
+        Credits::new(credits),
     )
     .await;
     report
@@ -189,17 +213,20 @@ async fn welcomed_loop<Si, St>(
     heartbeat: Duration,
     report: &mut SessionReport,
     owed: &mut HashSet<String>,
+    mut credits: Credits,
 ) -> SessionEnd
 where
     Si: Sink<Outgoing, Error = TransportError> + Unpin,
     St: Stream<Item = Result<RelayMessage, TransportError>> + Unpin,
 {
     let store = runner.store();
+    // `heartbeat` is at most `MAX_HEARTBEAT_SECS` (see `checks`): no overflow here
+    // or where it is added to an `Instant` below.
     let silence = heartbeat * 2;
     // A send that takes longer than the silence limit means the peer is gone.
     let send_limit = silence;
     store.resend_all();
-    let resent = send_outcomes(sink, runner, owed, send_limit).await;
+    let resent = send_outcomes(sink, runner, owed, &mut credits, send_limit).await;
     if let Err(e) = resent.and(within(send_limit, sink.flush()).await) {
         return SessionEnd::Lost(e);
     }
@@ -233,6 +260,7 @@ where
                 if let Err(e) = send(sink, AgentMessage::Drain, send_limit).await {
                     return SessionEnd::Lost(e);
                 }
+                credits.drain();
                 drain = Some(Drain::new(params.shutdown_grace));
             }
             frame = stream.next() => {
@@ -243,11 +271,19 @@ where
                     Some(Ok(message)) => message,
                 };
                 match message {
-                    RelayMessage::Work { unit } if drain.is_some() => {
-                        warn!(call_id = %unit.call_id,
-                            "unit delivered while draining; not taken, the relay re-queues it");
-                    }
                     RelayMessage::Work { unit } => {
+                        // Checked (ids first: the credit check names the call id)
+                        // before anything is kept of it.
+                        let accepted = checks::unit(&unit)
+                            .and_then(|()| credits.deliver(&unit.call_id));
+                        if let Err(detail) = accepted {
+                            return violation(sink, detail, send_limit).await;
+                        }
+                        if drain.is_some() {
+                            warn!(call_id = %unit.call_id,
+                                "unit delivered while draining; not taken, the relay re-queues it");
+                            continue;
+                        }
                         report.units += 1;
                         // Sent on this session: the relay returns its credit itself.
                         owed.remove(&unit.call_id);
@@ -261,14 +297,22 @@ where
                         }
                     }
                     RelayMessage::HttpRequest { request } => {
-                        debug!(stream_id = request.stream_id, system = %request.system,
-                            "pass-through request");
-                        streams.start(request, drain.is_some());
+                        debug!(stream_id = request.stream_id, "pass-through request");
+                        if let Err(detail) = streams.start(request, drain.is_some()) {
+                            return violation(sink, detail, send_limit).await;
+                        }
                     }
-                    RelayMessage::HttpWindow { stream_id, chunks } => streams.grant(stream_id, chunks),
+                    RelayMessage::HttpWindow { stream_id, chunks } => {
+                        if let Err(detail) = checks::window(stream_id, chunks) {
+                            return violation(sink, detail, send_limit).await;
+                        }
+                        streams.grant(stream_id, chunks);
+                    }
                     RelayMessage::HttpCancel { stream_id } => streams.cancel(stream_id),
                     RelayMessage::Heartbeat => {}
-                    RelayMessage::Welcome { .. } => warn!("ignoring a second welcome"),
+                    RelayMessage::Welcome { .. } => {
+                        return violation(sink, "a second welcome".into(), send_limit).await;
+                    }
                     RelayMessage::Close { reason } => {
                         log_relay_close(&reason);
                         return SessionEnd::ClosedByRelay(reason);
@@ -282,7 +326,7 @@ where
                 outbox.fed(true);
             }
             () = store.changed() => {
-                match send_outcomes(sink, runner, owed, send_limit).await {
+                match send_outcomes(sink, runner, owed, &mut credits, send_limit).await {
                     Ok(sent) => outbox.fed(sent),
                     Err(e) => return SessionEnd::Lost(e),
                 }
@@ -295,8 +339,7 @@ where
             }
             () = &mut dead => {
                 warn!(silence_secs = silence.as_secs(), "relay silent for two heartbeat intervals; dropping the connection");
-                let _ = send(sink, close(CloseReason::HeartbeatTimeout), Duration::from_secs(1)).await;
-                return SessionEnd::Lost("heartbeat timeout".into());
+                return close_for(sink, CloseReason::HeartbeatTimeout, Duration::from_secs(1)).await;
             }
             () = sleep_until(drain_wake), if drain.is_some() => {}
             // Last: only when nothing else is ready.
@@ -362,12 +405,14 @@ impl Drain {
     }
 }
 
-/// Queues every outcome not sent yet (the caller flushes); `Ok(true)` when there
-/// was one.
+/// Queues every outcome not sent yet (the caller flushes), each counted in
+/// `credits`; `Ok(true)` when there was one. Slots of units of an earlier session
+/// go back as a `Credits` message first, except while draining.
 async fn send_outcomes<Si>(
     sink: &mut Si,
     runner: &UnitRunner,
     owed: &mut HashSet<String>,
+    credits: &mut Credits,
     limit: Duration,
 ) -> Result<bool, String>
 where
@@ -381,12 +426,15 @@ where
     let freed = ready.iter().filter(|r| owed.remove(&r.call_id)).count();
     // An outcome that fails to go out stays held and is re-sent next session.
     let feed_all = async {
-        if freed > 0 {
-            let credits = u32::try_from(freed).unwrap_or(u32::MAX);
-            sink.feed(AgentMessage::Credits { credits }.into()).await?;
+        if freed > 0 && !credits.draining() {
+            let freed = u32::try_from(freed).unwrap_or(u32::MAX);
+            credits.granted(freed);
+            sink.feed(AgentMessage::Credits { credits: freed }.into())
+                .await?;
         }
         for ready in ready {
             debug!(call_id = %ready.call_id, attempt = ready.attempt, "sending outcome");
+            credits.outcome_sent(&ready.call_id);
             let message = AgentMessage::Outcome {
                 call_id: ready.call_id,
                 attempt: ready.attempt,
@@ -454,11 +502,30 @@ async fn lost_on_error<Si>(sink: &mut Si, error: TransportError, limit: Duration
 where
     Si: Sink<Outgoing, Error = TransportError> + Unpin,
 {
-    if let Some(reason) = error.close_reason() {
-        warn!(reason = %reason, "closing the connection: the relay broke the protocol");
-        let _ = send(sink, close(reason), limit).await;
-    }
-    SessionReport::new(SessionEnd::Lost(error.to_string()))
+    let end = match error.close_reason() {
+        Some(reason) => close_for(sink, reason, limit).await,
+        None => SessionEnd::Lost(error.to_string()),
+    };
+    SessionReport::new(end)
+}
+
+/// Closes the session because the relay broke the protocol: `detail` says how.
+async fn violation<Si>(sink: &mut Si, detail: String, limit: Duration) -> SessionEnd
+where
+    Si: Sink<Outgoing, Error = TransportError> + Unpin,
+{
+    close_for(sink, CloseReason::ProtocolError { detail }, limit).await
+}
+
+/// Tells the relay why the agent closes the session (best effort: the connection
+/// ends either way) and logs it.
+async fn close_for<Si>(sink: &mut Si, reason: CloseReason, limit: Duration) -> SessionEnd
+where
+    Si: Sink<Outgoing, Error = TransportError> + Unpin,
+{
+    warn!(reason = %reason, "closing the session");
+    let _ = send(sink, close(reason.clone()), limit).await;
+    SessionEnd::ClosedByAgent(reason)
 }
 
 fn close(reason: CloseReason) -> AgentMessage {
@@ -495,5 +562,7 @@ fn kind(message: &RelayMessage) -> &'static str {
     }
 }
 
+mod checks;
+mod credits;
 #[cfg(test)]
 mod tests;

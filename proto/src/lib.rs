@@ -74,6 +74,18 @@ pub const HANDSHAKE_TIMEOUT_SECS: u64 = 10;
 /// The heartbeat interval the relay proposes unless configured otherwise.
 pub const DEFAULT_HEARTBEAT_SECS: u64 = 15;
 
+/// The longest heartbeat interval an agent accepts in a welcome (one hour): a peer
+/// is dead after two silent intervals, so a longer interval would leave a broken
+/// connection unnoticed for longer than any operator waits. A welcome proposing
+/// more (or 0) is a protocol error; a relay must not be configured beyond it.
+pub const MAX_HEARTBEAT_SECS: u64 = 3_600;
+
+/// The longest deadline a unit may carry in [`Unit::deadline_ms`] (30 days): the
+/// relay sends the earlier of the call's queue TTL and its lease, and a lease is
+/// minutes long. A larger value is a protocol error, not a deadline; a relay must
+/// not be configured with a lease beyond it.
+pub const MAX_UNIT_DEADLINE_MS: u64 = 30 * 24 * 3_600 * 1_000;
+
 /// The parameters (or results) of a function call: names to JSON values, following
 /// PyRFC's conventions (a structure is an object, a table an array of objects).
 pub type Parameters = serde_json::Map<String, serde_json::Value>;

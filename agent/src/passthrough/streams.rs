@@ -141,7 +141,11 @@ impl SessionStreams {
     }
 
     /// Starts a stream. While `refuse` (draining), it is answered `Busy` at once.
-    pub(crate) fn start(&self, head: HttpRequestHead, refuse: bool) {
+    ///
+    /// # Errors
+    /// What the relay did wrong when it reused the id of a stream still open (the
+    /// relay numbers its streams and never reuses one): a protocol violation.
+    pub(crate) fn start(&self, head: HttpRequestHead, refuse: bool) -> Result<(), String> {
         let id = head.stream_id;
         let reject = |kind, detail: String| {
             let _ = self.table.control.send(AgentMessage::HttpError {
@@ -149,8 +153,12 @@ impl SessionStreams {
                 error: HttpFailure::new(kind, detail),
             });
         };
+        if self.table.lock().contains_key(&id) {
+            return Err(format!("pass-through stream {id} opened again while open"));
+        }
         if refuse {
-            return reject(HttpFailureKind::Busy, "the agent is shutting down".into());
+            reject(HttpFailureKind::Busy, "the agent is shutting down".into());
+            return Ok(());
         }
         let Some(target) = self.targets.get(&head.system) else {
             let reason = format!(
@@ -167,7 +175,8 @@ impl SessionStreams {
                 reason: &reason,
             }
             .log();
-            return reject(HttpFailureKind::NotConfigured, reason);
+            reject(HttpFailureKind::NotConfigured, reason);
+            return Ok(());
         };
         let cancel = self.cancel.child_token();
         let window = Arc::new(Semaphore::new(INITIAL_WINDOW_CHUNKS as usize));
@@ -177,25 +186,15 @@ impl SessionStreams {
         } else {
             (None, None)
         };
-        {
-            let mut streams = self.table.lock();
-            if streams.contains_key(&id) {
-                drop(streams);
-                warn!(
-                    stream_id = id,
-                    "the relay reused an open stream id; ignored"
-                );
-                return;
-            }
-            streams.insert(
-                id,
-                Slot {
-                    body: body_tx,
-                    window: Arc::clone(&window),
-                    cancel: cancel.clone(),
-                },
-            );
-        }
+        // Only the session inserts, and it checked the id above.
+        self.table.lock().insert(
+            id,
+            Slot {
+                body: body_tx,
+                window: Arc::clone(&window),
+                cancel: cancel.clone(),
+            },
+        );
         let io = StreamIo {
             id,
             control: self.table.control.clone(),
@@ -224,6 +223,7 @@ impl SessionStreams {
             }
             .instrument(span),
         );
+        Ok(())
     }
 
     /// The relay may take `chunks` more response chunks of a stream.

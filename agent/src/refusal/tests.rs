@@ -146,20 +146,22 @@ async fn refused_functions_tables_and_paths_are_logged_at_warn_with_their_fields
     let mut config = AgentConfig::new("ws://127.0.0.1:9", Secret::new("t"), vec![system_config]);
     config.agent_id = "agent-7".into();
     let mut streams = SessionStreams::new(Arc::new(HttpTargets::from_config(&config).unwrap()));
-    streams.start(head(41, "PRD", "/secret"), false);
+    streams.start(head(41, "PRD", "/secret"), false).unwrap();
     assert_eq!(
         http_error(&mut streams, 41).await.0,
         HttpFailureKind::NotAllowed
     );
-    streams.start(
-        head(42, "PRD", "/api/.\t./x\n2000-01-01T00:00:00Z  INFO forged"),
-        false,
-    );
+    streams
+        .start(
+            head(42, "PRD", "/api/.\t./x\n2000-01-01T00:00:00Z  INFO forged"),
+            false,
+        )
+        .unwrap();
     assert_eq!(
         http_error(&mut streams, 42).await.0,
         HttpFailureKind::BadRequest
     );
-    streams.start(head(43, "QAS", "/api"), false);
+    streams.start(head(43, "QAS", "/api"), false).unwrap();
     assert_eq!(
         http_error(&mut streams, 43).await.0,
         HttpFailureKind::NotConfigured

@@ -21,6 +21,7 @@ use super::*;
 use crate::allowlist::Allowlist;
 use crate::journal::tests::temp_journal;
 use crate::outcomes::OutcomeStore;
+use crate::passthrough::HttpTargets;
 use crate::read_only::ReadOnlyFunctions;
 use crate::systems::ServedSystem;
 
@@ -208,6 +209,15 @@ fn start(
     runner: &Arc<UnitRunner>,
     shutdown: &CancellationToken,
 ) -> (Relay, JoinHandle<SessionReport>) {
+    start_with(runner, shutdown, Arc::default())
+}
+
+/// [`start`] with the HTTP pass-through `targets`.
+fn start_with(
+    runner: &Arc<UnitRunner>,
+    shutdown: &CancellationToken,
+    targets: Arc<HttpTargets>,
+) -> (Relay, JoinHandle<SessionReport>) {
     let (to_agent, agent_rx) = mpsc::unbounded_channel::<Inbound>();
     let (agent_tx, from_agent) = mpsc::unbounded_channel();
     let runner = runner.clone();
@@ -216,7 +226,7 @@ fn start(
         let mut sink = ChanSink(agent_tx);
         let mut agent_rx = agent_rx;
         let mut stream = stream::poll_fn(move |cx| agent_rx.poll_recv(cx));
-        let mut streams = SessionStreams::new(Arc::default());
+        let mut streams = SessionStreams::new(targets);
         run_session(
             &mut sink,
             &mut stream,
@@ -351,7 +361,10 @@ async fn heartbeats_flow_and_silence_kills_the_session() {
     // Now the relay goes silent: dead after two intervals.
     let silent_since = Instant::now();
     let report = task.await.unwrap();
-    assert_eq!(report.end, SessionEnd::Lost("heartbeat timeout".into()));
+    assert_eq!(
+        report.end,
+        SessionEnd::ClosedByAgent(CloseReason::HeartbeatTimeout)
+    );
     assert!(silent_since.elapsed() <= Duration::from_secs(10));
     let mut last = None;
     while let Ok(message) = relay.from_agent.try_recv() {
@@ -381,7 +394,10 @@ async fn malformed_frame_closes_with_protocol_error() {
             reason: CloseReason::ProtocolError { .. }
         }
     ));
-    assert!(matches!(task.await.unwrap().end, SessionEnd::Lost(_)));
+    assert!(matches!(
+        task.await.unwrap().end,
+        SessionEnd::ClosedByAgent(CloseReason::ProtocolError { .. })
+    ));
 }
 
 #[tokio::test(start_paused = true)]
@@ -504,3 +520,5 @@ async fn a_unit_running_across_a_reconnect_hands_its_slot_back_as_a_credit() {
     let (call_id, _) = relay.outcome().await;
     assert_eq!(call_id, "c_1");
 }
+
+mod hostile;
