@@ -5,13 +5,19 @@
 //! [`HEALTHY_AFTER`] or it did some work), so a short blip after a long run costs
 //! the initial delay. A rejected token (401/403) or a protocol mismatch is logged as
 //! an error and still retried: an operator may fix the token or upgrade the relay
-//! without restarting the agent.
+//! without restarting the agent. A session that ended because the relay broke the
+//! protocol never counts as healthy, so a hostile relay meets a growing backoff.
+//!
+//! A panic inside a session (a bug) does not end the process: the attempt is
+//! caught, logged and retried like a lost connection. Nothing is lost with it:
+//! units run in the runner's own tasks and their outcomes wait in the
+//! [`OutcomeStore`], which the next session sends again.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::SinkExt;
+use futures_util::{FutureExt, SinkExt};
 use sapbridge_proto::SystemCapabilities;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -105,12 +111,19 @@ pub(crate) async fn run_agent(
             connection, session_id = tracing::field::Empty);
         let started = Instant::now();
         let attempt = connect_and_serve(&config, tls.as_ref(), &params, &runner, &http, &shutdown)
-            .instrument(span);
-        let report = match attempt.await {
-            Ok(report) => report,
-            Err(ConnectFailure::Shutdown) => break,
-            Err(ConnectFailure::Dial(e)) => {
+            .instrument(span.clone());
+        let report = match caught(attempt).await {
+            Ok(Ok(report)) => report,
+            Ok(Err(ConnectFailure::Shutdown)) => break,
+            Ok(Err(ConnectFailure::Dial(e))) => {
                 log_dial_error(&e);
+                None
+            }
+            Err(panic) => {
+                span.in_scope(|| {
+                    error!(connection, panic = %panic,
+                        "the session panicked; its connection is dropped and the agent reconnects");
+                });
                 None
             }
         };
@@ -120,6 +133,7 @@ pub(crate) async fn run_agent(
                 break;
             }
             let healthy = report.welcomed
+                && !report.end.relay_misbehaved()
                 && (started.elapsed() >= HEALTHY_AFTER || report.units > 0 || report.acks > 0);
             if healthy {
                 backoff.reset();
@@ -166,6 +180,26 @@ pub(crate) async fn run_agent(
     }
     info!("agent stopped");
     Ok(())
+}
+
+/// Runs `attempt`, turning a panic inside it into `Err` with the panic's message.
+///
+/// Unwind safety: what a session owns (socket, pass-through streams) is dropped
+/// with it; what it shares (the runner, the outcome store) keeps consistent state
+/// across a panic: the store's maps are behind a mutex that tolerates poisoning,
+/// and an outcome taken for sending but not sent is sent again by the next
+/// session (`resend_all`).
+pub(crate) async fn caught<T>(attempt: impl Future<Output = T>) -> Result<T, String> {
+    std::panic::AssertUnwindSafe(attempt)
+        .catch_unwind()
+        .await
+        .map_err(|panic| {
+            panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".to_owned())
+        })
 }
 
 enum ConnectFailure {

@@ -74,11 +74,12 @@ async fn allowlist_exact_prefix_and_deny_by_default() -> anyhow::Result<()> {
     let mut relay = FakeRelay::start().await?;
     let sap = FakeSap::default();
     let agent = Agent::start(
-        config(&relay.url, &["STFC_CONNECTION", "BAPI_CUSTOMER_*"], 4),
+        config(&relay.url, &["STFC_CONNECTION", "BAPI_CUSTOMER_*"], 5),
         &sap,
     );
     let mut conn = relay.conn().await?;
-    conn.handshake(15).await?;
+    // One credit per unit sent below.
+    assert_eq!(conn.handshake(15).await?.credits, 5);
 
     conn.send(RelayMessage::Work {
         unit: unit("exact", "STFC_CONNECTION"),
@@ -163,7 +164,8 @@ async fn credits_bound_the_units_in_flight() -> anyhow::Result<()> {
     gate.add_permits(1);
     assert_eq!(conn.outcome().await?.0, "c_2");
 
-    // A relay that breaks the credits: the agent still runs one unit at a time.
+    // A relay that breaks the credits: the unit beyond them closes the session and
+    // never reaches SAP; the one within them runs and answers on the next session.
     conn.send(RelayMessage::Work {
         unit: unit("c_3", "STFC_CONNECTION"),
     })
@@ -173,17 +175,19 @@ async fn credits_bound_the_units_in_flight() -> anyhow::Result<()> {
     })
     .await?;
     within("third call", started.recv()).await?;
-    assert!(
-        started.try_recv().is_err(),
-        "second unit must wait for a free slot"
-    );
-    assert_eq!(sap.running.load(Ordering::SeqCst), 1);
+    match conn.recv().await? {
+        AgentMessage::Close {
+            reason: CloseReason::ProtocolError { detail },
+        } => assert!(detail.contains("beyond the granted credits"), "{detail}"),
+        other => bail!("expected a close, got {other:?}"),
+    }
+    let mut conn = relay.conn().await?;
+    assert_eq!(conn.handshake(15).await?.credits, 0, "c_3 holds the slot");
     gate.add_permits(2);
-    // Both outcomes arrive; their order on the wire is not part of the contract
-    // (c_4 may start as soon as c_3's slot is free, before c_3's outcome is sent).
-    let mut outcomes = [conn.outcome().await?.0, conn.outcome().await?.0];
-    outcomes.sort();
-    assert_eq!(outcomes, ["c_3".to_owned(), "c_4".to_owned()]);
+    assert_eq!(conn.recv().await?, AgentMessage::Credits { credits: 1 });
+    assert_eq!(conn.outcome().await?.0, "c_3");
+    assert!(started.try_recv().is_err(), "c_4 never reached SAP");
+    assert_eq!(sap.calls().len(), 3);
     assert_eq!(
         sap.max_running.load(Ordering::SeqCst),
         1,

@@ -314,3 +314,83 @@ async fn a_stream_id_reused_while_open_closes_the_session() {
     relay.send(request());
     assert_violation(&mut relay, task, "opened again").await;
 }
+
+/// A sink that panics when asked to send an outcome: a bug in the session's path.
+struct PanicOnOutcome(ChanSink);
+
+impl Sink<Outgoing> for PanicOnOutcome {
+    type Error = TransportError;
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Pin::new(&mut self.get_mut().0).poll_ready(cx)
+    }
+    fn start_send(self: Pin<&mut Self>, item: Outgoing) -> Result<(), Self::Error> {
+        if matches!(item, Outgoing::Message(AgentMessage::Outcome { .. })) {
+            panic!("injected panic while sending an outcome");
+        }
+        Pin::new(&mut self.get_mut().0).start_send(item)
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Pin::new(&mut self.get_mut().0).poll_flush(cx)
+    }
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Pin::new(&mut self.get_mut().0).poll_close(cx)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panic_in_a_session_is_caught_and_its_units_and_outcomes_survive() {
+    let (gate, calls, runner, _dir) = counted_runner();
+    let shutdown = CancellationToken::new();
+    let (to_agent, agent_rx) = mpsc::unbounded_channel::<Inbound>();
+    let (agent_tx, from_agent) = mpsc::unbounded_channel();
+    let mut relay = Relay {
+        to_agent,
+        from_agent,
+    };
+    let session = tokio::spawn({
+        let runner = runner.clone();
+        let shutdown = shutdown.clone();
+        async move {
+            let mut sink = PanicOnOutcome(ChanSink(agent_tx));
+            let mut agent_rx = agent_rx;
+            let mut stream = stream::poll_fn(move |cx| agent_rx.poll_recv(cx));
+            let mut streams = SessionStreams::new(Arc::default());
+            let params = params();
+            let session = run_session(
+                &mut sink,
+                &mut stream,
+                &params,
+                &runner,
+                &mut streams,
+                &shutdown,
+            );
+            crate::reconnect::caught(session).await
+        }
+    });
+    relay.handshake(15).await;
+    relay.start_unit(&runner, "c_1", "STFC_CONNECTION").await;
+    relay.send(RelayMessage::Work {
+        unit: unit("c_2", "STFC_CONNECTION"),
+    });
+    while runner.store().running() < 2 {
+        tokio::task::yield_now().await;
+    }
+    // One unit ends; sending its outcome panics.
+    gate.add_permits(1);
+    let panic = session.await.expect("the panic is caught").unwrap_err();
+    assert!(panic.contains("injected panic"), "{panic}");
+    assert_eq!(runner.store().running(), 1, "the other unit still runs");
+    assert_eq!(runner.store().unacked(), 1, "the outcome is still held");
+
+    // The next session gets both: the held outcome at once, the other when done.
+    let (mut relay, _task) = start(&runner, &shutdown);
+    assert_eq!(relay.handshake(15).await, 1);
+    let (first, _) = relay.outcome().await;
+    gate.add_permits(1);
+    assert_eq!(relay.next().await, AgentMessage::Credits { credits: 1 });
+    let (second, _) = relay.outcome().await;
+    let mut answered = [first, second];
+    answered.sort();
+    assert_eq!(answered, ["c_1", "c_2"]);
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "SAP ran each unit once");
+}
