@@ -178,9 +178,8 @@ where
             return SessionReport::new(SessionEnd::Lost("closed before the welcome".into()));
         }
         Err(_) => {
-            return SessionReport::new(SessionEnd::Lost(format!(
-                "no welcome within {HANDSHAKE_TIMEOUT_SECS} s"
-            )));
+            let detail = format!("no welcome within {HANDSHAKE_TIMEOUT_SECS} s");
+            return SessionReport::new(violation(sink, detail, handshake).await);
         }
     };
     let mut report = SessionReport::new(SessionEnd::Shutdown);

@@ -199,21 +199,26 @@ pub(crate) fn into_messages(
     let (sink, frames) = socket.split();
     let sink = ErrInto(sink)
         .with_flat_map(|outgoing: Outgoing| stream::iter(frames_for(outgoing).into_iter().map(Ok)));
-    let messages = frames.filter_map(move |frame| {
-        future::ready(match frame {
-            Ok(Message::Binary(bytes)) if is_chunk_frame(&bytes) => {
-                match BodyChunk::decode(bytes) {
-                    Ok(chunk) => {
-                        streams.route_chunk(chunk);
-                        None
-                    }
-                    Err(e) => Some(Err(TransportError::Chunk(e))),
-                }
-            }
-            other => Some(message_from(other)),
-        })
-    });
+    let messages = frames.filter_map(move |frame| future::ready(incoming(frame, &streams)));
     (sink, messages)
+}
+
+/// What one frame read from the relay is for the session: a message, an error, or
+/// nothing (a body chunk, routed into `streams` on the way).
+pub(crate) fn incoming(
+    frame: Result<Message, tungstenite::Error>,
+    streams: &StreamTable,
+) -> Option<Result<RelayMessage, TransportError>> {
+    match frame {
+        Ok(Message::Binary(bytes)) if is_chunk_frame(&bytes) => match BodyChunk::decode(bytes) {
+            Ok(chunk) => {
+                streams.route_chunk(chunk);
+                None
+            }
+            Err(e) => Some(Err(TransportError::Chunk(e))),
+        },
+        other => Some(message_from(other)),
+    }
 }
 
 /// A sink adapter that converts every error of the socket into a

@@ -335,15 +335,22 @@ async fn protocol_mismatch_at_handshake_ends_the_session() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn no_welcome_in_time_loses_the_session() {
+async fn no_welcome_in_time_closes_the_session() {
     let (runner, _dir) = runner(FakeSap::default(), &["*"]);
     let (mut relay, task) = start(&runner, &CancellationToken::new());
     assert!(matches!(relay.next().await, AgentMessage::Hello { .. }));
     let report = task.await.unwrap();
     assert!(
-        matches!(report.end, SessionEnd::Lost(ref why) if why.contains("welcome")),
+        matches!(report.end, SessionEnd::ClosedByAgent(CloseReason::ProtocolError { ref detail })
+            if detail.contains("no welcome")),
         "{report:?}"
     );
+    assert!(matches!(
+        relay.next().await,
+        AgentMessage::Close {
+            reason: CloseReason::ProtocolError { .. }
+        }
+    ));
 }
 
 #[tokio::test(start_paused = true)]
@@ -521,4 +528,5 @@ async fn a_unit_running_across_a_reconnect_hands_its_slot_back_as_a_credit() {
     assert_eq!(call_id, "c_1");
 }
 
+mod fuzz;
 mod hostile;
