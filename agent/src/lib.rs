@@ -24,6 +24,7 @@
 
 mod allowlist;
 mod backoff;
+pub mod clock;
 mod config;
 mod executor;
 mod journal;

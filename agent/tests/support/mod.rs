@@ -432,6 +432,8 @@ pub fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
+// Only a unique suffix for a directory name, not the agent's clock.
+#[allow(clippy::disallowed_methods)]
 fn rand_suffix() -> u64 {
     use std::time::{SystemTime, UNIX_EPOCH};
     SystemTime::now()
