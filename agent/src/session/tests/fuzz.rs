@@ -172,8 +172,9 @@ fn close_reason() -> BoxedStrategy<CloseReason> {
     .boxed()
 }
 
-fn relay_message() -> BoxedStrategy<RelayMessage> {
-    let request = (
+/// A pass-through request, honest-looking or not.
+fn http_request() -> BoxedStrategy<RelayMessage> {
+    (
         stream_id(),
         prop::sample::select(vec!["SIM", "PRD"]),
         prop::sample::select(vec!["GET", "POST", "BAD METHOD"]),
@@ -181,8 +182,8 @@ fn relay_message() -> BoxedStrategy<RelayMessage> {
         any::<bool>(),
         u64_extreme(),
     )
-        .prop_map(|(stream_id, system, method, path, body, timeout_ms)| {
-            RelayMessage::HttpRequest {
+        .prop_map(
+            |(stream_id, system, method, path, body, timeout_ms)| RelayMessage::HttpRequest {
                 request: HttpRequestHead {
                     stream_id,
                     system: system.to_owned(),
@@ -193,8 +194,13 @@ fn relay_message() -> BoxedStrategy<RelayMessage> {
                     body,
                     timeout_ms,
                 },
-            }
-        });
+            },
+        )
+        .boxed()
+}
+
+fn relay_message() -> BoxedStrategy<RelayMessage> {
+    let request = http_request();
     prop_oneof![
         1 => (u32_extreme(), prop_oneof![Just("s_1".to_owned()), "\\PC{0,8}"], u64_extreme())
             .prop_map(|(protocol, session_id, heartbeat_secs)| RelayMessage::Welcome {
@@ -233,7 +239,7 @@ fn benign_message() -> BoxedStrategy<RelayMessage> {
         6 => unit,
         3 => "c_[0-9]".prop_map(|call_id| RelayMessage::Ack { call_id }),
         3 => Just(RelayMessage::Heartbeat),
-        2 => relay_message().prop_filter("pass-through", |m| matches!(m, RelayMessage::HttpRequest { .. })),
+        2 => http_request(),
         2 => (0..4u64, 0..=16u32).prop_map(|(stream_id, chunks)| RelayMessage::HttpWindow { stream_id, chunks }),
         1 => (0..4u64).prop_map(|stream_id| RelayMessage::HttpCancel { stream_id }),
     ]
