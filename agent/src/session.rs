@@ -290,6 +290,9 @@ where
                         runner.submit(unit);
                     }
                     RelayMessage::Ack { call_id } => {
+                        if let Err(detail) = checks::call_id("ack", &call_id) {
+                            return violation(sink, detail, send_limit).await;
+                        }
                         report.acks += 1;
                         if !store.ack(&call_id) {
                             debug!(call_id = %call_id, "ack for an outcome not held");

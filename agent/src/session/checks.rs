@@ -59,11 +59,7 @@ pub(crate) fn welcome(
 /// # Errors
 /// What is wrong, for a `ProtocolError`.
 pub(crate) fn unit(unit: &Unit) -> Result<(), String> {
-    if !is_identifier(&unit.call_id) {
-        return Err(format!(
-            "unit call_id is not 1 to {MAX_ID_BYTES} printable ASCII characters"
-        ));
-    }
+    call_id("unit", &unit.call_id)?;
     if unit.attempt == 0 {
         return Err(format!(
             "unit {} has attempt 0 (attempts count from 1)",
@@ -79,6 +75,21 @@ pub(crate) fn unit(unit: &Unit) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Checks the call id of a unit or an ack (`what`): the relay's call ids are
+/// identifiers, and the agent keeps and logs them.
+///
+/// # Errors
+/// What is wrong, for a `ProtocolError` (the id itself is not repeated).
+pub(crate) fn call_id(what: &str, call_id: &str) -> Result<(), String> {
+    if is_identifier(call_id) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} call_id is not 1 to {MAX_ID_BYTES} printable ASCII characters"
+        ))
+    }
 }
 
 /// Checks a response window grant. A stream's window is [`INITIAL_WINDOW_CHUNKS`]
@@ -174,6 +185,13 @@ mod tests {
         ] {
             assert!(unit(&bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn acks_name_call_ids() {
+        assert!(call_id("ack", "c_01a24e06e204f5d1").is_ok());
+        let refused = call_id("ack", "c_1\r\nforged").unwrap_err();
+        assert!(refused.starts_with("ack call_id"), "{refused}");
     }
 
     #[test]
