@@ -18,6 +18,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use sapbridge_proto::{
     AgentMessage, CallResult, ErrorGroup, MAX_FRAME_BYTES, Outcome, RfcError, Unit,
     encode_agent_message,
@@ -26,7 +27,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{Instrument, debug, info, info_span, warn};
+use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::executor::{UnitProgress, execute};
 use crate::journal::{Header, Journal};
@@ -125,10 +126,18 @@ impl UnitRunner {
                     log_outcome(&outcome, started.elapsed());
                     Done::New(fit_in_frame(&unit, outcome))
                 };
+                // A panic (a bug) must not leave the call "running" for ever: it
+                // may have reached SAP, so its outcome is unknown, journaled like
+                // any other so a redelivery gets the same answer.
+                let run = std::panic::AssertUnwindSafe(run).catch_unwind();
                 tokio::select! {
                     done = run => match done {
-                        Done::New(outcome) => store.complete(&header, outcome).await,
-                        Done::Journaled(outcome) => store.resend(&unit.call_id, outcome),
+                        Ok(Done::New(outcome)) => store.complete(&header, outcome).await,
+                        Ok(Done::Journaled(outcome)) => store.resend(&unit.call_id, outcome),
+                        Err(_) => {
+                            error!("the unit's task panicked; reporting its outcome as unknown");
+                            store.complete(&header, panicked(&unit.call_id)).await;
+                        }
                     },
                     () = abandon.cancelled() => {
                         warn!("unit abandoned at the end of the shutdown grace; its outcome is unknown");
@@ -160,6 +169,21 @@ enum Done {
     New(Outcome),
     /// An outcome the journal already holds, to send again.
     Journaled(Outcome),
+}
+
+/// The outcome of a unit whose task panicked: it may have reached SAP.
+fn panicked(call_id: &str) -> Outcome {
+    Outcome::Failed {
+        error: RfcError::new(
+            ErrorGroup::OutcomeUnknown,
+            "AGENT_INTERNAL_ERROR",
+            format!(
+                "the agent failed internally while running call {call_id}; it may or may not \
+                 have run in SAP. It is not run again; check in SAP whether its changes exist \
+                 before resubmitting it under a new call id"
+            ),
+        ),
+    }
 }
 
 /// Journals a unit's start and its call results as the executor reports them

@@ -361,11 +361,21 @@ impl RelayConfig {
         if self.queue_ttl_secs == 0 {
             return out("queue_ttl_secs", "must be at least 1");
         }
-        if self.heartbeat_secs == 0 {
-            return out("heartbeat_secs", "must be at least 1");
+        // Agents close a session whose numbers are out of their range: the relay
+        // must never send one.
+        let max_heartbeat = sapbridge_proto::MAX_HEARTBEAT_SECS;
+        if !(1..=max_heartbeat).contains(&self.heartbeat_secs) {
+            return out(
+                "heartbeat_secs",
+                &format!("must be between 1 and {max_heartbeat} (agents refuse longer)"),
+            );
         }
-        if self.lease_secs == 0 {
-            return out("lease_secs", "must be at least 1");
+        let max_lease = sapbridge_proto::MAX_UNIT_DEADLINE_MS / 1_000;
+        if !(1..=max_lease).contains(&self.lease_secs) {
+            return out(
+                "lease_secs",
+                &format!("must be between 1 and {max_lease} (a unit's deadline agents accept)"),
+            );
         }
         if self.result_retention_secs == 0 {
             return out("result_retention_secs", "must be at least 1");
@@ -571,6 +581,25 @@ mod tests {
         let mut config = parse(MINIMAL);
         config.lease_secs = 0;
         assert!(config.validate().is_err());
+        // Nothing an agent would refuse: a heartbeat or a unit's deadline past its range.
+        config.lease_secs = sapbridge_proto::MAX_UNIT_DEADLINE_MS / 1_000 + 1;
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .starts_with("lease_secs")
+        );
+        config.lease_secs = 300;
+        config.heartbeat_secs = sapbridge_proto::MAX_HEARTBEAT_SECS + 1;
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .starts_with("heartbeat_secs")
+        );
+        config.heartbeat_secs = 15;
         // A lease is a deadline, not renewed by heartbeats: it may be shorter.
         config.lease_secs = 6;
         assert!(config.validate().is_ok());

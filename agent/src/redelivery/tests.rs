@@ -68,6 +68,7 @@ impl SapSystem for FakeSap {
 impl SapConnection for FakeSap {
     async fn call(&mut self, function: &str, _: &Parameters) -> Result<Parameters, RfcError> {
         self.log.lock().unwrap().push(function.to_owned());
+        assert_ne!(function, PANICS, "a bug in the connection");
         let serde_json::Value::Object(out) = json!({"RETURN": {"TYPE": "S", "MESSAGE": function}, "N": self.log.lock().unwrap().len()})
         else {
             unreachable!()
@@ -139,6 +140,9 @@ fn unknown_key(outcome: &Outcome) -> &str {
 }
 
 const CREATE: &str = "BAPI_CUSTOMER_CREATEFROMDATA1";
+
+/// A function whose call panics in [`FakeSap`] (a bug, as a backend might have).
+const PANICS: &str = "Z_PANICS";
 
 #[tokio::test]
 async fn a_finished_call_redelivered_after_a_restart_is_answered_from_the_journal() {
@@ -471,4 +475,30 @@ async fn a_unit_in_doubt_elsewhere_follows_the_in_doubt_rules() {
         Outcome::Completed { .. }
     ));
     assert_eq!(sap.calls(), [CREATE.to_owned(), "COMMIT:c_tx".to_owned()]);
+}
+
+/// A unit whose task panics (a bug) is reported OUTCOME_UNKNOWN instead of staying
+/// "running" for ever: its slot comes back, and a redelivery gets the same
+/// journaled answer without calling SAP again.
+#[tokio::test]
+async fn a_unit_whose_task_panics_ends_outcome_unknown_and_frees_its_slot() {
+    let dir = tempfile::tempdir().unwrap();
+    let sap = FakeSap::new(Ok(None));
+    let (runner, store) = agent(&sap, dir.path());
+    runner.submit(unit("c_p", 1, &[PANICS], CommitPolicy::None));
+    let ready = next_outcome(&store).await;
+    assert_eq!(unknown_key(&ready.outcome), "AGENT_INTERNAL_ERROR");
+    assert_eq!(store.running(), 0, "not running any more");
+    store.ack("c_p");
+    runner.submit(unit("c_p", 2, &[PANICS], CommitPolicy::None));
+    assert_eq!(next_outcome(&store).await.outcome, ready.outcome);
+    assert_eq!(sap.calls(), [PANICS], "SAP was not called again");
+    // The agent still runs other units (the runner has 4 slots; run 5).
+    for i in 0..5 {
+        runner.submit(unit(&format!("c_{i}"), 1, &[CREATE], CommitPolicy::None));
+        assert!(matches!(
+            next_outcome(&store).await.outcome,
+            Outcome::Completed { .. }
+        ));
+    }
 }
