@@ -9,6 +9,7 @@ use std::collections::HashSet;
 
 use sapbridge_proto::{MAX_FRAME_BYTES, Secret};
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 
 pub use crate::queue::config::{Durability, QueueConfig, StoreKind};
 
@@ -400,7 +401,10 @@ impl RelayConfig {
             );
         }
         self.check_connections()?;
-        self.queue.validate()
+        self.queue.validate().map_err(|e| ConfigError::OutOfRange {
+            field: e.field,
+            problem: e.problem,
+        })
     }
 
     fn check_connections(&self) -> Result<(), ConfigError> {
@@ -444,6 +448,17 @@ impl RelayConfig {
     }
 }
 
+/// The SHA-256 of a secret: the form in which the relay keeps keys and tokens.
+pub(crate) fn sha256(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+/// Parses 64 hex digits (a configured `*_sha256`) into a hash.
+pub(crate) fn parse_sha256(hex_hash: &str) -> Option<[u8; 32]> {
+    let bytes = hex::decode(hex_hash.trim()).ok()?;
+    bytes.try_into().ok()
+}
+
 /// One credential entry, seen uniformly for API keys and agent tokens.
 struct Entry<'a> {
     name: &'a str,
@@ -477,9 +492,9 @@ fn check_entries<'a>(
                 if secret.is_empty() {
                     return Err(ConfigError::EmptySecret { list, name });
                 }
-                crate::auth::sha256(secret.expose())
+                sha256(secret.expose())
             }
-            (None, Some(hex_hash)) => match crate::auth::parse_sha256(hex_hash) {
+            (None, Some(hex_hash)) => match parse_sha256(hex_hash) {
                 Some(hash) => hash,
                 None => return Err(ConfigError::BadHash { list, name }),
             },
