@@ -13,8 +13,8 @@ use super::super::{
     lease_lapsed_outcome, millis_until, overdue_rule,
 };
 use super::rows::{
-    calls_json, calls_of, commit_code, commit_of, final_state, kind_json, load, nanos,
-    outcome_json, state_code, time_at,
+    calls_json, calls_of, commit_of, final_state, kind_json, load, nanos, outcome_json, state_code,
+    time_at,
 };
 use super::writer::Effects;
 
@@ -175,7 +175,7 @@ fn insert(conn: &Connection, record: &CallRecord) -> Result<(), QueueError> {
         record.system,
         kind_json(&record.kind)?,
         calls_json(&record.calls)?,
-        commit_code(record.commit),
+        record.commit.code(),
         nanos(record.submitted_at),
         nanos(record.expires_at),
         scope,
