@@ -12,6 +12,7 @@ use axum::Json;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 use sapbridge_proto::{CallResult, CommitPolicy, ErrorGroup, Outcome, RfcError};
+use sapbridge_sap::bapi_return;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
@@ -266,17 +267,10 @@ pub(crate) fn failure(record: &CallRecord) -> Problem {
     problem
 }
 
-/// The rows of a `RETURN` parameter (structure or table) with TYPE `E` or `A`.
+/// The rows of a `RETURN` parameter (structure or table) that say the BAPI
+/// failed ([`bapi_return`]).
 fn return_errors(params: &Map<String, Value>) -> Vec<Value> {
-    let rows: Vec<&Value> = match params.get("RETURN") {
-        Some(Value::Array(rows)) => rows.iter().collect(),
-        Some(row @ Value::Object(_)) => vec![row],
-        _ => Vec::new(),
-    };
-    rows.into_iter()
-        .filter(|row| matches!(row.get("TYPE").and_then(Value::as_str), Some("E" | "A")))
-        .cloned()
-        .collect()
+    bapi_return::errors(params).cloned().collect()
 }
 
 fn transaction_problem(record: &CallRecord, outcome: &Outcome) -> Problem {

@@ -9,6 +9,7 @@
 
 use http::StatusCode;
 use sapbridge_proto::{CallResult, ErrorGroup, Outcome, Parameters, RfcError, TransactionOutcome};
+use sapbridge_sap::bapi_return;
 use serde_json::{Value, json};
 
 use super::super::error::Problem;
@@ -56,14 +57,10 @@ pub(crate) fn rfc_problem(error: &RfcError) -> ApiError {
     ApiError::Call(Box::new(error_problem(error)))
 }
 
-/// The first `RETURN` row (structure or table) with TYPE `E` or `A`.
+/// The first `RETURN` row (structure or table) that says the BAPI failed
+/// ([`bapi_return`]).
 pub(crate) fn return_error_row(params: &Parameters) -> Option<&Value> {
-    let is_error = |row: &&Value| matches!(text(row, "TYPE"), "E" | "A");
-    match params.get("RETURN") {
-        Some(Value::Array(rows)) => rows.iter().find(is_error),
-        Some(row @ Value::Object(_)) => Some(row).filter(is_error),
-        _ => None,
-    }
+    bapi_return::first_error(params)
 }
 
 /// A string member of a JSON object (`""` when absent).
@@ -128,6 +125,9 @@ mod tests {
         let mut params = Parameters::new();
         params.insert("RETURN".into(), json!({"TYPE": "", "MESSAGE": ""}));
         assert!(return_error_row(&params).is_none());
+        // TYPE is CHAR1: a padded value is the same type, as the agent reads it.
+        params.insert("RETURN".into(), json!({"TYPE": " E ", "MESSAGE": "x"}));
+        assert!(return_error_row(&params).is_some());
         params.insert(
             "RETURN".into(),
             json!([{"TYPE": "S"}, {"TYPE": "E", "ID": "F2", "NUMBER": "502"}]),
