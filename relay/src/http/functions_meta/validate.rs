@@ -9,6 +9,7 @@
 //! known are not looked into, types without a rule here pass. A call without a
 //! cached interface is not checked at all: the agent and SAP validate it as before.
 
+use sapbridge_sap::date_time;
 use serde_json::{Map, Value};
 
 use super::interface::{FieldInfo, FunctionInterface, ParamInfo};
@@ -95,31 +96,6 @@ fn int_in(value: &Value, path: &str, range: (i64, i64), kind: &str) -> Result<()
     Ok(())
 }
 
-fn valid_date(d: &str) -> bool {
-    if d.len() != 8 || !d.bytes().all(|b| b.is_ascii_digit()) {
-        return false;
-    }
-    let (Ok(year), Ok(month), Ok(day)) = (
-        d[..4].parse::<i32>(),
-        d[4..6].parse::<u8>(),
-        d[6..].parse::<u8>(),
-    ) else {
-        return false;
-    };
-    time::Month::try_from(month)
-        .ok()
-        .and_then(|m| time::Date::from_calendar_date(year, m, day).ok())
-        .is_some()
-}
-
-fn valid_time(t: &str) -> bool {
-    t.len() == 6
-        && t.bytes().all(|b| b.is_ascii_digit())
-        && t[..2] < *"24"
-        && t[2..4] < *"60"
-        && t[4..] < *"60"
-}
-
 fn check_elem(kind: &str, length: u32, value: &Value, path: &str) -> Result<(), ApiError> {
     match kind {
         "I" => return int_in(value, path, (i32::MIN.into(), i32::MAX.into()), "INT4"),
@@ -154,17 +130,11 @@ fn check_elem(kind: &str, length: u32, value: &Value, path: &str) -> Result<(), 
                 ));
             }
         }
-        "D" => {
-            let t = s.trim();
-            if !(t.is_empty() || t == "00000000" || valid_date(t)) {
-                return Err(bad(path, format!("{s:?} is not a valid date YYYYMMDD")));
-            }
+        "D" if !date_time::dats_accepts(s) => {
+            return Err(bad(path, format!("{s:?} is not a valid date YYYYMMDD")));
         }
-        "T" => {
-            let t = s.trim();
-            if !(t.is_empty() || valid_time(t)) {
-                return Err(bad(path, format!("{s:?} is not a valid time HHMMSS")));
-            }
+        "T" if !date_time::tims_accepts(s) => {
+            return Err(bad(path, format!("{s:?} is not a valid time HHMMSS")));
         }
         _ => {}
     }
