@@ -184,6 +184,16 @@ fn not_allowed(message: String) -> Outcome {
     }
 }
 
+/// Runs a unit's calls in order on `session` and applies its commit policy, as
+/// [`execute`] does once its checks passed: no allowlist, deadline or journal.
+/// For harnesses that stand in for an agent (the relay's tests) and must behave
+/// as the agent does against SAP.
+///
+/// Not cancel-safe: dropping the future mid-call leaves the call's effect unknown.
+pub async fn execute_on_session(session: &mut dyn SapConnection, unit: &Unit) -> Outcome {
+    run_calls(session, unit, &()).await
+}
+
 /// Why a transaction stops before its end.
 struct Stop {
     index: usize,
