@@ -24,6 +24,7 @@ mod agents;
 mod auth;
 mod config;
 mod http;
+mod ids;
 mod passthrough;
 mod queue;
 mod serve;

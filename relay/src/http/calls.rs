@@ -23,8 +23,9 @@ use super::request::{
     Caller, IDEMPOTENCY_HEADER, body_bytes, function_name, idempotency_key, json_object, queue_ttl,
     requested_wait,
 };
+use crate::ids::new_call_id;
 use crate::queue::{CallKind, CallRecord, CallWatch, Cancelled, Enqueued, IdempotencyKey, NewCall};
-use crate::state::{RelayState, new_call_id};
+use crate::state::RelayState;
 
 /// How often a waiting request looks at the call even without a wake-up.
 const WAIT_POLL: Duration = Duration::from_secs(1);

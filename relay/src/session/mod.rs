@@ -23,7 +23,8 @@ use tracing::Instrument;
 
 use crate::auth::{Credential, presented_secret};
 use crate::http::ApiError;
-use crate::state::{RelayState, new_id};
+use crate::ids::new_id;
+use crate::state::RelayState;
 
 pub(crate) use dispatch::SessionContext;
 

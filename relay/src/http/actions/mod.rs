@@ -36,8 +36,9 @@ use super::calls::{UnitRequest, submit_record, wait_final};
 use super::render::{CallBody, pending_body};
 use super::request::{Caller, requested_wait};
 use super::{customers, functions_meta, tables};
+use crate::ids::new_call_id;
 use crate::queue::{CallKind, CallRecord, Enqueued, IdempotencyKey, NewCall};
-use crate::state::{RelayState, new_call_id};
+use crate::state::RelayState;
 
 /// The idempotency scope of follow-up units (no API key is named like this: key
 /// names cannot hold control characters).
