@@ -176,7 +176,7 @@ impl Queue for MemoryQueue {
         inner.calls.insert(record.id.clone(), (seq, record.clone()));
         drop(inner);
         match taker {
-            Some(taker) => taker.hand_over(taker.frame_for(&record)),
+            Some(taker) => taker.hand_over(record.unit(false)),
             None => self.signals.work_available(&system),
         }
         Ok(Enqueued::Created(Box::new(record)))

@@ -51,7 +51,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use sapbridge_proto::{
-    CallResult, CommitPolicy, ErrorGroup, FunctionCall, Outcome, RfcError, Unit, UnitRef, WorkFrame,
+    CallResult, CommitPolicy, ErrorGroup, FunctionCall, Outcome, RfcError, Unit, UnitRef,
 };
 use time::OffsetDateTime;
 
@@ -92,12 +92,6 @@ pub(crate) const DEFAULT_OWNER_HOLD: time::Duration = time::Duration::seconds(60
 pub(crate) fn millis_until(at: OffsetDateTime, now: OffsetDateTime) -> u64 {
     let ms = (at - now).whole_milliseconds();
     u64::try_from(ms.max(0)).unwrap_or(u64::MAX)
-}
-
-/// The relay's clock in Unix milliseconds (protocol 1 agents get absolute
-/// deadlines).
-pub(crate) fn unix_ms(now: OffsetDateTime) -> u64 {
-    u64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(0)
 }
 
 /// Who asks for work: an agent session, the agent installation it belongs to, and
@@ -367,13 +361,6 @@ impl CallRecord {
             CallState::Leased { until, .. } => self.expires_at.min(*until),
             _ => self.expires_at,
         }
-    }
-
-    /// The frame that sends the current attempt to an agent of `protocol`, encoded
-    /// from the record's fields (no copy of its calls).
-    pub(crate) fn work_frame(&self, protocol: u32, in_doubt: bool) -> WorkFrame {
-        let now = OffsetDateTime::now_utc();
-        WorkFrame::encode_for(protocol, self.unit_ref(in_doubt, now), unix_ms(now))
     }
 
     /// The unit to send to an agent for the current attempt.

@@ -35,7 +35,7 @@ use axum::extract::ws::Message;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, Sink, Stream, StreamExt};
 use sapbridge_proto::{
-    AgentMessage, CloseReason, Outbox, Outcome, RelayMessage, UnitRef, WorkFrame,
+    AgentMessage, CloseReason, Outbox, Outcome, RelayMessage, Unit, UnitRef, WorkFrame,
 };
 use time::OffsetDateTime;
 use tokio::sync::{Notify, futures::Notified, mpsc};
@@ -47,7 +47,7 @@ use super::frames::{self, Incoming};
 use super::handshake::message_kind;
 use crate::agents::{AgentSession, Hello};
 use crate::passthrough::{Ordered, TunnelOutbound};
-use crate::queue::{Claimant, Completion, Queue, Taker, unix_ms};
+use crate::queue::{Claimant, Completion, Queue, Taker};
 
 /// How often an idle session looks at the queue even without a wake-up.
 pub(crate) const POLL_INTERVAL: Duration = Duration::from_secs(2);
@@ -139,13 +139,7 @@ where
     E: std::fmt::Display,
 {
     let mut stores = FuturesUnordered::new();
-    let (taker, handed) = Taker::new(
-        &ctx.session_id,
-        &ctx.hello.agent_id,
-        ctx.hello.protocol,
-        ctx.lease,
-        MAX_CREDITS,
-    );
+    let (taker, handed) = Taker::new(&ctx.session_id, &ctx.hello.agent_id, ctx.lease, MAX_CREDITS);
     taker.give(ctx.hello.credits);
     ctx.queue.signals().add_taker(&ctx.function_systems, &taker);
     let end = run_loop(ctx, published, sink, stream, &mut stores, taker, handed).await;
@@ -184,7 +178,7 @@ async fn run_loop<'a, S, R, E>(
     stream: &mut R,
     stores: &mut FuturesUnordered<PendingStore<'a>>,
     taker: Arc<Taker>,
-    mut handed: mpsc::UnboundedReceiver<Box<WorkFrame>>,
+    mut handed: mpsc::UnboundedReceiver<Box<Unit>>,
 ) -> SessionEnd
 where
     S: Sink<Message> + Unpin,
@@ -273,7 +267,7 @@ where
                 }
             }
             Some(unit) = handed.recv() => {
-                if Box::pin(send_handed(&mut ledger, sink, unit, &mut handed)).await.is_err() {
+                if Box::pin(send_handed(ctx, &mut ledger, sink, unit, &mut handed)).await.is_err() {
                     return SessionEnd::AgentGone;
                 }
                 outbox.fed(true);
@@ -408,14 +402,12 @@ where
     if units.is_empty() {
         return Ok(false);
     }
-    let now_ms = unix_ms(now);
     for unit in units {
         if unit.in_doubt {
             tracing::info!(call_id = %unit.call_id, attempt = unit.attempt,
                 "unit sent in doubt: an earlier attempt went to another agent");
         }
-        let work = WorkFrame::encode_for(ctx.hello.protocol, UnitRef::from(&unit), now_ms);
-        feed_work(ledger, sink, work).await?;
+        feed_work(ledger, sink, encode(ctx, &unit)).await?;
     }
     ledger.publish();
     Ok(true)
@@ -424,23 +416,32 @@ where
 /// Queues the units the queue handed to this session directly (their credits were
 /// taken then): `first` and every one waiting behind it; the loop flushes them.
 async fn send_handed<S>(
+    ctx: &SessionContext,
     ledger: &mut Ledger<'_>,
     sink: &mut S,
-    first: Box<WorkFrame>,
-    handed: &mut mpsc::UnboundedReceiver<Box<WorkFrame>>,
+    first: Box<Unit>,
+    handed: &mut mpsc::UnboundedReceiver<Box<Unit>>,
 ) -> Result<(), ()>
 where
     S: Sink<Message> + Unpin,
 {
-    feed_work(ledger, sink, *first).await?;
+    feed_work(ledger, sink, encode(ctx, &first)).await?;
     for _ in 1..CLAIM_BATCH {
         let Ok(unit) = handed.try_recv() else {
             break;
         };
-        feed_work(ledger, sink, *unit).await?;
+        feed_work(ledger, sink, encode(ctx, &unit)).await?;
     }
     ledger.publish();
     Ok(())
+}
+
+/// The work frame of `unit` for this session's agent, in its protocol version
+/// (version 1 gets the deadline on the relay's clock).
+fn encode(ctx: &SessionContext, unit: &Unit) -> WorkFrame {
+    let now = OffsetDateTime::now_utc();
+    let now_ms = u64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
+    WorkFrame::encode_for(ctx.hello.protocol, UnitRef::from(unit), now_ms)
 }
 
 /// Queues one unit's frame for the agent (flushed by the caller) and counts it in

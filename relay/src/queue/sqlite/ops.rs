@@ -132,8 +132,8 @@ pub(super) fn enqueue(
     }
     match taker {
         Some(taker) => {
-            let work = taker.frame_for(&record);
-            effects.handed.push((taker, work));
+            let unit = record.unit(false);
+            effects.handed.push((taker, unit));
         }
         None => {
             effects.work.insert(record.system.clone());

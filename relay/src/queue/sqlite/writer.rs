@@ -27,7 +27,7 @@ use std::sync::Arc;
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-use sapbridge_proto::WorkFrame;
+use sapbridge_proto::Unit;
 
 use super::super::{CallEnd, QueueError, Signals, Taker};
 use super::checkpoint::Checkpoints;
@@ -52,7 +52,7 @@ pub(super) struct Effects {
     /// Calls that reached a final state, with how they ended.
     pub(super) ended: Vec<(String, CallEnd)>,
     /// Calls leased to a session's taker, to hand over.
-    pub(super) handed: Vec<(Arc<Taker>, WorkFrame)>,
+    pub(super) handed: Vec<(Arc<Taker>, Unit)>,
     /// Calls that entered or left a final state.
     pub(super) finals: FinalDelta,
 }
@@ -75,8 +75,8 @@ impl Effects {
 
     fn fire(self, signals: &Signals, finals: &FinalCounts) {
         finals.apply(&self.finals);
-        for (taker, work) in self.handed {
-            taker.hand_over(work);
+        for (taker, unit) in self.handed {
+            taker.hand_over(unit);
         }
         for system in &self.work {
             signals.work_available(system);
