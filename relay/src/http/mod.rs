@@ -22,7 +22,6 @@ use axum::response::Response;
 use axum::routing::{get, patch, post};
 use tower_http::trace::TraceLayer;
 
-pub(crate) use actions::Action;
 pub(crate) use error::{ApiError, Problem};
 pub(crate) use functions_meta::MetadataCache;
 pub(crate) use request::Caller;

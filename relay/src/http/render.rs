@@ -53,7 +53,7 @@ pub(crate) fn answer(record: &CallRecord) -> Response {
 #[derive(Debug, Serialize)]
 pub(crate) struct CallBody<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
-    action: Option<&'static str>,
+    action: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     agent: Option<Option<&'a str>>,
     attempts: u32,
@@ -93,7 +93,7 @@ impl<'a> CallBody<'a> {
             CallKind::Transaction => {
                 functions = Some(record.calls.iter().map(|c| c.function.as_str()).collect());
             }
-            CallKind::Action(a) => action = Some(a.name()),
+            CallKind::Action(step) => action = Some(super::actions::step_name(step)),
         }
         Self {
             action,

@@ -40,6 +40,7 @@
 pub(crate) mod config;
 #[cfg(test)]
 mod contract;
+mod kind;
 pub(crate) mod memory;
 pub(crate) mod reaper;
 mod signals;
@@ -56,6 +57,7 @@ use sapbridge_proto::{
 use time::OffsetDateTime;
 
 pub(crate) use config::{QueueConfig, StoreKind};
+pub(crate) use kind::{ActionStep, CallKind};
 pub(crate) use signals::{CallEnd, CallWatch, Signals, Taker};
 
 /// Opens the store `config` names: an empty memory queue, or the SQLite file
@@ -159,22 +161,6 @@ pub(crate) fn lease_lapsed_outcome(call_id: &str, agent: Option<&str>) -> Outcom
             ),
         ),
     }
-}
-
-/// What kind of request a call came from; decides how its answer is rendered.
-///
-/// Serializable (JSON: `"function"`, `"transaction"`, `{"action": {…}}`) so a
-/// database store can keep it in one text column.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub(crate) enum CallKind {
-    /// `POST /v1/systems/{system}/functions/{function}`: a unit of one call.
-    Function,
-    /// `POST /v1/systems/{system}/transactions`: a BAPI transaction.
-    Transaction,
-    /// A step of a high-level action (customers, tables, function metadata): what
-    /// the action needs to render its answer from the unit's results.
-    Action(crate::http::Action),
 }
 
 /// An idempotency key as presented by a client, scoped to its API key.

@@ -53,7 +53,7 @@ fn unit(
 ) -> UnitRequest {
     UnitRequest {
         system,
-        kind: CallKind::Action(action),
+        kind: CallKind::Action(action.encode()),
         calls: vec![FunctionCall {
             function: function.to_owned(),
             parameters,

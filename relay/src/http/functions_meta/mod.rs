@@ -90,10 +90,13 @@ pub(crate) async fn get_interface(
             ],
         ),
         system,
-        kind: CallKind::Action(Action::FunctionInterface(InterfaceStep {
-            function,
-            stage: InterfaceStage::Interface,
-        })),
+        kind: CallKind::Action(
+            Action::FunctionInterface(InterfaceStep {
+                function,
+                stage: InterfaceStage::Interface,
+            })
+            .encode(),
+        ),
         calls: vec![FunctionCall {
             function: GET_INTERFACE.into(),
             parameters,

@@ -192,7 +192,7 @@ async fn read(
     let unit = UnitRequest {
         fingerprint: fingerprint(headers, &[b"table.read", system.as_bytes(), &request]),
         system,
-        kind: CallKind::Action(Action::TableRead(step)),
+        kind: CallKind::Action(Action::TableRead(step).encode()),
         calls: vec![call],
         commit: CommitPolicy::None,
     };

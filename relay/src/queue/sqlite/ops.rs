@@ -13,8 +13,7 @@ use super::super::{
     lease_lapsed_outcome, millis_until, overdue_rule,
 };
 use super::rows::{
-    calls_json, calls_of, commit_of, final_state, kind_json, load, nanos, outcome_json, state_code,
-    time_at,
+    calls_json, calls_of, commit_of, final_state, load, nanos, outcome_json, state_code, time_at,
 };
 use super::writer::Effects;
 
@@ -173,7 +172,7 @@ fn insert(conn: &Connection, record: &CallRecord) -> Result<(), QueueError> {
     .execute(params![
         record.id,
         record.system,
-        kind_json(&record.kind)?,
+        record.kind.to_json(),
         calls_json(&record.calls)?,
         record.commit.code(),
         nanos(record.submitted_at),

@@ -34,14 +34,9 @@ pub(super) fn time_at(nanos: i64) -> OffsetDateTime {
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
-/// JSON of a call kind (`"function"`, `"transaction"`, `{"action": …}`).
-pub(super) fn kind_json(kind: &CallKind) -> Result<String, QueueError> {
-    serde_json::to_string(kind).map_err(|e| QueueError::Store(format!("encoding a call kind: {e}")))
-}
-
-/// A call kind from JSON.
+/// A call kind from its JSON ([`CallKind::to_json`]).
 fn kind_of(json: &str) -> Result<CallKind, QueueError> {
-    serde_json::from_str(json).map_err(|e| QueueError::Corrupt(format!("call kind: {e}")))
+    CallKind::from_json(json).map_err(|e| QueueError::Corrupt(format!("call kind: {e}")))
 }
 
 /// A commit policy from its stored code ([`CommitPolicy::code`]).
