@@ -22,6 +22,7 @@
 
 mod agents;
 mod auth;
+mod calls;
 mod config;
 mod http;
 mod ids;

@@ -12,6 +12,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::agents::AgentRegistry;
 use crate::auth::Credentials;
+use crate::calls::Calls;
 use crate::config::RelayConfig;
 use crate::queue::Queue;
 
@@ -73,6 +74,8 @@ pub(crate) struct RelayState {
     pub(crate) systems: BTreeSet<String>,
     /// The call queue.
     pub(crate) queue: Arc<dyn Queue>,
+    /// Submitting, waiting for, finding and cancelling calls (on `queue`).
+    pub(crate) calls: Calls,
     /// Connected agents.
     pub(crate) agents: Arc<AgentRegistry>,
     /// Cancelled when the relay shuts down.
@@ -100,6 +103,7 @@ impl RelayState {
             api_keys: Credentials::api_keys(&config.api_keys),
             agent_tokens: Credentials::agent_tokens(&config.agent_tokens),
             systems: config.known_systems().into_iter().collect(),
+            calls: Calls::new(Arc::clone(&queue), shutdown.clone()),
             queue,
             agents: Arc::default(),
             shutdown,

@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use super::ApiError;
 use crate::auth::{Scope, presented_secret};
-use crate::queue::CallRecord;
+use crate::calls::Viewer;
 use crate::state::{RelayState, Settings};
 
 /// The header that shortens a call's queue TTL, in seconds.
@@ -38,12 +38,13 @@ impl Caller {
         self.scope.covers(system)
     }
 
-    /// Whether `record` is this key's to read and cancel: a call of a system the
-    /// key covers, created by this key (or by any key, for an operator key). A call
-    /// without an owner (stored by an older relay) is an operator's only.
-    pub(crate) fn may_see(&self, record: &CallRecord) -> bool {
-        self.covers(&record.system)
-            && (self.operator || record.owner.as_deref() == Some(self.name.as_str()))
+    /// The key as it asks for calls by their id.
+    pub(crate) fn viewer(&self) -> Viewer<'_> {
+        Viewer {
+            name: &self.name,
+            scope: &self.scope,
+            operator: self.operator,
+        }
     }
 
     /// Checks that the key may call `system` and that the system exists.

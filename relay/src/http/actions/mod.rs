@@ -25,7 +25,6 @@ use sapbridge_proto::{CommitPolicy, FunctionCall};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use time::OffsetDateTime;
 use tokio::time::Instant;
 
 pub(crate) use outcome::{
@@ -34,12 +33,12 @@ pub(crate) use outcome::{
 };
 
 use super::ApiError;
-use super::calls::{UnitRequest, submit_record, wait_final};
+use super::calls::{UnitRequest, submission};
 use super::render::{CallBody, pending_body};
-use super::request::{Caller, requested_wait};
+use super::request::Caller;
 use super::{customers, functions_meta, tables};
-use crate::ids::new_call_id;
-use crate::queue::{ActionStep, CallKind, CallRecord, Enqueued, IdempotencyKey, NewCall};
+use crate::calls::{CallError, Stored, Submission};
+use crate::queue::{ActionStep, CallKind, CallRecord, IdempotencyKey};
 use crate::state::RelayState;
 
 /// The idempotency scope of follow-up units (no API key is named like this: key
@@ -186,15 +185,16 @@ fn step(state: &RelayState, action: &Action, record: &CallRecord) -> Result<Step
 /// the request's wait (`Prefer`) is over.
 ///
 /// # Errors
-/// As [`submit_record`], and the action's problems.
+/// As [`super::calls::submit`], and the action's problems.
 pub(crate) async fn run(
     state: &RelayState,
     caller: &Caller,
     headers: &HeaderMap,
     unit: UnitRequest,
 ) -> Result<Response, ApiError> {
-    let deadline = Instant::now() + requested_wait(headers, &state.settings);
-    let record = submit_record(state, caller, headers, unit).await?;
+    let (submission, wait) = submission(state, caller, headers, unit)?;
+    let deadline = Instant::now() + wait;
+    let record = state.calls.submit(submission, wait).await?;
     drive(state, record, deadline).await
 }
 
@@ -228,45 +228,43 @@ async fn drive(
             Step::Next(next) => {
                 let id = follow_up(state, &record, next, ttl).await?;
                 let wait = deadline.saturating_duration_since(Instant::now());
-                record = wait_final(state, &id, wait).await?;
+                record = state.calls.wait_final(&id, wait).await?;
             }
         }
     }
 }
 
-/// Enqueues (once) the unit that follows `previous`; returns its call id.
+/// Stores (once) the unit that follows `previous`; returns its call id.
 async fn follow_up(
     state: &RelayState,
     previous: &CallRecord,
     next: FollowUp,
     ttl: time::Duration,
 ) -> Result<String, ApiError> {
-    let now = OffsetDateTime::now_utc();
     let key = IdempotencyKey {
         scope: FOLLOW_UP_SCOPE.into(),
         key: previous.id.clone(),
     };
-    let call = NewCall {
-        id: new_call_id(),
+    let submission = Submission {
         system: previous.system.clone(),
         kind: CallKind::Action(next.action.encode()),
         calls: next.calls,
         commit: next.commit,
-        submitted_at: now,
-        expires_at: now + ttl.max(time::Duration::SECOND),
+        ttl: ttl.max(time::Duration::SECOND).unsigned_abs(),
         idempotency: Some((key, "follow-up".into())),
         owner: previous.owner.clone(),
     };
-    match state.queue.enqueue(call).await? {
-        Enqueued::Created(record) => {
+    match state.calls.store(submission).await {
+        Ok(Stored::Created(record)) => {
             tracing::info!(call_id = %record.id, after = %previous.id, "follow-up queued");
             Ok(record.id)
         }
-        Enqueued::Existing(record) => Ok(record.id),
-        Enqueued::KeyMismatch => Err(ApiError::Internal(format!(
+        Ok(Stored::Existing(record)) => Ok(record.id),
+        Err(CallError::KeyMismatch) => Err(ApiError::Internal(format!(
             "follow-up of {} stored with another fingerprint",
             previous.id
         ))),
+        Err(error) => Err(error.into()),
     }
 }
 
