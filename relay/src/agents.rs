@@ -128,6 +128,19 @@ impl AgentRegistry {
         sessions
     }
 
+    /// The agent installations serving `system`, as `id@version`, sorted and each
+    /// once: a change of this list may mean another SAP system behind the name.
+    pub(crate) fn versions_serving(&self, system: &str) -> Vec<String> {
+        let mut agents: Vec<String> = self
+            .serving(system)
+            .iter()
+            .map(|a| format!("{}@{}", a.hello.agent_id, a.hello.agent_version))
+            .collect();
+        agents.sort();
+        agents.dedup();
+        agents
+    }
+
     /// How many sessions are connected.
     pub(crate) fn count(&self) -> usize {
         self.lock().len()

@@ -20,6 +20,7 @@
 //! return to the queue), answer waiting requests with their current state, and give
 //! in-flight HTTP requests [`DRAIN_TIMEOUT`] to finish.
 
+mod actions;
 mod agents;
 mod auth;
 mod calls;

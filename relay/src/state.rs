@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::actions::metadata::MetadataCache;
 use crate::agents::AgentRegistry;
 use crate::auth::Credentials;
 use crate::calls::Calls;
@@ -85,7 +86,7 @@ pub(crate) struct RelayState {
     /// Defaults of the customer actions.
     pub(crate) customer_defaults: crate::config::CustomerDefaults,
     /// Function interfaces fetched per system.
-    pub(crate) metadata: crate::http::MetadataCache,
+    pub(crate) metadata: MetadataCache,
     /// Outcomes refused because the reporting session did not hold the call's
     /// lease (for `/metrics`).
     pub(crate) refused_outcomes: Arc<AtomicU64>,
@@ -109,9 +110,7 @@ impl RelayState {
             shutdown,
             sessions: TaskTracker::new(),
             customer_defaults: config.customer_defaults.clone(),
-            metadata: crate::http::MetadataCache::new(Duration::from_secs(
-                config.metadata_cache_secs,
-            )),
+            metadata: MetadataCache::new(Duration::from_secs(config.metadata_cache_secs)),
             refused_outcomes: Arc::default(),
         }
     }

@@ -16,11 +16,13 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::ApiError;
+use super::actions::step_error;
 use super::render::{answer, rfc3339};
 use super::request::{
     Caller, IDEMPOTENCY_HEADER, body_bytes, function_name, idempotency_key, json_object, queue_ttl,
     requested_wait,
 };
+use crate::actions::metadata;
 use crate::calls::Submission;
 use crate::queue::{CallKind, IdempotencyKey};
 use crate::state::RelayState;
@@ -44,7 +46,9 @@ pub(crate) async fn call_function(
     let function = function_name(&function)?;
     let body = body_bytes(body, &state.settings)?;
     let parameters = json_object(&body)?;
-    super::functions_meta::precheck(&state, &system, &function, &parameters)?;
+    let agents = || state.agents.versions_serving(&system);
+    metadata::precheck(&state.metadata, &system, &function, &parameters, agents)
+        .map_err(step_error)?;
     let unit = UnitRequest {
         fingerprint: fingerprint(
             &headers,

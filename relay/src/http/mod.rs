@@ -5,7 +5,7 @@ mod actions;
 mod calls;
 mod customers;
 mod error;
-mod functions_meta;
+mod metadata;
 mod openapi;
 mod ops;
 mod render;
@@ -23,7 +23,6 @@ use axum::routing::{get, patch, post};
 use tower_http::trace::TraceLayer;
 
 pub(crate) use error::{ApiError, Problem};
-pub(crate) use functions_meta::MetadataCache;
 pub(crate) use request::Caller;
 
 use crate::state::RelayState;
@@ -36,7 +35,7 @@ pub(crate) fn router(state: Arc<RelayState>) -> Router {
         .route("/v1/systems", get(ops::list_systems))
         .route(
             "/v1/systems/{system}/functions/{function}",
-            post(calls::call_function).get(functions_meta::get_interface),
+            post(calls::call_function).get(metadata::get_interface),
         )
         .route(
             "/v1/systems/{system}/transactions",

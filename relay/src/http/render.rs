@@ -19,6 +19,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::error::{ApiError, Problem};
+use crate::actions::step_name;
 use crate::queue::{CallKind, CallRecord, CallState};
 
 /// The path where a call can be polled.
@@ -93,7 +94,7 @@ impl<'a> CallBody<'a> {
             CallKind::Transaction => {
                 functions = Some(record.calls.iter().map(|c| c.function.as_str()).collect());
             }
-            CallKind::Action(step) => action = Some(super::actions::step_name(step)),
+            CallKind::Action(step) => action = Some(step_name(step)),
         }
         Self {
             action,

@@ -14,6 +14,7 @@ use http::{HeaderMap, StatusCode, header};
 use serde_json::Value;
 
 use super::ApiError;
+use crate::actions::sap_name;
 use crate::auth::{Scope, presented_secret};
 use crate::calls::Viewer;
 use crate::state::{RelayState, Settings};
@@ -139,18 +140,6 @@ pub(crate) fn json_object(bytes: &[u8]) -> Result<serde_json::Map<String, Value>
 pub(crate) fn function_name(raw: &str) -> Result<String, ApiError> {
     sap_name(raw)
         .ok_or_else(|| ApiError::BadRequest(format!("{raw:?} is not a valid function module name")))
-}
-
-/// A repository name as SAP spells it (function module, table, field): trimmed and
-/// upper-cased, 1 to 30 characters of `A-Z 0-9 _ /`; `None` when it is not one.
-pub(crate) fn sap_name(raw: &str) -> Option<String> {
-    let name = raw.trim().to_ascii_uppercase();
-    let valid = !name.is_empty()
-        && name.len() <= 30
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '/');
-    valid.then_some(name)
 }
 
 /// How long to hold the request for the result: `Prefer: respond-async` → zero,

@@ -13,10 +13,10 @@ use sapbridge_sap::date_time;
 use serde_json::{Map, Value};
 
 use super::interface::{FieldInfo, FunctionInterface, ParamInfo};
-use crate::http::ApiError;
+use crate::actions::ActionError;
 
-fn bad(path: &str, why: impl std::fmt::Display) -> ApiError {
-    ApiError::BadRequest(format!("{path}: {why}"))
+fn bad(path: &str, why: impl std::fmt::Display) -> ActionError {
+    ActionError::BadRequest(format!("{path}: {why}"))
 }
 
 /// Checks `params` against `interface`.
@@ -26,7 +26,7 @@ fn bad(path: &str, why: impl std::fmt::Display) -> ApiError {
 pub(crate) fn check(
     interface: &FunctionInterface,
     params: &Map<String, Value>,
-) -> Result<(), ApiError> {
+) -> Result<(), ActionError> {
     for (name, value) in params {
         let Some(param) = interface.parameters.iter().find(|p| &p.name == name) else {
             return Err(bad(
@@ -42,7 +42,7 @@ pub(crate) fn check(
     Ok(())
 }
 
-fn check_param(param: &ParamInfo, value: &Value) -> Result<(), ApiError> {
+fn check_param(param: &ParamInfo, value: &Value) -> Result<(), ActionError> {
     let path = param.name.as_str();
     if param.is_table() {
         let Value::Array(rows) = value else {
@@ -67,7 +67,7 @@ fn check_param(param: &ParamInfo, value: &Value) -> Result<(), ApiError> {
     check_elem(&param.abap_type, param.length, value, path)
 }
 
-fn check_row(fields: &[FieldInfo], row: &Value, path: &str) -> Result<(), ApiError> {
+fn check_row(fields: &[FieldInfo], row: &Value, path: &str) -> Result<(), ActionError> {
     let Value::Object(row) = row else {
         return Err(bad(path, "a structure (JSON object) is required"));
     };
@@ -83,7 +83,7 @@ fn check_row(fields: &[FieldInfo], row: &Value, path: &str) -> Result<(), ApiErr
     Ok(())
 }
 
-fn int_in(value: &Value, path: &str, range: (i64, i64), kind: &str) -> Result<(), ApiError> {
+fn int_in(value: &Value, path: &str, range: (i64, i64), kind: &str) -> Result<(), ActionError> {
     let n = value.as_i64().ok_or_else(|| {
         bad(
             path,
@@ -96,7 +96,7 @@ fn int_in(value: &Value, path: &str, range: (i64, i64), kind: &str) -> Result<()
     Ok(())
 }
 
-fn check_elem(kind: &str, length: u32, value: &Value, path: &str) -> Result<(), ApiError> {
+fn check_elem(kind: &str, length: u32, value: &Value, path: &str) -> Result<(), ActionError> {
     match kind {
         "I" => return int_in(value, path, (i32::MIN.into(), i32::MAX.into()), "INT4"),
         "b" => return int_in(value, path, (0, 255), "INT1"),
@@ -193,7 +193,7 @@ mod tests {
     fn verdict(params: Value) -> Result<(), String> {
         let params = params.as_object().cloned().unwrap_or_default();
         check(&interface(), &params).map_err(|e| match e {
-            ApiError::BadRequest(detail) => detail,
+            ActionError::BadRequest(detail) => detail,
             other => format!("{other:?}"),
         })
     }
