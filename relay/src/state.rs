@@ -1,14 +1,13 @@
-//! The state shared by every HTTP handler and agent session of one relay: the
-//! validated settings, hashed credentials, the queue, the agent registry and the
-//! shutdown token.
+//! The composition root: everything of one relay, built once from a validated
+//! configuration, and shared by its HTTP handlers. The layers below it get the
+//! narrow parts they need (the queue, [`Calls`], the agent registry,
+//! [`Sessions`], the metadata cache), never the whole state.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::actions::metadata::MetadataCache;
 use crate::agents::AgentRegistry;
@@ -16,6 +15,7 @@ use crate::auth::Credentials;
 use crate::calls::Calls;
 use crate::config::RelayConfig;
 use crate::queue::Queue;
+use crate::session::{Sessions, Timings};
 
 /// Limits and timings taken from the configuration.
 #[derive(Debug, Clone)]
@@ -63,7 +63,7 @@ impl Settings {
     }
 }
 
-/// Everything handlers and sessions share.
+/// Everything the HTTP handlers share.
 pub(crate) struct RelayState {
     /// Limits and timings.
     pub(crate) settings: Settings,
@@ -81,15 +81,12 @@ pub(crate) struct RelayState {
     pub(crate) agents: Arc<AgentRegistry>,
     /// Cancelled when the relay shuts down.
     pub(crate) shutdown: CancellationToken,
-    /// Tracks agent session tasks so shutdown can wait for them.
-    pub(crate) sessions: TaskTracker,
+    /// The agent sessions.
+    pub(crate) sessions: Arc<Sessions>,
     /// Defaults of the customer actions.
     pub(crate) customer_defaults: crate::config::CustomerDefaults,
     /// Function interfaces fetched per system.
     pub(crate) metadata: MetadataCache,
-    /// Outcomes refused because the reporting session did not hold the call's
-    /// lease (for `/metrics`).
-    pub(crate) refused_outcomes: Arc<AtomicU64>,
 }
 
 impl RelayState {
@@ -99,19 +96,31 @@ impl RelayState {
         queue: Arc<dyn Queue>,
         shutdown: CancellationToken,
     ) -> Self {
+        let settings = Settings::new(config);
+        let agents = Arc::<AgentRegistry>::default();
+        let timings = Timings {
+            heartbeat: settings.heartbeat,
+            lease: settings.lease,
+            owner_hold: settings.owner_hold,
+        };
+        let sessions = Sessions::new(
+            Arc::clone(&queue),
+            Arc::clone(&agents),
+            timings,
+            shutdown.clone(),
+        );
         Self {
-            settings: Settings::new(config),
+            settings,
             api_keys: Credentials::api_keys(&config.api_keys),
             agent_tokens: Credentials::agent_tokens(&config.agent_tokens),
             systems: config.known_systems().into_iter().collect(),
             calls: Calls::new(Arc::clone(&queue), shutdown.clone()),
             queue,
-            agents: Arc::default(),
+            agents,
             shutdown,
-            sessions: TaskTracker::new(),
+            sessions: Arc::new(sessions),
             customer_defaults: config.customer_defaults.clone(),
             metadata: MetadataCache::new(Duration::from_secs(config.metadata_cache_secs)),
-            refused_outcomes: Arc::default(),
         }
     }
 }

@@ -14,10 +14,9 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde_json::{Value, json};
 
 use super::ApiError;
-use super::calls::{UnitRequest, submission};
 use super::error::Problem;
 use super::render::{CallBody, error_problem, failure, pending_body};
-use super::request::Caller;
+use super::request::{Caller, UnitRequest, submission};
 use crate::actions::{
     ActionError, ActionUnit, Answer, Chain, ChainError, Progress, TableRefusal, metadata,
 };

@@ -17,8 +17,7 @@ use http::HeaderMap;
 
 use super::ApiError;
 use super::actions::{run, step_error};
-use super::calls::{fingerprint, path};
-use super::request::{Caller, body_bytes, json_object};
+use super::request::{Caller, body_bytes, fingerprint, json_object, path};
 use crate::actions::customers;
 use crate::state::RelayState;
 

@@ -11,8 +11,7 @@ use http::HeaderMap;
 
 use super::ApiError;
 use super::actions::{answer, run};
-use super::calls::{fingerprint, path};
-use super::request::{Caller, function_name};
+use super::request::{Caller, fingerprint, function_name, path};
 use crate::actions::{Answer, metadata};
 use crate::state::RelayState;
 

@@ -1,22 +1,26 @@
 //! What a client request carries besides its route: the authenticated [`Caller`],
-//! the JSON body (size-limited), and the `Prefer`, `Sapbridge-Queue-Ttl` and
-//! `Idempotency-Key` headers.
+//! the path and the JSON body (size-limited), and the `Prefer`,
+//! `Sapbridge-Queue-Ttl` and `Idempotency-Key` headers; and the [`Submission`] a
+//! request for a unit of work makes of them.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{FromRequestParts, Request};
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{FromRequestParts, Path, Request};
 use axum::response::{IntoResponse, Response};
 use http::request::Parts;
 use http::{HeaderMap, StatusCode, header};
+use sapbridge_proto::{CommitPolicy, FunctionCall};
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 use super::ApiError;
 use crate::actions::sap_name;
 use crate::auth::{Scope, presented_secret};
-use crate::calls::Viewer;
+use crate::calls::{Submission, Viewer};
+use crate::queue::{CallKind, IdempotencyKey};
 use crate::state::{RelayState, Settings};
 
 /// The header that shortens a call's queue TTL, in seconds.
@@ -200,6 +204,82 @@ pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Api
             ApiError::BadRequest("Idempotency-Key must be 1 to 255 characters of text".into())
         })?;
     Ok(Some(key))
+}
+
+/// Maps a path rejection to a problem.
+pub(crate) fn path<T>(path: Result<Path<T>, PathRejection>) -> Result<T, ApiError> {
+    path.map(|Path(p)| p)
+        .map_err(|r| ApiError::BadRequest(r.body_text()))
+}
+
+/// A unit of work as a request asks for it.
+pub(crate) struct UnitRequest {
+    /// The system.
+    pub(crate) system: String,
+    /// Function call or transaction.
+    pub(crate) kind: CallKind,
+    /// The calls.
+    pub(crate) calls: Vec<FunctionCall>,
+    /// What happens after them.
+    pub(crate) commit: CommitPolicy,
+    /// What makes two requests "the same" for `Idempotency-Key` (see
+    /// [`fingerprint`]); `None` for a request without that header.
+    pub(crate) fingerprint: Option<String>,
+}
+
+/// The hex SHA-256 over length-prefixed parts of a request, for a request with an
+/// `Idempotency-Key` (only those are compared); `None` for any other.
+pub(crate) fn fingerprint(headers: &HeaderMap, parts: &[&[u8]]) -> Option<String> {
+    if !headers.contains_key(IDEMPOTENCY_HEADER) {
+        return None;
+    }
+    let mut hash = Sha256::new();
+    for part in parts {
+        hash.update((part.len() as u64).to_be_bytes());
+        hash.update(part);
+    }
+    Some(hex::encode(hash.finalize()))
+}
+
+/// What a request for `unit` asks for: the submission (its queue TTL and
+/// idempotency key from the headers, owned by the caller) and how long to wait for
+/// the call's end (`Prefer`).
+///
+/// # Errors
+/// 400 for bad headers.
+pub(crate) fn submission(
+    state: &RelayState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    unit: UnitRequest,
+) -> Result<(Submission, Duration), ApiError> {
+    let wait = requested_wait(headers, &state.settings);
+    let ttl = queue_ttl(headers, &state.settings)?;
+    let idempotency = match (idempotency_key(headers)?, unit.fingerprint) {
+        (Some(key), Some(fingerprint)) => {
+            let key = IdempotencyKey {
+                scope: caller.name.clone(),
+                key,
+            };
+            Some((key, fingerprint))
+        }
+        (Some(_), None) => {
+            return Err(ApiError::Internal(
+                "a request with an Idempotency-Key has no fingerprint".into(),
+            ));
+        }
+        (None, _) => None,
+    };
+    let submission = Submission {
+        system: unit.system,
+        kind: unit.kind,
+        calls: unit.calls,
+        commit: unit.commit,
+        ttl,
+        idempotency,
+        owner: Some(caller.name.clone()),
+    };
+    Ok((submission, wait))
 }
 
 #[cfg(test)]

@@ -17,8 +17,7 @@ use http::HeaderMap;
 
 use super::ApiError;
 use super::actions::{run, step_error};
-use super::calls::{fingerprint, path};
-use super::request::{Caller, body_bytes};
+use super::request::{Caller, body_bytes, fingerprint, path};
 use crate::actions::tables::{self, ReadRequest, ReadStep};
 use crate::state::RelayState;
 
