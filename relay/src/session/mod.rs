@@ -11,6 +11,7 @@ mod frames;
 mod handshake;
 #[cfg(test)]
 mod tests;
+mod units;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
