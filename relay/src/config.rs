@@ -91,9 +91,8 @@ pub struct RelayConfig {
     /// CPU). Every request and agent message crosses tasks; with several workers
     /// those hand-offs often wake another thread (and free memory another thread
     /// allocated), which costs more than it gains when the relay shares its CPUs
-    /// with other busy processes: on 2 CPUs shared with an agent and the load, 1
-    /// worker carried 14–17 % more calls and pass-through requests per second than
-    /// 2 (relay CPU per durable call 50 -> 41 µs). Keep the default on a host of its
+    /// with other busy processes: there, 1 worker carries more calls and
+    /// pass-through requests per second than 2. Keep the default on a host of its
     /// own, where more workers let the relay use every core.
     pub worker_threads: usize,
     // --- client connections (see `serve`) ---
