@@ -38,18 +38,19 @@ use std::time::Duration;
 use axum::extract::ws::Message;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, Sink, Stream, StreamExt};
-use sapbridge_proto::{AgentMessage, CloseReason, Outbox, RelayMessage, Unit};
+use sapbridge_proto::{AgentMessage, CloseReason, Outbox, RelayMessage, Unit, WorkFrame};
 use time::OffsetDateTime;
 use tokio::sync::{Notify, futures::Notified, mpsc};
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::context::SessionContext;
 use super::frames::{self, Incoming};
 use super::handshake::message_kind;
-use crate::agents::{AgentSession, Hello};
+use super::units::{self, CLAIM_BATCH};
+use crate::agents::AgentSession;
 use crate::passthrough::{Ordered, TunnelOutbound};
-use crate::queue::{Claimant, Queue, Taker};
+use crate::queue::Taker;
 
 /// How often an idle session looks at the queue even without a wake-up.
 pub(crate) const POLL_INTERVAL: Duration = Duration::from_secs(2);
@@ -57,39 +58,6 @@ pub(crate) const POLL_INTERVAL: Duration = Duration::from_secs(2);
 const MAX_CREDITS: u32 = 1024;
 /// The most pass-through frames queued in one turn of the loop.
 const TUNNEL_BATCH: usize = 64;
-
-/// What a session needs besides its socket.
-pub(crate) struct SessionContext {
-    /// The session id.
-    pub(crate) session_id: String,
-    /// What the agent announced (its id is stored with the outcomes it reports).
-    pub(crate) hello: Hello,
-    /// The systems it runs function calls for: the ones it is sent units of.
-    pub(crate) function_systems: Vec<String>,
-    /// The queue.
-    pub(crate) queue: Arc<dyn Queue>,
-    /// Heartbeat interval.
-    pub(crate) heartbeat: Duration,
-    /// Lease length: how long the agent has for a unit.
-    pub(crate) lease: Duration,
-    /// How long the leases of this session, when it ends, wait for its agent.
-    pub(crate) owner_hold: Duration,
-    /// Cancelled on relay shutdown.
-    pub(crate) shutdown: CancellationToken,
-    /// Counts the outcomes refused (for `/metrics`).
-    pub(crate) refused: Arc<std::sync::atomic::AtomicU64>,
-}
-
-impl SessionContext {
-    /// Who this session is when it claims work.
-    pub(super) fn claimant(&self) -> Claimant<'_> {
-        Claimant {
-            session: &self.session_id,
-            agent: &self.hello.agent_id,
-            takes_in_doubt: self.hello.protocol >= 2,
-        }
-    }
-}
 
 /// Why a session ended.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -103,7 +71,7 @@ pub(crate) enum SessionEnd {
 }
 
 /// An outcome being stored: resolves to its call id and whether it may be acked.
-pub(super) type PendingStore<'a> = Pin<Box<dyn Future<Output = (String, bool)> + Send + 'a>>;
+type PendingStore<'a> = Pin<Box<dyn Future<Output = (String, bool)> + Send + 'a>>;
 
 /// Serves a welcomed agent until its socket ends or the relay shuts down, then
 /// returns its leases to the queue.
@@ -173,26 +141,26 @@ where
 }
 
 /// One welcomed agent session: its socket, its bookkeeping and what it waits on.
-pub(super) struct Session<'a, S, R> {
-    pub(super) ctx: &'a SessionContext,
+struct Session<'a, S, R> {
+    ctx: &'a SessionContext,
     /// Where the session's counts are published (`GET /v1/systems`).
     published: &'a AgentSession,
-    pub(super) sink: &'a mut S,
+    sink: &'a mut S,
     stream: &'a mut R,
     /// The session's free credits, shared with the queue (direct dispatch).
-    pub(super) taker: Arc<Taker>,
+    taker: Arc<Taker>,
     /// Units the queue handed over directly.
-    pub(super) handed: mpsc::UnboundedReceiver<Box<Unit>>,
+    handed: mpsc::UnboundedReceiver<Box<Unit>>,
     /// What the session's pass-through streams queue for the socket.
     outbound: TunnelOutbound,
     /// Outcomes being stored.
     stores: FuturesUnordered<PendingStore<'a>>,
     /// Units sent and not answered on this session.
-    pub(super) in_flight: HashSet<String>,
+    in_flight: HashSet<String>,
     /// Whether the agent drains (takes no more units until it grants credits).
     draining: bool,
     /// Whether to look at the queue before waiting again.
-    pub(super) want_claim: bool,
+    want_claim: bool,
     /// The work signals of the session's systems.
     signals: &'a [Arc<Notify>],
     /// Their wake-ups, enabled before each claim looks at the queue and kept until
@@ -208,12 +176,12 @@ pub(super) struct Session<'a, S, R> {
 
 impl<S, R> Session<'_, S, R> {
     /// Whether the agent can take another unit now.
-    pub(super) fn can_take(&self) -> bool {
+    fn can_take(&self) -> bool {
         self.taker.credits() > 0 && !self.draining
     }
 
     /// Publishes the session's credits and units in flight.
-    pub(super) fn publish(&self) {
+    fn publish(&self) {
         let in_flight = u32::try_from(self.in_flight.len()).unwrap_or(u32::MAX);
         self.published.set_counts(self.taker.credits(), in_flight);
     }
@@ -468,6 +436,59 @@ where
     fn on_wake(&mut self) {
         self.wakes.clear();
         self.want_claim = true;
+    }
+
+    /// Claims queued units for as many credits as the agent has free and queues
+    /// them on the socket; `Ok(true)` when it queued any (the loop flushes them).
+    async fn claim(&mut self) -> Result<bool, SessionEnd> {
+        let ctx = self.ctx;
+        let Some(claimed) = units::claim(ctx, &self.taker).await else {
+            return Ok(false);
+        };
+        // A full batch may have left more behind: look again next turn.
+        self.want_claim = claimed.full;
+        if claimed.units.is_empty() {
+            return Ok(false);
+        }
+        for unit in claimed.units {
+            if unit.in_doubt {
+                tracing::info!(call_id = %unit.call_id, attempt = unit.attempt,
+                    "unit sent in doubt: an earlier attempt went to another agent");
+            }
+            self.feed_work(units::encode(ctx, &unit)).await?;
+        }
+        self.publish();
+        Ok(true)
+    }
+
+    /// Queues the units the queue handed to this session directly (their credits
+    /// were taken then): `first` and every one waiting behind it; the loop flushes
+    /// them.
+    async fn send_handed(&mut self, first: Box<Unit>) -> Result<(), SessionEnd> {
+        let ctx = self.ctx;
+        self.feed_work(units::encode(ctx, &first)).await?;
+        for _ in 1..CLAIM_BATCH {
+            let Ok(unit) = self.handed.try_recv() else {
+                break;
+            };
+            self.feed_work(units::encode(ctx, &unit)).await?;
+        }
+        self.publish();
+        Ok(())
+    }
+
+    /// Queues one unit's frame for the agent (flushed by the caller) and counts it
+    /// in flight.
+    async fn feed_work(&mut self, work: WorkFrame) -> Result<(), SessionEnd> {
+        tracing::debug!(
+            call_id = %work.call_id,
+            attempt = work.attempt,
+            "unit sent to agent"
+        );
+        self.in_flight.insert(work.call_id);
+        frames::feed_text(&mut *self.sink, work.text)
+            .await
+            .map_err(|_| SessionEnd::AgentGone)
     }
 
     /// Closes the socket with `reason`; the session ends with it.

@@ -6,6 +6,7 @@
 //! Socket settings keep idle agents cheap: small read and write buffers, and frames
 //! limited to [`MAX_FRAME_BYTES`].
 
+mod context;
 mod dispatch;
 mod frames;
 mod handshake;
@@ -30,7 +31,7 @@ use crate::auth::Credential;
 use crate::ids::new_id;
 use crate::queue::Queue;
 
-pub(crate) use dispatch::SessionContext;
+pub(crate) use context::SessionContext;
 
 /// Read buffer per agent socket: most agent messages (outcomes, heartbeats, window
 /// grants) are small; a larger frame grows it for as long as it needs.

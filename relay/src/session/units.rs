@@ -1,98 +1,56 @@
-//! A session's units: claiming queued ones for the agent's free credits, sending
-//! those the queue handed over directly, each encoded for the agent's protocol
-//! version; and storing the outcomes the agent reports.
+//! A session's units and outcomes, apart from the socket: claiming queued units
+//! for the agent's free credits, encoding a unit for the agent's protocol version,
+//! and storing an outcome the agent reports.
 
-use axum::extract::ws::Message;
-use futures_util::Sink;
 use sapbridge_proto::{Outcome, Unit, UnitRef, WorkFrame};
 use time::OffsetDateTime;
 
-use super::dispatch::{Session, SessionContext, SessionEnd};
-use super::frames;
-use crate::queue::Completion;
+use super::context::SessionContext;
+use crate::queue::{Completion, Taker};
 
 /// The most units claimed in one queue operation (and sent in one turn).
-const CLAIM_BATCH: u32 = 32;
+pub(super) const CLAIM_BATCH: u32 = 32;
 
-impl<S, R> Session<'_, S, R>
-where
-    S: Sink<Message> + Unpin,
-{
-    /// Claims queued units for as many credits as the agent has free (at most
-    /// [`CLAIM_BATCH`]) and queues them on the socket; `Ok(true)` when it queued
-    /// any (the loop flushes them). A failed claim is logged and tried again on a
-    /// later turn.
-    pub(super) async fn claim(&mut self) -> Result<bool, SessionEnd> {
-        let ctx = self.ctx;
-        let max = self.taker.take(CLAIM_BATCH);
-        if max == 0 {
-            return Ok(false);
-        }
-        let until = OffsetDateTime::now_utc() + ctx.lease;
-        let claimed = ctx
-            .queue
-            .claim(&ctx.function_systems, ctx.claimant(), max as usize, until)
-            .await;
-        let units = match claimed {
-            Ok(units) => units,
-            Err(error) => {
-                tracing::warn!(%error, "claiming work failed");
-                self.taker.give(max);
-                return Ok(false);
-            }
-        };
-        let claimed = u32::try_from(units.len()).unwrap_or(max).min(max);
-        self.taker.give(max - claimed);
-        // A full batch may have left more behind: look again next turn.
-        self.want_claim = claimed == max;
-        if units.is_empty() {
-            return Ok(false);
-        }
-        for unit in units {
-            if unit.in_doubt {
-                tracing::info!(call_id = %unit.call_id, attempt = unit.attempt,
-                    "unit sent in doubt: an earlier attempt went to another agent");
-            }
-            self.feed_work(encode(ctx, &unit)).await?;
-        }
-        self.publish();
-        Ok(true)
-    }
+/// Units a claim leased to the session.
+pub(super) struct Claimed {
+    /// The units, oldest first.
+    pub(super) units: Vec<Unit>,
+    /// Whether the claim took as many as it asked for: more may wait.
+    pub(super) full: bool,
+}
 
-    /// Queues the units the queue handed to this session directly (their credits
-    /// were taken then): `first` and every one waiting behind it; the loop flushes
-    /// them.
-    pub(super) async fn send_handed(&mut self, first: Box<Unit>) -> Result<(), SessionEnd> {
-        let ctx = self.ctx;
-        self.feed_work(encode(ctx, &first)).await?;
-        for _ in 1..CLAIM_BATCH {
-            let Ok(unit) = self.handed.try_recv() else {
-                break;
-            };
-            self.feed_work(encode(ctx, &unit)).await?;
+/// Claims queued units for as many credits as the agent has free in `taker` (at
+/// most [`CLAIM_BATCH`]), keeping one credit per unit claimed. `None` when there
+/// is no credit, or the claim failed (logged; its credits go back).
+pub(super) async fn claim(ctx: &SessionContext, taker: &Taker) -> Option<Claimed> {
+    let max = taker.take(CLAIM_BATCH);
+    if max == 0 {
+        return None;
+    }
+    let until = OffsetDateTime::now_utc() + ctx.lease;
+    let claimed = ctx
+        .queue
+        .claim(&ctx.function_systems, ctx.claimant(), max as usize, until)
+        .await;
+    let units = match claimed {
+        Ok(units) => units,
+        Err(error) => {
+            tracing::warn!(%error, "claiming work failed");
+            taker.give(max);
+            return None;
         }
-        self.publish();
-        Ok(())
-    }
-
-    /// Queues one unit's frame for the agent (flushed by the caller) and counts it
-    /// in flight.
-    async fn feed_work(&mut self, work: WorkFrame) -> Result<(), SessionEnd> {
-        tracing::debug!(
-            call_id = %work.call_id,
-            attempt = work.attempt,
-            "unit sent to agent"
-        );
-        self.in_flight.insert(work.call_id);
-        frames::feed_text(&mut *self.sink, work.text)
-            .await
-            .map_err(|_| SessionEnd::AgentGone)
-    }
+    };
+    let taken = u32::try_from(units.len()).unwrap_or(max).min(max);
+    taker.give(max - taken);
+    Some(Claimed {
+        units,
+        full: taken == max,
+    })
 }
 
 /// The work frame of `unit` for this session's agent, in its protocol version
 /// (version 1 gets the deadline on the relay's clock).
-fn encode(ctx: &SessionContext, unit: &Unit) -> WorkFrame {
+pub(super) fn encode(ctx: &SessionContext, unit: &Unit) -> WorkFrame {
     let now = OffsetDateTime::now_utc();
     let now_ms = u64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
     WorkFrame::encode_for(ctx.hello.protocol, UnitRef::from(unit), now_ms)
