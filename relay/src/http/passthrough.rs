@@ -19,7 +19,7 @@ use tracing::Instrument;
 
 use super::ApiError;
 use super::error::Problem;
-use super::request::Caller;
+use super::request::{Caller, too_large};
 use crate::agents::NoStream;
 use crate::passthrough::{ForwardError, forward, split_path};
 use crate::state::RelayState;
@@ -63,14 +63,8 @@ async fn run(
 ) -> Result<Response, Refusal> {
     caller.check_system(state, &system)?;
     let settings = &state.settings.passthrough;
-    let limit = settings.body_limit_bytes;
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit as u64) {
-        return Err(ApiError::PayloadTooLarge(limit).into());
+    if let Some(refused) = too_large(&request, settings.body_limit_bytes) {
+        return Err(refused.into());
     }
     let max_streams = settings.max_in_flight_per_agent;
     let (tunnel, stream) = state

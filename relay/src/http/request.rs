@@ -92,6 +92,12 @@ impl FromRequestParts<Arc<RelayState>> for Caller {
 /// body is read.
 pub(crate) fn oversized(settings: &Settings, request: &Request) -> Option<Response> {
     let limit = settings.body_limit_bytes;
+    too_large(request, limit).map(IntoResponse::into_response)
+}
+
+/// [`ApiError::PayloadTooLarge`] when `request` declares a `Content-Length` over
+/// `limit` bytes.
+pub(crate) fn too_large(request: &Request, limit: usize) -> Option<ApiError> {
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -99,7 +105,7 @@ pub(crate) fn oversized(settings: &Settings, request: &Request) -> Option<Respon
         .and_then(|v| v.trim().parse::<u64>().ok());
     declared
         .is_some_and(|len| len > limit as u64)
-        .then(|| ApiError::PayloadTooLarge(limit).into_response())
+        .then_some(ApiError::PayloadTooLarge(limit))
 }
 
 /// The body bytes, with the limit's rejection turned into a 413 problem.
