@@ -18,7 +18,7 @@
 use sapbridge_proto::{
     CallResult, CommitPolicy, ErrorGroup, Outcome, Parameters, RfcError, TransactionOutcome, Unit,
 };
-use sapbridge_sap::SapConnection;
+use sapbridge_sap::{SapConnection, bapi_return};
 use serde_json::Value;
 use tokio::time::Instant;
 use tracing::{Instrument, debug, info_span, warn};
@@ -184,6 +184,16 @@ fn not_allowed(message: String) -> Outcome {
     }
 }
 
+/// Runs a unit's calls in order on `session` and applies its commit policy, as
+/// [`execute`] does once its checks passed: no allowlist, deadline or journal.
+/// For harnesses that stand in for an agent (the relay's tests) and must behave
+/// as the agent does against SAP.
+///
+/// Not cancel-safe: dropping the future mid-call leaves the call's effect unknown.
+pub async fn execute_on_session(session: &mut dyn SapConnection, unit: &Unit) -> Outcome {
+    run_calls(session, unit, &()).await
+}
+
 /// Why a transaction stops before its end.
 struct Stop {
     index: usize,
@@ -314,32 +324,23 @@ async fn rollback(
     }
 }
 
-/// The message of the first `RETURN` entry (a structure or a table at the top level of
-/// a result) whose TYPE is `E` or `A`, if any.
+/// The message of the first `RETURN` entry that says the BAPI failed
+/// ([`sapbridge_sap::bapi_return`]), if any.
 pub(crate) fn return_error(output: &Parameters) -> Option<String> {
-    let entries: Vec<&serde_json::Map<String, Value>> = match output.get("RETURN")? {
-        Value::Object(entry) => vec![entry],
-        Value::Array(rows) => rows.iter().filter_map(Value::as_object).collect(),
-        _ => return None,
-    };
-    entries.into_iter().find_map(|entry| {
+    let entry = bapi_return::first_error(output)?;
+    let message = entry
+        .get("MESSAGE")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .trim();
+    Some(if message.is_empty() {
         let kind = entry
             .get("TYPE")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        if !matches!(kind.trim(), "E" | "A") {
-            return None;
-        }
-        let message = entry
-            .get("MESSAGE")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .trim();
-        Some(if message.is_empty() {
-            format!("RETURN holds a message of TYPE {kind}")
-        } else {
-            message.to_owned()
-        })
+        format!("RETURN holds a message of TYPE {kind}")
+    } else {
+        message.to_owned()
     })
 }
 

@@ -458,14 +458,13 @@ fn decode_entry(row: &Row<'_>, call_id: &str) -> Result<Entry, JournalError> {
     let attempt = attempt_of(column(row, 0, "attempt", call_id)?, call_id)?;
     let functions: String = column(row, 2, "functions", call_id)?;
     let commit: String = column(row, 3, "commit_policy", call_id)?;
-    let commit =
-        serde_json::from_value(serde_json::Value::String(commit.clone())).map_err(|_| {
-            corrupt(
-                call_id,
-                "commit_policy",
-                format!("unknown policy {commit:?}"),
-            )
-        })?;
+    let commit = CommitPolicy::from_code(&commit).ok_or_else(|| {
+        corrupt(
+            call_id,
+            "commit_policy",
+            format!("unknown policy {commit:?}"),
+        )
+    })?;
     let outcome: Option<String> = column(row, 6, "outcome", call_id)?;
     let acked: Option<i64> = column(row, 7, "acked_at_ms", call_id)?;
     Ok(Entry {

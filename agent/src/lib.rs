@@ -50,6 +50,7 @@ use sapbridge_sap::SapSystem;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{AgentConfig, BackendConfig, ConfigError, HttpConfig, JournalSync, SystemConfig};
+pub use executor::execute_on_session;
 pub use journal::JournalError;
 pub use tls::TlsError;
 

@@ -31,6 +31,27 @@ pub enum CommitPolicy {
     Rollback,
 }
 
+impl CommitPolicy {
+    /// Every policy, in declaration order.
+    pub const ALL: [Self; 3] = [Self::None, Self::CommitOnSuccess, Self::Rollback];
+
+    /// The policy's code: its name on the wire (`none`, `commit_on_success`,
+    /// `rollback`), which is also how the relay's queue and the agent's journal
+    /// store it.
+    pub const fn code(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::CommitOnSuccess => "commit_on_success",
+            Self::Rollback => "rollback",
+        }
+    }
+
+    /// The policy a [`CommitPolicy::code`] names; `None` for any other text.
+    pub fn from_code(code: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|policy| policy.code() == code)
+    }
+}
+
 /// A unit of work: one or more calls that run in order in one SAP session on one
 /// agent. A single function call is a unit of one with [`CommitPolicy::None`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -104,4 +125,21 @@ pub enum Outcome {
         /// Why.
         error: RfcError,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The code is the wire name, so a stored code and a frame never disagree.
+    #[test]
+    fn commit_policy_codes_are_the_wire_names() {
+        for policy in CommitPolicy::ALL {
+            let wire = serde_json::to_value(policy).unwrap();
+            assert_eq!(wire, policy.code(), "{policy:?}");
+            assert_eq!(CommitPolicy::from_code(policy.code()), Some(policy));
+        }
+        assert_eq!(CommitPolicy::from_code("Rollback"), None);
+        assert_eq!(CommitPolicy::from_code(""), None);
+    }
 }

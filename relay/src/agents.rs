@@ -4,7 +4,7 @@
 //! socket ends (the [`Registration`] guard does that on drop). Credits and in-flight
 //! counts are atomics the session updates as it goes; readers see a recent value.
 //! Each session also carries its pass-through [`Tunnel`], where HTTP handlers open
-//! streams on it.
+//! streams ([`AgentRegistry::open_stream`] picks the session).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use sapbridge_proto::SystemCapabilities;
 use time::OffsetDateTime;
 
-use crate::passthrough::Tunnel;
+use crate::passthrough::{OpenStream, Tunnel};
 
 /// What an agent announced in its accepted hello.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,6 +86,19 @@ impl AgentSession {
     }
 }
 
+/// Why no pass-through stream could be opened for a system.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NoStream {
+    /// Agents serving the system are connected, and none of them offers HTTP
+    /// pass-through for it (their configuration says no, as their allowlist
+    /// would).
+    NotOffered,
+    /// No agent serving the system is connected.
+    NoAgent,
+    /// Every agent serving the system carries its most open streams.
+    Busy,
+}
+
 /// All connected agent sessions of this relay process.
 #[derive(Debug, Default)]
 pub(crate) struct AgentRegistry {
@@ -126,6 +139,52 @@ impl AgentRegistry {
         sessions
             .sort_by(|a, b| (a.connected_at, &a.session_id).cmp(&(b.connected_at, &b.session_id)));
         sessions
+    }
+
+    /// The agent installations serving `system`, as `id@version`, sorted and each
+    /// once: a change of this list may mean another SAP system behind the name.
+    pub(crate) fn versions_serving(&self, system: &str) -> Vec<String> {
+        let mut agents: Vec<String> = self
+            .serving(system)
+            .iter()
+            .map(|a| format!("{}@{}", a.hello.agent_id, a.hello.agent_version))
+            .collect();
+        agents.sort();
+        agents.dedup();
+        agents
+    }
+
+    /// Opens a pass-through stream on the connected session of `system` with the
+    /// fewest open streams, among those that offer pass-through for it and carry
+    /// fewer than `limit` streams.
+    ///
+    /// # Errors
+    /// [`NoStream`] saying why there is none.
+    pub(crate) fn open_stream(
+        &self,
+        system: &str,
+        limit: u32,
+    ) -> Result<(Arc<Tunnel>, OpenStream), NoStream> {
+        let serving = self.serving(system);
+        let mut tunnels: Vec<Arc<Tunnel>> = serving
+            .iter()
+            .filter(|session| session.hello.serves_http(system))
+            .map(|session| Arc::clone(session.tunnel()))
+            .filter(|tunnel| !tunnel.is_closed())
+            .collect();
+        if tunnels.is_empty() {
+            return Err(match serving.is_empty() {
+                true => NoStream::NoAgent,
+                false => NoStream::NotOffered,
+            });
+        }
+        tunnels.sort_by_key(|tunnel| tunnel.in_flight());
+        for tunnel in tunnels {
+            if let Some(stream) = tunnel.open(limit as usize) {
+                return Ok((tunnel, stream));
+            }
+        }
+        Err(NoStream::Busy)
     }
 
     /// How many sessions are connected.

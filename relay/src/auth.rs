@@ -7,21 +7,9 @@
 use std::collections::HashSet;
 
 use http::HeaderMap;
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::config::{ALL_SYSTEMS, AgentTokenConfig, ApiKeyConfig};
-
-/// The SHA-256 of a secret.
-pub(crate) fn sha256(secret: &str) -> [u8; 32] {
-    Sha256::digest(secret.as_bytes()).into()
-}
-
-/// Parses 64 hex digits into a hash.
-pub(crate) fn parse_sha256(hex_hash: &str) -> Option<[u8; 32]> {
-    let bytes = hex::decode(hex_hash.trim()).ok()?;
-    bytes.try_into().ok()
-}
+use crate::config::{ALL_SYSTEMS, AgentTokenConfig, ApiKeyConfig, parse_sha256, sha256};
 
 /// The systems a credential covers.
 #[derive(Debug, Clone)]

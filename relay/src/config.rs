@@ -9,6 +9,7 @@ use std::collections::HashSet;
 
 use sapbridge_proto::{MAX_FRAME_BYTES, Secret};
 use serde::Deserialize;
+use sha2::{Digest, Sha256};
 
 pub use crate::queue::config::{Durability, QueueConfig, StoreKind};
 
@@ -90,9 +91,8 @@ pub struct RelayConfig {
     /// CPU). Every request and agent message crosses tasks; with several workers
     /// those hand-offs often wake another thread (and free memory another thread
     /// allocated), which costs more than it gains when the relay shares its CPUs
-    /// with other busy processes: on 2 CPUs shared with an agent and the load, 1
-    /// worker carried 14–17 % more calls and pass-through requests per second than
-    /// 2 (relay CPU per durable call 50 -> 41 µs). Keep the default on a host of its
+    /// with other busy processes: there, 1 worker carries more calls and
+    /// pass-through requests per second than 2. Keep the default on a host of its
     /// own, where more workers let the relay use every core.
     pub worker_threads: usize,
     // --- client connections (see `serve`) ---
@@ -410,7 +410,10 @@ impl RelayConfig {
             );
         }
         self.check_connections()?;
-        self.queue.validate()
+        self.queue.validate().map_err(|e| ConfigError::OutOfRange {
+            field: e.field,
+            problem: e.problem,
+        })
     }
 
     fn check_connections(&self) -> Result<(), ConfigError> {
@@ -454,6 +457,17 @@ impl RelayConfig {
     }
 }
 
+/// The SHA-256 of a secret: the form in which the relay keeps keys and tokens.
+pub(crate) fn sha256(secret: &str) -> [u8; 32] {
+    Sha256::digest(secret.as_bytes()).into()
+}
+
+/// Parses 64 hex digits (a configured `*_sha256`) into a hash.
+pub(crate) fn parse_sha256(hex_hash: &str) -> Option<[u8; 32]> {
+    let bytes = hex::decode(hex_hash.trim()).ok()?;
+    bytes.try_into().ok()
+}
+
 /// One credential entry, seen uniformly for API keys and agent tokens.
 struct Entry<'a> {
     name: &'a str,
@@ -487,9 +501,9 @@ fn check_entries<'a>(
                 if secret.is_empty() {
                     return Err(ConfigError::EmptySecret { list, name });
                 }
-                crate::auth::sha256(secret.expose())
+                sha256(secret.expose())
             }
-            (None, Some(hex_hash)) => match crate::auth::parse_sha256(hex_hash) {
+            (None, Some(hex_hash)) => match parse_sha256(hex_hash) {
                 Some(hash) => hash,
                 None => return Err(ConfigError::BadHash { list, name }),
             },

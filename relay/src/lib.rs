@@ -19,11 +19,27 @@
 //! Shutdown: stop accepting, close agent sessions with `ShuttingDown` (their leases
 //! return to the queue), answer waiting requests with their current state, and give
 //! in-flight HTTP requests [`DRAIN_TIMEOUT`] to finish.
+//!
+//! # Layout
+//! Top down; a module uses only those on its line or below:
+//! - `http`: routes, extractors, handlers, rendering, the problems of the API,
+//!   OpenAPI; `serve`: connections, their timeouts and limits.
+//! - `state`: the composition root, built once from the validated configuration.
+//! - `actions`: the high-level actions (customers, tables, metadata), their chain
+//!   driver and the metadata cache.
+//! - `session`: agent WebSocket sessions; `passthrough`: HTTP pass-through streams;
+//!   `agents`: the registry of connected agent sessions.
+//! - `calls`: submitting, awaiting, finding and cancelling calls, and who owns them.
+//! - `queue`: call states, the store trait and its stores, wake-up signals.
+//! - `config`, `auth`, `ids`: configuration, credentials, id generation.
 
+mod actions;
 mod agents;
 mod auth;
+mod calls;
 mod config;
 mod http;
+mod ids;
 mod passthrough;
 mod queue;
 mod serve;

@@ -1,20 +1,21 @@
-//! The state shared by every HTTP handler and agent session of one relay: the
-//! validated settings, hashed credentials, the queue, the agent registry and the
-//! shutdown token. Also the id generator for calls and sessions.
+//! The composition root: everything of one relay, built once from a validated
+//! configuration, and shared by its HTTP handlers. The layers below it get the
+//! narrow parts they need (the queue, [`Calls`], the agent registry,
+//! [`Sessions`], the metadata cache), never the whole state.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use rand::RngCore;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
+use crate::actions::metadata::MetadataCache;
 use crate::agents::AgentRegistry;
 use crate::auth::Credentials;
+use crate::calls::Calls;
 use crate::config::RelayConfig;
 use crate::queue::Queue;
+use crate::session::{Sessions, Timings};
 
 /// Limits and timings taken from the configuration.
 #[derive(Debug, Clone)]
@@ -62,7 +63,7 @@ impl Settings {
     }
 }
 
-/// Everything handlers and sessions share.
+/// Everything the HTTP handlers share.
 pub(crate) struct RelayState {
     /// Limits and timings.
     pub(crate) settings: Settings,
@@ -74,19 +75,18 @@ pub(crate) struct RelayState {
     pub(crate) systems: BTreeSet<String>,
     /// The call queue.
     pub(crate) queue: Arc<dyn Queue>,
+    /// Submitting, waiting for, finding and cancelling calls (on `queue`).
+    pub(crate) calls: Calls,
     /// Connected agents.
     pub(crate) agents: Arc<AgentRegistry>,
     /// Cancelled when the relay shuts down.
     pub(crate) shutdown: CancellationToken,
-    /// Tracks agent session tasks so shutdown can wait for them.
-    pub(crate) sessions: TaskTracker,
+    /// The agent sessions.
+    pub(crate) sessions: Arc<Sessions>,
     /// Defaults of the customer actions.
     pub(crate) customer_defaults: crate::config::CustomerDefaults,
     /// Function interfaces fetched per system.
-    pub(crate) metadata: crate::http::MetadataCache,
-    /// Outcomes refused because the reporting session did not hold the call's
-    /// lease (for `/metrics`).
-    pub(crate) refused_outcomes: Arc<AtomicU64>,
+    pub(crate) metadata: MetadataCache,
 }
 
 impl RelayState {
@@ -96,96 +96,31 @@ impl RelayState {
         queue: Arc<dyn Queue>,
         shutdown: CancellationToken,
     ) -> Self {
+        let settings = Settings::new(config);
+        let agents = Arc::<AgentRegistry>::default();
+        let timings = Timings {
+            heartbeat: settings.heartbeat,
+            lease: settings.lease,
+            owner_hold: settings.owner_hold,
+        };
+        let sessions = Sessions::new(
+            Arc::clone(&queue),
+            Arc::clone(&agents),
+            timings,
+            shutdown.clone(),
+        );
         Self {
-            settings: Settings::new(config),
+            settings,
             api_keys: Credentials::api_keys(&config.api_keys),
             agent_tokens: Credentials::agent_tokens(&config.agent_tokens),
             systems: config.known_systems().into_iter().collect(),
+            calls: Calls::new(Arc::clone(&queue), shutdown.clone()),
             queue,
-            agents: Arc::default(),
+            agents,
             shutdown,
-            sessions: TaskTracker::new(),
+            sessions: Arc::new(sessions),
             customer_defaults: config.customer_defaults.clone(),
-            metadata: crate::http::MetadataCache::new(Duration::from_secs(
-                config.metadata_cache_secs,
-            )),
-            refused_outcomes: Arc::default(),
+            metadata: MetadataCache::new(Duration::from_secs(config.metadata_cache_secs)),
         }
-    }
-}
-
-/// A new random id with a prefix (`c_` for calls, `s_` for sessions): 128 random bits
-/// in hex, unguessable, so a call id alone grants nothing without a key.
-pub(crate) fn new_id(prefix: &str) -> String {
-    let mut id = String::with_capacity(prefix.len() + 32);
-    id.push_str(prefix);
-    push_random_hex(&mut id);
-    id
-}
-
-/// Appends 128 random bits as 32 lower-case hex digits.
-fn push_random_hex(id: &mut String) {
-    let mut bytes = [0u8; 16];
-    rand::rng().fill_bytes(&mut bytes);
-    push_hex(id, &bytes);
-}
-
-/// Appends `bytes` as lower-case hex digits.
-fn push_hex(out: &mut String, bytes: &[u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for byte in bytes {
-        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        out.push(char::from(DIGITS[usize::from(byte & 0xf)]));
-    }
-}
-
-/// A new call id: `c_`, the Unix time in milliseconds (12 hex digits), then 128
-/// random bits in hex. As unguessable as [`new_id`], and ids created close in time
-/// sort close together, so the queue's id index grows at its end instead of
-/// touching a random page for every new call.
-pub(crate) fn new_call_id() -> String {
-    let millis = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
-    let millis = u64::try_from(millis).unwrap_or(0) & 0xffff_ffff_ffff;
-    // One buffer, no formatting machinery: this runs for every call.
-    let mut id = String::with_capacity(2 + 12 + 32);
-    id.push_str("c_");
-    push_hex(&mut id, &millis.to_be_bytes()[2..]);
-    push_random_hex(&mut id);
-    id
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn is_hex(text: &str) -> bool {
-        text.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    }
-
-    #[test]
-    fn call_ids_are_time_then_random_hex() {
-        let before = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
-        let (a, b) = (new_call_id(), new_call_id());
-        let after = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
-        for id in [&a, &b] {
-            assert_eq!(id.len(), 2 + 12 + 32, "{id}");
-            assert!(id.starts_with("c_") && is_hex(&id[2..]), "{id}");
-            let millis = i128::from_str_radix(&id[2..14], 16).unwrap();
-            assert!((before..=after).contains(&millis), "{id}: {millis}");
-        }
-        assert_ne!(a[14..], b[14..], "the random part differs");
-        assert!(a[..14] <= b[..14], "later ids sort later");
-    }
-
-    #[test]
-    fn ids_are_prefix_then_128_random_bits() {
-        let (a, b) = (new_id("s_"), new_id("s_"));
-        assert_eq!(a.len(), 34);
-        assert!(a.starts_with("s_") && is_hex(&a[2..]), "{a}");
-        assert_ne!(a, b);
-        let mut out = String::new();
-        push_hex(&mut out, &[0x00, 0x0f, 0xa5, 0xff]);
-        assert_eq!(out, "000fa5ff");
     }
 }

@@ -271,10 +271,7 @@ fn upsert(
     finished_at_ms: Option<i64>,
 ) -> rusqlite::Result<usize> {
     let functions = serde_json::to_string(&header.functions).unwrap_or_default();
-    let commit = match serde_json::to_value(header.commit) {
-        Ok(serde_json::Value::String(name)) => name,
-        _ => String::new(),
-    };
+    let commit = header.commit.code();
     tx.prepare_cached(
         "INSERT INTO calls (call_id, attempt, system, functions, commit_policy, read_only,
                             started_at_ms, finished_at_ms, outcome, acked_at_ms)

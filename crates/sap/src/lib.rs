@@ -9,10 +9,16 @@
 //!   (the simulator evaluates it, the agent refuses what lies outside it).
 //! - [`table_read`]: the rules for a table read's `OPTIONS` and `FIELDS` that the
 //!   agent and the relay both enforce.
+//! - [`date_time`]: what DATS and TIMS values are (the simulator and the relay's
+//!   pre-check both apply it).
+//! - [`bapi_return`]: which messages of a BAPI's `RETURN` say it failed (the agent
+//!   rolls back on them, the relay's actions answer them as errors).
 
 use async_trait::async_trait;
 pub use sapbridge_proto::{ErrorGroup, Parameters, RfcError};
 
+pub mod bapi_return;
+pub mod date_time;
 pub mod sim;
 pub mod soap;
 pub mod table_read;

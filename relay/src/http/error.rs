@@ -9,6 +9,8 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 use serde_json::{Map, Value, json};
 
+use crate::calls::CallError;
+
 /// The media type of every error body.
 pub(crate) const PROBLEM_JSON: &str = "application/problem+json";
 
@@ -209,6 +211,25 @@ impl IntoResponse for ApiError {
 impl From<crate::queue::QueueError> for ApiError {
     fn from(error: crate::queue::QueueError) -> Self {
         Self::Internal(error.to_string())
+    }
+}
+
+impl From<CallError> for ApiError {
+    fn from(error: CallError) -> Self {
+        match error {
+            CallError::NotFound(call_id) => Self::CallNotFound(call_id),
+            CallError::NotCancellable(record) => Self::Conflict {
+                detail: format!(
+                    "the call is {} and can no longer be cancelled",
+                    record.state.as_str()
+                ),
+                call_id: record.id,
+            },
+            CallError::KeyMismatch => Self::IdempotencyMismatch,
+            error @ (CallError::Vanished(_) | CallError::Store(_)) => {
+                Self::Internal(error.to_string())
+            }
+        }
     }
 }
 

@@ -2,12 +2,14 @@
 //! problem+json answers for unknown routes and methods.
 
 mod actions;
+mod agent_connect;
 mod calls;
 mod customers;
 mod error;
-mod functions_meta;
+mod metadata;
 mod openapi;
 mod ops;
+mod passthrough;
 mod render;
 mod request;
 mod tables;
@@ -22,10 +24,7 @@ use axum::response::Response;
 use axum::routing::{get, patch, post};
 use tower_http::trace::TraceLayer;
 
-pub(crate) use actions::Action;
 pub(crate) use error::{ApiError, Problem};
-pub(crate) use functions_meta::MetadataCache;
-pub(crate) use request::Caller;
 
 use crate::state::RelayState;
 
@@ -33,11 +32,11 @@ use crate::state::RelayState;
 pub(crate) fn router(state: Arc<RelayState>) -> Router {
     let limit = state.settings.body_limit_bytes;
     Router::new()
-        .route("/v1/agent/connect", get(crate::session::connect))
+        .route("/v1/agent/connect", get(agent_connect::connect))
         .route("/v1/systems", get(ops::list_systems))
         .route(
             "/v1/systems/{system}/functions/{function}",
-            post(calls::call_function).get(functions_meta::get_interface),
+            post(calls::call_function).get(metadata::get_interface),
         )
         .route(
             "/v1/systems/{system}/transactions",
@@ -76,7 +75,7 @@ pub(crate) fn router(state: Arc<RelayState>) -> Router {
         ))
         // Pass-through streams bodies under its own limit and answers with the
         // backend's own `Location`: outside the layers above.
-        .merge(crate::passthrough::routes())
+        .merge(crate::passthrough::routes(passthrough::tunnel))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .with_state(state)
 }

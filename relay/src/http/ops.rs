@@ -132,9 +132,7 @@ pub(crate) async fn metrics(State(state): State<Arc<RelayState>>) -> Result<Resp
          reporting agent session did not hold the call's lease for that attempt.\n\
          # TYPE sapbridge_agent_outcomes_refused_total counter\n\
          sapbridge_agent_outcomes_refused_total {}",
-        state
-            .refused_outcomes
-            .load(std::sync::atomic::Ordering::Relaxed)
+        state.sessions.refused_outcomes()
     );
     let mut response = out.into_response();
     response.headers_mut().insert(

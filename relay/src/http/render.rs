@@ -12,12 +12,14 @@ use axum::Json;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 use sapbridge_proto::{CallResult, CommitPolicy, ErrorGroup, Outcome, RfcError};
+use sapbridge_sap::bapi_return;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::error::{ApiError, Problem};
+use crate::actions::step_name;
 use crate::queue::{CallKind, CallRecord, CallState};
 
 /// The path where a call can be polled.
@@ -52,7 +54,7 @@ pub(crate) fn answer(record: &CallRecord) -> Response {
 #[derive(Debug, Serialize)]
 pub(crate) struct CallBody<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
-    action: Option<&'static str>,
+    action: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     agent: Option<Option<&'a str>>,
     attempts: u32,
@@ -92,7 +94,7 @@ impl<'a> CallBody<'a> {
             CallKind::Transaction => {
                 functions = Some(record.calls.iter().map(|c| c.function.as_str()).collect());
             }
-            CallKind::Action(a) => action = Some(a.name()),
+            CallKind::Action(step) => action = Some(step_name(step)),
         }
         Self {
             action,
@@ -266,17 +268,10 @@ pub(crate) fn failure(record: &CallRecord) -> Problem {
     problem
 }
 
-/// The rows of a `RETURN` parameter (structure or table) with TYPE `E` or `A`.
+/// The rows of a `RETURN` parameter (structure or table) that say the BAPI
+/// failed ([`bapi_return`]).
 fn return_errors(params: &Map<String, Value>) -> Vec<Value> {
-    let rows: Vec<&Value> = match params.get("RETURN") {
-        Some(Value::Array(rows)) => rows.iter().collect(),
-        Some(row @ Value::Object(_)) => vec![row],
-        _ => Vec::new(),
-    };
-    rows.into_iter()
-        .filter(|row| matches!(row.get("TYPE").and_then(Value::as_str), Some("E" | "A")))
-        .cloned()
-        .collect()
+    bapi_return::errors(params).cloned().collect()
 }
 
 fn transaction_problem(record: &CallRecord, outcome: &Outcome) -> Problem {

@@ -1,21 +1,26 @@
 //! What a client request carries besides its route: the authenticated [`Caller`],
-//! the JSON body (size-limited), and the `Prefer`, `Sapbridge-Queue-Ttl` and
-//! `Idempotency-Key` headers.
+//! the path and the JSON body (size-limited), and the `Prefer`,
+//! `Sapbridge-Queue-Ttl` and `Idempotency-Key` headers; and the [`Submission`] a
+//! request for a unit of work makes of them.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{FromRequestParts, Request};
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{FromRequestParts, Path, Request};
 use axum::response::{IntoResponse, Response};
 use http::request::Parts;
 use http::{HeaderMap, StatusCode, header};
+use sapbridge_proto::{CommitPolicy, FunctionCall};
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 use super::ApiError;
+use crate::actions::sap_name;
 use crate::auth::{Scope, presented_secret};
-use crate::queue::CallRecord;
+use crate::calls::{Submission, Viewer};
+use crate::queue::{CallKind, IdempotencyKey};
 use crate::state::{RelayState, Settings};
 
 /// The header that shortens a call's queue TTL, in seconds.
@@ -38,12 +43,13 @@ impl Caller {
         self.scope.covers(system)
     }
 
-    /// Whether `record` is this key's to read and cancel: a call of a system the
-    /// key covers, created by this key (or by any key, for an operator key). A call
-    /// without an owner (stored by an older relay) is an operator's only.
-    pub(crate) fn may_see(&self, record: &CallRecord) -> bool {
-        self.covers(&record.system)
-            && (self.operator || record.owner.as_deref() == Some(self.name.as_str()))
+    /// The key as it asks for calls by their id.
+    pub(crate) fn viewer(&self) -> Viewer<'_> {
+        Viewer {
+            name: &self.name,
+            scope: &self.scope,
+            operator: self.operator,
+        }
     }
 
     /// Checks that the key may call `system` and that the system exists.
@@ -86,6 +92,12 @@ impl FromRequestParts<Arc<RelayState>> for Caller {
 /// body is read.
 pub(crate) fn oversized(settings: &Settings, request: &Request) -> Option<Response> {
     let limit = settings.body_limit_bytes;
+    too_large(request, limit).map(IntoResponse::into_response)
+}
+
+/// [`ApiError::PayloadTooLarge`] when `request` declares a `Content-Length` over
+/// `limit` bytes.
+pub(crate) fn too_large(request: &Request, limit: usize) -> Option<ApiError> {
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -93,7 +105,7 @@ pub(crate) fn oversized(settings: &Settings, request: &Request) -> Option<Respon
         .and_then(|v| v.trim().parse::<u64>().ok());
     declared
         .is_some_and(|len| len > limit as u64)
-        .then(|| ApiError::PayloadTooLarge(limit).into_response())
+        .then_some(ApiError::PayloadTooLarge(limit))
 }
 
 /// The body bytes, with the limit's rejection turned into a 413 problem.
@@ -138,18 +150,6 @@ pub(crate) fn json_object(bytes: &[u8]) -> Result<serde_json::Map<String, Value>
 pub(crate) fn function_name(raw: &str) -> Result<String, ApiError> {
     sap_name(raw)
         .ok_or_else(|| ApiError::BadRequest(format!("{raw:?} is not a valid function module name")))
-}
-
-/// A repository name as SAP spells it (function module, table, field): trimmed and
-/// upper-cased, 1 to 30 characters of `A-Z 0-9 _ /`; `None` when it is not one.
-pub(crate) fn sap_name(raw: &str) -> Option<String> {
-    let name = raw.trim().to_ascii_uppercase();
-    let valid = !name.is_empty()
-        && name.len() <= 30
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '/');
-    valid.then_some(name)
 }
 
 /// How long to hold the request for the result: `Prefer: respond-async` → zero,
@@ -210,6 +210,82 @@ pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Api
             ApiError::BadRequest("Idempotency-Key must be 1 to 255 characters of text".into())
         })?;
     Ok(Some(key))
+}
+
+/// Maps a path rejection to a problem.
+pub(crate) fn path<T>(path: Result<Path<T>, PathRejection>) -> Result<T, ApiError> {
+    path.map(|Path(p)| p)
+        .map_err(|r| ApiError::BadRequest(r.body_text()))
+}
+
+/// A unit of work as a request asks for it.
+pub(crate) struct UnitRequest {
+    /// The system.
+    pub(crate) system: String,
+    /// Function call or transaction.
+    pub(crate) kind: CallKind,
+    /// The calls.
+    pub(crate) calls: Vec<FunctionCall>,
+    /// What happens after them.
+    pub(crate) commit: CommitPolicy,
+    /// What makes two requests "the same" for `Idempotency-Key` (see
+    /// [`fingerprint`]); `None` for a request without that header.
+    pub(crate) fingerprint: Option<String>,
+}
+
+/// The hex SHA-256 over length-prefixed parts of a request, for a request with an
+/// `Idempotency-Key` (only those are compared); `None` for any other.
+pub(crate) fn fingerprint(headers: &HeaderMap, parts: &[&[u8]]) -> Option<String> {
+    if !headers.contains_key(IDEMPOTENCY_HEADER) {
+        return None;
+    }
+    let mut hash = Sha256::new();
+    for part in parts {
+        hash.update((part.len() as u64).to_be_bytes());
+        hash.update(part);
+    }
+    Some(hex::encode(hash.finalize()))
+}
+
+/// What a request for `unit` asks for: the submission (its queue TTL and
+/// idempotency key from the headers, owned by the caller) and how long to wait for
+/// the call's end (`Prefer`).
+///
+/// # Errors
+/// 400 for bad headers.
+pub(crate) fn submission(
+    state: &RelayState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    unit: UnitRequest,
+) -> Result<(Submission, Duration), ApiError> {
+    let wait = requested_wait(headers, &state.settings);
+    let ttl = queue_ttl(headers, &state.settings)?;
+    let idempotency = match (idempotency_key(headers)?, unit.fingerprint) {
+        (Some(key), Some(fingerprint)) => {
+            let key = IdempotencyKey {
+                scope: caller.name.clone(),
+                key,
+            };
+            Some((key, fingerprint))
+        }
+        (Some(_), None) => {
+            return Err(ApiError::Internal(
+                "a request with an Idempotency-Key has no fingerprint".into(),
+            ));
+        }
+        (None, _) => None,
+    };
+    let submission = Submission {
+        system: unit.system,
+        kind: unit.kind,
+        calls: unit.calls,
+        commit: unit.commit,
+        ttl,
+        idempotency,
+        owner: Some(caller.name.clone()),
+    };
+    Ok((submission, wait))
 }
 
 #[cfg(test)]

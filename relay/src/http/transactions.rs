@@ -13,8 +13,8 @@ use sapbridge_proto::{CommitPolicy, FunctionCall, Parameters};
 use serde::Deserialize;
 
 use super::ApiError;
-use super::calls::{UnitRequest, fingerprint, path, submit};
-use super::request::{Caller, body_bytes, function_name};
+use super::calls::submit;
+use super::request::{Caller, UnitRequest, body_bytes, fingerprint, function_name, path};
 use crate::queue::CallKind;
 use crate::state::RelayState;
 

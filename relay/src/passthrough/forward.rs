@@ -1,93 +1,59 @@
-//! `ANY /v1/systems/{system}/http/{*path}`: the client's request, tunnelled to an
-//! agent serving the system, which runs it against the system's HTTP service.
+//! Forwarding one client request through a stream of an agent's tunnel to the
+//! system's HTTP service, and its response back.
 //!
-//! Not a durable call: nothing is queued. The request goes to the connected agent
-//! with the fewest open pass-through streams; with none connected the answer is 503
-//! with `Retry-After`. The relay waits up to `http_timeout_secs` for the response
-//! head (504 after), then streams the body to the client. An agent lost before the
-//! head is 502; after it, the client's response is cut off (its length or chunked
-//! framing shows it incomplete).
+//! The relay sends the request head, then pumps the body in chunks while it waits
+//! up to `http_timeout_secs` for the response head ([`ForwardError::Timeout`]
+//! after), then streams the response body to the client. An agent lost before
+//! the head is [`ForwardError::AgentLost`]; after it, the client's response is cut
+//! off (its length or chunked framing shows it incomplete).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::HttpBody;
-use axum::extract::{Request, State};
-use axum::response::{IntoResponse, Response};
-use http::{HeaderValue, StatusCode, header};
-use sapbridge_proto::{HttpFailure, HttpFailureKind, HttpRequestHead, RelayMessage};
+use axum::extract::Request;
+use axum::response::Response;
+use http::StatusCode;
+use sapbridge_proto::{HttpFailure, HttpRequestHead, RelayMessage};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
-use tracing::Instrument;
 
+use super::PassthroughSettings;
 use super::body::{PumpError, StreamGuard, pump_request, response_body};
 use super::headers::{request_to_wire, response_from_wire};
 use super::tunnel::{OpenStream, Ordered, Tunnel};
-use crate::http::{ApiError, Caller, Problem};
-use crate::state::RelayState;
 
-/// `Retry-After` when no agent serves the system.
-const RETRY_NO_AGENT_SECS: &str = "5";
-/// `Retry-After` when every agent is at its stream limit.
-const RETRY_BUSY_SECS: &str = "1";
+/// Why a forwarded request has no response from the backend.
+#[derive(Debug)]
+pub(crate) enum ForwardError {
+    /// The request body passed the limit, in bytes.
+    TooLarge(usize),
+    /// The client's request body could not be read.
+    BadRequest(String),
+    /// The agent's connection ended before it answered.
+    AgentLost,
+    /// No response head within this time.
+    Timeout(Duration),
+    /// The backend answered with a status that is not one.
+    BadStatus(u16),
+    /// The agent reported that it could not forward the request.
+    Failed(HttpFailure),
+}
 
-/// The route's handler.
+/// Forwards `request` for `path` of `system` through `stream`, a stream opened on
+/// `tunnel`, and answers with the backend's response (its body streamed as it
+/// arrives).
+///
+/// # Errors
+/// [`ForwardError`] when there is no response to stream.
 pub(crate) async fn forward(
-    State(state): State<Arc<RelayState>>,
-    caller: Caller,
-    request: Request,
-) -> Response {
-    let Some((system, path)) = split_path(request.uri().path()) else {
-        return ApiError::RouteNotFound.into_response();
-    };
-    let span = tracing::info_span!(
-        "passthrough",
-        system = %system,
-        method = %request.method(),
-        stream_id = tracing::field::Empty,
-    );
-    async move {
-        match run(&state, &caller, system.clone(), path, request).await {
-            Ok(response) => response,
-            Err(error) => error.into_response(),
-        }
-    }
-    .instrument(span)
-    .await
-}
-
-/// The system and the path below `/http` (at least `/`) of a raw request path.
-pub(super) fn split_path(raw: &str) -> Option<(String, String)> {
-    let rest = raw.strip_prefix("/v1/systems/")?;
-    let (system, rest) = rest.split_once('/')?;
-    let rest = rest.strip_prefix("http")?;
-    let path = match rest {
-        "" => "/",
-        rest if rest.starts_with('/') => rest,
-        _ => return None,
-    };
-    Some((system.to_owned(), path.to_owned()))
-}
-
-async fn run(
-    state: &RelayState,
-    caller: &Caller,
+    tunnel: Arc<Tunnel>,
+    stream: OpenStream,
+    settings: &PassthroughSettings,
     system: String,
     path: String,
     request: Request,
-) -> Result<Response, Refusal> {
-    caller.check_system(state, &system)?;
-    let settings = &state.settings.passthrough;
-    let limit = settings.body_limit_bytes;
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit as u64) {
-        return Err(ApiError::PayloadTooLarge(limit).into());
-    }
-    let (tunnel, stream) = pick_agent(state, &system, settings.max_in_flight_per_agent)?;
+) -> Result<Response, ForwardError> {
     let OpenStream {
         id,
         head,
@@ -114,7 +80,7 @@ async fn run(
         .send_ordered(Ordered::Message(Box::new(head_message)))
         .await
     {
-        return Err(agent_lost().into());
+        return Err(ForwardError::AgentLost);
     }
     let mut pump = has_body.then(|| {
         Box::pin(pump_request(
@@ -122,7 +88,7 @@ async fn run(
             id,
             Arc::clone(&request_window),
             body,
-            limit,
+            settings.body_limit_bytes,
         ))
     });
     let deadline = Instant::now() + settings.timeout;
@@ -139,19 +105,13 @@ async fn run(
                 pump = None;
                 match pumped {
                     Ok(()) => {}
-                    Err(PumpError::TooLarge(limit)) => return Err(ApiError::PayloadTooLarge(limit).into()),
-                    Err(PumpError::Client(detail)) => return Err(ApiError::BadRequest(detail).into()),
+                    Err(PumpError::TooLarge(limit)) => return Err(ForwardError::TooLarge(limit)),
+                    Err(PumpError::Client(detail)) => return Err(ForwardError::BadRequest(detail)),
                 }
             }
             () = tokio::time::sleep_until(deadline) => {
                 tracing::info!("no response head in time");
-                return Err(problem(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "gateway-timeout",
-                    "Backend timeout",
-                    format!("no response within {} s", settings.timeout.as_secs()),
-                )
-                .into());
+                return Err(ForwardError::Timeout(settings.timeout));
             }
         }
     };
@@ -161,17 +121,11 @@ async fn run(
     }
     let head = match answer {
         Ok(Ok(head)) => head,
-        Ok(Err(failure)) => return Err(failure_error(&failure)),
-        Err(_closed) => return Err(agent_lost().into()),
+        Ok(Err(failure)) => return Err(ForwardError::Failed(failure)),
+        Err(_closed) => return Err(ForwardError::AgentLost),
     };
     let Ok(status) = StatusCode::from_u16(head.status) else {
-        return Err(problem(
-            StatusCode::BAD_GATEWAY,
-            "bad-gateway",
-            "Invalid backend response",
-            format!("the backend answered with status {}", head.status),
-        )
-        .into());
+        return Err(ForwardError::BadStatus(head.status));
     };
     tracing::info!(status = status.as_u16(), "pass-through response");
     let body = response_body(tunnel, guard, response_chunks, settings.timeout);
@@ -211,177 +165,5 @@ async fn finish_body(
                 }
             }
         }
-    }
-}
-
-/// Opens a stream on the connected agent of `system` with the fewest open streams.
-fn pick_agent(
-    state: &RelayState,
-    system: &str,
-    limit: u32,
-) -> Result<(Arc<Tunnel>, OpenStream), Refusal> {
-    let serving = state.agents.serving(system);
-    let mut tunnels: Vec<Arc<Tunnel>> = serving
-        .iter()
-        .filter(|session| session.hello.serves_http(system))
-        .map(|session| Arc::clone(session.tunnel()))
-        .filter(|tunnel| !tunnel.is_closed())
-        .collect();
-    if tunnels.is_empty() && !serving.is_empty() {
-        // Agents are connected, and none of them has an HTTP backend for the
-        // system: their configuration says no, as their allowlist would.
-        return Err(problem(
-            StatusCode::FORBIDDEN,
-            "not-allowed",
-            "Not allowed by the agent",
-            format!(
-                "no agent serving {system} offers HTTP pass-through (the agents have no \
-                 [systems.http] block for it)"
-            ),
-        )
-        .into());
-    }
-    if tunnels.is_empty() {
-        return Err(Refusal::Unavailable {
-            slug: "no-agent",
-            title: "No agent connected",
-            detail: format!("no agent serving {system} is connected; retry later"),
-            retry_after: RETRY_NO_AGENT_SECS,
-        });
-    }
-    tunnels.sort_by_key(|tunnel| tunnel.in_flight());
-    for tunnel in tunnels {
-        if let Some(stream) = tunnel.open(limit as usize) {
-            return Ok((tunnel, stream));
-        }
-    }
-    Err(Refusal::Unavailable {
-        slug: "agent-busy",
-        title: "Agents busy",
-        detail: format!(
-            "every agent serving {system} carries its maximum of {limit} pass-through requests"
-        ),
-        retry_after: RETRY_BUSY_SECS,
-    })
-}
-
-fn problem(
-    status: StatusCode,
-    slug: &'static str,
-    title: &'static str,
-    detail: String,
-) -> ApiError {
-    ApiError::Call(Box::new(Problem::new(status, slug, title, detail)))
-}
-
-fn agent_lost() -> ApiError {
-    problem(
-        StatusCode::BAD_GATEWAY,
-        "agent-lost",
-        "Agent connection lost",
-        "the agent's connection ended before it answered".into(),
-    )
-}
-
-/// The problem for an agent's failure report.
-fn failure_error(failure: &HttpFailure) -> Refusal {
-    use HttpFailureKind as K;
-    use StatusCode as S;
-    let detail = failure.detail.clone();
-    let error = match failure.kind {
-        K::NotConfigured | K::NotAllowed => problem(
-            S::FORBIDDEN,
-            "not-allowed",
-            "Not allowed by the agent",
-            detail,
-        ),
-        K::BadRequest => ApiError::BadRequest(detail),
-        K::Busy => {
-            return Refusal::Unavailable {
-                slug: "agent-busy",
-                title: "Agent busy",
-                detail,
-                retry_after: RETRY_BUSY_SECS,
-            };
-        }
-        K::TooLarge => problem(
-            S::PAYLOAD_TOO_LARGE,
-            "payload-too-large",
-            "Request body too large",
-            detail,
-        ),
-        K::Unreachable => problem(
-            S::BAD_GATEWAY,
-            "communication-failure",
-            "Backend unreachable",
-            detail,
-        ),
-        K::Timeout => problem(
-            S::GATEWAY_TIMEOUT,
-            "gateway-timeout",
-            "Backend timeout",
-            detail,
-        ),
-        K::Protocol => problem(S::BAD_GATEWAY, "bad-gateway", "Broken pass-through", detail),
-    };
-    error.into()
-}
-
-/// Why a pass-through request is answered by the relay itself.
-enum Refusal {
-    /// Any API error.
-    Api(ApiError),
-    /// 503 with `Retry-After`.
-    Unavailable {
-        slug: &'static str,
-        title: &'static str,
-        detail: String,
-        retry_after: &'static str,
-    },
-}
-
-impl From<ApiError> for Refusal {
-    fn from(error: ApiError) -> Self {
-        Self::Api(error)
-    }
-}
-
-impl IntoResponse for Refusal {
-    fn into_response(self) -> Response {
-        match self {
-            Self::Api(error) => error.into_response(),
-            Self::Unavailable {
-                slug,
-                title,
-                detail,
-                retry_after,
-            } => {
-                let problem = Problem::new(StatusCode::SERVICE_UNAVAILABLE, slug, title, detail);
-                let mut response = problem.into_response();
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static(retry_after));
-                response
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn paths_split_into_system_and_rest() {
-        assert_eq!(
-            split_path("/v1/systems/SIM/http/api/x%2Fy"),
-            Some(("SIM".into(), "/api/x%2Fy".into()))
-        );
-        assert_eq!(
-            split_path("/v1/systems/SIM/http"),
-            Some(("SIM".into(), "/".into()))
-        );
-        assert_eq!(split_path("/v1/systems/SIM/httpx"), None);
-        assert_eq!(split_path("/v1/calls/x"), None);
     }
 }

@@ -2,10 +2,11 @@
 //! agent to the system's HTTP service (SAP Gateway OData, ICF services, ...).
 //!
 //! A tunnel, not a durable call: the request never enters the queue. Each agent
-//! session has a [`Tunnel`] (its open streams, see `tunnel.rs`); the handler in
-//! `forward.rs` picks the session serving the system with the fewest open streams,
-//! sends the request head as JSON and the body as binary chunks (`body.rs`), and
-//! streams the response back the same way. Headers are filtered on the way
+//! session has a [`Tunnel`] (its open streams, see `tunnel.rs`); the route's
+//! handler opens a stream on the session serving the system with the fewest open
+//! streams (`AgentRegistry::open_stream`), and [`forward`] sends the request head
+//! as JSON and the body as binary chunks (`body.rs`), and streams the response
+//! back the same way. Headers are filtered on the way
 //! (`headers.rs`): the backend never sees the client's API key.
 //!
 //! The agent decides what may be reached (its path allowlist, deny by default);
@@ -23,16 +24,16 @@ mod forward;
 mod headers;
 mod tunnel;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::handler::Handler;
 use axum::routing::any;
 
-pub(crate) use tunnel::{Ordered, Tunnel, TunnelOutbound};
+pub(crate) use forward::{ForwardError, forward};
+pub(crate) use tunnel::{OpenStream, Ordered, Tunnel, TunnelOutbound};
 
 use crate::config::RelayConfig;
-use crate::state::RelayState;
 
 /// The pass-through limits taken from the configuration.
 #[derive(Debug, Clone)]
@@ -56,11 +57,49 @@ impl PassthroughSettings {
     }
 }
 
-/// The pass-through routes. They stream their bodies under their own limit, so
-/// the router adds them outside the JSON routes' body-limit layers.
-pub(crate) fn routes() -> Router<Arc<RelayState>> {
+/// The pass-through routes, each served by `handler`. They stream their bodies
+/// under their own limit, so the router adds them outside the JSON routes'
+/// body-limit layers.
+pub(crate) fn routes<H, T, S>(handler: H) -> Router<S>
+where
+    H: Handler<T, S>,
+    T: 'static,
+    S: Clone + Send + Sync + 'static,
+{
     Router::new()
-        .route("/v1/systems/{system}/http", any(forward::forward))
-        .route("/v1/systems/{system}/http/", any(forward::forward))
-        .route("/v1/systems/{system}/http/{*path}", any(forward::forward))
+        .route("/v1/systems/{system}/http", any(handler.clone()))
+        .route("/v1/systems/{system}/http/", any(handler.clone()))
+        .route("/v1/systems/{system}/http/{*path}", any(handler))
+}
+
+/// The system and the path below `/http` (at least `/`) of a raw request path.
+pub(crate) fn split_path(raw: &str) -> Option<(String, String)> {
+    let rest = raw.strip_prefix("/v1/systems/")?;
+    let (system, rest) = rest.split_once('/')?;
+    let rest = rest.strip_prefix("http")?;
+    let path = match rest {
+        "" => "/",
+        rest if rest.starts_with('/') => rest,
+        _ => return None,
+    };
+    Some((system.to_owned(), path.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_split_into_system_and_rest() {
+        assert_eq!(
+            split_path("/v1/systems/SIM/http/api/x%2Fy"),
+            Some(("SIM".into(), "/api/x%2Fy".into()))
+        );
+        assert_eq!(
+            split_path("/v1/systems/SIM/http"),
+            Some(("SIM".into(), "/".into()))
+        );
+        assert_eq!(split_path("/v1/systems/SIM/httpx"), None);
+        assert_eq!(split_path("/v1/calls/x"), None);
+    }
 }

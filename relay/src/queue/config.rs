@@ -17,8 +17,6 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::config::ConfigError;
-
 /// Where the relay keeps its calls: the `[queue]` table.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -77,14 +75,24 @@ pub enum Durability {
     PowerLoss,
 }
 
+/// A `[queue]` value that does not fit: the `queue.*` field and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {problem}")]
+pub(crate) struct QueueConfigError {
+    /// The field, as `queue.path`.
+    pub(crate) field: &'static str,
+    /// What is wrong with it.
+    pub(crate) problem: String,
+}
+
 impl QueueConfig {
     /// Checks the table.
     ///
     /// # Errors
-    /// [`ConfigError::OutOfRange`] naming the `queue.*` field that is wrong.
-    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
+    /// [`QueueConfigError`] naming the `queue.*` field that is wrong.
+    pub(crate) fn validate(&self) -> Result<(), QueueConfigError> {
         let out = |field, problem: &str| {
-            Err(ConfigError::OutOfRange {
+            Err(QueueConfigError {
                 field,
                 problem: problem.to_owned(),
             })

@@ -479,7 +479,7 @@ async fn work_and_call_signals_fire(q: &dyn Queue) {
 }
 
 async fn new_calls_go_straight_to_a_session_with_free_credits(q: &dyn Queue) {
-    let (taker, mut handed) = Taker::new("s1", "A", 2, std::time::Duration::from_secs(60), 8);
+    let (taker, mut handed) = Taker::new("s1", "A", std::time::Duration::from_secs(60), 8);
     taker.give(1);
     q.signals().add_taker(&["PRD".to_owned()], &taker);
     // One credit: the first call is leased to s1 in the enqueue itself.

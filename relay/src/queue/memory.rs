@@ -8,7 +8,7 @@
 //! may have to do (leases, queued calls, final calls by completion time, keys by
 //! submission time), so a pass costs what it finds to do, not what is retained
 //! (results are retained 7 days by default: a walk of all of them, twice a
-//! second, slowed every queue operation more with each call served).
+//! second, would slow every queue operation more with each call served).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -176,7 +176,7 @@ impl Queue for MemoryQueue {
         inner.calls.insert(record.id.clone(), (seq, record.clone()));
         drop(inner);
         match taker {
-            Some(taker) => taker.hand_over(taker.frame_for(&record)),
+            Some(taker) => taker.hand_over(record.unit(false)),
             None => self.signals.work_available(&system),
         }
         Ok(Enqueued::Created(Box::new(record)))

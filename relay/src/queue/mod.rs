@@ -40,6 +40,7 @@
 pub(crate) mod config;
 #[cfg(test)]
 mod contract;
+mod kind;
 pub(crate) mod memory;
 pub(crate) mod reaper;
 mod signals;
@@ -51,11 +52,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use sapbridge_proto::{
-    CallResult, CommitPolicy, ErrorGroup, FunctionCall, Outcome, RfcError, Unit, UnitRef, WorkFrame,
+    CallResult, CommitPolicy, ErrorGroup, FunctionCall, Outcome, RfcError, Unit, UnitRef,
 };
 use time::OffsetDateTime;
 
 pub(crate) use config::{QueueConfig, StoreKind};
+pub(crate) use kind::{ActionStep, CallKind};
 pub(crate) use signals::{CallEnd, CallWatch, Signals, Taker};
 
 /// Opens the store `config` names: an empty memory queue, or the SQLite file
@@ -92,12 +94,6 @@ pub(crate) const DEFAULT_OWNER_HOLD: time::Duration = time::Duration::seconds(60
 pub(crate) fn millis_until(at: OffsetDateTime, now: OffsetDateTime) -> u64 {
     let ms = (at - now).whole_milliseconds();
     u64::try_from(ms.max(0)).unwrap_or(u64::MAX)
-}
-
-/// The relay's clock in Unix milliseconds (protocol 1 agents get absolute
-/// deadlines).
-pub(crate) fn unix_ms(now: OffsetDateTime) -> u64 {
-    u64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(0)
 }
 
 /// Who asks for work: an agent session, the agent installation it belongs to, and
@@ -165,22 +161,6 @@ pub(crate) fn lease_lapsed_outcome(call_id: &str, agent: Option<&str>) -> Outcom
             ),
         ),
     }
-}
-
-/// What kind of request a call came from; decides how its answer is rendered.
-///
-/// Serializable (JSON: `"function"`, `"transaction"`, `{"action": {…}}`) so a
-/// database store can keep it in one text column.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub(crate) enum CallKind {
-    /// `POST /v1/systems/{system}/functions/{function}`: a unit of one call.
-    Function,
-    /// `POST /v1/systems/{system}/transactions`: a BAPI transaction.
-    Transaction,
-    /// A step of a high-level action (customers, tables, function metadata): what
-    /// the action needs to render its answer from the unit's results.
-    Action(crate::http::Action),
 }
 
 /// An idempotency key as presented by a client, scoped to its API key.
@@ -367,13 +347,6 @@ impl CallRecord {
             CallState::Leased { until, .. } => self.expires_at.min(*until),
             _ => self.expires_at,
         }
-    }
-
-    /// The frame that sends the current attempt to an agent of `protocol`, encoded
-    /// from the record's fields (no copy of its calls).
-    pub(crate) fn work_frame(&self, protocol: u32, in_doubt: bool) -> WorkFrame {
-        let now = OffsetDateTime::now_utc();
-        WorkFrame::encode_for(protocol, self.unit_ref(in_doubt, now), unix_ms(now))
     }
 
     /// The unit to send to an agent for the current attempt.

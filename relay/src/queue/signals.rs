@@ -11,19 +11,23 @@
 //! commit) may hand that over with [`Signals::call_ended`]: a waiter watching the
 //! call then takes it from its [`CallWatch`] instead of reading the call back.
 //!
-//! Direct dispatch: an agent session with free credits registers a [`Taker`] for its
-//! systems. A store enqueueing a call for a system with nothing queued leases it to
-//! a taker at once, in the same write, and hands the taker the unit once committed:
-//! no queued row to claim back, no wake-up and second write for the session. The
-//! taker's credits are the session's free credits, shared between the two sides
-//! (the store takes one per call it hands over; the session takes them for claims of
-//! queued work and gives them back as outcomes come in).
+//! Direct dispatch, an optimisation within one process: an agent session with free
+//! credits registers a [`Taker`] for its systems. A store enqueueing a call for a
+//! system with nothing queued leases it to a taker at once, in the same write, and
+//! hands the taker the call's unit once committed: no queued row to claim back, no
+//! wake-up and second write for the session. The session encodes the unit for its
+//! agent as it does the units it claims. Correctness never depends on it: a call
+//! no taker takes is queued and claimed, and a call handed to a session that is
+//! gone is leased to it, so it returns to the queue with the session's other
+//! leases. The taker's credits are the session's free credits, shared between the
+//! two sides (the store takes one per call it hands over; the session takes them
+//! for claims of queued work and gives them back as outcomes come in).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use sapbridge_proto::{Outcome, WorkFrame};
+use sapbridge_proto::{Outcome, Unit};
 use time::OffsetDateTime;
 use tokio::sync::{Notify, mpsc};
 
@@ -42,30 +46,26 @@ pub(crate) struct Signals {
 pub(crate) struct Taker {
     session: String,
     agent: String,
-    protocol: u32,
     lease: std::time::Duration,
     max_credits: u32,
     credits: AtomicU32,
     /// Boxed: a channel allocates room for 32 items up front, for every session.
-    units: mpsc::UnboundedSender<Box<WorkFrame>>,
+    units: mpsc::UnboundedSender<Box<Unit>>,
 }
 
 impl Taker {
-    /// A taker for `session` of agent `agent`, which speaks `protocol`, whose
-    /// leases last `lease`, holding at most `max_credits`; units handed over arrive
-    /// on the returned receiver, encoded for that protocol.
+    /// A taker for `session` of agent `agent`, whose leases last `lease`, holding
+    /// at most `max_credits`; the units handed over arrive on the returned receiver.
     pub(crate) fn new(
         session: &str,
         agent: &str,
-        protocol: u32,
         lease: std::time::Duration,
         max_credits: u32,
-    ) -> (Arc<Self>, mpsc::UnboundedReceiver<Box<WorkFrame>>) {
+    ) -> (Arc<Self>, mpsc::UnboundedReceiver<Box<Unit>>) {
         let (units, rx) = mpsc::unbounded_channel();
         let taker = Arc::new(Self {
             session: session.to_owned(),
             agent: agent.to_owned(),
-            protocol,
             lease,
             max_credits,
             credits: AtomicU32::new(0),
@@ -117,16 +117,10 @@ impl Taker {
         }
     }
 
-    /// The frame of a new call's first attempt, for this session's protocol.
-    pub(crate) fn frame_for(&self, record: &CallRecord) -> WorkFrame {
-        record.work_frame(self.protocol, false)
-    }
-
-    /// Hands over a unit the store leased to this session (after the commit),
-    /// encoded by [`Taker::frame_for`]. A session gone by then finds the lease
-    /// returned by its release.
-    pub(crate) fn hand_over(&self, work: WorkFrame) {
-        let _ = self.units.send(Box::new(work));
+    /// Hands over the unit of a call the store leased to this session (after the
+    /// commit). A session gone by then finds the lease returned by its release.
+    pub(crate) fn hand_over(&self, unit: Unit) {
+        let _ = self.units.send(Box::new(unit));
     }
 }
 

@@ -2,6 +2,10 @@
 //! credits, stores the outcomes it reports (and acknowledges them), exchanges
 //! heartbeats, and returns every unanswered lease to the queue when the socket ends.
 //!
+//! The session is a [`Session`]: its state is the struct's fields, and its loop
+//! waits for the next event and handles it with the method of that event. A
+//! method that ends the session returns the [`SessionEnd`].
+//!
 //! Credits: the hello's credits plus every `Credits` message; each `Work` sent uses
 //! one; each `Outcome` of a unit sent on this session returns one; `Drain` drops them
 //! to zero.
@@ -9,11 +13,11 @@
 //! Trust: an outcome is believed only from the session holding that call's latest
 //! lease for that attempt (the queue judges it, see [`crate::queue`]); anything
 //! else is refused, logged, counted and not acknowledged. Leases are deadlines:
-//! heartbeats keep the connection, not the leases. The loop never sends more units than the agent has credits. The free
-//! credits live in the session's [`Taker`]: while it has some, the queue leases a
-//! new call of a system with nothing queued straight to the session in the enqueue
-//! itself and hands the unit over (direct dispatch: one write per call instead of
-//! an enqueue, a wake-up and a claim).
+//! heartbeats keep the connection, not the leases. The loop never sends more units
+//! than the agent has credits. The free credits live in the session's [`Taker`]:
+//! while it has some, the queue leases a new call of a system with nothing queued
+//! straight to the session in the enqueue itself and hands its unit over (direct
+//! dispatch, see `queue/signals.rs`).
 //!
 //! Wake-ups: for queued calls (a backlog, calls returned by a lost session) the loop
 //! waits on its systems' work signals (enabled before it looks at the queue, so no
@@ -34,92 +38,36 @@ use std::time::Duration;
 use axum::extract::ws::Message;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, Sink, Stream, StreamExt};
-use sapbridge_proto::{
-    AgentMessage, CloseReason, Outbox, Outcome, RelayMessage, UnitRef, WorkFrame,
-};
+use sapbridge_proto::{AgentMessage, CloseReason, Outbox, RelayMessage, Unit, WorkFrame};
 use time::OffsetDateTime;
 use tokio::sync::{Notify, futures::Notified, mpsc};
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::context::SessionContext;
 use super::frames::{self, Incoming};
 use super::handshake::message_kind;
-use crate::agents::{AgentSession, Hello};
+use super::units::{self, CLAIM_BATCH};
+use crate::agents::AgentSession;
 use crate::passthrough::{Ordered, TunnelOutbound};
-use crate::queue::{Claimant, Completion, Queue, Taker, unix_ms};
+use crate::queue::Taker;
 
 /// How often an idle session looks at the queue even without a wake-up.
 pub(crate) const POLL_INTERVAL: Duration = Duration::from_secs(2);
 /// The most credits a session holds, whatever the agent grants.
 const MAX_CREDITS: u32 = 1024;
-/// The most units claimed in one queue operation.
-const CLAIM_BATCH: u32 = 32;
 /// The most pass-through frames queued in one turn of the loop.
 const TUNNEL_BATCH: usize = 64;
 
-/// What a session needs besides its socket.
-pub(crate) struct SessionContext {
-    /// The session id.
-    pub(crate) session_id: String,
-    /// What the agent announced (its id is stored with the outcomes it reports).
-    pub(crate) hello: Hello,
-    /// The systems it runs function calls for: the ones it is sent units of.
-    pub(crate) function_systems: Vec<String>,
-    /// The queue.
-    pub(crate) queue: Arc<dyn Queue>,
-    /// Heartbeat interval.
-    pub(crate) heartbeat: Duration,
-    /// Lease length: how long the agent has for a unit.
-    pub(crate) lease: Duration,
-    /// How long the leases of this session, when it ends, wait for its agent.
-    pub(crate) owner_hold: Duration,
-    /// Cancelled on relay shutdown.
-    pub(crate) shutdown: CancellationToken,
-    /// Counts the outcomes refused (for `/metrics`).
-    pub(crate) refused: Arc<std::sync::atomic::AtomicU64>,
-}
-
-impl SessionContext {
-    /// Who this session is when it claims work.
-    fn claimant(&self) -> Claimant<'_> {
-        Claimant {
-            session: &self.session_id,
-            agent: &self.hello.agent_id,
-            takes_in_doubt: self.hello.protocol >= 2,
-        }
-    }
-}
-
 /// Why a session ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum SessionEnd {
     /// The agent closed (or the socket broke).
+    #[error("the agent's socket ended")]
     AgentGone,
     /// The relay closed it, for this reason.
+    #[error("closed by the relay: {0}")]
     Closed(CloseReason),
-}
-
-/// The loop's mutable bookkeeping. The session's free credits live in its
-/// [`Taker`], shared with the queue, which takes one for each new call it hands
-/// over directly.
-struct Ledger<'a> {
-    taker: Arc<Taker>,
-    draining: bool,
-    in_flight: HashSet<String>,
-    want_claim: bool,
-    published: &'a AgentSession,
-}
-
-impl Ledger<'_> {
-    fn can_take(&self) -> bool {
-        self.taker.credits() > 0 && !self.draining
-    }
-
-    fn publish(&self) {
-        let in_flight = u32::try_from(self.in_flight.len()).unwrap_or(u32::MAX);
-        self.published.set_counts(self.taker.credits(), in_flight);
-    }
 }
 
 /// An outcome being stored: resolves to its call id and whether it may be acked.
@@ -138,17 +86,42 @@ where
     R: Stream<Item = Result<Message, E>> + Unpin,
     E: std::fmt::Display,
 {
-    let mut stores = FuturesUnordered::new();
-    let (taker, handed) = Taker::new(
-        &ctx.session_id,
-        &ctx.hello.agent_id,
-        ctx.hello.protocol,
-        ctx.lease,
-        MAX_CREDITS,
-    );
+    let (taker, handed) = Taker::new(&ctx.session_id, &ctx.hello.agent_id, ctx.lease, MAX_CREDITS);
     taker.give(ctx.hello.credits);
     ctx.queue.signals().add_taker(&ctx.function_systems, &taker);
-    let end = run_loop(ctx, published, sink, stream, &mut stores, taker, handed).await;
+    let signals: Vec<Arc<Notify>> = ctx
+        .function_systems
+        .iter()
+        .map(|s| ctx.queue.signals().work(s))
+        .collect();
+    let (end, mut stores) = match published.tunnel().take_outbound() {
+        Some(outbound) => {
+            let mut session = Session {
+                ctx,
+                published,
+                sink,
+                stream,
+                taker,
+                handed,
+                outbound,
+                stores: FuturesUnordered::new(),
+                in_flight: HashSet::new(),
+                draining: false,
+                want_claim: true,
+                signals: &signals,
+                wakes: Vec::new(),
+                last_seen: Instant::now(),
+                outbox: Outbox::default(),
+                acks: Vec::new(),
+            };
+            let end = session.run().await;
+            (end, session.stores)
+        }
+        None => {
+            tracing::error!("the session's pass-through channels were taken twice");
+            (SessionEnd::AgentGone, FuturesUnordered::new())
+        }
+    };
     // No new call is handed to this session from here on; those handed but not
     // sent are leased to it and return to the queue with its other leases below.
     ctx.queue.signals().remove_taker(&ctx.session_id);
@@ -167,6 +140,364 @@ where
     end
 }
 
+/// One welcomed agent session: its socket, its bookkeeping and what it waits on.
+struct Session<'a, S, R> {
+    ctx: &'a SessionContext,
+    /// Where the session's counts are published (`GET /v1/systems`).
+    published: &'a AgentSession,
+    sink: &'a mut S,
+    stream: &'a mut R,
+    /// The session's free credits, shared with the queue (direct dispatch).
+    taker: Arc<Taker>,
+    /// Units the queue handed over directly.
+    handed: mpsc::UnboundedReceiver<Box<Unit>>,
+    /// What the session's pass-through streams queue for the socket.
+    outbound: TunnelOutbound,
+    /// Outcomes being stored.
+    stores: FuturesUnordered<PendingStore<'a>>,
+    /// Units sent and not answered on this session.
+    in_flight: HashSet<String>,
+    /// Whether the agent drains (takes no more units until it grants credits).
+    draining: bool,
+    /// Whether to look at the queue before waiting again.
+    want_claim: bool,
+    /// The work signals of the session's systems.
+    signals: &'a [Arc<Notify>],
+    /// Their wake-ups, enabled before each claim looks at the queue and kept until
+    /// one fires, so no wake-up between two claims is lost.
+    wakes: Vec<Pin<Box<Notified<'a>>>>,
+    /// When the agent was last heard from.
+    last_seen: Instant,
+    /// Whether something was queued on the socket and not flushed yet.
+    outbox: Outbox,
+    /// Calls whose outcome is stored, to acknowledge.
+    acks: Vec<String>,
+}
+
+impl<S, R> Session<'_, S, R> {
+    /// Whether the agent can take another unit now.
+    fn can_take(&self) -> bool {
+        self.taker.credits() > 0 && !self.draining
+    }
+
+    /// Publishes the session's credits and units in flight.
+    fn publish(&self) {
+        let in_flight = u32::try_from(self.in_flight.len()).unwrap_or(u32::MAX);
+        self.published.set_counts(self.taker.credits(), in_flight);
+    }
+}
+
+impl<'a, S, R, E> Session<'a, S, R>
+where
+    S: Sink<Message> + Unpin,
+    R: Stream<Item = Result<Message, E>> + Unpin,
+    E: std::fmt::Display,
+{
+    /// Waits for the next event and handles it, until one ends the session.
+    async fn run(&mut self) -> SessionEnd {
+        let ctx = self.ctx;
+        self.publish();
+        let mut heartbeat = tokio::time::interval_at(Instant::now() + ctx.heartbeat, ctx.heartbeat);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Timers live across turns (re-arming a timer per frame is not free): the
+        // silence timer is moved forward lazily when it fires early.
+        let silence = tokio::time::sleep_until(self.last_seen + ctx.heartbeat * 2);
+        tokio::pin!(silence);
+        let poll = tokio::time::sleep(POLL_INTERVAL);
+        tokio::pin!(poll);
+        loop {
+            if let Err(end) = self.before_waiting().await {
+                return end;
+            }
+            let can_take = self.can_take() && !self.wakes.is_empty();
+            let handled = tokio::select! {
+                biased;
+                () = ctx.shutdown.cancelled() => Err(self.close(CloseReason::ShuttingDown).await),
+                // First, so stores handed in are started before more frames are read.
+                Some(first) = self.stores.next(), if !self.stores.is_empty() => {
+                    self.on_stored(first).await
+                }
+                Some(unit) = self.handed.recv() => Box::pin(self.on_handed(unit)).await,
+                incoming = frames::read(&mut *self.stream) => Box::pin(self.on_incoming(incoming)).await,
+                () = &mut silence => match self.on_silence() {
+                    Some(due) => {
+                        silence.as_mut().reset(due);
+                        Ok(())
+                    }
+                    None => Err(self.close(CloseReason::HeartbeatTimeout).await),
+                },
+                _ = heartbeat.tick() => self.on_heartbeat().await,
+                Some(message) = self.outbound.control.recv() => {
+                    Box::pin(self.on_tunnel(Ordered::Message(message))).await
+                }
+                Some(item) = self.outbound.data.recv() => Box::pin(self.on_tunnel(item)).await,
+                () = std::future::poll_fn(|cx| poll_wakes(&mut self.wakes, cx)), if can_take => {
+                    self.on_wake();
+                    Ok(())
+                }
+                () = &mut poll, if can_take => {
+                    poll.as_mut().reset(Instant::now() + POLL_INTERVAL);
+                    self.want_claim = true;
+                    Ok(())
+                }
+                // Last: only when nothing else is ready.
+                flushed = frames::flush(&mut *self.sink), if self.outbox.dirty() => match flushed {
+                    Ok(()) => {
+                        self.outbox.flushed();
+                        Ok(())
+                    }
+                    Err(_) => Err(SessionEnd::AgentGone),
+                },
+            };
+            if let Err(end) = handled {
+                return end;
+            }
+        }
+    }
+
+    /// What every turn does before it waits: flushes what earlier turns queued
+    /// when it is time ([`Outbox`]), and claims queued units when the agent has
+    /// credits and a wake-up (or the poll) said so, re-arming the wake-ups first.
+    async fn before_waiting(&mut self) -> Result<(), SessionEnd> {
+        // Every event only queues what it writes; see `Outbox`.
+        if self.outbox.turn() {
+            frames::flush(&mut *self.sink)
+                .await
+                .map_err(|_| SessionEnd::AgentGone)?;
+            self.outbox.flushed();
+        }
+        if self.can_take() && (self.want_claim || self.wakes.is_empty()) {
+            self.want_claim = false;
+            self.wakes = self
+                .signals
+                .iter()
+                .map(|n| Box::pin(n.notified()))
+                .collect();
+            for wake in &mut self.wakes {
+                wake.as_mut().enable();
+            }
+            let sent = Box::pin(self.claim()).await?;
+            self.outbox.fed(sent);
+        }
+        Ok(())
+    }
+
+    /// Outcomes were stored (`first` and every other one done by now): each gives
+    /// its unit's credit back and is acknowledged, all in one flush. A returned
+    /// credit is offered to new calls at once; queued ones are claimed when their
+    /// wake-up (or the poll) says so.
+    async fn on_stored(&mut self, first: (String, bool)) -> Result<(), SessionEnd> {
+        let mut done = Some(first);
+        while let Some((call_id, stored)) = done {
+            if self.in_flight.remove(&call_id) && !self.draining {
+                self.taker.give(1);
+            }
+            if stored {
+                self.acks.push(call_id);
+            }
+            done = self.stores.next().now_or_never().flatten();
+        }
+        self.publish();
+        for call_id in self.acks.drain(..) {
+            frames::feed(&mut *self.sink, &RelayMessage::Ack { call_id })
+                .await
+                .map_err(|_| SessionEnd::AgentGone)?;
+            self.outbox.fed(true);
+        }
+        Ok(())
+    }
+
+    /// The queue handed over `first` (and maybe more behind it).
+    async fn on_handed(&mut self, first: Box<Unit>) -> Result<(), SessionEnd> {
+        self.send_handed(first).await?;
+        self.outbox.fed(true);
+        Ok(())
+    }
+
+    /// A frame arrived from the agent.
+    async fn on_incoming(&mut self, incoming: Incoming) -> Result<(), SessionEnd> {
+        self.last_seen = Instant::now();
+        match incoming {
+            Incoming::Message(message) => self.on_message(*message).await,
+            Incoming::Chunk(chunk) => {
+                self.published.tunnel().on_chunk(chunk);
+                Ok(())
+            }
+            Incoming::Control => Ok(()),
+            Incoming::Closed => Err(SessionEnd::AgentGone),
+            Incoming::Bad(reason) => {
+                tracing::warn!(%reason, "closing agent session");
+                Err(self.close(reason).await)
+            }
+        }
+    }
+
+    /// A protocol message arrived. An outcome is handed to the store without
+    /// waiting: the loop acknowledges it (and returns its credit) once stored, so
+    /// the outcomes of many units share a queue commit.
+    async fn on_message(&mut self, message: AgentMessage) -> Result<(), SessionEnd> {
+        match message {
+            AgentMessage::Credits { credits } => {
+                self.taker.give(credits);
+                self.draining = false;
+                self.want_claim = true;
+            }
+            AgentMessage::Drain => {
+                tracing::info!("agent draining");
+                self.taker.take(u32::MAX);
+                self.draining = true;
+            }
+            AgentMessage::Heartbeat => {}
+            AgentMessage::Outcome {
+                call_id,
+                attempt,
+                outcome,
+            } => {
+                let ctx = self.ctx;
+                let span = tracing::debug_span!("call", call_id = %call_id, attempt);
+                self.stores.push(Box::pin(
+                    async move {
+                        let stored =
+                            super::units::store_outcome(ctx, &call_id, attempt, outcome).await;
+                        (call_id, stored)
+                    }
+                    .instrument(span),
+                ));
+            }
+            AgentMessage::HttpResponse { response } => {
+                self.published.tunnel().on_response(response)
+            }
+            AgentMessage::HttpError { stream_id, error } => {
+                self.published.tunnel().on_error(stream_id, error);
+            }
+            AgentMessage::HttpWindow { stream_id, chunks } => {
+                self.published.tunnel().on_window(stream_id, chunks);
+            }
+            AgentMessage::Close { reason } => {
+                tracing::info!(%reason, "agent closed the session");
+                return Err(SessionEnd::AgentGone);
+            }
+            other @ AgentMessage::Hello { .. } => {
+                let reason = CloseReason::ProtocolError {
+                    detail: format!("unexpected {} after the handshake", message_kind(&other)),
+                };
+                return Err(self.close(reason).await);
+            }
+        }
+        Ok(())
+    }
+
+    /// The silence timer fired: when to look again if the agent was heard from
+    /// since it was set, `None` when it has been silent for two heartbeat
+    /// intervals.
+    fn on_silence(&self) -> Option<Instant> {
+        let due = self.last_seen + self.ctx.heartbeat * 2;
+        if Instant::now() < due {
+            return Some(due);
+        }
+        tracing::warn!("agent silent for two heartbeat intervals");
+        None
+    }
+
+    /// Time for a heartbeat.
+    async fn on_heartbeat(&mut self) -> Result<(), SessionEnd> {
+        frames::send(&mut *self.sink, &RelayMessage::Heartbeat)
+            .await
+            .map_err(|_| SessionEnd::AgentGone)?;
+        self.outbox.flushed();
+        Ok(())
+    }
+
+    /// A pass-through stream queued `first` for the socket: it is written with
+    /// every pass-through frame already waiting behind it (at most
+    /// [`TUNNEL_BATCH`]); the loop flushes them.
+    async fn on_tunnel(&mut self, first: Ordered) -> Result<(), SessionEnd> {
+        let mut next = Some(first);
+        let mut written = 0;
+        while let Some(item) = next.take() {
+            let fed = match item {
+                Ordered::Message(message) => frames::feed(&mut *self.sink, &message).await,
+                Ordered::Chunk(frame) => frames::feed_chunk(&mut *self.sink, *frame).await,
+            };
+            fed.map_err(|_| SessionEnd::AgentGone)?;
+            written += 1;
+            if written < TUNNEL_BATCH {
+                next = match self.outbound.control.try_recv() {
+                    Ok(message) => Some(Ordered::Message(message)),
+                    Err(_) => self.outbound.data.try_recv().ok(),
+                };
+            }
+        }
+        self.outbox.fed(true);
+        Ok(())
+    }
+
+    /// A work signal fired: look at the queue (the wake-ups are armed anew).
+    fn on_wake(&mut self) {
+        self.wakes.clear();
+        self.want_claim = true;
+    }
+
+    /// Claims queued units for as many credits as the agent has free and queues
+    /// them on the socket; `Ok(true)` when it queued any (the loop flushes them).
+    async fn claim(&mut self) -> Result<bool, SessionEnd> {
+        let ctx = self.ctx;
+        let Some(claimed) = units::claim(ctx, &self.taker).await else {
+            return Ok(false);
+        };
+        // A full batch may have left more behind: look again next turn.
+        self.want_claim = claimed.full;
+        if claimed.units.is_empty() {
+            return Ok(false);
+        }
+        for unit in claimed.units {
+            if unit.in_doubt {
+                tracing::info!(call_id = %unit.call_id, attempt = unit.attempt,
+                    "unit sent in doubt: an earlier attempt went to another agent");
+            }
+            self.feed_work(units::encode(ctx, &unit)).await?;
+        }
+        self.publish();
+        Ok(true)
+    }
+
+    /// Queues the units the queue handed to this session directly (their credits
+    /// were taken then): `first` and every one waiting behind it; the loop flushes
+    /// them.
+    async fn send_handed(&mut self, first: Box<Unit>) -> Result<(), SessionEnd> {
+        let ctx = self.ctx;
+        self.feed_work(units::encode(ctx, &first)).await?;
+        for _ in 1..CLAIM_BATCH {
+            let Ok(unit) = self.handed.try_recv() else {
+                break;
+            };
+            self.feed_work(units::encode(ctx, &unit)).await?;
+        }
+        self.publish();
+        Ok(())
+    }
+
+    /// Queues one unit's frame for the agent (flushed by the caller) and counts it
+    /// in flight.
+    async fn feed_work(&mut self, work: WorkFrame) -> Result<(), SessionEnd> {
+        tracing::debug!(
+            call_id = %work.call_id,
+            attempt = work.attempt,
+            "unit sent to agent"
+        );
+        self.in_flight.insert(work.call_id);
+        frames::feed_text(&mut *self.sink, work.text)
+            .await
+            .map_err(|_| SessionEnd::AgentGone)
+    }
+
+    /// Closes the socket with `reason`; the session ends with it.
+    async fn close(&mut self, reason: CloseReason) -> SessionEnd {
+        frames::close(&mut *self.sink, reason.clone()).await;
+        SessionEnd::Closed(reason)
+    }
+}
+
 /// Polls the work wake-ups; ready when any fired.
 fn poll_wakes(wakes: &mut [Pin<Box<Notified<'_>>>], cx: &mut Context<'_>) -> Poll<()> {
     for wake in wakes {
@@ -175,399 +506,4 @@ fn poll_wakes(wakes: &mut [Pin<Box<Notified<'_>>>], cx: &mut Context<'_>) -> Pol
         }
     }
     Poll::Pending
-}
-
-async fn run_loop<'a, S, R, E>(
-    ctx: &'a SessionContext,
-    published: &AgentSession,
-    sink: &mut S,
-    stream: &mut R,
-    stores: &mut FuturesUnordered<PendingStore<'a>>,
-    taker: Arc<Taker>,
-    mut handed: mpsc::UnboundedReceiver<Box<WorkFrame>>,
-) -> SessionEnd
-where
-    S: Sink<Message> + Unpin,
-    R: Stream<Item = Result<Message, E>> + Unpin,
-    E: std::fmt::Display,
-{
-    let signals: Vec<Arc<Notify>> = ctx
-        .function_systems
-        .iter()
-        .map(|s| ctx.queue.signals().work(s))
-        .collect();
-    let mut ledger = Ledger {
-        taker,
-        draining: false,
-        in_flight: HashSet::new(),
-        want_claim: true,
-        published,
-    };
-    ledger.publish();
-    let tunnel = published.tunnel();
-    let Some(mut outbound) = tunnel.take_outbound() else {
-        tracing::error!("the session's pass-through channels were taken twice");
-        return SessionEnd::AgentGone;
-    };
-    let mut last_seen = Instant::now();
-    let mut heartbeat = tokio::time::interval_at(Instant::now() + ctx.heartbeat, ctx.heartbeat);
-    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // Timers live across turns (re-arming a timer per frame is not free): the
-    // silence timer is moved forward lazily when it fires early.
-    let silence = tokio::time::sleep_until(last_seen + ctx.heartbeat * 2);
-    tokio::pin!(silence);
-    let poll = tokio::time::sleep(POLL_INTERVAL);
-    tokio::pin!(poll);
-    // The work wake-ups, enabled before each claim looks at the queue and kept
-    // until one fires, so no wake-up between two claims is lost.
-    let mut wakes: Vec<Pin<Box<Notified<'_>>>> = Vec::new();
-    let mut acks: Vec<String> = Vec::new();
-    let mut outbox = Outbox::default();
-    loop {
-        // Every branch only queues what it writes; see `Outbox`.
-        if outbox.turn() {
-            if frames::flush(sink).await.is_err() {
-                return SessionEnd::AgentGone;
-            }
-            outbox.flushed();
-        }
-        if ledger.can_take() && (ledger.want_claim || wakes.is_empty()) {
-            ledger.want_claim = false;
-            wakes = signals.iter().map(|n| Box::pin(n.notified())).collect();
-            for wake in &mut wakes {
-                wake.as_mut().enable();
-            }
-            match Box::pin(send_work(ctx, &mut ledger, sink)).await {
-                Ok(sent) => outbox.fed(sent),
-                Err(()) => return SessionEnd::AgentGone,
-            }
-        }
-        let can_take = ledger.can_take() && !wakes.is_empty();
-        tokio::select! {
-            biased;
-            () = ctx.shutdown.cancelled() => {
-                frames::close(sink, CloseReason::ShuttingDown).await;
-                return SessionEnd::Closed(CloseReason::ShuttingDown);
-            }
-            // First, so stores handed in are started before more frames are read.
-            Some(first) = stores.next(), if !stores.is_empty() => {
-                // Every store that is done by now is acknowledged in one flush.
-                // A returned credit is offered to new calls at once; queued ones
-                // are claimed when their wake-up (or the poll) says so.
-                let mut done = Some(first);
-                while let Some((call_id, stored)) = done {
-                    if ledger.in_flight.remove(&call_id) && !ledger.draining {
-                        ledger.taker.give(1);
-                    }
-                    if stored {
-                        acks.push(call_id);
-                    }
-                    done = stores.next().now_or_never().flatten();
-                }
-                ledger.publish();
-                for call_id in acks.drain(..) {
-                    if frames::feed(sink, &RelayMessage::Ack { call_id }).await.is_err() {
-                        return SessionEnd::AgentGone;
-                    }
-                    outbox.fed(true);
-                }
-            }
-            Some(unit) = handed.recv() => {
-                if Box::pin(send_handed(&mut ledger, sink, unit, &mut handed)).await.is_err() {
-                    return SessionEnd::AgentGone;
-                }
-                outbox.fed(true);
-            }
-            incoming = frames::read(stream) => {
-                last_seen = Instant::now();
-                match incoming {
-                    Incoming::Message(message) => {
-                        if let Err(end) = Box::pin(handle(ctx, &mut ledger, sink, stores, *message)).await {
-                            return end;
-                        }
-                    }
-                    Incoming::Chunk(chunk) => tunnel.on_chunk(chunk),
-                    Incoming::Control => {}
-                    Incoming::Closed => return SessionEnd::AgentGone,
-                    Incoming::Bad(reason) => {
-                        tracing::warn!(%reason, "closing agent session");
-                        frames::close(sink, reason.clone()).await;
-                        return SessionEnd::Closed(reason);
-                    }
-                }
-            }
-            () = &mut silence => {
-                let due = last_seen + ctx.heartbeat * 2;
-                if Instant::now() < due {
-                    silence.as_mut().reset(due);
-                    continue;
-                }
-                tracing::warn!("agent silent for two heartbeat intervals");
-                frames::close(sink, CloseReason::HeartbeatTimeout).await;
-                return SessionEnd::Closed(CloseReason::HeartbeatTimeout);
-            }
-            _ = heartbeat.tick() => {
-                if frames::send(sink, &RelayMessage::Heartbeat).await.is_err() {
-                    return SessionEnd::AgentGone;
-                }
-                outbox.flushed();
-            }
-            Some(message) = outbound.control.recv() => {
-                if Box::pin(write_tunnel(sink, Ordered::Message(message), &mut outbound)).await.is_err() {
-                    return SessionEnd::AgentGone;
-                }
-                outbox.fed(true);
-            }
-            Some(item) = outbound.data.recv() => {
-                if Box::pin(write_tunnel(sink, item, &mut outbound)).await.is_err() {
-                    return SessionEnd::AgentGone;
-                }
-                outbox.fed(true);
-            }
-            () = std::future::poll_fn(|cx| poll_wakes(&mut wakes, cx)), if can_take => {
-                wakes.clear();
-                ledger.want_claim = true;
-            }
-            () = &mut poll, if can_take => {
-                poll.as_mut().reset(Instant::now() + POLL_INTERVAL);
-                ledger.want_claim = true;
-            }
-            // Last: only when nothing else is ready.
-            flushed = frames::flush(sink), if outbox.dirty() => {
-                if flushed.is_err() {
-                    return SessionEnd::AgentGone;
-                }
-                outbox.flushed();
-            }
-        }
-    }
-}
-
-/// Queues `first` and every pass-through frame already waiting behind it (at most
-/// [`TUNNEL_BATCH`]); the loop flushes them.
-async fn write_tunnel<S>(
-    sink: &mut S,
-    first: Ordered,
-    outbound: &mut TunnelOutbound,
-) -> Result<(), ()>
-where
-    S: Sink<Message> + Unpin,
-{
-    let mut next = Some(first);
-    let mut written = 0;
-    while let Some(item) = next.take() {
-        let fed = match item {
-            Ordered::Message(message) => frames::feed(sink, &message).await,
-            Ordered::Chunk(frame) => frames::feed_chunk(sink, *frame).await,
-        };
-        fed.map_err(|_| ())?;
-        written += 1;
-        if written < TUNNEL_BATCH {
-            next = match outbound.control.try_recv() {
-                Ok(message) => Some(Ordered::Message(message)),
-                Err(_) => outbound.data.try_recv().ok(),
-            };
-        }
-    }
-    Ok(())
-}
-
-/// Claims queued units for as many credits as the agent has free (at most
-/// [`CLAIM_BATCH`]) and queues them on the socket; `Ok(true)` when it queued any
-/// (the loop flushes them).
-async fn send_work<S>(
-    ctx: &SessionContext,
-    ledger: &mut Ledger<'_>,
-    sink: &mut S,
-) -> Result<bool, ()>
-where
-    S: Sink<Message> + Unpin,
-{
-    let max = ledger.taker.take(CLAIM_BATCH);
-    if max == 0 {
-        return Ok(false);
-    }
-    let now = OffsetDateTime::now_utc();
-    let until = now + ctx.lease;
-    let units = match ctx
-        .queue
-        .claim(&ctx.function_systems, ctx.claimant(), max as usize, until)
-        .await
-    {
-        Ok(units) => units,
-        Err(error) => {
-            tracing::warn!(%error, "claiming work failed");
-            ledger.taker.give(max);
-            return Ok(false);
-        }
-    };
-    let claimed = u32::try_from(units.len()).unwrap_or(max).min(max);
-    ledger.taker.give(max - claimed);
-    // A full batch may have left more behind: look again next turn.
-    ledger.want_claim = claimed == max;
-    if units.is_empty() {
-        return Ok(false);
-    }
-    let now_ms = unix_ms(now);
-    for unit in units {
-        if unit.in_doubt {
-            tracing::info!(call_id = %unit.call_id, attempt = unit.attempt,
-                "unit sent in doubt: an earlier attempt went to another agent");
-        }
-        let work = WorkFrame::encode_for(ctx.hello.protocol, UnitRef::from(&unit), now_ms);
-        feed_work(ledger, sink, work).await?;
-    }
-    ledger.publish();
-    Ok(true)
-}
-
-/// Queues the units the queue handed to this session directly (their credits were
-/// taken then): `first` and every one waiting behind it; the loop flushes them.
-async fn send_handed<S>(
-    ledger: &mut Ledger<'_>,
-    sink: &mut S,
-    first: Box<WorkFrame>,
-    handed: &mut mpsc::UnboundedReceiver<Box<WorkFrame>>,
-) -> Result<(), ()>
-where
-    S: Sink<Message> + Unpin,
-{
-    feed_work(ledger, sink, *first).await?;
-    for _ in 1..CLAIM_BATCH {
-        let Ok(unit) = handed.try_recv() else {
-            break;
-        };
-        feed_work(ledger, sink, *unit).await?;
-    }
-    ledger.publish();
-    Ok(())
-}
-
-/// Queues one unit's frame for the agent (flushed by the caller) and counts it in
-/// flight.
-async fn feed_work<S>(ledger: &mut Ledger<'_>, sink: &mut S, work: WorkFrame) -> Result<(), ()>
-where
-    S: Sink<Message> + Unpin,
-{
-    tracing::debug!(
-        call_id = %work.call_id,
-        attempt = work.attempt,
-        "unit sent to agent"
-    );
-    ledger.in_flight.insert(work.call_id);
-    frames::feed_text(sink, work.text).await.map_err(|_| ())
-}
-
-/// Handles one protocol message; `Err` ends the session. An outcome is handed to
-/// the store without waiting: the loop acknowledges it (and returns its credit)
-/// once stored, so the outcomes of many units share a queue commit.
-async fn handle<'a, S>(
-    ctx: &'a SessionContext,
-    ledger: &mut Ledger<'_>,
-    sink: &mut S,
-    stores: &mut FuturesUnordered<PendingStore<'a>>,
-    message: AgentMessage,
-) -> Result<(), SessionEnd>
-where
-    S: Sink<Message> + Unpin,
-{
-    match message {
-        AgentMessage::Credits { credits } => {
-            ledger.taker.give(credits);
-            ledger.draining = false;
-            ledger.want_claim = true;
-        }
-        AgentMessage::Drain => {
-            tracing::info!("agent draining");
-            ledger.taker.take(u32::MAX);
-            ledger.draining = true;
-        }
-        AgentMessage::Heartbeat => {}
-        AgentMessage::Outcome {
-            call_id,
-            attempt,
-            outcome,
-        } => {
-            let span = tracing::debug_span!("call", call_id = %call_id, attempt);
-            stores.push(Box::pin(
-                async move {
-                    let stored = store_outcome(ctx, &call_id, attempt, outcome).await;
-                    (call_id, stored)
-                }
-                .instrument(span),
-            ));
-        }
-        AgentMessage::HttpResponse { response } => ledger.published.tunnel().on_response(response),
-        AgentMessage::HttpError { stream_id, error } => {
-            ledger.published.tunnel().on_error(stream_id, error);
-        }
-        AgentMessage::HttpWindow { stream_id, chunks } => {
-            ledger.published.tunnel().on_window(stream_id, chunks);
-        }
-        AgentMessage::Close { reason } => {
-            tracing::info!(%reason, "agent closed the session");
-            return Err(SessionEnd::AgentGone);
-        }
-        other @ AgentMessage::Hello { .. } => {
-            let reason = CloseReason::ProtocolError {
-                detail: format!("unexpected {} after the handshake", message_kind(&other)),
-            };
-            frames::close(sink, reason.clone()).await;
-            return Err(SessionEnd::Closed(reason));
-        }
-    }
-    Ok(())
-}
-
-/// Stores an outcome; returns whether it may be acknowledged (it is stored, or
-/// there is nothing to store it in). A refused outcome is not acknowledged: an
-/// honest agent keeps it and answers the call's next attempt with it.
-async fn store_outcome(
-    ctx: &SessionContext,
-    call_id: &str,
-    attempt: u32,
-    outcome: Outcome,
-) -> bool {
-    match ctx
-        .queue
-        .complete(
-            call_id,
-            attempt,
-            &ctx.session_id,
-            &ctx.hello.agent_id,
-            outcome,
-        )
-        .await
-    {
-        Ok(Completion::Stored) => {
-            tracing::debug!("outcome stored");
-            true
-        }
-        Ok(Completion::Requeued) => {
-            tracing::info!("the agent did not start the unit before its deadline; queued again");
-            true
-        }
-        Ok(Completion::Refused) => {
-            ctx.refused
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            tracing::warn!(
-                systems = ?ctx.hello.systems,
-                "outcome refused: this session does not hold the call's lease for that attempt"
-            );
-            false
-        }
-        Ok(Completion::AlreadyFinal) => {
-            tracing::info!("outcome ignored: the call is already final");
-            true
-        }
-        Ok(Completion::Unknown) => {
-            tracing::warn!("outcome for an unknown call ignored");
-            true
-        }
-        Err(error) => {
-            // No ack: the agent keeps the outcome and sends it again.
-            tracing::error!(%error, "could not store outcome");
-            false
-        }
-    }
 }

@@ -15,7 +15,8 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::{CancellationToken, PollSender};
 
-use super::dispatch::{self, SessionContext, SessionEnd};
+use super::SessionContext;
+use super::dispatch::{self, SessionEnd};
 use super::handshake::{self, Handshake};
 use crate::agents::{AgentRegistry, Hello};
 use crate::auth::Scope;

@@ -1,16 +1,13 @@
 //! A fake agent that answers units with a real SAP simulator
-//! (`sapbridge_sap::sim::Simulator` in a temporary SQLite file): calls run in one
-//! session in order, a failed call stops the unit, and the commit policy commits
-//! (`commit_with_tid`) or rolls back as the real agent's executor does.
+//! (`sapbridge_sap::sim::Simulator` in a temporary SQLite file), running each unit
+//! with the real agent's executor on one simulator session: calls in order, a
+//! failed call or a RETURN error stops the unit, and the commit policy commits
+//! (`commit_with_tid`) or rolls back.
 
 use std::time::Duration;
 
-use sapbridge_proto::{
-    AgentMessage, CallResult, CommitPolicy, Outcome, RelayMessage, TransactionOutcome, Unit,
-};
-use sapbridge_sap::SapConnection;
+use sapbridge_proto::{AgentMessage, Outcome, RelayMessage, Unit};
 use sapbridge_sap::sim::{SimOptions, Simulator};
-use serde_json::Value;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -75,81 +72,11 @@ async fn serve(mut agent: FakeAgent, sim: Simulator, stop: CancellationToken) {
     }
 }
 
-/// The first `RETURN` row with TYPE E or A, as the agent checks it.
-fn return_error(params: &serde_json::Map<String, Value>) -> Option<String> {
-    let rows: Vec<&Value> = match params.get("RETURN") {
-        Some(Value::Array(rows)) => rows.iter().collect(),
-        Some(row @ Value::Object(_)) => vec![row],
-        _ => Vec::new(),
-    };
-    rows.into_iter()
-        .find(|r| matches!(r.get("TYPE").and_then(Value::as_str), Some("E" | "A")))
-        .map(|r| {
-            r.get("MESSAGE")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .to_owned()
-        })
-}
-
-/// Runs a unit on one simulator session.
+/// Runs a unit on one simulator session with the agent's own executor (the
+/// calls in order, then the commit policy), without its allowlist and journal.
 pub async fn execute(sim: &Simulator, unit: &Unit) -> Outcome {
-    let mut session = match sim.session().await {
-        Ok(session) => session,
-        Err(error) => return Outcome::Failed { error },
-    };
-    let transactional = unit.commit != CommitPolicy::None;
-    let mut results = Vec::new();
-    let mut stop = None;
-    for (index, call) in unit.calls.iter().enumerate() {
-        match session.call(&call.function, &call.parameters).await {
-            Ok(out) => {
-                let failed = transactional.then(|| return_error(&out)).flatten();
-                results.push(CallResult::Ok(out));
-                if let Some(reason) = failed {
-                    stop = Some((index, reason));
-                    break;
-                }
-            }
-            Err(error) => {
-                let reason = error.message.clone();
-                results.push(CallResult::Error(error));
-                stop = Some((index, reason));
-                break;
-            }
-        }
-    }
-    let transaction = match (unit.commit, stop) {
-        (CommitPolicy::None, _) => None,
-        (CommitPolicy::CommitOnSuccess, None) => {
-            let result = session.commit_with_tid(&unit.call_id).await;
-            Some(TransactionOutcome {
-                committed: result.is_ok(),
-                failed_call: None,
-                reason: None,
-                result: Some(match result {
-                    Ok(p) => CallResult::Ok(p),
-                    Err(e) => CallResult::Error(e),
-                }),
-            })
-        }
-        (_, stop) => {
-            let rollback = session
-                .call("BAPI_TRANSACTION_ROLLBACK", &Default::default())
-                .await;
-            Some(TransactionOutcome {
-                committed: false,
-                failed_call: stop.as_ref().map(|(i, _)| *i),
-                reason: stop.map(|(_, r)| r),
-                result: Some(match rollback {
-                    Ok(p) => CallResult::Ok(p),
-                    Err(e) => CallResult::Error(e),
-                }),
-            })
-        }
-    };
-    Outcome::Completed {
-        results,
-        transaction,
+    match sim.session().await {
+        Ok(mut session) => sapbridge_agent::execute_on_session(&mut session, unit).await,
+        Err(error) => Outcome::Failed { error },
     }
 }

@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 
 use super::errors::{conversion_failure, invalid_parameter};
 use super::types::{FieldDef, FunctionDef, Kind, ParamType};
-use crate::{Parameters, RfcError};
+use crate::{Parameters, RfcError, date_time};
 
 /// The validated, normalised input of one call: every IMPORTING, CHANGING and
 /// TABLES parameter is present (initial or default when not sent).
@@ -307,30 +307,31 @@ fn char_like_in(f: &FieldDef, s: &str, path: &str) -> Result<Value, RfcError> {
             Ok(Value::String(pad_numc(t, f.len)))
         }
         Kind::Dats => {
-            let t = s.trim();
-            if t.is_empty() || t == "00000000" {
-                return Ok(Value::String("00000000".into()));
-            }
-            if !valid_date(t) {
+            if !date_time::dats_accepts(s) {
                 return Err(conversion_failure(
                     path,
                     format!("'{s}' is not a valid date YYYYMMDD"),
                 ));
             }
-            Ok(Value::String(t.to_owned()))
+            let t = s.trim();
+            let date = if t.is_empty() {
+                date_time::INITIAL_DATE
+            } else {
+                t
+            };
+            Ok(Value::String(date.to_owned()))
         }
         Kind::Tims => {
-            let t = s.trim();
-            if t.is_empty() {
-                return Ok(Value::String("000000".into()));
-            }
-            if !valid_time(t) {
+            if !date_time::tims_accepts(s) {
                 return Err(conversion_failure(
                     path,
                     format!("'{s}' is not a valid time HHMMSS"),
                 ));
             }
-            Ok(Value::String(t.to_owned()))
+            let t = s.trim();
+            Ok(Value::String(
+                if t.is_empty() { "000000" } else { t }.to_owned(),
+            ))
         }
         Kind::Int4 | Kind::Packed => Err(conversion_failure(path, "not a character type")),
     }
@@ -364,35 +365,6 @@ fn packed_in(f: &FieldDef, v: &Value, path: &str) -> Result<Value, RfcError> {
         ));
     }
     Ok(Value::String(text))
-}
-
-/// Whether `s` is a valid calendar date `YYYYMMDD`.
-pub(crate) fn valid_date(s: &str) -> bool {
-    if s.len() != 8 || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return false;
-    }
-    let (Ok(y), Ok(m), Ok(d)) = (
-        s[..4].parse::<i32>(),
-        s[4..6].parse::<u8>(),
-        s[6..].parse::<u8>(),
-    ) else {
-        return false;
-    };
-    let Ok(month) = time::Month::try_from(m) else {
-        return false;
-    };
-    time::Date::from_calendar_date(y, month, d).is_ok()
-}
-
-/// Whether `s` is a valid time `HHMMSS`.
-pub(crate) fn valid_time(s: &str) -> bool {
-    if s.len() != 6 || !s.bytes().all(|b| b.is_ascii_digit()) {
-        return false;
-    }
-    let h = &s[..2];
-    let m = &s[2..4];
-    let sec = &s[4..];
-    h < "24" && m < "60" && sec < "60"
 }
 
 #[cfg(test)]

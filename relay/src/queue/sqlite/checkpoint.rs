@@ -8,16 +8,17 @@
 //!
 //! SQLite starts the WAL over only when a write begins after a checkpoint copied
 //! every frame, which a writer that keeps committing during every checkpoint never
-//! lets happen (the WAL grew by ~100 MB/s under load). So once the WAL has reached
+//! lets happen: under load the WAL would grow without bound. So once the WAL has reached
 //! [`WAIT_ABOVE_WAL_FRAMES`], the writer waits (asynchronously: the worker stays
 //! free) for the checkpoint it asks for before its next batch; the checkpoints that
 //! ran beside its commits copied most of the WAL already, so that wait is short.
-//! Waiting for every checkpoint instead costs ~10 % of the durable throughput.
+//! Below that size the writer does not wait: a wait for every checkpoint would
+//! hold back every batch for a copy that can run beside it.
 //!
 //! The WAL size the writer goes by is the one the last finished checkpoint found.
-//! A checkpoint thread starved of CPU would leave that stale while the WAL grows
-//! (a test saw 12,000 frames under a busy machine), so when it is two requests
-//! behind, the writer waits for the newer of them before its next batch.
+//! A checkpoint thread starved of CPU would leave that stale while the WAL grows,
+//! so when it is two requests behind, the writer waits for the newer of them
+//! before its next batch.
 
 use std::path::Path;
 use std::sync::Arc;

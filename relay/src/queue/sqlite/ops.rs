@@ -13,8 +13,7 @@ use super::super::{
     lease_lapsed_outcome, millis_until, overdue_rule,
 };
 use super::rows::{
-    calls_json, calls_of, commit_code, commit_of, final_state, kind_json, load, nanos,
-    outcome_json, state_code, time_at,
+    calls_json, calls_of, commit_of, final_state, load, nanos, outcome_json, state_code, time_at,
 };
 use super::writer::Effects;
 
@@ -132,8 +131,8 @@ pub(super) fn enqueue(
     }
     match taker {
         Some(taker) => {
-            let work = taker.frame_for(&record);
-            effects.handed.push((taker, work));
+            let unit = record.unit(false);
+            effects.handed.push((taker, unit));
         }
         None => {
             effects.work.insert(record.system.clone());
@@ -173,9 +172,9 @@ fn insert(conn: &Connection, record: &CallRecord) -> Result<(), QueueError> {
     .execute(params![
         record.id,
         record.system,
-        kind_json(&record.kind)?,
+        record.kind.to_json(),
         calls_json(&record.calls)?,
-        commit_code(record.commit),
+        record.commit.code(),
         nanos(record.submitted_at),
         nanos(record.expires_at),
         scope,

@@ -34,35 +34,15 @@ pub(super) fn time_at(nanos: i64) -> OffsetDateTime {
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
-/// JSON of a call kind (`"function"`, `"transaction"`, `{"action": …}`).
-pub(super) fn kind_json(kind: &CallKind) -> Result<String, QueueError> {
-    serde_json::to_string(kind).map_err(|e| QueueError::Store(format!("encoding a call kind: {e}")))
-}
-
-/// A call kind from JSON.
+/// A call kind from its JSON ([`CallKind::to_json`]).
 fn kind_of(json: &str) -> Result<CallKind, QueueError> {
-    serde_json::from_str(json).map_err(|e| QueueError::Corrupt(format!("call kind: {e}")))
+    CallKind::from_json(json).map_err(|e| QueueError::Corrupt(format!("call kind: {e}")))
 }
 
-/// The stored code of a commit policy.
-pub(super) fn commit_code(commit: CommitPolicy) -> &'static str {
-    match commit {
-        CommitPolicy::None => "none",
-        CommitPolicy::CommitOnSuccess => "commit_on_success",
-        CommitPolicy::Rollback => "rollback",
-    }
-}
-
-/// A commit policy from its stored code.
+/// A commit policy from its stored code ([`CommitPolicy::code`]).
 pub(super) fn commit_of(code: &str) -> Result<CommitPolicy, QueueError> {
-    match code {
-        "none" => Ok(CommitPolicy::None),
-        "commit_on_success" => Ok(CommitPolicy::CommitOnSuccess),
-        "rollback" => Ok(CommitPolicy::Rollback),
-        other => Err(QueueError::Corrupt(format!(
-            "unknown commit policy {other:?}"
-        ))),
-    }
+    CommitPolicy::from_code(code)
+        .ok_or_else(|| QueueError::Corrupt(format!("unknown commit policy {code:?}")))
 }
 
 /// The stored code of a state (`leased` for a lease, unlike the API's `running`).

@@ -13,7 +13,7 @@ use time::Duration;
 
 use super::super::config::Durability;
 use super::super::contract::{by, keyed, later, new_call, ok, retention};
-use super::super::{CallState, Enqueued, Queue, QueueStats};
+use super::super::{ActionStep, CallKind, CallState, Enqueued, Queue, QueueStats};
 use super::{SqliteOptions, SqliteQueue, ops};
 
 /// Names the file a [`kill_child`] run works on; unset, that test does nothing.
@@ -137,6 +137,33 @@ async fn a_cleanly_closed_store_reopens_with_its_calls() {
     let third = open(&path);
     let stats = third.stats().await.unwrap();
     assert_eq!((stats.queued, stats.leased, stats.succeeded), (10, 0, 1));
+}
+
+/// A call stored by a relay from before action steps were versioned reads back
+/// with its step as that relay wrote it (version 0), for its action to decode.
+#[tokio::test]
+async fn a_step_stored_before_versions_reads_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("relay.db");
+    let store = open(&path);
+    store
+        .enqueue(new_call("a", "PRD", Duration::hours(1)))
+        .await
+        .unwrap();
+    drop(store);
+    let written = r#"{"action":{"customer_get":{"customer":"0000001000"}}}"#;
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute("UPDATE calls SET kind = ?1 WHERE id = 'a'", [written])
+        .unwrap();
+    drop(conn);
+    let store = open(&path);
+    let record = store.get("a").await.unwrap().expect("stored");
+    let step = ActionStep {
+        action: "customer_get".into(),
+        version: 0,
+        data: serde_json::json!({"customer": "0000001000"}),
+    };
+    assert_eq!(record.kind, CallKind::Action(step));
 }
 
 #[tokio::test]

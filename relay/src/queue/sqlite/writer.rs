@@ -8,10 +8,10 @@
 //! While one batch commits (with `synchronous = FULL`: while it is flushed), the
 //! next one fills; so many concurrent callers share one commit, and one caller alone
 //! still gets a commit right away (no timer, no added latency). On the runtime,
-//! where a commit takes tens of microseconds, the next batch would hold only what
-//! arrived during the last one (3–4 changes at 17,000 calls/s): after a batch of
-//! more than one change the writer first gives the runtime's ready tasks a few
-//! turns ([`GATHER_TURNS`]) to hand over the changes they are about to make.
+//! where a commit takes tens of microseconds, the next batch would hold only the
+//! few changes that arrived during the last one: after a batch of more than one
+//! change the writer first gives the runtime's ready tasks a few turns
+//! ([`GATHER_TURNS`]) to hand over the changes they are about to make.
 //!
 //! A change that fails is rolled back alone and its caller gets the error; the rest
 //! of the batch commits. Changes of several statements run inside their own
@@ -27,7 +27,7 @@ use std::sync::Arc;
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-use sapbridge_proto::WorkFrame;
+use sapbridge_proto::Unit;
 
 use super::super::{CallEnd, QueueError, Signals, Taker};
 use super::checkpoint::Checkpoints;
@@ -37,9 +37,8 @@ use super::counts::{FinalCounts, FinalDelta};
 const CHANNEL_CAPACITY: usize = 4096;
 
 /// The most scheduler turns the writer task yields before a batch, while each turn
-/// still brings changes. Measured (c=64, durable `STFC_CONNECTION`): 0 turns 17.0k
-/// calls/s (~9,000 commits/s), 1 turn 19.8k, 2 turns 20.5k, up to 4 while
-/// changes keep coming 20.6k (~1,200 commits/s); p99 at c=16 6 ms -> 2 ms.
+/// still brings changes (see [`gather`]): a few turns let the tasks that are about
+/// to write join the batch; past them a batch waits for nothing more.
 const GATHER_TURNS: usize = 4;
 
 /// The wake-ups a change causes, fired once its batch committed.
@@ -52,7 +51,7 @@ pub(super) struct Effects {
     /// Calls that reached a final state, with how they ended.
     pub(super) ended: Vec<(String, CallEnd)>,
     /// Calls leased to a session's taker, to hand over.
-    pub(super) handed: Vec<(Arc<Taker>, WorkFrame)>,
+    pub(super) handed: Vec<(Arc<Taker>, Unit)>,
     /// Calls that entered or left a final state.
     pub(super) finals: FinalDelta,
 }
@@ -75,8 +74,8 @@ impl Effects {
 
     fn fire(self, signals: &Signals, finals: &FinalCounts) {
         finals.apply(&self.finals);
-        for (taker, work) in self.handed {
-            taker.hand_over(work);
+        for (taker, unit) in self.handed {
+            taker.hand_over(unit);
         }
         for system in &self.work {
             signals.work_available(system);
@@ -249,9 +248,9 @@ impl Writer {
 
     /// [`Writer::write`] for a change that writes with one statement, as its last
     /// fallible step: if it fails, SQLite has undone that statement already, so no
-    /// savepoint is needed (a savepoint per change costs the hot paths ~15 % of
-    /// the writer's throughput). Should it panic, the whole batch is rolled back and
-    /// every caller in it gets the error.
+    /// savepoint is needed (which would add two statements to every change on the
+    /// hot paths). Should it panic, the whole batch is rolled back and every caller
+    /// in it gets the error.
     pub(super) async fn write_one<T, F>(&self, work: F) -> Result<T, QueueError>
     where
         T: Send + 'static,

@@ -14,7 +14,8 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::http::ApiError;
+use crate::actions::ActionError;
+use crate::actions::outcome::text;
 
 /// One friendly data field and its `BAPIKNA106` component.
 pub(crate) struct DataField {
@@ -66,12 +67,12 @@ pub(crate) const AREA_FIELDS: &[(&str, usize)] = &[
 ///
 /// # Errors
 /// 400 for any other JSON type.
-pub(crate) fn member_text(name: &str, value: &Value) -> Result<Option<String>, ApiError> {
+pub(crate) fn member_text(name: &str, value: &Value) -> Result<Option<String>, ActionError> {
     match value {
         Value::Null => Ok(None),
         Value::String(s) => Ok(Some(s.trim().to_owned())),
         Value::Number(n) => Ok(Some(n.to_string())),
-        _ => Err(ApiError::BadRequest(format!(
+        _ => Err(ActionError::BadRequest(format!(
             "{name}: must be a string, got {value}"
         ))),
     }
@@ -86,10 +87,10 @@ pub(crate) fn checked(
     value: &str,
     max: usize,
     upper: bool,
-) -> Result<String, ApiError> {
+) -> Result<String, ActionError> {
     let count = value.chars().count();
     if count > max {
-        return Err(ApiError::BadRequest(format!(
+        return Err(ActionError::BadRequest(format!(
             "{name}: {count} characters exceed the {max} SAP allows"
         )));
     }
@@ -105,12 +106,12 @@ pub(crate) fn checked(
 ///
 /// # Errors
 /// 400 when it is neither.
-pub(crate) fn language_component(value: &str) -> Result<(&'static str, String), ApiError> {
+pub(crate) fn language_component(value: &str) -> Result<(&'static str, String), ActionError> {
     let upper = value.to_uppercase();
     match upper.chars().count() {
         0 | 1 => Ok(("LANGU", upper)),
         2 => Ok(("LANGU_ISO", upper)),
-        _ => Err(ApiError::BadRequest(format!(
+        _ => Err(ActionError::BadRequest(format!(
             "language: {value:?} is neither an ISO 639 code (EN) nor an SAP language key (E)"
         ))),
     }
@@ -122,7 +123,7 @@ pub(crate) fn language_component(value: &str) -> Result<(&'static str, String), 
 ///
 /// # Errors
 /// 400 when it is empty or longer than 10 characters.
-pub(crate) fn customer_number(raw: &str) -> Result<String, ApiError> {
+pub(crate) fn customer_number(raw: &str) -> Result<String, ActionError> {
     let value = raw.trim().to_uppercase();
     let valid = !value.is_empty()
         && value.chars().count() <= 10
@@ -130,7 +131,7 @@ pub(crate) fn customer_number(raw: &str) -> Result<String, ApiError> {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     if !valid {
-        return Err(ApiError::BadRequest(format!(
+        return Err(ActionError::BadRequest(format!(
             "{raw:?} is not a customer number (up to 10 letters or digits)"
         )));
     }
@@ -139,11 +140,6 @@ pub(crate) fn customer_number(raw: &str) -> Result<String, ApiError> {
     } else {
         Ok(value)
     }
-}
-
-/// A string member of an SAP structure (`""` when absent).
-fn text<'a>(row: &'a Value, name: &str) -> &'a str {
-    row.get(name).and_then(Value::as_str).unwrap_or("")
 }
 
 /// The ISO language of a structure, or its SAP key when it has none.
@@ -241,7 +237,7 @@ mod tests {
     fn lengths_and_languages_are_checked() {
         assert!(checked("name", &"x".repeat(35), 35, false).is_ok());
         let err = checked("name", &"x".repeat(40), 35, false).unwrap_err();
-        assert!(matches!(err, ApiError::BadRequest(d) if d.starts_with("name:")));
+        assert!(matches!(err, ActionError::BadRequest(d) if d.starts_with("name:")));
         assert_eq!(checked("country", "de", 3, true).unwrap(), "DE");
         assert_eq!(
             language_component("en").unwrap(),

@@ -18,31 +18,20 @@
 //! several `RFC_READ_TABLE` calls in one unit, stitched back by position and
 //! checked by the key fields each part repeats. ABAP exceptions become problems:
 //! `TABLE_NOT_AVAILABLE` 404, `FIELD_NOT_VALID` / `OPTION_NOT_VALID` 400,
-//! `NOT_AUTHORIZED` 403. Which tables may be read is the agent's allowlist's call.
+//! `NOT_AUTHORIZED` 403 (see [`TableRefusal`]). Which tables may be read is the
+//! agent's allowlist's call.
 
 mod rows;
 mod where_lines;
 
-use std::collections::HashMap;
-use std::sync::Arc;
-
-use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
-use axum::response::Response;
-use http::{HeaderMap, StatusCode};
-use sapbridge_proto::{CommitPolicy, FunctionCall, Parameters, RfcError};
+use sapbridge_proto::{CallResult, CommitPolicy, FunctionCall, Parameters, RfcError};
 use sapbridge_sap::table_read;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::ApiError;
-use super::actions::{self, Action, FollowUp, Step, call_params, completed, ok_json};
-use super::calls::{UnitRequest, fingerprint, path};
-use super::render::error_problem;
-use super::request::{Caller, body_bytes};
-use crate::queue::{CallKind, CallRecord};
-use crate::state::RelayState;
+use super::outcome::{call_params, completed};
+use super::{ActionError, ActionUnit, Answer, Next, Step, TableRefusal, sap_name};
+use crate::queue::CallRecord;
 
 const READ_TABLE: &str = "RFC_READ_TABLE";
 const FIELD_INFO: &str = "DDIF_FIELDINFO_GET";
@@ -83,29 +72,39 @@ pub(crate) struct ReadStep {
     pub(crate) stage: ReadStage,
 }
 
-/// The body of `POST …/tables/{table}/query`.
+/// A table read as a client asks for it: the body of
+/// `POST …/tables/{table}/query`, or the query of `GET …/tables/{table}`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct QueryBody {
+pub(crate) struct ReadRequest {
+    /// The fields to read, all when empty.
     #[serde(default)]
-    fields: Vec<String>,
+    pub(crate) fields: Vec<String>,
+    /// The WHERE clause (Open SQL).
     #[serde(default, rename = "where")]
-    clause: String,
-    limit: Option<u32>,
-    offset: Option<u32>,
+    pub(crate) clause: String,
+    /// Rows to answer.
+    pub(crate) limit: Option<u32>,
+    /// Rows to skip.
+    pub(crate) offset: Option<u32>,
 }
 
 /// A DDIC name (table or field): upper case, `A-Z 0-9 _ /`, 1 to 30 characters.
-fn ddic_name(what: &str, raw: &str) -> Result<String, ApiError> {
-    super::request::sap_name(raw)
-        .ok_or_else(|| ApiError::BadRequest(format!("{what}: {raw:?} is not a valid name")))
+fn ddic_name(what: &str, raw: &str) -> Result<String, ActionError> {
+    sap_name(raw)
+        .ok_or_else(|| ActionError::BadRequest(format!("{what}: {raw:?} is not a valid name")))
 }
 
-fn step_from(table: &str, body: QueryBody) -> Result<ReadStep, ApiError> {
+/// The first step of a read of `table`: names checked, the WHERE clause as
+/// `OPTIONS` lines, paging within bounds.
+///
+/// # Errors
+/// [`ActionError::BadRequest`] naming what is wrong.
+pub(crate) fn read_step(table: &str, body: ReadRequest) -> Result<ReadStep, ActionError> {
     let limit = body.limit.unwrap_or(DEFAULT_LIMIT);
     let offset = body.offset.unwrap_or(0);
     if limit == 0 || limit > MAX_ROWS || offset > MAX_ROWS {
-        return Err(ApiError::BadRequest(format!(
+        return Err(ActionError::BadRequest(format!(
             "limit must be 1 to {MAX_ROWS} and offset 0 to {MAX_ROWS}"
         )));
     }
@@ -116,7 +115,7 @@ fn step_from(table: &str, body: QueryBody) -> Result<ReadStep, ApiError> {
         .map(|f| ddic_name("fields", f))
         .collect::<Result<Vec<_>, _>>()?;
     table_read::check_field_list(&fields)
-        .map_err(|e| ApiError::BadRequest(format!("fields: {e}")))?;
+        .map_err(|e| ActionError::BadRequest(format!("fields: {e}")))?;
     Ok(ReadStep {
         table: ddic_name("table", table)?,
         fields,
@@ -127,76 +126,14 @@ fn step_from(table: &str, body: QueryBody) -> Result<ReadStep, ApiError> {
     })
 }
 
-/// `GET /v1/systems/{system}/tables/{table}`.
-pub(crate) async fn get_table(
-    State(state): State<Arc<RelayState>>,
-    caller: Caller,
-    route: Result<Path<(String, String)>, PathRejection>,
-    query: Result<Query<HashMap<String, String>>, QueryRejection>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let (system, table) = path(route)?;
-    caller.check_system(&state, &system)?;
-    let Query(query) = query.map_err(|r| ApiError::BadRequest(r.body_text()))?;
-    let mut body = QueryBody::default();
-    for (key, value) in query {
-        let number = |v: &str| {
-            v.trim()
-                .parse::<u32>()
-                .map_err(|_| ApiError::BadRequest(format!("{key}: {v:?} is not a number")))
-        };
-        match key.as_str() {
-            "fields" => body.fields = value.split(',').map(str::to_owned).collect(),
-            "where" => body.clause = value,
-            "limit" => body.limit = Some(number(&value)?),
-            "offset" => body.offset = Some(number(&value)?),
-            _ => {
-                return Err(ApiError::BadRequest(format!(
-                    "{key}: unknown query parameter (fields, where, limit, offset)"
-                )));
-            }
-        }
-    }
-    read(&state, &caller, &headers, system, step_from(&table, body)?).await
-}
-
-/// `POST /v1/systems/{system}/tables/{table}/query`.
-pub(crate) async fn query_table(
-    State(state): State<Arc<RelayState>>,
-    caller: Caller,
-    route: Result<Path<(String, String)>, PathRejection>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
-    let (system, table) = path(route)?;
-    caller.check_system(&state, &system)?;
-    let body = body_bytes(body, &state.settings)?;
-    let body: QueryBody = if body.iter().all(u8::is_ascii_whitespace) {
-        QueryBody::default()
-    } else {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::BadRequest(format!("invalid query body: {e}")))?
-    };
-    read(&state, &caller, &headers, system, step_from(&table, body)?).await
-}
-
-async fn read(
-    state: &RelayState,
-    caller: &Caller,
-    headers: &HeaderMap,
-    system: String,
-    step: ReadStep,
-) -> Result<Response, ApiError> {
-    let request = serde_json::to_vec(&step).unwrap_or_default();
+/// The first unit of a read: one `RFC_READ_TABLE` of the requested fields.
+pub(crate) fn read(step: ReadStep) -> ActionUnit {
     let call = read_call(&step, &step.fields);
-    let unit = UnitRequest {
-        fingerprint: fingerprint(headers, &[b"table.read", system.as_bytes(), &request]),
-        system,
-        kind: CallKind::Action(Action::TableRead(step)),
+    ActionUnit {
+        step: Step::TableRead(step),
         calls: vec![call],
         commit: CommitPolicy::None,
-    };
-    actions::run(state, caller, headers, unit).await
+    }
 }
 
 /// One `RFC_READ_TABLE` call of `fields` with the step's clause and paging.
@@ -215,55 +152,29 @@ fn read_call(step: &ReadStep, fields: &[String]) -> FunctionCall {
     }
 }
 
-/// The problem for an ABAP exception of `RFC_READ_TABLE` / `DDIF_FIELDINFO_GET`.
-fn table_problem(table: &str, error: &RfcError) -> ApiError {
-    let mut problem = error_problem(error);
-    let mapped = match error.key.as_str() {
-        "TABLE_NOT_AVAILABLE" | "TABLE_WITHOUT_DATA" | "NOT_FOUND" => Some((
-            StatusCode::NOT_FOUND,
-            "table-not-found",
-            "Table not found",
-            format!("SAP has no readable table {table}"),
-        )),
-        "FIELD_NOT_VALID" => Some((
-            StatusCode::BAD_REQUEST,
-            "invalid-field",
-            "Invalid field",
-            format!("a requested field is not a field of {table}"),
-        )),
-        "OPTION_NOT_VALID" => Some((
-            StatusCode::BAD_REQUEST,
-            "invalid-where",
-            "Invalid where clause",
-            "SAP could not parse the where clause (Open SQL syntax, quoted literals)".into(),
-        )),
-        "NOT_AUTHORIZED" => Some((
-            StatusCode::FORBIDDEN,
-            "not-authorized",
-            "Not authorized in SAP",
-            format!("the SAP user may not read {table}"),
-        )),
-        _ => None,
-    };
-    if let Some((status, slug, title, detail)) = mapped {
-        problem.status = status;
-        problem.slug = slug;
-        problem.title = title;
-        problem.detail = detail;
+/// The error for an ABAP exception of `RFC_READ_TABLE` / `DDIF_FIELDINFO_GET`:
+/// a [`TableRefusal`] where the request can fix it, else the RFC error.
+fn table_error(table: &str, error: &RfcError) -> ActionError {
+    match TableRefusal::of(&error.key) {
+        Some(refusal) => ActionError::Table {
+            table: table.to_owned(),
+            refusal,
+            error: Box::new(error.clone()),
+        },
+        None => ActionError::Rfc(Box::new(error.clone())),
     }
-    ApiError::Call(Box::new(problem))
 }
 
 /// Renders a final step of a table read.
-pub(crate) fn read_done(step: &ReadStep, record: &CallRecord) -> Result<Step, ApiError> {
+pub(crate) fn read_done(step: &ReadStep, record: &CallRecord) -> Result<Next, ActionError> {
     let (results, _) = completed(record)?;
     match &step.stage {
         ReadStage::Read => match results.first() {
-            Some(sapbridge_proto::CallResult::Error(e)) if e.key == "DATA_BUFFER_EXCEEDED" => {
+            Some(CallResult::Error(e)) if e.key == "DATA_BUFFER_EXCEEDED" => {
                 let mut parameters = Parameters::new();
                 parameters.insert("TABNAME".into(), json!(step.table));
-                Ok(Step::Next(FollowUp {
-                    action: Action::TableRead(ReadStep {
+                Ok(Next::Then(ActionUnit {
+                    step: Step::TableRead(ReadStep {
                         stage: ReadStage::Layout,
                         ..step.clone()
                     }),
@@ -274,16 +185,16 @@ pub(crate) fn read_done(step: &ReadStep, record: &CallRecord) -> Result<Step, Ap
                     commit: CommitPolicy::None,
                 }))
             }
-            Some(sapbridge_proto::CallResult::Error(e)) => Err(table_problem(&step.table, e)),
+            Some(CallResult::Error(e)) => Err(table_error(&step.table, e)),
             _ => {
                 let answer = rows::parse(call_params(results, 0)?);
-                Ok(Step::Done(answer_json(step, answer)))
+                Ok(Next::Done(answer_json(step, answer)))
             }
         },
         ReadStage::Layout => {
             let params = match results.first() {
-                Some(sapbridge_proto::CallResult::Error(e)) => {
-                    return Err(table_problem(&step.table, e));
+                Some(CallResult::Error(e)) => {
+                    return Err(table_error(&step.table, e));
                 }
                 _ => call_params(results, 0)?,
             };
@@ -291,8 +202,8 @@ pub(crate) fn read_done(step: &ReadStep, record: &CallRecord) -> Result<Step, Ap
             let (chunks, keys) = rows::plan_split(&layout, &step.fields)?;
             tracing::info!(table = %step.table, parts = chunks.len(), "table read split");
             let calls = chunks.iter().map(|c| read_call(step, c)).collect();
-            Ok(Step::Next(FollowUp {
-                action: Action::TableRead(ReadStep {
+            Ok(Next::Then(ActionUnit {
+                step: Step::TableRead(ReadStep {
                     stage: ReadStage::Split { keys },
                     ..step.clone()
                 }),
@@ -303,8 +214,8 @@ pub(crate) fn read_done(step: &ReadStep, record: &CallRecord) -> Result<Step, Ap
         ReadStage::Split { keys } => {
             let mut parts = Vec::with_capacity(record.calls.len());
             for index in 0..record.calls.len() {
-                if let Some(sapbridge_proto::CallResult::Error(e)) = results.get(index) {
-                    return Err(table_problem(&step.table, e));
+                if let Some(CallResult::Error(e)) = results.get(index) {
+                    return Err(table_error(&step.table, e));
                 }
                 parts.push(rows::parse(call_params(results, index)?));
             }
@@ -322,17 +233,19 @@ pub(crate) fn read_done(step: &ReadStep, record: &CallRecord) -> Result<Step, Ap
             for row in &mut whole.rows {
                 row.retain(|name, _| order.contains(name));
             }
-            Ok(Step::Done(answer_json(step, whole)))
+            Ok(Next::Done(answer_json(step, whole)))
         }
     }
 }
 
-fn answer_json(step: &ReadStep, mut answer: rows::Answer) -> Response {
+/// The answer: the table, its fields, the rows of the page and whether more
+/// follow.
+fn answer_json(step: &ReadStep, mut answer: rows::Answer) -> Answer {
     let limit = step.limit as usize;
     let more = answer.rows.len() > limit;
     answer.rows.truncate(limit);
     let fields: Vec<Value> = answer.columns.iter().map(rows::Column::to_json).collect();
-    ok_json(json!({
+    Answer::Found(json!({
         "table": step.table,
         "fields": fields,
         "rows": answer.rows,
@@ -348,29 +261,29 @@ mod tests {
 
     #[test]
     fn requests_are_checked() {
-        let body = QueryBody {
+        let body = ReadRequest {
             fields: vec!["kunnr".into(), " ".into()],
             clause: "LAND1 EQ 'DE'".into(),
             limit: None,
             offset: Some(5),
         };
-        let step = step_from("kna1", body).unwrap();
+        let step = read_step("kna1", body).unwrap();
         assert_eq!(step.table, "KNA1");
         assert_eq!(step.fields, vec!["KUNNR"]);
         assert_eq!((step.limit, step.offset), (DEFAULT_LIMIT, 5));
         let call = read_call(&step, &step.fields);
         assert_eq!(call.parameters["ROWCOUNT"], json!(DEFAULT_LIMIT + 1));
         assert_eq!(call.parameters["OPTIONS"][0]["TEXT"], "LAND1 EQ 'DE'");
-        let bad = QueryBody {
+        let bad = ReadRequest {
             limit: Some(0),
-            ..QueryBody::default()
+            ..ReadRequest::default()
         };
-        assert!(step_from("KNA1", bad).is_err());
-        assert!(step_from("KNA1; DROP", QueryBody::default()).is_err());
-        let twice = QueryBody {
+        assert!(read_step("KNA1", bad).is_err());
+        assert!(read_step("KNA1; DROP", ReadRequest::default()).is_err());
+        let twice = ReadRequest {
             fields: vec!["KUNNR".into(), "kunnr".into()],
-            ..QueryBody::default()
+            ..ReadRequest::default()
         };
-        assert!(step_from("KNA1", twice).is_err());
+        assert!(read_step("KNA1", twice).is_err());
     }
 }

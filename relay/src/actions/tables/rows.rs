@@ -19,7 +19,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use crate::http::ApiError;
+use crate::actions::ActionError;
+use crate::actions::outcome::text;
 
 /// Width of one `RFC_READ_TABLE` data line.
 pub(crate) const LINE_WIDTH: usize = 512;
@@ -58,10 +59,6 @@ pub(crate) struct Answer {
     pub(crate) columns: Vec<Column>,
     /// Rows, typed, by field name.
     pub(crate) rows: Vec<Map<String, Value>>,
-}
-
-fn text<'a>(row: &'a Value, name: &str) -> &'a str {
-    row.get(name).and_then(Value::as_str).unwrap_or("")
 }
 
 /// A NUMC or INT member as a number (`"000035"` or `35`).
@@ -200,11 +197,12 @@ const KEY_BUDGET: usize = 200;
 /// be checked against each other. Returns the lists and the repeated keys.
 ///
 /// # Errors
-/// 400 when a wanted field is not in the table or is wider than a line.
+/// [`ActionError::BadRequest`] when a wanted field is not in the table or is
+/// wider than a line.
 pub(crate) fn plan_split(
     fields: &[LayoutField],
     wanted: &[String],
-) -> Result<(Vec<Vec<String>>, Vec<String>), ApiError> {
+) -> Result<(Vec<Vec<String>>, Vec<String>), ActionError> {
     let wanted: Vec<&LayoutField> = if wanted.is_empty() {
         fields.iter().collect()
     } else {
@@ -212,7 +210,7 @@ pub(crate) fn plan_split(
             .iter()
             .map(|name| {
                 fields.iter().find(|f| &f.name == name).ok_or_else(|| {
-                    ApiError::BadRequest(format!("fields: the table has no field {name}"))
+                    ActionError::BadRequest(format!("fields: the table has no field {name}"))
                 })
             })
             .collect::<Result<_, _>>()?
@@ -232,7 +230,7 @@ pub(crate) fn plan_split(
     let mut width = 0;
     for field in wanted.into_iter().filter(|f| !key_names.contains(&f.name)) {
         if field.width > LINE_WIDTH {
-            return Err(ApiError::BadRequest(format!(
+            return Err(ActionError::BadRequest(format!(
                 "fields: {} is {} characters wide, more than RFC_READ_TABLE's line of {LINE_WIDTH}",
                 field.name, field.width
             )));
@@ -265,9 +263,9 @@ pub(crate) fn plan_split(
 /// Joins the answers of a split read row by row.
 ///
 /// # Errors
-/// 502 when the parts disagree (row counts or key values differ: the table changed
+/// [`ActionError::InconsistentRead`] when the parts disagree (row counts or key values differ: the table changed
 /// between the reads or SAP returned rows in another order).
-pub(crate) fn stitch(parts: Vec<Answer>, keys: &[String]) -> Result<Answer, ApiError> {
+pub(crate) fn stitch(parts: Vec<Answer>, keys: &[String]) -> Result<Answer, ActionError> {
     let mut parts = parts.into_iter();
     let Some(mut whole) = parts.next() else {
         return Ok(Answer {
@@ -277,13 +275,17 @@ pub(crate) fn stitch(parts: Vec<Answer>, keys: &[String]) -> Result<Answer, ApiE
     };
     for part in parts {
         if part.rows.len() != whole.rows.len() {
-            return Err(inconsistent("the parts returned different row counts"));
+            return Err(ActionError::InconsistentRead(
+                "the parts returned different row counts",
+            ));
         }
         for (row, extra) in whole.rows.iter_mut().zip(part.rows) {
             for (name, value) in extra {
                 if keys.contains(&name) {
                     if row.get(&name).is_some_and(|v| *v != value) {
-                        return Err(inconsistent("the parts' key fields disagree"));
+                        return Err(ActionError::InconsistentRead(
+                            "the parts' key fields disagree",
+                        ));
                     }
                 } else {
                     row.insert(name, value);
@@ -297,18 +299,6 @@ pub(crate) fn stitch(parts: Vec<Answer>, keys: &[String]) -> Result<Answer, ApiE
         }
     }
     Ok(whole)
-}
-
-fn inconsistent(why: &str) -> ApiError {
-    ApiError::Call(Box::new(crate::http::error::Problem::new(
-        http::StatusCode::BAD_GATEWAY,
-        "inconsistent-read",
-        "Inconsistent table read",
-        format!(
-            "the field list was too wide for one RFC_READ_TABLE call and was read in parts, \
-             but {why}; retry, or ask for fewer fields"
-        ),
-    )))
 }
 
 #[cfg(test)]

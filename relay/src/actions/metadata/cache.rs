@@ -1,8 +1,8 @@
 //! The per-system cache of function interfaces.
 //!
 //! An entry is valid for `metadata_cache_secs` (default 15 minutes) *and* only
-//! while the set of agents serving the system (agent id and version) is the one it
-//! was fetched under: an agent joining, leaving or upgrading may mean another SAP
+//! while the set of agents serving the system (agent id and version, as
+//! `AgentRegistry::versions_serving` lists them) is the one it was fetched under: an agent joining, leaving or upgrading may mean another SAP
 //! system behind the name, so entries of that system are no longer trusted. Each
 //! relay replica keeps its own cache. A TTL of 0 disables caching.
 //!
@@ -15,7 +15,6 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::interface::FunctionInterface;
-use crate::agents::AgentRegistry;
 
 /// Entries kept at most; past it, expired entries go first, then all.
 const MAX_ENTRIES: usize = 4096;
@@ -48,18 +47,6 @@ impl MetadataCache {
 
     fn lock(&self) -> MutexGuard<'_, Entries> {
         self.entries.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// The agents serving `system`, as the cache compares them.
-    pub(crate) fn agent_set(registry: &AgentRegistry, system: &str) -> Vec<String> {
-        let mut agents: Vec<String> = registry
-            .serving(system)
-            .iter()
-            .map(|a| format!("{}@{}", a.hello.agent_id, a.hello.agent_version))
-            .collect();
-        agents.sort();
-        agents.dedup();
-        agents
     }
 
     /// The cached interface, if fresh and fetched under the same agents; `agents`
@@ -97,7 +84,7 @@ impl MetadataCache {
     }
 
     /// Stores an interface fetched while `agents` served the system.
-    pub(crate) fn put(&self, system: &str, interface: FunctionInterface, agents: Vec<String>) {
+    pub(crate) fn put(&self, system: &str, interface: Arc<FunctionInterface>, agents: Vec<String>) {
         if self.ttl.is_zero() {
             return;
         }
@@ -114,7 +101,7 @@ impl MetadataCache {
             }
         }
         let entry = Entry {
-            interface: Arc::new(interface),
+            interface,
             agents,
             stored: Instant::now(),
         };
@@ -141,17 +128,17 @@ mod tests {
     async fn entries_expire_and_follow_the_agents() {
         let cache = MetadataCache::new(Duration::from_secs(60));
         let agents = vec!["a@1".to_owned()];
-        cache.put("SIM", interface("F"), agents.clone());
+        cache.put("SIM", Arc::new(interface("F")), agents.clone());
         assert!(cache.get("SIM", "F", || agents.clone()).is_some());
         assert!(cache.get("PRD", "F", || agents.clone()).is_none());
         assert!(cache.get("SIM", "F", || vec!["a@2".to_owned()]).is_none());
         // The mismatch dropped the entry.
         assert!(cache.get("SIM", "F", || agents.clone()).is_none());
-        cache.put("SIM", interface("F"), agents.clone());
+        cache.put("SIM", Arc::new(interface("F")), agents.clone());
         tokio::time::advance(Duration::from_secs(61)).await;
         assert!(cache.get("SIM", "F", || agents.clone()).is_none());
         let off = MetadataCache::new(Duration::ZERO);
-        off.put("SIM", interface("F"), agents.clone());
+        off.put("SIM", Arc::new(interface("F")), agents.clone());
         assert!(off.get("SIM", "F", || agents.clone()).is_none());
     }
 }

@@ -10,12 +10,12 @@ use std::collections::HashMap;
 use sapbridge_proto::Parameters;
 use serde_json::{Map, Value, json};
 
+use super::SearchStep;
 use super::fields::{
     AREA_FIELDS, DATA_FIELDS, REQUIRED, checked, customer_number, language_component, member_text,
 };
-use super::steps::SearchStep;
+use crate::actions::ActionError;
 use crate::config::CustomerDefaults;
-use crate::http::ApiError;
 
 /// The default and largest page of a customer search.
 const SEARCH_LIMIT: (usize, usize) = (100, 10_000);
@@ -36,19 +36,19 @@ pub(crate) struct ChangeRequest {
     pub(crate) parameters: Parameters,
 }
 
-fn unknown_member(name: &str, creating: bool) -> ApiError {
+fn unknown_member(name: &str, creating: bool) -> ActionError {
     match name {
-        "search_term" => ApiError::BadRequest(
+        "search_term" => ActionError::BadRequest(
             "search_term: SAP derives the search term from the name; the customer BAPIs cannot set it"
                 .into(),
         ),
-        "reference_customer" if !creating => ApiError::BadRequest(
+        "reference_customer" if !creating => ActionError::BadRequest(
             "reference_customer: only used when a customer is created".into(),
         ),
-        "customer" => ApiError::BadRequest(
+        "customer" => ActionError::BadRequest(
             "customer: SAP assigns the number; it is not part of the body".into(),
         ),
-        _ => ApiError::BadRequest(format!("{name}: unknown field")),
+        _ => ActionError::BadRequest(format!("{name}: unknown field")),
     }
 }
 
@@ -71,7 +71,7 @@ fn area_max(name: &str) -> Option<usize> {
 pub(crate) fn create(
     body: &Map<String, Value>,
     defaults: &CustomerDefaults,
-) -> Result<CreateRequest, ApiError> {
+) -> Result<CreateRequest, ActionError> {
     let mut company = Map::new();
     let mut reference = Map::new();
     let mut sent = Map::new();
@@ -105,7 +105,7 @@ pub(crate) fn create(
         .filter(|name| !sent.contains_key(*name))
         .collect();
     if !missing.is_empty() {
-        return Err(ApiError::BadRequest(format!(
+        return Err(ActionError::BadRequest(format!(
             "{}: required to create a customer",
             missing.join(", ")
         )));
@@ -122,7 +122,7 @@ pub(crate) fn create(
             *value = json!(v);
         } else if name == "reference_customer" {
             let v = customer_number(&text).map_err(|_| {
-                ApiError::BadRequest(format!(
+                ActionError::BadRequest(format!(
                     "reference_customer: {text:?} is not a customer number"
                 ))
             })?;
@@ -159,7 +159,7 @@ pub(crate) fn change(
     customer: &str,
     body: &Map<String, Value>,
     defaults: &CustomerDefaults,
-) -> Result<ChangeRequest, ApiError> {
+) -> Result<ChangeRequest, ActionError> {
     let mut company = Map::new();
     let mut flags = Map::new();
     let mut area: HashMap<&str, String> = HashMap::new();
@@ -169,7 +169,7 @@ pub(crate) fn change(
         if let Some(field) = data_field(name) {
             let text = value.unwrap_or_default();
             if text.is_empty() && REQUIRED.contains(&field.name) {
-                return Err(ApiError::BadRequest(format!(
+                return Err(ActionError::BadRequest(format!(
                     "{name}: cannot be cleared; SAP requires it"
                 )));
             }
@@ -194,7 +194,7 @@ pub(crate) fn change(
         }
     }
     if flags.is_empty() {
-        return Err(ApiError::BadRequest(
+        return Err(ActionError::BadRequest(
             "the body changes nothing: give at least one customer field".into(),
         ));
     }
@@ -235,7 +235,7 @@ pub(crate) fn change(
 ///
 /// # Errors
 /// 400 for unknown members and a `limit` out of range.
-pub(crate) fn search(query: &HashMap<String, String>) -> Result<SearchStep, ApiError> {
+pub(crate) fn search(query: &HashMap<String, String>) -> Result<SearchStep, ActionError> {
     let mut step = SearchStep {
         name: None,
         city: None,
@@ -255,14 +255,14 @@ pub(crate) fn search(query: &HashMap<String, String>) -> Result<SearchStep, ApiE
                     .ok()
                     .filter(|l| (1..=SEARCH_LIMIT.1).contains(l))
                     .ok_or_else(|| {
-                        ApiError::BadRequest(format!(
+                        ActionError::BadRequest(format!(
                             "limit: must be a number from 1 to {}",
                             SEARCH_LIMIT.1
                         ))
                     })?;
             }
             other => {
-                return Err(ApiError::BadRequest(format!(
+                return Err(ActionError::BadRequest(format!(
                     "{other}: unknown query parameter (name, city, country, limit)"
                 )));
             }
@@ -305,10 +305,10 @@ mod tests {
 
         let long = object(json!({"name": "x".repeat(40), "city": "B", "country": "DE"}));
         let err = create(&long, &defaults()).unwrap_err();
-        assert!(matches!(err, ApiError::BadRequest(d) if d.starts_with("name:")));
+        assert!(matches!(err, ActionError::BadRequest(d) if d.starts_with("name:")));
         let missing = object(json!({"name": "ACME"}));
         let err = create(&missing, &defaults()).unwrap_err();
-        assert!(matches!(err, ApiError::BadRequest(d) if d.starts_with("city, country")));
+        assert!(matches!(err, ActionError::BadRequest(d) if d.starts_with("city, country")));
         let unknown = object(json!({"name": "A", "city": "B", "country": "DE", "colour": "red"}));
         assert!(create(&unknown, &defaults()).is_err());
     }

@@ -9,13 +9,14 @@
 //! known are not looked into, types without a rule here pass. A call without a
 //! cached interface is not checked at all: the agent and SAP validate it as before.
 
+use sapbridge_sap::date_time;
 use serde_json::{Map, Value};
 
 use super::interface::{FieldInfo, FunctionInterface, ParamInfo};
-use crate::http::ApiError;
+use crate::actions::ActionError;
 
-fn bad(path: &str, why: impl std::fmt::Display) -> ApiError {
-    ApiError::BadRequest(format!("{path}: {why}"))
+fn bad(path: &str, why: impl std::fmt::Display) -> ActionError {
+    ActionError::BadRequest(format!("{path}: {why}"))
 }
 
 /// Checks `params` against `interface`.
@@ -25,7 +26,7 @@ fn bad(path: &str, why: impl std::fmt::Display) -> ApiError {
 pub(crate) fn check(
     interface: &FunctionInterface,
     params: &Map<String, Value>,
-) -> Result<(), ApiError> {
+) -> Result<(), ActionError> {
     for (name, value) in params {
         let Some(param) = interface.parameters.iter().find(|p| &p.name == name) else {
             return Err(bad(
@@ -41,7 +42,7 @@ pub(crate) fn check(
     Ok(())
 }
 
-fn check_param(param: &ParamInfo, value: &Value) -> Result<(), ApiError> {
+fn check_param(param: &ParamInfo, value: &Value) -> Result<(), ActionError> {
     let path = param.name.as_str();
     if param.is_table() {
         let Value::Array(rows) = value else {
@@ -66,7 +67,7 @@ fn check_param(param: &ParamInfo, value: &Value) -> Result<(), ApiError> {
     check_elem(&param.abap_type, param.length, value, path)
 }
 
-fn check_row(fields: &[FieldInfo], row: &Value, path: &str) -> Result<(), ApiError> {
+fn check_row(fields: &[FieldInfo], row: &Value, path: &str) -> Result<(), ActionError> {
     let Value::Object(row) = row else {
         return Err(bad(path, "a structure (JSON object) is required"));
     };
@@ -82,7 +83,7 @@ fn check_row(fields: &[FieldInfo], row: &Value, path: &str) -> Result<(), ApiErr
     Ok(())
 }
 
-fn int_in(value: &Value, path: &str, range: (i64, i64), kind: &str) -> Result<(), ApiError> {
+fn int_in(value: &Value, path: &str, range: (i64, i64), kind: &str) -> Result<(), ActionError> {
     let n = value.as_i64().ok_or_else(|| {
         bad(
             path,
@@ -95,32 +96,7 @@ fn int_in(value: &Value, path: &str, range: (i64, i64), kind: &str) -> Result<()
     Ok(())
 }
 
-fn valid_date(d: &str) -> bool {
-    if d.len() != 8 || !d.bytes().all(|b| b.is_ascii_digit()) {
-        return false;
-    }
-    let (Ok(year), Ok(month), Ok(day)) = (
-        d[..4].parse::<i32>(),
-        d[4..6].parse::<u8>(),
-        d[6..].parse::<u8>(),
-    ) else {
-        return false;
-    };
-    time::Month::try_from(month)
-        .ok()
-        .and_then(|m| time::Date::from_calendar_date(year, m, day).ok())
-        .is_some()
-}
-
-fn valid_time(t: &str) -> bool {
-    t.len() == 6
-        && t.bytes().all(|b| b.is_ascii_digit())
-        && t[..2] < *"24"
-        && t[2..4] < *"60"
-        && t[4..] < *"60"
-}
-
-fn check_elem(kind: &str, length: u32, value: &Value, path: &str) -> Result<(), ApiError> {
+fn check_elem(kind: &str, length: u32, value: &Value, path: &str) -> Result<(), ActionError> {
     match kind {
         "I" => return int_in(value, path, (i32::MIN.into(), i32::MAX.into()), "INT4"),
         "b" => return int_in(value, path, (0, 255), "INT1"),
@@ -154,17 +130,11 @@ fn check_elem(kind: &str, length: u32, value: &Value, path: &str) -> Result<(), 
                 ));
             }
         }
-        "D" => {
-            let t = s.trim();
-            if !(t.is_empty() || t == "00000000" || valid_date(t)) {
-                return Err(bad(path, format!("{s:?} is not a valid date YYYYMMDD")));
-            }
+        "D" if !date_time::dats_accepts(s) => {
+            return Err(bad(path, format!("{s:?} is not a valid date YYYYMMDD")));
         }
-        "T" => {
-            let t = s.trim();
-            if !(t.is_empty() || valid_time(t)) {
-                return Err(bad(path, format!("{s:?} is not a valid time HHMMSS")));
-            }
+        "T" if !date_time::tims_accepts(s) => {
+            return Err(bad(path, format!("{s:?} is not a valid time HHMMSS")));
         }
         _ => {}
     }
@@ -223,7 +193,7 @@ mod tests {
     fn verdict(params: Value) -> Result<(), String> {
         let params = params.as_object().cloned().unwrap_or_default();
         check(&interface(), &params).map_err(|e| match e {
-            ApiError::BadRequest(detail) => detail,
+            ActionError::BadRequest(detail) => detail,
             other => format!("{other:?}"),
         })
     }

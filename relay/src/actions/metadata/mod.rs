@@ -4,7 +4,7 @@
 //! "type_name", "length", "decimals", "optional", "default", "description",
 //! "fields"}], "exceptions"}` — and the relay keeps it (see `cache.rs`) to reject
 //! malformed calls of that function with `400` before they are queued (see
-//! `validate.rs`).
+//! `validate.rs` and [`precheck`]).
 //!
 //! The chain: `RFC_GET_FUNCTION_INTERFACE` (with `NONE_UNICODE_LENGTH = 'X'`),
 //! then — since it needs the first answer — a second unit with one
@@ -18,23 +18,16 @@ mod validate;
 
 use std::sync::Arc;
 
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
-use axum::response::Response;
-use http::{HeaderMap, StatusCode};
-use sapbridge_proto::{CallResult, CommitPolicy, FunctionCall, Parameters};
+use sapbridge_proto::{CallResult, CommitPolicy, FunctionCall, Parameters, RfcError};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 pub(crate) use cache::MetadataCache;
-pub(crate) use interface::FunctionInterface;
+pub(crate) use interface::{FunctionInterface, to_json};
 
-use super::ApiError;
-use super::actions::{self, Action, FollowUp, Step, call_params, completed, ok_json, rfc_problem};
-use super::calls::{UnitRequest, fingerprint, path};
-use super::request::{Caller, function_name};
-use crate::queue::{CallKind, CallRecord};
-use crate::state::RelayState;
+use super::outcome::{call_params, completed};
+use super::{ActionError, ActionUnit, Answer, Next, Step};
+use crate::queue::CallRecord;
 
 const GET_INTERFACE: &str = "RFC_GET_FUNCTION_INTERFACE";
 const FIELD_INFO: &str = "DDIF_FIELDINFO_GET";
@@ -63,74 +56,56 @@ pub(crate) struct InterfaceStep {
     pub(crate) stage: InterfaceStage,
 }
 
-/// `GET /v1/systems/{system}/functions/{function}`.
-pub(crate) async fn get_interface(
-    State(state): State<Arc<RelayState>>,
-    caller: Caller,
-    route: Result<Path<(String, String)>, PathRejection>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let (system, function) = path(route)?;
-    caller.check_system(&state, &system)?;
-    let function = function_name(&function)?;
-    let agents = || MetadataCache::agent_set(&state.agents, &system);
-    if let Some(cached) = state.metadata.get(&system, &function, agents) {
-        return Ok(ok_json(interface::to_json(&cached)));
-    }
+/// The first unit of a metadata request: `RFC_GET_FUNCTION_INTERFACE` of
+/// `function` (a checked function module name).
+pub(crate) fn interface(function: String) -> ActionUnit {
     let mut parameters = Parameters::new();
     parameters.insert("FUNCNAME".into(), json!(function));
     parameters.insert("NONE_UNICODE_LENGTH".into(), json!("X"));
-    let unit = UnitRequest {
-        fingerprint: fingerprint(
-            &headers,
-            &[
-                b"function.interface",
-                system.as_bytes(),
-                function.as_bytes(),
-            ],
-        ),
-        system,
-        kind: CallKind::Action(Action::FunctionInterface(InterfaceStep {
+    ActionUnit {
+        step: Step::FunctionInterface(InterfaceStep {
             function,
             stage: InterfaceStage::Interface,
-        })),
+        }),
         calls: vec![FunctionCall {
             function: GET_INTERFACE.into(),
             parameters,
         }],
         commit: CommitPolicy::None,
-    };
-    actions::run(&state, &caller, &headers, unit).await
+    }
 }
 
-/// Checks a function call's parameters against the cached interface, if any.
+/// Checks a function call's parameters against the interface `cache` holds for
+/// it, if any; `agents` lists the agents serving `system` now (see
+/// [`MetadataCache::get`]).
 ///
 /// # Errors
-/// 400 naming what is wrong; never when no interface is cached.
+/// [`ActionError::BadRequest`] naming what is wrong; never when no interface is
+/// cached.
 pub(crate) fn precheck(
-    state: &RelayState,
+    cache: &MetadataCache,
     system: &str,
     function: &str,
     params: &Parameters,
-) -> Result<(), ApiError> {
-    let agents = || MetadataCache::agent_set(&state.agents, system);
-    match state.metadata.get(system, function, agents) {
+    agents: impl FnOnce() -> Vec<String>,
+) -> Result<(), ActionError> {
+    match cache.get(system, function, agents) {
         Some(interface) => validate::check(&interface, params),
         None => Ok(()),
     }
 }
 
-/// Renders a final step of a metadata request.
+/// Reads a final step of a metadata request: the interface (which the chain
+/// keeps in the metadata cache), or the unit asking for its structures' fields.
 pub(crate) fn interface_done(
-    state: &RelayState,
     step: &InterfaceStep,
     record: &CallRecord,
-) -> Result<Step, ApiError> {
+) -> Result<Next, ActionError> {
     let (results, _) = completed(record)?;
     let interface = match &step.stage {
         InterfaceStage::Interface => {
             if let Some(CallResult::Error(e)) = results.first() {
-                return Err(interface_problem(&step.function, e));
+                return Err(interface_error(&step.function, e));
             }
             let interface = interface::from_params(&step.function, call_params(results, 0)?);
             let mut structures: Vec<String> = interface
@@ -153,8 +128,8 @@ pub(crate) fn interface_done(
                         }
                     })
                     .collect();
-                return Ok(Step::Next(FollowUp {
-                    action: Action::FunctionInterface(InterfaceStep {
+                return Ok(Next::Then(ActionUnit {
+                    step: Step::FunctionInterface(InterfaceStep {
                         function: step.function.clone(),
                         stage: InterfaceStage::Fields {
                             interface,
@@ -187,22 +162,16 @@ pub(crate) fn interface_done(
             interface
         }
     };
-    let body = interface::to_json(&interface);
-    let agents = MetadataCache::agent_set(&state.agents, &record.system);
-    state.metadata.put(&record.system, interface, agents);
-    Ok(Step::Done(ok_json(body)))
+    Ok(Next::Done(Answer::Interface(Arc::new(interface))))
 }
 
-fn interface_problem(function: &str, error: &sapbridge_proto::RfcError) -> ApiError {
+/// The error for an ABAP exception of `RFC_GET_FUNCTION_INTERFACE`.
+fn interface_error(function: &str, error: &RfcError) -> ActionError {
     if error.key == "FU_NOT_FOUND" {
-        let ApiError::Call(mut problem) = rfc_problem(error) else {
-            return rfc_problem(error);
+        return ActionError::FunctionNotFound {
+            function: function.to_owned(),
+            error: Box::new(error.clone()),
         };
-        problem.status = StatusCode::NOT_FOUND;
-        problem.slug = "function-not-found";
-        problem.title = "Function not found";
-        problem.detail = format!("SAP has no function module {function}");
-        return ApiError::Call(problem);
     }
-    rfc_problem(error)
+    ActionError::Rfc(Box::new(error.clone()))
 }

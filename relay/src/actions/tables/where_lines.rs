@@ -15,13 +15,13 @@
 
 use sapbridge_sap::where_clause::{MAX_ROWS, ROW_WIDTH};
 
-use crate::http::ApiError;
+use crate::actions::ActionError;
 
 /// Characters in one `OPTIONS` line as written here: the 72nd column stays blank.
 pub(crate) const LINE: usize = ROW_WIDTH - 1;
 
 /// Splits `clause` into tokens (see the module docs).
-fn tokens(clause: &str) -> Result<Vec<String>, ApiError> {
+fn tokens(clause: &str) -> Result<Vec<String>, ActionError> {
     let mut tokens = Vec::new();
     let mut current = String::new();
     let mut chars = clause.chars().peekable();
@@ -39,7 +39,7 @@ fn tokens(clause: &str) -> Result<Vec<String>, ApiError> {
                         break;
                     }
                     Some(inner) if inner.is_control() || u32::from(inner) > 0xFFFF => {
-                        return Err(ApiError::BadRequest(format!(
+                        return Err(ActionError::BadRequest(format!(
                             "where: a quoted literal holds U+{:04X}, which RFC_READ_TABLE \
                              cannot take",
                             u32::from(inner)
@@ -47,7 +47,7 @@ fn tokens(clause: &str) -> Result<Vec<String>, ApiError> {
                     }
                     Some(inner) => current.push(inner),
                     None => {
-                        return Err(ApiError::BadRequest(
+                        return Err(ActionError::BadRequest(
                             "where: a quoted literal is not closed".into(),
                         ));
                     }
@@ -72,14 +72,14 @@ fn tokens(clause: &str) -> Result<Vec<String>, ApiError> {
 /// # Errors
 /// 400 for an unclosed literal, a literal holding a character RFC cannot carry, a
 /// token longer than one line or more than `MAX_ROWS` lines.
-pub(crate) fn option_lines(clause: &str) -> Result<Vec<String>, ApiError> {
+pub(crate) fn option_lines(clause: &str) -> Result<Vec<String>, ActionError> {
     let mut lines: Vec<String> = Vec::new();
     let mut line = String::new();
     for token in tokens(clause)? {
         let len = token.chars().count();
         if len > LINE {
             let shown: String = token.chars().take(20).collect();
-            return Err(ApiError::BadRequest(format!(
+            return Err(ActionError::BadRequest(format!(
                 "where: {shown:?}… is {len} characters without a blank; RFC_READ_TABLE takes \
                  the clause in lines of {LINE} and cannot split it"
             )));
@@ -97,7 +97,7 @@ pub(crate) fn option_lines(clause: &str) -> Result<Vec<String>, ApiError> {
         lines.push(line);
     }
     if lines.len() > MAX_ROWS {
-        return Err(ApiError::BadRequest(format!(
+        return Err(ActionError::BadRequest(format!(
             "where: the clause needs {} rows of {LINE} characters; at most {MAX_ROWS}",
             lines.len()
         )));

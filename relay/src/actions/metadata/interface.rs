@@ -7,6 +7,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use crate::actions::outcome::text;
+
 /// Which way a parameter goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -96,10 +98,6 @@ pub(crate) struct FunctionInterface {
     pub(crate) parameters: Vec<ParamInfo>,
     /// Classic exceptions.
     pub(crate) exceptions: Vec<String>,
-}
-
-fn text<'a>(row: &'a Value, name: &str) -> &'a str {
-    row.get(name).and_then(Value::as_str).unwrap_or("")
 }
 
 fn number(row: &Value, name: &str) -> u32 {

@@ -1,0 +1,35 @@
+//! `GET /v1/agent/connect`, the agent endpoint: checks the agent token (401), the
+//! WebSocket upgrade (400) and that the relay is not shutting down (503), then
+//! hands the connection to the agent sessions (see `session/`).
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::extract::ws::{WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
+use axum::response::{IntoResponse, Response};
+use http::HeaderMap;
+
+use super::ApiError;
+use crate::auth::presented_secret;
+use crate::state::RelayState;
+
+/// `GET /v1/agent/connect`: checks the agent token and upgrades to a WebSocket.
+pub(crate) async fn connect(
+    State(state): State<Arc<RelayState>>,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let token = presented_secret(&headers, false).and_then(|s| state.agent_tokens.find(s));
+    let Some(token) = token.cloned() else {
+        tracing::warn!("agent connect with a missing or unknown token");
+        return ApiError::Unauthorized.into_response();
+    };
+    let upgrade = match upgrade {
+        Ok(upgrade) => upgrade,
+        Err(rejection) => return ApiError::BadRequest(rejection.body_text()).into_response(),
+    };
+    if state.shutdown.is_cancelled() {
+        return ApiError::ShuttingDown.into_response();
+    }
+    state.sessions.accept(upgrade, token)
+}

@@ -1,0 +1,97 @@
+//! The table-read routes (see `actions/tables/` for the read itself):
+//! `GET /v1/systems/{system}/tables/{table}?fields=A,B&where=…&limit=&offset=` and
+//! `POST /v1/systems/{system}/tables/{table}/query` with
+//! `{"fields": [...], "where": "…", "limit": n, "offset": n}`.
+//!
+//! Both become one [`ReadRequest`]; the idempotency fingerprint covers the system
+//! and the read's first step.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use http::HeaderMap;
+
+use super::ApiError;
+use super::actions::{run, step_error};
+use super::request::{Caller, body_bytes, fingerprint, path};
+use crate::actions::tables::{self, ReadRequest, ReadStep};
+use crate::state::RelayState;
+
+/// `GET /v1/systems/{system}/tables/{table}`.
+pub(crate) async fn get_table(
+    State(state): State<Arc<RelayState>>,
+    caller: Caller,
+    route: Result<Path<(String, String)>, PathRejection>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (system, table) = path(route)?;
+    caller.check_system(&state, &system)?;
+    let Query(query) = query.map_err(|r| ApiError::BadRequest(r.body_text()))?;
+    let mut request = ReadRequest::default();
+    for (key, value) in query {
+        let number = |v: &str| {
+            v.trim()
+                .parse::<u32>()
+                .map_err(|_| ApiError::BadRequest(format!("{key}: {v:?} is not a number")))
+        };
+        match key.as_str() {
+            "fields" => request.fields = value.split(',').map(str::to_owned).collect(),
+            "where" => request.clause = value,
+            "limit" => request.limit = Some(number(&value)?),
+            "offset" => request.offset = Some(number(&value)?),
+            _ => {
+                return Err(ApiError::BadRequest(format!(
+                    "{key}: unknown query parameter (fields, where, limit, offset)"
+                )));
+            }
+        }
+    }
+    let step = tables::read_step(&table, request).map_err(step_error)?;
+    read(&state, &caller, &headers, system, step).await
+}
+
+/// `POST /v1/systems/{system}/tables/{table}/query`.
+pub(crate) async fn query_table(
+    State(state): State<Arc<RelayState>>,
+    caller: Caller,
+    route: Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let (system, table) = path(route)?;
+    caller.check_system(&state, &system)?;
+    let body = body_bytes(body, &state.settings)?;
+    let request: ReadRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        ReadRequest::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::BadRequest(format!("invalid query body: {e}")))?
+    };
+    let step = tables::read_step(&table, request).map_err(step_error)?;
+    read(&state, &caller, &headers, system, step).await
+}
+
+async fn read(
+    state: &RelayState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    system: String,
+    step: ReadStep,
+) -> Result<Response, ApiError> {
+    let request = serde_json::to_vec(&step).unwrap_or_default();
+    let fingerprint = fingerprint(headers, &[b"table.read", system.as_bytes(), &request]);
+    run(
+        state,
+        caller,
+        headers,
+        system,
+        tables::read(step),
+        fingerprint,
+    )
+    .await
+}

@@ -1,0 +1,43 @@
+//! What an agent session needs besides its socket: [`SessionContext`].
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::agents::Hello;
+use crate::queue::{Claimant, Queue};
+
+/// What a session needs besides its socket.
+pub(crate) struct SessionContext {
+    /// The session id.
+    pub(crate) session_id: String,
+    /// What the agent announced (its id is stored with the outcomes it reports).
+    pub(crate) hello: Hello,
+    /// The systems it runs function calls for: the ones it is sent units of.
+    pub(crate) function_systems: Vec<String>,
+    /// The queue.
+    pub(crate) queue: Arc<dyn Queue>,
+    /// Heartbeat interval.
+    pub(crate) heartbeat: Duration,
+    /// Lease length: how long the agent has for a unit.
+    pub(crate) lease: Duration,
+    /// How long the leases of this session, when it ends, wait for its agent.
+    pub(crate) owner_hold: Duration,
+    /// Cancelled on relay shutdown.
+    pub(crate) shutdown: CancellationToken,
+    /// Counts the outcomes refused (for `/metrics`).
+    pub(crate) refused: Arc<AtomicU64>,
+}
+
+impl SessionContext {
+    /// Who this session is when it claims work.
+    pub(super) fn claimant(&self) -> Claimant<'_> {
+        Claimant {
+            session: &self.session_id,
+            agent: &self.hello.agent_id,
+            takes_in_doubt: self.hello.protocol >= 2,
+        }
+    }
+}
