@@ -46,6 +46,22 @@ impl RfcErrorInfo {
         }
     }
 
+    /// Writes this error into an `RFC_ERROR_INFO` (texts cut to the fields' sizes,
+    /// always terminated): what a library exporting the SDK's interface does.
+    pub fn write_to(&self, raw: &mut RFC_ERROR_INFO) {
+        raw.code = self.code;
+        raw.group = self.group;
+        put(&mut raw.key, &self.key);
+        put(&mut raw.message, &self.message);
+        put(&mut raw.abapMsgClass, &self.msg_class);
+        put(&mut raw.abapMsgType, &self.msg_type);
+        put(&mut raw.abapMsgNumber, &self.msg_number);
+        put(&mut raw.abapMsgV1, &self.msg_v[0]);
+        put(&mut raw.abapMsgV2, &self.msg_v[1]);
+        put(&mut raw.abapMsgV3, &self.msg_v[2]);
+        put(&mut raw.abapMsgV4, &self.msg_v[3]);
+    }
+
     /// An error raised on this side of the interface (a bad argument the SDK never
     /// saw, a handle the SDK did not return), in the SDK's own terms.
     pub fn local(code: RFC_RC, key: &str, message: impl Into<String>) -> Self {
@@ -82,5 +98,44 @@ impl RfcErrorInfo {
             "RFC_INVALID_PARAMETER",
             "a value is longer than the RFC library can take",
         )
+    }
+}
+
+/// Copies `text` into a fixed `SAP_UC` field, cut to leave room for the terminator.
+fn put(field: &mut [u16], text: &str) {
+    field.fill(0);
+    let room = field.len().saturating_sub(1);
+    for (slot, unit) in field.iter_mut().take(room).zip(text.encode_utf16()) {
+        *slot = unit;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_survive_the_raw_struct_and_long_texts_are_cut() {
+        let mut error = RfcErrorInfo::local(
+            RFC_RC::ABAP_EXCEPTION,
+            "TABLE_NOT_AVAILABLE",
+            "x".repeat(600),
+        );
+        error.group = RFC_ERROR_GROUP::ABAP_APPLICATION_FAILURE;
+        error.msg_class = "DA".into();
+        error.msg_v[3] = "vier".into();
+        let mut raw = RFC_ERROR_INFO::default();
+        error.write_to(&mut raw);
+        let back = RfcErrorInfo::from_raw(&raw);
+        assert_eq!(back.message.len(), 511);
+        assert_eq!(
+            (
+                back.key.as_str(),
+                back.msg_class.as_str(),
+                back.msg_v[3].as_str()
+            ),
+            ("TABLE_NOT_AVAILABLE", "DA", "vier")
+        );
+        assert_eq!((back.code, back.group), (error.code, error.group));
     }
 }

@@ -4,15 +4,19 @@
 //! (SOAP-RFC, NW RFC SDK, OData/HTTP) implement the same traits.
 //!
 //! # Layout
-//! - [`sim`]: the embedded SAP simulator; [`soap`]: SOAP-RFC client and server.
+//! - [`sim`]: the embedded SAP simulator; [`soap`]: SOAP-RFC client and server;
+//!   [`nwrfc`]: RFC through SAP's NW RFC SDK, loaded at run time.
+//! - [`logon_guard`]: never lock the SAP user (shared by the backends that log on).
 //! - [`where_clause`]: the one grammar of `RFC_READ_TABLE`'s dynamic WHERE clause
 //!   (the simulator evaluates it, the agent refuses what lies outside it).
 //! - [`table_read`]: the rules for a table read's `OPTIONS` and `FIELDS` that the
 //!   agent and the relay both enforce.
 
 use async_trait::async_trait;
-pub use sapbridge_proto::{ErrorGroup, Parameters, RfcError};
+pub use sapbridge_proto::{ErrorGroup, FunctionCall, Parameters, RfcError};
 
+pub mod logon_guard;
+pub mod nwrfc;
 pub mod sim;
 pub mod soap;
 pub mod table_read;
@@ -41,6 +45,13 @@ pub trait SapSystem: Send + Sync + 'static {
     async fn tid_committed(&self, tid: &str) -> Result<Option<bool>, RfcError> {
         let _ = tid;
         Ok(None)
+    }
+
+    /// Whether units sent with [`SapConnection::submit_transaction`] run at most
+    /// once per TID on this system (SAP's tRFC), so that a unit in doubt may
+    /// simply be submitted again with the same TID. `false` by default.
+    fn dedupes_tids(&self) -> bool {
+        false
     }
 }
 
@@ -81,5 +92,29 @@ pub trait SapConnection: Send {
         let mut wait = Parameters::new();
         wait.insert("WAIT".into(), "X".into());
         self.call("BAPI_TRANSACTION_COMMIT", &wait).await
+    }
+
+    /// Sends `calls` as one transactional unit (SAP's tRFC) identified by `tid`
+    /// (the call id): the system runs them and commits, at most once per TID, and
+    /// gives no results back. Only systems whose [`SapSystem::dedupes_tids`] is
+    /// `true` support it.
+    ///
+    /// Not cancel-safe: a unit dropped mid-way may or may not have committed;
+    /// submitting it again with the same TID is safe.
+    ///
+    /// # Errors
+    /// `EXTERNAL_RUNTIME_FAILURE` / `TRFC_NOT_SUPPORTED` by default; otherwise as
+    /// [`SapConnection::call`] (nothing was committed, the unit may be resubmitted).
+    async fn submit_transaction(
+        &mut self,
+        tid: &str,
+        calls: &[FunctionCall],
+    ) -> Result<(), RfcError> {
+        let _ = (tid, calls);
+        Err(RfcError::new(
+            ErrorGroup::ExternalRuntimeFailure,
+            "TRFC_NOT_SUPPORTED",
+            "this backend cannot send transactional (tRFC) units",
+        ))
     }
 }

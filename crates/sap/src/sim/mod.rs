@@ -30,6 +30,7 @@ mod bapi_customer;
 mod errors;
 mod functions;
 mod introspection;
+mod logon;
 mod luw;
 mod ranges;
 mod read_table;
@@ -50,6 +51,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+pub use logon::{FAILS_TO_USER_LOCK, LogonRefused, SIM_PASSWORD, SIM_USER, UserLocks};
 pub use session::SimSession;
 pub use store::TidCommit;
 
@@ -120,6 +122,24 @@ impl Simulator {
     /// [`SimError::Storage`] when the state file cannot be read.
     pub fn tid_committed(&self, tid: &str) -> Result<bool, SimError> {
         Ok(self.store.tid_committed(tid)?)
+    }
+
+    /// Forgets a committed TID, as SAP does when the sender confirms a tRFC unit
+    /// (a unit sent again with it would then run again). Returns whether the TID
+    /// was recorded.
+    ///
+    /// # Errors
+    /// [`SimError::Storage`] when the state file cannot be written.
+    pub fn confirm_tid(&self, tid: &str) -> Result<bool, SimError> {
+        Ok(self.store.forget_tid(tid)?)
+    }
+
+    /// How many customers the state file holds (committed ones only).
+    ///
+    /// # Errors
+    /// [`SimError::Storage`] when the state file cannot be read.
+    pub fn customer_count(&self) -> Result<u64, SimError> {
+        Ok(self.store.customer_count()?)
     }
 }
 
