@@ -1,10 +1,15 @@
-//! The SOAP-RFC backend in front of the embedded simulator: every function gives
-//! the same JSON through SOAP as when called directly, and a BAPI unit of work
-//! (create + commit) commits through SOAP.
+//! Three backends, one answer: every simulated function gives the same JSON through
+//! the SOAP-RFC backend (in front of the simulator) and through the NW RFC backend
+//! (on the stub library, the SDK's C interface over the simulator) as when the
+//! simulator is called directly; a BAPI unit of work (create + commit) commits
+//! through both.
 
 #[allow(dead_code)]
 #[path = "fixtures/soap/harness.rs"]
 mod harness;
+#[allow(dead_code)]
+#[path = "fixtures/nwrfc/stub.rs"]
+mod stub;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,6 +36,7 @@ async fn simulator_functions_give_the_same_json_through_soap() {
     let dir = tempfile::tempdir().unwrap();
     let sim = Simulator::open(&dir.path().join("sim.db"), SimOptions::default()).unwrap();
     let through = soap(start(sim.clone()).await);
+    let rfc = stub::backend(&dir.path().join("sim.db"));
     let cases = [
         ("STFC_CONNECTION", json!({"REQUTEXT": "hello soap"})),
         ("RFC_PING", json!({})),
@@ -59,7 +65,9 @@ async fn simulator_functions_give_the_same_json_through_soap() {
         let p = params(p);
         let direct = call(&sim, function, &p).await;
         let via_soap = call(&through, function, &p).await;
+        let via_rfc = call(&rfc, function, &p).await;
         assert_eq!(via_soap, direct, "{function}");
+        assert_eq!(via_rfc, direct, "{function} over RFC");
         assert!(direct.is_ok(), "{function}: {direct:?}");
     }
     let p = params(json!({"QUERY_TABLE": "NOPE"}));
@@ -69,13 +77,37 @@ async fn simulator_functions_give_the_same_json_through_soap() {
         (via_soap.group, via_soap.key.as_str()),
         (direct.group, direct.key.as_str())
     );
-    let error = call(&through, "Z_DOES_NOT_EXIST", &Parameters::new())
-        .await
-        .unwrap_err();
-    assert_eq!(
-        (error.group, error.key.as_str()),
-        (ErrorGroup::AbapApplicationFailure, "FU_NOT_FOUND")
-    );
+    // Over RFC the whole error travels: group, key, message and message fields.
+    let via_rfc = call(&rfc, "RFC_READ_TABLE", &p).await.unwrap_err();
+    assert_eq!(via_rfc, direct);
+    for backend in [&through as &dyn SapSystem, &rfc] {
+        let error = call(backend, "Z_DOES_NOT_EXIST", &Parameters::new())
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (error.group, error.key.as_str()),
+            (ErrorGroup::AbapApplicationFailure, "FU_NOT_FOUND")
+        );
+    }
+    // Parameters that do not fit the interface are refused alike, before SAP runs.
+    for bad in [
+        json!({"NOPE": "x"}),
+        json!({"CUSTOMERNO": 1000}),
+        json!({"CUSTOMERNO": "1000", "COMPANYCODE": "12345"}),
+    ] {
+        let p = params(bad);
+        let direct = call(&sim, "BAPI_CUSTOMER_GETDETAIL2", &p)
+            .await
+            .unwrap_err();
+        let via_rfc = call(&rfc, "BAPI_CUSTOMER_GETDETAIL2", &p)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (via_rfc.group, via_rfc.key.as_str()),
+            (direct.group, direct.key.as_str()),
+            "{p:?}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -83,34 +115,37 @@ async fn create_and_commit_run_in_one_session_over_soap() {
     let dir = tempfile::tempdir().unwrap();
     let sim = Simulator::open(&dir.path().join("sim.db"), SimOptions::default()).unwrap();
     let through = soap(start(sim.clone()).await);
+    let rfc = stub::backend(&dir.path().join("sim.db"));
     let create = params(json!({
         "PI_COMPANYDATA": {"NAME": "Soap Kunde GmbH", "CITY": "Mannheim", "POSTL_COD1": "68159",
             "COUNTRY": "DE", "LANGU": "D", "CURRENCY": "EUR"},
         "PI_COPYREFERENCE": {"SALESORG": "1000", "DISTR_CHAN": "10", "DIVISION": "00", "REF_CUSTMR": "0000001000"},
     }));
-    let mut unit = through.connect().await.unwrap();
-    let created = unit
-        .call("BAPI_CUSTOMER_CREATEFROMDATA1", &create)
-        .await
-        .unwrap();
-    let number = created["CUSTOMERNO"].as_str().unwrap().to_owned();
-    assert!(!number.is_empty(), "{created:?}");
-    unit.call("BAPI_TRANSACTION_COMMIT", &params(json!({"WAIT": "X"})))
-        .await
-        .unwrap();
-    drop(unit);
+    for backend in [&through as &dyn SapSystem, &rfc] {
+        let mut unit = backend.connect().await.unwrap();
+        let created = unit
+            .call("BAPI_CUSTOMER_CREATEFROMDATA1", &create)
+            .await
+            .unwrap();
+        let number = created["CUSTOMERNO"].as_str().unwrap().to_owned();
+        assert!(!number.is_empty(), "{created:?}");
+        unit.call("BAPI_TRANSACTION_COMMIT", &params(json!({"WAIT": "X"})))
+            .await
+            .unwrap();
+        drop(unit);
 
-    let detail = call(
-        &sim,
-        "BAPI_CUSTOMER_GETDETAIL2",
-        &params(json!({"CUSTOMERNO": number})),
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        detail["CUSTOMERADDRESS"]["NAME"], "Soap Kunde GmbH",
-        "{detail:?}"
-    );
+        let detail = call(
+            &sim,
+            "BAPI_CUSTOMER_GETDETAIL2",
+            &params(json!({"CUSTOMERNO": number})),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            detail["CUSTOMERADDRESS"]["NAME"], "Soap Kunde GmbH",
+            "{detail:?}"
+        );
+    }
 }
 
 /// Every simulated function, named once: the interface and dictionary functions,
@@ -135,6 +170,7 @@ async fn interfaces_dictionary_and_writes_give_the_same_json_through_soap() {
     let dir = tempfile::tempdir().unwrap();
     let sim = Simulator::open(&dir.path().join("sim.db"), SimOptions::default()).unwrap();
     let through = soap(start(sim.clone()).await);
+    let rfc = stub::backend(&dir.path().join("sim.db"));
 
     // The interface of every simulated function, and the dictionary entry of every
     // structure or table they use.
@@ -144,6 +180,8 @@ async fn interfaces_dictionary_and_writes_give_the_same_json_through_soap() {
         let direct = call(&sim, "RFC_GET_FUNCTION_INTERFACE", &p).await;
         let via_soap = call(&through, "RFC_GET_FUNCTION_INTERFACE", &p).await;
         assert_eq!(via_soap, direct, "interface of {function}");
+        let via_rfc = call(&rfc, "RFC_GET_FUNCTION_INTERFACE", &p).await;
+        assert_eq!(via_rfc, direct, "interface of {function} over RFC");
         let rows = direct.expect("interface")["PARAMS"]
             .as_array()
             .cloned()
@@ -165,6 +203,8 @@ async fn interfaces_dictionary_and_writes_give_the_same_json_through_soap() {
         let direct = call(&sim, "DDIF_FIELDINFO_GET", &p).await;
         let via_soap = call(&through, "DDIF_FIELDINFO_GET", &p).await;
         assert_eq!(via_soap, direct, "dictionary entry of {tabname}");
+        let via_rfc = call(&rfc, "DDIF_FIELDINFO_GET", &p).await;
+        assert_eq!(via_rfc, direct, "dictionary entry of {tabname} over RFC");
     }
 
     // A change and a rollback, each in a session of its own on both paths: the
@@ -180,7 +220,9 @@ async fn interfaces_dictionary_and_writes_give_the_same_json_through_soap() {
     ] {
         let direct = call(&sim, function, &p).await;
         let via_soap = call(&through, function, &p).await;
+        let via_rfc = call(&rfc, function, &p).await;
         assert_eq!(via_soap, direct, "{function}");
+        assert_eq!(via_rfc, direct, "{function} over RFC");
         assert!(direct.is_ok(), "{function}: {direct:?}");
     }
 }
