@@ -7,13 +7,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sapbridge_proto::Secret;
-use sapbridge_sap::SapSystem;
+use sapbridge_sap::logon_guard::PasswordSource;
+use sapbridge_sap::nwrfc::{NwrfcConfig, NwrfcSystem};
 use sapbridge_sap::sim::{SimOptions, Simulator};
 use sapbridge_sap::soap::{SoapConfig, SoapSystem};
+use sapbridge_sap::{SapSystem, UnavailableSystem};
 
 use crate::AgentError;
 use crate::allowlist::Allowlist;
-use crate::config::{AgentConfig, BackendConfig};
+use crate::config::{AgentConfig, BackendConfig, NwrfcBackend};
 
 /// One served system: its name, its allowlist and its backend.
 #[derive(Clone)]
@@ -98,10 +100,44 @@ pub(crate) fn open_systems(
                 .map_err(|e| open_error(e.to_string()))?;
                 Arc::new(soap)
             }
+            BackendConfig::Nwrfc(nwrfc) => open_nwrfc(&system.name, nwrfc),
         };
         systems.insert(system.name.clone(), opened);
     }
     Ok(systems)
+}
+
+/// Opens an `nwrfc` system. Without a usable NW RFC library the agent still
+/// starts: the reason is logged now, and every call to the system answers it.
+fn open_nwrfc(name: &str, config: &NwrfcBackend) -> Arc<dyn SapSystem> {
+    let password = match (&config.password_file, &config.password_env) {
+        (Some(path), _) => PasswordSource::File(path.clone()),
+        (None, Some(var)) => PasswordSource::Env(var.clone()),
+        (None, None) => PasswordSource::Env(String::new()),
+    };
+    let opened = NwrfcSystem::new(NwrfcConfig {
+        library: config.library.clone(),
+        parameters: config.logon_parameters(),
+        password,
+        timeout: Duration::from_secs(config.timeout_secs),
+        pool_size: config.pool_size,
+        trfc_functions: config.trfc_functions.clone(),
+    });
+    match opened {
+        Ok(system) => {
+            tracing::info!(system = name, sdk = %system.sdk_version(), "SAP NW RFC library loaded");
+            Arc::new(system)
+        }
+        Err(error) => {
+            let reason = format!(
+                "system {name} is unavailable: {error}. Install SAP's NW RFC SDK next to the agent \
+                 and set `library` in its backend (or put the library on the search path), then \
+                 restart the agent"
+            );
+            tracing::error!(system = name, error = %error, "{reason}");
+            Arc::new(UnavailableSystem::new("NWRFC_UNAVAILABLE", reason))
+        }
+    }
 }
 
 /// Reads a backend password from a file (trailing newline dropped) or an
@@ -165,4 +201,60 @@ pub(crate) fn serve(
         );
     }
     Ok(served)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_nwrfc_system_without_the_library_is_served_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            r#"
+            relay_url = "ws://127.0.0.1:1/v1/agent/connect"
+            token = "t"
+            data_dir = "{}"
+
+            [[systems]]
+            name = "PRD"
+            allow_functions = ["*"]
+            [systems.backend]
+            type = "nwrfc"
+            library = "/nonexistent/nwrfcsdk/lib/libsapnwrfc.so"
+            ashost = "sap.example.com"
+            sysnr = "00"
+            client = "100"
+            user = "RFC"
+            password_env = "UNUSED"
+
+            [[systems]]
+            name = "SIM"
+            backend = {{ type = "sim" }}
+            "#,
+            dir.path().display()
+        );
+        let config = AgentConfig::from_toml_str(&text).unwrap();
+        let systems = open_systems(&config).expect("the agent starts without the SDK");
+        systems["SIM"]
+            .connect()
+            .await
+            .expect("other systems are served");
+        let Err(error) = systems["PRD"].connect().await else {
+            panic!("PRD has no library")
+        };
+        assert_eq!(error.key, "NWRFC_UNAVAILABLE");
+        assert!(
+            error
+                .message
+                .contains("/nonexistent/nwrfcsdk/lib/libsapnwrfc.so"),
+            "{}",
+            error.message
+        );
+        assert!(
+            error.message.contains("system PRD is unavailable"),
+            "{}",
+            error.message
+        );
+    }
 }

@@ -7,6 +7,8 @@
 //! - [`sim`]: the embedded SAP simulator; [`soap`]: SOAP-RFC client and server;
 //!   [`nwrfc`]: RFC through SAP's NW RFC SDK, loaded at run time.
 //! - [`logon_guard`]: never lock the SAP user (shared by the backends that log on).
+//! - [`UnavailableSystem`]: a system whose backend could not be set up, answering
+//!   every call with the reason.
 //! - [`where_clause`]: the one grammar of `RFC_READ_TABLE`'s dynamic WHERE clause
 //!   (the simulator evaluates it, the agent refuses what lies outside it).
 //! - [`table_read`]: the rules for a table read's `OPTIONS` and `FIELDS` that the
@@ -14,12 +16,14 @@
 
 use async_trait::async_trait;
 pub use sapbridge_proto::{ErrorGroup, FunctionCall, Parameters, RfcError};
+pub use unavailable::UnavailableSystem;
 
 pub mod logon_guard;
 pub mod nwrfc;
 pub mod sim;
 pub mod soap;
 pub mod table_read;
+mod unavailable;
 pub mod where_clause;
 
 /// An SAP system that sessions can be opened on.
@@ -47,10 +51,12 @@ pub trait SapSystem: Send + Sync + 'static {
         Ok(None)
     }
 
-    /// Whether units sent with [`SapConnection::submit_transaction`] run at most
-    /// once per TID on this system (SAP's tRFC), so that a unit in doubt may
-    /// simply be submitted again with the same TID. `false` by default.
-    fn dedupes_tids(&self) -> bool {
+    /// Whether a committing unit of these calls goes to this system as one
+    /// transactional unit ([`SapConnection::submit_transaction`], SAP's tRFC): the
+    /// system runs it at most once per TID, so a unit in doubt may simply be
+    /// submitted again with the same TID. `false` by default.
+    fn sends_as_trfc(&self, calls: &[FunctionCall]) -> bool {
+        let _ = calls;
         false
     }
 }

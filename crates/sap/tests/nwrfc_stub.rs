@@ -168,7 +168,6 @@ async fn a_trfc_unit_runs_once_per_tid() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("sim.db");
     let system = stub::backend(&db);
-    assert!(system.dedupes_tids());
     let sim = Simulator::open(&db, SimOptions::default()).unwrap();
     let before = sim.customer_count().unwrap();
     let create = FunctionCall {
@@ -179,6 +178,15 @@ async fn a_trfc_unit_runs_once_per_tid() {
             "PI_COPYREFERENCE": {"SALESORG": "1000", "DISTR_CHAN": "10", "DIVISION": "00", "REF_CUSTMR": "0000001000"},
         })),
     };
+    assert!(system.sends_as_trfc(std::slice::from_ref(&create)));
+    let read = FunctionCall {
+        function: "BAPI_CUSTOMER_GETDETAIL2".into(),
+        parameters: Parameters::new(),
+    };
+    assert!(
+        !system.sends_as_trfc(&[create.clone(), read]),
+        "every call must match"
+    );
     let call_id = "c_0190abcdef0123456789abcdef0123456789abcdef";
     let tid = trfc_tid(call_id);
     assert_eq!(tid.len(), 24);

@@ -59,6 +59,11 @@ pub struct NwrfcConfig {
     pub timeout: Duration,
     /// Idle connections kept for reuse.
     pub pool_size: usize,
+    /// Functions (exact names, `PREFIX*`, or `*`) whose committing units go as
+    /// one tRFC unit: a unit all of whose calls match is sent with
+    /// [`SapConnection::submit_transaction`], runs at most once per call id and
+    /// returns no call results.
+    pub trfc_functions: Vec<String>,
 }
 
 /// The TID of the tRFC unit of call `call_id`: 24 upper-case hex digits of its
@@ -72,12 +77,26 @@ pub fn trfc_tid(call_id: &str) -> String {
         .collect()
 }
 
+/// Whether `function` matches `pattern` (an exact name, `PREFIX*`, or `*`;
+/// case-insensitive, as function names are).
+fn matches_pattern(pattern: &str, function: &str) -> bool {
+    let (pattern, function) = (
+        pattern.trim().to_ascii_uppercase(),
+        function.trim().to_ascii_uppercase(),
+    );
+    match pattern.strip_suffix('*') {
+        Some(prefix) => function.starts_with(prefix),
+        None => pattern == function,
+    }
+}
+
 struct Inner {
     sdk: &'static Sdk,
     parameters: Vec<(String, String)>,
     guard: LogonGuard,
     timeout: Duration,
     pool_size: usize,
+    trfc_functions: Vec<String>,
     idle: Mutex<Vec<Connection>>,
     metadata: MetadataCache,
 }
@@ -113,6 +132,7 @@ impl NwrfcSystem {
                 guard: LogonGuard::new(config.password),
                 timeout: config.timeout,
                 pool_size: config.pool_size,
+                trfc_functions: config.trfc_functions,
                 idle: Mutex::default(),
                 metadata: MetadataCache::default(),
             }),
@@ -267,8 +287,14 @@ impl SapSystem for NwrfcSystem {
         }))
     }
 
-    fn dedupes_tids(&self) -> bool {
-        true
+    fn sends_as_trfc(&self, calls: &[FunctionCall]) -> bool {
+        !calls.is_empty()
+            && calls.iter().all(|call| {
+                self.inner
+                    .trfc_functions
+                    .iter()
+                    .any(|pattern| matches_pattern(pattern, &call.function))
+            })
     }
 }
 
