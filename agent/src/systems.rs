@@ -87,8 +87,11 @@ pub(crate) fn open_systems(
                     system: system.name.clone(),
                     reason,
                 };
-                let password = read_password(password_file.as_deref(), password_env.as_deref())
+                // Read once now, so that an unreadable password stops the start;
+                // the backend reads it again before every logon.
+                read_password(password_file.as_deref(), password_env.as_deref())
                     .map_err(open_error)?;
+                let password = password_source(password_file.as_deref(), password_env.as_deref());
                 let soap = SoapSystem::new(SoapConfig {
                     base_url: base_url.clone(),
                     client: client.clone(),
@@ -110,11 +113,10 @@ pub(crate) fn open_systems(
 /// Opens an `nwrfc` system. Without a usable NW RFC library the agent still
 /// starts: the reason is logged now, and every call to the system answers it.
 fn open_nwrfc(name: &str, config: &NwrfcBackend) -> Arc<dyn SapSystem> {
-    let password = match (&config.password_file, &config.password_env) {
-        (Some(path), _) => PasswordSource::File(path.clone()),
-        (None, Some(var)) => PasswordSource::Env(var.clone()),
-        (None, None) => PasswordSource::Env(String::new()),
-    };
+    let password = password_source(
+        config.password_file.as_deref(),
+        config.password_env.as_deref(),
+    );
     let opened = NwrfcSystem::new(NwrfcConfig {
         library: config.library.clone(),
         parameters: config.logon_parameters(),
@@ -140,22 +142,22 @@ fn open_nwrfc(name: &str, config: &NwrfcBackend) -> Arc<dyn SapSystem> {
     }
 }
 
+/// Where a backend's password comes from: the file, else the variable.
+fn password_source(file: Option<&Path>, env: Option<&str>) -> PasswordSource {
+    match (file, env) {
+        (Some(path), _) => PasswordSource::File(path.to_path_buf()),
+        (None, Some(var)) => PasswordSource::Env(var.to_owned()),
+        (None, None) => PasswordSource::Env(String::new()),
+    }
+}
+
 /// Reads a backend password from a file (trailing newline dropped) or an
 /// environment variable. The error names the source, never the value.
 pub(crate) fn read_password(file: Option<&Path>, env: Option<&str>) -> Result<Secret, String> {
-    let value = match (file, env) {
-        (Some(path), _) => std::fs::read_to_string(path)
-            .map_err(|e| format!("password file {}: {e}", path.display()))?
-            .trim_end_matches(['\r', '\n'])
-            .to_owned(),
-        (None, Some(var)) => std::env::var(var)
-            .map_err(|_| format!("environment variable {var} with the password is not set"))?,
-        (None, None) => return Err("no password configured".into()),
-    };
-    if value.is_empty() {
-        return Err("the SAP password is empty".into());
+    if file.is_none() && env.is_none() {
+        return Err("no password configured".into());
     }
-    Ok(Secret::new(value))
+    password_source(file, env).read()
 }
 
 /// Pairs each configured system with its opened backend and parsed allowlist.

@@ -51,6 +51,13 @@ pub trait SapSystem: Send + Sync + 'static {
         Ok(None)
     }
 
+    /// Whether this backend lets logons through or stopped logging on after SAP
+    /// refused its password (see [`logon_guard`]); `None` for backends that do
+    /// not log on (the simulator).
+    fn logon_state(&self) -> Option<logon_guard::LogonState> {
+        None
+    }
+
     /// Whether a committing unit of these calls goes to this system as one
     /// transactional unit ([`SapConnection::submit_transaction`], SAP's tRFC): the
     /// system runs it at most once per TID, so a unit in doubt may simply be

@@ -4,12 +4,17 @@
 //! password: once SAP refused a password, the backend stops logging on with it —
 //! calls fail at once with `LOGON_FAILURE` saying why, without contacting SAP —
 //! until the password source changes (the file or variable is read again before
-//! every logon) or an operator calls [`LogonGuard::reset`]. Logons are also made
-//! one at a time, so concurrent calls cannot spend several attempts on one bad
-//! password before the first answer arrives.
+//! every logon) or an operator calls [`LogonGuard::reset`]. A password SAP has not
+//! accepted yet is tried by one logon at a time, so concurrent calls cannot spend
+//! several attempts on it before the first answer arrives; once SAP accepted it,
+//! logons run in parallel (should SAP's password change under a running agent, the
+//! logons already under way when the first is refused may fail too).
 //!
 //! Concurrency: the state is a `std::sync::Mutex` never held across an `.await`;
 //! the logon turn is a `tokio::sync::Mutex` held for one logon round trip.
+
+// `RfcError` is what every backend call fails with; boxing it here would buy nothing.
+#![allow(clippy::result_large_err)]
 
 use std::path::PathBuf;
 use std::sync::{Mutex, PoisonError};
@@ -87,8 +92,16 @@ struct Refused {
 #[derive(Debug)]
 pub struct LogonGuard {
     source: PasswordSource,
-    refused: Mutex<Option<Refused>>,
+    state: Mutex<GuardState>,
     turn: tokio::sync::Mutex<()>,
+}
+
+#[derive(Debug, Default)]
+struct GuardState {
+    /// The password SAP refused, and why.
+    refused: Option<Refused>,
+    /// The password SAP last accepted.
+    accepted: Option<Secret>,
 }
 
 /// A permission to attempt one logon with [`Attempt::password`]; report its end
@@ -97,7 +110,7 @@ pub struct LogonGuard {
 pub struct Attempt<'a> {
     /// The password to log on with.
     pub password: Secret,
-    _turn: tokio::sync::MutexGuard<'a, ()>,
+    _turn: Option<tokio::sync::MutexGuard<'a, ()>>,
 }
 
 impl LogonGuard {
@@ -105,7 +118,7 @@ impl LogonGuard {
     pub fn new(source: PasswordSource) -> Self {
         Self {
             source,
-            refused: Mutex::new(None),
+            state: Mutex::default(),
             turn: tokio::sync::Mutex::new(()),
         }
     }
@@ -117,14 +130,30 @@ impl LogonGuard {
     /// `LOGON_FAILURE` without contacting SAP: the password cannot be read, or SAP
     /// refused this same password before (the message says when and why).
     pub async fn attempt(&self) -> Result<Attempt<'_>, RfcError> {
-        let turn = self.turn.lock().await;
         let password = self
             .source
             .read()
             .map_err(|why| RfcError::new(ErrorGroup::LogonFailure, "PASSWORD_UNAVAILABLE", why))?;
-        let mut refused = self.refused.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(before) = refused.as_ref() {
-            if before.password == password {
+        if self.check(&password)? {
+            return Ok(Attempt {
+                password,
+                _turn: None,
+            });
+        }
+        let turn = self.turn.lock().await;
+        // Another logon may have been refused (or accepted) while we waited.
+        let accepted = self.check(&password)?;
+        Ok(Attempt {
+            password,
+            _turn: (!accepted).then_some(turn),
+        })
+    }
+
+    /// Whether SAP accepted `password` before; an error when it refused it.
+    fn check(&self, password: &Secret) -> Result<bool, RfcError> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(before) = state.refused.as_ref() {
+            if &before.password == password {
                 return Err(RfcError::new(
                     ErrorGroup::LogonFailure,
                     "LOGON_BLOCKED",
@@ -139,17 +168,16 @@ impl LogonGuard {
                 ));
             }
             tracing::info!("the SAP password changed since SAP refused it; logging on again");
-            *refused = None;
+            state.refused = None;
         }
-        drop(refused);
-        Ok(Attempt {
-            password,
-            _turn: turn,
-        })
+        Ok(state.accepted.as_ref() == Some(password))
     }
 
     /// The logon with `attempt`'s password succeeded.
     pub fn succeeded(&self, attempt: Attempt<'_>) {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state.accepted = Some(attempt.password.clone());
+        drop(state);
         drop(attempt);
     }
 
@@ -157,7 +185,9 @@ impl LogonGuard {
     pub fn failed(&self, attempt: Attempt<'_>, error: &RfcError) {
         if error.group == ErrorGroup::LogonFailure {
             tracing::warn!(error = %error, "SAP refused the logon; no further logon with this password");
-            *self.refused.lock().unwrap_or_else(PoisonError::into_inner) = Some(Refused {
+            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+            state.accepted = None;
+            state.refused = Some(Refused {
                 password: attempt.password.clone(),
                 reason: error.message.clone(),
                 since: OffsetDateTime::now_utc(),
@@ -168,12 +198,20 @@ impl LogonGuard {
 
     /// Lifts a block (an operator fixed the user in SAP).
     pub fn reset(&self) {
-        *self.refused.lock().unwrap_or_else(PoisonError::into_inner) = None;
+        self.state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .refused = None;
     }
 
     /// Whether logons go through.
     pub fn state(&self) -> LogonState {
-        match &*self.refused.lock().unwrap_or_else(PoisonError::into_inner) {
+        match &self
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .refused
+        {
             None => LogonState::Open,
             Some(refused) => LogonState::Blocked {
                 reason: refused.reason.clone(),

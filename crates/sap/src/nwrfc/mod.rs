@@ -270,6 +270,10 @@ impl Inner {
 
 #[async_trait]
 impl SapSystem for NwrfcSystem {
+    fn logon_state(&self) -> Option<LogonState> {
+        Some(self.inner.guard.state())
+    }
+
     async fn connect(&self) -> Result<Box<dyn SapConnection>, RfcError> {
         let pooled = self
             .inner
