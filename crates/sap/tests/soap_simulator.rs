@@ -60,6 +60,10 @@ async fn simulator_functions_give_the_same_json_through_soap() {
             json!({"MAXROWS": 5,
             "IDRANGE": [{"SIGN": "I", "OPTION": "BT", "LOW": "0000000001", "HIGH": "9999999999"}]}),
         ),
+        // Every ABAP type, in a structure, a table and an elementary STRING longer
+        // than the first buffer the NW RFC backend reads strings with.
+        ("Z_SAPBRIDGE_TYPES_ECHO", all_types()),
+        ("Z_SAPBRIDGE_TYPES_ECHO", json!({})),
     ];
     for (function, p) in cases {
         let p = params(p);
@@ -70,6 +74,24 @@ async fn simulator_functions_give_the_same_json_through_soap() {
         assert_eq!(via_rfc, direct, "{function} over RFC");
         assert!(direct.is_ok(), "{function}: {direct:?}");
     }
+    // The echo carries the values, formatted as SAP's connectors do.
+    let echo = call(&rfc, "Z_SAPBRIDGE_TYPES_ECHO", &params(all_types()))
+        .await
+        .unwrap();
+    let types = &echo["ES_TYPES"];
+    assert_eq!(
+        types["RAW4"], "AQIDAA==",
+        "RAW is zero-padded to its length"
+    );
+    assert_eq!(types["INT8"], -9007199254740993_i64);
+    assert_eq!(types["FLOAT"], 1.5e-7);
+    assert_eq!(types["PACKED"], "-12345.67");
+    assert_eq!(types["CHAR10"], "Grüße 𝄞");
+    assert_eq!(types["STRING"].as_str().unwrap().chars().count(), 300);
+    assert_eq!(echo["EV_STRING"].as_str().unwrap().len(), 1000);
+    assert_eq!(echo["IT_TYPES"][1]["DATE"], "00000000");
+    assert_eq!(echo["IT_TYPES"][1]["XSTRING"], "");
+
     let p = params(json!({"QUERY_TABLE": "NOPE"}));
     let direct = call(&sim, "RFC_READ_TABLE", &p).await.unwrap_err();
     let via_soap = call(&through, "RFC_READ_TABLE", &p).await.unwrap_err();
@@ -148,6 +170,19 @@ async fn create_and_commit_run_in_one_session_over_soap() {
     }
 }
 
+/// One value of every ABAP type for `Z_SAPBRIDGE_TYPES_ECHO`.
+fn all_types() -> serde_json::Value {
+    let row = json!({
+        "CHAR10": "Grüße 𝄞", "NUMC5": "42", "DATE": "20240229", "TIME": "235959",
+        "INT1": 255, "INT2": -32768, "INT4": 2147483647, "INT8": -9007199254740993_i64,
+        "FLOAT": 1.5e-7, "PACKED": "-12345.67", "DECF16": "1.234567890123456E+20",
+        "DECF34": "-0.000000000000000000000000000000001", "RAW4": "AQID",
+        "XSTRING": "AAEC/f7/", "STRING": "ü".repeat(300),
+    });
+    json!({"IS_TYPES": row.clone(), "IT_TYPES": [row, {"CHAR10": "second"}],
+        "IV_STRING": "x".repeat(1000)})
+}
+
 /// Every simulated function, named once: the interface and dictionary functions,
 /// and the writes (change, rollback) that the first test leaves out.
 const ALL_FUNCTIONS: &[&str] = &[
@@ -163,6 +198,7 @@ const ALL_FUNCTIONS: &[&str] = &[
     "RFC_READ_TABLE",
     "RFC_GET_FUNCTION_INTERFACE",
     "DDIF_FIELDINFO_GET",
+    "Z_SAPBRIDGE_TYPES_ECHO",
 ];
 
 #[tokio::test]
