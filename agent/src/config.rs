@@ -55,8 +55,10 @@ use std::path::{Path, PathBuf};
 use sapbridge_proto::Secret;
 use serde::Deserialize;
 
+mod nwrfc;
 mod passthrough;
 
+pub use nwrfc::NwrfcBackend;
 pub use passthrough::HttpConfig;
 
 use crate::allowlist::Allowlist;
@@ -198,9 +200,14 @@ pub enum BackendConfig {
         #[serde(default)]
         ca_file: Option<PathBuf>,
     },
+    /// An SAP ABAP system reached over RFC through SAP's NW RFC SDK
+    /// (`libsapnwrfc.so` / `sapnwrfc.dll`), loaded when the agent starts. Without
+    /// the library the agent still starts; calls to this system then fail with
+    /// the loader's reason. See [`NwrfcBackend`].
+    Nwrfc(Box<NwrfcBackend>),
 }
 
-fn default_soap_timeout_secs() -> u64 {
+pub(crate) fn default_soap_timeout_secs() -> u64 {
     60
 }
 
@@ -356,6 +363,7 @@ impl fmt::Display for BackendConfig {
         match self {
             Self::Sim { .. } => f.write_str("sim"),
             Self::Soap { .. } => f.write_str("soap"),
+            Self::Nwrfc(_) => f.write_str("nwrfc"),
         }
     }
 }
@@ -448,6 +456,7 @@ fn check_system(system: &SystemConfig, names: &mut HashSet<String>, problems: &m
                 problems.push(format!("system {name}: timeout_secs must be at least 1"));
             }
         }
+        BackendConfig::Nwrfc(nwrfc) => nwrfc.check(name, problems),
         BackendConfig::Sim { fault_rate, .. } => {
             if !(0.0..=1.0).contains(fault_rate) {
                 problems.push(format!(

@@ -163,7 +163,56 @@ pub(crate) async fn execute(
             return Outcome::Failed { error };
         }
     };
+    if unit.commit == CommitPolicy::CommitOnSuccess && system.sap.sends_as_trfc(&unit.calls) {
+        return run_trfc(session.as_mut(), unit).await;
+    }
     run_calls(session.as_mut(), unit, progress).await
+}
+
+/// Sends a committing unit as one tRFC unit (the system's `trfc_functions` name
+/// every call): SAP runs it and commits, at most once per call id, and returns no
+/// call results. A unit that failed on the way may or may not have committed.
+async fn run_trfc(session: &mut dyn SapConnection, unit: &Unit) -> Outcome {
+    let span =
+        info_span!("call", call_id = %unit.call_id, system = %unit.system, function = "tRFC");
+    match session
+        .submit_transaction(&unit.call_id, &unit.calls)
+        .instrument(span)
+        .await
+    {
+        Ok(()) => Outcome::Completed {
+            results: unit
+                .calls
+                .iter()
+                .map(|_| CallResult::Ok(Parameters::new()))
+                .collect(),
+            transaction: Some(TransactionOutcome {
+                committed: true,
+                failed_call: None,
+                reason: Some(
+                    "sent as one tRFC unit: SAP runs it at most once per call id and returns no \
+                     call results"
+                        .into(),
+                ),
+                result: None,
+            }),
+        },
+        Err(error) if error.group == ErrorGroup::CommunicationFailure => {
+            warn!(error = %error, "tRFC unit: the connection failed during the submission");
+            Outcome::Failed {
+                error: RfcError::new(
+                    ErrorGroup::OutcomeUnknown,
+                    "OUTCOME_UNKNOWN",
+                    format!(
+                        "call {} was sent as a tRFC unit and the connection failed before SAP \
+                         answered ({}); SAP may or may not have committed it",
+                        unit.call_id, error.message
+                    ),
+                ),
+            }
+        }
+        Err(error) => Outcome::Failed { error },
+    }
 }
 
 /// Logs a refusal ([`Refusal::log`]) and answers it `NOT_ALLOWED` with `message`.

@@ -49,7 +49,9 @@ use std::sync::Arc;
 use sapbridge_sap::SapSystem;
 use tokio_util::sync::CancellationToken;
 
-pub use config::{AgentConfig, BackendConfig, ConfigError, HttpConfig, JournalSync, SystemConfig};
+pub use config::{
+    AgentConfig, BackendConfig, ConfigError, HttpConfig, JournalSync, NwrfcBackend, SystemConfig,
+};
 pub use executor::execute_on_session;
 pub use journal::JournalError;
 pub use tls::TlsError;

@@ -7,6 +7,7 @@
 //! | nothing | runs the unit — unless it is a redelivery (attempt > 1) of a `CommitOnSuccess` unit whose TID SAP already reports committed (this journal was lost): then it reports it committed, without call results |
 //! | an outcome (acknowledged or not) | sends the journaled outcome again; SAP is not called |
 //! | started, no outcome (**in doubt**: the agent died mid-unit), every call read-only | runs the unit again |
+//! | in doubt, `CommitOnSuccess`, sent as one tRFC unit (the system's `trfc_functions`) | runs it again: SAP runs a TID at most once, so the resubmission commits it if the first did not |
 //! | in doubt, `CommitOnSuccess`, SAP says the TID committed | reports it committed, with the call results journaled before the commit |
 //! | in doubt, `CommitOnSuccess`, SAP says the TID did not commit | runs the unit again (SAP dropped the dead session's LUW) |
 //! | in doubt, anything else (no TID record, SAP unreachable, no commit policy) | `OUTCOME_UNKNOWN`: never a second execution |
@@ -138,6 +139,16 @@ async fn in_doubt(
         warn!(why, "unit in doubt; it only reads, so it runs again");
         return Plan::Run;
     }
+    if let (CommitPolicy::CommitOnSuccess, CommitPolicy::CommitOnSuccess, Some(system)) =
+        (doubt.commit, unit.commit, system)
+        && system.sap.sends_as_trfc(&unit.calls)
+    {
+        warn!(
+            why,
+            "unit in doubt; it goes as one tRFC unit whose TID SAP runs at most once, so it is submitted again"
+        );
+        return Plan::Run;
+    }
     if doubt.commit != CommitPolicy::CommitOnSuccess {
         warn!(
             why,
@@ -231,3 +242,6 @@ fn outcome_unknown(key: &str, call_id: &str, why: &str) -> Outcome {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod trfc_tests;

@@ -7,13 +7,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sapbridge_proto::Secret;
-use sapbridge_sap::SapSystem;
+use sapbridge_sap::logon_guard::PasswordSource;
+use sapbridge_sap::nwrfc::{NwrfcConfig, NwrfcSystem};
 use sapbridge_sap::sim::{SimOptions, Simulator};
 use sapbridge_sap::soap::{SoapConfig, SoapSystem};
+use sapbridge_sap::{SapSystem, UnavailableSystem};
 
 use crate::AgentError;
 use crate::allowlist::Allowlist;
-use crate::config::{AgentConfig, BackendConfig};
+use crate::config::{AgentConfig, BackendConfig, NwrfcBackend};
 
 /// One served system: its name, its allowlist and its backend.
 #[derive(Clone)]
@@ -85,8 +87,11 @@ pub(crate) fn open_systems(
                     system: system.name.clone(),
                     reason,
                 };
-                let password = read_password(password_file.as_deref(), password_env.as_deref())
+                // Read once now, so that an unreadable password stops the start;
+                // the backend reads it again before every logon.
+                read_password(password_file.as_deref(), password_env.as_deref())
                     .map_err(open_error)?;
+                let password = password_source(password_file.as_deref(), password_env.as_deref());
                 let soap = SoapSystem::new(SoapConfig {
                     base_url: base_url.clone(),
                     client: client.clone(),
@@ -98,28 +103,61 @@ pub(crate) fn open_systems(
                 .map_err(|e| open_error(e.to_string()))?;
                 Arc::new(soap)
             }
+            BackendConfig::Nwrfc(nwrfc) => open_nwrfc(&system.name, nwrfc),
         };
         systems.insert(system.name.clone(), opened);
     }
     Ok(systems)
 }
 
+/// Opens an `nwrfc` system. Without a usable NW RFC library the agent still
+/// starts: the reason is logged now, and every call to the system answers it.
+fn open_nwrfc(name: &str, config: &NwrfcBackend) -> Arc<dyn SapSystem> {
+    let password = password_source(
+        config.password_file.as_deref(),
+        config.password_env.as_deref(),
+    );
+    let opened = NwrfcSystem::new(NwrfcConfig {
+        library: config.library.clone(),
+        parameters: config.logon_parameters(),
+        password,
+        timeout: Duration::from_secs(config.timeout_secs),
+        pool_size: config.pool_size,
+        trfc_functions: config.trfc_functions.clone(),
+    });
+    match opened {
+        Ok(system) => {
+            tracing::info!(system = name, sdk = %system.sdk_version(), "SAP NW RFC library loaded");
+            Arc::new(system)
+        }
+        Err(error) => {
+            let reason = format!(
+                "system {name} is unavailable: {error}. Install SAP's NW RFC SDK next to the agent \
+                 and set `library` in its backend (or put the library on the search path), then \
+                 restart the agent"
+            );
+            tracing::error!(system = name, error = %error, "{reason}");
+            Arc::new(UnavailableSystem::new("NWRFC_UNAVAILABLE", reason))
+        }
+    }
+}
+
+/// Where a backend's password comes from: the file, else the variable.
+fn password_source(file: Option<&Path>, env: Option<&str>) -> PasswordSource {
+    match (file, env) {
+        (Some(path), _) => PasswordSource::File(path.to_path_buf()),
+        (None, Some(var)) => PasswordSource::Env(var.to_owned()),
+        (None, None) => PasswordSource::Env(String::new()),
+    }
+}
+
 /// Reads a backend password from a file (trailing newline dropped) or an
 /// environment variable. The error names the source, never the value.
 pub(crate) fn read_password(file: Option<&Path>, env: Option<&str>) -> Result<Secret, String> {
-    let value = match (file, env) {
-        (Some(path), _) => std::fs::read_to_string(path)
-            .map_err(|e| format!("password file {}: {e}", path.display()))?
-            .trim_end_matches(['\r', '\n'])
-            .to_owned(),
-        (None, Some(var)) => std::env::var(var)
-            .map_err(|_| format!("environment variable {var} with the password is not set"))?,
-        (None, None) => return Err("no password configured".into()),
-    };
-    if value.is_empty() {
-        return Err("the SAP password is empty".into());
+    if file.is_none() && env.is_none() {
+        return Err("no password configured".into());
     }
-    Ok(Secret::new(value))
+    password_source(file, env).read()
 }
 
 /// Pairs each configured system with its opened backend and parsed allowlist.
@@ -165,4 +203,60 @@ pub(crate) fn serve(
         );
     }
     Ok(served)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_nwrfc_system_without_the_library_is_served_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            r#"
+            relay_url = "ws://127.0.0.1:1/v1/agent/connect"
+            token = "t"
+            data_dir = "{}"
+
+            [[systems]]
+            name = "PRD"
+            allow_functions = ["*"]
+            [systems.backend]
+            type = "nwrfc"
+            library = "/nonexistent/nwrfcsdk/lib/libsapnwrfc.so"
+            ashost = "sap.example.com"
+            sysnr = "00"
+            client = "100"
+            user = "RFC"
+            password_env = "UNUSED"
+
+            [[systems]]
+            name = "SIM"
+            backend = {{ type = "sim" }}
+            "#,
+            dir.path().display()
+        );
+        let config = AgentConfig::from_toml_str(&text).unwrap();
+        let systems = open_systems(&config).expect("the agent starts without the SDK");
+        systems["SIM"]
+            .connect()
+            .await
+            .expect("other systems are served");
+        let Err(error) = systems["PRD"].connect().await else {
+            panic!("PRD has no library")
+        };
+        assert_eq!(error.key, "NWRFC_UNAVAILABLE");
+        assert!(
+            error
+                .message
+                .contains("/nonexistent/nwrfcsdk/lib/libsapnwrfc.so"),
+            "{}",
+            error.message
+        );
+        assert!(
+            error.message.contains("system PRD is unavailable"),
+            "{}",
+            error.message
+        );
+    }
 }

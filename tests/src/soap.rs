@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::Result;
 use sapbridge_proto::Secret;
 use sapbridge_sap::SapSystem;
+use sapbridge_sap::logon_guard::PasswordSource;
 use sapbridge_sap::soap::{SoapAuth, SoapConfig, SoapSystem, router};
 use tokio::task::JoinHandle;
 
@@ -59,7 +60,7 @@ impl SoapSap {
             base_url: self.url(),
             client: "001".into(),
             user: SOAP_USER.into(),
-            password: Secret::new(SOAP_PASSWORD),
+            password: PasswordSource::Value(Secret::new(SOAP_PASSWORD)),
             timeout: Duration::from_secs(30),
             ca_file: None,
         })?;

@@ -4,7 +4,11 @@
 //! (SOAP-RFC, NW RFC SDK, OData/HTTP) implement the same traits.
 //!
 //! # Layout
-//! - [`sim`]: the embedded SAP simulator; [`soap`]: SOAP-RFC client and server.
+//! - [`sim`]: the embedded SAP simulator; [`soap`]: SOAP-RFC client and server;
+//!   [`nwrfc`]: RFC through SAP's NW RFC SDK, loaded at run time.
+//! - [`logon_guard`]: never lock the SAP user (shared by the backends that log on).
+//! - [`UnavailableSystem`]: a system whose backend could not be set up, answering
+//!   every call with the reason.
 //! - [`where_clause`]: the one grammar of `RFC_READ_TABLE`'s dynamic WHERE clause
 //!   (the simulator evaluates it, the agent refuses what lies outside it).
 //! - [`table_read`]: the rules for a table read's `OPTIONS` and `FIELDS` that the
@@ -15,13 +19,17 @@
 //!   rolls back on them, the relay's actions answer them as errors).
 
 use async_trait::async_trait;
-pub use sapbridge_proto::{ErrorGroup, Parameters, RfcError};
+pub use sapbridge_proto::{ErrorGroup, FunctionCall, Parameters, RfcError};
+pub use unavailable::UnavailableSystem;
 
 pub mod bapi_return;
 pub mod date_time;
+pub mod logon_guard;
+pub mod nwrfc;
 pub mod sim;
 pub mod soap;
 pub mod table_read;
+mod unavailable;
 pub mod where_clause;
 
 /// An SAP system that sessions can be opened on.
@@ -47,6 +55,22 @@ pub trait SapSystem: Send + Sync + 'static {
     async fn tid_committed(&self, tid: &str) -> Result<Option<bool>, RfcError> {
         let _ = tid;
         Ok(None)
+    }
+
+    /// Whether this backend lets logons through or stopped logging on after SAP
+    /// refused its password (see [`logon_guard`]); `None` for backends that do
+    /// not log on (the simulator).
+    fn logon_state(&self) -> Option<logon_guard::LogonState> {
+        None
+    }
+
+    /// Whether a committing unit of these calls goes to this system as one
+    /// transactional unit ([`SapConnection::submit_transaction`], SAP's tRFC): the
+    /// system runs it at most once per TID, so a unit in doubt may simply be
+    /// submitted again with the same TID. `false` by default.
+    fn sends_as_trfc(&self, calls: &[FunctionCall]) -> bool {
+        let _ = calls;
+        false
     }
 }
 
@@ -87,5 +111,29 @@ pub trait SapConnection: Send {
         let mut wait = Parameters::new();
         wait.insert("WAIT".into(), "X".into());
         self.call("BAPI_TRANSACTION_COMMIT", &wait).await
+    }
+
+    /// Sends `calls` as one transactional unit (SAP's tRFC) identified by `tid`
+    /// (the call id): the system runs them and commits, at most once per TID, and
+    /// gives no results back. Only systems whose [`SapSystem::dedupes_tids`] is
+    /// `true` support it.
+    ///
+    /// Not cancel-safe: a unit dropped mid-way may or may not have committed;
+    /// submitting it again with the same TID is safe.
+    ///
+    /// # Errors
+    /// `EXTERNAL_RUNTIME_FAILURE` / `TRFC_NOT_SUPPORTED` by default; otherwise as
+    /// [`SapConnection::call`] (nothing was committed, the unit may be resubmitted).
+    async fn submit_transaction(
+        &mut self,
+        tid: &str,
+        calls: &[FunctionCall],
+    ) -> Result<(), RfcError> {
+        let _ = (tid, calls);
+        Err(RfcError::new(
+            ErrorGroup::ExternalRuntimeFailure,
+            "TRFC_NOT_SUPPORTED",
+            "this backend cannot send transactional (tRFC) units",
+        ))
     }
 }

@@ -24,6 +24,7 @@ pub(crate) static FUNCTIONS: &[&FunctionDef] = &[
     &RFC_READ_TABLE,
     &RFC_SYSTEM_INFO,
     &STFC_CONNECTION,
+    &super::types_echo::Z_SAPBRIDGE_TYPES_ECHO,
 ];
 
 /// The interface of `name` (upper case), if the simulator implements it.

@@ -8,7 +8,8 @@
 //!   `BAPI_CUSTOMER_CREATEFROMDATA1`, `BAPI_CUSTOMER_CHANGEFROMDATA1`,
 //!   `BAPI_CUSTOMER_GETDETAIL2`, `BAPI_CUSTOMER_GETLIST`,
 //!   `BAPI_TRANSACTION_COMMIT`, `BAPI_TRANSACTION_ROLLBACK`, `RFC_READ_TABLE`
-//!   (table `KNA1`), `RFC_GET_FUNCTION_INTERFACE` and `DDIF_FIELDINFO_GET`;
+//!   (table `KNA1`), `RFC_GET_FUNCTION_INTERFACE`, `DDIF_FIELDINFO_GET` and
+//!   `Z_SAPBRIDGE_TYPES_ECHO` (one value of every ABAP type, echoed);
 //! - one declarative metadata model (`types.rs`, `structures.rs`, `tables.rs`,
 //!   `functions.rs`) that drives input validation, output formatting and the two
 //!   introspection functions;
@@ -30,6 +31,7 @@ mod bapi_customer;
 mod errors;
 mod functions;
 mod introspection;
+mod logon;
 mod luw;
 mod ranges;
 mod read_table;
@@ -42,6 +44,7 @@ mod system;
 mod tables;
 mod transaction;
 mod types;
+mod types_echo;
 mod values;
 
 use std::path::Path;
@@ -50,6 +53,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+pub use logon::{FAILS_TO_USER_LOCK, LogonRefused, SIM_PASSWORD, SIM_USER, UserLocks};
 pub use session::SimSession;
 pub use store::TidCommit;
 
@@ -120,6 +124,24 @@ impl Simulator {
     /// [`SimError::Storage`] when the state file cannot be read.
     pub fn tid_committed(&self, tid: &str) -> Result<bool, SimError> {
         Ok(self.store.tid_committed(tid)?)
+    }
+
+    /// Forgets a committed TID, as SAP does when the sender confirms a tRFC unit
+    /// (a unit sent again with it would then run again). Returns whether the TID
+    /// was recorded.
+    ///
+    /// # Errors
+    /// [`SimError::Storage`] when the state file cannot be written.
+    pub fn confirm_tid(&self, tid: &str) -> Result<bool, SimError> {
+        Ok(self.store.forget_tid(tid)?)
+    }
+
+    /// How many customers the state file holds (committed ones only).
+    ///
+    /// # Errors
+    /// [`SimError::Storage`] when the state file cannot be read.
+    pub fn customer_count(&self) -> Result<u64, SimError> {
+        Ok(self.store.customer_count()?)
     }
 }
 

@@ -13,7 +13,9 @@ use super::luw::Luw;
 use super::store::{Store, TidCommit};
 use super::types::FunctionDef;
 use super::values::{self, Input};
-use super::{SimOptions, bapi_customer, introspection, read_table, system, transaction};
+use super::{
+    SimOptions, bapi_customer, introspection, read_table, system, transaction, types_echo,
+};
 use crate::{Parameters, RfcError, SapConnection};
 
 /// The user every simulated session is logged on as.
@@ -51,6 +53,7 @@ static HANDLERS: &[(&str, Handler)] = &[
     ("RFC_READ_TABLE", read_table::read_table),
     ("RFC_SYSTEM_INFO", system::system_info),
     ("STFC_CONNECTION", system::stfc_connection),
+    ("Z_SAPBRIDGE_TYPES_ECHO", types_echo::echo),
 ];
 
 /// The BAPI whose answer [`SimSession::commit_with_tid`] gives.
@@ -58,7 +61,12 @@ const COMMIT_FUNCTION: &str = "BAPI_TRANSACTION_COMMIT";
 
 /// The functions whose handlers never touch the store (nor wait on anything): they
 /// run on the caller's task instead of the blocking pool.
-const STORE_FREE: &[&str] = &["STFC_CONNECTION", "RFC_PING", "RFC_SYSTEM_INFO"];
+const STORE_FREE: &[&str] = &[
+    "STFC_CONNECTION",
+    "RFC_PING",
+    "RFC_SYSTEM_INFO",
+    "Z_SAPBRIDGE_TYPES_ECHO",
+];
 
 /// The interface and implementation of `name` (upper case).
 fn dispatch(name: &str) -> Option<(&'static FunctionDef, Handler)> {

@@ -179,6 +179,19 @@ impl Store {
             .optional()?;
         Ok(seen.is_some())
     }
+
+    /// Forgets a committed TID (tRFC's confirm step): a later unit with it
+    /// would be committed again. Returns whether it was recorded.
+    pub(crate) fn forget_tid(&self, tid: &str) -> rusqlite::Result<bool> {
+        let conn = self.lock();
+        Ok(conn.execute("DELETE FROM tids WHERE tid = ?1", [tid])? > 0)
+    }
+
+    /// How many customers are stored (tests count duplicates with it).
+    pub(crate) fn customer_count(&self) -> rusqlite::Result<u64> {
+        let conn = self.lock();
+        conn.query_row("SELECT COUNT(*) FROM kna1", [], |r| r.get(0))
+    }
 }
 
 /// The stored columns: the `KNA1` fields, then the extra ones.

@@ -266,6 +266,7 @@ pub(crate) static ALL: &[&StructDef] = &[
     &s::BAPICUSTOMER_IDRANGE,
     &s::BAPICUSTOMER_ADDRESSDATA,
     &s::BAPICUSTOMER_SPECIALDATA,
+    &super::types_echo::ZSAPBRIDGE_TYPES,
 ];
 
 /// The structure or table called `name` (upper case), if the simulator knows it.

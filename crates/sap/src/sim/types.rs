@@ -6,11 +6,8 @@
 //! (PyRFC conventions) and the introspection functions `RFC_GET_FUNCTION_INTERFACE`
 //! and `DDIF_FIELDINFO_GET` (`introspection.rs`), so they cannot disagree.
 
-/// An ABAP elementary type as the simulator knows it.
-///
-/// TIMS, PACKED and STRING are part of the model (validation and formatting are
-/// implemented and unit-tested) although no simulated interface uses them yet.
-#[cfg_attr(not(test), allow(dead_code))]
+/// An ABAP elementary type as the simulator knows it (the types beyond CHAR,
+/// NUMC, DATS and INT4 appear in `Z_SAPBRIDGE_TYPES_ECHO`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
     /// `C`: fixed-length characters; PyRFC returns it right-trimmed.
@@ -27,6 +24,22 @@ pub(crate) enum Kind {
     Packed,
     /// `g`: a variable-length string.
     Str,
+    /// `F`: a binary float; PyRFC returns a number.
+    Float,
+    /// `b`: a 1-byte unsigned integer.
+    Int1,
+    /// `s`: a 2-byte integer.
+    Int2,
+    /// `8`: an 8-byte integer.
+    Int8,
+    /// `X`: fixed-length bytes; base64 in JSON, zero-padded to the length.
+    Raw,
+    /// `y`: variable-length bytes; base64 in JSON.
+    XStr,
+    /// `a`: a 16-digit decimal float; a string in JSON (no rounding).
+    Decf16,
+    /// `e`: a 34-digit decimal float; a string in JSON (no rounding).
+    Decf34,
 }
 
 impl Kind {
@@ -40,6 +53,14 @@ impl Kind {
             Self::Int4 => "I",
             Self::Packed => "P",
             Self::Str => "g",
+            Self::Float => "F",
+            Self::Int1 => "b",
+            Self::Int2 => "s",
+            Self::Int8 => "8",
+            Self::Raw => "X",
+            Self::XStr => "y",
+            Self::Decf16 => "a",
+            Self::Decf34 => "e",
         }
     }
 
@@ -53,7 +74,23 @@ impl Kind {
             Self::Int4 => "INT4",
             Self::Packed => "DEC",
             Self::Str => "STRG",
+            Self::Float => "FLTP",
+            Self::Int1 => "INT1",
+            Self::Int2 => "INT2",
+            Self::Int8 => "INT8",
+            Self::Raw => "RAW",
+            Self::XStr => "RSTR",
+            Self::Decf16 => "D16D",
+            Self::Decf34 => "D34D",
         }
+    }
+
+    /// Whether values of this kind are JSON numbers.
+    pub(crate) fn is_number(self) -> bool {
+        matches!(
+            self,
+            Self::Int4 | Self::Int1 | Self::Int2 | Self::Int8 | Self::Float
+        )
     }
 }
 
@@ -110,7 +147,6 @@ impl FieldDef {
     }
 
     /// A TIMS field.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) const fn t(name: &'static str, text: &'static str) -> Self {
         Self {
             kind: Kind::Tims,
@@ -127,7 +163,6 @@ impl FieldDef {
     }
 
     /// A PACKED field with `len` digits and `decimals` decimals.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) const fn p(name: &'static str, len: u32, decimals: u32, text: &'static str) -> Self {
         Self {
             kind: Kind::Packed,
@@ -137,11 +172,19 @@ impl FieldDef {
     }
 
     /// A STRING field.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) const fn s(name: &'static str, text: &'static str) -> Self {
         Self {
             kind: Kind::Str,
             ..Self::c(name, 0, text)
+        }
+    }
+
+    /// A field of one of the kinds that carry no length of their own (FLOAT, INT1,
+    /// INT2, INT8, XSTRING, DECF16, DECF34) or a RAW field of `len` bytes.
+    pub(crate) const fn of(kind: Kind, name: &'static str, len: u32, text: &'static str) -> Self {
+        Self {
+            kind,
+            ..Self::c(name, len, text)
         }
     }
 
@@ -177,6 +220,13 @@ impl FieldDef {
     pub(crate) fn width(&self) -> u32 {
         match self.kind {
             Kind::Int4 => 11,
+            Kind::Int1 => 3,
+            Kind::Int2 => 6,
+            Kind::Int8 => 20,
+            Kind::Float => 24,
+            Kind::Raw => self.len * 2,
+            Kind::Decf16 => 24,
+            Kind::Decf34 => 42,
             Kind::Packed => self.len + 2,
             _ => self.len,
         }
@@ -186,8 +236,13 @@ impl FieldDef {
     pub(crate) fn intlen_unicode(&self) -> u32 {
         match self.kind {
             Kind::Int4 => 4,
+            Kind::Int1 => 1,
+            Kind::Int2 => 2,
+            Kind::Int8 | Kind::Float | Kind::Decf16 => 8,
+            Kind::Decf34 => 16,
+            Kind::Raw => self.len,
             Kind::Packed => self.len / 2 + 1,
-            Kind::Str => 8,
+            Kind::Str | Kind::XStr => 8,
             _ => self.len * 2,
         }
     }

@@ -14,6 +14,7 @@
 //! carry all their fields; CHAR is right-trimmed, NUMC zero-padded, DATS/TIMS are
 //! strings (`00000000` when initial), INT4 is a number, PACKED a string.
 
+use base64::Engine;
 use serde_json::{Map, Value};
 
 use super::errors::{conversion_failure, invalid_parameter};
@@ -148,18 +149,32 @@ pub(crate) fn elem_out(f: &FieldDef, v: Option<&Value>) -> Value {
                 t.into()
             }
         }
-        Kind::Int4 => Value::from(
+        Kind::Int4 | Kind::Int1 | Kind::Int2 | Kind::Int8 => Value::from(
             v.and_then(Value::as_i64)
                 .unwrap_or_else(|| text.trim().parse::<i64>().unwrap_or(0)),
         ),
-        Kind::Packed => Value::String(if text.trim().is_empty() {
+        Kind::Float => {
+            let x = v
+                .and_then(Value::as_f64)
+                .unwrap_or_else(|| text.trim().parse::<f64>().unwrap_or(0.0));
+            serde_json::Number::from_f64(x).map_or(Value::from(0.0), Value::Number)
+        }
+        Kind::Packed | Kind::Decf16 | Kind::Decf34 => Value::String(if text.trim().is_empty() {
             "0".into()
         } else {
             text
         }),
-        Kind::Str => Value::String(text),
+        Kind::Raw => {
+            let mut bytes = BASE64.decode(text.trim()).unwrap_or_default();
+            bytes.resize(f.len as usize, 0);
+            Value::String(BASE64.encode(bytes))
+        }
+        Kind::Str | Kind::XStr => Value::String(text),
     }
 }
+
+/// Standard base64, as the JSON model carries RAW and XSTRING.
+const BASE64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
 /// The first `len` characters of `s`.
 pub(crate) fn truncate(s: &str, len: u32) -> &str {
@@ -183,7 +198,7 @@ fn default_value(f: &FieldDef, default: &str) -> Value {
     match default {
         "" | "SPACE" | "SY-LANGU" => initial(f),
         d => match f.kind {
-            Kind::Int4 => Value::from(d.parse::<i64>().unwrap_or(0)),
+            k if k.is_number() => Value::from(d.parse::<i64>().unwrap_or(0)),
             _ => Value::String(d.trim_matches('\'').to_owned()),
         },
     }
@@ -191,10 +206,12 @@ fn default_value(f: &FieldDef, default: &str) -> Value {
 
 fn initial(f: &FieldDef) -> Value {
     match f.kind {
-        Kind::Int4 => Value::from(0),
+        Kind::Int4 | Kind::Int1 | Kind::Int2 | Kind::Int8 => Value::from(0),
+        Kind::Float => Value::from(0.0),
         Kind::Numc | Kind::Dats | Kind::Tims => Value::String("0".repeat(f.len as usize)),
-        Kind::Packed => Value::String("0".into()),
-        Kind::Char | Kind::Str => Value::String(String::new()),
+        Kind::Packed | Kind::Decf16 | Kind::Decf34 => Value::String("0".into()),
+        Kind::Raw => Value::String(BASE64.encode(vec![0u8; f.len as usize])),
+        Kind::Char | Kind::Str | Kind::XStr => Value::String(String::new()),
     }
 }
 
@@ -247,18 +264,47 @@ fn table_in(fields: &[FieldDef], v: &Value, path: &str) -> Result<Value, RfcErro
 /// Validates and normalises one elementary input value.
 fn elem_in(f: &FieldDef, v: &Value, path: &str) -> Result<Value, RfcError> {
     match f.kind {
-        Kind::Int4 => {
+        Kind::Int4 | Kind::Int1 | Kind::Int2 | Kind::Int8 => {
+            let name = f.kind.datatype();
             let n = v.as_i64().ok_or_else(|| {
-                conversion_failure(path, format!("an integer is required for INT4, got {v}"))
+                conversion_failure(path, format!("an integer is required for {name}, got {v}"))
             })?;
-            if i32::try_from(n).is_err() {
+            let fits = match f.kind {
+                Kind::Int1 => u8::try_from(n).is_ok(),
+                Kind::Int2 => i16::try_from(n).is_ok(),
+                Kind::Int4 => i32::try_from(n).is_ok(),
+                _ => true,
+            };
+            if !fits {
                 return Err(conversion_failure(
                     path,
-                    format!("{n} is out of range for INT4"),
+                    format!("{n} is out of range for {name}"),
                 ));
             }
             Ok(Value::from(n))
         }
+        Kind::Float => {
+            let x = v.as_f64().ok_or_else(|| {
+                conversion_failure(path, format!("a number is required for FLTP, got {v}"))
+            })?;
+            Ok(serde_json::Number::from_f64(x).map_or(Value::from(0.0), Value::Number))
+        }
+        Kind::Raw | Kind::XStr => {
+            let bytes = v
+                .as_str()
+                .and_then(|s| BASE64.decode(s.trim()).ok())
+                .ok_or_else(|| {
+                    conversion_failure(path, format!("a base64 string is required, got {v}"))
+                })?;
+            if f.kind == Kind::Raw && bytes.len() > f.len as usize {
+                return Err(conversion_failure(
+                    path,
+                    format!("{} bytes exceed the length of RAW{}", bytes.len(), f.len),
+                ));
+            }
+            Ok(Value::String(BASE64.encode(bytes)))
+        }
+        Kind::Decf16 | Kind::Decf34 => decfloat_in(v, path),
         Kind::Packed => packed_in(f, v, path),
         _ => {
             let Value::String(s) = v else {
@@ -333,7 +379,7 @@ fn char_like_in(f: &FieldDef, s: &str, path: &str) -> Result<Value, RfcError> {
                 if t.is_empty() { "000000" } else { t }.to_owned(),
             ))
         }
-        Kind::Int4 | Kind::Packed => Err(conversion_failure(path, "not a character type")),
+        _ => Err(conversion_failure(path, "not a character type")),
     }
 }
 
@@ -362,6 +408,28 @@ fn packed_in(f: &FieldDef, v: &Value, path: &str) -> Result<Value, RfcError> {
                 "'{text}' does not fit DEC{} with {} decimals",
                 f.len, f.decimals
             ),
+        ));
+    }
+    Ok(Value::String(text))
+}
+
+/// A decimal float: a number or a decimal string (with an optional exponent),
+/// kept as the caller wrote it.
+fn decfloat_in(v: &Value, path: &str) -> Result<Value, RfcError> {
+    let text = match v {
+        Value::String(s) => s.trim().to_owned(),
+        Value::Number(n) => n.to_string(),
+        other => {
+            return Err(conversion_failure(
+                path,
+                format!("a number or decimal string is required, got {other}"),
+            ));
+        }
+    };
+    if text.parse::<f64>().is_err() || text.contains(['n', 'N', 'i', 'I']) {
+        return Err(conversion_failure(
+            path,
+            format!("'{text}' is not a decimal number"),
         ));
     }
     Ok(Value::String(text))

@@ -21,6 +21,8 @@ use async_trait::async_trait;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, COOKIE, HeaderValue, SET_COOKIE};
 use sapbridge_proto::Secret;
 
+use crate::logon_guard::{LogonGuard, LogonState, PasswordSource};
+
 use super::convert;
 use super::envelope::{self, Reply};
 use super::fault::error_from_fault;
@@ -41,8 +43,10 @@ pub struct SoapConfig {
     pub client: String,
     /// The SAP user.
     pub user: String,
-    /// Its password (never logged).
-    pub password: Secret,
+    /// Where its password comes from (read before every logon, never logged;
+    /// after SAP refused it, no logon is made with it until it changes: see
+    /// [`crate::logon_guard`]).
+    pub password: PasswordSource,
     /// Timeout of one HTTP request (one function call).
     pub timeout: Duration,
     /// A PEM file of extra CA certificates to trust, for company CAs.
@@ -77,7 +81,8 @@ pub enum SoapConfigError {
 struct Inner {
     http: reqwest::Client,
     url: reqwest::Url,
-    authorization: HeaderValue,
+    user: String,
+    guard: LogonGuard,
     metadata: MetadataCache,
 }
 
@@ -139,28 +144,52 @@ impl SoapSystem {
         let http = builder
             .build()
             .map_err(|e| SoapConfigError::Tls(e.to_string()))?;
-        let credentials = base64::Engine::encode(
-            &base64::engine::general_purpose::STANDARD,
-            format!("{}:{}", config.user, config.password.expose()),
-        );
-        let mut authorization =
-            HeaderValue::from_str(&format!("Basic {credentials}")).map_err(|_| {
-                SoapConfigError::Tls("user or password holds characters HTTP cannot carry".into())
-            })?;
-        authorization.set_sensitive(true);
         Ok(Self {
             inner: Arc::new(Inner {
                 http,
                 url,
-                authorization,
+                user: config.user,
+                guard: LogonGuard::new(config.password),
                 metadata: MetadataCache::default(),
             }),
         })
     }
+
+    /// Whether logons go through or SAP refused the password.
+    pub fn logon_state(&self) -> LogonState {
+        self.inner.guard.state()
+    }
+
+    /// Lifts a logon block (the password was fixed in SAP, not in the source).
+    pub fn reset_logon_block(&self) {
+        self.inner.guard.reset();
+    }
+}
+
+/// The basic-auth header for `user` and `password`, marked sensitive.
+#[allow(clippy::result_large_err)]
+fn authorization(user: &str, password: &Secret) -> Result<HeaderValue, RfcError> {
+    let credentials = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        format!("{user}:{}", password.expose()),
+    );
+    let mut value = HeaderValue::from_str(&format!("Basic {credentials}")).map_err(|_| {
+        RfcError::new(
+            ErrorGroup::LogonFailure,
+            "PASSWORD_UNUSABLE",
+            "the SAP user or password holds characters HTTP cannot carry",
+        )
+    })?;
+    value.set_sensitive(true);
+    Ok(value)
 }
 
 #[async_trait]
 impl SapSystem for SoapSystem {
+    fn logon_state(&self) -> Option<LogonState> {
+        Some(self.inner.guard.state())
+    }
+
     async fn connect(&self) -> Result<Box<dyn SapConnection>, RfcError> {
         Ok(Box::new(SoapConnection {
             inner: self.inner.clone(),
@@ -309,25 +338,44 @@ impl Inner {
         context: Option<&str>,
     ) -> Result<Exchange, RfcError> {
         let envelope = envelope::request_envelope(function, params_xml, session);
+        // Every SOAP request is a logon: through the guard, so that a refused
+        // password is not tried again.
+        let attempt = self.guard.attempt().await?;
+        let header = match authorization(&self.user, &attempt.password) {
+            Ok(header) => header,
+            Err(error) => {
+                self.guard.failed(attempt, &error);
+                return Err(error);
+            }
+        };
         let mut request = self
             .http
             .post(self.url.clone())
-            .header(AUTHORIZATION, self.authorization.clone())
+            .header(AUTHORIZATION, header)
             .header(CONTENT_TYPE, "text/xml; charset=utf-8")
             .header("SOAPAction", RFC_NS)
             .body(envelope);
         if let Some(id) = context {
             request = request.header(COOKIE, format!("{CONTEXT_COOKIE}={id}"));
         }
-        let mut response = request.send().await.map_err(communication_error)?;
+        let mut response = match request.send().await {
+            Ok(response) => response,
+            Err(error) => {
+                drop(attempt);
+                return Err(communication_error(error));
+            }
+        };
         let status = response.status();
         if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
-            return Err(RfcError::new(
+            let error = RfcError::new(
                 ErrorGroup::LogonFailure,
                 "RFC_LOGON_FAILURE",
                 format!("SAP refused the logon (HTTP {})", status.as_u16()),
-            ));
+            );
+            self.guard.failed(attempt, &error);
+            return Err(error);
         }
+        self.guard.succeeded(attempt);
         let granted = response
             .headers()
             .get_all(SET_COOKIE)

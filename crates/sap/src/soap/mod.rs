@@ -61,7 +61,7 @@ pub(crate) mod session;
 pub(crate) mod xml;
 
 pub use client::{SoapConfig, SoapConfigError, SoapConnection, SoapSystem};
-pub use server::{SoapAuth, router};
+pub use server::{SoapAuth, router, router_with_locks};
 
 /// The ICF path of the SOAP-RFC service.
 pub const SOAP_RFC_PATH: &str = "/sap/bc/soap/rfc";

@@ -4,7 +4,8 @@
 //! real SAP system).
 //!
 //! Per request: basic auth (else `401` with NetWeaver's `WWW-Authenticate`
-//! realm), `sap-client` must name our client (else `401`, a logon failure), the
+//! realm; five wrong passwords in a row lock the user, as SAP does, until
+//! [`crate::sim::UserLocks::reset`]), `sap-client` must name our client (else `401`, a logon failure), the
 //! body (at most [`MAX_BODY_BYTES`]) is parsed as an envelope, the parameters are
 //! typed with the function's interface (read once from the system with
 //! `RFC_GET_FUNCTION_INTERFACE` / `DDIF_FIELDINFO_GET` and cached), the function
@@ -34,6 +35,7 @@ use super::fault::fault_envelope;
 use super::metadata::{Direction, FunctionMeta, MetadataCache};
 use super::session::{Sessions, SharedConnection};
 use super::{CONTEXT_COOKIE, MAX_BODY_BYTES, SOAP_RFC_PATH};
+use crate::sim::{LogonRefused, UserLocks};
 use crate::{ErrorGroup, Parameters, RfcError, SapSystem};
 
 /// The logon the endpoint accepts: one user, its password and the client.
@@ -50,6 +52,7 @@ pub struct SoapAuth {
 struct AppState {
     system: Arc<dyn SapSystem>,
     auth: SoapAuth,
+    locks: Arc<UserLocks>,
     metadata: MetadataCache,
     sessions: Sessions,
 }
@@ -58,9 +61,20 @@ struct AppState {
 ///
 /// Serve it with `axum::serve(listener, router(...))`.
 pub fn router(system: Arc<dyn SapSystem>, auth: SoapAuth) -> Router {
+    router_with_locks(system, auth, Arc::default())
+}
+
+/// [`router`], with SAP's user lock kept in `locks`: five failed logons in a row
+/// lock the user until [`UserLocks::reset`] (tests watch the count).
+pub fn router_with_locks(
+    system: Arc<dyn SapSystem>,
+    auth: SoapAuth,
+    locks: Arc<UserLocks>,
+) -> Router {
     let state = Arc::new(AppState {
         system,
         auth,
+        locks,
         metadata: MetadataCache::default(),
         sessions: Sessions::default(),
     });
@@ -83,8 +97,17 @@ async fn soap_rfc(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if !logged_on(&state.auth, &headers) {
+    let Some((user, password_ok)) = credentials(&state.auth, &headers) else {
         return unauthorized("Logon failed");
+    };
+    match state.locks.logon(&user, password_ok) {
+        Ok(()) => {}
+        Err(LogonRefused::Locked) => {
+            return unauthorized(
+                "Logon failed: user is locked. Please notify the person responsible",
+            );
+        }
+        Err(LogonRefused::WrongPassword { .. }) => return unauthorized("Logon failed"),
     }
     let client = query_param(query.as_deref(), "sap-client").or_else(|| {
         headers
@@ -294,31 +317,21 @@ fn unauthorized(reason: &'static str) -> Response {
         .into_response()
 }
 
-fn logged_on(auth: &SoapAuth, headers: &HeaderMap) -> bool {
-    let Some(value) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
-    let Some(encoded) = value
+/// The basic-auth user of a request and whether its user and password are right;
+/// `None` without readable basic auth.
+fn credentials(auth: &SoapAuth, headers: &HeaderMap) -> Option<(String, bool)> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let encoded = value
         .strip_prefix("Basic ")
-        .or_else(|| value.strip_prefix("basic "))
-    else {
-        return false;
-    };
-    let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded.trim()) else {
-        return false;
-    };
-    let Ok(text) = String::from_utf8(decoded) else {
-        return false;
-    };
-    let Some((user, password)) = text.split_once(':') else {
-        return false;
-    };
+        .or_else(|| value.strip_prefix("basic "))?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.split_once(':')?;
     let user_ok = user.eq_ignore_ascii_case(&auth.user);
     let password_ok = constant_time_eq(password.as_bytes(), auth.password.expose().as_bytes());
-    user_ok & password_ok
+    Some((user.to_owned(), user_ok & password_ok))
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
