@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use sapbridge_proto::{MAX_FRAME_BYTES, Secret};
 use serde::Deserialize;
 
-pub use crate::queue::config::{Durability, QueueConfig, StoreKind};
+pub use crate::queue::config::{DatabaseUrl, Durability, QueueConfig, StoreKind};
 
 /// The most runtime threads a relay may ask for.
 const MAX_WORKER_THREADS: usize = 256;
