@@ -3,8 +3,10 @@
 //!
 //! Everything waits on readiness signals (a bound listener, an agent listed as
 //! online) with a deadline, never on a bare sleep. [`power_automate`] is a client
-//! that retries and polls as a Power Automate action does.
+//! that retries and polls as a Power Automate action does; [`postgres`] makes
+//! test databases and private PostgreSQL servers.
 
+pub mod postgres;
 pub mod power_automate;
 
 use std::collections::HashMap;
