@@ -98,6 +98,11 @@ impl DatabaseUrl {
         match tokio_postgres::Config::from_str(&self.0) {
             // The driver's message names the part that is wrong, never the password.
             Err(error) => Err(format!("not a PostgreSQL connection string: {error}")),
+            Ok(config) if config.get_ssl_mode() == tokio_postgres::config::SslMode::Require => Err(
+                "sslmode=require: TLS to the database is not supported yet (use \
+                     sslmode=disable on a private network or through a local proxy)"
+                    .to_owned(),
+            ),
             Ok(_) => Ok(()),
         }
     }
@@ -285,5 +290,9 @@ mod tests {
             .to_string();
         assert!(err.contains("not a PostgreSQL connection string"), "{err}");
         assert!(!err.contains("pw-in-url"), "{err}");
+        let err = parse("store = \"postgres\"\nurl = \"postgres://h/db?sslmode=require\"")
+            .validate()
+            .unwrap_err();
+        assert!(err.to_string().contains("not supported yet"), "{err}");
     }
 }

@@ -26,10 +26,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use deadpool_postgres::Pool;
+use deadpool_postgres::Transaction;
 use sapbridge_proto::{Outcome, Unit, WorkFrame};
 use time::OffsetDateTime;
 use tokio::sync::{Semaphore, mpsc, oneshot};
-use tokio_postgres::Transaction;
 
 use super::super::{
     CallEnd, CallRecord, CallState, Claimant, Completion, Enqueued, Holder, OpenCall, QueueError,
@@ -341,9 +341,13 @@ async fn place_new_calls(
         .collect();
     let rows = tx
         .query(
-            "SELECT s FROM unnest($1::text[]) AS s
+            &prepared(
+                tx,
+                "SELECT s FROM unnest($1::text[]) AS s
              WHERE EXISTS (SELECT 1 FROM sapbridge_calls
                            WHERE system = s AND state = 'queued')",
+            )
+            .await?,
             &[&systems],
         )
         .await;
@@ -395,7 +399,7 @@ async fn write(
     now: OffsetDateTime,
 ) -> Result<Done, QueueError> {
     let (inserted, judged, candidates) = tokio::try_join!(
-        insert(tx, &batch.enqueues),
+        insert(tx, &batch.enqueues, &shared.replica),
         lock_completions(tx, &batch.completes),
         claim_candidates(tx, &batch.claims),
     )?;
@@ -424,7 +428,7 @@ async fn write(
     let (_, _, leased, ()) = tokio::try_join!(
         store_verdicts(tx, &verdicts),
         requeue(tx, &verdicts.requeued),
-        lease(tx, &batch.claims, &choice),
+        lease(tx, &batch.claims, &choice, &shared.replica),
         notify(tx, &notes),
     )?;
     let units = units_of(&batch.claims, &choice, leased, now)?;
@@ -444,6 +448,7 @@ async fn insert(
         Box<CallRecord>,
         oneshot::Sender<Result<Enqueued, QueueError>>,
     )],
+    replica: &str,
 ) -> Result<(), QueueError> {
     if enqueues.is_empty() {
         return Ok(());
@@ -486,14 +491,22 @@ async fn insert(
         owners.push(record.owner.as_deref());
     }
     tx.execute(
-        "INSERT INTO sapbridge_calls (id, system, kind, calls, commit_policy, state, attempts,
-             submitted_at, expires_at, lease_session, lease_until, lease_agent, owner)
-         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+        &prepared(
+            tx,
+            "INSERT INTO sapbridge_calls (id, system, kind, calls, commit_policy, state, attempts,
+             submitted_at, expires_at, lease_session, lease_until, lease_agent, owner,
+             lease_replica)
+         SELECT u.*, CASE WHEN u.lease_session IS NULL THEN NULL ELSE $14 END
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
              $6::text[], $7::int4[], $8::int8[], $9::int8[], $10::text[], $11::int8[],
-             $12::text[], $13::text[])",
+             $12::text[], $13::text[])
+             AS u(id, system, kind, calls, commit_policy, state, attempts, submitted_at,
+                  expires_at, lease_session, lease_until, lease_agent, owner)",
+        )
+        .await?,
         &[
             &ids, &systems, &kinds, &calls, &commits, &states, &attempts, &submitted, &expires,
-            &sessions, &untils, &agents, &owners,
+            &sessions, &untils, &agents, &owners, &replica,
         ],
     )
     .await
@@ -523,9 +536,13 @@ async fn lock_completions(
     let ids: Vec<&str> = completes.iter().map(|(c, _)| c.call_id.as_str()).collect();
     let rows = tx
         .query(
-            "SELECT id, commit_policy, completed_at IS NOT NULL, attempts, lease_session,
+            &prepared(
+                tx,
+                "SELECT id, commit_policy, completed_at IS NOT NULL, attempts, lease_session,
                     expires_at, system
              FROM sapbridge_calls WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+            )
+            .await?,
             &[&ids],
         )
         .await
@@ -634,12 +651,16 @@ async fn store_verdicts(tx: &Transaction<'_>, verdicts: &Verdicts) -> Result<(),
         .first()
         .map_or(0, |(_, end)| nanos(end.completed_at));
     tx.execute(
-        "UPDATE sapbridge_calls c
+        &prepared(
+            tx,
+            "UPDATE sapbridge_calls c
          SET state = u.state, outcome = u.outcome, agent = u.agent, completed_at = $5,
              lease_until = NULL, hold_until = NULL
          FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
               AS u(id, state, outcome, agent)
          WHERE c.id = u.id",
+        )
+        .await?,
         &[&ids, &states, &outcomes, &agents, &completed_at],
     )
     .await
@@ -653,10 +674,14 @@ async fn requeue(tx: &Transaction<'_>, ids: &[String]) -> Result<(), QueueError>
         return Ok(());
     }
     tx.execute(
-        "UPDATE sapbridge_calls
+        &prepared(
+            tx,
+            "UPDATE sapbridge_calls
          SET state = 'queued', lease_session = NULL, lease_agent = NULL, lease_until = NULL,
              hold_until = NULL
          WHERE id = ANY($1)",
+        )
+        .await?,
         &[&ids],
     )
     .await
@@ -698,7 +723,9 @@ async fn claim_candidates(
     let limits: Vec<i64> = wanted.values().copied().collect();
     let rows = tx
         .query(
-            "SELECT c.seq, c.id, c.system, c.lease_session, c.lease_agent, c.hold_until,
+            &prepared(
+                tx,
+                "SELECT c.seq, c.id, c.system, c.lease_session, c.lease_agent, c.hold_until,
                     c.expires_at
              FROM unnest($1::text[], $2::int8[]) AS w(system, n)
              CROSS JOIN LATERAL (
@@ -707,6 +734,8 @@ async fn claim_candidates(
                  WHERE system = w.system AND state = 'queued'
                  ORDER BY seq LIMIT w.n
                  FOR UPDATE SKIP LOCKED) AS c",
+            )
+            .await?,
             &[&systems, &limits],
         )
         .await
@@ -805,6 +834,7 @@ async fn lease(
     tx: &Transaction<'_>,
     claims: &[(ClaimJob, oneshot::Sender<Result<Vec<Unit>, QueueError>>)],
     choice: &Choice,
+    replica: &str,
 ) -> Result<HashMap<i64, Leased>, QueueError> {
     let mut seqs = Vec::new();
     let mut sessions = Vec::new();
@@ -823,15 +853,20 @@ async fn lease(
     }
     let rows = tx
         .query(
-            "UPDATE sapbridge_calls c
+            &prepared(
+                tx,
+                "UPDATE sapbridge_calls c
              SET state = 'leased', lease_session = u.session, lease_agent = u.agent,
-                 lease_until = u.until, hold_until = NULL, attempts = c.attempts + 1
+                 lease_until = u.until, hold_until = NULL, attempts = c.attempts + 1,
+                 lease_replica = $5
              FROM unnest($1::int8[], $2::text[], $3::text[], $4::int8[])
                   AS u(seq, session, agent, until)
              WHERE c.seq = u.seq AND c.state = 'queued'
              RETURNING c.seq, c.id, c.system, c.calls, c.commit_policy, c.attempts,
                        c.expires_at",
-            &[&seqs, &sessions, &agents, &untils],
+            )
+            .await?,
+            &[&seqs, &sessions, &agents, &untils, &replica],
         )
         .await
         .map_err(store_error)?;
@@ -883,9 +918,18 @@ fn units_of(
     Ok(out)
 }
 
+/// `sql` prepared on this connection once and cached: a batch then costs no
+/// parse round trips.
+async fn prepared(
+    tx: &Transaction<'_>,
+    sql: &str,
+) -> Result<tokio_postgres::Statement, QueueError> {
+    tx.prepare_cached(sql).await.map_err(store_error)
+}
+
 /// Sends the notifications (delivered when the transaction commits).
 pub(super) async fn notify(
-    tx: &impl tokio_postgres::GenericClient,
+    tx: &Transaction<'_>,
     notes: &[(&str, String)],
 ) -> Result<(), QueueError> {
     if notes.is_empty() {
@@ -894,7 +938,11 @@ pub(super) async fn notify(
     let channels: Vec<&str> = notes.iter().map(|(c, _)| *c).collect();
     let texts: Vec<&str> = notes.iter().map(|(_, p)| p.as_str()).collect();
     tx.query(
-        "SELECT pg_notify(n.c, n.p) FROM unnest($1::text[], $2::text[]) AS n(c, p)",
+        &prepared(
+            tx,
+            "SELECT pg_notify(n.c, n.p) FROM unnest($1::text[], $2::text[]) AS n(c, p)",
+        )
+        .await?,
         &[&channels, &texts],
     )
     .await

@@ -11,7 +11,11 @@
 //!   candidates.
 //! - Leases are deadlines in the database: any replica's reaper returns a lapsed
 //!   lease to the queue (one replica reaps at a time, under an advisory lock).
-//!   Nothing is requeued at start-up: other replicas' sessions are alive.
+//!   Nothing is requeued at start-up: other replicas' sessions are alive. Each
+//!   replica records itself in `sapbridge_replicas` and says it is alive on every
+//!   reaper pass; the leases of a replica silent for
+//!   [`REPLICA_TIMEOUT`](ops::REPLICA_TIMEOUT) go back to the queue (held for
+//!   their agents) without waiting for their deadlines.
 //! - Idempotency keys are rows with a primary key: the same key sent to two
 //!   replicas at once makes one call.
 //! - Wake-ups cross replicas with `LISTEN/NOTIFY` ([`listen`]); the users of the
@@ -30,6 +34,8 @@ mod rows;
 mod schema;
 #[cfg(test)]
 pub(super) mod testdb;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 
@@ -93,6 +99,9 @@ impl PostgresQueue {
             schema::migrate(&mut client).await?
         };
         let replica = crate::state::new_id("r_");
+        let client = pool.get().await.map_err(pool_error)?;
+        ops::heartbeat(&**client, &replica, OffsetDateTime::now_utc()).await?;
+        drop(client);
         let signals = Arc::new(Signals::default());
         let listener =
             listen::Listener::start(settings, replica.clone(), Arc::clone(&signals)).await?;
@@ -163,7 +172,9 @@ impl Queue for PostgresQueue {
         let mut client = self.client().await?;
         let tx = begin(&mut client).await?;
         let mut effects = Effects::default();
-        let result = ops::enqueue_keyed(&tx, &mut effects, &self.shared.signals, call).await;
+        let shared = &self.shared;
+        let result =
+            ops::enqueue_keyed(&tx, &mut effects, &shared.signals, &shared.replica, call).await;
         self.finish(tx, effects, result).await
     }
 
@@ -233,7 +244,10 @@ impl Queue for PostgresQueue {
     }
 
     async fn reap(&self, now: OffsetDateTime, retention: Retention) -> Result<Reaped, QueueError> {
+        // Every replica says it is alive, in a commit of its own: the pass that
+        // follows may find another replica reaping and change nothing.
         let mut client = self.client().await?;
+        ops::heartbeat(&**client, &self.shared.replica, now).await?;
         let tx = begin(&mut client).await?;
         let mut effects = Effects::default();
         let result = ops::reap(&tx, &mut effects, now, retention).await;

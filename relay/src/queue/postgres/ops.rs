@@ -7,9 +7,9 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use deadpool_postgres::Transaction;
 use sapbridge_proto::WorkFrame;
 use time::OffsetDateTime;
-use tokio_postgres::Transaction;
 
 use super::super::{
     CallEnd, CallRecord, CallState, Cancelled, Enqueued, NewCall, Overdue, QueueError, Reaped,
@@ -28,6 +28,69 @@ const REAPER_LOCK: i64 = 0x7361_7062_7265_6170;
 
 /// At most this many calls are ended, and this many purged, per reaper pass.
 const REAP_LIMIT: i64 = 10_000;
+
+/// A replica not seen for this long is dead: its sessions' leases go back to the
+/// queue (held for their agents) without waiting for their deadlines.
+pub(super) const REPLICA_TIMEOUT: time::Duration = time::Duration::seconds(15);
+
+/// Says that `replica` is alive at `now` (on open and every reaper pass).
+pub(super) async fn heartbeat(
+    client: &impl tokio_postgres::GenericClient,
+    replica: &str,
+    now: OffsetDateTime,
+) -> Result<(), QueueError> {
+    client
+        .execute(
+            "INSERT INTO sapbridge_replicas (id, started_at, seen_at) VALUES ($1, $2, $2)
+             ON CONFLICT (id) DO UPDATE SET seen_at = GREATEST(sapbridge_replicas.seen_at, $2)",
+            &[&replica, &nanos(now)],
+        )
+        .await
+        .map_err(store_error)?;
+    Ok(())
+}
+
+/// Forgets the replicas not seen since `now - REPLICA_TIMEOUT` and returns the
+/// leases their sessions held to the queue, held for their agents until
+/// `hold_until`; returns how many.
+async fn release_dead_replicas(
+    tx: &Transaction<'_>,
+    effects: &mut Effects,
+    now: OffsetDateTime,
+    hold_until: OffsetDateTime,
+) -> Result<usize, QueueError> {
+    let dead: Vec<String> = tx
+        .query(
+            "DELETE FROM sapbridge_replicas WHERE seen_at < $1 RETURNING id",
+            &[&nanos(now - REPLICA_TIMEOUT)],
+        )
+        .await
+        .map_err(store_error)?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    if dead.is_empty() {
+        return Ok(0);
+    }
+    let rows = tx
+        .query(
+            "UPDATE sapbridge_calls SET state = 'queued', lease_until = NULL, hold_until = $2
+             WHERE state = 'leased' AND lease_replica = ANY($1)
+             RETURNING system",
+            &[&dead, &nanos(hold_until)],
+        )
+        .await
+        .map_err(store_error)?;
+    tracing::warn!(
+        replicas = ?dead,
+        released = rows.len(),
+        "relay replicas stopped answering; their agents' leases are back in the queue"
+    );
+    effects
+        .work
+        .extend(rows.iter().map(|row| row.get::<_, String>(0)));
+    Ok(rows.len())
+}
 
 /// The wake-ups a committed change fires.
 #[derive(Default)]
@@ -95,6 +158,7 @@ pub(super) async fn enqueue_keyed(
     tx: &Transaction<'_>,
     effects: &mut Effects,
     signals: &Signals,
+    replica: &str,
     call: NewCall,
 ) -> Result<Enqueued, QueueError> {
     let Some((key, fingerprint)) = call.idempotency.clone() else {
@@ -111,7 +175,7 @@ pub(super) async fn enqueue_keyed(
             .await
             .map_err(store_error)?;
         if inserted.is_some() {
-            let record = insert_one(tx, effects, signals, CallRecord::new(call)).await?;
+            let record = insert_one(tx, effects, signals, replica, CallRecord::new(call)).await?;
             return Ok(Enqueued::Created(Box::new(record)));
         }
         let found = tx
@@ -127,7 +191,7 @@ pub(super) async fn enqueue_keyed(
         };
         let first: String = found.get(0);
         let call_id: String = found.get(1);
-        if let Some(record) = load(tx, &call_id, false).await? {
+        if let Some(record) = load(&**tx, &call_id, false).await? {
             return Ok(if first == fingerprint {
                 Enqueued::Existing(Box::new(record))
             } else {
@@ -154,6 +218,7 @@ async fn insert_one(
     tx: &Transaction<'_>,
     effects: &mut Effects,
     signals: &Signals,
+    replica: &str,
     mut record: CallRecord,
 ) -> Result<CallRecord, QueueError> {
     let mut taker = signals.pick_taker(&record.system);
@@ -193,8 +258,9 @@ async fn insert_one(
         .execute(
             "INSERT INTO sapbridge_calls (id, system, kind, calls, commit_policy, state,
                  attempts, submitted_at, expires_at, idem_scope, idem_key, idem_fingerprint,
-                 lease_session, lease_until, owner, lease_agent)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+                 lease_session, lease_until, owner, lease_agent, lease_replica)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
+                     $17)",
             &[
                 &record.id,
                 &record.system,
@@ -212,6 +278,7 @@ async fn insert_one(
                 &lease_until,
                 &record.owner,
                 &record.holder.as_ref().map(|h| h.agent.as_str()),
+                &lease_session.map(|_| replica),
             ],
         )
         .await;
@@ -268,7 +335,7 @@ pub(super) async fn cancel(
     call_id: &str,
     now: OffsetDateTime,
 ) -> Result<Cancelled, QueueError> {
-    let Some(mut record) = load(tx, call_id, true).await? else {
+    let Some(mut record) = load(&**tx, call_id, true).await? else {
         return Ok(Cancelled::Unknown);
     };
     if record.state != CallState::Queued {
@@ -321,6 +388,7 @@ pub(super) async fn reap(
     effects
         .work
         .extend(requeued.iter().map(|row| row.get::<_, String>(0)));
+    reaped.requeued += release_dead_replicas(tx, effects, now, now + retention.owner_hold).await?;
     end_overdue(tx, effects, now, &mut reaped).await?;
 
     // Keys of open calls stay enforced whatever their age.

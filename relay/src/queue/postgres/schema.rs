@@ -23,8 +23,13 @@ pub(super) const SCHEMA_VERSION: i32 = 1;
 /// The advisory lock key that serialises migrations (`"sapbridg"` in ASCII).
 const MIGRATION_LOCK: i64 = 0x7361_7062_7269_6467;
 
-/// Version 1: calls, idempotency keys, and the agent sessions of every replica.
+/// Version 1: calls, idempotency keys, and the live replicas.
 const V1: &str = "
+CREATE TABLE sapbridge_replicas (
+    id         text   PRIMARY KEY,
+    started_at bigint NOT NULL,
+    seen_at    bigint NOT NULL
+);
 CREATE TABLE sapbridge_calls (
     seq              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     id               text    NOT NULL UNIQUE,
@@ -35,6 +40,7 @@ CREATE TABLE sapbridge_calls (
     state            text    NOT NULL,
     lease_session    text,
     lease_agent      text,
+    lease_replica    text,
     lease_until      bigint,
     hold_until       bigint,
     attempts         integer NOT NULL DEFAULT 0,
@@ -52,6 +58,7 @@ CREATE INDEX sapbridge_calls_queued ON sapbridge_calls (system, seq) WHERE state
 CREATE INDEX sapbridge_calls_queued_expiry ON sapbridge_calls (expires_at) WHERE state = 'queued';
 CREATE INDEX sapbridge_calls_leased_session ON sapbridge_calls (lease_session) WHERE state = 'leased';
 CREATE INDEX sapbridge_calls_leased_until ON sapbridge_calls (lease_until) WHERE state = 'leased';
+CREATE INDEX sapbridge_calls_leased_replica ON sapbridge_calls (lease_replica) WHERE state = 'leased';
 CREATE INDEX sapbridge_calls_completed ON sapbridge_calls (completed_at) WHERE completed_at IS NOT NULL;
 CREATE TABLE sapbridge_idempotency_keys (
     scope        text   NOT NULL,

@@ -1,0 +1,130 @@
+//! What the PostgreSQL store does beyond the queue contract: several stores
+//! (replicas) on one database, its migrations, and replicas that die.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use time::{Duration, OffsetDateTime};
+
+use super::super::contract::{by, later, new_call, retention};
+use super::super::{CallState, Queue};
+use super::PostgresQueue;
+use super::ops::REPLICA_TIMEOUT;
+use super::testdb::TestDatabase;
+
+fn prd() -> Vec<String> {
+    vec!["PRD".to_owned()]
+}
+
+/// Replicas claiming the same system at once take different calls, and together
+/// every call once (`FOR UPDATE SKIP LOCKED`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_claiming_at_once_never_take_one_call_twice() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let a: Arc<dyn Queue> = Arc::new(PostgresQueue::open(db.url()).await.expect("open a"));
+    let b: Arc<dyn Queue> = Arc::new(PostgresQueue::open(db.url()).await.expect("open b"));
+    const CALLS: usize = 300;
+    for i in 0..CALLS {
+        let q = if i % 2 == 0 { &a } else { &b };
+        q.enqueue(new_call(&format!("c{i:03}"), "PRD", Duration::hours(1)))
+            .await
+            .expect("enqueue");
+    }
+    let mut claimers = Vec::new();
+    for (n, queue) in [&a, &b, &a, &b].into_iter().enumerate() {
+        let queue = Arc::clone(queue);
+        claimers.push(tokio::spawn(async move {
+            let session = format!("s{n}");
+            let mut mine = Vec::new();
+            loop {
+                let units = queue
+                    .claim(&prd(), by(&session, "A"), 7, later())
+                    .await
+                    .expect("claim");
+                if units.is_empty() {
+                    return mine;
+                }
+                mine.extend(units.into_iter().map(|u| u.call_id));
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for claimer in claimers {
+        all.extend(claimer.await.expect("claimer"));
+    }
+    let distinct: HashSet<&String> = all.iter().collect();
+    assert_eq!(distinct.len(), all.len(), "a call was leased twice");
+    assert_eq!(all.len(), CALLS, "every call once");
+}
+
+/// Replicas that start together on an empty database both open it (one
+/// migrates, the other waits and finds the schema), and a database migrated by a
+/// newer relay is refused.
+#[tokio::test]
+async fn replicas_starting_together_migrate_once_and_newer_schemas_are_refused() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let (a, b) = tokio::join!(PostgresQueue::open(db.url()), PostgresQueue::open(db.url()));
+    let (a, _b) = (a.expect("open a"), b.expect("open b"));
+    let client = a.client().await.expect("client");
+    let versions = client
+        .query("SELECT version FROM sapbridge_schema", &[])
+        .await
+        .expect("schema");
+    assert_eq!(versions.len(), 1);
+    assert_eq!(versions[0].get::<_, i32>(0), super::schema::SCHEMA_VERSION);
+    client
+        .execute("UPDATE sapbridge_schema SET version = version + 1", &[])
+        .await
+        .expect("bump");
+    let refused = PostgresQueue::open(db.url()).await.expect_err("refused");
+    assert!(refused.to_string().contains("newer sapbridge"), "{refused}");
+}
+
+/// A replica that stops answering (killed) leaves its sessions' leases behind:
+/// another replica's reaper returns them once the replica is silent for
+/// `REPLICA_TIMEOUT`, long before their deadlines, held for the same agent.
+#[tokio::test]
+async fn a_dead_replicas_leases_return_before_their_deadlines() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let a = PostgresQueue::open(db.url()).await.expect("open a");
+    let b = PostgresQueue::open(db.url()).await.expect("open b");
+    a.enqueue(new_call("x", "PRD", Duration::hours(1)))
+        .await
+        .expect("enqueue");
+    let until = OffsetDateTime::now_utc() + Duration::hours(1);
+    let units = a
+        .claim(&prd(), by("s1", "A"), 1, until)
+        .await
+        .expect("claim");
+    assert_eq!(units.len(), 1);
+    let now = OffsetDateTime::now_utc();
+    // A is alive: nothing moves.
+    assert_eq!(b.reap(now, retention(1)).await.expect("reap").requeued, 0);
+    drop(a);
+    let silent = now + REPLICA_TIMEOUT + Duration::seconds(1);
+    assert_eq!(
+        b.reap(silent, retention(1)).await.expect("reap").requeued,
+        1
+    );
+    let record = b.get("x").await.expect("get").expect("stored");
+    assert_eq!(record.state, CallState::Queued);
+    assert_eq!(record.holder.as_ref().map(|h| h.agent.as_str()), Some("A"));
+    // Its agent, reconnected to B, gets it back first, not in doubt.
+    assert!(
+        b.claim(&prd(), by("s2", "B"), 1, later())
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+    let units = b
+        .claim(&prd(), by("s3", "A"), 1, later())
+        .await
+        .expect("claim");
+    assert_eq!((units[0].attempt, units[0].in_doubt), (2, false));
+}
