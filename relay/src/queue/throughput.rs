@@ -6,6 +6,9 @@
 //! ```sh
 //! cargo test -p sapbridge-relay --release queue::throughput -- --ignored --nocapture
 //! ```
+//!
+//! The PostgreSQL store is measured on a database of its own on the test server
+//! (see `postgres::testdb`), with the server's `synchronous_commit`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -161,8 +164,10 @@ async fn queue_throughput() {
     // Warm up (page cache, CPU clocks) so the first row is not penalised.
     let (queue, _keep) = build(&SETUPS[1]).await.expect("sqlite");
     measure(queue, 8, Duration::from_secs(1)).await;
+    // `QUEUE_THROUGHPUT_ONLY=postgres` measures the stores whose name holds it.
+    let only = std::env::var("QUEUE_THROUGHPUT_ONLY").unwrap_or_default();
     for workers in [1, 64] {
-        for setup in SETUPS {
+        for setup in SETUPS.iter().filter(|s| s.name.contains(&only)) {
             let Some((queue, _keep)) = build(setup).await else {
                 continue;
             };

@@ -214,7 +214,9 @@ impl Queue for PostgresQueue {
             agent: agent.to_owned(),
             outcome,
         };
-        self.writer.run(|reply| Job::Complete(job, reply)).await
+        self.writer
+            .run(|reply| Job::Complete(Box::new(job), reply))
+            .await
     }
 
     async fn release_session(

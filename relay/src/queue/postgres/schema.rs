@@ -11,6 +11,10 @@
 //! Times are Unix nanoseconds (`bigint`), as in the SQLite store: the rules of the
 //! queue module compare them exactly as they were written. Kinds, calls and
 //! outcomes are JSON text, opaque to the database.
+//!
+//! Every index costs each change of state (no update of a call's state is HOT):
+//! leased calls (as many as agents run at once) have one index, which the
+//! reaper's and a release's scans share.
 
 use tokio_postgres::Client;
 
@@ -56,9 +60,7 @@ CREATE TABLE sapbridge_calls (
 );
 CREATE INDEX sapbridge_calls_queued ON sapbridge_calls (system, seq) WHERE state = 'queued';
 CREATE INDEX sapbridge_calls_queued_expiry ON sapbridge_calls (expires_at) WHERE state = 'queued';
-CREATE INDEX sapbridge_calls_leased_session ON sapbridge_calls (lease_session) WHERE state = 'leased';
-CREATE INDEX sapbridge_calls_leased_until ON sapbridge_calls (lease_until) WHERE state = 'leased';
-CREATE INDEX sapbridge_calls_leased_replica ON sapbridge_calls (lease_replica) WHERE state = 'leased';
+CREATE INDEX sapbridge_calls_leased ON sapbridge_calls (lease_session, lease_until) WHERE state = 'leased';
 CREATE INDEX sapbridge_calls_completed ON sapbridge_calls (completed_at) WHERE completed_at IS NOT NULL;
 CREATE TABLE sapbridge_idempotency_keys (
     scope        text   NOT NULL,

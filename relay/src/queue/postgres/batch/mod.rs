@@ -1,0 +1,400 @@
+//! Group commit for the hot changes (enqueue without an idempotency key, claim,
+//! complete): callers hand a [`Job`] to the [`Writer`] and await its answer, sent
+//! once the transaction that holds it committed, so "accepted" means on the
+//! database's disk (`synchronous_commit` as the server has it; `on` by default).
+//!
+//! A dispatcher takes whatever jobs wait and runs them as one batch on a pooled
+//! connection; up to [`MAX_CONCURRENT`] batches run at once, so while some wait
+//! for their commit's flush the next one fills. A batch is a handful of
+//! set-based statements whatever its size, sent pipelined (no round trip waits for
+//! another that it does not depend on):
+//! 1. `INSERT … SELECT FROM unnest(…)` of every new call;
+//! 2. the calls to complete, locked in id order (`FOR UPDATE`: no deadlock between
+//!    batches), judged one by one in memory with [`judge_rule`] (so two outcomes
+//!    for one call in one batch are judged as if sent one after the other), then
+//!    written back with one `UPDATE` per verdict;
+//! 3. the claim candidates of every system asked for, oldest first, `FOR UPDATE
+//!    SKIP LOCKED` (a replica never waits for rows another is claiming), handed to
+//!    the claimants in turn with [`claim_rule`] and leased with one `UPDATE`;
+//! 4. the notifications of work and ended calls for the other replicas;
+//! 5. `COMMIT`, then the local signals fire.
+//!
+//! If a batch fails, every job in it is run again alone, so one bad change fails
+//! only its own caller.
+
+mod claims;
+mod new_calls;
+mod outcomes;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use deadpool_postgres::Pool;
+use deadpool_postgres::Transaction;
+use sapbridge_proto::{Outcome, Unit, WorkFrame};
+use time::OffsetDateTime;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use super::super::{
+    CallEnd, CallRecord, CallState, Completion, Enqueued, QueueError, Signals, Taker,
+};
+use super::listen::{ENDED_CHANNEL, WORK_CHANNEL, payloads};
+use super::rows::{pool_error, store_error};
+use claims::{choose, claim_candidates, lease, units_of};
+use new_calls::{insert, place_new_calls, reset};
+use outcomes::{judge, lock_completions, requeue, store_verdicts};
+
+/// The most jobs in one batch.
+pub(super) const MAX_BATCH: usize = 512;
+/// The most batches in flight at once (each on its own pooled connection). The
+/// database's CPU bounds throughput, not the commit's flush: more batches in
+/// flight only make each smaller.
+pub(super) const MAX_CONCURRENT: usize = 2;
+/// How many changes may wait for the dispatcher before callers wait.
+const CHANNEL_CAPACITY: usize = 4096;
+
+/// Where a job's answer goes.
+type Reply<T> = oneshot::Sender<Result<T, QueueError>>;
+/// A new call and its caller.
+pub(super) type NewCallEntry = (Box<CallRecord>, Reply<Enqueued>);
+/// A claim and its caller.
+pub(super) type ClaimEntry = (ClaimJob, Reply<Vec<Unit>>);
+/// An outcome and its caller.
+pub(super) type CompleteEntry = (Box<CompleteJob>, Reply<Completion>);
+
+/// What the batches share.
+#[derive(Debug)]
+pub(super) struct Shared {
+    /// The connection pool.
+    pub(super) pool: Pool,
+    /// This store's signals.
+    pub(super) signals: Arc<Signals>,
+    /// This replica's id (its notifications carry it).
+    pub(super) replica: String,
+}
+
+/// A change handed to the writer.
+pub(super) enum Job {
+    /// A new call without an idempotency key, as its queued record.
+    Enqueue(Box<CallRecord>, Reply<Enqueued>),
+    /// A claim.
+    Claim(ClaimJob, Reply<Vec<Unit>>),
+    /// An outcome.
+    Complete(Box<CompleteJob>, Reply<Completion>),
+}
+
+/// A claim's inputs.
+#[derive(Debug, Clone)]
+pub(super) struct ClaimJob {
+    /// The systems it takes calls of.
+    pub(super) systems: Vec<String>,
+    /// The claiming agent session.
+    pub(super) session: String,
+    /// Its agent installation.
+    pub(super) agent: String,
+    /// Whether it may be sent units in doubt.
+    pub(super) takes_in_doubt: bool,
+    /// The most calls it takes.
+    pub(super) max: usize,
+    /// When its leases end.
+    pub(super) until: OffsetDateTime,
+}
+
+/// An outcome's inputs.
+#[derive(Debug, Clone)]
+pub(super) struct CompleteJob {
+    /// The call.
+    pub(super) call_id: String,
+    /// The attempt the outcome answers.
+    pub(super) attempt: u32,
+    /// The reporting agent session.
+    pub(super) session: String,
+    /// Its agent installation.
+    pub(super) agent: String,
+    /// What happened.
+    pub(super) outcome: Outcome,
+}
+
+/// The handle callers use to hand changes over.
+#[derive(Debug, Clone)]
+pub(super) struct Writer {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Writer {
+    /// Starts the dispatcher; it stops when the last handle is dropped, after
+    /// running what it was handed.
+    pub(super) fn start(shared: Arc<Shared>) -> Self {
+        let (jobs, rx) = mpsc::channel(CHANNEL_CAPACITY);
+        tokio::spawn(dispatch(shared, rx));
+        Self { jobs }
+    }
+
+    /// Hands `job` over (built around the reply sender) and awaits its answer.
+    ///
+    /// Cancel safety: once handed over, the change runs and commits even if this
+    /// future is dropped; only the answer is lost.
+    pub(super) async fn run<T>(
+        &self,
+        job: impl FnOnce(oneshot::Sender<Result<T, QueueError>>) -> Job,
+    ) -> Result<T, QueueError> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(job(reply))
+            .await
+            .map_err(|_| QueueError::Closed)?;
+        answer.await.map_err(|_| QueueError::Closed)?
+    }
+
+    /// Whether the dispatcher has stopped.
+    pub(super) fn is_closed(&self) -> bool {
+        self.jobs.is_closed()
+    }
+}
+
+async fn dispatch(shared: Arc<Shared>, mut rx: mpsc::Receiver<Job>) {
+    let slots = Arc::new(Semaphore::new(MAX_CONCURRENT));
+    while let Some(first) = rx.recv().await {
+        // While every slot is busy, jobs pile up for the next batch.
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+            break;
+        };
+        let mut jobs = vec![first];
+        while jobs.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) => break,
+            }
+        }
+        let shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            run_batch(&shared, jobs).await;
+            drop(slot);
+        });
+    }
+    tracing::debug!("postgres queue writer stopped");
+}
+
+/// Runs `jobs` as one transaction; if that fails and they are several, each alone.
+async fn run_batch(shared: &Shared, jobs: Vec<Job>) {
+    let mut batch = Batch::default();
+    for job in jobs {
+        batch.push(job);
+    }
+    let single = batch.len() == 1;
+    match attempt(shared, &mut batch).await {
+        Ok(done) => done.answer(shared, batch),
+        Err(error) if single => batch.fail(&error),
+        Err(error) => {
+            tracing::warn!(%error, jobs = batch.len(), "queue batch failed; running its changes one by one");
+            for job in batch.split() {
+                let mut alone = Batch::default();
+                alone.push(job);
+                match attempt(shared, &mut alone).await {
+                    Ok(done) => done.answer(shared, alone),
+                    Err(error) => alone.fail(&error),
+                }
+            }
+        }
+    }
+}
+
+/// The jobs of one batch, by kind, in the order they were handed over.
+#[derive(Default)]
+struct Batch {
+    enqueues: Vec<NewCallEntry>,
+    claims: Vec<ClaimEntry>,
+    completes: Vec<CompleteEntry>,
+}
+
+impl Batch {
+    fn push(&mut self, job: Job) {
+        match job {
+            Job::Enqueue(record, reply) => self.enqueues.push((record, reply)),
+            Job::Claim(claim, reply) => self.claims.push((claim, reply)),
+            Job::Complete(complete, reply) => self.completes.push((complete, reply)),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.enqueues.len() + self.claims.len() + self.completes.len()
+    }
+
+    fn split(self) -> Vec<Job> {
+        let mut jobs: Vec<Job> = Vec::with_capacity(self.len());
+        jobs.extend(self.enqueues.into_iter().map(|(r, tx)| Job::Enqueue(r, tx)));
+        jobs.extend(
+            self.completes
+                .into_iter()
+                .map(|(c, tx)| Job::Complete(c, tx)),
+        );
+        jobs.extend(self.claims.into_iter().map(|(c, tx)| Job::Claim(c, tx)));
+        jobs
+    }
+
+    fn fail(self, error: &QueueError) {
+        for (_, reply) in self.enqueues {
+            let _ = reply.send(Err(error.clone()));
+        }
+        for (_, reply) in self.claims {
+            let _ = reply.send(Err(error.clone()));
+        }
+        for (_, reply) in self.completes {
+            let _ = reply.send(Err(error.clone()));
+        }
+    }
+}
+
+/// What a committed batch answers and fires.
+struct Done {
+    completions: Vec<Completion>,
+    units: Vec<Vec<Unit>>,
+    handed: Vec<(Arc<Taker>, WorkFrame)>,
+    work: HashSet<String>,
+    ended: Vec<(String, CallEnd)>,
+}
+
+impl Done {
+    fn answer(self, shared: &Shared, batch: Batch) {
+        for (taker, frame) in self.handed {
+            taker.hand_over(frame);
+        }
+        for system in &self.work {
+            shared.signals.work_available(system);
+        }
+        for (call_id, end) in self.ended {
+            shared.signals.call_ended(&call_id, end);
+        }
+        for (record, reply) in batch.enqueues {
+            let _ = reply.send(Ok(Enqueued::Created(record)));
+        }
+        for ((_, reply), units) in batch.claims.into_iter().zip(self.units) {
+            let _ = reply.send(Ok(units));
+        }
+        for ((_, reply), completion) in batch.completes.into_iter().zip(self.completions) {
+            let _ = reply.send(Ok(completion));
+        }
+    }
+}
+
+/// Runs the batch in one transaction and commits it. The takers chosen for new
+/// calls get their credits back if it fails; the records are left as queued.
+async fn attempt(shared: &Shared, batch: &mut Batch) -> Result<Done, QueueError> {
+    let mut client = shared.pool.get().await.map_err(pool_error)?;
+    let tx = client.transaction().await.map_err(store_error)?;
+    let now = OffsetDateTime::now_utc();
+    let handed = place_new_calls(&tx, &shared.signals, &mut batch.enqueues, now).await;
+    let handed = match handed {
+        Ok(handed) => handed,
+        Err(error) => {
+            reset(&mut batch.enqueues);
+            return Err(error);
+        }
+    };
+    let result = write(&tx, shared, batch, handed.len(), now).await;
+    let result = match result {
+        Ok(done) => tx.commit().await.map_err(store_error).map(|()| done),
+        Err(error) => Err(error),
+    };
+    match result {
+        Ok(mut done) => {
+            done.handed = handed
+                .into_iter()
+                .map(|(i, taker)| {
+                    let frame = taker.frame_for(&batch.enqueues[i].0);
+                    (taker, frame)
+                })
+                .collect();
+            Ok(done)
+        }
+        Err(error) => {
+            for (_, taker) in handed {
+                taker.give(1);
+            }
+            reset(&mut batch.enqueues);
+            Err(error)
+        }
+    }
+}
+
+/// The statements of a batch, inside its transaction.
+async fn write(
+    tx: &Transaction<'_>,
+    shared: &Shared,
+    batch: &Batch,
+    handed: usize,
+    now: OffsetDateTime,
+) -> Result<Done, QueueError> {
+    let ((), judged, candidates) = tokio::try_join!(
+        insert(tx, &batch.enqueues, &shared.replica),
+        lock_completions(tx, &batch.completes),
+        claim_candidates(tx, &batch.claims),
+    )?;
+    let mut work: HashSet<String> = HashSet::new();
+    if batch.enqueues.len() > handed {
+        for (record, _) in &batch.enqueues {
+            if record.state == CallState::Queued {
+                work.insert(record.system.clone());
+            }
+        }
+    }
+    let verdicts = judge(&batch.completes, judged, now)?;
+    for system in &verdicts.requeued_systems {
+        work.insert(system.clone());
+    }
+    let choice = choose(&batch.claims, candidates, &verdicts.finished, now);
+    let ended_ids: Vec<&str> = verdicts.ended.iter().map(|(id, _)| id.as_str()).collect();
+    let mut notes: Vec<(&str, String)> = Vec::new();
+    for payload in payloads(&shared.replica, work.iter().map(String::as_str)) {
+        notes.push((WORK_CHANNEL, payload));
+    }
+    for payload in payloads(&shared.replica, ended_ids.iter().copied()) {
+        notes.push((ENDED_CHANNEL, payload));
+    }
+    let (_, _, leased, ()) = tokio::try_join!(
+        store_verdicts(tx, &verdicts),
+        requeue(tx, &verdicts.requeued),
+        lease(tx, &batch.claims, &choice, &shared.replica),
+        notify(tx, &notes),
+    )?;
+    let units = units_of(&batch.claims, &choice, leased, now)?;
+    Ok(Done {
+        completions: verdicts.completions,
+        units,
+        handed: Vec::new(),
+        work,
+        ended: verdicts.ended,
+    })
+}
+
+/// `sql` prepared on this connection once and cached: a batch then costs no
+/// parse round trips.
+async fn prepared(
+    tx: &Transaction<'_>,
+    sql: &str,
+) -> Result<tokio_postgres::Statement, QueueError> {
+    tx.prepare_cached(sql).await.map_err(store_error)
+}
+
+/// Sends the notifications (delivered when the transaction commits).
+pub(super) async fn notify(
+    tx: &Transaction<'_>,
+    notes: &[(&str, String)],
+) -> Result<(), QueueError> {
+    if notes.is_empty() {
+        return Ok(());
+    }
+    let channels: Vec<&str> = notes.iter().map(|(c, _)| *c).collect();
+    let texts: Vec<&str> = notes.iter().map(|(_, p)| p.as_str()).collect();
+    tx.query(
+        &prepared(
+            tx,
+            "SELECT pg_notify(n.c, n.p) FROM unnest($1::text[], $2::text[]) AS n(c, p)",
+        )
+        .await?,
+        &[&channels, &texts],
+    )
+    .await
+    .map_err(store_error)?;
+    Ok(())
+}
