@@ -149,9 +149,10 @@ async fn replicas_share_calls_wake_ups_and_idempotency_keys() -> Result<()> {
     b.stop().await
 }
 
-/// The database restarts (killed as a crash would) under a running relay: the calls
-/// accepted before are still there, the relay reconnects, serves reads and runs
-/// the queued call once an agent comes.
+/// The database restarts (killed as a crash would) under a running relay: while
+/// it is down the relay says so and refuses new calls; then the calls accepted
+/// before are still there, the relay reconnects, serves reads and runs the queued
+/// call once an agent comes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_relay_outlives_a_database_restart() -> Result<()> {
     const TEST: &str = "a_relay_outlives_a_database_restart";
@@ -176,8 +177,29 @@ async fn a_relay_outlives_a_database_restart() -> Result<()> {
     ensure!(queued.status == 202, "{}", queued.body);
     let location = queued.header("location").expect("Location");
 
-    let restart = Arc::clone(&server);
-    tokio::task::spawn_blocking(move || restart.restart()).await??;
+    // Down: readiness says so, a new call is refused with a server error (no
+    // hang, no panic).
+    let down = Arc::clone(&server);
+    tokio::task::spawn_blocking(move || down.kill()).await??;
+    let deadline = Instant::now() + DEADLINE;
+    loop {
+        let ready = client.get("/readyz").await?;
+        if ready.status == 503 {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "readyz {} with the database down",
+            ready.status
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let refused = client
+        .call_async("SIM", "STFC_CONNECTION", &json!({}), &[])
+        .await?;
+    ensure!(refused.status >= 500, "{} {}", refused.status, refused.body);
+    let up = Arc::clone(&server);
+    tokio::task::spawn_blocking(move || up.start_again()).await??;
 
     // Pooled connections broke with the server: the first requests may fail, then
     // the relay answers again.
