@@ -41,7 +41,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use deadpool_postgres::Transaction;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod};
 use sapbridge_proto::{Outcome, Unit};
 use time::OffsetDateTime;
 use tokio_postgres::NoTls;
@@ -58,6 +58,13 @@ use rows::{load, pool_error, store_error};
 /// Connections in the pool: the batches in flight, plus room for reads and the
 /// changes that run alone.
 const POOL_SIZE: usize = batch::MAX_CONCURRENT + 12;
+
+/// Settings of every pooled connection. Custom plans: a prepared statement's
+/// generic plan is chosen after its fifth run on that connection and kept for
+/// the connection's life; chosen while the calls table was small (a new
+/// database), it scans the whole table for ever (measured: the outcome lookup by
+/// id at 0.9 ms instead of 0.08 ms per batch).
+const SESSION_SETTINGS: &str = "SET plan_cache_mode = force_custom_plan";
 
 /// How long a new connection may take.
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -92,6 +99,14 @@ impl PostgresQueue {
         );
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
+            .post_create(Hook::async_fn(|client, _| {
+                Box::pin(async move {
+                    client
+                        .batch_execute(SESSION_SETTINGS)
+                        .await
+                        .map_err(HookError::Backend)
+                })
+            }))
             .build()
             .map_err(|e| QueueError::Store(format!("postgres connection pool: {e}")))?;
         let found = {
