@@ -70,3 +70,58 @@ pub(crate) async fn run(config: RelayConfig, listen: String) -> Result<(), CliEr
         .context("relay failed")?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEYS: &str = r#"
+[[api_keys]]
+name = "k"
+key = "client-key-0123456789abcdef0123456789"
+systems = ["SIM"]
+
+[[agent_tokens]]
+name = "t"
+token = "agent-token-0123456789abcdef012345678"
+systems = ["SIM"]
+"#;
+
+    fn args(dir: &tempfile::TempDir, file: &str, url: Option<&str>) -> RelayArgs {
+        let config = dir.path().join("relay.toml");
+        std::fs::write(&config, format!("{file}\n{KEYS}")).expect("write config");
+        RelayArgs {
+            config,
+            listen: "127.0.0.1:0".into(),
+            queue_url: url.and_then(|u| any_url(u).ok()),
+        }
+    }
+
+    #[test]
+    fn queue_url_selects_postgres_and_never_shows_its_password() {
+        let dir = tempfile::tempdir().expect("dir");
+        let url = "postgres://relay:pw-secret-42@db.internal:5432/sapbridge";
+        let (config, _) = load(args(&dir, "", Some(url))).expect("valid");
+        assert_eq!(config.queue.store, StoreKind::Postgres);
+        let shown = format!("{:?}", config.queue);
+        assert!(
+            shown.contains("db.internal") && !shown.contains("pw-secret-42"),
+            "{shown}"
+        );
+        // A file that chose SQLite keeps it, and the URL is refused with a reason.
+        let sqlite = "[queue]\nstore = \"sqlite\"\npath = \"relay.db\"";
+        let Err(CliError::Config(message)) = load(args(&dir, sqlite, Some(url))) else {
+            panic!("a URL with the sqlite store must be refused");
+        };
+        assert!(message.contains("queue.url"), "{message}");
+        // A malformed URL is refused without being quoted.
+        let bad = "postgres://relay:pw-secret-42@db.internal:notaport/x";
+        let Err(CliError::Config(message)) = load(args(&dir, "", Some(bad))) else {
+            panic!("a malformed URL must be refused");
+        };
+        assert!(
+            message.contains("queue.url") && !message.contains("pw-secret-42"),
+            "{message}"
+        );
+    }
+}
