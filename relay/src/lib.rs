@@ -88,6 +88,13 @@ pub async fn run(
     };
     let reaper_stop = CancellationToken::new();
     let reaper = tokio::spawn(queue::reaper::run(queue, retention, reaper_stop.clone()));
+    // Replicas sharing a database list each other's agents.
+    let publisher = (config.queue.store == StoreKind::Postgres).then(|| {
+        tokio::spawn(http::publish_agents(
+            Arc::clone(&state),
+            reaper_stop.clone(),
+        ))
+    });
 
     tracing::info!(
         addr = ?listener.local_addr().ok(),
@@ -121,6 +128,9 @@ pub async fn run(
     }
     reaper_stop.cancel();
     let _ = reaper.await;
+    if let Some(publisher) = publisher {
+        let _ = publisher.await;
+    }
     tracing::info!("relay stopped");
     Ok(())
 }

@@ -62,8 +62,9 @@ async fn customers_named(sim: &Arc<dyn SapSystem>, name: &str) -> Result<usize> 
 }
 
 /// A call submitted on replica A runs on an agent connected to replica B and is
-/// answered on A without waiting for a poll; either replica reads and cancels any
-/// call; one idempotency key sent to both at once runs once.
+/// answered on A without waiting for a poll; both list the agent; either replica
+/// reads and cancels any call; one idempotency key sent to both at once runs
+/// once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_share_calls_wake_ups_and_idempotency_keys() -> Result<()> {
     let Some(db) = database("replicas_share_calls_wake_ups_and_idempotency_keys").await else {
@@ -78,6 +79,12 @@ async fn replicas_share_calls_wake_ups_and_idempotency_keys() -> Result<()> {
     let on_a = Client::new(&a, Some(API_KEY));
     let on_b = Client::new(&b, Some(API_KEY));
     on_b.wait_agents("SIM", 1).await?;
+    // Listed on A too (published through the database).
+    let listed = on_a.wait_agents("SIM", 1).await?;
+    ensure!(
+        sapbridge_tests::agents_of(&listed, "SIM")[0]["agent_id"] == "agent-b",
+        "{listed}"
+    );
 
     // The session on B sleeps until a wake-up (its poll is 2 s) and the waiter on A
     // until the call ends (its poll is 1 s): five calls in a row take far less than

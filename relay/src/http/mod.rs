@@ -25,6 +25,7 @@ use tower_http::trace::TraceLayer;
 pub(crate) use actions::Action;
 pub(crate) use error::{ApiError, Problem};
 pub(crate) use functions_meta::MetadataCache;
+pub(crate) use ops::publish_agents;
 pub(crate) use request::Caller;
 
 use crate::state::RelayState;

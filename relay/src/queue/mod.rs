@@ -510,6 +510,17 @@ pub(crate) fn overdue_rule(
     }
 }
 
+/// An agent session connected to a relay, as that relay lists it to clients:
+/// opaque to the queue, which only keeps it for the other relays sharing the
+/// store (`GET /v1/systems` on any replica lists the agents of all).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ListedAgent {
+    /// The systems it serves.
+    pub(crate) systems: Vec<String>,
+    /// Its entry in each system's listing, by system.
+    pub(crate) listing: serde_json::Map<String, serde_json::Value>,
+}
+
 /// The result of [`Queue::enqueue`].
 #[derive(Debug, Clone)]
 pub(crate) enum Enqueued {
@@ -703,6 +714,20 @@ pub(crate) trait Queue: Send + Sync + 'static {
 
     /// Checks that the store answers (`/readyz`).
     async fn ping(&self) -> Result<(), QueueError>;
+
+    /// Publishes the agent sessions connected to this relay (replacing what it
+    /// published before) for the other relays sharing the store. A store of one
+    /// relay keeps nothing.
+    async fn publish_agents(&self, agents: Vec<ListedAgent>) -> Result<(), QueueError> {
+        drop(agents);
+        Ok(())
+    }
+
+    /// The agent sessions that other live relays sharing the store published (none
+    /// for a store of one relay).
+    async fn remote_agents(&self) -> Result<Vec<ListedAgent>, QueueError> {
+        Ok(Vec::new())
+    }
 
     /// The wake-up signals this store fires.
     fn signals(&self) -> &Arc<Signals>;

@@ -27,6 +27,7 @@
 //! pool that replaces broken ones, so the store outlives a database restart:
 //! changes fail while the database is down and work again once it is back.
 
+mod agents;
 mod batch;
 mod listen;
 mod ops;
@@ -48,8 +49,8 @@ use tokio_postgres::NoTls;
 
 use super::config::DatabaseUrl;
 use super::{
-    CallRecord, Cancelled, Claimant, Completion, Enqueued, NewCall, Queue, QueueError, QueueStats,
-    Reaped, Retention, Signals,
+    CallRecord, Cancelled, Claimant, Completion, Enqueued, ListedAgent, NewCall, Queue, QueueError,
+    QueueStats, Reaped, Retention, Signals,
 };
 use batch::{ClaimJob, CompleteJob, Job, Shared, Writer};
 use ops::Effects;
@@ -68,6 +69,14 @@ const SESSION_SETTINGS: &str = "SET plan_cache_mode = force_custom_plan";
 
 /// How long a new connection may take.
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How long a change waits for a pooled connection before it fails (the database
+/// is away, or every connection is stuck).
+const POOL_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A connection whose peer stops acknowledging for this long is dead (a
+/// database behind a network partition sends no reset).
+const DEAD_PEER: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The PostgreSQL queue. Cheap to share behind an `Arc`.
 #[derive(Debug)]
@@ -90,6 +99,8 @@ impl PostgresQueue {
             settings.connect_timeout(CONNECT_TIMEOUT);
         }
         settings.application_name("sapbridge-relay");
+        settings.keepalives_idle(DEAD_PEER / 3);
+        settings.tcp_user_timeout(DEAD_PEER);
         let manager = Manager::from_config(
             settings.clone(),
             NoTls,
@@ -99,6 +110,9 @@ impl PostgresQueue {
         );
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(POOL_WAIT))
+            .create_timeout(Some(CONNECT_TIMEOUT))
             .post_create(Hook::async_fn(|client, _| {
                 Box::pin(async move {
                     client
@@ -289,6 +303,19 @@ impl Queue for PostgresQueue {
             .await
             .map_err(store_error)?;
         Ok(())
+    }
+
+    async fn publish_agents(&self, agents: Vec<ListedAgent>) -> Result<(), QueueError> {
+        let mut client = self.client().await?;
+        let tx = begin(&mut client).await?;
+        let result = agents::publish(&tx, &self.shared.replica, &agents).await;
+        self.finish(tx, Effects::default(), result).await
+    }
+
+    async fn remote_agents(&self) -> Result<Vec<ListedAgent>, QueueError> {
+        let client = self.client().await?;
+        let now = OffsetDateTime::now_utc();
+        agents::remote(&**client, &self.shared.replica, now).await
     }
 
     fn signals(&self) -> &Arc<Signals> {

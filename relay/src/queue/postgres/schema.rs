@@ -27,13 +27,20 @@ pub(super) const SCHEMA_VERSION: i32 = 1;
 /// The advisory lock key that serialises migrations (`"sapbridg"` in ASCII).
 const MIGRATION_LOCK: i64 = 0x7361_7062_7269_6467;
 
-/// Version 1: calls, idempotency keys, and the live replicas.
+/// Version 1: calls, idempotency keys, the live replicas and the agent sessions
+/// each lists.
 const V1: &str = "
 CREATE TABLE sapbridge_replicas (
     id         text   PRIMARY KEY,
     started_at bigint NOT NULL,
     seen_at    bigint NOT NULL
 );
+CREATE TABLE sapbridge_agent_sessions (
+    replica  text NOT NULL REFERENCES sapbridge_replicas (id) ON DELETE CASCADE,
+    systems  text[] NOT NULL,
+    listing  text NOT NULL
+);
+CREATE INDEX sapbridge_agent_sessions_replica ON sapbridge_agent_sessions (replica);
 CREATE TABLE sapbridge_calls (
     seq              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     id               text    NOT NULL UNIQUE,
