@@ -128,3 +128,36 @@ async fn a_dead_replicas_leases_return_before_their_deadlines() {
         .expect("claim");
     assert_eq!((units[0].attempt, units[0].in_doubt), (2, false));
 }
+
+/// A change that fails (here: a call id stored already) fails alone: the changes
+/// batched with it are stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_change_fails_only_its_caller() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let q: Arc<dyn Queue> = Arc::new(PostgresQueue::open(db.url()).await.expect("open"));
+    q.enqueue(new_call("dup", "PRD", Duration::hours(1)))
+        .await
+        .expect("first");
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let q = Arc::clone(&q);
+        let id = if i == 20 {
+            "dup".to_owned()
+        } else {
+            format!("c{i}")
+        };
+        tasks.push(tokio::spawn(async move {
+            q.enqueue(new_call(&id, "PRD", Duration::hours(1))).await
+        }));
+    }
+    let mut failed = 0;
+    for task in tasks {
+        if task.await.expect("task").is_err() {
+            failed += 1;
+        }
+    }
+    assert_eq!(failed, 1);
+    assert_eq!(q.stats().await.expect("stats").queued, 40);
+}

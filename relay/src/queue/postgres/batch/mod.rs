@@ -19,8 +19,10 @@
 //! 4. the notifications of work and ended calls for the other replicas;
 //! 5. `COMMIT`, then the local signals fire.
 //!
-//! If a batch fails, every job in it is run again alone, so one bad change fails
-//! only its own caller.
+//! If a statement of a batch fails, every job in it is run again alone, so one
+//! bad change fails only its own caller; if the database is unreachable, or the
+//! commit itself failed (the batch may have committed), every caller gets the
+//! error at once.
 
 mod claims;
 mod new_calls;
@@ -181,18 +183,26 @@ async fn run_batch(shared: &Shared, jobs: Vec<Job>) {
     for job in jobs {
         batch.push(job);
     }
-    let single = batch.len() == 1;
     match attempt(shared, &mut batch).await {
         Ok(done) => done.answer(shared, batch),
-        Err(error) if single => batch.fail(&error),
-        Err(error) => {
+        Err(Failed { error, split }) if !split || batch.len() == 1 => batch.fail(&error),
+        Err(Failed { error, .. }) => {
             tracing::warn!(%error, jobs = batch.len(), "queue batch failed; running its changes one by one");
-            for job in batch.split() {
+            let mut jobs = batch.split().into_iter();
+            while let Some(job) = jobs.next() {
                 let mut alone = Batch::default();
                 alone.push(job);
                 match attempt(shared, &mut alone).await {
                     Ok(done) => done.answer(shared, alone),
-                    Err(error) => alone.fail(&error),
+                    Err(Failed { error, split }) => {
+                        alone.fail(&error);
+                        if !split {
+                            // The database went away: the rest fail at once.
+                            let mut rest = Batch::default();
+                            jobs.by_ref().for_each(|job| rest.push(job));
+                            rest.fail(&error);
+                        }
+                    }
                 }
             }
         }
@@ -277,26 +287,56 @@ impl Done {
     }
 }
 
+/// Why a batch did not commit.
+struct Failed {
+    error: QueueError,
+    /// Whether running its changes one by one may help: a statement failed on a
+    /// connection that is still up, before the commit was asked for. Not when the
+    /// database is unreachable (each change would wait for it in turn), nor when
+    /// the commit itself failed (the batch may have committed).
+    split: bool,
+}
+
 /// Runs the batch in one transaction and commits it. The takers chosen for new
 /// calls get their credits back if it fails; the records are left as queued.
-async fn attempt(shared: &Shared, batch: &mut Batch) -> Result<Done, QueueError> {
-    let mut client = shared.pool.get().await.map_err(pool_error)?;
-    let tx = client.transaction().await.map_err(store_error)?;
-    let now = OffsetDateTime::now_utc();
-    let handed = place_new_calls(&tx, &shared.signals, &mut batch.enqueues, now).await;
-    let handed = match handed {
-        Ok(handed) => handed,
-        Err(error) => {
-            reset(&mut batch.enqueues);
-            return Err(error);
-        }
+async fn attempt(shared: &Shared, batch: &mut Batch) -> Result<Done, Failed> {
+    let unreachable = |error| Failed {
+        error,
+        split: false,
     };
-    let result = write(&tx, shared, batch, handed.len(), now).await;
-    let result = match result {
-        Ok(done) => tx.commit().await.map_err(store_error).map(|()| done),
+    let mut client = shared
+        .pool
+        .get()
+        .await
+        .map_err(|e| unreachable(pool_error(e)))?;
+    let tx = client
+        .transaction()
+        .await
+        .map_err(|e| unreachable(store_error(e)))?;
+    let now = OffsetDateTime::now_utc();
+    let mut handed = Vec::new();
+    let mut result = place_new_calls(&tx, &shared.signals, &mut batch.enqueues, now).await;
+    if let Ok(picked) = &mut result {
+        handed = std::mem::take(picked);
+    }
+    let written = match result {
+        Ok(_) => write(&tx, shared, batch, handed.len(), now).await,
         Err(error) => Err(error),
     };
-    match result {
+    let committed = match written {
+        Ok(done) => match tx.commit().await {
+            Ok(()) => Ok(done),
+            Err(error) => Err(Failed {
+                error: store_error(error),
+                split: false,
+            }),
+        },
+        Err(error) => {
+            let split = !tx.client().is_closed();
+            Err(Failed { error, split })
+        }
+    };
+    match committed {
         Ok(mut done) => {
             done.handed = handed
                 .into_iter()
@@ -307,12 +347,12 @@ async fn attempt(shared: &Shared, batch: &mut Batch) -> Result<Done, QueueError>
                 .collect();
             Ok(done)
         }
-        Err(error) => {
+        Err(failed) => {
             for (_, taker) in handed {
                 taker.give(1);
             }
             reset(&mut batch.enqueues);
-            Err(error)
+            Err(failed)
         }
     }
 }
