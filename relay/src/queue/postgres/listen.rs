@@ -30,6 +30,10 @@ pub(super) const WORK_CHANNEL: &str = "sapbridge_work";
 /// The calls in the payload reached a final state.
 pub(super) const ENDED_CHANNEL: &str = "sapbridge_ended";
 
+/// The listening connection's `application_name` (how operators, and tests, find
+/// it in `pg_stat_activity`).
+pub(super) const APPLICATION_NAME: &str = "sapbridge-relay-listener";
+
 /// PostgreSQL refuses payloads of 8,000 bytes or more; items are split below that.
 const MAX_PAYLOAD: usize = 7_000;
 /// How often the listening connection is checked with a query.
@@ -101,6 +105,8 @@ impl Listener {
         replica: String,
         signals: Arc<Signals>,
     ) -> Result<Self, QueueError> {
+        let mut settings = settings;
+        settings.application_name(APPLICATION_NAME);
         let stop = CancellationToken::new();
         let (ready, first) = oneshot::channel();
         let task = Task {

@@ -161,3 +161,73 @@ async fn a_failing_change_fails_only_its_caller() {
     assert_eq!(failed, 1);
     assert_eq!(q.stats().await.expect("stats").queued, 40);
 }
+
+/// The listening connections of the test database's stores, `(pid, last query)`.
+async fn listeners(q: &PostgresQueue) -> Vec<(i32, String)> {
+    let client = q.client().await.expect("client");
+    client
+        .query(
+            "SELECT pid, query FROM pg_stat_activity
+             WHERE datname = current_database() AND application_name = $1",
+            &[&super::listen::APPLICATION_NAME],
+        )
+        .await
+        .expect("pg_stat_activity")
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect()
+}
+
+/// Waits (bounded) until the work signal of `PRD` fires on `to` after `from`
+/// enqueues a call: only a notification carries it across.
+async fn work_crosses(from: &PostgresQueue, to: &PostgresQueue, id: &str) {
+    let work = to.signals().work("PRD");
+    let notified = work.notified();
+    tokio::pin!(notified);
+    notified.as_mut().enable();
+    from.enqueue(new_call(id, "PRD", Duration::hours(1)))
+        .await
+        .expect("enqueue");
+    tokio::time::timeout(std::time::Duration::from_secs(10), notified)
+        .await
+        .unwrap_or_else(|_| panic!("the work signal for {id} did not cross"));
+}
+
+/// The listening connection is replaced when it drops (here: terminated by the
+/// server), and wake-ups cross replicas again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_listener_reconnects_when_its_connection_drops() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let a = PostgresQueue::open(db.url()).await.expect("open a");
+    let b = PostgresQueue::open(db.url()).await.expect("open b");
+    work_crosses(&a, &b, "before").await;
+    let before = listeners(&a).await;
+    assert_eq!(before.len(), 2, "{before:?}");
+    let client = a.client().await.expect("client");
+    client
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = current_database() AND application_name = $1",
+            &[&super::listen::APPLICATION_NAME],
+        )
+        .await
+        .expect("terminate");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let now = listeners(&a).await;
+        let fresh = now
+            .iter()
+            .filter(|(pid, query)| {
+                query.starts_with("LISTEN") && before.iter().all(|(old, _)| old != pid)
+            })
+            .count();
+        if fresh == 2 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "listeners: {now:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    work_crosses(&a, &b, "after").await;
+}
