@@ -29,6 +29,7 @@
 
 mod agents;
 mod batch;
+mod counts;
 mod listen;
 mod ops;
 mod rows;
@@ -167,7 +168,7 @@ impl PostgresQueue {
         result: Result<T, QueueError>,
     ) -> Result<T, QueueError> {
         let committed = match result {
-            Ok(value) => match effects.notify(&tx, &self.shared.replica).await {
+            Ok(value) => match effects.record(&tx, &self.shared.replica).await {
                 Ok(()) => tx.commit().await.map_err(store_error).map(|()| value),
                 Err(error) => Err(error),
             },

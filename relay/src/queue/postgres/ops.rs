@@ -16,6 +16,7 @@ use super::super::{
     Retention, Signals, Taker, lease_lapsed_outcome, overdue_rule,
 };
 use super::batch::notify;
+use super::counts::{ALONE_SLOT, Deltas};
 use super::listen::{ENDED_CHANNEL, WORK_CHANNEL, payloads};
 use super::rows::{
     attempts_code, attempts_of, calls_json, commit_code, kind_json, load, nanos, outcome_json,
@@ -103,15 +104,19 @@ pub(super) struct Effects {
     pub(super) ended: Vec<(String, CallEnd)>,
     /// A new call leased to a local session.
     pub(super) handed: Option<(Arc<Taker>, WorkFrame)>,
+    /// Calls that entered or left a final state.
+    pub(super) finals: Deltas,
 }
 
 impl Effects {
-    /// Sends this change's notifications (inside its transaction).
-    pub(super) async fn notify(
+    /// Counts this change's final calls and sends its notifications (inside its
+    /// transaction, as its last statements).
+    pub(super) async fn record(
         &self,
         tx: &Transaction<'_>,
         replica: &str,
     ) -> Result<(), QueueError> {
+        self.finals.apply(tx, replica, ALONE_SLOT).await?;
         let mut notes: Vec<(&str, String)> = Vec::new();
         for p in payloads(replica, self.work.iter().map(String::as_str)) {
             notes.push((WORK_CHANNEL, p));
@@ -349,6 +354,7 @@ pub(super) async fn cancel(
     .map_err(store_error)?;
     record.state = CallState::Cancelled;
     record.completed_at = Some(time_at(nanos(now)));
+    effects.finals.add(state_code(&record.state), 1);
     effects.finished.push(call_id.to_owned());
     Ok(Cancelled::Done(Box::new(record)))
 }
@@ -406,18 +412,22 @@ pub(super) async fn reap(
 
     // A call whose key is still enforced is kept, so a retry gets its outcome.
     let purged = tx
-        .execute(
+        .query(
             "DELETE FROM sapbridge_calls WHERE seq IN (
                  SELECT seq FROM sapbridge_calls c
                  WHERE completed_at IS NOT NULL AND completed_at <= $1
                    AND NOT EXISTS (SELECT 1 FROM sapbridge_idempotency_keys k
                                    WHERE k.call_id = c.id)
-                 LIMIT $2 FOR UPDATE SKIP LOCKED)",
+                 LIMIT $2 FOR UPDATE SKIP LOCKED)
+             RETURNING state",
             &[&nanos(now - retention.results), &REAP_LIMIT],
         )
         .await
         .map_err(store_error)?;
-    reaped.purged = usize::try_from(purged).unwrap_or(usize::MAX);
+    reaped.purged = purged.len();
+    for row in &purged {
+        effects.finals.add(row.get(0), -1);
+    }
     Ok(reaped)
 }
 
@@ -485,6 +495,13 @@ async fn end_overdue(
     }
     reaped.expired = expired.len();
     reaped.failed_unknown = failed.len();
+    let (expired_n, failed_n) = (i64::try_from(expired.len()), i64::try_from(failed.len()));
+    effects
+        .finals
+        .add(state_code(&CallState::Expired), expired_n.unwrap_or(0));
+    effects
+        .finals
+        .add(state_code(&CallState::Failed), failed_n.unwrap_or(0));
     effects.finished.extend(expired);
     Ok(())
 }

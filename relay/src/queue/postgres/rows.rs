@@ -196,40 +196,30 @@ pub(super) async fn load(
     row.as_ref().map(record).transpose()
 }
 
-/// Calls by state: the open ones through their partial indexes, the final ones by
-/// a scan of the retained calls' completion index.
+/// Calls by state: the open ones through their partial indexes, the final ones
+/// from their counters (see `counts`).
 pub(super) async fn stats(client: &impl GenericClient) -> Result<QueueStats, QueueError> {
-    let rows = client
-        .query(
-            "SELECT 'queued', count(*) FROM sapbridge_calls WHERE state = 'queued'
-             UNION ALL
-             SELECT 'leased', count(*) FROM sapbridge_calls WHERE state = 'leased'
-             UNION ALL
-             SELECT state, count(*) FROM sapbridge_calls WHERE completed_at IS NOT NULL
-             GROUP BY state",
+    let open = client
+        .query_one(
+            "SELECT (SELECT count(*) FROM sapbridge_calls WHERE state = 'queued'),
+                    (SELECT count(*) FROM sapbridge_calls WHERE state = 'leased')",
             &[],
         )
         .await
         .map_err(store_error)?;
-    let mut found = QueueStats::default();
-    for row in rows {
-        let state: &str = row.get(0);
-        let count = u64::try_from(row.get::<_, i64>(1)).unwrap_or(0);
-        let state = match state {
-            "queued" => CallState::Queued,
-            "leased" => CallState::Leased {
-                session: String::new(),
-                until: OffsetDateTime::UNIX_EPOCH,
-            },
-            other => match final_state(other) {
-                Some(state) => state,
-                None => {
-                    tracing::warn!(state = other, "unknown call state in the queue database");
-                    continue;
-                }
-            },
-        };
-        *found.count_mut(&state) = count;
+    let mut found = QueueStats {
+        queued: u64::try_from(open.get::<_, i64>(0)).unwrap_or(0),
+        leased: u64::try_from(open.get::<_, i64>(1)).unwrap_or(0),
+        ..QueueStats::default()
+    };
+    for (code, n) in super::counts::finals(client).await? {
+        match final_state(code.as_str()) {
+            Some(state) => *found.count_mut(&state) = u64::try_from(n).unwrap_or(0),
+            None => tracing::warn!(
+                state = code,
+                "unknown final call state in the queue database"
+            ),
+        }
     }
     Ok(found)
 }

@@ -27,8 +27,8 @@ pub(super) const SCHEMA_VERSION: i32 = 1;
 /// The advisory lock key that serialises migrations (`"sapbridg"` in ASCII).
 const MIGRATION_LOCK: i64 = 0x7361_7062_7269_6467;
 
-/// Version 1: calls, idempotency keys, the live replicas and the agent sessions
-/// each lists.
+/// Version 1: calls, idempotency keys, counts of final calls, the live replicas
+/// and the agent sessions each lists.
 const V1: &str = "
 CREATE TABLE sapbridge_replicas (
     id         text   PRIMARY KEY,
@@ -41,6 +41,13 @@ CREATE TABLE sapbridge_agent_sessions (
     listing  text NOT NULL
 );
 CREATE INDEX sapbridge_agent_sessions_replica ON sapbridge_agent_sessions (replica);
+CREATE TABLE sapbridge_final_counts (
+    replica  text    NOT NULL,
+    slot     integer NOT NULL,
+    state    text    NOT NULL,
+    n        bigint  NOT NULL,
+    PRIMARY KEY (replica, slot, state)
+);
 CREATE TABLE sapbridge_calls (
     seq              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     id               text    NOT NULL UNIQUE,

@@ -35,11 +35,12 @@ use deadpool_postgres::Pool;
 use deadpool_postgres::Transaction;
 use sapbridge_proto::{Outcome, Unit, WorkFrame};
 use time::OffsetDateTime;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 
 use super::super::{
     CallEnd, CallRecord, CallState, Completion, Enqueued, QueueError, Signals, Taker,
 };
+use super::counts::Deltas;
 use super::listen::{ENDED_CHANNEL, WORK_CHANNEL, payloads};
 use super::rows::{pool_error, store_error};
 use claims::{choose, claim_candidates, lease, units_of};
@@ -154,12 +155,33 @@ impl Writer {
     }
 }
 
+/// A batch slot, returned to the free ones when dropped (also when its batch
+/// panicked). Its number names the batch's counter rows (see `counts`).
+struct Slot {
+    number: i32,
+    free: mpsc::Sender<i32>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        // The channel holds every slot number: there is always room.
+        let _ = self.free.try_send(self.number);
+    }
+}
+
 async fn dispatch(shared: Arc<Shared>, mut rx: mpsc::Receiver<Job>) {
-    let slots = Arc::new(Semaphore::new(MAX_CONCURRENT));
+    let (free, mut slots) = mpsc::channel(MAX_CONCURRENT);
+    for number in 0..MAX_CONCURRENT {
+        let _ = free.try_send(i32::try_from(number).unwrap_or(0));
+    }
     while let Some(first) = rx.recv().await {
         // While every slot is busy, jobs pile up for the next batch.
-        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+        let Some(number) = slots.recv().await else {
             break;
+        };
+        let slot = Slot {
+            number,
+            free: free.clone(),
         };
         let mut jobs = vec![first];
         while jobs.len() < MAX_BATCH {
@@ -170,7 +192,7 @@ async fn dispatch(shared: Arc<Shared>, mut rx: mpsc::Receiver<Job>) {
         }
         let shared = Arc::clone(&shared);
         tokio::spawn(async move {
-            run_batch(&shared, jobs).await;
+            run_batch(&shared, jobs, slot.number).await;
             drop(slot);
         });
     }
@@ -178,12 +200,12 @@ async fn dispatch(shared: Arc<Shared>, mut rx: mpsc::Receiver<Job>) {
 }
 
 /// Runs `jobs` as one transaction; if that fails and they are several, each alone.
-async fn run_batch(shared: &Shared, jobs: Vec<Job>) {
+async fn run_batch(shared: &Shared, jobs: Vec<Job>, slot: i32) {
     let mut batch = Batch::default();
     for job in jobs {
         batch.push(job);
     }
-    match attempt(shared, &mut batch).await {
+    match attempt(shared, &mut batch, slot).await {
         Ok(done) => done.answer(shared, batch),
         Err(Failed { error, split }) if !split || batch.len() == 1 => batch.fail(&error),
         Err(Failed { error, .. }) => {
@@ -192,7 +214,7 @@ async fn run_batch(shared: &Shared, jobs: Vec<Job>) {
             while let Some(job) = jobs.next() {
                 let mut alone = Batch::default();
                 alone.push(job);
-                match attempt(shared, &mut alone).await {
+                match attempt(shared, &mut alone, slot).await {
                     Ok(done) => done.answer(shared, alone),
                     Err(Failed { error, split }) => {
                         alone.fail(&error);
@@ -299,7 +321,7 @@ struct Failed {
 
 /// Runs the batch in one transaction and commits it. The takers chosen for new
 /// calls get their credits back if it fails; the records are left as queued.
-async fn attempt(shared: &Shared, batch: &mut Batch) -> Result<Done, Failed> {
+async fn attempt(shared: &Shared, batch: &mut Batch, slot: i32) -> Result<Done, Failed> {
     let unreachable = |error| Failed {
         error,
         split: false,
@@ -320,7 +342,7 @@ async fn attempt(shared: &Shared, batch: &mut Batch) -> Result<Done, Failed> {
         handed = std::mem::take(picked);
     }
     let written = match result {
-        Ok(_) => write(&tx, shared, batch, handed.len(), now).await,
+        Ok(_) => write(&tx, shared, batch, handed.len(), now, slot).await,
         Err(error) => Err(error),
     };
     let committed = match written {
@@ -364,6 +386,7 @@ async fn write(
     batch: &Batch,
     handed: usize,
     now: OffsetDateTime,
+    slot: i32,
 ) -> Result<Done, QueueError> {
     let ((), judged, candidates) = tokio::try_join!(
         insert(tx, &batch.enqueues, &shared.replica),
@@ -391,11 +414,16 @@ async fn write(
     for payload in payloads(&shared.replica, ended_ids.iter().copied()) {
         notes.push((ENDED_CHANNEL, payload));
     }
-    let (_, _, leased, ()) = tokio::try_join!(
+    let mut finals = Deltas::default();
+    for (_, code, _, _) in &verdicts.stored {
+        finals.add(code, 1);
+    }
+    let (_, _, leased, (), ()) = tokio::try_join!(
         store_verdicts(tx, &verdicts),
         requeue(tx, &verdicts.requeued),
         lease(tx, &batch.claims, &choice, &shared.replica),
         notify(tx, &notes),
+        finals.apply(tx, &shared.replica, slot),
     )?;
     let units = units_of(&batch.claims, &choice, leased, now)?;
     Ok(Done {
