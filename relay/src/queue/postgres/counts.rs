@@ -9,11 +9,15 @@
 
 use std::collections::BTreeMap;
 
-use deadpool_postgres::Transaction;
-use tokio_postgres::GenericClient;
+use tokio_postgres::{GenericClient, Statement};
 
 use super::super::QueueError;
 use super::rows::store_error;
+
+/// Adds `$4` to the count of state `$3` of replica `$1`'s slot `$2`.
+pub(super) const UPSERT_SQL: &str = "INSERT INTO sapbridge_final_counts (replica, slot, state, n)
+    SELECT $1, $2, u.state, u.n FROM unnest($3::text[], $4::int8[]) AS u(state, n)
+    ON CONFLICT (replica, slot, state) DO UPDATE SET n = sapbridge_final_counts.n + EXCLUDED.n";
 
 /// The slot of the changes that run in a transaction of their own.
 pub(super) const ALONE_SLOT: i32 = -1;
@@ -31,7 +35,23 @@ impl Deltas {
     /// Adds the deltas to the counter rows of `replica`'s `slot`.
     pub(super) async fn apply(
         &self,
-        tx: &Transaction<'_>,
+        tx: &impl deadpool_postgres::GenericClient,
+        replica: &str,
+        slot: i32,
+    ) -> Result<(), QueueError> {
+        if self.0.values().all(|n| *n == 0) {
+            return Ok(());
+        }
+        let statement = super::batch::prepared(tx, UPSERT_SQL).await?;
+        self.apply_prepared(tx, &statement, replica, slot).await
+    }
+
+    /// [`Deltas::apply`] with [`UPSERT_SQL`] prepared already: the request is
+    /// sent at the first poll.
+    pub(super) async fn apply_prepared(
+        &self,
+        tx: &impl deadpool_postgres::GenericClient,
+        statement: &Statement,
         replica: &str,
         slot: i32,
     ) -> Result<(), QueueError> {
@@ -46,12 +66,7 @@ impl Deltas {
         }
         let codes: Vec<&str> = changed.iter().map(|(c, _)| *c).collect();
         let deltas: Vec<i64> = changed.iter().map(|(_, n)| *n).collect();
-        let sql = "INSERT INTO sapbridge_final_counts (replica, slot, state, n)
-             SELECT $1, $2, u.state, u.n FROM unnest($3::text[], $4::int8[]) AS u(state, n)
-             ON CONFLICT (replica, slot, state)
-             DO UPDATE SET n = sapbridge_final_counts.n + EXCLUDED.n";
-        let statement = tx.prepare_cached(sql).await.map_err(store_error)?;
-        tx.execute(&statement, &[&replica, &slot, &codes, &deltas])
+        tx.execute(statement, &[&replica, &slot, &codes, &deltas])
             .await
             .map_err(store_error)?;
         Ok(())

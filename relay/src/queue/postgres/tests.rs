@@ -231,3 +231,56 @@ async fn the_listener_reconnects_when_its_connection_drops() {
     }
     work_crosses(&a, &b, "after").await;
 }
+
+/// The second stage of a batch is sent with its `COMMIT` in one pipeline: when
+/// one of its statements fails (here: a trigger refuses the final-call count),
+/// the others of that stage are rolled back with it and the caller gets the
+/// error; the outcome is stored once the count works again.
+#[tokio::test]
+async fn a_statement_failing_next_to_the_pipelined_commit_commits_nothing() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let q = PostgresQueue::open(db.url()).await.expect("open");
+    q.enqueue(new_call("a", "PRD", Duration::hours(1)))
+        .await
+        .expect("enqueue");
+    q.claim(&prd(), by("s1", "A"), 1, later())
+        .await
+        .expect("claim");
+    let client = q.client().await.expect("client");
+    client
+        .batch_execute(
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql
+                 AS $$ BEGIN RAISE EXCEPTION 'counting refused'; END $$;
+             CREATE TRIGGER refuse BEFORE INSERT OR UPDATE ON sapbridge_final_counts
+                 FOR EACH ROW EXECUTE FUNCTION refuse();",
+        )
+        .await
+        .expect("trigger");
+    let refused = q
+        .complete("a", 1, "s1", "A", super::super::contract::ok())
+        .await;
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("counting refused")),
+        "{refused:?}"
+    );
+    let record = q.get("a").await.expect("get").expect("stored");
+    assert!(
+        matches!(record.state, CallState::Leased { .. }),
+        "{:?}",
+        record.state
+    );
+    assert_eq!(record.outcome, None);
+    client
+        .batch_execute("DROP TRIGGER refuse ON sapbridge_final_counts")
+        .await
+        .expect("drop trigger");
+    let stored = q
+        .complete("a", 1, "s1", "A", super::super::contract::ok())
+        .await;
+    assert_eq!(stored.expect("complete"), super::super::Completion::Stored);
+    assert_eq!(q.stats().await.expect("stats").succeeded, 1);
+}

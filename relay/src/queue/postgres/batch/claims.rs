@@ -3,13 +3,13 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use deadpool_postgres::Transaction;
 use sapbridge_proto::Unit;
 use time::OffsetDateTime;
+use tokio_postgres::Statement;
 
 use super::super::super::{Claimant, Holder, QueueError, claim_rule, millis_until};
 use super::super::rows::{attempts_of, calls_of, commit_of, nanos, store_error, time_at};
-use super::{ClaimEntry, prepared};
+use super::{ClaimEntry, Conn, prepared};
 
 /// The most calls one claim leases (a session holds at most this many credits).
 const MAX_CLAIM: usize = 1024;
@@ -27,7 +27,7 @@ pub(super) struct Candidate {
 /// Locks the oldest queued calls of each system the batch's claims ask for, as
 /// many as they ask for together, skipping those another transaction holds.
 pub(super) async fn claim_candidates(
-    tx: &Transaction<'_>,
+    tx: &Conn,
     claims: &[ClaimEntry],
 ) -> Result<HashMap<String, Vec<Candidate>>, QueueError> {
     let mut wanted: BTreeMap<&str, i64> = BTreeMap::new();
@@ -154,9 +154,21 @@ pub(super) struct Leased {
     expires_at: i64,
 }
 
-/// Leases every chosen call of `claims` in one statement.
+/// Leases the calls `$1` to sessions `$2` of agents `$3` until `$4`, for replica
+/// `$5`.
+pub(super) const LEASE_SQL: &str = "UPDATE sapbridge_calls c
+    SET state = 'leased', lease_session = u.session, lease_agent = u.agent,
+        lease_until = u.until, hold_until = NULL, attempts = c.attempts + 1,
+        lease_replica = $5
+    FROM unnest($1::int8[], $2::text[], $3::text[], $4::int8[]) AS u(seq, session, agent, until)
+    WHERE c.seq = u.seq AND c.state = 'queued'
+    RETURNING c.seq, c.id, c.system, c.calls, c.commit_policy, c.attempts, c.expires_at";
+
+/// Leases every chosen call of `claims` in one statement ([`LEASE_SQL`],
+/// prepared).
 pub(super) async fn lease(
-    tx: &Transaction<'_>,
+    tx: &Conn,
+    statement: &Statement,
     claims: &[ClaimEntry],
     choice: &Choice,
     replica: &str,
@@ -177,22 +189,7 @@ pub(super) async fn lease(
         return Ok(HashMap::new());
     }
     let rows = tx
-        .query(
-            &prepared(
-                tx,
-                "UPDATE sapbridge_calls c
-             SET state = 'leased', lease_session = u.session, lease_agent = u.agent,
-                 lease_until = u.until, hold_until = NULL, attempts = c.attempts + 1,
-                 lease_replica = $5
-             FROM unnest($1::int8[], $2::text[], $3::text[], $4::int8[])
-                  AS u(seq, session, agent, until)
-             WHERE c.seq = u.seq AND c.state = 'queued'
-             RETURNING c.seq, c.id, c.system, c.calls, c.commit_policy, c.attempts,
-                       c.expires_at",
-            )
-            .await?,
-            &[&seqs, &sessions, &agents, &untils, &replica],
-        )
+        .query(statement, &[&seqs, &sessions, &agents, &untils, &replica])
         .await
         .map_err(store_error)?;
     Ok(rows

@@ -31,21 +31,22 @@ mod outcomes;
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use deadpool_postgres::Pool;
-use deadpool_postgres::Transaction;
+use deadpool_postgres::{GenericClient, Pool};
 use sapbridge_proto::{Outcome, Unit, WorkFrame};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::Statement;
 
 use super::super::{
     CallEnd, CallRecord, CallState, Completion, Enqueued, QueueError, Signals, Taker,
 };
 use super::counts::Deltas;
+use super::counts::UPSERT_SQL;
 use super::listen::{ENDED_CHANNEL, WORK_CHANNEL, payloads};
 use super::rows::{pool_error, store_error};
-use claims::{choose, claim_candidates, lease, units_of};
+use claims::{LEASE_SQL, choose, claim_candidates, lease, units_of};
 use new_calls::{insert, place_new_calls, reset};
-use outcomes::{judge, lock_completions, requeue, store_verdicts};
+use outcomes::{REQUEUE_SQL, STORE_SQL, judge, lock_completions, requeue, store_verdicts};
 
 /// The most jobs in one batch.
 pub(super) const MAX_BATCH: usize = 512;
@@ -55,6 +56,10 @@ pub(super) const MAX_BATCH: usize = 512;
 pub(super) const MAX_CONCURRENT: usize = 2;
 /// How many changes may wait for the dispatcher before callers wait.
 const CHANNEL_CAPACITY: usize = 4096;
+
+/// A pooled connection; batches run their transaction on it with explicit
+/// `BEGIN`/`COMMIT`, pipelined with their statements (see [`attempt`]).
+pub(super) type Conn = deadpool_postgres::Object;
 
 /// Where a job's answer goes.
 type Reply<T> = oneshot::Sender<Result<T, QueueError>>;
@@ -313,53 +318,90 @@ impl Done {
 struct Failed {
     error: QueueError,
     /// Whether running its changes one by one may help: a statement failed on a
-    /// connection that is still up, before the commit was asked for. Not when the
-    /// database is unreachable (each change would wait for it in turn), nor when
-    /// the commit itself failed (the batch may have committed).
+    /// connection that is still up. Not when the database is unreachable (each
+    /// change would wait for it in turn), nor when the commit itself failed (the
+    /// batch may have committed).
     split: bool,
+}
+
+impl Failed {
+    fn statement(error: QueueError) -> Self {
+        Self { error, split: true }
+    }
+
+    fn commit(error: QueueError) -> Self {
+        Self {
+            error,
+            split: false,
+        }
+    }
+}
+
+/// A statement's result, its failure as a [`Failed::statement`].
+fn stage<T>(result: Result<T, QueueError>) -> Result<T, Failed> {
+    result.map_err(Failed::statement)
+}
+
+/// A pooled connection inside the transaction its batch opened. Unless the
+/// batch ends through [`Open::committed`] or [`Open::roll_back`] (a panic, a
+/// dropped future), the connection leaves the pool when this is dropped: closing
+/// it rolls the transaction back, and no later user gets it mid-transaction.
+struct Open(Option<Conn>);
+
+impl Open {
+    fn conn(&self) -> Option<&Conn> {
+        self.0.as_ref()
+    }
+
+    /// The transaction committed: the connection goes back to the pool.
+    fn committed(mut self) {
+        drop(self.0.take());
+    }
+
+    /// Ends the transaction (a no-op, with a warning from the server, when the
+    /// pipelined `COMMIT` ended it already); a connection that cannot leaves the
+    /// pool.
+    async fn roll_back(mut self) {
+        if let Some(conn) = self.0.take()
+            && conn.batch_execute("ROLLBACK").await.is_err()
+        {
+            drop(deadpool_postgres::Object::take(conn));
+        }
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        if let Some(conn) = self.0.take() {
+            drop(deadpool_postgres::Object::take(conn));
+        }
+    }
 }
 
 /// Runs the batch in one transaction and commits it. The takers chosen for new
 /// calls get their credits back if it fails; the records are left as queued.
 async fn attempt(shared: &Shared, batch: &mut Batch, slot: i32) -> Result<Done, Failed> {
-    let unreachable = |error| Failed {
-        error,
+    let conn = shared.pool.get().await.map_err(|e| Failed {
+        error: pool_error(e),
         split: false,
-    };
-    let mut client = shared
-        .pool
-        .get()
-        .await
-        .map_err(|e| unreachable(pool_error(e)))?;
-    let tx = client
-        .transaction()
-        .await
-        .map_err(|e| unreachable(store_error(e)))?;
+    })?;
     let now = OffsetDateTime::now_utc();
-    let mut handed = Vec::new();
-    let mut result = place_new_calls(&tx, &shared.signals, &mut batch.enqueues, now).await;
-    if let Ok(picked) = &mut result {
-        handed = std::mem::take(picked);
-    }
-    let written = match result {
-        Ok(_) => write(&tx, shared, batch, handed.len(), now, slot).await,
-        Err(error) => Err(error),
-    };
-    let committed = match written {
-        Ok(done) => match tx.commit().await {
-            Ok(()) => Ok(done),
-            Err(error) => Err(Failed {
-                error: store_error(error),
-                split: false,
-            }),
-        },
+    // Direct dispatch looks for queued calls before the transaction (a read).
+    let handed = match place_new_calls(&conn, &shared.signals, &mut batch.enqueues, now).await {
+        Ok(handed) => handed,
         Err(error) => {
-            let split = !tx.client().is_closed();
-            Err(Failed { error, split })
+            let split = !conn.is_closed();
+            return Err(Failed { error, split });
         }
     };
-    match committed {
+    let open = Open(Some(conn));
+    let written = match open.conn() {
+        Some(conn) => write(conn, shared, batch, handed.len(), now, slot).await,
+        None => Err(Failed::commit(QueueError::Closed)),
+    };
+    match written {
         Ok(mut done) => {
+            open.committed();
             done.handed = handed
                 .into_iter()
                 .map(|(i, taker)| {
@@ -369,7 +411,9 @@ async fn attempt(shared: &Shared, batch: &mut Batch, slot: i32) -> Result<Done, 
                 .collect();
             Ok(done)
         }
-        Err(failed) => {
+        Err(mut failed) => {
+            failed.split &= open.conn().is_some_and(|conn| !conn.is_closed());
+            open.roll_back().await;
             for (_, taker) in handed {
                 taker.give(1);
             }
@@ -379,19 +423,53 @@ async fn attempt(shared: &Shared, batch: &mut Batch, slot: i32) -> Result<Done, 
     }
 }
 
-/// The statements of a batch, inside its transaction.
+/// The statements of the second stage, prepared in the first: each is then sent
+/// at its future's first poll, so the pipelined `COMMIT` that follows them is
+/// sent after them.
+struct Prepared {
+    store: Statement,
+    requeue: Statement,
+    lease: Statement,
+    notify: Statement,
+    count: Statement,
+}
+
+impl Prepared {
+    async fn new(conn: &Conn) -> Result<Self, QueueError> {
+        Ok(Self {
+            store: prepared(conn, STORE_SQL).await?,
+            requeue: prepared(conn, REQUEUE_SQL).await?,
+            lease: prepared(conn, LEASE_SQL).await?,
+            notify: prepared(conn, NOTIFY_SQL).await?,
+            count: prepared(conn, UPSERT_SQL).await?,
+        })
+    }
+}
+
+/// The batch's transaction, in two pipelined stages: `BEGIN` with the inserts and
+/// the reads that lock (stage 1); the writes that depend on those reads with
+/// `COMMIT` (stage 2). If a statement fails, PostgreSQL ends the transaction at
+/// the `COMMIT` with a rollback, and the failure is what this returns.
 async fn write(
-    tx: &Transaction<'_>,
+    conn: &Conn,
     shared: &Shared,
     batch: &Batch,
     handed: usize,
     now: OffsetDateTime,
     slot: i32,
-) -> Result<Done, QueueError> {
-    let ((), judged, candidates) = tokio::try_join!(
-        insert(tx, &batch.enqueues, &shared.replica),
-        lock_completions(tx, &batch.completes),
-        claim_candidates(tx, &batch.claims),
+) -> Result<Done, Failed> {
+    let begin = async {
+        conn.batch_execute("BEGIN")
+            .await
+            .map_err(|e| Failed::statement(store_error(e)))
+    };
+    let ((), (), judged, candidates, statements) = tokio::try_join!(
+        biased;
+        begin,
+        async { stage(insert(conn, &batch.enqueues, &shared.replica).await) },
+        async { stage(lock_completions(conn, &batch.completes).await) },
+        async { stage(claim_candidates(conn, &batch.claims).await) },
+        async { stage(Prepared::new(conn).await) },
     )?;
     let mut work: HashSet<String> = HashSet::new();
     if batch.enqueues.len() > handed {
@@ -401,7 +479,7 @@ async fn write(
             }
         }
     }
-    let verdicts = judge(&batch.completes, judged, now)?;
+    let verdicts = stage(judge(&batch.completes, judged, now))?;
     for system in &verdicts.requeued_systems {
         work.insert(system.clone());
     }
@@ -418,14 +496,30 @@ async fn write(
     for (_, code, _, _) in &verdicts.stored {
         finals.add(code, 1);
     }
-    let (_, _, leased, (), ()) = tokio::try_join!(
-        store_verdicts(tx, &verdicts),
-        requeue(tx, &verdicts.requeued),
-        lease(tx, &batch.claims, &choice, &shared.replica),
-        notify(tx, &notes),
-        finals.apply(tx, &shared.replica, slot),
+    let s = &statements;
+    let commit = async {
+        conn.batch_execute("COMMIT")
+            .await
+            .map_err(|e| Failed::commit(store_error(e)))
+    };
+    // Polled in order (`biased`): each sends its request at its first poll,
+    // `COMMIT` last.
+    let ((), (), leased, (), (), ()) = tokio::try_join!(
+        biased;
+        async { stage(store_verdicts(conn, &s.store, &verdicts).await) },
+        async { stage(requeue(conn, &s.requeue, &verdicts.requeued).await) },
+        async { stage(lease(conn, &s.lease, &batch.claims, &choice, &shared.replica).await) },
+        async { stage(notify_prepared(conn, &s.notify, &notes).await) },
+        async {
+            stage(
+                finals
+                    .apply_prepared(conn, &s.count, &shared.replica, slot)
+                    .await,
+            )
+        },
+        commit,
     )?;
-    let units = units_of(&batch.claims, &choice, leased, now)?;
+    let units = stage(units_of(&batch.claims, &choice, leased, now))?;
     Ok(Done {
         completions: verdicts.completions,
         units,
@@ -436,17 +530,35 @@ async fn write(
 }
 
 /// `sql` prepared on this connection once and cached: a batch then costs no
-/// parse round trips.
-async fn prepared(
-    tx: &Transaction<'_>,
+/// parse round trips. Once cached, the future is ready at its first poll.
+pub(super) async fn prepared(
+    tx: &impl GenericClient,
     sql: &str,
 ) -> Result<tokio_postgres::Statement, QueueError> {
     tx.prepare_cached(sql).await.map_err(store_error)
 }
 
+/// Notifies channel `$1[i]` with payload `$2[i]`.
+const NOTIFY_SQL: &str =
+    "SELECT pg_notify(n.c, n.p) FROM unnest($1::text[], $2::text[]) AS n(c, p)";
+
 /// Sends the notifications (delivered when the transaction commits).
 pub(super) async fn notify(
-    tx: &Transaction<'_>,
+    tx: &impl GenericClient,
+    notes: &[(&str, String)],
+) -> Result<(), QueueError> {
+    if notes.is_empty() {
+        return Ok(());
+    }
+    let statement = prepared(tx, NOTIFY_SQL).await?;
+    notify_prepared(tx, &statement, notes).await
+}
+
+/// [`notify`] with [`NOTIFY_SQL`] prepared already: the request is sent at the
+/// first poll.
+async fn notify_prepared(
+    tx: &impl GenericClient,
+    statement: &Statement,
     notes: &[(&str, String)],
 ) -> Result<(), QueueError> {
     if notes.is_empty() {
@@ -454,15 +566,8 @@ pub(super) async fn notify(
     }
     let channels: Vec<&str> = notes.iter().map(|(c, _)| *c).collect();
     let texts: Vec<&str> = notes.iter().map(|(_, p)| p.as_str()).collect();
-    tx.query(
-        &prepared(
-            tx,
-            "SELECT pg_notify(n.c, n.p) FROM unnest($1::text[], $2::text[]) AS n(c, p)",
-        )
-        .await?,
-        &[&channels, &texts],
-    )
-    .await
-    .map_err(store_error)?;
+    tx.query(statement, &[&channels, &texts])
+        .await
+        .map_err(store_error)?;
     Ok(())
 }

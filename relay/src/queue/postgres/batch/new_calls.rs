@@ -4,14 +4,13 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use deadpool_postgres::Transaction;
 use time::OffsetDateTime;
 
 use super::super::super::{CallState, QueueError, Signals, Taker};
 use super::super::rows::{
     attempts_code, calls_json, commit_code, kind_json, nanos, state_code, store_error,
 };
-use super::{NewCallEntry, prepared};
+use super::{Conn, NewCallEntry, prepared};
 
 /// Puts new calls back to queued (their batch did not commit).
 pub(super) fn reset(enqueues: &mut [NewCallEntry]) {
@@ -26,7 +25,7 @@ pub(super) fn reset(enqueues: &mut [NewCallEntry]) {
 /// unless an older call of its system waits (that one goes first). Returns the
 /// index of each call so leased, with its taker.
 pub(super) async fn place_new_calls(
-    tx: &Transaction<'_>,
+    tx: &Conn,
     signals: &Signals,
     enqueues: &mut [NewCallEntry],
     now: OffsetDateTime,
@@ -97,7 +96,7 @@ pub(super) async fn place_new_calls(
 
 /// Inserts every new call in one statement.
 pub(super) async fn insert(
-    tx: &Transaction<'_>,
+    tx: &Conn,
     enqueues: &[NewCallEntry],
     replica: &str,
 ) -> Result<(), QueueError> {

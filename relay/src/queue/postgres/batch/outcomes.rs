@@ -3,14 +3,14 @@
 
 use std::collections::{HashMap, HashSet};
 
-use deadpool_postgres::Transaction;
 use time::OffsetDateTime;
+use tokio_postgres::Statement;
 
 use super::super::super::{CallEnd, Completion, OpenCall, QueueError, Verdict, judge_rule};
 use super::super::rows::{
     attempts_of, commit_of, nanos, outcome_json, state_code, store_error, time_at,
 };
-use super::{CompleteEntry, prepared};
+use super::{CompleteEntry, Conn, prepared};
 
 /// What the outcome rule needs of a call to complete, as locked.
 #[derive(Debug, Clone)]
@@ -25,7 +25,7 @@ pub(super) struct Judged {
 
 /// Locks the calls the batch completes, in id order.
 pub(super) async fn lock_completions(
-    tx: &Transaction<'_>,
+    tx: &Conn,
     completes: &[CompleteEntry],
 ) -> Result<HashMap<String, Judged>, QueueError> {
     if completes.is_empty() {
@@ -139,9 +139,24 @@ pub(super) fn judge(
     Ok(out)
 }
 
-/// Writes the stored outcomes in one statement.
+/// Stores outcomes: `$1` ids, `$2` state codes, `$3` outcomes, `$4` agents, `$5`
+/// the completion time.
+pub(super) const STORE_SQL: &str = "UPDATE sapbridge_calls c
+    SET state = u.state, outcome = u.outcome, agent = u.agent, completed_at = $5,
+        lease_until = NULL, hold_until = NULL
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(id, state, outcome, agent)
+    WHERE c.id = u.id";
+
+/// Queues the calls `$1` again for anyone.
+pub(super) const REQUEUE_SQL: &str = "UPDATE sapbridge_calls
+    SET state = 'queued', lease_session = NULL, lease_agent = NULL, lease_until = NULL,
+        hold_until = NULL
+    WHERE id = ANY($1)";
+
+/// Writes the stored outcomes in one statement ([`STORE_SQL`], prepared).
 pub(super) async fn store_verdicts(
-    tx: &Transaction<'_>,
+    tx: &Conn,
+    statement: &Statement,
     verdicts: &Verdicts,
 ) -> Result<(), QueueError> {
     if verdicts.stored.is_empty() {
@@ -156,16 +171,7 @@ pub(super) async fn store_verdicts(
         .first()
         .map_or(0, |(_, end)| nanos(end.completed_at));
     tx.execute(
-        &prepared(
-            tx,
-            "UPDATE sapbridge_calls c
-         SET state = u.state, outcome = u.outcome, agent = u.agent, completed_at = $5,
-             lease_until = NULL, hold_until = NULL
-         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
-              AS u(id, state, outcome, agent)
-         WHERE c.id = u.id",
-        )
-        .await?,
+        statement,
         &[&ids, &states, &outcomes, &agents, &completed_at],
     )
     .await
@@ -173,23 +179,16 @@ pub(super) async fn store_verdicts(
     Ok(())
 }
 
-/// Queues calls again for anyone (their agent did not start them in time).
-pub(super) async fn requeue(tx: &Transaction<'_>, ids: &[String]) -> Result<(), QueueError> {
+/// Queues calls again for anyone (their agent did not start them in time;
+/// [`REQUEUE_SQL`], prepared).
+pub(super) async fn requeue(
+    tx: &Conn,
+    statement: &Statement,
+    ids: &[String],
+) -> Result<(), QueueError> {
     if ids.is_empty() {
         return Ok(());
     }
-    tx.execute(
-        &prepared(
-            tx,
-            "UPDATE sapbridge_calls
-         SET state = 'queued', lease_session = NULL, lease_agent = NULL, lease_until = NULL,
-             hold_until = NULL
-         WHERE id = ANY($1)",
-        )
-        .await?,
-        &[&ids],
-    )
-    .await
-    .map_err(store_error)?;
+    tx.execute(statement, &[&ids]).await.map_err(store_error)?;
     Ok(())
 }
