@@ -80,7 +80,7 @@ pub enum StoreKind {
 /// database only.
 ///
 /// Any string is taken when the file is read and checked by
-/// [`QueueConfig::validate`]: a parse error of the TOML reader would quote the
+/// the configuration check (`RelayConfig::validate`): a parse error of the TOML reader would quote the
 /// line, password and all.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(from = "String")]
@@ -88,7 +88,7 @@ pub struct DatabaseUrl(String);
 
 impl DatabaseUrl {
     /// The parsed connection settings (empty settings for a string that does not
-    /// parse: [`QueueConfig::validate`] refuses those).
+    /// parse: the configuration check (`RelayConfig::validate`) refuses those).
     pub(crate) fn settings(&self) -> tokio_postgres::Config {
         tokio_postgres::Config::from_str(&self.0).unwrap_or_default()
     }

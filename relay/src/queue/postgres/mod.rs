@@ -22,6 +22,9 @@
 //!   signals also poll.
 //! - Handing a new call straight to a local session ([`Taker`](super::Taker)) is a
 //!   same-process shortcut; calls for sessions on other replicas are claimed.
+//! - Final calls are counted by counter rows each change updates ([`counts`]),
+//!   and each replica publishes its agent sessions for the others to list
+//!   ([`agents`]).
 //!
 //! The schema is created and migrated on open ([`schema`]). Connections come from a
 //! pool that replaces broken ones, so the store outlives a database restart:

@@ -4,20 +4,22 @@
 //! database's disk (`synchronous_commit` as the server has it; `on` by default).
 //!
 //! A dispatcher takes whatever jobs wait and runs them as one batch on a pooled
-//! connection; up to [`MAX_CONCURRENT`] batches run at once, so while some wait
-//! for their commit's flush the next one fills. A batch is a handful of
-//! set-based statements whatever its size, sent pipelined (no round trip waits for
-//! another that it does not depend on):
-//! 1. `INSERT … SELECT FROM unnest(…)` of every new call;
-//! 2. the calls to complete, locked in id order (`FOR UPDATE`: no deadlock between
-//!    batches), judged one by one in memory with [`judge_rule`] (so two outcomes
-//!    for one call in one batch are judged as if sent one after the other), then
-//!    written back with one `UPDATE` per verdict;
-//! 3. the claim candidates of every system asked for, oldest first, `FOR UPDATE
-//!    SKIP LOCKED` (a replica never waits for rows another is claiming), handed to
-//!    the claimants in turn with [`claim_rule`] and leased with one `UPDATE`;
-//! 4. the notifications of work and ended calls for the other replicas;
-//! 5. `COMMIT`, then the local signals fire.
+//! connection; up to [`MAX_CONCURRENT`] batches run at once, so while one waits
+//! for its commit's flush the next one fills. A batch is a handful of set-based
+//! statements whatever its size, in two pipelined stages (nothing waits for a
+//! round trip it does not depend on):
+//! 1. `BEGIN`; one `INSERT … SELECT FROM unnest(…)` of every new call; the calls
+//!    to complete, locked in id order (`FOR UPDATE`: no deadlock between
+//!    batches); the claim candidates of every system asked for, oldest first,
+//!    `FOR UPDATE SKIP LOCKED` (a replica never waits for rows another is
+//!    claiming).
+//! 2. The outcomes judged one by one in memory with
+//!    [`judge_rule`](super::super::judge_rule) (two outcomes for one call in one
+//!    batch are judged as if sent one after the other) and written with one
+//!    `UPDATE` per verdict; the candidates handed to the claimants in turn with
+//!    [`claim_rule`](super::super::claim_rule) and leased with one `UPDATE`; the
+//!    final-call counts (`counts`); the notifications for the other replicas;
+//!    `COMMIT`. Then the local signals fire.
 //!
 //! If a statement of a batch fails, every job in it is run again alone, so one
 //! bad change fails only its own caller; if the database is unreachable, or the
