@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use tokio_postgres::GenericClient;
 
 use super::super::{ListedAgent, QueueError};
-use super::ops::REPLICA_TIMEOUT;
+use super::ops::{DB_NOW, REPLICA_TIMEOUT};
 use super::rows::{nanos, store_error};
 
 /// Replaces the sessions `replica` lists with `agents`.
@@ -39,19 +39,21 @@ pub(super) async fn publish(
     Ok(())
 }
 
-/// The sessions that replicas other than `replica`, seen since `now -
-/// REPLICA_TIMEOUT`, list.
+/// The sessions that replicas other than `replica`, seen within
+/// [`REPLICA_TIMEOUT`] (on the database's clock), list.
 pub(super) async fn remote(
     client: &impl GenericClient,
     replica: &str,
-    now: OffsetDateTime,
 ) -> Result<Vec<ListedAgent>, QueueError> {
+    let timeout = nanos(OffsetDateTime::UNIX_EPOCH + REPLICA_TIMEOUT);
     let rows = client
         .query(
-            "SELECT s.systems, s.listing FROM sapbridge_agent_sessions s
-             JOIN sapbridge_replicas r ON r.id = s.replica
-             WHERE s.replica <> $1 AND r.seen_at >= $2",
-            &[&replica, &nanos(now - REPLICA_TIMEOUT)],
+            &format!(
+                "SELECT s.systems, s.listing FROM sapbridge_agent_sessions s
+                 JOIN sapbridge_replicas r ON r.id = s.replica
+                 WHERE s.replica <> $1 AND r.seen_at >= {DB_NOW} - $2"
+            ),
+            &[&replica, &timeout],
         )
         .await
         .map_err(store_error)?;

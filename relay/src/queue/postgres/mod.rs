@@ -133,7 +133,7 @@ impl PostgresQueue {
         };
         let replica = crate::state::new_id("r_");
         let client = pool.get().await.map_err(pool_error)?;
-        ops::heartbeat(&**client, &replica, OffsetDateTime::now_utc()).await?;
+        ops::heartbeat(&**client, &replica).await?;
         drop(client);
         let signals = Arc::new(Signals::default());
         let listener =
@@ -282,7 +282,7 @@ impl Queue for PostgresQueue {
         // Every replica says it is alive, in a commit of its own: the pass that
         // follows may find another replica reaping and change nothing.
         let mut client = self.client().await?;
-        ops::heartbeat(&**client, &self.shared.replica, now).await?;
+        ops::heartbeat(&**client, &self.shared.replica).await?;
         let tx = begin(&mut client).await?;
         let mut effects = Effects::default();
         let result = ops::reap(&tx, &mut effects, now, retention).await;
@@ -318,8 +318,7 @@ impl Queue for PostgresQueue {
 
     async fn remote_agents(&self) -> Result<Vec<ListedAgent>, QueueError> {
         let client = self.client().await?;
-        let now = OffsetDateTime::now_utc();
-        agents::remote(&**client, &self.shared.replica, now).await
+        agents::remote(&**client, &self.shared.replica).await
     }
 
     fn signals(&self) -> &Arc<Signals> {

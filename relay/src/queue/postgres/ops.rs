@@ -34,36 +34,43 @@ const REAP_LIMIT: i64 = 10_000;
 /// queue (held for their agents) without waiting for their deadlines.
 pub(super) const REPLICA_TIMEOUT: time::Duration = time::Duration::seconds(15);
 
-/// Says that `replica` is alive at `now` (on open and every reaper pass).
+/// The database server's clock in Unix nanoseconds, as SQL. Replicas' liveness
+/// is judged on this one clock, so a replica whose clock runs behind is not
+/// taken for dead.
+pub(super) const DB_NOW: &str = "floor(extract(epoch FROM clock_timestamp()) * 1e9)::int8";
+
+/// Says that `replica` is alive now (on open and every reaper pass).
 pub(super) async fn heartbeat(
     client: &impl tokio_postgres::GenericClient,
     replica: &str,
-    now: OffsetDateTime,
 ) -> Result<(), QueueError> {
     client
         .execute(
-            "INSERT INTO sapbridge_replicas (id, started_at, seen_at) VALUES ($1, $2, $2)
-             ON CONFLICT (id) DO UPDATE SET seen_at = GREATEST(sapbridge_replicas.seen_at, $2)",
-            &[&replica, &nanos(now)],
+            &format!(
+                "INSERT INTO sapbridge_replicas (id, started_at, seen_at)
+                 VALUES ($1, {DB_NOW}, {DB_NOW})
+                 ON CONFLICT (id) DO UPDATE SET seen_at = {DB_NOW}"
+            ),
+            &[&replica],
         )
         .await
         .map_err(store_error)?;
     Ok(())
 }
 
-/// Forgets the replicas not seen since `now - REPLICA_TIMEOUT` and returns the
-/// leases their sessions held to the queue, held for their agents until
-/// `hold_until`; returns how many.
+/// Forgets the replicas not seen for [`REPLICA_TIMEOUT`] (on the database's
+/// clock) and returns the leases their sessions held to the queue, held for
+/// their agents until `hold_until`; returns how many.
 async fn release_dead_replicas(
     tx: &Transaction<'_>,
     effects: &mut Effects,
-    now: OffsetDateTime,
     hold_until: OffsetDateTime,
 ) -> Result<usize, QueueError> {
+    let timeout = nanos(OffsetDateTime::UNIX_EPOCH + REPLICA_TIMEOUT);
     let dead: Vec<String> = tx
         .query(
-            "DELETE FROM sapbridge_replicas WHERE seen_at < $1 RETURNING id",
-            &[&nanos(now - REPLICA_TIMEOUT)],
+            &format!("DELETE FROM sapbridge_replicas WHERE seen_at < {DB_NOW} - $1 RETURNING id"),
+            &[&timeout],
         )
         .await
         .map_err(store_error)?
@@ -394,7 +401,7 @@ pub(super) async fn reap(
     effects
         .work
         .extend(requeued.iter().map(|row| row.get::<_, String>(0)));
-    reaped.requeued += release_dead_replicas(tx, effects, now, now + retention.owner_hold).await?;
+    reaped.requeued += release_dead_replicas(tx, effects, now + retention.owner_hold).await?;
     end_overdue(tx, effects, now, &mut reaped).await?;
 
     // Keys of open calls stay enforced whatever their age.

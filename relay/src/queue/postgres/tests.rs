@@ -86,7 +86,8 @@ async fn replicas_starting_together_migrate_once_and_newer_schemas_are_refused()
 
 /// A replica that stops answering (killed) leaves its sessions' leases behind:
 /// another replica's reaper returns them once the replica is silent for
-/// `REPLICA_TIMEOUT`, long before their deadlines, held for the same agent.
+/// `REPLICA_TIMEOUT` (its heartbeat is aged by hand here), long before their
+/// deadlines, held for the same agent.
 #[tokio::test]
 async fn a_dead_replicas_leases_return_before_their_deadlines() {
     let Some(db) = TestDatabase::create().await else {
@@ -107,11 +108,19 @@ async fn a_dead_replicas_leases_return_before_their_deadlines() {
     // A is alive: nothing moves.
     assert_eq!(b.reap(now, retention(1)).await.expect("reap").requeued, 0);
     drop(a);
-    let silent = now + REPLICA_TIMEOUT + Duration::seconds(1);
-    assert_eq!(
-        b.reap(silent, retention(1)).await.expect("reap").requeued,
-        1
-    );
+    // A's last heartbeat ages past the timeout (on the database's clock).
+    let client = b.client().await.expect("client");
+    let age = REPLICA_TIMEOUT + Duration::seconds(1);
+    let age = i64::try_from(age.whole_nanoseconds()).expect("nanoseconds");
+    let aged = client
+        .execute(
+            "UPDATE sapbridge_replicas SET seen_at = seen_at - $1 WHERE id <> $2",
+            &[&age, &b.shared.replica],
+        )
+        .await
+        .expect("age");
+    assert_eq!(aged, 1);
+    assert_eq!(b.reap(now, retention(1)).await.expect("reap").requeued, 1);
     let record = b.get("x").await.expect("get").expect("stored");
     assert_eq!(record.state, CallState::Queued);
     assert_eq!(record.holder.as_ref().map(|h| h.agent.as_str()), Some("A"));
