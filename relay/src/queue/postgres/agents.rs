@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use tokio_postgres::GenericClient;
 
 use super::super::{ListedAgent, QueueError};
-use super::ops::{DB_NOW, REPLICA_TIMEOUT};
+use super::replicas::{DB_NOW, REPLICA_TIMEOUT};
 use super::rows::{nanos, store_error};
 
 /// Replaces the sessions `replica` lists with `agents`.

@@ -14,7 +14,7 @@
 //!   Nothing is requeued at start-up: other replicas' sessions are alive. Each
 //!   replica records itself in `sapbridge_replicas` and says it is alive on every
 //!   reaper pass; the leases of a replica silent for
-//!   [`REPLICA_TIMEOUT`](ops::REPLICA_TIMEOUT) go back to the queue (held for
+//!   [`REPLICA_TIMEOUT`](replicas::REPLICA_TIMEOUT) go back to the queue (held for
 //!   their agents) without waiting for their deadlines.
 //! - Idempotency keys are rows with a primary key: the same key sent to two
 //!   replicas at once makes one call.
@@ -35,6 +35,7 @@ mod batch;
 mod counts;
 mod listen;
 mod ops;
+mod replicas;
 mod rows;
 mod schema;
 #[cfg(test)]
@@ -133,7 +134,7 @@ impl PostgresQueue {
         };
         let replica = crate::state::new_id("r_");
         let client = pool.get().await.map_err(pool_error)?;
-        ops::heartbeat(&**client, &replica).await?;
+        replicas::heartbeat(&**client, &replica).await?;
         drop(client);
         let signals = Arc::new(Signals::default());
         let listener =
@@ -282,7 +283,7 @@ impl Queue for PostgresQueue {
         // Every replica says it is alive, in a commit of its own: the pass that
         // follows may find another replica reaping and change nothing.
         let mut client = self.client().await?;
-        ops::heartbeat(&**client, &self.shared.replica).await?;
+        replicas::heartbeat(&**client, &self.shared.replica).await?;
         let tx = begin(&mut client).await?;
         let mut effects = Effects::default();
         let result = ops::reap(&tx, &mut effects, now, retention).await;

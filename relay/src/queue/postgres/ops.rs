@@ -18,6 +18,7 @@ use super::super::{
 use super::batch::notify;
 use super::counts::{ALONE_SLOT, Deltas};
 use super::listen::{ENDED_CHANNEL, WORK_CHANNEL, payloads};
+use super::replicas;
 use super::rows::{
     attempts_code, attempts_of, calls_json, commit_code, kind_json, load, nanos, outcome_json,
     state_code, store_error, time_at,
@@ -29,76 +30,6 @@ const REAPER_LOCK: i64 = 0x7361_7062_7265_6170;
 
 /// At most this many calls are ended, and this many purged, per reaper pass.
 const REAP_LIMIT: i64 = 10_000;
-
-/// A replica not seen for this long is dead: its sessions' leases go back to the
-/// queue (held for their agents) without waiting for their deadlines.
-pub(super) const REPLICA_TIMEOUT: time::Duration = time::Duration::seconds(15);
-
-/// The database server's clock in Unix nanoseconds, as SQL. Replicas' liveness
-/// is judged on this one clock, so a replica whose clock runs behind is not
-/// taken for dead.
-pub(super) const DB_NOW: &str = "floor(extract(epoch FROM clock_timestamp()) * 1e9)::int8";
-
-/// Says that `replica` is alive now (on open and every reaper pass).
-pub(super) async fn heartbeat(
-    client: &impl tokio_postgres::GenericClient,
-    replica: &str,
-) -> Result<(), QueueError> {
-    client
-        .execute(
-            &format!(
-                "INSERT INTO sapbridge_replicas (id, started_at, seen_at)
-                 VALUES ($1, {DB_NOW}, {DB_NOW})
-                 ON CONFLICT (id) DO UPDATE SET seen_at = {DB_NOW}"
-            ),
-            &[&replica],
-        )
-        .await
-        .map_err(store_error)?;
-    Ok(())
-}
-
-/// Forgets the replicas not seen for [`REPLICA_TIMEOUT`] (on the database's
-/// clock) and returns the leases their sessions held to the queue, held for
-/// their agents until `hold_until`; returns how many.
-async fn release_dead_replicas(
-    tx: &Transaction<'_>,
-    effects: &mut Effects,
-    hold_until: OffsetDateTime,
-) -> Result<usize, QueueError> {
-    let timeout = nanos(OffsetDateTime::UNIX_EPOCH + REPLICA_TIMEOUT);
-    let dead: Vec<String> = tx
-        .query(
-            &format!("DELETE FROM sapbridge_replicas WHERE seen_at < {DB_NOW} - $1 RETURNING id"),
-            &[&timeout],
-        )
-        .await
-        .map_err(store_error)?
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
-    if dead.is_empty() {
-        return Ok(0);
-    }
-    let rows = tx
-        .query(
-            "UPDATE sapbridge_calls SET state = 'queued', lease_until = NULL, hold_until = $2
-             WHERE state = 'leased' AND lease_replica = ANY($1)
-             RETURNING system",
-            &[&dead, &nanos(hold_until)],
-        )
-        .await
-        .map_err(store_error)?;
-    tracing::warn!(
-        replicas = ?dead,
-        released = rows.len(),
-        "relay replicas stopped answering; their agents' leases are back in the queue"
-    );
-    effects
-        .work
-        .extend(rows.iter().map(|row| row.get::<_, String>(0)));
-    Ok(rows.len())
-}
 
 /// The wake-ups a committed change fires.
 #[derive(Default)]
@@ -401,7 +332,8 @@ pub(super) async fn reap(
     effects
         .work
         .extend(requeued.iter().map(|row| row.get::<_, String>(0)));
-    reaped.requeued += release_dead_replicas(tx, effects, now + retention.owner_hold).await?;
+    reaped.requeued +=
+        replicas::release_dead(tx, &mut effects.work, now + retention.owner_hold).await?;
     end_overdue(tx, effects, now, &mut reaped).await?;
 
     // Keys of open calls stay enforced whatever their age.

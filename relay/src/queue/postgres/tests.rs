@@ -9,7 +9,7 @@ use time::{Duration, OffsetDateTime};
 use super::super::contract::{by, later, new_call, retention};
 use super::super::{CallState, Queue};
 use super::PostgresQueue;
-use super::ops::REPLICA_TIMEOUT;
+use super::replicas::REPLICA_TIMEOUT;
 use super::testdb::TestDatabase;
 
 fn prd() -> Vec<String> {

@@ -29,6 +29,7 @@
 mod claims;
 mod new_calls;
 mod outcomes;
+mod txn;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -49,6 +50,7 @@ use super::rows::{pool_error, store_error};
 use claims::{LEASE_SQL, choose, claim_candidates, lease, units_of};
 use new_calls::{insert, place_new_calls, reset};
 use outcomes::{REQUEUE_SQL, STORE_SQL, judge, lock_completions, requeue, store_verdicts};
+use txn::{Failed, Open, stage};
 
 /// The most jobs in one batch.
 pub(super) const MAX_BATCH: usize = 512;
@@ -312,70 +314,6 @@ impl Done {
         }
         for ((_, reply), completion) in batch.completes.into_iter().zip(self.completions) {
             let _ = reply.send(Ok(completion));
-        }
-    }
-}
-
-/// Why a batch did not commit.
-struct Failed {
-    error: QueueError,
-    /// Whether running its changes one by one may help: a statement failed on a
-    /// connection that is still up. Not when the database is unreachable (each
-    /// change would wait for it in turn), nor when the commit itself failed (the
-    /// batch may have committed).
-    split: bool,
-}
-
-impl Failed {
-    fn statement(error: QueueError) -> Self {
-        Self { error, split: true }
-    }
-
-    fn commit(error: QueueError) -> Self {
-        Self {
-            error,
-            split: false,
-        }
-    }
-}
-
-/// A statement's result, its failure as a [`Failed::statement`].
-fn stage<T>(result: Result<T, QueueError>) -> Result<T, Failed> {
-    result.map_err(Failed::statement)
-}
-
-/// A pooled connection inside the transaction its batch opened. Unless the
-/// batch ends through [`Open::committed`] or [`Open::roll_back`] (a panic, a
-/// dropped future), the connection leaves the pool when this is dropped: closing
-/// it rolls the transaction back, and no later user gets it mid-transaction.
-struct Open(Option<Conn>);
-
-impl Open {
-    fn conn(&self) -> Option<&Conn> {
-        self.0.as_ref()
-    }
-
-    /// The transaction committed: the connection goes back to the pool.
-    fn committed(mut self) {
-        drop(self.0.take());
-    }
-
-    /// Ends the transaction (a no-op, with a warning from the server, when the
-    /// pipelined `COMMIT` ended it already); a connection that cannot leaves the
-    /// pool.
-    async fn roll_back(mut self) {
-        if let Some(conn) = self.0.take()
-            && conn.batch_execute("ROLLBACK").await.is_err()
-        {
-            drop(deadpool_postgres::Object::take(conn));
-        }
-    }
-}
-
-impl Drop for Open {
-    fn drop(&mut self) {
-        if let Some(conn) = self.0.take() {
-            drop(deadpool_postgres::Object::take(conn));
         }
     }
 }
