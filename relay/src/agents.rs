@@ -187,6 +187,14 @@ impl AgentRegistry {
         Err(NoStream::Busy)
     }
 
+    /// Every connected session, oldest first.
+    pub(crate) fn all(&self) -> Vec<Arc<AgentSession>> {
+        let mut sessions: Vec<_> = self.lock().values().cloned().collect();
+        sessions
+            .sort_by(|a, b| (a.connected_at, &a.session_id).cmp(&(b.connected_at, &b.session_id)));
+        sessions
+    }
+
     /// How many sessions are connected.
     pub(crate) fn count(&self) -> usize {
         self.lock().len()

@@ -11,7 +11,7 @@ use sapbridge_proto::{MAX_FRAME_BYTES, Secret};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-pub use crate::queue::config::{Durability, QueueConfig, StoreKind};
+pub use crate::queue::config::{DatabaseUrl, Durability, QueueConfig, StoreKind};
 
 /// The most runtime threads a relay may ask for.
 const MAX_WORKER_THREADS: usize = 256;

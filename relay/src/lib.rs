@@ -9,8 +9,9 @@
 //!
 //! Calls live in a queue (`queue::Queue`) with explicit states and a reaper that
 //! requeues lapsed leases, expires calls past their TTL and purges old results. The
-//! store is chosen by the `[queue]` table ([`QueueConfig`]): in memory, or one SQLite
-//! file that survives `kill -9` (and, with `durability = "power-loss"`, a power cut).
+//! store is chosen by the `[queue]` table ([`QueueConfig`]): in memory, one SQLite
+//! file that survives `kill -9` (and, with `durability = "power-loss"`, a power cut),
+//! or a PostgreSQL database that several relay replicas share.
 //!
 //! Connections are served by `serve`, which bounds how long a client may take to send
 //! a request head or body and how long a connection may sit idle, and caps the
@@ -53,7 +54,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{
-    AgentTokenConfig, ApiKeyConfig, ConfigError, Durability, QueueConfig, RelayConfig, StoreKind,
+    AgentTokenConfig, ApiKeyConfig, ConfigError, DatabaseUrl, Durability, QueueConfig, RelayConfig,
+    StoreKind,
 };
 
 use crate::queue::{Queue, Retention};
@@ -102,6 +104,13 @@ pub async fn run(
     };
     let reaper_stop = CancellationToken::new();
     let reaper = tokio::spawn(queue::reaper::run(queue, retention, reaper_stop.clone()));
+    // Replicas sharing a database list each other's agents.
+    let publisher = (config.queue.store == StoreKind::Postgres).then(|| {
+        tokio::spawn(http::publish_agents(
+            Arc::clone(&state),
+            reaper_stop.clone(),
+        ))
+    });
 
     tracing::info!(
         addr = ?listener.local_addr().ok(),
@@ -135,23 +144,24 @@ pub async fn run(
     }
     reaper_stop.cancel();
     let _ = reaper.await;
+    if let Some(publisher) = publisher {
+        let _ = publisher.await;
+    }
     tracing::info!("relay stopped");
     Ok(())
 }
 
-/// Opens the configured queue store off the async threads.
+/// Opens the configured queue store.
 async fn open_queue(
     config: &QueueConfig,
     owner_hold_secs: u64,
 ) -> Result<Arc<dyn Queue>, RelayError> {
-    let config = config.clone();
     let store = config.store;
     let owner_hold = i64::try_from(owner_hold_secs)
         .map(time::Duration::seconds)
         .unwrap_or(queue::DEFAULT_OWNER_HOLD);
-    let queue = tokio::task::spawn_blocking(move || queue::open(&config, owner_hold))
+    let queue = queue::open(config, owner_hold)
         .await
-        .map_err(|e| RelayError::Store(format!("opening task failed: {e}")))?
         .map_err(|e| RelayError::Store(e.to_string()))?;
     if store == StoreKind::Memory {
         tracing::warn!(

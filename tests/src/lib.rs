@@ -3,13 +3,15 @@
 //!
 //! Everything waits on readiness signals (a bound listener, an agent listed as
 //! online) with a deadline, never on a bare sleep. [`power_automate`] is a client
-//! that retries and polls as a Power Automate action does.
+//! that retries and polls as a Power Automate action does; [`postgres`] makes
+//! test databases and private PostgreSQL servers.
 //!
 //! Also here: [`SoapSap`] (an SAP system over SOAP-RFC, as `sapbridge sim` serves
 //! it), [`GatedSystem`] (holds one call mid-flight in SAP) and [`CutProxy`] (cuts an
 //! agent's connection to the relay).
 
 mod gate;
+pub mod postgres;
 pub mod power_automate;
 mod proxy;
 mod soap;

@@ -25,6 +25,7 @@ use axum::routing::{get, patch, post};
 use tower_http::trace::TraceLayer;
 
 pub(crate) use error::{ApiError, Problem};
+pub(crate) use ops::publish_agents;
 
 use crate::state::RelayState;
 

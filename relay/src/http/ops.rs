@@ -10,42 +10,45 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 use serde_json::{Value, json};
 
+use tokio_util::sync::CancellationToken;
+
 use super::ApiError;
 use super::render::rfc3339;
 use super::request::Caller;
+use crate::agents::AgentSession;
+use crate::queue::ListedAgent;
 use crate::state::RelayState;
 
-/// `GET /v1/systems`: the systems the key may call and their connected agents.
+/// `GET /v1/systems`: the systems the key may call and their connected agents,
+/// those of this relay first, then those other relays sharing its store
+/// published (see [`publish_agents`]).
 pub(crate) async fn list_systems(
     State(state): State<Arc<RelayState>>,
     caller: Caller,
 ) -> Json<Value> {
+    let remote = match state.queue.remote_agents().await {
+        Ok(remote) => remote,
+        Err(error) => {
+            tracing::warn!(%error, "listing only this relay's agents");
+            Vec::new()
+        }
+    };
     let systems: Vec<Value> = state
         .systems
         .iter()
         .filter(|system| caller.covers(system))
         .map(|system| {
-            let agents: Vec<Value> = state
+            let mut agents: Vec<Value> = state
                 .agents
                 .serving(system)
                 .iter()
-                .map(|a| {
-                    json!({
-                        "agent_id": a.hello.agent_id,
-                        "agent_version": a.hello.agent_version,
-                        "protocol": a.hello.protocol,
-                        // Agents one protocol version behind are still served;
-                        // they should be upgraded (the relay logs it too).
-                        "upgrade_recommended": a.hello.protocol < sapbridge_proto::PROTOCOL_VERSION,
-                        "functions": a.hello.function_systems().iter().any(|s| s == system),
-                        "http": a.hello.serves_http(system),
-                        "session_id": a.session_id,
-                        "credits": a.credits(),
-                        "in_flight": a.in_flight(),
-                        "connected_at": rfc3339(a.connected_at),
-                    })
-                })
+                .map(|a| agent_entry(a, system))
                 .collect();
+            agents.extend(
+                remote
+                    .iter()
+                    .filter_map(|a| a.listing.get(system.as_str()).cloned()),
+            );
             json!({
                 "system": system,
                 "online": !agents.is_empty(),
@@ -54,6 +57,58 @@ pub(crate) async fn list_systems(
         })
         .collect();
     Json(json!({ "systems": systems }))
+}
+
+/// How `GET /v1/systems` lists session `a` under `system`.
+fn agent_entry(a: &AgentSession, system: &str) -> Value {
+    json!({
+        "agent_id": a.hello.agent_id,
+        "agent_version": a.hello.agent_version,
+        "protocol": a.hello.protocol,
+        // Agents one protocol version behind are still served;
+        // they should be upgraded (the relay logs it too).
+        "upgrade_recommended": a.hello.protocol < sapbridge_proto::PROTOCOL_VERSION,
+        "functions": a.hello.function_systems().iter().any(|s| s == system),
+        "http": a.hello.serves_http(system),
+        "session_id": a.session_id,
+        "credits": a.credits(),
+        "in_flight": a.in_flight(),
+        "connected_at": rfc3339(a.connected_at),
+    })
+}
+
+/// How often a relay publishes its agent sessions for the others.
+pub(crate) const PUBLISH_AGENTS_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Publishes this relay's agent sessions, as [`list_systems`] lists them, to the
+/// store every [`PUBLISH_AGENTS_EVERY`] until `stop`, so that every relay sharing
+/// the store lists them too.
+pub(crate) async fn publish_agents(state: Arc<RelayState>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(PUBLISH_AGENTS_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        let listed: Vec<ListedAgent> = state
+            .agents
+            .all()
+            .iter()
+            .map(|a| ListedAgent {
+                systems: a.hello.systems.clone(),
+                listing: a
+                    .hello
+                    .systems
+                    .iter()
+                    .map(|system| (system.clone(), agent_entry(a, system)))
+                    .collect(),
+            })
+            .collect();
+        if let Err(error) = state.queue.publish_agents(listed).await {
+            tracing::warn!(%error, "could not publish this relay's agents");
+        }
+    }
 }
 
 /// `GET /healthz`: the process is up.

@@ -1,6 +1,7 @@
 //! The queue contract, run against every store: each test is written once over
-//! `&dyn Queue` and instantiated for the memory store and the SQLite store (a fresh
-//! file per test).
+//! `&dyn Queue` and instantiated for the memory store, the SQLite store (a fresh
+//! file per test) and the PostgreSQL store (a fresh database per test; skipped
+//! loudly without a server, see `postgres::testdb`).
 
 use std::sync::Arc;
 
@@ -12,23 +13,40 @@ use time::{Duration, OffsetDateTime};
 
 use super::config::Durability;
 use super::memory::MemoryQueue;
+use super::postgres::PostgresQueue;
+use super::postgres::testdb::TestDatabase;
 use super::sqlite::{SqliteOptions, SqliteQueue};
 use super::{
     CallKind, CallState, Cancelled, Claimant, Completion, Enqueued, IdempotencyKey, NewCall, Queue,
     Retention, Taker,
 };
 
-/// A store under test, with the directory its file lives in (if any).
+/// A store under test, with the directory its file lives in or its database (if
+/// any). The queue is dropped before the database.
 pub(super) struct Fixture {
     pub(super) queue: Arc<dyn Queue>,
     _dir: Option<TempDir>,
+    _db: Option<TestDatabase>,
 }
 
 pub(super) fn memory() -> Fixture {
     Fixture {
         queue: Arc::new(MemoryQueue::new()),
         _dir: None,
+        _db: None,
     }
+}
+
+/// A PostgreSQL store on a fresh database; `None` when no server answers (said
+/// on stderr; a failure under `CI=true`).
+pub(super) async fn postgres() -> Option<Fixture> {
+    let db = TestDatabase::create().await?;
+    let queue = PostgresQueue::open(db.url()).await.expect("open");
+    Some(Fixture {
+        queue: Arc::new(queue),
+        _dir: None,
+        _db: Some(db),
+    })
 }
 
 pub(super) fn sqlite() -> Fixture {
@@ -38,6 +56,7 @@ pub(super) fn sqlite() -> Fixture {
     Fixture {
         queue: Arc::new(queue),
         _dir: Some(dir),
+        _db: None,
     }
 }
 
@@ -120,7 +139,7 @@ fn prd() -> Vec<String> {
     vec!["PRD".to_owned()]
 }
 
-/// Instantiates each named test body for both stores.
+/// Instantiates each named test body for every store.
 macro_rules! for_every_store {
     ($($name:ident),* $(,)?) => {
         mod memory_store {
@@ -134,6 +153,15 @@ macro_rules! for_every_store {
             $(#[tokio::test]
             async fn $name() {
                 let fixture = super::sqlite();
+                super::$name(fixture.queue.as_ref()).await;
+            })*
+        }
+        mod postgres_store {
+            $(#[tokio::test]
+            async fn $name() {
+                let Some(fixture) = super::postgres().await else {
+                    return;
+                };
                 super::$name(fixture.queue.as_ref()).await;
             })*
         }

@@ -34,14 +34,16 @@
 //! dropping a future mid-way leaves the store consistent. (A change handed to a
 //! store's writer before the future was dropped still completes; its answer is lost.)
 //!
-//! Stores: [`memory`] (nothing survives a restart) and [`sqlite`] (one file, group
-//! commit; survives `kill -9`). [`open`] picks one from the [`QueueConfig`].
+//! Stores: [`memory`] (nothing survives a restart), [`sqlite`] (one file, group
+//! commit; survives `kill -9`) and [`postgres`] (one database shared by any number
+//! of relay replicas). [`open`] picks one from the [`QueueConfig`].
 
 pub(crate) mod config;
 #[cfg(test)]
 mod contract;
 mod kind;
 pub(crate) mod memory;
+pub(crate) mod postgres;
 pub(crate) mod reaper;
 mod signals;
 pub(crate) mod sqlite;
@@ -60,28 +62,39 @@ pub(crate) use config::{QueueConfig, StoreKind};
 pub(crate) use kind::{ActionStep, CallKind};
 pub(crate) use signals::{CallEnd, CallWatch, Signals, Taker};
 
-/// Opens the store `config` names: an empty memory queue, or the SQLite file
+/// Opens the store `config` names: an empty memory queue, the SQLite file
 /// (created if missing; calls leased before a restart go back to the queue, held
-/// for their agent for `owner_hold`).
-/// Blocks while the file is opened and checked: call it from a blocking context
-/// or at start-up.
+/// for their agent for `owner_hold`), or the PostgreSQL database (its schema
+/// created or migrated; leases stay, since other replicas' sessions are alive).
+/// The SQLite file is opened on the blocking thread pool.
 ///
 /// # Errors
 /// [`QueueError`] when the SQLite file cannot be opened, is not a sapbridge queue,
-/// or was written by a newer schema.
-pub(crate) fn open(
+/// or was written by a newer schema; when the database cannot be reached or
+/// migrated.
+pub(crate) async fn open(
     config: &QueueConfig,
     owner_hold: time::Duration,
 ) -> Result<Arc<dyn Queue>, QueueError> {
     match config.store {
         StoreKind::Memory => Ok(Arc::new(memory::MemoryQueue::new())),
         StoreKind::Sqlite => {
-            let path = config.path.as_deref().ok_or_else(|| {
+            let path = config.path.clone().ok_or_else(|| {
                 QueueError::Store("queue.path is required for the sqlite store".into())
             })?;
             let mut options = sqlite::SqliteOptions::new(config.durability);
             options.owner_hold = owner_hold;
-            Ok(Arc::new(sqlite::SqliteQueue::open(path, options)?))
+            let queue =
+                tokio::task::spawn_blocking(move || sqlite::SqliteQueue::open(&path, options))
+                    .await
+                    .map_err(|e| QueueError::Store(format!("opening task failed: {e}")))??;
+            Ok(Arc::new(queue))
+        }
+        StoreKind::Postgres => {
+            let url = config.url.as_ref().ok_or_else(|| {
+                QueueError::Store("queue.url is required for the postgres store".into())
+            })?;
+            Ok(Arc::new(postgres::PostgresQueue::open(url).await?))
         }
     }
 }
@@ -470,6 +483,17 @@ pub(crate) fn overdue_rule(
     }
 }
 
+/// An agent session connected to a relay, as that relay lists it to clients:
+/// opaque to the queue, which only keeps it for the other relays sharing the
+/// store (`GET /v1/systems` on any replica lists the agents of all).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ListedAgent {
+    /// The systems it serves.
+    pub(crate) systems: Vec<String>,
+    /// Its entry in each system's listing, by system.
+    pub(crate) listing: serde_json::Map<String, serde_json::Value>,
+}
+
 /// The result of [`Queue::enqueue`].
 #[derive(Debug, Clone)]
 pub(crate) enum Enqueued {
@@ -663,6 +687,20 @@ pub(crate) trait Queue: Send + Sync + 'static {
 
     /// Checks that the store answers (`/readyz`).
     async fn ping(&self) -> Result<(), QueueError>;
+
+    /// Publishes the agent sessions connected to this relay (replacing what it
+    /// published before) for the other relays sharing the store. A store of one
+    /// relay keeps nothing.
+    async fn publish_agents(&self, agents: Vec<ListedAgent>) -> Result<(), QueueError> {
+        drop(agents);
+        Ok(())
+    }
+
+    /// The agent sessions that other live relays sharing the store published (none
+    /// for a store of one relay).
+    async fn remote_agents(&self) -> Result<Vec<ListedAgent>, QueueError> {
+        Ok(Vec::new())
+    }
 
     /// The wake-up signals this store fires.
     fn signals(&self) -> &Arc<Signals>;

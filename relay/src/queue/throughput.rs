@@ -6,6 +6,9 @@
 //! ```sh
 //! cargo test -p sapbridge-relay --release queue::throughput -- --ignored --nocapture
 //! ```
+//!
+//! The PostgreSQL store is measured on a database of its own on the test server
+//! (see `postgres::testdb`), with the server's `synchronous_commit`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,6 +18,8 @@ use tempfile::TempDir;
 use super::config::Durability;
 use super::contract::{by, later, new_call, ok};
 use super::memory::MemoryQueue;
+use super::postgres::PostgresQueue;
+use super::postgres::testdb::TestDatabase;
 use super::sqlite::{SqliteOptions, SqliteQueue};
 use super::{Completion, Queue};
 
@@ -26,6 +31,7 @@ struct Setup {
     name: &'static str,
     durability: Option<Durability>,
     max_batch: usize,
+    postgres: bool,
 }
 
 const SETUPS: &[Setup] = &[
@@ -33,32 +39,62 @@ const SETUPS: &[Setup] = &[
         name: "memory",
         durability: None,
         max_batch: 0,
+        postgres: false,
     },
     Setup {
         name: "sqlite group commit, process-crash",
         durability: Some(Durability::ProcessCrash),
         max_batch: 1024,
+        postgres: false,
     },
     Setup {
         name: "sqlite one tx per op, process-crash",
         durability: Some(Durability::ProcessCrash),
         max_batch: 1,
+        postgres: false,
     },
     Setup {
         name: "sqlite group commit, power-loss",
         durability: Some(Durability::PowerLoss),
         max_batch: 1024,
+        postgres: false,
     },
     Setup {
         name: "sqlite one tx per op, power-loss",
         durability: Some(Durability::PowerLoss),
         max_batch: 1,
+        postgres: false,
+    },
+    Setup {
+        name: "postgres group commit (server's sync)",
+        durability: None,
+        max_batch: 0,
+        postgres: true,
     },
 ];
 
-fn build(setup: &Setup) -> (Arc<dyn Queue>, Option<TempDir>) {
-    match setup.durability {
-        None => (Arc::new(MemoryQueue::new()), None),
+/// What a store under measurement keeps alive: its directory or its database.
+#[derive(Default)]
+struct Keep {
+    _dir: Option<TempDir>,
+    _db: Option<TestDatabase>,
+}
+
+/// The store of `setup`; `None` for PostgreSQL without a server.
+async fn build(setup: &Setup) -> Option<(Arc<dyn Queue>, Keep)> {
+    if setup.postgres {
+        let db = TestDatabase::create().await?;
+        let queue = PostgresQueue::open(db.url()).await.expect("open");
+        return Some((
+            Arc::new(queue),
+            Keep {
+                _db: Some(db),
+                ..Keep::default()
+            },
+        ));
+    }
+    Some(match setup.durability {
+        None => (Arc::new(MemoryQueue::new()), Keep::default()),
         Some(durability) => {
             let dir = tempfile::tempdir().expect("temp dir");
             let options = SqliteOptions {
@@ -66,9 +102,15 @@ fn build(setup: &Setup) -> (Arc<dyn Queue>, Option<TempDir>) {
                 ..SqliteOptions::new(durability)
             };
             let queue = SqliteQueue::open(&dir.path().join("bench.db"), options).expect("open");
-            (Arc::new(queue), Some(dir))
+            (
+                Arc::new(queue),
+                Keep {
+                    _dir: Some(dir),
+                    ..Keep::default()
+                },
+            )
         }
-    }
+    })
 }
 
 /// Runs `workers` loops for `run_for`; returns the calls done and the time taken.
@@ -120,11 +162,15 @@ async fn queue_throughput() {
         "store", "workers", "calls/s", "writes/s"
     );
     // Warm up (page cache, CPU clocks) so the first row is not penalised.
-    let (queue, _dir) = build(&SETUPS[1]);
+    let (queue, _keep) = build(&SETUPS[1]).await.expect("sqlite");
     measure(queue, 8, Duration::from_secs(1)).await;
+    // `QUEUE_THROUGHPUT_ONLY=postgres` measures the stores whose name holds it.
+    let only = std::env::var("QUEUE_THROUGHPUT_ONLY").unwrap_or_default();
     for workers in [1, 64] {
-        for setup in SETUPS {
-            let (queue, _dir) = build(setup);
+        for setup in SETUPS.iter().filter(|s| s.name.contains(&only)) {
+            let Some((queue, _keep)) = build(setup).await else {
+                continue;
+            };
             let (calls, elapsed) = measure(queue, workers, RUN_FOR).await;
             let per_sec = calls as f64 / elapsed.as_secs_f64();
             println!(

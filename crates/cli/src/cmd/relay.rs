@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use sapbridge_relay::RelayConfig;
+use sapbridge_relay::{DatabaseUrl, RelayConfig, StoreKind};
 
 use super::CliError;
 use crate::{config_file, shutdown};
@@ -18,6 +18,18 @@ pub struct RelayArgs {
     /// Address to listen on for the HTTP API and the agent WebSocket.
     #[arg(long, env = "SAPBRIDGE_LISTEN", default_value = "127.0.0.1:8080")]
     listen: String,
+    /// PostgreSQL queue database shared by several relays
+    /// (`postgres://user:password@host:5432/db`): sets `[queue] url`, and
+    /// `store = "postgres"` unless the file chose another store. A secret: never
+    /// printed (a malformed one is reported by the configuration check, which
+    /// does not quote it).
+    #[arg(long, env = "SAPBRIDGE_QUEUE_URL", hide_env_values = true, value_parser = any_url)]
+    queue_url: Option<DatabaseUrl>,
+}
+
+/// Takes any string as a database URL, checked later (masked in `Debug`).
+fn any_url(text: &str) -> Result<DatabaseUrl, std::convert::Infallible> {
+    Ok(DatabaseUrl::from(text.to_owned()))
 }
 
 /// Reads and checks the configuration (before the runtime starts: it sizes the
@@ -26,7 +38,13 @@ pub struct RelayArgs {
 /// # Errors
 /// [`CliError::Config`] for an unreadable or invalid file.
 pub(crate) fn load(args: RelayArgs) -> Result<(RelayConfig, String), CliError> {
-    let config: RelayConfig = config_file::load(&args.config)?;
+    let mut config: RelayConfig = config_file::load(&args.config)?;
+    if let Some(url) = args.queue_url {
+        if config.queue.store == StoreKind::Memory && config.queue.path.is_none() {
+            config.queue.store = StoreKind::Postgres;
+        }
+        config.queue.url = Some(url);
+    }
     config
         .validate()
         .map_err(|e| CliError::Config(format!("{}: {e}", args.config.display())))?;
@@ -51,4 +69,59 @@ pub(crate) async fn run(config: RelayConfig, listen: String) -> Result<(), CliEr
         .await
         .context("relay failed")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEYS: &str = r#"
+[[api_keys]]
+name = "k"
+key = "client-key-0123456789abcdef0123456789"
+systems = ["SIM"]
+
+[[agent_tokens]]
+name = "t"
+token = "agent-token-0123456789abcdef012345678"
+systems = ["SIM"]
+"#;
+
+    fn args(dir: &tempfile::TempDir, file: &str, url: Option<&str>) -> RelayArgs {
+        let config = dir.path().join("relay.toml");
+        std::fs::write(&config, format!("{file}\n{KEYS}")).expect("write config");
+        RelayArgs {
+            config,
+            listen: "127.0.0.1:0".into(),
+            queue_url: url.and_then(|u| any_url(u).ok()),
+        }
+    }
+
+    #[test]
+    fn queue_url_selects_postgres_and_never_shows_its_password() {
+        let dir = tempfile::tempdir().expect("dir");
+        let url = "postgres://relay:pw-secret-42@db.internal:5432/sapbridge";
+        let (config, _) = load(args(&dir, "", Some(url))).expect("valid");
+        assert_eq!(config.queue.store, StoreKind::Postgres);
+        let shown = format!("{:?}", config.queue);
+        assert!(
+            shown.contains("db.internal") && !shown.contains("pw-secret-42"),
+            "{shown}"
+        );
+        // A file that chose SQLite keeps it, and the URL is refused with a reason.
+        let sqlite = "[queue]\nstore = \"sqlite\"\npath = \"relay.db\"";
+        let Err(CliError::Config(message)) = load(args(&dir, sqlite, Some(url))) else {
+            panic!("a URL with the sqlite store must be refused");
+        };
+        assert!(message.contains("queue.url"), "{message}");
+        // A malformed URL is refused without being quoted.
+        let bad = "postgres://relay:pw-secret-42@db.internal:notaport/x";
+        let Err(CliError::Config(message)) = load(args(&dir, "", Some(bad))) else {
+            panic!("a malformed URL must be refused");
+        };
+        assert!(
+            message.contains("queue.url") && !message.contains("pw-secret-42"),
+            "{message}"
+        );
+    }
 }
