@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use tokio_postgres::{GenericClient, Statement};
 
-use super::super::QueueError;
+use super::super::{QueueError, QueueStats};
 use super::rows::store_error;
 
 /// Adds `$4` to the count of state `$3` of replica `$1`'s slot `$2`.
@@ -42,7 +42,7 @@ impl Deltas {
         if self.0.values().all(|n| *n == 0) {
             return Ok(());
         }
-        let statement = super::batch::prepared(tx, UPSERT_SQL).await?;
+        let statement = super::rows::prepared(tx, UPSERT_SQL).await?;
         self.apply_prepared(tx, &statement, replica, slot).await
     }
 
@@ -83,4 +83,32 @@ pub(super) async fn finals(client: &impl GenericClient) -> Result<Vec<(String, i
         .await
         .map_err(store_error)?;
     Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+}
+
+/// Calls by state: the open ones through their partial indexes, the final ones
+/// from their counters (see `counts`).
+pub(super) async fn stats(client: &impl GenericClient) -> Result<QueueStats, QueueError> {
+    let open = client
+        .query_one(
+            "SELECT (SELECT count(*) FROM sapbridge_calls WHERE state = 'queued'),
+                    (SELECT count(*) FROM sapbridge_calls WHERE state = 'leased')",
+            &[],
+        )
+        .await
+        .map_err(store_error)?;
+    let mut found = QueueStats {
+        queued: u64::try_from(open.get::<_, i64>(0)).unwrap_or(0),
+        leased: u64::try_from(open.get::<_, i64>(1)).unwrap_or(0),
+        ..QueueStats::default()
+    };
+    for (code, n) in finals(client).await? {
+        match super::rows::final_state(code.as_str()) {
+            Some(state) => *found.count_mut(&state) = u64::try_from(n).unwrap_or(0),
+            None => tracing::warn!(
+                state = code,
+                "unknown final call state in the queue database"
+            ),
+        }
+    }
+    Ok(found)
 }

@@ -292,7 +292,7 @@ impl Queue for PostgresQueue {
 
     async fn stats(&self) -> Result<QueueStats, QueueError> {
         let client = self.client().await?;
-        rows::stats(&**client).await
+        counts::stats(&**client).await
     }
 
     async fn ping(&self) -> Result<(), QueueError> {

@@ -7,9 +7,7 @@ use sapbridge_proto::{CommitPolicy, FunctionCall, Outcome};
 use time::OffsetDateTime;
 use tokio_postgres::{GenericClient, Row};
 
-use super::super::{
-    CallKind, CallRecord, CallState, Holder, IdempotencyKey, QueueError, QueueStats,
-};
+use super::super::{CallKind, CallRecord, CallState, Holder, IdempotencyKey, QueueError};
 
 /// The columns [`record`] reads, in its order.
 pub(super) const RECORD_COLUMNS: &str = "id, system, kind, calls, commit_policy, state, \
@@ -111,7 +109,7 @@ pub(super) fn state_code(state: &CallState) -> &'static str {
 }
 
 /// A final state from its stored code.
-fn final_state(code: &str) -> Option<CallState> {
+pub(super) fn final_state(code: &str) -> Option<CallState> {
     match code {
         "succeeded" => Some(CallState::Succeeded),
         "failed" => Some(CallState::Failed),
@@ -195,30 +193,11 @@ pub(super) async fn load(
     row.as_ref().map(record).transpose()
 }
 
-/// Calls by state: the open ones through their partial indexes, the final ones
-/// from their counters (see `counts`).
-pub(super) async fn stats(client: &impl GenericClient) -> Result<QueueStats, QueueError> {
-    let open = client
-        .query_one(
-            "SELECT (SELECT count(*) FROM sapbridge_calls WHERE state = 'queued'),
-                    (SELECT count(*) FROM sapbridge_calls WHERE state = 'leased')",
-            &[],
-        )
-        .await
-        .map_err(store_error)?;
-    let mut found = QueueStats {
-        queued: u64::try_from(open.get::<_, i64>(0)).unwrap_or(0),
-        leased: u64::try_from(open.get::<_, i64>(1)).unwrap_or(0),
-        ..QueueStats::default()
-    };
-    for (code, n) in super::counts::finals(client).await? {
-        match final_state(code.as_str()) {
-            Some(state) => *found.count_mut(&state) = u64::try_from(n).unwrap_or(0),
-            None => tracing::warn!(
-                state = code,
-                "unknown final call state in the queue database"
-            ),
-        }
-    }
-    Ok(found)
+/// `sql` prepared on this connection once and cached: a batch then costs no
+/// parse round trips. Once cached, the future is ready at its first poll.
+pub(super) async fn prepared(
+    tx: &impl deadpool_postgres::GenericClient,
+    sql: &str,
+) -> Result<tokio_postgres::Statement, QueueError> {
+    tx.prepare_cached(sql).await.map_err(store_error)
 }

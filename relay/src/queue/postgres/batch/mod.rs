@@ -46,7 +46,7 @@ use super::super::{
 use super::counts::Deltas;
 use super::counts::UPSERT_SQL;
 use super::listen::{ENDED_CHANNEL, WORK_CHANNEL, payloads};
-use super::rows::{pool_error, store_error};
+use super::rows::{pool_error, prepared, store_error};
 use claims::{LEASE_SQL, choose, claim_candidates, lease, units_of};
 use new_calls::{insert, place_new_calls, reset};
 use outcomes::{REQUEUE_SQL, STORE_SQL, judge, lock_completions, requeue, store_verdicts};
@@ -467,15 +467,6 @@ async fn write(
         work,
         ended: verdicts.ended,
     })
-}
-
-/// `sql` prepared on this connection once and cached: a batch then costs no
-/// parse round trips. Once cached, the future is ready at its first poll.
-pub(super) async fn prepared(
-    tx: &impl GenericClient,
-    sql: &str,
-) -> Result<tokio_postgres::Statement, QueueError> {
-    tx.prepare_cached(sql).await.map_err(store_error)
 }
 
 /// Notifies channel `$1[i]` with payload `$2[i]`.
