@@ -26,6 +26,7 @@ mod allowlist;
 mod backoff;
 pub mod clock;
 mod config;
+pub mod doctor;
 mod executor;
 mod journal;
 mod outcomes;

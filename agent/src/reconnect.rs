@@ -31,6 +31,7 @@ use crate::outcomes::OutcomeStore;
 use crate::passthrough::{HttpTargets, SessionStreams};
 use crate::read_only::ReadOnlyFunctions;
 use crate::runner::UnitRunner;
+use crate::session::status::StatusProbe;
 use crate::session::{SessionEnd, SessionParams, SessionReport, run_session};
 use crate::systems::ServedSystem;
 use crate::tls;
@@ -81,6 +82,7 @@ pub(crate) async fn run_agent(
         capabilities,
         concurrency: config.concurrency,
         shutdown_grace: Duration::from_secs(config.shutdown_grace_secs),
+        status: StatusProbe::new(&served),
     };
     let runner = UnitRunner::new(served, config.concurrency, store.clone(), read_only);
     let sweep_stop = shutdown.child_token();

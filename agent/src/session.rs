@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Span, debug, error, info, warn};
 
 use self::credits::Credits;
+use self::status::{StatusProbe, StatusReporter};
 use crate::passthrough::SessionStreams;
 use crate::runner::UnitRunner;
 use crate::transport::{Outgoing, TransportError};
@@ -54,6 +55,8 @@ pub(crate) struct SessionParams {
     pub(crate) concurrency: u32,
     /// How long a graceful shutdown waits for in-flight units.
     pub(crate) shutdown_grace: Duration,
+    /// The systems' logon states, reported to relays that take them.
+    pub(crate) status: StatusProbe,
 }
 
 /// How a session ended.
@@ -150,16 +153,17 @@ where
         }
         first = timeout(handshake, stream.next()) => first,
     };
-    let heartbeat = match first {
+    let (heartbeat, status) = match first {
         Ok(Some(Ok(RelayMessage::Welcome {
             protocol,
             session_id,
             heartbeat_secs,
-        }))) => match checks::welcome(protocol, &session_id, heartbeat_secs) {
+            features,
+        }))) => match checks::welcome(protocol, &session_id, heartbeat_secs, &features) {
             Ok(heartbeat) => {
                 Span::current().record("session_id", session_id.as_str());
-                info!(protocol, heartbeat_secs, "welcomed by the relay");
-                heartbeat
+                info!(protocol, heartbeat_secs, ?features, "welcomed by the relay");
+                (heartbeat, StatusReporter::new(&params.status, &features))
             }
             Err(reason) => {
                 return SessionReport::new(close_for(sink, reason, handshake).await);
@@ -195,6 +199,7 @@ where
         &mut report,
         &mut owed,
         Credits::new(credits),
+        status,
     )
     .await;
     report
@@ -213,6 +218,7 @@ async fn welcomed_loop<Si, St>(
     report: &mut SessionReport,
     owed: &mut HashSet<String>,
     mut credits: Credits,
+    mut status: StatusReporter,
 ) -> SessionEnd
 where
     Si: Sink<Outgoing, Error = TransportError> + Unpin,
@@ -226,6 +232,10 @@ where
     let send_limit = silence;
     store.resend_all();
     let resent = send_outcomes(sink, runner, owed, &mut credits, send_limit).await;
+    let resent = match (resent, status.due()) {
+        (Ok(_), Some(report)) => send(sink, report, send_limit).await,
+        (resent, _) => resent.map(|_| ()),
+    };
     if let Err(e) = resent.and(within(send_limit, sink.flush()).await) {
         return SessionEnd::Lost(e);
     }
@@ -332,8 +342,20 @@ where
                     Ok(sent) => outbox.fed(sent),
                     Err(e) => return SessionEnd::Lost(e),
                 }
+                // A unit that just failed may have found the password refused.
+                if let Some(report) = status.due() {
+                    match send(sink, report, send_limit).await {
+                        Ok(()) => outbox.flushed(),
+                        Err(e) => return SessionEnd::Lost(e),
+                    }
+                }
             }
             _ = ticker.tick() => {
+                if let Some(report) = status.due()
+                    && let Err(e) = send(sink, report, send_limit).await
+                {
+                    return SessionEnd::Lost(e);
+                }
                 if let Err(e) = send(sink, AgentMessage::Heartbeat, send_limit).await {
                     return SessionEnd::Lost(e);
                 }
@@ -566,5 +588,6 @@ fn kind(message: &RelayMessage) -> &'static str {
 
 mod checks;
 mod credits;
+pub(crate) mod status;
 #[cfg(test)]
 mod tests;

@@ -8,14 +8,14 @@ use std::time::Duration;
 
 use sapbridge_proto::Secret;
 use sapbridge_sap::logon_guard::PasswordSource;
-use sapbridge_sap::nwrfc::{NwrfcConfig, NwrfcSystem};
+use sapbridge_sap::nwrfc::{LoadError, NwrfcConfig, NwrfcSystem};
 use sapbridge_sap::sim::{SimOptions, Simulator};
 use sapbridge_sap::soap::{SoapConfig, SoapSystem};
 use sapbridge_sap::{SapSystem, UnavailableSystem};
 
 use crate::AgentError;
 use crate::allowlist::Allowlist;
-use crate::config::{AgentConfig, BackendConfig, NwrfcBackend};
+use crate::config::{AgentConfig, BackendConfig, NwrfcBackend, SystemConfig};
 
 /// One served system: its name, its allowlist and its backend.
 #[derive(Clone)]
@@ -51,81 +51,79 @@ pub(crate) fn open_systems(
 ) -> Result<HashMap<String, Arc<dyn SapSystem>>, AgentError> {
     let mut systems: HashMap<String, Arc<dyn SapSystem>> = HashMap::new();
     for system in &config.systems {
-        let opened: Arc<dyn SapSystem> = match &system.backend {
-            BackendConfig::Sim {
-                db_path,
-                latency_ms,
-                fault_rate,
-            } => {
-                let path = config.sim_db_path(&system.name, db_path.as_deref());
-                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(parent).map_err(|source| AgentError::DataDir {
-                        path: parent.to_path_buf(),
-                        source,
-                    })?;
-                }
-                let options = SimOptions {
-                    latency: Duration::from_millis(*latency_ms),
-                    fault_rate: *fault_rate,
-                };
-                let sim = Simulator::open(&path, options).map_err(|e| AgentError::OpenSystem {
-                    system: system.name.clone(),
-                    reason: e.to_string(),
-                })?;
-                Arc::new(sim)
-            }
-            BackendConfig::Soap {
-                base_url,
-                client,
-                user,
-                password_file,
-                password_env,
-                timeout_secs,
-                ca_file,
-            } => {
-                let open_error = |reason: String| AgentError::OpenSystem {
-                    system: system.name.clone(),
-                    reason,
-                };
-                // Read once now, so that an unreadable password stops the start;
-                // the backend reads it again before every logon.
-                read_password(password_file.as_deref(), password_env.as_deref())
-                    .map_err(open_error)?;
-                let password = password_source(password_file.as_deref(), password_env.as_deref());
-                let soap = SoapSystem::new(SoapConfig {
-                    base_url: base_url.clone(),
-                    client: client.clone(),
-                    user: user.clone(),
-                    password,
-                    timeout: Duration::from_secs(*timeout_secs),
-                    ca_file: ca_file.clone(),
-                })
-                .map_err(|e| open_error(e.to_string()))?;
-                Arc::new(soap)
-            }
-            BackendConfig::Nwrfc(nwrfc) => open_nwrfc(&system.name, nwrfc),
-        };
-        systems.insert(system.name.clone(), opened);
+        systems.insert(system.name.clone(), open_system(config, system)?);
     }
     Ok(systems)
+}
+
+/// Opens the backend of one configured system.
+///
+/// # Errors
+/// As [`open_systems`].
+pub(crate) fn open_system(
+    config: &AgentConfig,
+    system: &SystemConfig,
+) -> Result<Arc<dyn SapSystem>, AgentError> {
+    let opened: Arc<dyn SapSystem> = match &system.backend {
+        BackendConfig::Sim {
+            db_path,
+            latency_ms,
+            fault_rate,
+        } => {
+            let path = config.sim_db_path(&system.name, db_path.as_deref());
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(parent).map_err(|source| AgentError::DataDir {
+                    path: parent.to_path_buf(),
+                    source,
+                })?;
+            }
+            let options = SimOptions {
+                latency: Duration::from_millis(*latency_ms),
+                fault_rate: *fault_rate,
+            };
+            let sim = Simulator::open(&path, options).map_err(|e| AgentError::OpenSystem {
+                system: system.name.clone(),
+                reason: e.to_string(),
+            })?;
+            Arc::new(sim)
+        }
+        BackendConfig::Soap {
+            base_url,
+            client,
+            user,
+            password_file,
+            password_env,
+            timeout_secs,
+            ca_file,
+        } => {
+            let open_error = |reason: String| AgentError::OpenSystem {
+                system: system.name.clone(),
+                reason,
+            };
+            // Read once now, so that an unreadable password stops the start;
+            // the backend reads it again before every logon.
+            read_password(password_file.as_deref(), password_env.as_deref()).map_err(open_error)?;
+            let password = password_source(password_file.as_deref(), password_env.as_deref());
+            let soap = SoapSystem::new(SoapConfig {
+                base_url: base_url.clone(),
+                client: client.clone(),
+                user: user.clone(),
+                password,
+                timeout: Duration::from_secs(*timeout_secs),
+                ca_file: ca_file.clone(),
+            })
+            .map_err(|e| open_error(e.to_string()))?;
+            Arc::new(soap)
+        }
+        BackendConfig::Nwrfc(nwrfc) => open_nwrfc(&system.name, nwrfc),
+    };
+    Ok(opened)
 }
 
 /// Opens an `nwrfc` system. Without a usable NW RFC library the agent still
 /// starts: the reason is logged now, and every call to the system answers it.
 fn open_nwrfc(name: &str, config: &NwrfcBackend) -> Arc<dyn SapSystem> {
-    let password = password_source(
-        config.password_file.as_deref(),
-        config.password_env.as_deref(),
-    );
-    let opened = NwrfcSystem::new(NwrfcConfig {
-        library: config.library.clone(),
-        parameters: config.logon_parameters(),
-        password,
-        timeout: Duration::from_secs(config.timeout_secs),
-        pool_size: config.pool_size,
-        trfc_functions: config.trfc_functions.clone(),
-    });
-    match opened {
+    match load_nwrfc(config) {
         Ok(system) => {
             tracing::info!(system = name, sdk = %system.sdk_version(), "SAP NW RFC library loaded");
             Arc::new(system)
@@ -140,6 +138,25 @@ fn open_nwrfc(name: &str, config: &NwrfcBackend) -> Arc<dyn SapSystem> {
             Arc::new(UnavailableSystem::new("NWRFC_UNAVAILABLE", reason))
         }
     }
+}
+
+/// Loads SAP's NW RFC library for an `nwrfc` system.
+///
+/// # Errors
+/// The loader's reason when the library is missing or unusable.
+pub(crate) fn load_nwrfc(config: &NwrfcBackend) -> Result<NwrfcSystem, LoadError> {
+    let password = password_source(
+        config.password_file.as_deref(),
+        config.password_env.as_deref(),
+    );
+    NwrfcSystem::new(NwrfcConfig {
+        library: config.library.clone(),
+        parameters: config.logon_parameters(),
+        password,
+        timeout: Duration::from_secs(config.timeout_secs),
+        pool_size: config.pool_size,
+        trfc_functions: config.trfc_functions.clone(),
+    })
 }
 
 /// Where a backend's password comes from: the file, else the variable.

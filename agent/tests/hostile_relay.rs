@@ -76,6 +76,7 @@ async fn numbers_out_of_range_close_the_session_and_the_agent_comes_back() -> an
         protocol: PROTOCOL_VERSION + 1,
         session_id: "s_x".into(),
         heartbeat_secs: 15,
+        features: Vec::new(),
     })
     .await?;
     assert_eq!(

@@ -23,7 +23,12 @@
 //! 5. HTTP pass-through requests travel beside the units, outside the credits: JSON
 //!    control messages ([`RelayMessage::HttpRequest`], [`AgentMessage::HttpResponse`],
 //!    ...) plus body pieces as binary frames ([`BodyChunk`], never JSON), paced per
-//!    stream by windows; see the `passthrough` and `chunk` modules' docs.
+//!    stream by windows; see the `passthrough` and `chunk` modules' docs;
+//! 6. additions within a protocol version are features: the welcome names those the
+//!    relay takes ([`FEATURE_SYSTEM_STATUS`]: the agent reports with
+//!    [`AgentMessage::SystemStatus`] whether its systems' backends log on), and an
+//!    agent sends nothing a relay did not name, so a newer agent never breaks an
+//!    older relay.
 
 mod chunk;
 mod error;
@@ -45,7 +50,9 @@ pub use frame::{
     DecodeError, UnitRef, WorkFrame, decode_agent_message, decode_relay_message,
     encode_agent_message, encode_relay_message,
 };
-pub use messages::{AgentMessage, CloseReason, RelayMessage, SystemCapabilities};
+pub use messages::{
+    AgentMessage, CloseReason, LogonStatus, RelayMessage, SystemCapabilities, SystemStatus,
+};
 pub use outbox::{Outbox, TURNS_PER_FLUSH};
 pub use passthrough::{
     HOP_BY_HOP_HEADERS, HttpFailure, HttpFailureKind, HttpRequestHead, HttpResponseHead,
@@ -63,6 +70,21 @@ pub const PROTOCOL_VERSION: u32 = 2;
 /// the relay speaks one version behind (and says in its log and `GET /v1/systems`
 /// which agents should upgrade).
 pub const OLDEST_AGENT_PROTOCOL: u32 = PROTOCOL_VERSION - 1;
+
+/// The welcome feature saying the relay takes [`AgentMessage::SystemStatus`].
+pub const FEATURE_SYSTEM_STATUS: &str = "system_status";
+
+/// The most features a welcome may name, and the longest name, in bytes (an agent
+/// closes the session on a welcome beyond them).
+pub const MAX_FEATURES: usize = 32;
+/// See [`MAX_FEATURES`].
+pub const MAX_FEATURE_BYTES: usize = 64;
+
+/// The longest reason of a [`LogonStatus::Blocked`], in bytes (the agent cuts
+/// SAP's message to it; the relay refuses a longer one), and the longest `since`.
+pub const MAX_STATUS_REASON_BYTES: usize = 1024;
+/// See [`MAX_STATUS_REASON_BYTES`].
+pub const MAX_STATUS_SINCE_BYTES: usize = 64;
 
 /// The largest frame either side accepts, in bytes. A larger frame is a protocol
 /// error: the receiver closes the connection with [`CloseReason::FrameTooLarge`].

@@ -50,6 +50,14 @@ pub enum AgentMessage {
     },
     /// Liveness signal, sent every heartbeat interval.
     Heartbeat,
+    /// How the agent's systems stand (whether their backends log on), sent only to
+    /// a relay whose welcome names [`crate::FEATURE_SYSTEM_STATUS`]: once after the
+    /// welcome and whenever it changes. Lists the systems whose backend logs on;
+    /// each at most once, each one of the hello's systems.
+    SystemStatus {
+        /// One entry per system whose backend logs on.
+        systems: Vec<SystemStatus>,
+    },
     /// The agent closes the connection, saying why.
     Close {
         /// Why.
@@ -75,6 +83,34 @@ pub enum AgentMessage {
         stream_id: u64,
         /// How many more.
         chunks: u32,
+    },
+}
+
+/// How one system of an agent stands (see [`AgentMessage::SystemStatus`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SystemStatus {
+    /// The system; one of the hello's `systems`.
+    pub system: String,
+    /// Whether its backend logs on.
+    pub logon: LogonStatus,
+}
+
+/// Whether a backend logs on to SAP. After SAP refused the password, the agent
+/// stops logging on with it (so the shared RFC user is never locked) until the
+/// password source changes or an operator resets it on the agent's side.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum LogonStatus {
+    /// Logons go through.
+    Open,
+    /// SAP refused the password; calls fail with `LOGON_FAILURE` without
+    /// contacting SAP.
+    Blocked {
+        /// SAP's answer to the refused logon (at most
+        /// [`crate::MAX_STATUS_REASON_BYTES`]).
+        reason: String,
+        /// When it was refused (RFC 3339, the agent's clock).
+        since: String,
     },
 }
 
@@ -126,6 +162,12 @@ pub enum RelayMessage {
         session_id: String,
         /// How often both sides send heartbeats; silence for two intervals is death.
         heartbeat_secs: u64,
+        /// What this relay takes beyond its protocol version's messages, such as
+        /// [`crate::FEATURE_SYSTEM_STATUS`]; empty from older relays, never sent to
+        /// protocol 1 agents. An agent uses a feature only when this names it and
+        /// ignores names it does not know.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        features: Vec<String>,
     },
     /// A unit to execute. The relay never sends more units than the agent has credits.
     Work {

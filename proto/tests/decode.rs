@@ -162,15 +162,20 @@ fn agent_message() -> impl Strategy<Value = AgentMessage> {
 
 fn relay_message() -> impl Strategy<Value = RelayMessage> {
     prop_oneof![
-        (any::<u32>(), ".{0,10}", any::<u64>()).prop_map(
-            |(protocol, session_id, heartbeat_secs)| {
+        (
+            any::<u32>(),
+            ".{0,10}",
+            any::<u64>(),
+            prop::collection::vec(".{0,10}", 0..3)
+        )
+            .prop_map(|(protocol, session_id, heartbeat_secs, features)| {
                 RelayMessage::Welcome {
                     protocol,
                     session_id,
                     heartbeat_secs,
+                    features,
                 }
-            }
-        ),
+            }),
         unit().prop_map(|unit| RelayMessage::Work { unit }),
         ".{0,10}".prop_map(|call_id| RelayMessage::Ack { call_id }),
         Just(RelayMessage::Heartbeat),

@@ -10,7 +10,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use sapbridge_proto::SystemCapabilities;
+use sapbridge_proto::{
+    LogonStatus, MAX_STATUS_REASON_BYTES, MAX_STATUS_SINCE_BYTES, SystemCapabilities, SystemStatus,
+};
 use time::OffsetDateTime;
 
 use crate::passthrough::{OpenStream, Tunnel};
@@ -47,6 +49,40 @@ impl Hello {
         self.systems.iter().any(|s| s == system)
             && SystemCapabilities::of(&self.capabilities, system).http
     }
+
+    /// Checks an agent's [`SystemStatus`] report against this hello: each entry
+    /// one of the hello's systems, at most once, with a bounded reason.
+    ///
+    /// # Errors
+    /// What is wrong, for the protocol error that closes the session.
+    pub(crate) fn check_status(&self, status: &[SystemStatus]) -> Result<(), String> {
+        for (i, entry) in status.iter().enumerate() {
+            if !self.systems.contains(&entry.system) {
+                return Err(format!(
+                    "system_status names {:?}, which the hello did not announce",
+                    shown(&entry.system)
+                ));
+            }
+            if status[..i].iter().any(|e| e.system == entry.system) {
+                return Err(format!("system_status names {} twice", entry.system));
+            }
+            if let LogonStatus::Blocked { reason, since } = &entry.logon
+                && (reason.len() > MAX_STATUS_REASON_BYTES || since.len() > MAX_STATUS_SINCE_BYTES)
+            {
+                return Err(format!(
+                    "system_status for {}: reason over {MAX_STATUS_REASON_BYTES} or since over \
+                     {MAX_STATUS_SINCE_BYTES} bytes",
+                    entry.system
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// At most 64 characters of what an agent sent, for a message.
+fn shown(text: &str) -> String {
+    text.chars().take(64).collect()
 }
 
 /// One connected agent session.
@@ -61,6 +97,8 @@ pub(crate) struct AgentSession {
     credits: AtomicU32,
     in_flight: AtomicU32,
     tunnel: Arc<Tunnel>,
+    /// What the agent last said of its systems (checked, see [`check_status`]).
+    status: Mutex<Vec<SystemStatus>>,
 }
 
 impl AgentSession {
@@ -77,6 +115,22 @@ impl AgentSession {
     /// The session's pass-through streams.
     pub(crate) fn tunnel(&self) -> &Arc<Tunnel> {
         &self.tunnel
+    }
+
+    /// How the agent last said `system` stands (`None`: never said, or its
+    /// backend does not log on).
+    pub(crate) fn logon(&self, system: &str) -> Option<LogonStatus> {
+        self.status
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .find(|s| s.system == system)
+            .map(|s| s.logon.clone())
+    }
+
+    /// Keeps what the agent said of its systems, once [`check_status`] passed it.
+    pub(crate) fn set_status(&self, status: Vec<SystemStatus>) {
+        *self.status.lock().unwrap_or_else(PoisonError::into_inner) = status;
     }
 
     /// Publishes the session's current counts.
@@ -119,6 +173,7 @@ impl AgentRegistry {
             credits: AtomicU32::new(hello.credits),
             in_flight: AtomicU32::new(0),
             tunnel: Arc::default(),
+            status: Mutex::default(),
         });
         self.lock()
             .insert(session_id.to_owned(), Arc::clone(&session));

@@ -256,3 +256,108 @@ async fn a_lapsed_lease_reaches_another_agent_only_in_doubt() {
     drop((hung, other));
     relay.stop().await;
 }
+
+/// The logon state `GET /v1/systems` shows for `agent` on `system`.
+async fn logon_shown(relay: &TestRelay, system: &str, agent: &str) -> Value {
+    let body = relay.get_json("/v1/systems").await;
+    body["systems"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| s["system"] == system)
+        .flat_map(|s| s["agents"].as_array().cloned().unwrap_or_default())
+        .find(|a| a["agent_id"] == agent)
+        .map_or(Value::Null, |a| a["logon"].clone())
+}
+
+/// Waits until `GET /v1/systems` shows `expected` for `agent` on `system`.
+async fn wait_logon(relay: &TestRelay, system: &str, agent: &str, expected: &Value) {
+    let deadline = tokio::time::Instant::now() + STEP;
+    loop {
+        let shown = logon_shown(relay, system, agent).await;
+        if &shown == expected {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{system}/{agent}: shows {shown}, expected {expected}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn blocked(system: &str, reason: &str) -> sapbridge_proto::SystemStatus {
+    sapbridge_proto::SystemStatus {
+        system: system.to_owned(),
+        logon: sapbridge_proto::LogonStatus::Blocked {
+            reason: reason.to_owned(),
+            since: "2026-12-07T04:00:00Z".to_owned(),
+        },
+    }
+}
+
+#[tokio::test]
+async fn a_system_status_is_believed_only_for_the_agents_own_systems() {
+    let relay = TestRelay::start().await;
+    let mut honest = FakeAgent::open(&relay, AGENT_TOKEN, hello("honest", &["QAS"], 1)).await;
+    match honest.recv().await {
+        Some(RelayMessage::Welcome { features, .. }) => assert_eq!(
+            features,
+            vec![sapbridge_proto::FEATURE_SYSTEM_STATUS.to_owned()]
+        ),
+        other => panic!("expected a welcome, got {other:?}"),
+    }
+    assert_eq!(logon_shown(&relay, "QAS", "honest").await, Value::Null);
+    let refused = "Name or password is incorrect (repeat logon)";
+    honest
+        .send(&AgentMessage::SystemStatus {
+            systems: vec![blocked("QAS", refused)],
+        })
+        .await;
+    let expected = json!({"state": "blocked", "reason": refused, "since": "2026-12-07T04:00:00Z"});
+    wait_logon(&relay, "QAS", "honest", &expected).await;
+    passed("a blocked logon reported by the agent shows in /v1/systems");
+    honest
+        .send(&AgentMessage::SystemStatus {
+            systems: vec![sapbridge_proto::SystemStatus {
+                system: "QAS".into(),
+                logon: sapbridge_proto::LogonStatus::Open,
+            }],
+        })
+        .await;
+    wait_logon(&relay, "QAS", "honest", &json!({"state": "open"})).await;
+    passed("and its end too");
+
+    // Reports the relay must not believe: each closes the session with a reason
+    // and leaves what the honest agent said alone.
+    let too_long = "x".repeat(sapbridge_proto::MAX_STATUS_REASON_BYTES + 1);
+    for (label, systems) in [
+        ("a system outside the hello", vec![blocked("PRD", "forged")]),
+        (
+            "a system twice",
+            vec![blocked("QAS", "one"), blocked("QAS", "two")],
+        ),
+        ("an oversized reason", vec![blocked("QAS", &too_long)]),
+    ] {
+        let mut mallory = FakeAgent::open(&relay, AGENT_TOKEN, hello("mallory", &["QAS"], 0)).await;
+        assert!(matches!(
+            mallory.recv().await,
+            Some(RelayMessage::Welcome { .. })
+        ));
+        mallory.send(&AgentMessage::SystemStatus { systems }).await;
+        match mallory.recv().await {
+            Some(RelayMessage::Close {
+                reason: sapbridge_proto::CloseReason::ProtocolError { detail },
+            }) => assert!(detail.contains("system_status"), "{label}: {detail}"),
+            other => panic!("{label}: expected a protocol error, got {other:?}"),
+        }
+        passed(&format!("a status naming {label} closes the session"));
+    }
+    assert_eq!(
+        logon_shown(&relay, "QAS", "honest").await,
+        json!({"state": "open"})
+    );
+    assert_eq!(logon_shown(&relay, "PRD", "mallory").await, Value::Null);
+    drop(honest);
+    relay.stop().await;
+}

@@ -12,8 +12,8 @@
 use std::time::Duration;
 
 use sapbridge_proto::{
-    CloseReason, INITIAL_WINDOW_CHUNKS, MAX_HEARTBEAT_SECS, MAX_UNIT_DEADLINE_MS, PROTOCOL_VERSION,
-    Unit,
+    CloseReason, INITIAL_WINDOW_CHUNKS, MAX_FEATURE_BYTES, MAX_FEATURES, MAX_HEARTBEAT_SECS,
+    MAX_UNIT_DEADLINE_MS, PROTOCOL_VERSION, Unit,
 };
 
 /// The longest session id or call id accepted, in bytes. The relay's are 34 and 46
@@ -27,11 +27,13 @@ pub(crate) const MAX_ID_BYTES: usize = 128;
 /// # Errors
 /// The reason to close with: `ProtocolMismatch` when the relay answers with
 /// another protocol version than the hello's, `ProtocolError` for a heartbeat
-/// outside `1..=MAX_HEARTBEAT_SECS` or a session id that is not an identifier.
+/// outside `1..=MAX_HEARTBEAT_SECS`, a session id that is not an identifier, or
+/// more than [`MAX_FEATURES`] features or one longer than [`MAX_FEATURE_BYTES`].
 pub(crate) fn welcome(
     protocol: u32,
     session_id: &str,
     heartbeat_secs: u64,
+    features: &[String],
 ) -> Result<Duration, CloseReason> {
     if protocol != PROTOCOL_VERSION {
         return Err(CloseReason::ProtocolMismatch {
@@ -47,6 +49,11 @@ pub(crate) fn welcome(
     if !is_identifier(session_id) {
         return Err(violation(format!(
             "welcome session_id is not 1 to {MAX_ID_BYTES} printable ASCII characters"
+        )));
+    }
+    if features.len() > MAX_FEATURES || features.iter().any(|f| f.len() > MAX_FEATURE_BYTES) {
+        return Err(violation(format!(
+            "welcome features: more than {MAX_FEATURES}, or one over {MAX_FEATURE_BYTES} bytes"
         )));
     }
     Ok(Duration::from_secs(heartbeat_secs))
@@ -137,13 +144,13 @@ mod tests {
 
     #[test]
     fn welcome_heartbeats_outside_the_bounds_are_refused() {
-        assert_eq!(welcome(2, "s_1", 15), Ok(Duration::from_secs(15)));
+        assert_eq!(welcome(2, "s_1", 15, &[]), Ok(Duration::from_secs(15)));
         assert_eq!(
-            welcome(2, "s_1", MAX_HEARTBEAT_SECS),
+            welcome(2, "s_1", MAX_HEARTBEAT_SECS, &[]),
             Ok(Duration::from_secs(MAX_HEARTBEAT_SECS))
         );
         for secs in [0, MAX_HEARTBEAT_SECS + 1, 1 << 62, u64::MAX] {
-            let Err(CloseReason::ProtocolError { detail }) = welcome(2, "s_1", secs) else {
+            let Err(CloseReason::ProtocolError { detail }) = welcome(2, "s_1", secs, &[]) else {
                 panic!("{secs} accepted");
             };
             assert!(detail.contains("heartbeat_secs"), "{detail}");
@@ -153,7 +160,7 @@ mod tests {
     #[test]
     fn welcome_of_another_version_or_with_a_bad_session_id_is_refused() {
         assert_eq!(
-            welcome(7, "s_1", 15),
+            welcome(7, "s_1", 15, &[]),
             Err(CloseReason::ProtocolMismatch {
                 expected: PROTOCOL_VERSION,
                 got: 7
@@ -162,11 +169,28 @@ mod tests {
         let long = "s".repeat(MAX_ID_BYTES + 1);
         for id in ["", "s 1", "s\n1", "s\u{1b}[2J", "sé", long.as_str()] {
             assert!(
-                matches!(welcome(2, id, 15), Err(CloseReason::ProtocolError { .. })),
+                matches!(
+                    welcome(2, id, 15, &[]),
+                    Err(CloseReason::ProtocolError { .. })
+                ),
                 "{id:?} accepted"
             );
         }
-        assert!(welcome(2, &"s".repeat(MAX_ID_BYTES), 15).is_ok());
+        assert!(welcome(2, &"s".repeat(MAX_ID_BYTES), 15, &[]).is_ok());
+        let known = [
+            sapbridge_proto::FEATURE_SYSTEM_STATUS.to_owned(),
+            "x".repeat(64),
+        ];
+        assert!(welcome(2, "s_1", 15, &known).is_ok());
+        for features in [vec!["x".repeat(65)], vec!["f".to_owned(); 33]] {
+            assert!(
+                matches!(
+                    welcome(2, "s_1", 15, &features),
+                    Err(CloseReason::ProtocolError { .. })
+                ),
+                "{features:?}"
+            );
+        }
     }
 
     #[test]

@@ -17,6 +17,7 @@ use sapbridge_sap::{SapConnection, SapSystem};
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
+use super::status::StatusProbe;
 use super::*;
 use crate::allowlist::Allowlist;
 use crate::journal::tests::temp_journal;
@@ -90,6 +91,7 @@ impl Relay {
             protocol: PROTOCOL_VERSION,
             session_id: "s_1".into(),
             heartbeat_secs,
+            features: Vec::new(),
         });
         credits
     }
@@ -202,6 +204,7 @@ fn params() -> SessionParams {
         }],
         concurrency: 2,
         shutdown_grace: Duration::from_secs(30),
+        status: StatusProbe::default(),
     }
 }
 

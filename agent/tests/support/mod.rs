@@ -226,6 +226,7 @@ impl Conn {
             protocol: PROTOCOL_VERSION,
             session_id: "s_test".into(),
             heartbeat_secs,
+            features: Vec::new(),
         })
         .await?;
         Ok(Hello {

@@ -15,7 +15,8 @@ mod config_file;
 mod logging;
 mod shutdown;
 
-pub use cmd::agent::AgentArgs;
+use cmd::agent::AgentTask;
+pub use cmd::agent::{AgentArgs, AgentCommand, DoctorArgs};
 pub use cmd::dev::DevArgs;
 pub use cmd::relay::RelayArgs;
 pub use cmd::sim::SimArgs;
@@ -73,10 +74,11 @@ pub fn run(command: Command) -> ExitCode {
 pub fn run_agent(args: AgentArgs) -> ExitCode {
     // The agent's configuration sizes its runtime, so it is read first.
     match cmd::agent::load(args) {
-        Ok(config) => {
+        Ok(AgentTask::Run(config)) => {
             let workers = config.worker_threads;
             launch(workers, cmd::agent::run(config))
         }
+        Ok(AgentTask::Doctor(config)) => launch(1, cmd::agent::doctor(config)),
         Err(e) => exit(Err(e)),
     }
 }

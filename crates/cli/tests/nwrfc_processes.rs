@@ -293,3 +293,89 @@ async fn a_trfc_unit_killed_after_sap_committed_it_creates_one_customer() {
         "one customer, not two: {done}"
     );
 }
+
+/// What `GET /v1/systems` shows of the agent's logon to `system`, once `done`
+/// accepts it (polled: the agent reports it after the call that found it).
+async fn wait_for_logon(url: &str, system: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let http = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let body: Value = http
+            .get(format!("{url}/v1/systems"))
+            .bearer_auth(KEY)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let logon = body["systems"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|s| s["system"] == system)
+            .map_or(Value::Null, |s| s["agents"][0]["logon"].clone());
+        if done(&logon) {
+            return logon;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{system}: logon shows {logon}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_refused_password_shows_in_systems_until_the_password_is_fixed() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("rfc.db");
+    let (_relay, url) = relay(dir.path());
+    let config = agent_toml(dir.path(), &url, &db);
+    let password = dir.path().join("sap.password");
+    std::fs::write(&password, "wrong-password\n").unwrap();
+    let (_agent, _log) = agent(&config, 0);
+
+    for _ in 0..2 {
+        let (status, body) = post(
+            &url,
+            "/v1/systems/RFC/functions/STFC_CONNECTION",
+            &json!({}),
+            "wait=20",
+        )
+        .await;
+        assert_eq!(status, 502, "{body}");
+        assert_eq!(body["rfc_error"]["group"], "LOGON_FAILURE", "{body}");
+    }
+    let logon = wait_for_logon(&url, "RFC", |l| l["state"] == "blocked").await;
+    let reason = logon["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("password"), "SAP's reason: {logon}");
+    assert!(logon["since"].is_string(), "{logon}");
+    assert!(!logon.to_string().contains("wrong-password"), "{logon}");
+    // The simulator does not log on: nothing is said of it.
+    let (status, _) = post(
+        &url,
+        "/v1/systems/SIM/functions/STFC_CONNECTION",
+        &json!({}),
+        "wait=20",
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        wait_for_logon(&url, "SIM", |_| true).await,
+        Value::Null,
+        "the simulator has no logon"
+    );
+
+    // The password is fixed in its file: the next call logs on, and says so.
+    std::fs::write(&password, format!("{SIM_PASSWORD}\n")).unwrap();
+    let (status, body) = post(
+        &url,
+        "/v1/systems/RFC/functions/STFC_CONNECTION",
+        &json!({"REQUTEXT": "fixed"}),
+        "wait=20",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    wait_for_logon(&url, "RFC", |l| l["state"] == "open").await;
+}

@@ -348,6 +348,20 @@ where
                 self.draining = true;
             }
             AgentMessage::Heartbeat => {}
+            AgentMessage::SystemStatus { systems } => {
+                if let Err(detail) = self.published.hello.check_status(&systems) {
+                    let reason = CloseReason::ProtocolError { detail };
+                    tracing::warn!(%reason, "closing agent session");
+                    return Err(self.close(reason).await);
+                }
+                for entry in &systems {
+                    if let sapbridge_proto::LogonStatus::Blocked { reason, since } = &entry.logon {
+                        tracing::warn!(system = %entry.system, %reason, %since,
+                            "the agent stopped logging on to SAP: its password was refused");
+                    }
+                }
+                self.published.set_status(systems);
+            }
             AgentMessage::Outcome {
                 call_id,
                 attempt,

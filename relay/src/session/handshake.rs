@@ -76,6 +76,12 @@ where
                         protocol,
                         session_id: session_id.to_owned(),
                         heartbeat_secs: heartbeat.as_secs().max(1),
+                        // Protocol 1 agents get the welcome they know.
+                        features: if protocol > 1 {
+                            vec![sapbridge_proto::FEATURE_SYSTEM_STATUS.to_owned()]
+                        } else {
+                            Vec::new()
+                        },
                     };
                     if frames::send(sink, &welcome).await.is_err() {
                         return Handshake::Refused(None);
@@ -142,6 +148,7 @@ pub(crate) fn message_kind(message: &AgentMessage) -> &'static str {
         AgentMessage::Drain => "drain",
         AgentMessage::Outcome { .. } => "outcome",
         AgentMessage::Heartbeat => "heartbeat",
+        AgentMessage::SystemStatus { .. } => "system_status",
         AgentMessage::Close { .. } => "close",
         AgentMessage::HttpResponse { .. } => "http_response",
         AgentMessage::HttpError { .. } => "http_error",

@@ -82,6 +82,7 @@ async fn a_welcome_of_another_version_or_with_a_bad_session_id_closes_the_sessio
             protocol,
             session_id,
             heartbeat_secs: 15,
+            features: Vec::new(),
         });
         let reason = close_reason(&mut relay).await;
         if protocol == PROTOCOL_VERSION {
@@ -263,6 +264,7 @@ async fn a_second_welcome_closes_the_session() {
         protocol: PROTOCOL_VERSION,
         session_id: "s_2".into(),
         heartbeat_secs: 1,
+        features: Vec::new(),
     });
     assert_violation(&mut relay, task, "second welcome").await;
 }

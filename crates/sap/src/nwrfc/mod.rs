@@ -35,7 +35,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sapbridge_nwrfc::ffi::RFC_TID_LN;
-use sapbridge_nwrfc::{Connection, Function, LoadError, Sdk, SdkVersion};
+use sapbridge_nwrfc::{Connection, Function, Sdk};
+pub use sapbridge_nwrfc::{LoadError, SdkVersion};
 use sapbridge_proto::FunctionCall;
 use sha2::{Digest, Sha256};
 
@@ -142,6 +143,12 @@ impl NwrfcSystem {
     /// The SDK version found.
     pub fn sdk_version(&self) -> &SdkVersion {
         self.inner.sdk.version()
+    }
+
+    /// The library loaded: the path configured, or the file name found on the
+    /// platform's search path.
+    pub fn library(&self) -> &str {
+        self.inner.sdk.library()
     }
 
     /// Forgets a function's cached interface (every function's with `None`).

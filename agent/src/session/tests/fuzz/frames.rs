@@ -4,9 +4,9 @@
 use bytes::Bytes;
 use proptest::prelude::*;
 use sapbridge_proto::{
-    CloseReason, CommitPolicy, FunctionCall, HttpRequestHead, MAX_HEARTBEAT_SECS,
-    MAX_UNIT_DEADLINE_MS, PROTOCOL_VERSION, Parameters, RelayMessage, Unit, encode_chunk,
-    encode_relay_message,
+    CloseReason, CommitPolicy, FEATURE_SYSTEM_STATUS, FunctionCall, HttpRequestHead,
+    MAX_HEARTBEAT_SECS, MAX_UNIT_DEADLINE_MS, PROTOCOL_VERSION, Parameters, RelayMessage, Unit,
+    encode_chunk, encode_relay_message,
 };
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -161,11 +161,20 @@ fn http_request() -> BoxedStrategy<RelayMessage> {
 fn relay_message() -> BoxedStrategy<RelayMessage> {
     let request = http_request();
     prop_oneof![
-        1 => (u32_extreme(), prop_oneof![Just("s_1".to_owned()), "\\PC{0,8}"], u64_extreme())
-            .prop_map(|(protocol, session_id, heartbeat_secs)| RelayMessage::Welcome {
+        1 => (
+            u32_extreme(),
+            prop_oneof![Just("s_1".to_owned()), "\\PC{0,8}"],
+            u64_extreme(),
+            prop::collection::vec(
+                prop_oneof![Just(FEATURE_SYSTEM_STATUS.to_owned()), "\\PC{0,70}"],
+                0..40
+            ),
+        )
+            .prop_map(|(protocol, session_id, heartbeat_secs, features)| RelayMessage::Welcome {
                 protocol,
                 session_id,
                 heartbeat_secs,
+                features,
             }),
         8 => unit_strategy().prop_map(|unit| RelayMessage::Work { unit }),
         3 => call_id().prop_map(|call_id| RelayMessage::Ack { call_id }),
@@ -297,6 +306,7 @@ pub(super) fn steps() -> impl Strategy<Value = (Vec<Step>, Ending)> {
                 protocol: PROTOCOL_VERSION,
                 session_id: "s_fuzz".into(),
                 heartbeat_secs,
+                features: vec![FEATURE_SYSTEM_STATUS.to_owned()],
             })))]
         }),
         1 => Just(Vec::new()),
