@@ -87,6 +87,7 @@ pub(crate) async fn run_agent(
     let runner = UnitRunner::new(served, config.concurrency, store.clone(), read_only);
     let sweep_stop = shutdown.child_token();
     let retention = Duration::from_secs(u64::from(config.journal_retention_days) * 86_400);
+    let lifter = tokio::spawn(lift_on_sighup(params.status.clone(), sweep_stop.clone()));
     let sweeper = tokio::spawn(sweep(
         store.journal().clone(),
         retention,
@@ -176,6 +177,7 @@ pub(crate) async fn run_agent(
     }
     sweep_stop.cancel();
     let _ = sweeper.await;
+    let _ = lifter.await;
     // Acks are journaled without waiting; make sure they are on disk.
     if let Err(e) = store.journal().flush().await {
         warn!(error = %e, "cannot flush the journal at exit");
@@ -258,4 +260,37 @@ fn log_dial_error(e: &DialError) {
         DialError::BadToken => error!("the agent token is not a valid header value"),
         other => warn!(error = %other, "cannot connect to the relay"),
     }
+}
+
+/// Lifts the systems' logon blocks on every SIGHUP (`systemctl reload`), for an
+/// operator who fixed the password in SAP rather than in the agent's password
+/// file, until `stop`. The relay sees the change with the next status report.
+#[cfg(unix)]
+async fn lift_on_sighup(status: StatusProbe, stop: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangup = match signal(SignalKind::hangup()) {
+        Ok(hangup) => hangup,
+        Err(error) => {
+            warn!(%error, "cannot listen for SIGHUP; logon blocks lift only when the password changes");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            received = hangup.recv() => {
+                if received.is_none() {
+                    return;
+                }
+                let lifted = status.lift_logon_blocks();
+                info!(systems = ?lifted, "SIGHUP: logon blocks lifted; the next call logs on again");
+            }
+        }
+    }
+}
+
+/// Without SIGHUP, logon blocks lift only when the password changes.
+#[cfg(not(unix))]
+async fn lift_on_sighup(_status: StatusProbe, stop: CancellationToken) {
+    stop.cancelled().await;
 }

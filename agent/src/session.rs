@@ -350,6 +350,13 @@ where
                     }
                 }
             }
+            () = status.lifted() => {
+                if let Some(report) = status.due()
+                    && let Err(e) = send(sink, report, send_limit).await
+                {
+                    return SessionEnd::Lost(e);
+                }
+            }
             _ = ticker.tick() => {
                 if let Some(report) = status.due()
                     && let Err(e) = send(sink, report, send_limit).await

@@ -14,6 +14,7 @@ use sapbridge_proto::{
 };
 use sapbridge_sap::SapSystem;
 use sapbridge_sap::logon_guard::LogonState;
+use tokio::sync::Notify;
 
 use crate::systems::ServedSystem;
 
@@ -21,6 +22,8 @@ use crate::systems::ServedSystem;
 #[derive(Clone, Default)]
 pub(crate) struct StatusProbe {
     systems: Arc<Vec<(String, Arc<dyn SapSystem>)>>,
+    /// Woken when an operator lifted the blocks, so the session reports at once.
+    lifted: Arc<Notify>,
 }
 
 impl std::fmt::Debug for StatusProbe {
@@ -42,7 +45,25 @@ impl StatusProbe {
         systems.sort_by(|a, b| a.0.cmp(&b.0));
         Self {
             systems: Arc::new(systems),
+            lifted: Arc::default(),
         }
+    }
+
+    /// Lifts every system's logon block (an operator's SIGHUP); returns the
+    /// systems that had one.
+    pub(crate) fn lift_logon_blocks(&self) -> Vec<String> {
+        let lifted = self
+            .systems
+            .iter()
+            .filter(|(_, sap)| matches!(sap.logon_state(), Some(LogonState::Blocked { .. })))
+            .map(|(name, sap)| {
+                sap.lift_logon_block();
+                name.clone()
+            })
+            .collect();
+        // One stored permit: the session's loop takes it even if busy right now.
+        self.lifted.notify_one();
+        lifted
     }
 
     /// How the systems whose backend logs on stand now.
@@ -82,6 +103,15 @@ impl StatusReporter {
         Self {
             probe: taken.then(|| probe.clone()),
             sent: None,
+        }
+    }
+
+    /// Resolves when an operator lifted logon blocks (never, for a relay that
+    /// does not take the report).
+    pub(crate) async fn lifted(&self) {
+        match &self.probe {
+            Some(probe) => probe.lifted.notified().await,
+            None => std::future::pending().await,
         }
     }
 

@@ -334,7 +334,7 @@ async fn a_refused_password_shows_in_systems_until_the_password_is_fixed() {
     let config = agent_toml(dir.path(), &url, &db);
     let password = dir.path().join("sap.password");
     std::fs::write(&password, "wrong-password\n").unwrap();
-    let (_agent, _log) = agent(&config, 0);
+    let (agent_process, _log) = agent(&config, 0);
 
     for _ in 0..2 {
         let (status, body) = post(
@@ -352,6 +352,28 @@ async fn a_refused_password_shows_in_systems_until_the_password_is_fixed() {
     assert!(reason.contains("password"), "SAP's reason: {logon}");
     assert!(logon["since"].is_string(), "{logon}");
     assert!(!logon.to_string().contains("wrong-password"), "{logon}");
+
+    // An operator lifts the block (SIGHUP, as `systemctl reload` sends): it shows
+    // at once, and the next call logs on again — once, and is refused again.
+    let hup = Command::new("kill")
+        .args(["-HUP", &agent_process.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    wait_for_logon(&url, "RFC", |l| l["state"] == "open").await;
+    let (status, body) = post(
+        &url,
+        "/v1/systems/RFC/functions/STFC_CONNECTION",
+        &json!({}),
+        "wait=20",
+    )
+    .await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(
+        body["rfc_error"]["key"], "RFC_LOGON_FAILURE",
+        "SAP answered: {body}"
+    );
+    wait_for_logon(&url, "RFC", |l| l["state"] == "blocked").await;
     // The simulator does not log on: nothing is said of it.
     let (status, _) = post(
         &url,

@@ -64,6 +64,11 @@ pub trait SapSystem: Send + Sync + 'static {
         None
     }
 
+    /// Lifts a logon block (an operator fixed the password in SAP, not in its
+    /// source): the next call logs on again, once. Nothing for backends that do
+    /// not log on.
+    fn lift_logon_block(&self) {}
+
     /// Whether a committing unit of these calls goes to this system as one
     /// transactional unit ([`SapConnection::submit_transaction`], SAP's tRFC): the
     /// system runs it at most once per TID, so a unit in doubt may simply be

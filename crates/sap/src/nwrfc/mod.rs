@@ -281,6 +281,10 @@ impl SapSystem for NwrfcSystem {
         Some(self.inner.guard.state())
     }
 
+    fn lift_logon_block(&self) {
+        self.inner.guard.reset();
+    }
+
     async fn connect(&self) -> Result<Box<dyn SapConnection>, RfcError> {
         let pooled = self
             .inner

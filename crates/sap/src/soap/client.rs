@@ -190,6 +190,10 @@ impl SapSystem for SoapSystem {
         Some(self.inner.guard.state())
     }
 
+    fn lift_logon_block(&self) {
+        self.inner.guard.reset();
+    }
+
     async fn connect(&self) -> Result<Box<dyn SapConnection>, RfcError> {
         Ok(Box::new(SoapConnection {
             inner: self.inner.clone(),
