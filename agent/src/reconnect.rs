@@ -262,9 +262,10 @@ fn log_dial_error(e: &DialError) {
     }
 }
 
-/// Lifts the systems' logon blocks on every SIGHUP (`systemctl reload`), for an
-/// operator who fixed the password in SAP rather than in the agent's password
-/// file, until `stop`. The relay sees the change with the next status report.
+/// On every SIGHUP (`systemctl reload`) until `stop`: lifts the systems' logon
+/// blocks, for an operator who fixed the password in SAP rather than in the
+/// agent's password file (the relay hears of it at once), and forgets cached
+/// function interfaces, for one who transported a changed interface.
 #[cfg(unix)]
 async fn lift_on_sighup(status: StatusProbe, stop: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
@@ -282,8 +283,9 @@ async fn lift_on_sighup(status: StatusProbe, stop: CancellationToken) {
                 if received.is_none() {
                     return;
                 }
-                let lifted = status.lift_logon_blocks();
-                info!(systems = ?lifted, "SIGHUP: logon blocks lifted; the next call logs on again");
+                let lifted = status.reload();
+                info!(lifted = ?lifted,
+                    "SIGHUP: logon blocks lifted, cached function interfaces forgotten");
             }
         }
     }

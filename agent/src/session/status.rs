@@ -49,18 +49,17 @@ impl StatusProbe {
         }
     }
 
-    /// Lifts every system's logon block (an operator's SIGHUP); returns the
-    /// systems that had one.
-    pub(crate) fn lift_logon_blocks(&self) -> Vec<String> {
-        let lifted = self
-            .systems
-            .iter()
-            .filter(|(_, sap)| matches!(sap.logon_state(), Some(LogonState::Blocked { .. })))
-            .map(|(name, sap)| {
-                sap.lift_logon_block();
-                name.clone()
-            })
-            .collect();
+    /// An operator's SIGHUP: lifts every system's logon block and forgets the
+    /// cached function interfaces; returns the systems that had a block.
+    pub(crate) fn reload(&self) -> Vec<String> {
+        let mut lifted = Vec::new();
+        for (name, sap) in self.systems.iter() {
+            if matches!(sap.logon_state(), Some(LogonState::Blocked { .. })) {
+                lifted.push(name.clone());
+            }
+            sap.lift_logon_block();
+            sap.forget_metadata();
+        }
         // One stored permit: the session's loop takes it even if busy right now.
         self.lifted.notify_one();
         lifted
@@ -148,6 +147,71 @@ mod tests {
         assert_eq!(cut("ab".into(), 5), "ab");
         assert_eq!(cut("aüb".into(), 2), "a");
         assert_eq!(cut("aüb".into(), 3), "aü");
+    }
+
+    /// A backend whose logon is blocked until lifted, counting what it is told.
+    #[derive(Default)]
+    struct Guarded {
+        blocked: std::sync::Mutex<bool>,
+        forgotten: std::sync::atomic::AtomicUsize,
+    }
+
+    #[async_trait::async_trait]
+    impl SapSystem for Guarded {
+        async fn connect(
+            &self,
+        ) -> Result<Box<dyn sapbridge_sap::SapConnection>, sapbridge_proto::RfcError> {
+            unreachable!("never connected")
+        }
+        fn logon_state(&self) -> Option<LogonState> {
+            Some(if *self.blocked.lock().unwrap() {
+                LogonState::Blocked {
+                    reason: "Name or password is incorrect".into(),
+                    since: "2026-12-07T04:00:00Z".into(),
+                }
+            } else {
+                LogonState::Open
+            })
+        }
+        fn lift_logon_block(&self) {
+            *self.blocked.lock().unwrap() = false;
+        }
+        fn forget_metadata(&self) {
+            self.forgotten
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reload_lifts_blocks_forgets_interfaces_and_reports_at_once() {
+        let backend = Arc::new(Guarded::default());
+        *backend.blocked.lock().unwrap() = true;
+        let probe = StatusProbe {
+            systems: Arc::new(vec![(
+                "PRD".to_owned(),
+                backend.clone() as Arc<dyn SapSystem>,
+            )]),
+            lifted: Arc::default(),
+        };
+        let mut reporter = StatusReporter::new(&probe, &[FEATURE_SYSTEM_STATUS.to_owned()]);
+        let Some(AgentMessage::SystemStatus { systems }) = reporter.due() else {
+            panic!("a first report");
+        };
+        assert!(matches!(systems[0].logon, LogonStatus::Blocked { .. }));
+        assert!(reporter.due().is_none(), "nothing new");
+
+        assert_eq!(probe.reload(), vec!["PRD".to_owned()]);
+        assert_eq!(
+            backend.forgotten.load(std::sync::atomic::Ordering::SeqCst),
+            1
+        );
+        tokio::time::timeout(std::time::Duration::from_secs(5), reporter.lifted())
+            .await
+            .expect("the session is woken");
+        let Some(AgentMessage::SystemStatus { systems }) = reporter.due() else {
+            panic!("a report of the lifted block");
+        };
+        assert_eq!(systems[0].logon, LogonStatus::Open);
     }
 
     #[test]

@@ -69,6 +69,10 @@ pub trait SapSystem: Send + Sync + 'static {
     /// not log on.
     fn lift_logon_block(&self) {}
 
+    /// Forgets cached function interfaces (an operator transported a changed
+    /// interface into SAP): they are read again at their next call.
+    fn forget_metadata(&self) {}
+
     /// Whether a committing unit of these calls goes to this system as one
     /// transactional unit ([`SapConnection::submit_transaction`], SAP's tRFC): the
     /// system runs it at most once per TID, so a unit in doubt may simply be

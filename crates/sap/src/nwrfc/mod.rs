@@ -285,6 +285,10 @@ impl SapSystem for NwrfcSystem {
         self.inner.guard.reset();
     }
 
+    fn forget_metadata(&self) {
+        self.invalidate_metadata(None);
+    }
+
     async fn connect(&self) -> Result<Box<dyn SapConnection>, RfcError> {
         let pooled = self
             .inner

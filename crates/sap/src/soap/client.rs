@@ -194,6 +194,10 @@ impl SapSystem for SoapSystem {
         self.inner.guard.reset();
     }
 
+    fn forget_metadata(&self) {
+        self.inner.metadata.clear();
+    }
+
     async fn connect(&self) -> Result<Box<dyn SapConnection>, RfcError> {
         Ok(Box::new(SoapConnection {
             inner: self.inner.clone(),

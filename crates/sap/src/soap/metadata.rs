@@ -132,6 +132,12 @@ pub(crate) struct MetadataCache {
 }
 
 impl MetadataCache {
+    /// Forgets every cached interface and structure.
+    pub(crate) fn clear(&self) {
+        lock(&self.functions).clear();
+        lock(&self.structures).clear();
+    }
+
     /// The interface of `function`, from the cache or loaded through `conn`.
     ///
     /// # Errors
