@@ -60,10 +60,18 @@ pub struct RelayConfig {
     pub heartbeat_secs: u64,
     /// How long finished calls stay readable at `GET /v1/calls/{id}` (default 7 days).
     pub result_retention_secs: u64,
-    /// The relay's public base URL (`https://relay.example.com`), when clients need
-    /// absolute `Location` headers (some workflow engines poll only absolute URLs).
-    /// Unset (the default): `Location` is a path such as `/v1/calls/{id}`.
+    /// The relay's public base URL (`https://relay.example.com`) that `Location`
+    /// headers start with.
     pub public_url: Option<String>,
+    /// Reverse proxies (addresses or networks such as `10.0.0.0/8`) whose
+    /// `Forwarded` / `X-Forwarded-Proto`/`-Host`/`-Prefix` headers say how clients
+    /// reach the relay; those headers from any other peer are ignored. Default none.
+    pub trusted_proxies: Vec<String>,
+    /// Whether `Location` headers are absolute URLs built from the request (its
+    /// `Host`, or behind `trusted_proxies` the forwarding headers). They are
+    /// whenever `public_url` or `trusted_proxies` is set; this makes them so
+    /// without either. Default `false`: a path such as `/v1/calls/{id}`.
+    pub absolute_locations: bool,
     /// The `[queue]` table: the store that holds calls (see [`QueueConfig`]).
     pub queue: QueueConfig,
     // --- high-level actions (customers, tables, function metadata) ---
@@ -152,6 +160,8 @@ impl Default for RelayConfig {
             heartbeat_secs: sapbridge_proto::DEFAULT_HEARTBEAT_SECS,
             result_retention_secs: 7 * 86_400,
             public_url: None,
+            trusted_proxies: Vec::new(),
+            absolute_locations: false,
             queue: QueueConfig::default(),
             customer_defaults: CustomerDefaults::default(),
             metadata_cache_secs: 900,
@@ -392,6 +402,11 @@ impl RelayConfig {
                     "public_url",
                     "must be an absolute http:// or https:// URL without a query",
                 );
+            }
+        }
+        for proxy in &self.trusted_proxies {
+            if let Err(reason) = crate::public_address::parse_proxy(proxy) {
+                return out("trusted_proxies", &reason);
             }
         }
         if self.http_body_limit_bytes == 0 {

@@ -32,7 +32,8 @@
 //!   `agents`: the registry of connected agent sessions.
 //! - `calls`: submitting, awaiting, finding and cancelling calls, and who owns them.
 //! - `queue`: call states, the store trait and its stores, wake-up signals.
-//! - `config`, `auth`, `ids`: configuration, credentials, id generation.
+//! - `config`, `auth`, `ids`, `public_address`: configuration, credentials, id
+//!   generation, how clients reach the relay (absolute `Location`s).
 
 mod actions;
 mod agents;
@@ -42,6 +43,7 @@ mod config;
 mod http;
 mod ids;
 mod passthrough;
+mod public_address;
 mod queue;
 mod serve;
 mod session;

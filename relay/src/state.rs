@@ -38,9 +38,8 @@ pub(crate) struct Settings {
     pub(crate) retention: Duration,
     /// HTTP pass-through limits.
     pub(crate) passthrough: crate::passthrough::PassthroughSettings,
-    /// The public base URL that relative `Location` headers are made absolute with
-    /// (no trailing slash), if configured.
-    pub(crate) public_url: Option<String>,
+    /// How relative `Location` headers are made absolute.
+    pub(crate) public: crate::public_address::PublicAddress,
 }
 
 impl Settings {
@@ -55,10 +54,11 @@ impl Settings {
             heartbeat: Duration::from_secs(config.heartbeat_secs),
             retention: Duration::from_secs(config.result_retention_secs),
             passthrough: crate::passthrough::PassthroughSettings::new(config),
-            public_url: config
-                .public_url
-                .as_ref()
-                .map(|url| url.trim_end_matches('/').to_owned()),
+            public: crate::public_address::PublicAddress::new(
+                config.public_url.as_deref(),
+                &config.trusted_proxies,
+                config.absolute_locations,
+            ),
         }
     }
 }

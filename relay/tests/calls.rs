@@ -479,3 +479,102 @@ fn public_url_must_be_an_absolute_http_url() {
         assert!(error.contains("public_url"), "{bad}: {error}");
     }
 }
+
+/// The `Location` of an asynchronous call made with `headers`, and the call id.
+async fn async_location(relay: &TestRelay, headers: &[(&str, &str)]) -> (String, String) {
+    let mut request = relay
+        .call("PRD", "STFC_CONNECTION", json!({}))
+        .header("Prefer", "respond-async");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let location = response.headers()["location"].to_str().unwrap().to_owned();
+    let body: Value = response.json().await.unwrap();
+    (location, body["id"].as_str().unwrap().to_owned())
+}
+
+#[tokio::test]
+async fn locations_are_absolute_as_configured_and_forwarding_is_believed_only_from_proxies() {
+    // absolute_locations: from the request's Host; a client's forwarding headers
+    // are not believed (it is no trusted proxy).
+    let mut config = common::config_json();
+    config["absolute_locations"] = json!(true);
+    let relay = TestRelay::start_with(config).await;
+    let (location, id) = async_location(
+        &relay,
+        &[
+            ("x-forwarded-host", "evil.example.com"),
+            ("x-forwarded-proto", "https"),
+            ("forwarded", "proto=https;host=evil.example.com"),
+        ],
+    )
+    .await;
+    assert_eq!(location, format!("{}/v1/calls/{id}", relay.url));
+    // Followed as given, it answers.
+    let polled = relay
+        .http
+        .get(&location)
+        .bearer_auth(common::API_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(polled.status(), StatusCode::ACCEPTED);
+    assert_eq!(polled.headers()["location"], location.as_str());
+    relay.stop().await;
+
+    // Behind a trusted proxy (the test connects from 127.0.0.1): its headers
+    // say how clients reach the relay.
+    let mut config = common::config_json();
+    config["trusted_proxies"] = json!(["127.0.0.0/8", "::1"]);
+    let relay = TestRelay::start_with(config).await;
+    let (location, id) = async_location(
+        &relay,
+        &[
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "sap.example.com"),
+            ("x-forwarded-prefix", "/bridge"),
+        ],
+    )
+    .await;
+    assert_eq!(
+        location,
+        format!("https://sap.example.com/bridge/v1/calls/{id}")
+    );
+    let (location, id) = async_location(
+        &relay,
+        &[(
+            "forwarded",
+            "for=192.0.2.1;proto=https;host=\"relay.example.com:8443\"",
+        )],
+    )
+    .await;
+    assert_eq!(
+        location,
+        format!("https://relay.example.com:8443/v1/calls/{id}")
+    );
+    // A malformed forwarded host leaves the Location a path, never something odd.
+    let (location, id) = async_location(&relay, &[("x-forwarded-host", "a@evil.com/x")]).await;
+    assert_eq!(location, format!("/v1/calls/{id}"));
+    relay.stop().await;
+
+    // A public_url wins over everything.
+    let mut config = common::config_json();
+    config["public_url"] = json!("https://relay.example.com/sapbridge/");
+    config["trusted_proxies"] = json!(["127.0.0.1"]);
+    let relay = TestRelay::start_with(config).await;
+    let (location, id) = async_location(&relay, &[("x-forwarded-host", "other.example.com")]).await;
+    assert_eq!(
+        location,
+        format!("https://relay.example.com/sapbridge/v1/calls/{id}")
+    );
+    relay.stop().await;
+
+    // An entry that is no address is refused at start.
+    let mut config = common::config_json();
+    config["trusted_proxies"] = json!(["proxy.example.com"]);
+    let parsed: Result<sapbridge_relay::RelayConfig, _> = serde_json::from_value(config);
+    let problem = parsed.unwrap().validate().unwrap_err().to_string();
+    assert!(problem.contains("trusted_proxies"), "{problem}");
+}

@@ -149,11 +149,28 @@ async fn dev_serves_calls_and_stops_on_sigterm() {
             "proc-key",
             "--data-dir",
             data.to_str().unwrap(),
+            "--public-url",
+            "https://relay.example.com/flows",
         ],
         "relay:",
     );
     let body = call_until_ok(&url, "proc-key", "hello").await;
     assert_eq!(body["result"]["ECHOTEXT"], "hello");
+    // `--public-url`: Location headers are absolute under it.
+    let accepted = reqwest::Client::new()
+        .post(format!("{url}/v1/systems/SIM/functions/STFC_CONNECTION"))
+        .bearer_auth("proc-key")
+        .header("prefer", "respond-async")
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("the relay answers");
+    assert_eq!(accepted.status(), 202);
+    let location = accepted.headers()["location"].to_str().unwrap();
+    assert!(
+        location.starts_with("https://relay.example.com/flows/v1/calls/"),
+        "{location}"
+    );
     assert!(
         data.join("sim.db").exists(),
         "the simulator keeps its state in the data dir"

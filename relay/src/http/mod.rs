@@ -15,10 +15,11 @@ mod request;
 mod tables;
 mod transactions;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::{get, patch, post};
@@ -95,23 +96,27 @@ fn request_span(request: &Request) -> tracing::Span {
 
 /// What every request of the API (not of pass-through) passes: a declared body
 /// over the limit is refused before it is read, and the answer's relative
-/// `Location` becomes absolute under `public_url`. One layer for both: each layer
-/// costs every request a boxed future.
+/// `Location` becomes absolute ([`crate::public_address`]). One layer for both:
+/// each layer costs every request a boxed future.
 async fn api_edges(State(state): State<Arc<RelayState>>, request: Request, next: Next) -> Response {
     if let Some(refused) = request::oversized(&state.settings, &request) {
         return refused;
     }
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(peer)| peer.ip());
+    let base = state.settings.public.base(request.headers(), peer);
     let mut response = next.run(request).await;
-    absolute_location(&state, &mut response);
+    if let Some(base) = base {
+        absolute_location(&base, &mut response);
+    }
     response
 }
 
-/// With `public_url` configured, turns the relay's own relative `Location` headers
-/// (`/v1/calls/{id}`, `/v1/systems/…/customers/{n}`) into absolute URLs.
-fn absolute_location(state: &RelayState, response: &mut Response) {
-    let Some(base) = &state.settings.public_url else {
-        return;
-    };
+/// Turns the relay's own relative `Location` headers (`/v1/calls/{id}`,
+/// `/v1/systems/…/customers/{n}`) into absolute URLs under `base`.
+fn absolute_location(base: &str, response: &mut Response) {
     let relative = response
         .headers()
         .get(http::header::LOCATION)

@@ -5,11 +5,13 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, Request, StatusCode, header};
 use hyper::body::Incoming;
@@ -72,6 +74,7 @@ pub(super) async fn serve(
 ) {
     let activity = Arc::new(Activity::new());
     let service = ConnectionService {
+        peer: stream.peer_addr().ok(),
         overflow: admission.overflow,
         shared: Arc::clone(&shared),
         activity: Arc::clone(&activity),
@@ -110,6 +113,8 @@ pub(super) async fn serve(
 #[derive(Clone)]
 struct ConnectionService {
     shared: Arc<Shared>,
+    /// The client's address (a proxy's, behind one).
+    peer: Option<SocketAddr>,
     activity: Arc<Activity>,
     overflow: bool,
 }
@@ -136,8 +141,11 @@ impl ConnectionService {
             return self.refuse(request).await;
         }
         let activity = Arc::clone(&self.activity);
-        let request =
+        let mut request =
             request.map(|body| Body::new(TimedBody::new(body, limits.body_read, activity)));
+        if let Some(peer) = self.peer {
+            request.extensions_mut().insert(ConnectInfo(peer));
+        }
         let Ok(mut response) = self.shared.router.clone().oneshot(request).await;
         if self.activity.body_stalled() {
             tracing::debug!("request body stalled; answering 408");

@@ -93,11 +93,19 @@ impl TestRelay {
             .json(&body)
     }
 
-    /// A GET with the all-systems key.
+    /// A GET with the all-systems key, of a path or of an absolute URL (a
+    /// `Location`).
     pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
-        self.http
-            .get(format!("{}{path}", self.url))
-            .bearer_auth(API_KEY)
+        self.http.get(self.url_of(path)).bearer_auth(API_KEY)
+    }
+
+    /// The URL of `path` on this relay; an absolute URL (a `Location`) as it is.
+    pub fn url_of(&self, path: &str) -> String {
+        if path.starts_with("http://") || path.starts_with("https://") {
+            path.to_owned()
+        } else {
+            format!("{}{path}", self.url)
+        }
     }
 
     /// The JSON body of a GET with the all-systems key.

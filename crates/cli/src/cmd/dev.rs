@@ -57,6 +57,11 @@ pub struct DevArgs {
     /// allows `/api/x`, not `/apix`). Without any, every path is denied.
     #[arg(long, value_name = "PREFIX", requires = "http_url")]
     http_allow: Vec<String>,
+    /// The URL clients reach this relay at (`https://relay.example.com`):
+    /// `Location` headers become absolute URLs under it, as workflow engines such
+    /// as Node-RED need when they follow them as given.
+    #[arg(long, env = "SAPBRIDGE_PUBLIC_URL", value_name = "URL")]
+    public_url: Option<String>,
 }
 
 /// A random secret of 24 bytes, hex-encoded, with a prefix that says what it is.
@@ -88,7 +93,7 @@ pub(crate) async fn run(args: DevArgs) -> Result<(), CliError> {
         .canonicalize()
         .context("resolving the data dir")?;
 
-    let relay_config: RelayConfig = serde_json::from_value(json!({
+    let mut relay_config: RelayConfig = serde_json::from_value(json!({
         "api_keys": [{"name": "dev", "key": api_key, "systems": ["*"]}],
         "agent_tokens": [{"name": "dev-agent", "token": agent_token, "systems": [DEV_SYSTEM]}],
         "queue": {"store": "sqlite", "path": data_dir.join("relay.db")},
@@ -104,6 +109,7 @@ pub(crate) async fn run(args: DevArgs) -> Result<(), CliError> {
         },
     }))
     .map_err(|e| CliError::Runtime(anyhow::anyhow!("building the dev relay config: {e}")))?;
+    relay_config.public_url = args.public_url;
     relay_config
         .validate()
         .map_err(|e| CliError::Config(e.to_string()))?;
