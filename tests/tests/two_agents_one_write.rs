@@ -19,7 +19,7 @@ use sapbridge_sap::SapSystem;
 use sapbridge_sap::sim::{SimOptions, Simulator};
 use sapbridge_tests::{
     API_KEY, Client, CutProxy, DEADLINE, GatedSystem, Reply, SoapSap, TestAgent, TestRelay,
-    agents_of, customers_named,
+    agents_of, create_customer_unit, customers_named,
 };
 use serde_json::{Value, json};
 
@@ -50,24 +50,6 @@ enum AgentA {
     Returns,
     /// A stays cut off past a hold of 1 s: B gets the unit in doubt.
     StaysAway,
-}
-
-fn create_body(name: &str) -> Value {
-    json!({
-        "commit": true,
-        "calls": [{
-            "function": CREATE,
-            "parameters": {
-                "PI_COMPANYDATA": {
-                    "NAME": name, "CITY": "Walldorf", "POSTL_COD1": "69190",
-                    "STREET": "Zweiweg 2", "COUNTRY": "DE", "LANGU": "E", "CURRENCY": "EUR"
-                },
-                "PI_COPYREFERENCE": {
-                    "SALESORG": "1000", "DISTR_CHAN": "10", "DIVISION": "00", "REF_CUSTMR": "0000001000"
-                }
-            }
-        }]
-    })
 }
 
 /// The session id of `agent` in a `GET /v1/systems` body, if it is connected.
@@ -129,7 +111,7 @@ async fn cut_mid_unit(during: CutDuring, a: AgentA) -> Result<Reply> {
 
     let name = format!("Zweimal {during:?} {a:?}");
     ensure!(customers_named(sim.as_ref(), &name).await?.is_empty());
-    let body = create_body(&name);
+    let body = create_customer_unit(&name, "Zweiweg 2");
     let key = [("idempotency-key", "\"issue-15-create\"")];
     let accepted = client
         .post(

@@ -332,7 +332,7 @@ where
                     self.unstored.push(Unstored {
                         call_id,
                         attempt,
-                        outcome,
+                        outcome: *outcome,
                     });
                     continue;
                 }

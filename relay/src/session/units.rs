@@ -65,7 +65,7 @@ pub(super) enum Stored {
     Refused,
     /// The store could not write it (the database is away): keep it and write it
     /// again while the session lasts; no ack until it is stored.
-    Failed(Outcome),
+    Failed(Box<Outcome>),
 }
 
 /// Stores an outcome and says whether it may be acknowledged.
@@ -116,7 +116,7 @@ pub(super) async fn store_outcome(
         Err(error) => {
             // No ack: the session writes it again (and the agent keeps it).
             tracing::error!(%error, "could not store outcome; will write it again");
-            Stored::Failed(kept)
+            Stored::Failed(Box::new(kept))
         }
     }
 }
