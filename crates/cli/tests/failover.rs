@@ -18,8 +18,10 @@
 //!   whose retries run out on `5xx` or broken connections is resubmitted with the
 //!   same key, as a flow run is resubmitted, until it has a final answer.
 //! - Faults, spread over the run by progress, at random: `kill -9` of a replica or
-//!   an agent (restarted at once), a cut of an agent's connection, and once a
-//!   restart of PostgreSQL itself (killed as a crash would, then started again).
+//!   an agent (restarted at once, or an agent left down past the relays' owner
+//!   hold, so that its units reach the system's other agent in doubt), a cut of an
+//!   agent's connection, and once a restart of PostgreSQL itself (killed as a
+//!   crash would, then started again).
 //!
 //! At the end every process is killed and each system's customer master is read
 //! from its simulator file: every call must be final; every successful create is
@@ -70,6 +72,8 @@ const AGENT_TOKEN: &str = "failover-agent-token";
 const PASSWORD_ENV: &str = "SAPBRIDGE_TEST_SOAP_PASSWORD";
 const REPLICAS: usize = 3;
 const SYSTEMS: [&str; 2] = ["SIM", "SOAP"];
+/// The relays' `owner_hold_secs`.
+const OWNER_HOLD: Duration = Duration::from_secs(5);
 /// How long a process may take to say it is ready.
 const READY: Duration = Duration::from_secs(30);
 
@@ -79,6 +83,8 @@ struct Agent {
     id: String,
     proxy: CutProxy,
     proc: Option<Proc>,
+    /// When an agent killed to stay down comes back.
+    back_at: Option<Instant>,
 }
 
 /// Every process the harness kills and restarts.
@@ -123,9 +129,25 @@ impl Cluster {
         self.start_relay(i)
     }
 
-    fn kill_agent(&mut self, i: usize) -> Result<()> {
+    /// Kills agent `i` and restarts it at once, or (`stay_down`) leaves it down
+    /// that long: past the relay's owner hold its units go to the system's other
+    /// agent, in doubt.
+    fn kill_agent(&mut self, i: usize, stay_down: Option<Duration>) -> Result<()> {
         drop(self.agents[i].proc.take());
-        self.start_agent(i)
+        match stay_down {
+            Some(down) => {
+                self.agents[i].back_at = Some(Instant::now() + down);
+                Ok(())
+            }
+            None => self.start_agent(i),
+        }
+    }
+
+    /// Whether an agent of `system` is down (killed to stay down).
+    fn system_has_one_down(&self, system: &str) -> bool {
+        self.agents
+            .iter()
+            .any(|a| a.system == system && a.back_at.is_some())
     }
 
     /// Restarts any process that exited by itself (a crash the harness did not
@@ -139,6 +161,13 @@ impl Cluster {
             }
         }
         for i in 0..self.agents.len() {
+            if self.agents[i]
+                .back_at
+                .is_some_and(|at| at <= Instant::now())
+            {
+                self.agents[i].back_at = None;
+                self.start_agent(i)?;
+            }
             if let Some(status) = self.agents[i].proc.as_mut().and_then(Proc::exited) {
                 crashed.push(format!(
                     "agent {} exited by itself: {status}",
@@ -161,7 +190,7 @@ heartbeat_secs = 2
 # A replica killed with leases: they lapse after this (or when the replica is
 # judged dead), then go back to their agents first.
 lease_secs = 10
-owner_hold_secs = 5
+owner_hold_secs = {owner_hold}
 default_wait_secs = 10
 
 [queue]
@@ -177,7 +206,8 @@ systems = ["*"]
 name = "failover-agents"
 token = "{AGENT_TOKEN}"
 systems = {systems}
-"#
+"#,
+            owner_hold = OWNER_HOLD.as_secs()
         ),
     )?;
     Ok(())
@@ -333,6 +363,8 @@ struct Faults {
     relay_kills: usize,
     agent_kills: usize,
     cuts: usize,
+    /// Agent kills that left the agent down past the owner hold.
+    stayed_down: usize,
     pg_restarts: usize,
     pg_restart_took: Duration,
     crashes: Vec<String>,
@@ -390,6 +422,7 @@ async fn failover_loses_nothing_and_runs_nothing_twice() -> Result<()> {
                 id: format!("{}-agent-{n}", system.to_lowercase()),
                 proxy: CutProxy::balance(relay_addrs.clone()).await?,
                 proc: None,
+                back_at: None,
             });
         }
     }
@@ -458,12 +491,22 @@ async fn failover_loses_nothing_and_runs_nothing_twice() -> Result<()> {
             let stretch = (creates / (total + 1)).max(1);
             let mut next_at = rand::rng().random_range(stretch / 2..=stretch * 3 / 2);
             let pg_at = creates / 2;
+            let mut said = Instant::now();
             while !done.load(Ordering::Relaxed) && Instant::now() < deadline {
                 let pause = rand::rng().random_range(1..=50);
                 tokio::time::sleep(Duration::from_millis(pause)).await;
                 let revived = tokio::task::block_in_place(|| cluster.revive())?;
                 faults.crashes.extend(revived);
                 let progress = finished.load(Ordering::Relaxed);
+                if said.elapsed() >= Duration::from_secs(30) {
+                    said = Instant::now();
+                    println!(
+                        "failover: {progress} of {creates} final after {:.0}s; {} replica and {} agent kills so far",
+                        started.elapsed().as_secs_f64(),
+                        faults.relay_kills,
+                        faults.agent_kills
+                    );
+                }
                 if faults.pg_restarts == 0 && progress >= pg_at {
                     let pg = pg.clone();
                     let began = Instant::now();
@@ -487,8 +530,17 @@ async fn failover_loses_nothing_and_runs_nothing_twice() -> Result<()> {
                         tokio::task::block_in_place(|| cluster.kill_relay(i))?;
                     } else {
                         let i = rand::rng().random_range(0..cluster.agents.len());
+                        let agent = &cluster.agents[i];
+                        // Now and then an agent stays down past the owner hold
+                        // (never both of one system): its units go to the other
+                        // agent in doubt.
+                        let stay_down = (agent.back_at.is_none()
+                            && !cluster.system_has_one_down(agent.system)
+                            && rand::rng().random_bool(0.3))
+                        .then_some(OWNER_HOLD + Duration::from_secs(2));
                         faults.agent_kills += 1;
-                        tokio::task::block_in_place(|| cluster.kill_agent(i))?;
+                        faults.stayed_down += usize::from(stay_down.is_some());
+                        tokio::task::block_in_place(|| cluster.kill_agent(i, stay_down))?;
                     }
                 } else {
                     let i = rand::rng().random_range(0..cluster.agents.len());
@@ -614,9 +666,10 @@ fn report(
         summary.client_phase.as_secs_f64()
     );
     println!(
-        "failover: faults: {} replica kill -9, {} agent kill -9, {} agent connection cuts, {} PostgreSQL restart ({:.1}s); Power Automate retries {retries}, resubmitted runs {resubmits}",
+        "failover: faults: {} replica kill -9, {} agent kill -9 ({} of them down past the owner hold), {} agent connection cuts, {} PostgreSQL restart ({:.1}s); Power Automate retries {retries}, resubmitted runs {resubmits}",
         faults.relay_kills,
         faults.agent_kills,
+        faults.stayed_down,
         faults.cuts,
         faults.pg_restarts,
         faults.pg_restart_took.as_secs_f64()
