@@ -16,14 +16,14 @@ pub struct Proc(pub Child);
 impl Proc {
     /// Spawns `command` with its stdout read by a thread, and waits up to `within`
     /// for a line of it containing `ready` (its stdout is drained after that, so the
-    /// child never blocks on it). Stderr is inherited.
+    /// child never blocks on it). Stderr is what `command` says (inherited unless
+    /// set).
     ///
     /// # Errors
     /// When it cannot spawn, or exits or stays silent before saying `ready`.
     pub fn spawn_ready(command: &mut Command, ready: &str, within: Duration) -> Result<Self> {
         let mut child = command
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
             .spawn()
             .with_context(|| format!("spawning {command:?}"))?;
         let stdout = child.stdout.take().context("the child's stdout")?;
@@ -46,14 +46,13 @@ impl Proc {
         Ok(proc)
     }
 
-    /// Spawns `command` with stdout discarded and stderr inherited.
+    /// Spawns `command` with stdout discarded (stderr as `command` says).
     ///
     /// # Errors
     /// When it cannot spawn.
     pub fn spawn(command: &mut Command) -> Result<Self> {
         let child = command
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
             .spawn()
             .with_context(|| format!("spawning {command:?}"))?;
         Ok(Self(child))

@@ -28,8 +28,9 @@
 //! in SAP exactly once (0 lost); no name is in SAP twice (0 duplicates); no
 //! create answered as failed is in SAP; a create answered `OUTCOME_UNKNOWN` (only
 //! `SOAP` may have them) is in SAP at most once; customers in SAP = successful
-//! creates + unknown ones that did commit. It prints those counts and how long the
-//! longest call waited (for a failover).
+//! creates + unknown ones that did commit; no process exited by itself and none
+//! logged a panic (their stderr goes to log files in the test's directory). It
+//! prints those counts and how long the longest call waited (for a failover).
 //!
 //! Loopback only, bounded in count and time. The default is the short version CI
 //! runs; a long run is
@@ -102,7 +103,8 @@ impl Cluster {
                 .args(["relay", "--config"])
                 .arg(self.dir.join("relay.toml"))
                 .args(["--listen", &format!("127.0.0.1:{}", self.relay_ports[i])])
-                .env("SAPBRIDGE_LOG", "error"),
+                .env("SAPBRIDGE_LOG", "error")
+                .stderr(log_file(&self.dir, &format!("relay-{i}"))?),
             "listening on",
             READY,
         )
@@ -118,7 +120,8 @@ impl Cluster {
                 .arg("--config")
                 .arg(&config)
                 .env("SAPBRIDGE_LOG", "error")
-                .env(PASSWORD_ENV, SOAP_PASSWORD),
+                .env(PASSWORD_ENV, SOAP_PASSWORD)
+                .stderr(log_file(&self.dir, &self.agents[i].id)?),
         )?;
         self.agents[i].proc = Some(proc);
         Ok(())
@@ -178,6 +181,35 @@ impl Cluster {
         }
         Ok(crashed)
     }
+}
+
+/// Where a process's stderr goes: `logs/<name>.log` under `dir`, appended to
+/// across its restarts (the relays' errors during a database restart are many;
+/// a panic there is found by [`panics_in`]).
+fn log_file(dir: &Path, name: &str) -> Result<std::fs::File> {
+    let logs = dir.join("logs");
+    std::fs::create_dir_all(&logs)?;
+    let path = logs.join(format!("{name}.log"));
+    std::fs::File::options()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))
+}
+
+/// The lines of the processes' logs that report a panic (a panicking task the
+/// process survived counts too), each with its log's name.
+fn panics_in(dir: &Path) -> Result<Vec<String>> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir.join("logs"))? {
+        let path = entry?.path();
+        let text = std::fs::read_to_string(&path)?;
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        for line in text.lines().filter(|l| l.contains("panicked")) {
+            found.push(format!("{}: {line}", name.clone().unwrap_or_default()));
+        }
+    }
+    Ok(found)
 }
 
 fn write_relay_config(dir: &Path, database: &str) -> Result<()> {
@@ -401,7 +433,8 @@ async fn failover_loses_nothing_and_runs_nothing_twice() -> Result<()> {
             .args(["--user", SOAP_USER])
             .arg("--password-file")
             .arg(&password_file)
-            .env("SAPBRIDGE_LOG", "error"),
+            .env("SAPBRIDGE_LOG", "error")
+            .stderr(log_file(dir.path(), "soap-sap")?),
         "serving SOAP-RFC",
         READY,
     )?;
@@ -556,10 +589,11 @@ async fn failover_loses_nothing_and_runs_nothing_twice() -> Result<()> {
     }
     let client_phase = started.elapsed();
     done.store(true, Ordering::Relaxed);
-    let (cluster, faults) = chaos.await??;
+    let (cluster, mut faults) = chaos.await??;
     // kill -9 everything; the simulators' files are read below as they are on disk.
     drop(cluster);
     drop(soap_sap);
+    faults.crashes.extend(panics_in(dir.path())?);
 
     let in_sap: HashMap<&str, HashMap<String, Vec<String>>> = HashMap::from([
         ("SIM", customers_in(&dir.path().join("sim.db"), &run).await?),
@@ -724,7 +758,7 @@ fn report(
     );
     ensure!(
         faults.crashes.is_empty(),
-        "processes crashed: {:?}",
+        "processes crashed or panicked: {:?}",
         faults.crashes
     );
     ensure!(faults.pg_restarts == 1, "PostgreSQL was not restarted");
