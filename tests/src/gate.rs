@@ -138,6 +138,19 @@ async fn wait_true(flag: &watch::Sender<bool>) -> Result<()> {
 }
 
 impl GateState {
+    /// Counts a call of `function` starting and, if it is the first of the gated
+    /// function, holds it until the test releases it.
+    async fn enter(&self, function: &str) {
+        self.count(function, None);
+        let first = function == self.function && !self.taken.swap(true, Ordering::SeqCst);
+        if first {
+            self.held.send_replace(true);
+            let mut released = self.released.subscribe();
+            // The sender lives in `self`, which the connection holds: never closed.
+            let _ = released.wait_for(|v| *v).await;
+        }
+    }
+
     /// Counts a call of `function` as started (`returned` is `None`) or as
     /// returned, with or without an error.
     fn count(&self, function: &str, returned: Option<bool>) {
@@ -180,17 +193,19 @@ impl SapConnection for GatedConnection {
         function: &str,
         parameters: &Parameters,
     ) -> Result<Parameters, RfcError> {
-        self.state.count(function, None);
-        let first =
-            function == self.state.function && !self.state.taken.swap(true, Ordering::SeqCst);
-        if first {
-            self.state.held.send_replace(true);
-            let mut released = self.state.released.subscribe();
-            // The sender lives in `state`, which this connection holds: never closed.
-            let _ = released.wait_for(|v| *v).await;
-        }
+        self.state.enter(function).await;
         let result = self.inner.call(function, parameters).await;
         self.state.count(function, Some(result.is_ok()));
+        result
+    }
+
+    /// The commit with its TID goes to the system behind (which may record the
+    /// TID), counted and gated as `BAPI_TRANSACTION_COMMIT`.
+    async fn commit_with_tid(&mut self, tid: &str) -> Result<Parameters, RfcError> {
+        const COMMIT: &str = "BAPI_TRANSACTION_COMMIT";
+        self.state.enter(COMMIT).await;
+        let result = self.inner.commit_with_tid(tid).await;
+        self.state.count(COMMIT, Some(result.is_ok()));
         result
     }
 }

@@ -7,16 +7,19 @@
 //! test databases and private PostgreSQL servers.
 //!
 //! Also here: [`SoapSap`] (an SAP system over SOAP-RFC, as `sapbridge sim` serves
-//! it), [`GatedSystem`] (holds one call mid-flight in SAP) and [`CutProxy`] (cuts an
-//! agent's connection to the relay).
+//! it), [`GatedSystem`] (holds one call mid-flight in SAP), [`CutProxy`] (cuts an
+//! agent's connection to the relay, balances over replicas) and [`Proc`] (a real
+//! process, `kill -9`ed when dropped).
 
 mod gate;
 pub mod postgres;
 pub mod power_automate;
+mod processes;
 mod proxy;
 mod soap;
 
 pub use gate::GatedSystem;
+pub use processes::{Proc, free_port};
 pub use proxy::CutProxy;
 pub use soap::{SOAP_PASSWORD, SOAP_USER, SoapSap};
 
@@ -298,8 +301,13 @@ pub struct Client {
 impl Client {
     /// A client for `relay` sending `key` (or no key when `None`).
     pub fn new(relay: &TestRelay, key: Option<&str>) -> Self {
+        Self::at(relay.url(), key)
+    }
+
+    /// A client for the relay at `base` (`http://host:port`), a process say.
+    pub fn at(base: String, key: Option<&str>) -> Self {
         Self {
-            base: relay.url(),
+            base,
             key: key.map(str::to_owned),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(60))
@@ -457,11 +465,49 @@ pub fn agents_of(body: &Value, system: &str) -> Vec<Value> {
 /// # Errors
 /// When the read fails.
 pub async fn customers_named(sap: &dyn SapSystem, name: &str) -> Result<Vec<String>> {
+    let condition = format!("NAME1 EQ '{}'", name.replace('\'', "''"));
+    let rows = read_customers(sap, &condition).await?;
+    Ok(rows.into_iter().map(|(kunnr, _)| kunnr).collect())
+}
+
+/// A unit of work that creates customer `name` (on `street`, Walldorf) with
+/// `BAPI_CUSTOMER_CREATEFROMDATA1` and commits it, as `POST
+/// /v1/systems/{system}/transactions` takes it.
+pub fn create_customer_unit(name: &str, street: &str) -> Value {
+    json!({
+        "commit": true,
+        "calls": [{
+            "function": "BAPI_CUSTOMER_CREATEFROMDATA1",
+            "parameters": {
+                "PI_COMPANYDATA": {
+                    "NAME": name, "CITY": "Walldorf", "POSTL_COD1": "69190",
+                    "STREET": street, "COUNTRY": "DE", "LANGU": "E", "CURRENCY": "EUR"
+                },
+                "PI_COPYREFERENCE": {
+                    "SALESORG": "1000", "DISTR_CHAN": "10", "DIVISION": "00", "REF_CUSTMR": "0000001000"
+                }
+            }
+        }]
+    })
+}
+
+/// The customers (number, name) in `sap`'s customer master (`KNA1`) whose name
+/// starts with `prefix` (read with `RFC_READ_TABLE`, in a session of its own).
+///
+/// # Errors
+/// When the read fails.
+pub async fn customers_like(sap: &dyn SapSystem, prefix: &str) -> Result<Vec<(String, String)>> {
+    let condition = format!("NAME1 LIKE '{}%'", prefix.replace('\'', "''"));
+    read_customers(sap, &condition).await
+}
+
+/// `(KUNNR, NAME1)` of the customers in `KNA1` that `condition` selects.
+async fn read_customers(sap: &dyn SapSystem, condition: &str) -> Result<Vec<(String, String)>> {
     let read = json!({
         "QUERY_TABLE": "KNA1",
         "DELIMITER": "|",
-        "FIELDS": [{"FIELDNAME": "KUNNR"}],
-        "OPTIONS": [{"TEXT": format!("NAME1 EQ '{}'", name.replace('\'', "''"))}],
+        "FIELDS": [{"FIELDNAME": "KUNNR"}, {"FIELDNAME": "NAME1"}],
+        "OPTIONS": [{"TEXT": condition}],
     });
     let Value::Object(params) = read else {
         bail!("parameters are an object");
@@ -472,6 +518,19 @@ pub async fn customers_named(sap: &dyn SapSystem, name: &str) -> Result<Vec<Stri
         .context("RFC_READ_TABLE without DATA")?;
     Ok(rows
         .iter()
-        .map(|row| row["WA"].as_str().unwrap_or_default().trim().to_owned())
+        .map(|row| {
+            let wa = row["WA"].as_str().unwrap_or_default();
+            let (kunnr, name) = wa.split_once('|').unwrap_or((wa, ""));
+            (kunnr.trim().to_owned(), name.trim().to_owned())
+        })
         .collect())
+}
+
+/// A number from environment variable `name`, else `default` (the knobs of the
+/// long-running tests).
+pub fn knob(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }

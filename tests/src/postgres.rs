@@ -19,6 +19,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use tokio_postgres::NoTls;
 
+use crate::processes::free_port;
+
 /// The variable naming the shared server (a connection string to an existing
 /// database).
 pub const SERVER_ENV: &str = "SAPBRIDGE_TEST_POSTGRES";
@@ -301,12 +303,6 @@ fn binaries() -> Result<PathBuf> {
 fn running_as_root() -> bool {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
-}
-
-/// A loopback port nobody listens on right now.
-fn free_port() -> Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(listener.local_addr()?.port())
 }
 
 fn path_str(path: &Path) -> Result<&str> {

@@ -10,6 +10,8 @@
 //! `2xx` succeeds, anything else (`409` included: it is never retried) fails the run.
 //! The intervals here are milliseconds where Power Automate's are seconds.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::Result;
@@ -71,7 +73,10 @@ pub enum ActionFailed {
 /// A Power Automate action's HTTP client.
 #[derive(Clone)]
 pub struct FlowClient {
-    base: String,
+    /// The relay's base URL, or several replicas' (each request goes to the next,
+    /// as through a load balancer).
+    bases: Arc<Vec<String>>,
+    turn: Arc<AtomicUsize>,
     key: String,
     policy: RetryPolicy,
     http: reqwest::Client,
@@ -80,8 +85,16 @@ pub struct FlowClient {
 impl FlowClient {
     /// A client of `relay` sending `key`, with the default retry policy.
     pub fn new(relay: &TestRelay, key: &str) -> Self {
+        Self::balance(vec![relay.url()], key)
+    }
+
+    /// A client of the relay replicas at `bases` sending `key`: each request
+    /// (first attempt, retry or poll) goes to the next replica in turn, as through
+    /// a round-robin load balancer; a replica that is down costs a retry.
+    pub fn balance(bases: Vec<String>, key: &str) -> Self {
         Self {
-            base: relay.url(),
+            bases: Arc::new(bases),
+            turn: Arc::default(),
             key: key.to_owned(),
             policy: RetryPolicy::default(),
             http: reqwest::Client::new(),
@@ -105,10 +118,9 @@ impl FlowClient {
         let deadline = Instant::now() + ACTION_LIMIT;
         let mut trace = Trace::default();
         let body = serde_json::to_vec(body).map_err(|e| ActionFailed::Transport(e.to_string()))?;
-        let url = format!("{}{path}", self.base);
         let post = |attempt: u32| {
             let request = self
-                .request(Method::POST, &url)
+                .request(Method::POST, path)
                 .header("idempotency-key", format!("\"{key}\""))
                 .body(body.clone());
             match cut_first_after {
@@ -121,18 +133,13 @@ impl FlowClient {
             let location = reply
                 .header("location")
                 .ok_or_else(|| ActionFailed::Transport("a 202 without Location".to_owned()))?;
-            let url = if location.starts_with("http") {
-                location
-            } else {
-                format!("{}{location}", self.base)
-            };
             pause(
                 retry_after(&reply).unwrap_or(Duration::from_secs(1)),
                 deadline,
             )
             .await?;
             trace.polls += 1;
-            let poll = |_| self.request(Method::GET, &url);
+            let poll = |_| self.request(Method::GET, &location);
             reply = self.with_retries(poll, &mut trace, deadline).await?;
         }
         if (200..300).contains(&reply.status) {
@@ -142,7 +149,14 @@ impl FlowClient {
         }
     }
 
-    fn request(&self, method: Method, url: &str) -> RequestBuilder {
+    /// A request to `target`: an absolute URL, or a path on the next replica.
+    fn request(&self, method: Method, target: &str) -> RequestBuilder {
+        let url = if target.starts_with("http") {
+            target.to_owned()
+        } else {
+            let turn = self.turn.fetch_add(1, Ordering::Relaxed);
+            format!("{}{target}", self.bases[turn % self.bases.len()])
+        };
         self.http
             .request(method, url)
             .bearer_auth(&self.key)

@@ -11,6 +11,10 @@
 //! unit in doubt and, with no TID record to ask, answered `OUTCOME_UNKNOWN`) —
 //! never a second customer. The relay before wire protocol 2 redelivered the unit
 //! to B at once, and B ran it again.
+//!
+//! `a_commit_b_finds_by_its_tid_is_a_success` is the same cut on a system with a
+//! TID record (both agents on the embedded simulator): B finds A's commit by its
+//! TID and the client gets the success.
 
 use std::sync::Arc;
 
@@ -19,7 +23,7 @@ use sapbridge_sap::SapSystem;
 use sapbridge_sap::sim::{SimOptions, Simulator};
 use sapbridge_tests::{
     API_KEY, Client, CutProxy, DEADLINE, GatedSystem, Reply, SoapSap, TestAgent, TestRelay,
-    agents_of, customers_named,
+    agents_of, create_customer_unit, customers_named,
 };
 use serde_json::{Value, json};
 
@@ -50,24 +54,6 @@ enum AgentA {
     Returns,
     /// A stays cut off past a hold of 1 s: B gets the unit in doubt.
     StaysAway,
-}
-
-fn create_body(name: &str) -> Value {
-    json!({
-        "commit": true,
-        "calls": [{
-            "function": CREATE,
-            "parameters": {
-                "PI_COMPANYDATA": {
-                    "NAME": name, "CITY": "Walldorf", "POSTL_COD1": "69190",
-                    "STREET": "Zweiweg 2", "COUNTRY": "DE", "LANGU": "E", "CURRENCY": "EUR"
-                },
-                "PI_COPYREFERENCE": {
-                    "SALESORG": "1000", "DISTR_CHAN": "10", "DIVISION": "00", "REF_CUSTMR": "0000001000"
-                }
-            }
-        }]
-    })
 }
 
 /// The session id of `agent` in a `GET /v1/systems` body, if it is connected.
@@ -129,7 +115,7 @@ async fn cut_mid_unit(during: CutDuring, a: AgentA) -> Result<Reply> {
 
     let name = format!("Zweimal {during:?} {a:?}");
     ensure!(customers_named(sim.as_ref(), &name).await?.is_empty());
-    let body = create_body(&name);
+    let body = create_customer_unit(&name, "Zweiweg 2");
     let key = [("idempotency-key", "\"issue-15-create\"")];
     let accepted = client
         .post(
@@ -275,4 +261,88 @@ async fn cut_during_the_commit_and_b_gets_it_in_doubt() -> Result<()> {
         done.body
     );
     Ok(())
+}
+
+/// The same cut on a system that keeps a TID record (the embedded simulator, one
+/// SAP system for both agents), with A's commit done before B sees the unit: A
+/// commits while cut off and stays away past the owner hold, so its outcome never
+/// arrives. B gets the unit in doubt; its journal never saw it and SAP says the
+/// TID committed, so B reports it committed without the calls' results (only A's
+/// journal has them). The client must get the success, judged by the commit: the
+/// relay used to answer 422 (rolled back) because the results were missing,
+/// although SAP had the customer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_b_finds_by_its_tid_is_a_success() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let sim: Arc<dyn SapSystem> = Arc::new(Simulator::open(
+        &dir.path().join("sim.db"),
+        SimOptions::default(),
+    )?);
+    let gated = GatedSystem::new(Arc::clone(&sim), COMMIT);
+    let relay = TestRelay::start(json!({"owner_hold_secs": 1})).await?;
+    let client = Client::new(&relay, Some(API_KEY));
+    let proxy = CutProxy::start(relay.addr).await?;
+    let agent_a = TestAgent::start_via(
+        &proxy.ws_url(),
+        "agent-a",
+        dir.path(),
+        Arc::new(gated.clone()),
+        ALLOW,
+        4,
+    )?;
+    client.wait_agents("SIM", 1).await?;
+
+    let name = "Einmal TID";
+    let accepted = client
+        .post(
+            "/v1/systems/SIM/transactions",
+            &create_customer_unit(name, "Zweiweg 2"),
+            &[
+                ("idempotency-key", "\"issue-15-tid\""),
+                ("prefer", "respond-async"),
+            ],
+        )
+        .await?;
+    ensure!(accepted.status == 202, "submit: {}", accepted.body);
+    let location = accepted.header("location").context("Location")?;
+
+    // A is in the commit; its connection is cut and stays cut.
+    gated.wait_held().await?;
+    proxy.close();
+    ensure!(proxy.cut() == 1, "agent-a had one connection to cut");
+    wait_systems(&client, "agent-a gone", |body| {
+        session_of(body, "agent-a").is_none()
+    })
+    .await?;
+    // SAP commits A's unit (with its TID); the outcome cannot reach the relay.
+    gated.release();
+    gated.wait_finished(COMMIT, 1).await?;
+    let customers = customers_named(sim.as_ref(), name).await?;
+    ensure!(
+        customers.len() == 1,
+        "A committed one customer: {customers:?}"
+    );
+
+    // B comes online after the hold and gets the unit in doubt.
+    let agent_b = TestAgent::start(&relay, "agent-b", dir.path(), Arc::clone(&sim), ALLOW, 4)?;
+    let done = client.poll(&location).await?;
+    println!(
+        "committed by A, answered by B: {} {}",
+        done.status, done.body
+    );
+    ensure!(
+        done.status == 200 && done.body["committed"] == true && done.body["agent"] == "agent-b",
+        "SAP committed the unit: the answer must be the success, from agent-b: {} {}",
+        done.status,
+        done.body
+    );
+    ensure!(
+        gated.calls(CREATE) == 1 && customers_named(sim.as_ref(), name).await? == customers,
+        "B must not run the unit again: {CREATE} ran {} times",
+        gated.calls(CREATE)
+    );
+
+    agent_b.stop().await?;
+    agent_a.stop().await?;
+    relay.stop().await
 }

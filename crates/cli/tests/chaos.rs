@@ -23,41 +23,22 @@
 //! `SAPBRIDGE_CHAOS_LIMIT_SECS` (hard limit, default 150).
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rand::Rng;
-use sapbridge_sap::SapSystem;
 use sapbridge_sap::sim::{SimOptions, Simulator};
-use serde_json::{Value, json};
-use tokio::net::{TcpListener, TcpStream};
+use sapbridge_tests::{CutProxy, Proc, create_customer_unit, customers_like, knob};
+use serde_json::Value;
 use tokio::task::JoinSet;
 
 const BIN: &str = env!("CARGO_BIN_EXE_sapbridge");
 const API_KEY: &str = "chaos-api-key";
 const AGENT_TOKEN: &str = "chaos-agent-token";
-
-fn knob(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// A child process killed (SIGKILL) when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Everything the chaos loop restarts.
 struct Cluster {
@@ -69,53 +50,40 @@ struct Cluster {
 
 impl Cluster {
     fn start_relay(&mut self) {
-        let mut child = Command::new(BIN)
-            .args(["relay", "--config"])
-            .arg(self.dir.join("relay.toml"))
-            .args(["--listen", &format!("127.0.0.1:{}", self.relay_port)])
-            .env("SAPBRIDGE_LOG", "error")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn relay");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut told = false;
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if !told && line.contains("listening on") {
-                    let _ = tx.send(());
-                    told = true;
-                }
-            }
-        });
-        rx.recv_timeout(Duration::from_secs(30))
-            .expect("relay never said it was listening");
-        self.relay = Some(Proc(child));
+        let relay = Proc::spawn_ready(
+            Command::new(BIN)
+                .args(["relay", "--config"])
+                .arg(self.dir.join("relay.toml"))
+                .args(["--listen", &format!("127.0.0.1:{}", self.relay_port)])
+                .env("SAPBRIDGE_LOG", "error"),
+            "listening on",
+            Duration::from_secs(30),
+        )
+        .expect("relay never said it was listening");
+        self.relay = Some(relay);
     }
 
     fn start_agent(&mut self) {
-        let child = Command::new(BIN)
-            .args(["agent", "--config"])
-            .arg(self.dir.join("agent.toml"))
-            .env("SAPBRIDGE_LOG", "error")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn agent");
-        self.agent = Some(Proc(child));
+        let agent = Proc::spawn(
+            Command::new(BIN)
+                .args(["agent", "--config"])
+                .arg(self.dir.join("agent.toml"))
+                .env("SAPBRIDGE_LOG", "error"),
+        )
+        .expect("spawn agent");
+        self.agent = Some(agent);
     }
 
     /// Restarts any process that exited by itself (a crash the test did not
     /// cause) and says which.
     fn revive(&mut self) -> Vec<String> {
         let mut crashed = Vec::new();
-        if let Some(Ok(Some(status))) = self.relay.as_mut().map(|p| p.0.try_wait()) {
+        if let Some(status) = self.relay.as_mut().and_then(Proc::exited) {
             crashed.push(format!("relay exited by itself: {status}"));
             self.relay = None;
             self.start_relay();
         }
-        if let Some(Ok(Some(status))) = self.agent.as_mut().map(|p| p.0.try_wait()) {
+        if let Some(status) = self.agent.as_mut().and_then(Proc::exited) {
             crashed.push(format!("agent exited by itself: {status}"));
             self.agent = None;
             self.start_agent();
@@ -134,67 +102,11 @@ impl Cluster {
     }
 }
 
-/// A TCP proxy whose connections can all be cut at once.
-struct FaultProxy {
-    addr: SocketAddr,
-    connections: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
-}
-
-impl FaultProxy {
-    async fn start(target: SocketAddr) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
-        let addr = listener.local_addr().expect("proxy addr");
-        let connections: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
-        let registry = Arc::clone(&connections);
-        tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                let task = tokio::spawn(async move {
-                    if let Ok(mut outbound) = TcpStream::connect(target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
-                let mut all = registry.lock().expect("registry");
-                all.retain(|h| !h.is_finished());
-                all.push(task.abort_handle());
-            }
-        });
-        Self { addr, connections }
-    }
-
-    /// Drops every proxied connection mid-stream.
-    fn cut(&self) -> usize {
-        let mut all = self.connections.lock().expect("registry");
-        let n = all.len();
-        for handle in all.drain(..) {
-            handle.abort();
-        }
-        n
-    }
-}
-
 #[derive(Debug, Default)]
 struct Tally {
     succeeded: HashMap<String, String>,
     failed: HashMap<String, String>,
     retries: AtomicUsize,
-}
-
-fn create_body(name: &str) -> Value {
-    json!({
-        "commit": true,
-        "calls": [{
-            "function": "BAPI_CUSTOMER_CREATEFROMDATA1",
-            "parameters": {
-                "PI_COMPANYDATA": {
-                    "NAME": name, "CITY": "Walldorf", "POSTL_COD1": "69190",
-                    "STREET": "Chaosweg 1", "COUNTRY": "DE", "LANGU": "E", "CURRENCY": "EUR"
-                },
-                "PI_COPYREFERENCE": {
-                    "SALESORG": "1000", "DISTR_CHAN": "10", "DIVISION": "00", "REF_CUSTMR": "0000001000"
-                }
-            }
-        }]
-    })
 }
 
 /// The final answer for one create, retrying like a workflow engine does.
@@ -206,7 +118,7 @@ async fn create(
     tally: &Tally,
     deadline: Instant,
 ) -> Result<String, String> {
-    let body = create_body(name);
+    let body = create_customer_unit(name, "Chaosweg 1");
     let mut backoff = Duration::from_millis(100);
     let mut pending: Option<String> = None;
     while Instant::now() < deadline {
@@ -281,31 +193,7 @@ async fn create(
 
 async fn customers_named(db: &Path, prefix: &str) -> Vec<(String, String)> {
     let sim = Simulator::open(db, SimOptions::default()).expect("open simulator");
-    let mut session = sim.connect().await.expect("session");
-    let out = session
-        .call(
-            "RFC_READ_TABLE",
-            json!({
-                "QUERY_TABLE": "KNA1",
-                "DELIMITER": "|",
-                "FIELDS": [{"FIELDNAME": "KUNNR"}, {"FIELDNAME": "NAME1"}],
-                "OPTIONS": [{"TEXT": format!("NAME1 LIKE '{prefix}%'")}],
-            })
-            .as_object()
-            .expect("object"),
-        )
-        .await
-        .expect("read KNA1");
-    out["DATA"]
-        .as_array()
-        .expect("DATA")
-        .iter()
-        .map(|row| {
-            let wa = row["WA"].as_str().unwrap_or_default();
-            let (kunnr, name) = wa.split_once('|').unwrap_or((wa, ""));
-            (kunnr.trim().to_owned(), name.trim().to_owned())
-        })
-        .collect()
+    customers_like(&sim, prefix).await.expect("read KNA1")
 }
 
 fn write_configs(dir: &Path, proxy: SocketAddr) {
@@ -379,7 +267,7 @@ async fn nothing_lost_nothing_done_twice() {
         .expect("free port")
         .port();
     let relay_addr: SocketAddr = format!("127.0.0.1:{relay_port}").parse().expect("addr");
-    let proxy = FaultProxy::start(relay_addr).await;
+    let proxy = CutProxy::start(relay_addr).await.expect("proxy");
     write_configs(dir.path(), proxy.addr);
     let mut cluster = Cluster {
         dir: dir.path().to_owned(),

@@ -11,17 +11,17 @@
 //! Loopback only; bounded by the harness's deadlines.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, ensure};
 use sapbridge_sap::SapSystem;
 use sapbridge_sap::sim::{SimOptions, Simulator};
 use sapbridge_tests::{
-    AGENT_TOKEN, API_KEY, Client, GatedSystem, SOAP_PASSWORD, SOAP_USER, SoapSap, TestAgent,
-    TestRelay, customers_named,
+    AGENT_TOKEN, API_KEY, Client, GatedSystem, Proc, SOAP_PASSWORD, SOAP_USER, SoapSap, TestAgent,
+    TestRelay, create_customer_unit, customers_named,
 };
-use serde_json::{Value, json};
+use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_sapbridge");
 const ALLOW: &[&str] = &["BAPI_CUSTOMER_*", "BAPI_TRANSACTION_*"];
@@ -29,16 +29,6 @@ const CREATE: &str = "BAPI_CUSTOMER_CREATEFROMDATA1";
 const COMMIT: &str = "BAPI_TRANSACTION_COMMIT";
 /// The environment variable agent A reads its SAP password from.
 const PASSWORD_ENV: &str = "SAPBRIDGE_TEST_SOAP_PASSWORD";
-
-/// A child process, killed (SIGKILL) when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Starts agent A as a process dialling `relay_ws`, serving `SIM` over SOAP-RFC
 /// at `sap_url`.
@@ -71,34 +61,14 @@ password_env = "{PASSWORD_ENV}"
             allow = ALLOW,
         ),
     )?;
-    let child = Command::new(BIN)
-        .args(["agent", "--config"])
-        .arg(&config)
-        .env("SAPBRIDGE_LOG", "error")
-        .env(PASSWORD_ENV, SOAP_PASSWORD)
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .context("spawn agent A")?;
-    Ok(Proc(child))
-}
-
-fn create_body(name: &str) -> Value {
-    json!({
-        "commit": true,
-        "calls": [{
-            "function": CREATE,
-            "parameters": {
-                "PI_COMPANYDATA": {
-                    "NAME": name, "CITY": "Walldorf", "POSTL_COD1": "69190",
-                    "STREET": "Killweg 9", "COUNTRY": "DE", "LANGU": "E", "CURRENCY": "EUR"
-                },
-                "PI_COPYREFERENCE": {
-                    "SALESORG": "1000", "DISTR_CHAN": "10", "DIVISION": "00", "REF_CUSTMR": "0000001000"
-                }
-            }
-        }]
-    })
+    Proc::spawn(
+        Command::new(BIN)
+            .args(["agent", "--config"])
+            .arg(&config)
+            .env("SAPBRIDGE_LOG", "error")
+            .env(PASSWORD_ENV, SOAP_PASSWORD),
+    )
+    .context("spawn agent A")
 }
 
 /// Kills agent A (SIGKILL) while SAP runs `during` for its unit; returns the
@@ -120,7 +90,7 @@ async fn kill_mid_unit(during: &str) -> Result<Vec<String>> {
     let accepted = client
         .post(
             "/v1/systems/SIM/transactions",
-            &create_body(&name),
+            &create_customer_unit(&name, "Killweg 9"),
             &[
                 ("idempotency-key", "\"issue-15-kill\""),
                 ("prefer", "respond-async"),

@@ -28,6 +28,10 @@ use super::{
 pub(crate) struct MemoryQueue {
     inner: Mutex<Inner>,
     signals: Arc<Signals>,
+    /// How many of the next outcomes to refuse with a store error (a database
+    /// that is away), for the session's tests.
+    #[cfg(test)]
+    failing_completes: std::sync::atomic::AtomicU32,
 }
 
 #[derive(Debug, Default)]
@@ -54,6 +58,14 @@ impl MemoryQueue {
     /// An empty queue.
     pub(crate) fn new() -> Self {
         Self::default()
+    }
+
+    /// Makes the next `n` outcomes fail with a store error, as a database that is
+    /// away would.
+    #[cfg(test)]
+    pub(crate) fn fail_next_completes(&self, n: u32) {
+        self.failing_completes
+            .store(n, std::sync::atomic::Ordering::SeqCst);
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -246,6 +258,16 @@ impl Queue for MemoryQueue {
         agent: &str,
         outcome: Outcome,
     ) -> Result<Completion, QueueError> {
+        #[cfg(test)]
+        {
+            use std::sync::atomic::Ordering::SeqCst;
+            let failing = self
+                .failing_completes
+                .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1));
+            if failing.is_ok() {
+                return Err(QueueError::Store("the database is away (test)".into()));
+            }
+        }
         let now = OffsetDateTime::now_utc();
         let mut inner = self.lock();
         let Some((_, record)) = inner.calls.get_mut(call_id) else {

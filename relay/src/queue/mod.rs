@@ -188,8 +188,13 @@ impl CallState {
                     !results.is_empty() && results.iter().all(|r| matches!(r, CallResult::Ok(_)));
                 let ok = match commit {
                     CommitPolicy::None => all_ok,
+                    // Judged by what the commit says: SAP committed the unit, so it
+                    // succeeded, even when the agent could not report the calls'
+                    // results (a redelivered unit that an earlier attempt on
+                    // another agent ran, whose TID SAP reports committed).
                     CommitPolicy::CommitOnSuccess => {
-                        all_ok && transaction.as_ref().is_some_and(|t| t.committed)
+                        transaction.as_ref().is_some_and(|t| t.committed)
+                            && results.iter().all(|r| matches!(r, CallResult::Ok(_)))
                     }
                     CommitPolicy::Rollback => {
                         all_ok && transaction.as_ref().is_none_or(|t| t.failed_call.is_none())
@@ -588,6 +593,35 @@ mod tests {
         assert_eq!(
             CallState::from_outcome(CommitPolicy::CommitOnSuccess, &committed),
             CallState::Succeeded
+        );
+        // Committed without the calls' results (the agent knows the TID committed,
+        // not what the calls returned): the commit decides.
+        let committed_without_results = Outcome::Completed {
+            results: Vec::new(),
+            transaction: Some(TransactionOutcome {
+                committed: true,
+                failed_call: None,
+                reason: None,
+                result: None,
+            }),
+        };
+        assert_eq!(
+            CallState::from_outcome(CommitPolicy::CommitOnSuccess, &committed_without_results),
+            CallState::Succeeded
+        );
+        // Not committed, no results: failed, as before.
+        let not_committed = Outcome::Completed {
+            results: Vec::new(),
+            transaction: Some(TransactionOutcome {
+                committed: false,
+                failed_call: None,
+                reason: None,
+                result: None,
+            }),
+        };
+        assert_eq!(
+            CallState::from_outcome(CommitPolicy::CommitOnSuccess, &not_committed),
+            CallState::Failed
         );
         let expired = Outcome::Failed {
             error: RfcError::new(ErrorGroup::Expired, "EXPIRED", "too late"),

@@ -10,6 +10,11 @@
 //! one; each `Outcome` of a unit sent on this session returns one; `Drain` drops them
 //! to zero.
 //!
+//! Outcomes the store cannot write (its database away, say during a restart) are
+//! kept and written again every [`STORE_RETRY`] while the session lasts; an
+//! outcome is acknowledged only once stored, so the agent keeps it until then
+//! (and sends it again on its next session if this one ends first).
+//!
 //! Trust: an outcome is believed only from the session holding that call's latest
 //! lease for that attempt (the queue judges it, see [`crate::queue`]); anything
 //! else is refused, logged, counted and not acknowledged. Leases are deadlines:
@@ -38,7 +43,7 @@ use std::time::Duration;
 use axum::extract::ws::Message;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, Sink, Stream, StreamExt};
-use sapbridge_proto::{AgentMessage, CloseReason, Outbox, RelayMessage, Unit, WorkFrame};
+use sapbridge_proto::{AgentMessage, CloseReason, Outbox, Outcome, RelayMessage, Unit, WorkFrame};
 use time::OffsetDateTime;
 use tokio::sync::{Notify, futures::Notified, mpsc};
 use tokio::time::Instant;
@@ -47,7 +52,7 @@ use tracing::Instrument;
 use super::context::SessionContext;
 use super::frames::{self, Incoming};
 use super::handshake::message_kind;
-use super::units::{self, CLAIM_BATCH};
+use super::units::{self, CLAIM_BATCH, Stored};
 use crate::agents::AgentSession;
 use crate::passthrough::{Ordered, TunnelOutbound};
 use crate::queue::Taker;
@@ -70,8 +75,19 @@ pub(crate) enum SessionEnd {
     Closed(CloseReason),
 }
 
-/// An outcome being stored: resolves to its call id and whether it may be acked.
-type PendingStore<'a> = Pin<Box<dyn Future<Output = (String, bool)> + Send + 'a>>;
+/// How long the session waits before writing again the outcomes the store could
+/// not write (the database was away).
+const STORE_RETRY: Duration = Duration::from_millis(500);
+
+/// An outcome being stored: resolves to its call id, attempt and what became of it.
+type PendingStore<'a> = Pin<Box<dyn Future<Output = (String, u32, Stored)> + Send + 'a>>;
+
+/// An outcome the store could not write, kept to be written again.
+struct Unstored {
+    call_id: String,
+    attempt: u32,
+    outcome: Outcome,
+}
 
 /// Serves a welcomed agent until its socket ends or the relay shuts down, then
 /// returns its leases to the queue.
@@ -105,6 +121,7 @@ where
                 handed,
                 outbound,
                 stores: FuturesUnordered::new(),
+                unstored: Vec::new(),
                 in_flight: HashSet::new(),
                 draining: false,
                 want_claim: true,
@@ -127,7 +144,8 @@ where
     ctx.queue.signals().remove_taker(&ctx.session_id);
     // Outcomes that arrived before the end are stored before the leases return (the
     // agent gets no ack for them on this socket and sends them again; storing twice
-    // is harmless).
+    // is harmless). Those the store could not write stay with the agent, which
+    // sends them again on its next session.
     while stores.next().await.is_some() {}
     published.tunnel().close();
     let hold_until = OffsetDateTime::now_utc() + ctx.owner_hold;
@@ -155,6 +173,9 @@ struct Session<'a, S, R> {
     outbound: TunnelOutbound,
     /// Outcomes being stored.
     stores: FuturesUnordered<PendingStore<'a>>,
+    /// Outcomes the store could not write, written again after [`STORE_RETRY`]
+    /// (their units stay in flight and unacknowledged until stored).
+    unstored: Vec<Unstored>,
     /// Units sent and not answered on this session.
     in_flight: HashSet<String>,
     /// Whether the agent drains (takes no more units until it grants credits).
@@ -205,11 +226,18 @@ where
         tokio::pin!(silence);
         let poll = tokio::time::sleep(POLL_INTERVAL);
         tokio::pin!(poll);
+        let retry = tokio::time::sleep(STORE_RETRY);
+        tokio::pin!(retry);
+        let mut retry_armed = false;
         loop {
             if let Err(end) = self.before_waiting().await {
                 return end;
             }
             let can_take = self.can_take() && !self.wakes.is_empty();
+            if !self.unstored.is_empty() && !retry_armed {
+                retry.as_mut().reset(Instant::now() + STORE_RETRY);
+                retry_armed = true;
+            }
             let handled = tokio::select! {
                 biased;
                 () = ctx.shutdown.cancelled() => Err(self.close(CloseReason::ShuttingDown).await),
@@ -233,6 +261,11 @@ where
                 Some(item) = self.outbound.data.recv() => Box::pin(self.on_tunnel(item)).await,
                 () = std::future::poll_fn(|cx| poll_wakes(&mut self.wakes, cx)), if can_take => {
                     self.on_wake();
+                    Ok(())
+                }
+                () = &mut retry, if retry_armed => {
+                    retry_armed = false;
+                    self.store_again();
                     Ok(())
                 }
                 () = &mut poll, if can_take => {
@@ -286,16 +319,30 @@ where
     /// its unit's credit back and is acknowledged, all in one flush. A returned
     /// credit is offered to new calls at once; queued ones are claimed when their
     /// wake-up (or the poll) says so.
-    async fn on_stored(&mut self, first: (String, bool)) -> Result<(), SessionEnd> {
+    /// An outcome the store could not write is kept for [`Session::store_again`]
+    /// instead: no ack, no credit back yet.
+    async fn on_stored(&mut self, first: (String, u32, Stored)) -> Result<(), SessionEnd> {
         let mut done = Some(first);
-        while let Some((call_id, stored)) = done {
+        while let Some((call_id, attempt, stored)) = done {
+            done = self.stores.next().now_or_never().flatten();
+            let ack = match stored {
+                Stored::Ack => true,
+                Stored::Refused => false,
+                Stored::Failed(outcome) => {
+                    self.unstored.push(Unstored {
+                        call_id,
+                        attempt,
+                        outcome: *outcome,
+                    });
+                    continue;
+                }
+            };
             if self.in_flight.remove(&call_id) && !self.draining {
                 self.taker.give(1);
             }
-            if stored {
+            if ack {
                 self.acks.push(call_id);
             }
-            done = self.stores.next().now_or_never().flatten();
         }
         self.publish();
         for call_id in self.acks.drain(..) {
@@ -366,18 +413,7 @@ where
                 call_id,
                 attempt,
                 outcome,
-            } => {
-                let ctx = self.ctx;
-                let span = tracing::debug_span!("call", call_id = %call_id, attempt);
-                self.stores.push(Box::pin(
-                    async move {
-                        let stored =
-                            super::units::store_outcome(ctx, &call_id, attempt, outcome).await;
-                        (call_id, stored)
-                    }
-                    .instrument(span),
-                ));
-            }
+            } => self.store(call_id, attempt, outcome),
             AgentMessage::HttpResponse { response } => {
                 self.published.tunnel().on_response(response)
             }
@@ -399,6 +435,35 @@ where
             }
         }
         Ok(())
+    }
+
+    /// Hands an outcome to the store without waiting (see [`Session::on_stored`]).
+    fn store(&mut self, call_id: String, attempt: u32, outcome: Outcome) {
+        let ctx = self.ctx;
+        let span = tracing::debug_span!("call", call_id = %call_id, attempt);
+        self.stores.push(Box::pin(
+            async move {
+                let stored = units::store_outcome(ctx, &call_id, attempt, outcome).await;
+                (call_id, attempt, stored)
+            }
+            .instrument(span),
+        ));
+    }
+
+    /// Writes again the outcomes the store could not write before.
+    fn store_again(&mut self) {
+        tracing::info!(
+            outcomes = self.unstored.len(),
+            "writing again the outcomes the store could not write"
+        );
+        for Unstored {
+            call_id,
+            attempt,
+            outcome,
+        } in std::mem::take(&mut self.unstored)
+        {
+            self.store(call_id, attempt, outcome);
+        }
     }
 
     /// The silence timer fired: when to look again if the agent was heard from

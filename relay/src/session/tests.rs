@@ -176,6 +176,41 @@ async fn one_credit_means_one_unit_at_a_time() {
     assert_eq!(stored.state, CallState::Succeeded);
 }
 
+/// An outcome the store cannot write (the database restarting) is not dropped: the
+/// session keeps it, writes it again until it is stored, and only then
+/// acknowledges it.
+#[tokio::test(start_paused = true)]
+async fn an_outcome_the_store_could_not_write_is_written_again_then_acked() {
+    let queue = Arc::new(MemoryQueue::new());
+    enqueue(&queue, "a").await;
+    let mut h = Harness::start(queue.clone(), 1);
+    assert_eq!(work_id(h.next(Duration::from_secs(1)).await), "a");
+    queue.fail_next_completes(3);
+    h.send(AgentMessage::Outcome {
+        call_id: "a".into(),
+        attempt: 1,
+        outcome: ok(),
+    })
+    .await;
+    // Not stored yet: no ack (the agent keeps the outcome).
+    assert_eq!(h.next(Duration::from_millis(1200)).await, None);
+    let pending = queue.get("a").await.unwrap().unwrap();
+    assert!(
+        matches!(pending.state, CallState::Leased { .. }),
+        "{:?}",
+        pending.state
+    );
+    // The store is back: written, then acknowledged, on the same session.
+    assert_eq!(
+        h.next(Duration::from_secs(5)).await,
+        Some(RelayMessage::Ack {
+            call_id: "a".into()
+        })
+    );
+    let stored = queue.get("a").await.unwrap().unwrap();
+    assert_eq!(stored.state, CallState::Succeeded);
+}
+
 #[tokio::test(start_paused = true)]
 async fn idle_session_wakes_on_new_work_and_credits() {
     let queue = Arc::new(MemoryQueue::new());

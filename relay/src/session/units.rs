@@ -56,15 +56,27 @@ pub(super) fn encode(ctx: &SessionContext, unit: &Unit) -> WorkFrame {
     WorkFrame::encode_for(ctx.hello.protocol, UnitRef::from(unit), now_ms)
 }
 
-/// Stores an outcome; returns whether it may be acknowledged (it is stored, or
-/// there is nothing to store it in). A refused outcome is not acknowledged: an
-/// honest agent keeps it and answers the call's next attempt with it.
+/// What became of an outcome handed to the store.
+pub(super) enum Stored {
+    /// Stored, or nothing to store it in: acknowledge it.
+    Ack,
+    /// Refused (this session does not hold the call's lease for that attempt): no
+    /// ack; an honest agent keeps it and answers the call's next attempt with it.
+    Refused,
+    /// The store could not write it (the database is away): keep it and write it
+    /// again while the session lasts; no ack until it is stored.
+    Failed(Box<Outcome>),
+}
+
+/// Stores an outcome and says whether it may be acknowledged.
 pub(super) async fn store_outcome(
     ctx: &SessionContext,
     call_id: &str,
     attempt: u32,
     outcome: Outcome,
-) -> bool {
+) -> Stored {
+    // The store takes the outcome; a copy is kept in case it cannot write it.
+    let kept = outcome.clone();
     match ctx
         .queue
         .complete(
@@ -78,11 +90,11 @@ pub(super) async fn store_outcome(
     {
         Ok(Completion::Stored) => {
             tracing::debug!("outcome stored");
-            true
+            Stored::Ack
         }
         Ok(Completion::Requeued) => {
             tracing::info!("the agent did not start the unit before its deadline; queued again");
-            true
+            Stored::Ack
         }
         Ok(Completion::Refused) => {
             ctx.refused
@@ -91,20 +103,20 @@ pub(super) async fn store_outcome(
                 systems = ?ctx.hello.systems,
                 "outcome refused: this session does not hold the call's lease for that attempt"
             );
-            false
+            Stored::Refused
         }
         Ok(Completion::AlreadyFinal) => {
             tracing::info!("outcome ignored: the call is already final");
-            true
+            Stored::Ack
         }
         Ok(Completion::Unknown) => {
             tracing::warn!("outcome for an unknown call ignored");
-            true
+            Stored::Ack
         }
         Err(error) => {
-            // No ack: the agent keeps the outcome and sends it again.
-            tracing::error!(%error, "could not store outcome");
-            false
+            // No ack: the session writes it again (and the agent keeps it).
+            tracing::error!(%error, "could not store outcome; will write it again");
+            Stored::Failed(Box::new(kept))
         }
     }
 }
