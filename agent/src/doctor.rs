@@ -1,8 +1,11 @@
 //! `sapbridge agent doctor`: checks, on the agent's own machine and with its own
-//! configuration, what an administrator checks first when calls fail — the NW RFC
-//! library (found, and its version), the logon (one attempt per system: it
-//! succeeds, or SAP's exact error is shown), and whether each function the
-//! allowlist names exists in SAP. Nothing goes to the relay.
+//! configuration, what an administrator checks first when calls fail. The relay:
+//! the token can be read, the URL answers, plain HTTP and TLS are not mixed up,
+//! the path is the agent endpoint, and the relay accepts the token for the
+//! configured systems (one hello with no credits, so no work comes; then a
+//! goodbye). Each system: the NW RFC library (found, and its version), the logon
+//! (one attempt: it succeeds, or SAP's exact error is shown), and whether each
+//! function the allowlist names exists in SAP.
 //!
 //! One logon per system and no retries: SAP locks a user after a few failed
 //! logons, so the doctor never adds more than one failure to the count.
@@ -20,6 +23,8 @@ use serde_json::Value;
 
 use crate::config::{AgentConfig, BackendConfig, SystemConfig};
 use crate::systems::{load_nwrfc, open_system};
+
+mod relay;
 
 /// How long one check may take before it counts as failed (the backends have
 /// timeouts of their own; this bounds a hung network as well).
@@ -50,13 +55,11 @@ pub struct Check {
     pub detail: String,
 }
 
-/// The checks of one system.
+/// The checks of one thing: the relay, or a system.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SystemReport {
-    /// The system's name.
-    pub name: String,
-    /// Its backend in words (never the password).
-    pub backend: String,
+pub struct Section {
+    /// What was checked (`relay ws://…`, `system PRD (NW RFC, …)`); never a secret.
+    pub title: String,
     /// The checks, in the order they ran.
     pub checks: Vec<Check>,
 }
@@ -64,25 +67,30 @@ pub struct SystemReport {
 /// What the doctor found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {
-    /// One entry per configured system.
-    pub systems: Vec<SystemReport>,
+    /// The relay first, then one section per configured system.
+    pub sections: Vec<Section>,
 }
 
 impl Report {
     /// Whether no check failed.
     pub fn healthy(&self) -> bool {
-        self.systems
+        self.failed() == 0
+    }
+
+    fn failed(&self) -> usize {
+        self.sections
             .iter()
             .flat_map(|s| &s.checks)
-            .all(|c| c.verdict != Verdict::Failed)
+            .filter(|c| c.verdict == Verdict::Failed)
+            .count()
     }
 }
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for system in &self.systems {
-            writeln!(f, "system {} ({})", system.name, system.backend)?;
-            for check in &system.checks {
+        for section in &self.sections {
+            writeln!(f, "{}", section.title)?;
+            for check in &section.checks {
                 let mark = match check.verdict {
                     Verdict::Ok => "ok  ",
                     Verdict::Failed => "FAIL",
@@ -91,33 +99,25 @@ impl fmt::Display for Report {
                 writeln!(f, "  {mark}  {}: {}", check.what, check.detail)?;
             }
         }
-        let failed = self
-            .systems
-            .iter()
-            .flat_map(|s| &s.checks)
-            .filter(|c| c.verdict == Verdict::Failed)
-            .count();
-        if failed == 0 {
-            write!(f, "all checks passed")
-        } else {
-            write!(f, "{failed} check(s) failed")
+        match self.failed() {
+            0 => write!(f, "all checks passed"),
+            failed => write!(f, "{failed} check(s) failed"),
         }
     }
 }
 
-/// Runs every check of every configured system.
+/// Runs every check: the relay's, then every configured system's.
 pub async fn doctor(config: &AgentConfig) -> Report {
-    let mut systems = Vec::with_capacity(config.systems.len());
+    let mut sections = vec![relay::examine(config).await];
     for system in &config.systems {
-        systems.push(examine(config, system).await);
+        sections.push(examine(config, system).await);
     }
-    Report { systems }
+    Report { sections }
 }
 
-async fn examine(config: &AgentConfig, system: &SystemConfig) -> SystemReport {
-    let mut report = SystemReport {
-        name: system.name.clone(),
-        backend: describe(system),
+async fn examine(config: &AgentConfig, system: &SystemConfig) -> Section {
+    let mut report = Section {
+        title: format!("system {} ({})", system.name, describe(system)),
         checks: Vec::new(),
     };
     let backend = match &system.backend {
@@ -299,15 +299,15 @@ fn describe(system: &SystemConfig) -> String {
     }
 }
 
-fn ok(what: &str, detail: impl Into<String>) -> Check {
+pub(crate) fn ok(what: &str, detail: impl Into<String>) -> Check {
     check(what, Verdict::Ok, detail)
 }
 
-fn failed(what: &str, detail: impl Into<String>) -> Check {
+pub(crate) fn failed(what: &str, detail: impl Into<String>) -> Check {
     check(what, Verdict::Failed, detail)
 }
 
-fn skipped(what: &str, detail: impl Into<String>) -> Check {
+pub(crate) fn skipped(what: &str, detail: impl Into<String>) -> Check {
     check(what, Verdict::Skipped, detail)
 }
 

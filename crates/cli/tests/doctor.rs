@@ -1,20 +1,57 @@
 //! `sapbridge-agent doctor` / `sapbridge agent doctor` as an administrator runs
-//! them: against the NW RFC stub library (found, logon, functions), a wrong
-//! password (SAP's error, one logon, the functions skipped), a missing library
-//! (named, with what to do), and the embedded simulator. The exit code says
-//! whether anything failed; the password never appears.
+//! them. The relay: a token accepted, refused, or not allowed a system; a wrong
+//! path; plain HTTP and TLS mixed up both ways; an untrusted certificate; nothing
+//! listening; no token. The systems: the NW RFC stub library (found, logon,
+//! functions), a wrong password (SAP's error, one logon, the functions skipped), a
+//! missing library (named, with what to do), and the embedded simulator. The exit
+//! code says whether anything failed; no secret appears.
 
 #[path = "../../nwrfc/tests/fixtures/stub_library.rs"]
 mod stub_library;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
 
 use sapbridge_sap::sim::{SIM_PASSWORD, SIM_USER};
+use sapbridge_tests::{Proc, free_port};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sapbridge");
 const AGENT_BIN: &str = env!("CARGO_BIN_EXE_sapbridge-agent");
 const WRONG_PASSWORD: &str = "not-the-password-4711";
+const TOKEN: &str = "doctor-token-0815";
+
+/// A relay process on a known port whose token serves `systems`; its address.
+fn relay(dir: &Path, systems: &[&str]) -> (Proc, String) {
+    let toml = dir.join("relay.toml");
+    let systems: Vec<String> = systems.iter().map(|s| format!("{s:?}")).collect();
+    std::fs::write(
+        &toml,
+        format!(
+            "[[api_keys]]\nname = \"flows\"\nkey = \"doctor-key\"\nsystems = [\"*\"]\n\n\
+             [[agent_tokens]]\nname = \"plant\"\ntoken = \"{TOKEN}\"\nsystems = [{}]\n",
+            systems.join(", ")
+        ),
+    )
+    .unwrap();
+    let address = format!("127.0.0.1:{}", free_port().unwrap());
+    let proc = Proc::spawn_ready(
+        Command::new(BIN)
+            .args([
+                "relay",
+                "--config",
+                toml.to_str().unwrap(),
+                "--listen",
+                &address,
+            ])
+            .env("SAPBRIDGE_LOG", "warn"),
+        "listening",
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    (proc, address)
+}
 
 fn nwrfc_system(name: &str, library: &Path, db: &Path, password: &Path, allow: &str) -> String {
     format!(
@@ -50,10 +87,18 @@ backend = {{ type = "sim", db_path = "{sim}" }}
     )
 }
 
-fn write_config(dir: &Path, file: &str, systems: &[String]) -> PathBuf {
+fn write_config(dir: &Path, file: &str, relay: &str, systems: &[String]) -> PathBuf {
+    write_agent(
+        dir,
+        file,
+        &format!("relay_url = \"{relay}\"\ntoken = \"{TOKEN}\"\n"),
+        systems,
+    )
+}
+
+fn write_agent(dir: &Path, file: &str, head: &str, systems: &[String]) -> PathBuf {
     let text = format!(
-        "relay_url = \"ws://127.0.0.1:9/v1/agent/connect\"\ntoken = \"doctor-token\"\n\
-         agent_id = \"doctor\"\ndata_dir = \"{}\"\n{}",
+        "{head}agent_id = \"doctor\"\ndata_dir = \"{}\"\n{}",
         dir.join("agent").display(),
         systems.concat()
     );
@@ -72,9 +117,13 @@ fn run(program: &str, args: &[&str]) -> Output {
         .expect("the binary runs")
 }
 
-/// The report's line for `what` under `system`.
+/// The report's line for `what` under `system` (`relay` for the relay's).
 fn line<'a>(report: &'a str, system: &str, what: &str) -> &'a str {
-    let header = format!("system {system} (");
+    let header = if system == "relay" {
+        "relay ".to_owned()
+    } else {
+        format!("system {system} (")
+    };
     report
         .lines()
         .skip_while(|l| !l.starts_with(&header))
@@ -99,6 +148,8 @@ fn assert_mark(report: &str, system: &str, what: &str, mark: &str, detail: &str)
 #[test]
 fn the_doctor_names_the_library_the_logon_and_each_function() {
     let dir = tempfile::tempdir().unwrap();
+    let (_relay, address) = relay(dir.path(), &["RFC", "LOCKED", "GONE", "SIM"]);
+    let relay_url = format!("ws://{address}/v1/agent/connect");
     let good = dir.path().join("good.password");
     let bad = dir.path().join("bad.password");
     std::fs::write(&good, format!("{SIM_PASSWORD}\n")).unwrap();
@@ -109,6 +160,7 @@ fn the_doctor_names_the_library_the_logon_and_each_function() {
     let config = write_config(
         dir.path(),
         "agent.toml",
+        &relay_url,
         &[
             nwrfc_system("RFC", stub, &db, &good, allow),
             nwrfc_system("LOCKED", stub, &db, &bad, allow),
@@ -129,6 +181,16 @@ fn the_doctor_names_the_library_the_logon_and_each_function() {
     assert_eq!(output.status.code(), Some(1), "{report}\n{stderr}");
     println!("{report}");
 
+    // The relay takes the token for every system.
+    assert_mark(&report, "relay", "agent token", "ok", "read");
+    assert_mark(&report, "relay", "connection", "ok", "WebSocket opened");
+    assert_mark(
+        &report,
+        "relay",
+        "token and systems",
+        "ok",
+        "accepts the token for RFC, LOCKED, GONE, SIM",
+    );
     // The stub: library and version, logon with the release, each function.
     assert_mark(&report, "RFC", "NW RFC library", "ok", "patch level");
     assert_mark(
@@ -195,6 +257,7 @@ fn the_doctor_names_the_library_the_logon_and_each_function() {
     let healthy = write_config(
         dir.path(),
         "healthy.toml",
+        &relay_url,
         &[
             nwrfc_system("RFC", stub, &db, &good, r#""STFC_CONNECTION""#),
             sim_system(dir.path(), r#""STFC_CONNECTION", "BAPI_*""#),
@@ -210,5 +273,159 @@ fn the_doctor_names_the_library_the_logon_and_each_function() {
         let report = String::from_utf8_lossy(&output.stdout);
         assert!(output.status.success(), "{program}: {report}");
         assert!(report.ends_with("all checks passed\n"), "{report}");
+    }
+}
+
+/// A TLS server on loopback with a self-signed certificate: it completes TLS
+/// handshakes and hangs up; for clients that dial it as the relay.
+async fn tls_server() -> String {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![CertificateDer::from(cert.der().to_vec())],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        )
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let _ = acceptor.accept(socket).await;
+            });
+        }
+    });
+    address
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_doctor_says_what_is_wrong_with_the_relay_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_relay, address) = relay(dir.path(), &["SIM"]);
+    let tls = tls_server().await;
+    let closed = format!("127.0.0.1:{}", free_port().unwrap());
+    let sim = [sim_system(dir.path(), r#""STFC_CONNECTION""#)];
+    let other = [format!(
+        "[[systems]]\nname = \"OTHER\"\nallow_functions = []\nbackend = {{ type = \"sim\", db_path = \"{}\" }}\n",
+        dir.path().join("other.db").display()
+    )];
+    let endpoint = format!("ws://{address}/v1/agent/connect");
+    let cases: Vec<(&str, PathBuf, &str, &str)> = vec![
+        (
+            "a wrong path",
+            write_config(
+                dir.path(),
+                "path.toml",
+                &format!("ws://{address}/v1/agent"),
+                &sim,
+            ),
+            "connection",
+            "must end with /v1/agent/connect",
+        ),
+        (
+            "a token the relay does not know",
+            write_agent(
+                dir.path(),
+                "token.toml",
+                &format!("relay_url = \"{endpoint}\"\ntoken = \"not-the-token\"\n"),
+                &sim,
+            ),
+            "connection",
+            "refused the agent token (HTTP 401)",
+        ),
+        (
+            "a system the token may not serve",
+            write_config(dir.path(), "system.toml", &endpoint, &other),
+            "token and systems",
+            "does not allow system OTHER",
+        ),
+        (
+            "wss:// to a relay speaking plain HTTP",
+            write_config(
+                dir.path(),
+                "wss.toml",
+                &format!("wss://{address}/v1/agent/connect"),
+                &sim,
+            ),
+            "connection",
+            "use ws://",
+        ),
+        (
+            "ws:// to a relay speaking TLS",
+            write_config(
+                dir.path(),
+                "ws.toml",
+                &format!("ws://{tls}/v1/agent/connect"),
+                &sim,
+            ),
+            "connection",
+            "use wss://",
+        ),
+        (
+            "an untrusted certificate",
+            write_config(
+                dir.path(),
+                "cert.toml",
+                &format!("wss://{tls}/v1/agent/connect"),
+                &sim,
+            ),
+            "connection",
+            "set `ca_file`",
+        ),
+        (
+            "nothing listening",
+            write_config(
+                dir.path(),
+                "closed.toml",
+                &format!("ws://{closed}/v1/agent/connect"),
+                &sim,
+            ),
+            "connection",
+            "nothing listens",
+        ),
+        (
+            "a token file that is missing",
+            write_agent(
+                dir.path(),
+                "missing.toml",
+                &format!(
+                    "relay_url = \"{endpoint}\"\ntoken_file = \"{}\"\n",
+                    dir.path().join("no-such-token").display()
+                ),
+                &sim,
+            ),
+            "agent token",
+            "SAPBRIDGE_AGENT_TOKEN",
+        ),
+    ];
+    for (label, config, what, hint) in cases {
+        let output = tokio::task::spawn_blocking(move || {
+            run(AGENT_BIN, &["doctor", "--config", config.to_str().unwrap()])
+        })
+        .await
+        .unwrap();
+        let report = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert_eq!(output.status.code(), Some(1), "{label}:\n{report}");
+        assert!(
+            line(&report, "relay", what).contains("FAIL")
+                && line(&report, "relay", what).contains(hint),
+            "{label}: expected `{hint}` in `{what}`:\n{report}"
+        );
+        assert!(
+            !report.contains(TOKEN) && !report.contains("not-the-token"),
+            "{report}"
+        );
+        println!("{label}: {}", line(&report, "relay", what).trim());
     }
 }

@@ -1,0 +1,236 @@
+//! The doctor's relay checks: token, TLS configuration, the connection (with what
+//! a failure most likely means: nothing listening, plain HTTP and TLS mixed up, a
+//! certificate not trusted, a path that is not the agent endpoint), and whether the
+//! relay accepts the token for the configured systems.
+//!
+//! The token is offered in a hello with no credits under a doctor's agent id, so
+//! the relay sends no work and takes the session for no running agent's; the
+//! doctor then says goodbye.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use sapbridge_proto::{
+    AgentMessage, CloseReason, HANDSHAKE_TIMEOUT_SECS, PROTOCOL_VERSION, RelayMessage,
+    decode_relay_message, encode_agent_message,
+};
+use tokio_tungstenite::tungstenite::{self, Message};
+
+use super::{Section, failed, ok, skipped};
+use crate::config::AgentConfig;
+use crate::tls;
+use crate::transport::{DialError, RelaySocket, dial};
+
+/// The agent endpoint's path, for the hint when the URL names another.
+const AGENT_PATH: &str = "/v1/agent/connect";
+
+pub(super) async fn examine(config: &AgentConfig) -> Section {
+    // Without its query, which may hold a reverse proxy's key.
+    let url = config
+        .relay_url
+        .split(['?', '#'])
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let mut section = Section {
+        title: format!("relay {url}"),
+        checks: Vec::new(),
+    };
+    let token = match config.resolve_token() {
+        Ok(token) => {
+            section.checks.push(ok("agent token", "read"));
+            token
+        }
+        Err(error) => {
+            section.checks.push(failed(
+                "agent token",
+                format!(
+                    "{error}; set `token_file` (or `token`) in the configuration or the \
+                     SAPBRIDGE_AGENT_TOKEN environment variable"
+                ),
+            ));
+            section.checks.push(skipped("connection", "no token"));
+            return section;
+        }
+    };
+    let secure = config.relay_url.starts_with("wss:");
+    let tls = if secure || config.ca_file.is_some() {
+        match tls::client_config(config.ca_file.as_deref()) {
+            Ok(tls) => {
+                let roots = match &config.ca_file {
+                    Some(path) => format!("system roots and {}", path.display()),
+                    None => "system roots".to_owned(),
+                };
+                section
+                    .checks
+                    .push(ok("TLS", format!("trusting the {roots}")));
+                Some(tls)
+            }
+            Err(error) => {
+                section.checks.push(failed("TLS", error.to_string()));
+                section
+                    .checks
+                    .push(skipped("connection", "no TLS configuration"));
+                return section;
+            }
+        }
+    } else {
+        None
+    };
+    let socket = match dial(&config.relay_url, &token, if secure { tls } else { None }).await {
+        Ok(socket) => {
+            section.checks.push(ok(
+                "connection",
+                if secure {
+                    "WebSocket over TLS opened"
+                } else {
+                    "WebSocket opened (plain, no TLS: only for a relay on this machine or \
+                     behind a TLS proxy on a trusted network)"
+                },
+            ));
+            socket
+        }
+        Err(error) => {
+            section
+                .checks
+                .push(failed("connection", explain(&error, secure)));
+            return section;
+        }
+    };
+    section.checks.push(offer_token(socket, config).await);
+    section
+}
+
+/// What a failed dial most likely means, and what to do.
+fn explain(error: &DialError, secure: bool) -> String {
+    match error {
+        DialError::Rejected { status } => format!(
+            "the relay refused the agent token (HTTP {status}): check `token` / `token_file`; \
+             the relay's `agent_tokens` must hold it (or its SHA-256)"
+        ),
+        DialError::Http { status: 404 } => {
+            format!("the relay answered HTTP 404: `relay_url` must end with {AGENT_PATH}")
+        }
+        DialError::Http { status } => format!(
+            "the WebSocket upgrade was answered with HTTP {status}: is this the relay's \
+             address and path ({AGENT_PATH}), and does a proxy in between pass WebSockets?"
+        ),
+        DialError::BadToken => "the agent token holds characters an HTTP header cannot \
+                                carry (a stray newline in the token file?)"
+            .to_owned(),
+        DialError::Timeout => format!(
+            "no WebSocket handshake within {HANDSHAKE_TIMEOUT_SECS} s: a firewall dropping \
+             packets, or a proxy holding the request?"
+        ),
+        DialError::WebSocket(error) => explain_socket(error, secure),
+    }
+}
+
+fn explain_socket(error: &tungstenite::Error, secure: bool) -> String {
+    let text = error.to_string();
+    if let tungstenite::Error::Io(io) = error
+        && io.kind() == std::io::ErrorKind::ConnectionRefused
+    {
+        return format!(
+            "{text}: nothing listens at that address and port; is the relay up, the URL right?"
+        );
+    }
+    if secure && (text.contains("InvalidContentType") || text.contains("corrupt message")) {
+        return format!(
+            "{text}: the relay speaks plain HTTP there: use ws:// (or put TLS in front)"
+        );
+    }
+    if secure && text.contains("certificate") {
+        return format!(
+            "{text}: the relay's certificate is not trusted for this name; set `ca_file` to \
+             the CA that issued it, or fix the URL's host name"
+        );
+    }
+    if !secure
+        && (text.contains("Handshake not finished")
+            || text.contains("HTTP format")
+            || text.contains("invalid HTTP"))
+    {
+        return format!("{text}: the relay (or a proxy before it) speaks TLS there: use wss://");
+    }
+    text
+}
+
+/// Offers the token in a hello with no credits and reads the answer.
+async fn offer_token(mut socket: RelaySocket, config: &AgentConfig) -> super::Check {
+    let systems: Vec<String> = config.systems.iter().map(|s| s.name.clone()).collect();
+    let hello = AgentMessage::Hello {
+        protocol: PROTOCOL_VERSION,
+        agent_id: format!("{}-doctor", config.agent_id),
+        agent_version: env!("CARGO_PKG_VERSION").to_owned(),
+        systems: systems.clone(),
+        credits: 0,
+        capabilities: Vec::new(),
+    };
+    let what = "token and systems";
+    if let Err(error) = socket
+        .send(Message::text(encode_agent_message(&hello)))
+        .await
+    {
+        return failed(what, format!("the relay closed the connection: {error}"));
+    }
+    let answer = tokio::time::timeout(
+        Duration::from_secs(HANDSHAKE_TIMEOUT_SECS),
+        first_message(&mut socket),
+    )
+    .await;
+    let goodbye = AgentMessage::Close {
+        reason: CloseReason::ShuttingDown,
+    };
+    let _ = socket
+        .send(Message::text(encode_agent_message(&goodbye)))
+        .await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), socket.close(None)).await;
+    match answer {
+        Ok(Ok(RelayMessage::Welcome { protocol, .. })) => ok(
+            what,
+            format!(
+                "the relay accepts the token for {} (wire protocol {protocol})",
+                systems.join(", ")
+            ),
+        ),
+        Ok(Ok(RelayMessage::Close {
+            reason: CloseReason::SystemNotAllowed { system },
+        })) => failed(
+            what,
+            format!(
+                "the relay's agent token does not allow system {system}: add it to the \
+                 token's `systems` in relay.toml, or remove the system here"
+            ),
+        ),
+        Ok(Ok(RelayMessage::Close { reason })) => {
+            failed(what, format!("the relay closed the session: {reason}"))
+        }
+        Ok(Ok(other)) => failed(what, format!("unexpected first message: {other:?}")),
+        Ok(Err(error)) => failed(what, error),
+        Err(_) => failed(
+            what,
+            format!("no answer to the hello within {HANDSHAKE_TIMEOUT_SECS} s"),
+        ),
+    }
+}
+
+async fn first_message(socket: &mut RelaySocket) -> Result<RelayMessage, String> {
+    loop {
+        match socket.next().await {
+            None => return Err("the relay closed the connection".into()),
+            Some(Err(error)) => return Err(format!("the connection failed: {error}")),
+            Some(Ok(Message::Text(text))) => {
+                return decode_relay_message(text.as_bytes())
+                    .map_err(|e| format!("the relay sent what is not its protocol: {e}"));
+            }
+            Some(Ok(Message::Close(frame))) => {
+                return Err(format!(
+                    "the relay closed the connection{}",
+                    frame.map_or(String::new(), |f| format!(": {}", f.reason))
+                ));
+            }
+            Some(Ok(_)) => {}
+        }
+    }
+}
