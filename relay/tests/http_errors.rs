@@ -90,6 +90,16 @@ async fn bad_bodies_and_unknown_things() {
     )
     .await;
     problem(post(fun, "[1, 2]").await.unwrap(), StatusCode::BAD_REQUEST).await;
+    // A body of only whitespace is a blank expression in a flow, not "no
+    // parameters".
+    let blank = problem(post(fun, " \r\n ").await.unwrap(), StatusCode::BAD_REQUEST).await;
+    assert!(
+        blank["detail"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("whitespace"),
+        "{blank}"
+    );
     let unknown = post("/v1/systems/NOPE/functions/STFC_CONNECTION", "{}")
         .await
         .unwrap();

@@ -32,6 +32,22 @@ pub mod table_read;
 mod unavailable;
 pub mod where_clause;
 
+/// The integer a JSON number stands for: `10` and also `10.0` (PowerShell and many
+/// JSON libraries write whole numbers so), but not `10.5` nor a number outside
+/// `i64`. Every backend and the relay's pre-check read INT values with it.
+pub fn integer(value: &serde_json::Value) -> Option<i64> {
+    let number = value.as_number()?;
+    if let Some(n) = number.as_i64() {
+        return Some(n);
+    }
+    let x = number.as_f64()?;
+    // -2^63 and 2^63 are exact in f64; i64 holds [-2^63, 2^63).
+    let whole = x.fract() == 0.0
+        && (-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&x);
+    #[allow(clippy::cast_possible_truncation)] // whole and in range: exact
+    whole.then_some(x as i64)
+}
+
 /// An SAP system that sessions can be opened on.
 ///
 /// Implementations are shared between tasks (`Arc<dyn SapSystem>`).
@@ -144,5 +160,25 @@ pub trait SapConnection: Send {
             "TRFC_NOT_SUPPORTED",
             "this backend cannot send transactional (tRFC) units",
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn whole_numbers_written_with_a_fraction_are_integers() {
+        assert_eq!(super::integer(&json!(10)), Some(10));
+        assert_eq!(super::integer(&json!(10.0)), Some(10));
+        assert_eq!(super::integer(&json!(-3.0)), Some(-3));
+        assert_eq!(super::integer(&json!(10.5)), None);
+        assert_eq!(super::integer(&json!(1e300)), None);
+        assert_eq!(super::integer(&json!(u64::MAX)), None);
+        assert_eq!(super::integer(&json!("10")), None);
+        assert_eq!(
+            super::integer(&json!(-9.223_372_036_854_776e18)),
+            Some(i64::MIN)
+        );
     }
 }

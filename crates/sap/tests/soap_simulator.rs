@@ -64,6 +64,13 @@ async fn simulator_functions_give_the_same_json_through_soap() {
         // than the first buffer the NW RFC backend reads strings with.
         ("Z_SAPBRIDGE_TYPES_ECHO", all_types()),
         ("Z_SAPBRIDGE_TYPES_ECHO", json!({})),
+        // Whole numbers written with a fraction (PowerShell, many JSON libraries).
+        ("Z_SAPBRIDGE_TYPES_ECHO", whole_numbers_as_floats()),
+        (
+            "BAPI_CUSTOMER_GETLIST",
+            json!({"MAXROWS": 5.0,
+            "IDRANGE": [{"SIGN": "I", "OPTION": "BT", "LOW": "0000000001", "HIGH": "9999999999"}]}),
+        ),
     ];
     for (function, p) in cases {
         let p = params(p);
@@ -73,6 +80,38 @@ async fn simulator_functions_give_the_same_json_through_soap() {
         assert_eq!(via_soap, direct, "{function}");
         assert_eq!(via_rfc, direct, "{function} over RFC");
         assert!(direct.is_ok(), "{function}: {direct:?}");
+    }
+    let echo = call(
+        &sim,
+        "Z_SAPBRIDGE_TYPES_ECHO",
+        &params(whole_numbers_as_floats()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        [
+            &echo["ES_TYPES"]["INT1"],
+            &echo["ES_TYPES"]["INT2"],
+            &echo["ES_TYPES"]["INT4"],
+            &echo["ES_TYPES"]["INT8"]
+        ],
+        [
+            &json!(255),
+            &json!(-2),
+            &json!(7),
+            &json!(1_000_000_000_000_000_i64)
+        ],
+        "10.0 is the integer 10"
+    );
+    for fraction in [
+        json!({"IS_TYPES": {"INT4": 7.5}}),
+        json!({"IS_TYPES": {"INT8": 1e300}}),
+    ] {
+        let p = params(fraction.clone());
+        for backend in [&sim as &dyn SapSystem, &through, &rfc] {
+            let error = call(backend, "Z_SAPBRIDGE_TYPES_ECHO", &p).await;
+            assert!(error.is_err(), "{fraction} is no integer: {error:?}");
+        }
     }
     // The echo carries the values, formatted as SAP's connectors do.
     let echo = call(&rfc, "Z_SAPBRIDGE_TYPES_ECHO", &params(all_types()))
@@ -168,6 +207,11 @@ async fn create_and_commit_run_in_one_session_over_soap() {
             "{detail:?}"
         );
     }
+}
+
+/// Integers written as `7.0`, as PowerShell and many JSON libraries write them.
+fn whole_numbers_as_floats() -> serde_json::Value {
+    json!({"IS_TYPES": {"INT1": 255.0, "INT2": -2.0, "INT4": 7.0, "INT8": 1e15}})
 }
 
 /// One value of every ABAP type for `Z_SAPBRIDGE_TYPES_ECHO`.

@@ -128,10 +128,17 @@ pub(crate) fn body_bytes(
 /// Parses a body that must be a JSON object; an empty body is an empty object.
 ///
 /// # Errors
-/// 400 for malformed JSON or anything but an object.
+/// 400 for malformed JSON, a body of only whitespace (a flow whose expression
+/// came out blank, not a call without parameters), or anything but an object.
 pub(crate) fn json_object(bytes: &[u8]) -> Result<serde_json::Map<String, Value>, ApiError> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
+    if bytes.is_empty() {
         return Ok(serde_json::Map::new());
+    }
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::BadRequest(
+            "the body holds only whitespace: send a JSON object of parameters, `{}` or no body"
+                .into(),
+        ));
     }
     match serde_json::from_slice::<Value>(bytes) {
         Ok(Value::Object(map)) => Ok(map),
@@ -321,6 +328,7 @@ mod tests {
     #[test]
     fn bodies_and_names_are_checked() {
         assert!(json_object(b"").unwrap().is_empty());
+        assert!(json_object(b" \r\n\t").is_err(), "only whitespace");
         assert!(json_object(br#"{"A":1}"#).is_ok());
         assert!(json_object(b"[1]").is_err());
         assert!(json_object(br#"{"A": "#).is_err());

@@ -136,8 +136,7 @@ fn set_scalar(
     let sdk = |r: Result<(), sapbridge_nwrfc::RfcErrorInfo>| r.map_err(|e| from_info(&e));
     match ty {
         RFCTYPE::INT | RFCTYPE::INT1 | RFCTYPE::INT2 | RFCTYPE::INT8 => {
-            let n = value
-                .as_i64()
+            let n = crate::integer(value)
                 .ok_or_else(|| conversion(path, format!("an integer is required, got {value}")))?;
             let range = |ok: bool| {
                 if ok {

@@ -266,7 +266,7 @@ fn elem_in(f: &FieldDef, v: &Value, path: &str) -> Result<Value, RfcError> {
     match f.kind {
         Kind::Int4 | Kind::Int1 | Kind::Int2 | Kind::Int8 => {
             let name = f.kind.datatype();
-            let n = v.as_i64().ok_or_else(|| {
+            let n = crate::integer(v).ok_or_else(|| {
                 conversion_failure(path, format!("an integer is required for {name}, got {v}"))
             })?;
             let fits = match f.kind {

@@ -260,7 +260,9 @@ pub(crate) fn scalar_to_text(value: &Value, ty: ScalarType) -> String {
                 _ => s.clone(),
             }
         }
-        Value::Number(n) => n.to_string(),
+        // A whole number written `10.0` goes to SAP as `10` (an INT field refuses
+        // the fraction); others as written.
+        Value::Number(n) => crate::integer(value).map_or_else(|| n.to_string(), |i| i.to_string()),
         Value::Bool(true) => "X".to_owned(),
         Value::Bool(false) | Value::Null => String::new(),
         Value::Array(_) | Value::Object(_) => String::new(),

@@ -84,7 +84,7 @@ fn check_row(fields: &[FieldInfo], row: &Value, path: &str) -> Result<(), Action
 }
 
 fn int_in(value: &Value, path: &str, range: (i64, i64), kind: &str) -> Result<(), ActionError> {
-    let n = value.as_i64().ok_or_else(|| {
+    let n = sapbridge_sap::integer(value).ok_or_else(|| {
         bad(
             path,
             format!("an integer is required for {kind}, got {value}"),
