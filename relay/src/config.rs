@@ -773,11 +773,11 @@ mod tests {
         );
         let refused = [
             (
-                format!("advertise_url = \"http://10.0.0.5:8080\""),
+                "advertise_url = \"http://10.0.0.5:8080\"".to_owned(),
                 postgres,
                 "cluster.secret",
             ),
-            (format!("secret = \"short\""), postgres, "cluster.secret"),
+            ("secret = \"short\"".to_owned(), postgres, "cluster.secret"),
             (
                 format!("advertise_url = \"https://r1:8443\"\nsecret = \"{secret}\""),
                 postgres,

@@ -4,6 +4,7 @@
 //! cluster secret. Without PostgreSQL the tests say so on stderr and pass, except
 //! under `CI=true`.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -19,18 +20,23 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use futures_util::StreamExt;
 use hmac::{KeyInit, Mac};
 use sapbridge_tests::postgres::{TestDatabase, skip_or_fail};
-use sapbridge_tests::{API_KEY, Client, CutProxy, TestAgent, TestRelay, simulator};
+use sapbridge_tests::{API_KEY, Client, CutProxy, DEADLINE, TestAgent, TestRelay, simulator};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
+use tokio::sync::{Notify, mpsc};
 
 /// The secret the test cluster's replicas share.
 const SECRET: &str = "test-cluster-secret-0123456789abcdef";
 
-/// What the backend saw.
+/// What the backend saw, and what holds its dripping answer.
 #[derive(Default)]
 struct Backend {
     headers: Mutex<Vec<HeaderMap>>,
+    /// Bytes of `/api/count` bodies read so far.
+    received: AtomicUsize,
+    /// Lets `/api/drip` send its second piece.
+    release: Notify,
 }
 
 type Shared = Arc<Backend>;
@@ -84,6 +90,42 @@ async fn upload(State(backend): State<Shared>, request: Request) -> Response {
         .into_response()
 }
 
+/// `POST /api/count`: counts the body's bytes as they arrive (in
+/// `Backend::received`); answers the total.
+async fn count(State(backend): State<Shared>, body: Body) -> Response {
+    let mut stream = body.into_data_stream();
+    let mut len = 0usize;
+    while let Some(piece) = stream.next().await {
+        let Ok(piece) = piece else {
+            return StatusCode::BAD_REQUEST.into_response();
+        };
+        len += piece.len();
+        backend.received.fetch_add(piece.len(), Ordering::SeqCst);
+    }
+    axum::Json(json!({"len": len})).into_response()
+}
+
+/// `GET /api/drip`: one piece at once, the second once the test releases it.
+async fn drip(State(backend): State<Shared>) -> Response {
+    let stream = futures_util::stream::unfold(0u8, move |step| {
+        let backend = Arc::clone(&backend);
+        async move {
+            match step {
+                0 => Some((
+                    Ok::<_, std::io::Error>(Bytes::from_static(b"first-piece")),
+                    1,
+                )),
+                1 => {
+                    backend.release.notified().await;
+                    Some((Ok(Bytes::from_static(b"second-piece")), 2))
+                }
+                _ => None,
+            }
+        }
+    });
+    Body::from_stream(stream).into_response()
+}
+
 /// 3 MiB of a repeating pattern.
 fn big_body() -> Vec<u8> {
     (0..3 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect()
@@ -99,6 +141,8 @@ async fn start_backend() -> Result<(String, Shared)> {
         .route("/api/hello", get(hello))
         .route("/api/upload", post(upload))
         .route("/api/big", get(big))
+        .route("/api/count", post(count))
+        .route("/api/drip", get(drip))
         .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(Arc::clone(&backend));
     let listener = TcpListener::bind("127.0.0.1:0").await?;
@@ -299,6 +343,88 @@ async fn pass_through_on_a_reaches_the_agent_on_b() -> Result<()> {
         2,
         "hello and upload (big records nothing)"
     );
+    cluster.stop().await
+}
+
+/// Neither body is held whole on the way through A and B: the client reads the
+/// first piece of a response whose backend has not sent the rest yet, and the
+/// backend reads the first piece of a request body whose client has not sent
+/// the rest yet. Also prints the latency of a small GET through B's own agent and
+/// forwarded by A (numbers, not asserts).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_stream_through_the_hop_without_being_held_whole() -> Result<()> {
+    let Some(db) = database("bodies_stream_through_the_hop_without_being_held_whole").await else {
+        return Ok(());
+    };
+    let cluster = Cluster::start(&db, false).await?;
+    let http = reqwest::Client::new();
+    let on = |relay: &TestRelay, path: &str| format!("{}/v1/systems/SIM/http{path}", relay.url());
+
+    let mut reply = tokio::time::timeout(
+        DEADLINE,
+        http.get(on(&cluster.a, "/api/drip"))
+            .bearer_auth(API_KEY)
+            .send(),
+    )
+    .await??;
+    assert_eq!(reply.status().as_u16(), 200);
+    let first = tokio::time::timeout(DEADLINE, reply.chunk())
+        .await
+        .context("the first piece did not come through before the rest")??;
+    assert_eq!(first.as_deref(), Some(&b"first-piece"[..]));
+    cluster.backend.release.notify_one();
+    let rest = tokio::time::timeout(DEADLINE, reply.bytes()).await??;
+    assert_eq!(&rest[..], b"second-piece");
+
+    let (pieces, receiver) = mpsc::channel::<Bytes>(1);
+    let stream = futures_util::stream::unfold(receiver, |mut receiver| async move {
+        let piece = receiver.recv().await?;
+        Some((Ok::<_, std::io::Error>(piece), receiver))
+    });
+    let upload = tokio::spawn(
+        http.post(on(&cluster.a, "/api/count"))
+            .bearer_auth(API_KEY)
+            .body(reqwest::Body::wrap_stream(stream))
+            .send(),
+    );
+    pieces.send(Bytes::from(vec![1u8; 64 * 1024])).await?;
+    let waited = tokio::time::Instant::now() + DEADLINE;
+    while cluster.backend.received.load(Ordering::SeqCst) < 64 * 1024 {
+        ensure!(
+            tokio::time::Instant::now() < waited,
+            "the backend saw nothing of a body whose first piece was sent"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    pieces.send(Bytes::from(vec![2u8; 64 * 1024])).await?;
+    drop(pieces);
+    let reply = tokio::time::timeout(DEADLINE, upload).await???;
+    assert_eq!(reply.status().as_u16(), 200);
+    let body: Value = reply.json().await?;
+    assert_eq!(body["len"], json!(128 * 1024));
+
+    for (label, relay) in [
+        ("through B's own agent", &cluster.b),
+        ("forwarded by A to B", &cluster.a),
+    ] {
+        let mut took = Vec::new();
+        for _ in 0..200 {
+            let started = std::time::Instant::now();
+            let reply = http
+                .get(on(relay, "/api/hello"))
+                .bearer_auth(API_KEY)
+                .send()
+                .await?;
+            ensure!(reply.status().as_u16() == 203);
+            reply.bytes().await?;
+            took.push(started.elapsed());
+        }
+        took.sort();
+        println!(
+            "pass-through GET {label}: p50 {:?}, p99 {:?} (200 sequential requests)",
+            took[100], took[197]
+        );
+    }
     cluster.stop().await
 }
 
