@@ -140,7 +140,7 @@ async fn elsewhere(
 ) -> Result<Response, Refusal> {
     let settings = &state.settings.passthrough;
     let max_streams = settings.max_in_flight_per_agent;
-    let peers = match state.queue.http_replicas(&system).await {
+    let peers = match state.peers.candidates(&*state.queue, &system).await {
         Ok(peers) => peers,
         Err(error) => {
             tracing::warn!(%error, "could not look for other replicas' agents");
@@ -179,6 +179,7 @@ async fn elsewhere(
             Err(PeerError::Unreachable(error)) => {
                 tracing::warn!(replica = %peer.id, address = %peer.address, %error,
                     "another relay replica is unreachable");
+                state.peers.mark_down(peer);
                 last = Some(PeerError::Unreachable(error));
                 // A body once handed over cannot be sent again.
                 if had_body {

@@ -9,11 +9,15 @@
 //! the pass-through timeout between two pieces.
 //!
 //! Connections to peers are kept alive and reused (plain HTTP/1.1: the peers'
-//! network is private).
+//! network is private). Which peers have an agent for a system is read from the
+//! store at most every [`CANDIDATES_FOR`] per system (the store's listings are
+//! themselves published every 2 s), and a peer that did not answer is tried
+//! last for [`DOWN_FOR`].
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes, HttpBody};
 use axum::response::Response;
@@ -29,7 +33,14 @@ use sapbridge_proto::is_hop_by_hop;
 
 use super::PassthroughSettings;
 use super::cluster::{FORWARDED_HEADER, ForwardedCaller, Signer};
-use crate::queue::PeerReplica;
+use crate::queue::{PeerReplica, Queue};
+
+/// How long the peers found for a system are used before the store is asked
+/// again.
+const CANDIDATES_FOR: Duration = Duration::from_secs(1);
+
+/// How long a peer that did not answer is tried after the others.
+const DOWN_FOR: Duration = Duration::from_secs(5);
 
 /// How long a connection to a peer may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -60,10 +71,17 @@ const BODY_OK: u8 = 0;
 const BODY_TOO_LARGE: u8 = 1;
 const BODY_CLIENT_FAILED: u8 = 2;
 
+/// The peers found for a system, and when.
+type Found = (Instant, Arc<[PeerReplica]>);
+
 /// Forwards pass-through requests to peer replicas.
 pub(crate) struct Peers {
     signer: Signer,
     client: OnceLock<Client<HttpConnector, Body>>,
+    /// Per system: when its peers were read, and which.
+    candidates: Mutex<HashMap<String, Found>>,
+    /// Peers that did not answer, and when.
+    down: Mutex<HashMap<String, Instant>>,
 }
 
 impl std::fmt::Debug for Peers {
@@ -80,7 +98,56 @@ impl Peers {
         Self {
             signer,
             client: OnceLock::new(),
+            candidates: Mutex::default(),
+            down: Mutex::default(),
         }
+    }
+
+    /// The other live replicas with an agent forwarding HTTP for `system`, in
+    /// the order to try them: the store's order, those that recently did not
+    /// answer last. Read from `queue` at most every [`CANDIDATES_FOR`].
+    ///
+    /// # Errors
+    /// The store's error, when it had to be asked and failed.
+    pub(crate) async fn candidates(
+        &self,
+        queue: &dyn Queue,
+        system: &str,
+    ) -> Result<Vec<PeerReplica>, crate::queue::QueueError> {
+        let now = Instant::now();
+        let cached = self
+            .candidates
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(system)
+            .filter(|(at, _)| now.duration_since(*at) < CANDIDATES_FOR)
+            .map(|(_, peers)| Arc::clone(peers));
+        let peers = match cached {
+            Some(peers) => peers,
+            None => {
+                let peers: Arc<[PeerReplica]> = queue.http_replicas(system).await?.into();
+                let mut all = self
+                    .candidates
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                all.retain(|_, (at, _)| now.duration_since(*at) < CANDIDATES_FOR);
+                all.insert(system.to_owned(), (now, Arc::clone(&peers)));
+                peers
+            }
+        };
+        let mut ordered = peers.to_vec();
+        let mut down = self.down.lock().unwrap_or_else(PoisonError::into_inner);
+        down.retain(|_, at| now.duration_since(*at) < DOWN_FOR);
+        ordered.sort_by_key(|peer| down.contains_key(&peer.id));
+        Ok(ordered)
+    }
+
+    /// `peer` did not answer: try it after the others for a while.
+    pub(crate) fn mark_down(&self, peer: &PeerReplica) {
+        self.down
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(peer.id.clone(), Instant::now());
     }
 
     /// The signer (also checks forwarded requests this replica receives).
