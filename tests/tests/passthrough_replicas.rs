@@ -577,3 +577,66 @@ async fn the_target_replica_gone_answers_503() -> Result<()> {
     assert_eq!(cluster.backend_requests(), 1);
     cluster.stop().await
 }
+
+/// A replica says why it does not forward: without a cluster secret of its own
+/// (503 naming `[cluster]`), or when the replica with the agent takes no
+/// forwarded requests (no address); and a replica that stops cleanly is
+/// forgotten at once, so the answer becomes the lone relay's `no-agent`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_say_why_they_do_not_forward() -> Result<()> {
+    let Some(db) = database("replicas_say_why_they_do_not_forward").await else {
+        return Ok(());
+    };
+    let dir = tempfile::tempdir()?;
+    let (url, _backend) = start_backend().await?;
+    let on_postgres = json!({"queue": {"store": "postgres", "url": db.url()}});
+    let plain = TestRelay::start(on_postgres.clone()).await?;
+    let mut no_address = on_postgres.clone();
+    no_address["cluster"] = json!({"secret": SECRET});
+    let unadvertised = TestRelay::start(no_address).await?;
+    let b = replica(&db, TcpListener::bind("127.0.0.1:0").await?, None).await?;
+    let sim = simulator(dir.path(), Duration::ZERO)?;
+    let http = json!({"base_url": url, "allow_paths": ["/api"]});
+    let agent = TestAgent::start_with_http(&b, "agent-b", dir.path(), sim, &["*"], 4, http)?;
+    let target = "/v1/systems/SIM/http/api/hello";
+    let on_plain = Client::new(&plain, Some(API_KEY));
+    on_plain.wait_agents("SIM", 1).await?;
+    let reply = on_plain.get(target).await?;
+    assert_eq!(reply.status, 503, "{:?}", reply.body);
+    assert_eq!(reply.body["type"], "/problems/no-agent");
+    let detail = reply.body["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("[cluster]"), "{detail}");
+
+    // B stops cleanly: its address and agents are withdrawn at once, and the
+    // agent moves to the replica that has a secret and no address.
+    agent.stop().await?;
+    b.stop().await?;
+    let on_unadvertised = Client::new(&unadvertised, Some(API_KEY));
+    // Asked for the first time after B stopped (nothing cached): no 15 s of
+    // "replica-unavailable" while B's row ages.
+    let reply = on_unadvertised.get(target).await?;
+    assert_eq!(reply.status, 503, "{:?}", reply.body);
+    assert_eq!(reply.body["type"], "/problems/no-agent", "{:?}", reply.body);
+    let detail = reply.body["detail"].as_str().unwrap_or_default();
+    assert!(
+        detail.contains("no agent serving SIM is connected"),
+        "{detail}"
+    );
+    let sim = simulator(dir.path(), Duration::ZERO)?;
+    let http = json!({"base_url": url, "allow_paths": ["/api"]});
+    let agent =
+        TestAgent::start_with_http(&unadvertised, "agent-u", dir.path(), sim, &["*"], 4, http)?;
+    // `plain` has no agent; the one with the agent takes no forwarded requests.
+    let b2 = replica(&db, TcpListener::bind("127.0.0.1:0").await?, None).await?;
+    let on_b2 = Client::new(&b2, Some(API_KEY));
+    on_b2.wait_agents("SIM", 1).await?;
+    let reply = on_b2.get(target).await?;
+    assert_eq!(reply.status, 503, "{:?}", reply.body);
+    assert_eq!(reply.body["type"], "/problems/no-agent");
+    let detail = reply.body["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("take no forwarded requests"), "{detail}");
+    agent.stop().await?;
+    b2.stop().await?;
+    unadvertised.stop().await?;
+    plain.stop().await
+}
