@@ -125,7 +125,10 @@ impl RelayState {
             sessions: Arc::new(sessions),
             customer_defaults: config.customer_defaults.clone(),
             metadata: MetadataCache::new(Duration::from_secs(config.metadata_cache_secs)),
-            peers: Peers::new(Signer::new(config.cluster.secret.clone())),
+            peers: Peers::new(
+                Signer::new(config.cluster.secret.clone()),
+                Duration::from_secs(config.idle_timeout_secs),
+            ),
         }
     }
 }

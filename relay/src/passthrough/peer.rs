@@ -28,7 +28,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Request, Uri};
 use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use sapbridge_proto::is_hop_by_hop;
 
 use super::PassthroughSettings;
@@ -77,6 +77,8 @@ type Found = (Instant, Arc<[PeerReplica]>);
 /// Forwards pass-through requests to peer replicas.
 pub(crate) struct Peers {
     signer: Signer,
+    /// How long a kept-alive connection to a peer may sit unused.
+    pool_idle: Duration,
     client: OnceLock<Client<HttpConnector, Body>>,
     /// Per system: when its peers were read, and which.
     candidates: Mutex<HashMap<String, Found>>,
@@ -93,10 +95,14 @@ impl std::fmt::Debug for Peers {
 }
 
 impl Peers {
-    /// Peers signing with `signer`.
-    pub(crate) fn new(signer: Signer) -> Self {
+    /// Peers signing with `signer`, whose servers close connections idle for
+    /// `peer_idle` (the replicas' `idle_timeout_secs`): an idle connection is
+    /// dropped here at half that, so a request is never sent on a connection the
+    /// peer is closing (it would fail as if the peer had died).
+    pub(crate) fn new(signer: Signer, peer_idle: Duration) -> Self {
         Self {
             signer,
+            pool_idle: (peer_idle / 2).max(Duration::from_millis(500)),
             client: OnceLock::new(),
             candidates: Mutex::default(),
             down: Mutex::default(),
@@ -161,7 +167,10 @@ impl Peers {
             let mut connector = HttpConnector::new();
             connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
             connector.set_nodelay(true);
-            Client::builder(TokioExecutor::new()).build(connector)
+            Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(self.pool_idle)
+                .pool_timer(TokioTimer::new())
+                .build(connector)
         })
     }
 
