@@ -640,3 +640,64 @@ async fn replicas_say_why_they_do_not_forward() -> Result<()> {
     unadvertised.stop().await?;
     plain.stop().await
 }
+
+/// A replica whose own agents are all at their stream limit forwards to a
+/// replica with a free one instead of answering 503 busy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_whose_agents_are_busy_forwards() -> Result<()> {
+    let Some(db) = database("a_replica_whose_agents_are_busy_forwards").await else {
+        return Ok(());
+    };
+    let (url, backend) = start_backend().await?;
+    let (dir_a, dir_b) = (tempfile::tempdir()?, tempfile::tempdir()?);
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let own = format!("http://{}", listener.local_addr()?);
+    let a = TestRelay::start_on(
+        listener,
+        json!({
+            "queue": {"store": "postgres", "url": db.url()},
+            "cluster": {"advertise_url": own, "secret": SECRET},
+            "http_max_in_flight_per_agent": 1,
+        }),
+    )
+    .await?;
+    let b = replica(&db, TcpListener::bind("127.0.0.1:0").await?, None).await?;
+    let http_block = json!({"base_url": url, "allow_paths": ["/api"]});
+    let sim_a = simulator(dir_a.path(), Duration::ZERO)?;
+    let agent_a = TestAgent::start_with_http(
+        &a,
+        "agent-a",
+        dir_a.path(),
+        sim_a,
+        &["*"],
+        4,
+        http_block.clone(),
+    )?;
+    let sim_b = simulator(dir_b.path(), Duration::ZERO)?;
+    let agent_b =
+        TestAgent::start_with_http(&b, "agent-b", dir_b.path(), sim_b, &["*"], 4, http_block)?;
+    let on_a = Client::new(&a, Some(API_KEY));
+    on_a.wait_agents("SIM", 2).await?;
+
+    // A's only agent carries its one stream: the drip, held open.
+    let http = reqwest::Client::new();
+    let mut held = tokio::time::timeout(
+        DEADLINE,
+        http.get(format!("{}/v1/systems/SIM/http/api/drip", a.url()))
+            .bearer_auth(API_KEY)
+            .send(),
+    )
+    .await??;
+    let first = tokio::time::timeout(DEADLINE, held.chunk()).await??;
+    assert_eq!(first.as_deref(), Some(&b"first-piece"[..]));
+    let reply = on_a.get("/v1/systems/SIM/http/api/hello").await?;
+    assert_eq!(reply.status, 203, "{:?}", reply.body);
+    assert_eq!(backend.headers.lock().unwrap().len(), 1);
+    backend.release.notify_one();
+    let rest = tokio::time::timeout(DEADLINE, held.bytes()).await??;
+    assert_eq!(&rest[..], b"second-piece");
+    agent_a.stop().await?;
+    agent_b.stop().await?;
+    b.stop().await?;
+    a.stop().await
+}

@@ -4,10 +4,11 @@
 //!
 //! Not a durable call: nothing is queued. The request goes to the connected agent
 //! with the fewest open pass-through streams. With none here that forwards HTTP
-//! for the system, it goes to another relay replica that has one (see
-//! `passthrough/peer.rs`); with none anywhere the answer is 503 with
-//! `Retry-After` (403 when agents are connected and none offers pass-through). The relay waits up to `http_timeout_secs` for the response
-//! head (504 after), then streams the body to the client. An agent lost before the
+//! for the system (or all of them at their stream limit), it goes to another
+//! relay replica that has one (see `passthrough/peer.rs`); with none anywhere the
+//! answer is 503 with `Retry-After` (403 when agents are connected and none
+//! offers pass-through). The relay waits up to `http_timeout_secs` for the
+//! response head (504 after), then streams the body to the client. An agent lost before the
 //! head is 502; after it, the client's response is cut off (its length or chunked
 //! framing shows it incomplete).
 
@@ -123,14 +124,15 @@ async fn run(
         Err(refused) => refused,
     };
     // A forwarded request is served here or not at all: never a second hop.
-    if hop || refused == NoStream::Busy {
+    if hop {
         return Err(no_stream(refused, &system, max_streams));
     }
     elsewhere(state, caller, refused, system, request).await
 }
 
-/// No agent of this replica forwards HTTP for `system`: the request goes to a
-/// replica that has one, or is answered as a lone relay would answer it.
+/// No agent of this replica can take the request (none forwards HTTP for
+/// `system`, or all are at their stream limit): it goes to a replica that has
+/// such an agent, or is answered as a lone relay would answer it.
 async fn elsewhere(
     state: &RelayState,
     caller: &Caller,

@@ -14,9 +14,10 @@
 //! every route.
 //!
 //! Across relay replicas (`peer.rs`, `cluster.rs`): a replica none of whose
-//! agents forwards HTTP for the system sends the request on to a replica that
-//! has such an agent (found in the shared store), signed with the cluster secret;
-//! that replica serves it from its own agents and never forwards it again.
+//! agents forwards HTTP for the system (or all of them at their stream limit)
+//! sends the request on to a replica that has such an agent (found in the shared
+//! store), signed with the cluster secret; that replica serves it from its own
+//! agents and never forwards it again.
 //!
 //! Limits (`[relay]` keys `http_body_limit_bytes`, `http_timeout_secs`,
 //! `http_max_in_flight_per_agent`): request bodies over the limit answer 413 (by
