@@ -171,15 +171,25 @@ async fn replica(
     listener: TcpListener,
     advertise: Option<String>,
 ) -> Result<TestRelay> {
+    replica_with(db, listener, advertise, json!({})).await
+}
+
+/// As [`replica`], with `extra` merged into the relay's settings.
+async fn replica_with(
+    db: &TestDatabase,
+    listener: TcpListener,
+    advertise: Option<String>,
+    extra: Value,
+) -> Result<TestRelay> {
     let own = format!("http://{}", listener.local_addr()?);
-    TestRelay::start_on(
-        listener,
-        json!({
-            "queue": {"store": "postgres", "url": db.url()},
-            "cluster": {"advertise_url": advertise.unwrap_or(own), "secret": SECRET},
-        }),
-    )
-    .await
+    let mut settings = json!({
+        "queue": {"store": "postgres", "url": db.url()},
+        "cluster": {"advertise_url": advertise.unwrap_or(own), "secret": SECRET},
+    });
+    if let (Some(base), Value::Object(extra)) = (settings.as_object_mut(), extra) {
+        base.extend(extra);
+    }
+    TestRelay::start_on(listener, settings).await
 }
 
 /// Two replicas, A without an agent and B with one whose `SIM` passes HTTP to
@@ -195,16 +205,26 @@ struct Cluster {
 
 impl Cluster {
     async fn start(db: &TestDatabase, behind_proxy: bool) -> Result<Self> {
+        Self::start_with(db, behind_proxy, json!({}), json!({})).await
+    }
+
+    /// As [`Cluster::start`], with `extra_a` in A's settings and `extra_b` in B's.
+    async fn start_with(
+        db: &TestDatabase,
+        behind_proxy: bool,
+        extra_a: Value,
+        extra_b: Value,
+    ) -> Result<Self> {
         let (url, backend) = start_backend().await?;
         let dir = tempfile::tempdir()?;
-        let a = replica(db, TcpListener::bind("127.0.0.1:0").await?, None).await?;
+        let a = replica_with(db, TcpListener::bind("127.0.0.1:0").await?, None, extra_a).await?;
         let b_listener = TcpListener::bind("127.0.0.1:0").await?;
         let proxy = match behind_proxy {
             true => Some(CutProxy::start(b_listener.local_addr()?).await?),
             false => None,
         };
         let advertise = proxy.as_ref().map(|p| format!("http://{}", p.addr));
-        let b = replica(db, b_listener, advertise).await?;
+        let b = replica_with(db, b_listener, advertise, extra_b).await?;
         let sim = simulator(dir.path(), Duration::ZERO)?;
         // Cookies both ways, so that a repeated response header (Set-Cookie) shows.
         let http = json!({"base_url": url, "allow_paths": ["/api"], "forward_cookies": true});
@@ -700,4 +720,37 @@ async fn a_replica_whose_agents_are_busy_forwards() -> Result<()> {
     agent_b.stop().await?;
     b.stop().await?;
     a.stop().await
+}
+
+/// The pass-through body limit of the replica the client called holds across the
+/// hop (B's limit is the default 16 MiB, A's 1 MiB): declared or streamed past
+/// it, a body sent to A answers 413 (a problem); within it, it passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_over_the_limit_answer_413_across_the_hop() -> Result<()> {
+    let Some(db) = database("bodies_over_the_limit_answer_413_across_the_hop").await else {
+        return Ok(());
+    };
+    let limit = json!({"http_body_limit_bytes": 1024 * 1024});
+    let cluster = Cluster::start_with(&db, false, limit, json!({})).await?;
+    let on_a = Client::new(&cluster.a, Some(API_KEY));
+    let path = "/v1/systems/SIM/http/api/upload";
+    let body = vec![7u8; 2 * 1024 * 1024];
+    let reply = on_a.send("POST", path, Some(body.clone()), &[]).await?;
+    assert_eq!(reply.status, 413, "{:?}", reply.body);
+    assert_eq!(reply.body["type"], "/problems/payload-too-large");
+    let pieces: Vec<Result<Vec<u8>, std::io::Error>> =
+        body.chunks(64 * 1024).map(|c| Ok(c.to_vec())).collect();
+    let response = reqwest::Client::new()
+        .post(format!("{}{path}", cluster.a.url()))
+        .bearer_auth(API_KEY)
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(
+            pieces,
+        )))
+        .send()
+        .await?;
+    assert_eq!(response.status(), 413);
+    let reply = on_a.send("POST", path, Some(vec![1u8; 1000]), &[]).await?;
+    assert_eq!(reply.status, 201, "{:?}", reply.body);
+    assert_eq!(reply.body["len"], json!(1000));
+    cluster.stop().await
 }
