@@ -126,6 +126,11 @@ async fn drip(State(backend): State<Shared>) -> Response {
     Body::from_stream(stream).into_response()
 }
 
+/// `GET /api/hang`: never answers.
+async fn hang() -> Response {
+    std::future::pending().await
+}
+
 /// 3 MiB of a repeating pattern.
 fn big_body() -> Vec<u8> {
     (0..3 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect()
@@ -143,6 +148,7 @@ async fn start_backend() -> Result<(String, Shared)> {
         .route("/api/big", get(big))
         .route("/api/count", post(count))
         .route("/api/drip", get(drip))
+        .route("/api/hang", get(hang))
         .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(Arc::clone(&backend));
     let listener = TcpListener::bind("127.0.0.1:0").await?;
@@ -752,5 +758,26 @@ async fn bodies_over_the_limit_answer_413_across_the_hop() -> Result<()> {
     let reply = on_a.send("POST", path, Some(vec![1u8; 1000]), &[]).await?;
     assert_eq!(reply.status, 201, "{:?}", reply.body);
     assert_eq!(reply.body["len"], json!(1000));
+    cluster.stop().await
+}
+
+/// A backend that does not answer gives the same 504 problem through the hop as
+/// through a local agent, after the pass-through timeout (1 s here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_backend_answers_504_across_the_hop() -> Result<()> {
+    let Some(db) = database("a_slow_backend_answers_504_across_the_hop").await else {
+        return Ok(());
+    };
+    let timeout = json!({"http_timeout_secs": 1});
+    let cluster = Cluster::start_with(&db, false, timeout.clone(), timeout).await?;
+    let started = std::time::Instant::now();
+    let reply = tokio::time::timeout(
+        DEADLINE,
+        Client::new(&cluster.a, Some(API_KEY)).get("/v1/systems/SIM/http/api/hang"),
+    )
+    .await??;
+    assert_eq!(reply.status, 504, "{:?}", reply.body);
+    assert_eq!(reply.body["type"], "/problems/gateway-timeout");
+    println!("504 across the hop after {:?}", started.elapsed());
     cluster.stop().await
 }
