@@ -21,11 +21,24 @@ pub(crate) enum Scope {
 }
 
 impl Scope {
-    fn new(systems: &[String]) -> Self {
+    /// The scope of a list of systems (`"*"`: all).
+    pub(crate) fn new(systems: &[String]) -> Self {
         if systems.iter().any(|s| s == ALL_SYSTEMS) {
             Self::All
         } else {
             Self::Systems(systems.iter().cloned().collect())
+        }
+    }
+
+    /// The scope as a list of systems (`["*"]`: all), sorted.
+    pub(crate) fn systems(&self) -> Vec<String> {
+        match self {
+            Self::All => vec![ALL_SYSTEMS.to_owned()],
+            Self::Systems(systems) => {
+                let mut list: Vec<String> = systems.iter().cloned().collect();
+                list.sort();
+                list
+            }
         }
     }
 

@@ -74,6 +74,9 @@ pub struct RelayConfig {
     pub absolute_locations: bool,
     /// The `[queue]` table: the store that holds calls (see [`QueueConfig`]).
     pub queue: QueueConfig,
+    /// The `[cluster]` table: how replicas sharing a PostgreSQL store reach each
+    /// other to forward pass-through requests (see [`ClusterConfig`]).
+    pub cluster: ClusterConfig,
     // --- high-level actions (customers, tables, function metadata) ---
     /// The `[customer_defaults]` table: what `POST /v1/systems/{system}/customers`
     /// uses when the request omits the reference customer, sales area, language or
@@ -163,6 +166,7 @@ impl Default for RelayConfig {
             trusted_proxies: Vec::new(),
             absolute_locations: false,
             queue: QueueConfig::default(),
+            cluster: ClusterConfig::default(),
             customer_defaults: CustomerDefaults::default(),
             metadata_cache_secs: 900,
             http_body_limit_bytes: 16 * 1024 * 1024,
@@ -175,6 +179,84 @@ impl Default for RelayConfig {
             max_connections: 512,
             max_agent_connections: 128,
         }
+    }
+}
+
+/// The shortest cluster secret accepted, in characters.
+pub(crate) const MIN_CLUSTER_SECRET_CHARS: usize = 32;
+
+/// The `[cluster]` table: replica-to-replica forwarding of HTTP pass-through.
+///
+/// A replica that gets a pass-through request for a system none of its own
+/// agents forwards HTTP for sends it on to a replica that has such an agent, at
+/// the address that replica recorded in the database (its `advertise_url`),
+/// signed with the shared `secret`. Both unset (the default): this replica
+/// neither forwards nor takes forwarded requests.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// The base URL at which the other replicas reach this one
+    /// (`http://10.0.0.5:8080`): its own listener, on an address of the private
+    /// network the replicas share. Needs `secret` and the PostgreSQL store.
+    pub advertise_url: Option<String>,
+    /// The secret every replica of the cluster shares (at least
+    /// [`MIN_CLUSTER_SECRET_CHARS`] characters): forwarded requests are signed
+    /// with it (HMAC-SHA-256) and refused unless their signature checks. Never
+    /// logged; prefer `SAPBRIDGE_CLUSTER_SECRET` to writing it in the file.
+    pub secret: Option<Secret>,
+}
+
+impl ClusterConfig {
+    fn validate(&self, store: StoreKind) -> Result<(), ConfigError> {
+        let out = |field, problem: &str| {
+            Err(ConfigError::OutOfRange {
+                field,
+                problem: problem.to_owned(),
+            })
+        };
+        if let Some(secret) = &self.secret
+            && secret.expose().chars().count() < MIN_CLUSTER_SECRET_CHARS
+        {
+            return out(
+                "cluster.secret",
+                &format!(
+                    "must be at least {MIN_CLUSTER_SECRET_CHARS} characters (openssl rand -hex 32)"
+                ),
+            );
+        }
+        let Some(url) = &self.advertise_url else {
+            return Ok(());
+        };
+        let parsed: Option<http::Uri> = url.parse().ok();
+        let fits = parsed.is_some_and(|u| {
+            u.scheme_str() == Some("http")
+                && u.host().is_some_and(|h| !h.is_empty())
+                && matches!(u.path(), "" | "/")
+                && u.query().is_none()
+        });
+        if !fits {
+            return out(
+                "cluster.advertise_url",
+                "must be an http:// base URL without path or query (http://10.0.0.5:8080); \
+                 https:// is not supported yet: keep replica-to-replica traffic on a private \
+                 network",
+            );
+        }
+        if self.secret.is_none() {
+            return out(
+                "cluster.advertise_url",
+                "needs cluster.secret (or SAPBRIDGE_CLUSTER_SECRET): forwarded requests are \
+                 refused unless signed with it",
+            );
+        }
+        if store != StoreKind::Postgres {
+            return out(
+                "cluster.advertise_url",
+                "replicas find each other in the PostgreSQL store: needs [queue] store = \
+                 \"postgres\"",
+            );
+        }
+        Ok(())
     }
 }
 
@@ -425,6 +507,7 @@ impl RelayConfig {
             );
         }
         self.check_connections()?;
+        self.cluster.validate(self.queue.store)?;
         self.queue.validate().map_err(|e| ConfigError::OutOfRange {
             field: e.field,
             problem: e.problem,
@@ -686,6 +769,54 @@ mod tests {
         ));
         assert!(config.api_keys[0].operator);
         config.validate().expect("valid");
+    }
+
+    #[test]
+    fn cluster_settings_are_checked() {
+        let secret = "s".repeat(MIN_CLUSTER_SECRET_CHARS);
+        let postgres = "[queue]\nstore = \"postgres\"\nurl = \"postgres://u@db/q\"\n";
+        let with =
+            |cluster: &str, queue: &str| parse(&format!("{queue}[cluster]\n{cluster}\n{MINIMAL}"));
+        let ok = with(
+            &format!("advertise_url = \"http://10.0.0.5:8080\"\nsecret = \"{secret}\""),
+            postgres,
+        );
+        ok.validate().expect("valid");
+        assert!(
+            !format!("{ok:?}").contains(&secret),
+            "the secret is never shown"
+        );
+        let refused = [
+            (
+                "advertise_url = \"http://10.0.0.5:8080\"".to_owned(),
+                postgres,
+                "cluster.secret",
+            ),
+            ("secret = \"short\"".to_owned(), postgres, "cluster.secret"),
+            (
+                format!("advertise_url = \"https://r1:8443\"\nsecret = \"{secret}\""),
+                postgres,
+                "https",
+            ),
+            (
+                format!("advertise_url = \"http://r1:8080/x\"\nsecret = \"{secret}\""),
+                postgres,
+                "without path",
+            ),
+            (
+                format!("advertise_url = \"http://r1:8080\"\nsecret = \"{secret}\""),
+                "",
+                "postgres",
+            ),
+        ];
+        for (cluster, queue, says) in refused {
+            let err = with(&cluster, queue).validate().unwrap_err().to_string();
+            assert!(
+                err.starts_with("cluster.") && err.contains(says),
+                "{cluster}: {err}"
+            );
+            assert!(!err.contains(&secret), "{err}");
+        }
     }
 
     #[test]

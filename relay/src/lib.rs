@@ -56,8 +56,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{
-    AgentTokenConfig, ApiKeyConfig, ConfigError, DatabaseUrl, Durability, QueueConfig, RelayConfig,
-    StoreKind,
+    AgentTokenConfig, ApiKeyConfig, ClusterConfig, ConfigError, DatabaseUrl, Durability,
+    QueueConfig, RelayConfig, StoreKind,
 };
 
 use crate::queue::{Queue, Retention};
@@ -90,6 +90,13 @@ pub async fn run(
 ) -> Result<(), RelayError> {
     config.validate()?;
     let queue = open_queue(&config.queue, config.owner_hold_secs).await?;
+    if let Some(address) = &config.cluster.advertise_url {
+        queue
+            .advertise(address)
+            .await
+            .map_err(|e| RelayError::Store(format!("recording the cluster address: {e}")))?;
+        tracing::info!(%address, "taking pass-through requests forwarded by other replicas");
+    }
     // A child token, so an early server error can stop sessions without cancelling
     // the caller's token.
     let stop = shutdown.child_token();
@@ -105,7 +112,11 @@ pub async fn run(
             .unwrap_or(queue::DEFAULT_OWNER_HOLD),
     };
     let reaper_stop = CancellationToken::new();
-    let reaper = tokio::spawn(queue::reaper::run(queue, retention, reaper_stop.clone()));
+    let reaper = tokio::spawn(queue::reaper::run(
+        Arc::clone(&queue),
+        retention,
+        reaper_stop.clone(),
+    ));
     // Replicas sharing a database list each other's agents.
     let publisher = (config.queue.store == StoreKind::Postgres).then(|| {
         tokio::spawn(http::publish_agents(
@@ -148,6 +159,10 @@ pub async fn run(
     let _ = reaper.await;
     if let Some(publisher) = publisher {
         let _ = publisher.await;
+    }
+    // The other replicas stop forwarding here and listing this relay's agents.
+    if let Err(error) = queue.leave().await {
+        tracing::warn!(%error, "could not tell the other replicas that this one stops");
     }
     tracing::info!("relay stopped");
     Ok(())

@@ -14,6 +14,7 @@ use crate::agents::AgentRegistry;
 use crate::auth::Credentials;
 use crate::calls::Calls;
 use crate::config::RelayConfig;
+use crate::passthrough::{Peers, Signer};
 use crate::queue::Queue;
 use crate::session::{Sessions, Timings};
 
@@ -87,6 +88,9 @@ pub(crate) struct RelayState {
     pub(crate) customer_defaults: crate::config::CustomerDefaults,
     /// Function interfaces fetched per system.
     pub(crate) metadata: MetadataCache,
+    /// The other relay replicas pass-through requests are forwarded to, and the
+    /// check of those forwarded here.
+    pub(crate) peers: Peers,
 }
 
 impl RelayState {
@@ -121,6 +125,10 @@ impl RelayState {
             sessions: Arc::new(sessions),
             customer_defaults: config.customer_defaults.clone(),
             metadata: MetadataCache::new(Duration::from_secs(config.metadata_cache_secs)),
+            peers: Peers::new(
+                Signer::new(config.cluster.secret.clone()),
+                Duration::from_secs(config.idle_timeout_secs),
+            ),
         }
     }
 }

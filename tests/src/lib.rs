@@ -62,6 +62,16 @@ impl TestRelay {
     /// # Errors
     /// When the config is invalid or the listener cannot bind.
     pub async fn start(extra: Value) -> Result<Self> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        Self::start_on(listener, extra).await
+    }
+
+    /// As [`TestRelay::start`], serving on `listener` (bound beforehand, so that
+    /// its address can go into the configuration, as `[cluster] advertise_url`).
+    ///
+    /// # Errors
+    /// When the config is invalid.
+    pub async fn start_on(listener: tokio::net::TcpListener, extra: Value) -> Result<Self> {
         let mut doc = json!({
             "api_keys": [
                 {"name": "all", "key": API_KEY, "systems": ["*"]},
@@ -76,7 +86,6 @@ impl TestRelay {
         }
         let config: RelayConfig = serde_json::from_value(doc).context("relay config")?;
         config.validate().context("relay config validation")?;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(sapbridge_relay::run(listener, config, shutdown.clone()));

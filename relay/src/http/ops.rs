@@ -100,6 +100,13 @@ pub(crate) async fn publish_agents(state: Arc<RelayState>, stop: CancellationTok
             .iter()
             .map(|a| ListedAgent {
                 systems: a.hello.systems.clone(),
+                http_systems: a
+                    .hello
+                    .systems
+                    .iter()
+                    .filter(|system| a.hello.serves_http(system))
+                    .cloned()
+                    .collect(),
                 listing: a
                     .hello
                     .systems

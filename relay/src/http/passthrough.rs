@@ -3,14 +3,18 @@
 //! (see `passthrough/`).
 //!
 //! Not a durable call: nothing is queued. The request goes to the connected agent
-//! with the fewest open pass-through streams; with none connected the answer is 503
-//! with `Retry-After`. The relay waits up to `http_timeout_secs` for the response
-//! head (504 after), then streams the body to the client. An agent lost before the
+//! with the fewest open pass-through streams. With none here that forwards HTTP
+//! for the system (or all of them at their stream limit), it goes to another
+//! relay replica that has one (see `passthrough/peer.rs`); with none anywhere the
+//! answer is 503 with `Retry-After` (403 when agents are connected and none
+//! offers pass-through). The relay waits up to `http_timeout_secs` for the
+//! response head (504 after), then streams the body to the client. An agent lost before the
 //! head is 502; after it, the client's response is cut off (its length or chunked
 //! framing shows it incomplete).
 
 use std::sync::Arc;
 
+use axum::body::HttpBody;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
@@ -21,7 +25,7 @@ use super::ApiError;
 use super::error::Problem;
 use super::request::{Caller, too_large};
 use crate::agents::NoStream;
-use crate::passthrough::{ForwardError, forward, split_path};
+use crate::passthrough::{FORWARDED_HEADER, ForwardError, PeerError, Refused, forward, split_path};
 use crate::state::RelayState;
 
 /// `Retry-After` when no agent serves the system.
@@ -30,22 +34,24 @@ const RETRY_NO_AGENT_SECS: &str = "5";
 const RETRY_BUSY_SECS: &str = "1";
 
 /// The handler of the pass-through routes (`crate::passthrough::routes`).
-pub(crate) async fn tunnel(
-    State(state): State<Arc<RelayState>>,
-    caller: Caller,
-    request: Request,
-) -> Response {
+pub(crate) async fn tunnel(State(state): State<Arc<RelayState>>, request: Request) -> Response {
     let Some((system, path)) = split_path(request.uri().path()) else {
         return ApiError::RouteNotFound.into_response();
     };
+    let hop = request.headers().contains_key(FORWARDED_HEADER);
     let span = tracing::info_span!(
         "passthrough",
         system = %system,
         method = %request.method(),
+        forwarded = hop,
         stream_id = tracing::field::Empty,
     );
     async move {
-        match run(&state, &caller, system, path, request).await {
+        let caller = match authenticate(&state, &request) {
+            Ok(caller) => caller,
+            Err(error) => return error.into_response(),
+        };
+        match run(&state, &caller, hop, system, path, request).await {
             Ok(response) => response,
             Err(error) => error.into_response(),
         }
@@ -54,9 +60,51 @@ pub(crate) async fn tunnel(
     .await
 }
 
+/// The caller: from the API key, or, for a request another replica forwarded,
+/// from its signed `Sapbridge-Forwarded` header (which then must check: a client
+/// cannot pass the API key check by sending one).
+fn authenticate(state: &RelayState, request: &Request) -> Result<Caller, ApiError> {
+    let Some(header) = request.headers().get(FORWARDED_HEADER) else {
+        return Caller::from_headers(state, request.headers());
+    };
+    let target = request
+        .uri()
+        .path_and_query()
+        .map_or_else(|| request.uri().path(), |pq| pq.as_str());
+    state
+        .peers
+        .signer()
+        .verify(
+            header.as_bytes(),
+            state.queue.replica_id(),
+            request.method().as_str(),
+            target,
+        )
+        .map(Caller::forwarded)
+        .map_err(|refused| {
+            tracing::warn!(reason = %refused, "forwarded pass-through request refused");
+            forwarded_refused(&refused)
+        })
+}
+
+/// The 401 (or 503) for a forwarded request whose signature does not check.
+fn forwarded_refused(refused: &Refused) -> ApiError {
+    let status = match refused {
+        Refused::Busy => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::UNAUTHORIZED,
+    };
+    problem(
+        status,
+        "forwarded-request-refused",
+        "Forwarded request refused",
+        refused.to_string(),
+    )
+}
+
 async fn run(
     state: &RelayState,
     caller: &Caller,
+    hop: bool,
     system: String,
     path: String,
     request: Request,
@@ -67,13 +115,149 @@ async fn run(
         return Err(refused.into());
     }
     let max_streams = settings.max_in_flight_per_agent;
-    let (tunnel, stream) = state
-        .agents
-        .open_stream(&system, max_streams)
-        .map_err(|refused| no_stream(refused, &system, max_streams))?;
-    forward(tunnel, stream, settings, system, path, request)
-        .await
-        .map_err(forward_error)
+    let refused = match state.agents.open_stream(&system, max_streams) {
+        Ok((tunnel, stream)) => {
+            return forward(tunnel, stream, settings, system, path, request)
+                .await
+                .map_err(forward_error);
+        }
+        Err(refused) => refused,
+    };
+    // A forwarded request is served here or not at all: never a second hop.
+    if hop {
+        return Err(no_stream(refused, &system, max_streams));
+    }
+    elsewhere(state, caller, refused, system, request).await
+}
+
+/// No agent of this replica can take the request (none forwards HTTP for
+/// `system`, or all are at their stream limit): it goes to a replica that has
+/// such an agent, or is answered as a lone relay would answer it.
+async fn elsewhere(
+    state: &RelayState,
+    caller: &Caller,
+    refused: NoStream,
+    system: String,
+    request: Request,
+) -> Result<Response, Refusal> {
+    let settings = &state.settings.passthrough;
+    let max_streams = settings.max_in_flight_per_agent;
+    let peers = match state.peers.candidates(&*state.queue, &system).await {
+        Ok(peers) => peers,
+        Err(error) => {
+            tracing::warn!(%error, "could not look for other replicas' agents");
+            Vec::new()
+        }
+    };
+    if peers.is_empty() {
+        return Err(lone(state, refused, &system, max_streams).await);
+    }
+    let (Some(me), true) = (
+        state.queue.replica_id(),
+        state.peers.signer().is_clustered(),
+    ) else {
+        return Err(Refusal::Unavailable {
+            slug: "no-agent",
+            title: "No agent connected",
+            detail: format!(
+                "the agents serving {system} are connected to other relay replicas, and this \
+                 one forwards no pass-through to them (no [cluster] secret configured)"
+            ),
+            retry_after: RETRY_NO_AGENT_SECS,
+        });
+    };
+    let (parts, body) = request.into_parts();
+    let mut body = (!body.is_end_stream()).then_some(body);
+    let mut last = None;
+    for peer in &peers {
+        let sent = body.take();
+        let had_body = sent.is_some();
+        match state
+            .peers
+            .forward(me, peer, caller.to_forward(), &parts, sent, settings)
+            .await
+        {
+            Ok(response) => return Ok(response),
+            Err(PeerError::Unreachable(error)) => {
+                tracing::warn!(replica = %peer.id, address = %peer.address, %error,
+                    "another relay replica is unreachable");
+                state.peers.mark_down(peer);
+                last = Some(PeerError::Unreachable(error));
+                // A body once handed over cannot be sent again.
+                if had_body {
+                    break;
+                }
+            }
+            Err(error) => return Err(peer_error(error, &system)),
+        }
+    }
+    Err(peer_error(
+        last.unwrap_or(PeerError::Unreachable(String::new())),
+        &system,
+    ))
+}
+
+/// The answer when no replica can take the request: what a lone relay answers,
+/// counting the agents connected to the other replicas.
+async fn lone(state: &RelayState, refused: NoStream, system: &str, limit: u32) -> Refusal {
+    if refused != NoStream::NoAgent {
+        return no_stream(refused, system, limit);
+    }
+    let remote = state.queue.remote_agents().await.unwrap_or_else(|error| {
+        tracing::warn!(%error, "could not list other replicas' agents");
+        Vec::new()
+    });
+    let serving: Vec<_> = remote
+        .iter()
+        .filter(|a| a.systems.iter().any(|s| s == system))
+        .collect();
+    if serving.is_empty() {
+        return no_stream(NoStream::NoAgent, system, limit);
+    }
+    if serving
+        .iter()
+        .any(|a| a.http_systems.iter().any(|s| s == system))
+    {
+        return Refusal::Unavailable {
+            slug: "no-agent",
+            title: "No agent connected",
+            detail: format!(
+                "the agents serving {system} with pass-through are connected to relay replicas \
+                 that take no forwarded requests (no [cluster] advertise_url); retry later"
+            ),
+            retry_after: RETRY_NO_AGENT_SECS,
+        };
+    }
+    no_stream(NoStream::NotOffered, system, limit)
+}
+
+/// The answer when a peer replica gave no response.
+fn peer_error(error: PeerError, system: &str) -> Refusal {
+    match error {
+        PeerError::Unreachable(_) => Refusal::Unavailable {
+            slug: "replica-unavailable",
+            title: "Relay replica unavailable",
+            detail: format!(
+                "the agents serving {system} are connected to another relay replica, which \
+                 did not answer; retry later"
+            ),
+            retry_after: RETRY_BUSY_SECS,
+        },
+        PeerError::Lost(error) => {
+            tracing::warn!(%error, "another relay replica dropped a forwarded request");
+            problem(
+                StatusCode::BAD_GATEWAY,
+                "replica-lost",
+                "Relay replica connection lost",
+                "the relay replica carrying the request ended its connection before it answered"
+                    .into(),
+            )
+            .into()
+        }
+        PeerError::Timeout(timeout) => forward_error(ForwardError::Timeout(timeout)),
+        PeerError::TooLarge(limit) => ApiError::PayloadTooLarge(limit).into(),
+        PeerError::BadRequest(detail) => ApiError::BadRequest(detail).into(),
+    }
 }
 
 /// The answer when no stream could be opened for `system`.

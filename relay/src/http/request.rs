@@ -20,6 +20,7 @@ use super::ApiError;
 use crate::actions::sap_name;
 use crate::auth::{Scope, presented_secret};
 use crate::calls::{Submission, Viewer};
+use crate::passthrough::ForwardedCaller;
 use crate::queue::{CallKind, IdempotencyKey};
 use crate::state::{RelayState, Settings};
 
@@ -38,6 +39,25 @@ pub(crate) struct Caller {
 }
 
 impl Caller {
+    /// The caller of a request another relay replica forwarded, as that replica
+    /// authenticated it (its signature checked).
+    pub(crate) fn forwarded(caller: ForwardedCaller) -> Self {
+        Self {
+            name: caller.name,
+            scope: Scope::new(&caller.systems),
+            operator: caller.operator,
+        }
+    }
+
+    /// The caller as a forwarded request carries it to another replica.
+    pub(crate) fn to_forward(&self) -> ForwardedCaller {
+        ForwardedCaller {
+            name: self.name.clone(),
+            systems: self.scope.systems(),
+            operator: self.operator,
+        }
+    }
+
     /// Whether the key may call `system`.
     pub(crate) fn covers(&self, system: &str) -> bool {
         self.scope.covers(system)
@@ -77,7 +97,17 @@ impl FromRequestParts<Arc<RelayState>> for Caller {
         parts: &mut Parts,
         state: &Arc<RelayState>,
     ) -> Result<Self, Self::Rejection> {
-        let credential = presented_secret(&parts.headers, true)
+        Self::from_headers(state, &parts.headers)
+    }
+}
+
+impl Caller {
+    /// The caller whose API key `headers` present.
+    ///
+    /// # Errors
+    /// [`ApiError::Unauthorized`] for a missing or unknown key.
+    pub(crate) fn from_headers(state: &RelayState, headers: &HeaderMap) -> Result<Self, ApiError> {
+        let credential = presented_secret(headers, true)
             .and_then(|secret| state.api_keys.find(secret))
             .ok_or(ApiError::Unauthorized)?;
         Ok(Self {

@@ -4,7 +4,8 @@
 //! headers ([`sapbridge_proto::HOP_BY_HOP_HEADERS`]), any header the request's own
 //! `Connection` header names, `Expect` (the relay already answered any
 //! `100-continue`), and the client's sapbridge credentials: `Authorization` and
-//! `X-API-Key` — the backend must never see the API key. `Cookie` is carried; the
+//! `X-API-Key` — the backend must never see the API key — and the signed
+//! `Sapbridge-Forwarded` header of a request another relay replica forwarded. `Cookie` is carried; the
 //! agent drops it unless its system's `forward_cookies` is on (the on-premises side
 //! decides what reaches SAP).
 //!
@@ -42,6 +43,7 @@ pub(crate) fn request_to_wire(headers: &HeaderMap) -> Vec<WireHeader> {
                 && *name != AUTHORIZATION
                 && *name != EXPECT
                 && name != API_KEY_HEADER
+                && name != super::cluster::FORWARDED_HEADER
         })
         .map(|(name, value)| {
             (
@@ -94,6 +96,7 @@ mod tests {
         headers.insert("expect", "100-continue".parse().unwrap());
         headers.insert("content-type", "application/json".parse().unwrap());
         headers.insert("cookie", "a=b".parse().unwrap());
+        headers.insert("sapbridge-forwarded", "claims.mac".parse().unwrap());
         headers.append("accept", "a/b".parse().unwrap());
         headers.append("accept", "c/d".parse().unwrap());
         let wire = request_to_wire(&headers);

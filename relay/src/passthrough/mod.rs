@@ -13,6 +13,12 @@
 //! the relay only authenticates the client and checks the key's scope, as for
 //! every route.
 //!
+//! Across relay replicas (`peer.rs`, `cluster.rs`): a replica none of whose
+//! agents forwards HTTP for the system (or all of them at their stream limit)
+//! sends the request on to a replica that has such an agent (found in the shared
+//! store), signed with the cluster secret; that replica serves it from its own
+//! agents and never forwards it again.
+//!
 //! Limits (`[relay]` keys `http_body_limit_bytes`, `http_timeout_secs`,
 //! `http_max_in_flight_per_agent`): request bodies over the limit answer 413 (by
 //! `Content-Length` before anything is sent, or as soon as a streamed body passes
@@ -20,8 +26,10 @@
 //! window of chunks is buffered.
 
 mod body;
+mod cluster;
 mod forward;
 mod headers;
+mod peer;
 mod tunnel;
 
 use std::time::Duration;
@@ -30,7 +38,9 @@ use axum::Router;
 use axum::handler::Handler;
 use axum::routing::any;
 
+pub(crate) use cluster::{FORWARDED_HEADER, ForwardedCaller, Refused, Signer};
 pub(crate) use forward::{ForwardError, forward};
+pub(crate) use peer::{PeerError, Peers};
 pub(crate) use tunnel::{OpenStream, Ordered, Tunnel, TunnelOutbound};
 
 use crate::config::RelayConfig;

@@ -342,8 +342,20 @@ impl CallRecord {
 pub(crate) struct ListedAgent {
     /// The systems it serves.
     pub(crate) systems: Vec<String>,
+    /// The systems it forwards HTTP pass-through requests for.
+    pub(crate) http_systems: Vec<String>,
     /// Its entry in each system's listing, by system.
     pub(crate) listing: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Another relay replica sharing the store, with an agent session that forwards
+/// HTTP pass-through requests for a system (see [`Queue::http_replicas`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PeerReplica {
+    /// Its replica id.
+    pub(crate) id: String,
+    /// The base URL it takes forwarded requests at (its `advertise_url`).
+    pub(crate) address: String,
 }
 
 /// The result of [`Queue::enqueue`].
@@ -552,6 +564,34 @@ pub(crate) trait Queue: Send + Sync + 'static {
     /// for a store of one relay).
     async fn remote_agents(&self) -> Result<Vec<ListedAgent>, QueueError> {
         Ok(Vec::new())
+    }
+
+    /// This relay's id among the replicas sharing the store (`None` for a store
+    /// of one relay).
+    fn replica_id(&self) -> Option<&str> {
+        None
+    }
+
+    /// Records the base URL at which this relay takes pass-through requests
+    /// forwarded by the other replicas (kept with its liveness; a store of one
+    /// relay keeps nothing).
+    async fn advertise(&self, address: &str) -> Result<(), QueueError> {
+        let _ = address;
+        Ok(())
+    }
+
+    /// The other live replicas with an address and an agent session that forwards
+    /// HTTP pass-through for `system`, the best first (none for a store of one
+    /// relay).
+    async fn http_replicas(&self, system: &str) -> Result<Vec<PeerReplica>, QueueError> {
+        let _ = system;
+        Ok(Vec::new())
+    }
+
+    /// This relay stops cleanly: the others forget it (and the agents it listed)
+    /// at once instead of after its silence (a store of one relay does nothing).
+    async fn leave(&self) -> Result<(), QueueError> {
+        Ok(())
     }
 
     /// The wake-up signals this store fires.

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
+use sapbridge_proto::Secret;
 use sapbridge_relay::{DatabaseUrl, RelayConfig, StoreKind};
 
 use super::CliError;
@@ -25,7 +26,17 @@ pub struct RelayArgs {
     /// does not quote it).
     #[arg(long, env = "SAPBRIDGE_QUEUE_URL", hide_env_values = true, value_parser = any_url)]
     queue_url: Option<DatabaseUrl>,
+    /// The base URL at which the other relay replicas reach this one, to forward
+    /// it pass-through requests (`http://10.0.0.5:8080`): sets `[cluster]
+    /// advertise_url`. The cluster secret they share comes from the file or from
+    /// the environment variable SAPBRIDGE_CLUSTER_SECRET (never a flag: it would
+    /// show in the process list).
+    #[arg(long, env = "SAPBRIDGE_ADVERTISE_URL")]
+    advertise_url: Option<String>,
 }
+
+/// The environment variable that sets `[cluster] secret`.
+const CLUSTER_SECRET_ENV: &str = "SAPBRIDGE_CLUSTER_SECRET";
 
 /// Takes any string as a database URL, checked later (masked in `Debug`).
 fn any_url(text: &str) -> Result<DatabaseUrl, std::convert::Infallible> {
@@ -44,6 +55,15 @@ pub(crate) fn load(args: RelayArgs) -> Result<(RelayConfig, String), CliError> {
             config.queue.store = StoreKind::Postgres;
         }
         config.queue.url = Some(url);
+    }
+    if let Some(url) = args.advertise_url {
+        config.cluster.advertise_url = Some(url);
+    }
+    if let Some(secret) = std::env::var_os(CLUSTER_SECRET_ENV) {
+        let secret = secret
+            .into_string()
+            .map_err(|_| CliError::Config(format!("{CLUSTER_SECRET_ENV} is not valid UTF-8")))?;
+        config.cluster.secret = Some(Secret::from(secret));
     }
     config
         .validate()
@@ -94,6 +114,7 @@ systems = ["SIM"]
             config,
             listen: "127.0.0.1:0".into(),
             queue_url: url.and_then(|u| any_url(u).ok()),
+            advertise_url: None,
         }
     }
 
@@ -123,5 +144,27 @@ systems = ["SIM"]
             message.contains("queue.url") && !message.contains("pw-secret-42"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn advertise_url_sets_the_cluster_address() {
+        let dir = tempfile::tempdir().expect("dir");
+        let secret = "[cluster]\nsecret = \"0123456789abcdef0123456789abcdef\"";
+        let mut with_flag = args(&dir, secret, Some("postgres://relay@db/sapbridge"));
+        with_flag.advertise_url = Some("http://10.0.0.5:8080".into());
+        let (config, _) = load(with_flag).expect("valid");
+        assert_eq!(
+            config.cluster.advertise_url.as_deref(),
+            Some("http://10.0.0.5:8080")
+        );
+        // Without a secret (and without SAPBRIDGE_CLUSTER_SECRET) it is refused.
+        if std::env::var_os(CLUSTER_SECRET_ENV).is_none() {
+            let mut bare = args(&dir, "", Some("postgres://relay@db/sapbridge"));
+            bare.advertise_url = Some("http://10.0.0.5:8080".into());
+            let Err(CliError::Config(message)) = load(bare) else {
+                panic!("an address without a secret must be refused");
+            };
+            assert!(message.contains("cluster.secret"), "{message}");
+        }
     }
 }

@@ -30,8 +30,9 @@ pub(super) async fn publish(
         let listing = serde_json::to_string(&agent.listing)
             .map_err(|e| QueueError::Store(format!("encoding an agent listing: {e}")))?;
         tx.execute(
-            "INSERT INTO sapbridge_agent_sessions (replica, systems, listing) VALUES ($1, $2, $3)",
-            &[&replica, &agent.systems, &listing],
+            "INSERT INTO sapbridge_agent_sessions (replica, systems, http_systems, listing)
+             VALUES ($1, $2, $3, $4)",
+            &[&replica, &agent.systems, &agent.http_systems, &listing],
         )
         .await
         .map_err(store_error)?;
@@ -49,7 +50,7 @@ pub(super) async fn remote(
     let rows = client
         .query(
             &format!(
-                "SELECT s.systems, s.listing FROM sapbridge_agent_sessions s
+                "SELECT s.systems, s.http_systems, s.listing FROM sapbridge_agent_sessions s
                  JOIN sapbridge_replicas r ON r.id = s.replica
                  WHERE s.replica <> $1 AND r.seen_at >= {DB_NOW} - $2"
             ),
@@ -59,10 +60,11 @@ pub(super) async fn remote(
         .map_err(store_error)?;
     let mut agents = Vec::with_capacity(rows.len());
     for row in rows {
-        let listing: String = row.get(1);
+        let listing: String = row.get(2);
         match serde_json::from_str(&listing) {
             Ok(listing) => agents.push(ListedAgent {
                 systems: row.get(0),
+                http_systems: row.get(1),
                 listing,
             }),
             Err(error) => tracing::warn!(%error, "skipping an unreadable agent listing"),

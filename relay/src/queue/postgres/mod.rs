@@ -54,8 +54,8 @@ use tokio_postgres::NoTls;
 
 use super::config::DatabaseUrl;
 use super::{
-    CallRecord, Cancelled, Claimant, Completion, Enqueued, ListedAgent, NewCall, Queue, QueueError,
-    QueueStats, Reaped, Retention, Signals,
+    CallRecord, Cancelled, Claimant, Completion, Enqueued, ListedAgent, NewCall, PeerReplica,
+    Queue, QueueError, QueueStats, Reaped, Retention, Signals,
 };
 use batch::{ClaimJob, CompleteJob, Job, Shared, Writer};
 use ops::Effects;
@@ -87,6 +87,8 @@ const DEAD_PEER: std::time::Duration = std::time::Duration::from_secs(30);
 #[derive(Debug)]
 pub(crate) struct PostgresQueue {
     shared: Arc<Shared>,
+    /// Where this replica takes forwarded pass-through requests, once advertised.
+    address: std::sync::RwLock<Option<String>>,
     writer: Writer,
     _listener: listen::Listener,
 }
@@ -134,7 +136,7 @@ impl PostgresQueue {
         };
         let replica = crate::ids::new_id("r_");
         let client = pool.get().await.map_err(pool_error)?;
-        replicas::heartbeat(&**client, &replica).await?;
+        replicas::heartbeat(&**client, &replica, None).await?;
         drop(client);
         let signals = Arc::new(Signals::default());
         let listener =
@@ -152,10 +154,19 @@ impl PostgresQueue {
             replica,
         });
         Ok(Self {
+            address: std::sync::RwLock::new(None),
             writer: Writer::start(Arc::clone(&shared)),
             shared,
             _listener: listener,
         })
+    }
+
+    /// The advertised address, if any.
+    fn address(&self) -> Option<String> {
+        self.address
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// A pooled connection.
@@ -283,7 +294,8 @@ impl Queue for PostgresQueue {
         // Every replica says it is alive, in a commit of its own: the pass that
         // follows may find another replica reaping and change nothing.
         let mut client = self.client().await?;
-        replicas::heartbeat(&**client, &self.shared.replica).await?;
+        let address = self.address();
+        replicas::heartbeat(&**client, &self.shared.replica, address.as_deref()).await?;
         let tx = begin(&mut client).await?;
         let mut effects = Effects::default();
         let result = ops::reap(&tx, &mut effects, now, retention).await;
@@ -320,6 +332,33 @@ impl Queue for PostgresQueue {
     async fn remote_agents(&self) -> Result<Vec<ListedAgent>, QueueError> {
         let client = self.client().await?;
         agents::remote(&**client, &self.shared.replica).await
+    }
+
+    fn replica_id(&self) -> Option<&str> {
+        Some(&self.shared.replica)
+    }
+
+    async fn advertise(&self, address: &str) -> Result<(), QueueError> {
+        *self
+            .address
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(address.to_owned());
+        let client = self.client().await?;
+        replicas::heartbeat(&**client, &self.shared.replica, Some(address)).await
+    }
+
+    async fn http_replicas(&self, system: &str) -> Result<Vec<PeerReplica>, QueueError> {
+        let client = self.client().await?;
+        replicas::with_http_agent(&**client, &self.shared.replica, system).await
+    }
+
+    async fn leave(&self) -> Result<(), QueueError> {
+        self.address
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        let client = self.client().await?;
+        replicas::leave(&**client, &self.shared.replica).await
     }
 
     fn signals(&self) -> &Arc<Signals> {

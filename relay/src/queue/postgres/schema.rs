@@ -22,7 +22,7 @@ use super::super::QueueError;
 use super::rows::store_error;
 
 /// The schema version this relay writes.
-pub(super) const SCHEMA_VERSION: i32 = 1;
+pub(super) const SCHEMA_VERSION: i32 = 2;
 
 /// The advisory lock key that serialises migrations (`"sapbridg"` in ASCII).
 const MIGRATION_LOCK: i64 = 0x7361_7062_7269_6467;
@@ -88,8 +88,16 @@ CREATE INDEX sapbridge_idempotency_keys_call ON sapbridge_idempotency_keys (call
 CREATE INDEX sapbridge_idempotency_keys_created ON sapbridge_idempotency_keys (created_at);
 ";
 
+/// Version 2: the address at which each replica takes pass-through requests
+/// forwarded by the others, and the systems each agent session forwards HTTP
+/// pass-through for.
+const V2: &str = "
+ALTER TABLE sapbridge_replicas ADD COLUMN address text;
+ALTER TABLE sapbridge_agent_sessions ADD COLUMN http_systems text[] NOT NULL DEFAULT '{}';
+";
+
 /// The migrations: `MIGRATIONS[i]` takes version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// Brings the database to [`SCHEMA_VERSION`] under the migration lock; returns the
 /// version found before (0 for an empty database).
