@@ -160,6 +160,10 @@ pub struct SystemConfig {
     pub http: Option<HttpConfig>,
 }
 
+/// What to do when the agent token cannot be read (the log and the doctor say it).
+pub(crate) const TOKEN_ADVICE: &str = "set `token_file` (or `token`) in the configuration or \
+                                       the SAPBRIDGE_AGENT_TOKEN environment variable";
+
 /// How the agent reaches an SAP system, tagged by `type`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]

@@ -119,7 +119,7 @@ pub(crate) async fn run_agent(
             Ok(Ok(report)) => report,
             Ok(Err(ConnectFailure::Shutdown)) => break,
             Ok(Err(ConnectFailure::Dial(e))) => {
-                log_dial_error(&e);
+                log_dial_error(&e, relay);
                 None
             }
             Err(panic) => {
@@ -224,7 +224,7 @@ async fn connect_and_serve(
     let token = match config.resolve_token() {
         Ok(token) => token,
         Err(e) => {
-            error!(error = %e, "cannot read the agent token");
+            error!(error = %e, "cannot read the agent token; {}", crate::config::TOKEN_ADVICE);
             return Ok(None);
         }
     };
@@ -251,14 +251,11 @@ async fn connect_and_serve(
     Ok(Some(report))
 }
 
-fn log_dial_error(e: &DialError) {
+fn log_dial_error(e: &DialError, relay: &str) {
+    let advice = e.advice(relay.starts_with("wss:"));
     match e {
-        DialError::Rejected { status } => error!(
-            status,
-            "the relay rejected the agent token: check token / token_file and the systems it may serve"
-        ),
-        DialError::BadToken => error!("the agent token is not a valid header value"),
-        other => warn!(error = %other, "cannot connect to the relay"),
+        DialError::Rejected { .. } | DialError::BadToken => error!(relay, "{advice}"),
+        _ => warn!(relay, "cannot connect to the relay: {advice}"),
     }
 }
 

@@ -136,6 +136,67 @@ pub(crate) enum DialError {
     Timeout,
 }
 
+/// The agent endpoint's path, for the advice when a URL names another.
+const AGENT_PATH: &str = "/v1/agent/connect";
+
+impl DialError {
+    /// What this failure most likely means, and what to do (`secure`: the URL is
+    /// `wss://`), for the log and the doctor.
+    pub(crate) fn advice(&self, secure: bool) -> String {
+        match self {
+            Self::Rejected { status } => format!(
+                "the relay rejected the agent token (HTTP {status}): check `token` / `token_file`; \
+             the relay's `agent_tokens` must hold it (or its SHA-256)"
+            ),
+            Self::Http { status: 404 } => {
+                format!("the relay answered HTTP 404: `relay_url` must end with {AGENT_PATH}")
+            }
+            Self::Http { status } => format!(
+                "the WebSocket upgrade was answered with HTTP {status}: is this the relay's \
+             address and path ({AGENT_PATH}), and does a proxy in between pass WebSockets?"
+            ),
+            Self::BadToken => "the agent token holds characters an HTTP header cannot \
+                                carry (a stray newline in the token file?)"
+                .to_owned(),
+            Self::Timeout => format!(
+                "no WebSocket handshake within {HANDSHAKE_TIMEOUT_SECS} s: a firewall dropping \
+             packets, or a proxy holding the request?"
+            ),
+            Self::WebSocket(error) => explain_socket(error, secure),
+        }
+    }
+}
+
+fn explain_socket(error: &tungstenite::Error, secure: bool) -> String {
+    let text = error.to_string();
+    if let tungstenite::Error::Io(io) = error
+        && io.kind() == std::io::ErrorKind::ConnectionRefused
+    {
+        return format!(
+            "{text}: nothing listens at that address and port; is the relay up, the URL right?"
+        );
+    }
+    if secure && (text.contains("InvalidContentType") || text.contains("corrupt message")) {
+        return format!(
+            "{text}: the relay speaks plain HTTP there: use ws:// (or put TLS in front)"
+        );
+    }
+    if secure && text.contains("certificate") {
+        return format!(
+            "{text}: the relay's certificate is not trusted for this name; set `ca_file` to \
+             the CA that issued it, or fix the URL's host name"
+        );
+    }
+    if !secure
+        && (text.contains("Handshake not finished")
+            || text.contains("HTTP format")
+            || text.contains("invalid HTTP"))
+    {
+        return format!("{text}: the relay (or a proxy before it) speaks TLS there: use wss://");
+    }
+    text
+}
+
 /// Opens a WebSocket to the relay's agent endpoint, over TLS with `tls` (needed for
 /// a `wss://` URL; `None` dials `ws://` in plain TCP).
 ///

@@ -14,15 +14,13 @@ use sapbridge_proto::{
     AgentMessage, CloseReason, HANDSHAKE_TIMEOUT_SECS, PROTOCOL_VERSION, RelayMessage,
     decode_relay_message, encode_agent_message,
 };
-use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::tungstenite::Message;
 
 use super::{Section, failed, ok, skipped};
 use crate::config::AgentConfig;
+use crate::config::TOKEN_ADVICE;
 use crate::tls;
-use crate::transport::{DialError, RelaySocket, dial};
-
-/// The agent endpoint's path, for the hint when the URL names another.
-const AGENT_PATH: &str = "/v1/agent/connect";
+use crate::transport::{RelaySocket, dial};
 
 pub(super) async fn examine(config: &AgentConfig) -> Section {
     // Without its query, which may hold a reverse proxy's key.
@@ -42,13 +40,9 @@ pub(super) async fn examine(config: &AgentConfig) -> Section {
             token
         }
         Err(error) => {
-            section.checks.push(failed(
-                "agent token",
-                format!(
-                    "{error}; set `token_file` (or `token`) in the configuration or the \
-                     SAPBRIDGE_AGENT_TOKEN environment variable"
-                ),
-            ));
+            section
+                .checks
+                .push(failed("agent token", format!("{error}; {TOKEN_ADVICE}")));
             section.checks.push(skipped("connection", "no token"));
             return section;
         }
@@ -93,67 +87,12 @@ pub(super) async fn examine(config: &AgentConfig) -> Section {
         Err(error) => {
             section
                 .checks
-                .push(failed("connection", explain(&error, secure)));
+                .push(failed("connection", error.advice(secure)));
             return section;
         }
     };
     section.checks.push(offer_token(socket, config).await);
     section
-}
-
-/// What a failed dial most likely means, and what to do.
-fn explain(error: &DialError, secure: bool) -> String {
-    match error {
-        DialError::Rejected { status } => format!(
-            "the relay refused the agent token (HTTP {status}): check `token` / `token_file`; \
-             the relay's `agent_tokens` must hold it (or its SHA-256)"
-        ),
-        DialError::Http { status: 404 } => {
-            format!("the relay answered HTTP 404: `relay_url` must end with {AGENT_PATH}")
-        }
-        DialError::Http { status } => format!(
-            "the WebSocket upgrade was answered with HTTP {status}: is this the relay's \
-             address and path ({AGENT_PATH}), and does a proxy in between pass WebSockets?"
-        ),
-        DialError::BadToken => "the agent token holds characters an HTTP header cannot \
-                                carry (a stray newline in the token file?)"
-            .to_owned(),
-        DialError::Timeout => format!(
-            "no WebSocket handshake within {HANDSHAKE_TIMEOUT_SECS} s: a firewall dropping \
-             packets, or a proxy holding the request?"
-        ),
-        DialError::WebSocket(error) => explain_socket(error, secure),
-    }
-}
-
-fn explain_socket(error: &tungstenite::Error, secure: bool) -> String {
-    let text = error.to_string();
-    if let tungstenite::Error::Io(io) = error
-        && io.kind() == std::io::ErrorKind::ConnectionRefused
-    {
-        return format!(
-            "{text}: nothing listens at that address and port; is the relay up, the URL right?"
-        );
-    }
-    if secure && (text.contains("InvalidContentType") || text.contains("corrupt message")) {
-        return format!(
-            "{text}: the relay speaks plain HTTP there: use ws:// (or put TLS in front)"
-        );
-    }
-    if secure && text.contains("certificate") {
-        return format!(
-            "{text}: the relay's certificate is not trusted for this name; set `ca_file` to \
-             the CA that issued it, or fix the URL's host name"
-        );
-    }
-    if !secure
-        && (text.contains("Handshake not finished")
-            || text.contains("HTTP format")
-            || text.contains("invalid HTTP"))
-    {
-        return format!("{text}: the relay (or a proxy before it) speaks TLS there: use wss://");
-    }
-    text
 }
 
 /// Offers the token in a hello with no credits and reads the answer.

@@ -342,7 +342,7 @@ async fn the_doctor_says_what_is_wrong_with_the_relay_connection() {
                 &sim,
             ),
             "connection",
-            "refused the agent token (HTTP 401)",
+            "rejected the agent token (HTTP 401)",
         ),
         (
             "a system the token may not serve",
@@ -427,5 +427,51 @@ async fn the_doctor_says_what_is_wrong_with_the_relay_connection() {
             "{report}"
         );
         println!("{label}: {}", line(&report, "relay", what).trim());
+    }
+}
+
+/// The running agent's log says the same as the doctor, naming the relay URL:
+/// here, that nothing listens there.
+#[test]
+fn the_running_agent_logs_what_a_failed_connection_means() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed = format!("ws://127.0.0.1:{}/v1/agent/connect", free_port().unwrap());
+    let config = write_config(
+        dir.path(),
+        "agent.toml",
+        &closed,
+        &[sim_system(dir.path(), r#""STFC_CONNECTION""#)],
+    );
+    let mut agent = Proc(
+        Command::new(AGENT_BIN)
+            .args(["--config", config.to_str().unwrap()])
+            .env("SAPBRIDGE_LOG", "warn")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = agent.0.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(std::time::Instant::now()))
+            .expect("the agent logs why it cannot connect");
+        if line.contains("nothing listens") {
+            assert!(line.contains(&closed), "the URL is named: {line}");
+            assert!(!line.contains(TOKEN), "{line}");
+            break;
+        }
     }
 }
