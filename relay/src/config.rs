@@ -560,6 +560,11 @@ pub(crate) fn sha256(secret: &str) -> [u8; 32] {
     Sha256::digest(secret.as_bytes()).into()
 }
 
+/// The SHA-256 of a secret as the 64 hex digits `key_sha256` / `token_sha256` take.
+pub fn secret_sha256_hex(secret: &str) -> String {
+    hex::encode(sha256(secret))
+}
+
 /// Parses 64 hex digits (a configured `*_sha256`) into a hash.
 pub(crate) fn parse_sha256(hex_hash: &str) -> Option<[u8; 32]> {
     let bytes = hex::decode(hex_hash.trim()).ok()?;

@@ -57,7 +57,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::{
     AgentTokenConfig, ApiKeyConfig, ClusterConfig, ConfigError, DatabaseUrl, Durability,
-    QueueConfig, RelayConfig, StoreKind,
+    QueueConfig, RelayConfig, StoreKind, secret_sha256_hex,
 };
 
 use crate::queue::{Queue, Retention};

@@ -18,6 +18,7 @@ mod shutdown;
 use cmd::agent::AgentTask;
 pub use cmd::agent::{AgentArgs, AgentCommand, DoctorArgs};
 pub use cmd::dev::DevArgs;
+pub use cmd::keys::KeysArgs;
 pub use cmd::relay::RelayArgs;
 pub use cmd::sim::SimArgs;
 pub use logging::LogArgs;
@@ -48,6 +49,9 @@ pub enum Command {
     /// The SAP simulator as a network SAP system speaking SOAP-RFC, for trying the
     /// `soap` backend without an SAP system.
     Sim(SimArgs),
+    /// API keys and agent tokens: `keys new` prints a random one once and the
+    /// relay.toml entry holding its SHA-256.
+    Keys(KeysArgs),
 }
 
 /// Exit code for bad configuration or usage (BSD `EX_USAGE`).
@@ -67,6 +71,7 @@ pub fn run(command: Command) -> ExitCode {
         },
         Command::Dev(args) => launch(0, cmd::dev::run(args)),
         Command::Sim(args) => launch(0, cmd::sim::run(args)),
+        Command::Keys(args) => exit(cmd::keys::run(args).map(|text| print!("{text}"))),
     }
 }
 

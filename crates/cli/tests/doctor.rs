@@ -475,3 +475,90 @@ fn the_running_agent_logs_what_a_failed_connection_means() {
         }
     }
 }
+
+/// `sapbridge keys new` output: the secret (shown once) and the TOML entry.
+fn new_secret(args: &[&str]) -> (String, String) {
+    let output = run(BIN, &[&["keys", "new"], args].concat());
+    assert!(output.status.success(), "{output:?}");
+    let text = String::from_utf8(output.stdout).unwrap();
+    let secret = text.lines().nth(1).unwrap().to_owned();
+    let entry = text
+        .split_once("# For relay.toml (the relay keeps only the hash):\n")
+        .unwrap()
+        .1
+        .to_owned();
+    assert!(
+        !entry.contains(&secret),
+        "only the hash goes into relay.toml"
+    );
+    (secret, entry)
+}
+
+/// A key and a token made by `sapbridge keys new` work in a relay that holds
+/// only their hashes: the key reads `/v1/systems`, the agent's doctor finds the
+/// token accepted; a name that TOML would need escaped is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_new_makes_secrets_the_relay_takes_by_their_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let (key, key_entry) = new_secret(&["--name", "flows", "--system", "SIM"]);
+    let (token, token_entry) = new_secret(&["--token", "--name", "plant", "--system", "SIM"]);
+    assert!(
+        key.starts_with("sbk_") && token.starts_with("sbt_"),
+        "{key} {token}"
+    );
+    assert_ne!(new_secret(&[]).0, key, "random each time");
+    let toml = dir.path().join("relay.toml");
+    std::fs::write(&toml, format!("{key_entry}\n{token_entry}")).unwrap();
+    let address = format!("127.0.0.1:{}", free_port().unwrap());
+    let _relay = Proc::spawn_ready(
+        Command::new(BIN)
+            .args([
+                "relay",
+                "--config",
+                toml.to_str().unwrap(),
+                "--listen",
+                &address,
+            ])
+            .env("SAPBRIDGE_LOG", "warn"),
+        "listening",
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    let http = reqwest::Client::new();
+    for (secret, status) in [(key.as_str(), 200), ("sbk_wrong", 401)] {
+        let answer = http
+            .get(format!("http://{address}/v1/systems"))
+            .bearer_auth(secret)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), status);
+    }
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    let config = write_agent(
+        dir.path(),
+        "agent.toml",
+        &format!(
+            "relay_url = \"ws://{address}/v1/agent/connect\"\ntoken_file = \"{}\"\n",
+            token_file.display()
+        ),
+        &[sim_system(dir.path(), r#""STFC_CONNECTION""#)],
+    );
+    let output = tokio::task::spawn_blocking(move || {
+        run(AGENT_BIN, &["doctor", "--config", config.to_str().unwrap()])
+    })
+    .await
+    .unwrap();
+    let report = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert_mark(
+        &report,
+        "relay",
+        "token and systems",
+        "ok",
+        "accepts the token for SIM",
+    );
+
+    let refused = run(BIN, &["keys", "new", "--name", "a\"b"]);
+    assert_eq!(refused.status.code(), Some(64), "{refused:?}");
+}

@@ -9,13 +9,12 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use rand::RngCore;
 use sapbridge_agent::AgentConfig;
 use sapbridge_proto::Secret;
 use sapbridge_relay::RelayConfig;
 use serde_json::json;
 
-use super::CliError;
+use super::{CliError, generate_secret};
 use crate::shutdown;
 
 /// The system name the simulator serves in dev mode.
@@ -62,13 +61,6 @@ pub struct DevArgs {
     /// as Node-RED need when they follow them as given.
     #[arg(long, env = "SAPBRIDGE_PUBLIC_URL", value_name = "URL")]
     public_url: Option<String>,
-}
-
-/// A random secret of 24 bytes, hex-encoded, with a prefix that says what it is.
-fn generate_secret(prefix: &str) -> String {
-    let mut bytes = [0u8; 24];
-    rand::rng().fill_bytes(&mut bytes);
-    format!("{prefix}{}", hex::encode(bytes))
 }
 
 /// Runs the whole stack until SIGINT/SIGTERM.

@@ -2,8 +2,17 @@
 
 pub(crate) mod agent;
 pub(crate) mod dev;
+pub(crate) mod keys;
 pub(crate) mod relay;
 pub(crate) mod sim;
+
+/// A random secret of 24 bytes, hex-encoded, with a prefix that says what it is.
+pub(crate) fn generate_secret(prefix: &str) -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 24];
+    rand::rng().fill_bytes(&mut bytes);
+    format!("{prefix}{}", hex::encode(bytes))
+}
 
 /// How a subcommand failed: bad configuration (exit code 64) or at run time.
 #[derive(Debug)]
