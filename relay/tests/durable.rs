@@ -186,3 +186,94 @@ async fn a_store_that_cannot_be_opened_stops_the_relay() {
         "{err}"
     );
 }
+
+/// The relay's `/readyz` status.
+async fn readyz(relay: &TestRelay) -> StatusCode {
+    relay
+        .http
+        .get(format!("{}/readyz", relay.url))
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+#[tokio::test]
+async fn a_full_store_answers_503_turns_readyz_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("relay.db");
+    let mut config = sqlite_config(&path);
+    config["queue"]["max_size_mib"] = json!(1);
+    let relay = TestRelay::start_with(config).await;
+    assert_eq!(readyz(&relay).await, StatusCode::OK);
+
+    // No agent: calls stay queued, each with 64 KiB of parameters, until the
+    // 1 MiB store is full.
+    let big = "x".repeat(64 * 1024);
+    let mut accepted = Vec::new();
+    let refused = loop {
+        let response = relay
+            .call("PRD", "STFC_CONNECTION", json!({"REQUTEXT": big}))
+            .header("Prefer", "respond-async")
+            .send()
+            .await
+            .unwrap();
+        if response.status() == StatusCode::ACCEPTED {
+            accepted.push(response.headers()["location"].to_str().unwrap().to_owned());
+            assert!(
+                accepted.len() < 64,
+                "a 1 MiB store took {} calls of 64 KiB",
+                accepted.len()
+            );
+            continue;
+        }
+        break response;
+    };
+    let status = refused.status();
+    let retry_after = refused.headers().get("retry-after").cloned();
+    let problem: Value = refused.json().await.unwrap();
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{problem}");
+    assert_eq!(retry_after.unwrap(), "30");
+    assert_eq!(problem["type"], "/problems/store-full", "{problem}");
+    assert!(accepted.len() >= 5, "only {} calls fit", accepted.len());
+    assert_eq!(readyz(&relay).await, StatusCode::SERVICE_UNAVAILABLE);
+    let metrics = relay
+        .get("/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let full: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("sapbridge_store_full_total "))
+        .and_then(|n| n.parse().ok())
+        .expect("the counter");
+    assert!(full >= 1, "{metrics}");
+    // Nothing accepted was lost: every call is still there, queued.
+    for location in &accepted {
+        let status = relay.get(location).send().await.unwrap().status();
+        assert_eq!(status, StatusCode::ACCEPTED, "{location}");
+    }
+
+    // Given room (here: a larger cap, as an operator would after freeing disk),
+    // the same file takes calls again and every accepted call is still there.
+    relay.stop().await;
+    let mut config = sqlite_config(&path);
+    config["queue"]["max_size_mib"] = json!(4);
+    let relay = TestRelay::start_with(config).await;
+    assert_eq!(readyz(&relay).await, StatusCode::OK);
+    for location in &accepted {
+        let status = relay.get(location).send().await.unwrap().status();
+        assert_eq!(status, StatusCode::ACCEPTED, "{location} after the restart");
+    }
+    let response = relay
+        .call("PRD", "STFC_CONNECTION", json!({"REQUTEXT": big}))
+        .header("Prefer", "respond-async")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    relay.stop().await;
+}

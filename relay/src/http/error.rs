@@ -109,6 +109,8 @@ pub(crate) enum ApiError {
     ShuttingDown,
     /// A problem built from a call's outcome.
     Call(Box<Problem>),
+    /// The queue store has no room (503 + `Retry-After`); the text is logged.
+    StoreFull(String),
     /// A fault of the relay (500); the text is logged, never returned.
     Internal(String),
 }
@@ -178,6 +180,16 @@ impl ApiError {
                 "the relay is shutting down; retry shortly",
             ),
             Self::Call(problem) => *problem,
+            Self::StoreFull(cause) => {
+                tracing::warn!(%cause, "refused: the queue store is full");
+                Problem::new(
+                    S::SERVICE_UNAVAILABLE,
+                    "store-full",
+                    "Queue store full",
+                    "the relay's queue store has no room for new calls (disk full or \
+                     [queue] max_size_mib reached); nothing was stored; retry later",
+                )
+            }
             Self::Internal(cause) => {
                 tracing::error!(%cause, "internal error");
                 Problem::new(
@@ -196,6 +208,7 @@ impl IntoResponse for ApiError {
         let extra_header = match &self {
             Self::Unauthorized => Some((header::WWW_AUTHENTICATE, "Bearer")),
             Self::ShuttingDown => Some((header::RETRY_AFTER, "5")),
+            Self::StoreFull(_) => Some((header::RETRY_AFTER, "30")),
             _ => None,
         };
         let mut response = self.problem().into_response();
@@ -210,7 +223,10 @@ impl IntoResponse for ApiError {
 
 impl From<crate::queue::QueueError> for ApiError {
     fn from(error: crate::queue::QueueError) -> Self {
-        Self::Internal(error.to_string())
+        match error {
+            crate::queue::QueueError::Full(_) => Self::StoreFull(error.to_string()),
+            error => Self::Internal(error.to_string()),
+        }
     }
 }
 
@@ -226,9 +242,8 @@ impl From<CallError> for ApiError {
                 call_id: record.id,
             },
             CallError::KeyMismatch => Self::IdempotencyMismatch,
-            error @ (CallError::Vanished(_) | CallError::Store(_)) => {
-                Self::Internal(error.to_string())
-            }
+            CallError::Store(error) => error.into(),
+            error @ CallError::Vanished(_) => Self::Internal(error.to_string()),
         }
     }
 }

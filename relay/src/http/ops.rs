@@ -199,6 +199,14 @@ pub(crate) async fn metrics(State(state): State<Arc<RelayState>>) -> Result<Resp
          sapbridge_agent_outcomes_refused_total {}",
         state.sessions.refused_outcomes()
     );
+    let _ = writeln!(
+        out,
+        "# HELP sapbridge_store_full_total Changes the queue store refused for want of \
+         space (a full disk, or [queue] max_size_mib).\n\
+         # TYPE sapbridge_store_full_total counter\n\
+         sapbridge_store_full_total {}",
+        state.queue.full_refusals()
+    );
     let mut response = out.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -47,6 +47,11 @@ pub struct QueueConfig {
     /// gets the stored outcome and the call is kept even past
     /// `result_retention_secs`; an open call's key is always enforced.
     pub idempotency_retention_secs: u64,
+    /// The most the SQLite file may grow to, in MiB (sqlite only; default: as far
+    /// as the disk allows). At the limit, as on a full disk, new calls answer
+    /// `503` with `Retry-After` and `/readyz` answers `503` until space is free
+    /// again (results purged, the limit raised).
+    pub max_size_mib: Option<u64>,
 }
 
 impl Default for QueueConfig {
@@ -57,6 +62,7 @@ impl Default for QueueConfig {
             durability: Durability::ProcessCrash,
             url: None,
             idempotency_retention_secs: 86_400,
+            max_size_mib: None,
         }
     }
 }
@@ -228,6 +234,16 @@ impl QueueConfig {
         }
         if self.idempotency_retention_secs == 0 {
             return out("queue.idempotency_retention_secs", "must be at least 1");
+        }
+        match (self.store, self.max_size_mib) {
+            (StoreKind::Sqlite, Some(0)) => return out("queue.max_size_mib", "must be at least 1"),
+            (StoreKind::Memory | StoreKind::Postgres, Some(_)) => {
+                return out(
+                    "queue.max_size_mib",
+                    "only used with queue.store = \"sqlite\"",
+                );
+            }
+            _ => {}
         }
         Ok(())
     }

@@ -87,6 +87,7 @@ pub(crate) async fn open(
             })?;
             let mut options = sqlite::SqliteOptions::new(config.durability);
             options.owner_hold = owner_hold;
+            options.max_size_mib = config.max_size_mib;
             let queue =
                 tokio::task::spawn_blocking(move || sqlite::SqliteQueue::open(&path, options))
                     .await
@@ -489,6 +490,10 @@ pub(crate) enum QueueError {
     /// The store is shut down (its writer has stopped).
     #[error("queue store is closed")]
     Closed,
+    /// The store has no room for the change (a full disk, or the SQLite file at
+    /// its `max_size_mib`): nothing was written; it may work once space is free.
+    #[error("queue store is full: {0}")]
+    Full(String),
 }
 
 /// A durable queue of calls. See the module docs for states and signals.
@@ -549,8 +554,15 @@ pub(crate) trait Queue: Send + Sync + 'static {
     /// Counts of calls by state.
     async fn stats(&self) -> Result<QueueStats, QueueError>;
 
-    /// Checks that the store answers (`/readyz`).
+    /// Checks that the store answers (`/readyz`); [`QueueError::Full`] while it
+    /// has no room for changes.
     async fn ping(&self) -> Result<(), QueueError>;
+
+    /// How many changes the store refused for want of space since it opened
+    /// (`sapbridge_store_full_total`).
+    fn full_refusals(&self) -> u64 {
+        0
+    }
 
     /// Publishes the agent sessions connected to this relay (replacing what it
     /// published before) for the other relays sharing the store. A store of one

@@ -18,6 +18,11 @@ pub(super) const RECORD_COLUMNS: &str = "id, system, kind, calls, commit_policy,
 /// and never the connection string's password.
 pub(super) fn store_error(error: tokio_postgres::Error) -> QueueError {
     match error.as_db_error() {
+        // 53100 disk_full, 53400 configuration_limit_exceeded (a quota): the
+        // server has no room; nothing was written.
+        Some(db) if matches!(db.code().code(), "53100" | "53400") => {
+            QueueError::Full(format!("postgres: {} ({})", db.message(), db.code().code()))
+        }
         Some(db) => QueueError::Store(format!("postgres: {} ({})", db.message(), db.code().code())),
         None => QueueError::Store(format!("postgres: {error}")),
     }

@@ -39,7 +39,7 @@ use super::{
     Reaped, Retention, Signals,
 };
 use counts::FinalCounts;
-use writer::{Placement, Writer};
+use writer::{Placement, Space, Writer};
 
 /// The most changes committed in one transaction.
 const MAX_BATCH: usize = 1024;
@@ -57,6 +57,8 @@ pub(crate) struct SqliteOptions {
     /// How long calls leased before a restart wait for their agent (see
     /// [`Retention::owner_hold`]).
     pub(crate) owner_hold: time::Duration,
+    /// The most the file may grow to, in MiB (`PRAGMA max_page_count`).
+    pub(crate) max_size_mib: Option<u64>,
 }
 
 impl SqliteOptions {
@@ -66,6 +68,7 @@ impl SqliteOptions {
             durability,
             max_batch: MAX_BATCH,
             owner_hold: super::DEFAULT_OWNER_HOLD,
+            max_size_mib: None,
         }
     }
 }
@@ -79,6 +82,8 @@ pub(crate) struct SqliteQueue {
     signals: Arc<Signals>,
     /// Retained final calls per state (see `counts`).
     finals: Arc<FinalCounts>,
+    /// Whether the last batch found no room, and how often changes were refused.
+    space: Arc<Space>,
     /// An exclusive lock on `<path>.lock`, held as long as the store lives: a
     /// second relay on the same file would hand out the first one's leases again.
     /// The operating system releases it when the process dies, even by `kill -9`.
@@ -122,6 +127,9 @@ impl SqliteQueue {
         let lock = lock_store(path)?;
         let conn = Connection::open(path).map_err(|e| context(e.into()))?;
         let found = schema::prepare(&conn, options.durability).map_err(context)?;
+        if let Some(mib) = options.max_size_mib {
+            schema::limit_size(&conn, mib).map_err(context)?;
+        }
         let hold_until = rows::nanos(OffsetDateTime::now_utc() + options.owner_hold);
         let requeued = schema::requeue_orphaned_leases(&conn, hold_until).map_err(context)?;
         let finals = Arc::new(FinalCounts::seeded(
@@ -140,6 +148,7 @@ impl SqliteQueue {
             Durability::ProcessCrash => Placement::Runtime,
             Durability::PowerLoss => Placement::Thread,
         };
+        let space = Arc::new(Space::default());
         let writer = Writer::start(
             conn,
             Arc::clone(&signals),
@@ -147,6 +156,7 @@ impl SqliteQueue {
             options.max_batch,
             checkpoints,
             place,
+            Arc::clone(&space),
         )?;
         let readers = Arc::new(Readers {
             path: path.to_owned(),
@@ -157,6 +167,7 @@ impl SqliteQueue {
             readers,
             signals,
             finals,
+            space,
             _lock: lock,
         })
     }
@@ -320,7 +331,16 @@ impl Queue for SqliteQueue {
         if self.writer.is_closed() {
             return Err(QueueError::Closed);
         }
+        if self.space.full() {
+            // Found full: a change that needs a new page says whether there is room
+            // again (nothing else may write while load balancers keep clients away).
+            self.writer.write_one(schema::probe_space).await?;
+        }
         self.read(rows::ping).await
+    }
+
+    fn full_refusals(&self) -> u64 {
+        self.space.refusals()
     }
 
     fn signals(&self) -> &Arc<Signals> {

@@ -17,7 +17,11 @@ pub(super) const RECORD_COLUMNS: &str = "id, system, kind, calls, commit_policy,
 
 impl From<rusqlite::Error> for QueueError {
     fn from(error: rusqlite::Error) -> Self {
-        Self::Store(error.to_string())
+        if error.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) {
+            Self::Full(error.to_string())
+        } else {
+            Self::Store(error.to_string())
+        }
     }
 }
 

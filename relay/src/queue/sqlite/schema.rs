@@ -121,6 +121,45 @@ pub(super) fn configure(conn: &Connection) -> Result<(), QueueError> {
 /// [`QueueError::Store`] when the file is not a database, cannot switch to WAL
 /// (e.g. on a network file system without shared memory), or was written by a newer
 /// schema.
+/// Caps the file at `mib` MiB (`PRAGMA max_page_count`, which holds for this
+/// connection: the writer's). A file already larger keeps what it holds; it takes
+/// changes again once purges free pages below the cap.
+///
+/// # Errors
+/// [`QueueError::Store`] when the pragma fails.
+pub(super) fn limit_size(conn: &Connection, mib: u64) -> Result<(), QueueError> {
+    let page_size: u64 = conn.query_row("PRAGMA page_size", [], |row| row.get(0))?;
+    let pages = (mib.saturating_mul(1024 * 1024) / page_size.max(1)).max(1);
+    conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))?;
+    Ok(())
+}
+
+/// A change that needs room for a sizeable call ([`PROBE_BYTES`]) and undoes
+/// itself: [`QueueError::Full`] when the file has not that much room left (on the
+/// writer's connection, so under its size cap).
+///
+/// # Errors
+/// [`QueueError::Full`] without room, [`QueueError::Store`] for other failures.
+pub(super) fn probe_space(
+    conn: &Connection,
+    _: &mut super::writer::Effects,
+) -> Result<(), QueueError> {
+    let probed = conn.execute_batch(&format!(
+        "SAVEPOINT probe; CREATE TABLE sapbridge_space_probe (x); \
+         INSERT INTO sapbridge_space_probe VALUES (zeroblob({PROBE_BYTES})); \
+         ROLLBACK TO probe; RELEASE probe;"
+    ));
+    if probed.is_err() && !conn.is_autocommit() {
+        // The savepoint is still open when SQLite did not roll back by itself.
+        let _ = conn.execute_batch("ROLLBACK TO probe; RELEASE probe;");
+    }
+    probed?;
+    Ok(())
+}
+
+/// How much room [`probe_space`] asks for: a call with large parameters.
+const PROBE_BYTES: usize = 64 * 1024;
+
 pub(super) fn prepare(conn: &Connection, durability: Durability) -> Result<i64, QueueError> {
     configure(conn)?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;

@@ -13,7 +13,7 @@ use time::Duration;
 
 use super::super::config::Durability;
 use super::super::contract::{by, keyed, later, new_call, ok, retention};
-use super::super::{ActionStep, CallKind, CallState, Enqueued, Queue, QueueStats};
+use super::super::{ActionStep, CallKind, CallState, Enqueued, Queue, QueueError, QueueStats};
 use super::{SqliteOptions, SqliteQueue, ops};
 
 /// Names the file a [`kill_child`] run works on; unset, that test does nothing.
@@ -464,4 +464,48 @@ async fn the_wal_starts_over_under_continuous_writes() {
         frames < 2 * limit,
         "the WAL grew to {frames} frames (the writer waits from {limit})"
     );
+}
+
+/// A store at its size cap refuses changes as `Full` (nothing half-written: the
+/// calls before are intact), says so in `ping`, counts the refusals, and takes
+/// changes again once pages are free, found by `ping`'s probe without any other
+/// write.
+#[tokio::test]
+async fn a_full_store_refuses_as_full_and_the_probe_sees_room_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q.db");
+    let options = SqliteOptions {
+        max_size_mib: Some(1),
+        ..SqliteOptions::new(Durability::ProcessCrash)
+    };
+    let q = SqliteQueue::open(&path, options).unwrap();
+    let big = serde_json::Value::from("x".repeat(64 * 1024));
+    let mut stored = 0;
+    let error = loop {
+        let mut call = new_call(&format!("c{stored:03}"), "PRD", Duration::hours(1));
+        call.calls[0]
+            .parameters
+            .insert("REQUTEXT".into(), big.clone());
+        match q.enqueue(call).await {
+            Ok(_) => stored += 1,
+            Err(error) => break error,
+        }
+        assert!(stored < 64, "a 1 MiB store took {stored} calls of 64 KiB");
+    };
+    assert!(matches!(error, QueueError::Full(_)), "{error:?}");
+    assert!(stored >= 5, "{stored}");
+    assert!(matches!(q.ping().await, Err(QueueError::Full(_))));
+    assert!(q.full_refusals() >= 1);
+    assert_eq!(q.stats().await.unwrap().queued, stored);
+
+    // Another connection frees pages (as a purge would): the probe finds room.
+    let other = rusqlite::Connection::open(&path).unwrap();
+    other
+        .execute("DELETE FROM calls WHERE id < 'c005'", [])
+        .unwrap();
+    drop(other);
+    q.ping().await.expect("room again");
+    let mut call = new_call("after", "PRD", Duration::hours(1));
+    call.calls[0].parameters.insert("REQUTEXT".into(), big);
+    q.enqueue(call).await.expect("stored once there is room");
 }

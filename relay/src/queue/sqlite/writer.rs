@@ -23,6 +23,7 @@
 use std::collections::HashSet;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
@@ -54,6 +55,8 @@ pub(super) struct Effects {
     pub(super) handed: Vec<(Arc<Taker>, Unit)>,
     /// Calls that entered or left a final state.
     pub(super) finals: FinalDelta,
+    /// Changes of the batch refused for want of space.
+    refused: u64,
 }
 
 impl Effects {
@@ -118,7 +121,9 @@ where
             return true;
         };
         if self.guarded {
-            self.result = Some(in_savepoint(conn, effects, work));
+            let result = in_savepoint(conn, effects, work);
+            effects.refused += u64::from(matches!(result, Err(QueueError::Full(_))));
+            self.result = Some(result);
             return true;
         }
         let mut own = Effects::default();
@@ -126,7 +131,10 @@ where
             Ok(result) => {
                 match &result {
                     Ok(_) => effects.absorb(own),
-                    Err(_) => own.abandon(),
+                    Err(error) => {
+                        own.abandon();
+                        effects.refused += u64::from(matches!(error, QueueError::Full(_)));
+                    }
                 }
                 self.result = Some(result);
                 true
@@ -174,6 +182,36 @@ fn in_savepoint<T>(
     }
 }
 
+/// Whether the store has room: set when a batch or one of its changes failed for
+/// want of space ([`QueueError::Full`]), cleared by the next batch that commits
+/// without such a failure.
+#[derive(Debug, Default)]
+pub(super) struct Space {
+    full: AtomicBool,
+    refusals: AtomicU64,
+}
+
+impl Space {
+    /// Whether the last batch found no room.
+    pub(super) fn full(&self) -> bool {
+        self.full.load(Ordering::Relaxed)
+    }
+
+    /// Changes refused for want of space since the store opened.
+    pub(super) fn refusals(&self) -> u64 {
+        self.refusals.load(Ordering::Relaxed)
+    }
+
+    fn after_batch(&self, refused: u64) {
+        if refused > 0 && !self.full.swap(true, Ordering::Relaxed) {
+            tracing::error!("the queue store is full: new calls answer 503 until space is free");
+        } else if refused == 0 && self.full.swap(false, Ordering::Relaxed) {
+            tracing::warn!("the queue store has room again");
+        }
+        self.refusals.fetch_add(refused, Ordering::Relaxed);
+    }
+}
+
 /// The handle callers use to hand changes to the writer thread.
 #[derive(Debug, Clone)]
 pub(super) struct Writer {
@@ -196,6 +234,7 @@ impl Writer {
         max_batch: usize,
         checkpoints: Checkpoints,
         place: Placement,
+        space: Arc<Space>,
     ) -> Result<Self, QueueError> {
         let (jobs, rx) = mpsc::channel(CHANNEL_CAPACITY);
         let max_batch = max_batch.max(1);
@@ -207,6 +246,7 @@ impl Writer {
             signals,
             finals,
             checkpoints,
+            space,
         };
         let runtime = match place {
             Placement::Runtime => tokio::runtime::Handle::try_current().ok(),
@@ -304,6 +344,7 @@ struct Batcher {
     signals: Arc<Signals>,
     finals: Arc<FinalCounts>,
     checkpoints: Checkpoints,
+    space: Arc<Space>,
 }
 
 impl Batcher {
@@ -341,6 +382,19 @@ impl Batcher {
             }
             statement("COMMIT")
         });
+        // SQLite may roll the whole transaction back on SQLITE_FULL (then COMMIT
+        // finds none): the batch failed for want of space, every change of it.
+        let committed = match committed {
+            Err(QueueError::Store(_)) if effects.refused > 0 => Err(QueueError::Full(
+                "no room left; the batch was rolled back".into(),
+            )),
+            other => other,
+        };
+        let refused = match &committed {
+            Err(QueueError::Full(_)) => self.batch.len() as u64,
+            _ => effects.refused,
+        };
+        self.space.after_batch(refused);
         match &committed {
             Ok(()) => effects.fire(&self.signals, &self.finals),
             Err(error) => {
@@ -423,6 +477,7 @@ mod tests {
             64,
             checkpoints,
             Placement::Thread,
+            Arc::default(),
         )
         .unwrap();
         (writer, path)
