@@ -20,16 +20,21 @@ from load import CELLS, UPLOAD_CELL  # noqa: E402
 PATHS = [
     ("direct", "A direct"), ("rathole", "B rathole"), ("bore", "C bore"),
     ("sapbridge_http", "D sapbridge HTTP pass-through"),
-    ("sapbridge_call", "E sapbridge call (SQLite queue)"),
+    ("sapbridge_call", "E sapbridge call (SQLite queue, process-crash)"),
+    ("sapbridge_call_power_loss", "E2 sapbridge call (SQLite queue, power-loss)"),
     ("sapbridge_call_memory", "E' sapbridge call (memory queue)"),
+    ("sapbridge_call_pg", "G sapbridge call (PostgreSQL, 1 replica)"),
+    ("sapbridge_call_pg2", "H sapbridge call (PostgreSQL, 2 replicas behind nginx)"),
 ]
 KIB, MIB = 1024, 1024 * 1024
 
 
 def targets(paths, result):
-    """[(target, measured, met?)] for one placement's paths (and the placement-free ones)."""
-    d, r, e = paths["sapbridge_http"], paths["rathole"], paths["sapbridge_call"]
-    rows = [
+    """[(target, measured, met?)] for one placement's paths (those it measured)."""
+    rows = []
+    d, r, e = paths.get("sapbridge_http"), paths.get("rathole"), paths.get("sapbridge_call")
+    if d and r:
+        rows += [
         ("D ≥ 1.0× rathole rps at c=64, p99 ≤ rathole's",
          f"{d['c64']['rps']:,.0f} vs {r['c64']['rps']:,.0f} rps "
          f"({d['c64']['rps'] / r['c64']['rps']:.2f}×); p99 {d['c64']['p99_ms']:.3f} vs "
@@ -38,13 +43,36 @@ def targets(paths, result):
         ("D c=1 p50 ≤ rathole p50 + 50 µs",
          f"{d['c1']['p50_ms'] * 1000:.0f} µs vs {r['c1']['p50_ms'] * 1000:.0f} + 50 µs",
          d["c1"]["p50_ms"] <= r["c1"]["p50_ms"] + 0.050),
-        ("E (durable) ≥ 20,000 calls/s at c=64", f"{e['c64']['rps']:,.0f} calls/s",
-         e["c64"]["rps"] >= 20_000),
-    ]
+        ]
+    if e:
+        rows.append(("E (durable) ≥ 20,000 calls/s at c=64", f"{e['c64']['rps']:,.0f} calls/s",
+                     e["c64"]["rps"] >= 20_000))
+    e2 = paths.get("sapbridge_call_power_loss")
+    if e and e2:
+        cost = 1 - e2["c64"]["rps"] / e["c64"]["rps"]
+        rows.append(("E2 power-loss costs < 10 % of E's calls/s at c=64 (then it is the default)",
+                     f"{e2['c64']['rps']:,.0f} vs {e['c64']['rps']:,.0f} calls/s "
+                     f"({cost * 100:+.1f} % cost); p50 c=1 {e2['c1']['p50_ms']:.3f} vs "
+                     f"{e['c1']['p50_ms']:.3f} ms", cost < 0.10))
+    sqlite = e2 or e
+    for key, name in (("sapbridge_call_pg", "G"), ("sapbridge_call_pg2", "H")):
+        g = paths.get(key)
+        if not g:
+            continue
+        rows.append((f"{name} (PostgreSQL, durable) ≥ 10,000 calls/s at c=64",
+                     f"{g['c64']['rps']:,.0f} calls/s", g["c64"]["rps"] >= 10_000))
+        if sqlite:
+            which = "E2" if sqlite is e2 else "E"
+            rows.append((f"{name} p50 at c=1 ≤ 2× SQLite's ({which})",
+                         f"{g['c1']['p50_ms']:.3f} vs {sqlite['c1']['p50_ms']:.3f} ms "
+                         f"(×{g['c1']['p50_ms'] / sqlite['c1']['p50_ms']:.2f})",
+                         g["c1"]["p50_ms"] <= 2 * sqlite["c1"]["p50_ms"]))
     return rows
 
 
 def global_targets(result):
+    if not result.get("idle_agents") or not result.get("queue_depth"):
+        return []  # a run without the extras (--no-extras)
     idle1, idle5 = result["idle_agent_bytes"], result["idle_agent_bytes_n5000"]
     agent = result.get("agent_idle_rss_bytes")
     q = result["queue_depth"]
@@ -106,12 +134,20 @@ def upload_table(paths, settings):
     return out + [""]
 
 
-def markdown(result):
+def markdown(result, stem="latest"):
     m, s = result["machine"], result["settings"]
+    loads = result.get("loadavg_per_run") or {}
+    pg = s.get("postgres")
     out = [
         "# sapbridge benchmarks — latest run", "",
         f"- machine: {m['cpu']}, {m['cores']} cores, Linux {m['kernel']}, {m['date']}",
         f"- note: {m['note']}",
+        *([f"- 1-min load average at the start of each run and at the end: "
+           + "; ".join(f"{k} {', '.join(f'{v:.1f}' for v in vs)}" for k, vs in loads.items())]
+          if loads else []),
+        *([f"- PostgreSQL {pg['version']} on the same machine (shared with the other "
+           f"engineers' tests, never pinned), {', '.join(pg['settings'])}; a database of "
+           "its own per path and placement, created and dropped by the run"] if pg else []),
         *code_line(result.get("code")),
         f"- {s['runs_per_cell']} run(s) per cell of {s['seconds_per_cell']} s, {s['order']}; "
         f"closed loop `{s['closed_loop']}`, open loop `{s['open_loop']}`; backend {s['backend']}; "
@@ -128,7 +164,9 @@ def markdown(result):
         out += [f"## {placement['text']}", "",
                 "| path | " + " | ".join(CELLS) + " |", "|---|" + "---|" * len(CELLS)]
         for key, label in PATHS:
-            cells = placement["paths"].get(key, {})
+            cells = placement["paths"].get(key)
+            if not cells:
+                continue
             out.append(f"| {label} | " + " | ".join(cell_text(cells.get(c)) for c in CELLS) + " |")
         out.append("")
         out += upload_table(placement["paths"], s)
@@ -140,10 +178,22 @@ def markdown(result):
     for target, measured, met in global_targets(result):
         out.append(f"| {target} | – | {measured} | {'met' if met else '**not met**'} |")
     q = result["queue_depth"]
-    out += ["", "## Idle agents, agent memory, queue depth", "",
+    out += ["", "## Idle agents, agent memory, queue depth, queued calls", "",
             "| measure | value |", "|---|---|"]
-    for idle in result["idle_agents"]:
-        out.append(f"| relay RSS, {idle['n']:,} idle agents | {idle['rss_before_bytes'] / MIB:.1f} → "
+    pg_idle = result.get("idle_agents_postgres")
+    if pg_idle:
+        out.append(f"| relay RSS, {pg_idle['n']:,} idle agents, PostgreSQL store | "
+                   f"{pg_idle['rss_before_bytes'] / MIB:.1f} → {pg_idle['rss_after_bytes'] / MIB:.1f} "
+                   f"MiB = {pg_idle['per_agent_bytes'] / KIB:.1f} KiB per agent (connected in "
+                   f"{pg_idle['connect_secs']} s) |")
+    for store, cost in (result.get("queued_cost") or {}).items():
+        out.append(f"| {cost['queued']:,} calls queued (respond-async, no agent), {store} | "
+                   f"store {cost['bytes_before'] / MIB:.1f} → {cost['bytes_after'] / MIB:.1f} MiB = "
+                   f"{cost['bytes_per_call']:,} bytes per call; relay RSS "
+                   f"{cost['rss_before_bytes'] / MIB:.1f} → {cost['rss_after_bytes'] / MIB:.1f} MiB; "
+                   f"enqueued in {cost['enqueue_secs']} s at c=32 |")
+    for idle in result["idle_agents"] or []:
+        out.append(f"| relay RSS, {idle['n']:,} idle agents, SQLite store | {idle['rss_before_bytes'] / MIB:.1f} → "
                    f"{idle['rss_after_bytes'] / MIB:.1f} MiB = {idle['per_agent_bytes'] / KIB:.1f} KiB "
                    f"per agent (connected in {idle['connect_secs']} s) |")
     if result.get("agent_idle_rss_bytes"):
@@ -152,11 +202,11 @@ def markdown(result):
     if result.get("agent_rss_after_load_bytes"):
         out.append(f"| agent RSS after the unpinned runs | "
                    f"{result['agent_rss_after_load_bytes'] / MIB:.1f} MiB |")
-    for cell in ("c1", "c16"):
+    for cell in ("c1", "c16") if q else ():
         out.append(f"| E p50 {cell}, empty queue → {q['queued']:,} queued for another system "
                    f"(pinned) | {q['empty'][cell]['p50_ms']:.3f} → "
                    f"{q['with_backlog'][cell]['p50_ms']:.3f} ms (×{q[f'p50_ratio_{cell}']:.2f}) |")
-    out += ["", "![throughput and p99 per path and concurrency](latest.png)", ""]
+    out += ["", f"![throughput and p99 per path and concurrency]({stem}.png)", ""]
     return "\n".join(out)
 
 
@@ -164,17 +214,21 @@ def chart(result, path):
     """Throughput (top) and p99 (bottom) per path and cell, one column per placement."""
     placements = [(k, v) for k, v in result["placement"].items() if isinstance(v, dict)]
     fig, axes = plt.subplots(2, len(placements), figsize=(7.5 * len(placements), 9), squeeze=False)
-    width = 0.8 / len(PATHS)
-    colors = ["#4c4c4c", "#1f77b4", "#9467bd", "#d62728", "#2ca02c", "#98df8a"]
+    colors = dict(zip([k for k, _ in PATHS], ["#4c4c4c", "#1f77b4", "#9467bd", "#d62728",
+                                                 "#2ca02c", "#17becf", "#98df8a", "#ff7f0e",
+                                                 "#8c564b"]))
+    measured = [(k, label) for k, label in PATHS
+                if any(p["paths"].get(k) for _, p in placements)]
+    width = 0.8 / len(measured)
     for col, (name, placement) in enumerate(placements):
         for row, (metric, ylabel) in enumerate([("rps", "requests/s (2xx), median"),
                                                 ("p99_ms", "p99 latency, ms (log)")]):
             ax = axes[row][col]
-            for i, (key, label) in enumerate(PATHS):
+            for i, (key, label) in enumerate(measured):
                 cells = placement["paths"].get(key, {})
                 values = [(cells.get(c) or {}).get(metric, 0) for c in CELLS]
-                xs = [x + (i - len(PATHS) / 2 + 0.5) * width for x in range(len(CELLS))]
-                ax.bar(xs, values, width, label=label, color=colors[i])
+                xs = [x + (i - len(measured) / 2 + 0.5) * width for x in range(len(CELLS))]
+                ax.bar(xs, values, width, label=label, color=colors[key])
                 if metric == "rps":
                     lo = [v - (cells.get(c) or {}).get("min_rps", v) for c, v in zip(CELLS, values)]
                     hi = [(cells.get(c) or {}).get("max_rps", v) - v for c, v in zip(CELLS, values)]
@@ -200,9 +254,10 @@ def write(source):
     """Writes latest.md and latest.png next to the JSON file `source`."""
     source = Path(source)
     result = json.loads(source.read_text())
-    (source.parent / "latest.md").write_text(markdown(result))
-    chart(result, source.parent / "latest.png")
-    print(f"wrote {source.parent / 'latest.md'} and {source.parent / 'latest.png'}", file=sys.stderr)
+    stem = source.stem
+    (source.parent / f"{stem}.md").write_text(markdown(result, stem))
+    chart(result, source.parent / f"{stem}.png")
+    print(f"wrote {source.parent / stem}.md and .png", file=sys.stderr)
 
 
 def main():
