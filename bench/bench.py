@@ -117,8 +117,11 @@ def start_stack(procs, tools, workdir, placement, args, databases):
         requests["rathole"] = Request(stack.start_rathole())
     if "bore" in chosen:
         requests["bore"] = Request(stack.start_bore())
+    owners = {}  # path -> the relay/agent keys of stack.relays serving it, and its database
+
     if chosen & {"sapbridge_http", "sapbridge_call"}:
         port = stack.start_sapbridge("sqlite", durability="process-crash")
+        owners["sapbridge_http"] = owners["sapbridge_call"] = (["sqlite"], None)
         if "sapbridge_http" in chosen:
             requests["sapbridge_http"] = Request(
                 f"http://127.0.0.1:{port}/v1/systems/SIM/http{BENCH_PATH}",
@@ -128,8 +131,10 @@ def start_stack(procs, tools, workdir, placement, args, databases):
     if "sapbridge_call_power_loss" in chosen:
         requests["sapbridge_call_power_loss"] = call_request(
             stack.start_sapbridge("sqlite", key="sqlite-power-loss", durability="power-loss"))
+        owners["sapbridge_call_power_loss"] = (["sqlite-power-loss"], None)
     if "sapbridge_call_memory" in chosen:
         requests["sapbridge_call_memory"] = call_request(stack.start_sapbridge("memory"))
+        owners["sapbridge_call_memory"] = (["memory"], None)
     for name, replicas in (("sapbridge_call_pg", 1), ("sapbridge_call_pg2", 2)):
         if name not in chosen:
             continue
@@ -140,6 +145,8 @@ def start_stack(procs, tools, workdir, placement, args, databases):
                  for i in range(replicas)]
         port = ports[0] if replicas == 1 else stack.start_balancer(f"balancer-pg{replicas}", ports)
         requests[name] = call_request(port)
+        owners[name] = ([f"pg{replicas}-{i}" for i in range(replicas)], database)
+    stack.owners = owners
     body_file = workdir / "upload.bin"
     body_file.write_bytes(os.urandom(UPLOAD_BYTES))
     uploads = {name: requests[name].upload(body_file) for name in UPLOAD_PATHS if name in requests}
@@ -176,7 +183,10 @@ def measure_placement(procs, tools, workdir, placement, args, extra, databases):
         for name, _ in order:
             for cell in CELLS:
                 procs.check_alive()
+                before = cpu_ticks(stack, name, tools)
                 sample = load.run_oha(tools["oha"], requests[name], cell, args.seconds, load_cpus)
+                sample["cpu_us_per_call"] = cpu_per_call(before, cpu_ticks(stack, name, tools),
+                                                         sample)
                 samples[name][cell].append(sample)
             if name in uploads:
                 procs.check_alive()
@@ -192,6 +202,53 @@ def measure_placement(procs, tools, workdir, placement, args, extra, databases):
     procs.stop_all()
     return {name: {cell: load.summarize(runs) for cell, runs in samples[name].items()}
             for name, _ in paths}
+
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_ticks(pid):
+    """CPU time (user + system, clock ticks) a process has used, or None once gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def cpu_ticks(stack, name, tools):
+    """CPU ticks so far of what serves path `name`: its relays, agents, and (PostgreSQL
+    paths) the server processes connected to its database, by pid."""
+    keys, database = getattr(stack, "owners", {}).get(name, ([], None))
+    out = {"relay": {}, "agent": {}, "database": {}}
+    for key in keys:
+        relay, agent, _ = stack.relays[key]
+        out["relay"][relay.pid] = process_ticks(relay.pid)
+        out["agent"][agent.pid] = process_ticks(agent.pid)
+    if database is not None:
+        pids = services.Database.query(tools["psql"], database.url(),
+                                       "SELECT pid FROM pg_stat_activity "
+                                       "WHERE datname = current_database() "
+                                       "AND pid <> pg_backend_pid()")
+        for pid in pids.split():
+            out["database"][int(pid)] = process_ticks(int(pid))
+    return out
+
+
+def cpu_per_call(before, after, sample):
+    """CPU µs per answered call of each part (relays, agents, database backends),
+    from the ticks before and after a cell; a process missing at either end is left
+    out. The database's shared processes (WAL writer, checkpointer) are not in it."""
+    calls = sample["rps"] * sample.get("seconds", 0)
+    if not calls:
+        return None
+    out = {}
+    for part, pids in after.items():
+        used = sum(t - before[part][pid] for pid, t in pids.items()
+                   if t is not None and before[part].get(pid) is not None)
+        if pids:
+            out[part] = round(used / TICKS * 1e6 / calls, 1)
+    return out
 
 
 def settled_rss(pid, max_secs=15):
@@ -220,12 +277,23 @@ def idle_agents(procs, tools, workdir, n, store="sqlite", db_url=None):
                or procs.check_alive(), timeout=180)
     connect_secs = time.monotonic() - started
     after = settled_rss(relay.pid)
+    database_load = None
+    if db_url:  # what the idle agents cost the database: its transactions per second
+        def commits():
+            return int(services.Database.query(tools["psql"], db_url,
+                       "SELECT xact_commit FROM pg_stat_database "
+                       "WHERE datname = current_database()"))
+        first, t0 = commits(), time.monotonic()
+        time.sleep(10)
+        database_load = round((commits() - first) / (time.monotonic() - t0), 1)
+        log(f"idle agents N={n} ({store}): the database commits {database_load}/s")
     procs.stop_all()
     per_agent = (after - before) / n
     log(f"idle agents N={n} ({store}): relay RSS {before / 2**20:.1f} -> {after / 2**20:.1f} MiB, "
         f"{per_agent / 1024:.1f} KiB per agent (connected in {connect_secs:.1f} s)")
     return {"n": n, "store": store, "rss_before_bytes": before, "rss_after_bytes": after,
-            "per_agent_bytes": round(per_agent), "connect_secs": round(connect_secs, 1)}
+            "per_agent_bytes": round(per_agent), "connect_secs": round(connect_secs, 1),
+            "database_commits_per_sec": database_load}
 
 
 def queued_cost(procs, tools, workdir, args, databases):

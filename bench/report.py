@@ -54,19 +54,18 @@ def targets(paths, result):
                      f"{e2['c64']['rps']:,.0f} vs {e['c64']['rps']:,.0f} calls/s "
                      f"({cost * 100:+.1f} % cost); p50 c=1 {e2['c1']['p50_ms']:.3f} vs "
                      f"{e['c1']['p50_ms']:.3f} ms", cost < 0.10))
-    sqlite = e2 or e
     for key, name in (("sapbridge_call_pg", "G"), ("sapbridge_call_pg2", "H")):
         g = paths.get(key)
         if not g:
             continue
         rows.append((f"{name} (PostgreSQL, durable) ≥ 10,000 calls/s at c=64",
                      f"{g['c64']['rps']:,.0f} calls/s", g["c64"]["rps"] >= 10_000))
-        if sqlite:
-            which = "E2" if sqlite is e2 else "E"
-            rows.append((f"{name} p50 at c=1 ≤ 2× SQLite's ({which})",
-                         f"{g['c1']['p50_ms']:.3f} vs {sqlite['c1']['p50_ms']:.3f} ms "
-                         f"(×{g['c1']['p50_ms'] / sqlite['c1']['p50_ms']:.2f})",
-                         g["c1"]["p50_ms"] <= 2 * sqlite["c1"]["p50_ms"]))
+        for sqlite, which in ((e, "E, process-crash"), (e2, "E2, power-loss like PostgreSQL's")):
+            if sqlite:
+                rows.append((f"{name} p50 at c=1 ≤ 2× SQLite's ({which})",
+                             f"{g['c1']['p50_ms']:.3f} vs {sqlite['c1']['p50_ms']:.3f} ms "
+                             f"(×{g['c1']['p50_ms'] / sqlite['c1']['p50_ms']:.2f})",
+                             g["c1"]["p50_ms"] <= 2 * sqlite["c1"]["p50_ms"]))
     return rows
 
 
@@ -112,6 +111,28 @@ def code_line(code):
     sizes = ("; binary files (with line tables) `sapbridge` {:.1f} MiB, `sapbridge-agent` {:.1f} MiB".format(
         sizes["sapbridge"] / MIB, sizes["sapbridge-agent"] / MIB) if sizes else "")
     return [f"- code: commit {code['commit']}{dirty}; binary built {code['binary_built']}{sizes}"]
+
+
+def cpu_table(paths):
+    """CPU µs per answered call of each part, in the c=1 and c=64 cells (median over
+    runs), for the paths that recorded it."""
+    rows = [(label, paths[key]) for key, label in PATHS
+            if any(((paths.get(key) or {}).get(c) or {}).get("cpu_us_per_call")
+                   for c in ("c1", "c64"))]
+    if not rows:
+        return []
+    out = ["CPU per answered call, µs (from /proc: user + system time of the relays, the "
+           "agents and the PostgreSQL server processes connected to the path's database, "
+           "during the cell; not the server's WAL writer and checkpointer):", "",
+           "| path | c1 relay / agent / database | c64 relay / agent / database |",
+           "|---|---|---|"]
+    for label, cells in rows:
+        def text(cell):
+            cpu = (cells.get(cell) or {}).get("cpu_us_per_call") or {}
+            return " / ".join(f"{cpu[k]:.0f}" if k in cpu else "–"
+                              for k in ("relay", "agent", "database"))
+        out.append(f"| {label} | {text('c1')} | {text('c64')} |")
+    return out + [""]
 
 
 def upload_table(paths, settings):
@@ -169,6 +190,7 @@ def markdown(result, stem="latest"):
                 continue
             out.append(f"| {label} | " + " | ".join(cell_text(cells.get(c)) for c in CELLS) + " |")
         out.append("")
+        out += cpu_table(placement["paths"])
         out += upload_table(placement["paths"], s)
     out += ["## Targets", "", "| target | placement | measured | target: met / not met |",
             "|---|---|---|---|"]
@@ -185,7 +207,8 @@ def markdown(result, stem="latest"):
         out.append(f"| relay RSS, {pg_idle['n']:,} idle agents, PostgreSQL store | "
                    f"{pg_idle['rss_before_bytes'] / MIB:.1f} → {pg_idle['rss_after_bytes'] / MIB:.1f} "
                    f"MiB = {pg_idle['per_agent_bytes'] / KIB:.1f} KiB per agent (connected in "
-                   f"{pg_idle['connect_secs']} s) |")
+                   f"{pg_idle['connect_secs']} s); the database then commits "
+                   f"{pg_idle.get('database_commits_per_sec')} transactions/s |")
     for store, cost in (result.get("queued_cost") or {}).items():
         out.append(f"| {cost['queued']:,} calls queued (respond-async, no agent), {store} | "
                    f"store {cost['bytes_before'] / MIB:.1f} → {cost['bytes_after'] / MIB:.1f} MiB = "

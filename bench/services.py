@@ -231,6 +231,9 @@ http {{
         config.write_text(f"""# bench relay ({store} queue); written by bench/services.py
 http_max_in_flight_per_agent = 1024
 worker_threads = {RUNTIME_WORKERS}
+# the idle-agent measurement connects 5,000 agents; c=256 needs 256 client connections
+max_agent_connections = 6000
+max_connections = 1024
 
 [[api_keys]]
 name = "bench"
@@ -346,13 +349,18 @@ class Database:
         self.name = f"sapbridge_bench_{os.getpid()}_{label}"
         self.created = False
 
-    def sql(self, statement, database_url=None):
-        done = subprocess.run([self.psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-At",
-                               "-d", database_url or self.admin_url, "-c", statement],
+    @staticmethod
+    def query(psql, database_url, statement):
+        """Runs one statement with psql; returns its output (unaligned, no header)."""
+        done = subprocess.run([psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-At",
+                               "-d", database_url, "-c", statement],
                               capture_output=True, text=True, timeout=60)
         if done.returncode != 0:
             raise RuntimeError(f"psql: {statement}: {done.stderr.strip()}")
         return done.stdout.strip()
+
+    def sql(self, statement, database_url=None):
+        return self.query(self.psql, database_url or self.admin_url, statement)
 
     def create(self):
         self.sql(f'CREATE DATABASE "{self.name}"')
@@ -369,3 +377,19 @@ class Database:
         if self.created:
             self.sql(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
             self.created = False
+
+
+def agents_connected(relay_port):
+    """`sapbridge_agents_connected` from the relay's /metrics."""
+    return metric(relay_port, "sapbridge_agents_connected")
+
+
+def metric(relay_port, name):
+    """One unlabelled gauge from the relay's /metrics (0 when absent)."""
+    status, body = http_get(f"http://127.0.0.1:{relay_port}/metrics")
+    if status != 200:
+        return 0
+    for line in body.decode().splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0
