@@ -199,6 +199,15 @@ def measure_placement(procs, tools, workdir, placement, args, extra, databases):
     extra.setdefault("loadavg", {})[placement] = [round(v, 2) for v in loads]
     if placement == "unpinned" and "sqlite" in stack.relays:
         extra["agent_rss_after_load_bytes"] = rss_bytes(stack.relays["sqlite"][1].pid)
+    for name, (_, database) in stack.owners.items():
+        if database is not None:  # what the finished calls of the runs take in the database
+            size, calls, table = services.Database.query(
+                tools["psql"], database.url(),
+                "SELECT pg_database_size(current_database()), count(*), "
+                "pg_total_relation_size('sapbridge_calls') FROM sapbridge_calls").split("|")
+            extra.setdefault("retained", {})[f"{placement}/{name}"] = {
+                "calls": int(calls), "database_bytes": int(size), "calls_table_bytes": int(table),
+                "bytes_per_call": round(int(table) / max(int(calls), 1))}
     procs.stop_all()
     return {name: {cell: load.summarize(runs) for cell, runs in samples[name].items()}
             for name, _ in paths}
@@ -548,6 +557,7 @@ def main():
         "queue_depth": queue,
         "idle_agents_postgres": extra.get("idle_agents_postgres"),
         "queued_cost": costs,
+        "retained_calls": extra.get("retained"),
         "loadavg_per_run": extra.get("loadavg"),
         "elapsed_secs": round(time.monotonic() - started),
     }

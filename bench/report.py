@@ -215,6 +215,11 @@ def markdown(result, stem="latest"):
                    f"{cost['bytes_per_call']:,} bytes per call; relay RSS "
                    f"{cost['rss_before_bytes'] / MIB:.1f} → {cost['rss_after_bytes'] / MIB:.1f} MiB; "
                    f"enqueued in {cost['enqueue_secs']} s at c=32 |")
+    for where, kept in (result.get("retained_calls") or {}).items():
+        out.append(f"| finished calls kept after the runs, {where} | {kept['calls']:,} calls: "
+                   f"`sapbridge_calls` {kept['calls_table_bytes'] / MIB:.1f} MiB with its indexes = "
+                   f"{kept['bytes_per_call']:,} bytes per call (database "
+                   f"{kept['database_bytes'] / MIB:.1f} MiB) |")
     for idle in result["idle_agents"] or []:
         out.append(f"| relay RSS, {idle['n']:,} idle agents, SQLite store | {idle['rss_before_bytes'] / MIB:.1f} → "
                    f"{idle['rss_after_bytes'] / MIB:.1f} MiB = {idle['per_agent_bytes'] / KIB:.1f} KiB "
