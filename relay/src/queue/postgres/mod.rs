@@ -163,8 +163,9 @@ impl PostgresQueue {
         self.shared.pool.get().await.map_err(pool_error)
     }
 
-    /// Ends a change that ran in a transaction of its own: sends its
-    /// notifications, commits, and fires its wake-ups once committed.
+    /// Ends a change that ran in a transaction of its own: counts its final
+    /// calls, commits, fires its wake-ups once committed and then notifies the
+    /// other replicas (see [`listen`]).
     async fn finish<T>(
         &self,
         tx: Transaction<'_>,
@@ -180,7 +181,11 @@ impl PostgresQueue {
         };
         match committed {
             Ok(value) => {
+                let notes = effects.notes(&self.shared.replica);
                 effects.fire(&self.shared.signals);
+                if let Ok(client) = self.client().await {
+                    notes.send(&client).await;
+                }
                 Ok(value)
             }
             Err(error) => {
