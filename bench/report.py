@@ -241,7 +241,8 @@ def markdown(result, stem="latest"):
 def chart(result, path):
     """Throughput (top) and p99 (bottom) per path and cell, one column per placement."""
     placements = [(k, v) for k, v in result["placement"].items() if isinstance(v, dict)]
-    fig, axes = plt.subplots(2, len(placements), figsize=(7.5 * len(placements), 9), squeeze=False)
+    fig, axes = plt.subplots(2, len(placements), figsize=(max(7.5 * len(placements), 11), 9.5),
+                             squeeze=False)
     colors = dict(zip([k for k, _ in PATHS], ["#4c4c4c", "#1f77b4", "#9467bd", "#d62728",
                                                  "#2ca02c", "#17becf", "#98df8a", "#ff7f0e",
                                                  "#8c564b"]))
@@ -270,11 +271,13 @@ def chart(result, path):
             ax.set_title(("throughput" if metric == "rps" else "p99 latency")
                          + f" — {name}", fontsize=11)
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=9, frameon=False)
+    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=9, frameon=False)
     m = result["machine"]
-    fig.suptitle(f"sapbridge vs rathole vs bore, 100-byte nginx answer — {m['cores']} cores "
-                 f"(shared), {m['date'][:10]}", fontsize=12)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    tunnels = any(k in p["paths"] for _, p in placements for k in ("rathole", "bore"))
+    what = ("sapbridge vs rathole vs bore, 100-byte nginx answer" if tunnels
+            else "sapbridge function calls by queue store")
+    fig.suptitle(f"{what} — {m['cores']} cores (shared), {m['date'][:10]}", fontsize=12)
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     fig.savefig(path, dpi=110)
 
 
