@@ -123,6 +123,11 @@ impl Notes {
         Self(notes)
     }
 
+    /// Whether there is nothing to notify.
+    pub(super) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     /// Sends the notifications on `client`, which must not be inside a
     /// transaction (call it after the change committed). A failure is logged and
     /// otherwise ignored: the change committed, and the other replicas poll.

@@ -164,8 +164,9 @@ impl PostgresQueue {
     }
 
     /// Ends a change that ran in a transaction of its own: counts its final
-    /// calls, commits, fires its wake-ups once committed and then notifies the
-    /// other replicas (see [`listen`]).
+    /// calls, commits, fires its wake-ups once committed and has the other
+    /// replicas notified (see [`listen`]) by a task of its own, so the caller's
+    /// answer never waits for a pooled connection to notify on.
     async fn finish<T>(
         &self,
         tx: Transaction<'_>,
@@ -183,8 +184,17 @@ impl PostgresQueue {
             Ok(value) => {
                 let notes = effects.notes(&self.shared.replica);
                 effects.fire(&self.shared.signals);
-                if let Ok(client) = self.client().await {
-                    notes.send(&client).await;
+                if !notes.is_empty() {
+                    let pool = self.shared.pool.clone();
+                    tokio::spawn(async move {
+                        match pool.get().await {
+                            Ok(client) => notes.send(&client).await,
+                            Err(error) => tracing::warn!(
+                                %error,
+                                "queue notifications not sent; other replicas poll"
+                            ),
+                        }
+                    });
                 }
                 Ok(value)
             }
