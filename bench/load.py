@@ -71,12 +71,22 @@ def run_oha(oha, request, cell, seconds, cpus=None):
         "rps": ok / seconds_total,
         "p50_ms": 1000 * (percentiles.get("p50") or 0.0),
         "p99_ms": 1000 * (percentiles.get("p99") or 0.0),
+        "seconds": seconds_total,
         "non_2xx": sum(v for k, v in codes.items() if not 200 <= k < 300),
         # Requests still in flight when -z ends are reported as "aborted due to
         # deadline": the end of the run, not an error of the path.
         "errors": sum(v for k, v in (report.get("errorDistribution") or {}).items()
                       if "deadline" not in k),
     }
+
+
+def cpu_median(samples):
+    """Median over runs of each part's CPU µs per call (bench.py adds them), or None."""
+    parts = {}
+    for sample in samples:
+        for part, value in (sample.get("cpu_us_per_call") or {}).items():
+            parts.setdefault(part, []).append(value)
+    return {part: round(statistics.median(v), 1) for part, v in parts.items()} or None
 
 
 def summarize(samples):
@@ -97,6 +107,7 @@ def summarize(samples):
         "p99_ms_min": round(min(p99), 4),
         "p99_ms_max": round(max(p99), 4),
         "runs": len(samples),
+        "cpu_us_per_call": cpu_median(samples),
         "non_2xx": sum(s["non_2xx"] for s in samples),
         "errors": sum(s["errors"] for s in samples),
     }

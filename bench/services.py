@@ -209,19 +209,31 @@ http {{
         return url
 
     # --- sapbridge -------------------------------------------------------------
-    def start_relay(self, store, name=None, extra_systems=True):
-        """A `sapbridge relay` process with the given queue store ("sqlite"/"memory")."""
+    def start_relay(self, store, name=None, extra_systems=True, durability=None, db_url=None):
+        """A `sapbridge relay` process with the given queue store ("sqlite", "memory"
+        or "postgres" on `db_url`); `durability` for sqlite (the relay's default when
+        None)."""
         name = name or f"relay-{store}"
         port = free_port()
         root = self.workdir / name
         root.mkdir(exist_ok=True)
-        queue = f'store = "sqlite"\npath = "{root}/relay.db"\n' if store == "sqlite" else 'store = "memory"\n'
+        if store == "sqlite":
+            queue = f'store = "sqlite"\npath = "{root}/relay.db"\n'
+            if durability:
+                queue += f'durability = "{durability}"\n'
+        elif store == "postgres":
+            queue = f'store = "postgres"\nurl = "{db_url}"\n'
+        else:
+            queue = 'store = "memory"\n'
         noagent = (f'\n[[agent_tokens]]\nname = "bench-noagent"\ntoken = "{NOAGENT_TOKEN}"\n'
                    f'systems = ["NOAGENT"]\n') if extra_systems else ""
         config = root / "relay.toml"
         config.write_text(f"""# bench relay ({store} queue); written by bench/services.py
 http_max_in_flight_per_agent = 1024
 worker_threads = {RUNTIME_WORKERS}
+# the idle-agent measurement connects 5,000 agents; c=256 needs 256 client connections
+max_agent_connections = 6000
+max_connections = 1024
 
 [[api_keys]]
 name = "bench"
@@ -274,12 +286,97 @@ max_in_flight = 1024
         wait_until(f"{name} connected", lambda: agents_connected(relay_port) >= 1)
         return agent
 
-    def start_sapbridge(self, store):
-        """Relay (given store) + agent as two processes; returns the relay port."""
-        relay, port = self.start_relay(store)
-        agent = self.start_agent(port, f"agent-{store}")
-        self.relays[store] = (relay, agent, port)
+    def start_sapbridge(self, store, key=None, **relay_args):
+        """Relay (given store) + agent as two processes; returns the relay port.
+        `key` names the pair (several pairs of one store kind); `relay_args` go to
+        `start_relay`."""
+        key = key or store
+        relay, port = self.start_relay(store, name=f"relay-{key}", **relay_args)
+        agent = self.start_agent(port, f"agent-{key}")
+        self.relays[key] = (relay, agent, port)
         return port
+
+    def start_balancer(self, name, ports):
+        """nginx as a round-robin load balancer (keep-alive to the upstreams) in front
+        of the relays on `ports`, as a cloud load balancer stands in front of
+        replicas; returns its port."""
+        port = free_port()
+        root = self.workdir / name
+        root.mkdir(exist_ok=True)
+        servers = "".join(f"        server 127.0.0.1:{p};\n" for p in ports)
+        conf = root / "nginx.conf"
+        conf.write_text(f"""# bench load balancer: 1 worker, round robin, keep-alive upstreams
+worker_processes 1;
+daemon off;
+pid {root}/nginx.pid;
+error_log {root}/error.log warn;
+events {{ worker_connections 8192; }}
+http {{
+    access_log off;
+    keepalive_requests 10000000;
+    keepalive_timeout 120s;
+    client_body_temp_path {root}/body;
+    proxy_temp_path {root}/proxy;
+    upstream relays {{
+{servers}        keepalive 512;
+        keepalive_requests 10000000;
+    }}
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        location / {{
+            proxy_pass http://relays;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+            proxy_read_timeout 120s;
+        }}
+    }}
+}}
+""")
+        self.procs.start(name, [self.tools["nginx"], "-p", str(root), "-c", str(conf),
+                                "-e", str(root / "error.log")], cpus=self.cpus)
+        wait_until(name, lambda: http_get(f"http://127.0.0.1:{port}/healthz")[0] == 200)
+        return port
+
+
+class Database:
+    """A PostgreSQL database of its own for one part of a bench run: created on the
+    server at `admin_url` (a database there to connect to, e.g. `test`) and dropped
+    at the end (`DROP DATABASE ... WITH (FORCE)`: relays still connected are cut)."""
+
+    def __init__(self, psql, admin_url, label):
+        self.psql, self.admin_url = psql, admin_url
+        self.name = f"sapbridge_bench_{os.getpid()}_{label}"
+        self.created = False
+
+    @staticmethod
+    def query(psql, database_url, statement):
+        """Runs one statement with psql; returns its output (unaligned, no header)."""
+        done = subprocess.run([psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-At",
+                               "-d", database_url, "-c", statement],
+                              capture_output=True, text=True, timeout=60)
+        if done.returncode != 0:
+            raise RuntimeError(f"psql: {statement}: {done.stderr.strip()}")
+        return done.stdout.strip()
+
+    def sql(self, statement, database_url=None):
+        return self.query(self.psql, database_url or self.admin_url, statement)
+
+    def create(self):
+        self.sql(f'CREATE DATABASE "{self.name}"')
+        self.created = True
+        return self.url()
+
+    def url(self):
+        """The admin URL with this database's name in its path."""
+        url, mark, query = self.admin_url.partition("?")
+        base, _, _ = url.rpartition("/")
+        return f"{base}/{self.name}{mark}{query}"
+
+    def drop(self):
+        if self.created:
+            self.sql(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+            self.created = False
 
 
 def agents_connected(relay_port):

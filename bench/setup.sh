@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the benchmarks need, skipping whatever is already there (idempotent):
-#   - nginx-light (the backend) from Debian packages
+#   - nginx-light (the backend and the replicas' load balancer) and postgresql-client
+#     (psql) from Debian packages
 #   - rathole, bore and oha with `cargo install` into ~/.cargo/bin
 #   - a venv under bench/.venv with matplotlib (chart) and websockets (idle agents)
 # Prints nothing but progress; exits non-zero if something required is missing after.
@@ -17,6 +18,13 @@ if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
   sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq nginx-light >/dev/null
+fi
+
+if ! command -v psql >/dev/null; then
+  step "installing postgresql-client (Debian): psql creates and drops the bench databases"
+  sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq postgresql-client >/dev/null
 fi
 
 install_crate() { # binary, cargo install arguments...

@@ -1,9 +1,17 @@
 //! Wake-ups across replicas with `LISTEN/NOTIFY`.
 //!
-//! A change that makes work claimable or ends a call sends, inside its own
-//! transaction, a notification on [`WORK_CHANNEL`] (payload: the systems) or
-//! [`ENDED_CHANNEL`] (payload: the call ids); PostgreSQL delivers it to every
-//! listening replica once the transaction committed. Each replica keeps one
+//! A change that makes work claimable or ends a call sends, once it committed, a
+//! notification on [`WORK_CHANNEL`] (payload: the systems) or [`ENDED_CHANNEL`]
+//! (payload: the call ids) in a transaction of its own ([`Notes::send`]);
+//! PostgreSQL delivers it to every listening replica. Not inside the change's
+//! transaction: PostgreSQL serialises the commits of every transaction that
+//! notifies (a lock on the notification queue, held through the commit's flush),
+//! so two batches in flight would flush one after the other. The notifying
+//! transaction changes nothing, so it commits without waiting for a flush
+//! (`synchronous_commit = off` for it alone) and holds that lock only briefly;
+//! the calls themselves are committed as the server's `synchronous_commit` says.
+//! A relay that dies between the two loses the notification, which costs
+//! latency only (see below). Each replica keeps one
 //! dedicated connection that listens on both ([`Listener`]) and fires its local
 //! [`Signals`]: an agent session on replica B wakes for a call submitted on A, and a
 //! client waiting on A for a call an agent on B finished reads it at once.
@@ -23,7 +31,7 @@ use tokio_postgres::{AsyncMessage, NoTls};
 use tokio_util::sync::CancellationToken;
 
 use super::super::{QueueError, Signals};
-use super::rows::store_error;
+use super::rows::{prepared, store_error};
 
 /// Work became claimable for the systems in the payload.
 pub(super) const WORK_CHANNEL: &str = "sapbridge_work";
@@ -86,6 +94,60 @@ pub(super) fn payloads<'a>(replica: &str, items: impl IntoIterator<Item = &'a st
     }
     flush(&mut chunk, &mut out);
     out
+}
+
+/// Notifies channel `$1[i]` with payload `$2[i]`, in the statement's own
+/// transaction, which changes no data and so need not wait for its commit's
+/// flush.
+const NOTIFY_SQL: &str = "SELECT set_config('synchronous_commit', 'off', true), pg_notify(n.c, n.p)
+    FROM unnest($1::text[], $2::text[]) AS n(c, p)";
+
+/// The notifications of a change, sent once it committed.
+#[derive(Debug, Default)]
+pub(super) struct Notes(Vec<(&'static str, String)>);
+
+impl Notes {
+    /// Work for `systems` and the end of the calls `ended`, from `replica`.
+    pub(super) fn new<'a>(
+        replica: &str,
+        systems: impl IntoIterator<Item = &'a str>,
+        ended: impl IntoIterator<Item = &'a str>,
+    ) -> Self {
+        let mut notes = Vec::new();
+        for payload in payloads(replica, systems) {
+            notes.push((WORK_CHANNEL, payload));
+        }
+        for payload in payloads(replica, ended) {
+            notes.push((ENDED_CHANNEL, payload));
+        }
+        Self(notes)
+    }
+
+    /// Whether there is nothing to notify.
+    pub(super) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Sends the notifications on `client`, which must not be inside a
+    /// transaction (call it after the change committed). A failure is logged and
+    /// otherwise ignored: the change committed, and the other replicas poll.
+    pub(super) async fn send(self, client: &impl deadpool_postgres::GenericClient) {
+        if self.0.is_empty() {
+            return;
+        }
+        let channels: Vec<&str> = self.0.iter().map(|(c, _)| *c).collect();
+        let texts: Vec<&str> = self.0.iter().map(|(_, p)| p.as_str()).collect();
+        let sent = match prepared(client, NOTIFY_SQL).await {
+            Ok(statement) => client
+                .query(&statement, &[&channels, &texts])
+                .await
+                .map_err(store_error),
+            Err(error) => Err(error),
+        };
+        if let Err(error) = sent {
+            tracing::warn!(%error, "queue notifications not sent; other replicas poll");
+        }
+    }
 }
 
 /// The background task that listens for this replica.

@@ -174,8 +174,10 @@ impl PostgresQueue {
         self.shared.pool.get().await.map_err(pool_error)
     }
 
-    /// Ends a change that ran in a transaction of its own: sends its
-    /// notifications, commits, and fires its wake-ups once committed.
+    /// Ends a change that ran in a transaction of its own: counts its final
+    /// calls, commits, fires its wake-ups once committed and has the other
+    /// replicas notified (see [`listen`]) by a task of its own, so the caller's
+    /// answer never waits for a pooled connection to notify on.
     async fn finish<T>(
         &self,
         tx: Transaction<'_>,
@@ -191,7 +193,20 @@ impl PostgresQueue {
         };
         match committed {
             Ok(value) => {
+                let notes = effects.notes(&self.shared.replica);
                 effects.fire(&self.shared.signals);
+                if !notes.is_empty() {
+                    let pool = self.shared.pool.clone();
+                    tokio::spawn(async move {
+                        match pool.get().await {
+                            Ok(client) => notes.send(&client).await,
+                            Err(error) => tracing::warn!(
+                                %error,
+                                "queue notifications not sent; other replicas poll"
+                            ),
+                        }
+                    });
+                }
                 Ok(value)
             }
             Err(error) => {

@@ -15,9 +15,8 @@ use super::super::{
     CallEnd, CallRecord, CallState, Cancelled, Enqueued, NewCall, Overdue, QueueError, Reaped,
     Retention, Signals, Taker, lease_lapsed_outcome, overdue_rule,
 };
-use super::batch::notify;
 use super::counts::{ALONE_SLOT, Deltas};
-use super::listen::{ENDED_CHANNEL, WORK_CHANNEL, payloads};
+use super::listen::Notes;
 use super::replicas;
 use super::rows::{
     attempts_code, attempts_of, calls_json, commit_code, kind_json, load, nanos, outcome_json,
@@ -47,27 +46,24 @@ pub(super) struct Effects {
 }
 
 impl Effects {
-    /// Counts this change's final calls and sends its notifications (inside its
-    /// transaction, as its last statements).
+    /// Counts this change's final calls (inside its transaction, as its last
+    /// statement).
     pub(super) async fn record(
         &self,
         tx: &Transaction<'_>,
         replica: &str,
     ) -> Result<(), QueueError> {
-        self.finals.apply(tx, replica, ALONE_SLOT).await?;
-        let mut notes: Vec<(&str, String)> = Vec::new();
-        for p in payloads(replica, self.work.iter().map(String::as_str)) {
-            notes.push((WORK_CHANNEL, p));
-        }
+        self.finals.apply(tx, replica, ALONE_SLOT).await
+    }
+
+    /// The notifications for the other replicas, to send once committed.
+    pub(super) fn notes(&self, replica: &str) -> Notes {
         let ended = self
             .finished
             .iter()
             .map(String::as_str)
             .chain(self.ended.iter().map(|(id, _)| id.as_str()));
-        for p in payloads(replica, ended) {
-            notes.push((ENDED_CHANNEL, p));
-        }
-        notify(tx, &notes).await
+        Notes::new(replica, self.work.iter().map(String::as_str), ended)
     }
 
     /// Fires the local signals (after the commit).

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use time::{Duration, OffsetDateTime};
 
-use super::super::contract::{by, later, new_call, retention};
+use super::super::contract::{by, later, new_call, ok, retention};
 use super::super::{CallState, Queue};
 use super::PostgresQueue;
 use super::replicas::REPLICA_TIMEOUT;
@@ -200,6 +200,40 @@ async fn work_crosses(from: &PostgresQueue, to: &PostgresQueue, id: &str) {
     tokio::time::timeout(std::time::Duration::from_secs(10), notified)
         .await
         .unwrap_or_else(|_| panic!("the work signal for {id} did not cross"));
+}
+
+/// A call submitted on replica A and finished by an agent on replica B wakes its
+/// waiters on A (only a notification carries the end across), and the end is
+/// committed by the time the notification arrives: it is sent after the commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_calls_end_crosses_replicas_once_committed() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let a = PostgresQueue::open(db.url()).await.expect("open a");
+    let b = PostgresQueue::open(db.url()).await.expect("open b");
+    a.enqueue(new_call("x", "PRD", Duration::hours(1)))
+        .await
+        .expect("enqueue");
+    let units = b
+        .claim(&prd(), by("s", "A"), 1, later())
+        .await
+        .expect("claim");
+    assert_eq!(units.len(), 1);
+    let watch = a.signals().watch_call("x");
+    let finished = watch.notify().notified();
+    tokio::pin!(finished);
+    finished.as_mut().enable();
+    b.complete("x", 1, "s", "A", ok()).await.expect("complete");
+    tokio::time::timeout(std::time::Duration::from_secs(10), finished)
+        .await
+        .expect("the end of x did not cross to replica a");
+    let record = a.get("x").await.expect("get").expect("x");
+    assert!(
+        matches!(record.state, CallState::Succeeded),
+        "{:?}",
+        record.state
+    );
 }
 
 /// The listening connection is replaced when it drops (here: terminated by the

@@ -18,8 +18,10 @@
 //!    batch are judged as if sent one after the other) and written with one
 //!    `UPDATE` per verdict; the candidates handed to the claimants in turn with
 //!    [`claim_rule`](super::super::claim_rule) and leased with one `UPDATE`; the
-//!    final-call counts (`counts`); the notifications for the other replicas;
-//!    `COMMIT`. Then the local signals fire.
+//!    final-call counts (`counts`); `COMMIT`. Then the callers get their answers,
+//!    the local signals fire, and the notifications for the other replicas go
+//!    out on the same connection (in a transaction of their own: see
+//!    [`listen`](super::listen)).
 //!
 //! If a statement of a batch fails, every job in it is run again alone, so one
 //! bad change fails only its own caller; if the database is unreachable, or the
@@ -34,7 +36,7 @@ mod txn;
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use deadpool_postgres::{GenericClient, Pool};
+use deadpool_postgres::Pool;
 use sapbridge_proto::{Outcome, Unit};
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
@@ -45,7 +47,7 @@ use super::super::{
 };
 use super::counts::Deltas;
 use super::counts::UPSERT_SQL;
-use super::listen::{ENDED_CHANNEL, WORK_CHANNEL, payloads};
+use super::listen::Notes;
 use super::rows::{pool_error, prepared, store_error};
 use claims::{LEASE_SQL, choose, claim_candidates, lease, units_of};
 use new_calls::{insert, place_new_calls, reset};
@@ -215,7 +217,7 @@ async fn run_batch(shared: &Shared, jobs: Vec<Job>, slot: i32) {
         batch.push(job);
     }
     match attempt(shared, &mut batch, slot).await {
-        Ok(done) => done.answer(shared, batch),
+        Ok(done) => done.answer(shared, batch).await,
         Err(Failed { error, split }) if !split || batch.len() == 1 => batch.fail(&error),
         Err(Failed { error, .. }) => {
             tracing::warn!(%error, jobs = batch.len(), "queue batch failed; running its changes one by one");
@@ -224,7 +226,7 @@ async fn run_batch(shared: &Shared, jobs: Vec<Job>, slot: i32) {
                 let mut alone = Batch::default();
                 alone.push(job);
                 match attempt(shared, &mut alone, slot).await {
-                    Ok(done) => done.answer(shared, alone),
+                    Ok(done) => done.answer(shared, alone).await,
                     Err(Failed { error, split }) => {
                         alone.fail(&error);
                         if !split {
@@ -286,17 +288,22 @@ impl Batch {
     }
 }
 
-/// What a committed batch answers and fires.
+/// What a committed batch answers, fires and notifies.
 struct Done {
     completions: Vec<Completion>,
     units: Vec<Vec<Unit>>,
     handed: Vec<(Arc<Taker>, Unit)>,
     work: HashSet<String>,
     ended: Vec<(String, CallEnd)>,
+    /// The batch's connection, back in the pool once the notifications went out.
+    conn: Option<Conn>,
+    notes: Notes,
 }
 
 impl Done {
-    fn answer(self, shared: &Shared, batch: Batch) {
+    /// Answers the callers, fires the local signals, then notifies the other
+    /// replicas.
+    async fn answer(self, shared: &Shared, batch: Batch) {
         for (taker, unit) in self.handed {
             taker.hand_over(unit);
         }
@@ -314,6 +321,9 @@ impl Done {
         }
         for ((_, reply), completion) in batch.completes.into_iter().zip(self.completions) {
             let _ = reply.send(Ok(completion));
+        }
+        if let Some(conn) = self.conn {
+            self.notes.send(&conn).await;
         }
     }
 }
@@ -341,7 +351,7 @@ async fn attempt(shared: &Shared, batch: &mut Batch, slot: i32) -> Result<Done, 
     };
     match written {
         Ok(mut done) => {
-            open.committed();
+            done.conn = open.committed();
             done.handed = handed
                 .into_iter()
                 .map(|(i, taker)| {
@@ -370,7 +380,6 @@ struct Prepared {
     store: Statement,
     requeue: Statement,
     lease: Statement,
-    notify: Statement,
     count: Statement,
 }
 
@@ -380,7 +389,6 @@ impl Prepared {
             store: prepared(conn, STORE_SQL).await?,
             requeue: prepared(conn, REQUEUE_SQL).await?,
             lease: prepared(conn, LEASE_SQL).await?,
-            notify: prepared(conn, NOTIFY_SQL).await?,
             count: prepared(conn, UPSERT_SQL).await?,
         })
     }
@@ -424,14 +432,11 @@ async fn write(
         work.insert(system.clone());
     }
     let choice = choose(&batch.claims, candidates, &verdicts.finished, now);
-    let ended_ids: Vec<&str> = verdicts.ended.iter().map(|(id, _)| id.as_str()).collect();
-    let mut notes: Vec<(&str, String)> = Vec::new();
-    for payload in payloads(&shared.replica, work.iter().map(String::as_str)) {
-        notes.push((WORK_CHANNEL, payload));
-    }
-    for payload in payloads(&shared.replica, ended_ids.iter().copied()) {
-        notes.push((ENDED_CHANNEL, payload));
-    }
+    let notes = Notes::new(
+        &shared.replica,
+        work.iter().map(String::as_str),
+        verdicts.ended.iter().map(|(id, _)| id.as_str()),
+    );
     let mut finals = Deltas::default();
     for (_, code, _, _) in &verdicts.stored {
         finals.add(code, 1);
@@ -444,12 +449,11 @@ async fn write(
     };
     // Polled in order (`biased`): each sends its request at its first poll,
     // `COMMIT` last.
-    let ((), (), leased, (), (), ()) = tokio::try_join!(
+    let ((), (), leased, (), ()) = tokio::try_join!(
         biased;
         async { stage(store_verdicts(conn, &s.store, &verdicts).await) },
         async { stage(requeue(conn, &s.requeue, &verdicts.requeued).await) },
         async { stage(lease(conn, &s.lease, &batch.claims, &choice, &shared.replica).await) },
-        async { stage(notify_prepared(conn, &s.notify, &notes).await) },
         async {
             stage(
                 finals
@@ -466,39 +470,7 @@ async fn write(
         handed: Vec::new(),
         work,
         ended: verdicts.ended,
+        conn: None,
+        notes,
     })
-}
-
-/// Notifies channel `$1[i]` with payload `$2[i]`.
-const NOTIFY_SQL: &str =
-    "SELECT pg_notify(n.c, n.p) FROM unnest($1::text[], $2::text[]) AS n(c, p)";
-
-/// Sends the notifications (delivered when the transaction commits).
-pub(super) async fn notify(
-    tx: &impl GenericClient,
-    notes: &[(&str, String)],
-) -> Result<(), QueueError> {
-    if notes.is_empty() {
-        return Ok(());
-    }
-    let statement = prepared(tx, NOTIFY_SQL).await?;
-    notify_prepared(tx, &statement, notes).await
-}
-
-/// [`notify`] with [`NOTIFY_SQL`] prepared already: the request is sent at the
-/// first poll.
-async fn notify_prepared(
-    tx: &impl GenericClient,
-    statement: &Statement,
-    notes: &[(&str, String)],
-) -> Result<(), QueueError> {
-    if notes.is_empty() {
-        return Ok(());
-    }
-    let channels: Vec<&str> = notes.iter().map(|(c, _)| *c).collect();
-    let texts: Vec<&str> = notes.iter().map(|(_, p)| p.as_str()).collect();
-    tx.query(statement, &[&channels, &texts])
-        .await
-        .map_err(store_error)?;
-    Ok(())
 }

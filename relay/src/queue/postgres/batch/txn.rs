@@ -44,9 +44,10 @@ impl Open {
         self.0.as_ref()
     }
 
-    /// The transaction committed: the connection goes back to the pool.
-    pub(super) fn committed(mut self) {
-        drop(self.0.take());
+    /// The transaction committed: the connection is free for other statements
+    /// (and goes back to the pool when dropped).
+    pub(super) fn committed(mut self) -> Option<Conn> {
+        self.0.take()
     }
 
     /// Ends the transaction (a no-op, with a warning from the server, when the
