@@ -187,6 +187,16 @@ async fn a_store_that_cannot_be_opened_stops_the_relay() {
     );
 }
 
+/// An asynchronous `STFC_CONNECTION` whose `REQUTEXT` is `text`.
+async fn submit_async(relay: &TestRelay, text: &str) -> reqwest::Response {
+    relay
+        .call("PRD", "STFC_CONNECTION", json!({"REQUTEXT": text}))
+        .header("Prefer", "respond-async")
+        .send()
+        .await
+        .unwrap()
+}
+
 /// The relay's `/readyz` status.
 async fn readyz(relay: &TestRelay) -> StatusCode {
     relay
@@ -212,12 +222,7 @@ async fn a_full_store_answers_503_turns_readyz_and_loses_nothing() {
     let big = "x".repeat(64 * 1024);
     let mut accepted = Vec::new();
     let refused = loop {
-        let response = relay
-            .call("PRD", "STFC_CONNECTION", json!({"REQUTEXT": big}))
-            .header("Prefer", "respond-async")
-            .send()
-            .await
-            .unwrap();
+        let response = submit_async(&relay, &big).await;
         if response.status() == StatusCode::ACCEPTED {
             accepted.push(response.headers()["location"].to_str().unwrap().to_owned());
             assert!(
@@ -268,12 +273,9 @@ async fn a_full_store_answers_503_turns_readyz_and_loses_nothing() {
         let status = relay.get(location).send().await.unwrap().status();
         assert_eq!(status, StatusCode::ACCEPTED, "{location} after the restart");
     }
-    let response = relay
-        .call("PRD", "STFC_CONNECTION", json!({"REQUTEXT": big}))
-        .header("Prefer", "respond-async")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    assert_eq!(
+        submit_async(&relay, &big).await.status(),
+        StatusCode::ACCEPTED
+    );
     relay.stop().await;
 }

@@ -24,24 +24,28 @@ const TOKEN: &str = "doctor-token-0815";
 
 /// A relay process on a known port whose token serves `systems`; its address.
 fn relay(dir: &Path, systems: &[&str]) -> (Proc, String) {
-    let toml = dir.join("relay.toml");
     let systems: Vec<String> = systems.iter().map(|s| format!("{s:?}")).collect();
-    std::fs::write(
-        &toml,
-        format!(
+    relay_with(
+        dir,
+        &format!(
             "[[api_keys]]\nname = \"flows\"\nkey = \"doctor-key\"\nsystems = [\"*\"]\n\n\
              [[agent_tokens]]\nname = \"plant\"\ntoken = \"{TOKEN}\"\nsystems = [{}]\n",
             systems.join(", ")
         ),
     )
-    .unwrap();
+}
+
+/// A relay process on a known port configured by `toml`; its address.
+fn relay_with(dir: &Path, toml: &str) -> (Proc, String) {
+    let path = dir.join("relay.toml");
+    std::fs::write(&path, toml).unwrap();
     let address = format!("127.0.0.1:{}", free_port().unwrap());
     let proc = Proc::spawn_ready(
         Command::new(BIN)
             .args([
                 "relay",
                 "--config",
-                toml.to_str().unwrap(),
+                path.to_str().unwrap(),
                 "--listen",
                 &address,
             ])
@@ -507,23 +511,7 @@ async fn keys_new_makes_secrets_the_relay_takes_by_their_hash() {
         "{key} {token}"
     );
     assert_ne!(new_secret(&[]).0, key, "random each time");
-    let toml = dir.path().join("relay.toml");
-    std::fs::write(&toml, format!("{key_entry}\n{token_entry}")).unwrap();
-    let address = format!("127.0.0.1:{}", free_port().unwrap());
-    let _relay = Proc::spawn_ready(
-        Command::new(BIN)
-            .args([
-                "relay",
-                "--config",
-                toml.to_str().unwrap(),
-                "--listen",
-                &address,
-            ])
-            .env("SAPBRIDGE_LOG", "warn"),
-        "listening",
-        Duration::from_secs(30),
-    )
-    .unwrap();
+    let (_relay, address) = relay_with(dir.path(), &format!("{key_entry}\n{token_entry}"));
     let http = reqwest::Client::new();
     for (secret, status) in [(key.as_str(), 200), ("sbk_wrong", 401)] {
         let answer = http
