@@ -1,13 +1,17 @@
 //! The log both binaries write to stderr: the operator's filter (`--log` /
 //! `SAPBRIDGE_LOG`), under a floor that no filter lifts for the dependencies that
-//! would write secrets.
+//! would write secrets; as text (coloured only on a terminal, and never with
+//! `NO_COLOR` set) or as one JSON object per line (`--log-format json`), with the
+//! fields of the spans it was written in (`call_id`, `system`, `agent_id`, …).
 //!
 //! Our own code logs no secret at any level (keys, tokens and passwords are
 //! [`sapbridge_proto::Secret`]s, the relay logs request paths without their query).
 //! Some dependencies do, at their most verbose levels, so the floor holds them
 //! below those levels even under `SAPBRIDGE_LOG=trace` or a filter naming them.
 
-use clap::Args;
+use std::io::IsTerminal;
+
+use clap::{Args, ValueEnum};
 use tracing_subscriber::filter::{EnvFilter, FilterExt, LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -32,6 +36,25 @@ pub struct LogArgs {
     /// Secrets are never logged, at any level.
     #[arg(long, env = "SAPBRIDGE_LOG", default_value = "info", global = true)]
     log: String,
+    /// `text` for people, `json` (one object per line) for log collectors.
+    #[arg(
+        long,
+        env = "SAPBRIDGE_LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Text,
+        global = true
+    )]
+    log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `target`, `fields`
+    /// (`message` and the event's fields), `span` and `spans` (their fields).
+    Json,
 }
 
 impl LogArgs {
@@ -42,11 +65,29 @@ impl LogArgs {
         // One filter of both, on the layer: the `log` records of dependencies pass
         // it too, and its level hint is the lower of the two, so a quiet filter
         // keeps verbose call sites cheap.
-        let layer = fmt::layer()
-            .with_writer(std::io::stderr)
-            .with_filter(filter.and(floor()));
+        let filter = filter.and(floor());
+        let layer = match self.log_format {
+            LogFormat::Json => fmt::layer()
+                .json()
+                .with_current_span(true)
+                .with_span_list(true)
+                .with_writer(std::io::stderr)
+                .with_filter(filter)
+                .boxed(),
+            LogFormat::Text => fmt::layer()
+                .with_ansi(colours())
+                .with_writer(std::io::stderr)
+                .with_filter(filter)
+                .boxed(),
+        };
         tracing_subscriber::registry().with(layer).init();
     }
+}
+
+/// Colour codes only where a person reads them: stderr is a terminal and
+/// `NO_COLOR` is not set (<https://no-color.org>).
+fn colours() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
 /// Everything at any level, except what [`FLOOR`] holds back.

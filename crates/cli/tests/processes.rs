@@ -490,3 +490,74 @@ fn cargo_run_means_the_full_binary() {
         Some("sapbridge")
     );
 }
+
+/// The relay's first log lines, up to the one saying it serves, with `args`.
+fn relay_log_lines(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Vec<String> {
+    let toml = dir.join("relay.toml");
+    std::fs::write(
+        &toml,
+        "[[api_keys]]\nname = \"flows\"\nkey = \"log-key\"\nsystems = [\"*\"]\n\n\
+         [[agent_tokens]]\nname = \"plant\"\ntoken = \"log-token\"\nsystems = [\"SIM\"]\n",
+    )
+    .unwrap();
+    let mut command = Command::new(BIN);
+    command
+        .args([
+            "relay",
+            "--config",
+            toml.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .args(args)
+        .env("SAPBRIDGE_LOG", "info")
+        .env_remove("SAPBRIDGE_LOG_FORMAT")
+        .env_remove("NO_COLOR")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = Running(command.spawn().unwrap());
+    let stderr = child.0.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut lines = Vec::new();
+    while !lines.iter().any(|l: &String| l.contains("relay serving")) {
+        lines.push(
+            rx.recv_timeout(DEADLINE)
+                .expect("the relay logs that it serves"),
+        );
+    }
+    lines
+}
+
+#[test]
+fn the_log_is_plain_on_a_pipe_and_one_json_object_a_line_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    // stderr is a pipe here, not a terminal: no colour codes.
+    let text = relay_log_lines(dir.path(), &[], &[]);
+    assert!(text.iter().all(|l| !l.contains('\u{1b}')), "{text:?}");
+
+    for (args, env) in [
+        (vec!["--log-format", "json"], vec![]),
+        (vec![], vec![("SAPBRIDGE_LOG_FORMAT", "json")]),
+    ] {
+        let lines = relay_log_lines(dir.path(), &args, &env);
+        for line in &lines {
+            let object: Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("not one JSON object ({e}): {line}"));
+            assert!(object["timestamp"].is_string(), "{line}");
+            assert!(object["level"].is_string(), "{line}");
+            assert!(object["fields"]["message"].is_string(), "{line}");
+        }
+        assert!(
+            lines.iter().any(|l| l.contains("\"level\":\"INFO\"")),
+            "{lines:?}"
+        );
+    }
+}
