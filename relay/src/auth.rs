@@ -3,8 +3,16 @@
 //! Only SHA-256 hashes of keys and tokens are kept in memory. A presented secret is
 //! hashed and compared against every configured hash in constant time, so neither
 //! timing nor an early exit tells which entry came close. Secrets are never logged.
+//!
+//! The [`Keyring`] holds the current keys and tokens and takes new ones without a
+//! restart (the relay's SIGHUP): requests are judged by the keys of the moment, and
+//! agent sessions whose token was revoked, or no longer covers a system they
+//! serve, are told to end ([`Hold::revoked`]); the others stay connected.
 
 use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+
+use tokio_util::sync::CancellationToken;
 
 use http::HeaderMap;
 use subtle::ConstantTimeEq;
@@ -126,6 +134,13 @@ impl Credentials {
         Self { entries }
     }
 
+    /// The entry holding the same secret as `credential`, if any.
+    fn same_secret(&self, credential: &Credential) -> Option<&Credential> {
+        self.entries
+            .iter()
+            .find(|e| bool::from(e.hash.ct_eq(&credential.hash)))
+    }
+
     /// The credential whose secret is `presented`, compared in constant time against
     /// every entry.
     pub(crate) fn find(&self, presented: &str) -> Option<&Credential> {
@@ -137,6 +152,149 @@ impl Credentials {
             }
         }
         found
+    }
+}
+
+/// The API keys and agent tokens of the moment, replaceable while the relay runs.
+#[derive(Debug)]
+pub(crate) struct Keyring {
+    keys: RwLock<Arc<(Credentials, Credentials)>>,
+    holders: Mutex<Vec<Holder>>,
+    next_hold: std::sync::atomic::AtomicU64,
+}
+
+/// An agent session authenticated by a token, to be told when that ends.
+#[derive(Debug)]
+struct Holder {
+    id: u64,
+    token: Credential,
+    systems: Vec<String>,
+    revoked: CancellationToken,
+    why: Arc<Mutex<Option<String>>>,
+}
+
+/// A session's hold on its token: [`Hold::revoked`] resolves when the token was
+/// revoked or no longer covers one of the session's systems. Dropped, the hold ends.
+#[derive(Debug)]
+pub(crate) struct Hold {
+    keyring: Arc<Keyring>,
+    id: u64,
+    /// Cancelled when the session must end.
+    pub(crate) revoked: CancellationToken,
+    why: Arc<Mutex<Option<String>>>,
+}
+
+impl Hold {
+    /// A hold that is never revoked (session tests without keys).
+    #[cfg(test)]
+    pub(crate) fn never_revoked() -> Self {
+        Self {
+            keyring: Arc::new(Keyring::new(Credentials::default(), Credentials::default())),
+            id: 0,
+            revoked: CancellationToken::new(),
+            why: Arc::default(),
+        }
+    }
+
+    /// The system the token no longer covers (after [`Hold::revoked`]).
+    pub(crate) fn system_lost(&self) -> String {
+        self.why
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        self.keyring
+            .holders
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|h| h.id != self.id);
+    }
+}
+
+impl Keyring {
+    /// A keyring with `api_keys` and `agent_tokens`.
+    pub(crate) fn new(api_keys: Credentials, agent_tokens: Credentials) -> Self {
+        Self {
+            keys: RwLock::new(Arc::new((api_keys, agent_tokens))),
+            holders: Mutex::default(),
+            next_hold: std::sync::atomic::AtomicU64::new(1),
+        }
+    }
+
+    fn keys(&self) -> Arc<(Credentials, Credentials)> {
+        Arc::clone(&self.keys.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// The API key whose secret is `presented`.
+    pub(crate) fn api_key(&self, presented: &str) -> Option<Credential> {
+        self.keys().0.find(presented).cloned()
+    }
+
+    /// The agent token whose secret is `presented`.
+    pub(crate) fn agent_token(&self, presented: &str) -> Option<Credential> {
+        self.keys().1.find(presented).cloned()
+    }
+
+    /// Holds `token` for a session serving `systems`, until the hold is dropped.
+    pub(crate) fn hold(self: &Arc<Self>, token: &Credential, systems: &[String]) -> Hold {
+        let id = self
+            .next_hold
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let revoked = CancellationToken::new();
+        let why = Arc::default();
+        self.holders
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Holder {
+                id,
+                token: token.clone(),
+                systems: systems.to_vec(),
+                revoked: revoked.clone(),
+                why: Arc::clone(&why),
+            });
+        // Keys replaced between the token's check and this hold: judged now.
+        let current = self.keys();
+        let still = current.1.same_secret(token);
+        if let Some(system) = systems
+            .iter()
+            .find(|system| !still.is_some_and(|t| t.scope.covers(system)))
+        {
+            *why.lock().unwrap_or_else(PoisonError::into_inner) = Some(system.clone());
+            revoked.cancel();
+        }
+        Hold {
+            keyring: Arc::clone(self),
+            id,
+            revoked,
+            why,
+        }
+    }
+
+    /// Takes new keys and tokens; tells every session whose token is gone, or no
+    /// longer covers one of its systems, to end. Returns how many were told.
+    pub(crate) fn replace(&self, api_keys: Credentials, agent_tokens: Credentials) -> usize {
+        let holders = self.holders.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut revoked = 0;
+        for holder in holders.iter() {
+            let still = agent_tokens.same_secret(&holder.token);
+            let lost = holder
+                .systems
+                .iter()
+                .find(|system| !still.is_some_and(|t| t.scope.covers(system)));
+            if let Some(system) = lost {
+                *holder.why.lock().unwrap_or_else(PoisonError::into_inner) = Some(system.clone());
+                holder.revoked.cancel();
+                revoked += 1;
+            }
+        }
+        *self.keys.write().unwrap_or_else(PoisonError::into_inner) =
+            Arc::new((api_keys, agent_tokens));
+        revoked
     }
 }
 

@@ -88,6 +88,25 @@ pub async fn run(
     config: RelayConfig,
     shutdown: CancellationToken,
 ) -> Result<(), RelayError> {
+    let (_keep, reloads) = tokio::sync::mpsc::unbounded_channel();
+    run_with_reloads(listener, config, shutdown, reloads).await
+}
+
+/// [`run`], taking the API keys and agent tokens of every configuration that
+/// arrives on `reloads` while it runs (the CLI sends the file again on SIGHUP):
+/// requests are judged by the new keys at once, and agent sessions whose token
+/// was revoked or no longer covers a system they serve are closed (with
+/// `SystemNotAllowed`); the others stay connected. Other settings of a reloaded
+/// configuration take effect at the next start.
+///
+/// # Errors
+/// As [`run`].
+pub async fn run_with_reloads(
+    listener: TcpListener,
+    config: RelayConfig,
+    shutdown: CancellationToken,
+    mut reloads: tokio::sync::mpsc::UnboundedReceiver<RelayConfig>,
+) -> Result<(), RelayError> {
     config.validate()?;
     let queue = open_queue(&config.queue, config.owner_hold_secs).await?;
     if let Some(address) = &config.cluster.advertise_url {
@@ -101,6 +120,34 @@ pub async fn run(
     // the caller's token.
     let stop = shutdown.child_token();
     let state = Arc::new(RelayState::new(&config, Arc::clone(&queue), stop.clone()));
+    let keys = Arc::clone(&state.keys);
+    let known = state.systems.clone();
+    tokio::spawn(async move {
+        while let Some(new) = reloads.recv().await {
+            if let Err(error) = new.validate() {
+                tracing::error!(%error, "reloaded configuration refused; the keys stay as they were");
+                continue;
+            }
+            let revoked = keys.replace(
+                auth::Credentials::api_keys(&new.api_keys),
+                auth::Credentials::agent_tokens(&new.agent_tokens),
+            );
+            let added: Vec<String> = new
+                .known_systems()
+                .into_iter()
+                .filter(|s| !known.contains(s))
+                .collect();
+            tracing::info!(
+                api_keys = new.api_keys.len(),
+                agent_tokens = new.agent_tokens.len(),
+                sessions_closed = revoked,
+                "keys and agent tokens reloaded"
+            );
+            if !added.is_empty() {
+                tracing::warn!(systems = ?added, "systems new in the reloaded configuration are served after a restart");
+            }
+        }
+    });
     let retention = Retention {
         results: time::Duration::try_from(state.settings.retention)
             .unwrap_or(time::Duration::days(7)),

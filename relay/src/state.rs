@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::actions::metadata::MetadataCache;
 use crate::agents::AgentRegistry;
-use crate::auth::Credentials;
+use crate::auth::{Credentials, Keyring};
 use crate::calls::Calls;
 use crate::config::RelayConfig;
 use crate::passthrough::{Peers, Signer};
@@ -68,10 +68,8 @@ impl Settings {
 pub(crate) struct RelayState {
     /// Limits and timings.
     pub(crate) settings: Settings,
-    /// Client API keys (hashed).
-    pub(crate) api_keys: Credentials,
-    /// Agent tokens (hashed).
-    pub(crate) agent_tokens: Credentials,
+    /// Client API keys and agent tokens (hashed), replaceable while running.
+    pub(crate) keys: Arc<Keyring>,
     /// The systems the relay knows.
     pub(crate) systems: BTreeSet<String>,
     /// The call queue.
@@ -107,16 +105,20 @@ impl RelayState {
             lease: settings.lease,
             owner_hold: settings.owner_hold,
         };
+        let keys = Arc::new(Keyring::new(
+            Credentials::api_keys(&config.api_keys),
+            Credentials::agent_tokens(&config.agent_tokens),
+        ));
         let sessions = Sessions::new(
             Arc::clone(&queue),
             Arc::clone(&agents),
+            Arc::clone(&keys),
             timings,
             shutdown.clone(),
         );
         Self {
             settings,
-            api_keys: Credentials::api_keys(&config.api_keys),
-            agent_tokens: Credentials::agent_tokens(&config.agent_tokens),
+            keys,
             systems: config.known_systems().into_iter().collect(),
             calls: Calls::new(Arc::clone(&queue), shutdown.clone()),
             queue,

@@ -63,9 +63,9 @@ pub fn run(command: Command) -> ExitCode {
         Command::Agent(args) => run_agent(args),
         Command::Relay(args) => match cmd::relay::load(args) {
             // The relay's configuration sizes its runtime, so it is read first.
-            Ok((config, listen)) => {
+            Ok((config, args)) => {
                 let workers = config.worker_threads;
-                launch(workers, cmd::relay::run(config, listen))
+                launch(workers, cmd::relay::run(config, args))
             }
             Err(e) => exit(Err(e)),
         },

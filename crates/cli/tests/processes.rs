@@ -561,3 +561,170 @@ fn the_log_is_plain_on_a_pipe_and_one_json_object_a_line_when_asked() {
         );
     }
 }
+
+/// The relay file of the reload test: `keys` and `tokens` as (name, secret).
+fn keys_toml(keys: &[(&str, &str)], tokens: &[(&str, &str)]) -> String {
+    let mut text = String::new();
+    for (name, key) in keys {
+        text.push_str(&format!(
+            "[[api_keys]]\nname = \"{name}\"\nkey = \"{key}\"\nsystems = [\"*\"]\n\n"
+        ));
+    }
+    for (name, token) in tokens {
+        text.push_str(&format!(
+            "[[agent_tokens]]\nname = \"{name}\"\ntoken = \"{token}\"\nsystems = [\"SIM\"]\n\n"
+        ));
+    }
+    text
+}
+
+/// Starts `sapbridge-agent` as `agent_id` with `token`, serving SIM.
+fn reload_agent(dir: &Path, ws: &str, agent_id: &str, token: &str) -> Running {
+    let data = dir.join(agent_id);
+    let config = dir.join(format!("{agent_id}.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            "relay_url = \"{ws}\"\ntoken = \"{token}\"\nagent_id = \"{agent_id}\"\n\
+             data_dir = \"{data}\"\nbackoff_initial_ms = 50\nbackoff_max_ms = 200\n\n\
+             [[systems]]\nname = \"SIM\"\nallow_functions = [\"STFC_CONNECTION\"]\n\
+             backend = {{ type = \"sim\", db_path = \"{data}/sim.db\" }}\n",
+            data = data.display()
+        ),
+    )
+    .unwrap();
+    Running(
+        Command::new(AGENT_BIN)
+            .args(["--config", config.to_str().unwrap()])
+            .env("SAPBRIDGE_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+/// `GET /v1/systems` with `key`: the status, and SIM's agents by id with their
+/// session ids.
+async fn sim_agents(url: &str, key: &str) -> (u16, Vec<(String, String)>) {
+    let response = reqwest::Client::new()
+        .get(format!("{url}/v1/systems"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    let mut agents: Vec<(String, String)> = body["systems"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| s["system"] == "SIM")
+        .flat_map(|s| s["agents"].as_array().cloned().unwrap_or_default())
+        .map(|a| {
+            (
+                a["agent_id"].as_str().unwrap_or_default().to_owned(),
+                a["session_id"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    agents.sort();
+    (status, agents)
+}
+
+/// Polls [`sim_agents`] until `done` holds.
+async fn wait_agents(
+    url: &str,
+    key: &str,
+    done: impl Fn(u16, &[(String, String)]) -> bool,
+) -> Vec<(String, String)> {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let (status, agents) = sim_agents(url, key).await;
+        if done(status, &agents) {
+            return agents;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{status}: {agents:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn keys_and_tokens_reload_on_sighup_and_only_revoked_agents_are_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let toml = dir.path().join("relay.toml");
+    std::fs::write(
+        &toml,
+        keys_toml(
+            &[("old", "key-old-0123456789")],
+            &[
+                ("stays", "tok-stays-0123456789"),
+                ("goes", "tok-goes-0123456789"),
+            ],
+        ),
+    )
+    .unwrap();
+    let (relay, url) = start(
+        &[
+            "relay",
+            "--config",
+            toml.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        "sapbridge relay listening on",
+    );
+    let ws = format!("{}/v1/agent/connect", url.replacen("http://", "ws://", 1));
+    let _stays = reload_agent(dir.path(), &ws, "stays", "tok-stays-0123456789");
+    let _goes = reload_agent(dir.path(), &ws, "goes", "tok-goes-0123456789");
+    let before = wait_agents(&url, "key-old-0123456789", |status, agents| {
+        status == 200 && agents.len() == 2
+    })
+    .await;
+
+    // A new key instead of the old one; the "goes" token revoked.
+    std::fs::write(
+        &toml,
+        keys_toml(
+            &[("new", "key-new-0123456789")],
+            &[("stays", "tok-stays-0123456789")],
+        ),
+    )
+    .unwrap();
+    let hup = Command::new("kill")
+        .args(["-HUP", &relay.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let after = wait_agents(&url, "key-new-0123456789", |status, agents| {
+        status == 200 && agents.len() == 1
+    })
+    .await;
+    assert_eq!(
+        after,
+        vec![before.iter().find(|(id, _)| id == "stays").unwrap().clone()],
+        "the agent whose token stays keeps its session; the revoked one is gone"
+    );
+    assert_eq!(sim_agents(&url, "key-old-0123456789").await.0, 401);
+    let body = call_until_ok(&url, "key-new-0123456789", "after the reload").await;
+    assert_eq!(body["agent"], "stays");
+
+    // A file that does not validate changes nothing.
+    std::fs::write(&toml, "[[api_keys]]\nname = \"broken\"\n").unwrap();
+    let hup = Command::new("kill")
+        .args(["-HUP", &relay.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    let body = call_until_ok(&url, "key-new-0123456789", "still").await;
+    assert_eq!(body["agent"], "stays");
+    // The revoked agent stays out.
+    assert_eq!(
+        sim_agents(&url, "key-new-0123456789").await.1.len(),
+        1,
+        "the revoked token cannot come back"
+    );
+}

@@ -19,8 +19,8 @@ pub(crate) async fn connect(
     headers: HeaderMap,
     upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
-    let token = presented_secret(&headers, false).and_then(|s| state.agent_tokens.find(s));
-    let Some(token) = token.cloned() else {
+    let token = presented_secret(&headers, false).and_then(|s| state.keys.agent_token(s));
+    let Some(token) = token else {
         tracing::warn!("agent connect with a missing or unknown token");
         return ApiError::Unauthorized.into_response();
     };

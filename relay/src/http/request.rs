@@ -108,7 +108,7 @@ impl Caller {
     /// [`ApiError::Unauthorized`] for a missing or unknown key.
     pub(crate) fn from_headers(state: &RelayState, headers: &HeaderMap) -> Result<Self, ApiError> {
         let credential = presented_secret(headers, true)
-            .and_then(|secret| state.api_keys.find(secret))
+            .and_then(|secret| state.keys.api_key(secret))
             .ok_or(ApiError::Unauthorized)?;
         Ok(Self {
             name: credential.name.clone(),

@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::agents::Hello;
+use crate::auth::Hold;
 use crate::queue::{Claimant, Queue};
 
 /// What a session needs besides its socket.
@@ -29,6 +30,9 @@ pub(crate) struct SessionContext {
     pub(crate) shutdown: CancellationToken,
     /// Counts the outcomes refused (for `/metrics`).
     pub(crate) refused: Arc<AtomicU64>,
+    /// The session's hold on its agent token: revoked when the relay's keys no
+    /// longer let the token serve one of the session's systems.
+    pub(crate) hold: Hold,
 }
 
 impl SessionContext {

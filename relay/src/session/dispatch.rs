@@ -241,6 +241,11 @@ where
             let handled = tokio::select! {
                 biased;
                 () = ctx.shutdown.cancelled() => Err(self.close(CloseReason::ShuttingDown).await),
+                () = ctx.hold.revoked.cancelled() => {
+                    let system = ctx.hold.system_lost();
+                    tracing::warn!(%system, "agent token revoked or narrowed: closing the session");
+                    Err(self.close(CloseReason::SystemNotAllowed { system }).await)
+                }
                 // First, so stores handed in are started before more frames are read.
                 Some(first) = self.stores.next(), if !self.stores.is_empty() => {
                     self.on_stored(first).await

@@ -27,7 +27,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use crate::agents::AgentRegistry;
-use crate::auth::Credential;
+use crate::auth::{Credential, Keyring};
 use crate::ids::new_id;
 use crate::queue::Queue;
 
@@ -56,6 +56,7 @@ pub(crate) struct Timings {
 pub(crate) struct Sessions {
     queue: Arc<dyn Queue>,
     agents: Arc<AgentRegistry>,
+    keys: Arc<Keyring>,
     timings: Timings,
     shutdown: CancellationToken,
     tracker: TaskTracker,
@@ -68,12 +69,14 @@ impl Sessions {
     pub(crate) fn new(
         queue: Arc<dyn Queue>,
         agents: Arc<AgentRegistry>,
+        keys: Arc<Keyring>,
         timings: Timings,
         shutdown: CancellationToken,
     ) -> Self {
         Self {
             queue,
             agents,
+            keys,
             timings,
             shutdown,
             tracker: TaskTracker::new(),
@@ -158,6 +161,7 @@ impl Sessions {
                 );
             }
             let registration = self.agents.register(&session_id, &hello);
+            let hold = self.keys.hold(&token, &hello.systems);
             let ctx = SessionContext {
                 session_id: session_id.clone(),
                 function_systems: hello.function_systems(),
@@ -168,6 +172,7 @@ impl Sessions {
                 owner_hold: self.timings.owner_hold,
                 shutdown: self.shutdown.clone(),
                 refused: Arc::clone(&self.refused),
+                hold,
             };
             dispatch::serve(&ctx, registration.session(), &mut sink, &mut stream).await;
         }

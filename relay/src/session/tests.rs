@@ -66,6 +66,7 @@ impl Harness {
             owner_hold: Duration::from_secs(60),
             shutdown: shutdown.clone(),
             refused: Arc::default(),
+            hold: crate::auth::Hold::never_revoked(),
         };
         let task = tokio::spawn(async move {
             let registry = Arc::new(AgentRegistry::default());

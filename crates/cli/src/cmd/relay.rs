@@ -11,7 +11,7 @@ use super::CliError;
 use crate::{config_file, shutdown};
 
 /// Options of `sapbridge relay`.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct RelayArgs {
     /// TOML configuration (API keys, agent tokens, limits); see deploy/relay.toml.
     #[arg(long, short, env = "SAPBRIDGE_RELAY_CONFIG")]
@@ -48,7 +48,14 @@ fn any_url(text: &str) -> Result<DatabaseUrl, std::convert::Infallible> {
 ///
 /// # Errors
 /// [`CliError::Config`] for an unreadable or invalid file.
-pub(crate) fn load(args: RelayArgs) -> Result<(RelayConfig, String), CliError> {
+pub(crate) fn load(args: RelayArgs) -> Result<(RelayConfig, RelayArgs), CliError> {
+    let config = read(&args)?;
+    Ok((config, args))
+}
+
+/// The file with the command line's and the environment's overrides, checked.
+fn read(args: &RelayArgs) -> Result<RelayConfig, CliError> {
+    let args = args.clone();
     let mut config: RelayConfig = config_file::load(&args.config)?;
     if let Some(url) = args.queue_url {
         if config.queue.store == StoreKind::Memory && config.queue.path.is_none() {
@@ -68,11 +75,13 @@ pub(crate) fn load(args: RelayArgs) -> Result<(RelayConfig, String), CliError> {
     config
         .validate()
         .map_err(|e| CliError::Config(format!("{}: {e}", args.config.display())))?;
-    Ok((config, args.listen))
+    Ok(config)
 }
 
-/// Binds and runs the relay until SIGINT/SIGTERM.
-pub(crate) async fn run(config: RelayConfig, listen: String) -> Result<(), CliError> {
+/// Binds and runs the relay until SIGINT/SIGTERM; on SIGHUP it reads the file
+/// again and takes its keys and agent tokens.
+pub(crate) async fn run(config: RelayConfig, args: RelayArgs) -> Result<(), CliError> {
+    let listen = args.listen.clone();
     tracing::info!(
         worker_threads = tokio::runtime::Handle::current().metrics().num_workers(),
         "relay runtime started"
@@ -85,10 +94,51 @@ pub(crate) async fn run(config: RelayConfig, listen: String) -> Result<(), CliEr
     // A plain line on stdout that scripts (and tests) can wait for.
     println!("sapbridge relay listening on http://{addr}");
     let shutdown = shutdown::on_signal();
-    sapbridge_relay::run(listener, config, shutdown)
+    let (reload, reloads) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(reload_on_sighup(args, reload));
+    sapbridge_relay::run_with_reloads(listener, config, shutdown, reloads)
         .await
         .context("relay failed")?;
     Ok(())
+}
+
+/// Reads the configuration again on every SIGHUP (`systemctl reload`) and hands it
+/// to the relay; a file that does not read or validate is refused with its reason.
+#[cfg(unix)]
+async fn reload_on_sighup(
+    args: RelayArgs,
+    reload: tokio::sync::mpsc::UnboundedSender<RelayConfig>,
+) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+        tracing::warn!("cannot listen for SIGHUP; keys change only with a restart");
+        return;
+    };
+    while hangup.recv().await.is_some() {
+        match read(&args) {
+            Ok(config) => {
+                if reload.send(config).is_err() {
+                    return;
+                }
+            }
+            Err(error) => tracing::error!(
+                error = %describe(&error),
+                "SIGHUP: the configuration was not reloaded; the keys stay as they were"
+            ),
+        }
+    }
+}
+
+/// Without SIGHUP, keys change only with a restart.
+#[cfg(not(unix))]
+async fn reload_on_sighup(_: RelayArgs, _: tokio::sync::mpsc::UnboundedSender<RelayConfig>) {}
+
+#[cfg(unix)]
+fn describe(error: &CliError) -> String {
+    match error {
+        CliError::Config(problem) => problem.clone(),
+        CliError::Runtime(error) => format!("{error:#}"),
+    }
 }
 
 #[cfg(test)]
