@@ -66,6 +66,8 @@ struct Secrets {
     csrf_token: String,
     sso_cookie: String,
     session_cookie: String,
+    /// The relay's cluster secret (replica-to-replica signing), from the environment.
+    cluster_secret: String,
 }
 
 impl Secrets {
@@ -82,6 +84,7 @@ impl Secrets {
             csrf_token: secret("csrf_"),
             sso_cookie: secret("sso_"),
             session_cookie: secret("sid_"),
+            cluster_secret: secret("cluster_secret_"),
         }
     }
 
@@ -100,6 +103,7 @@ impl Secrets {
             ("CSRF token", &self.csrf_token),
             ("SSO cookie", &self.sso_cookie),
             ("session cookie", &self.session_cookie),
+            ("cluster secret", &self.cluster_secret),
         ];
         let mut forms = Vec::new();
         for (name, value) in named {
@@ -807,7 +811,7 @@ async fn no_secret_reaches_any_log_at_trace_level() {
             "--listen",
             "127.0.0.1:0",
         ],
-        &[],
+        &[("SAPBRIDGE_CLUSTER_SECRET", s.cluster_secret.as_str())],
     );
     let (gateway_addr, gateway) = start_gateway(&s).await;
     let sim_line = sim.wait_for("sapbridge sim serving SOAP-RFC on ").await;
@@ -861,6 +865,13 @@ async fn no_secret_reaches_any_log_at_trace_level() {
         base,
     };
     api.agent_session(&s.bearer_key, None).await;
+    // A reload of the keys (SIGHUP) logs what changed, never a secret.
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &relay.child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(hup.success());
+    relay.wait_for("keys and agent tokens reloaded").await;
     drive(&api, &s, &proxy, &gateway).await;
 
     let mut outputs = HashMap::new();
