@@ -95,6 +95,20 @@ pub struct AgentConfig {
     /// relay behind a private CA).
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// An HTTP proxy the agent reaches the relay through with `CONNECT`
+    /// (`http://proxy.example.com:3128`, no credentials in it); none by default.
+    #[serde(default)]
+    pub proxy_url: Option<String>,
+    /// The proxy user for Basic authentication, with `proxy_password_file` or
+    /// `proxy_password_env` (read again before every connection, never logged).
+    #[serde(default)]
+    pub proxy_user: Option<String>,
+    /// A file holding the proxy user's password (trailing newline ignored).
+    #[serde(default)]
+    pub proxy_password_file: Option<PathBuf>,
+    /// The name of an environment variable holding the proxy user's password.
+    #[serde(default)]
+    pub proxy_password_env: Option<String>,
     /// Where the agent keeps its files: the execution journal (`journal.db`) and
     /// simulator state.
     #[serde(default = "default_data_dir")]
@@ -257,6 +271,10 @@ impl AgentConfig {
             concurrency: default_concurrency(),
             worker_threads: default_worker_threads(),
             ca_file: None,
+            proxy_url: None,
+            proxy_user: None,
+            proxy_password_file: None,
+            proxy_password_env: None,
             data_dir: default_data_dir(),
             read_only_functions: default_read_only_functions(),
             journal_sync: JournalSync::default(),
@@ -274,6 +292,9 @@ impl AgentConfig {
     /// [`ConfigError::Invalid`] with one message per problem.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let mut problems = Vec::new();
+        if let Err(problem) = self.check_proxy() {
+            problems.push(problem);
+        }
         if let Err(problem) = check_relay_url(&self.relay_url) {
             problems.push(problem);
         }
@@ -368,6 +389,54 @@ impl fmt::Display for BackendConfig {
             Self::Sim { .. } => f.write_str("sim"),
             Self::Soap { .. } => f.write_str("soap"),
             Self::Nwrfc(_) => f.write_str("nwrfc"),
+        }
+    }
+}
+
+impl AgentConfig {
+    /// `proxy_url` is `http://host:port` without credentials, and a proxy user
+    /// comes with one password source (and only with a proxy).
+    fn check_proxy(&self) -> Result<(), String> {
+        let password = self.proxy_password_file.is_some() || self.proxy_password_env.is_some();
+        let Some(url) = &self.proxy_url else {
+            return if self.proxy_user.is_some() || password {
+                Err("proxy_user and proxy_password_* need proxy_url".into())
+            } else {
+                Ok(())
+            };
+        };
+        if holds_credentials(url) {
+            return Err(
+                "proxy_url must not hold a user or password: use proxy_user and \
+                 proxy_password_file or proxy_password_env"
+                    .into(),
+            );
+        }
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|e| format!("proxy_url {url:?} is not a URL: {e}"))?;
+        if uri.scheme_str() != Some("http")
+            || uri.host().is_none_or(str::is_empty)
+            || !matches!(uri.path(), "" | "/")
+        {
+            return Err(format!(
+                "proxy_url {url:?} must be http://host:port (the tunnel to the relay is \
+                 TLS inside CONNECT when relay_url is wss://)"
+            ));
+        }
+        match (
+            &self.proxy_user,
+            self.proxy_password_file.is_some(),
+            self.proxy_password_env.is_some(),
+        ) {
+            (Some(_), true, true) => {
+                Err("set proxy_password_file or proxy_password_env, not both".into())
+            }
+            (Some(_), false, false) => {
+                Err("proxy_user needs proxy_password_file or proxy_password_env".into())
+            }
+            (None, true, _) | (None, _, true) => Err("proxy_password_* needs proxy_user".into()),
+            _ => Ok(()),
         }
     }
 }
@@ -583,6 +652,50 @@ mod tests {
         let empty = format!("read_only_functions = [\"\"]\n{EXAMPLE}");
         let err = AgentConfig::from_toml_str(&empty).unwrap_err().to_string();
         assert!(err.contains("read_only_functions"), "{err}");
+    }
+
+    #[test]
+    fn proxy_settings_are_checked() {
+        let ok = "proxy_url = \"http://proxy.corp:3128\"\nproxy_user = \"u\"\n\
+                  proxy_password_env = \"PROXY_PW\"\n";
+        assert!(AgentConfig::from_toml_str(&format!("{ok}{EXAMPLE}")).is_ok());
+        assert!(
+            AgentConfig::from_toml_str(&format!("proxy_url = \"http://p:8080\"\n{EXAMPLE}"))
+                .is_ok(),
+            "a proxy without credentials"
+        );
+        for (bad, says) in [
+            (
+                "proxy_url = \"http://u:pw@p:8080\"\n",
+                "must not hold a user or password",
+            ),
+            (
+                "proxy_url = \"https://p:8080\"\n",
+                "must be http://host:port",
+            ),
+            (
+                "proxy_url = \"http://p:8080/path\"\n",
+                "must be http://host:port",
+            ),
+            (
+                "proxy_user = \"u\"\nproxy_password_env = \"X\"\n",
+                "need proxy_url",
+            ),
+            (
+                "proxy_url = \"http://p:1\"\nproxy_user = \"u\"\n",
+                "needs proxy_password",
+            ),
+            (
+                "proxy_url = \"http://p:1\"\nproxy_password_env = \"X\"\n",
+                "needs proxy_user",
+            ),
+        ] {
+            let err = AgentConfig::from_toml_str(&format!("{bad}{EXAMPLE}"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(says), "{bad}: {err}");
+            assert!(!err.contains("pw@"), "{err}");
+        }
     }
 
     #[test]

@@ -35,7 +35,7 @@ use crate::session::status::StatusProbe;
 use crate::session::{SessionEnd, SessionParams, SessionReport, run_session};
 use crate::systems::ServedSystem;
 use crate::tls;
-use crate::transport::{DialError, dial, into_messages};
+use crate::transport::{DialError, Proxy, dial, into_messages};
 
 /// A session that lasted this long counts as healthy even without work.
 const HEALTHY_AFTER: Duration = Duration::from_secs(30);
@@ -228,9 +228,16 @@ async fn connect_and_serve(
             return Ok(None);
         }
     };
+    let proxy = match Proxy::from_config(config) {
+        Ok(proxy) => proxy,
+        Err(e) => {
+            error!(error = %e, "cannot use the proxy");
+            return Ok(None);
+        }
+    };
     let socket = tokio::select! {
         () = shutdown.cancelled() => return Err(ConnectFailure::Shutdown),
-        socket = dial(&config.relay_url, &token, tls.cloned()) => socket.map_err(ConnectFailure::Dial)?,
+        socket = dial(&config.relay_url, &token, tls.cloned(), proxy.as_ref()) => socket.map_err(ConnectFailure::Dial)?,
     };
     info!("connected to the relay");
     let mut streams = SessionStreams::new(Arc::clone(http));

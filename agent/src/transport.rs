@@ -134,6 +134,115 @@ pub(crate) enum DialError {
     /// No answer within the handshake timeout.
     #[error("no WebSocket handshake within {HANDSHAKE_TIMEOUT_SECS} s")]
     Timeout,
+    /// The proxy could not be reached or did not speak HTTP.
+    #[error("proxy {proxy}: {reason}")]
+    ProxyUnreachable {
+        /// `host:port` of the proxy.
+        proxy: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The proxy answered the `CONNECT` with another status than 2xx.
+    #[error("the proxy refused the tunnel to the relay (HTTP {status})")]
+    ProxyRefused {
+        /// The HTTP status.
+        status: u16,
+    },
+}
+
+/// An HTTP proxy to reach the relay through (`CONNECT`), with the Basic
+/// credentials to present, read for this connection.
+#[derive(Debug, Clone)]
+pub(crate) struct Proxy {
+    /// `host:port`.
+    pub(crate) address: String,
+    /// `Basic <base64 user:password>`, if the proxy wants credentials.
+    pub(crate) authorization: Option<Secret>,
+}
+
+impl Proxy {
+    /// The configured proxy, its password read now; `None` without `proxy_url`.
+    ///
+    /// # Errors
+    /// The reason the password cannot be read (naming its source, never its value).
+    pub(crate) fn from_config(config: &crate::AgentConfig) -> Result<Option<Self>, String> {
+        let Some(url) = &config.proxy_url else {
+            return Ok(None);
+        };
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|e| format!("proxy_url {url:?} is not a URL: {e}"))?;
+        let host = uri.host().unwrap_or_default();
+        let address = format!("{host}:{}", uri.port_u16().unwrap_or(80));
+        let authorization = match &config.proxy_user {
+            Some(user) => {
+                let password = crate::systems::read_password(
+                    config.proxy_password_file.as_deref(),
+                    config.proxy_password_env.as_deref(),
+                )
+                .map_err(|e| format!("proxy password: {e}"))?;
+                let credentials = base64::Engine::encode(
+                    &base64::engine::general_purpose::STANDARD,
+                    format!("{user}:{}", password.expose()),
+                );
+                Some(Secret::new(format!("Basic {credentials}")))
+            }
+            None => None,
+        };
+        Ok(Some(Self {
+            address,
+            authorization,
+        }))
+    }
+}
+
+/// The most a proxy's answer to `CONNECT` may hold before its blank line.
+const PROXY_HEAD_BYTES: usize = 8 * 1024;
+
+/// Opens a TCP tunnel to `target` (`host:port`) through `proxy`.
+async fn tunnel(proxy: &Proxy, target: &str) -> Result<TcpStream, DialError> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let unreachable = |reason: String| DialError::ProxyUnreachable {
+        proxy: proxy.address.clone(),
+        reason,
+    };
+    let mut stream = TcpStream::connect(&proxy.address)
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    let mut request = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n");
+    if let Some(authorization) = &proxy.authorization {
+        request.push_str(&format!(
+            "Proxy-Authorization: {}\r\n",
+            authorization.expose()
+        ));
+    }
+    request.push_str("\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    // Byte by byte up to the blank line, so nothing of the tunnel is read here.
+    let mut head = Vec::with_capacity(256);
+    while !head.ends_with(b"\r\n\r\n") {
+        if head.len() >= PROXY_HEAD_BYTES {
+            return Err(unreachable("answer head too long".into()));
+        }
+        let byte = stream
+            .read_u8()
+            .await
+            .map_err(|e| unreachable(format!("closed before answering CONNECT: {e}")))?;
+        head.push(byte);
+    }
+    let status = std::str::from_utf8(&head)
+        .ok()
+        .and_then(|h| h.split_whitespace().nth(1))
+        .and_then(|s| s.parse::<u16>().ok())
+        .ok_or_else(|| unreachable("not an HTTP answer to CONNECT".into()))?;
+    if (200..300).contains(&status) {
+        Ok(stream)
+    } else {
+        Err(DialError::ProxyRefused { status })
+    }
 }
 
 /// The agent endpoint's path, for the advice when a URL names another.
@@ -163,6 +272,16 @@ impl DialError {
              packets, or a proxy holding the request?"
             ),
             Self::WebSocket(error) => explain_socket(error, secure),
+            Self::ProxyUnreachable { proxy, reason } => {
+                format!("the proxy {proxy} cannot be used ({reason}): check proxy_url")
+            }
+            Self::ProxyRefused { status: 407 } => "the proxy refused its credentials (HTTP \
+                407): check proxy_user and proxy_password_file / proxy_password_env"
+                .to_owned(),
+            Self::ProxyRefused { status } => format!(
+                "the proxy refused the tunnel to the relay (HTTP {status}): it must allow \
+                 CONNECT to the relay's host and port"
+            ),
         }
     }
 }
@@ -210,6 +329,7 @@ pub(crate) async fn dial(
     url: &str,
     token: &Secret,
     tls: Option<Arc<rustls::ClientConfig>>,
+    proxy: Option<&Proxy>,
 ) -> Result<RelaySocket, DialError> {
     let mut request = url.into_client_request().map_err(DialError::WebSocket)?;
     let mut bearer = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
@@ -221,18 +341,39 @@ pub(crate) async fn dial(
         .write_buffer_size(WRITE_BUFFER_BYTES)
         .max_message_size(Some(MAX_FRAME_BYTES))
         .max_frame_size(Some(MAX_FRAME_BYTES));
+    let connector = Some(tls.map_or(Connector::Plain, Connector::Rustls));
     // Boxed: the handshake future is tens of KiB, and every worker thread that ever
     // polled it inline would keep that much stack resident.
-    let connect = Box::pin(tokio_tungstenite::connect_async_tls_with_config(
-        request,
-        Some(config),
-        true,
-        Some(tls.map_or(Connector::Plain, Connector::Rustls)),
-    ));
+    let connect = Box::pin(async move {
+        let Some(proxy) = proxy else {
+            return tokio_tungstenite::connect_async_tls_with_config(
+                request,
+                Some(config),
+                true,
+                connector,
+            )
+            .await
+            .map_err(DialError::WebSocket);
+        };
+        let uri = request.uri();
+        let secure = uri.scheme_str() == Some("wss");
+        let target = format!(
+            "{}:{}",
+            uri.host().unwrap_or_default(),
+            uri.port_u16().unwrap_or(if secure { 443 } else { 80 })
+        );
+        let stream = tunnel(proxy, &target).await?;
+        stream
+            .set_nodelay(true)
+            .map_err(|e| DialError::WebSocket(e.into()))?;
+        tokio_tungstenite::client_async_tls_with_config(request, stream, Some(config), connector)
+            .await
+            .map_err(DialError::WebSocket)
+    });
     match tokio::time::timeout(Duration::from_secs(HANDSHAKE_TIMEOUT_SECS), connect).await {
         Err(_) => Err(DialError::Timeout),
         Ok(Ok((socket, _response))) => Ok(socket),
-        Ok(Err(tungstenite::Error::Http(response))) => {
+        Ok(Err(DialError::WebSocket(tungstenite::Error::Http(response)))) => {
             let status = response.status();
             if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
                 Err(DialError::Rejected {
@@ -244,7 +385,7 @@ pub(crate) async fn dial(
                 })
             }
         }
-        Ok(Err(e)) => Err(DialError::WebSocket(e)),
+        Ok(Err(e)) => Err(e),
     }
 }
 

@@ -20,7 +20,7 @@ use super::{Section, failed, ok, skipped};
 use crate::config::AgentConfig;
 use crate::config::TOKEN_ADVICE;
 use crate::tls;
-use crate::transport::{RelaySocket, dial};
+use crate::transport::{Proxy, RelaySocket, dial};
 
 pub(super) async fn examine(config: &AgentConfig) -> Section {
     // Without its query, which may hold a reverse proxy's key.
@@ -71,7 +71,31 @@ pub(super) async fn examine(config: &AgentConfig) -> Section {
     } else {
         None
     };
-    let socket = match dial(&config.relay_url, &token, if secure { tls } else { None }).await {
+    let proxy = match Proxy::from_config(config) {
+        Ok(proxy) => {
+            if let Some(proxy) = &proxy {
+                let auth = if proxy.authorization.is_some() {
+                    ", with credentials"
+                } else {
+                    ""
+                };
+                section.checks.push(ok(
+                    "proxy",
+                    format!("CONNECT through {}{auth}", proxy.address),
+                ));
+            }
+            proxy
+        }
+        Err(error) => {
+            section.checks.push(failed("proxy", error));
+            section
+                .checks
+                .push(skipped("connection", "no proxy credentials"));
+            return section;
+        }
+    };
+    let tls = if secure { tls } else { None };
+    let socket = match dial(&config.relay_url, &token, tls, proxy.as_ref()).await {
         Ok(socket) => {
             section.checks.push(ok(
                 "connection",

@@ -550,3 +550,190 @@ async fn keys_new_makes_secrets_the_relay_takes_by_their_hash() {
     let refused = run(BIN, &["keys", "new", "--name", "a\"b"]);
     assert_eq!(refused.status.code(), Some(64), "{refused:?}");
 }
+
+/// A `CONNECT` proxy on loopback that wants Basic `user:password`: it counts the
+/// tunnels it opened, and [`ConnectProxy::cut`] drops those open.
+struct ConnectProxy {
+    address: String,
+    tunnels: Arc<std::sync::atomic::AtomicUsize>,
+    cut: tokio::sync::watch::Sender<u64>,
+}
+
+impl ConnectProxy {
+    async fn start(user: &str, password: &str) -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let expected = format!(
+            "Proxy-Authorization: Basic {}",
+            base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                format!("{user}:{password}")
+            )
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let tunnels = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (cut, cuts) = tokio::sync::watch::channel(0u64);
+        let counted = Arc::clone(&tunnels);
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let expected = expected.clone();
+                let counted = Arc::clone(&counted);
+                let mut cuts = cuts.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    while !head.ends_with(b"\r\n\r\n") {
+                        let Ok(byte) = client.read_u8().await else {
+                            return;
+                        };
+                        head.push(byte);
+                    }
+                    let head = String::from_utf8_lossy(&head).into_owned();
+                    let Some(target) = head
+                        .strip_prefix("CONNECT ")
+                        .and_then(|rest| rest.split_whitespace().next())
+                    else {
+                        let _ = client
+                            .write_all(b"HTTP/1.1 405 Method Not Allowed\r\n\r\n")
+                            .await;
+                        return;
+                    };
+                    if !head.lines().any(|l| l == expected) {
+                        let _ = client
+                            .write_all(b"HTTP/1.1 407 Proxy Authentication Required\r\n\r\n")
+                            .await;
+                        return;
+                    }
+                    let Ok(mut upstream) = tokio::net::TcpStream::connect(target).await else {
+                        let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n").await;
+                        return;
+                    };
+                    let _ = client
+                        .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                        .await;
+                    counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    cuts.mark_unchanged();
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {}
+                        _ = cuts.changed() => {}
+                    }
+                });
+            }
+        });
+        Self {
+            address,
+            tunnels,
+            cut,
+        }
+    }
+
+    fn tunnels(&self) -> usize {
+        self.tunnels.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Drops every open tunnel, as a proxy restarting does.
+    fn cut(&self) {
+        self.cut.send_modify(|n| *n += 1);
+    }
+}
+
+/// An agent behind an authenticating `CONNECT` proxy serves calls, comes back
+/// through the proxy when it drops the tunnel, and the doctor says when the proxy
+/// refuses its credentials.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_agent_reaches_the_relay_through_an_authenticating_connect_proxy() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_relay, address) = relay(dir.path(), &["SIM"]);
+    let proxy = ConnectProxy::start("corp", "proxy-pw-4711").await;
+    let password = dir.path().join("proxy.password");
+    std::fs::write(&password, "proxy-pw-4711\n").unwrap();
+    let head = |password: &Path| {
+        format!(
+            "relay_url = \"ws://{address}/v1/agent/connect\"\ntoken = \"{TOKEN}\"\n\
+             proxy_url = \"http://{}\"\nproxy_user = \"corp\"\nproxy_password_file = \"{}\"\n\
+             backoff_initial_ms = 50\nbackoff_max_ms = 200\n",
+            proxy.address,
+            password.display()
+        )
+    };
+    let sim = [sim_system(dir.path(), r#""STFC_CONNECTION""#)];
+    let config = write_agent(dir.path(), "agent.toml", &head(&password), &sim);
+    let _agent = Proc(
+        Command::new(AGENT_BIN)
+            .args(["--config", config.to_str().unwrap()])
+            .env("SAPBRIDGE_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let http = reqwest::Client::new();
+    let call = |text: &'static str| {
+        let http = http.clone();
+        let address = address.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            loop {
+                let response = http
+                    .post(format!(
+                        "http://{address}/v1/systems/SIM/functions/STFC_CONNECTION"
+                    ))
+                    .bearer_auth("doctor-key")
+                    .header("prefer", "wait=5")
+                    .json(&serde_json::json!({"REQUTEXT": text}))
+                    .send()
+                    .await
+                    .unwrap();
+                if response.status() == 200 {
+                    let body: serde_json::Value = response.json().await.unwrap();
+                    return body["result"]["ECHOTEXT"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned();
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "no agent through the proxy"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    assert_eq!(call("through the proxy").await, "through the proxy");
+    assert_eq!(proxy.tunnels(), 1);
+    proxy.cut();
+    assert_eq!(call("after the cut").await, "after the cut");
+    assert!(
+        proxy.tunnels() >= 2,
+        "the agent came back through the proxy"
+    );
+
+    // The doctor: through the proxy, and what a wrong proxy password means.
+    let output = tokio::task::spawn_blocking({
+        let config = config.clone();
+        move || run(AGENT_BIN, &["doctor", "--config", config.to_str().unwrap()])
+    })
+    .await
+    .unwrap();
+    let report = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert_mark(&report, "relay", "proxy", "ok", "with credentials");
+    assert_mark(
+        &report,
+        "relay",
+        "token and systems",
+        "ok",
+        "accepts the token for SIM",
+    );
+    let wrong = dir.path().join("wrong.password");
+    std::fs::write(&wrong, "not-it\n").unwrap();
+    let bad = write_agent(dir.path(), "bad.toml", &head(&wrong), &sim);
+    let output = tokio::task::spawn_blocking(move || {
+        run(AGENT_BIN, &["doctor", "--config", bad.to_str().unwrap()])
+    })
+    .await
+    .unwrap();
+    let report = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert_mark(&report, "relay", "connection", "FAIL", "HTTP 407");
+    assert!(
+        !report.contains("proxy-pw-4711") && !report.contains("not-it"),
+        "{report}"
+    );
+}
