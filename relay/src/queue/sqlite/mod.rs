@@ -334,7 +334,7 @@ impl Queue for SqliteQueue {
         if self.space.full() {
             // Found full: a change that needs a new page says whether there is room
             // again (nothing else may write while load balancers keep clients away).
-            self.writer.write_one(schema::probe_space).await?;
+            self.writer.write_one(writer::probe_space).await?;
         }
         self.read(rows::ping).await
     }

@@ -134,32 +134,6 @@ pub(super) fn limit_size(conn: &Connection, mib: u64) -> Result<(), QueueError> 
     Ok(())
 }
 
-/// A change that needs room for a sizeable call ([`PROBE_BYTES`]) and undoes
-/// itself: [`QueueError::Full`] when the file has not that much room left (on the
-/// writer's connection, so under its size cap).
-///
-/// # Errors
-/// [`QueueError::Full`] without room, [`QueueError::Store`] for other failures.
-pub(super) fn probe_space(
-    conn: &Connection,
-    _: &mut super::writer::Effects,
-) -> Result<(), QueueError> {
-    let probed = conn.execute_batch(&format!(
-        "SAVEPOINT probe; CREATE TABLE sapbridge_space_probe (x); \
-         INSERT INTO sapbridge_space_probe VALUES (zeroblob({PROBE_BYTES})); \
-         ROLLBACK TO probe; RELEASE probe;"
-    ));
-    if probed.is_err() && !conn.is_autocommit() {
-        // The savepoint is still open when SQLite did not roll back by itself.
-        let _ = conn.execute_batch("ROLLBACK TO probe; RELEASE probe;");
-    }
-    probed?;
-    Ok(())
-}
-
-/// How much room [`probe_space`] asks for: a call with large parameters.
-const PROBE_BYTES: usize = 64 * 1024;
-
 pub(super) fn prepare(conn: &Connection, durability: Durability) -> Result<i64, QueueError> {
     configure(conn)?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;

@@ -182,6 +182,29 @@ fn in_savepoint<T>(
     }
 }
 
+/// A change that needs room for a sizeable call ([`PROBE_BYTES`]) and undoes
+/// itself: [`QueueError::Full`] when the file has not that much room left (on the
+/// writer's connection, so under its size cap).
+///
+/// # Errors
+/// [`QueueError::Full`] without room, [`QueueError::Store`] for other failures.
+pub(super) fn probe_space(conn: &Connection, _: &mut Effects) -> Result<(), QueueError> {
+    let probed = conn.execute_batch(&format!(
+        "SAVEPOINT probe; CREATE TABLE sapbridge_space_probe (x); \
+         INSERT INTO sapbridge_space_probe VALUES (zeroblob({PROBE_BYTES})); \
+         ROLLBACK TO probe; RELEASE probe;"
+    ));
+    if probed.is_err() && !conn.is_autocommit() {
+        // The savepoint is still open when SQLite did not roll back by itself.
+        let _ = conn.execute_batch("ROLLBACK TO probe; RELEASE probe;");
+    }
+    probed?;
+    Ok(())
+}
+
+/// How much room [`probe_space`] asks for: a call with large parameters.
+const PROBE_BYTES: usize = 64 * 1024;
+
 /// Whether the store has room: set when a batch or one of its changes failed for
 /// want of space ([`QueueError::Full`]), cleared by the next batch that commits
 /// without such a failure.
