@@ -52,6 +52,24 @@ pub enum Command {
     /// API keys and agent tokens: `keys new` prints a random one once and the
     /// relay.toml entry holding its SHA-256.
     Keys(KeysArgs),
+    /// Prints a shell completion script: `sapbridge completions bash >
+    /// /etc/bash_completion.d/sapbridge` (also zsh, fish, elvish, powershell).
+    Completions(CompletionsArgs),
+}
+
+/// Options of `sapbridge completions`.
+#[derive(Debug, clap::Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    shell: clap_complete::Shell,
+}
+
+/// The whole `sapbridge` command line, as the binary parses it (for completions).
+fn cli_command() -> clap::Command {
+    use clap::{Args as _, Subcommand as _};
+    let command = clap::Command::new("sapbridge").subcommand_required(true);
+    Command::augment_subcommands(LogArgs::augment_args(command))
 }
 
 /// Exit code for bad configuration or usage (BSD `EX_USAGE`).
@@ -72,6 +90,15 @@ pub fn run(command: Command) -> ExitCode {
         Command::Dev(args) => launch(0, cmd::dev::run(args)),
         Command::Sim(args) => launch(0, cmd::sim::run(args)),
         Command::Keys(args) => exit(cmd::keys::run(args).map(|text| print!("{text}"))),
+        Command::Completions(args) => {
+            clap_complete::generate(
+                args.shell,
+                &mut cli_command(),
+                "sapbridge",
+                &mut std::io::stdout(),
+            );
+            ExitCode::SUCCESS
+        }
     }
 }
 

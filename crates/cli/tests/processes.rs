@@ -728,3 +728,53 @@ async fn keys_and_tokens_reload_on_sighup_and_only_revoked_agents_are_closed() {
         "the revoked token cannot come back"
     );
 }
+
+#[test]
+fn completions_cover_every_command_and_parse_as_shell_scripts() {
+    let output = Command::new(BIN)
+        .args(["completions", "bash"])
+        .output()
+        .expect("completions");
+    assert!(output.status.success());
+    let script = String::from_utf8(output.stdout).unwrap();
+    for word in [
+        "dev",
+        "relay",
+        "agent",
+        "doctor",
+        "sim",
+        "keys",
+        "--log-format",
+        "--config",
+    ] {
+        assert!(script.contains(word), "bash completions lack {word}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sapbridge.bash");
+    std::fs::write(&file, &script).unwrap();
+    let syntax = Command::new("bash")
+        .arg("-n")
+        .arg(&file)
+        .status()
+        .expect("bash");
+    assert!(syntax.success(), "bash -n refused the script");
+    for shell in ["zsh", "fish", "powershell", "elvish"] {
+        let output = Command::new(BIN)
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success() && !output.stdout.is_empty(),
+            "{shell}"
+        );
+    }
+    let unknown = Command::new(BIN)
+        .args(["completions", "tcsh"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        unknown.status.code(),
+        Some(2),
+        "clap refuses an unknown shell"
+    );
+}
