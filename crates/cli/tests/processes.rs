@@ -778,3 +778,40 @@ fn completions_cover_every_command_and_parse_as_shell_scripts() {
         "clap refuses an unknown shell"
     );
 }
+
+#[test]
+fn dev_says_it_is_running_only_once_its_relay_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // A directory where the relay's store file goes: the store cannot open.
+    std::fs::create_dir_all(data.join("relay.db")).unwrap();
+    let mut child = Running(
+        Command::new(BIN)
+            .args(["dev", "--listen", "127.0.0.1:0", "--api-key", "k"])
+            .arg("--data-dir")
+            .arg(&data)
+            .env("SAPBRIDGE_LOG", "error")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = collect(child.0.stdout.take().unwrap());
+    let stderr = collect(child.0.stderr.take().unwrap());
+    let deadline = std::time::Instant::now() + DEADLINE;
+    let status = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "dev did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stdout = stdout.recv_timeout(DEADLINE).unwrap();
+    let stderr = stderr.recv_timeout(DEADLINE).unwrap();
+    assert!(!status.success(), "{stdout}\n{stderr}");
+    assert!(!stdout.contains("is running"), "{stdout}");
+    assert!(
+        stderr.contains("relay.db"),
+        "the reason names the store: {stderr}"
+    );
+}

@@ -63,6 +63,30 @@ pub struct DevArgs {
     public_url: Option<String>,
 }
 
+/// Waits until the relay at `addr` answers `GET /readyz` with 200.
+async fn ready(addr: std::net::SocketAddr) -> Result<(), CliError> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        if let Ok(mut socket) = tokio::net::TcpStream::connect(addr).await {
+            let request = "GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+            let mut answer = Vec::new();
+            if socket.write_all(request.as_bytes()).await.is_ok()
+                && socket.read_to_end(&mut answer).await.is_ok()
+                && answer.starts_with(b"HTTP/1.1 200")
+            {
+                return Ok(());
+            }
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(CliError::Runtime(anyhow::anyhow!(
+                "the relay did not get ready within 60 s"
+            )));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// Runs the whole stack until SIGINT/SIGTERM.
 pub(crate) async fn run(args: DevArgs) -> Result<(), CliError> {
     // Shown on stdout below, for the user to copy: a dev stack's key, never logged.
@@ -160,6 +184,15 @@ pub(crate) async fn run(args: DevArgs) -> Result<(), CliError> {
         relay_config,
         relay_stop.clone(),
     ));
+    // Said to be running only once the relay serves (its store opened): a start
+    // that fails says why instead.
+    tokio::select! {
+        relay_result = &mut relay => {
+            relay_result.context("relay task panicked")?.context("relay failed")?;
+            return Err(CliError::Runtime(anyhow::anyhow!("the relay stopped while starting")));
+        }
+        ready = ready(addr) => ready?,
+    }
     let mut agent = tokio::spawn(sapbridge_agent::run(agent_config, shutdown.clone()));
 
     let url = format!("http://{addr}");
