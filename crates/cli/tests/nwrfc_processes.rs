@@ -309,12 +309,9 @@ async fn wait_for_logon(url: &str, system: &str, done: impl Fn(&Value) -> bool) 
             .json()
             .await
             .unwrap();
-        let logon = body["systems"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|s| s["system"] == system)
-            .map_or(Value::Null, |s| s["agents"][0]["logon"].clone());
+        let logon = sapbridge_tests::agents_of(&body, system)
+            .first()
+            .map_or(Value::Null, |a| a["logon"].clone());
         if done(&logon) {
             return logon;
         }

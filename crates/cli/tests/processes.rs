@@ -615,12 +615,8 @@ async fn sim_agents(url: &str, key: &str) -> (u16, Vec<(String, String)>) {
         .unwrap();
     let status = response.status().as_u16();
     let body: Value = response.json().await.unwrap_or(Value::Null);
-    let mut agents: Vec<(String, String)> = body["systems"]
-        .as_array()
+    let mut agents: Vec<(String, String)> = sapbridge_tests::agents_of(&body, "SIM")
         .into_iter()
-        .flatten()
-        .filter(|s| s["system"] == "SIM")
-        .flat_map(|s| s["agents"].as_array().cloned().unwrap_or_default())
         .map(|a| {
             (
                 a["agent_id"].as_str().unwrap_or_default().to_owned(),
