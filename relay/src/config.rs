@@ -72,6 +72,10 @@ pub struct RelayConfig {
     /// whenever `public_url` or `trusted_proxies` is set; this makes them so
     /// without either. Default `false`: a path such as `/v1/calls/{id}`.
     pub absolute_locations: bool,
+    /// Whether `GET /metrics` answers only to an API key with the operator scope
+    /// (sent as `Authorization: Bearer`, as Prometheus' `authorization` scrape
+    /// setting does). Default `false`: anyone who reaches the relay may scrape it.
+    pub metrics_require_key: bool,
     /// The `[queue]` table: the store that holds calls (see [`QueueConfig`]).
     pub queue: QueueConfig,
     /// The `[cluster]` table: how replicas sharing a PostgreSQL store reach each
@@ -165,6 +169,7 @@ impl Default for RelayConfig {
             public_url: None,
             trusted_proxies: Vec::new(),
             absolute_locations: false,
+            metrics_require_key: false,
             queue: QueueConfig::default(),
             cluster: ClusterConfig::default(),
             customer_defaults: CustomerDefaults::default(),

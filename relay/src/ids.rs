@@ -44,6 +44,13 @@ pub(crate) fn new_call_id() -> String {
     id
 }
 
+/// When call `id` was accepted, from the time [`new_call_id`] put in it; `None`
+/// for an id not of that form.
+pub(crate) fn call_id_time(id: &str) -> Option<time::OffsetDateTime> {
+    let millis = u64::from_str_radix(id.strip_prefix("c_")?.get(..12)?, 16).ok()?;
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -51,6 +58,18 @@ mod tests {
     fn is_hex(text: &str) -> bool {
         text.bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    }
+
+    #[test]
+    fn a_call_ids_time_reads_back() {
+        let before = time::OffsetDateTime::now_utc() - time::Duration::milliseconds(1);
+        let at = call_id_time(&new_call_id()).expect("time");
+        assert!(
+            at >= before && at <= time::OffsetDateTime::now_utc(),
+            "{at}"
+        );
+        assert_eq!(call_id_time("s_0123456789abcdef"), None);
+        assert_eq!(call_id_time("c_xyz"), None);
     }
 
     #[test]

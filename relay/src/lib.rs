@@ -42,6 +42,7 @@ mod calls;
 mod config;
 mod http;
 mod ids;
+mod metrics;
 mod passthrough;
 mod public_address;
 mod queue;
@@ -161,6 +162,7 @@ pub async fn run_with_reloads(
     let reaper_stop = CancellationToken::new();
     let reaper = tokio::spawn(queue::reaper::run(
         Arc::clone(&queue),
+        Arc::clone(&state.metrics),
         retention,
         reaper_stop.clone(),
     ));

@@ -14,6 +14,7 @@ use crate::agents::AgentRegistry;
 use crate::auth::{Credentials, Keyring};
 use crate::calls::Calls;
 use crate::config::RelayConfig;
+use crate::metrics::Metrics;
 use crate::passthrough::{Peers, Signer};
 use crate::queue::Queue;
 use crate::session::{Sessions, Timings};
@@ -41,6 +42,8 @@ pub(crate) struct Settings {
     pub(crate) passthrough: crate::passthrough::PassthroughSettings,
     /// How relative `Location` headers are made absolute.
     pub(crate) public: crate::public_address::PublicAddress,
+    /// Whether `/metrics` answers only to an operator's API key.
+    pub(crate) metrics_require_key: bool,
 }
 
 impl Settings {
@@ -60,6 +63,7 @@ impl Settings {
                 &config.trusted_proxies,
                 config.absolute_locations,
             ),
+            metrics_require_key: config.metrics_require_key,
         }
     }
 }
@@ -89,6 +93,8 @@ pub(crate) struct RelayState {
     /// The other relay replicas pass-through requests are forwarded to, and the
     /// check of those forwarded here.
     pub(crate) peers: Peers,
+    /// The relay's metrics (`/metrics`).
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 impl RelayState {
@@ -100,6 +106,7 @@ impl RelayState {
     ) -> Self {
         let settings = Settings::new(config);
         let agents = Arc::<AgentRegistry>::default();
+        let metrics = Arc::new(Metrics::new());
         let timings = Timings {
             heartbeat: settings.heartbeat,
             lease: settings.lease,
@@ -115,12 +122,13 @@ impl RelayState {
             Arc::clone(&keys),
             timings,
             shutdown.clone(),
+            Arc::clone(&metrics),
         );
         Self {
             settings,
             keys,
             systems: config.known_systems().into_iter().collect(),
-            calls: Calls::new(Arc::clone(&queue), shutdown.clone()),
+            calls: Calls::new(Arc::clone(&queue), shutdown.clone(), Arc::clone(&metrics)),
             queue,
             agents,
             shutdown,
@@ -131,6 +139,7 @@ impl RelayState {
                 Signer::new(config.cluster.secret.clone()),
                 Duration::from_secs(config.idle_timeout_secs),
             ),
+            metrics,
         }
     }
 }

@@ -203,7 +203,7 @@ async fn health_readiness_and_metrics() {
         .text()
         .await
         .unwrap();
-    assert!(metrics.contains("sapbridge_calls{status=\"succeeded\"} 0"));
+    assert!(metrics.contains("sapbridge_calls_stored{status=\"succeeded\"} 0"));
     assert!(metrics.contains("sapbridge_agents_connected 0"));
     relay.stop().await;
 }

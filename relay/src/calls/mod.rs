@@ -23,8 +23,10 @@ use tracing::Instrument;
 
 use crate::auth::Scope;
 use crate::ids::new_call_id;
+use crate::metrics::Metrics;
 use crate::queue::{
-    CallKind, CallRecord, Cancelled, Enqueued, IdempotencyKey, NewCall, Queue, QueueError,
+    CallKind, CallRecord, CallState, Cancelled, Enqueued, IdempotencyKey, NewCall, Queue,
+    QueueError,
 };
 
 /// Submits, waits for, finds and cancels calls. Cheap to clone.
@@ -32,6 +34,7 @@ use crate::queue::{
 pub(crate) struct Calls {
     queue: Arc<dyn Queue>,
     shutdown: CancellationToken,
+    metrics: Arc<Metrics>,
 }
 
 /// A unit of work to store.
@@ -106,8 +109,16 @@ pub(crate) enum CallError {
 
 impl Calls {
     /// Calls in `queue`; waits end early once `shutdown` is cancelled.
-    pub(crate) fn new(queue: Arc<dyn Queue>, shutdown: CancellationToken) -> Self {
-        Self { queue, shutdown }
+    pub(crate) fn new(
+        queue: Arc<dyn Queue>,
+        shutdown: CancellationToken,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self {
+            queue,
+            shutdown,
+            metrics,
+        }
     }
 
     /// Stores a unit of work, or finds the call its idempotency key names.
@@ -208,6 +219,9 @@ impl Calls {
         match self.queue.cancel(call_id).await? {
             Cancelled::Done(record) => {
                 tracing::info!(call_id = %call_id, system = %record.system, "call cancelled");
+                let function = record.calls.first().map_or("", |c| c.function.as_str());
+                self.metrics
+                    .call_finished(&record.system, function, CallState::Cancelled.as_str());
                 Ok(*record)
             }
             Cancelled::TooLate(record) => Err(CallError::NotCancellable(record)),
@@ -216,9 +230,16 @@ impl Calls {
     }
 
     async fn enqueue(&self, call: NewCall) -> Result<Stored, CallError> {
+        let system = crate::metrics::system_labels(&call.system);
         match self.queue.enqueue(call).await? {
-            Enqueued::Created(record) => Ok(Stored::Created(record)),
-            Enqueued::Existing(record) => Ok(Stored::Existing(record)),
+            Enqueued::Created(record) => {
+                self.metrics.calls_accepted.get_or_create(&system).inc();
+                Ok(Stored::Created(record))
+            }
+            Enqueued::Existing(record) => {
+                self.metrics.idempotent_replays.get_or_create(&system).inc();
+                Ok(Stored::Existing(record))
+            }
             Enqueued::KeyMismatch => Err(CallError::KeyMismatch),
         }
     }
@@ -285,7 +306,11 @@ mod tests {
 
     #[tokio::test]
     async fn submissions_with_one_key_join_one_call() {
-        let calls = Calls::new(Arc::new(MemoryQueue::new()), CancellationToken::new());
+        let calls = Calls::new(
+            Arc::new(MemoryQueue::new()),
+            CancellationToken::new(),
+            Arc::default(),
+        );
         let key = IdempotencyKey {
             scope: "flow".into(),
             key: "k".into(),

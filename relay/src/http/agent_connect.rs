@@ -22,6 +22,7 @@ pub(crate) async fn connect(
     let token = presented_secret(&headers, false).and_then(|s| state.keys.agent_token(s));
     let Some(token) = token else {
         tracing::warn!("agent connect with a missing or unknown token");
+        state.metrics.auth_failed("agent_token");
         return ApiError::Unauthorized.into_response();
     };
     let upgrade = match upgrade {

@@ -1,7 +1,6 @@
 //! Discovery and operations: `GET /v1/systems`, `/healthz`, `/readyz` and
-//! `/metrics` (Prometheus text format, written by hand).
+//! `/metrics` (OpenMetrics text, see [`crate::metrics`]).
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 
 use axum::Json;
@@ -9,6 +8,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 use serde_json::{Value, json};
+use time::OffsetDateTime;
 
 use tokio_util::sync::CancellationToken;
 
@@ -16,6 +16,7 @@ use super::ApiError;
 use super::render::rfc3339;
 use super::request::Caller;
 use crate::agents::AgentSession;
+use crate::metrics::{StatusLabels, system_labels};
 use crate::queue::ListedAgent;
 use crate::state::RelayState;
 
@@ -144,15 +145,24 @@ pub(crate) async fn readyz(State(state): State<Arc<RelayState>>) -> Result<Respo
     }
 }
 
-/// `GET /metrics`: calls by state, queue depth and connected agents.
-pub(crate) async fn metrics(State(state): State<Arc<RelayState>>) -> Result<Response, ApiError> {
+/// `GET /metrics`: the relay's counters and histograms (see [`crate::metrics`]),
+/// with the gauges of the store and the agent registry read now, as OpenMetrics
+/// text. With `metrics_require_key`, only an operator's API key may read it.
+pub(crate) async fn metrics(
+    State(state): State<Arc<RelayState>>,
+    headers: http::HeaderMap,
+) -> Result<Response, ApiError> {
+    if state.settings.metrics_require_key {
+        let caller = Caller::from_headers(&state, &headers)?;
+        if !caller.viewer().operator {
+            return Err(ApiError::Forbidden(
+                "/metrics needs an API key with the operator scope".into(),
+            ));
+        }
+    }
     let stats = state.queue.stats().await?;
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "# HELP sapbridge_calls Stored calls by state (final states until purged).\n\
-         # TYPE sapbridge_calls gauge"
-    );
+    let backlog = state.queue.queued_by_system().await?;
+    let metrics = &state.metrics;
     for (label, value) in [
         ("queued", stats.queued),
         ("running", stats.leased),
@@ -161,64 +171,43 @@ pub(crate) async fn metrics(State(state): State<Arc<RelayState>>) -> Result<Resp
         ("expired", stats.expired),
         ("cancelled", stats.cancelled),
     ] {
-        let _ = writeln!(out, "sapbridge_calls{{status=\"{label}\"}} {value}");
+        metrics
+            .calls_stored
+            .get_or_create(&StatusLabels {
+                status: label.to_owned(),
+            })
+            .set(gauge(value));
     }
-    let _ = writeln!(
-        out,
-        "# HELP sapbridge_queue_depth Calls waiting for an agent.\n\
-         # TYPE sapbridge_queue_depth gauge\n\
-         sapbridge_queue_depth {}",
-        stats.queued
-    );
-    let _ = writeln!(
-        out,
-        "# HELP sapbridge_agents_connected Agent sessions connected to this relay.\n\
-         # TYPE sapbridge_agents_connected gauge\n\
-         sapbridge_agents_connected {}",
-        state.agents.count()
-    );
-    let _ = writeln!(
-        out,
-        "# HELP sapbridge_system_agents Agent sessions serving a system.\n\
-         # TYPE sapbridge_system_agents gauge"
-    );
+    metrics.queue_depth.set(gauge(stats.queued));
+    // Systems with nothing queued read 0 (not a stale value, not absent).
+    let now = OffsetDateTime::now_utc();
+    metrics.system_queue_depth.clear();
+    metrics.system_oldest.clear();
     for system in &state.systems {
-        let serving = state.agents.serving(system);
-        let _ = writeln!(
-            out,
-            "sapbridge_system_agents{{system=\"{}\"}} {}",
-            escape_label(system),
-            serving.len()
-        );
+        let found = backlog.iter().find(|b| &b.system == system);
+        let labels = system_labels(system);
+        metrics
+            .system_queue_depth
+            .get_or_create(&labels)
+            .set(gauge(found.map_or(0, |b| b.queued)));
+        let age = found.map_or(0.0, |b| (now - b.oldest).as_seconds_f64().max(0.0));
+        metrics.system_oldest.get_or_create(&labels).set(age);
+        metrics
+            .system_agents
+            .get_or_create(&labels)
+            .set(gauge(state.agents.serving(system).len()));
     }
-    let _ = writeln!(
-        out,
-        "# HELP sapbridge_agent_outcomes_refused_total Outcomes refused because the \
-         reporting agent session did not hold the call's lease for that attempt.\n\
-         # TYPE sapbridge_agent_outcomes_refused_total counter\n\
-         sapbridge_agent_outcomes_refused_total {}",
-        state.sessions.refused_outcomes()
-    );
-    let _ = writeln!(
-        out,
-        "# HELP sapbridge_store_full_total Changes the queue store refused for want of \
-         space (a full disk, or [queue] max_size_mib).\n\
-         # TYPE sapbridge_store_full_total counter\n\
-         sapbridge_store_full_total {}",
-        state.queue.full_refusals()
-    );
-    let mut response = out.into_response();
+    metrics.agents_connected.set(gauge(state.agents.count()));
+    metrics.store_full_seen(state.queue.full_refusals());
+    let mut response = metrics.encode().into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
     );
     Ok(response)
 }
 
-/// Escapes a Prometheus label value.
-fn escape_label(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+/// A count as a gauge's value.
+fn gauge(count: impl TryInto<i64>) -> i64 {
+    count.try_into().unwrap_or(i64::MAX)
 }

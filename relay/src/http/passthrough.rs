@@ -14,10 +14,11 @@
 
 use std::sync::Arc;
 
-use axum::body::HttpBody;
+use axum::body::{Body, HttpBody};
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
+use prometheus_client::metrics::counter::Counter;
 use sapbridge_proto::{HttpFailure, HttpFailureKind};
 use tracing::Instrument;
 
@@ -117,9 +118,16 @@ async fn run(
     let max_streams = settings.max_in_flight_per_agent;
     let refused = match state.agents.open_stream(&system, max_streams) {
         Ok((tunnel, stream)) => {
-            return forward(tunnel, stream, settings, system, path, request)
-                .await
-                .map_err(forward_error);
+            let metrics = &state.metrics;
+            let (parts, body) = request.into_parts();
+            let sent = counted(body, metrics.passthrough_bytes_counter(&system, "request"));
+            let request = Request::from_parts(parts, sent);
+            let answered = forward(tunnel, stream, settings, system.clone(), path, request).await;
+            let status = answered.as_ref().ok().map(|r| r.status().as_u16());
+            metrics.passthrough_answered(&system, status);
+            let response = answered.map_err(forward_error)?;
+            let received = metrics.passthrough_bytes_counter(&system, "response");
+            return Ok(response.map(|body| counted(body, received)));
         }
         Err(refused) => refused,
     };
@@ -410,5 +418,47 @@ impl IntoResponse for Refusal {
                 response
             }
         }
+    }
+}
+
+/// `body`, adding the bytes of each of its data frames to `counter` as they pass
+/// (its size hint and end kept, so a response keeps its framing).
+fn counted(body: Body, counter: Counter) -> Body {
+    Body::new(Counted {
+        inner: body,
+        counter,
+    })
+}
+
+/// A body whose data bytes are counted as they pass.
+struct Counted {
+    inner: Body,
+    counter: Counter,
+}
+
+impl HttpBody for Counted {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        if let std::task::Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            self.counter
+                .inc_by(u64::try_from(data.len()).unwrap_or(u64::MAX));
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
     }
 }

@@ -107,9 +107,12 @@ impl Caller {
     /// # Errors
     /// [`ApiError::Unauthorized`] for a missing or unknown key.
     pub(crate) fn from_headers(state: &RelayState, headers: &HeaderMap) -> Result<Self, ApiError> {
-        let credential = presented_secret(headers, true)
-            .and_then(|secret| state.keys.api_key(secret))
-            .ok_or(ApiError::Unauthorized)?;
+        let Some(credential) =
+            presented_secret(headers, true).and_then(|secret| state.keys.api_key(secret))
+        else {
+            state.metrics.auth_failed("api_key");
+            return Err(ApiError::Unauthorized);
+        };
         Ok(Self {
             name: credential.name.clone(),
             scope: credential.scope.clone(),

@@ -189,6 +189,7 @@ for_every_store!(
     a_unit_not_started_before_its_deadline_is_queued_again_for_anyone,
     units_carry_the_time_left_to_start,
     the_owner_stays_with_the_call,
+    the_backlog_per_system_counts_queued_calls_and_their_oldest,
 );
 
 async fn claims_oldest_first_and_respects_max(q: &dyn Queue) {
@@ -427,6 +428,39 @@ async fn leases_are_deadlines_and_stats_count(q: &dyn Queue) {
     let stats = q.stats().await.unwrap();
     assert_eq!((stats.queued, stats.leased, stats.succeeded), (2, 0, 1));
     q.ping().await.unwrap();
+}
+
+async fn the_backlog_per_system_counts_queued_calls_and_their_oldest(q: &dyn Queue) {
+    assert_eq!(q.queued_by_system().await.unwrap(), Vec::new());
+    for (id, system) in [("a", "PRD"), ("b", "PRD"), ("c", "QAS")] {
+        q.enqueue(new_call(id, system, Duration::hours(1)))
+            .await
+            .unwrap();
+    }
+    let first = q.get("a").await.unwrap().unwrap().submitted_at;
+    let mut backlog = q.queued_by_system().await.unwrap();
+    backlog.sort_by(|x, y| x.system.cmp(&y.system));
+    let seen: Vec<(&str, u64)> = backlog
+        .iter()
+        .map(|b| (b.system.as_str(), b.queued))
+        .collect();
+    assert_eq!(seen, [("PRD", 2), ("QAS", 1)]);
+    // Times go through the store's own encoding: equal to the microsecond.
+    let oldest = backlog[0].oldest;
+    assert!(
+        (oldest - first).abs() < Duration::milliseconds(1),
+        "{oldest} vs {first}"
+    );
+    // A leased call no longer waits; a cancelled one neither.
+    let soon = OffsetDateTime::now_utc() + Duration::seconds(30);
+    q.claim(&prd(), by("s1", "A"), 1, soon).await.unwrap();
+    q.cancel("c").await.unwrap();
+    let backlog = q.queued_by_system().await.unwrap();
+    let seen: Vec<(&str, u64)> = backlog
+        .iter()
+        .map(|b| (b.system.as_str(), b.queued))
+        .collect();
+    assert_eq!(seen, [("PRD", 1)]);
 }
 
 /// `(queued, leased, succeeded, failed, expired, cancelled)`.

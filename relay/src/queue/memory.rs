@@ -20,7 +20,7 @@ use time::OffsetDateTime;
 use super::{
     CallEnd, CallRecord, CallState, Cancelled, Claimant, Completion, Enqueued, Holder,
     IdempotencyKey, NewCall, Overdue, Queue, QueueError, QueueStats, Reaped, Retention, Signals,
-    Verdict, lease_lapsed_outcome,
+    SystemBacklog, Verdict, lease_lapsed_outcome,
 };
 
 /// The in-memory queue.
@@ -480,6 +480,23 @@ impl Queue for MemoryQueue {
 
     async fn stats(&self) -> Result<QueueStats, QueueError> {
         Ok(self.lock().counts)
+    }
+
+    async fn queued_by_system(&self) -> Result<Vec<SystemBacklog>, QueueError> {
+        let inner = self.lock();
+        Ok(inner
+            .queued
+            .iter()
+            .filter_map(|(system, ids)| {
+                let (_, oldest) = ids.first_key_value()?;
+                let (_, record) = inner.calls.get(oldest)?;
+                Some(SystemBacklog {
+                    system: system.clone(),
+                    queued: u64::try_from(ids.len()).unwrap_or(u64::MAX),
+                    oldest: record.submitted_at,
+                })
+            })
+            .collect())
     }
 
     async fn ping(&self) -> Result<(), QueueError> {

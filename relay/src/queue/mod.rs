@@ -430,6 +430,17 @@ pub(crate) struct Retention {
     pub(crate) owner_hold: time::Duration,
 }
 
+/// A system's queued calls, for metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SystemBacklog {
+    /// The system.
+    pub(crate) system: String,
+    /// Its queued calls.
+    pub(crate) queued: u64,
+    /// When the oldest of them was accepted.
+    pub(crate) oldest: OffsetDateTime,
+}
+
 /// Counts of stored calls by state, for metrics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct QueueStats {
@@ -553,6 +564,10 @@ pub(crate) trait Queue: Send + Sync + 'static {
 
     /// Counts of calls by state.
     async fn stats(&self) -> Result<QueueStats, QueueError>;
+
+    /// The queued calls of each system that has any: how many, and when the
+    /// oldest was accepted (for metrics).
+    async fn queued_by_system(&self) -> Result<Vec<SystemBacklog>, QueueError>;
 
     /// Checks that the store answers (`/readyz`); [`QueueError::Full`] while it
     /// has no room for changes.

@@ -1,13 +1,13 @@
 //! What an agent session needs besides its socket: [`SessionContext`].
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
 use crate::agents::Hello;
 use crate::auth::Hold;
+use crate::metrics::Metrics;
 use crate::queue::{Claimant, Queue};
 
 /// What a session needs besides its socket.
@@ -28,8 +28,8 @@ pub(crate) struct SessionContext {
     pub(crate) owner_hold: Duration,
     /// Cancelled on relay shutdown.
     pub(crate) shutdown: CancellationToken,
-    /// Counts the outcomes refused (for `/metrics`).
-    pub(crate) refused: Arc<AtomicU64>,
+    /// The relay's metrics.
+    pub(crate) metrics: Arc<Metrics>,
     /// The session's hold on its agent token: revoked when the relay's keys no
     /// longer let the token serve one of the session's systems.
     pub(crate) hold: Hold,

@@ -33,7 +33,7 @@
 //! cancels, request body chunks) and hands it what the agent answers; when the
 //! socket ends the tunnel is closed, failing its open streams.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -43,7 +43,9 @@ use std::time::Duration;
 use axum::extract::ws::Message;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, Sink, Stream, StreamExt};
-use sapbridge_proto::{AgentMessage, CloseReason, Outbox, Outcome, RelayMessage, Unit, WorkFrame};
+use sapbridge_proto::{
+    AgentMessage, CloseReason, CommitPolicy, Outbox, Outcome, RelayMessage, Unit,
+};
 use time::OffsetDateTime;
 use tokio::sync::{Notify, futures::Notified, mpsc};
 use tokio::time::Instant;
@@ -89,6 +91,15 @@ struct Unstored {
     outcome: Outcome,
 }
 
+/// A unit sent on this session and not answered yet: what its outcome is counted
+/// under.
+struct Sent {
+    system: String,
+    function: String,
+    commit: CommitPolicy,
+    at: Instant,
+}
+
 /// Serves a welcomed agent until its socket ends or the relay shuts down, then
 /// returns its leases to the queue.
 pub(crate) async fn serve<S, R, E>(
@@ -122,7 +133,7 @@ where
                 outbound,
                 stores: FuturesUnordered::new(),
                 unstored: Vec::new(),
-                in_flight: HashSet::new(),
+                in_flight: HashMap::new(),
                 draining: false,
                 want_claim: true,
                 signals: &signals,
@@ -176,8 +187,8 @@ struct Session<'a, S, R> {
     /// Outcomes the store could not write, written again after [`STORE_RETRY`]
     /// (their units stay in flight and unacknowledged until stored).
     unstored: Vec<Unstored>,
-    /// Units sent and not answered on this session.
-    in_flight: HashSet<String>,
+    /// Units sent and not answered on this session, by call id.
+    in_flight: HashMap<String, Sent>,
     /// Whether the agent drains (takes no more units until it grants credits).
     draining: bool,
     /// Whether to look at the queue before waiting again.
@@ -331,6 +342,10 @@ where
         while let Some((call_id, attempt, stored)) = done {
             done = self.stores.next().now_or_never().flatten();
             let ack = match stored {
+                Stored::Final { state, refusal } => {
+                    self.count_final(&call_id, state, refusal);
+                    true
+                }
                 Stored::Ack => true,
                 Stored::Refused => false,
                 Stored::Failed(outcome) => {
@@ -342,7 +357,7 @@ where
                     continue;
                 }
             };
-            if self.in_flight.remove(&call_id) && !self.draining {
+            if self.in_flight.remove(&call_id).is_some() && !self.draining {
                 self.taker.give(1);
             }
             if ack {
@@ -442,13 +457,46 @@ where
         Ok(())
     }
 
+    /// Counts the outcome of unit `call_id` (sent on this session) that made its
+    /// call final.
+    fn count_final(
+        &self,
+        call_id: &str,
+        state: crate::queue::CallState,
+        refusal: Option<sapbridge_proto::ErrorGroup>,
+    ) {
+        let Some(sent) = self.in_flight.get(call_id) else {
+            return;
+        };
+        let metrics = &self.ctx.metrics;
+        metrics.call_finished(&sent.system, &sent.function, state.as_str());
+        metrics
+            .executing_seconds
+            .get_or_create(&crate::metrics::system_labels(&sent.system))
+            .observe(sent.at.elapsed().as_secs_f64());
+        if let Some(group) = refusal {
+            metrics
+                .agent_refusals
+                .get_or_create(&crate::metrics::RefusalLabels {
+                    system: sent.system.clone(),
+                    reason: group.as_str().to_owned(),
+                })
+                .inc();
+        }
+    }
+
     /// Hands an outcome to the store without waiting (see [`Session::on_stored`]).
     fn store(&mut self, call_id: String, attempt: u32, outcome: Outcome) {
         let ctx = self.ctx;
+        // A unit not sent on this session is judged by the store (and refused).
+        let commit = self
+            .in_flight
+            .get(&call_id)
+            .map_or(CommitPolicy::None, |sent| sent.commit);
         let span = tracing::debug_span!("call", call_id = %call_id, attempt);
         self.stores.push(Box::pin(
             async move {
-                let stored = units::store_outcome(ctx, &call_id, attempt, outcome).await;
+                let stored = units::store_outcome(ctx, &call_id, attempt, outcome, commit).await;
                 (call_id, attempt, stored)
             }
             .instrument(span),
@@ -539,7 +587,7 @@ where
                 tracing::info!(call_id = %unit.call_id, attempt = unit.attempt,
                     "unit sent in doubt: an earlier attempt went to another agent");
             }
-            self.feed_work(units::encode(ctx, &unit)).await?;
+            self.feed_work(&unit).await?;
         }
         self.publish();
         Ok(true)
@@ -549,13 +597,12 @@ where
     /// were taken then): `first` and every one waiting behind it; the loop flushes
     /// them.
     async fn send_handed(&mut self, first: Box<Unit>) -> Result<(), SessionEnd> {
-        let ctx = self.ctx;
-        self.feed_work(units::encode(ctx, &first)).await?;
+        self.feed_work(&first).await?;
         for _ in 1..CLAIM_BATCH {
             let Ok(unit) = self.handed.try_recv() else {
                 break;
             };
-            self.feed_work(units::encode(ctx, &unit)).await?;
+            self.feed_work(&unit).await?;
         }
         self.publish();
         Ok(())
@@ -563,13 +610,28 @@ where
 
     /// Queues one unit's frame for the agent (flushed by the caller) and counts it
     /// in flight.
-    async fn feed_work(&mut self, work: WorkFrame) -> Result<(), SessionEnd> {
+    async fn feed_work(&mut self, unit: &Unit) -> Result<(), SessionEnd> {
+        let work = units::encode(self.ctx, unit);
         tracing::debug!(
             call_id = %work.call_id,
             attempt = work.attempt,
             "unit sent to agent"
         );
-        self.in_flight.insert(work.call_id);
+        let queued_for = crate::ids::call_id_time(&unit.call_id)
+            .map(|at| (OffsetDateTime::now_utc() - at).unsigned_abs());
+        self.ctx
+            .metrics
+            .unit_sent(&unit.system, unit.attempt, queued_for);
+        let function = unit.calls.first().map_or("", |c| c.function.as_str());
+        self.in_flight.insert(
+            work.call_id,
+            Sent {
+                system: unit.system.clone(),
+                function: function.to_owned(),
+                commit: unit.commit,
+                at: Instant::now(),
+            },
+        );
         frames::feed_text(&mut *self.sink, work.text)
             .await
             .map_err(|_| SessionEnd::AgentGone)

@@ -15,7 +15,6 @@ mod tests;
 mod units;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::extract::ws::{WebSocket, WebSocketUpgrade};
@@ -29,6 +28,7 @@ use tracing::Instrument;
 use crate::agents::AgentRegistry;
 use crate::auth::{Credential, Keyring};
 use crate::ids::new_id;
+use crate::metrics::Metrics;
 use crate::queue::Queue;
 
 pub(crate) use context::SessionContext;
@@ -60,7 +60,7 @@ pub(crate) struct Sessions {
     timings: Timings,
     shutdown: CancellationToken,
     tracker: TaskTracker,
-    refused: Arc<AtomicU64>,
+    metrics: Arc<Metrics>,
 }
 
 impl Sessions {
@@ -72,6 +72,7 @@ impl Sessions {
         keys: Arc<Keyring>,
         timings: Timings,
         shutdown: CancellationToken,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             queue,
@@ -80,7 +81,7 @@ impl Sessions {
             timings,
             shutdown,
             tracker: TaskTracker::new(),
-            refused: Arc::default(),
+            metrics,
         }
     }
 
@@ -103,12 +104,6 @@ impl Sessions {
                 sessions.run(token, socket).await;
                 drop(tracked);
             })
-    }
-
-    /// Outcomes refused so far because the reporting session did not hold the
-    /// call's lease for that attempt (for `/metrics`).
-    pub(crate) fn refused_outcomes(&self) -> u64 {
-        self.refused.load(Ordering::Relaxed)
     }
 
     /// Accepts no more sessions into the tracker's count of those to wait for.
@@ -137,8 +132,18 @@ impl Sessions {
                 match handshake::run(&mut sink, &mut stream, &token.scope, &session_id, heartbeat)
                     .await
                 {
-                    handshake::Handshake::Welcomed(hello) => hello,
+                    handshake::Handshake::Welcomed(hello) => {
+                        self.metrics
+                            .agent_sessions
+                            .get_or_create(&welcomed("welcomed"))
+                            .inc();
+                        hello
+                    }
                     handshake::Handshake::Refused(reason) => {
+                        self.metrics
+                            .agent_sessions
+                            .get_or_create(&welcomed("refused"))
+                            .inc();
                         tracing::debug!(?reason, "agent not welcomed");
                         return;
                     }
@@ -171,12 +176,19 @@ impl Sessions {
                 lease: self.timings.lease,
                 owner_hold: self.timings.owner_hold,
                 shutdown: self.shutdown.clone(),
-                refused: Arc::clone(&self.refused),
+                metrics: Arc::clone(&self.metrics),
                 hold,
             };
             dispatch::serve(&ctx, registration.session(), &mut sink, &mut stream).await;
         }
         .instrument(span)
         .await;
+    }
+}
+
+/// `{result}` of an agent's connection attempt.
+fn welcomed(result: &str) -> crate::metrics::SessionLabels {
+    crate::metrics::SessionLabels {
+        result: result.to_owned(),
     }
 }

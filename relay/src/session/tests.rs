@@ -65,7 +65,7 @@ impl Harness {
             lease: Duration::from_secs(300),
             owner_hold: Duration::from_secs(60),
             shutdown: shutdown.clone(),
-            refused: Arc::default(),
+            metrics: Arc::default(),
             hold: crate::auth::Hold::never_revoked(),
         };
         let task = tokio::spawn(async move {

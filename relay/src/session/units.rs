@@ -2,11 +2,11 @@
 //! for the agent's free credits, encoding a unit for the agent's protocol version,
 //! and storing an outcome the agent reports.
 
-use sapbridge_proto::{Outcome, Unit, UnitRef, WorkFrame};
+use sapbridge_proto::{CommitPolicy, ErrorGroup, Outcome, Unit, UnitRef, WorkFrame};
 use time::OffsetDateTime;
 
 use super::context::SessionContext;
-use crate::queue::{Completion, Taker};
+use crate::queue::{CallState, Completion, Taker};
 
 /// The most units claimed in one queue operation (and sent in one turn).
 pub(super) const CLAIM_BATCH: u32 = 32;
@@ -58,7 +58,14 @@ pub(super) fn encode(ctx: &SessionContext, unit: &Unit) -> WorkFrame {
 
 /// What became of an outcome handed to the store.
 pub(super) enum Stored {
-    /// Stored, or nothing to store it in: acknowledge it.
+    /// Stored: the call is final with `state`; `refusal` is the agent's refusal
+    /// (allowlist, read-only) when it refused the unit. Acknowledge it.
+    Final {
+        state: CallState,
+        refusal: Option<ErrorGroup>,
+    },
+    /// Nothing to store it in (the call is final already, unknown, or queued again):
+    /// acknowledge it.
     Ack,
     /// Refused (this session does not hold the call's lease for that attempt): no
     /// ack; an honest agent keeps it and answers the call's next attempt with it.
@@ -68,15 +75,22 @@ pub(super) enum Stored {
     Failed(Box<Outcome>),
 }
 
-/// Stores an outcome and says whether it may be acknowledged.
+/// Stores an outcome of a unit with `commit` and says whether it may be
+/// acknowledged.
 pub(super) async fn store_outcome(
     ctx: &SessionContext,
     call_id: &str,
     attempt: u32,
     outcome: Outcome,
+    commit: CommitPolicy,
 ) -> Stored {
     // The store takes the outcome; a copy is kept in case it cannot write it.
     let kept = outcome.clone();
+    let state = CallState::from_outcome(commit, &outcome);
+    let refusal = match &outcome {
+        Outcome::Failed { error } if error.group == ErrorGroup::NotAllowed => Some(error.group),
+        _ => None,
+    };
     match ctx
         .queue
         .complete(
@@ -90,15 +104,14 @@ pub(super) async fn store_outcome(
     {
         Ok(Completion::Stored) => {
             tracing::debug!("outcome stored");
-            Stored::Ack
+            Stored::Final { state, refusal }
         }
         Ok(Completion::Requeued) => {
             tracing::info!("the agent did not start the unit before its deadline; queued again");
             Stored::Ack
         }
         Ok(Completion::Refused) => {
-            ctx.refused
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            ctx.metrics.outcomes_refused.inc();
             tracing::warn!(
                 systems = ?ctx.hello.systems,
                 "outcome refused: this session does not hold the call's lease for that attempt"

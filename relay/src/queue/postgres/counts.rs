@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use tokio_postgres::{GenericClient, Statement};
 
-use super::super::{QueueError, QueueStats};
+use super::super::{QueueError, QueueStats, SystemBacklog};
 use super::rows::store_error;
 
 /// Adds `$4` to the count of state `$3` of replica `$1`'s slot `$2`.
@@ -111,4 +111,24 @@ pub(super) async fn stats(client: &impl GenericClient) -> Result<QueueStats, Que
         }
     }
     Ok(found)
+}
+
+/// Queued calls per system, with the oldest's acceptance.
+pub(super) async fn backlog(client: &impl GenericClient) -> Result<Vec<SystemBacklog>, QueueError> {
+    let rows = client
+        .query(
+            "SELECT system, count(*), min(submitted_at) FROM sapbridge_calls
+             WHERE state = 'queued' GROUP BY system",
+            &[],
+        )
+        .await
+        .map_err(store_error)?;
+    Ok(rows
+        .iter()
+        .map(|row| SystemBacklog {
+            system: row.get(0),
+            queued: u64::try_from(row.get::<_, i64>(1)).unwrap_or(0),
+            oldest: super::rows::time_at(row.get(2)),
+        })
+        .collect())
 }

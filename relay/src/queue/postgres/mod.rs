@@ -55,7 +55,7 @@ use tokio_postgres::NoTls;
 use super::config::DatabaseUrl;
 use super::{
     CallRecord, Cancelled, Claimant, Completion, Enqueued, ListedAgent, NewCall, PeerReplica,
-    Queue, QueueError, QueueStats, Reaped, Retention, Signals,
+    Queue, QueueError, QueueStats, Reaped, Retention, Signals, SystemBacklog,
 };
 use batch::{ClaimJob, CompleteJob, Job, Shared, Writer};
 use ops::Effects;
@@ -320,6 +320,11 @@ impl Queue for PostgresQueue {
     async fn stats(&self) -> Result<QueueStats, QueueError> {
         let client = self.client().await?;
         counts::stats(&**client).await
+    }
+
+    async fn queued_by_system(&self) -> Result<Vec<SystemBacklog>, QueueError> {
+        let client = self.client().await?;
+        counts::backlog(&**client).await
     }
 
     async fn ping(&self) -> Result<(), QueueError> {

@@ -36,7 +36,7 @@ use time::OffsetDateTime;
 use super::config::Durability;
 use super::{
     CallRecord, Cancelled, Claimant, Completion, Enqueued, NewCall, Queue, QueueError, QueueStats,
-    Reaped, Retention, Signals,
+    Reaped, Retention, Signals, SystemBacklog,
 };
 use counts::FinalCounts;
 use writer::{Placement, Space, Writer};
@@ -325,6 +325,10 @@ impl Queue for SqliteQueue {
             leased,
             ..self.finals.get()
         })
+    }
+
+    async fn queued_by_system(&self) -> Result<Vec<SystemBacklog>, QueueError> {
+        self.read(rows::backlog).await
     }
 
     async fn ping(&self) -> Result<(), QueueError> {

@@ -7,7 +7,7 @@ use sapbridge_proto::{CommitPolicy, FunctionCall, Outcome};
 use time::OffsetDateTime;
 
 use super::super::{
-    CallKind, CallRecord, CallState, Holder, IdempotencyKey, QueueError, QueueStats,
+    CallKind, CallRecord, CallState, Holder, IdempotencyKey, QueueError, QueueStats, SystemBacklog,
 };
 
 /// The columns [`record`] reads, in its order.
@@ -156,6 +156,25 @@ pub(super) fn open_counts(conn: &Connection) -> Result<(u64, u64), QueueError> {
         count("SELECT count(*) FROM calls INDEXED BY calls_queued_expiry WHERE state = 'queued'")?,
         count("SELECT count(*) FROM calls INDEXED BY calls_leased_session WHERE state = 'leased'")?,
     ))
+}
+
+/// Queued calls per system, with the oldest's acceptance (by the queued-by-system
+/// index).
+pub(super) fn backlog(conn: &Connection) -> Result<Vec<SystemBacklog>, QueueError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT system, count(*), min(submitted_at) FROM calls INDEXED BY calls_queued_by_system
+         WHERE state = 'queued' GROUP BY system",
+    )?;
+    let mut rows = stmt.query([])?;
+    let mut found = Vec::new();
+    while let Some(row) = rows.next()? {
+        found.push(SystemBacklog {
+            system: row.get(0)?,
+            queued: u64::try_from(row.get::<_, i64>(1)?).unwrap_or(0),
+            oldest: time_at(row.get(2)?),
+        });
+    }
+    Ok(found)
 }
 
 /// Final calls per state: a scan of every retained call, run once at open (see
