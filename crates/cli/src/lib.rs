@@ -17,6 +17,7 @@ mod shutdown;
 
 use cmd::agent::AgentTask;
 pub use cmd::agent::{AgentArgs, AgentCommand, DoctorArgs};
+pub use cmd::client::{CallArgs, CustomersArgs};
 pub use cmd::dev::DevArgs;
 pub use cmd::keys::KeysArgs;
 pub use cmd::relay::RelayArgs;
@@ -52,6 +53,12 @@ pub enum Command {
     /// API keys and agent tokens: `keys new` prints a random one once and the
     /// relay.toml entry holding its SHA-256.
     Keys(KeysArgs),
+    /// Calls a function module through a relay: `sapbridge call PRD
+    /// BAPI_CUSTOMER_GETDETAIL2 CUSTOMERNO=0000001000` (relay and key from --url /
+    /// --key-file, SAPBRIDGE_URL / SAPBRIDGE_API_KEY, or the client file).
+    Call(CallArgs),
+    /// Creates, reads, changes and searches SAP customers through a relay.
+    Customers(CustomersArgs),
     /// Prints a shell completion script: `sapbridge completions bash >
     /// /etc/bash_completion.d/sapbridge` (also zsh, fish, elvish, powershell).
     Completions(CompletionsArgs),
@@ -90,6 +97,8 @@ pub fn run(command: Command) -> ExitCode {
         Command::Dev(args) => launch(0, cmd::dev::run(args)),
         Command::Sim(args) => launch(0, cmd::sim::run(args)),
         Command::Keys(args) => exit(cmd::keys::run(args).map(|text| print!("{text}"))),
+        Command::Call(args) => client(cmd::client::call(args)),
+        Command::Customers(args) => client(cmd::client::customers(args)),
         Command::Completions(args) => {
             clap_complete::generate(
                 args.shell,
@@ -112,6 +121,20 @@ pub fn run_agent(args: AgentArgs) -> ExitCode {
         }
         Ok(AgentTask::Doctor(config)) => launch(1, cmd::agent::doctor(config)),
         Err(e) => exit(Err(e)),
+    }
+}
+
+/// Runs a client command on a small runtime of its own; its exit code.
+fn client<F: Future<Output = ExitCode>>(command: F) -> ExitCode {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime.block_on(command),
+        Err(e) => {
+            eprintln!("sapbridge: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

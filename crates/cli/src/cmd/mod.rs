@@ -1,6 +1,7 @@
 //! The subcommands, one file each, and the error type they share.
 
 pub(crate) mod agent;
+pub(crate) mod client;
 pub(crate) mod dev;
 pub(crate) mod keys;
 pub(crate) mod relay;
