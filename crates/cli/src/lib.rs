@@ -22,6 +22,7 @@ pub use cmd::dev::DevArgs;
 pub use cmd::keys::KeysArgs;
 pub use cmd::relay::RelayArgs;
 pub use cmd::sim::SimArgs;
+pub use cmd::sync::SyncArgs;
 pub use logging::LogArgs;
 
 use cmd::CliError;
@@ -59,6 +60,9 @@ pub enum Command {
     Call(CallArgs),
     /// Creates, reads, changes and searches SAP customers through a relay.
     Customers(CustomersArgs),
+    /// Creates or updates an SAP customer for every row of a CSV or JSON-lines
+    /// file, resumable, with a progress bar and a report.
+    Sync(SyncArgs),
     /// Prints a shell completion script: `sapbridge completions bash >
     /// /etc/bash_completion.d/sapbridge` (also zsh, fish, elvish, powershell).
     Completions(CompletionsArgs),
@@ -99,6 +103,7 @@ pub fn run(command: Command) -> ExitCode {
         Command::Keys(args) => exit(cmd::keys::run(args).map(|text| print!("{text}"))),
         Command::Call(args) => client(cmd::client::call(args)),
         Command::Customers(args) => client(cmd::client::customers(args)),
+        Command::Sync(args) => client(cmd::sync::run(args)),
         Command::Completions(args) => {
             clap_complete::generate(
                 args.shell,

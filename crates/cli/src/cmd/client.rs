@@ -31,15 +31,15 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 /// Exit code: the call failed.
-const EXIT_FAILED: u8 = 1;
+pub(crate) const EXIT_FAILED: u8 = 1;
 /// Exit code: the relay refused the request (key, scope, unknown system or object).
-const EXIT_REFUSED: u8 = 3;
+pub(crate) const EXIT_REFUSED: u8 = 3;
 /// Exit code: the call was not final within `--timeout`.
-const EXIT_PENDING: u8 = 4;
+pub(crate) const EXIT_PENDING: u8 = 4;
 /// Exit code: the relay could not be reached, or did not answer as the API does.
-const EXIT_UNREACHABLE: u8 = 5;
+pub(crate) const EXIT_UNREACHABLE: u8 = 5;
 /// Exit code: bad usage or client configuration (BSD `EX_USAGE`).
-const EXIT_USAGE: u8 = 64;
+pub(crate) const EXIT_USAGE: u8 = 64;
 
 /// Where the relay is and how to reach it: shared by the client commands.
 #[derive(Debug, Args)]
@@ -63,7 +63,7 @@ pub(crate) struct ClientArgs {
     /// How long to wait for the call to be final, in seconds (polling its
     /// `Location` after the relay's own wait).
     #[arg(long, default_value_t = 120, global = true)]
-    timeout: u64,
+    pub(crate) timeout: u64,
 }
 
 /// How the answer is printed.
@@ -137,17 +137,19 @@ enum CustomersCommand {
 
 /// A request to make: method, path segments under the relay's base URL, query
 /// pairs and JSON body.
-struct Request {
+pub(crate) struct Request {
     method: Method,
     segments: Vec<String>,
     query: Vec<(String, String)>,
-    body: Option<Value>,
-    idempotency_key: Option<String>,
+    pub(crate) body: Option<Value>,
+    pub(crate) idempotency_key: Option<String>,
+    /// More headers, sent with the request (not with the polls of its `Location`).
+    pub(crate) headers: Vec<(String, String)>,
 }
 
 impl Request {
     /// A request of `method` to `/v1/` + `segments` (each checked by [`segment`]).
-    fn to(method: Method, segments: &[&str]) -> Result<Self, String> {
+    pub(crate) fn to(method: Method, segments: &[&str]) -> Result<Self, String> {
         let mut path = vec!["v1".to_owned()];
         for part in segments {
             path.push(segment(part)?.to_owned());
@@ -158,6 +160,7 @@ impl Request {
             query: Vec::new(),
             body: None,
             idempotency_key: None,
+            headers: Vec::new(),
         })
     }
 
@@ -312,7 +315,7 @@ fn default_client_file() -> Option<PathBuf> {
 }
 
 /// The relay's URL and the key, from flags, the environment, then the client file.
-fn resolve(args: &ClientArgs) -> Result<(Url, Secret), String> {
+pub(crate) fn resolve(args: &ClientArgs) -> Result<(Url, Secret), String> {
     let (file, file_dir) = match args.client_config.clone() {
         Some(path) => (
             Some(read_client_file(&path)?),
@@ -372,7 +375,7 @@ fn read_key_file(path: &Path) -> Result<Secret, String> {
 }
 
 /// Prints a usage error; exit 64.
-fn usage(message: &str) -> ExitCode {
+pub(crate) fn usage(message: &str) -> ExitCode {
     eprintln!("sapbridge: {message}");
     ExitCode::from(EXIT_USAGE)
 }
@@ -383,7 +386,15 @@ async fn send(args: &ClientArgs, request: Request) -> ExitCode {
         Ok(found) => found,
         Err(message) => return usage(&message),
     };
-    match exchange(args, &base, &key, request).await {
+    let http = match http_client() {
+        Ok(http) => http,
+        Err(error) => {
+            eprintln!("sapbridge: {error:#}");
+            return ExitCode::from(EXIT_UNREACHABLE);
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(args.timeout);
+    match exchange(&http, &base, &key, &request, deadline).await {
         Ok(answer) => report(args.output, &answer),
         Err(error) => {
             eprintln!("sapbridge: {error:#}");
@@ -393,28 +404,33 @@ async fn send(args: &ClientArgs, request: Request) -> ExitCode {
 }
 
 /// A final (or still pending) answer of the relay.
-struct Answer {
-    status: StatusCode,
-    body: Value,
+pub(crate) struct Answer {
+    pub(crate) status: StatusCode,
+    pub(crate) body: Value,
     /// The call's `Location` while it is still running.
-    location: Option<String>,
+    pub(crate) location: Option<String>,
+}
+
+/// The HTTP client of the client commands.
+pub(crate) fn http_client() -> anyhow::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .build()
+        .context("building the HTTP client")
 }
 
 /// The request, then its `Location` polled while it answers `202`, until
-/// `--timeout`.
-async fn exchange(
-    args: &ClientArgs,
+/// `deadline`.
+pub(crate) async fn exchange(
+    http: &reqwest::Client,
     base: &Url,
     key: &Secret,
-    request: Request,
+    request: &Request,
+    deadline: Instant,
 ) -> anyhow::Result<Answer> {
-    let deadline = Instant::now() + Duration::from_secs(args.timeout);
-    let http = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .build()
-        .context("building the HTTP client")?;
     let url = request.url(base);
-    let wait = args.timeout.clamp(1, 60);
+    let left = deadline.saturating_duration_since(Instant::now()).as_secs();
+    let wait = left.clamp(1, 60);
     let mut builder = http
         .request(request.method.clone(), url.clone())
         .bearer_auth(key.expose())
@@ -424,6 +440,9 @@ async fn exchange(
     }
     if let Some(idempotency_key) = &request.idempotency_key {
         builder = builder.header("idempotency-key", idempotency_key);
+    }
+    for (name, value) in &request.headers {
+        builder = builder.header(name, value);
     }
     let mut response = builder
         .send()
@@ -594,6 +613,20 @@ fn scalar_text(value: &Value) -> String {
         Value::String(text) => text.clone(),
         other => other.to_string(),
     }
+}
+
+/// A problem (or a failed call's record) in one line: SAP's message when it gave
+/// one, else the problem's detail or title.
+pub(crate) fn problem_line(body: &Value) -> String {
+    let problem = body.get("problem").unwrap_or(body);
+    let sap = problem
+        .get("rfc_error")
+        .and_then(|e| e.get("message"))
+        .and_then(Value::as_str);
+    let text = sap
+        .or_else(|| problem.get("detail").and_then(Value::as_str))
+        .or_else(|| problem.get("title").and_then(Value::as_str));
+    text.map_or_else(|| body.to_string(), str::to_owned)
 }
 
 /// A problem (or a failed call's record) as text.

@@ -6,6 +6,7 @@ pub(crate) mod dev;
 pub(crate) mod keys;
 pub(crate) mod relay;
 pub(crate) mod sim;
+pub(crate) mod sync;
 
 /// A random secret of 24 bytes, hex-encoded, with a prefix that says what it is.
 pub(crate) fn generate_secret(prefix: &str) -> String {
