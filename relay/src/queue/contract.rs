@@ -17,8 +17,8 @@ use super::postgres::PostgresQueue;
 use super::postgres::testdb::TestDatabase;
 use super::sqlite::{SqliteOptions, SqliteQueue};
 use super::{
-    CallKind, CallState, Cancelled, Claimant, Completion, Enqueued, IdempotencyKey, NewCall, Queue,
-    Retention, Taker,
+    AuditFilter, AuditRecord, CallKind, CallState, Cancelled, Claimant, Completion, Enqueued,
+    IdempotencyKey, NewCall, Queue, Retention, Taker,
 };
 
 /// A store under test, with the directory its file lives in or its database (if
@@ -189,7 +189,131 @@ for_every_store!(
     a_unit_not_started_before_its_deadline_is_queued_again_for_anyone,
     units_carry_the_time_left_to_start,
     the_owner_stays_with_the_call,
+    audit_records_page_filter_and_purge,
 );
+
+/// An audit record of `event` at `at`, with every field set.
+fn audit_record(event: &str, at: OffsetDateTime, system: &str, outcome: &str) -> AuditRecord {
+    let mut record = AuditRecord::new(event, at, outcome);
+    record.key = Some(format!("key-{system}"));
+    record.client = Some("192.0.2.7".into());
+    record.system = Some(system.into());
+    record.method = Some("POST".into());
+    record.target = Some("STFC_CONNECTION".into());
+    record.call_id = Some(format!("c_{outcome}_{system}"));
+    record.status = Some(200);
+    record.duration_ms = Some(12);
+    record.agent = Some("agent-1".into());
+    record.detail = Some("d".into());
+    record
+}
+
+async fn audit_records_page_filter_and_purge(q: &dyn Queue) {
+    let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+    let old = now - Duration::days(100);
+    q.append_audit(vec![
+        audit_record("request", old, "PRD", "succeeded"),
+        audit_record("request", now, "PRD", "forbidden"),
+    ])
+    .await
+    .unwrap();
+    q.append_audit(vec![
+        audit_record("call", now, "QAS", "not-allowed"),
+        AuditRecord::new("config", now + Duration::seconds(1), "ok"),
+    ])
+    .await
+    .unwrap();
+    q.append_audit(Vec::new()).await.unwrap();
+
+    let all = q
+        .audit(AuditFilter {
+            limit: 100,
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 4);
+    assert!(all.windows(2).all(|w| w[0].seq < w[1].seq), "storing order");
+    let mut expected = audit_record("request", old, "PRD", "succeeded");
+    expected.seq = all[0].seq;
+    assert_eq!(all[0], expected, "every field survives the store");
+    assert_eq!(all[3].key, None);
+    assert_eq!(all[3].event, "config");
+
+    // Pages of two, after the cursor.
+    let page = |after: Option<i64>| AuditFilter {
+        after,
+        limit: 2,
+        ..AuditFilter::default()
+    };
+    let first = q.audit(page(None)).await.unwrap();
+    let second = q.audit(page(Some(first[1].seq))).await.unwrap();
+    let third = q.audit(page(Some(second[1].seq))).await.unwrap();
+    assert_eq!((first.len(), second.len(), third.len()), (2, 2, 0));
+    assert_eq!(second[0], all[2]);
+
+    // Filters.
+    let by = |filter: AuditFilter| async move {
+        let filter = AuditFilter {
+            limit: 100,
+            ..filter
+        };
+        q.audit(filter)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.seq)
+            .collect::<Vec<_>>()
+    };
+    let seqs: Vec<i64> = all.iter().map(|r| r.seq).collect();
+    assert_eq!(
+        by(AuditFilter {
+            system: Some("PRD".into()),
+            ..AuditFilter::default()
+        })
+        .await,
+        seqs[..2]
+    );
+    assert_eq!(
+        by(AuditFilter {
+            key: Some("key-QAS".into()),
+            ..AuditFilter::default()
+        })
+        .await,
+        [seqs[2]]
+    );
+    assert_eq!(
+        by(AuditFilter {
+            outcome: Some("forbidden".into()),
+            ..AuditFilter::default()
+        })
+        .await,
+        [seqs[1]]
+    );
+    assert_eq!(
+        by(AuditFilter {
+            call_id: Some("c_not-allowed_QAS".into()),
+            ..AuditFilter::default()
+        })
+        .await,
+        [seqs[2]]
+    );
+    assert_eq!(
+        by(AuditFilter {
+            from: Some(now),
+            to: Some(now + Duration::seconds(1)),
+            ..AuditFilter::default()
+        })
+        .await,
+        seqs[1..3],
+        "from is inclusive, to exclusive"
+    );
+
+    // Retention: the record of 100 days ago goes, the others stay.
+    assert_eq!(q.purge_audit(now - Duration::days(90)).await.unwrap(), 1);
+    assert_eq!(by(AuditFilter::default()).await, seqs[1..]);
+    assert_eq!(q.purge_audit(now - Duration::days(90)).await.unwrap(), 0);
+}
 
 async fn claims_oldest_first_and_respects_max(q: &dyn Queue) {
     for id in ["a", "b", "c"] {

@@ -18,9 +18,9 @@ use sapbridge_proto::{Outcome, Unit};
 use time::OffsetDateTime;
 
 use super::{
-    CallEnd, CallRecord, CallState, Cancelled, Claimant, Completion, Enqueued, Holder,
-    IdempotencyKey, NewCall, Overdue, Queue, QueueError, QueueStats, Reaped, Retention, Signals,
-    Verdict, lease_lapsed_outcome,
+    AuditFilter, AuditRecord, CallEnd, CallRecord, CallState, Cancelled, Claimant, Completion,
+    Enqueued, Holder, IdempotencyKey, NewCall, Overdue, Queue, QueueError, QueueStats, Reaped,
+    Retention, Signals, Verdict, lease_lapsed_outcome,
 };
 
 /// The in-memory queue.
@@ -52,6 +52,9 @@ struct Inner {
     /// Stored calls by state.
     counts: QueueStats,
     next_seq: u64,
+    /// The audit log, in storing order.
+    audit: std::collections::VecDeque<AuditRecord>,
+    next_audit: i64,
 }
 
 impl MemoryQueue {
@@ -484,6 +487,37 @@ impl Queue for MemoryQueue {
 
     async fn ping(&self) -> Result<(), QueueError> {
         Ok(())
+    }
+
+    async fn append_audit(&self, records: Vec<AuditRecord>) -> Result<(), QueueError> {
+        let mut inner = self.lock();
+        for mut record in records {
+            inner.next_audit += 1;
+            record.seq = inner.next_audit;
+            inner.audit.push_back(record);
+        }
+        Ok(())
+    }
+
+    async fn audit(&self, filter: AuditFilter) -> Result<Vec<AuditRecord>, QueueError> {
+        let inner = self.lock();
+        let start = inner
+            .audit
+            .partition_point(|r| filter.after.is_some_and(|after| r.seq <= after));
+        Ok(inner
+            .audit
+            .range(start..)
+            .filter(|r| filter.matches(r))
+            .take(filter.page_size())
+            .cloned()
+            .collect())
+    }
+
+    async fn purge_audit(&self, before: OffsetDateTime) -> Result<usize, QueueError> {
+        let mut inner = self.lock();
+        let old = inner.audit.len();
+        inner.audit.retain(|r| r.at >= before);
+        Ok(old - inner.audit.len())
     }
 
     fn signals(&self) -> &Arc<Signals> {

@@ -38,6 +38,7 @@
 //! commit; survives `kill -9`) and [`postgres`] (one database shared by any number
 //! of relay replicas). [`open`] picks one from the [`QueueConfig`].
 
+pub(crate) mod audit;
 pub(crate) mod config;
 #[cfg(test)]
 mod contract;
@@ -57,6 +58,7 @@ use async_trait::async_trait;
 use sapbridge_proto::{CallResult, CommitPolicy, ErrorGroup, FunctionCall, Outcome, Unit, UnitRef};
 use time::OffsetDateTime;
 
+pub(crate) use audit::{AuditFilter, AuditRecord};
 pub(crate) use config::{QueueConfig, StoreKind};
 pub(crate) use kind::{ActionStep, CallKind};
 pub(crate) use lease::{
@@ -605,6 +607,17 @@ pub(crate) trait Queue: Send + Sync + 'static {
     async fn leave(&self) -> Result<(), QueueError> {
         Ok(())
     }
+
+    /// Appends audit records (numbering them in the order given) in one write.
+    async fn append_audit(&self, records: Vec<AuditRecord>) -> Result<(), QueueError>;
+
+    /// The audit records `filter` selects, in storing order, at most
+    /// [`AuditFilter::page_size`].
+    async fn audit(&self, filter: AuditFilter) -> Result<Vec<AuditRecord>, QueueError>;
+
+    /// Deletes the audit records of before `before` (the audit retention); returns
+    /// how many.
+    async fn purge_audit(&self, before: OffsetDateTime) -> Result<usize, QueueError>;
 
     /// The wake-up signals this store fires.
     fn signals(&self) -> &Arc<Signals>;
