@@ -128,6 +128,25 @@ pub struct RelayConfig {
     /// `max_connections` once upgraded, and a full `max_connections` does not keep
     /// agents out; past this limit a connecting agent is answered 503.
     pub max_agent_connections: usize,
+    /// The `[audit]` table: how long the audit log keeps its records (see
+    /// [`AuditConfig`]).
+    pub audit: AuditConfig,
+}
+
+/// The audit log (`[audit]`): every request, refusal, call outcome and
+/// credential reload is recorded in the queue store and read at `GET /v1/audit`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// How long records are kept, in days (default 90); the reaper deletes older
+    /// ones. At least 1.
+    pub retention_days: u32,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self { retention_days: 90 }
+    }
 }
 
 /// Defaults for creating customers (`[customer_defaults]`); every field is optional.
@@ -178,6 +197,7 @@ impl Default for RelayConfig {
             body_read_timeout_secs: 30,
             max_connections: 512,
             max_agent_connections: 128,
+            audit: AuditConfig::default(),
         }
     }
 }
@@ -452,6 +472,9 @@ impl RelayConfig {
         }
         if self.queue_ttl_secs == 0 {
             return out("queue_ttl_secs", "must be at least 1");
+        }
+        if self.audit.retention_days == 0 {
+            return out("audit.retention_days", "must be at least 1");
         }
         // Agents close a session whose numbers are out of their range: the relay
         // must never send one.

@@ -37,6 +37,7 @@
 
 mod actions;
 mod agents;
+mod audit;
 mod auth;
 mod calls;
 mod config;
@@ -56,8 +57,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{
-    AgentTokenConfig, ApiKeyConfig, ClusterConfig, ConfigError, DatabaseUrl, Durability,
-    QueueConfig, RelayConfig, StoreKind, secret_sha256_hex,
+    AgentTokenConfig, ApiKeyConfig, AuditConfig, ClusterConfig, ConfigError, DatabaseUrl,
+    Durability, QueueConfig, RelayConfig, StoreKind, secret_sha256_hex,
 };
 
 use crate::queue::{Queue, Retention};
@@ -119,13 +120,20 @@ pub async fn run_with_reloads(
     // A child token, so an early server error can stop sessions without cancelling
     // the caller's token.
     let stop = shutdown.child_token();
-    let state = Arc::new(RelayState::new(&config, Arc::clone(&queue), stop.clone()));
+    let (audit_log, audit_writer) = audit::AuditLog::start(Arc::clone(&queue));
+    let state = Arc::new(RelayState::new(
+        &config,
+        Arc::clone(&queue),
+        Arc::clone(&audit_log),
+        stop.clone(),
+    ));
     let keys = Arc::clone(&state.keys);
     let known = state.systems.clone();
     tokio::spawn(async move {
         while let Some(new) = reloads.recv().await {
             if let Err(error) = new.validate() {
                 tracing::error!(%error, "reloaded configuration refused; the keys stay as they were");
+                audit_log.record(audit::reload_record("refused", error.to_string()));
                 continue;
             }
             let revoked = keys.replace(
@@ -143,6 +151,14 @@ pub async fn run_with_reloads(
                 sessions_closed = revoked,
                 "keys and agent tokens reloaded"
             );
+            audit_log.record(audit::reload_record(
+                "ok",
+                format!(
+                    "api_keys={}, agent_tokens={}, sessions_closed={revoked}",
+                    new.api_keys.len(),
+                    new.agent_tokens.len()
+                ),
+            ));
             if !added.is_empty() {
                 tracing::warn!(systems = ?added, "systems new in the reloaded configuration are served after a restart");
             }
@@ -157,6 +173,7 @@ pub async fn run_with_reloads(
         .unwrap_or(time::Duration::days(1)),
         owner_hold: time::Duration::try_from(state.settings.owner_hold)
             .unwrap_or(queue::DEFAULT_OWNER_HOLD),
+        audit: time::Duration::days(i64::from(config.audit.retention_days)),
     };
     let reaper_stop = CancellationToken::new();
     let reaper = tokio::spawn(queue::reaper::run(
@@ -204,6 +221,8 @@ pub async fn run_with_reloads(
     }
     reaper_stop.cancel();
     let _ = reaper.await;
+    // Every record handed over (the last requests' and outcomes') is stored.
+    audit_writer.finish().await;
     if let Some(publisher) = publisher {
         let _ = publisher.await;
     }

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::actions::metadata::MetadataCache;
 use crate::agents::AgentRegistry;
+use crate::audit::AuditLog;
 use crate::auth::{Credentials, Keyring};
 use crate::calls::Calls;
 use crate::config::RelayConfig;
@@ -89,6 +90,8 @@ pub(crate) struct RelayState {
     /// The other relay replicas pass-through requests are forwarded to, and the
     /// check of those forwarded here.
     pub(crate) peers: Peers,
+    /// The audit log's writer.
+    pub(crate) audit: Arc<AuditLog>,
 }
 
 impl RelayState {
@@ -96,6 +99,7 @@ impl RelayState {
     pub(crate) fn new(
         config: &RelayConfig,
         queue: Arc<dyn Queue>,
+        audit: Arc<AuditLog>,
         shutdown: CancellationToken,
     ) -> Self {
         let settings = Settings::new(config);
@@ -115,7 +119,8 @@ impl RelayState {
             Arc::clone(&keys),
             timings,
             shutdown.clone(),
-        );
+        )
+        .with_audit(Arc::clone(&audit));
         Self {
             settings,
             keys,
@@ -131,6 +136,7 @@ impl RelayState {
                 Signer::new(config.cluster.secret.clone()),
                 Duration::from_secs(config.idle_timeout_secs),
             ),
+            audit,
         }
     }
 }

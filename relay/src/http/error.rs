@@ -73,6 +73,10 @@ impl IntoResponse for Problem {
         response
             .headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        response.extensions_mut().insert(super::audit::ProblemNote {
+            slug: self.slug,
+            call_id: self.call_id,
+        });
         response
     }
 }

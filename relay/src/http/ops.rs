@@ -207,6 +207,7 @@ pub(crate) async fn metrics(State(state): State<Arc<RelayState>>) -> Result<Resp
          sapbridge_store_full_total {}",
         state.queue.full_refusals()
     );
+    super::audit::write_metrics(&state, &mut out);
     let mut response = out.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -58,6 +58,11 @@ impl Caller {
         }
     }
 
+    /// Whether the key holds the operator scope.
+    pub(crate) fn is_operator(&self) -> bool {
+        self.operator
+    }
+
     /// Whether the key may call `system`.
     pub(crate) fn covers(&self, system: &str) -> bool {
         self.scope.covers(system)
@@ -97,7 +102,11 @@ impl FromRequestParts<Arc<RelayState>> for Caller {
         parts: &mut Parts,
         state: &Arc<RelayState>,
     ) -> Result<Self, Self::Rejection> {
-        Self::from_headers(state, &parts.headers)
+        let caller = Self::from_headers(state, &parts.headers)?;
+        if let Some(slot) = parts.extensions.get::<super::audit::KeySlot>() {
+            slot.set(&caller.name);
+        }
+        Ok(caller)
     }
 }
 
@@ -334,6 +343,7 @@ mod tests {
         let state = RelayState::new(
             &RelayConfig::default(),
             Arc::new(crate::queue::memory::MemoryQueue::new()),
+            crate::audit::AuditLog::detached(),
             Default::default(),
         );
         state.settings

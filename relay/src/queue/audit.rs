@@ -10,8 +10,9 @@
 
 use time::OffsetDateTime;
 
-/// The most records one page may hold.
-pub(crate) const MAX_PAGE: usize = 1000;
+/// The most records one read may return: an API page of 1,000 and one more, to
+/// know whether another page follows.
+pub(crate) const MAX_PAGE: usize = 1001;
 
 /// One audit record.
 #[derive(Debug, Clone, PartialEq, Eq)]

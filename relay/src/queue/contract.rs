@@ -104,6 +104,7 @@ pub(super) fn retention(days: i64) -> Retention {
         results: Duration::days(days),
         idempotency: Duration::days(days),
         owner_hold: HOLD,
+        audit: Duration::days(90),
     }
 }
 
@@ -479,6 +480,7 @@ async fn idempotency_keys_are_kept_for_their_retention(q: &dyn Queue) {
         results: Duration::seconds(1),
         idempotency: Duration::hours(1),
         owner_hold: HOLD,
+        audit: Duration::days(90),
     };
     // Past the result retention but within the key's: the call stays.
     let soon = OffsetDateTime::now_utc() + Duration::minutes(1);

@@ -430,6 +430,8 @@ pub(crate) struct Retention {
     /// A call whose lease ended without an outcome is held this long for its
     /// agent (which knows whether it started) before others may take it in doubt.
     pub(crate) owner_hold: time::Duration,
+    /// Audit records are kept this long after they happened.
+    pub(crate) audit: time::Duration,
 }
 
 /// Counts of stored calls by state, for metrics.

@@ -13,16 +13,32 @@ use super::{Queue, Retention};
 /// How often the reaper runs; also the granularity of queue TTL expiry.
 pub(crate) const REAP_INTERVAL: Duration = Duration::from_millis(500);
 
+/// Every how many passes the audit log is purged of records past its retention
+/// (the first pass does it too).
+const AUDIT_PURGE_EVERY: u32 = 120;
+
 /// Runs the reaper until `stop` is cancelled. Store errors are logged and retried
 /// on the next tick.
 pub(crate) async fn run(queue: Arc<dyn Queue>, retention: Retention, stop: CancellationToken) {
     let mut tick = tokio::time::interval(REAP_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut passes = 0_u32;
     loop {
         tokio::select! {
             () = stop.cancelled() => break,
             _ = tick.tick() => {}
         }
+        if passes.is_multiple_of(AUDIT_PURGE_EVERY) {
+            match queue
+                .purge_audit(OffsetDateTime::now_utc() - retention.audit)
+                .await
+            {
+                Ok(0) => {}
+                Ok(purged) => tracing::info!(purged, "audit records past their retention deleted"),
+                Err(error) => tracing::warn!(%error, "purging the audit log failed"),
+            }
+        }
+        passes = passes.wrapping_add(1);
         match queue.reap(OffsetDateTime::now_utc(), retention).await {
             Ok(reaped) if reaped != Default::default() => tracing::info!(
                 requeued = reaped.requeued,

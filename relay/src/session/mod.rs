@@ -61,6 +61,7 @@ pub(crate) struct Sessions {
     shutdown: CancellationToken,
     tracker: TaskTracker,
     refused: Arc<AtomicU64>,
+    audit: Option<Arc<crate::audit::AuditLog>>,
 }
 
 impl Sessions {
@@ -81,7 +82,14 @@ impl Sessions {
             shutdown,
             tracker: TaskTracker::new(),
             refused: Arc::default(),
+            audit: None,
         }
+    }
+
+    /// Records the end of every call a session reports an outcome for in `audit`.
+    pub(crate) fn with_audit(mut self, audit: Arc<crate::audit::AuditLog>) -> Self {
+        self.audit = Some(audit);
+        self
     }
 
     /// Upgrades an agent's connection, authenticated by `token`, to a WebSocket
@@ -173,6 +181,7 @@ impl Sessions {
                 shutdown: self.shutdown.clone(),
                 refused: Arc::clone(&self.refused),
                 hold,
+                audit: self.audit.clone(),
             };
             dispatch::serve(&ctx, registration.session(), &mut sink, &mut stream).await;
         }
