@@ -15,9 +15,10 @@ const COLUMNS: &str = "seq, at, event, key, client, system, method, target, call
 /// Appends `records` inside the writer's open batch transaction.
 pub(super) fn append(
     conn: &Connection,
-    _: &mut Effects,
+    effects: &mut Effects,
     records: &[AuditRecord],
 ) -> Result<(), QueueError> {
+    effects.audit_changes += 1;
     let mut insert = conn.prepare_cached(
         "INSERT INTO audit (at, event, key, client, system, method, target, call_id, outcome, \
          status, duration_ms, agent, detail) \
@@ -73,7 +74,12 @@ pub(super) fn page(
 }
 
 /// Deletes the records of before `before` (Unix nanoseconds).
-pub(super) fn purge(conn: &Connection, _: &mut Effects, before: i64) -> Result<usize, QueueError> {
+pub(super) fn purge(
+    conn: &Connection,
+    effects: &mut Effects,
+    before: i64,
+) -> Result<usize, QueueError> {
+    effects.audit_changes += 1;
     Ok(conn.execute("DELETE FROM audit WHERE at < ?1", [before])?)
 }
 
