@@ -299,6 +299,22 @@ pub struct ApiKeyConfig {
     /// to the key that created it, and to any other key it does not exist.
     #[serde(default)]
     pub operator: bool,
+    /// The key's rate limit: requests to systems per second (a token bucket;
+    /// default: none). Past it a request answers `429` with `Retry-After`
+    /// (problem type `rate-limited`). Each relay replica keeps its own buckets:
+    /// with N replicas a key may reach N times this rate.
+    #[serde(default)]
+    pub rate_per_sec: Option<f64>,
+    /// The token bucket's size: requests the key may send at once after a pause
+    /// (default: one second's worth of `rate_per_sec`, at least 1). Needs
+    /// `rate_per_sec`.
+    #[serde(default)]
+    pub burst: Option<u32>,
+    /// The most calls of this key queued or running at once (default: no limit).
+    /// Past it a new call answers `429` with `Retry-After` (problem type
+    /// `too-many-in-flight`).
+    #[serde(default)]
+    pub max_in_flight: Option<u32>,
 }
 
 /// An agent token and the systems an agent holding it may serve.
@@ -438,6 +454,7 @@ impl RelayConfig {
             systems: &t.systems,
         });
         check_entries("agent_tokens", ("token", "token_sha256"), tokens)?;
+        self.check_key_limits()?;
         if let Some(t) = self
             .agent_tokens
             .iter()
@@ -448,6 +465,28 @@ impl RelayConfig {
             });
         }
         self.check_numbers()
+    }
+
+    /// Checks the limits of each API key (`rate_per_sec`, `burst`, `max_in_flight`).
+    fn check_key_limits(&self) -> Result<(), ConfigError> {
+        for key in &self.api_keys {
+            let problem = match (key.rate_per_sec, key.burst, key.max_in_flight) {
+                (Some(rate), _, _) if !(rate.is_finite() && rate > 0.0) => {
+                    Some("rate_per_sec must be a number above 0")
+                }
+                (None, Some(_), _) => Some("burst needs rate_per_sec"),
+                (_, Some(0), _) => Some("burst must be at least 1"),
+                (_, _, Some(0)) => Some("max_in_flight must be at least 1"),
+                _ => None,
+            };
+            if let Some(problem) = problem {
+                return Err(ConfigError::OutOfRange {
+                    field: "api_keys",
+                    problem: format!("{:?}: {problem}", key.name),
+                });
+            }
+        }
+        Ok(())
     }
 
     fn check_numbers(&self) -> Result<(), ConfigError> {

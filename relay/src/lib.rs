@@ -43,6 +43,7 @@ mod calls;
 mod config;
 mod http;
 mod ids;
+mod limits;
 mod passthrough;
 mod public_address;
 mod queue;

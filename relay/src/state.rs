@@ -13,8 +13,9 @@ use crate::actions::metadata::MetadataCache;
 use crate::agents::AgentRegistry;
 use crate::audit::AuditLog;
 use crate::auth::{Credentials, Keyring};
-use crate::calls::Calls;
+use crate::calls::{Calls, Caps};
 use crate::config::RelayConfig;
+use crate::limits::{LimitCounters, RateLimiter};
 use crate::passthrough::{Peers, Signer};
 use crate::queue::Queue;
 use crate::session::{Sessions, Timings};
@@ -92,6 +93,17 @@ pub(crate) struct RelayState {
     pub(crate) peers: Peers,
     /// The audit log's writer.
     pub(crate) audit: Arc<AuditLog>,
+    /// The API keys' rate limits and the limits' refusals.
+    pub(crate) limits: Limits,
+}
+
+/// The rate limits of the moment and what the limits refused.
+#[derive(Debug, Default)]
+pub(crate) struct Limits {
+    /// The API keys' token buckets.
+    pub(crate) rates: RateLimiter,
+    /// The refusals of every limit (rates here, caps in [`Calls`]).
+    pub(crate) counters: Arc<LimitCounters>,
 }
 
 impl RelayState {
@@ -121,11 +133,17 @@ impl RelayState {
             shutdown.clone(),
         )
         .with_audit(Arc::clone(&audit));
+        let limits = Limits::default();
+        let caps = Caps {
+            keys: Arc::clone(&keys),
+            max_depth_per_system: config.queue.max_depth_per_system,
+            counters: Arc::clone(&limits.counters),
+        };
         Self {
             settings,
             keys,
             systems: config.known_systems().into_iter().collect(),
-            calls: Calls::new(Arc::clone(&queue), shutdown.clone()),
+            calls: Calls::new(Arc::clone(&queue), shutdown.clone()).with_caps(caps),
             queue,
             agents,
             shutdown,
@@ -137,6 +155,7 @@ impl RelayState {
                 Duration::from_secs(config.idle_timeout_secs),
             ),
             audit,
+            limits,
         }
     }
 }

@@ -208,6 +208,7 @@ pub(crate) async fn metrics(State(state): State<Arc<RelayState>>) -> Result<Resp
         state.queue.full_refusals()
     );
     super::audit::write_metrics(&state, &mut out);
+    state.limits.counters.write(&mut out);
     let mut response = out.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

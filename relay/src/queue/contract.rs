@@ -191,7 +191,39 @@ for_every_store!(
     units_carry_the_time_left_to_start,
     the_owner_stays_with_the_call,
     audit_records_page_filter_and_purge,
+    open_calls_are_counted_by_owner_and_queued_ones_by_system,
 );
+
+async fn open_calls_are_counted_by_owner_and_queued_ones_by_system(q: &dyn Queue) {
+    for (id, system, owner) in [
+        ("a", "PRD", "flow"),
+        ("b", "PRD", "flow"),
+        ("c", "QAS", "flow"),
+        ("d", "PRD", "other"),
+    ] {
+        let mut call = new_call(id, system, Duration::hours(1));
+        call.owner = Some(owner.into());
+        q.enqueue(call).await.unwrap();
+    }
+    assert_eq!(q.open_calls_of("flow", 10).await.unwrap(), 3);
+    assert_eq!(
+        q.open_calls_of("flow", 2).await.unwrap(),
+        2,
+        "counts up to the cap"
+    );
+    assert_eq!(q.open_calls_of("nobody", 10).await.unwrap(), 0);
+    assert_eq!(q.queued_in("PRD", 10).await.unwrap(), 3);
+    assert_eq!(q.queued_in("PRD", 1).await.unwrap(), 1);
+    // Leased calls are still open but no longer queued; final ones are neither.
+    let units = q.claim(&prd(), by("s1", "A"), 1, later()).await.unwrap();
+    assert_eq!(units[0].call_id, "a");
+    assert_eq!(q.open_calls_of("flow", 10).await.unwrap(), 3);
+    assert_eq!(q.queued_in("PRD", 10).await.unwrap(), 2);
+    q.complete("a", 1, "s1", "A", ok()).await.unwrap();
+    assert!(matches!(q.cancel("c").await.unwrap(), Cancelled::Done(_)));
+    assert_eq!(q.open_calls_of("flow", 10).await.unwrap(), 1);
+    assert_eq!(q.queued_in("QAS", 10).await.unwrap(), 0);
+}
 
 /// An audit record of `event` at `at`, with every field set.
 fn audit_record(event: &str, at: OffsetDateTime, system: &str, outcome: &str) -> AuditRecord {

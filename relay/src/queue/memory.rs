@@ -489,6 +489,23 @@ impl Queue for MemoryQueue {
         Ok(())
     }
 
+    async fn open_calls_of(&self, owner: &str, cap: u64) -> Result<u64, QueueError> {
+        let inner = self.lock();
+        let open = inner
+            .calls
+            .values()
+            .filter(|(_, r)| !r.state.is_final() && r.owner.as_deref() == Some(owner))
+            .take(usize::try_from(cap).unwrap_or(usize::MAX))
+            .count();
+        Ok(open as u64)
+    }
+
+    async fn queued_in(&self, system: &str, cap: u64) -> Result<u64, QueueError> {
+        let inner = self.lock();
+        let queued = inner.queued.get(system).map_or(0, BTreeMap::len) as u64;
+        Ok(queued.min(cap))
+    }
+
     async fn append_audit(&self, records: Vec<AuditRecord>) -> Result<(), QueueError> {
         let mut inner = self.lock();
         for mut record in records {

@@ -610,6 +610,14 @@ pub(crate) trait Queue: Send + Sync + 'static {
         Ok(())
     }
 
+    /// How many calls of `owner` are queued or leased, counting no further than
+    /// `cap` (a key's `max_in_flight`).
+    async fn open_calls_of(&self, owner: &str, cap: u64) -> Result<u64, QueueError>;
+
+    /// How many calls of `system` are queued, counting no further than `cap`
+    /// (`[queue] max_depth_per_system`).
+    async fn queued_in(&self, system: &str, cap: u64) -> Result<u64, QueueError>;
+
     /// Appends audit records (numbering them in the order given) in one write.
     async fn append_audit(&self, records: Vec<AuditRecord>) -> Result<(), QueueError>;
 

@@ -91,6 +91,53 @@ pub(super) async fn purge(
     Ok(usize::try_from(n).unwrap_or(usize::MAX))
 }
 
+/// How many calls of `owner` are queued or leased, at most `cap`.
+pub(super) async fn open_calls_of(
+    client: &impl GenericClient,
+    owner: &str,
+    cap: u64,
+) -> Result<u64, QueueError> {
+    count(
+        client,
+        "SELECT count(*) FROM (SELECT 1 FROM sapbridge_calls \
+         WHERE owner = $1 AND state IN ('queued', 'leased') LIMIT $2) AS open",
+        owner,
+        cap,
+    )
+    .await
+}
+
+/// How many calls of `system` are queued, at most `cap`.
+pub(super) async fn queued_in(
+    client: &impl GenericClient,
+    system: &str,
+    cap: u64,
+) -> Result<u64, QueueError> {
+    count(
+        client,
+        "SELECT count(*) FROM (SELECT 1 FROM sapbridge_calls \
+         WHERE system = $1 AND state = 'queued' LIMIT $2) AS queued",
+        system,
+        cap,
+    )
+    .await
+}
+
+async fn count(
+    client: &impl GenericClient,
+    sql: &str,
+    name: &str,
+    cap: u64,
+) -> Result<u64, QueueError> {
+    let cap = i64::try_from(cap).unwrap_or(i64::MAX);
+    let row = client
+        .query_one(sql, &[&name, &cap])
+        .await
+        .map_err(store_error)?;
+    let n: i64 = row.try_get(0).map_err(store_error)?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
 fn record(row: &Row) -> Result<AuditRecord, QueueError> {
     let status: Option<i32> = row.try_get(10).map_err(store_error)?;
     let get =

@@ -338,6 +338,16 @@ impl Queue for PostgresQueue {
         Ok(())
     }
 
+    async fn open_calls_of(&self, owner: &str, cap: u64) -> Result<u64, QueueError> {
+        let client = self.client().await?;
+        audit::open_calls_of(&**client, owner, cap).await
+    }
+
+    async fn queued_in(&self, system: &str, cap: u64) -> Result<u64, QueueError> {
+        let client = self.client().await?;
+        audit::queued_in(&**client, system, cap).await
+    }
+
     async fn append_audit(&self, records: Vec<AuditRecord>) -> Result<(), QueueError> {
         if records.is_empty() {
             return Ok(());

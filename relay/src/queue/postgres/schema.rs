@@ -97,7 +97,8 @@ ALTER TABLE sapbridge_agent_sessions ADD COLUMN http_systems text[] NOT NULL DEF
 ";
 
 /// Version 3: the audit log (see `queue::audit`), numbered in storing order,
-/// `at` in Unix nanoseconds; purged by `at`.
+/// `at` in Unix nanoseconds, purged by `at`; and the index that counts a key's
+/// open calls (its `max_in_flight`).
 const V3: &str = "
 CREATE TABLE sapbridge_audit (
     seq          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -117,6 +118,8 @@ CREATE TABLE sapbridge_audit (
 );
 CREATE INDEX sapbridge_audit_at ON sapbridge_audit (at);
 CREATE INDEX sapbridge_audit_call ON sapbridge_audit (call_id) WHERE call_id IS NOT NULL;
+CREATE INDEX sapbridge_calls_open_by_owner ON sapbridge_calls (owner)
+    WHERE state IN ('queued', 'leased');
 ";
 
 /// The migrations: `MIGRATIONS[i]` takes version `i` to `i + 1`.

@@ -83,6 +83,33 @@ pub(super) fn purge(
     Ok(conn.execute("DELETE FROM audit WHERE at < ?1", [before])?)
 }
 
+/// How many calls of `owner` are queued or leased, at most `cap` (the limits'
+/// count: `calls_open_by_owner` holds exactly those rows).
+pub(super) fn open_calls_of(conn: &Connection, owner: &str, cap: u64) -> Result<u64, QueueError> {
+    let mut count = conn.prepare_cached(
+        "SELECT count(*) FROM (SELECT 1 FROM calls INDEXED BY calls_open_by_owner \
+         WHERE owner = ?1 AND state IN ('queued', 'leased') LIMIT ?2)",
+    )?;
+    let n: i64 = count.query_row(
+        params![owner, i64::try_from(cap).unwrap_or(i64::MAX)],
+        |r| r.get(0),
+    )?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+/// How many calls of `system` are queued, at most `cap`.
+pub(super) fn queued_in(conn: &Connection, system: &str, cap: u64) -> Result<u64, QueueError> {
+    let mut count = conn.prepare_cached(
+        "SELECT count(*) FROM (SELECT 1 FROM calls \
+         WHERE system = ?1 AND state = 'queued' LIMIT ?2)",
+    )?;
+    let n: i64 = count.query_row(
+        params![system, i64::try_from(cap).unwrap_or(i64::MAX)],
+        |r| r.get(0),
+    )?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
 fn record(row: &Row<'_>) -> rusqlite::Result<AuditRecord> {
     Ok(AuditRecord {
         seq: row.get(0)?,

@@ -344,6 +344,18 @@ impl Queue for SqliteQueue {
         self.space.refusals()
     }
 
+    async fn open_calls_of(&self, owner: &str, cap: u64) -> Result<u64, QueueError> {
+        let owner = owner.to_owned();
+        self.read(move |conn| audit::open_calls_of(conn, &owner, cap))
+            .await
+    }
+
+    async fn queued_in(&self, system: &str, cap: u64) -> Result<u64, QueueError> {
+        let system = system.to_owned();
+        self.read(move |conn| audit::queued_in(conn, &system, cap))
+            .await
+    }
+
     async fn append_audit(&self, records: Vec<AuditRecord>) -> Result<(), QueueError> {
         if records.is_empty() {
             return Ok(());

@@ -15,6 +15,9 @@
 //!   request fingerprint it was first used with. The reaper forgets them.
 //! - `audit`: the audit log (see `queue::audit`), numbered by `seq` in storing
 //!   order; `at` in Unix nanoseconds. The reaper purges it by `at`.
+//!
+//! `calls_open_by_owner` counts a key's calls queued or leased (its
+//! `max_in_flight`); a system's queued calls are counted on the claim's index.
 
 use std::time::Duration;
 
@@ -35,7 +38,8 @@ const STATEMENT_CACHE: usize = 64;
 /// The WAL is truncated to this size after a checkpoint.
 const JOURNAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 
-/// The audit log's table (version 5), in the schema and in the migration to it.
+/// Version 5: the audit log's table, and the index that counts a key's open calls
+/// (its `max_in_flight`); in the schema and in the migration to it.
 macro_rules! audit_table {
     () => {
         "
@@ -57,6 +61,7 @@ CREATE TABLE audit (
 );
 CREATE INDEX audit_at ON audit (at);
 CREATE INDEX audit_call ON audit (call_id) WHERE call_id IS NOT NULL;
+CREATE INDEX calls_open_by_owner ON calls (owner) WHERE state IN ('queued', 'leased');
 "
     };
 }
