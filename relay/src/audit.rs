@@ -4,7 +4,8 @@
 //! write.
 //!
 //! Two kinds of entries: a finished record (a request, a refusal, a credential
-//! reload), and the end of a call (an agent reported its outcome), which the task
+//! reload), and the end of a call (an agent reported its outcome, or the reaper
+//! expired it or failed it with its outcome unknown), which the task
 //! turns into a record by reading the call back (its owner, system, function,
 //! agent, times), off the session's path.
 //!
@@ -88,7 +89,8 @@ impl AuditLog {
         self.send(Entry::Record(Box::new(record)));
     }
 
-    /// Records the end of call `call_id` (its outcome was just stored).
+    /// Records the end of call `call_id` (its outcome was just stored, or the
+    /// reaper ended it).
     pub(crate) fn call_ended(&self, call_id: &str) {
         self.send(Entry::CallEnded(call_id.to_owned()));
     }

@@ -5,7 +5,9 @@
 //! - the client API (`/v1/systems/...`, `/v1/calls/...`), authenticated by API key;
 //! - the agent endpoint `GET /v1/agent/connect`, authenticated by agent token, where
 //!   each agent session receives queued units while it has credits;
-//! - `/healthz`, `/readyz`, `/metrics`.
+//! - `/healthz`, `/readyz`, `/metrics`;
+//! - the audit log `GET /v1/audit` (operator keys), fed by every request, every
+//!   call's outcome and every reload of the keys.
 //!
 //! Calls live in a queue (`queue::Queue`) with explicit states and a reaper that
 //! requeues lapsed leases, expires calls past their TTL and purges old results. The
@@ -30,10 +32,14 @@
 //!   driver and the metadata cache.
 //! - `session`: agent WebSocket sessions; `passthrough`: HTTP pass-through streams;
 //!   `agents`: the registry of connected agent sessions.
-//! - `calls`: submitting, awaiting, finding and cancelling calls, and who owns them.
-//! - `queue`: call states, the store trait and its stores, wake-up signals.
-//! - `config`, `auth`, `ids`, `public_address`: configuration, credentials, id
-//!   generation, how clients reach the relay (absolute `Location`s).
+//! - `calls`: submitting, awaiting, finding and cancelling calls, who owns them,
+//!   and the caps new calls must pass; `audit`: the audit log's writer (records
+//!   handed over without waiting, stored in batches).
+//! - `queue`: call states, the store trait and its stores (calls and the audit
+//!   log), wake-up signals.
+//! - `config`, `auth`, `limits`, `ids`, `public_address`: configuration,
+//!   credentials, rate limits and the limits' counters, id generation, how
+//!   clients reach the relay (absolute `Location`s).
 
 mod actions;
 mod agents;
@@ -177,10 +183,12 @@ pub async fn run_with_reloads(
         audit: time::Duration::days(i64::from(config.audit.retention_days)),
     };
     let reaper_stop = CancellationToken::new();
+    let ended_audit = Arc::clone(&state.audit);
     let reaper = tokio::spawn(queue::reaper::run(
         Arc::clone(&queue),
         retention,
         reaper_stop.clone(),
+        Box::new(move |call_id| ended_audit.call_ended(call_id)),
     ));
     // Replicas sharing a database list each other's agents.
     let publisher = (config.queue.store == StoreKind::Postgres).then(|| {

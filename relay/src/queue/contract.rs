@@ -429,6 +429,11 @@ async fn reaper_requeues_expires_and_purges(q: &dyn Queue) {
     let reaped = q.reap(now, retention(1)).await.unwrap();
     assert_eq!((reaped.requeued, reaped.expired), (1, 1));
     assert_eq!(
+        reaped.ended,
+        ["old"],
+        "the calls the pass ended, for the audit log"
+    );
+    assert_eq!(
         q.get("old").await.unwrap().unwrap().state,
         CallState::Expired
     );
@@ -635,8 +640,10 @@ async fn stats_follow_every_change_of_state(q: &dyn Queue) {
     assert_eq!(counts(q).await, (1, 0, 0, 0, 2, 0));
     let reaped = q
         .reap(now + Duration::days(2) + HOLD * 2, retention(1))
-        .await;
-    assert_eq!(reaped.unwrap().failed_unknown, 1);
+        .await
+        .unwrap();
+    assert_eq!(reaped.failed_unknown, 1);
+    assert_eq!(reaped.ended, ["c"]);
     assert_eq!(counts(q).await, (0, 0, 0, 1, 2, 0));
 }
 

@@ -419,6 +419,7 @@ impl Queue for MemoryQueue {
         for (id, verdict) in overdue {
             if verdict == Overdue::Expire {
                 inner.finish(&id, CallState::Expired, now);
+                reaped.ended.push(id.clone());
                 finished.push(id);
                 reaped.expired += 1;
                 continue;
@@ -431,6 +432,7 @@ impl Queue for MemoryQueue {
             record.outcome = Some(outcome.clone());
             let attempts = record.attempts;
             inner.finish(&id, CallState::Failed, now);
+            reaped.ended.push(id.clone());
             ended.push((
                 id,
                 CallEnd {

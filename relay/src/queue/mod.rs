@@ -402,7 +402,7 @@ pub(crate) enum Cancelled {
 }
 
 /// What one reaper pass changed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Reaped {
     /// Leases past their `until`, returned to the queue.
     pub(crate) requeued: usize,
@@ -416,6 +416,9 @@ pub(crate) struct Reaped {
     /// Idempotency keys past their retention, forgotten (a new request with such a
     /// key creates a new call).
     pub(crate) keys_forgotten: usize,
+    /// The calls this pass ended (expired, or failed with `OUTCOME_UNKNOWN`), for
+    /// the audit log.
+    pub(crate) ended: Vec<String>,
 }
 
 /// How long a store keeps what is finished; passed to every [`Queue::reap`].

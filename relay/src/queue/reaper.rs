@@ -8,7 +8,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
-use super::{Queue, Retention};
+use super::{Queue, Reaped, Retention};
 
 /// How often the reaper runs; also the granularity of queue TTL expiry.
 pub(crate) const REAP_INTERVAL: Duration = Duration::from_millis(500);
@@ -17,9 +17,17 @@ pub(crate) const REAP_INTERVAL: Duration = Duration::from_millis(500);
 /// (the first pass does it too).
 const AUDIT_PURGE_EVERY: u32 = 120;
 
+/// What is told of each call a reaper pass ended (the audit log records it).
+pub(crate) type OnEnded = Box<dyn Fn(&str) + Send + Sync>;
+
 /// Runs the reaper until `stop` is cancelled. Store errors are logged and retried
-/// on the next tick.
-pub(crate) async fn run(queue: Arc<dyn Queue>, retention: Retention, stop: CancellationToken) {
+/// on the next tick. Each call a pass ends is handed to `on_ended`.
+pub(crate) async fn run(
+    queue: Arc<dyn Queue>,
+    retention: Retention,
+    stop: CancellationToken,
+    on_ended: OnEnded,
+) {
     let mut tick = tokio::time::interval(REAP_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut passes = 0_u32;
@@ -39,8 +47,14 @@ pub(crate) async fn run(queue: Arc<dyn Queue>, retention: Retention, stop: Cance
             }
         }
         passes = passes.wrapping_add(1);
-        match queue.reap(OffsetDateTime::now_utc(), retention).await {
-            Ok(reaped) if reaped != Default::default() => tracing::info!(
+        let reaped = queue.reap(OffsetDateTime::now_utc(), retention).await;
+        if let Ok(reaped) = &reaped {
+            for call_id in &reaped.ended {
+                on_ended(call_id);
+            }
+        }
+        match reaped {
+            Ok(reaped) if reaped != Reaped::default() => tracing::info!(
                 requeued = reaped.requeued,
                 expired = reaped.expired,
                 failed_unknown = reaped.failed_unknown,
