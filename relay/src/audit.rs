@@ -200,15 +200,7 @@ pub(crate) fn call_record(call: &CallRecord) -> AuditRecord {
     let mut record = AuditRecord::new("call", at, call_outcome(call));
     record.key = call.owner.clone();
     record.system = Some(call.system.clone());
-    record.target = Some(match &call.kind {
-        CallKind::Action(step) => step.action.clone(),
-        CallKind::Function | CallKind::Transaction => call
-            .calls
-            .iter()
-            .map(|c| c.function.as_str())
-            .collect::<Vec<_>>()
-            .join(","),
-    });
+    record.target = Some(call_target(call));
     record.call_id = Some(call.id.clone());
     record.duration_ms = i64::try_from((at - call.submitted_at).whole_milliseconds()).ok();
     record.agent = call.agent.clone();
@@ -220,6 +212,20 @@ pub(crate) fn call_record(call: &CallRecord) -> AuditRecord {
         }
     });
     record
+}
+
+/// What a call runs, as the audit log names it: its action, or its functions
+/// (comma-separated).
+pub(crate) fn call_target(call: &CallRecord) -> String {
+    match &call.kind {
+        CallKind::Action(step) => step.action.clone(),
+        CallKind::Function | CallKind::Transaction => call
+            .calls
+            .iter()
+            .map(|c| c.function.as_str())
+            .collect::<Vec<_>>()
+            .join(","),
+    }
 }
 
 /// A call's outcome in the audit log: its state, or for a failed call the SAP

@@ -92,12 +92,11 @@ pub(crate) struct CallNote {
 impl CallNote {
     /// The note of an answer about `record`.
     pub(crate) fn of(record: &CallRecord) -> Self {
-        let ended = crate::audit::call_record(record);
         Self {
             call_id: record.id.clone(),
             state: record.state.as_str(),
             agent: record.agent.clone(),
-            target: ended.target.unwrap_or_default(),
+            target: crate::audit::call_target(record),
         }
     }
 }
