@@ -18,6 +18,7 @@ use http::HeaderMap;
 use subtle::ConstantTimeEq;
 
 use crate::config::{ALL_SYSTEMS, AgentTokenConfig, ApiKeyConfig, parse_sha256, sha256};
+use crate::limits::Rate;
 
 /// The systems a credential covers.
 #[derive(Debug, Clone)]
@@ -70,6 +71,17 @@ pub(crate) struct Credential {
     /// Whether it holds the operator scope (API keys only): it may read and cancel
     /// the calls of every key.
     pub(crate) operator: bool,
+    /// Its limits (API keys only).
+    pub(crate) limits: KeyLimits,
+}
+
+/// An API key's limits (see `crate::limits`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct KeyLimits {
+    /// Its rate, if it has one.
+    pub(crate) rate: Option<Rate>,
+    /// The most of its calls queued or running at once, if capped.
+    pub(crate) max_in_flight: Option<u32>,
 }
 
 /// A set of credentials (all API keys, or all agent tokens).
@@ -82,14 +94,26 @@ impl Credentials {
     /// The API keys of a validated configuration.
     pub(crate) fn api_keys(keys: &[ApiKeyConfig]) -> Self {
         Self::build(keys.iter().map(|k| {
+            let limits = KeyLimits {
+                rate: k.rate_per_sec.map(|rate| Rate::new(rate, k.burst)),
+                max_in_flight: k.max_in_flight,
+            };
             (
                 &k.name,
                 k.key.as_ref(),
                 k.key_sha256.as_deref(),
                 &k.systems,
-                k.operator,
+                (k.operator, limits),
             )
         }))
+    }
+
+    /// The limits of the API key named `name`, if there is one.
+    pub(crate) fn limits_of(&self, name: &str) -> Option<KeyLimits> {
+        self.entries
+            .iter()
+            .find(|e| e.name == name)
+            .map(|e| e.limits)
     }
 
     /// The agent tokens of a validated configuration.
@@ -100,7 +124,7 @@ impl Credentials {
                 t.token.as_ref(),
                 t.token_sha256.as_deref(),
                 &t.systems,
-                false,
+                (false, KeyLimits::default()),
             )
         }))
     }
@@ -112,12 +136,12 @@ impl Credentials {
                 Option<&'a sapbridge_proto::Secret>,
                 Option<&'a str>,
                 &'a Vec<String>,
-                bool,
+                (bool, KeyLimits),
             ),
         >,
     ) -> Self {
         let entries = entries
-            .filter_map(|(name, clear, hashed, systems, operator)| {
+            .filter_map(|(name, clear, hashed, systems, (operator, limits))| {
                 let hash = match (clear, hashed) {
                     (Some(secret), _) => sha256(secret.expose()),
                     (None, Some(h)) => parse_sha256(h)?,
@@ -128,6 +152,7 @@ impl Credentials {
                     hash,
                     scope: Scope::new(systems),
                     operator,
+                    limits,
                 })
             })
             .collect();
@@ -235,6 +260,11 @@ impl Keyring {
         self.keys().0.find(presented).cloned()
     }
 
+    /// The limits of the API key named `name` now (after any reload).
+    pub(crate) fn limits_of(&self, name: &str) -> Option<KeyLimits> {
+        self.keys().0.limits_of(name)
+    }
+
     /// The agent token whose secret is `presented`.
     pub(crate) fn agent_token(&self, presented: &str) -> Option<Credential> {
         self.keys().1.find(presented).cloned()
@@ -332,6 +362,9 @@ mod tests {
                 key_sha256: None,
                 systems: vec!["*".into()],
                 operator: false,
+                rate_per_sec: None,
+                burst: None,
+                max_in_flight: None,
             },
             ApiKeyConfig {
                 name: "b".into(),
@@ -339,6 +372,9 @@ mod tests {
                 key_sha256: Some(hex::encode(sha256("beta"))),
                 systems: vec!["PRD".into()],
                 operator: true,
+                rate_per_sec: Some(2.0),
+                burst: None,
+                max_in_flight: Some(3),
             },
         ];
         let creds = Credentials::api_keys(&keys);
@@ -346,6 +382,10 @@ mod tests {
         let b = creds.find("beta").expect("b");
         assert!(b.scope.covers("PRD") && !b.scope.covers("QAS"));
         assert!(b.operator && !creds.find("alpha").expect("a").operator);
+        assert_eq!(b.limits.max_in_flight, Some(3));
+        assert_eq!(b.limits.rate, Some(Rate::new(2.0, None)));
+        assert_eq!(creds.limits_of("a"), Some(KeyLimits::default()));
+        assert_eq!(creds.limits_of("nobody"), None);
         assert!(creds.find("gamma").is_none());
     }
 

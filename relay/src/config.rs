@@ -132,6 +132,25 @@ pub struct RelayConfig {
     /// `max_connections` once upgraded, and a full `max_connections` does not keep
     /// agents out; past this limit a connecting agent is answered 503.
     pub max_agent_connections: usize,
+    /// The `[audit]` table: how long the audit log keeps its records (see
+    /// [`AuditConfig`]).
+    pub audit: AuditConfig,
+}
+
+/// The audit log (`[audit]`): every request, refusal, call outcome and
+/// credential reload is recorded in the queue store and read at `GET /v1/audit`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// How long records are kept, in days (default 90); the reaper deletes older
+    /// ones. At least 1.
+    pub retention_days: u32,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self { retention_days: 90 }
+    }
 }
 
 /// Defaults for creating customers (`[customer_defaults]`); every field is optional.
@@ -183,6 +202,7 @@ impl Default for RelayConfig {
             body_read_timeout_secs: 30,
             max_connections: 512,
             max_agent_connections: 128,
+            audit: AuditConfig::default(),
         }
     }
 }
@@ -284,6 +304,22 @@ pub struct ApiKeyConfig {
     /// to the key that created it, and to any other key it does not exist.
     #[serde(default)]
     pub operator: bool,
+    /// The key's rate limit: requests to systems per second (a token bucket;
+    /// default: none). Past it a request answers `429` with `Retry-After`
+    /// (problem type `rate-limited`). Each relay replica keeps its own buckets:
+    /// with N replicas a key may reach N times this rate.
+    #[serde(default)]
+    pub rate_per_sec: Option<f64>,
+    /// The token bucket's size: requests the key may send at once after a pause
+    /// (default: one second's worth of `rate_per_sec`, at least 1). Needs
+    /// `rate_per_sec`.
+    #[serde(default)]
+    pub burst: Option<u32>,
+    /// The most calls of this key queued or running at once (default: no limit).
+    /// Past it a new call answers `429` with `Retry-After` (problem type
+    /// `too-many-in-flight`).
+    #[serde(default)]
+    pub max_in_flight: Option<u32>,
 }
 
 /// An agent token and the systems an agent holding it may serve.
@@ -423,6 +459,7 @@ impl RelayConfig {
             systems: &t.systems,
         });
         check_entries("agent_tokens", ("token", "token_sha256"), tokens)?;
+        self.check_key_limits()?;
         if let Some(t) = self
             .agent_tokens
             .iter()
@@ -433,6 +470,28 @@ impl RelayConfig {
             });
         }
         self.check_numbers()
+    }
+
+    /// Checks the limits of each API key (`rate_per_sec`, `burst`, `max_in_flight`).
+    fn check_key_limits(&self) -> Result<(), ConfigError> {
+        for key in &self.api_keys {
+            let problem = match (key.rate_per_sec, key.burst, key.max_in_flight) {
+                (Some(rate), _, _) if !(rate.is_finite() && rate > 0.0) => {
+                    Some("rate_per_sec must be a number above 0")
+                }
+                (None, Some(_), _) => Some("burst needs rate_per_sec"),
+                (_, Some(0), _) => Some("burst must be at least 1"),
+                (_, _, Some(0)) => Some("max_in_flight must be at least 1"),
+                _ => None,
+            };
+            if let Some(problem) = problem {
+                return Err(ConfigError::OutOfRange {
+                    field: "api_keys",
+                    problem: format!("{:?}: {problem}", key.name),
+                });
+            }
+        }
+        Ok(())
     }
 
     fn check_numbers(&self) -> Result<(), ConfigError> {
@@ -457,6 +516,9 @@ impl RelayConfig {
         }
         if self.queue_ttl_secs == 0 {
             return out("queue_ttl_secs", "must be at least 1");
+        }
+        if self.audit.retention_days == 0 {
+            return out("audit.retention_days", "must be at least 1");
         }
         // Agents close a session whose numbers are out of their range: the relay
         // must never send one.

@@ -5,7 +5,9 @@
 //! - the client API (`/v1/systems/...`, `/v1/calls/...`), authenticated by API key;
 //! - the agent endpoint `GET /v1/agent/connect`, authenticated by agent token, where
 //!   each agent session receives queued units while it has credits;
-//! - `/healthz`, `/readyz`, `/metrics`.
+//! - `/healthz`, `/readyz`, `/metrics`;
+//! - the audit log `GET /v1/audit` (operator keys), fed by every request, every
+//!   call's outcome and every reload of the keys.
 //!
 //! Calls live in a queue (`queue::Queue`) with explicit states and a reaper that
 //! requeues lapsed leases, expires calls past their TTL and purges old results. The
@@ -30,18 +32,24 @@
 //!   driver and the metadata cache.
 //! - `session`: agent WebSocket sessions; `passthrough`: HTTP pass-through streams;
 //!   `agents`: the registry of connected agent sessions.
-//! - `calls`: submitting, awaiting, finding and cancelling calls, and who owns them.
-//! - `queue`: call states, the store trait and its stores, wake-up signals.
-//! - `config`, `auth`, `ids`, `public_address`: configuration, credentials, id
-//!   generation, how clients reach the relay (absolute `Location`s).
+//! - `calls`: submitting, awaiting, finding and cancelling calls, who owns them,
+//!   and the caps new calls must pass; `audit`: the audit log's writer (records
+//!   handed over without waiting, stored in batches).
+//! - `queue`: call states, the store trait and its stores (calls and the audit
+//!   log), wake-up signals.
+//! - `config`, `auth`, `limits`, `ids`, `public_address`: configuration,
+//!   credentials, rate limits and the limits' counters, id generation, how
+//!   clients reach the relay (absolute `Location`s).
 
 mod actions;
 mod agents;
+mod audit;
 mod auth;
 mod calls;
 mod config;
 mod http;
 mod ids;
+mod limits;
 mod metrics;
 mod passthrough;
 mod public_address;
@@ -57,8 +65,8 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{
-    AgentTokenConfig, ApiKeyConfig, ClusterConfig, ConfigError, DatabaseUrl, Durability,
-    QueueConfig, RelayConfig, StoreKind, secret_sha256_hex,
+    AgentTokenConfig, ApiKeyConfig, AuditConfig, ClusterConfig, ConfigError, DatabaseUrl,
+    Durability, QueueConfig, RelayConfig, StoreKind, secret_sha256_hex,
 };
 
 use crate::queue::{Queue, Retention};
@@ -120,13 +128,20 @@ pub async fn run_with_reloads(
     // A child token, so an early server error can stop sessions without cancelling
     // the caller's token.
     let stop = shutdown.child_token();
-    let state = Arc::new(RelayState::new(&config, Arc::clone(&queue), stop.clone()));
+    let (audit_log, audit_writer) = audit::AuditLog::start(Arc::clone(&queue));
+    let state = Arc::new(RelayState::new(
+        &config,
+        Arc::clone(&queue),
+        Arc::clone(&audit_log),
+        stop.clone(),
+    ));
     let keys = Arc::clone(&state.keys);
     let known = state.systems.clone();
     tokio::spawn(async move {
         while let Some(new) = reloads.recv().await {
             if let Err(error) = new.validate() {
                 tracing::error!(%error, "reloaded configuration refused; the keys stay as they were");
+                audit_log.record(audit::reload_record("refused", error.to_string()));
                 continue;
             }
             let revoked = keys.replace(
@@ -144,6 +159,14 @@ pub async fn run_with_reloads(
                 sessions_closed = revoked,
                 "keys and agent tokens reloaded"
             );
+            audit_log.record(audit::reload_record(
+                "ok",
+                format!(
+                    "api_keys={}, agent_tokens={}, sessions_closed={revoked}",
+                    new.api_keys.len(),
+                    new.agent_tokens.len()
+                ),
+            ));
             if !added.is_empty() {
                 tracing::warn!(systems = ?added, "systems new in the reloaded configuration are served after a restart");
             }
@@ -158,13 +181,16 @@ pub async fn run_with_reloads(
         .unwrap_or(time::Duration::days(1)),
         owner_hold: time::Duration::try_from(state.settings.owner_hold)
             .unwrap_or(queue::DEFAULT_OWNER_HOLD),
+        audit: time::Duration::days(i64::from(config.audit.retention_days)),
     };
     let reaper_stop = CancellationToken::new();
+    let ended_audit = Arc::clone(&state.audit);
     let reaper = tokio::spawn(queue::reaper::run(
         Arc::clone(&queue),
         Arc::clone(&state.metrics),
         retention,
         reaper_stop.clone(),
+        Box::new(move |call_id| ended_audit.call_ended(call_id)),
     ));
     // Replicas sharing a database list each other's agents.
     let publisher = (config.queue.store == StoreKind::Postgres).then(|| {
@@ -206,6 +232,8 @@ pub async fn run_with_reloads(
     }
     reaper_stop.cancel();
     let _ = reaper.await;
+    // Every record handed over (the last requests' and outcomes') is stored.
+    audit_writer.finish().await;
     if let Some(publisher) = publisher {
         let _ = publisher.await;
     }

@@ -115,6 +115,24 @@ pub(crate) struct Metrics {
     pub(crate) store_full: Counter,
     /// The store's own count of space refusals as last copied into `store_full`.
     store_full_seen: std::sync::atomic::AtomicU64,
+    pub(crate) audit_dropped: Counter,
+    pub(crate) rate_limited: Family<KeyLabels, Counter>,
+    pub(crate) limit_refusals: Family<ReasonLabels, Counter>,
+    /// Held while counters are brought up to counts kept elsewhere, so two scrapes
+    /// at once do not both add the same difference.
+    catching_up: Mutex<()>,
+}
+
+/// `{key}`: an API key's name.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct KeyLabels {
+    pub(crate) key: String,
+}
+
+/// `{reason}` of a limit's refusal.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ReasonLabels {
+    pub(crate) reason: String,
 }
 
 impl Default for Metrics {
@@ -153,6 +171,10 @@ impl Metrics {
             system_agents: Family::default(),
             store_full: Counter::default(),
             store_full_seen: std::sync::atomic::AtomicU64::new(0),
+            audit_dropped: Counter::default(),
+            rate_limited: Family::default(),
+            limit_refusals: Family::default(),
+            catching_up: Mutex::default(),
         };
         metrics.register()
     }
@@ -278,7 +300,35 @@ impl Metrics {
              [queue] max_size_mib).",
             self.store_full.clone(),
         );
+        r.register(
+            "sapbridge_audit_dropped",
+            "Audit records dropped because too many waited to be stored.",
+            self.audit_dropped.clone(),
+        );
+        r.register(
+            "sapbridge_rate_limited",
+            "Requests refused by their API key's rate limit, by key.",
+            self.rate_limited.clone(),
+        );
+        r.register(
+            "sapbridge_limit_refusals",
+            "Requests refused by a limit, by reason (rate: a key's rate; in_flight: a key's \
+             calls queued or running; queue_depth: a system's queued calls).",
+            self.limit_refusals.clone(),
+        );
         self
+    }
+
+    /// Brings `counter` up to `total`, a count kept elsewhere since start.
+    pub(crate) fn catch_up(&self, counter: &Counter, total: u64) {
+        let _held = self
+            .catching_up
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = counter.get();
+        if total > now {
+            counter.inc_by(total - now);
+        }
     }
 
     /// The function label for `name`: itself while fewer than

@@ -11,9 +11,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::actions::metadata::MetadataCache;
 use crate::agents::AgentRegistry;
+use crate::audit::AuditLog;
 use crate::auth::{Credentials, Keyring};
-use crate::calls::Calls;
+use crate::calls::{Calls, Caps};
 use crate::config::RelayConfig;
+use crate::limits::{LimitCounters, RateLimiter};
 use crate::metrics::Metrics;
 use crate::passthrough::{Peers, Signer};
 use crate::queue::Queue;
@@ -95,6 +97,19 @@ pub(crate) struct RelayState {
     pub(crate) peers: Peers,
     /// The relay's metrics (`/metrics`).
     pub(crate) metrics: Arc<Metrics>,
+    /// The audit log's writer.
+    pub(crate) audit: Arc<AuditLog>,
+    /// The API keys' rate limits and the limits' refusals.
+    pub(crate) limits: Limits,
+}
+
+/// The rate limits of the moment and what the limits refused.
+#[derive(Debug, Default)]
+pub(crate) struct Limits {
+    /// The API keys' token buckets.
+    pub(crate) rates: RateLimiter,
+    /// The refusals of every limit (rates here, caps in [`Calls`]).
+    pub(crate) counters: Arc<LimitCounters>,
 }
 
 impl RelayState {
@@ -102,6 +117,7 @@ impl RelayState {
     pub(crate) fn new(
         config: &RelayConfig,
         queue: Arc<dyn Queue>,
+        audit: Arc<AuditLog>,
         shutdown: CancellationToken,
     ) -> Self {
         let settings = Settings::new(config);
@@ -123,12 +139,20 @@ impl RelayState {
             timings,
             shutdown.clone(),
             Arc::clone(&metrics),
-        );
+        )
+        .with_audit(Arc::clone(&audit));
+        let limits = Limits::default();
+        let caps = Caps {
+            keys: Arc::clone(&keys),
+            max_depth_per_system: config.queue.max_depth_per_system,
+            counters: Arc::clone(&limits.counters),
+        };
         Self {
             settings,
             keys,
             systems: config.known_systems().into_iter().collect(),
-            calls: Calls::new(Arc::clone(&queue), shutdown.clone(), Arc::clone(&metrics)),
+            calls: Calls::new(Arc::clone(&queue), shutdown.clone(), Arc::clone(&metrics))
+                .with_caps(caps),
             queue,
             agents,
             shutdown,
@@ -140,6 +164,8 @@ impl RelayState {
                 Duration::from_secs(config.idle_timeout_secs),
             ),
             metrics,
+            audit,
+            limits,
         }
     }
 }

@@ -42,6 +42,7 @@ const ROUTES: &[(&str, &[&str])] = &[
     ("/v1/systems/{system}/tables/{table}", &["get"]),
     ("/v1/systems/{system}/tables/{table}/query", &["post"]),
     ("/v1/calls/{id}", &["delete", "get"]),
+    ("/v1/audit", &["get"]),
     ("/healthz", &["get"]),
     ("/readyz", &["get"]),
     ("/metrics", &["get"]),

@@ -21,8 +21,9 @@ use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::auth::Scope;
+use crate::auth::{Keyring, Scope};
 use crate::ids::new_call_id;
+use crate::limits::{LimitCounters, LimitReason};
 use crate::metrics::Metrics;
 use crate::queue::{
     CallKind, CallRecord, CallState, Cancelled, Enqueued, IdempotencyKey, NewCall, Queue,
@@ -35,6 +36,18 @@ pub(crate) struct Calls {
     queue: Arc<dyn Queue>,
     shutdown: CancellationToken,
     metrics: Arc<Metrics>,
+    caps: Option<Arc<Caps>>,
+}
+
+/// The caps new calls must pass (see `crate::limits`): each key's calls queued
+/// or running, each system's calls queued.
+pub(crate) struct Caps {
+    /// The keys of the moment (their `max_in_flight`).
+    pub(crate) keys: Arc<Keyring>,
+    /// The most calls queued per system.
+    pub(crate) max_depth_per_system: Option<u64>,
+    /// Where refusals are counted.
+    pub(crate) counters: Arc<LimitCounters>,
 }
 
 /// A unit of work to store.
@@ -103,6 +116,17 @@ pub(crate) enum CallError {
     #[error("call {0} vanished")]
     Vanished(String),
     /// The queue store failed.
+    /// The key has as many calls queued or running as its `max_in_flight`.
+    #[error("the API key has {0} calls queued or running, its max_in_flight")]
+    TooManyInFlight(u32),
+    /// The system has as many calls queued as `[queue] max_depth_per_system`.
+    #[error("system {system} has {limit} calls queued, the most allowed")]
+    QueueFull {
+        /// The system.
+        system: String,
+        /// The cap.
+        limit: u64,
+    },
     #[error(transparent)]
     Store(#[from] QueueError),
 }
@@ -118,7 +142,14 @@ impl Calls {
             queue,
             shutdown,
             metrics,
+            caps: None,
         }
+    }
+
+    /// New calls must pass `caps` before they are stored.
+    pub(crate) fn with_caps(mut self, caps: Caps) -> Self {
+        self.caps = Some(Arc::new(caps));
+        self
     }
 
     /// Stores a unit of work, or finds the call its idempotency key names.
@@ -231,6 +262,7 @@ impl Calls {
 
     async fn enqueue(&self, call: NewCall) -> Result<Stored, CallError> {
         let system = crate::metrics::system_labels(&call.system);
+        self.admit(&call).await?;
         match self.queue.enqueue(call).await? {
             Enqueued::Created(record) => {
                 self.metrics.calls_accepted.get_or_create(&system).inc();
@@ -242,6 +274,36 @@ impl Calls {
             }
             Enqueued::KeyMismatch => Err(CallError::KeyMismatch),
         }
+    }
+}
+
+impl Calls {
+    /// Checks a new call against the caps: its key's calls queued or running
+    /// (429), then its system's queued calls (503).
+    async fn admit(&self, call: &NewCall) -> Result<(), CallError> {
+        let Some(caps) = &self.caps else {
+            return Ok(());
+        };
+        let owner = call.owner.as_deref().unwrap_or_default();
+        let cap = caps.keys.limits_of(owner).and_then(|l| l.max_in_flight);
+        if let Some(cap) = cap {
+            let open = self.queue.open_calls_of(owner, u64::from(cap)).await?;
+            if open >= u64::from(cap) {
+                caps.counters.refused(LimitReason::InFlight, owner);
+                return Err(CallError::TooManyInFlight(cap));
+            }
+        }
+        if let Some(max) = caps.max_depth_per_system {
+            let queued = self.queue.queued_in(&call.system, max).await?;
+            if queued >= max {
+                caps.counters.refused(LimitReason::QueueDepth, owner);
+                return Err(CallError::QueueFull {
+                    system: call.system.clone(),
+                    limit: max,
+                });
+            }
+        }
+        Ok(())
     }
 }
 

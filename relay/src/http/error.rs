@@ -73,6 +73,10 @@ impl IntoResponse for Problem {
         response
             .headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        response.extensions_mut().insert(super::audit::ProblemNote {
+            slug: self.slug,
+            call_id: self.call_id,
+        });
         response
     }
 }
@@ -111,6 +115,18 @@ pub(crate) enum ApiError {
     Call(Box<Problem>),
     /// The queue store has no room (503 + `Retry-After`); the text is logged.
     StoreFull(String),
+    /// The key's rate limit: a token comes after this long (429 + `Retry-After`).
+    RateLimited(std::time::Duration),
+    /// The key has this many calls queued or running, its cap (429 +
+    /// `Retry-After`).
+    TooManyInFlight(u32),
+    /// The system has this many calls queued, the cap (503 + `Retry-After`).
+    QueueFull {
+        /// The system.
+        system: String,
+        /// The cap.
+        limit: u64,
+    },
     /// A fault of the relay (500); the text is logged, never returned.
     Internal(String),
 }
@@ -190,6 +206,33 @@ impl ApiError {
                      [queue] max_size_mib reached); nothing was stored; retry later",
                 )
             }
+            Self::RateLimited(wait) => Problem::new(
+                S::TOO_MANY_REQUESTS,
+                "rate-limited",
+                "Rate limit reached",
+                format!(
+                    "the API key's rate limit is reached; the next request is accepted in {} ms",
+                    wait.as_millis()
+                ),
+            ),
+            Self::TooManyInFlight(cap) => Problem::new(
+                S::TOO_MANY_REQUESTS,
+                "too-many-in-flight",
+                "Too many calls in flight",
+                format!(
+                    "the API key has {cap} calls queued or running (its max_in_flight); \
+                     retry once some have finished"
+                ),
+            ),
+            Self::QueueFull { system, limit } => Problem::new(
+                S::SERVICE_UNAVAILABLE,
+                "queue-full",
+                "Queue full",
+                format!(
+                    "system {system:?} has {limit} calls waiting for an agent, the most the \
+                     relay queues; retry later"
+                ),
+            ),
             Self::Internal(cause) => {
                 tracing::error!(%cause, "internal error");
                 Problem::new(
@@ -206,16 +249,24 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let extra_header = match &self {
-            Self::Unauthorized => Some((header::WWW_AUTHENTICATE, "Bearer")),
-            Self::ShuttingDown => Some((header::RETRY_AFTER, "5")),
-            Self::StoreFull(_) => Some((header::RETRY_AFTER, "30")),
+            Self::Unauthorized => {
+                Some((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")))
+            }
+            Self::ShuttingDown => Some((header::RETRY_AFTER, HeaderValue::from_static("5"))),
+            Self::StoreFull(_) => Some((header::RETRY_AFTER, HeaderValue::from_static("30"))),
+            Self::RateLimited(wait) => {
+                // Whole seconds, rounded up: a client waiting that long finds a token.
+                let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                Some((header::RETRY_AFTER, HeaderValue::from(secs.max(1))))
+            }
+            Self::TooManyInFlight(_) | Self::QueueFull { .. } => {
+                Some((header::RETRY_AFTER, HeaderValue::from_static("5")))
+            }
             _ => None,
         };
         let mut response = self.problem().into_response();
         if let Some((name, value)) = extra_header {
-            response
-                .headers_mut()
-                .insert(name, HeaderValue::from_static(value));
+            response.headers_mut().insert(name, value);
         }
         response
     }
@@ -242,6 +293,8 @@ impl From<CallError> for ApiError {
                 call_id: record.id,
             },
             CallError::KeyMismatch => Self::IdempotencyMismatch,
+            CallError::TooManyInFlight(cap) => Self::TooManyInFlight(cap),
+            CallError::QueueFull { system, limit } => Self::QueueFull { system, limit },
             CallError::Store(error) => error.into(),
             error @ CallError::Vanished(_) => Self::Internal(error.to_string()),
         }

@@ -3,6 +3,7 @@
 
 mod actions;
 mod agent_connect;
+mod audit;
 mod calls;
 mod customers;
 mod error;
@@ -64,6 +65,7 @@ pub(crate) fn router(state: Arc<RelayState>) -> Router {
             "/v1/calls/{id}",
             get(calls::get_call).delete(calls::cancel_call),
         )
+        .route("/v1/audit", get(audit::list))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
@@ -78,6 +80,10 @@ pub(crate) fn router(state: Arc<RelayState>) -> Router {
         // Pass-through streams bodies under its own limit and answers with the
         // backend's own `Location`: outside the layers above.
         .merge(crate::passthrough::routes(passthrough::tunnel))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            audit::record_requests,
+        ))
         .layer(TraceLayer::new_for_http().make_span_with(request_span))
         .with_state(state)
 }

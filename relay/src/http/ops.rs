@@ -199,6 +199,8 @@ pub(crate) async fn metrics(
     }
     metrics.agents_connected.set(gauge(state.agents.count()));
     metrics.store_full_seen(state.queue.full_refusals());
+    metrics.catch_up(&metrics.audit_dropped, state.audit.dropped());
+    state.limits.counters.export(metrics);
     let mut response = metrics.encode().into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

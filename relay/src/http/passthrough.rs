@@ -49,7 +49,12 @@ pub(crate) async fn tunnel(State(state): State<Arc<RelayState>>, request: Reques
     );
     async move {
         let caller = match authenticate(&state, &request) {
-            Ok(caller) => caller,
+            Ok(caller) => {
+                if let Some(slot) = request.extensions().get::<super::audit::KeySlot>() {
+                    slot.set(&caller.name);
+                }
+                caller
+            }
             Err(error) => return error.into_response(),
         };
         match run(&state, &caller, hop, system, path, request).await {

@@ -38,6 +38,14 @@ pub(crate) fn rfc3339(time: OffsetDateTime) -> String {
 
 /// The HTTP answer for a call in its current state.
 pub(crate) fn answer(record: &CallRecord) -> Response {
+    let mut response = answer_only(record);
+    response
+        .extensions_mut()
+        .insert(super::audit::CallNote::of(record));
+    response
+}
+
+fn answer_only(record: &CallRecord) -> Response {
     match &record.state {
         CallState::Queued | CallState::Leased { .. } => pending(record),
         CallState::Succeeded => (StatusCode::OK, Json(CallBody::success(record))).into_response(),

@@ -18,8 +18,9 @@ use sha2::{Digest, Sha256};
 
 use super::ApiError;
 use crate::actions::sap_name;
-use crate::auth::{Scope, presented_secret};
+use crate::auth::{KeyLimits, Scope, presented_secret};
 use crate::calls::{Submission, Viewer};
+use crate::limits::LimitReason;
 use crate::passthrough::ForwardedCaller;
 use crate::queue::{CallKind, IdempotencyKey};
 use crate::state::{RelayState, Settings};
@@ -36,6 +37,7 @@ pub(crate) struct Caller {
     pub(crate) name: String,
     scope: Scope,
     operator: bool,
+    limits: KeyLimits,
 }
 
 impl Caller {
@@ -46,6 +48,8 @@ impl Caller {
             name: caller.name,
             scope: Scope::new(&caller.systems),
             operator: caller.operator,
+            // Limited where the client called (each replica limits its own).
+            limits: KeyLimits::default(),
         }
     }
 
@@ -56,6 +60,11 @@ impl Caller {
             systems: self.scope.systems(),
             operator: self.operator,
         }
+    }
+
+    /// Whether the key holds the operator scope.
+    pub(crate) fn is_operator(&self) -> bool {
+        self.operator
     }
 
     /// Whether the key may call `system`.
@@ -72,11 +81,12 @@ impl Caller {
         }
     }
 
-    /// Checks that the key may call `system` and that the system exists.
+    /// Checks that the key may call `system`, that the system exists, and takes a
+    /// token of the key's rate limit (every request to a system makes work for it).
     ///
     /// # Errors
     /// 403 out of scope (checked first, so a scoped key learns nothing about other
-    /// systems), 404 unknown system.
+    /// systems), 404 unknown system, 429 past the key's rate.
     pub(crate) fn check_system(&self, state: &RelayState, system: &str) -> Result<(), ApiError> {
         if !self.covers(system) {
             return Err(ApiError::Forbidden(format!(
@@ -85,6 +95,15 @@ impl Caller {
         }
         if !state.systems.contains(system) {
             return Err(ApiError::UnknownSystem(system.to_owned()));
+        }
+        if let Some(rate) = self.limits.rate
+            && let Err(wait) = state
+                .limits
+                .rates
+                .check(&self.name, rate, std::time::Instant::now())
+        {
+            state.limits.counters.refused(LimitReason::Rate, &self.name);
+            return Err(ApiError::RateLimited(wait));
         }
         Ok(())
     }
@@ -97,7 +116,11 @@ impl FromRequestParts<Arc<RelayState>> for Caller {
         parts: &mut Parts,
         state: &Arc<RelayState>,
     ) -> Result<Self, Self::Rejection> {
-        Self::from_headers(state, &parts.headers)
+        let caller = Self::from_headers(state, &parts.headers)?;
+        if let Some(slot) = parts.extensions.get::<super::audit::KeySlot>() {
+            slot.set(&caller.name);
+        }
+        Ok(caller)
     }
 }
 
@@ -117,6 +140,7 @@ impl Caller {
             name: credential.name.clone(),
             scope: credential.scope.clone(),
             operator: credential.operator,
+            limits: credential.limits,
         })
     }
 }
@@ -337,6 +361,7 @@ mod tests {
         let state = RelayState::new(
             &RelayConfig::default(),
             Arc::new(crate::queue::memory::MemoryQueue::new()),
+            crate::audit::AuditLog::detached(),
             Default::default(),
         );
         state.settings

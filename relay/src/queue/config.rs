@@ -52,6 +52,11 @@ pub struct QueueConfig {
     /// `503` with `Retry-After` and `/readyz` answers `503` until space is free
     /// again (results purged, the limit raised).
     pub max_size_mib: Option<u64>,
+    /// The most calls queued for one system (default: no limit). Past it a new
+    /// call for that system answers `503` with `Retry-After` (problem type
+    /// `queue-full`); calls already queued are untouched. Counted in the store, so
+    /// it holds across replicas.
+    pub max_depth_per_system: Option<u64>,
 }
 
 impl Default for QueueConfig {
@@ -63,6 +68,7 @@ impl Default for QueueConfig {
             url: None,
             idempotency_retention_secs: 86_400,
             max_size_mib: None,
+            max_depth_per_system: None,
         }
     }
 }
@@ -244,6 +250,9 @@ impl QueueConfig {
                 );
             }
             _ => {}
+        }
+        if self.max_depth_per_system == Some(0) {
+            return out("queue.max_depth_per_system", "must be at least 1");
         }
         Ok(())
     }

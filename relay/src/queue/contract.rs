@@ -17,8 +17,8 @@ use super::postgres::PostgresQueue;
 use super::postgres::testdb::TestDatabase;
 use super::sqlite::{SqliteOptions, SqliteQueue};
 use super::{
-    CallKind, CallState, Cancelled, Claimant, Completion, Enqueued, IdempotencyKey, NewCall, Queue,
-    Retention, Taker,
+    AuditFilter, AuditRecord, CallKind, CallState, Cancelled, Claimant, Completion, Enqueued,
+    IdempotencyKey, NewCall, Queue, Retention, Taker,
 };
 
 /// A store under test, with the directory its file lives in or its database (if
@@ -104,6 +104,7 @@ pub(super) fn retention(days: i64) -> Retention {
         results: Duration::days(days),
         idempotency: Duration::days(days),
         owner_hold: HOLD,
+        audit: Duration::days(90),
     }
 }
 
@@ -190,7 +191,163 @@ for_every_store!(
     units_carry_the_time_left_to_start,
     the_owner_stays_with_the_call,
     the_backlog_per_system_counts_queued_calls_and_their_oldest,
+    audit_records_page_filter_and_purge,
+    open_calls_are_counted_by_owner_and_queued_ones_by_system,
 );
+
+async fn open_calls_are_counted_by_owner_and_queued_ones_by_system(q: &dyn Queue) {
+    for (id, system, owner) in [
+        ("a", "PRD", "flow"),
+        ("b", "PRD", "flow"),
+        ("c", "QAS", "flow"),
+        ("d", "PRD", "other"),
+    ] {
+        let mut call = new_call(id, system, Duration::hours(1));
+        call.owner = Some(owner.into());
+        q.enqueue(call).await.unwrap();
+    }
+    assert_eq!(q.open_calls_of("flow", 10).await.unwrap(), 3);
+    assert_eq!(
+        q.open_calls_of("flow", 2).await.unwrap(),
+        2,
+        "counts up to the cap"
+    );
+    assert_eq!(q.open_calls_of("nobody", 10).await.unwrap(), 0);
+    assert_eq!(q.queued_in("PRD", 10).await.unwrap(), 3);
+    assert_eq!(q.queued_in("PRD", 1).await.unwrap(), 1);
+    // Leased calls are still open but no longer queued; final ones are neither.
+    let units = q.claim(&prd(), by("s1", "A"), 1, later()).await.unwrap();
+    assert_eq!(units[0].call_id, "a");
+    assert_eq!(q.open_calls_of("flow", 10).await.unwrap(), 3);
+    assert_eq!(q.queued_in("PRD", 10).await.unwrap(), 2);
+    q.complete("a", 1, "s1", "A", ok()).await.unwrap();
+    assert!(matches!(q.cancel("c").await.unwrap(), Cancelled::Done(_)));
+    assert_eq!(q.open_calls_of("flow", 10).await.unwrap(), 1);
+    assert_eq!(q.queued_in("QAS", 10).await.unwrap(), 0);
+}
+
+/// An audit record of `event` at `at`, with every field set.
+fn audit_record(event: &str, at: OffsetDateTime, system: &str, outcome: &str) -> AuditRecord {
+    let mut record = AuditRecord::new(event, at, outcome);
+    record.key = Some(format!("key-{system}"));
+    record.client = Some("192.0.2.7".into());
+    record.system = Some(system.into());
+    record.method = Some("POST".into());
+    record.target = Some("STFC_CONNECTION".into());
+    record.call_id = Some(format!("c_{outcome}_{system}"));
+    record.status = Some(200);
+    record.duration_ms = Some(12);
+    record.agent = Some("agent-1".into());
+    record.detail = Some("d".into());
+    record
+}
+
+async fn audit_records_page_filter_and_purge(q: &dyn Queue) {
+    let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+    let old = now - Duration::days(100);
+    q.append_audit(vec![
+        audit_record("request", old, "PRD", "succeeded"),
+        audit_record("request", now, "PRD", "forbidden"),
+    ])
+    .await
+    .unwrap();
+    q.append_audit(vec![
+        audit_record("call", now, "QAS", "not-allowed"),
+        AuditRecord::new("config", now + Duration::seconds(1), "ok"),
+    ])
+    .await
+    .unwrap();
+    q.append_audit(Vec::new()).await.unwrap();
+
+    let all = q
+        .audit(AuditFilter {
+            limit: 100,
+            ..AuditFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 4);
+    assert!(all.windows(2).all(|w| w[0].seq < w[1].seq), "storing order");
+    let mut expected = audit_record("request", old, "PRD", "succeeded");
+    expected.seq = all[0].seq;
+    assert_eq!(all[0], expected, "every field survives the store");
+    assert_eq!(all[3].key, None);
+    assert_eq!(all[3].event, "config");
+
+    // Pages of two, after the cursor.
+    let page = |after: Option<i64>| AuditFilter {
+        after,
+        limit: 2,
+        ..AuditFilter::default()
+    };
+    let first = q.audit(page(None)).await.unwrap();
+    let second = q.audit(page(Some(first[1].seq))).await.unwrap();
+    let third = q.audit(page(Some(second[1].seq))).await.unwrap();
+    assert_eq!((first.len(), second.len(), third.len()), (2, 2, 0));
+    assert_eq!(second[0], all[2]);
+
+    // Filters.
+    let by = |filter: AuditFilter| async move {
+        let filter = AuditFilter {
+            limit: 100,
+            ..filter
+        };
+        q.audit(filter)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.seq)
+            .collect::<Vec<_>>()
+    };
+    let seqs: Vec<i64> = all.iter().map(|r| r.seq).collect();
+    assert_eq!(
+        by(AuditFilter {
+            system: Some("PRD".into()),
+            ..AuditFilter::default()
+        })
+        .await,
+        seqs[..2]
+    );
+    assert_eq!(
+        by(AuditFilter {
+            key: Some("key-QAS".into()),
+            ..AuditFilter::default()
+        })
+        .await,
+        [seqs[2]]
+    );
+    assert_eq!(
+        by(AuditFilter {
+            outcome: Some("forbidden".into()),
+            ..AuditFilter::default()
+        })
+        .await,
+        [seqs[1]]
+    );
+    assert_eq!(
+        by(AuditFilter {
+            call_id: Some("c_not-allowed_QAS".into()),
+            ..AuditFilter::default()
+        })
+        .await,
+        [seqs[2]]
+    );
+    assert_eq!(
+        by(AuditFilter {
+            from: Some(now),
+            to: Some(now + Duration::seconds(1)),
+            ..AuditFilter::default()
+        })
+        .await,
+        seqs[1..3],
+        "from is inclusive, to exclusive"
+    );
+
+    // Retention: the record of 100 days ago goes, the others stay.
+    assert_eq!(q.purge_audit(now - Duration::days(90)).await.unwrap(), 1);
+    assert_eq!(by(AuditFilter::default()).await, seqs[1..]);
+    assert_eq!(q.purge_audit(now - Duration::days(90)).await.unwrap(), 0);
+}
 
 async fn claims_oldest_first_and_respects_max(q: &dyn Queue) {
     for id in ["a", "b", "c"] {
@@ -272,6 +429,11 @@ async fn reaper_requeues_expires_and_purges(q: &dyn Queue) {
     let now = OffsetDateTime::now_utc();
     let reaped = q.reap(now, retention(1)).await.unwrap();
     assert_eq!((reaped.requeued, reaped.expired), (1, 1));
+    assert_eq!(
+        reaped.ended,
+        ["old"],
+        "the calls the pass ended, for the audit log"
+    );
     assert_eq!(
         q.get("old").await.unwrap().unwrap().state,
         CallState::Expired
@@ -356,6 +518,7 @@ async fn idempotency_keys_are_kept_for_their_retention(q: &dyn Queue) {
         results: Duration::seconds(1),
         idempotency: Duration::hours(1),
         owner_hold: HOLD,
+        audit: Duration::days(90),
     };
     // Past the result retention but within the key's: the call stays.
     let soon = OffsetDateTime::now_utc() + Duration::minutes(1);
@@ -511,8 +674,10 @@ async fn stats_follow_every_change_of_state(q: &dyn Queue) {
     assert_eq!(counts(q).await, (1, 0, 0, 0, 2, 0));
     let reaped = q
         .reap(now + Duration::days(2) + HOLD * 2, retention(1))
-        .await;
-    assert_eq!(reaped.unwrap().failed_unknown, 1);
+        .await
+        .unwrap();
+    assert_eq!(reaped.failed_unknown, 1);
+    assert_eq!(reaped.ended, ["c"]);
     assert_eq!(counts(q).await, (0, 0, 0, 1, 2, 0));
 }
 

@@ -18,9 +18,9 @@ use sapbridge_proto::{Outcome, Unit};
 use time::OffsetDateTime;
 
 use super::{
-    CallEnd, CallRecord, CallState, Cancelled, Claimant, Completion, Enqueued, Holder,
-    IdempotencyKey, NewCall, Overdue, Queue, QueueError, QueueStats, Reaped, Retention, Signals,
-    SystemBacklog, Verdict, lease_lapsed_outcome,
+    AuditFilter, AuditRecord, CallEnd, CallRecord, CallState, Cancelled, Claimant, Completion,
+    Enqueued, Holder, IdempotencyKey, NewCall, Overdue, Queue, QueueError, QueueStats, Reaped,
+    Retention, Signals, SystemBacklog, Verdict, lease_lapsed_outcome,
 };
 
 /// The in-memory queue.
@@ -52,6 +52,9 @@ struct Inner {
     /// Stored calls by state.
     counts: QueueStats,
     next_seq: u64,
+    /// The audit log, in storing order.
+    audit: std::collections::VecDeque<AuditRecord>,
+    next_audit: i64,
 }
 
 impl MemoryQueue {
@@ -416,6 +419,7 @@ impl Queue for MemoryQueue {
         for (id, verdict) in overdue {
             if verdict == Overdue::Expire {
                 inner.finish(&id, CallState::Expired, now);
+                reaped.ended.push(id.clone());
                 finished.push(id);
                 reaped.expired += 1;
                 continue;
@@ -428,6 +432,7 @@ impl Queue for MemoryQueue {
             record.outcome = Some(outcome.clone());
             let attempts = record.attempts;
             inner.finish(&id, CallState::Failed, now);
+            reaped.ended.push(id.clone());
             ended.push((
                 id,
                 CallEnd {
@@ -501,6 +506,54 @@ impl Queue for MemoryQueue {
 
     async fn ping(&self) -> Result<(), QueueError> {
         Ok(())
+    }
+
+    async fn open_calls_of(&self, owner: &str, cap: u64) -> Result<u64, QueueError> {
+        let inner = self.lock();
+        let open = inner
+            .calls
+            .values()
+            .filter(|(_, r)| !r.state.is_final() && r.owner.as_deref() == Some(owner))
+            .take(usize::try_from(cap).unwrap_or(usize::MAX))
+            .count();
+        Ok(open as u64)
+    }
+
+    async fn queued_in(&self, system: &str, cap: u64) -> Result<u64, QueueError> {
+        let inner = self.lock();
+        let queued = inner.queued.get(system).map_or(0, BTreeMap::len) as u64;
+        Ok(queued.min(cap))
+    }
+
+    async fn append_audit(&self, records: Vec<AuditRecord>) -> Result<(), QueueError> {
+        let mut inner = self.lock();
+        for mut record in records {
+            inner.next_audit += 1;
+            record.seq = inner.next_audit;
+            inner.audit.push_back(record);
+        }
+        Ok(())
+    }
+
+    async fn audit(&self, filter: AuditFilter) -> Result<Vec<AuditRecord>, QueueError> {
+        let inner = self.lock();
+        let start = inner
+            .audit
+            .partition_point(|r| filter.after.is_some_and(|after| r.seq <= after));
+        Ok(inner
+            .audit
+            .range(start..)
+            .filter(|r| filter.matches(r))
+            .take(filter.page_size())
+            .cloned()
+            .collect())
+    }
+
+    async fn purge_audit(&self, before: OffsetDateTime) -> Result<usize, QueueError> {
+        let mut inner = self.lock();
+        let old = inner.audit.len();
+        inner.audit.retain(|r| r.at >= before);
+        Ok(old - inner.audit.len())
     }
 
     fn signals(&self) -> &Arc<Signals> {

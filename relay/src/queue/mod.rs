@@ -38,6 +38,7 @@
 //! commit; survives `kill -9`) and [`postgres`] (one database shared by any number
 //! of relay replicas). [`open`] picks one from the [`QueueConfig`].
 
+pub(crate) mod audit;
 pub(crate) mod config;
 #[cfg(test)]
 mod contract;
@@ -57,6 +58,7 @@ use async_trait::async_trait;
 use sapbridge_proto::{CallResult, CommitPolicy, ErrorGroup, FunctionCall, Outcome, Unit, UnitRef};
 use time::OffsetDateTime;
 
+pub(crate) use audit::{AuditFilter, AuditRecord};
 pub(crate) use config::{QueueConfig, StoreKind};
 pub(crate) use kind::{ActionStep, CallKind};
 pub(crate) use lease::{
@@ -400,7 +402,7 @@ pub(crate) enum Cancelled {
 }
 
 /// What one reaper pass changed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Reaped {
     /// Leases past their `until`, returned to the queue.
     pub(crate) requeued: usize,
@@ -414,6 +416,9 @@ pub(crate) struct Reaped {
     /// Idempotency keys past their retention, forgotten (a new request with such a
     /// key creates a new call).
     pub(crate) keys_forgotten: usize,
+    /// The calls this pass ended (expired, or failed with `OUTCOME_UNKNOWN`), for
+    /// the audit log.
+    pub(crate) ended: Vec<String>,
 }
 
 /// How long a store keeps what is finished; passed to every [`Queue::reap`].
@@ -428,6 +433,8 @@ pub(crate) struct Retention {
     /// A call whose lease ended without an outcome is held this long for its
     /// agent (which knows whether it started) before others may take it in doubt.
     pub(crate) owner_hold: time::Duration,
+    /// Audit records are kept this long after they happened.
+    pub(crate) audit: time::Duration,
 }
 
 /// A system's queued calls, for metrics.
@@ -620,6 +627,25 @@ pub(crate) trait Queue: Send + Sync + 'static {
     async fn leave(&self) -> Result<(), QueueError> {
         Ok(())
     }
+
+    /// How many calls of `owner` are queued or leased, counting no further than
+    /// `cap` (a key's `max_in_flight`).
+    async fn open_calls_of(&self, owner: &str, cap: u64) -> Result<u64, QueueError>;
+
+    /// How many calls of `system` are queued, counting no further than `cap`
+    /// (`[queue] max_depth_per_system`).
+    async fn queued_in(&self, system: &str, cap: u64) -> Result<u64, QueueError>;
+
+    /// Appends audit records (numbering them in the order given) in one write.
+    async fn append_audit(&self, records: Vec<AuditRecord>) -> Result<(), QueueError>;
+
+    /// The audit records `filter` selects, in storing order, at most
+    /// [`AuditFilter::page_size`].
+    async fn audit(&self, filter: AuditFilter) -> Result<Vec<AuditRecord>, QueueError>;
+
+    /// Deletes the audit records of before `before` (the audit retention); returns
+    /// how many.
+    async fn purge_audit(&self, before: OffsetDateTime) -> Result<usize, QueueError>;
 
     /// The wake-up signals this store fires.
     fn signals(&self) -> &Arc<Signals>;

@@ -33,6 +33,9 @@ pub(crate) struct SessionContext {
     /// The session's hold on its agent token: revoked when the relay's keys no
     /// longer let the token serve one of the session's systems.
     pub(crate) hold: Hold,
+    /// Where the ends of the calls this session reports are recorded (none in
+    /// tests of the session alone).
+    pub(crate) audit: Option<Arc<crate::audit::AuditLog>>,
 }
 
 impl SessionContext {

@@ -61,6 +61,7 @@ pub(crate) struct Sessions {
     shutdown: CancellationToken,
     tracker: TaskTracker,
     metrics: Arc<Metrics>,
+    audit: Option<Arc<crate::audit::AuditLog>>,
 }
 
 impl Sessions {
@@ -82,7 +83,14 @@ impl Sessions {
             shutdown,
             tracker: TaskTracker::new(),
             metrics,
+            audit: None,
         }
+    }
+
+    /// Records the end of every call a session reports an outcome for in `audit`.
+    pub(crate) fn with_audit(mut self, audit: Arc<crate::audit::AuditLog>) -> Self {
+        self.audit = Some(audit);
+        self
     }
 
     /// Upgrades an agent's connection, authenticated by `token`, to a WebSocket
@@ -178,6 +186,7 @@ impl Sessions {
                 shutdown: self.shutdown.clone(),
                 metrics: Arc::clone(&self.metrics),
                 hold,
+                audit: self.audit.clone(),
             };
             dispatch::serve(&ctx, registration.session(), &mut sink, &mut stream).await;
         }

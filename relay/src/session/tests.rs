@@ -57,6 +57,7 @@ impl Harness {
             credits,
         };
         let ctx = SessionContext {
+            audit: None,
             session_id: "s_test".into(),
             function_systems: hello.function_systems(),
             hello,

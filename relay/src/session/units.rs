@@ -104,6 +104,9 @@ pub(super) async fn store_outcome(
     {
         Ok(Completion::Stored) => {
             tracing::debug!("outcome stored");
+            if let Some(audit) = &ctx.audit {
+                audit.call_ended(call_id);
+            }
             Stored::Final { state, refusal }
         }
         Ok(Completion::Requeued) => {

@@ -31,6 +31,7 @@
 //! changes fail while the database is down and work again once it is back.
 
 mod agents;
+mod audit;
 mod batch;
 mod counts;
 mod listen;
@@ -54,8 +55,8 @@ use tokio_postgres::NoTls;
 
 use super::config::DatabaseUrl;
 use super::{
-    CallRecord, Cancelled, Claimant, Completion, Enqueued, ListedAgent, NewCall, PeerReplica,
-    Queue, QueueError, QueueStats, Reaped, Retention, Signals, SystemBacklog,
+    AuditFilter, AuditRecord, CallRecord, Cancelled, Claimant, Completion, Enqueued, ListedAgent,
+    NewCall, PeerReplica, Queue, QueueError, QueueStats, Reaped, Retention, Signals, SystemBacklog,
 };
 use batch::{ClaimJob, CompleteJob, Job, Shared, Writer};
 use ops::Effects;
@@ -340,6 +341,34 @@ impl Queue for PostgresQueue {
             .await
             .map_err(store_error)?;
         Ok(())
+    }
+
+    async fn open_calls_of(&self, owner: &str, cap: u64) -> Result<u64, QueueError> {
+        let client = self.client().await?;
+        audit::open_calls_of(&**client, owner, cap).await
+    }
+
+    async fn queued_in(&self, system: &str, cap: u64) -> Result<u64, QueueError> {
+        let client = self.client().await?;
+        audit::queued_in(&**client, system, cap).await
+    }
+
+    async fn append_audit(&self, records: Vec<AuditRecord>) -> Result<(), QueueError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let client = self.client().await?;
+        audit::append(&**client, &records).await
+    }
+
+    async fn audit(&self, filter: AuditFilter) -> Result<Vec<AuditRecord>, QueueError> {
+        let client = self.client().await?;
+        audit::page(&**client, &filter).await
+    }
+
+    async fn purge_audit(&self, before: OffsetDateTime) -> Result<usize, QueueError> {
+        let client = self.client().await?;
+        audit::purge(&**client, before).await
     }
 
     async fn publish_agents(&self, agents: Vec<ListedAgent>) -> Result<(), QueueError> {

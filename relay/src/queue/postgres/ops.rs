@@ -430,6 +430,8 @@ async fn end_overdue(
     }
     reaped.expired = expired.len();
     reaped.failed_unknown = failed.len();
+    reaped.ended.extend(expired.iter().cloned());
+    reaped.ended.extend(failed.iter().map(|(id, _)| id.clone()));
     let (expired_n, failed_n) = (i64::try_from(expired.len()), i64::try_from(failed.len()));
     effects
         .finals

@@ -22,7 +22,7 @@ use super::super::QueueError;
 use super::rows::store_error;
 
 /// The schema version this relay writes.
-pub(super) const SCHEMA_VERSION: i32 = 2;
+pub(super) const SCHEMA_VERSION: i32 = 3;
 
 /// The advisory lock key that serialises migrations (`"sapbridg"` in ASCII).
 const MIGRATION_LOCK: i64 = 0x7361_7062_7269_6467;
@@ -96,8 +96,34 @@ ALTER TABLE sapbridge_replicas ADD COLUMN address text;
 ALTER TABLE sapbridge_agent_sessions ADD COLUMN http_systems text[] NOT NULL DEFAULT '{}';
 ";
 
+/// Version 3: the audit log (see `queue::audit`), numbered in storing order,
+/// `at` in Unix nanoseconds, purged by `at`; and the index that counts a key's
+/// open calls (its `max_in_flight`).
+const V3: &str = "
+CREATE TABLE sapbridge_audit (
+    seq          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at           bigint  NOT NULL,
+    event        text    NOT NULL,
+    key          text,
+    client       text,
+    system       text,
+    method       text,
+    target       text,
+    call_id      text,
+    outcome      text    NOT NULL,
+    status       integer,
+    duration_ms  bigint,
+    agent        text,
+    detail       text
+);
+CREATE INDEX sapbridge_audit_at ON sapbridge_audit (at);
+CREATE INDEX sapbridge_audit_call ON sapbridge_audit (call_id) WHERE call_id IS NOT NULL;
+CREATE INDEX sapbridge_calls_open_by_owner ON sapbridge_calls (owner)
+    WHERE state IN ('queued', 'leased');
+";
+
 /// The migrations: `MIGRATIONS[i]` takes version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1, V2];
+const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// Brings the database to [`SCHEMA_VERSION`] under the migration lock; returns the
 /// version found before (0 for an empty database).

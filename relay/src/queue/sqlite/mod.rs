@@ -16,6 +16,7 @@
 //! Durability follows [`Durability`]: `synchronous = NORMAL` (survives a process
 //! crash) or `FULL` (also survives a power loss).
 
+mod audit;
 mod checkpoint;
 mod counts;
 mod ops;
@@ -35,8 +36,8 @@ use time::OffsetDateTime;
 
 use super::config::Durability;
 use super::{
-    CallRecord, Cancelled, Claimant, Completion, Enqueued, NewCall, Queue, QueueError, QueueStats,
-    Reaped, Retention, Signals, SystemBacklog,
+    AuditFilter, AuditRecord, CallRecord, Cancelled, Claimant, Completion, Enqueued, NewCall,
+    Queue, QueueError, QueueStats, Reaped, Retention, Signals, SystemBacklog,
 };
 use counts::FinalCounts;
 use writer::{Placement, Space, Writer};
@@ -345,6 +346,38 @@ impl Queue for SqliteQueue {
 
     fn full_refusals(&self) -> u64 {
         self.space.refusals()
+    }
+
+    async fn open_calls_of(&self, owner: &str, cap: u64) -> Result<u64, QueueError> {
+        let owner = owner.to_owned();
+        self.read(move |conn| audit::open_calls_of(conn, &owner, cap))
+            .await
+    }
+
+    async fn queued_in(&self, system: &str, cap: u64) -> Result<u64, QueueError> {
+        let system = system.to_owned();
+        self.read(move |conn| audit::queued_in(conn, &system, cap))
+            .await
+    }
+
+    async fn append_audit(&self, records: Vec<AuditRecord>) -> Result<(), QueueError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.writer
+            .write(move |conn, effects| audit::append(conn, effects, &records))
+            .await
+    }
+
+    async fn audit(&self, filter: AuditFilter) -> Result<Vec<AuditRecord>, QueueError> {
+        self.read(move |conn| audit::page(conn, &filter)).await
+    }
+
+    async fn purge_audit(&self, before: OffsetDateTime) -> Result<usize, QueueError> {
+        let before = rows::nanos(before);
+        self.writer
+            .write(move |conn, effects| audit::purge(conn, effects, before))
+            .await
     }
 
     fn signals(&self) -> &Arc<Signals> {

@@ -483,6 +483,7 @@ fn end_overdue(
                 )?
                 .execute(params![id, now_n])?;
                 effects.finals.add(&CallState::Expired, 1);
+                reaped.ended.push(id.clone());
                 effects.finished.push(id);
                 reaped.expired += 1;
             }
@@ -494,6 +495,7 @@ fn end_overdue(
                 )?
                 .execute(params![id, now_n, outcome_json(&outcome)?])?;
                 effects.finals.add(&CallState::Failed, 1);
+                reaped.ended.push(id.clone());
                 effects.ended.push((
                     id,
                     CallEnd {

@@ -13,6 +13,11 @@
 //!   version 3 without an idempotency key).
 //! - `idempotency_keys`: the keys still enforced, each naming its call and the
 //!   request fingerprint it was first used with. The reaper forgets them.
+//! - `audit`: the audit log (see `queue::audit`), numbered by `seq` in storing
+//!   order; `at` in Unix nanoseconds. The reaper purges it by `at`.
+//!
+//! `calls_open_by_owner` counts a key's calls queued or leased (its
+//! `max_in_flight`); a system's queued calls are counted on the claim's index.
 
 use std::time::Duration;
 
@@ -22,7 +27,7 @@ use super::super::QueueError;
 use super::super::config::Durability;
 
 /// The schema version this relay writes.
-pub(super) const SCHEMA_VERSION: i64 = 4;
+pub(super) const SCHEMA_VERSION: i64 = 5;
 
 /// How long a statement waits for a lock held by another connection.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -33,7 +38,36 @@ const STATEMENT_CACHE: usize = 64;
 /// The WAL is truncated to this size after a checkpoint.
 const JOURNAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 
-const SCHEMA: &str = "
+/// Version 5: the audit log's table, and the index that counts a key's open calls
+/// (its `max_in_flight`); in the schema and in the migration to it.
+macro_rules! audit_table {
+    () => {
+        "
+CREATE TABLE audit (
+    seq          INTEGER PRIMARY KEY,
+    at           INTEGER NOT NULL,
+    event        TEXT    NOT NULL,
+    key          TEXT,
+    client       TEXT,
+    system       TEXT,
+    method       TEXT,
+    target       TEXT,
+    call_id      TEXT,
+    outcome      TEXT    NOT NULL,
+    status       INTEGER,
+    duration_ms  INTEGER,
+    agent        TEXT,
+    detail       TEXT
+);
+CREATE INDEX audit_at ON audit (at);
+CREATE INDEX audit_call ON audit (call_id) WHERE call_id IS NOT NULL;
+CREATE INDEX calls_open_by_owner ON calls (owner) WHERE state IN ('queued', 'leased');
+"
+    };
+}
+
+const SCHEMA: &str = concat!(
+    "
 CREATE TABLE calls (
     seq              INTEGER PRIMARY KEY,
     id               TEXT    NOT NULL UNIQUE,
@@ -71,7 +105,9 @@ CREATE TABLE idempotency_keys (
 ) WITHOUT ROWID;
 CREATE INDEX idempotency_keys_call ON idempotency_keys (call_id);
 CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at);
-";
+",
+    audit_table!()
+);
 
 /// From version 1: the claim's index (added late to version 1 files), without the
 /// indexes every write paid for and no hot read needs. Version 1's
@@ -102,9 +138,17 @@ ALTER TABLE calls ADD COLUMN lease_agent TEXT;
 ALTER TABLE calls ADD COLUMN hold_until INTEGER;
 ";
 
+/// From version 4: the audit log.
+const MIGRATE_FROM_4: &str = audit_table!();
+
 /// The migrations, each from the version before it: `MIGRATIONS[i]` migrates
 /// version `i + 1` to `i + 2`.
-const MIGRATIONS: &[&str] = &[MIGRATE_FROM_1, MIGRATE_FROM_2, MIGRATE_FROM_3];
+const MIGRATIONS: &[&str] = &[
+    MIGRATE_FROM_1,
+    MIGRATE_FROM_2,
+    MIGRATE_FROM_3,
+    MIGRATE_FROM_4,
+];
 
 /// Settings every connection gets.
 pub(super) fn configure(conn: &Connection) -> Result<(), QueueError> {

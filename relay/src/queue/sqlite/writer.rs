@@ -57,6 +57,9 @@ pub(super) struct Effects {
     pub(super) finals: FinalDelta,
     /// Changes of the batch refused for want of space.
     refused: u64,
+    /// Changes of the batch to the audit log: small rows that fit where a call
+    /// would not, so their commit does not prove the store has room again.
+    pub(super) audit_changes: usize,
 }
 
 impl Effects {
@@ -66,6 +69,7 @@ impl Effects {
         self.ended.extend(other.ended);
         self.handed.extend(other.handed);
         self.finals.absorb(other.finals);
+        self.audit_changes += other.audit_changes;
     }
 
     /// The changes were not committed: the takers get their credits back.
@@ -225,10 +229,12 @@ impl Space {
         self.refusals.load(Ordering::Relaxed)
     }
 
-    fn after_batch(&self, refused: u64) {
+    /// Notes a batch's refusals; `room_shown`: it held a change other than the
+    /// audit log's, which alone may clear the flag.
+    fn after_batch(&self, refused: u64, room_shown: bool) {
         if refused > 0 && !self.full.swap(true, Ordering::Relaxed) {
             tracing::error!("the queue store is full: new calls answer 503 until space is free");
-        } else if refused == 0 && self.full.swap(false, Ordering::Relaxed) {
+        } else if refused == 0 && room_shown && self.full.swap(false, Ordering::Relaxed) {
             tracing::warn!("the queue store has room again");
         }
         self.refusals.fetch_add(refused, Ordering::Relaxed);
@@ -417,7 +423,8 @@ impl Batcher {
             Err(QueueError::Full(_)) => self.batch.len() as u64,
             _ => effects.refused,
         };
-        self.space.after_batch(refused);
+        let room_shown = self.batch.len() > effects.audit_changes;
+        self.space.after_batch(refused, room_shown);
         match &committed {
             Ok(()) => effects.fire(&self.signals, &self.finals),
             Err(error) => {
