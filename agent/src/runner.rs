@@ -93,9 +93,17 @@ impl UnitRunner {
                 return;
             }
         }
+        // The relay's traceparent is believed only as far as it parses (W3C).
+        let trace_id = unit
+            .traceparent
+            .as_deref()
+            .and_then(sapbridge_proto::TraceParent::parse)
+            .map(|t| t.trace_id_hex())
+            .unwrap_or_default();
         let span = info_span!("unit", call_id = %unit.call_id, system = %unit.system,
             attempt = unit.attempt, calls = unit.calls.len(),
-            function = %unit.calls.first().map_or("", |c| c.function.as_str()));
+            function = %unit.calls.first().map_or("", |c| c.function.as_str()),
+            trace_id = %trace_id);
         let systems = self.systems.clone();
         let store = self.store.clone();
         let read_only = self.read_only.unit_is_read_only(&unit);
@@ -338,6 +346,7 @@ mod tests {
             in_doubt: false,
             calls: Vec::new(),
             commit: CommitPolicy::CommitOnSuccess,
+            traceparent: None,
         }
     }
 

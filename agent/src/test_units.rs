@@ -25,6 +25,7 @@ pub(crate) fn unit_with(
             })
             .collect(),
         commit,
+        traceparent: None,
     }
 }
 

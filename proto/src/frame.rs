@@ -83,6 +83,9 @@ pub struct UnitRef<'a> {
     pub calls: &'a [FunctionCall],
     /// See [`Unit::commit`].
     pub commit: CommitPolicy,
+    /// See [`Unit::traceparent`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<&'a str>,
 }
 
 impl UnitRef<'_> {
@@ -96,6 +99,7 @@ impl UnitRef<'_> {
             in_doubt: self.in_doubt,
             calls: self.calls.to_vec(),
             commit: self.commit,
+            traceparent: self.traceparent.map(str::to_owned),
         }
     }
 }
@@ -110,6 +114,7 @@ impl<'a> From<&'a Unit> for UnitRef<'a> {
             in_doubt: unit.in_doubt,
             calls: &unit.calls,
             commit: unit.commit,
+            traceparent: unit.traceparent.as_deref(),
         }
     }
 }

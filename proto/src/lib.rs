@@ -38,6 +38,7 @@ mod outbox;
 mod passthrough;
 mod secret;
 mod tag_first;
+mod trace;
 pub mod v1;
 mod work;
 
@@ -59,6 +60,7 @@ pub use passthrough::{
     INITIAL_WINDOW_CHUNKS, WireHeader, header_value_from_wire, header_value_to_wire, is_hop_by_hop,
 };
 pub use secret::Secret;
+pub use trace::TraceParent;
 pub use work::{CallResult, CommitPolicy, FunctionCall, Outcome, TransactionOutcome, Unit};
 
 /// The protocol version this build speaks; checked in the hello. Version 2 made the

@@ -284,6 +284,9 @@ mod tests {
                         parameters: params.clone(),
                     }],
                     commit: CommitPolicy::CommitOnSuccess,
+                    traceparent: Some(
+                        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into(),
+                    ),
                 },
             },
             RelayMessage::Ack {

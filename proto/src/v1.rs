@@ -77,6 +77,8 @@ mod tests {
             in_doubt: false,
             calls: &[],
             commit: CommitPolicy::CommitOnSuccess,
+            // Not part of version 1's layout: never sent to such agents.
+            traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
         }
     }
 

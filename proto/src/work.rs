@@ -80,6 +80,11 @@ pub struct Unit {
     pub calls: Vec<FunctionCall>,
     /// What happens after the calls.
     pub commit: CommitPolicy,
+    /// The W3C `traceparent` of the call (the relay's span of the client's trace),
+    /// for the agent's logs. Untrusted: the agent parses it again and ignores what
+    /// does not parse. Older agents ignore the field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 /// The result of one call within a unit.

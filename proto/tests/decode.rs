@@ -76,9 +76,10 @@ fn unit() -> impl Strategy<Value = Unit> {
             Just(CommitPolicy::CommitOnSuccess),
             Just(CommitPolicy::Rollback)
         ],
+        prop::option::of(".{0,60}"),
     )
         .prop_map(
-            |(call_id, attempt, system, deadline_ms, in_doubt, calls, commit)| Unit {
+            |(call_id, attempt, system, deadline_ms, in_doubt, calls, commit, traceparent)| Unit {
                 call_id,
                 attempt,
                 system,
@@ -86,6 +87,7 @@ fn unit() -> impl Strategy<Value = Unit> {
                 in_doubt,
                 calls,
                 commit,
+                traceparent,
             },
         )
 }
@@ -288,6 +290,7 @@ fn wire_shape_is_stable() {
         in_doubt: true,
         calls: Vec::new(),
         commit: CommitPolicy::None,
+        traceparent: None,
     };
     assert_eq!(
         encode_relay_message(&RelayMessage::Work { unit }),

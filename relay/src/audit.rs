@@ -277,6 +277,7 @@ mod tests {
                 expires_at: now + time::Duration::hours(1),
                 idempotency: None,
                 owner: Some("flow".into()),
+                trace: None,
             })
             .await
             .unwrap();

@@ -46,6 +46,7 @@ fn create_unit(call_id: &str, attempt: u32) -> Unit {
             parameters,
         }],
         commit: CommitPolicy::CommitOnSuccess,
+        traceparent: None,
     }
 }
 

@@ -139,6 +139,7 @@ mod tests {
             in_doubt: false,
             calls: Vec::new(),
             commit: CommitPolicy::None,
+            traceparent: None,
         }
     }
 

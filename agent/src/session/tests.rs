@@ -263,6 +263,7 @@ fn unit(call_id: &str, function: &str) -> Unit {
             parameters,
         }],
         commit: CommitPolicy::None,
+        traceparent: None,
     }
 }
 

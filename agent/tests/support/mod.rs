@@ -418,6 +418,7 @@ pub fn unit(call_id: &str, function: &str) -> Unit {
             parameters,
         }],
         commit: CommitPolicy::None,
+        traceparent: None,
     }
 }
 

@@ -152,6 +152,7 @@ impl Chain<'_> {
             ttl: ttl.max(time::Duration::SECOND).unsigned_abs(),
             idempotency: Some((key, "follow-up".into())),
             owner: previous.owner.clone(),
+            trace: previous.trace.clone(),
         };
         match self.calls.store(submission).await {
             Ok(Stored::Created(record)) => {

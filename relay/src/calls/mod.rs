@@ -67,6 +67,8 @@ pub(crate) struct Submission {
     pub(crate) idempotency: Option<(IdempotencyKey, String)>,
     /// The name of the API key that owns it.
     pub(crate) owner: Option<String>,
+    /// The `traceparent` the agent gets with the unit.
+    pub(crate) trace: Option<String>,
 }
 
 /// What [`Calls::store`] did.
@@ -320,6 +322,7 @@ fn new_call(submission: Submission) -> NewCall {
         expires_at: now + submission.ttl,
         idempotency: submission.idempotency,
         owner: submission.owner,
+        trace: submission.trace,
     }
 }
 
@@ -342,6 +345,7 @@ mod tests {
             expires_at: now,
             idempotency: None,
             owner: owner.map(str::to_owned),
+            trace: None,
         })
     }
 
@@ -385,6 +389,7 @@ mod tests {
             ttl: Duration::from_secs(60),
             idempotency: Some((key.clone(), fingerprint.into())),
             owner: Some("flow".into()),
+            trace: None,
         };
         let first = calls.submit(submission("f"), Duration::ZERO).await.unwrap();
         let again = calls.submit(submission("f"), Duration::ZERO).await.unwrap();

@@ -24,6 +24,7 @@ use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::{get, patch, post};
+use sapbridge_proto::TraceParent;
 use tower_http::trace::TraceLayer;
 
 pub(crate) use error::{ApiError, Problem};
@@ -97,15 +98,64 @@ fn request_span(request: &Request) -> tracing::Span {
         method = %request.method(),
         path = %request.uri().path(),
         version = ?request.version(),
+        trace_id = tracing::field::Empty,
     )
 }
 
+/// The relay's span of the request's trace (W3C Trace Context): the client's
+/// `traceparent` continued with a new span id, or a new trace when it sent none (or
+/// one that does not parse, which the spec says to ignore).
+pub(crate) fn trace_context(headers: &http::HeaderMap) -> TraceParent {
+    use rand::RngCore;
+    let mut random = [0u8; 24];
+    rand::rng().fill_bytes(&mut random);
+    let mut span_id = [0u8; 8];
+    span_id.copy_from_slice(&random[16..]);
+    // All-zero ids are invalid; random ones are so once in 2^64.
+    span_id[7] |= 1;
+    let incoming = headers
+        .get(request::TRACEPARENT)
+        .and_then(|v| v.to_str().ok())
+        .and_then(TraceParent::parse);
+    match incoming {
+        Some(parent) => parent.child(span_id),
+        None => {
+            let mut trace_id = [0u8; 16];
+            trace_id.copy_from_slice(&random[..16]);
+            trace_id[15] |= 1;
+            TraceParent {
+                trace_id,
+                parent_id: span_id,
+                flags: 0,
+            }
+        }
+    }
+}
+
 /// What every request of the API (not of pass-through) passes: a declared body
-/// over the limit is refused before it is read, and the answer's relative
-/// `Location` becomes absolute ([`crate::public_address`]). One layer for both:
-/// each layer costs every request a boxed future.
-async fn api_edges(State(state): State<Arc<RelayState>>, request: Request, next: Next) -> Response {
-    if let Some(refused) = request::oversized(&state.settings, &request) {
+/// over the limit is refused before it is read; the request joins its client's
+/// trace ([`trace_context`]: its `traceparent` becomes the relay's, which the call
+/// stores for the agent and the answer echoes, and its trace id is in the
+/// request's log span); and the answer's relative `Location` becomes absolute
+/// ([`crate::public_address`]). One layer for all: each layer costs every request
+/// a boxed future.
+async fn api_edges(
+    State(state): State<Arc<RelayState>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let trace = trace_context(request.headers());
+    tracing::Span::current().record("trace_id", trace.trace_id_hex());
+    let traceparent = http::HeaderValue::from_str(&trace.to_string()).ok();
+    if let Some(value) = &traceparent {
+        request
+            .headers_mut()
+            .insert(request::TRACEPARENT, value.clone());
+    }
+    if let Some(mut refused) = request::oversized(&state.settings, &request) {
+        if let Some(value) = traceparent {
+            refused.headers_mut().insert(request::TRACEPARENT, value);
+        }
         return refused;
     }
     let peer = request
@@ -116,6 +166,9 @@ async fn api_edges(State(state): State<Arc<RelayState>>, request: Request, next:
     let mut response = next.run(request).await;
     if let Some(base) = base {
         absolute_location(&base, &mut response);
+    }
+    if let Some(value) = traceparent {
+        response.headers_mut().insert(request::TRACEPARENT, value);
     }
     response
 }

@@ -371,6 +371,7 @@ mod tests {
             expires_at: now,
             idempotency: None,
             owner: None,
+            trace: None,
         });
         record.state = CallState::Succeeded;
         record.completed_at = Some(now);

@@ -26,6 +26,9 @@ use crate::queue::{CallKind, IdempotencyKey};
 use crate::state::{RelayState, Settings};
 
 /// The header that shortens a call's queue TTL, in seconds.
+/// W3C Trace Context: the client's trace, continued by the relay (see
+/// [`super::trace_context`]).
+pub(crate) const TRACEPARENT: &str = "traceparent";
 pub(crate) const QUEUE_TTL_HEADER: &str = "sapbridge-queue-ttl";
 /// The idempotency header.
 pub(crate) const IDEMPOTENCY_HEADER: &str = "idempotency-key";
@@ -348,6 +351,10 @@ pub(crate) fn submission(
         ttl,
         idempotency,
         owner: Some(caller.name.clone()),
+        trace: headers
+            .get(TRACEPARENT)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
     };
     Ok((submission, wait))
 }

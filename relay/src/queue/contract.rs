@@ -75,6 +75,7 @@ pub(super) fn new_call(id: &str, system: &str, ttl: Duration) -> NewCall {
         expires_at: now + ttl,
         idempotency: None,
         owner: Some("flow".into()),
+        trace: None,
     }
 }
 

@@ -136,6 +136,9 @@ pub(crate) struct NewCall {
     /// The name of the API key that created the call (its owner); `None` only for
     /// calls stored before owners were recorded.
     pub(crate) owner: Option<String>,
+    /// The W3C `traceparent` the agent gets with the unit (the relay's span of the
+    /// client's trace), if any.
+    pub(crate) trace: Option<String>,
 }
 
 /// Where a call is in its life.
@@ -247,6 +250,8 @@ pub(crate) struct CallRecord {
     /// Until when a call whose lease ended without an outcome waits for its
     /// holder's agent before others may take it in doubt.
     pub(crate) hold_until: Option<OffsetDateTime>,
+    /// The call's `traceparent` for the agent (see [`NewCall::trace`]).
+    pub(crate) trace: Option<String>,
 }
 
 impl CallRecord {
@@ -269,6 +274,7 @@ impl CallRecord {
             owner: call.owner,
             holder: None,
             hold_until: None,
+            trace: call.trace,
         }
     }
 
@@ -284,6 +290,7 @@ impl CallRecord {
             in_doubt,
             calls: &self.calls,
             commit: self.commit,
+            traceparent: self.trace.as_deref(),
         }
     }
 

@@ -131,6 +131,7 @@ async fn enqueue(queue: &MemoryQueue, id: &str) {
             expires_at: now + time::Duration::hours(1),
             idempotency: None,
             owner: None,
+            trace: None,
         })
         .await
         .expect("enqueue");

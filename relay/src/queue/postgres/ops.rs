@@ -197,9 +197,9 @@ async fn insert_one(
         .execute(
             "INSERT INTO sapbridge_calls (id, system, kind, calls, commit_policy, state,
                  attempts, submitted_at, expires_at, idem_scope, idem_key, idem_fingerprint,
-                 lease_session, lease_until, owner, lease_agent, lease_replica)
+                 lease_session, lease_until, owner, lease_agent, lease_replica, trace)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-                     $17)",
+                     $17, $18)",
             &[
                 &record.id,
                 &record.system,
@@ -218,6 +218,7 @@ async fn insert_one(
                 &record.owner,
                 &record.holder.as_ref().map(|h| h.agent.as_str()),
                 &lease_session.map(|_| replica),
+                &record.trace,
             ],
         )
         .await;

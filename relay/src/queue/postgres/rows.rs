@@ -12,7 +12,7 @@ use super::super::{CallKind, CallRecord, CallState, Holder, IdempotencyKey, Queu
 /// The columns [`record`] reads, in its order.
 pub(super) const RECORD_COLUMNS: &str = "id, system, kind, calls, commit_policy, state, \
      lease_session, lease_until, attempts, submitted_at, expires_at, completed_at, agent, \
-     outcome, idem_scope, idem_key, idem_fingerprint, owner, lease_agent, hold_until";
+     outcome, idem_scope, idem_key, idem_fingerprint, owner, lease_agent, hold_until, trace";
 
 /// A driver error as a store error. The driver's messages name the server's error
 /// and never the connection string's password.
@@ -177,6 +177,7 @@ pub(super) fn record(row: &Row) -> Result<CallRecord, QueueError> {
         owner: row.get(17),
         holder,
         hold_until: row.get::<_, Option<i64>>(19).map(time_at),
+        trace: row.get(20),
         id,
     })
 }

@@ -22,7 +22,7 @@ use super::super::QueueError;
 use super::rows::store_error;
 
 /// The schema version this relay writes.
-pub(super) const SCHEMA_VERSION: i32 = 3;
+pub(super) const SCHEMA_VERSION: i32 = 4;
 
 /// The advisory lock key that serialises migrations (`"sapbridg"` in ASCII).
 const MIGRATION_LOCK: i64 = 0x7361_7062_7269_6467;
@@ -122,8 +122,13 @@ CREATE INDEX sapbridge_calls_open_by_owner ON sapbridge_calls (owner)
     WHERE state IN ('queued', 'leased');
 ";
 
+/// Version 4: the call's W3C `traceparent`, handed to the agent with its unit.
+const V4: &str = "
+ALTER TABLE sapbridge_calls ADD COLUMN trace text;
+";
+
 /// The migrations: `MIGRATIONS[i]` takes version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1, V2, V3];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// Brings the database to [`SCHEMA_VERSION`] under the migration lock; returns the
 /// version found before (0 for an empty database).

@@ -39,7 +39,7 @@ pub(super) const LEASE: &str = "UPDATE calls
     SET state = 'leased', lease_session = ?2, lease_agent = ?4, lease_until = ?3,
         hold_until = NULL, attempts = attempts + 1
     WHERE seq = ?1 AND state = 'queued'
-    RETURNING id, system, calls, commit_policy, attempts, expires_at";
+    RETURNING id, system, calls, commit_policy, attempts, expires_at, trace";
 
 /// Returns the leases of session `?1` to the queue, held for their agent until
 /// `?2` (the holder stays).
@@ -166,8 +166,8 @@ fn insert(conn: &Connection, record: &CallRecord) -> Result<(), QueueError> {
     conn.prepare_cached(
         "INSERT INTO calls (id, system, kind, calls, commit_policy, state, attempts,
              submitted_at, expires_at, idem_scope, idem_key, idem_fingerprint,
-             lease_session, lease_until, owner, lease_agent)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?11, ?12, ?6, ?7, ?8, ?9, ?10, ?13, ?14, ?15, ?16)",
+             lease_session, lease_until, owner, lease_agent, trace)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?11, ?12, ?6, ?7, ?8, ?9, ?10, ?13, ?14, ?15, ?16, ?17)",
     )?
     .execute(params![
         record.id,
@@ -186,6 +186,7 @@ fn insert(conn: &Connection, record: &CallRecord) -> Result<(), QueueError> {
         lease_until,
         record.owner,
         record.holder.as_ref().map(|h| h.agent.as_str()),
+        record.trace,
     ])?;
     if let (Some(scope), Some(key), Some(fingerprint)) = (scope, key, fingerprint) {
         conn.prepare_cached(
@@ -273,6 +274,7 @@ pub(super) fn claim(
                 in_doubt,
                 calls: calls_of(&calls)?,
                 commit: commit_of(&commit)?,
+                traceparent: row.get(6)?,
             });
         }
     }

@@ -13,7 +13,7 @@ use super::super::{
 /// The columns [`record`] reads, in its order.
 pub(super) const RECORD_COLUMNS: &str = "id, system, kind, calls, commit_policy, state, \
      lease_session, lease_until, attempts, submitted_at, expires_at, completed_at, agent, \
-     outcome, idem_scope, idem_key, idem_fingerprint, owner, lease_agent, hold_until";
+     outcome, idem_scope, idem_key, idem_fingerprint, owner, lease_agent, hold_until, trace";
 
 impl From<rusqlite::Error> for QueueError {
     fn from(error: rusqlite::Error) -> Self {
@@ -132,6 +132,7 @@ pub(super) fn record(row: &Row<'_>) -> Result<CallRecord, QueueError> {
         owner: row.get(17)?,
         holder,
         hold_until: row.get::<_, Option<i64>>(19)?.map(time_at),
+        trace: row.get(20)?,
         id,
     })
 }

@@ -27,7 +27,7 @@ use super::super::QueueError;
 use super::super::config::Durability;
 
 /// The schema version this relay writes.
-pub(super) const SCHEMA_VERSION: i64 = 5;
+pub(super) const SCHEMA_VERSION: i64 = 6;
 
 /// How long a statement waits for a lock held by another connection.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -89,7 +89,8 @@ CREATE TABLE calls (
     idem_scope       TEXT,
     idem_key         TEXT,
     idem_fingerprint TEXT,
-    owner            TEXT
+    owner            TEXT,
+    trace            TEXT
 );
 CREATE INDEX calls_queued_by_system ON calls (system, seq) WHERE state = 'queued';
 CREATE INDEX calls_queued_expiry ON calls (expires_at) WHERE state = 'queued';
@@ -141,6 +142,12 @@ ALTER TABLE calls ADD COLUMN hold_until INTEGER;
 /// From version 4: the audit log.
 const MIGRATE_FROM_4: &str = audit_table!();
 
+/// From version 5: the call's W3C `traceparent`, handed to the agent with its
+/// unit (NULL for calls stored before).
+const MIGRATE_FROM_5: &str = "
+ALTER TABLE calls ADD COLUMN trace TEXT;
+";
+
 /// The migrations, each from the version before it: `MIGRATIONS[i]` migrates
 /// version `i + 1` to `i + 2`.
 const MIGRATIONS: &[&str] = &[
@@ -148,6 +155,7 @@ const MIGRATIONS: &[&str] = &[
     MIGRATE_FROM_2,
     MIGRATE_FROM_3,
     MIGRATE_FROM_4,
+    MIGRATE_FROM_5,
 ];
 
 /// Settings every connection gets.

@@ -110,6 +110,7 @@ fn unit_strategy() -> BoxedStrategy<Unit> {
                     })
                     .collect(),
                 commit,
+                traceparent: None,
             },
         )
         .boxed()

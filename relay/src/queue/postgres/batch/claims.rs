@@ -152,6 +152,7 @@ pub(super) struct Leased {
     commit: String,
     attempts: i32,
     expires_at: i64,
+    trace: Option<String>,
 }
 
 /// Leases the calls `$1` to sessions `$2` of agents `$3` until `$4`, for replica
@@ -162,7 +163,8 @@ pub(super) const LEASE_SQL: &str = "UPDATE sapbridge_calls c
         lease_replica = $5
     FROM unnest($1::int8[], $2::text[], $3::text[], $4::int8[]) AS u(seq, session, agent, until)
     WHERE c.seq = u.seq AND c.state = 'queued'
-    RETURNING c.seq, c.id, c.system, c.calls, c.commit_policy, c.attempts, c.expires_at";
+    RETURNING c.seq, c.id, c.system, c.calls, c.commit_policy, c.attempts, c.expires_at,
+        c.trace";
 
 /// Leases every chosen call of `claims` in one statement ([`LEASE_SQL`],
 /// prepared).
@@ -204,6 +206,7 @@ pub(super) async fn lease(
                     commit: row.get(4),
                     attempts: row.get(5),
                     expires_at: row.get(6),
+                    trace: row.get(7),
                 },
             )
         })
@@ -233,6 +236,7 @@ pub(super) fn units_of(
                 in_doubt: *in_doubt,
                 calls: calls_of(&row.calls)?,
                 commit: commit_of(&row.commit)?,
+                traceparent: row.trace,
             });
         }
         out.push(units);
