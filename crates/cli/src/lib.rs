@@ -83,6 +83,25 @@ fn cli_command() -> clap::Command {
     Command::augment_subcommands(LogArgs::augment_args(command))
 }
 
+/// The environment variables the command line itself reads (`SAPBRIDGE_LOG`,
+/// `SAPBRIDGE_AGENT_TOKEN`, …), across every subcommand: a configuration's
+/// overrides leave them alone where they name no setting.
+pub(crate) fn declared_env_names() -> std::collections::HashSet<String> {
+    fn walk(command: &clap::Command, names: &mut std::collections::HashSet<String>) {
+        for arg in command.get_arguments() {
+            if let Some(name) = arg.get_env().and_then(|n| n.to_str()) {
+                names.insert(name.to_owned());
+            }
+        }
+        for sub in command.get_subcommands() {
+            walk(sub, names);
+        }
+    }
+    let mut names = std::collections::HashSet::new();
+    walk(&cli_command(), &mut names);
+    names
+}
+
 /// Exit code for bad configuration or usage (BSD `EX_USAGE`).
 const EXIT_CONFIG: u8 = 64;
 

@@ -9,7 +9,8 @@
 //! idempotency_retention_secs = 86400
 //! ```
 //!
-//! A relative `path` resolves against the relay's working directory. One relay
+//! `sapbridge relay` makes a relative `path` of its file absolute under the file's
+//! folder (one given by a variable or flag, under the working directory). One relay
 //! process per file: a second relay on the same file would hand out the first one's
 //! leases again when it starts.
 //!
