@@ -74,6 +74,52 @@ fi
 echo "== compose file (the Compose specification's schema)"
 offline python3 -m check_jsonschema --builtin-schema vendor.compose-spec compose.yaml || fail "compose.yaml"
 
+echo "== TLS proxy examples (nginx -t, caddy validate)"
+# The packages' binaries, unpacked into the work folder: installing them would
+# start their servers.
+proxy_tool() { # name package path-in-package
+    if command -v "$1" >/dev/null; then command -v "$1"; return; fi
+    if [ ! -x "$work/pkg$3" ]; then
+        (cd "$work" && { apt-get download -qq "$2" 2>/dev/null \
+            || { apt-get update -qq && apt-get download -qq "$2"; }; } >/dev/null 2>&1) \
+            || { echo "cannot download Debian's $2" >&2; return 1; }
+        dpkg -x "$work"/"$2"_*.deb "$work/pkg"
+    fi
+    echo "$work/pkg$3"
+}
+command -v openssl >/dev/null || { apt-get update -qq && apt-get install -y -qq openssl >/dev/null; }
+nginx=$(proxy_tool nginx nginx /usr/sbin/nginx) || fail "no nginx to check nginx.conf with"
+if [ -n "${nginx:-}" ]; then
+    # The example with a throw-away certificate in place of Let's Encrypt's.
+    mkdir -p "$work/nginx"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=relay.example.com \
+        -keyout "$work/nginx/key.pem" -out "$work/nginx/cert.pem" 2>/dev/null
+    sed -e "s|/etc/letsencrypt/live/relay.example.com/fullchain.pem|$work/nginx/cert.pem|" \
+        -e "s|/etc/letsencrypt/live/relay.example.com/privkey.pem|$work/nginx/key.pem|" \
+        nginx.conf > "$work/nginx/site.conf"
+    {
+        echo "error_log stderr; pid $work/nginx/nginx.pid; events {}"
+        echo "http { access_log off;"
+        for t in client_body proxy fastcgi uwsgi scgi; do echo "${t}_temp_path $work/nginx/$t;"; done
+        echo "include $work/nginx/site.conf; }"
+    } > "$work/nginx/nginx.conf"
+    if offline "$nginx" -t -q -p "$work/nginx" -e stderr -c "$work/nginx/nginx.conf"; then
+        echo "nginx.conf: valid ($("$nginx" -v 2>&1))"
+    else
+        fail "nginx.conf"
+    fi
+fi
+caddy=$(proxy_tool caddy caddy /usr/bin/caddy) || fail "no caddy to check the Caddyfile with"
+if [ -n "${caddy:-}" ]; then
+    if HOME="$work" XDG_DATA_HOME="$work" XDG_CONFIG_HOME="$work" \
+        offline "$caddy" validate --adapter caddyfile --config Caddyfile >/dev/null 2>"$work/caddy.log"; then
+        echo "Caddyfile: valid (caddy $("$caddy" version | cut -d' ' -f1))"
+    else
+        cat "$work/caddy.log" >&2
+        fail "Caddyfile"
+    fi
+fi
+
 if [ "$failed" -ne 0 ]; then
     echo "deploy checks: FAILED" >&2
     exit 1
