@@ -12,6 +12,7 @@ cd "$(dirname "$0")"
 # The highest exposure systemd-analyze may rate a unit, in tenths (30 = 3.0, "OK").
 max_exposure=30
 kubernetes_validate=1.37.0
+dockerfile_utils=0.16.3
 check_jsonschema=0.39.0
 
 if ! command -v systemd-analyze >/dev/null || ! command -v systemd-sysusers >/dev/null; then
@@ -73,6 +74,24 @@ fi
 
 echo "== compose file (the Compose specification's schema)"
 offline python3 -m check_jsonschema --builtin-schema vendor.compose-spec compose.yaml || fail "compose.yaml"
+
+echo "== Dockerfile (dockerfile-utils lint: instructions, flags, arguments)"
+if ! command -v npm >/dev/null; then
+    echo "== installing npm (Debian)"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq npm >/dev/null
+fi
+if (cd "$work" && npm install --silent --no-audit --no-fund --no-save \
+        "dockerfile-utils@$dockerfile_utils" >/dev/null 2>&1); then
+    if offline "$work/node_modules/.bin/dockerfile-utils" lint Dockerfile; then
+        echo "Dockerfile: valid"
+    else
+        fail "Dockerfile"
+    fi
+else
+    fail "cannot install dockerfile-utils from npm"
+fi
+# The build context is the repository: target/ (gigabytes) must stay out of it.
+grep -qx 'target/' ../.dockerignore || fail ".dockerignore does not exclude target/"
 
 echo "== TLS proxy examples (nginx -t, caddy validate)"
 # The packages' binaries, unpacked into the work folder: installing them would
