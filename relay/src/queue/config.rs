@@ -300,7 +300,9 @@ mod tests {
         default.validate().expect("valid");
         assert_eq!(default.sqlite_path(), PathBuf::from(DEFAULT_SQLITE_PATH));
         assert!(default.sqlite_path().is_absolute());
-        let err = parse("store = \"sqlite\"\npath = \"\"").validate().unwrap_err();
+        let err = parse("store = \"sqlite\"\npath = \"\"")
+            .validate()
+            .unwrap_err();
         assert!(err.to_string().starts_with("queue.path"), "{err}");
         let err = parse(r#"path = "relay.db""#).validate().unwrap_err();
         assert!(err.to_string().contains("only used with"), "{err}");

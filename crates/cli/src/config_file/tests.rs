@@ -259,7 +259,7 @@ fn variables_that_look_like_settings_but_are_none_are_refused() {
 }
 
 /// Every `SAPBRIDGE_*` variable the project's commands, tests and benchmarks read.
-const OTHERS: [&str; 21] = [
+const OTHERS: [&str; 27] = [
     "SAPBRIDGE_LOG",
     "SAPBRIDGE_LOG_FORMAT",
     "SAPBRIDGE_AGENT_TOKEN",
@@ -281,6 +281,12 @@ const OTHERS: [&str; 21] = [
     "SAPBRIDGE_STUB_SUBMIT_DELAY_MS",
     "SAPBRIDGE_ERROR_NS",
     "SAPBRIDGE_BENCH_PG_URL",
+    "SAPBRIDGE_URL",
+    "SAPBRIDGE_CLIENT_CONFIG",
+    "SAPBRIDGE_CHAOS_CLIENTS",
+    "SAPBRIDGE_CHAOS_CREATES",
+    "SAPBRIDGE_CHAOS_FAULT_MS",
+    "SAPBRIDGE_CHAOS_LIMIT_SECS",
 ];
 
 #[test]
