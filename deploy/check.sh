@@ -21,8 +21,12 @@ if ! command -v systemd-analyze >/dev/null || ! command -v systemd-sysusers >/de
 fi
 if ! python3 -c 'import kubernetes_validate, check_jsonschema' 2>/dev/null; then
     echo "== installing kubernetes-validate and check-jsonschema (PyPI)"
-    python3 -m pip install -q --disable-pip-version-check \
-        "kubernetes-validate==$kubernetes_validate" "check-jsonschema==$check_jsonschema"
+    python3 -m pip --version >/dev/null 2>&1 \
+        || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-pip >/dev/null; }
+    packages=("kubernetes-validate==$kubernetes_validate" "check-jsonschema==$check_jsonschema")
+    # Debian's own Python refuses installs beside its packages unless told.
+    python3 -m pip install -q --disable-pip-version-check "${packages[@]}" 2>/dev/null \
+        || python3 -m pip install -q --disable-pip-version-check --break-system-packages "${packages[@]}"
 fi
 
 work=$(mktemp -d)
