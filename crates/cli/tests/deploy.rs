@@ -528,6 +528,27 @@ async fn the_images_serve_a_call_as_built() {
         ),
     ]);
     assert!(relay.env.contains_key("SAPBRIDGE_LISTEN"), "{relay:?}");
+    // The image's HEALTHCHECK, run as Docker runs it: in the container's
+    // environment. Before the relay runs it fails; then it passes.
+    let health = relay
+        .healthcheck
+        .clone()
+        .expect("the relay image has a HEALTHCHECK");
+    let mut health_launch = relay.clone();
+    health_launch.argv = health;
+    let health_launch = in_bin(&health_launch);
+    let healthy = |root: &Root| {
+        root.command(&health_launch, &extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("run the health check")
+            .success()
+    };
+    assert!(
+        !healthy(&root),
+        "the HEALTHCHECK passed with no relay running"
+    );
     let mut relay_proc = Proc::spawn_ready(
         root.command(&in_bin(&relay), &extra)
             .stderr(Stdio::inherit()),
@@ -536,24 +557,8 @@ async fn the_images_serve_a_call_as_built() {
     )
     .expect("the relay image's command starts");
 
-    // The image's HEALTHCHECK, run as Docker runs it: in the container's
-    // environment, until it passes.
-    let health = relay
-        .healthcheck
-        .clone()
-        .expect("the relay image has a HEALTHCHECK");
-    let mut health_launch = relay.clone();
-    health_launch.argv = health;
-    let health_launch = in_bin(&health_launch);
     let deadline = std::time::Instant::now() + DEADLINE;
-    while !root
-        .command(&health_launch, &extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("run the health check")
-        .success()
-    {
+    while !healthy(&root) {
         assert!(
             std::time::Instant::now() < deadline,
             "the HEALTHCHECK never passed"
