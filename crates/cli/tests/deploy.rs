@@ -186,6 +186,19 @@ struct Root {
     gid: u32,
 }
 
+impl Drop for Root {
+    /// A failed test shows what the services logged (kept out of a passing run).
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for name in ["relay.log", "agent.log"] {
+                let log = std::fs::read_to_string(self.dir.path().join(name))
+                    .unwrap_or_else(|e| e.to_string());
+                eprintln!("--- {name} ---\n{log}");
+            }
+        }
+    }
+}
+
 impl Root {
     fn new() -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -199,6 +212,14 @@ impl Root {
     fn at(&self, path: &str) -> PathBuf {
         assert!(path.starts_with('/'), "{path} is not absolute");
         self.dir.path().join(&path[1..])
+    }
+
+    /// A log file outside the services' tree for a service's stderr (journald's
+    /// or Docker's part).
+    fn log(&self, name: &str) -> Stdio {
+        std::fs::File::create(self.dir.path().join(name))
+            .expect("log file")
+            .into()
     }
 
     fn text(&self, path: &str) -> String {
@@ -428,7 +449,7 @@ async fn the_units_serve_a_call_as_installed() {
     let mut extra = root.path_overrides(&shipped_relay);
     extra.push(listen);
     let mut relay_proc = Proc::spawn_ready(
-        root.command(&relay, &extra).stderr(Stdio::inherit()),
+        root.command(&relay, &extra).stderr(root.log("relay.log")),
         "relay listening on",
         DEADLINE,
     )
@@ -456,8 +477,8 @@ async fn the_units_serve_a_call_as_installed() {
         "SAPBRIDGE_RELAY_URL".into(),
         format!("ws://127.0.0.1:{port}/v1/agent/connect"),
     ));
-    let mut agent_proc =
-        Proc::spawn(root.command(&agent, &extra).stderr(Stdio::inherit())).expect("agent starts");
+    let mut agent_proc = Proc::spawn(root.command(&agent, &extra).stderr(root.log("agent.log")))
+        .expect("agent starts");
 
     let body = call_until_ok(
         &format!("http://127.0.0.1:{port}"),
@@ -551,7 +572,7 @@ async fn the_images_serve_a_call_as_built() {
     );
     let mut relay_proc = Proc::spawn_ready(
         root.command(&in_bin(&relay), &extra)
-            .stderr(Stdio::inherit()),
+            .stderr(root.log("relay.log")),
         "relay listening on",
         DEADLINE,
     )
@@ -581,8 +602,11 @@ async fn the_images_serve_a_call_as_built() {
         ),
     ]);
     let agent_launch = in_bin(&agent);
-    let mut agent_proc = Proc::spawn(root.command(&agent_launch, &extra).stderr(Stdio::inherit()))
-        .expect("the agent image's command starts");
+    let mut agent_proc = Proc::spawn(
+        root.command(&agent_launch, &extra)
+            .stderr(root.log("agent.log")),
+    )
+    .expect("the agent image's command starts");
 
     let body = call_until_ok(
         &format!("http://127.0.0.1:{port}"),
