@@ -110,7 +110,7 @@ pub struct AgentConfig {
     #[serde(default)]
     pub proxy_password_env: Option<String>,
     /// Where the agent keeps its files: the execution journal (`journal.db`) and
-    /// simulator state.
+    /// simulator state; [`DEFAULT_DATA_DIR`] (`/var/lib/sapbridge-agent`) by default.
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
     /// Patterns (`*` wildcards anywhere) of functions that only read: a unit of
@@ -561,8 +561,16 @@ fn default_concurrency() -> u32 {
     8
 }
 
+/// The data directory when the file names none: the state directory of the
+/// shipped systemd unit and the volume of the container image.
+pub const DEFAULT_DATA_DIR: &str = if cfg!(windows) {
+    r"C:\ProgramData\sapbridge-agent"
+} else {
+    "/var/lib/sapbridge-agent"
+};
+
 fn default_data_dir() -> PathBuf {
-    PathBuf::from("./sapbridge-agent-data")
+    PathBuf::from(DEFAULT_DATA_DIR)
 }
 
 fn default_read_only_functions() -> Vec<String> {
@@ -611,10 +619,11 @@ mod tests {
         assert_eq!(config.backoff_initial_ms, 500);
         assert_eq!(config.backoff_max_ms, 30_000);
         assert_eq!(config.shutdown_grace_secs, 30);
-        assert_eq!(config.data_dir, PathBuf::from("./sapbridge-agent-data"));
+        assert_eq!(config.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+        assert!(config.data_dir.is_absolute());
         assert_eq!(
             config.journal_path(),
-            PathBuf::from("./sapbridge-agent-data/journal.db")
+            PathBuf::from(DEFAULT_DATA_DIR).join("journal.db")
         );
         assert_eq!(config.journal_sync, JournalSync::Normal);
         assert_eq!(config.journal_retention_days, 7);
@@ -630,7 +639,7 @@ mod tests {
         );
         assert_eq!(
             config.sim_db_path("PRD", None),
-            PathBuf::from("./sapbridge-agent-data/sim-PRD.db")
+            PathBuf::from(DEFAULT_DATA_DIR).join("sim-PRD.db")
         );
     }
 

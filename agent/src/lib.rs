@@ -51,7 +51,8 @@ use sapbridge_sap::SapSystem;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{
-    AgentConfig, BackendConfig, ConfigError, HttpConfig, JournalSync, NwrfcBackend, SystemConfig,
+    AgentConfig, BackendConfig, ConfigError, DEFAULT_DATA_DIR, HttpConfig, JournalSync,
+    NwrfcBackend, SystemConfig,
 };
 pub use executor::execute_on_session;
 pub use journal::JournalError;
@@ -71,7 +72,10 @@ pub enum AgentError {
     #[error(transparent)]
     Tls(#[from] TlsError),
     /// The data directory cannot be created.
-    #[error("data directory {path}: {source}")]
+    #[error(
+        "data directory {path}: {source} (set data_dir in the configuration, or \
+         SAPBRIDGE_DATA_DIR, to a folder the agent's user may write)"
+    )]
     DataDir {
         /// The directory.
         path: PathBuf,

@@ -19,6 +19,7 @@ use cmd::agent::AgentTask;
 pub use cmd::agent::{AgentArgs, AgentCommand, DoctorArgs};
 pub use cmd::client::{CallArgs, CustomersArgs};
 pub use cmd::dev::DevArgs;
+pub use cmd::health::HealthArgs;
 pub use cmd::keys::KeysArgs;
 pub use cmd::relay::RelayArgs;
 pub use cmd::sim::SimArgs;
@@ -63,6 +64,9 @@ pub enum Command {
     /// Creates or updates an SAP customer for every row of a CSV or JSON-lines
     /// file, resumable, with a progress bar and a report.
     Sync(SyncArgs),
+    /// Asks a relay's `GET /readyz` once (for container health checks): exit code
+    /// 0 when it answers 200. The relay of `SAPBRIDGE_LISTEN` by default.
+    Health(HealthArgs),
     /// Prints a shell completion script: `sapbridge completions bash >
     /// /etc/bash_completion.d/sapbridge` (also zsh, fish, elvish, powershell).
     Completions(CompletionsArgs),
@@ -83,6 +87,25 @@ fn cli_command() -> clap::Command {
     Command::augment_subcommands(LogArgs::augment_args(command))
 }
 
+/// The environment variables the command line itself reads (`SAPBRIDGE_LOG`,
+/// `SAPBRIDGE_AGENT_TOKEN`, …), across every subcommand: a configuration's
+/// overrides leave them alone where they name no setting.
+pub(crate) fn declared_env_names() -> std::collections::HashSet<String> {
+    fn walk(command: &clap::Command, names: &mut std::collections::HashSet<String>) {
+        for arg in command.get_arguments() {
+            if let Some(name) = arg.get_env().and_then(|n| n.to_str()) {
+                names.insert(name.to_owned());
+            }
+        }
+        for sub in command.get_subcommands() {
+            walk(sub, names);
+        }
+    }
+    let mut names = std::collections::HashSet::new();
+    walk(&cli_command(), &mut names);
+    names
+}
+
 /// Exit code for bad configuration or usage (BSD `EX_USAGE`).
 const EXIT_CONFIG: u8 = 64;
 
@@ -100,6 +123,7 @@ pub fn run(command: Command) -> ExitCode {
         },
         Command::Dev(args) => launch(0, cmd::dev::run(args)),
         Command::Sim(args) => launch(0, cmd::sim::run(args)),
+        Command::Health(args) => exit(cmd::health::run(&args)),
         Command::Keys(args) => exit(cmd::keys::run(args).map(|text| print!("{text}"))),
         Command::Call(args) => client(cmd::client::call(args)),
         Command::Customers(args) => client(cmd::client::customers(args)),

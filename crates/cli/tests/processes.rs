@@ -350,6 +350,10 @@ async fn the_shipped_configs_serve_calls_only_with_generated_secrets() {
             relay_toml.to_str().unwrap(),
             "--listen",
             "127.0.0.1:0",
+            // The shipped file's queue is under /var/lib (the units' and images'
+            // state directory); as in the README, the walkthrough's is local.
+            "--set",
+            "queue.path=relay.db",
         ],
         "sapbridge relay listening on",
         None,
@@ -362,6 +366,7 @@ async fn the_shipped_configs_serve_calls_only_with_generated_secrets() {
             .args(["--config", agent_toml.to_str().unwrap(), "--relay-url", &ws])
             .current_dir(dir.path())
             .env("SAPBRIDGE_AGENT_TOKEN", &token)
+            .env("SAPBRIDGE_DATA_DIR", "agent-data")
             .env("SAPBRIDGE_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()
@@ -369,6 +374,11 @@ async fn the_shipped_configs_serve_calls_only_with_generated_secrets() {
     );
     let body = call_until_ok(&url, &key, "two processes").await;
     assert_eq!(body["result"]["ECHOTEXT"], "two processes");
+    assert!(dir.path().join("agent-data/journal.db").exists());
+    assert!(
+        dir.path().join("relay.db").exists(),
+        "queue not where --set put it"
+    );
     assert!(agent.terminate().success());
     assert!(relay.terminate().success());
 }

@@ -9,7 +9,8 @@
 //! idempotency_retention_secs = 86400
 //! ```
 //!
-//! A relative `path` resolves against the relay's working directory. One relay
+//! `sapbridge relay` makes a relative `path` of its file absolute under the file's
+//! folder (one given by a variable or flag, under the working directory). One relay
 //! process per file: a second relay on the same file would hand out the first one's
 //! leases again when it starts.
 //!
@@ -24,6 +25,10 @@ use std::str::FromStr;
 
 use serde::Deserialize;
 
+/// The SQLite file of `store = "sqlite"` without `path`: in the state directory of
+/// the shipped systemd unit and the volume of the container image.
+pub(crate) const DEFAULT_SQLITE_PATH: &str = "/var/lib/sapbridge/relay.db";
+
 /// Where the relay keeps its calls: the `[queue]` table.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -31,8 +36,9 @@ pub struct QueueConfig {
     /// The store (default `"memory"`: pending calls and results are lost when the
     /// relay stops; use `"sqlite"` in production).
     pub store: StoreKind,
-    /// The SQLite file (required with `store = "sqlite"`, refused with `"memory"`).
-    /// Created with its WAL files (`-wal`, `-shm`) next to it if missing.
+    /// The SQLite file (with `store = "sqlite"`; refused with the other stores),
+    /// `/var/lib/sapbridge/relay.db` when not given. Created with its WAL files (`-wal`,
+    /// `-shm`) next to it if missing.
     pub path: Option<PathBuf>,
     /// What an accepted call survives (sqlite only; default `"process-crash"`).
     /// PostgreSQL keeps its server's `synchronous_commit` (`on` by default: an
@@ -197,6 +203,13 @@ pub(crate) struct QueueConfigError {
 }
 
 impl QueueConfig {
+    /// The SQLite file: `path`, or [`DEFAULT_SQLITE_PATH`].
+    pub fn sqlite_path(&self) -> PathBuf {
+        self.path
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_SQLITE_PATH))
+    }
+
     /// Checks the table.
     ///
     /// # Errors
@@ -209,9 +222,6 @@ impl QueueConfig {
             })
         };
         match (self.store, &self.path) {
-            (StoreKind::Sqlite, None) => {
-                return out("queue.path", "required when queue.store = \"sqlite\"");
-            }
             (StoreKind::Sqlite, Some(path)) if path.as_os_str().is_empty() => {
                 return out("queue.path", "must not be empty");
             }
@@ -276,7 +286,7 @@ mod tests {
     }
 
     #[test]
-    fn sqlite_needs_a_path_and_memory_refuses_one() {
+    fn sqlite_has_an_absolute_default_path_and_memory_refuses_one() {
         let config = parse(
             r#"
             store = "sqlite"
@@ -286,7 +296,13 @@ mod tests {
         );
         config.validate().expect("valid");
         assert_eq!(config.durability, Durability::PowerLoss);
-        let err = parse(r#"store = "sqlite""#).validate().unwrap_err();
+        let default = parse(r#"store = "sqlite""#);
+        default.validate().expect("valid");
+        assert_eq!(default.sqlite_path(), PathBuf::from(DEFAULT_SQLITE_PATH));
+        assert!(default.sqlite_path().is_absolute());
+        let err = parse("store = \"sqlite\"\npath = \"\"")
+            .validate()
+            .unwrap_err();
         assert!(err.to_string().starts_with("queue.path"), "{err}");
         let err = parse(r#"path = "relay.db""#).validate().unwrap_err();
         assert!(err.to_string().contains("only used with"), "{err}");

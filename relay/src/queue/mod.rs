@@ -84,9 +84,7 @@ pub(crate) async fn open(
     match config.store {
         StoreKind::Memory => Ok(Arc::new(memory::MemoryQueue::new())),
         StoreKind::Sqlite => {
-            let path = config.path.clone().ok_or_else(|| {
-                QueueError::Store("queue.path is required for the sqlite store".into())
-            })?;
+            let path = config.sqlite_path();
             let mut options = sqlite::SqliteOptions::new(config.durability);
             options.owner_hold = owner_hold;
             options.max_size_mib = config.max_size_mib;

@@ -23,6 +23,11 @@ pub struct AgentArgs {
     /// Overrides the agent token of the file.
     #[arg(long, env = "SAPBRIDGE_AGENT_TOKEN", hide_env_values = true)]
     token: Option<Secret>,
+    /// Overrides one setting of the file (repeatable): `--set data_dir=/srv/agent`.
+    /// Every setting can also be given as a variable: `SAPBRIDGE_DATA_DIR`,
+    /// `SAPBRIDGE_CONCURRENCY`. Flags win over variables, which win over the file.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
     /// Instead of running the agent, a tool.
     #[command(subcommand)]
     command: Option<AgentCommand>,
@@ -43,6 +48,9 @@ pub struct DoctorArgs {
     /// The agent's TOML configuration.
     #[arg(long, short, env = "SAPBRIDGE_AGENT_CONFIG")]
     config: PathBuf,
+    /// Overrides one setting of the file (repeatable), as `sapbridge agent --set`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
 }
 
 /// What `sapbridge agent` was asked to do, its configuration read and checked.
@@ -60,12 +68,16 @@ pub(crate) enum AgentTask {
 /// [`CliError::Config`] for an unreadable or invalid file.
 pub(crate) fn load(args: AgentArgs) -> Result<AgentTask, CliError> {
     if let Some(AgentCommand::Doctor(doctor)) = args.command {
-        return Ok(AgentTask::Doctor(read(&doctor.config, |_| ())?));
+        return Ok(AgentTask::Doctor(read(
+            &doctor.config,
+            &doctor.set,
+            |_| (),
+        )?));
     }
     let path = args
         .config
         .ok_or_else(|| CliError::Config("--config is required".into()))?;
-    let config = read(&path, |config| {
+    let config = read(&path, &args.set, |config| {
         if let Some(url) = args.relay_url {
             config.relay_url = url;
         }
@@ -77,9 +89,15 @@ pub(crate) fn load(args: AgentArgs) -> Result<AgentTask, CliError> {
     Ok(AgentTask::Run(config))
 }
 
-/// Reads the file, applies the command line's overrides, validates.
-fn read(path: &Path, overrides: impl FnOnce(&mut AgentConfig)) -> Result<AgentConfig, CliError> {
-    let mut config: AgentConfig = config_file::load(path)?;
+/// Reads the file with the environment's and `--set` overrides, applies the
+/// command line's own flags, validates.
+fn read(
+    path: &Path,
+    sets: &[String],
+    overrides: impl FnOnce(&mut AgentConfig),
+) -> Result<AgentConfig, CliError> {
+    let mut config: AgentConfig =
+        config_file::load_with(path, &config_file::Sources::process(sets))?;
     overrides(&mut config);
     config
         .validate()

@@ -3,6 +3,7 @@
 pub(crate) mod agent;
 pub(crate) mod client;
 pub(crate) mod dev;
+pub(crate) mod health;
 pub(crate) mod keys;
 pub(crate) mod relay;
 pub(crate) mod sim;

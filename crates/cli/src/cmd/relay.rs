@@ -33,6 +33,13 @@ pub struct RelayArgs {
     /// show in the process list).
     #[arg(long, env = "SAPBRIDGE_ADVERTISE_URL")]
     advertise_url: Option<String>,
+    /// Overrides one setting of the file (repeatable): `--set lease_secs=600`,
+    /// `--set queue.path=/var/lib/sapbridge/relay.db`. Every setting can also be
+    /// given as a variable: `SAPBRIDGE_LEASE_SECS`, `SAPBRIDGE_QUEUE__PATH` (a
+    /// double underscore before a section's key). Flags win over variables, which
+    /// win over the file.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
 }
 
 /// The environment variable that sets `[cluster] secret`.
@@ -56,7 +63,9 @@ pub(crate) fn load(args: RelayArgs) -> Result<(RelayConfig, RelayArgs), CliError
 /// The file with the command line's and the environment's overrides, checked.
 fn read(args: &RelayArgs) -> Result<RelayConfig, CliError> {
     let args = args.clone();
-    let mut config: RelayConfig = config_file::load(&args.config)?;
+    let mut sources = config_file::Sources::process(&args.set);
+    sources.others.push(CLUSTER_SECRET_ENV);
+    let mut config: RelayConfig = config_file::load_with(&args.config, &sources)?;
     if let Some(url) = args.queue_url {
         if config.queue.store == StoreKind::Memory && config.queue.path.is_none() {
             config.queue.store = StoreKind::Postgres;
@@ -165,6 +174,7 @@ systems = ["SIM"]
             listen: "127.0.0.1:0".into(),
             queue_url: url.and_then(|u| any_url(u).ok()),
             advertise_url: None,
+            set: Vec::new(),
         }
     }
 
