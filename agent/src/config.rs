@@ -95,6 +95,21 @@ pub struct AgentConfig {
     /// relay behind a private CA).
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// A PEM client certificate (with its intermediates) the agent presents to the
+    /// relay, for a relay that requires one (`[tls] client_ca_file`); with
+    /// `client_key_file`.
+    #[serde(default)]
+    pub client_cert_file: Option<PathBuf>,
+    /// The PEM private key of `client_cert_file`.
+    #[serde(default)]
+    pub client_key_file: Option<PathBuf>,
+    /// Pins of the relay's public key: SHA-256 digests of a certificate's
+    /// SubjectPublicKeyInfo, base64 (optionally `sha256/…`) or hex, as printed by
+    /// `sapbridge keys pin CERT.pem`. When set, the relay's certificate (or one of
+    /// its intermediates) must carry one of these keys, on top of being trusted.
+    /// None by default.
+    #[serde(default)]
+    pub relay_spki_sha256: Vec<String>,
     /// An HTTP proxy the agent reaches the relay through with `CONNECT`
     /// (`http://proxy.example.com:3128`, no credentials in it); none by default.
     #[serde(default)]
@@ -271,6 +286,9 @@ impl AgentConfig {
             concurrency: default_concurrency(),
             worker_threads: default_worker_threads(),
             ca_file: None,
+            client_cert_file: None,
+            client_key_file: None,
+            relay_spki_sha256: Vec::new(),
             proxy_url: None,
             proxy_user: None,
             proxy_password_file: None,
@@ -298,6 +316,7 @@ impl AgentConfig {
         if let Err(problem) = check_relay_url(&self.relay_url) {
             problems.push(problem);
         }
+        problems.extend(self.check_relay_tls());
         match (&self.token, &self.token_file) {
             (Some(_), Some(_)) => problems.push("set either token or token_file, not both".into()),
             (None, None) => problems.push("token or token_file is required".into()),
@@ -394,6 +413,20 @@ impl fmt::Display for BackendConfig {
 }
 
 impl AgentConfig {
+    /// The client certificate comes with its key, and every pin parses.
+    fn check_relay_tls(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.client_cert_file.is_some() != self.client_key_file.is_some() {
+            problems.push("client_cert_file and client_key_file go together".into());
+        }
+        for pin in &self.relay_spki_sha256 {
+            if let Err(problem) = crate::tls::parse_pin(pin) {
+                problems.push(format!("relay_spki_sha256: {problem}"));
+            }
+        }
+        problems
+    }
+
     /// `proxy_url` is `http://host:port` without credentials, and a proxy user
     /// comes with one password source (and only with a proxy).
     fn check_proxy(&self) -> Result<(), String> {

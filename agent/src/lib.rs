@@ -55,7 +55,7 @@ pub use config::{
 };
 pub use executor::execute_on_session;
 pub use journal::JournalError;
-pub use tls::TlsError;
+pub use tls::{TlsError, pins_of_pem};
 
 use crate::journal::Journal;
 use crate::outcomes::OutcomeStore;

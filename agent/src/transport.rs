@@ -125,6 +125,10 @@ pub(crate) enum DialError {
         /// The HTTP status.
         status: u16,
     },
+    /// The relay answered the upgrade with 403 because the agent presented no
+    /// client certificate (mutual TLS).
+    #[error("the relay requires a client certificate (HTTP 403)")]
+    CertificateRequired,
     /// The token cannot go into a header (control characters).
     #[error("the agent token holds characters not allowed in an HTTP header")]
     BadToken,
@@ -257,6 +261,10 @@ impl DialError {
                 "the relay rejected the agent token (HTTP {status}): check `token` / `token_file`; \
              the relay's `agent_tokens` must hold it (or its SHA-256)"
             ),
+            Self::CertificateRequired => "the relay wants a client certificate from agents \
+                (HTTP 403): set client_cert_file and client_key_file to one issued by the \
+                relay's client CA"
+                .to_owned(),
             Self::Http { status: 404 } => {
                 format!("the relay answered HTTP 404: `relay_url` must end with {AGENT_PATH}")
             }
@@ -298,6 +306,20 @@ fn explain_socket(error: &tungstenite::Error, secure: bool) -> String {
     if secure && (text.contains("InvalidContentType") || text.contains("corrupt message")) {
         return format!(
             "{text}: the relay speaks plain HTTP there: use ws:// (or put TLS in front)"
+        );
+    }
+    if secure && text.contains("relay_spki_sha256") {
+        return format!(
+            "{text}: the relay presents another key than pinned. If its certificate was \
+             renewed with a new key, add the new pin (`sapbridge keys pin CERT.pem`) to \
+             relay_spki_sha256; otherwise something between intercepts the connection (a \
+             TLS-inspecting proxy?)"
+        );
+    }
+    if secure && text.contains("CertificateRequired") {
+        return format!(
+            "{text}: the relay requires a client certificate: set client_cert_file and \
+             client_key_file to one its client CA issued"
         );
     }
     if secure && text.contains("certificate") {
@@ -375,7 +397,12 @@ pub(crate) async fn dial(
         Ok(Ok((socket, _response))) => Ok(socket),
         Ok(Err(DialError::WebSocket(tungstenite::Error::Http(response)))) => {
             let status = response.status();
-            if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            let certificate_required = response.body().as_deref().is_some_and(|b| {
+                String::from_utf8_lossy(b).contains("client-certificate-required")
+            });
+            if status == StatusCode::FORBIDDEN && certificate_required {
+                Err(DialError::CertificateRequired)
+            } else if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
                 Err(DialError::Rejected {
                     status: status.as_u16(),
                 })

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 pub use crate::queue::config::{DatabaseUrl, Durability, QueueConfig, StoreKind};
+use crate::tls::TlsConfig;
 
 /// The most runtime threads a relay may ask for.
 const MAX_WORKER_THREADS: usize = 256;
@@ -128,6 +129,10 @@ pub struct RelayConfig {
     /// `max_connections` once upgraded, and a full `max_connections` does not keep
     /// agents out; past this limit a connecting agent is answered 503.
     pub max_agent_connections: usize,
+    /// The `[tls]` table: the relay serves `https://` and `wss://` itself with this
+    /// certificate (see [`TlsConfig`]); none by default (plain HTTP, for a TLS proxy
+    /// in front or a relay on loopback).
+    pub tls: Option<TlsConfig>,
 }
 
 /// Defaults for creating customers (`[customer_defaults]`); every field is optional.
@@ -178,6 +183,7 @@ impl Default for RelayConfig {
             body_read_timeout_secs: 30,
             max_connections: 512,
             max_agent_connections: 128,
+            tls: None,
         }
     }
 }
@@ -426,6 +432,9 @@ impl RelayConfig {
             return Err(ConfigError::WildcardAgentToken {
                 name: t.name.clone(),
             });
+        }
+        if let Some(tls) = &self.tls {
+            tls.validate()?;
         }
         self.check_numbers()
     }

@@ -192,21 +192,22 @@ impl Drop for InFlight {
     }
 }
 
-/// A client socket that reports arriving bytes to its connection's [`Activity`].
+/// A client socket that reports arriving bytes to its connection's [`Activity`]
+/// (under TLS: the bytes of TLS records).
 #[derive(Debug)]
-pub(super) struct Watched {
-    stream: TcpStream,
+pub(super) struct Watched<S = TcpStream> {
+    stream: S,
     activity: Arc<Activity>,
 }
 
-impl Watched {
+impl<S> Watched<S> {
     /// Watches `stream` for `activity`.
-    pub(super) fn new(stream: TcpStream, activity: Arc<Activity>) -> Self {
+    pub(super) fn new(stream: S, activity: Arc<Activity>) -> Self {
         Self { stream, activity }
     }
 }
 
-impl AsyncRead for Watched {
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -221,7 +222,7 @@ impl AsyncRead for Watched {
     }
 }
 
-impl AsyncWrite for Watched {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

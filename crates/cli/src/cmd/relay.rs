@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 use sapbridge_proto::Secret;
-use sapbridge_relay::{DatabaseUrl, RelayConfig, StoreKind};
+use sapbridge_relay::{DatabaseUrl, RelayConfig, StoreKind, TlsConfig};
 
 use super::CliError;
 use crate::{config_file, shutdown};
@@ -33,6 +33,13 @@ pub struct RelayArgs {
     /// show in the process list).
     #[arg(long, env = "SAPBRIDGE_ADVERTISE_URL")]
     advertise_url: Option<String>,
+    /// PEM certificate (with its intermediates) to serve HTTPS and WSS with: sets
+    /// `[tls] cert_file` (needs `--tls-key` unless the file has `[tls]`).
+    #[arg(long, env = "SAPBRIDGE_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of `--tls-cert`: sets `[tls] key_file`.
+    #[arg(long, env = "SAPBRIDGE_TLS_KEY")]
+    tls_key: Option<PathBuf>,
 }
 
 /// The environment variable that sets `[cluster] secret`.
@@ -66,6 +73,7 @@ fn read(args: &RelayArgs) -> Result<RelayConfig, CliError> {
     if let Some(url) = args.advertise_url {
         config.cluster.advertise_url = Some(url);
     }
+    apply_tls_flags(&mut config, args.tls_cert, args.tls_key)?;
     if let Some(secret) = std::env::var_os(CLUSTER_SECRET_ENV) {
         let secret = secret
             .into_string()
@@ -76,6 +84,28 @@ fn read(args: &RelayArgs) -> Result<RelayConfig, CliError> {
         .validate()
         .map_err(|e| CliError::Config(format!("{}: {e}", args.config.display())))?;
     Ok(config)
+}
+
+/// `--tls-cert` / `--tls-key` over the file's `[tls]` table.
+fn apply_tls_flags(
+    config: &mut RelayConfig,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+) -> Result<(), CliError> {
+    match (&mut config.tls, cert, key) {
+        (_, None, None) => {}
+        (Some(tls), cert, key) => {
+            tls.cert_file = cert.unwrap_or_else(|| tls.cert_file.clone());
+            tls.key_file = key.unwrap_or_else(|| tls.key_file.clone());
+        }
+        (None, Some(cert), Some(key)) => config.tls = Some(TlsConfig::new(cert, key)),
+        (None, _, _) => {
+            return Err(CliError::Config(
+                "--tls-cert and --tls-key go together (or set [tls] in the file)".into(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Binds and runs the relay until SIGINT/SIGTERM; on SIGHUP it reads the file
@@ -92,7 +122,12 @@ pub(crate) async fn run(config: RelayConfig, args: RelayArgs) -> Result<(), CliE
     let addr = listener.local_addr().context("reading the bound address")?;
     tracing::info!(%addr, "relay listening");
     // A plain line on stdout that scripts (and tests) can wait for.
-    println!("sapbridge relay listening on http://{addr}");
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    println!("sapbridge relay listening on {scheme}://{addr}");
     let shutdown = shutdown::on_signal();
     let (reload, reloads) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(reload_on_sighup(args, reload));
@@ -165,6 +200,8 @@ systems = ["SIM"]
             listen: "127.0.0.1:0".into(),
             queue_url: url.and_then(|u| any_url(u).ok()),
             advertise_url: None,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 
