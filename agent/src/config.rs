@@ -111,7 +111,10 @@ pub struct AgentConfig {
     #[serde(default)]
     pub relay_spki_sha256: Vec<String>,
     /// An HTTP proxy the agent reaches the relay through with `CONNECT`
-    /// (`http://proxy.example.com:3128`, no credentials in it); none by default.
+    /// (`http://proxy.example.com:3128`, no credentials in it). Unset: the
+    /// environment's `HTTPS_PROXY` / `ALL_PROXY` (`HTTP_PROXY` for `ws://`) unless
+    /// `NO_PROXY` covers the relay; `""` or `"none"`: no proxy, whatever the
+    /// environment says (see `proxy_env`).
     #[serde(default)]
     pub proxy_url: Option<String>,
     /// The proxy user for Basic authentication, with `proxy_password_file` or
@@ -431,7 +434,11 @@ impl AgentConfig {
     /// comes with one password source (and only with a proxy).
     fn check_proxy(&self) -> Result<(), String> {
         let password = self.proxy_password_file.is_some() || self.proxy_password_env.is_some();
-        let Some(url) = &self.proxy_url else {
+        let Some(url) = self
+            .proxy_url
+            .as_ref()
+            .filter(|u| !crate::proxy_env::disables(u))
+        else {
             return if self.proxy_user.is_some() || password {
                 Err("proxy_user and proxy_password_* need proxy_url".into())
             } else {

@@ -31,6 +31,7 @@ mod executor;
 mod journal;
 mod outcomes;
 mod passthrough;
+mod proxy_env;
 mod read_only;
 mod reconnect;
 mod redelivery;

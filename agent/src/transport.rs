@@ -151,6 +151,11 @@ pub(crate) enum DialError {
     ProxyRefused {
         /// The HTTP status.
         status: u16,
+        /// The authentication schemes of its `Proxy-Authenticate` headers
+        /// (`Basic`, `NTLM`, `Negotiate`), as it spelled them.
+        schemes: Vec<String>,
+        /// Whether credentials were sent.
+        credentials_sent: bool,
     },
 }
 
@@ -162,16 +167,33 @@ pub(crate) struct Proxy {
     pub(crate) address: String,
     /// `Basic <base64 user:password>`, if the proxy wants credentials.
     pub(crate) authorization: Option<Secret>,
+    /// Where the proxy was configured: `proxy_url` or an environment variable.
+    pub(crate) source: &'static str,
 }
 
 impl Proxy {
-    /// The configured proxy, its password read now; `None` without `proxy_url`.
+    /// The proxy for the relay, its password read now: `proxy_url`, else the
+    /// environment's (see `proxy_env`); `None` for a direct connection.
     ///
     /// # Errors
-    /// The reason the password cannot be read (naming its source, never its value).
+    /// The reason the proxy or its password cannot be used (naming its source,
+    /// never its value).
     pub(crate) fn from_config(config: &crate::AgentConfig) -> Result<Option<Self>, String> {
-        let Some(url) = &config.proxy_url else {
-            return Ok(None);
+        let url = match &config.proxy_url {
+            Some(url) if crate::proxy_env::disables(url) => return Ok(None),
+            Some(url) => url,
+            None => {
+                let found = crate::proxy_env::from_environment(&config.relay_url, |name| {
+                    std::env::var(name).ok()
+                })?;
+                return Ok(found.map(|proxy| Self {
+                    address: proxy.address,
+                    authorization: proxy
+                        .credentials
+                        .map(|(user, password)| basic(&user, &password)),
+                    source: proxy.variable,
+                }));
+            }
         };
         let uri: http::Uri = url
             .parse()
@@ -185,19 +207,25 @@ impl Proxy {
                     config.proxy_password_env.as_deref(),
                 )
                 .map_err(|e| format!("proxy password: {e}"))?;
-                let credentials = base64::Engine::encode(
-                    &base64::engine::general_purpose::STANDARD,
-                    format!("{user}:{}", password.expose()),
-                );
-                Some(Secret::new(format!("Basic {credentials}")))
+                Some(basic(user, password.expose()))
             }
             None => None,
         };
         Ok(Some(Self {
             address,
             authorization,
+            source: "proxy_url",
         }))
     }
+}
+
+/// The `Proxy-Authorization` value of Basic credentials.
+fn basic(user: &str, password: &str) -> Secret {
+    let credentials = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        format!("{user}:{password}"),
+    );
+    Secret::new(format!("Basic {credentials}"))
 }
 
 /// The most a proxy's answer to `CONNECT` may hold before its blank line.
@@ -237,16 +265,27 @@ async fn tunnel(proxy: &Proxy, target: &str) -> Result<TcpStream, DialError> {
             .map_err(|e| unreachable(format!("closed before answering CONNECT: {e}")))?;
         head.push(byte);
     }
-    let status = std::str::from_utf8(&head)
-        .ok()
-        .and_then(|h| h.split_whitespace().nth(1))
+    let head = String::from_utf8_lossy(&head);
+    let status = head
+        .split_whitespace()
+        .nth(1)
         .and_then(|s| s.parse::<u16>().ok())
         .ok_or_else(|| unreachable("not an HTTP answer to CONNECT".into()))?;
     if (200..300).contains(&status) {
-        Ok(stream)
-    } else {
-        Err(DialError::ProxyRefused { status })
+        return Ok(stream);
     }
+    let schemes = head
+        .lines()
+        .filter_map(|line| line.split_once(':'))
+        .filter(|(name, _)| name.trim().eq_ignore_ascii_case("proxy-authenticate"))
+        .filter_map(|(_, value)| value.split_whitespace().next())
+        .map(|scheme| scheme.trim_end_matches(',').to_owned())
+        .collect();
+    Err(DialError::ProxyRefused {
+        status,
+        schemes,
+        credentials_sent: proxy.authorization.is_some(),
+    })
 }
 
 /// The agent endpoint's path, for the advice when a URL names another.
@@ -283,14 +322,37 @@ impl DialError {
             Self::ProxyUnreachable { proxy, reason } => {
                 format!("the proxy {proxy} cannot be used ({reason}): check proxy_url")
             }
-            Self::ProxyRefused { status: 407 } => "the proxy refused its credentials (HTTP \
-                407): check proxy_user and proxy_password_file / proxy_password_env"
-                .to_owned(),
-            Self::ProxyRefused { status } => format!(
+            Self::ProxyRefused {
+                status: 407,
+                schemes,
+                credentials_sent,
+            } => proxy_authentication_advice(schemes, *credentials_sent),
+            Self::ProxyRefused { status, .. } => format!(
                 "the proxy refused the tunnel to the relay (HTTP {status}): it must allow \
                  CONNECT to the relay's host and port"
             ),
         }
+    }
+}
+
+/// What a 407 from the proxy means, by the schemes it offers.
+fn proxy_authentication_advice(schemes: &[String], credentials_sent: bool) -> String {
+    let basic = schemes.iter().any(|s| s.eq_ignore_ascii_case("basic"));
+    if !schemes.is_empty() && !basic {
+        let named = schemes.join(" or ");
+        return format!(
+            "the proxy asks for {named} (HTTP 407), which sapbridge does not support; use \
+             Basic or allow the relay's host without authentication"
+        );
+    }
+    if credentials_sent {
+        "the proxy refused its credentials (HTTP 407): check proxy_user and \
+         proxy_password_file / proxy_password_env (or the user:password in HTTPS_PROXY)"
+            .to_owned()
+    } else {
+        "the proxy wants credentials (HTTP 407): set proxy_user with proxy_password_file or \
+         proxy_password_env (or user:password in HTTPS_PROXY)"
+            .to_owned()
     }
 }
 

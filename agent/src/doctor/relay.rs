@@ -93,9 +93,13 @@ pub(super) async fn examine(config: &AgentConfig) -> Section {
                 } else {
                     ""
                 };
+                let from = match proxy.source {
+                    "proxy_url" => String::new(),
+                    variable => format!(" (from {variable})"),
+                };
                 section.checks.push(ok(
                     "proxy",
-                    format!("CONNECT through {}{auth}", proxy.address),
+                    format!("CONNECT through {}{from}{auth}", proxy.address),
                 ));
             }
             proxy
