@@ -235,6 +235,11 @@ pub enum BackendConfig {
         /// Extra PEM CA certificates to trust for this system.
         #[serde(default)]
         ca_file: Option<PathBuf>,
+        /// An HTTP proxy to reach SAP through (`http://proxy:3128`, no
+        /// credentials); none by default. The environment's proxy variables are
+        /// not used for SAP.
+        #[serde(default)]
+        proxy_url: Option<String>,
     },
     /// An SAP ABAP system reached over RFC through SAP's NW RFC SDK
     /// (`libsapnwrfc.so` / `sapnwrfc.dll`), loaded when the agent starts. Without
@@ -506,6 +511,21 @@ fn check_relay_url(url: &str) -> Result<(), String> {
 /// Such a URL is refused rather than logged or sent: credentials go in `user` and
 /// `password_file`/`password_env`, or the token. Checked on the text, so a URL that
 /// does not parse is caught too, and the messages refusing it do not repeat it.
+/// What is wrong with a backend's `proxy_url`, if anything: it must be
+/// `http://host:port`, without credentials.
+pub(crate) fn check_backend_proxy(url: &str) -> Option<String> {
+    if holds_credentials(url) {
+        return Some("proxy_url must not hold a user or password".into());
+    }
+    let uri: Option<http::Uri> = url.parse().ok();
+    let fits = uri.is_some_and(|u| {
+        u.scheme_str() == Some("http")
+            && u.host().is_some_and(|h| !h.is_empty())
+            && matches!(u.path(), "" | "/")
+    });
+    (!fits).then(|| format!("proxy_url {url:?} must be http://host:port"))
+}
+
 pub(crate) fn holds_credentials(url: &str) -> bool {
     let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
@@ -545,8 +565,12 @@ fn check_system(system: &SystemConfig, names: &mut HashSet<String>, problems: &m
             password_file,
             password_env,
             timeout_secs,
+            proxy_url,
             ..
         } => {
+            if let Some(problem) = proxy_url.as_deref().and_then(check_backend_proxy) {
+                problems.push(format!("system {name}: {problem}"));
+            }
             if holds_credentials(base_url) {
                 problems.push(format!(
                     "system {name}: base_url must not hold a user or password \

@@ -329,3 +329,81 @@ async fn the_doctor_names_a_proxy_authentication_scheme_sapbridge_lacks() {
         "{connection}"
     );
 }
+
+/// A SOAP backend with `proxy_url` sends its requests to the proxy: here the
+/// "proxy" is the SOAP endpoint itself, which answers absolute-form requests, and
+/// the configured SAP host does not resolve — so a call succeeds only through it.
+#[tokio::test]
+async fn a_soap_backend_reaches_sap_through_its_proxy_url() {
+    use sapbridge_sap::logon_guard::PasswordSource;
+    use sapbridge_sap::soap::{SoapConfig, SoapSystem};
+    use sapbridge_sap::{Parameters, SapSystem};
+
+    let dir = tempfile::tempdir().unwrap();
+    let sim = sapbridge_tests::simulator(dir.path(), Duration::ZERO).unwrap();
+    let endpoint = sapbridge_tests::SoapSap::start(sim).await.unwrap();
+    let config = |proxy_url: Option<String>| SoapConfig {
+        base_url: "http://sap.invalid:8000/".into(),
+        client: "001".into(),
+        user: sapbridge_tests::SOAP_USER.into(),
+        password: PasswordSource::Value(sapbridge_proto::Secret::new(
+            sapbridge_tests::SOAP_PASSWORD,
+        )),
+        timeout: Duration::from_secs(10),
+        ca_file: None,
+        proxy_url,
+    };
+    let mut request = Parameters::new();
+    request.insert("REQUTEXT".into(), serde_json::json!("through the proxy"));
+
+    let proxied = SoapSystem::new(config(Some(endpoint.url()))).unwrap();
+    let mut session = proxied.connect().await.expect("logon through the proxy");
+    let answer = session.call("STFC_CONNECTION", &request).await.unwrap();
+    assert_eq!(answer["ECHOTEXT"], "through the proxy");
+
+    let direct = SoapSystem::new(config(None)).unwrap();
+    let failed = match direct.connect().await {
+        Ok(mut session) => session.call("STFC_CONNECTION", &request).await.err(),
+        Err(error) => Some(error),
+    };
+    assert!(failed.is_some(), "sap.invalid answered without the proxy");
+}
+
+/// A pass-through backend with `[systems.http] proxy_url` is reached through a
+/// `CONNECT` tunnel of that proxy.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_passthrough_backend_is_reached_through_its_proxy_url() {
+    use sapbridge_tests::{API_KEY, Client, TestAgent, TestRelay, simulator};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend = listener.local_addr().unwrap();
+    let app = axum::Router::new().route(
+        "/api/hello",
+        axum::routing::get(|| async { axum::Json(serde_json::json!({"from": "backend"})) }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let proxy = ConnectProxy::start(None, &[]).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let relay = TestRelay::start(serde_json::Value::Null).await.unwrap();
+    let http = serde_json::json!({
+        "base_url": format!("http://{backend}/"),
+        "allow_paths": ["/api"],
+        "proxy_url": format!("http://{}", proxy.address),
+    });
+    let sim = simulator(dir.path(), Duration::ZERO).unwrap();
+    let agent =
+        TestAgent::start_with_http(&relay, "agent-1", dir.path(), sim, &["*"], 2, http).unwrap();
+    let client = Client::new(&relay, Some(API_KEY));
+    client.wait_agents("SIM", 1).await.unwrap();
+    let reply = client.get("/v1/systems/SIM/http/api/hello").await.unwrap();
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    assert_eq!(reply.body["from"], "backend");
+    assert_eq!(
+        proxy.tunnels(),
+        1,
+        "the backend was reached around the proxy"
+    );
+    agent.stop().await.unwrap();
+    relay.stop().await.unwrap();
+}
