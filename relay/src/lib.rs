@@ -34,6 +34,8 @@
 //! - `queue`: call states, the store trait and its stores, wake-up signals.
 //! - `config`, `auth`, `ids`, `public_address`: configuration, credentials, id
 //!   generation, how clients reach the relay (absolute `Location`s).
+//! - `tls`: the `[tls]` certificate served by `serve`, reloaded on SIGHUP and when
+//!   its files change.
 
 mod actions;
 mod agents;

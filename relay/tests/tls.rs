@@ -707,3 +707,71 @@ async fn a_pinned_relay_key_is_served_and_another_is_refused_by_name() {
     agent.stop().await;
     relay.stop().await;
 }
+
+/// HTTP/2 between requests: frames such as window updates are not a request head,
+/// so a connection idle past the header-read timeout still takes requests; past
+/// the idle timeout it is closed with GOAWAY.
+#[tokio::test]
+async fn an_http2_connection_lives_by_the_idle_timeout_and_ends_with_goaway() {
+    let files = Files::new();
+    files.install(&files.ca.server());
+    let mut config = config_json();
+    config["tls"] = files.tls(Value::Null);
+    config["header_read_timeout_secs"] = json!(1);
+    config["idle_timeout_secs"] = json!(3);
+    let parsed: RelayConfig = serde_json::from_value(config).expect("config");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let shutdown = CancellationToken::new();
+    let relay = tokio::spawn(sapbridge_relay::run(listener, parsed, shutdown.clone()));
+
+    let mut tls = (*rustls_client(&files.ca, None)).clone();
+    tls.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = TcpStream::connect(addr).await.expect("connect");
+    let name = ServerName::try_from("127.0.0.1").expect("name");
+    let stream = TlsConnector::from(Arc::new(tls))
+        .connect(name, tcp)
+        .await
+        .expect("handshake");
+    assert_eq!(stream.get_ref().1.alpn_protocol(), Some(b"h2".as_slice()));
+    // The client pings while idle: bytes between requests that are no request.
+    let (mut sender, connection) =
+        hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .timer(hyper_util::rt::TokioTimer::new())
+            .keep_alive_interval(Duration::from_millis(300))
+            .keep_alive_while_idle(true)
+            .handshake(TokioIo::new(stream))
+            .await
+            .expect("HTTP/2");
+    let connection = tokio::spawn(connection);
+    let healthz = |sender: &mut hyper::client::conn::http2::SendRequest<Empty<Bytes>>| {
+        let request = http::Request::get(format!("https://{addr}/healthz"))
+            .body(Empty::new())
+            .expect("request");
+        sender.send_request(request)
+    };
+    let first = healthz(&mut sender).await.expect("first answer");
+    assert_eq!(first.status(), 200);
+    http_body_util::BodyExt::collect(first.into_body())
+        .await
+        .expect("first body");
+    // Past the header-read timeout, within the idle timeout.
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let second = healthz(&mut sender)
+        .await
+        .expect("a request after 2 s idle");
+    assert_eq!(second.status(), 200);
+    http_body_util::BodyExt::collect(second.into_body())
+        .await
+        .expect("second body");
+    // Past the idle timeout: the relay ends the connection, with GOAWAY.
+    let ended = tokio::time::timeout(Duration::from_secs(8), connection)
+        .await
+        .expect("the idle connection ended")
+        .expect("connection task");
+    assert!(ended.is_ok(), "not a clean GOAWAY: {ended:?}");
+    shutdown.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(30), relay).await;
+}

@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use super::Shared;
-use super::activity::{Activity, Watched};
+use super::activity::{Activity, Expiry, Watched};
 use super::body::{TimedBody, TrackedBody};
 use crate::http::Problem;
 
@@ -122,6 +122,7 @@ pub(super) async fn serve(
     }
     let io = TokioIo::new(stream);
     if h2 {
+        activity.multiplex();
         let overflow = service.overflow;
         let connection = http2::Builder::new(TokioExecutor::new()).serve_connection(io, service);
         tokio::pin!(connection);
@@ -129,9 +130,12 @@ pub(super) async fn serve(
             // One round of requests is answered 503, then the connection ends.
             connection.as_mut().graceful_shutdown();
         }
+        // An idle HTTP/2 connection is closed with GOAWAY rather than cut, so a
+        // client does not send its next request into it.
         drive(
             connection,
             |c| c.graceful_shutdown(),
+            true,
             &activity,
             &shared,
             &stop,
@@ -162,6 +166,7 @@ async fn serve_http1<I>(
     drive(
         connection,
         |c| c.graceful_shutdown(),
+        false,
         activity,
         &shared,
         stop,
@@ -170,10 +175,13 @@ async fn serve_http1<I>(
 }
 
 /// Runs `connection` until it ends or misses a deadline; on `stop`, asks it to
-/// close once its requests are answered (`shutdown`).
+/// close once its requests are answered (`shutdown`). With `goaway` (HTTP/2), an
+/// idle connection is asked to close too, and cut only if it has not closed one
+/// idle timeout later.
 async fn drive<C, E>(
     mut connection: Pin<&mut C>,
     shutdown: impl Fn(Pin<&mut C>),
+    goaway: bool,
     activity: &Activity,
     shared: &Shared,
     stop: &CancellationToken,
@@ -182,6 +190,7 @@ async fn drive<C, E>(
     E: std::fmt::Display,
 {
     let mut draining = false;
+    let mut cutoff: Option<Pin<Box<tokio::time::Sleep>>> = None;
     loop {
         tokio::select! {
             result = connection.as_mut() => {
@@ -190,8 +199,21 @@ async fn drive<C, E>(
                 }
                 break;
             }
-            expiry = activity.expired(&shared.limits) => {
+            expiry = activity.expired(&shared.limits), if cutoff.is_none() => {
+                if goaway && expiry == Expiry::Idle {
+                    tracing::debug!("closing an idle HTTP/2 connection");
+                    if !draining {
+                        shutdown(connection.as_mut());
+                        draining = true;
+                    }
+                    cutoff = Some(Box::pin(tokio::time::sleep(shared.limits.idle)));
+                    continue;
+                }
                 tracing::debug!(?expiry, "closing a slow or idle client connection");
+                break;
+            }
+            () = async { cutoff.as_mut().expect("guarded").await }, if cutoff.is_some() => {
+                tracing::debug!("an HTTP/2 connection did not close after GOAWAY; cutting it");
                 break;
             }
             () = stop.cancelled(), if !draining => {
