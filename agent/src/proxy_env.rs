@@ -16,6 +16,8 @@
 
 use std::net::IpAddr;
 
+use sapbridge_proto::Secret;
+
 /// A proxy chosen from the environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct EnvProxy {
@@ -23,8 +25,8 @@ pub(crate) struct EnvProxy {
     pub(crate) variable: &'static str,
     /// `host:port`.
     pub(crate) address: String,
-    /// The user and password in the URL, percent-decoded.
-    pub(crate) credentials: Option<(String, String)>,
+    /// The user and password in the URL, percent-decoded (masked in `Debug`).
+    pub(crate) credentials: Option<(String, Secret)>,
 }
 
 /// Whether `proxy_url` in `agent.toml` turns the proxy off.
@@ -99,7 +101,7 @@ fn parse(variable: &'static str, value: &str) -> Result<EnvProxy, String> {
         };
         Some((
             decode(url.username()),
-            decode(url.password().unwrap_or_default()),
+            Secret::new(decode(url.password().unwrap_or_default())),
         ))
     };
     Ok(EnvProxy {
@@ -189,10 +191,9 @@ mod tests {
         let proxy = from_environment(WSS, &vars).unwrap().unwrap();
         assert_eq!(proxy.variable, "HTTPS_PROXY");
         assert_eq!(proxy.address, "proxy.corp:3128");
-        assert_eq!(
-            proxy.credentials,
-            Some(("corp\\me".to_owned(), "p@ss+w".to_owned()))
-        );
+        let (user, password) = proxy.credentials.clone().unwrap();
+        assert_eq!((user.as_str(), password.expose()), ("corp\\me", "p@ss+w"));
+        assert!(!format!("{proxy:?}").contains("p@ss"), "{proxy:?}");
         let plain = from_environment("ws://relay:8080/v1/agent/connect", &vars)
             .unwrap()
             .unwrap();

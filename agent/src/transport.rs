@@ -190,7 +190,7 @@ impl Proxy {
                     address: proxy.address,
                     authorization: proxy
                         .credentials
-                        .map(|(user, password)| basic(&user, &password)),
+                        .map(|(user, password)| basic(&user, password.expose())),
                     source: proxy.variable,
                 }));
             }
