@@ -167,16 +167,15 @@ impl TlsServer {
         })
     }
 
-    /// The acceptor for a connection accepted now.
-    pub(crate) fn acceptor(&self) -> TlsAcceptor {
+    /// The acceptor for a connection accepted now, and whether agents must
+    /// present a (verified) client certificate on it — read together, so a reload
+    /// in between cannot mix two configurations.
+    pub(crate) fn acceptor(&self) -> (TlsAcceptor, bool) {
         let current = self.current.read().unwrap_or_else(PoisonError::into_inner);
-        TlsAcceptor::from(Arc::clone(&current.rustls))
-    }
-
-    /// Whether agents must present a verified client certificate.
-    pub(crate) fn agents_need_certificates(&self) -> bool {
-        let current = self.current.read().unwrap_or_else(PoisonError::into_inner);
-        current.config.client_ca_file.is_some()
+        (
+            TlsAcceptor::from(Arc::clone(&current.rustls)),
+            current.config.client_ca_file.is_some(),
+        )
     }
 
     /// Reads `config`'s files again and serves them to new handshakes; on failure

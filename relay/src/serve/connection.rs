@@ -94,8 +94,8 @@ pub(super) async fn serve(
         drop(admission);
         return;
     };
-    let needs_certificate = tls.agents_need_certificates();
-    let handshake = tokio::time::timeout(shared.limits.header_read, tls.acceptor().accept(watched));
+    let (acceptor, needs_certificate) = tls.acceptor();
+    let handshake = tokio::time::timeout(shared.limits.header_read, acceptor.accept(watched));
     let stream = tokio::select! {
         () = stop.cancelled() => return,
         handshake = handshake => match handshake {
