@@ -427,6 +427,14 @@ impl AgentConfig {
         if self.client_cert_file.is_some() != self.client_key_file.is_some() {
             problems.push("client_cert_file and client_key_file go together".into());
         }
+        let plain = !self.relay_url.starts_with("wss:");
+        if plain && (!self.relay_spki_sha256.is_empty() || self.client_cert_file.is_some()) {
+            problems.push(
+                "relay_spki_sha256 and client_cert_file need a wss:// relay_url (there is no \
+                 TLS on ws://)"
+                    .into(),
+            );
+        }
         for pin in &self.relay_spki_sha256 {
             if let Err(problem) = crate::tls::parse_pin(pin) {
                 problems.push(format!("relay_spki_sha256: {problem}"));
@@ -759,6 +767,25 @@ mod tests {
                 .to_string();
             assert!(err.contains(says), "{bad}: {err}");
             assert!(!err.contains("pw@"), "{err}");
+        }
+    }
+
+    #[test]
+    fn relay_tls_settings_are_checked() {
+        let pin = "relay_spki_sha256 = [\"sha256/AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\"]\n";
+        assert!(AgentConfig::from_toml_str(&format!("{pin}{EXAMPLE}")).is_ok());
+        let hex = format!("relay_spki_sha256 = [\"{}\"]\n", "ab".repeat(32));
+        assert!(AgentConfig::from_toml_str(&format!("{hex}{EXAMPLE}")).is_ok());
+        let plain = EXAMPLE.replace("wss://", "ws://");
+        for (bad, example, says) in [
+            ("relay_spki_sha256 = [\"c2hvcnQ=\"]\n", EXAMPLE, "32 bytes"),
+            ("client_cert_file = \"a.pem\"\n", EXAMPLE, "go together"),
+            (pin, plain.as_str(), "need a wss:// relay_url"),
+        ] {
+            let err = AgentConfig::from_toml_str(&format!("{bad}{example}"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(says), "{bad}: {err}");
         }
     }
 

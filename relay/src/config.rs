@@ -435,6 +435,15 @@ impl RelayConfig {
         }
         if let Some(tls) = &self.tls {
             tls.validate()?;
+            if self.cluster.advertise_url.is_some() {
+                return Err(ConfigError::OutOfRange {
+                    field: "cluster.advertise_url",
+                    problem: "replicas forward to each other over plain http://, and with [tls] \
+                              the relay's one listener speaks only TLS: terminate TLS in front \
+                              of clustered replicas instead"
+                        .into(),
+                });
+            }
         }
         self.check_numbers()
     }

@@ -351,6 +351,22 @@ mod tests {
         let error = config.validate().unwrap_err().to_string();
         assert!(error.contains("client_ca_file"), "{error}");
 
+        let mut relay: crate::RelayConfig = serde_json::from_value(serde_json::json!({
+            "api_keys": [{"name": "k", "key": "key-0123456789", "systems": ["*"]}],
+            "agent_tokens": [{"name": "t", "token": "token-0123456789", "systems": ["S"]}],
+            "tls": {"cert_file": "c.pem", "key_file": "k.pem"},
+            "queue": {"store": "postgres", "url": "postgres://relay@db/sapbridge"},
+            "cluster": {
+                "advertise_url": "http://10.0.0.5:8080",
+                "secret": "0123456789abcdef0123456789abcdef",
+            },
+        }))
+        .unwrap();
+        let error = relay.validate().unwrap_err().to_string();
+        assert!(error.contains("cluster.advertise_url"), "{error}");
+        relay.tls = None;
+        assert!(relay.validate().is_ok());
+
         let missing = TlsConfig::new(
             "/nonexistent/cert.pem".into(),
             "/nonexistent/key.pem".into(),
