@@ -234,6 +234,33 @@ systems = ["SIM"]
     }
 
     #[test]
+    fn tls_flags_set_or_override_the_tls_table() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut flags = args(&dir, "", None);
+        flags.tls_cert = Some("/etc/relay.pem".into());
+        let Err(CliError::Config(message)) = load(flags.clone()) else {
+            panic!("--tls-cert alone must be refused");
+        };
+        assert!(message.contains("--tls-key"), "{message}");
+        flags.tls_key = Some("/etc/relay.key".into());
+        let (config, _) = load(flags).expect("valid");
+        let tls = config.tls.expect("[tls] from the flags");
+        assert_eq!(tls.cert_file, std::path::Path::new("/etc/relay.pem"));
+        assert_eq!(tls.key_file, std::path::Path::new("/etc/relay.key"));
+        // Over a file's table, one flag replaces its file and keeps the rest.
+        let table = "[tls]\ncert_file = \"a.pem\"\nkey_file = \"a.key\"\nreload_poll_secs = 0";
+        let mut flags = args(&dir, table, None);
+        flags.tls_cert = Some("/etc/renewed.pem".into());
+        let (config, _) = load(flags).expect("valid");
+        let tls = config.tls.expect("[tls]");
+        assert_eq!(tls.cert_file, std::path::Path::new("/etc/renewed.pem"));
+        assert_eq!(
+            (tls.key_file.to_str(), tls.reload_poll_secs),
+            (Some("a.key"), 0)
+        );
+    }
+
+    #[test]
     fn advertise_url_sets_the_cluster_address() {
         let dir = tempfile::tempdir().expect("dir");
         let secret = "[cluster]\nsecret = \"0123456789abcdef0123456789abcdef\"";
