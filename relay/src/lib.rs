@@ -240,7 +240,9 @@ pub async fn run_with_reloads(
 fn reload_tls(server: Option<&tls::TlsServer>, new: Option<&TlsConfig>) {
     match (server, new) {
         // The files are small: read in line, which keeps reloads in order.
-        (Some(server), Some(new)) => server.reload_logged(new, "SIGHUP"),
+        (Some(server), Some(new)) => {
+            server.reload_logged(new, "SIGHUP");
+        }
         (None, None) => {}
         _ => tracing::warn!("[tls] was added or removed: that takes effect at the next start"),
     }

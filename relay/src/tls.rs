@@ -190,9 +190,12 @@ impl TlsServer {
     }
 
     /// Whether a file changed since it was read.
-    fn changed(&self) -> Option<TlsConfig> {
+    /// The configuration and its files' stamps now, when a file changed since it
+    /// was read.
+    fn changed(&self) -> Option<(TlsConfig, Vec<Option<SystemTime>>)> {
         let current = self.current.read().unwrap_or_else(PoisonError::into_inner);
-        (stamps(&current.config) != current.stamps).then(|| current.config.clone())
+        let now = stamps(&current.config);
+        (now != current.stamps).then(|| (current.config.clone(), now))
     }
 
     fn poll_interval(&self) -> Option<Duration> {
@@ -202,15 +205,20 @@ impl TlsServer {
     }
 
     /// Reloads `config` (from SIGHUP), logging the outcome.
-    pub(crate) fn reload_logged(&self, config: &TlsConfig, why: &'static str) {
+    /// Whether it was reloaded.
+    pub(crate) fn reload_logged(&self, config: &TlsConfig, why: &'static str) -> bool {
         match self.reload(config) {
             Ok(()) => {
-                tracing::info!(why, cert_file = %config.cert_file.display(), "TLS certificate reloaded")
+                tracing::info!(why, cert_file = %config.cert_file.display(), "TLS certificate reloaded");
+                true
             }
-            Err(error) => tracing::error!(
-                why, %error,
-                "TLS certificate not reloaded; new connections keep the previous one"
-            ),
+            Err(error) => {
+                tracing::error!(
+                    why, %error,
+                    "TLS certificate not reloaded; new connections keep the previous one"
+                );
+                false
+            }
         }
     }
 }
@@ -222,19 +230,26 @@ pub(crate) async fn watch(server: Arc<TlsServer>, stop: CancellationToken) {
     };
     let mut ticks = tokio::time::interval(every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The stamps of files that did not load: tried again only once they change.
+    let mut refused = None;
     loop {
         tokio::select! {
             () = stop.cancelled() => return,
             _ = ticks.tick() => {}
         }
-        if let Some(config) = server.changed() {
-            // Read off the runtime: the files are small, but a slow disk is not ours.
-            let reloaded = Arc::clone(&server);
-            let _ = tokio::task::spawn_blocking(move || {
-                reloaded.reload_logged(&config, "file changed");
-            })
-            .await;
+        let Some((config, now)) = server.changed() else {
+            continue;
+        };
+        if refused.as_ref() == Some(&now) {
+            continue;
         }
+        // Read off the runtime: the files are small, but a slow disk is not ours.
+        let reloaded = Arc::clone(&server);
+        let loaded =
+            tokio::task::spawn_blocking(move || reloaded.reload_logged(&config, "file changed"))
+                .await
+                .unwrap_or(false);
+        refused = (!loaded).then_some(now);
     }
 }
 
