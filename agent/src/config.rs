@@ -95,8 +95,26 @@ pub struct AgentConfig {
     /// relay behind a private CA).
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// A PEM client certificate (with its intermediates) the agent presents to the
+    /// relay, for a relay that requires one (`[tls] client_ca_file`); with
+    /// `client_key_file`.
+    #[serde(default)]
+    pub client_cert_file: Option<PathBuf>,
+    /// The PEM private key of `client_cert_file`.
+    #[serde(default)]
+    pub client_key_file: Option<PathBuf>,
+    /// Pins of the relay's public key: SHA-256 digests of a certificate's
+    /// SubjectPublicKeyInfo, base64 (optionally `sha256/…`) or hex, as printed by
+    /// `sapbridge keys pin CERT.pem`. When set, the relay's certificate (or one of
+    /// its intermediates) must carry one of these keys, on top of being trusted.
+    /// None by default.
+    #[serde(default)]
+    pub relay_spki_sha256: Vec<String>,
     /// An HTTP proxy the agent reaches the relay through with `CONNECT`
-    /// (`http://proxy.example.com:3128`, no credentials in it); none by default.
+    /// (`http://proxy.example.com:3128`, no credentials in it). Unset: the
+    /// environment's `HTTPS_PROXY` / `ALL_PROXY` (`HTTP_PROXY` for `ws://`) unless
+    /// `NO_PROXY` covers the relay; `""` or `"none"`: no proxy, whatever the
+    /// environment says (see `proxy_env`).
     #[serde(default)]
     pub proxy_url: Option<String>,
     /// The proxy user for Basic authentication, with `proxy_password_file` or
@@ -217,6 +235,11 @@ pub enum BackendConfig {
         /// Extra PEM CA certificates to trust for this system.
         #[serde(default)]
         ca_file: Option<PathBuf>,
+        /// An HTTP proxy to reach SAP through (`http://proxy:3128`, no
+        /// credentials); none by default. The environment's proxy variables are
+        /// not used for SAP.
+        #[serde(default)]
+        proxy_url: Option<String>,
     },
     /// An SAP ABAP system reached over RFC through SAP's NW RFC SDK
     /// (`libsapnwrfc.so` / `sapnwrfc.dll`), loaded when the agent starts. Without
@@ -271,6 +294,9 @@ impl AgentConfig {
             concurrency: default_concurrency(),
             worker_threads: default_worker_threads(),
             ca_file: None,
+            client_cert_file: None,
+            client_key_file: None,
+            relay_spki_sha256: Vec::new(),
             proxy_url: None,
             proxy_user: None,
             proxy_password_file: None,
@@ -298,6 +324,7 @@ impl AgentConfig {
         if let Err(problem) = check_relay_url(&self.relay_url) {
             problems.push(problem);
         }
+        problems.extend(self.check_relay_tls());
         match (&self.token, &self.token_file) {
             (Some(_), Some(_)) => problems.push("set either token or token_file, not both".into()),
             (None, None) => problems.push("token or token_file is required".into()),
@@ -394,11 +421,37 @@ impl fmt::Display for BackendConfig {
 }
 
 impl AgentConfig {
+    /// The client certificate comes with its key, and every pin parses.
+    fn check_relay_tls(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.client_cert_file.is_some() != self.client_key_file.is_some() {
+            problems.push("client_cert_file and client_key_file go together".into());
+        }
+        let plain = !self.relay_url.starts_with("wss:");
+        if plain && (!self.relay_spki_sha256.is_empty() || self.client_cert_file.is_some()) {
+            problems.push(
+                "relay_spki_sha256 and client_cert_file need a wss:// relay_url (there is no \
+                 TLS on ws://)"
+                    .into(),
+            );
+        }
+        for pin in &self.relay_spki_sha256 {
+            if let Err(problem) = crate::tls::parse_pin(pin) {
+                problems.push(format!("relay_spki_sha256: {problem}"));
+            }
+        }
+        problems
+    }
+
     /// `proxy_url` is `http://host:port` without credentials, and a proxy user
     /// comes with one password source (and only with a proxy).
     fn check_proxy(&self) -> Result<(), String> {
         let password = self.proxy_password_file.is_some() || self.proxy_password_env.is_some();
-        let Some(url) = &self.proxy_url else {
+        let Some(url) = self
+            .proxy_url
+            .as_ref()
+            .filter(|u| !crate::proxy_env::disables(u))
+        else {
             return if self.proxy_user.is_some() || password {
                 Err("proxy_user and proxy_password_* need proxy_url".into())
             } else {
@@ -466,6 +519,21 @@ fn check_relay_url(url: &str) -> Result<(), String> {
 /// Such a URL is refused rather than logged or sent: credentials go in `user` and
 /// `password_file`/`password_env`, or the token. Checked on the text, so a URL that
 /// does not parse is caught too, and the messages refusing it do not repeat it.
+/// What is wrong with a backend's `proxy_url`, if anything: it must be
+/// `http://host:port`, without credentials.
+pub(crate) fn check_backend_proxy(url: &str) -> Option<String> {
+    if holds_credentials(url) {
+        return Some("proxy_url must not hold a user or password".into());
+    }
+    let uri: Option<http::Uri> = url.parse().ok();
+    let fits = uri.is_some_and(|u| {
+        u.scheme_str() == Some("http")
+            && u.host().is_some_and(|h| !h.is_empty())
+            && matches!(u.path(), "" | "/")
+    });
+    (!fits).then(|| format!("proxy_url {url:?} must be http://host:port"))
+}
+
 pub(crate) fn holds_credentials(url: &str) -> bool {
     let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
@@ -505,8 +573,12 @@ fn check_system(system: &SystemConfig, names: &mut HashSet<String>, problems: &m
             password_file,
             password_env,
             timeout_secs,
+            proxy_url,
             ..
         } => {
+            if let Some(problem) = proxy_url.as_deref().and_then(check_backend_proxy) {
+                problems.push(format!("system {name}: {problem}"));
+            }
             if holds_credentials(base_url) {
                 problems.push(format!(
                     "system {name}: base_url must not hold a user or password \
@@ -704,6 +776,25 @@ mod tests {
                 .to_string();
             assert!(err.contains(says), "{bad}: {err}");
             assert!(!err.contains("pw@"), "{err}");
+        }
+    }
+
+    #[test]
+    fn relay_tls_settings_are_checked() {
+        let pin = "relay_spki_sha256 = [\"sha256/AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\"]\n";
+        assert!(AgentConfig::from_toml_str(&format!("{pin}{EXAMPLE}")).is_ok());
+        let hex = format!("relay_spki_sha256 = [\"{}\"]\n", "ab".repeat(32));
+        assert!(AgentConfig::from_toml_str(&format!("{hex}{EXAMPLE}")).is_ok());
+        let plain = EXAMPLE.replace("wss://", "ws://");
+        for (bad, example, says) in [
+            ("relay_spki_sha256 = [\"c2hvcnQ=\"]\n", EXAMPLE, "32 bytes"),
+            ("client_cert_file = \"a.pem\"\n", EXAMPLE, "go together"),
+            (pin, plain.as_str(), "need a wss:// relay_url"),
+        ] {
+            let err = AgentConfig::from_toml_str(&format!("{bad}{example}"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(says), "{bad}: {err}");
         }
     }
 

@@ -31,6 +31,7 @@ mod executor;
 mod journal;
 mod outcomes;
 mod passthrough;
+mod proxy_env;
 mod read_only;
 mod reconnect;
 mod redelivery;
@@ -56,7 +57,7 @@ pub use config::{
 };
 pub use executor::execute_on_session;
 pub use journal::JournalError;
-pub use tls::TlsError;
+pub use tls::{TlsError, pins_of_pem};
 
 use crate::journal::Journal;
 use crate::outcomes::OutcomeStore;

@@ -57,7 +57,7 @@ pub(crate) async fn run_agent(
     // A ws:// relay needs no TLS: its configuration (the system's root
     // certificates, parsed) is built only for wss:// or to check a configured CA file.
     let tls = if config.relay_url.starts_with("wss:") || config.ca_file.is_some() {
-        Some(tls::client_config(config.ca_file.as_deref())?)
+        Some(tls::relay_client_config(&config)?)
     } else {
         None
     };

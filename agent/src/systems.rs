@@ -95,6 +95,7 @@ pub(crate) fn open_system(
             password_env,
             timeout_secs,
             ca_file,
+            proxy_url,
         } => {
             let open_error = |reason: String| AgentError::OpenSystem {
                 system: system.name.clone(),
@@ -111,6 +112,7 @@ pub(crate) fn open_system(
                 password,
                 timeout: Duration::from_secs(*timeout_secs),
                 ca_file: ca_file.clone(),
+                proxy_url: proxy_url.clone(),
             })
             .map_err(|e| open_error(e.to_string()))?;
             Arc::new(soap)

@@ -125,6 +125,10 @@ pub(crate) enum DialError {
         /// The HTTP status.
         status: u16,
     },
+    /// The relay answered the upgrade with 403 because the agent presented no
+    /// client certificate (mutual TLS).
+    #[error("the relay requires a client certificate (HTTP 403)")]
+    CertificateRequired,
     /// The token cannot go into a header (control characters).
     #[error("the agent token holds characters not allowed in an HTTP header")]
     BadToken,
@@ -147,6 +151,11 @@ pub(crate) enum DialError {
     ProxyRefused {
         /// The HTTP status.
         status: u16,
+        /// The authentication schemes of its `Proxy-Authenticate` headers
+        /// (`Basic`, `NTLM`, `Negotiate`), as it spelled them.
+        schemes: Vec<String>,
+        /// Whether credentials were sent.
+        credentials_sent: bool,
     },
 }
 
@@ -158,16 +167,33 @@ pub(crate) struct Proxy {
     pub(crate) address: String,
     /// `Basic <base64 user:password>`, if the proxy wants credentials.
     pub(crate) authorization: Option<Secret>,
+    /// Where the proxy was configured: `proxy_url` or an environment variable.
+    pub(crate) source: &'static str,
 }
 
 impl Proxy {
-    /// The configured proxy, its password read now; `None` without `proxy_url`.
+    /// The proxy for the relay, its password read now: `proxy_url`, else the
+    /// environment's (see `proxy_env`); `None` for a direct connection.
     ///
     /// # Errors
-    /// The reason the password cannot be read (naming its source, never its value).
+    /// The reason the proxy or its password cannot be used (naming its source,
+    /// never its value).
     pub(crate) fn from_config(config: &crate::AgentConfig) -> Result<Option<Self>, String> {
-        let Some(url) = &config.proxy_url else {
-            return Ok(None);
+        let url = match &config.proxy_url {
+            Some(url) if crate::proxy_env::disables(url) => return Ok(None),
+            Some(url) => url,
+            None => {
+                let found = crate::proxy_env::from_environment(&config.relay_url, |name| {
+                    std::env::var(name).ok()
+                })?;
+                return Ok(found.map(|proxy| Self {
+                    address: proxy.address,
+                    authorization: proxy
+                        .credentials
+                        .map(|(user, password)| basic(&user, password.expose())),
+                    source: proxy.variable,
+                }));
+            }
         };
         let uri: http::Uri = url
             .parse()
@@ -181,19 +207,25 @@ impl Proxy {
                     config.proxy_password_env.as_deref(),
                 )
                 .map_err(|e| format!("proxy password: {e}"))?;
-                let credentials = base64::Engine::encode(
-                    &base64::engine::general_purpose::STANDARD,
-                    format!("{user}:{}", password.expose()),
-                );
-                Some(Secret::new(format!("Basic {credentials}")))
+                Some(basic(user, password.expose()))
             }
             None => None,
         };
         Ok(Some(Self {
             address,
             authorization,
+            source: "proxy_url",
         }))
     }
+}
+
+/// The `Proxy-Authorization` value of Basic credentials.
+fn basic(user: &str, password: &str) -> Secret {
+    let credentials = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        format!("{user}:{password}"),
+    );
+    Secret::new(format!("Basic {credentials}"))
 }
 
 /// The most a proxy's answer to `CONNECT` may hold before its blank line.
@@ -233,16 +265,27 @@ async fn tunnel(proxy: &Proxy, target: &str) -> Result<TcpStream, DialError> {
             .map_err(|e| unreachable(format!("closed before answering CONNECT: {e}")))?;
         head.push(byte);
     }
-    let status = std::str::from_utf8(&head)
-        .ok()
-        .and_then(|h| h.split_whitespace().nth(1))
+    let head = String::from_utf8_lossy(&head);
+    let status = head
+        .split_whitespace()
+        .nth(1)
         .and_then(|s| s.parse::<u16>().ok())
         .ok_or_else(|| unreachable("not an HTTP answer to CONNECT".into()))?;
     if (200..300).contains(&status) {
-        Ok(stream)
-    } else {
-        Err(DialError::ProxyRefused { status })
+        return Ok(stream);
     }
+    let schemes = head
+        .lines()
+        .filter_map(|line| line.split_once(':'))
+        .filter(|(name, _)| name.trim().eq_ignore_ascii_case("proxy-authenticate"))
+        .filter_map(|(_, value)| value.split_whitespace().next())
+        .map(|scheme| scheme.trim_end_matches(',').to_owned())
+        .collect();
+    Err(DialError::ProxyRefused {
+        status,
+        schemes,
+        credentials_sent: proxy.authorization.is_some(),
+    })
 }
 
 /// The agent endpoint's path, for the advice when a URL names another.
@@ -257,6 +300,10 @@ impl DialError {
                 "the relay rejected the agent token (HTTP {status}): check `token` / `token_file`; \
              the relay's `agent_tokens` must hold it (or its SHA-256)"
             ),
+            Self::CertificateRequired => "the relay wants a client certificate from agents \
+                (HTTP 403): set client_cert_file and client_key_file to one issued by the \
+                relay's client CA"
+                .to_owned(),
             Self::Http { status: 404 } => {
                 format!("the relay answered HTTP 404: `relay_url` must end with {AGENT_PATH}")
             }
@@ -275,14 +322,37 @@ impl DialError {
             Self::ProxyUnreachable { proxy, reason } => {
                 format!("the proxy {proxy} cannot be used ({reason}): check proxy_url")
             }
-            Self::ProxyRefused { status: 407 } => "the proxy refused its credentials (HTTP \
-                407): check proxy_user and proxy_password_file / proxy_password_env"
-                .to_owned(),
-            Self::ProxyRefused { status } => format!(
+            Self::ProxyRefused {
+                status: 407,
+                schemes,
+                credentials_sent,
+            } => proxy_authentication_advice(schemes, *credentials_sent),
+            Self::ProxyRefused { status, .. } => format!(
                 "the proxy refused the tunnel to the relay (HTTP {status}): it must allow \
                  CONNECT to the relay's host and port"
             ),
         }
+    }
+}
+
+/// What a 407 from the proxy means, by the schemes it offers.
+fn proxy_authentication_advice(schemes: &[String], credentials_sent: bool) -> String {
+    let basic = schemes.iter().any(|s| s.eq_ignore_ascii_case("basic"));
+    if !schemes.is_empty() && !basic {
+        let named = schemes.join(" or ");
+        return format!(
+            "the proxy asks for {named} (HTTP 407), which sapbridge does not support; use \
+             Basic or allow the relay's host without authentication"
+        );
+    }
+    if credentials_sent {
+        "the proxy refused its credentials (HTTP 407): check proxy_user and \
+         proxy_password_file / proxy_password_env (or the user:password in HTTPS_PROXY)"
+            .to_owned()
+    } else {
+        "the proxy wants credentials (HTTP 407): set proxy_user with proxy_password_file or \
+         proxy_password_env (or user:password in HTTPS_PROXY)"
+            .to_owned()
     }
 }
 
@@ -298,6 +368,20 @@ fn explain_socket(error: &tungstenite::Error, secure: bool) -> String {
     if secure && (text.contains("InvalidContentType") || text.contains("corrupt message")) {
         return format!(
             "{text}: the relay speaks plain HTTP there: use ws:// (or put TLS in front)"
+        );
+    }
+    if secure && text.contains("relay_spki_sha256") {
+        return format!(
+            "{text}: the relay presents another key than pinned. If its certificate was \
+             renewed with a new key, add the new pin (`sapbridge keys pin CERT.pem`) to \
+             relay_spki_sha256; otherwise something between intercepts the connection (a \
+             TLS-inspecting proxy?)"
+        );
+    }
+    if secure && text.contains("CertificateRequired") {
+        return format!(
+            "{text}: the relay requires a client certificate: set client_cert_file and \
+             client_key_file to one its client CA issued"
         );
     }
     if secure && text.contains("certificate") {
@@ -375,7 +459,12 @@ pub(crate) async fn dial(
         Ok(Ok((socket, _response))) => Ok(socket),
         Ok(Err(DialError::WebSocket(tungstenite::Error::Http(response)))) => {
             let status = response.status();
-            if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+            let certificate_required = response.body().as_deref().is_some_and(|b| {
+                String::from_utf8_lossy(b).contains("client-certificate-required")
+            });
+            if status == StatusCode::FORBIDDEN && certificate_required {
+                Err(DialError::CertificateRequired)
+            } else if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
                 Err(DialError::Rejected {
                     status: status.as_u16(),
                 })

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 pub use crate::queue::config::{DatabaseUrl, Durability, QueueConfig, StoreKind};
+use crate::tls::TlsConfig;
 
 /// The most runtime threads a relay may ask for.
 const MAX_WORKER_THREADS: usize = 256;
@@ -135,6 +136,10 @@ pub struct RelayConfig {
     /// The `[audit]` table: how long the audit log keeps its records (see
     /// [`AuditConfig`]).
     pub audit: AuditConfig,
+    /// The `[tls]` table: the relay serves `https://` and `wss://` itself with this
+    /// certificate (see [`TlsConfig`]); none by default (plain HTTP, for a TLS proxy
+    /// in front or a relay on loopback).
+    pub tls: Option<TlsConfig>,
 }
 
 /// The audit log (`[audit]`): every request, refusal, call outcome and
@@ -203,6 +208,7 @@ impl Default for RelayConfig {
             max_connections: 512,
             max_agent_connections: 128,
             audit: AuditConfig::default(),
+            tls: None,
         }
     }
 }
@@ -468,6 +474,18 @@ impl RelayConfig {
             return Err(ConfigError::WildcardAgentToken {
                 name: t.name.clone(),
             });
+        }
+        if let Some(tls) = &self.tls {
+            tls.validate()?;
+            if self.cluster.advertise_url.is_some() {
+                return Err(ConfigError::OutOfRange {
+                    field: "cluster.advertise_url",
+                    problem: "replicas forward to each other over plain http://, and with [tls] \
+                              the relay's one listener speaks only TLS: terminate TLS in front \
+                              of clustered replicas instead"
+                        .into(),
+                });
+            }
         }
         self.check_numbers()
     }

@@ -40,6 +40,8 @@
 //! - `config`, `auth`, `limits`, `ids`, `public_address`: configuration,
 //!   credentials, rate limits and the limits' counters, id generation, how
 //!   clients reach the relay (absolute `Location`s).
+//! - `tls`: the `[tls]` certificate served by `serve`, reloaded on SIGHUP and when
+//!   its files change.
 
 mod actions;
 mod agents;
@@ -57,6 +59,7 @@ mod queue;
 mod serve;
 mod session;
 mod state;
+mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,6 +71,7 @@ pub use config::{
     AgentTokenConfig, ApiKeyConfig, AuditConfig, ClusterConfig, ConfigError, DatabaseUrl,
     Durability, QueueConfig, RelayConfig, StoreKind, secret_sha256_hex,
 };
+pub use tls::{ClientAuth, TlsConfig, TlsError};
 
 use crate::queue::{Queue, Retention};
 use crate::state::RelayState;
@@ -84,6 +88,9 @@ pub enum RelayError {
     /// The queue store could not be opened.
     #[error("opening the queue store failed: {0}")]
     Store(String),
+    /// The `[tls]` files could not be served.
+    #[error("tls: {0}")]
+    Tls(#[from] TlsError),
 }
 
 /// Runs the relay on `listener` until `shutdown` is cancelled, then drains.
@@ -105,8 +112,9 @@ pub async fn run(
 /// arrives on `reloads` while it runs (the CLI sends the file again on SIGHUP):
 /// requests are judged by the new keys at once, and agent sessions whose token
 /// was revoked or no longer covers a system they serve are closed (with
-/// `SystemNotAllowed`); the others stay connected. Other settings of a reloaded
-/// configuration take effect at the next start.
+/// `SystemNotAllowed`); the others stay connected. The `[tls]` files are read
+/// again for new handshakes (established connections keep theirs). Other settings
+/// of a reloaded configuration take effect at the next start.
 ///
 /// # Errors
 /// As [`run`].
@@ -117,6 +125,10 @@ pub async fn run_with_reloads(
     mut reloads: tokio::sync::mpsc::UnboundedReceiver<RelayConfig>,
 ) -> Result<(), RelayError> {
     config.validate()?;
+    let tls = match &config.tls {
+        Some(tls) => Some(Arc::new(tls::TlsServer::load(tls)?)),
+        None => None,
+    };
     let queue = open_queue(&config.queue, config.owner_hold_secs).await?;
     if let Some(address) = &config.cluster.advertise_url {
         queue
@@ -137,6 +149,7 @@ pub async fn run_with_reloads(
     ));
     let keys = Arc::clone(&state.keys);
     let known = state.systems.clone();
+    let reloaded_tls = tls.clone();
     tokio::spawn(async move {
         while let Some(new) = reloads.recv().await {
             if let Err(error) = new.validate() {
@@ -144,6 +157,7 @@ pub async fn run_with_reloads(
                 audit_log.record(audit::reload_record("refused", error.to_string()));
                 continue;
             }
+            reload_tls(reloaded_tls.as_deref(), new.tls.as_ref());
             let revoked = keys.replace(
                 auth::Credentials::api_keys(&new.api_keys),
                 auth::Credentials::agent_tokens(&new.agent_tokens),
@@ -205,10 +219,14 @@ pub async fn run_with_reloads(
         systems = ?state.systems,
         "relay serving"
     );
+    let watcher = tls
+        .clone()
+        .map(|tls| tokio::spawn(tls::watch(tls, reaper_stop.clone())));
     let server = serve::run(
         listener,
         http::router(Arc::clone(&state)),
         serve::Limits::new(&config),
+        tls,
         stop.clone(),
     );
     let drain_deadline = async {
@@ -237,12 +255,27 @@ pub async fn run_with_reloads(
     if let Some(publisher) = publisher {
         let _ = publisher.await;
     }
+    if let Some(watcher) = watcher {
+        let _ = watcher.await;
+    }
     // The other replicas stop forwarding here and listing this relay's agents.
     if let Err(error) = queue.leave().await {
         tracing::warn!(%error, "could not tell the other replicas that this one stops");
     }
     tracing::info!("relay stopped");
     Ok(())
+}
+
+/// Serves a reloaded `[tls]` table to new handshakes (SIGHUP).
+fn reload_tls(server: Option<&tls::TlsServer>, new: Option<&TlsConfig>) {
+    match (server, new) {
+        // The files are small: read in line, which keeps reloads in order.
+        (Some(server), Some(new)) => {
+            server.reload_logged(new, "SIGHUP");
+        }
+        (None, None) => {}
+        _ => tracing::warn!("[tls] was added or removed: that takes effect at the next start"),
+    }
 }
 
 /// Opens the configured queue store.

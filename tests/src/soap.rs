@@ -63,6 +63,7 @@ impl SoapSap {
             password: PasswordSource::Value(Secret::new(SOAP_PASSWORD)),
             timeout: Duration::from_secs(30),
             ca_file: None,
+            proxy_url: None,
         })?;
         Ok(Arc::new(soap))
     }

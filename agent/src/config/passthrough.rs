@@ -64,6 +64,11 @@ pub struct HttpConfig {
     /// operating system's root certificates (as for the relay's `wss://`).
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// An HTTP proxy the backend is reached through with `CONNECT`
+    /// (`http://proxy:3128`, no credentials); none by default. The environment's
+    /// proxy variables are not used for backends.
+    #[serde(default)]
+    pub proxy_url: Option<String>,
     /// Pass the client's `Cookie` header to the backend and the backend's
     /// `Set-Cookie` to the client (default off: backend sessions opened with the
     /// agent's credentials stay on-premises).
@@ -102,6 +107,7 @@ impl HttpConfig {
             password_env: None,
             timeout_secs: default_timeout_secs(),
             ca_file: None,
+            proxy_url: None,
             forward_cookies: false,
             max_body_bytes: default_max_body_bytes(),
             max_in_flight: default_max_in_flight(),
@@ -111,6 +117,13 @@ impl HttpConfig {
     /// Adds one line per problem of the block of system `name` to `problems`.
     pub(crate) fn check(&self, name: &str, problems: &mut Vec<String>) {
         let mut problem = |text: String| problems.push(format!("system {name}: http: {text}"));
+        if let Some(text) = self
+            .proxy_url
+            .as_deref()
+            .and_then(super::check_backend_proxy)
+        {
+            problem(text);
+        }
         match self.base_url.parse::<http::Uri>() {
             _ if super::holds_credentials(&self.base_url) => problem(
                 "base_url must not hold a user or password (user:password@); set user and \

@@ -49,15 +49,29 @@ pub(super) async fn examine(config: &AgentConfig) -> Section {
     };
     let secure = config.relay_url.starts_with("wss:");
     let tls = if secure || config.ca_file.is_some() {
-        match tls::client_config(config.ca_file.as_deref()) {
+        match tls::relay_client_config(config) {
             Ok(tls) => {
                 let roots = match &config.ca_file {
                     Some(path) => format!("system roots and {}", path.display()),
                     None => "system roots".to_owned(),
                 };
-                section
-                    .checks
-                    .push(ok("TLS", format!("trusting the {roots}")));
+                let mut detail = format!("trusting the {roots}");
+                if let Some(cert) = &config.client_cert_file {
+                    detail.push_str(&format!(
+                        "; presenting the client certificate {}",
+                        cert.display()
+                    ));
+                }
+                match config.relay_spki_sha256.len() {
+                    0 => {}
+                    1 => {
+                        detail.push_str("; the relay's key must match the pin in relay_spki_sha256")
+                    }
+                    n => detail.push_str(&format!(
+                        "; the relay's key must match one of the {n} pins in relay_spki_sha256"
+                    )),
+                }
+                section.checks.push(ok("TLS", detail));
                 Some(tls)
             }
             Err(error) => {
@@ -79,9 +93,13 @@ pub(super) async fn examine(config: &AgentConfig) -> Section {
                 } else {
                     ""
                 };
+                let from = match proxy.source {
+                    "proxy_url" => String::new(),
+                    variable => format!(" (from {variable})"),
+                };
                 section.checks.push(ok(
                     "proxy",
-                    format!("CONNECT through {}{auth}", proxy.address),
+                    format!("CONNECT through {}{from}{auth}", proxy.address),
                 ));
             }
             proxy

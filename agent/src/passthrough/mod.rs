@@ -16,6 +16,7 @@
 //! neither the agent nor the relay holds a body whole — except a CSRF write, which
 //! is buffered up to `max_body_bytes` so its one retry can resend it.
 
+mod connector;
 mod csrf;
 mod exchange;
 mod paths;

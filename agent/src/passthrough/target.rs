@@ -20,6 +20,8 @@ use http_body_util::combinators::UnsyncBoxBody;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
+
+use super::connector::BackendConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use sapbridge_proto::{
     Secret, WireHeader, header_value_from_wire, header_value_to_wire, is_hop_by_hop,
@@ -42,7 +44,7 @@ const POOL_IDLE: Duration = Duration::from_secs(90);
 pub(crate) type BackendBody = UnsyncBoxBody<Bytes, std::io::Error>;
 
 /// The pooled client of one backend.
-pub(crate) type BackendClient = Client<HttpsConnector<HttpConnector>, BackendBody>;
+pub(crate) type BackendClient = Client<HttpsConnector<BackendConnector>, BackendBody>;
 
 /// A configured HTTP service of one system.
 pub(crate) struct HttpTarget {
@@ -60,6 +62,8 @@ pub(crate) struct HttpTarget {
     client: OnceLock<Result<BackendClient, String>>,
     /// The extra CA certificates the client trusts, beside the system's roots.
     ca_file: Option<PathBuf>,
+    /// The HTTP proxy the backend is reached through, if any.
+    proxy_url: Option<String>,
     /// The paths the cloud may reach.
     pub(crate) allow: PathAllowlist,
     basic_auth: Option<(String, Secret)>,
@@ -129,6 +133,7 @@ impl HttpTarget {
                 timeout,
                 &base_url,
                 config.ca_file.as_deref(),
+                config.proxy_url.as_deref(),
             )?));
         }
         Ok(Self {
@@ -139,6 +144,7 @@ impl HttpTarget {
             origin,
             client,
             ca_file: config.ca_file.clone(),
+            proxy_url: config.proxy_url.clone(),
             allow,
             basic_auth,
             csrf: config.csrf.then(CsrfCache::default),
@@ -158,7 +164,14 @@ impl HttpTarget {
     /// When the client cannot be built (then on every call).
     pub(crate) fn client(&self) -> Result<&BackendClient, &str> {
         self.client
-            .get_or_init(|| build_client(self.timeout, &self.base_url, self.ca_file.as_deref()))
+            .get_or_init(|| {
+                build_client(
+                    self.timeout,
+                    &self.base_url,
+                    self.ca_file.as_deref(),
+                    self.proxy_url.as_deref(),
+                )
+            })
             .as_ref()
             .map_err(String::as_str)
     }
@@ -323,11 +336,13 @@ fn connection_listed(headers: &HeaderMap) -> Vec<String> {
 /// The client of the backend at `base_url`: HTTP/1.1 over TCP (no delay, connect
 /// timeout), for `https://` over TLS with the system's root certificates plus
 /// `ca_file`; no redirects (hyper follows none). The URL's scheme never changes, so
-/// an `http://` backend's client loads no root certificates.
+/// an `http://` backend's client loads no root certificates. With `proxy_url`,
+/// connections are tunnelled through that proxy.
 fn build_client(
     timeout: Duration,
     base_url: &url::Url,
     ca_file: Option<&Path>,
+    proxy_url: Option<&str>,
 ) -> Result<BackendClient, String> {
     let tls = if base_url.scheme() == "https" {
         crate::tls::client_config(ca_file).map(|config| (*config).clone())
@@ -343,7 +358,7 @@ fn build_client(
         .with_tls_config(tls)
         .https_or_http()
         .enable_http1()
-        .wrap_connector(http);
+        .wrap_connector(BackendConnector::new(http, proxy_url)?);
     Ok(Client::builder(TokioExecutor::new())
         .pool_idle_timeout(POOL_IDLE)
         .pool_timer(TokioTimer::new())

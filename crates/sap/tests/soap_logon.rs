@@ -35,6 +35,7 @@ async fn ten_calls_with_a_wrong_password_cost_one_failed_logon() {
         password: PasswordSource::File(password.clone()),
         timeout: Duration::from_secs(10),
         ca_file: None,
+        proxy_url: None,
     })
     .unwrap();
 

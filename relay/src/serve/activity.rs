@@ -51,6 +51,10 @@ pub(super) struct Activity {
     awaiting_head: AtomicBool,
     /// Set when the current request's body stalled past the body-read timeout.
     body_stalled: AtomicBool,
+    /// Set for HTTP/2: bytes between requests are frames of the connection
+    /// (window updates, pings), not the head of a next request, so only the idle
+    /// timeout counts there.
+    multiplexed: AtomicBool,
     /// The agent connection slot, once the connection became a WebSocket; it lives
     /// as long as the socket (which holds this activity).
     upgraded: Mutex<Option<OwnedSemaphorePermit>>,
@@ -81,6 +85,7 @@ impl Activity {
             changed: Notify::new(),
             awaiting_head: AtomicBool::new(false),
             body_stalled: AtomicBool::new(false),
+            multiplexed: AtomicBool::new(false),
             upgraded: Mutex::new(None),
         }
     }
@@ -146,7 +151,8 @@ impl Activity {
             if state.in_flight == 0 {
                 state.free_since = Instant::now();
                 state.head_since = None;
-                self.awaiting_head.store(true, Ordering::Relaxed);
+                self.awaiting_head
+                    .store(!self.multiplexed.load(Ordering::Relaxed), Ordering::Relaxed);
             }
         }
         self.changed.notify_one();
@@ -163,6 +169,11 @@ impl Activity {
             }
             self.changed.notify_one();
         }
+    }
+
+    /// The connection speaks HTTP/2 (see the `multiplexed` field).
+    pub(super) fn multiplex(&self) {
+        self.multiplexed.store(true, Ordering::Relaxed);
     }
 
     /// The current request's body stalled.
@@ -192,21 +203,22 @@ impl Drop for InFlight {
     }
 }
 
-/// A client socket that reports arriving bytes to its connection's [`Activity`].
+/// A client socket that reports arriving bytes to its connection's [`Activity`]
+/// (under TLS: the bytes of TLS records).
 #[derive(Debug)]
-pub(super) struct Watched {
-    stream: TcpStream,
+pub(super) struct Watched<S = TcpStream> {
+    stream: S,
     activity: Arc<Activity>,
 }
 
-impl Watched {
+impl<S> Watched<S> {
     /// Watches `stream` for `activity`.
-    pub(super) fn new(stream: TcpStream, activity: Arc<Activity>) -> Self {
+    pub(super) fn new(stream: S, activity: Arc<Activity>) -> Self {
         Self { stream, activity }
     }
 }
 
-impl AsyncRead for Watched {
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -221,7 +233,7 @@ impl AsyncRead for Watched {
     }
 }
 
-impl AsyncWrite for Watched {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -298,6 +310,18 @@ mod tests {
         let head = Instant::now();
         assert_eq!(activity.expired(&limits).await, Expiry::Head);
         assert_eq!(head.elapsed(), Duration::from_secs(10));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn between_http2_requests_only_the_idle_timeout_counts() {
+        let limits = limits();
+        let activity = Arc::new(Activity::new());
+        activity.multiplex();
+        drop(activity.request_started());
+        // A window update after the response: not a request head.
+        tokio::time::advance(Duration::from_secs(5)).await;
+        activity.bytes_read();
+        assert_eq!(activity.expired(&limits).await, Expiry::Idle);
     }
 
     #[tokio::test(start_paused = true)]

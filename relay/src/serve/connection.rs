@@ -1,7 +1,10 @@
-//! One client connection: hyper's HTTP/1 server over the socket, the router behind
+//! One client connection: hyper's HTTP/1 server over the socket (or, over TLS
+//! when the client asked for `h2` by ALPN, its HTTP/2 server), the router behind
 //! it, and the relay's limits around both — the head and idle deadlines (watched by
 //! the connection's own task), the request body timeout (408), and the connection
-//! caps (503 with `Retry-After`).
+//! caps (503 with `Retry-After`). Under TLS the handshake must finish within the
+//! header-read timeout, and with client certificates configured the agent endpoint
+//! answers 403 to a connection that presented none.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -15,15 +18,16 @@ use axum::extract::ConnectInfo;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, Request, StatusCode, header};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper_util::rt::TokioIo;
+use hyper::server::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use super::Shared;
-use super::activity::{Activity, Watched};
+use super::activity::{Activity, Expiry, Watched};
 use super::body::{TimedBody, TrackedBody};
 use crate::http::Problem;
 
@@ -64,6 +68,10 @@ impl Admission {
     }
 }
 
+/// The agent endpoint, which needs a client certificate when the relay has a
+/// client CA.
+const AGENT_CONNECT_PATH: &str = "/v1/agent/connect";
+
 /// Serves one connection until it closes, upgrades, misses a deadline, or (after
 /// `stop`) finishes the request it is answering.
 pub(super) async fn serve(
@@ -73,20 +81,116 @@ pub(super) async fn serve(
     stop: CancellationToken,
 ) {
     let activity = Arc::new(Activity::new());
-    let service = ConnectionService {
+    let mut service = ConnectionService {
         peer: stream.peer_addr().ok(),
         overflow: admission.overflow,
         shared: Arc::clone(&shared),
         activity: Arc::clone(&activity),
+        certificate: Certificate::NotAsked,
     };
-    let io = TokioIo::new(Watched::new(stream, Arc::clone(&activity)));
+    let watched = Watched::new(stream, Arc::clone(&activity));
+    let Some(tls) = &shared.tls else {
+        serve_http1(TokioIo::new(watched), service, &activity, &stop).await;
+        drop(admission);
+        return;
+    };
+    let (acceptor, needs_certificate) = tls.acceptor();
+    let handshake = tokio::time::timeout(shared.limits.header_read, acceptor.accept(watched));
+    let stream = tokio::select! {
+        () = stop.cancelled() => return,
+        handshake = handshake => match handshake {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(error)) => {
+                tracing::debug!(%error, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!("TLS handshake not finished within the header-read timeout");
+                return;
+            }
+        },
+    };
+    let (_, session) = stream.get_ref();
+    let h2 = session.alpn_protocol() == Some(b"h2".as_slice());
+    if needs_certificate {
+        // Only a certificate the client CA verified gets this far.
+        service.certificate = if session.peer_certificates().is_some_and(|c| !c.is_empty()) {
+            Certificate::Verified
+        } else {
+            Certificate::Missing
+        };
+    }
+    let io = TokioIo::new(stream);
+    if h2 {
+        activity.multiplex();
+        let overflow = service.overflow;
+        let connection = http2::Builder::new(TokioExecutor::new()).serve_connection(io, service);
+        tokio::pin!(connection);
+        if overflow {
+            // One round of requests is answered 503, then the connection ends.
+            connection.as_mut().graceful_shutdown();
+        }
+        // An idle HTTP/2 connection is closed with GOAWAY rather than cut, so a
+        // client does not send its next request into it.
+        drive(
+            connection,
+            |c| c.graceful_shutdown(),
+            true,
+            &activity,
+            &shared,
+            &stop,
+        )
+        .await;
+    } else {
+        serve_http1(io, service, &activity, &stop).await;
+    }
+    drop(admission);
+}
+
+/// HTTP/1 over `io`, WebSocket upgrades included.
+async fn serve_http1<I>(
+    io: TokioIo<I>,
+    service: ConnectionService,
+    activity: &Arc<Activity>,
+    stop: &CancellationToken,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let shared = Arc::clone(&service.shared);
     let mut builder = http1::Builder::new();
     // Heads and idle waits are timed by `activity`: hyper's own header timer is one
     // timer for both (it restarts when a connection goes idle).
     builder.header_read_timeout(None);
     let connection = builder.serve_connection(io, service).with_upgrades();
     tokio::pin!(connection);
+    drive(
+        connection,
+        |c| c.graceful_shutdown(),
+        false,
+        activity,
+        &shared,
+        stop,
+    )
+    .await;
+}
+
+/// Runs `connection` until it ends or misses a deadline; on `stop`, asks it to
+/// close once its requests are answered (`shutdown`). With `goaway` (HTTP/2), an
+/// idle connection is asked to close too, and cut only if it has not closed one
+/// idle timeout later.
+async fn drive<C, E>(
+    mut connection: Pin<&mut C>,
+    shutdown: impl Fn(Pin<&mut C>),
+    goaway: bool,
+    activity: &Activity,
+    shared: &Shared,
+    stop: &CancellationToken,
+) where
+    C: Future<Output = Result<(), E>>,
+    E: std::fmt::Display,
+{
     let mut draining = false;
+    let mut cutoff: Option<Pin<Box<tokio::time::Sleep>>> = None;
     loop {
         tokio::select! {
             result = connection.as_mut() => {
@@ -95,18 +199,41 @@ pub(super) async fn serve(
                 }
                 break;
             }
-            expiry = activity.expired(&shared.limits) => {
+            expiry = activity.expired(&shared.limits), if cutoff.is_none() => {
+                if goaway && expiry == Expiry::Idle {
+                    tracing::debug!("closing an idle HTTP/2 connection");
+                    if !draining {
+                        shutdown(connection.as_mut());
+                        draining = true;
+                    }
+                    cutoff = Some(Box::pin(tokio::time::sleep(shared.limits.idle)));
+                    continue;
+                }
                 tracing::debug!(?expiry, "closing a slow or idle client connection");
+                break;
+            }
+            () = async { cutoff.as_mut().expect("guarded").await }, if cutoff.is_some() => {
+                tracing::debug!("an HTTP/2 connection did not close after GOAWAY; cutting it");
                 break;
             }
             () = stop.cancelled(), if !draining => {
                 // Closes an idle connection now, a busy one after its answer.
-                connection.as_mut().graceful_shutdown();
+                shutdown(connection.as_mut());
                 draining = true;
             }
         }
     }
-    drop(admission);
+}
+
+/// Whether the client presented a certificate the relay's client CA verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Certificate {
+    /// No client CA is configured (or no TLS): nothing to check.
+    NotAsked,
+    /// The client presented a verified certificate.
+    Verified,
+    /// The client presented none.
+    Missing,
 }
 
 /// The hyper service of one connection.
@@ -117,6 +244,7 @@ struct ConnectionService {
     peer: Option<SocketAddr>,
     activity: Arc<Activity>,
     overflow: bool,
+    certificate: Certificate,
 }
 
 impl hyper::service::Service<Request<Incoming>> for ConnectionService {
@@ -139,6 +267,16 @@ impl ConnectionService {
         let limits = &self.shared.limits;
         if self.overflow && !request.headers().contains_key(header::UPGRADE) {
             return self.refuse(request).await;
+        }
+        if self.certificate == Certificate::Missing && request.uri().path() == AGENT_CONNECT_PATH {
+            tracing::warn!(peer = ?self.peer, "agent connection refused: no client certificate");
+            return closing(Problem::new(
+                StatusCode::FORBIDDEN,
+                "client-certificate-required",
+                "Client certificate required",
+                "agents must present a client certificate issued by the relay's client CA \
+                 (client_cert_file and client_key_file in agent.toml)",
+            ));
         }
         let activity = Arc::clone(&self.activity);
         let mut request =

@@ -1,6 +1,7 @@
 //! The serving loop: accepts TCP connections and serves each with hyper's HTTP/1
-//! server in a task of its own, under the limits that keep slow or idle clients
-//! from holding the relay's file descriptors.
+//! server in a task of its own (over TLS when `[tls]` is set, with HTTP/2 for
+//! clients that ask for `h2` by ALPN), under the limits that keep slow or idle
+//! clients from holding the relay's file descriptors.
 //!
 //! - A request head must be complete within `header_read_timeout_secs` (of the
 //!   connection's opening, or of the first byte of a later request); a kept-alive
@@ -36,6 +37,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::RelayConfig;
+use crate::tls::TlsServer;
 use connection::Admission;
 
 /// How many connections over `max_connections` are read and answered 503 at once.
@@ -78,6 +80,8 @@ impl Limits {
 struct Shared {
     router: Router,
     limits: Limits,
+    /// The certificate served, when the relay terminates TLS.
+    tls: Option<Arc<TlsServer>>,
     /// Slots of open agent WebSockets.
     agents: Arc<Semaphore>,
 }
@@ -89,6 +93,7 @@ pub(crate) async fn run(
     listener: TcpListener,
     router: Router,
     limits: Limits,
+    tls: Option<Arc<TlsServer>>,
     stop: CancellationToken,
 ) {
     let clients = Arc::new(Semaphore::new(limits.max_connections));
@@ -97,6 +102,7 @@ pub(crate) async fn run(
         router,
         agents: Arc::new(Semaphore::new(limits.max_agent_connections)),
         limits,
+        tls,
     });
     let mut connections = JoinSet::new();
     let mut refusals = Refusals::default();

@@ -1,6 +1,7 @@
 //! `sapbridge keys new`: a random API key or agent token, shown once, and the
 //! `relay.toml` entry that holds only its SHA-256 (the relay never needs the
-//! secret itself).
+//! secret itself). `sapbridge keys pin CERT.pem`: the public key pins of a
+//! certificate file, for the agent's `relay_spki_sha256`.
 
 use clap::{Args, Subcommand};
 
@@ -19,6 +20,17 @@ enum KeysCommand {
     /// Prints a new random API key (`--token`: agent token) once, and the
     /// `relay.toml` entry holding only its SHA-256.
     New(NewArgs),
+    /// Prints the public key pin (SHA-256 of the SubjectPublicKeyInfo) of each
+    /// certificate in a PEM file, for the agent's `relay_spki_sha256`.
+    Pin(PinArgs),
+}
+
+/// Options of `sapbridge keys pin`.
+#[derive(Debug, Args)]
+struct PinArgs {
+    /// The PEM file: the relay's certificate, optionally followed by its
+    /// intermediates (pinning an intermediate's key survives renewing the leaf).
+    cert: std::path::PathBuf,
 }
 
 /// Options of `sapbridge keys new`.
@@ -50,7 +62,10 @@ fn plain(text: &str) -> bool {
 /// # Errors
 /// [`CliError::Config`] for a name or system outside the allowed characters.
 pub(crate) fn run(args: KeysArgs) -> Result<String, CliError> {
-    let KeysCommand::New(args) = args.command;
+    let args = match args.command {
+        KeysCommand::New(args) => args,
+        KeysCommand::Pin(args) => return pin(&args),
+    };
     if let Some(bad) = std::iter::once(&args.name)
         .chain(&args.systems)
         .find(|t| !plain(t))
@@ -89,4 +104,28 @@ pub(crate) fn run(args: KeysArgs) -> Result<String, CliError> {
         sapbridge_relay::secret_sha256_hex(&secret),
         systems.join(", ")
     ))
+}
+
+/// The pins of every certificate in the file, the first (the relay's own) first.
+fn pin(args: &PinArgs) -> Result<String, CliError> {
+    let shown = args.cert.display();
+    let pem = std::fs::read(&args.cert).map_err(|e| CliError::Config(format!("{shown}: {e}")))?;
+    let pins = sapbridge_agent::pins_of_pem(&pem)
+        .map_err(|e| CliError::Config(format!("{shown}: {e}")))?;
+    let mut text = format!("# Public key pins of {shown}:\n");
+    for (i, (base64, hex)) in pins.iter().enumerate() {
+        let which = if i == 0 {
+            "certificate"
+        } else {
+            "intermediate"
+        };
+        text.push_str(&format!("# {which} {}: {base64} (hex {hex})\n", i + 1));
+    }
+    let quoted: Vec<String> = pins.iter().map(|(b, _)| format!("\"{b}\"")).collect();
+    text.push_str(&format!(
+        "# For agent.toml (keep the one you mean to pin; add the next key's before a renewal):\n\
+         relay_spki_sha256 = [{}]\n",
+        quoted.join(", ")
+    ));
+    Ok(text)
 }

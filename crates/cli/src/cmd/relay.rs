@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 use sapbridge_proto::Secret;
-use sapbridge_relay::{DatabaseUrl, RelayConfig, StoreKind};
+use sapbridge_relay::{DatabaseUrl, RelayConfig, StoreKind, TlsConfig};
 
 use super::CliError;
 use crate::{config_file, shutdown};
@@ -40,6 +40,13 @@ pub struct RelayArgs {
     /// win over the file.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     set: Vec<String>,
+    /// PEM certificate (with its intermediates) to serve HTTPS and WSS with: sets
+    /// `[tls] cert_file` (needs `--tls-key` unless the file has `[tls]`).
+    #[arg(long, env = "SAPBRIDGE_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of `--tls-cert`: sets `[tls] key_file`.
+    #[arg(long, env = "SAPBRIDGE_TLS_KEY")]
+    tls_key: Option<PathBuf>,
 }
 
 /// The environment variable that sets `[cluster] secret`.
@@ -75,6 +82,7 @@ fn read(args: &RelayArgs) -> Result<RelayConfig, CliError> {
     if let Some(url) = args.advertise_url {
         config.cluster.advertise_url = Some(url);
     }
+    apply_tls_flags(&mut config, args.tls_cert, args.tls_key)?;
     if let Some(secret) = std::env::var_os(CLUSTER_SECRET_ENV) {
         let secret = secret
             .into_string()
@@ -85,6 +93,28 @@ fn read(args: &RelayArgs) -> Result<RelayConfig, CliError> {
         .validate()
         .map_err(|e| CliError::Config(format!("{}: {e}", args.config.display())))?;
     Ok(config)
+}
+
+/// `--tls-cert` / `--tls-key` over the file's `[tls]` table.
+fn apply_tls_flags(
+    config: &mut RelayConfig,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+) -> Result<(), CliError> {
+    match (&mut config.tls, cert, key) {
+        (_, None, None) => {}
+        (Some(tls), cert, key) => {
+            tls.cert_file = cert.unwrap_or_else(|| tls.cert_file.clone());
+            tls.key_file = key.unwrap_or_else(|| tls.key_file.clone());
+        }
+        (None, Some(cert), Some(key)) => config.tls = Some(TlsConfig::new(cert, key)),
+        (None, _, _) => {
+            return Err(CliError::Config(
+                "--tls-cert and --tls-key go together (or set [tls] in the file)".into(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Binds and runs the relay until SIGINT/SIGTERM; on SIGHUP it reads the file
@@ -101,7 +131,12 @@ pub(crate) async fn run(config: RelayConfig, args: RelayArgs) -> Result<(), CliE
     let addr = listener.local_addr().context("reading the bound address")?;
     tracing::info!(%addr, "relay listening");
     // A plain line on stdout that scripts (and tests) can wait for.
-    println!("sapbridge relay listening on http://{addr}");
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    println!("sapbridge relay listening on {scheme}://{addr}");
     let shutdown = shutdown::on_signal();
     let (reload, reloads) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(reload_on_sighup(args, reload));
@@ -175,6 +210,8 @@ systems = ["SIM"]
             queue_url: url.and_then(|u| any_url(u).ok()),
             advertise_url: None,
             set: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
         }
     }
 
@@ -203,6 +240,33 @@ systems = ["SIM"]
         assert!(
             message.contains("queue.url") && !message.contains("pw-secret-42"),
             "{message}"
+        );
+    }
+
+    #[test]
+    fn tls_flags_set_or_override_the_tls_table() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut flags = args(&dir, "", None);
+        flags.tls_cert = Some("/etc/relay.pem".into());
+        let Err(CliError::Config(message)) = load(flags.clone()) else {
+            panic!("--tls-cert alone must be refused");
+        };
+        assert!(message.contains("--tls-key"), "{message}");
+        flags.tls_key = Some("/etc/relay.key".into());
+        let (config, _) = load(flags).expect("valid");
+        let tls = config.tls.expect("[tls] from the flags");
+        assert_eq!(tls.cert_file, std::path::Path::new("/etc/relay.pem"));
+        assert_eq!(tls.key_file, std::path::Path::new("/etc/relay.key"));
+        // Over a file's table, one flag replaces its file and keeps the rest.
+        let table = "[tls]\ncert_file = \"a.pem\"\nkey_file = \"a.key\"\nreload_poll_secs = 0";
+        let mut flags = args(&dir, table, None);
+        flags.tls_cert = Some("/etc/renewed.pem".into());
+        let (config, _) = load(flags).expect("valid");
+        let tls = config.tls.expect("[tls]");
+        assert_eq!(tls.cert_file, std::path::Path::new("/etc/renewed.pem"));
+        assert_eq!(
+            (tls.key_file.to_str(), tls.reload_poll_secs),
+            (Some("a.key"), 0)
         );
     }
 

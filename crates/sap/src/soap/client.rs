@@ -51,6 +51,10 @@ pub struct SoapConfig {
     pub timeout: Duration,
     /// A PEM file of extra CA certificates to trust, for company CAs.
     pub ca_file: Option<PathBuf>,
+    /// An HTTP proxy to reach SAP through (`http://proxy:3128`); `None`: directly,
+    /// whatever proxy variables the environment holds (SAP is on the local
+    /// network, where the corporate proxy for the internet rarely reaches).
+    pub proxy_url: Option<String>,
 }
 
 /// Why a [`SoapSystem`] could not be built.
@@ -71,6 +75,14 @@ pub enum SoapConfigError {
         path: PathBuf,
         /// The I/O error.
         source: std::io::Error,
+    },
+    /// The proxy URL is not usable.
+    #[error("invalid proxy_url {url:?}: {reason}")]
+    InvalidProxy {
+        /// The URL as configured.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
     },
     /// The CA file holds no usable certificate, or the HTTP client failed to build.
     #[error("TLS setup: {0}")]
@@ -124,6 +136,15 @@ impl SoapSystem {
             .pool_idle_timeout(Duration::from_secs(90))
             .tcp_keepalive(Duration::from_secs(60))
             .redirect(reqwest::redirect::Policy::none());
+        builder = match &config.proxy_url {
+            Some(proxy) => builder.proxy(reqwest::Proxy::all(proxy).map_err(|e| {
+                SoapConfigError::InvalidProxy {
+                    url: proxy.clone(),
+                    reason: e.to_string(),
+                }
+            })?),
+            None => builder.no_proxy(),
+        };
         if let Some(path) = &config.ca_file {
             let pem = std::fs::read(path).map_err(|source| SoapConfigError::CaFile {
                 path: path.clone(),
