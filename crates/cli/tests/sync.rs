@@ -208,3 +208,57 @@ fn rows_that_sap_refuses_are_reported_and_updates_change_customers() {
         .expect("customer");
     assert_eq!(customer["city"], "Mannheim");
 }
+
+/// A share the relay enforces: the sync's own API key with `max_in_flight = 1`.
+/// More rows in flight than that are answered `429`; each waits for `Retry-After`
+/// and goes again, and none is reported failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_with_max_in_flight_holds_the_sync_to_its_share_without_failed_rows() {
+    use sapbridge_tests::{TestAgent, TestRelay, simulator};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let relay = TestRelay::start(json!({
+        "api_keys": [{"name": "bulk", "key": KEY, "systems": ["*"], "max_in_flight": 1}],
+        "customer_defaults": {
+            "reference_customer": "1000", "sales_org": "1000", "distribution_channel": "10",
+            "division": "00", "language": "EN", "currency": "EUR",
+        },
+    }))
+    .await
+    .expect("relay");
+    let sim = simulator(dir.path(), Duration::from_millis(20)).expect("simulator");
+    let agent = TestAgent::start(&relay, "agent-1", dir.path(), sim, &["*"], 8).expect("agent");
+    let file = dir.path().join("share.csv");
+    let mut csv = String::from("ID,NAME,CITY,COUNTRY,SAPNR\n");
+    for i in 0..40 {
+        csv.push_str(&format!("S{i:03},Share Row {i},Walldorf,DE,\n"));
+    }
+    std::fs::write(&file, csv).expect("rows");
+    let url = relay.url();
+    let run = {
+        let file = file.clone();
+        // The sync's default concurrency (4) is over the key's share (1).
+        tokio::task::spawn_blocking(move || finish(spawn_sync(&url, &file)))
+    };
+    let (status, said) = run.await.expect("sync task");
+    assert_eq!(status.code(), Some(0), "{said}");
+    assert!(said.contains("40 created"), "{said}");
+    let metrics = reqwest::get(format!("{}/metrics", relay.url()))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let refused = metrics
+        .lines()
+        .find(|l| l.starts_with("sapbridge_limit_refusals_total{reason=\"in_flight\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse::<f64>().ok())
+        .expect("in_flight refusals");
+    println!("429s the sync waited out: {refused}");
+    assert!(
+        refused > 0.0,
+        "the key's share was never reached: {metrics}"
+    );
+    agent.stop().await.expect("agent");
+    relay.stop().await.expect("relay");
+}

@@ -409,6 +409,8 @@ pub(crate) struct Answer {
     pub(crate) body: Value,
     /// The call's `Location` while it is still running.
     pub(crate) location: Option<String>,
+    /// The answer's `Retry-After`, in seconds.
+    pub(crate) retry_after: Option<Duration>,
 }
 
 /// The HTTP client of the client commands.
@@ -455,19 +457,19 @@ pub(crate) async fn exchange(
             .get(reqwest::header::LOCATION)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let retry_after = response
+        let asked = response
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(1)
-            .clamp(1, 10);
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let retry_after = asked.unwrap_or(1).clamp(1, 10);
         let body = body_of(response).await?;
         if status != StatusCode::ACCEPTED {
             return Ok(Answer {
                 status,
                 body,
                 location: None,
+                retry_after: asked.map(Duration::from_secs),
             });
         }
         let Some(location) = location else {
@@ -479,6 +481,7 @@ pub(crate) async fn exchange(
                 status,
                 body,
                 location: Some(location),
+                retry_after: Some(pause),
             });
         }
         tokio::time::sleep(pause).await;

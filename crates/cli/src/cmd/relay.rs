@@ -264,9 +264,10 @@ systems = ["SIM"]
         let (config, _) = load(flags).expect("valid");
         let tls = config.tls.expect("[tls]");
         assert_eq!(tls.cert_file, std::path::Path::new("/etc/renewed.pem"));
+        // The file's relative path is read against the file's folder.
         assert_eq!(
-            (tls.key_file.to_str(), tls.reload_poll_secs),
-            (Some("a.key"), 0)
+            (tls.key_file, tls.reload_poll_secs),
+            (dir.path().join("a.key"), 0)
         );
     }
 

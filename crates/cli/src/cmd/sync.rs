@@ -6,9 +6,12 @@
 //!   (`PATCH`); any other row a create, sent with `Idempotency-Key:
 //!   sync-customers-<key>` so that a row sent again (after a crash, a cut
 //!   connection, a second run) creates one customer.
-//! - At most `--concurrency` rows are in flight, and they are sent with
-//!   `Sapbridge-Priority: bulk`, so interactive flows sharing the system's agents
-//!   go first.
+//! - At most `--concurrency` rows (default 4) are queued or running at once: a
+//!   share of the agents' credits, so interactive flows sharing the system's agents
+//!   wait behind at most that many. For a share the relay enforces, give the sync
+//!   an API key of its own with `max_in_flight`: its `429` (and a full queue's or an
+//!   absent agent's `503`) makes the row wait for `Retry-After` and go again, never
+//!   fail.
 //! - Every finished row is appended to a state file beside the input
 //!   (`FILE.sync-state.jsonl`) as it finishes; a run started again (after Ctrl-C, a
 //!   crash, a lost relay) skips the rows found there. Rows that failed in SAP are
@@ -40,8 +43,8 @@ use super::client::{
     self, ClientArgs, EXIT_FAILED, EXIT_PENDING, EXIT_UNREACHABLE, Request, problem_line, usage,
 };
 
-/// The header that marks a call as bulk work.
-const PRIORITY_HEADER: &str = "sapbridge-priority";
+/// The longest pause a `Retry-After` makes a row wait before it goes again.
+const MAX_PAUSE: Duration = Duration::from_secs(30);
 
 /// Options of `sapbridge sync`.
 #[derive(Debug, Args)]
@@ -78,7 +81,7 @@ struct CustomerSync {
     #[arg(long)]
     number_column: Option<String>,
     /// Rows in flight at once.
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
     concurrency: u16,
     /// The state file (default: FILE.sync-state.jsonl).
     #[arg(long)]
@@ -444,11 +447,23 @@ async fn send_row(
         }
     };
     request.body = Some(Value::Object(row.fields));
-    request
-        .headers
-        .push((PRIORITY_HEADER.to_owned(), "bulk".to_owned()));
     let deadline = Instant::now() + Duration::from_secs(*timeout);
-    let answer = client::exchange(http, base, key, &request, deadline).await?;
+    let answer = loop {
+        let answer = client::exchange(http, base, key, &request, deadline).await?;
+        // Refused for now (the key's rate or calls in flight, a full queue, no
+        // agent): nothing was stored; the row goes again after the pause asked.
+        if matches!(answer.status.as_u16(), 429 | 503) {
+            let pause = answer
+                .retry_after
+                .unwrap_or(Duration::from_secs(1))
+                .min(MAX_PAUSE);
+            if Instant::now() + pause < deadline {
+                tokio::time::sleep(pause).await;
+                continue;
+            }
+        }
+        break answer;
+    };
     if answer.location.is_some() {
         anyhow::bail!(
             "row {}: the call was still running after {timeout} s",
@@ -456,8 +471,11 @@ async fn send_row(
         );
     }
     let ok = answer.status.is_success();
-    if !ok && answer.status.is_server_error() && answer.status.as_u16() != 502 {
-        // 503 (no agent, store full) or 500: not the row's fault; it goes again.
+    let refused_for_now = answer.status.as_u16() == 429
+        || (answer.status.is_server_error() && answer.status.as_u16() != 502);
+    if !ok && refused_for_now {
+        // Still refused at the deadline (429, 503), or a 500: not the row's fault;
+        // it is not done and goes again next run.
         anyhow::bail!(
             "row {}: the relay answered {}: {}",
             row.key,
