@@ -213,6 +213,9 @@ where
         find(r, |x| x["event"] == "config").is_some()
             && find(r, |x| x["event"] == "call" && x["outcome"] == "not-allowed").is_some()
             && find(r, |x| x["event"] == "call" && x["outcome"] == "succeeded").is_some()
+            // The refused reads of the log are recorded after their answers.
+            && find(r, |x| x["target"] == "/v1/audit" && x["outcome"] == "unauthorized").is_some()
+            && find(r, |x| x["target"] == "/v1/audit" && x["key"] == "all").is_some()
     })
     .await?;
 
