@@ -278,6 +278,7 @@ mod tests {
                 idempotency: None,
                 owner: Some("flow".into()),
                 trace: None,
+                webhooks: Vec::new(),
             })
             .await
             .unwrap();

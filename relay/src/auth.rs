@@ -73,6 +73,8 @@ pub(crate) struct Credential {
     pub(crate) operator: bool,
     /// Its limits (API keys only).
     pub(crate) limits: KeyLimits,
+    /// The bytes of the secret that signs its calls' webhooks (API keys only).
+    webhook_secret: Option<Arc<[u8]>>,
 }
 
 /// An API key's limits (see `crate::limits`).
@@ -103,7 +105,14 @@ impl Credentials {
                 k.key.as_ref(),
                 k.key_sha256.as_deref(),
                 &k.systems,
-                (k.operator, limits),
+                (
+                    k.operator,
+                    limits,
+                    k.webhook_secret
+                        .as_ref()
+                        .and_then(|s| crate::config::webhook_secret_bytes(s.expose()))
+                        .map(Arc::from),
+                ),
             )
         }))
     }
@@ -124,7 +133,7 @@ impl Credentials {
                 t.token.as_ref(),
                 t.token_sha256.as_deref(),
                 &t.systems,
-                (false, KeyLimits::default()),
+                (false, KeyLimits::default(), None),
             )
         }))
     }
@@ -136,25 +145,28 @@ impl Credentials {
                 Option<&'a sapbridge_proto::Secret>,
                 Option<&'a str>,
                 &'a Vec<String>,
-                (bool, KeyLimits),
+                (bool, KeyLimits, Option<Arc<[u8]>>),
             ),
         >,
     ) -> Self {
         let entries = entries
-            .filter_map(|(name, clear, hashed, systems, (operator, limits))| {
-                let hash = match (clear, hashed) {
-                    (Some(secret), _) => sha256(secret.expose()),
-                    (None, Some(h)) => parse_sha256(h)?,
-                    (None, None) => return None,
-                };
-                Some(Credential {
-                    name: name.clone(),
-                    hash,
-                    scope: Scope::new(systems),
-                    operator,
-                    limits,
-                })
-            })
+            .filter_map(
+                |(name, clear, hashed, systems, (operator, limits, webhook_secret))| {
+                    let hash = match (clear, hashed) {
+                        (Some(secret), _) => sha256(secret.expose()),
+                        (None, Some(h)) => parse_sha256(h)?,
+                        (None, None) => return None,
+                    };
+                    Some(Credential {
+                        name: name.clone(),
+                        hash,
+                        scope: Scope::new(systems),
+                        operator,
+                        limits,
+                        webhook_secret,
+                    })
+                },
+            )
             .collect();
         Self { entries }
     }
@@ -265,6 +277,17 @@ impl Keyring {
         self.keys().0.limits_of(name)
     }
 
+    /// The bytes of the webhook secret of the API key named `name` now (after
+    /// any reload), if it has one.
+    pub(crate) fn webhook_secret(&self, name: &str) -> Option<Arc<[u8]>> {
+        self.keys()
+            .0
+            .entries
+            .iter()
+            .find(|e| e.name == name)
+            .and_then(|e| e.webhook_secret.clone())
+    }
+
     /// The agent token whose secret is `presented`.
     pub(crate) fn agent_token(&self, presented: &str) -> Option<Credential> {
         self.keys().1.find(presented).cloned()
@@ -365,6 +388,7 @@ mod tests {
                 rate_per_sec: None,
                 burst: None,
                 max_in_flight: None,
+                webhook_secret: None,
             },
             ApiKeyConfig {
                 name: "b".into(),
@@ -375,6 +399,7 @@ mod tests {
                 rate_per_sec: Some(2.0),
                 burst: None,
                 max_in_flight: Some(3),
+                webhook_secret: None,
             },
         ];
         let creds = Credentials::api_keys(&keys);

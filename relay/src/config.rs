@@ -140,6 +140,77 @@ pub struct RelayConfig {
     /// certificate (see [`TlsConfig`]); none by default (plain HTTP, for a TLS proxy
     /// in front or a relay on loopback).
     pub tls: Option<TlsConfig>,
+    /// The `[webhooks]` table: where calls' answers may be delivered (see
+    /// [`WebhooksConfig`]).
+    pub webhooks: WebhooksConfig,
+}
+
+/// Webhooks (`[webhooks]`): a call may name a callback URL
+/// (`Sapbridge-Callback` header), and an API key may subscribe a URL to the
+/// answers of all its calls; the relay POSTs each answer there, signed as the
+/// Standard Webhooks specification says with the key's `webhook_secret`.
+///
+/// The relay sends requests into networks a client names, so nothing is allowed
+/// until it is listed: a callback's host must match `allowed_hosts`, its scheme
+/// must be `https` (unless `allow_http`), and every address its name resolves to
+/// must be public (unless `allow_private_networks`): loopback, private, link-local
+/// (cloud metadata), shared, multicast and reserved ranges are refused when the
+/// connection is made, so a name that resolves differently later gains nothing.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhooksConfig {
+    /// Hosts callback URLs may name: an exact name or address
+    /// (`hooks.example.com`), a suffix pattern (`*.logic.azure.com`), or `*` for
+    /// any host. Default none: callbacks are refused.
+    pub allowed_hosts: Vec<String>,
+    /// Whether callbacks may reach loopback, private, link-local and other
+    /// non-public addresses (default `false`; `sapbridge dev` sets it).
+    pub allow_private_networks: bool,
+    /// Whether callbacks may use plain `http://` (default `false`).
+    pub allow_http: bool,
+    /// How long a delivery is retried after its call ended, with exponential
+    /// back-off (default 86,400 s: 24 hours); then it fails.
+    pub retry_for_secs: u64,
+    /// How long one attempt may take (default 10 s).
+    pub timeout_secs: u64,
+    /// How many deliveries one relay sends at once (default 16).
+    pub concurrency: usize,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        Self {
+            allowed_hosts: Vec::new(),
+            allow_private_networks: false,
+            allow_http: false,
+            retry_for_secs: 86_400,
+            timeout_secs: 10,
+            concurrency: 16,
+        }
+    }
+}
+
+/// A new random webhook secret: `whsec_` and the base64 of 32 random bytes.
+pub fn new_webhook_secret() -> String {
+    use base64::Engine as _;
+    use rand::RngCore as _;
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    format!(
+        "whsec_{}",
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    )
+}
+
+/// The bytes of a Standard Webhooks secret: `whsec_` and the base64 of 24 to 64
+/// random bytes; `None` for anything else.
+pub(crate) fn webhook_secret_bytes(secret: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    let encoded = secret.strip_prefix("whsec_")?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .ok()?;
+    (24..=64).contains(&bytes.len()).then_some(bytes)
 }
 
 /// The audit log (`[audit]`): every request, refusal, call outcome and
@@ -209,6 +280,7 @@ impl Default for RelayConfig {
             max_agent_connections: 128,
             audit: AuditConfig::default(),
             tls: None,
+            webhooks: WebhooksConfig::default(),
         }
     }
 }
@@ -326,6 +398,12 @@ pub struct ApiKeyConfig {
     /// `too-many-in-flight`).
     #[serde(default)]
     pub max_in_flight: Option<u32>,
+    /// The secret that signs the webhooks of this key's calls (Standard Webhooks:
+    /// `whsec_` and the base64 of 24 to 64 random bytes; `sapbridge keys new
+    /// --webhook-secret` makes one). Receivers verify with it. Default none: the
+    /// key's calls cannot ask for callbacks.
+    #[serde(default)]
+    pub webhook_secret: Option<Secret>,
 }
 
 /// An agent token and the systems an agent holding it may serve.
@@ -500,6 +578,16 @@ impl RelayConfig {
                 (None, Some(_), _) => Some("burst needs rate_per_sec"),
                 (_, Some(0), _) => Some("burst must be at least 1"),
                 (_, _, Some(0)) => Some("max_in_flight must be at least 1"),
+                _ if key
+                    .webhook_secret
+                    .as_ref()
+                    .is_some_and(|s| webhook_secret_bytes(s.expose()).is_none()) =>
+                {
+                    Some(
+                        "webhook_secret must be `whsec_` and the base64 of 24 to 64 bytes \
+                         (sapbridge keys new --webhook-secret makes one)",
+                    )
+                }
                 _ => None,
             };
             if let Some(problem) = problem {
@@ -537,6 +625,26 @@ impl RelayConfig {
         }
         if self.audit.retention_days == 0 {
             return out("audit.retention_days", "must be at least 1");
+        }
+        if self.webhooks.timeout_secs == 0 || self.webhooks.timeout_secs > 300 {
+            return out("webhooks.timeout_secs", "must be between 1 and 300");
+        }
+        if self.webhooks.retry_for_secs == 0 {
+            return out("webhooks.retry_for_secs", "must be at least 1");
+        }
+        if self.webhooks.concurrency == 0 || self.webhooks.concurrency > 1024 {
+            return out("webhooks.concurrency", "must be between 1 and 1024");
+        }
+        if let Some(bad) = self
+            .webhooks
+            .allowed_hosts
+            .iter()
+            .find(|h| crate::webhooks::HostPattern::parse(h).is_none())
+        {
+            return out(
+                "webhooks.allowed_hosts",
+                &format!("{bad:?} is not a host name, an address, `*.suffix` or `*`"),
+            );
         }
         // Agents close a session whose numbers are out of their range: the relay
         // must never send one.

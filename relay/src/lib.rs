@@ -60,6 +60,8 @@ mod serve;
 mod session;
 mod state;
 mod tls;
+mod webhook_sender;
+mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -69,7 +71,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::{
     AgentTokenConfig, ApiKeyConfig, AuditConfig, ClusterConfig, ConfigError, DatabaseUrl,
-    Durability, QueueConfig, RelayConfig, StoreKind, secret_sha256_hex,
+    Durability, QueueConfig, RelayConfig, StoreKind, WebhooksConfig, new_webhook_secret,
+    secret_sha256_hex,
 };
 pub use tls::{ClientAuth, TlsConfig, TlsError};
 
@@ -206,6 +209,7 @@ pub async fn run_with_reloads(
         reaper_stop.clone(),
         Box::new(move |call_id| ended_audit.call_ended(call_id)),
     ));
+    let sender = tokio::spawn(webhook_sender::run(Arc::clone(&state)));
     // Replicas sharing a database list each other's agents.
     let publisher = (config.queue.store == StoreKind::Postgres).then(|| {
         tokio::spawn(http::publish_agents(
@@ -250,6 +254,7 @@ pub async fn run_with_reloads(
     }
     reaper_stop.cancel();
     let _ = reaper.await;
+    let _ = sender.await;
     // Every record handed over (the last requests' and outcomes') is stored.
     audit_writer.finish().await;
     if let Some(publisher) = publisher {

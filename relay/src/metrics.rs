@@ -118,6 +118,7 @@ pub(crate) struct Metrics {
     pub(crate) audit_dropped: Counter,
     pub(crate) rate_limited: Family<KeyLabels, Counter>,
     pub(crate) limit_refusals: Family<ReasonLabels, Counter>,
+    pub(crate) webhook_attempts: Family<OutcomeLabels, Counter>,
     /// Held while counters are brought up to counts kept elsewhere, so two scrapes
     /// at once do not both add the same difference.
     catching_up: Mutex<()>,
@@ -127,6 +128,12 @@ pub(crate) struct Metrics {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct KeyLabels {
     pub(crate) key: String,
+}
+
+/// `{outcome}` of a webhook attempt.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct OutcomeLabels {
+    pub(crate) outcome: String,
 }
 
 /// `{reason}` of a limit's refusal.
@@ -174,6 +181,7 @@ impl Metrics {
             audit_dropped: Counter::default(),
             rate_limited: Family::default(),
             limit_refusals: Family::default(),
+            webhook_attempts: Family::default(),
             catching_up: Mutex::default(),
         };
         metrics.register()
@@ -316,6 +324,12 @@ impl Metrics {
              calls queued or running; queue_depth: a system's queued calls).",
             self.limit_refusals.clone(),
         );
+        r.register(
+            "sapbridge_webhook_attempts",
+            "Webhook delivery attempts, by outcome (delivered; retry: not taken, tried \
+             again later; failed: not taken, no more attempts).",
+            self.webhook_attempts.clone(),
+        );
         self
     }
 
@@ -375,6 +389,15 @@ impl Metrics {
     }
 
     /// Counts a refused credential.
+    /// Counts one webhook attempt that ended as `outcome`.
+    pub(crate) fn webhook_attempt(&self, outcome: &str) {
+        self.webhook_attempts
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
     pub(crate) fn auth_failed(&self, credential: &str) {
         self.auth_failures
             .get_or_create(&CredentialLabels {

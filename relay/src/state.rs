@@ -101,6 +101,8 @@ pub(crate) struct RelayState {
     pub(crate) audit: Arc<AuditLog>,
     /// The API keys' rate limits and the limits' refusals.
     pub(crate) limits: Limits,
+    /// Where webhooks may go, and the client that sends them.
+    pub(crate) webhooks: crate::webhooks::Targets,
 }
 
 /// The rate limits of the moment and what the limits refused.
@@ -166,6 +168,7 @@ impl RelayState {
             metrics,
             audit,
             limits,
+            webhooks: crate::webhooks::Targets::new(&config.webhooks),
         }
     }
 }

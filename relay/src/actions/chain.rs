@@ -153,6 +153,7 @@ impl Chain<'_> {
             idempotency: Some((key, "follow-up".into())),
             owner: previous.owner.clone(),
             trace: previous.trace.clone(),
+            webhooks: Vec::new(),
         };
         match self.calls.store(submission).await {
             Ok(Stored::Created(record)) => {

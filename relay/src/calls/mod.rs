@@ -11,7 +11,10 @@
 //! (and waits for it as the first request did); with another fingerprint it is
 //! refused ([`CallError::KeyMismatch`]).
 
+mod subscribed;
 mod wait;
+
+pub(crate) use subscribed::Subscribed;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +40,7 @@ pub(crate) struct Calls {
     shutdown: CancellationToken,
     metrics: Arc<Metrics>,
     caps: Option<Arc<Caps>>,
+    subscribed: Arc<Subscribed>,
 }
 
 /// The caps new calls must pass (see `crate::limits`): each key's calls queued
@@ -69,6 +73,8 @@ pub(crate) struct Submission {
     pub(crate) owner: Option<String>,
     /// The `traceparent` the agent gets with the unit.
     pub(crate) trace: Option<String>,
+    /// Where its answer is delivered as a webhook once final.
+    pub(crate) webhooks: Vec<crate::queue::NewDelivery>,
 }
 
 /// What [`Calls::store`] did.
@@ -145,6 +151,7 @@ impl Calls {
             shutdown,
             metrics,
             caps: None,
+            subscribed: Arc::default(),
         }
     }
 
@@ -262,9 +269,22 @@ impl Calls {
         }
     }
 
-    async fn enqueue(&self, call: NewCall) -> Result<Stored, CallError> {
+    /// The webhook subscriptions new calls are matched against.
+    pub(crate) fn subscribed(&self) -> &Subscribed {
+        &self.subscribed
+    }
+
+    async fn enqueue(&self, mut call: NewCall) -> Result<Stored, CallError> {
         let system = crate::metrics::system_labels(&call.system);
         self.admit(&call).await?;
+        // Follow-up units of an action carry no deliveries: its first call does.
+        if !call
+            .idempotency
+            .as_ref()
+            .is_some_and(|(key, _)| key.scope.starts_with('\0'))
+        {
+            self.subscribed.add_to(&*self.queue, &mut call).await?;
+        }
         match self.queue.enqueue(call).await? {
             Enqueued::Created(record) => {
                 self.metrics.calls_accepted.get_or_create(&system).inc();
@@ -323,6 +343,7 @@ fn new_call(submission: Submission) -> NewCall {
         idempotency: submission.idempotency,
         owner: submission.owner,
         trace: submission.trace,
+        webhooks: submission.webhooks,
     }
 }
 
@@ -346,6 +367,7 @@ mod tests {
             idempotency: None,
             owner: owner.map(str::to_owned),
             trace: None,
+            webhooks: Vec::new(),
         })
     }
 
@@ -390,6 +412,7 @@ mod tests {
             idempotency: Some((key.clone(), fingerprint.into())),
             owner: Some("flow".into()),
             trace: None,
+            webhooks: Vec::new(),
         };
         let first = calls.submit(submission("f"), Duration::ZERO).await.unwrap();
         let again = calls.submit(submission("f"), Duration::ZERO).await.unwrap();

@@ -19,7 +19,8 @@ use super::render::{answer, rfc3339};
 use super::request::{
     Caller, UnitRequest, body_bytes, fingerprint, function_name, json_object, path, submission,
 };
-use crate::actions::metadata;
+use crate::actions::{Chain, ChainError, Progress, metadata};
+use crate::calls::CallError;
 use crate::queue::CallKind;
 use crate::state::RelayState;
 
@@ -88,6 +89,79 @@ pub(crate) async fn get_call(
         return super::actions::poll(&state, record).await;
     }
     Ok(answer(&record))
+}
+
+/// A call's answer as `GET /v1/calls/{id}` gives it, for its webhooks.
+#[derive(Debug)]
+pub(crate) enum Answered {
+    /// The final answer: its HTTP status, `Location` and JSON body.
+    Final {
+        /// The status.
+        status: u16,
+        /// The `Location` header, if any.
+        location: Option<String>,
+        /// The body (`null` if it was not JSON).
+        body: serde_json::Value,
+    },
+    /// Still running: the call (the chain's current step for an action) to wait for.
+    Running(String),
+    /// The call is not stored (purged).
+    Gone,
+}
+
+/// The answer of call `call_id` now, as a poll of it would get it (an action's
+/// chain is walked on).
+///
+/// # Errors
+/// The store's failure, in words.
+pub(crate) async fn answer_of(state: &RelayState, call_id: &str) -> Result<Answered, String> {
+    let record = match state.queue.get(call_id).await {
+        Ok(Some(record)) => record,
+        Ok(None) => return Ok(Answered::Gone),
+        Err(error) => return Err(error.to_string()),
+    };
+    let response = if matches!(record.kind, CallKind::Action(_)) {
+        let agents = |system: &str| state.agents.versions_serving(system);
+        let chain = Chain {
+            calls: &state.calls,
+            metadata: &state.metadata,
+            agents: &agents,
+        };
+        match chain.poll(record).await {
+            Ok(Progress::Running { current, .. }) => return Ok(Answered::Running(current.id)),
+            Ok(Progress::Done(done)) => super::actions::answer(done),
+            Err(ChainError::Call(CallError::Store(error))) => return Err(error.to_string()),
+            Err(error) => ApiError::from(error).into_response(),
+        }
+    } else if !record.state.is_final() {
+        return Ok(Answered::Running(record.id));
+    } else {
+        answer(&record)
+    };
+    let status = response.status().as_u16();
+    // Absolute where the relay knows its public address (`public_url`).
+    let base = state
+        .settings
+        .public
+        .base(&HeaderMap::new(), None)
+        .unwrap_or_default();
+    let location = response
+        .headers()
+        .get(http::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(|path| match path.starts_with('/') {
+            true => format!("{base}{path}"),
+            false => path.to_owned(),
+        });
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .map_err(|e| format!("rendering the answer: {e}"))?;
+    let body = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+    Ok(Answered::Final {
+        status,
+        location,
+        body,
+    })
 }
 
 /// `DELETE /v1/calls/{id}`: cancels a queued call (200); 409 once leased or final.

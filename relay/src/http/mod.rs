@@ -15,6 +15,7 @@ mod render;
 mod request;
 mod tables;
 mod transactions;
+mod webhooks;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -23,12 +24,14 @@ use axum::Router;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use axum::routing::{get, patch, post};
+use axum::routing::{delete, get, patch, post};
 use sapbridge_proto::TraceParent;
 use tower_http::trace::TraceLayer;
 
+pub(crate) use calls::{Answered, answer_of};
 pub(crate) use error::{ApiError, Problem};
 pub(crate) use ops::publish_agents;
+pub(crate) use render::rfc3339;
 
 use crate::state::RelayState;
 
@@ -67,6 +70,20 @@ pub(crate) fn router(state: Arc<RelayState>) -> Router {
             get(calls::get_call).delete(calls::cancel_call),
         )
         .route("/v1/audit", get(audit::list))
+        .route("/v1/webhooks/deliveries", get(webhooks::list_deliveries))
+        .route("/v1/webhooks/deliveries/{id}", get(webhooks::get_delivery))
+        .route(
+            "/v1/webhooks/deliveries/{id}/redeliver",
+            post(webhooks::redeliver),
+        )
+        .route(
+            "/v1/webhooks/subscriptions",
+            post(webhooks::subscribe).get(webhooks::list_subscriptions),
+        )
+        .route(
+            "/v1/webhooks/subscriptions/{id}",
+            delete(webhooks::unsubscribe),
+        )
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

@@ -372,6 +372,7 @@ mod tests {
             idempotency: None,
             owner: None,
             trace: None,
+            webhooks: Vec::new(),
         });
         record.state = CallState::Succeeded;
         record.completed_at = Some(now);

@@ -22,8 +22,9 @@ use crate::auth::{KeyLimits, Scope, presented_secret};
 use crate::calls::{Submission, Viewer};
 use crate::limits::LimitReason;
 use crate::passthrough::ForwardedCaller;
-use crate::queue::{CallKind, IdempotencyKey};
+use crate::queue::{CallKind, IdempotencyKey, NewDelivery};
 use crate::state::{RelayState, Settings};
+use crate::webhooks::CALLBACK_HEADER;
 
 /// The header that shortens a call's queue TTL, in seconds.
 /// W3C Trace Context: the client's trace, continued by the relay (see
@@ -355,8 +356,53 @@ pub(crate) fn submission(
             .get(TRACEPARENT)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned),
+        webhooks: callback(state, caller, headers)?,
     };
     Ok((submission, wait))
+}
+
+/// The webhook a request asks for with `Sapbridge-Callback`, if any.
+///
+/// # Errors
+/// 400 when the URL is refused (see `crate::webhooks`), or the key has no
+/// `webhook_secret` to sign with.
+pub(crate) fn callback(
+    state: &RelayState,
+    caller: &Caller,
+    headers: &HeaderMap,
+) -> Result<Vec<NewDelivery>, ApiError> {
+    let Some(value) = headers.get(CALLBACK_HEADER) else {
+        return Ok(Vec::new());
+    };
+    let url = checked_callback(state, caller, value.to_str().unwrap_or("\u{fffd}"))?;
+    Ok(vec![NewDelivery {
+        id: crate::ids::new_id("msg_"),
+        url,
+        subscription: None,
+    }])
+}
+
+/// `raw` as a callback URL of `caller`'s calls.
+///
+/// # Errors
+/// 400 as for [`callback`].
+pub(crate) fn checked_callback(
+    state: &RelayState,
+    caller: &Caller,
+    raw: &str,
+) -> Result<String, ApiError> {
+    if state.keys.webhook_secret(&caller.name).is_none() {
+        return Err(ApiError::BadRequest(format!(
+            "the API key {:?} has no webhook_secret to sign webhooks with: its operator sets \
+             one in its [[api_keys]] entry (sapbridge keys new --webhook-secret makes one)",
+            caller.name
+        )));
+    }
+    let url = state
+        .webhooks
+        .check(raw)
+        .map_err(|refused| ApiError::BadRequest(format!("callback refused: {refused}")))?;
+    Ok(url.to_string())
 }
 
 #[cfg(test)]

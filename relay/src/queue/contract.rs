@@ -17,8 +17,9 @@ use super::postgres::PostgresQueue;
 use super::postgres::testdb::TestDatabase;
 use super::sqlite::{SqliteOptions, SqliteQueue};
 use super::{
-    AuditFilter, AuditRecord, CallKind, CallState, Cancelled, Claimant, Completion, Enqueued,
-    IdempotencyKey, NewCall, Queue, Retention, Taker,
+    AuditFilter, AuditRecord, CallKind, CallState, Cancelled, Claimant, Completion, DeliveryFilter,
+    DeliveryState, Enqueued, IdempotencyKey, NewCall, NewDelivery, Queue, Retention, Subscription,
+    Taker,
 };
 
 /// A store under test, with the directory its file lives in or its database (if
@@ -76,6 +77,7 @@ pub(super) fn new_call(id: &str, system: &str, ttl: Duration) -> NewCall {
         idempotency: None,
         owner: Some("flow".into()),
         trace: None,
+        webhooks: Vec::new(),
     }
 }
 
@@ -194,7 +196,222 @@ for_every_store!(
     the_backlog_per_system_counts_queued_calls_and_their_oldest,
     audit_records_page_filter_and_purge,
     open_calls_are_counted_by_owner_and_queued_ones_by_system,
+    deliveries_are_stored_with_their_call_leased_saved_and_listed,
+    subscriptions_are_kept_per_key,
 );
+
+/// A call with a webhook delivery to `url`.
+fn with_webhook(mut call: NewCall, delivery: &str, url: &str) -> NewCall {
+    call.webhooks.push(NewDelivery {
+        id: delivery.into(),
+        url: url.into(),
+        subscription: None,
+    });
+    call
+}
+
+async fn deliveries_are_stored_with_their_call_leased_saved_and_listed(q: &dyn Queue) {
+    let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+    let a = with_webhook(
+        new_call("a", "PRD", Duration::hours(1)),
+        "msg_a",
+        "https://x/a",
+    );
+    q.enqueue(a).await.unwrap();
+    // Keyed, and the same request again: the second adds no delivery.
+    let b = with_webhook(keyed("b", "k", "f"), "msg_b", "https://x/b");
+    q.enqueue(b).await.unwrap();
+    let again = with_webhook(keyed("b2", "k", "f"), "msg_b2", "https://x/b");
+    assert!(matches!(
+        q.enqueue(again).await.unwrap(),
+        Enqueued::Existing(_)
+    ));
+    let mut other = with_webhook(
+        new_call("c", "QAS", Duration::hours(1)),
+        "msg_c",
+        "https://x/c",
+    );
+    other.owner = Some("other".into());
+    q.enqueue(other).await.unwrap();
+    assert!(q.delivery("msg_b2").await.unwrap().is_none());
+
+    let all = q
+        .deliveries(DeliveryFilter {
+            limit: 10,
+            ..DeliveryFilter::default()
+        })
+        .await
+        .unwrap();
+    let ids: Vec<_> = all.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(ids, ["msg_a", "msg_b", "msg_c"]);
+    let a = &all[0];
+    assert_eq!((a.call_id.as_str(), a.system.as_str()), ("a", "PRD"));
+    assert_eq!(a.owner.as_deref(), Some("flow"));
+    assert_eq!(
+        (a.state, a.attempts, a.payload.as_ref()),
+        (DeliveryState::Waiting, 0, None)
+    );
+    let mine = q
+        .deliveries(DeliveryFilter {
+            owner: Some("flow".into()),
+            limit: 10,
+            ..DeliveryFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(mine.len(), 2);
+    let page = q
+        .deliveries(DeliveryFilter {
+            after: Some(all[0].seq),
+            limit: 1,
+            ..DeliveryFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page[0].id, "msg_b", "the cursor pages on");
+
+    // Leased once: a second claim before the lease ends gets nothing.
+    let until = now + Duration::minutes(1);
+    let waiting = q
+        .claim_deliveries(
+            DeliveryState::Waiting,
+            now + Duration::seconds(1),
+            until,
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(waiting.len(), 3);
+    assert!(
+        q.claim_deliveries(
+            DeliveryState::Waiting,
+            now + Duration::seconds(2),
+            until,
+            10
+        )
+        .await
+        .unwrap()
+        .is_empty()
+    );
+    assert!(
+        q.claim_deliveries(
+            DeliveryState::Pending,
+            now + Duration::seconds(2),
+            until,
+            10
+        )
+        .await
+        .unwrap()
+        .is_empty()
+    );
+
+    // Saved pending with a payload, due later: claimed as pending once due.
+    let mut a = waiting.into_iter().find(|d| d.id == "msg_a").unwrap();
+    a.state = DeliveryState::Pending;
+    a.payload = Some(r#"{"type":"call.completed"}"#.into());
+    a.attempts = 2;
+    a.next_at = now + Duration::seconds(30);
+    a.give_up_at = Some(now + Duration::days(1));
+    a.last_attempt_at = Some(now);
+    a.last_status = Some(503);
+    a.last_error = Some("the receiver answered 503".into());
+    q.save_delivery(a.clone()).await.unwrap();
+    assert_eq!(q.delivery("msg_a").await.unwrap().unwrap(), a);
+    assert!(
+        q.claim_deliveries(
+            DeliveryState::Pending,
+            now + Duration::seconds(10),
+            until,
+            10
+        )
+        .await
+        .unwrap()
+        .is_empty(),
+        "not due yet"
+    );
+    let due = q
+        .claim_deliveries(
+            DeliveryState::Pending,
+            now + Duration::seconds(31),
+            until,
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(due.len(), 1);
+
+    // Delivered; then sent again on demand with fresh attempts.
+    a.state = DeliveryState::Delivered;
+    a.delivered_at = Some(now + Duration::seconds(31));
+    a.attempts = 3;
+    q.save_delivery(a.clone()).await.unwrap();
+    let again = q
+        .redeliver(
+            "msg_a",
+            now + Duration::seconds(40),
+            now + Duration::days(2),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (again.state, again.attempts, again.delivered_at),
+        (DeliveryState::Pending, 0, None)
+    );
+    assert_eq!(again.payload, a.payload, "the same payload goes again");
+    // A waiting one (no payload) stays as it is.
+    let b = q.redeliver("msg_b", now, now).await.unwrap().unwrap();
+    assert_eq!(b.state, DeliveryState::Waiting);
+    assert!(q.redeliver("msg_none", now, now).await.unwrap().is_none());
+
+    // Finished deliveries are purged; open ones stay.
+    let mut c = q.delivery("msg_c").await.unwrap().unwrap();
+    c.state = DeliveryState::Failed;
+    q.save_delivery(c).await.unwrap();
+    assert_eq!(
+        q.purge_deliveries(now + Duration::days(1)).await.unwrap(),
+        1
+    );
+    assert!(q.delivery("msg_c").await.unwrap().is_none());
+    assert!(q.delivery("msg_a").await.unwrap().is_some());
+}
+
+async fn subscriptions_are_kept_per_key(q: &dyn Queue) {
+    let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+    for (id, owner, system) in [
+        ("s1", "flow", Some("PRD")),
+        ("s2", "flow", None),
+        ("s3", "other", None),
+    ] {
+        q.add_subscription(Subscription {
+            id: id.into(),
+            owner: owner.into(),
+            url: format!("https://hooks/{id}"),
+            system: system.map(str::to_owned),
+            created_at: now,
+        })
+        .await
+        .unwrap();
+    }
+    let mine = q.subscriptions(Some("flow")).await.unwrap();
+    assert_eq!(
+        mine.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
+        ["s1", "s2"]
+    );
+    assert_eq!(mine[0].system.as_deref(), Some("PRD"));
+    assert_eq!(mine[0].created_at, now);
+    assert_eq!(q.subscriptions(None).await.unwrap().len(), 3);
+    assert!(
+        !q.remove_subscription(Some("other"), "s1").await.unwrap(),
+        "another key's"
+    );
+    assert!(q.remove_subscription(Some("flow"), "s1").await.unwrap());
+    assert!(
+        q.remove_subscription(None, "s3").await.unwrap(),
+        "an operator's"
+    );
+    assert_eq!(q.subscriptions(None).await.unwrap().len(), 1);
+}
 
 async fn open_calls_are_counted_by_owner_and_queued_ones_by_system(q: &dyn Queue) {
     for (id, system, owner) in [

@@ -19,8 +19,9 @@ use time::OffsetDateTime;
 
 use super::{
     AuditFilter, AuditRecord, CallEnd, CallRecord, CallState, Cancelled, Claimant, Completion,
-    Enqueued, Holder, IdempotencyKey, NewCall, Overdue, Queue, QueueError, QueueStats, Reaped,
-    Retention, Signals, SystemBacklog, Verdict, lease_lapsed_outcome,
+    Delivery, DeliveryFilter, DeliveryState, Enqueued, Holder, IdempotencyKey, NewCall, Overdue,
+    Queue, QueueError, QueueStats, Reaped, Retention, Signals, Subscription, SystemBacklog,
+    Verdict, lease_lapsed_outcome,
 };
 
 /// The in-memory queue.
@@ -55,6 +56,30 @@ struct Inner {
     /// The audit log, in storing order.
     audit: std::collections::VecDeque<AuditRecord>,
     next_audit: i64,
+    /// Webhook deliveries by number, with the end of each one's lease.
+    deliveries: BTreeMap<i64, (Delivery, Option<OffsetDateTime>)>,
+    /// Delivery numbers by id.
+    delivery_ids: HashMap<String, i64>,
+    next_delivery: i64,
+    /// Webhook subscriptions, oldest first.
+    subscriptions: Vec<Subscription>,
+}
+
+impl Inner {
+    /// Stores the deliveries of a call being created.
+    fn add_deliveries(&mut self, deliveries: Vec<Delivery>) {
+        for mut delivery in deliveries {
+            self.next_delivery += 1;
+            delivery.seq = self.next_delivery;
+            self.delivery_ids.insert(delivery.id.clone(), delivery.seq);
+            self.deliveries.insert(delivery.seq, (delivery, None));
+        }
+    }
+
+    fn delivery_mut(&mut self, id: &str) -> Option<&mut (Delivery, Option<OffsetDateTime>)> {
+        let seq = self.delivery_ids.get(id)?;
+        self.deliveries.get_mut(seq)
+    }
 }
 
 impl MemoryQueue {
@@ -131,7 +156,7 @@ impl Inner {
 
 #[async_trait]
 impl Queue for MemoryQueue {
-    async fn enqueue(&self, call: NewCall) -> Result<Enqueued, QueueError> {
+    async fn enqueue(&self, mut call: NewCall) -> Result<Enqueued, QueueError> {
         let system = call.system.clone();
         let mut inner = self.lock();
         if let Some((key, fingerprint)) = &call.idempotency {
@@ -153,6 +178,8 @@ impl Queue for MemoryQueue {
             }
             inner.idempotency.insert(key.clone(), call.id.clone());
         }
+        let deliveries = call.take_deliveries(OffsetDateTime::now_utc());
+        inner.add_deliveries(deliveries);
         let mut record = CallRecord::new(call);
         let seq = inner.next_seq;
         inner.next_seq += 1;
@@ -554,6 +581,122 @@ impl Queue for MemoryQueue {
         let old = inner.audit.len();
         inner.audit.retain(|r| r.at >= before);
         Ok(old - inner.audit.len())
+    }
+
+    async fn claim_deliveries(
+        &self,
+        state: DeliveryState,
+        now: OffsetDateTime,
+        until: OffsetDateTime,
+        max: usize,
+    ) -> Result<Vec<Delivery>, QueueError> {
+        let mut inner = self.lock();
+        let mut due: Vec<(OffsetDateTime, i64)> = inner
+            .deliveries
+            .values()
+            .filter(|(d, lease)| {
+                d.state == state && d.next_at <= now && lease.is_none_or(|l| l <= now)
+            })
+            .map(|(d, _)| (d.next_at, d.seq))
+            .collect();
+        due.sort_unstable();
+        due.truncate(max);
+        let mut claimed = Vec::with_capacity(due.len());
+        for (_, seq) in due {
+            if let Some((delivery, lease)) = inner.deliveries.get_mut(&seq) {
+                *lease = Some(until);
+                claimed.push(delivery.clone());
+            }
+        }
+        Ok(claimed)
+    }
+
+    async fn save_delivery(&self, delivery: Delivery) -> Result<(), QueueError> {
+        let mut inner = self.lock();
+        if let Some((stored, lease)) = inner.delivery_mut(&delivery.id) {
+            let seq = stored.seq;
+            *stored = Delivery { seq, ..delivery };
+            *lease = None;
+        }
+        Ok(())
+    }
+
+    async fn deliveries(&self, filter: DeliveryFilter) -> Result<Vec<Delivery>, QueueError> {
+        let inner = self.lock();
+        let from = filter.after.map_or(i64::MIN, |a| a.saturating_add(1));
+        Ok(inner
+            .deliveries
+            .range(from..)
+            .map(|(_, (d, _))| d)
+            .filter(|d| filter.matches(d))
+            .take(filter.page_size())
+            .cloned()
+            .collect())
+    }
+
+    async fn delivery(&self, id: &str) -> Result<Option<Delivery>, QueueError> {
+        let mut inner = self.lock();
+        Ok(inner.delivery_mut(id).map(|(d, _)| d.clone()))
+    }
+
+    async fn redeliver(
+        &self,
+        id: &str,
+        now: OffsetDateTime,
+        give_up_at: OffsetDateTime,
+    ) -> Result<Option<Delivery>, QueueError> {
+        let mut inner = self.lock();
+        let Some((delivery, lease)) = inner.delivery_mut(id) else {
+            return Ok(None);
+        };
+        if delivery.payload.is_some() {
+            delivery.state = DeliveryState::Pending;
+            delivery.attempts = 0;
+            delivery.next_at = now;
+            delivery.give_up_at = Some(give_up_at);
+            delivery.delivered_at = None;
+            *lease = None;
+        }
+        Ok(Some(delivery.clone()))
+    }
+
+    async fn purge_deliveries(&self, before: OffsetDateTime) -> Result<usize, QueueError> {
+        let mut inner = self.lock();
+        let old: Vec<(i64, String)> = inner
+            .deliveries
+            .values()
+            .filter(|(d, _)| !d.state.is_open() && d.created_at < before)
+            .map(|(d, _)| (d.seq, d.id.clone()))
+            .collect();
+        for (seq, id) in &old {
+            inner.deliveries.remove(seq);
+            inner.delivery_ids.remove(id);
+        }
+        Ok(old.len())
+    }
+
+    async fn add_subscription(&self, subscription: Subscription) -> Result<(), QueueError> {
+        self.lock().subscriptions.push(subscription);
+        Ok(())
+    }
+
+    async fn remove_subscription(&self, owner: Option<&str>, id: &str) -> Result<bool, QueueError> {
+        let mut inner = self.lock();
+        let before = inner.subscriptions.len();
+        inner
+            .subscriptions
+            .retain(|s| !(s.id == id && owner.is_none_or(|o| s.owner == o)));
+        Ok(inner.subscriptions.len() != before)
+    }
+
+    async fn subscriptions(&self, owner: Option<&str>) -> Result<Vec<Subscription>, QueueError> {
+        Ok(self
+            .lock()
+            .subscriptions
+            .iter()
+            .filter(|s| owner.is_none_or(|o| s.owner == o))
+            .cloned()
+            .collect())
     }
 
     fn signals(&self) -> &Arc<Signals> {

@@ -51,6 +51,7 @@ mod signals;
 pub(crate) mod sqlite;
 #[cfg(test)]
 mod throughput;
+pub(crate) mod webhooks;
 
 use std::sync::Arc;
 
@@ -66,6 +67,7 @@ pub(crate) use lease::{
     lease_lapsed_outcome, millis_until, overdue_rule,
 };
 pub(crate) use signals::{CallEnd, CallWatch, Signals, Taker};
+pub(crate) use webhooks::{Delivery, DeliveryFilter, DeliveryState, NewDelivery, Subscription};
 
 /// Opens the store `config` names: an empty memory queue, the SQLite file
 /// (created if missing; calls leased before a restart go back to the queue, held
@@ -137,6 +139,19 @@ pub(crate) struct NewCall {
     /// The W3C `traceparent` the agent gets with the unit (the relay's span of the
     /// client's trace), if any.
     pub(crate) trace: Option<String>,
+    /// The webhook deliveries of its answer, stored with it (only when the call
+    /// is created; a request that joins a call by its idempotency key adds none).
+    pub(crate) webhooks: Vec<NewDelivery>,
+}
+
+impl NewCall {
+    /// Takes the call's deliveries out, as stored at `now`.
+    pub(crate) fn take_deliveries(&mut self, now: OffsetDateTime) -> Vec<Delivery> {
+        std::mem::take(&mut self.webhooks)
+            .into_iter()
+            .map(|new| Delivery::new(new, &self.id, self.owner.as_deref(), &self.system, now))
+            .collect()
+    }
 }
 
 /// Where a call is in its life.
@@ -651,6 +666,53 @@ pub(crate) trait Queue: Send + Sync + 'static {
     /// Deletes the audit records of before `before` (the audit retention); returns
     /// how many.
     async fn purge_audit(&self, before: OffsetDateTime) -> Result<usize, QueueError>;
+
+    /// Leases up to `max` deliveries in `state` (waiting or pending) due at `now`
+    /// (`next_at` passed, no lease beyond `now`) to this relay until `until`, the
+    /// longest due first.
+    async fn claim_deliveries(
+        &self,
+        state: DeliveryState,
+        now: OffsetDateTime,
+        until: OffsetDateTime,
+        max: usize,
+    ) -> Result<Vec<Delivery>, QueueError>;
+
+    /// Stores what became of a claimed delivery (its state, attempts, times,
+    /// receiver's status, error and payload) and ends its lease. A delivery that is
+    /// gone (purged) is ignored.
+    async fn save_delivery(&self, delivery: Delivery) -> Result<(), QueueError>;
+
+    /// The deliveries `filter` selects, in storing order, at most
+    /// [`DeliveryFilter::page_size`].
+    async fn deliveries(&self, filter: DeliveryFilter) -> Result<Vec<Delivery>, QueueError>;
+
+    /// The delivery `id`, if stored.
+    async fn delivery(&self, id: &str) -> Result<Option<Delivery>, QueueError>;
+
+    /// Makes a delivery whose payload is known due again at `now`, with fresh
+    /// attempts until `give_up_at`; returns it as it is then. A waiting delivery
+    /// (its call still runs) is returned unchanged; `None` if there is none.
+    async fn redeliver(
+        &self,
+        id: &str,
+        now: OffsetDateTime,
+        give_up_at: OffsetDateTime,
+    ) -> Result<Option<Delivery>, QueueError>;
+
+    /// Deletes the delivered and failed deliveries stored before `before`;
+    /// returns how many.
+    async fn purge_deliveries(&self, before: OffsetDateTime) -> Result<usize, QueueError>;
+
+    /// Stores a subscription.
+    async fn add_subscription(&self, subscription: Subscription) -> Result<(), QueueError>;
+
+    /// Deletes the subscription `id` (of `owner`, unless `None`: an operator);
+    /// whether there was one.
+    async fn remove_subscription(&self, owner: Option<&str>, id: &str) -> Result<bool, QueueError>;
+
+    /// The subscriptions of `owner` (every key's for `None`), oldest first.
+    async fn subscriptions(&self, owner: Option<&str>) -> Result<Vec<Subscription>, QueueError>;
 
     /// The wake-up signals this store fires.
     fn signals(&self) -> &Arc<Signals>;

@@ -48,6 +48,15 @@ pub(crate) async fn run(
                 Ok(purged) => tracing::info!(purged, "audit records past their retention deleted"),
                 Err(error) => tracing::warn!(%error, "purging the audit log failed"),
             }
+            // Finished webhook deliveries stay listed as long as results do.
+            match queue
+                .purge_deliveries(OffsetDateTime::now_utc() - retention.results)
+                .await
+            {
+                Ok(0) => {}
+                Ok(purged) => tracing::info!(purged, "webhook deliveries past retention deleted"),
+                Err(error) => tracing::warn!(%error, "purging webhook deliveries failed"),
+            }
         }
         passes = passes.wrapping_add(1);
         let reaped = queue.reap(OffsetDateTime::now_utc(), retention).await;

@@ -132,6 +132,7 @@ async fn enqueue(queue: &MemoryQueue, id: &str) {
             idempotency: None,
             owner: None,
             trace: None,
+            webhooks: Vec::new(),
         })
         .await
         .expect("enqueue");

@@ -98,6 +98,7 @@ pub(crate) async fn run(args: DevArgs) -> Result<(), CliError> {
         return Err(CliError::Config("--api-key must not be empty".into()));
     }
     let agent_token = generate_secret("sbt_dev_");
+    let webhook_secret = sapbridge_relay::new_webhook_secret();
     std::fs::create_dir_all(&args.data_dir).map_err(|e| {
         CliError::Config(format!(
             "cannot create data dir {}: {e}",
@@ -110,7 +111,10 @@ pub(crate) async fn run(args: DevArgs) -> Result<(), CliError> {
         .context("resolving the data dir")?;
 
     let mut relay_config: RelayConfig = serde_json::from_value(json!({
-        "api_keys": [{"name": "dev", "key": api_key, "systems": ["*"]}],
+        "api_keys": [{"name": "dev", "key": api_key, "systems": ["*"],
+                      "webhook_secret": webhook_secret}],
+        // Webhooks to anywhere, loopback included: a receiver on this machine.
+        "webhooks": {"allowed_hosts": ["*"], "allow_private_networks": true, "allow_http": true},
         "agent_tokens": [{"name": "dev-agent", "token": agent_token, "systems": [DEV_SYSTEM]}],
         "queue": {"store": "sqlite", "path": data_dir.join("relay.db")},
         // The simulator's reference customer and sales area, so that a name, a
@@ -199,6 +203,7 @@ pub(crate) async fn run(args: DevArgs) -> Result<(), CliError> {
     println!("sapbridge dev is running");
     println!("  relay:    {url}");
     println!("  api key:  {api_key}");
+    println!("  webhooks: signed with {webhook_secret}");
     println!("  system:   {DEV_SYSTEM} ({backend_text})");
     if let Some(http_url) = &args.http_url {
         println!(

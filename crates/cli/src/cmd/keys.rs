@@ -45,6 +45,10 @@ struct NewArgs {
     /// A system it may reach (repeatable); all systems when none is given.
     #[arg(long = "system", value_name = "SYSTEM")]
     systems: Vec<String>,
+    /// Also a webhook secret for the API key (`webhook_secret`, Standard
+    /// Webhooks' `whsec_…`): receivers of its calls' webhooks verify with it.
+    #[arg(long, conflicts_with = "token")]
+    webhook_secret: bool,
 }
 
 /// Names and systems go into the TOML entry between quotes: letters, digits and
@@ -96,14 +100,23 @@ pub(crate) fn run(args: KeysArgs) -> Result<String, CliError> {
         args.systems
     };
     let systems: Vec<String> = systems.iter().map(|s| format!("\"{s}\"")).collect();
-    Ok(format!(
+    let mut text = format!(
         "# The secret, shown this once: give it to {who}.\n{secret}\n\n\
          # For relay.toml (the relay keeps only the hash):\n\
          [[{table}]]\nname = \"{}\"\n{field} = \"{}\"\nsystems = [{}]\n",
         args.name,
         sapbridge_relay::secret_sha256_hex(&secret),
         systems.join(", ")
-    ))
+    );
+    if args.webhook_secret {
+        // Signing needs the secret itself: it goes into the entry as it is.
+        let webhook = sapbridge_relay::new_webhook_secret();
+        text.push_str(&format!(
+            "# Signs this key's webhooks; give it to whoever receives them (they verify with it).\n\
+             webhook_secret = \"{webhook}\"\n"
+        ));
+    }
+    Ok(text)
 }
 
 /// The pins of every certificate in the file, the first (the relay's own) first.

@@ -43,6 +43,7 @@ mod schema;
 pub(super) mod testdb;
 #[cfg(test)]
 mod tests;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -55,8 +56,9 @@ use tokio_postgres::NoTls;
 
 use super::config::DatabaseUrl;
 use super::{
-    AuditFilter, AuditRecord, CallRecord, Cancelled, Claimant, Completion, Enqueued, ListedAgent,
-    NewCall, PeerReplica, Queue, QueueError, QueueStats, Reaped, Retention, Signals, SystemBacklog,
+    AuditFilter, AuditRecord, CallRecord, Cancelled, Claimant, Completion, Delivery,
+    DeliveryFilter, DeliveryState, Enqueued, ListedAgent, NewCall, PeerReplica, Queue, QueueError,
+    QueueStats, Reaped, Retention, Signals, Subscription, SystemBacklog,
 };
 use batch::{ClaimJob, CompleteJob, Job, Shared, Writer};
 use ops::Effects;
@@ -226,7 +228,7 @@ async fn begin(client: &mut deadpool_postgres::Object) -> Result<Transaction<'_>
 #[async_trait]
 impl Queue for PostgresQueue {
     async fn enqueue(&self, call: NewCall) -> Result<Enqueued, QueueError> {
-        if call.idempotency.is_none() {
+        if call.idempotency.is_none() && call.webhooks.is_empty() {
             let record = Box::new(CallRecord::new(call));
             return self.writer.run(|reply| Job::Enqueue(record, reply)).await;
         }
@@ -235,7 +237,7 @@ impl Queue for PostgresQueue {
         let mut effects = Effects::default();
         let shared = &self.shared;
         let result =
-            ops::enqueue_keyed(&tx, &mut effects, &shared.signals, &shared.replica, call).await;
+            ops::enqueue_alone(&tx, &mut effects, &shared.signals, &shared.replica, call).await;
         self.finish(tx, effects, result).await
     }
 
@@ -369,6 +371,62 @@ impl Queue for PostgresQueue {
     async fn purge_audit(&self, before: OffsetDateTime) -> Result<usize, QueueError> {
         let client = self.client().await?;
         audit::purge(&**client, before).await
+    }
+
+    async fn claim_deliveries(
+        &self,
+        state: DeliveryState,
+        now: OffsetDateTime,
+        until: OffsetDateTime,
+        max: usize,
+    ) -> Result<Vec<Delivery>, QueueError> {
+        let client = self.client().await?;
+        webhooks::claim(&**client, state, now, until, max).await
+    }
+
+    async fn save_delivery(&self, delivery: Delivery) -> Result<(), QueueError> {
+        let client = self.client().await?;
+        webhooks::save(&**client, &delivery).await
+    }
+
+    async fn deliveries(&self, filter: DeliveryFilter) -> Result<Vec<Delivery>, QueueError> {
+        let client = self.client().await?;
+        webhooks::page(&**client, &filter).await
+    }
+
+    async fn delivery(&self, id: &str) -> Result<Option<Delivery>, QueueError> {
+        let client = self.client().await?;
+        webhooks::get(&**client, id).await
+    }
+
+    async fn redeliver(
+        &self,
+        id: &str,
+        now: OffsetDateTime,
+        give_up_at: OffsetDateTime,
+    ) -> Result<Option<Delivery>, QueueError> {
+        let client = self.client().await?;
+        webhooks::redeliver(&**client, id, now, give_up_at).await
+    }
+
+    async fn purge_deliveries(&self, before: OffsetDateTime) -> Result<usize, QueueError> {
+        let client = self.client().await?;
+        webhooks::purge(&**client, before).await
+    }
+
+    async fn add_subscription(&self, subscription: Subscription) -> Result<(), QueueError> {
+        let client = self.client().await?;
+        webhooks::subscribe(&**client, &subscription).await
+    }
+
+    async fn remove_subscription(&self, owner: Option<&str>, id: &str) -> Result<bool, QueueError> {
+        let client = self.client().await?;
+        webhooks::unsubscribe(&**client, owner, id).await
+    }
+
+    async fn subscriptions(&self, owner: Option<&str>) -> Result<Vec<Subscription>, QueueError> {
+        let client = self.client().await?;
+        webhooks::subscriptions(&**client, owner).await
     }
 
     async fn publish_agents(&self, agents: Vec<ListedAgent>) -> Result<(), QueueError> {

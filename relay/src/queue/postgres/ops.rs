@@ -93,7 +93,30 @@ impl Effects {
 /// Stores a call with an idempotency key, or answers with the call the key names.
 /// The key's primary key decides between concurrent requests on any replica: the
 /// second insert waits for the first transaction and then finds its key.
-pub(super) async fn enqueue_keyed(
+/// Enqueues a call in a transaction of its own: one with an idempotency key
+/// ([`enqueue_keyed`]), or one with webhook deliveries, which are inserted with
+/// it when it is created.
+pub(super) async fn enqueue_alone(
+    tx: &Transaction<'_>,
+    effects: &mut Effects,
+    signals: &Signals,
+    replica: &str,
+    mut call: NewCall,
+) -> Result<Enqueued, QueueError> {
+    let deliveries = call.take_deliveries(OffsetDateTime::now_utc());
+    let enqueued = if call.idempotency.is_some() {
+        enqueue_keyed(tx, effects, signals, replica, call).await?
+    } else {
+        let record = insert_one(tx, effects, signals, replica, CallRecord::new(call)).await?;
+        Enqueued::Created(Box::new(record))
+    };
+    if matches!(enqueued, Enqueued::Created(_)) {
+        super::webhooks::insert(&**tx, &deliveries).await?;
+    }
+    Ok(enqueued)
+}
+
+async fn enqueue_keyed(
     tx: &Transaction<'_>,
     effects: &mut Effects,
     signals: &Signals,

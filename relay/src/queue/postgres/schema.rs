@@ -22,7 +22,7 @@ use super::super::QueueError;
 use super::rows::store_error;
 
 /// The schema version this relay writes.
-pub(super) const SCHEMA_VERSION: i32 = 4;
+pub(super) const SCHEMA_VERSION: i32 = 5;
 
 /// The advisory lock key that serialises migrations (`"sapbridg"` in ASCII).
 const MIGRATION_LOCK: i64 = 0x7361_7062_7269_6467;
@@ -127,8 +127,44 @@ const V4: &str = "
 ALTER TABLE sapbridge_calls ADD COLUMN trace text;
 ";
 
+/// Version 5: webhook deliveries (inserted with their call, leased to one replica
+/// at a time, due by `next_at`) and subscriptions.
+const V5: &str = "
+CREATE TABLE sapbridge_webhook_deliveries (
+    seq              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    id               text    NOT NULL UNIQUE,
+    call_id          text    NOT NULL,
+    owner            text,
+    system           text    NOT NULL,
+    url              text    NOT NULL,
+    subscription     text,
+    state            text    NOT NULL,
+    attempts         bigint  NOT NULL,
+    created_at       bigint  NOT NULL,
+    next_at          bigint  NOT NULL,
+    give_up_at       bigint,
+    lease_until      bigint,
+    last_attempt_at  bigint,
+    last_status      integer,
+    last_error       text,
+    delivered_at     bigint,
+    payload          text
+);
+CREATE INDEX sapbridge_webhook_deliveries_due ON sapbridge_webhook_deliveries (next_at)
+    WHERE state IN ('waiting', 'pending');
+CREATE INDEX sapbridge_webhook_deliveries_call ON sapbridge_webhook_deliveries (call_id);
+CREATE INDEX sapbridge_webhook_deliveries_created ON sapbridge_webhook_deliveries (created_at);
+CREATE TABLE sapbridge_webhook_subscriptions (
+    id          text   PRIMARY KEY,
+    owner       text   NOT NULL,
+    url         text   NOT NULL,
+    system      text,
+    created_at  bigint NOT NULL
+);
+";
+
 /// The migrations: `MIGRATIONS[i]` takes version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
 
 /// Brings the database to [`SCHEMA_VERSION`] under the migration lock; returns the
 /// version found before (0 for an empty database).

@@ -24,6 +24,7 @@ mod rows;
 mod schema;
 #[cfg(test)]
 mod tests;
+mod webhooks;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -36,8 +37,9 @@ use time::OffsetDateTime;
 
 use super::config::Durability;
 use super::{
-    AuditFilter, AuditRecord, CallRecord, Cancelled, Claimant, Completion, Enqueued, NewCall,
-    Queue, QueueError, QueueStats, Reaped, Retention, Signals, SystemBacklog,
+    AuditFilter, AuditRecord, CallRecord, Cancelled, Claimant, Completion, Delivery,
+    DeliveryFilter, DeliveryState, Enqueued, NewCall, Queue, QueueError, QueueStats, Reaped,
+    Retention, Signals, Subscription, SystemBacklog,
 };
 use counts::FinalCounts;
 use writer::{Placement, Space, Writer};
@@ -225,7 +227,8 @@ impl Readers {
 #[async_trait]
 impl Queue for SqliteQueue {
     async fn enqueue(&self, call: NewCall) -> Result<Enqueued, QueueError> {
-        let keyed = call.idempotency.is_some();
+        // One row without an idempotency key or deliveries; more with them.
+        let keyed = call.idempotency.is_some() || !call.webhooks.is_empty();
         let signals = Arc::clone(&self.signals);
         let work = move |conn: &Connection, effects: &mut writer::Effects| {
             ops::enqueue(conn, effects, &signals, call)
@@ -377,6 +380,71 @@ impl Queue for SqliteQueue {
         let before = rows::nanos(before);
         self.writer
             .write(move |conn, effects| audit::purge(conn, effects, before))
+            .await
+    }
+
+    async fn claim_deliveries(
+        &self,
+        state: DeliveryState,
+        now: OffsetDateTime,
+        until: OffsetDateTime,
+        max: usize,
+    ) -> Result<Vec<Delivery>, QueueError> {
+        self.writer
+            .write(move |conn, effects| webhooks::claim(conn, effects, state, now, until, max))
+            .await
+    }
+
+    async fn save_delivery(&self, delivery: Delivery) -> Result<(), QueueError> {
+        self.writer
+            .write(move |conn, effects| webhooks::save(conn, effects, &delivery))
+            .await
+    }
+
+    async fn deliveries(&self, filter: DeliveryFilter) -> Result<Vec<Delivery>, QueueError> {
+        self.read(move |conn| webhooks::page(conn, &filter)).await
+    }
+
+    async fn delivery(&self, id: &str) -> Result<Option<Delivery>, QueueError> {
+        let id = id.to_owned();
+        self.read(move |conn| webhooks::get(conn, &id)).await
+    }
+
+    async fn redeliver(
+        &self,
+        id: &str,
+        now: OffsetDateTime,
+        give_up_at: OffsetDateTime,
+    ) -> Result<Option<Delivery>, QueueError> {
+        let id = id.to_owned();
+        self.writer
+            .write(move |conn, effects| webhooks::redeliver(conn, effects, &id, now, give_up_at))
+            .await
+    }
+
+    async fn purge_deliveries(&self, before: OffsetDateTime) -> Result<usize, QueueError> {
+        self.writer
+            .write(move |conn, effects| webhooks::purge(conn, effects, before))
+            .await
+    }
+
+    async fn add_subscription(&self, subscription: Subscription) -> Result<(), QueueError> {
+        self.writer
+            .write(move |conn, effects| webhooks::subscribe(conn, effects, &subscription))
+            .await
+    }
+
+    async fn remove_subscription(&self, owner: Option<&str>, id: &str) -> Result<bool, QueueError> {
+        let owner = owner.map(str::to_owned);
+        let id = id.to_owned();
+        self.writer
+            .write(move |conn, effects| webhooks::unsubscribe(conn, effects, owner.as_deref(), &id))
+            .await
+    }
+
+    async fn subscriptions(&self, owner: Option<&str>) -> Result<Vec<Subscription>, QueueError> {
+        let owner = owner.map(str::to_owned);
+        self.read(move |conn| webhooks::subscriptions(conn, owner.as_deref()))
             .await
     }
 

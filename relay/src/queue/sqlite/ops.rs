@@ -83,7 +83,7 @@ pub(super) fn enqueue(
     conn: &Connection,
     effects: &mut Effects,
     signals: &Signals,
-    call: NewCall,
+    mut call: NewCall,
 ) -> Result<Enqueued, QueueError> {
     if let Some((key, fingerprint)) = &call.idempotency {
         let mut stmt = conn.prepare_cached(
@@ -107,6 +107,7 @@ pub(super) fn enqueue(
             )?;
         }
     }
+    let deliveries = call.take_deliveries(OffsetDateTime::now_utc());
     let mut record = CallRecord::new(call);
     // Straight to a session with a free credit, unless older calls of the system
     // wait (they go first: the session claims them).
@@ -122,7 +123,7 @@ pub(super) fn enqueue(
         record.holder = Some(taker.holder());
         record.attempts = 1;
     }
-    let inserted = insert(conn, &record);
+    let inserted = insert(conn, &record).and_then(|()| super::webhooks::insert(conn, &deliveries));
     if let Err(error) = inserted {
         if let Some(taker) = taker {
             taker.give(1);

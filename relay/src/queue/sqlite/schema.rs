@@ -27,7 +27,7 @@ use super::super::QueueError;
 use super::super::config::Durability;
 
 /// The schema version this relay writes.
-pub(super) const SCHEMA_VERSION: i64 = 6;
+pub(super) const SCHEMA_VERSION: i64 = 7;
 
 /// How long a statement waits for a lock held by another connection.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -62,6 +62,47 @@ CREATE TABLE audit (
 CREATE INDEX audit_at ON audit (at);
 CREATE INDEX audit_call ON audit (call_id) WHERE call_id IS NOT NULL;
 CREATE INDEX calls_open_by_owner ON calls (owner) WHERE state IN ('queued', 'leased');
+"
+    };
+}
+
+/// Version 7: webhook deliveries (stored with their call, leased to one sender at
+/// a time, due by `next_at`) and subscriptions; in the schema and in the migration
+/// to it.
+macro_rules! webhook_tables {
+    () => {
+        "
+CREATE TABLE webhook_deliveries (
+    seq              INTEGER PRIMARY KEY,
+    id               TEXT    NOT NULL UNIQUE,
+    call_id          TEXT    NOT NULL,
+    owner            TEXT,
+    system           TEXT    NOT NULL,
+    url              TEXT    NOT NULL,
+    subscription     TEXT,
+    state            TEXT    NOT NULL,
+    attempts         INTEGER NOT NULL,
+    created_at       INTEGER NOT NULL,
+    next_at          INTEGER NOT NULL,
+    give_up_at       INTEGER,
+    lease_until      INTEGER,
+    last_attempt_at  INTEGER,
+    last_status      INTEGER,
+    last_error       TEXT,
+    delivered_at     INTEGER,
+    payload          TEXT
+);
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_at)
+    WHERE state IN ('waiting', 'pending');
+CREATE INDEX webhook_deliveries_call ON webhook_deliveries (call_id);
+CREATE INDEX webhook_deliveries_created ON webhook_deliveries (created_at);
+CREATE TABLE webhook_subscriptions (
+    id          TEXT    PRIMARY KEY,
+    owner       TEXT    NOT NULL,
+    url         TEXT    NOT NULL,
+    system      TEXT,
+    created_at  INTEGER NOT NULL
+);
 "
     };
 }
@@ -107,7 +148,8 @@ CREATE TABLE idempotency_keys (
 CREATE INDEX idempotency_keys_call ON idempotency_keys (call_id);
 CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at);
 ",
-    audit_table!()
+    audit_table!(),
+    webhook_tables!()
 );
 
 /// From version 1: the claim's index (added late to version 1 files), without the
@@ -148,6 +190,9 @@ const MIGRATE_FROM_5: &str = "
 ALTER TABLE calls ADD COLUMN trace TEXT;
 ";
 
+/// From version 6: webhook deliveries and subscriptions.
+const MIGRATE_FROM_6: &str = webhook_tables!();
+
 /// The migrations, each from the version before it: `MIGRATIONS[i]` migrates
 /// version `i + 1` to `i + 2`.
 const MIGRATIONS: &[&str] = &[
@@ -156,6 +201,7 @@ const MIGRATIONS: &[&str] = &[
     MIGRATE_FROM_3,
     MIGRATE_FROM_4,
     MIGRATE_FROM_5,
+    MIGRATE_FROM_6,
 ];
 
 /// Settings every connection gets.

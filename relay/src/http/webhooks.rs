@@ -1,0 +1,283 @@
+//! Webhooks: `GET /v1/webhooks/deliveries` (and one by id), `POST
+//! /v1/webhooks/deliveries/{id}/redeliver`, and the subscriptions of Power
+//! Automate's webhook trigger: `POST /v1/webhooks/subscriptions` (`201` with the
+//! `Location` the trigger DELETEs when its flow is turned off), `GET` and
+//! `DELETE /v1/webhooks/subscriptions/{id}`.
+//!
+//! A key sees its own deliveries and subscriptions; an operator key sees every
+//! key's. A delivery lists where it goes, its state, attempts and the
+//! receiver's last status, never the receiver's body.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+
+use super::ApiError;
+use super::error::Problem;
+use super::render::rfc3339;
+use super::request::{Caller, body_bytes, checked_callback, path};
+use crate::queue::{Delivery, DeliveryFilter, DeliveryState, Subscription};
+use crate::state::RelayState;
+
+/// The default page size of the listing.
+const DEFAULT_LIMIT: usize = 100;
+
+/// The query of `GET /v1/webhooks/deliveries`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DeliveryQuery {
+    call_id: Option<String>,
+    state: Option<String>,
+    cursor: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /v1/webhooks/deliveries`: the caller's deliveries (every key's for an
+/// operator), oldest first, a page at a time.
+pub(crate) async fn list_deliveries(
+    State(state): State<Arc<RelayState>>,
+    caller: Caller,
+    query: Result<Query<DeliveryQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|r| ApiError::BadRequest(r.body_text()))?;
+    let wanted = match query.state.as_deref() {
+        None => None,
+        Some(name) => Some(DeliveryState::parse(name).ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "state {name:?} is none of waiting, pending, delivered, failed"
+            ))
+        })?),
+    };
+    let after = match query.cursor.as_deref() {
+        None => None,
+        Some(c) => Some(
+            c.parse::<i64>()
+                .ok()
+                .filter(|n| *n >= 0)
+                .ok_or_else(|| ApiError::BadRequest("cursor is not one this relay gave".into()))?,
+        ),
+    };
+    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::BadRequest(
+            "limit must be between 1 and 1000".into(),
+        ));
+    }
+    let filter = DeliveryFilter {
+        owner: (!caller.is_operator()).then(|| caller.name.clone()),
+        call_id: query.call_id,
+        state: wanted,
+        after,
+        limit: limit + 1,
+    };
+    let mut page = state.queue.deliveries(filter).await.map_err(store)?;
+    let next = (page.len() > limit).then(|| {
+        page.truncate(limit);
+        page.last().map(|d| d.seq.to_string())
+    });
+    let body = json!({
+        "deliveries": page.iter().map(delivery_json).collect::<Vec<_>>(),
+        "next_cursor": next.flatten(),
+    });
+    Ok((StatusCode::OK, Json(body)).into_response())
+}
+
+/// `GET /v1/webhooks/deliveries/{id}`.
+pub(crate) async fn get_delivery(
+    State(state): State<Arc<RelayState>>,
+    caller: Caller,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let id = path(id)?;
+    let delivery = own_delivery(&state, &caller, &id).await?;
+    Ok((StatusCode::OK, Json(delivery_json(&delivery))).into_response())
+}
+
+/// `POST /v1/webhooks/deliveries/{id}/redeliver`: sends a delivery again (one
+/// delivered, failed or still retrying), with fresh attempts; `202`. A delivery
+/// whose call still runs is `409`.
+pub(crate) async fn redeliver(
+    State(state): State<Arc<RelayState>>,
+    caller: Caller,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let id = path(id)?;
+    let delivery = own_delivery(&state, &caller, &id).await?;
+    if delivery.payload.is_none() {
+        return Err(ApiError::Call(Box::new(Problem::new(
+            StatusCode::CONFLICT,
+            "delivery-waiting",
+            "Delivery waits for its call",
+            format!(
+                "delivery {id} waits for call {} to end; it is sent then",
+                delivery.call_id
+            ),
+        ))));
+    }
+    let now = OffsetDateTime::now_utc();
+    let again = state
+        .queue
+        .redeliver(&id, now, now + state.webhooks.retry_for)
+        .await
+        .map_err(store)?
+        .ok_or_else(|| not_found(&id))?;
+    tracing::info!(delivery = %id, key = %caller.name, "webhook redelivery asked for");
+    Ok((StatusCode::ACCEPTED, Json(delivery_json(&again))).into_response())
+}
+
+/// The body of `POST /v1/webhooks/subscriptions`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewSubscription {
+    /// Where deliveries go (Power Automate's `x-ms-notification-url`).
+    url: String,
+    /// Only calls of this system.
+    #[serde(default)]
+    system: Option<String>,
+}
+
+/// `POST /v1/webhooks/subscriptions`: every later call of the key (of `system`,
+/// if given) that ends is delivered to `url`; `201` with the subscription's
+/// `Location`.
+pub(crate) async fn subscribe(
+    State(state): State<Arc<RelayState>>,
+    caller: Caller,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body = body_bytes(body, &state.settings)?;
+    let new: NewSubscription = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "the body must be {{\"url\": \"https://…\", \"system\": \"…\"}}: {e}"
+        ))
+    })?;
+    if let Some(system) = &new.system {
+        caller.check_system(&state, system)?;
+    }
+    let url = checked_callback(&state, &caller, &new.url)?;
+    let subscription = Subscription {
+        id: crate::ids::new_id("sub_"),
+        owner: caller.name.clone(),
+        url,
+        system: new.system,
+        created_at: OffsetDateTime::now_utc(),
+    };
+    state
+        .queue
+        .add_subscription(subscription.clone())
+        .await
+        .map_err(store)?;
+    state.calls.subscribed().changed();
+    tracing::info!(subscription = %subscription.id, key = %caller.name, "webhook subscription made");
+    let path = format!("/v1/webhooks/subscriptions/{}", subscription.id);
+    // Made absolute on the way out, as every `Location` of the relay.
+    let mut response =
+        (StatusCode::CREATED, Json(subscription_json(&subscription))).into_response();
+    if let Ok(value) = HeaderValue::from_str(&path) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    Ok(response)
+}
+
+/// `GET /v1/webhooks/subscriptions`: the caller's subscriptions (every key's for
+/// an operator).
+pub(crate) async fn list_subscriptions(
+    State(state): State<Arc<RelayState>>,
+    caller: Caller,
+) -> Result<Response, ApiError> {
+    let owner = (!caller.is_operator()).then_some(caller.name.as_str());
+    let subs = state.queue.subscriptions(owner).await.map_err(store)?;
+    let body = json!({
+        "subscriptions": subs.iter().map(subscription_json).collect::<Vec<_>>(),
+    });
+    Ok((StatusCode::OK, Json(body)).into_response())
+}
+
+/// `DELETE /v1/webhooks/subscriptions/{id}`: `204`; `404` for none of the
+/// caller's.
+pub(crate) async fn unsubscribe(
+    State(state): State<Arc<RelayState>>,
+    caller: Caller,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let id = path(id)?;
+    let owner = (!caller.is_operator()).then_some(caller.name.as_str());
+    let removed = state
+        .queue
+        .remove_subscription(owner, &id)
+        .await
+        .map_err(store)?;
+    if !removed {
+        return Err(ApiError::Call(Box::new(Problem::new(
+            StatusCode::NOT_FOUND,
+            "subscription-not-found",
+            "Subscription not found",
+            format!("no subscription {id} of this API key"),
+        ))));
+    }
+    state.calls.subscribed().changed();
+    tracing::info!(subscription = %id, key = %caller.name, "webhook subscription removed");
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The delivery `id` if the caller may see it (its own, or any for an operator).
+async fn own_delivery(state: &RelayState, caller: &Caller, id: &str) -> Result<Delivery, ApiError> {
+    match state.queue.delivery(id).await.map_err(store)? {
+        Some(d) if caller.is_operator() || d.owner.as_deref() == Some(caller.name.as_str()) => {
+            Ok(d)
+        }
+        _ => Err(not_found(id)),
+    }
+}
+
+fn not_found(id: &str) -> ApiError {
+    ApiError::Call(Box::new(Problem::new(
+        StatusCode::NOT_FOUND,
+        "delivery-not-found",
+        "Delivery not found",
+        format!("no webhook delivery {id} of this API key"),
+    )))
+}
+
+fn store(error: crate::queue::QueueError) -> ApiError {
+    crate::calls::CallError::Store(error).into()
+}
+
+/// A delivery as the API lists it (never its payload's secret parts: it has
+/// none, and never the receiver's body: it is not kept).
+fn delivery_json(d: &Delivery) -> Value {
+    json!({
+        "id": d.id,
+        "call_id": d.call_id,
+        "system": d.system,
+        "url": d.url,
+        "subscription": d.subscription,
+        "state": d.state.as_str(),
+        "attempts": d.attempts,
+        "created_at": rfc3339(d.created_at),
+        "next_attempt_at": d.state.is_open().then(|| rfc3339(d.next_at)),
+        "give_up_at": d.give_up_at.map(rfc3339),
+        "last_attempt_at": d.last_attempt_at.map(rfc3339),
+        "last_status": d.last_status,
+        "last_error": d.last_error,
+        "delivered_at": d.delivered_at.map(rfc3339),
+        "key": d.owner,
+    })
+}
+
+fn subscription_json(s: &Subscription) -> Value {
+    json!({
+        "id": s.id,
+        "url": s.url,
+        "system": s.system,
+        "created_at": rfc3339(s.created_at),
+        "key": s.owner,
+    })
+}
