@@ -204,19 +204,31 @@ impl Peers {
         let signed = HeaderValue::from_str(&signed)
             .map_err(|e| PeerError::Unreachable(format!("unencodable signature: {e}")))?;
         let body_state = Arc::new(AtomicU8::new(BODY_OK));
+        // A safe request without a body may go again once when a kept-alive
+        // connection turns out to be dead (the peer went away while it idled in
+        // the pool): then the next attempt connects afresh and says whether the
+        // peer is there at all.
+        let replayable = body.is_none() && parts.method.is_safe();
         let outgoing = match body {
             Some(body) => limited(body, settings.body_limit_bytes, Arc::clone(&body_state)),
             None => Body::empty(),
         };
-        let mut request = Request::new(outgoing);
-        *request.method_mut() = parts.method.clone();
-        *request.uri_mut() = uri;
-        *request.headers_mut() = request_headers(&parts.headers);
-        request
-            .headers_mut()
-            .insert(HeaderName::from_static(FORWARDED_HEADER), signed);
+        let build = |outgoing: Body| {
+            let mut request = Request::new(outgoing);
+            *request.method_mut() = parts.method.clone();
+            *request.uri_mut() = uri.clone();
+            *request.headers_mut() = request_headers(&parts.headers);
+            request
+                .headers_mut()
+                .insert(HeaderName::from_static(FORWARDED_HEADER), signed.clone());
+            request
+        };
         let wait = settings.timeout + HEAD_MARGIN;
-        let answer = tokio::time::timeout(wait, self.client().request(request)).await;
+        let mut answer = tokio::time::timeout(wait, self.client().request(build(outgoing))).await;
+        if replayable && matches!(&answer, Ok(Err(error)) if !error.is_connect()) {
+            tracing::debug!(replica = %peer.id, "a pooled connection to the replica was dead; trying a new one");
+            answer = tokio::time::timeout(wait, self.client().request(build(Body::empty()))).await;
+        }
         let response = match answer {
             Err(_) => return Err(PeerError::Timeout(settings.timeout)),
             Ok(Ok(response)) => response,

@@ -211,7 +211,6 @@ fn with_webhook(mut call: NewCall, delivery: &str, url: &str) -> NewCall {
 }
 
 async fn deliveries_are_stored_with_their_call_leased_saved_and_listed(q: &dyn Queue) {
-    let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
     let a = with_webhook(
         new_call("a", "PRD", Duration::hours(1)),
         "msg_a",
@@ -235,6 +234,8 @@ async fn deliveries_are_stored_with_their_call_leased_saved_and_listed(q: &dyn Q
     q.enqueue(other).await.unwrap();
     assert!(q.delivery("msg_b2").await.unwrap().is_none());
 
+    // After the deliveries were stored: each is due by now.
+    let now = OffsetDateTime::now_utc();
     let all = q
         .deliveries(DeliveryFilter {
             limit: 10,

@@ -390,6 +390,13 @@ impl Queue for SqliteQueue {
         until: OffsetDateTime,
         max: usize,
     ) -> Result<Vec<Delivery>, QueueError> {
+        // Most rounds find nothing due: asked on a read connection first.
+        if !self
+            .read(move |conn| webhooks::any_due(conn, state, now))
+            .await?
+        {
+            return Ok(Vec::new());
+        }
         self.writer
             .write(move |conn, effects| webhooks::claim(conn, effects, state, now, until, max))
             .await

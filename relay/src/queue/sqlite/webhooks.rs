@@ -36,6 +36,23 @@ pub(super) fn insert(conn: &Connection, deliveries: &[Delivery]) -> Result<(), Q
     Ok(())
 }
 
+/// Whether a delivery in `state` is due at `now` (on a read connection, so an
+/// idle sender costs the writer nothing).
+pub(super) fn any_due(
+    conn: &Connection,
+    state: DeliveryState,
+    now: OffsetDateTime,
+) -> Result<bool, QueueError> {
+    let found = conn
+        .prepare_cached(
+            "SELECT 1 FROM webhook_deliveries WHERE state = ?1 AND next_at <= ?2 \
+             AND (lease_until IS NULL OR lease_until <= ?2) LIMIT 1",
+        )?
+        .query_row(params![state.as_str(), nanos(now)], |_| Ok(()))
+        .optional()?;
+    Ok(found.is_some())
+}
+
 /// Leases the due deliveries (see [`Queue::claim_deliveries`](super::super::Queue)).
 pub(super) fn claim(
     conn: &Connection,
