@@ -158,3 +158,55 @@ async fn cached_metadata_rejects_malformed_calls_before_queueing() {
     agent.stop().await;
     relay.stop().await;
 }
+
+/// An agent that does not say it filters function searches (every agent before
+/// the capability, and protocol 1 agents) is never asked for a function list:
+/// `501` names it, and nothing is queued; with no agent at all, `503`.
+#[tokio::test]
+async fn function_lists_need_agents_that_filter_them() {
+    let relay = TestRelay::start_with(common::business::business_config()).await;
+    let none = get(&relay, &format!("/v1/systems/{SYSTEM}/functions")).await;
+    assert_eq!(none.status, 503, "{}", none.body);
+    assert_eq!(none.body["type"], "/problems/no-agent");
+    assert_eq!(
+        none.header("content-type"),
+        Some("application/problem+json")
+    );
+
+    let old = FakeAgent::connect(&relay, "old-agent", &[SYSTEM], 4).await;
+    let listed = relay.get_json("/v1/systems").await;
+    let system = listed["systems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["system"] == SYSTEM)
+        .unwrap();
+    assert_eq!(system["agents"][0]["function_search"], false, "{listed}");
+    let refused = get(
+        &relay,
+        &format!("/v1/systems/{SYSTEM}/functions?search=BAPI*"),
+    )
+    .await;
+    assert_eq!(refused.status, 501, "{}", refused.body);
+    assert_eq!(refused.body["type"], "/problems/agent-upgrade-needed");
+    assert!(
+        refused.body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("old-agent")),
+        "{}",
+        refused.body
+    );
+    relay.wait_queue_depth(0).await;
+    // Everything else still works with the older agent.
+    let accepted = send(
+        &relay,
+        Method::GET,
+        &function("RFC_PING"),
+        None,
+        &[("prefer", "respond-async")],
+    )
+    .await;
+    assert_eq!(accepted.status, 202, "{}", accepted.body);
+    drop(old);
+    relay.stop().await;
+}

@@ -29,6 +29,7 @@ const ANY: &[&str] = &["get", "put", "post", "patch", "delete", "head", "options
 const ROUTES: &[(&str, &[&str])] = &[
     ("/v1/agent/connect", &["get"]),
     ("/v1/systems", &["get"]),
+    ("/v1/systems/{system}/functions", &["get"]),
     (
         "/v1/systems/{system}/functions/{function}",
         &["get", "post"],

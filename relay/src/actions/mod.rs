@@ -55,6 +55,8 @@ pub(crate) enum Step {
     TableRead(tables::ReadStep),
     /// `GET /v1/systems/{system}/functions/{function}`.
     FunctionInterface(metadata::InterfaceStep),
+    /// `GET /v1/systems/{system}/functions?search=`.
+    FunctionSearch(metadata::SearchStep),
 }
 
 impl Step {
@@ -67,6 +69,7 @@ impl Step {
             Self::CustomerSearch(_) => "customer.search",
             Self::TableRead(_) => "table.read",
             Self::FunctionInterface(_) => "function.interface",
+            Self::FunctionSearch(_) => "function.search",
         }
     }
 
@@ -82,6 +85,7 @@ impl Step {
             Self::CustomerSearch(s) => customers::search_done(s, record),
             Self::TableRead(s) => tables::read_done(s, record),
             Self::FunctionInterface(s) => metadata::interface_done(s, record),
+            Self::FunctionSearch(s) => metadata::search_done(s, record),
         }
     }
 }
