@@ -59,6 +59,32 @@ async fn the_interface_has_parameters_and_nested_fields() {
             .unwrap()
             .contains(&json!("DATA_BUFFER_EXCEEDED"))
     );
+    // The same interface as JSON schemas for dynamic forms.
+    let form = get(
+        &relay,
+        &format!("{}?schema=parameters", function("BAPI_CUSTOMER_GETDETAIL2")),
+    )
+    .await;
+    assert_eq!(form.status, 200, "{}", form.body);
+    let properties = &form.body["schema"]["properties"];
+    assert_eq!(properties["CUSTOMERNO"]["type"], "string");
+    assert!(properties.get("RETURN").is_none(), "{}", form.body);
+    let result = get(
+        &relay,
+        &format!("{}?schema=result", function("BAPI_CUSTOMER_GETDETAIL2")),
+    )
+    .await;
+    let bank = &result.body["schema"]["properties"]["CUSTOMERBANKDETAIL"];
+    assert_eq!(bank["type"], "array", "{}", result.body);
+    assert_eq!(bank["items"]["type"], "object");
+    for bad in ["schema=both", "schema=", "fields=A"] {
+        let reply = get(&relay, &format!("{}?{bad}", function("RFC_PING"))).await;
+        assert_eq!(reply.status, 400, "{bad}: {}", reply.body);
+        assert_eq!(
+            reply.header("content-type"),
+            Some("application/problem+json")
+        );
+    }
     let missing = get(&relay, &function("Z_DOES_NOT_EXIST")).await;
     assert_eq!(missing.status, 404, "{}", missing.body);
     assert_eq!(missing.body["rfc_error"]["key"], "FU_NOT_FOUND");

@@ -2,7 +2,8 @@
 //! real agent and the simulator: every `x-ms-dynamic-values` (and
 //! `x-ms-dynamic-schema`) the connector declares is resolved as Power Automate
 //! does — the named operation called with the mapped parameters — and its answer
-//! must hold what the extension points at.
+//! must hold what the extension points at: pick lists with values and titles,
+//! schemas whose every property (nested ones too) carries an `x-ms-summary`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -101,19 +102,45 @@ fn at<'a>(value: &'a Value, path: &str) -> Option<&'a Value> {
         .try_fold(value, |v, part| v.get(part))
 }
 
+/// Every property of a schema, nested ones included, has its `x-ms-summary`
+/// (Power Automate's label); objects have properties, arrays items.
+fn summarised(name: &str, schema: &Value) {
+    assert!(
+        schema["x-ms-summary"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty()),
+        "{name}: no x-ms-summary in {schema}"
+    );
+    let object = match schema["type"].as_str() {
+        Some("array") => &schema["items"],
+        Some("object") => schema,
+        _ => return,
+    };
+    assert_eq!(object["type"], "object", "{name}: {schema}");
+    for (field, property) in object["properties"].as_object().into_iter().flatten() {
+        summarised(&format!("{name}.{field}"), property);
+    }
+}
+
 #[tokio::test]
 async fn every_dynamic_operation_resolves_against_a_live_relay() -> Result<()> {
     let doc = connector()?;
     let dir = tempfile::tempdir()?;
     let relay = TestRelay::start(json!({})).await?;
     let sim = simulator(dir.path(), Duration::ZERO)?;
-    let allow = ["RFC_FUNCTION_SEARCH", "BAPI_CUSTOMER_*", "RFC_READ_TABLE"];
+    let allow = [
+        "RFC_FUNCTION_SEARCH",
+        "RFC_GET_FUNCTION_INTERFACE",
+        "DDIF_FIELDINFO_GET",
+        "BAPI_CUSTOMER_*",
+        "RFC_READ_TABLE",
+    ];
     let agent = TestAgent::start(&relay, "agent-1", dir.path(), sim, &allow, 4)?;
     let client = Client::new(&relay, Some(API_KEY));
     client.wait_agents("SIM", 1).await?;
 
     let mut found = Vec::new();
-    declared(&doc["paths"], &mut found);
+    declared(&doc, &mut found);
     let mut resolved = BTreeMap::new();
     for (extension, declaration) in found {
         let operation_id = declaration["operationId"].as_str().context("operationId")?;
@@ -149,16 +176,30 @@ async fn every_dynamic_operation_resolves_against_a_live_relay() -> Result<()> {
         } else {
             let path = declaration["value-path"].as_str().unwrap_or("");
             let schema = at(&reply.body, path).context("no schema at value-path")?;
-            assert!(
-                schema.get("type").is_some() || schema.get("properties").is_some(),
-                "{operation_id}: not a schema: {schema}"
-            );
+            assert_eq!(schema["type"], "object", "{operation_id}: {schema}");
+            let properties = schema["properties"].as_object().context("properties")?;
+            assert!(!properties.is_empty(), "{operation_id}: {schema}");
+            for (name, property) in properties {
+                summarised(name, property);
+            }
+            // BAPI_CUSTOMER_GETDETAIL2: its key in, its RETURN structure out.
+            let side = &declaration["parameters"]["schema"]["value"];
+            let (expected, kind) = match side.as_str() {
+                Some("parameters") => ("CUSTOMERNO", "string"),
+                _ => ("RETURN", "object"),
+            };
+            assert_eq!(properties[expected]["type"], kind, "{side}: {schema}");
+            if side == "parameters" {
+                assert_eq!(schema["required"], json!(["CUSTOMERNO"]));
+                assert_eq!(properties["CUSTOMERNO"]["maxLength"], 10);
+            }
         }
         *resolved.entry(operation_id.to_owned()).or_insert(0) += 1;
     }
-    // The system drop-downs and the function drop-down at least.
+    // The system and function drop-downs, the call's form and its result.
     assert!(resolved.contains_key("ListSystems"), "{resolved:?}");
     assert!(resolved.contains_key("ListFunctions"), "{resolved:?}");
+    assert_eq!(resolved.get("GetFunctionSchema"), Some(&2), "{resolved:?}");
     agent.stop().await?;
     relay.stop().await
 }

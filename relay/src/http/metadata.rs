@@ -12,13 +12,14 @@ use std::sync::Arc;
 
 use std::collections::HashMap;
 
+use axum::Json;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, StatusCode};
-use serde_json::Value;
+use serde_json::{Value, json};
 
-use super::actions::{answer, run, step_error};
+use super::actions::{answer, run, run_rendered, step_error};
 use super::request::{Caller, fingerprint, function_name, path};
 use super::{ApiError, Problem};
 use crate::actions::metadata::search::{self, DEFAULT_LIMIT, MAX_LIMIT};
@@ -130,19 +131,48 @@ async fn check_search_agents(state: &RelayState, system: &str) -> Result<(), Api
     ))))
 }
 
-/// `GET /v1/systems/{system}/functions/{function}`.
+/// `GET /v1/systems/{system}/functions/{function}`; with `?schema=parameters` or
+/// `?schema=result`, `{"schema": …}`: the JSON schema of what a call sends or
+/// SAP answers, for dynamic forms (`x-ms-dynamic-schema`). A `202`'s `Location`
+/// answers the interface; the same request again answers from the cache.
 pub(crate) async fn get_interface(
     State(state): State<Arc<RelayState>>,
     caller: Caller,
     route: Result<Path<(String, String)>, PathRejection>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let (system, function) = path(route)?;
     caller.check_system(&state, &system)?;
     let function = function_name(&function)?;
+    let Query(query) = query.map_err(|r| ApiError::BadRequest(r.body_text()))?;
+    let mut side = None;
+    for (key, value) in query {
+        match (key.as_str(), value.as_str()) {
+            ("schema", "parameters") => side = Some(metadata::SchemaSide::Parameters),
+            ("schema", "result") => side = Some(metadata::SchemaSide::Result),
+            ("schema", other) => {
+                return Err(ApiError::BadRequest(format!(
+                    "schema: {other:?} is neither parameters nor result"
+                )));
+            }
+            _ => {
+                return Err(ApiError::BadRequest(format!(
+                    "{key}: unknown query parameter (schema)"
+                )));
+            }
+        }
+    }
+    let render = move |done: Answer| match (side, done) {
+        (Some(side), Answer::Interface(interface)) => {
+            let schema = metadata::to_schema(&interface, side);
+            (StatusCode::OK, Json(json!({"schema": schema}))).into_response()
+        }
+        (_, done) => answer(done),
+    };
     let agents = || state.agents.versions_serving(&system);
     if let Some(cached) = state.metadata.get(&system, &function, agents) {
-        return Ok(answer(Answer::Interface(cached)));
+        return Ok(render(Answer::Interface(cached)));
     }
     let fingerprint = fingerprint(
         &headers,
@@ -153,5 +183,5 @@ pub(crate) async fn get_interface(
         ],
     );
     let unit = metadata::interface(function);
-    run(&state, &caller, &headers, system, unit, fingerprint).await
+    run_rendered(&state, &caller, &headers, system, unit, fingerprint, render).await
 }
