@@ -656,3 +656,25 @@ async fn what_the_document_refuses_the_relay_refuses() {
     }
     relay.stop().await;
 }
+
+/// The connector is derived from this document (`deploy/power-automate/generate.py`
+/// with `overlay.json`): the committed file must be what the generator builds, so
+/// a route or parameter change without regenerating fails here.
+#[test]
+fn the_power_automate_connector_is_generated_from_the_document() {
+    let script = format!(
+        "{}/../deploy/power-automate/generate.py",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let output = std::process::Command::new("python3")
+        .arg(&script)
+        .arg("--check")
+        .output()
+        .expect("python3 runs (installed on every CI machine)");
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
