@@ -236,3 +236,29 @@ async fn function_lists_need_agents_that_filter_them() {
     drop(old);
     relay.stop().await;
 }
+
+/// A table's layout for dynamic forms: its fields and a schema of its rows; an
+/// unknown table is 404, a bad name 400.
+#[tokio::test]
+async fn table_fields_come_with_a_row_schema() {
+    let (relay, agent) = relay_with_sim().await;
+    let layout = get(&relay, &format!("/v1/systems/{SYSTEM}/tables/kna1/fields")).await;
+    assert_eq!(layout.status, 200, "{}", layout.body);
+    assert_eq!(layout.body["table"], "KNA1");
+    let fields = layout.body["fields"].as_array().unwrap();
+    assert_eq!(fields[0]["name"], "MANDT", "{}", layout.body);
+    let kunnr = &layout.body["schema"]["properties"]["KUNNR"];
+    assert_eq!(kunnr["type"], "string");
+    assert!(
+        kunnr["x-ms-summary"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty())
+    );
+    let missing = get(&relay, &format!("/v1/systems/{SYSTEM}/tables/ZNOPE/fields")).await;
+    assert_eq!(missing.status, 404, "{}", missing.body);
+    assert_eq!(missing.body["type"], "/problems/table-not-found");
+    let bad = get(&relay, &format!("/v1/systems/{SYSTEM}/tables/A-B/fields")).await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    agent.stop().await;
+    relay.stop().await;
+}

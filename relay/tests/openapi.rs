@@ -41,6 +41,7 @@ const ROUTES: &[(&str, &[&str])] = &[
         &["get", "patch"],
     ),
     ("/v1/systems/{system}/tables/{table}", &["get"]),
+    ("/v1/systems/{system}/tables/{table}/fields", &["get"]),
     ("/v1/systems/{system}/tables/{table}/query", &["post"]),
     ("/v1/calls/{id}", &["delete", "get"]),
     ("/v1/audit", &["get"]),

@@ -57,6 +57,8 @@ pub(crate) enum Step {
     FunctionInterface(metadata::InterfaceStep),
     /// `GET /v1/systems/{system}/functions?search=`.
     FunctionSearch(metadata::SearchStep),
+    /// `GET /v1/systems/{system}/tables/{table}/fields`.
+    TableLayout(tables::layout::LayoutStep),
 }
 
 impl Step {
@@ -70,6 +72,7 @@ impl Step {
             Self::TableRead(_) => "table.read",
             Self::FunctionInterface(_) => "function.interface",
             Self::FunctionSearch(_) => "function.search",
+            Self::TableLayout(_) => "table.layout",
         }
     }
 
@@ -86,6 +89,7 @@ impl Step {
             Self::TableRead(s) => tables::read_done(s, record),
             Self::FunctionInterface(s) => metadata::interface_done(s, record),
             Self::FunctionSearch(s) => metadata::search_done(s, record),
+            Self::TableLayout(s) => tables::layout::layout_done(s, record),
         }
     }
 }

@@ -44,6 +44,7 @@ impl Step {
             Self::TableRead(s) => data(s),
             Self::FunctionInterface(s) => data(s),
             Self::FunctionSearch(s) => data(s),
+            Self::TableLayout(s) => data(s),
         };
         ActionStep {
             action: self.name().to_owned(),
@@ -77,6 +78,7 @@ impl Step {
             "table.read" => Self::TableRead(data(step)?),
             "function.interface" => Self::FunctionInterface(data(step)?),
             "function.search" => Self::FunctionSearch(data(step)?),
+            "table.layout" => Self::TableLayout(data(step)?),
             other => return Err(format!("unknown action {other:?}")),
         })
     }
@@ -206,8 +208,11 @@ mod tests {
             pattern: "BAPI_*".into(),
             limit: 100,
         });
+        let layout = Step::TableLayout(crate::actions::tables::layout::LayoutStep {
+            table: "KNA1".into(),
+        });
         let steps = stored_before_versions().into_iter().map(|(_, s)| s);
-        for action in steps.chain([search]) {
+        for action in steps.chain([search, layout]) {
             let step = action.encode();
             assert_eq!(
                 (step.action.as_str(), step.version),

@@ -66,6 +66,10 @@ pub(crate) fn router(state: Arc<RelayState>) -> Router {
             get(tables::get_table),
         )
         .route(
+            "/v1/systems/{system}/tables/{table}/fields",
+            get(tables::get_fields),
+        )
+        .route(
             "/v1/systems/{system}/tables/{table}/query",
             post(tables::query_table),
         )

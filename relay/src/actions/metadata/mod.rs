@@ -27,7 +27,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 pub(crate) use cache::MetadataCache;
-pub(crate) use interface::{FunctionInterface, SchemaSide, to_json, to_schema};
+pub(crate) use interface::{
+    FieldInfo, FunctionInterface, SchemaSide, fields_from_dfies, to_json, to_schema,
+};
 pub(crate) use search::{SearchStep, search_done};
 
 use super::outcome::{call_params, completed};
