@@ -11,9 +11,16 @@
 //! Their WHERE clause (`OPTIONS`) could name other tables through subqueries, so it
 //! must pass `sapbridge_sap::where_clause`'s grammar, and their `FIELDS` the field
 //! list rules ([`first_refused_read`]).
+//!
+//! The agent never names a function module the cloud may not run: the answer of
+//! `RFC_FUNCTION_SEARCH` (itself subject to the allowlist) keeps only the rows
+//! whose `FUNCNAME` the allowlist lets through ([`filter_function_search`]), so the
+//! relay's function pick lists show what will run. The hello says so
+//! (`SystemCapabilities::function_search`).
 
-use sapbridge_proto::{CommitPolicy, Unit};
+use sapbridge_proto::{CallResult, CommitPolicy, Outcome, Unit};
 use sapbridge_sap::table_read;
+use serde_json::Value;
 
 /// The parameter through which `RFC_READ_TABLE` (and its variants such as
 /// `BBP_RFC_READ_TABLE` or `/BODS/RFC_READ_TABLE`) names the table it reads.
@@ -23,6 +30,11 @@ pub(crate) const TABLE_PARAMETER: &str = "QUERY_TABLE";
 pub(crate) const COMMIT_FUNCTION: &str = "BAPI_TRANSACTION_COMMIT";
 /// The BAPI that rolls a transaction back; implied by a unit with a commit policy.
 pub(crate) const ROLLBACK_FUNCTION: &str = "BAPI_TRANSACTION_ROLLBACK";
+
+/// The function module that lists function modules by name pattern.
+pub(crate) const SEARCH_FUNCTION: &str = "RFC_FUNCTION_SEARCH";
+/// Its table of results (`RFCFUNC` rows).
+const SEARCH_RESULTS: &str = "FUNCTIONS";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Entry {
@@ -114,6 +126,30 @@ impl Allowlist {
     }
 }
 
+/// Keeps, in the result of every `RFC_FUNCTION_SEARCH` call of `unit`, only the
+/// `FUNCTIONS` rows whose `FUNCNAME` `allowlist` lets through (a row without a
+/// string `FUNCNAME` goes too). Other results are left as they are.
+pub(crate) fn filter_function_search(allowlist: &Allowlist, unit: &Unit, outcome: &mut Outcome) {
+    let Outcome::Completed { results, .. } = outcome else {
+        return;
+    };
+    for (call, result) in unit.calls.iter().zip(results.iter_mut()) {
+        if !call.function.eq_ignore_ascii_case(SEARCH_FUNCTION) {
+            continue;
+        }
+        let CallResult::Ok(output) = result else {
+            continue;
+        };
+        if let Some(Value::Array(rows)) = output.get_mut(SEARCH_RESULTS) {
+            rows.retain(|row| {
+                row.get("FUNCNAME")
+                    .and_then(Value::as_str)
+                    .is_some_and(|name| allowlist.allows(name.trim()))
+            });
+        }
+    }
+}
+
 /// The first table a call of the unit reads (`QUERY_TABLE`) that `tables` does not
 /// allow, if any. A `QUERY_TABLE` that is not a string is reported as denied too,
 /// so nothing slips past the check by its type.
@@ -185,6 +221,44 @@ mod tests {
     fn malformed_entries_are_reported() {
         let problems = Allowlist::parse(&["", "A*B", "*X", "OK_*"]).unwrap_err();
         assert_eq!(problems.len(), 3, "{problems:?}");
+    }
+
+    #[test]
+    fn function_searches_list_only_allowed_functions() {
+        let allow = list(&["BAPI_CUSTOMER_*", "RFC_FUNCTION_SEARCH"]);
+        let search = unit(&["rfc_function_search", "RFC_PING"], CommitPolicy::None);
+        let rows = serde_json::json!([
+            {"FUNCNAME": "BAPI_CUSTOMER_GETLIST"},
+            {"FUNCNAME": "RFC_READ_TABLE"},
+            {"FUNCNAME": 7},
+            {"GROUPNAME": "SDTX"},
+            {"FUNCNAME": "bapi_customer_getdetail2 "},
+        ]);
+        let answer = |rows: &Value| {
+            let mut output = sapbridge_proto::Parameters::new();
+            output.insert("FUNCTIONS".into(), rows.clone());
+            CallResult::Ok(output)
+        };
+        let mut outcome = Outcome::Completed {
+            results: vec![answer(&rows), answer(&rows)],
+            transaction: None,
+        };
+        filter_function_search(&allow, &search, &mut outcome);
+        let Outcome::Completed { results, .. } = outcome else {
+            panic!("completed");
+        };
+        let CallResult::Ok(kept) = &results[0] else {
+            panic!("ok");
+        };
+        assert_eq!(
+            kept["FUNCTIONS"],
+            serde_json::json!([
+                {"FUNCNAME": "BAPI_CUSTOMER_GETLIST"},
+                {"FUNCNAME": "bapi_customer_getdetail2 "},
+            ])
+        );
+        // Another function's result is not touched.
+        assert_eq!(results[1], answer(&rows));
     }
 
     #[test]

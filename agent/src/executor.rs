@@ -6,7 +6,8 @@
 //! untouched, logged as a refusal by [`crate::refusal`]), then the deadline
 //! (`EXPIRED`, SAP untouched), then one SAP session for the whole unit, in which
 //! the calls run in order and the commit policy decides between committing
-//! (WAIT = X) and `BAPI_TRANSACTION_ROLLBACK`.
+//! (WAIT = X) and `BAPI_TRANSACTION_ROLLBACK`. The answer of `RFC_FUNCTION_SEARCH`
+//! keeps only the function modules the allowlist lets through.
 //!
 //! Journaling hooks ([`UnitProgress`]): the unit's start is recorded right before
 //! SAP is first touched (a unit stopped earlier — denied, expired — is never in
@@ -24,7 +25,8 @@ use tokio::time::Instant;
 use tracing::{Instrument, debug, info_span, warn};
 
 use crate::allowlist::{
-    COMMIT_FUNCTION, ROLLBACK_FUNCTION, first_denied_table, first_refused_read,
+    COMMIT_FUNCTION, ROLLBACK_FUNCTION, filter_function_search, first_denied_table,
+    first_refused_read,
 };
 use crate::refusal::{Refusal, Refused};
 use crate::systems::ServedSystem;
@@ -166,7 +168,9 @@ pub(crate) async fn execute(
     if unit.commit == CommitPolicy::CommitOnSuccess && system.sap.sends_as_trfc(&unit.calls) {
         return run_trfc(session.as_mut(), unit).await;
     }
-    run_calls(session.as_mut(), unit, progress).await
+    let mut outcome = run_calls(session.as_mut(), unit, progress).await;
+    filter_function_search(&system.allowlist, unit, &mut outcome);
+    outcome
 }
 
 /// Sends a committing unit as one tRFC unit (the system's `trfc_functions` name

@@ -74,6 +74,8 @@ pub(crate) async fn run_agent(
                 .systems
                 .iter()
                 .any(|s| s.name == *system && s.http.is_some()),
+            // The executor filters RFC_FUNCTION_SEARCH's answers to the allowlist.
+            function_search: true,
         })
         .collect();
     let params = SessionParams {

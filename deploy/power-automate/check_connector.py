@@ -6,7 +6,11 @@ definition is Swagger 2.0 with a host and the API-key security, that every
 operation has a unique operationId, a summary, a description and responses
 (with a 202 + Location for the calls the relay may answer asynchronously), that
 every parameter and every body property carries x-ms-summary and description,
-that path templates and path parameters agree, and that every $ref resolves.
+that path templates and path parameters agree, that every $ref resolves, that
+every text a user sees (summaries, descriptions, titles) is ASCII as
+certification demands, and that the connection asks for the relay's host name
+(`hostName`, used by the `dynamichosturl` policy) and for the API key as a
+`securestring` named as the API-key security definition.
 
     python3 deploy/power-automate/check_connector.py
 """
@@ -49,6 +53,42 @@ def properties(doc, schema, at, errors):
                 errors.append(f"{at}.{name}: no {key}")
 
 
+TEXT_KEYS = {"summary", "description", "x-ms-summary", "title", "displayName", "tooltip"}
+
+
+def non_ascii(value, at="#"):
+    """Where a user-visible text holds a character outside ASCII."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key in TEXT_KEYS and isinstance(item, str) and not item.isascii():
+                yield f"{at}/{key}"
+            else:
+                yield from non_ascii(item, f"{at}/{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from non_ascii(item, f"{at}/{i}")
+
+
+def connection(doc, props, errors):
+    """The connection parameters and the policy that makes any relay reachable."""
+    params = props.get("properties", {}).get("connectionParameters", {})
+    keys = [n for n, s in doc.get("securityDefinitions", {}).items() if s.get("type") == "apiKey"]
+    for name in keys:
+        if params.get(name, {}).get("type") != "securestring":
+            errors.append(f"apiProperties.json: API key {name} is not a securestring connection parameter")
+    host = params.get("hostName", {})
+    if host.get("type") != "string" or host.get("uiDefinition", {}).get("constraints", {}).get("required") != "true":
+        errors.append("apiProperties.json: no required string connection parameter hostName")
+    policies = props.get("properties", {}).get("policyTemplateInstances", [])
+    templates = [
+        p.get("parameters", {}).get("x-ms-apimTemplateParameter.urlTemplate", "")
+        for p in policies
+        if p.get("templateId") == "dynamichosturl"
+    ]
+    if templates != ["https://@connectionParameters('hostName')"]:
+        errors.append(f"apiProperties.json: dynamichosturl policy from hostName expected, got {templates}")
+
+
 def main():
     errors = []
     doc = json.loads((HERE / "apiDefinition.swagger.json").read_text(encoding="utf-8"))
@@ -60,9 +100,10 @@ def main():
     schemes = doc.get("securityDefinitions", {})
     if not any(s.get("type") == "apiKey" and s.get("in") == "header" for s in schemes.values()):
         errors.append("no API key header security definition")
-    params = props.get("properties", {}).get("connectionParameters", {})
-    if not any(p.get("type") == "securestring" for p in params.values()):
-        errors.append("apiProperties.json: no securestring connection parameter")
+    connection(doc, props, errors)
+    for name, text in (("apiDefinition.swagger.json", doc), ("apiProperties.json", props)):
+        for at in non_ascii(text):
+            errors.append(f"{name}: {at} is not ASCII")
     for at, ref in refs(doc):
         try:
             resolve(doc, ref)

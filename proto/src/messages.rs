@@ -124,18 +124,24 @@ pub struct SystemCapabilities {
     pub functions: bool,
     /// Whether it forwards HTTP pass-through requests (it has an HTTP backend).
     pub http: bool,
+    /// Whether its answers to `RFC_FUNCTION_SEARCH` list only the function modules
+    /// its allowlist lets through (the relay lists functions for pick lists only
+    /// from such agents). Absent (false) from agents that do not filter them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub function_search: bool,
 }
 
 impl SystemCapabilities {
     /// What a hello announcing `capabilities` offers for `system`: its entry, or
-    /// everything when the list is empty (a protocol 1 hello), or nothing when the
-    /// list names other systems only.
+    /// everything but `function_search` when the list is empty (a protocol 1
+    /// hello), or nothing when the list names other systems only.
     pub fn of(capabilities: &[Self], system: &str) -> Self {
         if capabilities.is_empty() {
             return Self {
                 system: system.to_owned(),
                 functions: true,
                 http: true,
+                function_search: false,
             };
         }
         capabilities
@@ -146,6 +152,7 @@ impl SystemCapabilities {
                 system: system.to_owned(),
                 functions: false,
                 http: false,
+                function_search: false,
             })
     }
 }

@@ -124,11 +124,12 @@ fn agent_message() -> impl Strategy<Value = AgentMessage> {
             prop::collection::vec("[A-Z]{1,5}", 0..3),
             any::<u32>(),
             prop::collection::vec(
-                ("[A-Z]{1,5}", any::<bool>(), any::<bool>()).prop_map(
-                    |(system, functions, http)| SystemCapabilities {
+                ("[A-Z]{1,5}", any::<bool>(), any::<bool>(), any::<bool>()).prop_map(
+                    |(system, functions, http, function_search)| SystemCapabilities {
                         system,
                         functions,
-                        http
+                        http,
+                        function_search,
                     }
                 ),
                 0..3
@@ -276,11 +277,36 @@ fn wire_shape_is_stable() {
             system: "SIM".into(),
             functions: true,
             http: false,
+            function_search: false,
         }],
     };
     assert_eq!(
         encode_agent_message(&hello),
         r#"{"type":"hello","protocol":2,"agent_id":"a","agent_version":"0.2.0","systems":["SIM"],"credits":8,"capabilities":[{"system":"SIM","functions":true,"http":false}]}"#
+    );
+    // An agent that filters function searches says so; one that does not (every
+    // older agent) leaves the field out and decodes as not filtering.
+    let filtering = r#"{"type":"hello","protocol":2,"agent_id":"a","agent_version":"0.3.0","systems":["SIM"],"credits":8,"capabilities":[{"system":"SIM","functions":true,"http":false,"function_search":true}]}"#;
+    let AgentMessage::Hello { capabilities, .. } =
+        decode_agent_message(filtering.as_bytes()).unwrap()
+    else {
+        panic!("not a hello");
+    };
+    assert!(capabilities[0].function_search);
+    assert_eq!(
+        encode_agent_message(&AgentMessage::Hello {
+            protocol: 2,
+            agent_id: "a".into(),
+            agent_version: "0.3.0".into(),
+            systems: vec!["SIM".into()],
+            credits: 8,
+            capabilities,
+        }),
+        filtering
+    );
+    assert!(
+        !SystemCapabilities::of(&[], "SIM").function_search,
+        "protocol 1"
     );
     let unit = Unit {
         call_id: "c_1".into(),

@@ -44,6 +44,13 @@ impl Hello {
             .collect()
     }
 
+    /// Whether its answers to `RFC_FUNCTION_SEARCH` for `system` list only what
+    /// its allowlist lets through (it says so in its hello; older agents do not).
+    pub(crate) fn searches_functions(&self, system: &str) -> bool {
+        self.systems.iter().any(|s| s == system)
+            && SystemCapabilities::of(&self.capabilities, system).function_search
+    }
+
     /// Whether it forwards pass-through requests for `system`.
     pub(crate) fn serves_http(&self, system: &str) -> bool {
         self.systems.iter().any(|s| s == system)
@@ -297,6 +304,7 @@ mod tests {
             system: system.into(),
             functions,
             http,
+            function_search: functions,
         };
         let v2 = hello(
             &["PRD", "QAS"],
@@ -304,9 +312,12 @@ mod tests {
         );
         assert_eq!(v2.function_systems(), vec!["PRD".to_owned()]);
         assert!(!v2.serves_http("PRD") && v2.serves_http("QAS") && !v2.serves_http("DEV"));
-        // Protocol 1 agents announce nothing: they take everything for their systems.
+        assert!(v2.searches_functions("PRD") && !v2.searches_functions("QAS"));
+        // Protocol 1 agents announce nothing: they take everything for their
+        // systems, but do not filter function searches.
         let v1 = hello(&["PRD"], Vec::new());
         assert_eq!(v1.function_systems(), vec!["PRD".to_owned()]);
+        assert!(!v1.searches_functions("PRD"));
         assert!(v1.serves_http("PRD") && !v1.serves_http("QAS"));
     }
 

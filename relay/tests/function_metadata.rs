@@ -59,6 +59,32 @@ async fn the_interface_has_parameters_and_nested_fields() {
             .unwrap()
             .contains(&json!("DATA_BUFFER_EXCEEDED"))
     );
+    // The same interface as JSON schemas for dynamic forms.
+    let form = get(
+        &relay,
+        &format!("{}?schema=parameters", function("BAPI_CUSTOMER_GETDETAIL2")),
+    )
+    .await;
+    assert_eq!(form.status, 200, "{}", form.body);
+    let properties = &form.body["schema"]["properties"];
+    assert_eq!(properties["CUSTOMERNO"]["type"], "string");
+    assert!(properties.get("RETURN").is_none(), "{}", form.body);
+    let result = get(
+        &relay,
+        &format!("{}?schema=result", function("BAPI_CUSTOMER_GETDETAIL2")),
+    )
+    .await;
+    let bank = &result.body["schema"]["properties"]["CUSTOMERBANKDETAIL"];
+    assert_eq!(bank["type"], "array", "{}", result.body);
+    assert_eq!(bank["items"]["type"], "object");
+    for bad in ["schema=both", "schema=", "fields=A"] {
+        let reply = get(&relay, &format!("{}?{bad}", function("RFC_PING"))).await;
+        assert_eq!(reply.status, 400, "{bad}: {}", reply.body);
+        assert_eq!(
+            reply.header("content-type"),
+            Some("application/problem+json")
+        );
+    }
     let missing = get(&relay, &function("Z_DOES_NOT_EXIST")).await;
     assert_eq!(missing.status, 404, "{}", missing.body);
     assert_eq!(missing.body["rfc_error"]["key"], "FU_NOT_FOUND");
@@ -155,6 +181,84 @@ async fn cached_metadata_rejects_malformed_calls_before_queueing() {
     let _other = FakeAgent::connect(&relay, "other-agent", &[SYSTEM], 0).await;
     let unchecked = async_call("RFC_READ_TABLE", json!({"NO_SUCH_PARAM": "1"})).await;
     assert_eq!(unchecked.status, 202, "{}", unchecked.body);
+    agent.stop().await;
+    relay.stop().await;
+}
+
+/// An agent that does not say it filters function searches (every agent before
+/// the capability, and protocol 1 agents) is never asked for a function list:
+/// `501` names it, and nothing is queued; with no agent at all, `503`.
+#[tokio::test]
+async fn function_lists_need_agents_that_filter_them() {
+    let relay = TestRelay::start_with(common::business::business_config()).await;
+    let none = get(&relay, &format!("/v1/systems/{SYSTEM}/functions")).await;
+    assert_eq!(none.status, 503, "{}", none.body);
+    assert_eq!(none.body["type"], "/problems/no-agent");
+    assert_eq!(
+        none.header("content-type"),
+        Some("application/problem+json")
+    );
+
+    let old = FakeAgent::connect(&relay, "old-agent", &[SYSTEM], 4).await;
+    let listed = relay.get_json("/v1/systems").await;
+    let system = listed["systems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["system"] == SYSTEM)
+        .unwrap();
+    assert_eq!(system["agents"][0]["function_search"], false, "{listed}");
+    let refused = get(
+        &relay,
+        &format!("/v1/systems/{SYSTEM}/functions?search=BAPI*"),
+    )
+    .await;
+    assert_eq!(refused.status, 501, "{}", refused.body);
+    assert_eq!(refused.body["type"], "/problems/agent-upgrade-needed");
+    assert!(
+        refused.body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("old-agent")),
+        "{}",
+        refused.body
+    );
+    relay.wait_queue_depth(0).await;
+    // Everything else still works with the older agent.
+    let accepted = send(
+        &relay,
+        Method::GET,
+        &function("RFC_PING"),
+        None,
+        &[("prefer", "respond-async")],
+    )
+    .await;
+    assert_eq!(accepted.status, 202, "{}", accepted.body);
+    drop(old);
+    relay.stop().await;
+}
+
+/// A table's layout for dynamic forms: its fields and a schema of its rows; an
+/// unknown table is 404, a bad name 400.
+#[tokio::test]
+async fn table_fields_come_with_a_row_schema() {
+    let (relay, agent) = relay_with_sim().await;
+    let layout = get(&relay, &format!("/v1/systems/{SYSTEM}/tables/kna1/fields")).await;
+    assert_eq!(layout.status, 200, "{}", layout.body);
+    assert_eq!(layout.body["table"], "KNA1");
+    let fields = layout.body["fields"].as_array().unwrap();
+    assert_eq!(fields[0]["name"], "MANDT", "{}", layout.body);
+    let kunnr = &layout.body["schema"]["properties"]["KUNNR"];
+    assert_eq!(kunnr["type"], "string");
+    assert!(
+        kunnr["x-ms-summary"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty())
+    );
+    let missing = get(&relay, &format!("/v1/systems/{SYSTEM}/tables/ZNOPE/fields")).await;
+    assert_eq!(missing.status, 404, "{}", missing.body);
+    assert_eq!(missing.body["type"], "/problems/table-not-found");
+    let bad = get(&relay, &format!("/v1/systems/{SYSTEM}/tables/A-B/fields")).await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
     agent.stop().await;
     relay.stop().await;
 }

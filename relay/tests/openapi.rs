@@ -29,6 +29,7 @@ const ANY: &[&str] = &["get", "put", "post", "patch", "delete", "head", "options
 const ROUTES: &[(&str, &[&str])] = &[
     ("/v1/agent/connect", &["get"]),
     ("/v1/systems", &["get"]),
+    ("/v1/systems/{system}/functions", &["get"]),
     (
         "/v1/systems/{system}/functions/{function}",
         &["get", "post"],
@@ -40,6 +41,7 @@ const ROUTES: &[(&str, &[&str])] = &[
         &["get", "patch"],
     ),
     ("/v1/systems/{system}/tables/{table}", &["get"]),
+    ("/v1/systems/{system}/tables/{table}/fields", &["get"]),
     ("/v1/systems/{system}/tables/{table}/query", &["post"]),
     ("/v1/calls/{id}", &["delete", "get"]),
     ("/v1/audit", &["get"]),
@@ -523,4 +525,157 @@ fn the_power_automate_connector_matches_the_document() {
                 .collect();
         assert_eq!(in_connector, max_lengths(&document, schema), "{schema}");
     }
+}
+
+/// Whether a schema lets `null` through.
+fn nullable(schema: &Value) -> bool {
+    let null_type = match &schema["type"] {
+        Value::String(t) => t == "null",
+        Value::Array(types) => types.iter().any(|t| t == "null"),
+        _ => false,
+    };
+    null_type
+        || ["oneOf", "anyOf"].iter().any(|key| {
+            schema[*key]
+                .as_array()
+                .is_some_and(|alternatives| alternatives.iter().any(nullable))
+        })
+}
+
+/// What fuzzing found loose, tightened: request bodies' required fields are not
+/// nullable (and the relay refuses `null` there), function and table names have
+/// their pattern and maximum length (and the relay refuses what they do not
+/// match), `Sapbridge-Queue-Ttl` has its maximum (refused one past it).
+#[tokio::test]
+async fn what_the_document_refuses_the_relay_refuses() {
+    let document = embedded();
+    let mut bodies = BTreeSet::new();
+    for ops in documented(&document).values() {
+        for operation in ops.values() {
+            let body = &operation["requestBody"]["content"]["application/json"]["schema"];
+            if let Some(reference) = body["$ref"].as_str() {
+                bodies.insert(
+                    reference
+                        .trim_start_matches("#/components/schemas/")
+                        .to_owned(),
+                );
+            }
+        }
+    }
+    assert!(bodies.contains("CustomerCreate"), "{bodies:?}");
+    for name in &bodies {
+        let schema = &document["components"]["schemas"][name];
+        for field in schema["required"].as_array().into_iter().flatten() {
+            let field = field.as_str().expect("field name");
+            assert!(
+                !nullable(&schema["properties"][field]),
+                "{name}.{field} is required but nullable"
+            );
+        }
+    }
+
+    let relay = TestRelay::start().await;
+    let send = |method: Method, path: String, body: Option<Value>, ttl: Option<String>| {
+        let mut request = relay
+            .http
+            .request(method, format!("{}{path}", relay.url))
+            .bearer_auth(API_KEY)
+            .header("prefer", "respond-async");
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        if let Some(ttl) = ttl {
+            request = request.header("sapbridge-queue-ttl", ttl);
+        }
+        async move {
+            let response = request.send().await.expect("answer");
+            let status = response.status();
+            let body: Value = response.json().await.unwrap_or_default();
+            (status, body)
+        }
+    };
+    for field in ["name", "city", "country"] {
+        let mut body = serde_json::json!({"name": "N", "city": "C", "country": "DE"});
+        body[field] = Value::Null;
+        let path = "/v1/systems/PRD/customers".to_owned();
+        let (status, problem) = send(Method::POST, path, Some(body), None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{field}: {problem}");
+    }
+
+    for parameter in ["Function", "Table"] {
+        let schema = &document["components"]["parameters"][parameter]["schema"];
+        assert_eq!(schema["maxLength"], 30, "{parameter}");
+        assert_eq!(schema["pattern"], "^[A-Za-z0-9_/]{1,30}$", "{parameter}");
+    }
+    let longest = "Z".repeat(30);
+    for (name, valid) in [
+        (longest.as_str(), true),
+        ("/BODS/RFC_READ_TABLE", true),
+        (&*"Z".repeat(31), false),
+        ("A-B", false),
+        ("A%2EB", false),
+    ] {
+        let function = send(
+            Method::POST,
+            format!("/v1/systems/PRD/functions/{name}"),
+            Some(serde_json::json!({})),
+            None,
+        )
+        .await;
+        let table = send(
+            Method::GET,
+            format!("/v1/systems/PRD/tables/{name}"),
+            None,
+            None,
+        )
+        .await;
+        for (what, (status, problem)) in [("function", function), ("table", table)] {
+            assert_eq!(
+                status == StatusCode::BAD_REQUEST,
+                !valid,
+                "{what} {name}: {status} {problem}"
+            );
+        }
+    }
+
+    let ttl = &document["components"]["parameters"]["QueueTtl"]["schema"];
+    let max = ttl["maximum"].as_u64().expect("maximum");
+    for (value, fits) in [(max, true), (max + 1, false), (0, false)] {
+        let (status, problem) = send(
+            Method::POST,
+            "/v1/systems/PRD/functions/STFC_CONNECTION".into(),
+            Some(serde_json::json!({})),
+            Some(value.to_string()),
+        )
+        .await;
+        let expected = if fits {
+            StatusCode::ACCEPTED
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        assert_eq!(status, expected, "ttl {value}: {problem}");
+    }
+    relay.stop().await;
+}
+
+/// The connector is derived from this document (`deploy/power-automate/generate.py`
+/// with `overlay.json`): the committed file must be what the generator builds, so
+/// a route or parameter change without regenerating fails here.
+#[test]
+fn the_power_automate_connector_is_generated_from_the_document() {
+    let script = format!(
+        "{}/../deploy/power-automate/generate.py",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let output = std::process::Command::new("python3")
+        .arg(&script)
+        .arg("--check")
+        .output()
+        .expect("python3 runs (installed on every CI machine)");
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }

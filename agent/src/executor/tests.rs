@@ -477,3 +477,54 @@ fn return_error_reads_structures_and_tables() {
         Some("RETURN holds a message of TYPE A")
     );
 }
+
+#[tokio::test]
+async fn function_searches_answer_only_what_the_allowlist_lets_through() {
+    let fake = FakeSap {
+        answers: vec![(
+            "RFC_FUNCTION_SEARCH",
+            Ok(json!({"FUNCTIONS": [
+                {"FUNCNAME": "BAPI_CUSTOMER_GETLIST", "STEXT": "Customer: list"},
+                {"FUNCNAME": "RFC_READ_TABLE", "STEXT": "Read a table"},
+                {"FUNCNAME": "STFC_CONNECTION", "STEXT": "Connection test"},
+            ]})),
+        )],
+        ..FakeSap::default()
+    };
+    let (system, _, _) = served(
+        fake,
+        &["RFC_FUNCTION_SEARCH", "BAPI_CUSTOMER_*", "STFC_CONNECTION"],
+    );
+    let outcome = execute(
+        &unit(&["RFC_FUNCTION_SEARCH"], CommitPolicy::None),
+        Some(&system),
+        None,
+        &(),
+    )
+    .await;
+    let Outcome::Completed { results, .. } = &outcome else {
+        panic!("{outcome:?}")
+    };
+    let Some(CallResult::Ok(output)) = results.first() else {
+        panic!("{outcome:?}")
+    };
+    let names: Vec<&str> = output["FUNCTIONS"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|row| row["FUNCNAME"].as_str())
+        .collect();
+    assert_eq!(names, ["BAPI_CUSTOMER_GETLIST", "STFC_CONNECTION"]);
+
+    // The search itself needs the allowlist's permission.
+    let (system, log, _) = served(FakeSap::default(), &["BAPI_CUSTOMER_*"]);
+    let outcome = execute(
+        &unit(&["RFC_FUNCTION_SEARCH"], CommitPolicy::None),
+        Some(&system),
+        None,
+        &(),
+    )
+    .await;
+    assert_eq!(failed_group(&outcome), ErrorGroup::NotAllowed);
+    assert!(log.lock().unwrap().is_empty());
+}

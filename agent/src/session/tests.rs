@@ -201,6 +201,7 @@ fn params() -> SessionParams {
             system: "SIM".into(),
             functions: true,
             http: false,
+            function_search: true,
         }],
         concurrency: 2,
         shutdown_grace: Duration::from_secs(30),

@@ -1,5 +1,6 @@
 //! The simulator's interface layer: connection test functions, unknown functions,
-//! input validation, metadata (RFC_GET_FUNCTION_INTERFACE, DDIF_FIELDINFO_GET)
+//! input validation, metadata (RFC_GET_FUNCTION_INTERFACE, DDIF_FIELDINFO_GET,
+//! RFC_FUNCTION_SEARCH)
 //! and the latency / fault knobs.
 
 use std::time::Duration;
@@ -38,6 +39,7 @@ const FUNCTIONS: &[&str] = &[
     "RFC_READ_TABLE",
     "RFC_GET_FUNCTION_INTERFACE",
     "DDIF_FIELDINFO_GET",
+    "RFC_FUNCTION_SEARCH",
 ];
 
 #[tokio::test]
@@ -419,5 +421,76 @@ async fn fault_knob_breaks_calls() {
         ok.call("RFC_PING", &Parameters::new())
             .await
             .expect("no fault at rate 0");
+    }
+}
+
+#[tokio::test]
+async fn function_search_lists_matching_function_modules_as_sap_does() {
+    let (_dir, mut c) = conn().await;
+    let out = c
+        .call(
+            "RFC_FUNCTION_SEARCH",
+            &params(json!({ "FUNCNAME": "bapi_customer_*" })),
+        )
+        .await
+        .expect("search");
+    let rows = out["FUNCTIONS"].as_array().expect("FUNCTIONS");
+    let names: Vec<&str> = rows.iter().filter_map(|r| r["FUNCNAME"].as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "BAPI_CUSTOMER_CHANGEFROMDATA1",
+            "BAPI_CUSTOMER_CREATEFROMDATA1",
+            "BAPI_CUSTOMER_GETDETAIL2",
+            "BAPI_CUSTOMER_GETLIST"
+        ]
+    );
+    for row in rows {
+        let keys: Vec<&str> = row
+            .as_object()
+            .expect("row")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(keys.len(), 5, "{row}");
+        for key in ["FUNCNAME", "GROUPNAME", "APPL", "HOST", "STEXT"] {
+            assert!(row[key].is_string(), "{key} in {row}");
+        }
+        assert!(
+            !row["STEXT"].as_str().unwrap_or_default().is_empty(),
+            "{row}"
+        );
+    }
+
+    // Every function the simulator runs is found, the group narrows the search.
+    let all = c
+        .call("RFC_FUNCTION_SEARCH", &params(json!({ "FUNCNAME": "*" })))
+        .await
+        .expect("all");
+    let all = all["FUNCTIONS"].as_array().expect("FUNCTIONS").len();
+    assert_eq!(all, FUNCTIONS.len() + 1, "plus Z_SAPBRIDGE_TYPES_ECHO");
+    let group = c
+        .call(
+            "RFC_FUNCTION_SEARCH",
+            &params(json!({ "FUNCNAME": "*", "GROUPNAME": "BAPT" })),
+        )
+        .await
+        .expect("group");
+    assert_eq!(
+        group["FUNCTIONS"].as_array().map(Vec::len),
+        Some(2),
+        "{group:?}"
+    );
+
+    for (input, key) in [
+        (json!({}), "NOTHING_SPECIFIED"),
+        (json!({ "FUNCNAME": "NO_SUCH_*" }), "NO_FUNCTION_FOUND"),
+    ] {
+        let e = c
+            .call("RFC_FUNCTION_SEARCH", &params(input))
+            .await
+            .expect_err("exception");
+        assert_eq!(e.group, ErrorGroup::AbapApplicationFailure, "{e:?}");
+        assert_eq!(e.key, key);
     }
 }

@@ -55,6 +55,10 @@ pub(crate) enum Step {
     TableRead(tables::ReadStep),
     /// `GET /v1/systems/{system}/functions/{function}`.
     FunctionInterface(metadata::InterfaceStep),
+    /// `GET /v1/systems/{system}/functions?search=`.
+    FunctionSearch(metadata::SearchStep),
+    /// `GET /v1/systems/{system}/tables/{table}/fields`.
+    TableLayout(tables::layout::LayoutStep),
 }
 
 impl Step {
@@ -67,6 +71,8 @@ impl Step {
             Self::CustomerSearch(_) => "customer.search",
             Self::TableRead(_) => "table.read",
             Self::FunctionInterface(_) => "function.interface",
+            Self::FunctionSearch(_) => "function.search",
+            Self::TableLayout(_) => "table.layout",
         }
     }
 
@@ -82,6 +88,8 @@ impl Step {
             Self::CustomerSearch(s) => customers::search_done(s, record),
             Self::TableRead(s) => tables::read_done(s, record),
             Self::FunctionInterface(s) => metadata::interface_done(s, record),
+            Self::FunctionSearch(s) => metadata::search_done(s, record),
+            Self::TableLayout(s) => tables::layout::layout_done(s, record),
         }
     }
 }

@@ -43,6 +43,8 @@ impl Step {
             Self::CustomerSearch(s) => data(s),
             Self::TableRead(s) => data(s),
             Self::FunctionInterface(s) => data(s),
+            Self::FunctionSearch(s) => data(s),
+            Self::TableLayout(s) => data(s),
         };
         ActionStep {
             action: self.name().to_owned(),
@@ -75,6 +77,8 @@ impl Step {
             "customer.search" => Self::CustomerSearch(data(step)?),
             "table.read" => Self::TableRead(data(step)?),
             "function.interface" => Self::FunctionInterface(data(step)?),
+            "function.search" => Self::FunctionSearch(data(step)?),
+            "table.layout" => Self::TableLayout(data(step)?),
             other => return Err(format!("unknown action {other:?}")),
         })
     }
@@ -200,7 +204,15 @@ mod tests {
 
     #[test]
     fn steps_round_trip_through_the_store_format() {
-        for (_, action) in stored_before_versions() {
+        let search = Step::FunctionSearch(crate::actions::metadata::SearchStep {
+            pattern: "BAPI_*".into(),
+            limit: 100,
+        });
+        let layout = Step::TableLayout(crate::actions::tables::layout::LayoutStep {
+            table: "KNA1".into(),
+        });
+        let steps = stored_before_versions().into_iter().map(|(_, s)| s);
+        for action in steps.chain([search, layout]) {
             let step = action.encode();
             assert_eq!(
                 (step.action.as_str(), step.version),

@@ -36,6 +36,23 @@ pub(crate) async fn run(
     unit: ActionUnit,
     fingerprint: Option<String>,
 ) -> Result<Response, ApiError> {
+    run_rendered(state, caller, headers, system, unit, fingerprint, answer).await
+}
+
+/// As [`run`], rendering the action's answer with `render` (a `202` and what its
+/// `Location` answers stay as they are).
+///
+/// # Errors
+/// As [`run`].
+pub(crate) async fn run_rendered(
+    state: &RelayState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    system: String,
+    unit: ActionUnit,
+    fingerprint: Option<String>,
+    render: impl FnOnce(Answer) -> Response,
+) -> Result<Response, ApiError> {
     let request = UnitRequest {
         system,
         kind: CallKind::Action(unit.step.encode()),
@@ -50,7 +67,10 @@ pub(crate) async fn run(
         metadata: &state.metadata,
         agents: &agents,
     };
-    Ok(respond(chain.run(first, wait).await?))
+    Ok(match chain.run(first, wait).await? {
+        Progress::Done(done) => render(done),
+        running => respond(running),
+    })
 }
 
 /// `GET /v1/calls/{id}` of an action's first call: walks the chain without

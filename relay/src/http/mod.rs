@@ -42,6 +42,10 @@ pub(crate) fn router(state: Arc<RelayState>) -> Router {
         .route("/v1/agent/connect", get(agent_connect::connect))
         .route("/v1/systems", get(ops::list_systems))
         .route(
+            "/v1/systems/{system}/functions",
+            get(metadata::list_functions),
+        )
+        .route(
             "/v1/systems/{system}/functions/{function}",
             post(calls::call_function).get(metadata::get_interface),
         )
@@ -60,6 +64,10 @@ pub(crate) fn router(state: Arc<RelayState>) -> Router {
         .route(
             "/v1/systems/{system}/tables/{table}",
             get(tables::get_table),
+        )
+        .route(
+            "/v1/systems/{system}/tables/{table}/fields",
+            get(tables::get_fields),
         )
         .route(
             "/v1/systems/{system}/tables/{table}/query",

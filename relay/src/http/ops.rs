@@ -71,6 +71,9 @@ fn agent_entry(a: &AgentSession, system: &str) -> Value {
         "upgrade_recommended": a.hello.protocol < sapbridge_proto::PROTOCOL_VERSION,
         "functions": a.hello.function_systems().iter().any(|s| s == system),
         "http": a.hello.serves_http(system),
+        // Whether its function searches list only what its allowlist lets
+        // through (`GET /v1/systems/{system}/functions` needs it).
+        "function_search": a.hello.searches_functions(system),
         "session_id": a.session_id,
         "credits": a.credits(),
         "in_flight": a.in_flight(),

@@ -242,10 +242,14 @@ pub(crate) fn requested_wait(headers: &HeaderMap, settings: &Settings) -> Durati
     wait.min(settings.max_wait)
 }
 
+/// The largest `Sapbridge-Queue-Ttl` the relay takes (365 days), as documented.
+pub(crate) const MAX_QUEUE_TTL_SECS: u64 = 365 * 86_400;
+
 /// The call's queue TTL: `Sapbridge-Queue-Ttl` seconds, capped by the configuration.
 ///
 /// # Errors
-/// 400 when the header is not a positive number.
+/// 400 when the header is not a number of seconds from 1 to
+/// [`MAX_QUEUE_TTL_SECS`].
 pub(crate) fn queue_ttl(headers: &HeaderMap, settings: &Settings) -> Result<Duration, ApiError> {
     let Some(value) = headers.get(QUEUE_TTL_HEADER) else {
         return Ok(settings.queue_ttl);
@@ -254,9 +258,11 @@ pub(crate) fn queue_ttl(headers: &HeaderMap, settings: &Settings) -> Result<Dura
         .to_str()
         .ok()
         .and_then(|v| v.trim().parse::<u64>().ok())
-        .filter(|s| *s > 0)
+        .filter(|s| (1..=MAX_QUEUE_TTL_SECS).contains(s))
         .ok_or_else(|| {
-            ApiError::BadRequest("Sapbridge-Queue-Ttl must be a positive number of seconds".into())
+            ApiError::BadRequest(format!(
+                "Sapbridge-Queue-Ttl must be a number of seconds from 1 to {MAX_QUEUE_TTL_SECS}"
+            ))
         })?;
     Ok(Duration::from_secs(secs).min(settings.queue_ttl))
 }

@@ -76,6 +76,24 @@ pub(crate) async fn query_table(
     read(&state, &caller, &headers, system, step).await
 }
 
+/// `GET /v1/systems/{system}/tables/{table}/fields`: the table's fields and a
+/// JSON schema of its rows (see `actions/tables/layout.rs`).
+pub(crate) async fn get_fields(
+    State(state): State<Arc<RelayState>>,
+    caller: Caller,
+    route: Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (system, table) = path(route)?;
+    caller.check_system(&state, &system)?;
+    let unit = tables::layout::layout(&table).map_err(step_error)?;
+    let fingerprint = fingerprint(
+        &headers,
+        &[b"table.layout", system.as_bytes(), table.as_bytes()],
+    );
+    run(&state, &caller, &headers, system, unit, fingerprint).await
+}
+
 async fn read(
     state: &RelayState,
     caller: &Caller,

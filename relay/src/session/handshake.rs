@@ -188,6 +188,7 @@ mod tests {
             system: "QAS".into(),
             functions: true,
             http: true,
+            function_search: true,
         };
         assert!(matches!(
             check(PROTOCOL_VERSION, &prd, &[stray], &scope),

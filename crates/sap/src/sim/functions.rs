@@ -19,6 +19,7 @@ pub(crate) static FUNCTIONS: &[&FunctionDef] = &[
     &BAPI_TRANSACTION_COMMIT,
     &BAPI_TRANSACTION_ROLLBACK,
     &DDIF_FIELDINFO_GET,
+    &RFC_FUNCTION_SEARCH,
     &RFC_GET_FUNCTION_INTERFACE,
     &RFC_PING,
     &RFC_READ_TABLE,
@@ -267,6 +268,31 @@ static RFC_READ_TABLE: FunctionDef = FunctionDef {
         "NOT_AUTHORIZED",
         "DATA_BUFFER_EXCEEDED",
     ],
+};
+
+static RFC_FUNCTION_SEARCH: FunctionDef = FunctionDef {
+    name: "RFC_FUNCTION_SEARCH",
+    params: &[
+        P::imp(
+            "FUNCNAME",
+            "RS38L",
+            F::c("NAME", 30, "Name of Function Module"),
+        )
+        .opt()
+        .text("Function module name (pattern with *)"),
+        P::imp("GROUPNAME", "RS38L", F::c("AREA", 26, "Function group"))
+            .opt()
+            .text("Function group (pattern with *)"),
+        P::imp(
+            "LANGUAGE",
+            "SY",
+            F::c("LANGU", 1, "Language Key").ddic("LANG"),
+        )
+        .default("SY-LANGU")
+        .text("Language of the short texts"),
+        P::table("FUNCTIONS", &t::RFCFUNC).text("Function modules found"),
+    ],
+    exceptions: &["NOTHING_SPECIFIED", "NO_FUNCTION_FOUND"],
 };
 
 static RFC_GET_FUNCTION_INTERFACE: FunctionDef = FunctionDef {

@@ -8,7 +8,8 @@
 //!   `BAPI_CUSTOMER_CREATEFROMDATA1`, `BAPI_CUSTOMER_CHANGEFROMDATA1`,
 //!   `BAPI_CUSTOMER_GETDETAIL2`, `BAPI_CUSTOMER_GETLIST`,
 //!   `BAPI_TRANSACTION_COMMIT`, `BAPI_TRANSACTION_ROLLBACK`, `RFC_READ_TABLE`
-//!   (table `KNA1`), `RFC_GET_FUNCTION_INTERFACE`, `DDIF_FIELDINFO_GET` and
+//!   (table `KNA1`), `RFC_GET_FUNCTION_INTERFACE`, `DDIF_FIELDINFO_GET`,
+//!   `RFC_FUNCTION_SEARCH` (the simulator's own function modules) and
 //!   `Z_SAPBRIDGE_TYPES_ECHO` (one value of every ABAP type, echoed);
 //! - one declarative metadata model (`types.rs`, `structures.rs`, `tables.rs`,
 //!   `functions.rs`) that drives input validation, output formatting and the two
@@ -29,6 +30,7 @@
 
 mod bapi_customer;
 mod errors;
+mod function_search;
 mod functions;
 mod introspection;
 mod logon;

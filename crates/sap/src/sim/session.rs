@@ -14,7 +14,8 @@ use super::store::{Store, TidCommit};
 use super::types::FunctionDef;
 use super::values::{self, Input};
 use super::{
-    SimOptions, bapi_customer, introspection, read_table, system, transaction, types_echo,
+    SimOptions, bapi_customer, function_search, introspection, read_table, system, transaction,
+    types_echo,
 };
 use crate::{Parameters, RfcError, SapConnection};
 
@@ -45,6 +46,7 @@ static HANDLERS: &[(&str, Handler)] = &[
     ("BAPI_TRANSACTION_COMMIT", transaction::commit),
     ("BAPI_TRANSACTION_ROLLBACK", transaction::rollback),
     ("DDIF_FIELDINFO_GET", introspection::fieldinfo_get),
+    ("RFC_FUNCTION_SEARCH", function_search::search),
     (
         "RFC_GET_FUNCTION_INTERFACE",
         introspection::get_function_interface,
@@ -63,6 +65,7 @@ const COMMIT_FUNCTION: &str = "BAPI_TRANSACTION_COMMIT";
 /// run on the caller's task instead of the blocking pool.
 const STORE_FREE: &[&str] = &[
     "STFC_CONNECTION",
+    "RFC_FUNCTION_SEARCH",
     "RFC_PING",
     "RFC_SYSTEM_INFO",
     "Z_SAPBRIDGE_TYPES_ECHO",

@@ -1,5 +1,5 @@
 //! The transparent table `KNA1` and the Basis structures of the generic functions
-//! (`RFCSI`, `RFC_DB_OPT`, `RFC_DB_FLD`, `TAB512`, `RFC_FUNINT`, `DFIES`,
+//! (`RFCSI`, `RFC_DB_OPT`, `RFC_DB_FLD`, `TAB512`, `RFC_FUNINT`, `RFCFUNC`, `DFIES`,
 //! `DDFIXVALUES`), plus [`lookup`], the simulator's data dictionary.
 
 use super::structures as s;
@@ -167,6 +167,19 @@ pub(crate) static TAB512: StructDef = st(
     &[F::c("WA", 512, "Character field, length 512")],
 );
 
+/// One function module found by `RFC_FUNCTION_SEARCH` (`RFCFUNC`).
+pub(crate) static RFCFUNC: StructDef = st(
+    "RFCFUNC",
+    "Function module search result",
+    &[
+        F::c("FUNCNAME", 30, "Name of Function Module"),
+        F::c("GROUPNAME", 26, "Function group"),
+        F::c("APPL", 1, "Application"),
+        F::c("HOST", 32, "Host name"),
+        F::c("STEXT", 74, "Short text for function module"),
+    ],
+);
+
 /// One row of a function interface (`RFC_FUNINT`).
 pub(crate) static RFC_FUNINT: StructDef = st(
     "RFC_FUNINT",
@@ -244,6 +257,7 @@ pub(crate) static ALL: &[&StructDef] = &[
     &RFC_DB_FLD,
     &TAB512,
     &RFC_FUNINT,
+    &RFCFUNC,
     &DFIES,
     &DDFIXVALUES,
     &s::BAPIRET1,

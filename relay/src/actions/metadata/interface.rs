@@ -248,9 +248,143 @@ pub(crate) fn to_json(interface: &FunctionInterface) -> Value {
     })
 }
 
+/// Which side of a function a JSON schema describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SchemaSide {
+    /// What the caller sends: importing, changing and tables parameters.
+    Parameters,
+    /// What SAP answers: exporting, changing and tables parameters.
+    Result,
+}
+
+/// The JSON schema of an elementary value of ABAP type `letter` (`length` in
+/// characters for character-like types), with `summary` as `x-ms-summary`.
+fn elementary_schema(letter: &str, data_type: &str, length: u32, summary: &str) -> Value {
+    let mut schema = match letter {
+        "I" | "b" | "s" | "8" => json!({"type": "integer"}),
+        "P" | "F" | "a" | "e" => json!({"type": "number"}),
+        "C" | "N" if length > 0 => json!({"type": "string", "maxLength": length}),
+        _ => json!({"type": "string"}),
+    };
+    let kind = if data_type.is_empty() {
+        type_of(letter)
+    } else {
+        data_type
+    };
+    schema["x-ms-summary"] = json!(summary);
+    schema["description"] = json!(match length {
+        0 => kind.to_owned(),
+        n => format!("{kind} {n}"),
+    });
+    schema
+}
+
+/// The schema of a structure's or table line's components (an object).
+fn fields_schema(fields: Option<&Vec<FieldInfo>>) -> Value {
+    let properties: Map<String, Value> = fields
+        .into_iter()
+        .flatten()
+        .map(|f| {
+            let summary = if f.description.is_empty() {
+                &f.name
+            } else {
+                &f.description
+            };
+            let schema = elementary_schema(&f.abap_type, &f.data_type, f.length, summary);
+            (f.name.clone(), schema)
+        })
+        .collect();
+    json!({"type": "object", "properties": properties})
+}
+
+/// A JSON schema (draft 4 subset, as Power Automate's `x-ms-dynamic-schema`
+/// takes it) of one side of `interface`: an object with a property per
+/// parameter, structures as objects, tables as arrays of objects, each with
+/// `x-ms-summary` from SAP's texts; required are the importing parameters that
+/// are not optional.
+pub(crate) fn to_schema(interface: &FunctionInterface, side: SchemaSide) -> Value {
+    let mut properties = Map::new();
+    let mut required = Vec::new();
+    for p in &interface.parameters {
+        let wanted = match side {
+            SchemaSide::Parameters => p.direction.is_input(),
+            SchemaSide::Result => p.direction != Direction::Importing,
+        };
+        if !wanted {
+            continue;
+        }
+        let summary = if p.description.is_empty() {
+            &p.name
+        } else {
+            &p.description
+        };
+        let mut schema = if p.is_table() {
+            json!({"type": "array", "items": fields_schema(p.fields.as_ref())})
+        } else if p.is_composite() {
+            fields_schema(p.fields.as_ref())
+        } else {
+            elementary_schema(&p.abap_type, "", p.length, summary)
+        };
+        schema["x-ms-summary"] = json!(summary);
+        if p.is_composite() {
+            schema["description"] = json!(format!("{} ({})", p.name, p.type_name));
+        }
+        if side == SchemaSide::Parameters && p.direction == Direction::Importing && !p.optional {
+            required.push(p.name.clone());
+        }
+        properties.insert(p.name.clone(), schema);
+    }
+    let mut schema = json!({"type": "object", "properties": properties});
+    if !required.is_empty() {
+        schema["required"] = json!(required);
+    }
+    schema
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn interfaces_become_json_schemas_for_dynamic_forms() {
+        let answer = json!({"PARAMS": [
+            {"PARAMCLASS": "I", "PARAMETER": "CUSTOMERNO", "TABNAME": "BAPIKNA103",
+             "FIELDNAME": "CUSTOMER", "EXID": "C", "INTLENGTH": 10, "DECIMALS": 0,
+             "DEFAULT": "", "PARAMTEXT": "Customer", "OPTIONAL": ""},
+            {"PARAMCLASS": "I", "PARAMETER": "MAXROWS", "EXID": "I", "OPTIONAL": "X"},
+            {"PARAMCLASS": "E", "PARAMETER": "RETURN", "TABNAME": "BAPIRET1",
+             "EXID": "u", "PARAMTEXT": "Return"},
+            {"PARAMCLASS": "T", "PARAMETER": "IDRANGE", "TABNAME": "BAPICUSTOMER_IDRANGE",
+             "EXID": "h", "OPTIONAL": "X"},
+        ]});
+        let mut interface = from_params("F", answer.as_object().unwrap());
+        interface.parameters[3].fields = Some(vec![FieldInfo {
+            name: "SIGN".into(),
+            abap_type: "C".into(),
+            data_type: "CHAR".into(),
+            length: 1,
+            decimals: 0,
+            description: "Sign".into(),
+        }]);
+        let input = to_schema(&interface, SchemaSide::Parameters);
+        assert_eq!(input["required"], json!(["CUSTOMERNO"]));
+        assert_eq!(input["properties"]["CUSTOMERNO"]["maxLength"], 10);
+        assert_eq!(
+            input["properties"]["CUSTOMERNO"]["x-ms-summary"],
+            "Customer"
+        );
+        assert_eq!(input["properties"]["MAXROWS"]["type"], "integer");
+        assert_eq!(input["properties"]["MAXROWS"]["x-ms-summary"], "MAXROWS");
+        let table = &input["properties"]["IDRANGE"];
+        assert_eq!(table["type"], "array");
+        assert_eq!(table["items"]["properties"]["SIGN"]["x-ms-summary"], "Sign");
+        assert!(input["properties"].get("RETURN").is_none());
+        let output = to_schema(&interface, SchemaSide::Result);
+        assert_eq!(output["properties"]["RETURN"]["type"], "object");
+        assert!(output["properties"].get("IDRANGE").is_some());
+        assert!(output["properties"].get("CUSTOMERNO").is_none());
+        assert!(output.get("required").is_none());
+    }
 
     #[test]
     fn params_become_an_interface() {

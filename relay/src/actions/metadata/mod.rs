@@ -11,9 +11,13 @@
 //! `DDIF_FIELDINFO_GET` (`ALL_TYPES = 'X'`) per structure or table type the
 //! interface references. Fields are resolved one level deep; a structure SAP
 //! cannot describe gets `"fields": null`. `FU_NOT_FOUND` is `404`.
+//!
+//! `search.rs`: `GET /v1/systems/{system}/functions?search=` lists the function
+//! modules the agent's allowlist lets through (`RFC_FUNCTION_SEARCH`).
 
 mod cache;
 mod interface;
+pub(crate) mod search;
 mod validate;
 
 use std::sync::Arc;
@@ -23,7 +27,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 pub(crate) use cache::MetadataCache;
-pub(crate) use interface::{FunctionInterface, to_json};
+pub(crate) use interface::{
+    FieldInfo, FunctionInterface, SchemaSide, fields_from_dfies, to_json, to_schema,
+};
+pub(crate) use search::{SearchStep, search_done};
 
 use super::outcome::{call_params, completed};
 use super::{ActionError, ActionUnit, Answer, Next, Step};

@@ -21,6 +21,7 @@
 //! `NOT_AUTHORIZED` 403 (see [`TableRefusal`]). Which tables may be read is the
 //! agent's allowlist's call.
 
+pub(crate) mod layout;
 mod rows;
 mod where_lines;
 
@@ -34,7 +35,7 @@ use super::{ActionError, ActionUnit, Answer, Next, Step, TableRefusal, sap_name}
 use crate::queue::CallRecord;
 
 const READ_TABLE: &str = "RFC_READ_TABLE";
-const FIELD_INFO: &str = "DDIF_FIELDINFO_GET";
+pub(crate) const FIELD_INFO: &str = "DDIF_FIELDINFO_GET";
 /// Rows answered when the request names no limit.
 const DEFAULT_LIMIT: u32 = 1000;
 /// The largest `limit` and `offset`.
@@ -90,7 +91,7 @@ pub(crate) struct ReadRequest {
 }
 
 /// A DDIC name (table or field): upper case, `A-Z 0-9 _ /`, 1 to 30 characters.
-fn ddic_name(what: &str, raw: &str) -> Result<String, ActionError> {
+pub(crate) fn ddic_name(what: &str, raw: &str) -> Result<String, ActionError> {
     sap_name(raw)
         .ok_or_else(|| ActionError::BadRequest(format!("{what}: {raw:?} is not a valid name")))
 }
@@ -154,7 +155,7 @@ fn read_call(step: &ReadStep, fields: &[String]) -> FunctionCall {
 
 /// The error for an ABAP exception of `RFC_READ_TABLE` / `DDIF_FIELDINFO_GET`:
 /// a [`TableRefusal`] where the request can fix it, else the RFC error.
-fn table_error(table: &str, error: &RfcError) -> ActionError {
+pub(crate) fn table_error(table: &str, error: &RfcError) -> ActionError {
     match TableRefusal::of(&error.key) {
         Some(refusal) => ActionError::Table {
             table: table.to_owned(),
