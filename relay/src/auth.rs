@@ -60,6 +60,13 @@ impl Scope {
     }
 }
 
+impl Credential {
+    /// The SHA-256 of its secret.
+    pub(crate) fn hash(&self) -> [u8; 32] {
+        self.hash
+    }
+}
+
 /// A configured credential: its name, hash and scope.
 #[derive(Debug, Clone)]
 pub(crate) struct Credential {
@@ -270,6 +277,19 @@ impl Keyring {
     /// The API key whose secret is `presented`.
     pub(crate) fn api_key(&self, presented: &str) -> Option<Credential> {
         self.keys().0.find(presented).cloned()
+    }
+
+    /// The API key whose secret hashes to `hash` (SHA-256) now, after any reload:
+    /// how a console session finds its key again without keeping the secret.
+    pub(crate) fn api_key_by_hash(&self, hash: &[u8; 32]) -> Option<Credential> {
+        let keys = self.keys();
+        let mut found = None;
+        for entry in &keys.0.entries {
+            if bool::from(entry.hash.ct_eq(hash)) {
+                found = Some(entry.clone());
+            }
+        }
+        found
     }
 
     /// The limits of the API key named `name` now (after any reload).

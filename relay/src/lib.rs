@@ -70,9 +70,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{
-    AgentTokenConfig, ApiKeyConfig, AuditConfig, ClusterConfig, ConfigError, DatabaseUrl,
-    Durability, QueueConfig, RelayConfig, StoreKind, WebhooksConfig, new_webhook_secret,
-    secret_sha256_hex,
+    AgentTokenConfig, ApiKeyConfig, AuditConfig, ClusterConfig, ConfigError, ConsoleConfig,
+    DatabaseUrl, Durability, QueueConfig, RelayConfig, StoreKind, WebhooksConfig,
+    new_webhook_secret, secret_sha256_hex,
 };
 pub use tls::{ClientAuth, TlsConfig, TlsError};
 

@@ -5,6 +5,7 @@ mod actions;
 mod agent_connect;
 mod audit;
 mod calls;
+mod console;
 mod customers;
 mod error;
 mod metadata;
@@ -37,6 +38,14 @@ use crate::state::RelayState;
 
 /// The relay's router: the client API, the agent endpoint and the operations routes.
 pub(crate) fn router(state: Arc<RelayState>) -> Router {
+    let api = api_router(Arc::clone(&state));
+    // The operator console (`/console/…`, HTML) calls the API on its operator's
+    // behalf; its routes are outside the API's layers and its problem+json.
+    api.clone().merge(console::routes(state, api))
+}
+
+/// The API's routes and layers.
+fn api_router(state: Arc<RelayState>) -> Router {
     let limit = state.settings.body_limit_bytes;
     Router::new()
         .route("/v1/agent/connect", get(agent_connect::connect))
