@@ -476,6 +476,8 @@ pub(crate) struct Snapshot {
     systems: Vec<Value>,
     backlog: BTreeMap<String, (u64, time::OffsetDateTime)>,
     backlog_error: Option<String>,
+    /// How long a call waits in the queue before it expires.
+    queue_ttl: Duration,
 }
 
 async fn snapshot(console: &Console, operator: &Operator) -> Snapshot {
@@ -501,6 +503,7 @@ async fn snapshot(console: &Console, operator: &Operator) -> Snapshot {
         systems,
         backlog,
         backlog_error,
+        queue_ttl: console.state.settings.queue_ttl,
     }
 }
 

@@ -136,7 +136,13 @@ pub(super) fn overview_live(snapshot: &Snapshot) -> Markup {
         }
         if let Some((queued, oldest)) = snapshot.backlog.get(name) {
             let age = (now - *oldest).whole_seconds();
-            if age >= 60 {
+            let ttl = i64::try_from(snapshot.queue_ttl.as_secs()).unwrap_or(i64::MAX);
+            if age >= ttl / 2 {
+                attention.push(format!(
+                    "{name}: {queued} call(s) queued, the oldest for {age} s: it expires \
+                     after {ttl} s in the queue."
+                ));
+            } else if age >= 60 {
                 attention.push(format!(
                     "{name}: {queued} call(s) queued, the oldest for {age} s."
                 ));

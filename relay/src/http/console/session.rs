@@ -126,6 +126,13 @@ mod tests {
             "idle time zero: expired"
         );
 
+        let sessions = Sessions::new(Duration::from_secs(60), Duration::ZERO);
+        let id = sessions.start([1; 32]);
+        assert!(
+            sessions.find(&id, true).is_none(),
+            "longest time zero: expired"
+        );
+
         let sessions = Sessions::new(Duration::from_secs(60), Duration::from_secs(60));
         let id = sessions.start([1; 32]);
         let found = sessions.find(&id, true).expect("live session");
