@@ -140,6 +140,7 @@ const PAGES: &[&str] = &[
     "/console/test",
     "/console/explorer",
     "/console/explorer?system=PRD",
+    "/console/keys",
 ];
 
 fn assert_signs_in(answer: &reqwest::Response, what: &str) {
@@ -165,6 +166,11 @@ async fn no_page_form_or_stream_without_a_session() {
             vec![("system", "PRD"), ("function", "RFC_PING"), ("csrf", "x")],
         ),
         ("/console/sign-out", vec![("csrf", "x")]),
+        (
+            "/console/keys",
+            vec![("name", "x"), ("systems", "*"), ("csrf", "x")],
+        ),
+        ("/console/keys/revoke", vec![("name", "x"), ("csrf", "x")]),
     ] {
         let answer = post(&relay, "made-up", path, &form).await;
         assert_signs_in(&answer, path);
@@ -351,6 +357,19 @@ async fn forms_without_the_sessions_token_are_refused() {
             (
                 "/console/explorer",
                 vec![("system", "PRD"), ("function", "RFC_PING"), ("csrf", token)],
+            ),
+            (
+                "/console/keys",
+                vec![
+                    ("name", "forged"),
+                    ("systems", "*"),
+                    ("operator", "true"),
+                    ("csrf", token),
+                ],
+            ),
+            (
+                "/console/keys/revoke",
+                vec![("name", "forged"), ("csrf", token)],
             ),
         ] {
             let answer = post(&relay, &session.cookie, path, &form).await;
@@ -678,5 +697,77 @@ async fn the_pages_work_against_a_simulator_agent() {
     let _fake = refuse.await.expect("fake agent");
 
     agent.stop().await;
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn keys_are_created_and_revoked_from_the_console() {
+    let relay = TestRelay::start_with(with_operator(config_json())).await;
+    let session = sign_in(&relay).await;
+    let cookie = session.cookie.as_str();
+    let csrf = session.csrf.as_str();
+    let page = post(
+        &relay,
+        cookie,
+        "/console/keys",
+        &[("csrf", csrf), ("name", "flow-9"), ("systems", "PRD, QAS")],
+    )
+    .await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let page = page.text().await.unwrap();
+    let marker = r#"<pre class="json" id="new-key" tabindex="0" aria-label="The new API key">"#;
+    let start = page.find(marker).expect("the new key, once") + marker.len();
+    let secret = page[start..start + page[start..].find('<').unwrap()].to_owned();
+    assert!(secret.starts_with("sbk_"), "{secret}");
+    let systems = relay
+        .http
+        .get(relay.url_of("/v1/systems"))
+        .bearer_auth(&secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(systems.status(), StatusCode::OK);
+    // Listed without the key.
+    let listed = get(&relay, cookie, "/console/keys")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        listed.contains(r#"data-key="flow-9""#) && !listed.contains(&secret),
+        "{listed}"
+    );
+    // A taken name is said so.
+    let again = post(
+        &relay,
+        cookie,
+        "/console/keys",
+        &[("csrf", csrf), ("name", "flow-9"), ("systems", "PRD")],
+    )
+    .await
+    .text()
+    .await
+    .unwrap();
+    assert!(again.contains("Not created: Key exists"), "{again}");
+    // Revoked: refused by the API at once.
+    let revoked = post(
+        &relay,
+        cookie,
+        "/console/keys/revoke",
+        &[("csrf", csrf), ("name", "flow-9")],
+    )
+    .await;
+    assert_eq!(revoked.status(), StatusCode::SEE_OTHER);
+    let location = revoked.headers()[LOCATION].to_str().unwrap().to_owned();
+    let page = get(&relay, cookie, &location).await.text().await.unwrap();
+    assert!(page.contains("The key flow-9 was revoked."), "{page}");
+    let systems = relay
+        .http
+        .get(relay.url_of("/v1/systems"))
+        .bearer_auth(&secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(systems.status(), StatusCode::UNAUTHORIZED);
     relay.stop().await;
 }

@@ -1,7 +1,7 @@
 // Drives the relay's operator console in Debian's chromium, as an operator does:
 // sign in, see the agent online, run the connection test, run a function from the
 // explorer, find that call in Calls and in the audit log, export the audit CSV,
-// sign out. Runs axe-core on every page (no serious or critical violations) and
+// create an API key, use it, revoke it and see the API refuse it, sign out. Runs axe-core on every page (no serious or critical violations) and
 // fails on any Content-Security-Policy violation. Screenshots every page.
 //
 // Run by crates/cli/tests/console_browser.rs against `sapbridge dev`; the
@@ -173,6 +173,26 @@ try {
     throw new Error(`CSV without the call: ${csv.slice(0, 400)}`);
   }
   log("audit csv", { file: download.suggestedFilename(), lines: csv.trim().split("\n").length });
+
+  // Keys: create one, call the API with it, revoke it, and the API refuses it.
+  await nav("Keys");
+  await page.getByLabel("Name").fill("browser-flow");
+  await page.getByLabel("Systems").fill(system);
+  await page.getByRole("button", { name: "Create key" }).click();
+  const secret = (await page.locator("#new-key").textContent()).trim();
+  const callWith = async (k) =>
+    (await fetch(`${base}/v1/systems`, { headers: { authorization: `Bearer ${k}` } })).status;
+  const before = await callWith(secret);
+  if (before !== 200) throw new Error(`the new key answered ${before}`);
+  await accessible("keys");
+  await page.getByRole("button", { name: "Revoke browser-flow" }).click();
+  await page.locator("#notice").waitFor();
+  const after = await callWith(secret);
+  if (after !== 401) throw new Error(`the revoked key answered ${after}`);
+  log("keys", { created: "browser-flow", api_with_key: before, api_after_revoke: after });
+  await accessible("keys after revoke");
+  // Taken after the revocation: the page no longer shows the key.
+  await shot("keys");
 
   // Sign out: back to sign-in, and the console is closed again.
   await page.getByRole("button", { name: "Sign out" }).click();

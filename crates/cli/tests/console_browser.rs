@@ -2,7 +2,8 @@
 //! `playwright-core` (Node 20) through `tests/console/console.mjs`, against
 //! `sapbridge dev`: sign in, the agent online (with a live update), the connection
 //! test, `BAPI_CUSTOMER_GETDETAIL2` from the function explorer, that call in Calls
-//! and in the audit log, the audit CSV, sign-out; axe-core on every page with no
+//! and in the audit log, the audit CSV, an API key created, used, revoked and
+//! refused, sign-out; axe-core on every page with no
 //! serious or critical violation, and no Content-Security-Policy violation.
 //! Screenshots of every page go to `docs/console/` (shown in the README).
 //!

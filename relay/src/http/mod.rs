@@ -2,6 +2,7 @@
 //! problem+json answers for unknown routes and methods.
 
 mod actions;
+mod admin;
 mod agent_connect;
 mod audit;
 mod calls;
@@ -29,6 +30,7 @@ use axum::routing::{delete, get, patch, post};
 use sapbridge_proto::TraceParent;
 use tower_http::trace::TraceLayer;
 
+pub(crate) use admin::{refresh_keys, refresh_stored_keys};
 pub(crate) use calls::{Answered, answer_of};
 pub(crate) use error::{ApiError, Problem};
 pub(crate) use ops::publish_agents;
@@ -79,6 +81,11 @@ fn api_router(state: Arc<RelayState>) -> Router {
             get(calls::get_call).delete(calls::cancel_call),
         )
         .route("/v1/audit", get(audit::list))
+        .route(
+            "/v1/admin/keys",
+            post(admin::post_key).get(admin::list_keys),
+        )
+        .route("/v1/admin/keys/{name}", delete(admin::delete_key))
         .route("/v1/webhooks/deliveries", get(webhooks::list_deliveries))
         .route("/v1/webhooks/deliveries/{id}", get(webhooks::get_delivery))
         .route(
