@@ -106,9 +106,29 @@ pub(crate) struct AgentSession {
     tunnel: Arc<Tunnel>,
     /// What the agent last said of its systems (checked, see [`check_status`]).
     status: Mutex<Vec<SystemStatus>>,
+    /// When the agent last sent a message (a heartbeat, credits, an outcome), in
+    /// Unix milliseconds.
+    last_heard_ms: std::sync::atomic::AtomicI64,
+}
+
+fn unix_ms(t: OffsetDateTime) -> i64 {
+    i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }
 
 impl AgentSession {
+    /// Notes that the agent just sent a message.
+    pub(crate) fn heard(&self) {
+        self.last_heard_ms
+            .store(unix_ms(OffsetDateTime::now_utc()), Ordering::Relaxed);
+    }
+
+    /// When the agent last sent a message (its welcome at first).
+    pub(crate) fn last_heard(&self) -> OffsetDateTime {
+        let ms = self.last_heard_ms.load(Ordering::Relaxed);
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+            .unwrap_or(self.connected_at)
+    }
+
     /// Unused credits right now.
     pub(crate) fn credits(&self) -> u32 {
         self.credits.load(Ordering::Relaxed)
@@ -173,10 +193,12 @@ impl AgentRegistry {
 
     /// Registers a session; it stays listed until the returned guard is dropped.
     pub(crate) fn register(self: &Arc<Self>, session_id: &str, hello: &Hello) -> Registration {
+        let now = OffsetDateTime::now_utc();
         let session = Arc::new(AgentSession {
             session_id: session_id.to_owned(),
             hello: hello.clone(),
-            connected_at: OffsetDateTime::now_utc(),
+            connected_at: now,
+            last_heard_ms: std::sync::atomic::AtomicI64::new(unix_ms(now)),
             credits: AtomicU32::new(hello.credits),
             in_flight: AtomicU32::new(0),
             tunnel: Arc::default(),

@@ -60,6 +60,13 @@ impl Scope {
     }
 }
 
+impl Credential {
+    /// The SHA-256 of its secret.
+    pub(crate) fn hash(&self) -> [u8; 32] {
+        self.hash
+    }
+}
+
 /// A configured credential: its name, hash and scope.
 #[derive(Debug, Clone)]
 pub(crate) struct Credential {
@@ -196,6 +203,9 @@ impl Credentials {
 #[derive(Debug)]
 pub(crate) struct Keyring {
     keys: RwLock<Arc<(Credentials, Credentials)>>,
+    /// API keys created through the API and kept in the queue store (see
+    /// `crate::http::admin`), refreshed from the store.
+    managed: RwLock<Arc<Credentials>>,
     holders: Mutex<Vec<Holder>>,
     next_hold: std::sync::atomic::AtomicU64,
 }
@@ -258,6 +268,7 @@ impl Keyring {
     pub(crate) fn new(api_keys: Credentials, agent_tokens: Credentials) -> Self {
         Self {
             keys: RwLock::new(Arc::new((api_keys, agent_tokens))),
+            managed: RwLock::default(),
             holders: Mutex::default(),
             next_hold: std::sync::atomic::AtomicU64::new(1),
         }
@@ -267,9 +278,61 @@ impl Keyring {
         Arc::clone(&self.keys.read().unwrap_or_else(PoisonError::into_inner))
     }
 
-    /// The API key whose secret is `presented`.
+    fn managed(&self) -> Arc<Credentials> {
+        Arc::clone(&self.managed.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// The API key whose secret is `presented`: one of the configuration's, else
+    /// one created through the API.
     pub(crate) fn api_key(&self, presented: &str) -> Option<Credential> {
-        self.keys().0.find(presented).cloned()
+        if let Some(found) = self.keys().0.find(presented) {
+            return Some(found.clone());
+        }
+        self.managed().find(presented).cloned()
+    }
+
+    /// Takes the stored keys of the moment (those not revoked).
+    pub(crate) fn set_managed(&self, keys: &[crate::queue::StoredKey]) {
+        let entries = keys
+            .iter()
+            .filter(|k| k.revoked_at.is_none())
+            .filter_map(|k| {
+                Some(Credential {
+                    name: k.name.clone(),
+                    hash: parse_sha256(&k.sha256)?,
+                    scope: Scope::new(&k.systems),
+                    operator: k.operator,
+                    limits: KeyLimits::default(),
+                    webhook_secret: None,
+                })
+            })
+            .collect();
+        *self.managed.write().unwrap_or_else(PoisonError::into_inner) =
+            Arc::new(Credentials { entries });
+    }
+
+    /// The configuration's API keys: name, systems and operator scope.
+    pub(crate) fn configured_keys(&self) -> Vec<(String, Vec<String>, bool)> {
+        self.keys()
+            .0
+            .entries
+            .iter()
+            .map(|e| (e.name.clone(), e.scope.systems(), e.operator))
+            .collect()
+    }
+
+    /// The API key whose secret hashes to `hash` (SHA-256) now, after any reload:
+    /// how a console session finds its key again without keeping the secret.
+    pub(crate) fn api_key_by_hash(&self, hash: &[u8; 32]) -> Option<Credential> {
+        let keys = self.keys();
+        let managed = self.managed();
+        let mut found = None;
+        for entry in keys.0.entries.iter().chain(&managed.entries).rev() {
+            if bool::from(entry.hash.ct_eq(hash)) {
+                found = Some(entry.clone());
+            }
+        }
+        found
     }
 
     /// The limits of the API key named `name` now (after any reload).

@@ -143,6 +143,9 @@ pub struct RelayConfig {
     /// The `[webhooks]` table: where calls' answers may be delivered (see
     /// [`WebhooksConfig`]).
     pub webhooks: WebhooksConfig,
+    /// The `[console]` table: the operator console at `/console` (see
+    /// [`ConsoleConfig`]).
+    pub console: ConsoleConfig,
 }
 
 /// Webhooks (`[webhooks]`): a call may name a callback URL
@@ -229,6 +232,32 @@ impl Default for AuditConfig {
     }
 }
 
+/// The operator console at `/console` (`[console]`): signed in with an API key
+/// that holds the operator scope; its sessions live in the relay's memory (a
+/// restart signs everyone out, and replicas do not share them).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleConfig {
+    /// Whether the relay serves the console (default `true`).
+    pub enabled: bool,
+    /// How long a session lasts without a request, in seconds (default 1800);
+    /// then it has expired and the operator signs in again. At least 1.
+    pub session_idle_secs: u64,
+    /// How long a session lasts at most, in seconds, however busy (default 43200,
+    /// 12 hours). At least `session_idle_secs`.
+    pub session_max_secs: u64,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            session_idle_secs: 1800,
+            session_max_secs: 43_200,
+        }
+    }
+}
+
 /// Defaults for creating customers (`[customer_defaults]`); every field is optional.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -281,6 +310,7 @@ impl Default for RelayConfig {
             audit: AuditConfig::default(),
             tls: None,
             webhooks: WebhooksConfig::default(),
+            console: ConsoleConfig::default(),
         }
     }
 }
@@ -622,6 +652,15 @@ impl RelayConfig {
         }
         if self.queue_ttl_secs == 0 {
             return out("queue_ttl_secs", "must be at least 1");
+        }
+        if self.console.session_idle_secs == 0 {
+            return out("console.session_idle_secs", "must be at least 1");
+        }
+        if self.console.session_max_secs < self.console.session_idle_secs {
+            return out(
+                "console.session_max_secs",
+                "must be at least console.session_idle_secs",
+            );
         }
         if self.audit.retention_days == 0 {
             return out("audit.retention_days", "must be at least 1");

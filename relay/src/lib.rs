@@ -8,6 +8,8 @@
 //! - `/healthz`, `/readyz`, `/metrics`;
 //! - the audit log `GET /v1/audit` (operator keys), fed by every request, every
 //!   call's outcome and every reload of the keys.
+//! - API keys managed at `/v1/admin/keys` (operator keys), kept in the queue store;
+//! - the operator console at `/console/` (HTML; signed in with an operator key).
 //!
 //! Calls live in a queue (`queue::Queue`) with explicit states and a reaper that
 //! requeues lapsed leases, expires calls past their TTL and purges old results. The
@@ -70,9 +72,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{
-    AgentTokenConfig, ApiKeyConfig, AuditConfig, ClusterConfig, ConfigError, DatabaseUrl,
-    Durability, QueueConfig, RelayConfig, StoreKind, WebhooksConfig, new_webhook_secret,
-    secret_sha256_hex,
+    AgentTokenConfig, ApiKeyConfig, AuditConfig, ClusterConfig, ConfigError, ConsoleConfig,
+    DatabaseUrl, Durability, QueueConfig, RelayConfig, StoreKind, WebhooksConfig,
+    new_webhook_secret, secret_sha256_hex,
 };
 pub use tls::{ClientAuth, TlsConfig, TlsError};
 
@@ -210,6 +212,15 @@ pub async fn run_with_reloads(
         Box::new(move |call_id| ended_audit.call_ended(call_id)),
     ));
     let sender = tokio::spawn(webhook_sender::run(Arc::clone(&state)));
+    // API keys created through the API, and on a shared database those other
+    // replicas create or revoke.
+    http::refresh_keys(&state).await;
+    let key_refresher = (config.queue.store == StoreKind::Postgres).then(|| {
+        tokio::spawn(http::refresh_stored_keys(
+            Arc::clone(&state),
+            reaper_stop.clone(),
+        ))
+    });
     // Replicas sharing a database list each other's agents.
     let publisher = (config.queue.store == StoreKind::Postgres).then(|| {
         tokio::spawn(http::publish_agents(
@@ -259,6 +270,9 @@ pub async fn run_with_reloads(
     audit_writer.finish().await;
     if let Some(publisher) = publisher {
         let _ = publisher.await;
+    }
+    if let Some(key_refresher) = key_refresher {
+        let _ = key_refresher.await;
     }
     if let Some(watcher) = watcher {
         let _ = watcher.await;

@@ -55,6 +55,18 @@ impl PublicAddress {
         if !self.absolute {
             return None;
         }
+        self.resolve(headers, peer)
+    }
+
+    /// Whether clients reach the relay over `https://` as far as the configuration
+    /// tells: its `public_url`, or a trusted proxy's forwarding headers (whether or
+    /// not `Location`s are absolute).
+    pub(crate) fn https(&self, headers: &HeaderMap, peer: Option<IpAddr>) -> bool {
+        self.resolve(headers, peer)
+            .is_some_and(|base| base.to_ascii_lowercase().starts_with("https://"))
+    }
+
+    fn resolve(&self, headers: &HeaderMap, peer: Option<IpAddr>) -> Option<String> {
         if let Some(url) = &self.public_url {
             return Some(url.clone());
         }

@@ -46,6 +46,10 @@ pub(crate) struct Settings {
     pub(crate) public: crate::public_address::PublicAddress,
     /// Whether `/metrics` answers only to an operator's API key.
     pub(crate) metrics_require_key: bool,
+    /// The operator console's settings.
+    pub(crate) console: crate::config::ConsoleConfig,
+    /// Whether the relay serves TLS itself (`[tls]`).
+    pub(crate) tls: bool,
 }
 
 impl Settings {
@@ -66,6 +70,8 @@ impl Settings {
                 config.absolute_locations,
             ),
             metrics_require_key: config.metrics_require_key,
+            console: config.console.clone(),
+            tls: config.tls.is_some(),
         }
     }
 }

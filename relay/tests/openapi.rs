@@ -45,6 +45,8 @@ const ROUTES: &[(&str, &[&str])] = &[
     ("/v1/systems/{system}/tables/{table}/query", &["post"]),
     ("/v1/calls/{id}", &["delete", "get"]),
     ("/v1/audit", &["get"]),
+    ("/v1/admin/keys", &["get", "post"]),
+    ("/v1/admin/keys/{name}", &["delete"]),
     ("/v1/webhooks/deliveries", &["get"]),
     ("/v1/webhooks/deliveries/{id}", &["get"]),
     ("/v1/webhooks/deliveries/{id}/redeliver", &["post"]),
@@ -70,6 +72,7 @@ const PROBE_VALUES: &[(&str, &str)] = &[
     ("customer", "1000"),
     ("table", "KNA1"),
     ("id", "c_does_not_exist"),
+    ("name", "nobody"),
     ("path", "sap/opu/odata/sap/API_BUSINESS_PARTNER"),
 ];
 

@@ -2,9 +2,11 @@
 //! problem+json answers for unknown routes and methods.
 
 mod actions;
+mod admin;
 mod agent_connect;
 mod audit;
 mod calls;
+mod console;
 mod customers;
 mod error;
 mod metadata;
@@ -28,6 +30,7 @@ use axum::routing::{delete, get, patch, post};
 use sapbridge_proto::TraceParent;
 use tower_http::trace::TraceLayer;
 
+pub(crate) use admin::{refresh_keys, refresh_stored_keys};
 pub(crate) use calls::{Answered, answer_of};
 pub(crate) use error::{ApiError, Problem};
 pub(crate) use ops::publish_agents;
@@ -37,6 +40,14 @@ use crate::state::RelayState;
 
 /// The relay's router: the client API, the agent endpoint and the operations routes.
 pub(crate) fn router(state: Arc<RelayState>) -> Router {
+    let api = api_router(Arc::clone(&state));
+    // The operator console (`/console/…`, HTML) calls the API on its operator's
+    // behalf; its routes are outside the API's layers and its problem+json.
+    api.clone().merge(console::routes(state, api))
+}
+
+/// The API's routes and layers.
+fn api_router(state: Arc<RelayState>) -> Router {
     let limit = state.settings.body_limit_bytes;
     Router::new()
         .route("/v1/agent/connect", get(agent_connect::connect))
@@ -78,6 +89,11 @@ pub(crate) fn router(state: Arc<RelayState>) -> Router {
             get(calls::get_call).delete(calls::cancel_call),
         )
         .route("/v1/audit", get(audit::list))
+        .route(
+            "/v1/admin/keys",
+            post(admin::post_key).get(admin::list_keys),
+        )
+        .route("/v1/admin/keys/{name}", delete(admin::delete_key))
         .route("/v1/webhooks/deliveries", get(webhooks::list_deliveries))
         .route("/v1/webhooks/deliveries/{id}", get(webhooks::get_delivery))
         .route(

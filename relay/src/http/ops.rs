@@ -78,6 +78,8 @@ fn agent_entry(a: &AgentSession, system: &str) -> Value {
         "credits": a.credits(),
         "in_flight": a.in_flight(),
         "connected_at": rfc3339(a.connected_at),
+        // The agent's last message (heartbeats come every `heartbeat_secs`).
+        "last_heard_at": rfc3339(a.last_heard()),
         // `null` when the agent said nothing of it (its backend does not log on,
         // or the agent is older).
         "logon": a.logon(system),

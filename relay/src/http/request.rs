@@ -120,7 +120,13 @@ impl FromRequestParts<Arc<RelayState>> for Caller {
         parts: &mut Parts,
         state: &Arc<RelayState>,
     ) -> Result<Self, Self::Rejection> {
-        let caller = Self::from_headers(state, &parts.headers)?;
+        // A request the operator console makes on behalf of its signed-in
+        // operator carries the caller as an extension, which only code in this
+        // process can set (see `super::console`).
+        let caller = match parts.extensions.get::<super::console::OnBehalf>() {
+            Some(on_behalf) => on_behalf.0.clone(),
+            None => Self::from_headers(state, &parts.headers)?,
+        };
         if let Some(slot) = parts.extensions.get::<super::audit::KeySlot>() {
             slot.set(&caller.name);
         }
@@ -129,6 +135,16 @@ impl FromRequestParts<Arc<RelayState>> for Caller {
 }
 
 impl Caller {
+    /// The caller holding `credential`.
+    pub(crate) fn of(credential: &crate::auth::Credential) -> Self {
+        Self {
+            name: credential.name.clone(),
+            scope: credential.scope.clone(),
+            operator: credential.operator,
+            limits: credential.limits,
+        }
+    }
+
     /// The caller whose API key `headers` present.
     ///
     /// # Errors

@@ -198,7 +198,38 @@ for_every_store!(
     open_calls_are_counted_by_owner_and_queued_ones_by_system,
     deliveries_are_stored_with_their_call_leased_saved_and_listed,
     subscriptions_are_kept_per_key,
+    stored_keys_are_added_once_listed_and_revoked,
 );
+
+async fn stored_keys_are_added_once_listed_and_revoked(q: &dyn Queue) {
+    let at = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+    let key = |name: &str, operator: bool| super::StoredKey {
+        name: name.into(),
+        sha256: format!("{:064x}", name.len()),
+        systems: vec!["PRD".into(), "QAS".into()],
+        operator,
+        created_at: at,
+        created_by: "ops".into(),
+        revoked_at: None,
+    };
+    assert!(q.stored_keys().await.unwrap().is_empty());
+    assert!(q.add_key(key("flow", false)).await.unwrap());
+    assert!(q.add_key(key("admin", true)).await.unwrap());
+    // A name is taken once, whatever the rest says.
+    assert!(!q.add_key(key("flow", true)).await.unwrap());
+    let listed = q.stored_keys().await.unwrap();
+    assert_eq!(listed, vec![key("admin", true), key("flow", false)]);
+
+    let later = at + time::Duration::seconds(5);
+    assert!(q.revoke_key("flow", later).await.unwrap());
+    assert!(!q.revoke_key("flow", later).await.unwrap(), "revoked once");
+    assert!(!q.revoke_key("nobody", later).await.unwrap());
+    let listed = q.stored_keys().await.unwrap();
+    assert_eq!(listed[1].revoked_at, Some(later));
+    assert_eq!(listed[0].revoked_at, None);
+    // A revoked key's name stays taken.
+    assert!(!q.add_key(key("flow", false)).await.unwrap());
+}
 
 /// A call with a webhook delivery to `url`.
 fn with_webhook(mut call: NewCall, delivery: &str, url: &str) -> NewCall {

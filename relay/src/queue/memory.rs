@@ -63,6 +63,8 @@ struct Inner {
     next_delivery: i64,
     /// Webhook subscriptions, oldest first.
     subscriptions: Vec<Subscription>,
+    /// API keys created through the API, by name.
+    keys: std::collections::BTreeMap<String, super::StoredKey>,
 }
 
 impl Inner {
@@ -687,6 +689,30 @@ impl Queue for MemoryQueue {
             .subscriptions
             .retain(|s| !(s.id == id && owner.is_none_or(|o| s.owner == o)));
         Ok(inner.subscriptions.len() != before)
+    }
+
+    async fn add_key(&self, key: super::StoredKey) -> Result<bool, QueueError> {
+        let mut inner = self.lock();
+        if inner.keys.contains_key(&key.name) {
+            return Ok(false);
+        }
+        inner.keys.insert(key.name.clone(), key);
+        Ok(true)
+    }
+
+    async fn revoke_key(&self, name: &str, at: OffsetDateTime) -> Result<bool, QueueError> {
+        let mut inner = self.lock();
+        match inner.keys.get_mut(name) {
+            Some(key) if key.revoked_at.is_none() => {
+                key.revoked_at = Some(at);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn stored_keys(&self) -> Result<Vec<super::StoredKey>, QueueError> {
+        Ok(self.lock().keys.values().cloned().collect())
     }
 
     async fn subscriptions(&self, owner: Option<&str>) -> Result<Vec<Subscription>, QueueError> {

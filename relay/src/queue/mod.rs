@@ -42,6 +42,7 @@ pub(crate) mod audit;
 pub(crate) mod config;
 #[cfg(test)]
 mod contract;
+pub(crate) mod keys;
 mod kind;
 mod lease;
 pub(crate) mod memory;
@@ -61,6 +62,7 @@ use time::OffsetDateTime;
 
 pub(crate) use audit::{AuditFilter, AuditRecord};
 pub(crate) use config::{QueueConfig, StoreKind};
+pub(crate) use keys::StoredKey;
 pub(crate) use kind::{ActionStep, CallKind};
 pub(crate) use lease::{
     Claimant, DEFAULT_OWNER_HOLD, Holder, OpenCall, Overdue, Verdict, claim_rule, judge_rule,
@@ -713,6 +715,17 @@ pub(crate) trait Queue: Send + Sync + 'static {
 
     /// The subscriptions of `owner` (every key's for `None`), oldest first.
     async fn subscriptions(&self, owner: Option<&str>) -> Result<Vec<Subscription>, QueueError>;
+
+    /// Stores an API key created through the API; `false` (nothing stored) when
+    /// a key of that name is stored already, revoked or not.
+    async fn add_key(&self, key: StoredKey) -> Result<bool, QueueError>;
+
+    /// Revokes the stored key `name` at `at`; whether a key not yet revoked was
+    /// there.
+    async fn revoke_key(&self, name: &str, at: OffsetDateTime) -> Result<bool, QueueError>;
+
+    /// Every stored key, revoked ones too, by name.
+    async fn stored_keys(&self) -> Result<Vec<StoredKey>, QueueError>;
 
     /// The wake-up signals this store fires.
     fn signals(&self) -> &Arc<Signals>;

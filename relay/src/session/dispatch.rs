@@ -403,6 +403,7 @@ where
     /// waiting: the loop acknowledges it (and returns its credit) once stored, so
     /// the outcomes of many units share a queue commit.
     async fn on_message(&mut self, message: AgentMessage) -> Result<(), SessionEnd> {
+        self.published.heard();
         match message {
             AgentMessage::Credits { credits } => {
                 self.taker.give(credits);

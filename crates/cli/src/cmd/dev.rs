@@ -111,7 +111,9 @@ pub(crate) async fn run(args: DevArgs) -> Result<(), CliError> {
         .context("resolving the data dir")?;
 
     let mut relay_config: RelayConfig = serde_json::from_value(json!({
-        "api_keys": [{"name": "dev", "key": api_key, "systems": ["*"],
+        // The developer's own stack: the key is also the operator's, for the
+        // audit log and the console at /console/.
+        "api_keys": [{"name": "dev", "key": api_key, "systems": ["*"], "operator": true,
                       "webhook_secret": webhook_secret}],
         // Webhooks to anywhere, loopback included: a receiver on this machine.
         "webhooks": {"allowed_hosts": ["*"], "allow_private_networks": true, "allow_http": true},
@@ -205,6 +207,7 @@ pub(crate) async fn run(args: DevArgs) -> Result<(), CliError> {
     println!("  api key:  {api_key}");
     println!("  webhooks: signed with {webhook_secret}");
     println!("  system:   {DEV_SYSTEM} ({backend_text})");
+    println!("  console:  {url}/console/ (sign in with the api key)");
     if let Some(http_url) = &args.http_url {
         println!(
             "  http:     {url}/v1/systems/{DEV_SYSTEM}/http/... -> {http_url} (allowed: {:?})",

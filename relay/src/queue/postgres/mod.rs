@@ -414,6 +414,21 @@ impl Queue for PostgresQueue {
         webhooks::purge(&**client, before).await
     }
 
+    async fn add_key(&self, key: super::StoredKey) -> Result<bool, QueueError> {
+        let client = self.client().await?;
+        webhooks::add_key(&**client, &key).await
+    }
+
+    async fn revoke_key(&self, name: &str, at: OffsetDateTime) -> Result<bool, QueueError> {
+        let client = self.client().await?;
+        webhooks::revoke_key(&**client, name, at).await
+    }
+
+    async fn stored_keys(&self) -> Result<Vec<super::StoredKey>, QueueError> {
+        let client = self.client().await?;
+        webhooks::stored_keys(&**client).await
+    }
+
     async fn add_subscription(&self, subscription: Subscription) -> Result<(), QueueError> {
         let client = self.client().await?;
         webhooks::subscribe(&**client, &subscription).await

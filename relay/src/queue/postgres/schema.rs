@@ -22,7 +22,7 @@ use super::super::QueueError;
 use super::rows::store_error;
 
 /// The schema version this relay writes.
-pub(super) const SCHEMA_VERSION: i32 = 5;
+pub(super) const SCHEMA_VERSION: i32 = 6;
 
 /// The advisory lock key that serialises migrations (`"sapbridg"` in ASCII).
 const MIGRATION_LOCK: i64 = 0x7361_7062_7269_6467;
@@ -163,8 +163,21 @@ CREATE TABLE sapbridge_webhook_subscriptions (
 );
 ";
 
+/// Version 6: API keys created through the API (`/v1/admin/keys`).
+const V6: &str = "
+CREATE TABLE sapbridge_api_keys (
+    name        text    PRIMARY KEY,
+    sha256      text    NOT NULL,
+    systems     text    NOT NULL,
+    operator    boolean NOT NULL,
+    created_at  bigint  NOT NULL,
+    created_by  text    NOT NULL,
+    revoked_at  bigint
+);
+";
+
 /// The migrations: `MIGRATIONS[i]` takes version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
 
 /// Brings the database to [`SCHEMA_VERSION`] under the migration lock; returns the
 /// version found before (0 for an empty database).

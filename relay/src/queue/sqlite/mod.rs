@@ -455,6 +455,23 @@ impl Queue for SqliteQueue {
             .await
     }
 
+    async fn add_key(&self, key: super::StoredKey) -> Result<bool, QueueError> {
+        self.writer
+            .write(move |conn, effects| webhooks::add_key(conn, effects, &key))
+            .await
+    }
+
+    async fn revoke_key(&self, name: &str, at: OffsetDateTime) -> Result<bool, QueueError> {
+        let name = name.to_owned();
+        self.writer
+            .write(move |conn, effects| webhooks::revoke_key(conn, effects, &name, at))
+            .await
+    }
+
+    async fn stored_keys(&self) -> Result<Vec<super::StoredKey>, QueueError> {
+        self.read(webhooks::stored_keys).await
+    }
+
     fn signals(&self) -> &Arc<Signals> {
         &self.signals
     }

@@ -27,7 +27,7 @@ use super::super::QueueError;
 use super::super::config::Durability;
 
 /// The schema version this relay writes.
-pub(super) const SCHEMA_VERSION: i64 = 7;
+pub(super) const SCHEMA_VERSION: i64 = 8;
 
 /// How long a statement waits for a lock held by another connection.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -107,6 +107,24 @@ CREATE TABLE webhook_subscriptions (
     };
 }
 
+/// Version 8: API keys created through the API (`/v1/admin/keys`); in the
+/// schema and in the migration to it.
+macro_rules! keys_table {
+    () => {
+        "
+CREATE TABLE api_keys (
+    name        TEXT    PRIMARY KEY,
+    sha256      TEXT    NOT NULL,
+    systems     TEXT    NOT NULL,
+    operator    INTEGER NOT NULL,
+    created_at  INTEGER NOT NULL,
+    created_by  TEXT    NOT NULL,
+    revoked_at  INTEGER
+);
+"
+    };
+}
+
 const SCHEMA: &str = concat!(
     "
 CREATE TABLE calls (
@@ -149,7 +167,8 @@ CREATE INDEX idempotency_keys_call ON idempotency_keys (call_id);
 CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at);
 ",
     audit_table!(),
-    webhook_tables!()
+    webhook_tables!(),
+    keys_table!()
 );
 
 /// From version 1: the claim's index (added late to version 1 files), without the
@@ -193,6 +212,9 @@ ALTER TABLE calls ADD COLUMN trace TEXT;
 /// From version 6: webhook deliveries and subscriptions.
 const MIGRATE_FROM_6: &str = webhook_tables!();
 
+/// From version 7: API keys created through the API.
+const MIGRATE_FROM_7: &str = keys_table!();
+
 /// The migrations, each from the version before it: `MIGRATIONS[i]` migrates
 /// version `i + 1` to `i + 2`.
 const MIGRATIONS: &[&str] = &[
@@ -202,6 +224,7 @@ const MIGRATIONS: &[&str] = &[
     MIGRATE_FROM_4,
     MIGRATE_FROM_5,
     MIGRATE_FROM_6,
+    MIGRATE_FROM_7,
 ];
 
 /// Settings every connection gets.

@@ -1,0 +1,259 @@
+//! `/v1/admin/keys`: API keys managed through the API (operator keys only), kept
+//! in the queue store so that every replica sharing it accepts them, beside the
+//! configuration's keys (which bootstrap a relay and are changed in its file).
+//! The key is shown once, in the answer that creates it; only its SHA-256 is
+//! stored.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use rand::RngCore;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
+
+use super::render::rfc3339;
+use super::request::Caller;
+use super::{ApiError, Problem};
+use crate::queue::StoredKey;
+use crate::state::RelayState;
+
+/// How often a relay sharing its store with others reads the stored keys again.
+pub(crate) const REFRESH_KEYS_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Reads the stored keys into the keyring.
+pub(crate) async fn refresh_keys(state: &RelayState) {
+    match state.queue.stored_keys().await {
+        Ok(keys) => state.keys.set_managed(&keys),
+        Err(error) => tracing::warn!(%error, "could not read the stored API keys"),
+    }
+}
+
+/// Reads the stored keys every [`REFRESH_KEYS_EVERY`] until `stop` (replicas
+/// sharing a PostgreSQL store: a key created or revoked on one holds on all).
+pub(crate) async fn refresh_stored_keys(state: Arc<RelayState>, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(REFRESH_KEYS_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            _ = tick.tick() => refresh_keys(&state).await,
+        }
+    }
+}
+
+fn operator_only(caller: &Caller) -> Result<(), ApiError> {
+    if caller.is_operator() {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(
+            "managing keys is for API keys with the operator scope (operator = true)".into(),
+        ))
+    }
+}
+
+/// The body of `POST /v1/admin/keys`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NewKey {
+    name: String,
+    systems: Vec<String>,
+    #[serde(default)]
+    operator: bool,
+}
+
+/// Whether `name` is a key name the API takes: 1 to 64 of `A-Z a-z 0-9 . _ -`.
+pub(crate) fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// Creates a stored key; its secret, shown once.
+///
+/// # Errors
+/// 403 for a key without the operator scope, 400 for a bad name or system, 409
+/// when the name is taken (by the configuration or a stored key, revoked ones
+/// included).
+pub(crate) async fn create_key(
+    state: &RelayState,
+    caller: &Caller,
+    new: NewKey,
+) -> Result<(StoredKey, String), ApiError> {
+    operator_only(caller)?;
+    if !valid_name(&new.name) {
+        return Err(ApiError::BadRequest(
+            "name must be 1 to 64 letters, digits, '.', '_' or '-'".into(),
+        ));
+    }
+    if new.systems.is_empty() {
+        return Err(ApiError::BadRequest(
+            "systems must name at least one system (or \"*\" for all)".into(),
+        ));
+    }
+    if let Some(unknown) = new
+        .systems
+        .iter()
+        .find(|s| *s != "*" && !state.systems.contains(s.as_str()))
+    {
+        return Err(ApiError::BadRequest(format!(
+            "systems: the relay knows no system {unknown:?}"
+        )));
+    }
+    let taken = || {
+        ApiError::Call(Box::new(Problem::new(
+            StatusCode::CONFLICT,
+            "key-exists",
+            "Key exists",
+            format!("a key named {:?} exists already", new.name),
+        )))
+    };
+    if state
+        .keys
+        .configured_keys()
+        .iter()
+        .any(|(name, _, _)| *name == new.name)
+    {
+        return Err(taken());
+    }
+    let mut bytes = [0u8; 24];
+    rand::rng().fill_bytes(&mut bytes);
+    let secret = format!("sbk_{}", hex::encode(bytes));
+    let key = StoredKey {
+        name: new.name.clone(),
+        sha256: hex::encode(Sha256::digest(secret.as_bytes())),
+        systems: new.systems,
+        operator: new.operator,
+        created_at: OffsetDateTime::now_utc(),
+        created_by: caller.name.clone(),
+        revoked_at: None,
+    };
+    if !state.queue.add_key(key.clone()).await? {
+        return Err(taken());
+    }
+    refresh_keys(state).await;
+    Ok((key, secret))
+}
+
+/// Revokes a stored key.
+///
+/// # Errors
+/// 403 for a key without the operator scope, 409 for a key of the
+/// configuration, 404 for no such stored key (or one revoked already).
+pub(crate) async fn revoke_key(
+    state: &RelayState,
+    caller: &Caller,
+    name: &str,
+) -> Result<(), ApiError> {
+    operator_only(caller)?;
+    if state
+        .keys
+        .configured_keys()
+        .iter()
+        .any(|(configured, _, _)| configured == name)
+    {
+        return Err(ApiError::Call(Box::new(Problem::new(
+            StatusCode::CONFLICT,
+            "key-configured",
+            "Key in the configuration",
+            format!("{name:?} is a key of the relay's configuration: remove it there"),
+        ))));
+    }
+    if !state
+        .queue
+        .revoke_key(name, OffsetDateTime::now_utc())
+        .await?
+    {
+        return Err(ApiError::Call(Box::new(Problem::new(
+            StatusCode::NOT_FOUND,
+            "key-not-found",
+            "Key not found",
+            format!("no stored key {name:?} that is not revoked"),
+        ))));
+    }
+    refresh_keys(state).await;
+    Ok(())
+}
+
+/// Every key: the configuration's and the stored ones, never a secret.
+///
+/// # Errors
+/// 403 for a key without the operator scope; 500 when the store fails.
+pub(crate) async fn list(state: &RelayState, caller: &Caller) -> Result<Vec<Value>, ApiError> {
+    operator_only(caller)?;
+    let mut items: Vec<Value> = state
+        .keys
+        .configured_keys()
+        .into_iter()
+        .map(|(name, systems, operator)| {
+            json!({
+                "name": name,
+                "source": "configuration",
+                "systems": systems,
+                "operator": operator,
+                "created_at": null,
+                "created_by": null,
+                "revoked_at": null,
+            })
+        })
+        .collect();
+    items.extend(state.queue.stored_keys().await?.iter().map(stored_item));
+    Ok(items)
+}
+
+fn stored_item(key: &StoredKey) -> Value {
+    json!({
+        "name": key.name,
+        "source": "store",
+        "systems": key.systems,
+        "operator": key.operator,
+        "created_at": rfc3339(key.created_at),
+        "created_by": key.created_by,
+        "revoked_at": key.revoked_at.map(rfc3339),
+    })
+}
+
+/// `GET /v1/admin/keys`.
+pub(crate) async fn list_keys(
+    State(state): State<Arc<RelayState>>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    let items = list(&state, &caller).await?;
+    Ok(Json(json!({ "items": items })))
+}
+
+/// `POST /v1/admin/keys`: 201 with the key, shown this once.
+pub(crate) async fn post_key(
+    State(state): State<Arc<RelayState>>,
+    caller: Caller,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    operator_only(&caller)?;
+    let body = super::request::body_bytes(body, &state.settings)?;
+    let new: NewKey = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("the body is not a new key: {e}")))?;
+    let (key, secret) = create_key(&state, &caller, new).await?;
+    let mut item = stored_item(&key);
+    item["key"] = json!(secret);
+    Ok((StatusCode::CREATED, Json(item)).into_response())
+}
+
+/// `DELETE /v1/admin/keys/{name}`: 204 once revoked.
+pub(crate) async fn delete_key(
+    State(state): State<Arc<RelayState>>,
+    caller: Caller,
+    route: Result<Path<String>, PathRejection>,
+) -> Result<StatusCode, ApiError> {
+    operator_only(&caller)?;
+    let Path(name) = route.map_err(|r| ApiError::BadRequest(r.body_text()))?;
+    revoke_key(&state, &caller, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

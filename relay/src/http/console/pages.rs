@@ -1,0 +1,783 @@
+//! The console's pages (maud: every value is HTML-escaped unless marked).
+
+use std::time::Duration;
+
+use http::StatusCode;
+use maud::{DOCTYPE, Markup, html};
+use serde_json::Value;
+use time::OffsetDateTime;
+
+use super::{AuditFilters, Snapshot, Step, is_number};
+use crate::http::render::rfc3339;
+use crate::queue::CallRecord;
+
+/// The pages of the navigation: path and name.
+const NAV: [(&str, &str); 6] = [
+    ("/console/", "Overview"),
+    ("/console/calls", "Calls"),
+    ("/console/audit", "Audit"),
+    ("/console/test", "Connection test"),
+    ("/console/explorer", "Function explorer"),
+    ("/console/keys", "Keys"),
+];
+
+/// A page: `current` is its path in the navigation; `csrf` the session's token
+/// (none before sign-in: no navigation).
+fn layout(title: &str, current: &str, csrf: Option<&str>, body: &Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · sapbridge console" }
+                link rel="stylesheet" href="/console/assets/console.css";
+                script src="/console/assets/console.js" defer {}
+            }
+            body {
+                a.skip href="#main" { "Skip to content" }
+                header.top {
+                    p.brand { "sapbridge console" }
+                    @if let Some(csrf) = csrf {
+                        nav aria-label="Console pages" {
+                            ul {
+                                @for (path, name) in NAV {
+                                    li {
+                                        a href=(path)
+                                            aria-current=[(path == current).then_some("page")]
+                                            { (name) }
+                                    }
+                                }
+                            }
+                        }
+                        form.sign-out method="post" action="/console/sign-out" {
+                            input type="hidden" name="csrf" value=(csrf);
+                            button type="submit" { "Sign out" }
+                        }
+                    }
+                }
+                main #main tabindex="-1" {
+                    h1 { (title) }
+                    (body)
+                }
+            }
+        }
+    }
+}
+
+/// A page with a heading and one paragraph (refusals, errors).
+pub(super) fn message(title: &str, text: &str) -> Markup {
+    layout(
+        title,
+        "",
+        None,
+        &html! {
+            p { (text) }
+            p { a href="/console/" { "Back to the console" } }
+        },
+    )
+}
+
+pub(super) fn sign_in(token: &str, error: Option<&str>) -> Markup {
+    layout(
+        "Sign in",
+        "",
+        None,
+        &html! {
+            @if let Some(error) = error {
+                p.error role="alert" #sign-in-error { (error) }
+            }
+            p { "Sign in with an API key that holds the operator scope (" code { "operator = true" } " in the relay's configuration)." }
+            form.stack method="post" action="/console/sign-in" {
+                input type="hidden" name="csrf" value=(token);
+                label for="key" { "Operator API key" }
+                input #key type="password" name="key" required autocomplete="off" spellcheck="false";
+                button type="submit" { "Sign in" }
+            }
+        },
+    )
+}
+
+fn time_of(t: OffsetDateTime) -> String {
+    rfc3339(t)
+}
+
+fn seconds(d: Duration) -> String {
+    format!("{} ms", d.as_millis())
+}
+
+pub(super) fn overview(csrf: &str, snapshot: &Snapshot) -> Markup {
+    layout(
+        "Overview",
+        "/console/",
+        Some(csrf),
+        &html! {
+            p.hint { "Updates itself every few seconds." }
+            div #overview-live data-live="/console/events" aria-live="polite" {
+                (overview_live(snapshot))
+            }
+        },
+    )
+}
+
+/// The part of the overview the live updates replace.
+pub(super) fn overview_live(snapshot: &Snapshot) -> Markup {
+    let now = OffsetDateTime::now_utc();
+    let mut attention: Vec<String> = Vec::new();
+    for system in &snapshot.systems {
+        let name = system.get("system").and_then(Value::as_str).unwrap_or("");
+        if !system
+            .get("online")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+        {
+            attention.push(format!(
+                "{name}: no agent online — calls wait in the queue until one connects."
+            ));
+        }
+        if let Some((queued, oldest)) = snapshot.backlog.get(name) {
+            let age = (now - *oldest).whole_seconds();
+            let ttl = i64::try_from(snapshot.queue_ttl.as_secs()).unwrap_or(i64::MAX);
+            if age >= ttl / 2 {
+                attention.push(format!(
+                    "{name}: {queued} call(s) queued, the oldest for {age} s: it expires \
+                     after {ttl} s in the queue."
+                ));
+            } else if age >= 60 {
+                attention.push(format!(
+                    "{name}: {queued} call(s) queued, the oldest for {age} s."
+                ));
+            }
+        }
+    }
+    if let Some(error) = &snapshot.backlog_error {
+        attention.push(format!("The queue store did not answer: {error}"));
+    }
+    html! {
+        section aria-labelledby="attention-heading" {
+            h2 #attention-heading { "Needs attention" }
+            @if attention.is_empty() {
+                p #attention-none { "Nothing: every system has an agent online and no call waits long." }
+            } @else {
+                ul #attention {
+                    @for item in &attention { li { (item) } }
+                }
+            }
+        }
+        section aria-labelledby="systems-heading" {
+            h2 #systems-heading { "Systems" }
+            table #systems {
+                caption { "Systems, their agents and queue" }
+                thead { tr {
+                    th scope="col" { "System" }
+                    th scope="col" { "Status" }
+                    th scope="col" { "Agents" }
+                    th scope="col" { "Queued" }
+                    th scope="col" { "Oldest queued" }
+                } }
+                tbody {
+                    @for system in &snapshot.systems {
+                        @let name = system.get("system").and_then(Value::as_str).unwrap_or("");
+                        @let online = system.get("online").and_then(Value::as_bool).unwrap_or(false);
+                        @let agents = system.get("agents").and_then(Value::as_array).map_or(0, Vec::len);
+                        @let backlog = snapshot.backlog.get(name);
+                        tr data-system=(name) {
+                            th scope="row" { (name) }
+                            td { @if online { span.ok { "online" } } @else { span.bad { "no agent" } } }
+                            td { (agents) }
+                            td { (backlog.map_or(0, |b| b.0)) }
+                            td { @if let Some((_, oldest)) = backlog {
+                                (time_of(*oldest)) " (" ((now - *oldest).whole_seconds()) " s)"
+                            } @else { "—" } }
+                        }
+                    }
+                }
+            }
+        }
+        section aria-labelledby="agents-heading" {
+            h2 #agents-heading { "Agents" }
+            table #agents {
+                caption { "Connected agent sessions by system" }
+                thead { tr {
+                    th scope="col" { "System" }
+                    th scope="col" { "Agent id (host)" }
+                    th scope="col" { "Version" }
+                    th scope="col" { "Protocol" }
+                    th scope="col" { "Serves" }
+                    th scope="col" { "Credits free" }
+                    th scope="col" { "In flight" }
+                    th scope="col" { "Connected at" }
+                    th scope="col" { "Last heard" }
+                    th scope="col" { "SAP logon" }
+                } }
+                tbody {
+                    @for system in &snapshot.systems {
+                        @let name = system.get("system").and_then(Value::as_str).unwrap_or("");
+                        @for agent in system.get("agents").and_then(Value::as_array).into_iter().flatten() {
+                            @let text = |k: &str| agent.get(k).map(|v| match v {
+                                Value::String(s) => s.clone(),
+                                Value::Null => "—".to_owned(),
+                                other => other.to_string(),
+                            }).unwrap_or_else(|| "—".to_owned());
+                            tr.agent {
+                                td { (name) }
+                                td { (text("agent_id")) }
+                                td { (text("agent_version"))
+                                    @if agent.get("upgrade_recommended").and_then(Value::as_bool).unwrap_or(false) {
+                                        " " span.bad { "(upgrade recommended)" }
+                                    }
+                                }
+                                td { (text("protocol")) }
+                                td {
+                                    @let functions = agent.get("functions").and_then(Value::as_bool).unwrap_or(false);
+                                    @let http = agent.get("http").and_then(Value::as_bool).unwrap_or(false);
+                                    (match (functions, http) {
+                                        (true, true) => "functions, HTTP",
+                                        (true, false) => "functions",
+                                        (false, true) => "HTTP",
+                                        (false, false) => "—",
+                                    })
+                                }
+                                td { (text("credits")) }
+                                td { (text("in_flight")) }
+                                td { (text("connected_at")) }
+                                td { (text("last_heard_at")) }
+                                td { (logon_text(agent.get("logon"))) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn logon_text(logon: Option<&Value>) -> String {
+    match logon {
+        None | Some(Value::Null) => "—".to_owned(),
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Object(o)) => o
+            .iter()
+            .map(|(k, v)| match v {
+                Value::String(s) => format!("{k}: {s}"),
+                other => format!("{k}: {other}"),
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+        Some(other) => other.to_string(),
+    }
+}
+
+fn pretty(value: &Value) -> String {
+    serde_json::to_string_pretty(value).unwrap_or_default()
+}
+
+/// A call looked up on the calls page.
+pub(super) struct CallView<'a> {
+    pub(super) id: &'a str,
+    pub(super) status: StatusCode,
+    pub(super) answer: Value,
+    pub(super) parameters: Option<Value>,
+    pub(super) record: Option<&'a CallRecord>,
+}
+
+pub(super) fn calls(csrf: &str, view: Option<&CallView<'_>>, notice: Option<&str>) -> Markup {
+    layout(
+        "Calls",
+        "/console/calls",
+        Some(csrf),
+        &html! {
+            @if let Some(notice) = notice {
+                p.notice role="status" #notice { (notice) }
+            }
+            form.inline method="get" action="/console/calls" role="search" {
+                label for="call-id" { "Call id" }
+                input #call-id type="text" name="id" value=[view.map(|v| v.id)] required spellcheck="false";
+                button type="submit" { "Look up" }
+            }
+            @if let Some(view) = view {
+                @if view.status.is_success() || view.record.is_some() {
+                    (call_details(csrf, view))
+                } @else {
+                    p.error role="alert" #call-error {
+                        "No call: " (super::problem_text(&view.answer))
+                    }
+                }
+            }
+        },
+    )
+}
+
+fn call_details(csrf: &str, view: &CallView<'_>) -> Markup {
+    let answer = &view.answer;
+    let field = |k: &str| answer.get(k).and_then(Value::as_str).map(str::to_owned);
+    let record = view.record;
+    let queued = record.is_some_and(|r| r.state.as_str() == "queued");
+    let total = record.and_then(|r| {
+        r.completed_at
+            .map(|c| (c - r.submitted_at).whole_milliseconds())
+    });
+    html! {
+        section aria-labelledby="call-heading" {
+            h2 #call-heading { "Call " code { (view.id) } }
+            dl.facts #call-facts {
+                dt { "Status" } dd #call-status { (record.map(|r| r.state.as_str().to_owned()).or_else(|| field("status")).unwrap_or_else(|| view.status.to_string())) }
+                dt { "System" } dd { (record.map(|r| r.system.clone()).or_else(|| field("system")).unwrap_or_default()) }
+                dt { "Function" } dd #call-function { (record.map(|r| r.calls.iter().map(|c| c.function.as_str()).collect::<Vec<_>>().join(", ")).or_else(|| field("function")).unwrap_or_default()) }
+                @if let Some(record) = record {
+                    dt { "API key" } dd { (record.owner.clone().unwrap_or_else(|| "—".into())) }
+                    dt { "Attempts" } dd { (record.attempts) }
+                    dt { "Agent" } dd { (record.agent.clone().or_else(|| record.holder.as_ref().map(|h| format!("{} (holds it)", h.agent))).unwrap_or_else(|| "—".into())) }
+                    dt { "Queued at" } dd { (time_of(record.submitted_at)) }
+                    dt { "Expires if not taken" } dd { (time_of(record.expires_at)) }
+                    dt { "Completed at" } dd { (record.completed_at.map_or_else(|| "—".to_owned(), time_of)) }
+                    dt { "Total" } dd { (total.map_or_else(|| "—".to_owned(), |ms| format!("{ms} ms"))) }
+                }
+            }
+            @if queued {
+                form method="post" action="/console/calls/cancel" {
+                    input type="hidden" name="csrf" value=(csrf);
+                    input type="hidden" name="id" value=(view.id);
+                    button type="submit" { "Cancel this queued call" }
+                }
+            }
+            @if let Some(parameters) = &view.parameters {
+                h3 { "Parameters" }
+                pre.json tabindex="0" aria-label="Parameters" { (pretty(parameters)) }
+            }
+            h3 { "Result or problem" }
+            pre.json #call-answer tabindex="0" aria-label="Answer" { (pretty(answer)) }
+        }
+    }
+}
+
+pub(super) fn audit(
+    csrf: &str,
+    filters: &AuditFilters,
+    page: &Value,
+    error: Option<&str>,
+) -> Markup {
+    let items = page
+        .get("items")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let next = page.get("next").and_then(Value::as_str);
+    let input = |id: &str, label: &str, value: &Option<String>, hint: &str| {
+        html! {
+            div.field {
+                label for=(format!("audit-{id}")) { (label) }
+                input id=(format!("audit-{id}")) type="text" name=(id) value=[value.as_deref()]
+                    placeholder=(hint) spellcheck="false";
+            }
+        }
+    };
+    let query = filters.query(false);
+    html! {
+        (layout("Audit", "/console/audit", Some(csrf), &html! {
+            form.filters method="get" action="/console/audit" role="search" aria-label="Filter the audit log" {
+                (input("system", "System", &filters.system, "PRD"))
+                (input("key", "API key name", &filters.key, ""))
+                (input("outcome", "Outcome", &filters.outcome, "succeeded, not-allowed, …"))
+                (input("call_id", "Call id", &filters.call_id, "c_…"))
+                (input("from", "From (RFC 3339)", &filters.from, "2026-01-01T00:00:00Z"))
+                (input("to", "To (RFC 3339)", &filters.to, ""))
+                div.actions {
+                    button type="submit" { "Filter" }
+                    a #audit-csv href=(format!("/console/audit.csv?{query}")) download { "Export CSV" }
+                }
+            }
+            @if let Some(error) = error {
+                p.error role="alert" { (error) }
+            }
+            table #audit {
+                caption { "Audit records, oldest first (" (items.len()) " on this page)" }
+                thead { tr {
+                    @for column in ["Time", "Event", "Key", "Client", "System", "Method", "Target", "Call", "Outcome", "Status", "ms", "Agent"] {
+                        th scope="col" { (column) }
+                    }
+                } }
+                tbody {
+                    @for item in &items {
+                        @let text = |k: &str| match item.get(k) {
+                            Some(Value::String(s)) => s.clone(),
+                            Some(Value::Null) | None => String::new(),
+                            Some(other) => other.to_string(),
+                        };
+                        tr {
+                            td { (text("time")) }
+                            td { (text("event")) }
+                            td { (text("key")) }
+                            td { (text("client")) }
+                            td { (text("system")) }
+                            td { (text("method")) }
+                            td.target { (text("target")) }
+                            td { @let id = text("call_id");
+                                @if id.is_empty() { "" } @else {
+                                    a href=(format!("/console/calls?id={}", super::segment(&id))) { (id) }
+                                }
+                            }
+                            td { (text("outcome")) }
+                            td { (text("status")) }
+                            td { (text("duration_ms")) }
+                            td { (text("agent")) }
+                        }
+                    }
+                }
+            }
+            @if let Some(next) = next {
+                p { a #audit-next href=(format!("/console/audit?{query}&cursor={}", super::segment(next))) { "Next page" } }
+            }
+        }))
+    }
+}
+
+fn system_select(id: &str, systems: &[String], selected: Option<&str>) -> Markup {
+    html! {
+        label for=(id) { "System" }
+        select id=(id) name="system" required {
+            @for system in systems {
+                option value=(system) selected[selected == Some(system.as_str())] { (system) }
+            }
+        }
+    }
+}
+
+/// What to check when a step of the connection test failed.
+fn advice(status: StatusCode, answer: &Value) -> &'static str {
+    let kind = answer.get("type").and_then(Value::as_str).unwrap_or("");
+    match (status.as_u16(), kind) {
+        (_, "/problems/not-allowed") => {
+            "The agent's allowlist refuses this function: add RFC_PING and RFC_SYSTEM_INFO to the agent's [allowlist] functions."
+        }
+        (_, "/problems/forbidden") => "The API key does not cover this system.",
+        (_, "/problems/unknown-system") | (404, _) => {
+            "No agent token names this system: check the relay's agent_tokens."
+        }
+        (202, _) | (503, _) | (504, _) => {
+            "No agent took the call in time: start the agent for this system and check that it reaches the relay (sapbridge doctor on the agent host)."
+        }
+        (_, k) if k.contains("logon") || k.contains("communication") => {
+            "The agent could not reach SAP: check the agent's SAP connection (host, system number, router string, user and password)."
+        }
+        (_, "/problems/not-authorized") => {
+            "SAP refused the agent's user: it needs S_RFC authorization for these functions."
+        }
+        _ => "See the problem above; the audit log has the request under your key.",
+    }
+}
+
+pub(super) fn connection_test(
+    csrf: &str,
+    systems: &[String],
+    selected: Option<&str>,
+    steps: Option<&[Step]>,
+) -> Markup {
+    layout(
+        "Connection test",
+        "/console/test",
+        Some(csrf),
+        &html! {
+            p { "Runs " code { "RFC_PING" } " and " code { "RFC_SYSTEM_INFO" } " through the system's agent, as an API call would." }
+            form.inline method="post" action="/console/test" {
+                input type="hidden" name="csrf" value=(csrf);
+                (system_select("test-system", systems, selected))
+                button #run-test type="submit" { "Test connection" }
+            }
+            @if let Some(steps) = steps {
+                section #test-result aria-labelledby="test-heading" aria-live="polite" {
+                    h2 #test-heading { "Result for " (selected.unwrap_or("")) }
+                    @let all_ok = steps.len() == 2 && steps.iter().all(|s| s.status == StatusCode::OK);
+                    @if all_ok {
+                        @let info = steps[1].answer.get("result").and_then(|r| r.get("RFCSI_EXPORT"));
+                        @let info_field = |k: &str| info.and_then(|i| i.get(k)).and_then(Value::as_str).unwrap_or("—").trim().to_owned();
+                        p.ok role="status" #test-ok { "Connected. Round trip of RFC_PING: " (seconds(steps[0].elapsed)) "." }
+                        dl.facts {
+                            dt { "SAP release" } dd #test-release { (info_field("RFCSAPRL")) }
+                            dt { "System id" } dd { (info_field("RFCSYSID")) }
+                            dt { "Host" } dd { (info_field("RFCHOST")) }
+                            dt { "Database" } dd { (info_field("RFCDBSYS")) }
+                            dt { "RFC_SYSTEM_INFO round trip" } dd { (seconds(steps[1].elapsed)) }
+                        }
+                    } @else {
+                        @for step in steps {
+                            @if step.status != StatusCode::OK {
+                                p.error role="alert" #test-error {
+                                    (step.function) " failed (HTTP " (step.status.as_u16()) "): " (super::problem_text(&step.answer))
+                                }
+                                p { strong { "What to check: " } (advice(step.status, &step.answer)) }
+                                pre.json tabindex="0" aria-label="Answer" { (pretty(&step.answer)) }
+                            } @else {
+                                p.ok { (step.function) " answered in " (seconds(step.elapsed)) "." }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
+
+/// A function looked up in the explorer.
+pub(super) struct LookedUp<'a> {
+    pub(super) system: &'a str,
+    pub(super) function: &'a str,
+    pub(super) status: StatusCode,
+    pub(super) answer: Value,
+}
+
+/// A run of the function from the explorer.
+pub(super) struct Run {
+    pub(super) request: Value,
+    pub(super) status: Option<StatusCode>,
+    pub(super) answer: Value,
+    pub(super) elapsed: Duration,
+    pub(super) input_error: Option<String>,
+}
+
+fn refusal(status: StatusCode, answer: &Value) -> Markup {
+    let allowlist = answer.get("type").and_then(Value::as_str) == Some("/problems/not-allowed");
+    html! {
+        @if allowlist {
+            p.error role="alert" #explorer-refused {
+                strong { "Refused by the agent's allowlist. " }
+                (super::problem_text(answer))
+            }
+        } @else {
+            p.error role="alert" #explorer-error {
+                "HTTP " (status.as_u16()) ": " (super::problem_text(answer))
+            }
+        }
+    }
+}
+
+pub(super) fn explorer(
+    csrf: &str,
+    systems: &[String],
+    selected: Option<&str>,
+    looked_up: Option<&LookedUp<'_>>,
+    run: Option<&(Run, Vec<(String, String)>)>,
+) -> Markup {
+    layout(
+        "Function explorer",
+        "/console/explorer",
+        Some(csrf),
+        &html! {
+            form.inline method="get" action="/console/explorer" role="search" {
+                (system_select("explorer-system", systems, selected))
+                label for="explorer-function" { "Function module" }
+                input #explorer-function type="text" name="function" required spellcheck="false"
+                    value=[looked_up.map(|l| l.function)] placeholder="BAPI_CUSTOMER_GETDETAIL2";
+                button type="submit" { "Look up" }
+            }
+            @if let Some(looked_up) = looked_up {
+                @if looked_up.status == StatusCode::OK {
+                    (function_form(csrf, looked_up, run.map(|r| r.1.as_slice())))
+                } @else {
+                    (refusal(looked_up.status, &looked_up.answer))
+                }
+            }
+            @if let Some((run, _)) = run {
+                section #run-result aria-labelledby="run-heading" {
+                    h2 #run-heading { "Run" }
+                    @if let Some(error) = &run.input_error {
+                        p.error role="alert" { (error) }
+                    } @else {
+                        @if let Some(status) = run.status {
+                            @if status == StatusCode::OK {
+                                p.ok role="status" #run-ok { "Answered in " (seconds(run.elapsed)) "." }
+                            } @else {
+                                (refusal(status, &run.answer))
+                            }
+                        }
+                        h3 { "Request, for a flow" }
+                        @if let Some(looked_up) = looked_up {
+                            p { code { "POST /v1/systems/" (looked_up.system) "/functions/" (looked_up.function) } }
+                        }
+                        pre.json #request-json tabindex="0" aria-label="Request body" { (pretty(&run.request)) }
+                        button.copy type="button" data-copy="request-json" { "Copy request" }
+                        h3 { "Answer" }
+                        pre.json #run-answer tabindex="0" aria-label="Answer" { (pretty(&run.answer)) }
+                    }
+                }
+            }
+        },
+    )
+}
+
+fn function_form(
+    csrf: &str,
+    looked_up: &LookedUp<'_>,
+    sent: Option<&[(String, String)]>,
+) -> Markup {
+    let empty = Vec::new();
+    let parameters = looked_up
+        .answer
+        .get("parameters")
+        .and_then(Value::as_array)
+        .unwrap_or(&empty);
+    let previous = |name: &str| -> Option<String> {
+        sent.and_then(|s| s.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone()))
+    };
+    let text = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
+    html! {
+        section aria-labelledby="interface-heading" {
+            h2 #interface-heading { (looked_up.function) " on " (looked_up.system) }
+            form.stack #function-form method="post" action="/console/explorer" {
+                input type="hidden" name="csrf" value=(csrf);
+                input type="hidden" name="system" value=(looked_up.system);
+                input type="hidden" name="function" value=(looked_up.function);
+                @for parameter in parameters {
+                    @let name = text(parameter, "name");
+                    @let direction = text(parameter, "direction");
+                    @let kind = text(parameter, "type");
+                    @let abap = text(parameter, "abap_type");
+                    @let optional = parameter.get("optional").and_then(Value::as_bool).unwrap_or(true);
+                    @let description = text(parameter, "description");
+                    @let fields = parameter.get("fields").and_then(Value::as_array);
+                    @if direction != "exporting" {
+                        @if kind == "STRUCTURE" && fields.is_some() {
+                            fieldset {
+                                legend { (name) " (" (text(parameter, "type_name")) ", " (direction) ")"
+                                    @if !description.is_empty() { " — " (description) } }
+                                @for field in fields.into_iter().flatten() {
+                                    @let fname = text(field, "name");
+                                    @let id = format!("s-{name}-{fname}");
+                                    @let key = format!("s.{name}.{fname}");
+                                    div.field {
+                                        label for=(id) { (fname) " " span.type { (text(field, "type")) } }
+                                        input id=(id) name=(key) type="text" spellcheck="false"
+                                            inputmode=[is_number(&text(field, "abap_type"), &text(field, "type")).then_some("numeric")]
+                                            value=[previous(&key)];
+                                    }
+                                }
+                            }
+                        } @else if kind == "STRUCTURE" || kind == "TABLE" {
+                            @let id = format!("j-{name}");
+                            @let key = format!("j.{name}");
+                            div.field {
+                                label for=(id) { (name) " (" (kind) " " (text(parameter, "type_name")) ", " (direction) ", JSON)" }
+                                textarea id=(id) name=(key) rows="4" spellcheck="false"
+                                    aria-describedby=(format!("{id}-hint")) { (previous(&key).unwrap_or_default()) }
+                                span.hint id=(format!("{id}-hint")) {
+                                    @if kind == "TABLE" { "An array of rows (objects), e.g. [] " } @else { "An object " }
+                                    @if let Some(fields) = fields {
+                                        "with fields " (fields.iter().map(|f| text(f, "name")).collect::<Vec<_>>().join(", "))
+                                    }
+                                }
+                            }
+                        } @else {
+                            @let id = format!("p-{name}");
+                            @let key = format!("p.{name}");
+                            div.field {
+                                label for=(id) {
+                                    (name) " " span.type { (kind) "(" (parameter.get("length").map(Value::to_string).unwrap_or_default()) ")" }
+                                    @if !optional { " " span.required { "required" } }
+                                }
+                                input id=(id) name=(key) type="text" spellcheck="false"
+                                    required[!optional]
+                                    inputmode=[is_number(&abap, &kind).then_some("numeric")]
+                                    value=[previous(&key)]
+                                    placeholder=[parameter.get("default").and_then(Value::as_str)];
+                                @if !description.is_empty() { span.hint { (description) } }
+                            }
+                        }
+                    }
+                }
+                button #run-function type="submit" { "Run " (looked_up.function) }
+            }
+        }
+    }
+}
+
+pub(super) fn keys(
+    csrf: &str,
+    items: &[Value],
+    created: Option<&Value>,
+    notice: Option<&str>,
+) -> Markup {
+    let text = |v: &Value, k: &str| match v.get(k) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Null) | None => "—".to_owned(),
+        Some(other) => other.to_string(),
+    };
+    layout(
+        "Keys",
+        "/console/keys",
+        Some(csrf),
+        &html! {
+            @if let Some(notice) = notice {
+                p.notice role="status" #notice { (notice) }
+            }
+            @if let Some(created) = created {
+                section #created aria-labelledby="created-heading" {
+                    h2 #created-heading { "Key " (text(created, "name")) " created" }
+                    p { strong { "Copy the key now: it is not shown again." } " Only its SHA-256 is stored." }
+                    pre.json #new-key tabindex="0" aria-label="The new API key" { (text(created, "key")) }
+                    button.copy type="button" data-copy="new-key" { "Copy key" }
+                }
+            }
+            section aria-labelledby="create-heading" {
+                h2 #create-heading { "Create a key" }
+                form.stack method="post" action="/console/keys" {
+                    input type="hidden" name="csrf" value=(csrf);
+                    div.field {
+                        label for="key-name" { "Name" }
+                        input #key-name type="text" name="name" required pattern="[A-Za-z0-9._\\-]{1,64}"
+                            aria-describedby="key-name-hint" spellcheck="false";
+                        span.hint #key-name-hint { "1 to 64 letters, digits, '.', '_' or '-'; recorded in the audit log." }
+                    }
+                    div.field {
+                        label for="key-systems" { "Systems" }
+                        input #key-systems type="text" name="systems" required aria-describedby="key-systems-hint" spellcheck="false";
+                        span.hint #key-systems-hint { "Separated by commas; * for all." }
+                    }
+                    div.check {
+                        input #key-operator type="checkbox" name="operator" value="true";
+                        label for="key-operator" { " Operator scope (audit log, every key's calls, keys, this console)" }
+                    }
+                    button #create-key type="submit" { "Create key" }
+                }
+            }
+            section aria-labelledby="keys-heading" {
+                h2 #keys-heading { "Keys" }
+                table #keys {
+                    caption { "API keys of the configuration and of the store (never the keys themselves)" }
+                    thead { tr {
+                        @for column in ["Name", "Source", "Systems", "Operator", "Created", "By", "Revoked", "Action"] {
+                            th scope="col" { (column) }
+                        }
+                    } }
+                    tbody {
+                        @for item in items {
+                            @let name = text(item, "name");
+                            @let systems = item.get("systems").and_then(Value::as_array)
+                                .map(|s| s.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "))
+                                .unwrap_or_default();
+                            @let revocable = item.get("source").and_then(Value::as_str) == Some("store")
+                                && item.get("revoked_at").is_some_and(Value::is_null);
+                            tr data-key=(name) {
+                                th scope="row" { (name) }
+                                td { (text(item, "source")) }
+                                td { (systems) }
+                                td { @if item.get("operator").and_then(Value::as_bool).unwrap_or(false) { "yes" } @else { "no" } }
+                                td { (text(item, "created_at")) }
+                                td { (text(item, "created_by")) }
+                                td { (text(item, "revoked_at")) }
+                                td {
+                                    @if revocable {
+                                        form method="post" action="/console/keys/revoke" {
+                                            input type="hidden" name="csrf" value=(csrf);
+                                            input type="hidden" name="name" value=(name);
+                                            button type="submit" aria-label=(format!("Revoke {name}")) { "Revoke" }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        },
+    )
+}
