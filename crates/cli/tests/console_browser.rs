@@ -5,7 +5,8 @@
 //! and in the audit log, the audit CSV, an API key created, used, revoked and
 //! refused, sign-out; axe-core on every page with no
 //! serious or critical violation, and no Content-Security-Policy violation.
-//! Screenshots of every page go to `docs/console/` (shown in the README).
+//! Screenshots of every page are taken (and checked to exist); with
+//! `UPDATE_SCREENSHOTS=1` they replace those in `docs/console/` (shown in the README).
 //!
 //! Needs `/usr/bin/chromium` (`apt-get install chromium`), `node` and `npm ci` in
 //! `tests/console/`; `.ci/run` installs them. Without them this test fails and
@@ -75,8 +76,13 @@ fn an_operator_uses_the_console_in_chromium() {
     let _dev = Proc::spawn_ready(&mut command, "sapbridge dev is running", DEADLINE)
         .expect("sapbridge dev");
 
-    let screenshots = repo().join("docs/console");
-    std::fs::create_dir_all(&screenshots).expect("docs/console");
+    // Into the test's folder, so that the check below sees this run's files; into
+    // docs/console/ (the README's pictures) with UPDATE_SCREENSHOTS=1.
+    let screenshots = match std::env::var_os("UPDATE_SCREENSHOTS") {
+        Some(_) => repo().join("docs/console"),
+        None => dir.path().join("screenshots"),
+    };
+    std::fs::create_dir_all(&screenshots).expect("screenshots folder");
     let out = dir.path().join("browser.out");
     let log = std::fs::File::create(&out).expect("output file");
     let mut browser = Command::new("node");
