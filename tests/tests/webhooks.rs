@@ -170,26 +170,53 @@ async fn wait_delivery(client: &Client, call_id: &str, state: &str) -> Result<Va
     }
 }
 
+/// A relay with `webhooks` as its `[webhooks]` table, an agent on the simulator
+/// allowing `allow`, and a client with the key that has a webhook secret.
+struct Setup {
+    _dir: tempfile::TempDir,
+    relay: TestRelay,
+    agent: TestAgent,
+    client: Client,
+}
+
+impl Setup {
+    async fn start(webhooks: Value, allow: &[&str]) -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let relay = TestRelay::start(config(webhooks)).await?;
+        let agent = TestAgent::start(
+            &relay,
+            "agent-1",
+            dir.path(),
+            simulator(dir.path(), Duration::ZERO)?,
+            allow,
+            4,
+        )?;
+        let client = Client::new(&relay, Some(API_KEY));
+        client.wait_agents("SIM", 1).await?;
+        Ok(Self {
+            _dir: dir,
+            relay,
+            agent,
+            client,
+        })
+    }
+
+    async fn stop(self) -> Result<()> {
+        self.agent.stop().await?;
+        self.relay.stop().await
+    }
+}
+
+/// The `[webhooks]` table of a relay that sends to the receiver on loopback.
+fn loopback() -> Value {
+    json!({"allowed_hosts": ["127.0.0.1"], "allow_private_networks": true, "allow_http": true})
+}
+
 #[tokio::test]
 async fn a_callback_is_signed_retried_listed_and_redelivered() -> Result<()> {
-    let dir = tempfile::tempdir()?;
     let mut receiver = Receiver::start().await?;
-    let relay = TestRelay::start(config(json!({
-        "allowed_hosts": ["127.0.0.1"],
-        "allow_private_networks": true,
-        "allow_http": true,
-    })))
-    .await?;
-    let agent = TestAgent::start(
-        &relay,
-        "agent-1",
-        dir.path(),
-        simulator(dir.path(), Duration::ZERO)?,
-        &["STFC_*"],
-        4,
-    )?;
-    let client = Client::new(&relay, Some(API_KEY));
-    client.wait_agents("SIM", 1).await?;
+    let setup = Setup::start(loopback(), &["STFC_*"]).await?;
+    let (relay, client) = (&setup.relay, &setup.client);
 
     // The receiver is down for the first attempt (503), up for the second.
     receiver.status.store(503, Ordering::SeqCst);
@@ -225,7 +252,7 @@ async fn a_callback_is_signed_retried_listed_and_redelivered() -> Result<()> {
     let second = receiver.next(DEADLINE).await?;
     assert_eq!(header(&second, "webhook-id"), id);
     verify_with_reference(&second)?;
-    let delivered = wait_delivery(&client, &call_id, "delivered").await?;
+    let delivered = wait_delivery(client, &call_id, "delivered").await?;
     assert_eq!(delivered["id"], id.as_str());
     assert_eq!(delivered["attempts"], 2);
     assert_eq!(delivered["last_status"], 200);
@@ -261,7 +288,7 @@ async fn a_callback_is_signed_retried_listed_and_redelivered() -> Result<()> {
     assert_eq!(header(&third, "webhook-id"), id);
 
     // Another key sees neither the delivery nor may redeliver it.
-    let plain = Client::new(&relay, Some(PLAIN_KEY));
+    let plain = Client::new(relay, Some(PLAIN_KEY));
     assert_eq!(
         plain
             .get(&format!("/v1/webhooks/deliveries/{id}"))
@@ -279,30 +306,18 @@ async fn a_callback_is_signed_retried_listed_and_redelivered() -> Result<()> {
         .await?;
     assert_eq!(refused.status, 404);
 
-    agent.stop().await?;
-    relay.stop().await
+    setup.stop().await
 }
 
 #[tokio::test]
 async fn a_subscription_delivers_every_call_of_its_key_until_deleted() -> Result<()> {
-    let dir = tempfile::tempdir()?;
     let mut receiver = Receiver::start().await?;
-    let relay = TestRelay::start(config(json!({
-        "allowed_hosts": ["127.0.0.1"],
-        "allow_private_networks": true,
-        "allow_http": true,
-    })))
-    .await?;
-    let agent = TestAgent::start(
-        &relay,
-        "agent-1",
-        dir.path(),
-        simulator(dir.path(), Duration::ZERO)?,
+    let setup = Setup::start(
+        loopback(),
         &["STFC_*", "BAPI_CUSTOMER_*", "BAPI_TRANSACTION_*"],
-        4,
-    )?;
-    let client = Client::new(&relay, Some(API_KEY));
-    client.wait_agents("SIM", 1).await?;
+    )
+    .await?;
+    let client = &setup.client;
 
     let made = client
         .post(
@@ -358,16 +373,14 @@ async fn a_subscription_delivers_every_call_of_its_key_until_deleted() -> Result
         .await?;
     assert_eq!(reply.status, 200);
     let call_id = reply.body["id"].as_str().context("id")?;
-    assert!(deliveries_of(&client, call_id).await?.is_empty());
+    assert!(deliveries_of(client, call_id).await?.is_empty());
     assert!(receiver.nothing_yet());
 
-    agent.stop().await?;
-    relay.stop().await
+    setup.stop().await
 }
 
 #[tokio::test]
 async fn callbacks_the_relay_must_not_send_are_refused() -> Result<()> {
-    let dir = tempfile::tempdir()?;
     let mut receiver = Receiver::start().await?;
     let port = receiver
         .url
@@ -377,18 +390,12 @@ async fn callbacks_the_relay_must_not_send_are_refused() -> Result<()> {
         .context("port")?
         .to_owned();
     // Any host over http, but no private networks.
-    let relay =
-        TestRelay::start(config(json!({"allowed_hosts": ["*"], "allow_http": true}))).await?;
-    let agent = TestAgent::start(
-        &relay,
-        "agent-1",
-        dir.path(),
-        simulator(dir.path(), Duration::ZERO)?,
+    let setup = Setup::start(
+        json!({"allowed_hosts": ["*"], "allow_http": true}),
         &["STFC_*"],
-        4,
-    )?;
-    let client = Client::new(&relay, Some(API_KEY));
-    client.wait_agents("SIM", 1).await?;
+    )
+    .await?;
+    let (relay, client) = (&setup.relay, &setup.client);
     let call_with = |url: String| {
         let client = client.clone();
         async move {
@@ -441,7 +448,7 @@ async fn callbacks_the_relay_must_not_send_are_refused() -> Result<()> {
         assert!(detail.contains(why), "{url}: {detail}");
     }
     // A key with no secret to sign with may not ask.
-    let plain = Client::new(&relay, Some(PLAIN_KEY));
+    let plain = Client::new(relay, Some(PLAIN_KEY));
     let reply = plain
         .post(
             "/v1/systems/SIM/functions/STFC_CONNECTION",
@@ -472,7 +479,7 @@ async fn callbacks_the_relay_must_not_send_are_refused() -> Result<()> {
     let call_id = reply.body["id"].as_str().context("id")?.to_owned();
     let deadline = tokio::time::Instant::now() + DEADLINE;
     let refused = loop {
-        let found = deliveries_of(&client, &call_id).await?;
+        let found = deliveries_of(client, &call_id).await?;
         if let Some(d) = found.iter().find(|d| d["attempts"].as_u64() >= Some(1)) {
             break d.clone();
         }
@@ -523,6 +530,5 @@ async fn callbacks_the_relay_must_not_send_are_refused() -> Result<()> {
     );
     closed.stop().await?;
 
-    agent.stop().await?;
-    relay.stop().await
+    setup.stop().await
 }
