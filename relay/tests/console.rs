@@ -608,6 +608,36 @@ async fn the_pages_work_against_a_simulator_agent() {
         .unwrap();
     assert!(missing.contains(r#"id="call-error""#), "{missing}");
 
+    // The search: the call, linked to its page; a bad filter is said, not a 500.
+    let found = get(
+        &relay,
+        cookie,
+        &format!("/console/calls?system={SYSTEM}&function=bapi_customer_getdetail2&status=succeeded&key=&since=&until="),
+    )
+    .await
+    .text()
+    .await
+    .unwrap();
+    assert!(
+        found.contains(&format!(r#"<a href="/console/calls?id={id}">{id}</a>"#)),
+        "{found}"
+    );
+    let none = get(&relay, cookie, "/console/calls?status=failed")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!none.contains(&format!("?id={id}")), "{none}");
+    let bad = get(&relay, cookie, "/console/calls?since=yesterday")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        bad.contains(r#"id="search-error""#) && bad.contains("since must be an RFC 3339 time"),
+        "{bad}"
+    );
+
     // Audit: the run under the operator's key, and its CSV.
     let audit = get(&relay, cookie, &format!("/console/audit?call_id={id}"))
         .await

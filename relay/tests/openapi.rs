@@ -43,6 +43,7 @@ const ROUTES: &[(&str, &[&str])] = &[
     ("/v1/systems/{system}/tables/{table}", &["get"]),
     ("/v1/systems/{system}/tables/{table}/fields", &["get"]),
     ("/v1/systems/{system}/tables/{table}/query", &["post"]),
+    ("/v1/calls", &["get"]),
     ("/v1/calls/{id}", &["delete", "get"]),
     ("/v1/audit", &["get"]),
     ("/v1/admin/keys", &["get", "post"]),

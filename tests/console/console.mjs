@@ -1,6 +1,6 @@
 // Drives the relay's operator console in Debian's chromium, as an operator does:
 // sign in, see the agent online, run the connection test, run a function from the
-// explorer, find that call in Calls and in the audit log, export the audit CSV,
+// explorer, find that call in Calls (by the search form and by id) and in the audit log, export the audit CSV,
 // create an API key, use it, revoke it and see the API refuse it, sign out. Runs axe-core on every page (no serious or critical violations) and
 // fails on any Content-Security-Policy violation. Screenshots every page.
 //
@@ -147,7 +147,25 @@ try {
   await accessible("explorer");
   await shot("function-explorer");
 
-  // Calls: the same call by id.
+  // Calls: the same call through the search form (filled and sent by keyboard),
+  // then its page from the result's link; then by id.
+  await nav("Calls");
+  const search = page.getByRole("search", { name: "Search calls" });
+  await search.getByLabel("System").fill(system);
+  await search.getByLabel("Status").selectOption("succeeded");
+  await search.getByLabel("Function or action").fill("BAPI_CUSTOMER_GETDETAIL2");
+  await page.keyboard.press("Enter");
+  await page.waitForURL(/[?&]function=BAPI_CUSTOMER_GETDETAIL2/);
+  const found = page.locator(`#calls a:text-is("${callId}")`);
+  await found.waitFor();
+  const listed = await page.locator("#calls tbody tr").count();
+  log("calls search", { call: callId, listed });
+  await accessible("calls search");
+  await shot("calls-search");
+  await found.click();
+  await page.waitForURL(/[?&]id=/);
+  const linked = (await page.locator("#call-status").textContent()).trim();
+  if (linked !== "succeeded") throw new Error(`searched call status ${linked}`);
   await nav("Calls");
   await page.getByLabel("Call id").fill(callId);
   await page.getByRole("button", { name: "Look up" }).click();

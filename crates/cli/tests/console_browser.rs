@@ -123,6 +123,7 @@ fn an_operator_uses_the_console_in_chromium() {
         "overview",
         "connection-test",
         "function-explorer",
+        "calls-search",
         "calls",
         "audit",
     ] {

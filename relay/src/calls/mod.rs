@@ -29,8 +29,8 @@ use crate::ids::new_call_id;
 use crate::limits::{LimitCounters, LimitReason};
 use crate::metrics::Metrics;
 use crate::queue::{
-    CallKind, CallRecord, CallState, Cancelled, Enqueued, IdempotencyKey, NewCall, Queue,
-    QueueError,
+    CallFilter, CallKind, CallRecord, CallState, Cancelled, Enqueued, IdempotencyKey, NewCall,
+    Queue, QueueError,
 };
 
 /// Submits, waits for, finds and cancels calls. Cheap to clone.
@@ -242,6 +242,45 @@ impl Calls {
             Some(record) if viewer.may_see(&record) => Ok(record),
             _ => Err(CallError::NotFound(call_id.to_owned())),
         }
+    }
+
+    /// A page of the calls `viewer` may see that `filter` selects, newest first
+    /// (at most its page size): a key's own calls of the systems it covers, or
+    /// an operator key's calls of every key of those systems. The filter's
+    /// systems and owner are narrowed to what the viewer may see; a filter that
+    /// asks for nothing the viewer may see selects nothing.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub(crate) async fn list(
+        &self,
+        viewer: Viewer<'_>,
+        mut filter: CallFilter,
+    ) -> Result<Vec<CallRecord>, CallError> {
+        if !viewer.operator {
+            match &filter.owner {
+                Some(owner) if owner != viewer.name => return Ok(Vec::new()),
+                _ => filter.owner = Some(viewer.name.to_owned()),
+            }
+        }
+        if let Scope::Systems(covered) = viewer.scope {
+            let systems: Vec<String> = match filter.systems.take() {
+                Some(asked) => asked.into_iter().filter(|s| covered.contains(s)).collect(),
+                None => {
+                    let mut all: Vec<String> = covered.iter().cloned().collect();
+                    all.sort();
+                    all
+                }
+            };
+            if systems.is_empty() {
+                return Ok(Vec::new());
+            }
+            filter.systems = Some(systems);
+        }
+        let mut records = self.queue.list_calls(filter).await?;
+        // The store was asked for these only; checked again as `find` does.
+        records.retain(|r| viewer.may_see(r));
+        Ok(records)
     }
 
     /// Cancels a call `viewer` may see while it is still queued; returns it

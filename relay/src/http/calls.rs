@@ -6,12 +6,17 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{Path, State};
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{HeaderMap, StatusCode};
 use sapbridge_proto::{CommitPolicy, FunctionCall};
+use serde::Deserialize;
 use serde_json::json;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 
 use super::ApiError;
 use super::actions::step_error;
@@ -21,7 +26,8 @@ use super::request::{
 };
 use crate::actions::{Chain, ChainError, Progress, metadata};
 use crate::calls::CallError;
-use crate::queue::CallKind;
+use crate::queue::listing::{MAX_PAGE, function_of};
+use crate::queue::{CallCursor, CallFilter, CallKind, CallRecord, StateFilter};
 use crate::state::RelayState;
 
 /// `POST /v1/systems/{system}/functions/{function}`.
@@ -89,6 +95,169 @@ pub(crate) async fn get_call(
         return super::actions::poll(&state, record).await;
     }
     Ok(answer(&record))
+}
+
+/// The page size of `GET /v1/calls` when the request names none.
+const DEFAULT_LIMIT: usize = 100;
+/// The largest page `GET /v1/calls` gives.
+const MAX_LIMIT: usize = MAX_PAGE - 1;
+
+/// The query of `GET /v1/calls`. Empty values count as absent (an HTML form
+/// sends its empty fields).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ListQuery {
+    system: Option<String>,
+    function: Option<String>,
+    status: Option<String>,
+    key: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    cursor: Option<String>,
+    limit: Option<String>,
+}
+
+impl ListQuery {
+    /// The query as a store filter of one more call than the page (whether a
+    /// next page follows), with the page size.
+    ///
+    /// # Errors
+    /// 400 for a bad status, time, cursor or limit.
+    pub(crate) fn filter(self) -> Result<(CallFilter, usize), ApiError> {
+        fn given(value: Option<String>) -> Option<String> {
+            value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+        }
+        let limit = match given(self.limit) {
+            None => DEFAULT_LIMIT,
+            Some(text) => text
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=MAX_LIMIT).contains(n))
+                .ok_or_else(|| {
+                    ApiError::BadRequest(format!("limit must be between 1 and {MAX_LIMIT}"))
+                })?,
+        };
+        let state = given(self.status)
+            .map(|s| {
+                StateFilter::parse(&s).ok_or_else(|| {
+                    ApiError::BadRequest(
+                        "status must be one of queued, running, succeeded, failed, expired, \
+                         cancelled"
+                            .into(),
+                    )
+                })
+            })
+            .transpose()?;
+        let time = |name: &str, value: Option<String>| {
+            given(value)
+                .map(|t| {
+                    OffsetDateTime::parse(&t, &Rfc3339).map_err(|e| {
+                        ApiError::BadRequest(format!(
+                            "{name} must be an RFC 3339 time such as 2026-01-31T08:00:00Z: {e}"
+                        ))
+                    })
+                })
+                .transpose()
+        };
+        let filter = CallFilter {
+            systems: given(self.system).map(|s| vec![s]),
+            function: given(self.function).map(stored_name),
+            state,
+            owner: given(self.key),
+            since: time("since", self.since)?,
+            until: time("until", self.until)?,
+            after: given(self.cursor)
+                .as_deref()
+                .map(decode_cursor)
+                .transpose()?,
+            limit: limit + 1,
+        };
+        Ok((filter, limit))
+    }
+}
+
+/// A function filter as stored: function module names are upper case; action
+/// names (`customer.create`) are not, and are left as given.
+fn stored_name(name: String) -> String {
+    if name.contains('.') {
+        name
+    } else {
+        name.to_uppercase()
+    }
+}
+
+/// The cursor after `record`: opaque to clients.
+fn encode_cursor(record: &CallRecord) -> String {
+    URL_SAFE_NO_PAD.encode(format!(
+        "calls:{}:{}",
+        record.submitted_at.unix_timestamp_nanos(),
+        record.id
+    ))
+}
+
+fn decode_cursor(cursor: &str) -> Result<CallCursor, ApiError> {
+    URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .and_then(|text| {
+            let (at, id) = text.strip_prefix("calls:")?.split_once(':')?;
+            let at = OffsetDateTime::from_unix_timestamp_nanos(at.parse().ok()?).ok()?;
+            (!id.is_empty()).then(|| CallCursor {
+                submitted_at: at,
+                id: id.to_owned(),
+            })
+        })
+        .ok_or_else(|| {
+            ApiError::BadRequest("cursor is not one this relay gave out (use `next`)".into())
+        })
+}
+
+/// A call as the listing shows it: never its parameters or results.
+pub(crate) fn summary(record: &CallRecord) -> serde_json::Value {
+    let (kind, action) = match &record.kind {
+        CallKind::Function => ("function", None),
+        CallKind::Transaction => ("transaction", None),
+        CallKind::Action(step) => ("action", Some(step.action.as_str())),
+    };
+    json!({
+        "id": record.id,
+        "system": record.system,
+        "kind": kind,
+        "function": record.calls.first().map(|c| c.function.as_str()),
+        "action": action,
+        "name": function_of(record),
+        "status": record.state.as_str(),
+        "attempts": record.attempts,
+        "agent": record.agent,
+        "submitted_at": rfc3339(record.submitted_at),
+        "completed_at": record.completed_at.map(rfc3339),
+        "key": record.owner,
+    })
+}
+
+/// `GET /v1/calls`: a page of the calls the key may see, newest first, as
+/// summaries (a key's own calls; an operator key's, every key's calls of the
+/// systems it covers).
+///
+/// # Errors
+/// 401 without a key, 400 for a bad filter, cursor, limit or unknown parameter.
+pub(crate) async fn list_calls(
+    State(state): State<Arc<RelayState>>,
+    caller: Caller,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|r| ApiError::BadRequest(r.body_text()))?;
+    let (filter, limit) = query.filter()?;
+    let mut records = state.calls.list(caller.viewer(), filter).await?;
+    let next = if records.len() > limit {
+        records.truncate(limit);
+        records.last().map(encode_cursor)
+    } else {
+        None
+    };
+    let items: Vec<serde_json::Value> = records.iter().map(summary).collect();
+    Ok(axum::Json(json!({ "items": items, "next": next })).into_response())
 }
 
 /// A call's answer as `GET /v1/calls/{id}` gives it, for its webhooks.

@@ -84,6 +84,7 @@ fn api_router(state: Arc<RelayState>) -> Router {
             "/v1/systems/{system}/tables/{table}/query",
             post(tables::query_table),
         )
+        .route("/v1/calls", get(calls::list_calls))
         .route(
             "/v1/calls/{id}",
             get(calls::get_call).delete(calls::cancel_call),

@@ -17,9 +17,9 @@ use super::postgres::PostgresQueue;
 use super::postgres::testdb::TestDatabase;
 use super::sqlite::{SqliteOptions, SqliteQueue};
 use super::{
-    AuditFilter, AuditRecord, CallKind, CallState, Cancelled, Claimant, Completion, DeliveryFilter,
-    DeliveryState, Enqueued, IdempotencyKey, NewCall, NewDelivery, Queue, Retention, Subscription,
-    Taker,
+    ActionStep, AuditFilter, AuditRecord, CallCursor, CallFilter, CallKind, CallState, Cancelled,
+    Claimant, Completion, DeliveryFilter, DeliveryState, Enqueued, IdempotencyKey, NewCall,
+    NewDelivery, Queue, Retention, StateFilter, Subscription, Taker,
 };
 
 /// A store under test, with the directory its file lives in or its database (if
@@ -199,7 +199,203 @@ for_every_store!(
     deliveries_are_stored_with_their_call_leased_saved_and_listed,
     subscriptions_are_kept_per_key,
     stored_keys_are_added_once_listed_and_revoked,
+    calls_are_listed_newest_first_by_filter_and_cursor,
 );
+
+/// Lists with `filter` and returns the ids, in the store's order.
+async fn listed(q: &dyn Queue, filter: CallFilter) -> Vec<String> {
+    q.list_calls(filter)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect()
+}
+
+async fn calls_are_listed_newest_first_by_filter_and_cursor(q: &dyn Queue) {
+    let t0 = OffsetDateTime::now_utc() - Duration::minutes(30);
+    let at = |call: &mut NewCall, seconds: i64| {
+        call.submitted_at = t0 + Duration::seconds(seconds);
+    };
+    // PRD: a (flow, 0s), b (other, 1s), t1 and t2 (flow, both 2s: ties broken
+    // by id), an action (flow, 3s); QAS: q (flow, 4s, a BAPI transaction).
+    let mut a = new_call("a", "PRD", Duration::hours(1));
+    at(&mut a, 0);
+    let mut b = new_call("b", "PRD", Duration::hours(1));
+    at(&mut b, 1);
+    b.owner = Some("other".into());
+    let mut t1 = new_call("t1", "PRD", Duration::hours(1));
+    at(&mut t1, 2);
+    let mut t2 = new_call("t2", "PRD", Duration::hours(1));
+    at(&mut t2, 2);
+    let mut action = new_call("act", "PRD", Duration::hours(1));
+    at(&mut action, 3);
+    action.kind = CallKind::Action(ActionStep {
+        action: "customer.get".into(),
+        version: 1,
+        data: serde_json::json!({"customer": "1"}),
+    });
+    action.calls[0].function = "BAPI_CUSTOMER_GETDETAIL2".into();
+    let mut qas = new_call("q", "QAS", Duration::hours(1));
+    at(&mut qas, 4);
+    qas.kind = CallKind::Transaction;
+    qas.calls[0].function = "BAPI_SALESORDER_CREATEFROMDAT2".into();
+    qas.commit = CommitPolicy::CommitOnSuccess;
+    for call in [a, b, t1, t2, action, qas] {
+        q.enqueue(call).await.unwrap();
+    }
+    let all = CallFilter {
+        limit: 100,
+        ..CallFilter::default()
+    };
+    assert_eq!(
+        listed(q, all.clone()).await,
+        ["q", "act", "t2", "t1", "b", "a"]
+    );
+
+    // States: a runs, then succeeds; b is cancelled; t1 runs.
+    let units = q.claim(&prd(), by("s1", "A"), 1, later()).await.unwrap();
+    assert_eq!(units[0].call_id, "a");
+    q.complete("a", 1, "s1", "A", ok()).await.unwrap();
+    assert!(matches!(q.cancel("b").await.unwrap(), Cancelled::Done(_)));
+    let units = q.claim(&prd(), by("s1", "A"), 1, later()).await.unwrap();
+    assert_eq!(units[0].call_id, "t1");
+    let with = |f: &dyn Fn(&mut CallFilter)| {
+        let mut filter = all.clone();
+        f(&mut filter);
+        filter
+    };
+    assert_eq!(
+        listed(q, with(&|f| f.state = Some(StateFilter::Succeeded))).await,
+        ["a"]
+    );
+    assert_eq!(
+        listed(q, with(&|f| f.state = Some(StateFilter::Running))).await,
+        ["t1"]
+    );
+    assert_eq!(
+        listed(q, with(&|f| f.state = Some(StateFilter::Cancelled))).await,
+        ["b"]
+    );
+    assert_eq!(
+        listed(q, with(&|f| f.state = Some(StateFilter::Queued))).await,
+        ["q", "act", "t2"]
+    );
+    assert!(
+        listed(q, with(&|f| f.state = Some(StateFilter::Expired)))
+            .await
+            .is_empty()
+    );
+    let succeeded = q.list_calls(with(&|f| f.state = Some(StateFilter::Succeeded)));
+    let record = &succeeded.await.unwrap()[0];
+    assert_eq!(record.agent.as_deref(), Some("A"));
+    assert_eq!(record.attempts, 1);
+    assert!(record.completed_at.is_some());
+
+    // System (one or several), function (an action's name, else the first
+    // call's function module), owner, time range.
+    assert_eq!(
+        listed(q, with(&|f| f.systems = Some(vec!["QAS".into()]))).await,
+        ["q"]
+    );
+    assert_eq!(
+        listed(
+            q,
+            with(&|f| f.systems = Some(vec!["QAS".into(), "PRD".into()]))
+        )
+        .await,
+        ["q", "act", "t2", "t1", "b", "a"]
+    );
+    assert!(
+        listed(q, with(&|f| f.systems = Some(vec!["DEV".into()])))
+            .await
+            .is_empty()
+    );
+    assert_eq!(
+        listed(q, with(&|f| f.function = Some("customer.get".into()))).await,
+        ["act"]
+    );
+    assert!(
+        listed(
+            q,
+            with(&|f| f.function = Some("BAPI_CUSTOMER_GETDETAIL2".into()))
+        )
+        .await
+        .is_empty()
+    );
+    assert_eq!(
+        listed(q, with(&|f| f.function = Some("STFC_CONNECTION".into()))).await,
+        ["t2", "t1", "b", "a"]
+    );
+    assert_eq!(
+        listed(
+            q,
+            with(&|f| f.function = Some("BAPI_SALESORDER_CREATEFROMDAT2".into()))
+        )
+        .await,
+        ["q"]
+    );
+    assert_eq!(
+        listed(q, with(&|f| f.owner = Some("other".into()))).await,
+        ["b"]
+    );
+    assert_eq!(
+        listed(
+            q,
+            with(&|f| {
+                f.since = Some(t0 + Duration::seconds(1));
+                f.until = Some(t0 + Duration::seconds(3));
+            })
+        )
+        .await,
+        ["t2", "t1", "b"]
+    );
+    // Filters combine.
+    assert_eq!(
+        listed(
+            q,
+            with(&|f| {
+                f.systems = Some(prd());
+                f.owner = Some("flow".into());
+                f.state = Some(StateFilter::Queued);
+            })
+        )
+        .await,
+        ["act", "t2"]
+    );
+
+    // Pages of two, each after the last call of the one before: every call
+    // once, in order, ties included.
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = q
+            .list_calls(CallFilter {
+                limit: 2,
+                after: after.clone(),
+                ..CallFilter::default()
+            })
+            .await
+            .unwrap();
+        assert!(page.len() <= 2);
+        let Some(last) = page.last() else { break };
+        after = Some(CallCursor {
+            submitted_at: last.submitted_at,
+            id: last.id.clone(),
+        });
+        seen.extend(page.into_iter().map(|r| r.id));
+    }
+    assert_eq!(seen, ["q", "act", "t2", "t1", "b", "a"]);
+    // A cursor before `since` selects nothing (and does not fail).
+    let empty = with(&|f| {
+        f.since = Some(t0 + Duration::seconds(3));
+        f.after = Some(CallCursor {
+            submitted_at: t0 + Duration::seconds(1),
+            id: "b".into(),
+        });
+    });
+    assert!(listed(q, empty).await.is_empty());
+}
 
 async fn stored_keys_are_added_once_listed_and_revoked(q: &dyn Queue) {
     let at = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();

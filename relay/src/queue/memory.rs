@@ -18,10 +18,10 @@ use sapbridge_proto::{Outcome, Unit};
 use time::OffsetDateTime;
 
 use super::{
-    AuditFilter, AuditRecord, CallEnd, CallRecord, CallState, Cancelled, Claimant, Completion,
-    Delivery, DeliveryFilter, DeliveryState, Enqueued, Holder, IdempotencyKey, NewCall, Overdue,
-    Queue, QueueError, QueueStats, Reaped, Retention, Signals, Subscription, SystemBacklog,
-    Verdict, lease_lapsed_outcome,
+    AuditFilter, AuditRecord, CallEnd, CallFilter, CallRecord, CallState, Cancelled, Claimant,
+    Completion, Delivery, DeliveryFilter, DeliveryState, Enqueued, Holder, IdempotencyKey, NewCall,
+    Overdue, Queue, QueueError, QueueStats, Reaped, Retention, Signals, Subscription,
+    SystemBacklog, Verdict, lease_lapsed_outcome,
 };
 
 /// The in-memory queue.
@@ -50,6 +50,9 @@ struct Inner {
     /// Idempotency keys by their call's submission time (then sequence):
     /// forgotten from the front.
     keyed: BTreeMap<(OffsetDateTime, u64), IdempotencyKey>,
+    /// Stored call ids by submission time (then id): the listing walks it from
+    /// the back, newest first.
+    submitted: std::collections::BTreeSet<(OffsetDateTime, String)>,
     /// Stored calls by state.
     counts: QueueStats,
     next_seq: u64,
@@ -217,6 +220,9 @@ impl Queue for MemoryQueue {
             }
         }
         inner.counts.moved(None, Some(&record.state));
+        inner
+            .submitted
+            .insert((record.submitted_at, record.id.clone()));
         inner.calls.insert(record.id.clone(), (seq, record.clone()));
         drop(inner);
         match taker {
@@ -379,6 +385,33 @@ impl Queue for MemoryQueue {
         Ok(self.lock().calls.get(call_id).map(|(_, r)| r.clone()))
     }
 
+    async fn list_calls(&self, filter: CallFilter) -> Result<Vec<CallRecord>, QueueError> {
+        // An empty range (a cursor before `since`) would make `range` panic.
+        if let (Some(since), Some(c)) = (filter.since, &filter.after)
+            && since > c.submitted_at
+        {
+            return Ok(Vec::new());
+        }
+        let inner = self.lock();
+        let upper = match &filter.after {
+            Some(c) => std::ops::Bound::Excluded((c.submitted_at, c.id.clone())),
+            None => std::ops::Bound::Unbounded,
+        };
+        let lower = match filter.since {
+            Some(t) => std::ops::Bound::Included((t, String::new())),
+            None => std::ops::Bound::Unbounded,
+        };
+        Ok(inner
+            .submitted
+            .range((lower, upper))
+            .rev()
+            .filter_map(|(_, id)| inner.calls.get(id).map(|(_, r)| r))
+            .filter(|r| filter.matches(r))
+            .take(filter.page_size())
+            .cloned()
+            .collect())
+    }
+
     async fn reap(&self, now: OffsetDateTime, retention: Retention) -> Result<Reaped, QueueError> {
         let mut reaped = Reaped::default();
         let mut guard = self.lock();
@@ -495,6 +528,7 @@ impl Queue for MemoryQueue {
                 continue;
             };
             if let Some((_, record)) = inner.calls.remove(&id) {
+                inner.submitted.remove(&(record.submitted_at, id.clone()));
                 inner.counts.moved(Some(&record.state), None);
                 reaped.purged += 1;
             }

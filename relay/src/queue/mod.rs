@@ -45,6 +45,7 @@ mod contract;
 pub(crate) mod keys;
 mod kind;
 mod lease;
+pub(crate) mod listing;
 pub(crate) mod memory;
 pub(crate) mod postgres;
 pub(crate) mod reaper;
@@ -68,6 +69,7 @@ pub(crate) use lease::{
     Claimant, DEFAULT_OWNER_HOLD, Holder, OpenCall, Overdue, Verdict, claim_rule, judge_rule,
     lease_lapsed_outcome, millis_until, overdue_rule,
 };
+pub(crate) use listing::{CallCursor, CallFilter, StateFilter};
 pub(crate) use signals::{CallEnd, CallWatch, Signals, Taker};
 pub(crate) use webhooks::{Delivery, DeliveryFilter, DeliveryState, NewDelivery, Subscription};
 
@@ -583,6 +585,10 @@ pub(crate) trait Queue: Send + Sync + 'static {
 
     /// The call, if stored.
     async fn get(&self, call_id: &str) -> Result<Option<CallRecord>, QueueError>;
+
+    /// The calls `filter` selects, newest first (see [`listing`]), at most
+    /// [`CallFilter::page_size`].
+    async fn list_calls(&self, filter: CallFilter) -> Result<Vec<CallRecord>, QueueError>;
 
     /// One maintenance pass at `now`: requeue leases past `until` (held for their
     /// agent for `retention.owner_hold`), end queued calls past their TTL as

@@ -553,6 +553,60 @@ async fn events(
 struct CallQuery {
     id: Option<String>,
     notice: Option<String>,
+    #[serde(flatten)]
+    search: CallSearch,
+}
+
+/// The calls page's search filters, as `GET /v1/calls` takes them.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct CallSearch {
+    system: Option<String>,
+    function: Option<String>,
+    status: Option<String>,
+    key: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    cursor: Option<String>,
+}
+
+impl CallSearch {
+    /// The filters as a query string (the cursor too, with `with_cursor`).
+    fn query(&self, with_cursor: bool) -> String {
+        let mut query = url::form_urlencoded::Serializer::new(String::new());
+        for (name, value) in [
+            ("system", &self.system),
+            ("function", &self.function),
+            ("status", &self.status),
+            ("key", &self.key),
+            ("since", &self.since),
+            ("until", &self.until),
+            ("cursor", if with_cursor { &self.cursor } else { &None }),
+        ] {
+            if let Some(value) = value.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+                query.append_pair(name, value);
+            }
+        }
+        query.finish()
+    }
+}
+
+/// Calls per page of the calls page's search.
+const CALLS_PAGE: usize = 50;
+
+/// The search's page of calls, or the API's refusal in words.
+async fn search_calls(
+    console: &Console,
+    operator: &Operator,
+    search: &CallSearch,
+) -> Result<Value, String> {
+    let uri = format!("/v1/calls?limit={CALLS_PAGE}&{}", search.query(true));
+    let answer = console.api(operator, Method::GET, &uri, &[], None).await;
+    let page = answer.json();
+    if answer.status.is_success() {
+        Ok(page)
+    } else {
+        Err(problem_text(&page))
+    }
 }
 
 async fn calls_page(
@@ -562,7 +616,14 @@ async fn calls_page(
 ) -> Response {
     let id = query.id.as_deref().map(str::trim).filter(|s| !s.is_empty());
     let Some(id) = id else {
-        return pages::calls(&operator.csrf, None, query.notice.as_deref()).into_response();
+        let page = search_calls(&console, &operator, &query.search).await;
+        let search = pages::SearchView {
+            filters: &query.search,
+            page: page.as_ref().ok(),
+            error: page.as_ref().err().map(String::as_str),
+        };
+        return pages::calls(&operator.csrf, None, Some(&search), query.notice.as_deref())
+            .into_response();
     };
     let answer = console
         .api(
@@ -591,7 +652,7 @@ async fn calls_page(
         parameters,
         record: record.as_ref(),
     };
-    pages::calls(&operator.csrf, Some(&view), query.notice.as_deref()).into_response()
+    pages::calls(&operator.csrf, Some(&view), None, query.notice.as_deref()).into_response()
 }
 
 #[derive(Deserialize)]

@@ -7,7 +7,7 @@ use maud::{DOCTYPE, Markup, html};
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use super::{AuditFilters, Snapshot, Step, is_number};
+use super::{AuditFilters, CallSearch, Snapshot, Step, is_number};
 use crate::http::render::rfc3339;
 use crate::queue::CallRecord;
 
@@ -281,7 +281,113 @@ pub(super) struct CallView<'a> {
     pub(super) record: Option<&'a CallRecord>,
 }
 
-pub(super) fn calls(csrf: &str, view: Option<&CallView<'_>>, notice: Option<&str>) -> Markup {
+/// A search of the calls page: its filters and the API's page (or refusal).
+pub(super) struct SearchView<'a> {
+    pub(super) filters: &'a CallSearch,
+    pub(super) page: Option<&'a Value>,
+    pub(super) error: Option<&'a str>,
+}
+
+/// The states the search offers.
+const STATES: [&str; 6] = [
+    "queued",
+    "running",
+    "succeeded",
+    "failed",
+    "expired",
+    "cancelled",
+];
+
+fn call_search(search: &SearchView<'_>) -> Markup {
+    let filters = search.filters;
+    let items = search
+        .page
+        .and_then(|p| p.get("items"))
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let next = search
+        .page
+        .and_then(|p| p.get("next"))
+        .and_then(Value::as_str);
+    let input = |id: &str, label: &str, value: &Option<String>, hint: &str| {
+        html! {
+            div.field {
+                label for=(format!("search-{id}")) { (label) }
+                input id=(format!("search-{id}")) type="text" name=(id) value=[value.as_deref()]
+                    placeholder=(hint) spellcheck="false";
+            }
+        }
+    };
+    let selected = filters.status.as_deref().unwrap_or("");
+    let query = filters.query(false);
+    html! {
+        section aria-labelledby="search-heading" {
+            h2 #search-heading { "Search calls" }
+            form.filters #call-search method="get" action="/console/calls" role="search" aria-label="Search calls" {
+                (input("system", "System", &filters.system, "PRD"))
+                (input("function", "Function or action", &filters.function, "BAPI_CUSTOMER_GETDETAIL2, customer.get"))
+                div.field {
+                    label for="search-status" { "Status" }
+                    select #search-status name="status" {
+                        option value="" selected[selected.is_empty()] { "any" }
+                        @for state in STATES {
+                            option value=(state) selected[selected == state] { (state) }
+                        }
+                    }
+                }
+                (input("key", "API key name", &filters.key, ""))
+                (input("since", "Submitted from (RFC 3339)", &filters.since, "2026-01-01T00:00:00Z"))
+                (input("until", "Submitted before (RFC 3339)", &filters.until, ""))
+                div.actions {
+                    button type="submit" #search-submit { "Search" }
+                }
+            }
+            @if let Some(error) = search.error {
+                p.error role="alert" #search-error { (error) }
+            }
+            table #calls {
+                caption { "Calls, newest first (" (items.len()) " on this page)" }
+                thead { tr {
+                    @for column in ["Call", "System", "Function or action", "Status", "Attempts", "Agent", "Submitted", "Completed", "API key"] {
+                        th scope="col" { (column) }
+                    }
+                } }
+                tbody {
+                    @for item in &items {
+                        @let text = |k: &str| match item.get(k) {
+                            Some(Value::String(s)) => s.clone(),
+                            Some(Value::Null) | None => String::new(),
+                            Some(other) => other.to_string(),
+                        };
+                        @let id = text("id");
+                        tr {
+                            td { a href=(format!("/console/calls?id={}", super::segment(&id))) { (id) } }
+                            td { (text("system")) }
+                            td { (text("name")) }
+                            td { (text("status")) }
+                            td { (text("attempts")) }
+                            td { (text("agent")) }
+                            td { (text("submitted_at")) }
+                            td { (text("completed_at")) }
+                            td { (text("key")) }
+                        }
+                    }
+                }
+            }
+            @if let Some(next) = next {
+                p { a #calls-next href=(format!("/console/calls?{query}&cursor={}", super::segment(next))) { "Next page" } }
+            }
+        }
+    }
+}
+
+pub(super) fn calls(
+    csrf: &str,
+    view: Option<&CallView<'_>>,
+    search: Option<&SearchView<'_>>,
+    notice: Option<&str>,
+) -> Markup {
     layout(
         "Calls",
         "/console/calls",
@@ -290,10 +396,15 @@ pub(super) fn calls(csrf: &str, view: Option<&CallView<'_>>, notice: Option<&str
             @if let Some(notice) = notice {
                 p.notice role="status" #notice { (notice) }
             }
-            form.inline method="get" action="/console/calls" role="search" {
+            form.inline method="get" action="/console/calls" role="search" aria-label="Look up a call by its id" {
                 label for="call-id" { "Call id" }
                 input #call-id type="text" name="id" value=[view.map(|v| v.id)] required spellcheck="false";
                 button type="submit" { "Look up" }
+            }
+            @if let Some(search) = search {
+                (call_search(search))
+            } @else {
+                p { a href="/console/calls" { "Search calls" } }
             }
             @if let Some(view) = view {
                 @if view.status.is_success() || view.record.is_some() {

@@ -308,6 +308,11 @@ impl Queue for PostgresQueue {
         load(&**client, call_id, false).await
     }
 
+    async fn list_calls(&self, filter: super::CallFilter) -> Result<Vec<CallRecord>, QueueError> {
+        let client = self.client().await?;
+        rows::list(&**client, &filter).await
+    }
+
     async fn reap(&self, now: OffsetDateTime, retention: Retention) -> Result<Reaped, QueueError> {
         // Every replica says it is alive, in a commit of its own: the pass that
         // follows may find another replica reaping and change nothing.

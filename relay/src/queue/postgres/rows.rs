@@ -207,3 +207,41 @@ pub(super) async fn prepared(
 ) -> Result<tokio_postgres::Statement, QueueError> {
     tx.prepare_cached(sql).await.map_err(store_error)
 }
+
+/// The calls `filter` selects, newest first (see `queue::listing`; ids compared
+/// byte-wise, as the other stores do). A call's function is read from its kind
+/// and calls' JSON.
+pub(super) async fn list(
+    client: &impl GenericClient,
+    filter: &super::super::CallFilter,
+) -> Result<Vec<CallRecord>, QueueError> {
+    let sql = format!(
+        "SELECT {RECORD_COLUMNS} FROM sapbridge_calls \
+         WHERE submitted_at >= $1 AND (submitted_at, id COLLATE \"C\") < ($2, $7::text COLLATE \"C\") \
+           AND ($3::text[] IS NULL OR system = ANY($3)) \
+           AND ($4::text IS NULL OR coalesce(kind::jsonb -> 'action' ->> 'name', \
+                                             calls::jsonb -> 0 ->> 'function') = $4) \
+           AND ($5::text IS NULL OR state = $5) AND ($6::text IS NULL OR owner = $6) \
+         ORDER BY submitted_at DESC, id COLLATE \"C\" DESC LIMIT $8"
+    );
+    let limit = i64::try_from(filter.page_size()).unwrap_or(1);
+    let state = filter.state.map(super::super::StateFilter::code);
+    let (before_at, before_id) = filter.before();
+    let rows = client
+        .query(
+            &sql,
+            &[
+                &filter.since.map_or(i64::MIN, nanos),
+                &before_at,
+                &filter.systems,
+                &filter.function,
+                &state,
+                &filter.owner,
+                &before_id,
+                &limit,
+            ],
+        )
+        .await
+        .map_err(store_error)?;
+    rows.iter().map(record).collect()
+}

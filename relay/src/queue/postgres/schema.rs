@@ -22,7 +22,7 @@ use super::super::QueueError;
 use super::rows::store_error;
 
 /// The schema version this relay writes.
-pub(super) const SCHEMA_VERSION: i32 = 6;
+pub(super) const SCHEMA_VERSION: i32 = 7;
 
 /// The advisory lock key that serialises migrations (`"sapbridg"` in ASCII).
 const MIGRATION_LOCK: i64 = 0x7361_7062_7269_6467;
@@ -176,8 +176,14 @@ CREATE TABLE sapbridge_api_keys (
 );
 ";
 
+/// Version 7: the index `GET /v1/calls` reads calls by, newest first (ids in
+/// byte order, as the listing compares them).
+const V7: &str = "
+CREATE INDEX sapbridge_calls_submitted ON sapbridge_calls (submitted_at, id COLLATE \"C\");
+";
+
 /// The migrations: `MIGRATIONS[i]` takes version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7];
 
 /// Brings the database to [`SCHEMA_VERSION`] under the migration lock; returns the
 /// version found before (0 for an empty database).

@@ -37,7 +37,7 @@ use time::OffsetDateTime;
 
 use super::config::Durability;
 use super::{
-    AuditFilter, AuditRecord, CallRecord, Cancelled, Claimant, Completion, Delivery,
+    AuditFilter, AuditRecord, CallFilter, CallRecord, Cancelled, Claimant, Completion, Delivery,
     DeliveryFilter, DeliveryState, Enqueued, NewCall, Queue, QueueError, QueueStats, Reaped,
     Retention, Signals, Subscription, SystemBacklog,
 };
@@ -314,6 +314,10 @@ impl Queue for SqliteQueue {
     async fn get(&self, call_id: &str) -> Result<Option<CallRecord>, QueueError> {
         let call_id = call_id.to_owned();
         self.read(move |conn| rows::load(conn, &call_id)).await
+    }
+
+    async fn list_calls(&self, filter: CallFilter) -> Result<Vec<CallRecord>, QueueError> {
+        self.read(move |conn| rows::list(conn, &filter)).await
     }
 
     async fn reap(&self, now: OffsetDateTime, retention: Retention) -> Result<Reaped, QueueError> {

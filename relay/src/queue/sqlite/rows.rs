@@ -7,7 +7,8 @@ use sapbridge_proto::{CommitPolicy, FunctionCall, Outcome};
 use time::OffsetDateTime;
 
 use super::super::{
-    CallKind, CallRecord, CallState, Holder, IdempotencyKey, QueueError, QueueStats, SystemBacklog,
+    CallFilter, CallKind, CallRecord, CallState, Holder, IdempotencyKey, QueueError, QueueStats,
+    StateFilter, SystemBacklog,
 };
 
 /// The columns [`record`] reads, in its order.
@@ -214,4 +215,43 @@ pub(super) fn ping(conn: &Connection) -> Result<(), QueueError> {
     let mut stmt = conn.prepare_cached("SELECT count(*) FROM (SELECT 1 FROM calls LIMIT 1)")?;
     let _: i64 = stmt.query_row([], |row| row.get(0))?;
     Ok(())
+}
+
+/// The listing's condition, order and limit (see [`list`]).
+pub(super) const LIST_WHERE: &str = "WHERE submitted_at >= ?1 AND (submitted_at, id) < (?2, ?7) \
+           AND (?3 IS NULL OR system IN (SELECT value FROM json_each(?3))) \
+           AND (?4 IS NULL OR coalesce(json_extract(kind, '$.action.name'), \
+                                       json_extract(calls, '$[0].function')) = ?4) \
+           AND (?5 IS NULL OR state = ?5) AND (?6 IS NULL OR owner = ?6) \
+         ORDER BY submitted_at DESC, id DESC LIMIT ?8";
+
+/// The calls `filter` selects, newest first (see `queue::listing`), walking
+/// `calls_submitted` back from the filter's upper bound. A call's function is
+/// read from its kind and calls' JSON.
+pub(super) fn list(conn: &Connection, filter: &CallFilter) -> Result<Vec<CallRecord>, QueueError> {
+    let mut select =
+        conn.prepare_cached(&format!("SELECT {RECORD_COLUMNS} FROM calls {LIST_WHERE}"))?;
+    let systems = filter
+        .systems
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|e| QueueError::Store(format!("systems as JSON: {e}")))?;
+    let limit = i64::try_from(filter.page_size()).unwrap_or(1);
+    let (before_at, before_id) = filter.before();
+    let raw = select.query_map(
+        rusqlite::params![
+            filter.since.map_or(i64::MIN, nanos),
+            before_at,
+            systems,
+            filter.function,
+            filter.state.map(StateFilter::code),
+            filter.owner,
+            before_id,
+            limit,
+        ],
+        |row| Ok(record(row)),
+    )?;
+    raw.map(|r| r.map_err(QueueError::from).and_then(|r| r))
+        .collect()
 }

@@ -27,7 +27,7 @@ use super::super::QueueError;
 use super::super::config::Durability;
 
 /// The schema version this relay writes.
-pub(super) const SCHEMA_VERSION: i64 = 8;
+pub(super) const SCHEMA_VERSION: i64 = 9;
 
 /// How long a statement waits for a lock held by another connection.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -155,6 +155,7 @@ CREATE INDEX calls_queued_by_system ON calls (system, seq) WHERE state = 'queued
 CREATE INDEX calls_queued_expiry ON calls (expires_at) WHERE state = 'queued';
 CREATE INDEX calls_leased_session ON calls (lease_session, lease_until) WHERE state = 'leased';
 CREATE INDEX calls_completed_at ON calls (completed_at) WHERE completed_at > 0;
+CREATE INDEX calls_submitted ON calls (submitted_at, id);
 CREATE TABLE idempotency_keys (
     scope        TEXT    NOT NULL,
     key          TEXT    NOT NULL,
@@ -215,6 +216,11 @@ const MIGRATE_FROM_6: &str = webhook_tables!();
 /// From version 7: API keys created through the API.
 const MIGRATE_FROM_7: &str = keys_table!();
 
+/// From version 8: the index `GET /v1/calls` reads calls by, newest first.
+const MIGRATE_FROM_8: &str = "
+CREATE INDEX IF NOT EXISTS calls_submitted ON calls (submitted_at, id);
+";
+
 /// The migrations, each from the version before it: `MIGRATIONS[i]` migrates
 /// version `i + 1` to `i + 2`.
 const MIGRATIONS: &[&str] = &[
@@ -225,6 +231,7 @@ const MIGRATIONS: &[&str] = &[
     MIGRATE_FROM_5,
     MIGRATE_FROM_6,
     MIGRATE_FROM_7,
+    MIGRATE_FROM_8,
 ];
 
 /// Settings every connection gets.

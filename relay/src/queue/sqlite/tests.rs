@@ -241,7 +241,9 @@ fn every_hot_statement_uses_an_index() {
     let path = dir.path().join("relay.db");
     drop(open(&path));
     let conn = rusqlite::Connection::open(&path).unwrap();
+    let list = format!("SELECT id FROM calls {}", super::rows::LIST_WHERE);
     let expected = [
+        (list.as_str(), "calls_submitted"),
         (ops::CLAIM_CANDIDATES, "calls_queued_by_system"),
         (ops::RELEASE, "calls_leased_session"),
         // Few calls are leased at a time (at most every session's credits).
@@ -339,6 +341,10 @@ async fn a_version_1_file_is_migrated_with_its_calls() {
     );
     assert!(
         indexes.contains(&"calls_completed_at".to_owned()),
+        "{indexes:?}"
+    );
+    assert!(
+        indexes.contains(&"calls_submitted".to_owned()),
         "{indexes:?}"
     );
     assert!(
