@@ -15,7 +15,6 @@ use http::StatusCode;
 use rand::RngCore;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
@@ -129,7 +128,7 @@ pub(crate) async fn create_key(
     let secret = format!("sbk_{}", hex::encode(bytes));
     let key = StoredKey {
         name: new.name.clone(),
-        sha256: hex::encode(Sha256::digest(secret.as_bytes())),
+        sha256: crate::config::secret_sha256_hex(&secret),
         systems: new.systems,
         operator: new.operator,
         created_at: OffsetDateTime::now_utc(),

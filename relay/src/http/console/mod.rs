@@ -572,8 +572,7 @@ pub(crate) struct CallSearch {
 impl CallSearch {
     /// The filters as a query string (the cursor too, with `with_cursor`).
     fn query(&self, with_cursor: bool) -> String {
-        let mut query = url::form_urlencoded::Serializer::new(String::new());
-        for (name, value) in [
+        query_of(&[
             ("system", &self.system),
             ("function", &self.function),
             ("status", &self.status),
@@ -581,13 +580,20 @@ impl CallSearch {
             ("since", &self.since),
             ("until", &self.until),
             ("cursor", if with_cursor { &self.cursor } else { &None }),
-        ] {
-            if let Some(value) = value.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
-                query.append_pair(name, value);
-            }
-        }
-        query.finish()
+        ])
     }
+}
+
+/// The filters that are set (neither absent nor blank, as a form sends an empty
+/// field), trimmed, as a query string.
+fn query_of(filters: &[(&str, &Option<String>)]) -> String {
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    for (name, value) in filters {
+        if let Some(value) = value.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+            query.append_pair(name, value);
+        }
+    }
+    query.finish()
 }
 
 /// Calls per page of the calls page's search.
@@ -719,33 +725,17 @@ pub(crate) struct AuditFilters {
 }
 
 impl AuditFilters {
-    /// The filters that are set, as (name, value).
-    fn set(&self, with_cursor: bool) -> Vec<(&'static str, &str)> {
-        let mut set = Vec::new();
-        for (name, value) in [
+    /// The filters as a query string (the cursor too, with `with_cursor`).
+    fn query(&self, with_cursor: bool) -> String {
+        query_of(&[
             ("system", &self.system),
             ("key", &self.key),
             ("outcome", &self.outcome),
             ("call_id", &self.call_id),
             ("from", &self.from),
             ("to", &self.to),
-        ] {
-            if let Some(value) = value.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
-                set.push((name, value));
-            }
-        }
-        if with_cursor && let Some(cursor) = self.cursor.as_deref().filter(|c| !c.is_empty()) {
-            set.push(("cursor", cursor));
-        }
-        set
-    }
-
-    fn query(&self, with_cursor: bool) -> String {
-        let mut query = url::form_urlencoded::Serializer::new(String::new());
-        for (name, value) in self.set(with_cursor) {
-            query.append_pair(name, value);
-        }
-        query.finish()
+            ("cursor", if with_cursor { &self.cursor } else { &None }),
+        ])
     }
 }
 

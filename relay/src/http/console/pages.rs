@@ -98,11 +98,8 @@ pub(super) fn sign_in(token: &str, error: Option<&str>) -> Markup {
     )
 }
 
-fn time_of(t: OffsetDateTime) -> String {
-    rfc3339(t)
-}
-
-fn seconds(d: Duration) -> String {
+/// A duration as the pages show it, in milliseconds.
+fn millis(d: Duration) -> String {
     format!("{} ms", d.as_millis())
 }
 
@@ -187,7 +184,7 @@ pub(super) fn overview_live(snapshot: &Snapshot) -> Markup {
                             td { (agents) }
                             td { (backlog.map_or(0, |b| b.0)) }
                             td { @if let Some((_, oldest)) = backlog {
-                                (time_of(*oldest)) " (" ((now - *oldest).whole_seconds()) " s)"
+                                (rfc3339(*oldest)) " (" ((now - *oldest).whole_seconds()) " s)"
                             } @else { "—" } }
                         }
                     }
@@ -439,9 +436,9 @@ fn call_details(csrf: &str, view: &CallView<'_>) -> Markup {
                     dt { "API key" } dd { (record.owner.clone().unwrap_or_else(|| "—".into())) }
                     dt { "Attempts" } dd { (record.attempts) }
                     dt { "Agent" } dd { (record.agent.clone().or_else(|| record.holder.as_ref().map(|h| format!("{} (holds it)", h.agent))).unwrap_or_else(|| "—".into())) }
-                    dt { "Queued at" } dd { (time_of(record.submitted_at)) }
-                    dt { "Expires if not taken" } dd { (time_of(record.expires_at)) }
-                    dt { "Completed at" } dd { (record.completed_at.map_or_else(|| "—".to_owned(), time_of)) }
+                    dt { "Queued at" } dd { (rfc3339(record.submitted_at)) }
+                    dt { "Expires if not taken" } dd { (rfc3339(record.expires_at)) }
+                    dt { "Completed at" } dd { (record.completed_at.map_or_else(|| "—".to_owned(), rfc3339)) }
                     dt { "Total" } dd { (total.map_or_else(|| "—".to_owned(), |ms| format!("{ms} ms"))) }
                 }
             }
@@ -602,13 +599,13 @@ pub(super) fn connection_test(
                     @if all_ok {
                         @let info = steps[1].answer.get("result").and_then(|r| r.get("RFCSI_EXPORT"));
                         @let info_field = |k: &str| info.and_then(|i| i.get(k)).and_then(Value::as_str).unwrap_or("—").trim().to_owned();
-                        p.ok role="status" #test-ok { "Connected. Round trip of RFC_PING: " (seconds(steps[0].elapsed)) "." }
+                        p.ok role="status" #test-ok { "Connected. Round trip of RFC_PING: " (millis(steps[0].elapsed)) "." }
                         dl.facts {
                             dt { "SAP release" } dd #test-release { (info_field("RFCSAPRL")) }
                             dt { "System id" } dd { (info_field("RFCSYSID")) }
                             dt { "Host" } dd { (info_field("RFCHOST")) }
                             dt { "Database" } dd { (info_field("RFCDBSYS")) }
-                            dt { "RFC_SYSTEM_INFO round trip" } dd { (seconds(steps[1].elapsed)) }
+                            dt { "RFC_SYSTEM_INFO round trip" } dd { (millis(steps[1].elapsed)) }
                         }
                     } @else {
                         @for step in steps {
@@ -619,7 +616,7 @@ pub(super) fn connection_test(
                                 p { strong { "What to check: " } (advice(step.status, &step.answer)) }
                                 pre.json tabindex="0" aria-label="Answer" { (pretty(&step.answer)) }
                             } @else {
-                                p.ok { (step.function) " answered in " (seconds(step.elapsed)) "." }
+                                p.ok { (step.function) " answered in " (millis(step.elapsed)) "." }
                             }
                         }
                     }
@@ -696,7 +693,7 @@ pub(super) fn explorer(
                     } @else {
                         @if let Some(status) = run.status {
                             @if status == StatusCode::OK {
-                                p.ok role="status" #run-ok { "Answered in " (seconds(run.elapsed)) "." }
+                                p.ok role="status" #run-ok { "Answered in " (millis(run.elapsed)) "." }
                             } @else {
                                 (refusal(status, &run.answer))
                             }

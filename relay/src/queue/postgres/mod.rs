@@ -34,6 +34,7 @@ mod agents;
 mod audit;
 mod batch;
 mod counts;
+mod keys;
 mod listen;
 mod ops;
 mod replicas;
@@ -421,17 +422,17 @@ impl Queue for PostgresQueue {
 
     async fn add_key(&self, key: super::StoredKey) -> Result<bool, QueueError> {
         let client = self.client().await?;
-        webhooks::add_key(&**client, &key).await
+        keys::add_key(&**client, &key).await
     }
 
     async fn revoke_key(&self, name: &str, at: OffsetDateTime) -> Result<bool, QueueError> {
         let client = self.client().await?;
-        webhooks::revoke_key(&**client, name, at).await
+        keys::revoke_key(&**client, name, at).await
     }
 
     async fn stored_keys(&self) -> Result<Vec<super::StoredKey>, QueueError> {
         let client = self.client().await?;
-        webhooks::stored_keys(&**client).await
+        keys::stored_keys(&**client).await
     }
 
     async fn add_subscription(&self, subscription: Subscription) -> Result<(), QueueError> {

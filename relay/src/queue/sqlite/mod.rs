@@ -19,6 +19,7 @@
 mod audit;
 mod checkpoint;
 mod counts;
+mod keys;
 mod ops;
 mod rows;
 mod schema;
@@ -461,19 +462,19 @@ impl Queue for SqliteQueue {
 
     async fn add_key(&self, key: super::StoredKey) -> Result<bool, QueueError> {
         self.writer
-            .write(move |conn, effects| webhooks::add_key(conn, effects, &key))
+            .write(move |conn, effects| keys::add_key(conn, effects, &key))
             .await
     }
 
     async fn revoke_key(&self, name: &str, at: OffsetDateTime) -> Result<bool, QueueError> {
         let name = name.to_owned();
         self.writer
-            .write(move |conn, effects| webhooks::revoke_key(conn, effects, &name, at))
+            .write(move |conn, effects| keys::revoke_key(conn, effects, &name, at))
             .await
     }
 
     async fn stored_keys(&self) -> Result<Vec<super::StoredKey>, QueueError> {
-        self.read(webhooks::stored_keys).await
+        self.read(keys::stored_keys).await
     }
 
     fn signals(&self) -> &Arc<Signals> {
