@@ -82,8 +82,9 @@ pub(crate) struct RelayState {
     pub(crate) settings: Settings,
     /// Client API keys and agent tokens (hashed), replaceable while running.
     pub(crate) keys: Arc<Keyring>,
-    /// The systems the relay knows.
-    pub(crate) systems: BTreeSet<String>,
+    /// The systems of the configuration's agent tokens (at start); see
+    /// [`RelayState::systems`].
+    configured_systems: BTreeSet<String>,
     /// The call queue.
     pub(crate) queue: Arc<dyn Queue>,
     /// Submitting, waiting for, finding and cancelling calls (on `queue`).
@@ -121,6 +122,29 @@ pub(crate) struct Limits {
 }
 
 impl RelayState {
+    /// The systems the relay knows: those of the configuration's agent tokens
+    /// and of the stored ones not revoked.
+    pub(crate) fn systems(&self) -> BTreeSet<String> {
+        let mut systems = self.configured_systems.clone();
+        systems.extend(self.keys.stored_token_systems());
+        systems
+    }
+
+    /// Whether the relay knows `system` (see [`RelayState::systems`]).
+    pub(crate) fn knows(&self, system: &str) -> bool {
+        self.configured_systems.contains(system)
+            || self.keys.stored_token_systems().iter().any(|s| s == system)
+    }
+
+    /// Notes a use of an API key or agent token, and writes it to the store when
+    /// one is due (at most once a minute per key or token; see
+    /// [`crate::last_used`]).
+    pub(crate) fn note_use(&self, kind: crate::queue::CredentialKind, name: &str) {
+        if let Some(used) = self.keys.uses().used(kind, name) {
+            crate::last_used::write(&self.queue, used);
+        }
+    }
+
     /// Builds the state from a validated configuration.
     pub(crate) fn new(
         config: &RelayConfig,
@@ -158,7 +182,7 @@ impl RelayState {
         Self {
             settings,
             keys,
-            systems: config.known_systems().into_iter().collect(),
+            configured_systems: config.known_systems().into_iter().collect(),
             calls: Calls::new(Arc::clone(&queue), shutdown.clone(), Arc::clone(&metrics))
                 .with_caps(caps),
             queue,

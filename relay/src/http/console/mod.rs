@@ -816,7 +816,7 @@ async fn test_page(
 fn systems_of(console: &Console, operator: &Operator) -> Vec<String> {
     console
         .state
-        .systems
+        .systems()
         .iter()
         .filter(|s| operator.caller.covers(s))
         .cloned()
