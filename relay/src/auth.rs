@@ -415,6 +415,14 @@ impl Keyring {
         systems
     }
 
+    /// Whether a stored agent token not revoked names `system`.
+    pub(crate) fn stored_token_serves(&self, system: &str) -> bool {
+        self.managed_tokens()
+            .entries
+            .iter()
+            .any(|e| e.scope.covers(system))
+    }
+
     /// Takes the stored agent tokens of the moment (those not revoked); tells
     /// every session whose token is gone to end. Returns how many were told.
     pub(crate) fn set_managed_tokens(&self, tokens: &[crate::queue::StoredAgentToken]) -> usize {

@@ -132,8 +132,7 @@ impl RelayState {
 
     /// Whether the relay knows `system` (see [`RelayState::systems`]).
     pub(crate) fn knows(&self, system: &str) -> bool {
-        self.configured_systems.contains(system)
-            || self.keys.stored_token_systems().iter().any(|s| s == system)
+        self.configured_systems.contains(system) || self.keys.stored_token_serves(system)
     }
 
     /// Notes a use of an API key or agent token, and writes it to the store when

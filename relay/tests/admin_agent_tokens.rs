@@ -228,6 +228,26 @@ async fn operators_create_list_and_revoke_agent_tokens() {
     );
     let listed = list(&relay, "/v1/admin/agent-tokens").await;
     assert!(item(&listed, "plant-dev")["revoked_at"].is_string());
+
+    // The audit log holds the creation and the revocation, by the operator.
+    let deadline = std::time::Instant::now() + common::STEP;
+    loop {
+        let audit = list(&relay, "/v1/audit?key=ops&limit=1000").await;
+        let by_ops = |method: &str, target: &str, status: u16| {
+            audit["items"].as_array().is_some_and(|items| {
+                items.iter().any(|r| {
+                    r["method"] == method && r["target"] == target && r["status"] == status
+                })
+            })
+        };
+        if by_ops("POST", "/v1/admin/agent-tokens", 201)
+            && by_ops("DELETE", "/v1/admin/agent-tokens/plant-dev", 204)
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{audit}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     relay.stop().await;
 }
 
