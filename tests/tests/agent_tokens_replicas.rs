@@ -3,7 +3,7 @@
 //! system there (a call made on the first replica is answered through the agent
 //! on the second); revoking the token on the first closes the agent on the
 //! second, with a reason, within the replicas' refresh (bounded waits, no timing
-//! asserted).
+//! asserted). Last uses written on one replica show on the other.
 
 use std::time::{Duration, Instant};
 
@@ -191,6 +191,35 @@ async fn a_token_made_on_one_replica_serves_and_is_revoked_on_the_other() -> Res
         .json()
         .await?;
     assert_eq!(answer["result"]["ECHOTEXT"], "across", "{answer}");
+
+    // Last uses are shared: the token's connect on B and the key's call on A
+    // show in the other replica's lists.
+    let last_used = |relay: &TestRelay, list: &'static str, name: &'static str| {
+        let http = http.clone();
+        let url = format!("{}/v1/admin/{list}", relay.url());
+        async move {
+            let listed: Value = http
+                .get(url)
+                .bearer_auth(OPS_KEY)
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            let used = listed["items"]
+                .as_array()
+                .and_then(|items| items.iter().find(|i| i["name"] == name))
+                .map(|i| i["last_used_at"].is_string());
+            anyhow::Ok(used == Some(true))
+        }
+    };
+    let deadline = Instant::now() + DEADLINE;
+    while !(last_used(&a, "agent-tokens", "plant-new").await?
+        && last_used(&b, "keys", "all").await?)
+    {
+        anyhow::ensure!(Instant::now() < deadline, "last uses never shared");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // Revoked on A: B closes the agent with the reason, and refuses it after.
     let revoked = http
