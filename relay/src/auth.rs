@@ -402,24 +402,27 @@ impl Keyring {
             .collect()
     }
 
-    /// The systems of the stored agent tokens not revoked, sorted.
-    pub(crate) fn stored_token_systems(&self) -> Vec<String> {
-        let mut systems: Vec<String> = self
-            .managed_tokens()
+    /// The systems the agent tokens name now (the configuration's, after any
+    /// reload, and the stored ones not revoked): the systems the relay knows.
+    pub(crate) fn token_systems(&self) -> std::collections::BTreeSet<String> {
+        let file = self.keys();
+        let stored = self.managed_tokens();
+        file.1
             .entries
             .iter()
+            .chain(&stored.entries)
             .flat_map(|e| e.scope.systems())
-            .collect();
-        systems.sort();
-        systems.dedup();
-        systems
+            .collect()
     }
 
-    /// Whether a stored agent token not revoked names `system`.
-    pub(crate) fn stored_token_serves(&self, system: &str) -> bool {
-        self.managed_tokens()
+    /// Whether an agent token of the moment names `system`.
+    pub(crate) fn token_serves(&self, system: &str) -> bool {
+        let file = self.keys();
+        let stored = self.managed_tokens();
+        file.1
             .entries
             .iter()
+            .chain(&stored.entries)
             .any(|e| e.scope.covers(system))
     }
 

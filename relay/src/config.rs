@@ -779,19 +779,6 @@ impl RelayConfig {
         }
         Ok(())
     }
-
-    /// The systems the relay knows: the union of the agent tokens' systems.
-    pub(crate) fn known_systems(&self) -> Vec<String> {
-        let mut systems: Vec<String> = self
-            .agent_tokens
-            .iter()
-            .flat_map(|t| t.systems.iter().cloned())
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .collect();
-        systems.sort();
-        systems
-    }
 }
 
 /// The SHA-256 of a secret: the form in which the relay keeps keys and tokens.
@@ -893,7 +880,6 @@ mod tests {
         config.validate().expect("valid");
         assert_eq!(config.body_limit_bytes, 4 * 1024 * 1024);
         assert_eq!(config.default_wait_secs, 60);
-        assert_eq!(config.known_systems(), vec!["PRD", "QAS"]);
         let debug = format!("{config:?}");
         assert!(!debug.contains("k1") && !debug.contains("t1"), "{debug}");
     }
@@ -907,7 +893,6 @@ mod tests {
         config
             .validate()
             .expect("an operator creates tokens in the store");
-        assert!(config.known_systems().is_empty());
     }
 
     #[test]

@@ -156,7 +156,6 @@ pub async fn run_with_reloads(
         stop.clone(),
     ));
     let keys = Arc::clone(&state.keys);
-    let known = state.systems();
     let reloaded_tls = tls.clone();
     tokio::spawn(async move {
         while let Some(new) = reloads.recv().await {
@@ -170,15 +169,12 @@ pub async fn run_with_reloads(
                 auth::Credentials::api_keys(&new.api_keys),
                 auth::Credentials::agent_tokens(&new.agent_tokens),
             );
-            let added: Vec<String> = new
-                .known_systems()
-                .into_iter()
-                .filter(|s| !known.contains(s))
-                .collect();
+            // The systems of the tokens are known (or no longer) at once.
             tracing::info!(
                 api_keys = new.api_keys.len(),
                 agent_tokens = new.agent_tokens.len(),
                 sessions_closed = revoked,
+                systems = ?keys.token_systems(),
                 "keys and agent tokens reloaded"
             );
             audit_log.record(audit::reload_record(
@@ -189,9 +185,6 @@ pub async fn run_with_reloads(
                     new.agent_tokens.len()
                 ),
             ));
-            if !added.is_empty() {
-                tracing::warn!(systems = ?added, "systems new in the reloaded configuration are served after a restart");
-            }
         }
     });
     let retention = Retention {

@@ -82,9 +82,6 @@ pub(crate) struct RelayState {
     pub(crate) settings: Settings,
     /// Client API keys and agent tokens (hashed), replaceable while running.
     pub(crate) keys: Arc<Keyring>,
-    /// The systems of the configuration's agent tokens (at start); see
-    /// [`RelayState::systems`].
-    configured_systems: BTreeSet<String>,
     /// The call queue.
     pub(crate) queue: Arc<dyn Queue>,
     /// Submitting, waiting for, finding and cancelling calls (on `queue`).
@@ -122,17 +119,15 @@ pub(crate) struct Limits {
 }
 
 impl RelayState {
-    /// The systems the relay knows: those of the configuration's agent tokens
-    /// and of the stored ones not revoked.
+    /// The systems the relay knows: those of the agent tokens of the moment
+    /// (the configuration's, after any reload, and the stored ones not revoked).
     pub(crate) fn systems(&self) -> BTreeSet<String> {
-        let mut systems = self.configured_systems.clone();
-        systems.extend(self.keys.stored_token_systems());
-        systems
+        self.keys.token_systems()
     }
 
     /// Whether the relay knows `system` (see [`RelayState::systems`]).
     pub(crate) fn knows(&self, system: &str) -> bool {
-        self.configured_systems.contains(system) || self.keys.stored_token_serves(system)
+        self.keys.token_serves(system)
     }
 
     /// Notes a use of an API key or agent token, and writes it to the store when
@@ -181,7 +176,6 @@ impl RelayState {
         Self {
             settings,
             keys,
-            configured_systems: config.known_systems().into_iter().collect(),
             calls: Calls::new(Arc::clone(&queue), shutdown.clone(), Arc::clone(&metrics))
                 .with_caps(caps),
             queue,

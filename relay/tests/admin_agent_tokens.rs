@@ -327,3 +327,68 @@ async fn a_relay_with_an_operator_key_starts_without_agent_tokens() {
     assert_eq!(systems["systems"][0]["system"], "PRD", "{systems}");
     relay.stop().await;
 }
+
+#[tokio::test]
+async fn a_reload_adds_and_removes_the_systems_of_the_files_tokens() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let (reloads, rx) = tokio::sync::mpsc::unbounded_channel();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let parse = |config: Value| -> sapbridge_relay::RelayConfig {
+        serde_json::from_value(config).expect("config")
+    };
+    let task = tokio::spawn(sapbridge_relay::run_with_reloads(
+        listener,
+        parse(config()),
+        shutdown.clone(),
+        rx,
+    ));
+    let http = reqwest::Client::new();
+    let systems = || async {
+        let body: Value = http
+            .get(format!("{url}/v1/systems"))
+            .bearer_auth(API_KEY)
+            .send()
+            .await
+            .expect("GET")
+            .json()
+            .await
+            .expect("JSON");
+        body["systems"]
+            .as_array()
+            .expect("systems")
+            .iter()
+            .map(|s| s["system"].as_str().unwrap_or_default().to_owned())
+            .collect::<Vec<_>>()
+    };
+    let until = |wanted: Vec<&'static str>| {
+        let systems = &systems;
+        async move {
+            let deadline = std::time::Instant::now() + common::STEP;
+            loop {
+                let now = systems().await;
+                if now == wanted {
+                    return;
+                }
+                assert!(std::time::Instant::now() < deadline, "{now:?}");
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+    };
+    until(vec!["PRD", "QAS"]).await;
+    let mut added = config();
+    added["agent_tokens"]
+        .as_array_mut()
+        .expect("tokens")
+        .push(json!({"name": "lab", "token": "test-agent-lab", "systems": ["LAB"]}));
+    reloads.send(parse(added)).expect("reload");
+    until(vec!["LAB", "PRD", "QAS"]).await;
+    let mut fewer = config();
+    fewer["agent_tokens"] = json!([{"name": "prd", "token": "test-agent-prd", "systems": ["PRD"]}]);
+    reloads.send(parse(fewer)).expect("reload");
+    until(vec!["PRD"]).await;
+    shutdown.cancel();
+    task.await.expect("join").expect("relay");
+}
