@@ -5,9 +5,11 @@
 //! timing nor an early exit tells which entry came close. Secrets are never logged.
 //!
 //! The [`Keyring`] holds the current keys and tokens and takes new ones without a
-//! restart (the relay's SIGHUP): requests are judged by the keys of the moment, and
-//! agent sessions whose token was revoked, or no longer covers a system they
-//! serve, are told to end ([`Hold::revoked`]); the others stay connected.
+//! restart (the relay's SIGHUP for the file's, a refresh from the queue store for
+//! those created through the API): requests are judged by the keys of the moment,
+//! and agent sessions whose token was revoked, or no longer covers a system they
+//! serve, are told to end ([`Hold::revoked`]); the others stay connected. It also
+//! keeps when each key and token was last used ([`crate::last_used`]).
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
