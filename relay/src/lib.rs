@@ -152,6 +152,9 @@ pub async fn run_with_reloads(
         Arc::clone(&audit_log),
         stop.clone(),
     ));
+    if let Some(tls) = &tls {
+        tls.publish_expiry(state.metrics.tls_expiry.clone());
+    }
     let keys = Arc::clone(&state.keys);
     let known = state.systems.clone();
     let reloaded_tls = tls.clone();
