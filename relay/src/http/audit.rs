@@ -129,7 +129,10 @@ pub(crate) async fn record_requests(
     let client = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(peer)| peer.ip().to_string());
+        .map(|ConnectInfo(peer)| {
+            let client = state.settings.public.client(request.headers(), peer.ip());
+            client.to_string()
+        });
     let forwarded = request
         .headers()
         .contains_key(crate::passthrough::FORWARDED_HEADER);

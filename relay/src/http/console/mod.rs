@@ -148,7 +148,9 @@ pub(crate) struct Operator {
     caller: Caller,
     csrf: String,
     session_id: String,
-    peer: Option<SocketAddr>,
+    /// The operator's address (behind trusted proxies, the forwarded one), for the
+    /// audit records of what the console does on their behalf.
+    client: Option<SocketAddr>,
     secure: bool,
 }
 
@@ -185,6 +187,14 @@ fn peer_of(parts: &Parts) -> Option<SocketAddr> {
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(peer)| *peer)
+}
+
+/// The client's address behind `peer` (see [`PublicAddress::client`]).
+///
+/// [`PublicAddress::client`]: crate::public_address::PublicAddress::client
+fn client_of(console: &Console, headers: &HeaderMap, peer: SocketAddr) -> SocketAddr {
+    let ip = console.state.settings.public.client(headers, peer.ip());
+    SocketAddr::new(ip, peer.port())
 }
 
 /// Whether cookies of this request's answer get `Secure`.
@@ -232,7 +242,7 @@ impl FromRequestParts<Console> for Operator {
             caller: Caller::of(&credential),
             csrf: session.csrf,
             session_id: id.to_owned(),
-            peer,
+            client: peer.map(|p| client_of(console, &parts.headers, p)),
             secure: secure(console, &parts.headers, peer),
         })
     }
@@ -314,8 +324,8 @@ impl Console {
         request
             .extensions_mut()
             .insert(OnBehalf(operator.caller.clone()));
-        if let Some(peer) = operator.peer {
-            request.extensions_mut().insert(ConnectInfo(peer));
+        if let Some(client) = operator.client {
+            request.extensions_mut().insert(ConnectInfo(client));
         }
         let response = match self.api.clone().oneshot(request).await {
             Ok(response) => response,
@@ -405,7 +415,9 @@ async fn sign_in(
         .flatten();
     let mut record =
         crate::queue::AuditRecord::new("console-sign-in", time::OffsetDateTime::now_utc(), "ok");
-    record.client = peer.0.map(|p| p.ip().to_string());
+    record.client = peer
+        .0
+        .map(|p| client_of(&console, &headers, p).ip().to_string());
     record.key = credential.as_ref().map(|c| c.name.clone());
     let credential = match credential {
         Some(c) if c.operator => c,
