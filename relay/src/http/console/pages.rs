@@ -1,5 +1,6 @@
 //! The console's pages (maud: every value is HTML-escaped unless marked).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use http::StatusCode;
@@ -7,9 +8,10 @@ use maud::{DOCTYPE, Markup, html};
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use super::{AuditFilters, CallSearch, Snapshot, Step, is_number};
+use super::{AuditFilters, CallSearch, Snapshot, Step, chart, is_number};
 use crate::http::render::rfc3339;
 use crate::queue::CallRecord;
+use crate::queue::activity::{RefusalCount, minute_of};
 
 /// The pages of the navigation: path and name.
 const NAV: [(&str, &str); 6] = [
@@ -150,6 +152,15 @@ pub(super) fn overview_live(snapshot: &Snapshot) -> Markup {
     if let Some(error) = &snapshot.backlog_error {
         attention.push(format!("The queue store did not answer: {error}"));
     }
+    match &snapshot.activity {
+        Ok(activity) => attention.extend(refusal_lines(&activity.refusals)),
+        Err(error) => attention.push(format!(
+            "The queue store did not answer for the last hour's activity: {error}"
+        )),
+    }
+    let now_minute = minute_of(snapshot.now);
+    let empty = Vec::new();
+    let minutes = snapshot.activity.as_ref().map_or(&empty, |a| &a.calls);
     html! {
         section aria-labelledby="attention-heading" {
             h2 #attention-heading { "Needs attention" }
@@ -188,6 +199,16 @@ pub(super) fn overview_live(snapshot: &Snapshot) -> Markup {
                             } @else { "—" } }
                         }
                     }
+                }
+            }
+        }
+        section aria-labelledby="activity-heading" {
+            h2 #activity-heading { "Calls per minute, last hour" }
+            p.hint { "Finished calls by the minute they ended; errors are calls that failed or expired. The same figures on every relay sharing the store." }
+            div.charts #charts {
+                @for (index, system) in snapshot.systems.iter().enumerate() {
+                    @let name = system.get("system").and_then(Value::as_str).unwrap_or("");
+                    (chart::chart(name, index, &chart::Hour::of(name, minutes, now_minute)))
                 }
             }
         }
@@ -247,6 +268,40 @@ pub(super) fn overview_live(snapshot: &Snapshot) -> Markup {
             }
         }
     }
+}
+
+/// The attention lines of the last hour's refusals: per system (or the relay,
+/// for records naming none) and event, how many and of which kind.
+pub(super) fn refusal_lines(refusals: &[RefusalCount]) -> Vec<String> {
+    let mut grouped: BTreeMap<(Option<&str>, &str), BTreeMap<&str, u64>> = BTreeMap::new();
+    for r in refusals.iter().filter(|r| r.count > 0) {
+        *grouped
+            .entry((r.system.as_deref(), r.event.as_str()))
+            .or_default()
+            .entry(r.outcome.as_str())
+            .or_default() += r.count;
+    }
+    grouped
+        .into_iter()
+        .map(|((system, event), outcomes)| {
+            let total: u64 = outcomes.values().sum();
+            let what = match event {
+                "call" => "call(s) refused by the agent's allowlist",
+                "request" => "request(s) refused",
+                "console-sign-in" => "console sign-in(s) refused",
+                _ => "refusal(s)",
+            };
+            let kinds = outcomes
+                .iter()
+                .map(|(outcome, n)| format!("{outcome} {n}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!(
+                "{}: {total} {what} in the last hour ({kinds}); the audit log has each.",
+                system.unwrap_or("Relay")
+            )
+        })
+        .collect()
 }
 
 fn logon_text(logon: Option<&Value>) -> String {
@@ -888,4 +943,41 @@ pub(super) fn keys(
             }
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(system: Option<&str>, event: &str, outcome: &str, count: u64) -> RefusalCount {
+        RefusalCount {
+            system: system.map(str::to_owned),
+            event: event.into(),
+            outcome: outcome.into(),
+            count,
+        }
+    }
+
+    #[test]
+    fn refusals_are_said_per_system_and_kind() {
+        let lines = refusal_lines(&[
+            refusal(Some("PRD"), "request", "rate-limited", 1),
+            refusal(Some("PRD"), "request", "forbidden", 4),
+            refusal(Some("PRD"), "call", "not-allowed", 3),
+            refusal(None, "console-sign-in", "unauthorized", 2),
+            refusal(Some("QAS"), "request", "forbidden", 0),
+        ]);
+        assert_eq!(
+            lines,
+            [
+                "Relay: 2 console sign-in(s) refused in the last hour (unauthorized 2); \
+                 the audit log has each.",
+                "PRD: 3 call(s) refused by the agent's allowlist in the last hour \
+                 (not-allowed 3); the audit log has each.",
+                "PRD: 5 request(s) refused in the last hour (forbidden 4, rate-limited 1); \
+                 the audit log has each.",
+            ]
+        );
+        assert!(refusal_lines(&[]).is_empty());
+    }
 }
