@@ -1152,12 +1152,16 @@ async fn leases_are_deadlines_and_stats_count(q: &dyn Queue) {
 
 async fn the_backlog_per_system_counts_queued_calls_and_their_oldest(q: &dyn Queue) {
     assert_eq!(q.queued_by_system().await.unwrap(), Vec::new());
-    for (id, system) in [("a", "PRD"), ("b", "PRD"), ("c", "QAS")] {
-        q.enqueue(new_call(id, system, Duration::hours(1)))
-            .await
-            .unwrap();
+    // The younger call of PRD has the shorter TTL: it expires first.
+    for (id, system, ttl) in [
+        ("a", "PRD", Duration::hours(1)),
+        ("b", "PRD", Duration::minutes(10)),
+        ("c", "QAS", Duration::hours(1)),
+    ] {
+        q.enqueue(new_call(id, system, ttl)).await.unwrap();
     }
     let first = q.get("a").await.unwrap().unwrap().submitted_at;
+    let short = q.get("b").await.unwrap().unwrap().expires_at;
     let mut backlog = q.queued_by_system().await.unwrap();
     backlog.sort_by(|x, y| x.system.cmp(&y.system));
     let seen: Vec<(&str, u64)> = backlog
@@ -1170,6 +1174,11 @@ async fn the_backlog_per_system_counts_queued_calls_and_their_oldest(q: &dyn Que
     assert!(
         (oldest - first).abs() < Duration::milliseconds(1),
         "{oldest} vs {first}"
+    );
+    let next = backlog[0].next_expiry;
+    assert!(
+        (next - short).abs() < Duration::milliseconds(1),
+        "{next} vs {short}"
     );
     // A leased call no longer waits; a cancelled one neither.
     let soon = OffsetDateTime::now_utc() + Duration::seconds(30);

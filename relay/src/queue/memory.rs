@@ -559,10 +559,16 @@ impl Queue for MemoryQueue {
             .filter_map(|(system, ids)| {
                 let (_, oldest) = ids.first_key_value()?;
                 let (_, record) = inner.calls.get(oldest)?;
+                let next_expiry = ids
+                    .values()
+                    .filter_map(|id| inner.calls.get(id))
+                    .map(|(_, r)| r.expires_at)
+                    .min()?;
                 Some(SystemBacklog {
                     system: system.clone(),
                     queued: u64::try_from(ids.len()).unwrap_or(u64::MAX),
                     oldest: record.submitted_at,
+                    next_expiry,
                 })
             })
             .collect())

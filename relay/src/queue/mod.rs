@@ -472,6 +472,9 @@ pub(crate) struct SystemBacklog {
     pub(crate) queued: u64,
     /// When the oldest of them was accepted.
     pub(crate) oldest: OffsetDateTime,
+    /// When the first of them to expire expires (calls may carry TTLs of their
+    /// own, so it need not be the oldest).
+    pub(crate) next_expiry: OffsetDateTime,
 }
 
 /// Counts of stored calls by state, for metrics.

@@ -500,10 +500,8 @@ async fn sign_out(
 /// What the overview shows of the relay now.
 pub(crate) struct Snapshot {
     systems: Vec<Value>,
-    backlog: BTreeMap<String, (u64, time::OffsetDateTime)>,
+    backlog: BTreeMap<String, crate::queue::SystemBacklog>,
     backlog_error: Option<String>,
-    /// How long a call waits in the queue before it expires.
-    queue_ttl: Duration,
     /// The last hour's finished calls and refusals, or why the store did not
     /// answer.
     activity: Result<Arc<Activity>, String>,
@@ -559,9 +557,7 @@ async fn snapshot(console: &Console, operator: &Operator, fresh: Fresh) -> Snaps
         .unwrap_or_default();
     let (backlog, backlog_error) = match console.state.queue.queued_by_system().await {
         Ok(list) => (
-            list.into_iter()
-                .map(|b| (b.system, (b.queued, b.oldest)))
-                .collect(),
+            list.into_iter().map(|b| (b.system.clone(), b)).collect(),
             None,
         ),
         Err(error) => (BTreeMap::new(), Some(error.to_string())),
@@ -570,7 +566,6 @@ async fn snapshot(console: &Console, operator: &Operator, fresh: Fresh) -> Snaps
         systems,
         backlog,
         backlog_error,
-        queue_ttl: console.state.settings.queue_ttl,
         activity: activity(console, fresh).await,
         now: time::OffsetDateTime::now_utc(),
     }

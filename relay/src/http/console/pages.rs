@@ -10,8 +10,8 @@ use time::OffsetDateTime;
 
 use super::{AuditFilters, CallSearch, Snapshot, Step, chart, is_number};
 use crate::http::render::rfc3339;
-use crate::queue::CallRecord;
 use crate::queue::activity::{RefusalCount, minute_of};
+use crate::queue::{CallRecord, SystemBacklog};
 
 /// The pages of the navigation: path and name.
 const NAV: [(&str, &str); 6] = [
@@ -134,19 +134,8 @@ pub(super) fn overview_live(snapshot: &Snapshot) -> Markup {
                 "{name}: no agent online — calls wait in the queue until one connects."
             ));
         }
-        if let Some((queued, oldest)) = snapshot.backlog.get(name) {
-            let age = (now - *oldest).whole_seconds();
-            let ttl = i64::try_from(snapshot.queue_ttl.as_secs()).unwrap_or(i64::MAX);
-            if age >= ttl / 2 {
-                attention.push(format!(
-                    "{name}: {queued} call(s) queued, the oldest for {age} s: it expires \
-                     after {ttl} s in the queue."
-                ));
-            } else if age >= 60 {
-                attention.push(format!(
-                    "{name}: {queued} call(s) queued, the oldest for {age} s."
-                ));
-            }
+        if let Some(backlog) = snapshot.backlog.get(name) {
+            attention.extend(backlog_line(backlog, now));
         }
     }
     if let Some(error) = &snapshot.backlog_error {
@@ -188,14 +177,14 @@ pub(super) fn overview_live(snapshot: &Snapshot) -> Markup {
                         @let name = system.get("system").and_then(Value::as_str).unwrap_or("");
                         @let online = system.get("online").and_then(Value::as_bool).unwrap_or(false);
                         @let agents = system.get("agents").and_then(Value::as_array).map_or(0, Vec::len);
-                        @let backlog = snapshot.backlog.get(name);
+                        @let backlog = snapshot.backlog.get(name).map(|b| (b.queued, b.oldest));
                         tr data-system=(name) {
                             th scope="row" { (name) }
                             td { @if online { span.ok { "online" } } @else { span.bad { "no agent" } } }
                             td { (agents) }
                             td { (backlog.map_or(0, |b| b.0)) }
                             td { @if let Some((_, oldest)) = backlog {
-                                (rfc3339(*oldest)) " (" ((now - *oldest).whole_seconds()) " s)"
+                                (rfc3339(oldest)) " (" ((now - oldest).whole_seconds()) " s)"
                             } @else { "—" } }
                         }
                     }
@@ -267,6 +256,33 @@ pub(super) fn overview_live(snapshot: &Snapshot) -> Markup {
                 }
             }
         }
+    }
+}
+
+/// A queued call expiring within this many seconds is about to expire.
+const EXPIRING_WITHIN_SECS: i64 = 60;
+/// A call queued this many seconds is waiting long.
+const WAITING_LONG_SECS: i64 = 60;
+
+/// The attention line of a system's queued calls at `now`, if they need any: one
+/// about to expire (calls carry TTLs of their own, so the first to expire need
+/// not be the oldest), or the oldest waiting long.
+pub(super) fn backlog_line(backlog: &SystemBacklog, now: OffsetDateTime) -> Option<String> {
+    let name = &backlog.system;
+    let queued = backlog.queued;
+    let left = (backlog.next_expiry - now).whole_seconds().max(0);
+    let age = (now - backlog.oldest).whole_seconds();
+    if left <= EXPIRING_WITHIN_SECS {
+        Some(format!(
+            "{name}: a queued call expires in {left} s unless an agent takes it \
+             ({queued} call(s) queued, the oldest for {age} s)."
+        ))
+    } else if age >= WAITING_LONG_SECS {
+        Some(format!(
+            "{name}: {queued} call(s) queued, the oldest for {age} s."
+        ))
+    } else {
+        None
     }
 }
 
@@ -979,5 +995,33 @@ mod tests {
             ]
         );
         assert!(refusal_lines(&[]).is_empty());
+    }
+
+    #[test]
+    fn queued_calls_about_to_expire_or_waiting_long_are_said() {
+        let now = OffsetDateTime::now_utc();
+        let backlog = |age: i64, left: i64| SystemBacklog {
+            system: "PRD".into(),
+            queued: 3,
+            oldest: now - time::Duration::seconds(age),
+            next_expiry: now + time::Duration::seconds(left),
+        };
+        // A young call with a short TTL of its own: about to expire.
+        assert_eq!(
+            backlog_line(&backlog(5, 25), now).as_deref(),
+            Some(
+                "PRD: a queued call expires in 25 s unless an agent takes it \
+                 (3 call(s) queued, the oldest for 5 s)."
+            )
+        );
+        assert!(
+            backlog_line(&backlog(70, -3), now)
+                .is_some_and(|l| l.starts_with("PRD: a queued call expires in 0 s"))
+        );
+        assert_eq!(
+            backlog_line(&backlog(90, 600), now).as_deref(),
+            Some("PRD: 3 call(s) queued, the oldest for 90 s.")
+        );
+        assert_eq!(backlog_line(&backlog(5, 600), now), None);
     }
 }
