@@ -191,7 +191,9 @@ pub(super) fn overview_live(snapshot: &Snapshot) -> Markup {
                 }
             }
         }
-        section aria-labelledby="activity-heading" {
+        // Not re-read aloud at every live update (its figures change by the
+        // minute; the table alone has up to 60 rows): read it by navigating.
+        section aria-labelledby="activity-heading" aria-live="off" {
             h2 #activity-heading { "Calls per minute, last hour" }
             p.hint { "Finished calls by the minute they ended; errors are calls that failed or expired. The same figures on every relay sharing the store." }
             div.charts #charts {
