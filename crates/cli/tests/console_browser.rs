@@ -1,7 +1,8 @@
 //! The operator console in a real browser: Debian's `chromium` driven by
 //! `playwright-core` (Node 20) through `tests/console/console.mjs`, against
 //! `sapbridge dev`: sign in, the agent online (with a live update), the connection
-//! test, `BAPI_CUSTOMER_GETDETAIL2` from the function explorer, that call in Calls
+//! test, `BAPI_CUSTOMER_GETDETAIL2` from the function explorer, the overview's chart
+//! counting those calls, that call in Calls
 //! and in the audit log, the audit CSV, an API key created, used, revoked and
 //! refused, sign-out; axe-core on every page with no
 //! serious or critical violation, and no Content-Security-Policy violation.
