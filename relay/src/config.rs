@@ -68,7 +68,9 @@ pub struct RelayConfig {
     pub public_url: Option<String>,
     /// Reverse proxies (addresses or networks such as `10.0.0.0/8`) whose
     /// `Forwarded` / `X-Forwarded-Proto`/`-Host`/`-Prefix` headers say how clients
-    /// reach the relay; those headers from any other peer are ignored. Default none.
+    /// reach the relay, and whose `Forwarded: for=` / `X-Forwarded-For` name the
+    /// client the audit log records; those headers from any other peer are
+    /// ignored. Default none.
     pub trusted_proxies: Vec<String>,
     /// Whether `Location` headers are absolute URLs built from the request (its
     /// `Host`, or behind `trusted_proxies` the forwarding headers). They are

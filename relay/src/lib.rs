@@ -155,6 +155,9 @@ pub async fn run_with_reloads(
         Arc::clone(&audit_log),
         stop.clone(),
     ));
+    if let Some(tls) = &tls {
+        tls.publish_expiry(state.metrics.tls_expiry.clone());
+    }
     let keys = Arc::clone(&state.keys);
     let reloaded_tls = tls.clone();
     tokio::spawn(async move {

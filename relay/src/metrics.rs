@@ -66,6 +66,12 @@ pub(crate) struct CredentialLabels {
     pub(crate) credential: String,
 }
 
+/// `{file}`: the certificate file the relay serves (`[tls] cert_file`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct CertificateLabels {
+    pub(crate) file: String,
+}
+
 /// `{status}` of stored calls.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct StatusLabels {
@@ -119,6 +125,7 @@ pub(crate) struct Metrics {
     pub(crate) rate_limited: Family<KeyLabels, Counter>,
     pub(crate) limit_refusals: Family<ReasonLabels, Counter>,
     pub(crate) webhook_attempts: Family<OutcomeLabels, Counter>,
+    pub(crate) tls_expiry: Family<CertificateLabels, Gauge>,
     /// Held while counters are brought up to counts kept elsewhere, so two scrapes
     /// at once do not both add the same difference.
     catching_up: Mutex<()>,
@@ -182,6 +189,7 @@ impl Metrics {
             rate_limited: Family::default(),
             limit_refusals: Family::default(),
             webhook_attempts: Family::default(),
+            tls_expiry: Family::default(),
             catching_up: Mutex::default(),
         };
         metrics.register()
@@ -329,6 +337,13 @@ impl Metrics {
             "Webhook delivery attempts, by outcome (delivered; retry: not taken, tried \
              again later; failed: not taken, no more attempts).",
             self.webhook_attempts.clone(),
+        );
+        r.register(
+            "sapbridge_tls_certificate_expiry_timestamp_seconds",
+            "When the certificate the relay serves ([tls] cert_file, its first one) stops \
+             being valid, in seconds since the Unix epoch; follows reloads. No sample \
+             without [tls].",
+            self.tls_expiry.clone(),
         );
         self
     }

@@ -9,8 +9,12 @@
 //!    `X-Forwarded-Proto` / `X-Forwarded-Host` / `X-Forwarded-Prefix`;
 //! 3. the request's own `Host`, with `http` (the relay speaks plain HTTP).
 //!
+//! The client's address (for the audit log) is the connection's peer, or behind
+//! trusted proxies the nearest address of the forwarding chain that is not one of
+//! them ([`PublicAddress::client`]).
+//!
 //! Forwarding headers from any other peer are ignored: a client must not choose
-//! where other clients are sent. A host, scheme or prefix that is not well formed
+//! where other clients are sent, nor what address its requests are recorded with. A host, scheme or prefix that is not well formed
 //! is ignored too, and the `Location` stays a path rather than become something
 //! odd.
 
@@ -66,6 +70,35 @@ impl PublicAddress {
             .is_some_and(|base| base.to_ascii_lowercase().starts_with("https://"))
     }
 
+    /// The address of the client whose request came from `peer`: `peer` itself
+    /// unless it is a trusted proxy; behind trusted proxies, the forwarding chain
+    /// (`Forwarded: for=` elements, else `X-Forwarded-For`) walked from the
+    /// nearest hop outward gives the first address that is not a trusted proxy.
+    /// Everything left of that address was written by the client and is not
+    /// believed. A hop that names no address (`unknown`, an obfuscated name, a
+    /// malformed value) ends the walk at the last address known; a chain of
+    /// trusted proxies only gives its first address.
+    pub(crate) fn client(&self, headers: &HeaderMap, peer: IpAddr) -> IpAddr {
+        let mut client = peer.to_canonical();
+        if !self.trusts(client) {
+            return client;
+        }
+        for hop in forwarded_for(headers).into_iter().rev() {
+            let Some(hop) = hop else {
+                return client;
+            };
+            client = hop.to_canonical();
+            if !self.trusts(client) {
+                return client;
+            }
+        }
+        client
+    }
+
+    fn trusts(&self, ip: IpAddr) -> bool {
+        self.trusted_proxies.iter().any(|net| net.contains(&ip))
+    }
+
     fn resolve(&self, headers: &HeaderMap, peer: Option<IpAddr>) -> Option<String> {
         if let Some(url) = &self.public_url {
             return Some(url.clone());
@@ -73,10 +106,7 @@ impl PublicAddress {
         let own_host = header(headers, HOST.as_str())
             .filter(|h| valid_host(h))
             .map(str::to_owned);
-        let trusted = peer.is_some_and(|ip| {
-            let ip = ip.to_canonical();
-            self.trusted_proxies.iter().any(|net| net.contains(&ip))
-        });
+        let trusted = peer.is_some_and(|ip| self.trusts(ip.to_canonical()));
         let (mut scheme, mut host, mut prefix) = ("http", own_host, "");
         if trusted {
             let forwarded = forwarded(headers);
@@ -166,6 +196,72 @@ fn forwarded(headers: &HeaderMap) -> Option<Forwarded> {
         }
     }
     Some(found)
+}
+
+/// The longest forwarding chain read; a longer one is cut at its nearest hops.
+const MAX_HOPS: usize = 64;
+
+/// The forwarding chain from the client outward to the nearest proxy: the `for=`
+/// of every `Forwarded` element when that header is present, else every
+/// `X-Forwarded-For` entry; `None` for a hop that names no address.
+fn forwarded_for(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
+    let (name, rfc7239) = if headers.contains_key("forwarded") {
+        ("forwarded", true)
+    } else {
+        ("x-forwarded-for", false)
+    };
+    let mut hops: Vec<Option<IpAddr>> = headers
+        .get_all(name)
+        .iter()
+        .flat_map(|value| match value.to_str() {
+            Ok(text) => text.split(',').map(Some).collect::<Vec<_>>(),
+            Err(_) => vec![None],
+        })
+        .map(|element| {
+            let element = element?;
+            let node = if rfc7239 {
+                element.split(';').find_map(|pair| {
+                    let (key, value) = pair.split_once('=')?;
+                    key.trim().eq_ignore_ascii_case("for").then_some(value)
+                })?
+            } else {
+                element
+            };
+            node_address(node)
+        })
+        .collect();
+    if hops.len() > MAX_HOPS {
+        hops.drain(..hops.len() - MAX_HOPS);
+    }
+    hops
+}
+
+/// The address of a forwarding node: `192.0.2.43`, `"192.0.2.43:47011"`,
+/// `"[2001:db8::17]:4711"` or a bare IPv6 address; `None` for `unknown`, an
+/// obfuscated identifier (`_hidden`) or anything else.
+fn node_address(node: &str) -> Option<IpAddr> {
+    let node = node.trim();
+    let node = node
+        .strip_prefix('"')
+        .and_then(|n| n.strip_suffix('"'))
+        .unwrap_or(node);
+    if let Some(rest) = node.strip_prefix('[') {
+        let (address, after) = rest.split_once(']')?;
+        let port_ok = after.is_empty()
+            || after
+                .strip_prefix(':')
+                .is_some_and(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+        return port_ok
+            .then(|| address.parse::<std::net::Ipv6Addr>().ok().map(IpAddr::V6))
+            .flatten();
+    }
+    if let Ok(address) = node.parse::<IpAddr>() {
+        return Some(address);
+    }
+    let (address, port) = node.rsplit_once(':')?;
+    (!port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| address.parse::<std::net::Ipv4Addr>().ok().map(IpAddr::V4))
+        .flatten()
 }
 
 /// `host[:port]` with a DNS name, an IPv4 address or a bracketed IPv6 address.
@@ -339,6 +435,100 @@ mod tests {
             address.base(&headers(&[("host", "a"), ("host", "b")]), CLIENT),
             None
         );
+    }
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn the_client_is_the_peer_unless_the_peer_is_a_trusted_proxy() {
+        let address = behind(&["10.0.0.0/8"]);
+        let spoofed = headers(&[
+            ("x-forwarded-for", "203.0.113.66"),
+            ("forwarded", "for=203.0.113.67"),
+        ]);
+        // A client's own forwarding headers change nothing.
+        assert_eq!(address.client(&spoofed, ip("192.0.2.9")), ip("192.0.2.9"));
+        // No proxies trusted: never believed, whoever sends them.
+        assert_eq!(behind(&[]).client(&spoofed, ip("10.1.2.3")), ip("10.1.2.3"));
+        // A trusted proxy's header names the client.
+        let h = headers(&[("x-forwarded-for", "192.0.2.9")]);
+        assert_eq!(address.client(&h, ip("10.1.2.3")), ip("192.0.2.9"));
+        assert_eq!(
+            address.client(&h, ip("::ffff:10.1.2.3")),
+            ip("192.0.2.9"),
+            "an IPv4 proxy seen as IPv6"
+        );
+        // Without a header, the proxy is all there is.
+        assert_eq!(
+            address.client(&HeaderMap::new(), ip("10.1.2.3")),
+            ip("10.1.2.3")
+        );
+    }
+
+    #[test]
+    fn the_chain_is_walked_from_the_nearest_hop_and_what_the_client_wrote_is_not_believed() {
+        let address = behind(&["10.0.0.0/8", "2001:db8:ffff::/48"]);
+        for (pairs, client) in [
+            // The client prepended a lie; the trusted proxies appended the truth.
+            (
+                vec![("x-forwarded-for", "1.2.3.4, 198.51.100.7, 10.0.0.2")],
+                "198.51.100.7",
+            ),
+            // The same over two header lines.
+            (
+                vec![
+                    ("x-forwarded-for", "1.2.3.4"),
+                    ("x-forwarded-for", "198.51.100.7, 10.0.0.2"),
+                ],
+                "198.51.100.7",
+            ),
+            // Forwarded wins over X-Forwarded-For; quoted, ports, IPv6 brackets.
+            (
+                vec![
+                    ("x-forwarded-for", "203.0.113.1"),
+                    (
+                        "forwarded",
+                        "for=1.2.3.4, for=\"[2001:db8::17]:4711\";proto=https, for=\"10.0.0.9:443\"",
+                    ),
+                ],
+                "2001:db8::17",
+            ),
+            (
+                vec![("forwarded", "for=\"198.51.100.7:47011\"")],
+                "198.51.100.7",
+            ),
+            (vec![("forwarded", "For=198.51.100.8")], "198.51.100.8"),
+            // An unknown or obfuscated hop ends the walk at the last known address.
+            (
+                vec![("forwarded", "for=198.51.100.7, for=unknown, for=10.0.0.3")],
+                "10.0.0.3",
+            ),
+            (
+                vec![("x-forwarded-for", "198.51.100.7, _hidden")],
+                "10.1.2.3",
+            ),
+            (vec![("x-forwarded-for", "not an address")], "10.1.2.3"),
+            // Only trusted proxies: the first of them.
+            (vec![("x-forwarded-for", "10.0.0.1, 10.0.0.2")], "10.0.0.1"),
+        ] {
+            assert_eq!(
+                address.client(&headers(&pairs), ip("10.1.2.3")),
+                ip(client),
+                "{pairs:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_long_chain_is_read_from_its_nearest_hops_only() {
+        let address = behind(&["10.0.0.0/8"]);
+        let mut chain = vec!["198.51.100.1".to_owned(); 1000];
+        chain.push("198.51.100.2".to_owned());
+        let h = headers(&[("x-forwarded-for", &chain.join(","))]);
+        assert_eq!(forwarded_for(&h).len(), MAX_HOPS);
+        assert_eq!(address.client(&h, ip("10.1.2.3")), ip("198.51.100.2"));
     }
 
     #[test]

@@ -14,12 +14,20 @@
 //! is refused (403) without one (`client_auth = "optional"`, the default: API
 //! clients need none). `client_auth = "required"` refuses every handshake
 //! without one, API clients' too.
+//!
+//! Expiry: the served certificate's end of validity is published on `/metrics`
+//! (`sapbridge_tls_certificate_expiry_timestamp_seconds`, following reloads), and
+//! loading one that ends within [`EXPIRY_WARNING_DAYS`] days is logged as a
+//! warning (an error once it has ended): the relay keeps serving it, since a
+//! renewal is one reload away, but nobody should learn of it from the agents.
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
 
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use rustls::RootCertStore;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
@@ -27,6 +35,11 @@ use rustls::{ServerConfig, crypto::CryptoProvider};
 use serde::Deserialize;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
+
+use crate::metrics::CertificateLabels;
+
+/// A certificate loaded with fewer days than this left is logged as a warning.
+pub(crate) const EXPIRY_WARNING_DAYS: i64 = 14;
 
 /// The longest `reload_poll_secs` accepted: one day.
 const MAX_RELOAD_POLL_SECS: u64 = 86_400;
@@ -146,6 +159,9 @@ pub enum TlsError {
 #[derive(Debug)]
 pub(crate) struct TlsServer {
     current: RwLock<Served>,
+    /// Where the served certificate's expiry is published, once the relay's
+    /// metrics exist ([`TlsServer::publish_expiry`]).
+    expiry: OnceLock<Family<CertificateLabels, Gauge>>,
 }
 
 #[derive(Debug)]
@@ -154,6 +170,9 @@ struct Served {
     rustls: Arc<ServerConfig>,
     /// The files' modification times when they were read.
     stamps: Vec<Option<SystemTime>>,
+    /// When the served (first) certificate stops being valid, Unix seconds;
+    /// `None` when its validity could not be read.
+    not_after: Option<i64>,
 }
 
 impl TlsServer {
@@ -164,7 +183,16 @@ impl TlsServer {
     pub(crate) fn load(config: &TlsConfig) -> Result<Self, TlsError> {
         Ok(Self {
             current: RwLock::new(Served::read(config)?),
+            expiry: OnceLock::new(),
         })
+    }
+
+    /// Publishes the served certificate's expiry in `gauge` (`/metrics`), now and
+    /// after every reload.
+    pub(crate) fn publish_expiry(&self, gauge: Family<CertificateLabels, Gauge>) {
+        let gauge = self.expiry.get_or_init(|| gauge);
+        let current = self.current.read().unwrap_or_else(PoisonError::into_inner);
+        current.publish(gauge);
     }
 
     /// The acceptor for a connection accepted now, and whether agents must
@@ -185,6 +213,9 @@ impl TlsServer {
     /// Why the new files cannot be served.
     pub(crate) fn reload(&self, config: &TlsConfig) -> Result<(), TlsError> {
         let served = Served::read(config)?;
+        if let Some(gauge) = self.expiry.get() {
+            served.publish(gauge);
+        }
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = served;
         Ok(())
     }
@@ -259,6 +290,8 @@ impl Served {
         let stamps = stamps(config);
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let chain = certificates(&config.cert_file)?;
+        // `certificates` refuses a file without one.
+        let leaf = chain[0].clone();
         let key = private_key(&config.key_file)?;
         let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
             .with_safe_default_protocol_versions()
@@ -279,11 +312,60 @@ impl Served {
             ))
         })?;
         rustls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let not_after = not_after(&leaf);
+        warn_if_expiring(&config.cert_file, not_after, now_unix());
         Ok(Self {
             config: config.clone(),
             rustls: Arc::new(rustls),
             stamps,
+            not_after,
         })
+    }
+
+    /// Sets `gauge` to this certificate's expiry, alone (a reload may name
+    /// another file).
+    fn publish(&self, gauge: &Family<CertificateLabels, Gauge>) {
+        gauge.clear();
+        if let Some(not_after) = self.not_after {
+            gauge
+                .get_or_create(&CertificateLabels {
+                    file: self.config.cert_file.display().to_string(),
+                })
+                .set(not_after);
+        }
+    }
+}
+
+/// When `certificate` stops being valid, in Unix seconds.
+fn not_after(certificate: &CertificateDer<'_>) -> Option<i64> {
+    x509_parser::parse_x509_certificate(certificate.as_ref())
+        .ok()
+        .map(|(_, parsed)| parsed.validity().not_after.timestamp())
+}
+
+fn now_unix() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// Logs a certificate that has ended or ends within [`EXPIRY_WARNING_DAYS`]; the
+/// level it logged at, for tests.
+fn warn_if_expiring(file: &Path, not_after: Option<i64>, now: i64) -> Option<tracing::Level> {
+    let file = file.display();
+    let Some(not_after) = not_after else {
+        tracing::warn!(%file, "cannot read the TLS certificate's validity; its expiry is not on /metrics");
+        return Some(tracing::Level::WARN);
+    };
+    let days_left = (not_after - now).div_euclid(86_400);
+    if not_after <= now {
+        tracing::error!(%file, days_ago = -days_left, "the TLS certificate has EXPIRED: clients and agents refuse it; renew it and reload (SIGHUP)");
+        Some(tracing::Level::ERROR)
+    } else if days_left < EXPIRY_WARNING_DAYS {
+        tracing::warn!(%file, days_left, "the TLS certificate expires soon; renew it and reload (SIGHUP)");
+        Some(tracing::Level::WARN)
+    } else {
+        None
     }
 }
 
@@ -388,5 +470,80 @@ mod tests {
         );
         let error = TlsServer::load(&missing).unwrap_err().to_string();
         assert!(error.contains("/nonexistent/cert.pem"), "{error}");
+    }
+
+    /// A self-signed certificate for `localhost` valid until 2 January of `year`,
+    /// written to `dir` as `name`.pem and its key.
+    fn certificate_until(dir: &Path, name: &str, year: i32) -> TlsConfig {
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        params.not_after = rcgen::date_time_ymd(year, 1, 2);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let (cert_file, key_file) = (
+            dir.join(format!("{name}.pem")),
+            dir.join(format!("{name}.key")),
+        );
+        std::fs::write(&cert_file, cert.pem()).unwrap();
+        std::fs::write(&key_file, key.serialize_pem()).unwrap();
+        TlsConfig::new(cert_file, key_file)
+    }
+
+    #[test]
+    fn the_served_certificates_expiry_is_published_and_follows_reloads() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = certificate_until(dir.path(), "first", 2031);
+        let second = certificate_until(dir.path(), "second", 2032);
+        let unix = |year| {
+            time::Date::from_calendar_date(year, time::Month::January, 2)
+                .unwrap()
+                .midnight()
+                .assume_utc()
+                .unix_timestamp()
+        };
+        let metrics = crate::metrics::Metrics::new();
+        let server = TlsServer::load(&first).unwrap();
+        server.publish_expiry(metrics.tls_expiry.clone());
+        let text = metrics.encode();
+        let sample = |config: &TlsConfig, year| {
+            format!(
+                "sapbridge_tls_certificate_expiry_timestamp_seconds{{file=\"{}\"}} {}",
+                config.cert_file.display(),
+                unix(year)
+            )
+        };
+        assert!(text.contains(&sample(&first, 2031)), "{text}");
+
+        server.reload(&second).unwrap();
+        let text = metrics.encode();
+        assert!(text.contains(&sample(&second, 2032)), "{text}");
+        assert!(
+            !text.contains(&first.cert_file.display().to_string()),
+            "the replaced certificate's sample stays: {text}"
+        );
+
+        // A reload that fails keeps the served certificate, and its sample.
+        let broken = TlsConfig::new(dir.path().join("missing.pem"), second.key_file.clone());
+        assert!(server.reload(&broken).is_err());
+        assert!(metrics.encode().contains(&sample(&second, 2032)));
+    }
+
+    #[test]
+    fn certificates_ending_soon_or_ended_are_logged() {
+        let file = Path::new("tls.pem");
+        let now = 1_800_000_000;
+        let day = 86_400;
+        assert_eq!(warn_if_expiring(file, Some(now + 90 * day), now), None);
+        assert_eq!(
+            warn_if_expiring(file, Some(now + 13 * day), now),
+            Some(tracing::Level::WARN)
+        );
+        assert_eq!(
+            warn_if_expiring(file, Some(now - day), now),
+            Some(tracing::Level::ERROR)
+        );
+        assert_eq!(
+            warn_if_expiring(file, None, now),
+            Some(tracing::Level::WARN)
+        );
     }
 }

@@ -654,6 +654,30 @@ async fn the_pages_work_against_a_simulator_agent() {
         "{bad}"
     );
 
+    // The overview's chart: PRD's calls of this test (connection test, interface,
+    // explorer run), none failed; QAS ran none.
+    let overview = get(&relay, cookie, "/console/").await.text().await.unwrap();
+    let chart_of = |system: &str| {
+        let start = format!(r#"<figure class="chart" data-system="{system}">"#);
+        let chart = overview.split(start.as_str()).nth(1).expect("chart");
+        chart.split("</figure>").next().unwrap_or("").to_owned()
+    };
+    let prd = chart_of(SYSTEM);
+    assert!(
+        prd.contains(r#"role="img""#) && prd.contains(r#"class="chart-ok""#),
+        "{prd}"
+    );
+    assert!(prd.contains("of them errors (error rate 0.0 %)"), "{prd}");
+    assert!(!prd.contains(r#"class="chart-error""#), "{prd}");
+    assert!(
+        chart_of("QAS").contains("No calls finished in the last hour."),
+        "{overview}"
+    );
+    assert!(
+        !overview.contains("style="),
+        "the CSP allows no style attributes"
+    );
+
     // Audit: the run under the operator's key, and its CSV.
     let audit = get(&relay, cookie, &format!("/console/audit?call_id={id}"))
         .await

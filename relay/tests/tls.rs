@@ -402,6 +402,23 @@ async fn a_wss_agent_serves_calls_and_api_clients_get_http2_by_alpn() {
         .await;
     assert!(plain.is_err(), "plain HTTP answered: {plain:?}");
 
+    // The served certificate's end of validity is on /metrics (rcgen's default
+    // validity ends on 1 January 4096).
+    let metrics = h1
+        .get(relay.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    let expiry = format!(
+        "sapbridge_tls_certificate_expiry_timestamp_seconds{{file=\"{}\"}} {}",
+        files.path("cert.pem").display(),
+        time::macros::datetime!(4096-01-01 0:00 UTC).unix_timestamp()
+    );
+    assert!(metrics.contains(&expiry), "no `{expiry}` in {metrics}");
+
     agent.stop().await;
     relay.stop().await;
 }

@@ -116,7 +116,6 @@ try {
   const agentId = (await page.locator("#agents tr.agent td").nth(1).textContent()).trim();
   log("overview", { system, agent: agentId, live: true });
   await accessible("overview");
-  await shot("overview");
 
   // Connection test.
   await nav("Connection test");
@@ -146,6 +145,19 @@ try {
   log("explorer", { request, call: callId, name: answer.result?.CUSTOMERADDRESS?.NAME });
   await accessible("explorer");
   await shot("function-explorer");
+
+  // Overview again: the chart of the hour counts the calls just made (the
+  // connection test's, the interface's, the run), with its figures as text too.
+  await nav("Overview");
+  const chart = page.locator(`figure.chart[data-system="${system}"]`);
+  await chart.locator("rect.chart-ok").first().waitFor();
+  const figures = (await chart.locator("desc").textContent()).trim();
+  if (!/^\d+ call\(s\) finished in the last hour, 0 of them errors/.test(figures)) {
+    throw new Error(`chart: ${figures}`);
+  }
+  log("overview chart", { system, figures });
+  await accessible("overview with chart");
+  await shot("overview");
 
   // Calls: the same call through the search form (filled and sent by keyboard),
   // then its page from the result's link; then by id.

@@ -9,17 +9,20 @@
 //! Also here: [`SoapSap`] (an SAP system over SOAP-RFC, as `sapbridge sim` serves
 //! it), [`GatedSystem`] (holds one call mid-flight in SAP), [`CutProxy`] (cuts an
 //! agent's connection to the relay, balances over replicas) and [`Proc`] (a real
-//! process, `kill -9`ed when dropped).
+//! process, `kill -9`ed when dropped), and [`provide`] (installs the tools a test
+//! uses beside Rust: Python reference implementations, Node-RED, Chromium).
 
 mod gate;
 pub mod postgres;
 pub mod power_automate;
 mod processes;
+mod provision;
 mod proxy;
 mod soap;
 
 pub use gate::GatedSystem;
 pub use processes::{Proc, free_port};
+pub use provision::provide;
 pub use proxy::CutProxy;
 pub use soap::{SOAP_PASSWORD, SOAP_USER, SoapSap};
 

@@ -2,7 +2,7 @@
 //! backend behind it, and one of each event a named metric family counts. Each
 //! family is read before and after its event (parsed by a Prometheus text parser),
 //! and the whole scrape is checked by the reference OpenMetrics parser of the
-//! Prometheus project (Python's `prometheus_client`, which `.ci/run` installs).
+//! Prometheus project (Python's `prometheus_client`, installed by `tests/provision.sh python`).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -99,6 +99,7 @@ fn reference_parse(text: &str) -> Result<()> {
         from prometheus_client.openmetrics.parser import text_string_to_metric_families\n\
         families = list(text_string_to_metric_families(open(sys.argv[1]).read()))\n\
         print(len(families))\n";
+    sapbridge_tests::provide("python");
     let output = std::process::Command::new("python3")
         .args(["-c", script])
         .arg(&path)
@@ -106,8 +107,7 @@ fn reference_parse(text: &str) -> Result<()> {
         .context("run python3 (needed for the reference OpenMetrics parser)")?;
     ensure!(
         output.status.success(),
-        "the reference OpenMetrics parser refused /metrics (install it with `pip install \
-         prometheus-client` if it is missing):\n{}",
+        "the reference OpenMetrics parser refused /metrics:\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
     Ok(())

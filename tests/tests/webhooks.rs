@@ -1,7 +1,7 @@
 //! Webhooks end to end: a relay, a real agent on the simulator and a receiver on
 //! loopback. A call with `Sapbridge-Callback` is delivered to the receiver signed
 //! as Standard Webhooks says, and the reference implementation (PyPI's
-//! `standardwebhooks`, which `.ci/run` installs) verifies the signature; a
+//! `standardwebhooks`, installed by `tests/provision.sh python`) verifies the signature; a
 //! receiver that answers 503 first gets the delivery again after the back-off,
 //! with the same `webhook-id`; the listing shows attempts and status but never
 //! the receiver's body; redelivery sends it again. A subscription (Power
@@ -102,6 +102,7 @@ fn verify_with_reference(r: &Received) -> Result<Value> {
         payload = open(sys.argv[1], 'rb').read()\n\
         headers = {'webhook-id': sys.argv[2], 'webhook-timestamp': sys.argv[3], 'webhook-signature': sys.argv[4]}\n\
         print(json.dumps(Webhook(sys.argv[5]).verify(payload, headers)))\n";
+    sapbridge_tests::provide("python");
     let output = std::process::Command::new("python3")
         .arg("-c")
         .arg(script)
@@ -114,8 +115,7 @@ fn verify_with_reference(r: &Received) -> Result<Value> {
         .context("run python3 (the reference Standard Webhooks implementation)")?;
     ensure!(
         output.status.success(),
-        "the reference implementation refused the delivery (is `standardwebhooks` installed? \
-         .ci/run installs it): {}",
+        "the reference implementation refused the delivery: {}",
         String::from_utf8_lossy(&output.stderr)
     );
     Ok(serde_json::from_slice(&output.stdout)?)

@@ -1,16 +1,17 @@
 //! The operator console in a real browser: Debian's `chromium` driven by
 //! `playwright-core` (Node 20) through `tests/console/console.mjs`, against
 //! `sapbridge dev`: sign in, the agent online (with a live update), the connection
-//! test, `BAPI_CUSTOMER_GETDETAIL2` from the function explorer, that call in Calls
+//! test, `BAPI_CUSTOMER_GETDETAIL2` from the function explorer, the overview's chart
+//! counting those calls, that call in Calls
 //! and in the audit log, the audit CSV, an API key created, used, revoked and
 //! refused, sign-out; axe-core on every page with no
 //! serious or critical violation, and no Content-Security-Policy violation.
 //! Screenshots of every page are taken (and checked to exist); with
 //! `UPDATE_SCREENSHOTS=1` they replace those in `docs/console/` (shown in the README).
 //!
-//! Needs `/usr/bin/chromium` (`apt-get install chromium`), `node` and `npm ci` in
-//! `tests/console/`; `.ci/run` installs them. Without them this test fails and
-//! says so (it does not skip).
+//! Needs `/usr/bin/chromium`, `node` and `npm ci` in `tests/console/`: the test runs
+//! `tests/provision.sh console`, which installs what is missing. When that cannot
+//! (Debian packages need root), the test fails and says why (it does not skip).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -28,11 +29,12 @@ fn repo() -> PathBuf {
 }
 
 fn chromium() -> PathBuf {
+    sapbridge_tests::provide("console");
     let path = std::env::var_os("CHROMIUM")
         .map_or_else(|| PathBuf::from("/usr/bin/chromium"), PathBuf::from);
     assert!(
         path.exists(),
-        "chromium is not installed at {}: apt-get install -y chromium (.ci/run does)",
+        "chromium is not at {} (CHROMIUM names another)",
         path.display()
     );
     path
@@ -45,7 +47,7 @@ fn script() -> PathBuf {
             .join("node_modules/playwright-core/package.json")
             .exists()
             && folder.join("node_modules/axe-core/axe.min.js").exists(),
-        "playwright-core and axe-core are not installed: run `npm ci` in tests/console (.ci/run does)"
+        "playwright-core and axe-core are missing after tests/provision.sh console"
     );
     folder.join("console.mjs")
 }
@@ -57,7 +59,7 @@ fn an_operator_uses_the_console_in_chromium() {
     let node = Command::new("node").arg("--version").output();
     assert!(
         node.as_ref().is_ok_and(|o| o.status.success()),
-        "node is not installed (Node 20: apt-get install -y nodejs npm; .ci/run does): {node:?}"
+        "node is not installed (tests/provision.sh console installs it): {node:?}"
     );
     let dir = tempfile::tempdir().expect("temp dir");
     let port = free_port().expect("port");

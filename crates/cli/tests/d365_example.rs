@@ -9,7 +9,7 @@
 //! as an n8n export: checked structurally, and every step that calls sapbridge
 //! against the relay's OpenAPI document.
 //!
-//! Node-RED comes from npm (`npm ci` in `examples/node-red`, which `.ci/run` runs).
+//! Node-RED comes from npm (`tests/provision.sh node-red` runs `npm ci` in `examples/node-red` when needed).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -43,10 +43,11 @@ struct Scenario {
 
 impl Scenario {
     fn start() -> Self {
+        sapbridge_tests::provide("node-red");
         let red = examples().join("node-red/node_modules/node-red/red.js");
         assert!(
             red.exists(),
-            "Node-RED is not installed: run `npm ci` in examples/node-red (.ci/run does)"
+            "Node-RED is missing after tests/provision.sh node-red"
         );
         let dir = tempfile::tempdir().expect("temp dir");
         let (relay_port, crm_port, flow_port) = (

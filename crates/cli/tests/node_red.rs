@@ -3,8 +3,9 @@
 //! `202`, and polls the `Location` header exactly as the relay sent it with
 //! Node-RED's own http-request node, until the result is there.
 //!
-//! Node-RED comes from npm: `.ci/run` runs `npm ci` in `examples/node-red/`. Without
-//! it this test fails and says so (it does not skip).
+//! Node-RED comes from npm: the test runs `tests/provision.sh node-red` (`npm ci` in
+//! `examples/node-red/` when it is missing). When that cannot install it, the test
+//! fails and says why (it does not skip).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -22,10 +23,11 @@ fn example_dir() -> PathBuf {
 
 /// Node-RED's entry script, or a failure that says how to install it.
 fn node_red() -> PathBuf {
+    sapbridge_tests::provide("node-red");
     let red = example_dir().join("node_modules/node-red/red.js");
     assert!(
         red.exists(),
-        "Node-RED is not installed: run `npm ci` in examples/node-red (.ci/run does)"
+        "Node-RED is missing after tests/provision.sh node-red"
     );
     red
 }

@@ -129,7 +129,10 @@ pub(crate) async fn record_requests(
     let client = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(peer)| peer.ip().to_string());
+        .map(|ConnectInfo(peer)| {
+            let client = state.settings.public.client(request.headers(), peer.ip());
+            client.to_string()
+        });
     let forwarded = request
         .headers()
         .contains_key(crate::passthrough::FORWARDED_HEADER);
@@ -318,7 +321,11 @@ fn item(record: &AuditRecord) -> Value {
 }
 
 /// The records as CSV (RFC 4180): a header row, then one row per record; a field
-/// holding a comma, a quote or a line break is quoted, its quotes doubled.
+/// holding a comma, a quote or a line break is quoted, its quotes doubled. A field
+/// a spreadsheet would take for a formula (it starts with `=`, `+`, `-`, `@`, a tab
+/// or a carriage return: paths, SAP messages and agent details can be written by
+/// whoever calls the API or runs an agent) gets a leading `'` and is quoted, as
+/// OWASP's advice on CSV injection has it, so opening the export runs nothing.
 fn csv(records: &[AuditRecord]) -> String {
     let mut out = COLUMNS.join(",");
     out.push_str("\r\n");
@@ -339,7 +346,9 @@ fn csv(records: &[AuditRecord]) -> String {
 }
 
 fn csv_field(text: &str) -> String {
-    if text.contains([',', '"', '\r', '\n']) {
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("\"'{}\"", text.replace('"', "\"\""))
+    } else if text.contains([',', '"', '\r', '\n']) {
         format!("\"{}\"", text.replace('"', "\"\""))
     } else {
         text.to_owned()
@@ -356,6 +365,25 @@ mod tests {
         assert_eq!(csv_field("a,b"), "\"a,b\"");
         assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
         assert_eq!(csv_field("two\nlines"), "\"two\nlines\"");
+    }
+
+    #[test]
+    fn csv_fields_a_spreadsheet_would_run_are_defused() {
+        for formula in [
+            "=HYPERLINK(\"https://evil.example\",\"x\")",
+            "+1+cmd|' /C calc'!A0",
+            "-2+3",
+            "@SUM(A1:A2)",
+            "\t=1",
+            "\r=1",
+        ] {
+            let field = csv_field(formula);
+            assert!(field.starts_with("\"'"), "{formula:?} became {field:?}");
+            assert_eq!(field[2..field.len() - 1].replace("\"\"", "\""), formula);
+        }
+        // Plain text and numbers stay as they are.
+        assert_eq!(csv_field("42"), "42");
+        assert_eq!(csv_field("a=b"), "a=b");
     }
 
     #[test]

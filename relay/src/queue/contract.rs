@@ -202,6 +202,7 @@ for_every_store!(
     stored_agent_tokens_are_added_once_listed_and_revoked,
     last_uses_keep_the_latest_per_kind_and_name,
     calls_are_listed_newest_first_by_filter_and_cursor,
+    activity_counts_finished_calls_errors_and_refusals,
 );
 
 /// Lists with `filter` and returns the ids, in the store's order.
@@ -874,6 +875,116 @@ async fn audit_records_page_filter_and_purge(q: &dyn Queue) {
     assert_eq!(q.purge_audit(now - Duration::days(90)).await.unwrap(), 0);
 }
 
+/// `(finished, errors)` of `system` in `activity`, summed over its minutes.
+fn finished_of(activity: &super::Activity, system: &str) -> (u64, u64) {
+    activity
+        .calls
+        .iter()
+        .filter(|m| m.system == system)
+        .fold((0, 0), |(f, e), m| (f + m.finished, e + m.errors))
+}
+
+async fn activity_counts_finished_calls_errors_and_refusals(q: &dyn Queue) {
+    let start = OffsetDateTime::now_utc();
+    assert_eq!(q.activity(start).await.unwrap(), super::Activity::default());
+    for (id, system, ttl) in [
+        ("ok", "PRD", Duration::hours(1)),
+        ("abap", "PRD", Duration::hours(1)),
+        ("cancelled", "PRD", Duration::hours(1)),
+        ("open", "PRD", Duration::hours(1)),
+        ("qas", "QAS", Duration::hours(1)),
+    ] {
+        q.enqueue(new_call(id, system, ttl)).await.unwrap();
+    }
+    q.cancel("cancelled").await.unwrap();
+    let units = q.claim(&prd(), by("s1", "A"), 3, later()).await.unwrap();
+    let ids: Vec<&str> = units.iter().map(|u| u.call_id.as_str()).collect();
+    assert_eq!(ids, ["ok", "abap", "open"]);
+    q.enqueue(new_call("late", "PRD", Duration::seconds(-1)))
+        .await
+        .unwrap();
+    let abap = Outcome::Failed {
+        error: RfcError::new(ErrorGroup::AbapApplicationFailure, "NOT_FOUND", "no"),
+    };
+    for (id, outcome) in [("ok", ok()), ("abap", abap)] {
+        assert_eq!(
+            q.complete(id, 1, "s1", "A", outcome).await.unwrap(),
+            Completion::Stored
+        );
+    }
+    let reaped = q
+        .reap(OffsetDateTime::now_utc(), retention(1))
+        .await
+        .unwrap();
+    assert_eq!(reaped.expired, 1, "the call no agent took in time");
+    let qas = vec!["QAS".to_owned()];
+    q.claim(&qas, by("s2", "B"), 1, later()).await.unwrap();
+    q.complete("qas", 1, "s2", "B", ok()).await.unwrap();
+    let end = OffsetDateTime::now_utc();
+
+    let now = OffsetDateTime::now_utc();
+    let old = now - Duration::hours(2);
+    let mut unknown_key = AuditRecord::new("request", now, "unauthorized");
+    unknown_key.status = Some(401);
+    q.append_audit(vec![
+        audit_record("request", now, "PRD", "forbidden"),
+        audit_record("request", now, "PRD", "forbidden"),
+        audit_record("call", now, "PRD", "not-allowed"),
+        audit_record("request", now, "PRD", "succeeded"),
+        audit_record("request", old, "PRD", "rate-limited"),
+        unknown_key,
+    ])
+    .await
+    .unwrap();
+
+    let activity = q.activity(start - Duration::seconds(1)).await.unwrap();
+    // Succeeded, failed and expired count; cancelled and open calls do not; a
+    // failed and an expired call are the errors.
+    assert_eq!(finished_of(&activity, "PRD"), (3, 2));
+    assert_eq!(finished_of(&activity, "QAS"), (1, 0));
+    let (first, last) = (
+        super::activity::minute_of(start),
+        super::activity::minute_of(end),
+    );
+    assert!(
+        activity
+            .calls
+            .iter()
+            .all(|m| (first..=last).contains(&m.minute) && m.finished > 0),
+        "minutes of completion: {:?} not in {first}..={last}",
+        activity.calls
+    );
+    let mut refusals: Vec<(Option<&str>, &str, &str, u64)> = activity
+        .refusals
+        .iter()
+        .map(|r| {
+            (
+                r.system.as_deref(),
+                r.event.as_str(),
+                r.outcome.as_str(),
+                r.count,
+            )
+        })
+        .collect();
+    refusals.sort_unstable();
+    assert_eq!(
+        refusals,
+        [
+            (None, "request", "unauthorized", 1),
+            (Some("PRD"), "call", "not-allowed", 1),
+            (Some("PRD"), "request", "forbidden", 2),
+        ],
+        "refusals since the time asked, by system, event and outcome"
+    );
+
+    // Nothing finished or was refused after now.
+    let later_on = q
+        .activity(OffsetDateTime::now_utc() + Duration::minutes(1))
+        .await
+        .unwrap();
+    assert_eq!(later_on, super::Activity::default());
+}
+
 async fn claims_oldest_first_and_respects_max(q: &dyn Queue) {
     for id in ["a", "b", "c"] {
         q.enqueue(new_call(id, "PRD", Duration::hours(1)))
@@ -1120,12 +1231,16 @@ async fn leases_are_deadlines_and_stats_count(q: &dyn Queue) {
 
 async fn the_backlog_per_system_counts_queued_calls_and_their_oldest(q: &dyn Queue) {
     assert_eq!(q.queued_by_system().await.unwrap(), Vec::new());
-    for (id, system) in [("a", "PRD"), ("b", "PRD"), ("c", "QAS")] {
-        q.enqueue(new_call(id, system, Duration::hours(1)))
-            .await
-            .unwrap();
+    // The younger call of PRD has the shorter TTL: it expires first.
+    for (id, system, ttl) in [
+        ("a", "PRD", Duration::hours(1)),
+        ("b", "PRD", Duration::minutes(10)),
+        ("c", "QAS", Duration::hours(1)),
+    ] {
+        q.enqueue(new_call(id, system, ttl)).await.unwrap();
     }
     let first = q.get("a").await.unwrap().unwrap().submitted_at;
+    let short = q.get("b").await.unwrap().unwrap().expires_at;
     let mut backlog = q.queued_by_system().await.unwrap();
     backlog.sort_by(|x, y| x.system.cmp(&y.system));
     let seen: Vec<(&str, u64)> = backlog
@@ -1138,6 +1253,11 @@ async fn the_backlog_per_system_counts_queued_calls_and_their_oldest(q: &dyn Que
     assert!(
         (oldest - first).abs() < Duration::milliseconds(1),
         "{oldest} vs {first}"
+    );
+    let next = backlog[0].next_expiry;
+    assert!(
+        (next - short).abs() < Duration::milliseconds(1),
+        "{next} vs {short}"
     );
     // A leased call no longer waits; a cancelled one neither.
     let soon = OffsetDateTime::now_utc() + Duration::seconds(30);

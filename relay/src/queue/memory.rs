@@ -17,6 +17,7 @@ use async_trait::async_trait;
 use sapbridge_proto::{Outcome, Unit};
 use time::OffsetDateTime;
 
+use super::activity::{self, Activity};
 use super::{
     AuditFilter, AuditRecord, CallEnd, CallFilter, CallRecord, CallState, Cancelled, Claimant,
     Completion, Delivery, DeliveryFilter, DeliveryState, Enqueued, Holder, IdempotencyKey, NewCall,
@@ -562,13 +563,74 @@ impl Queue for MemoryQueue {
             .filter_map(|(system, ids)| {
                 let (_, oldest) = ids.first_key_value()?;
                 let (_, record) = inner.calls.get(oldest)?;
+                let next_expiry = ids
+                    .values()
+                    .filter_map(|id| inner.calls.get(id))
+                    .map(|(_, r)| r.expires_at)
+                    .min()?;
                 Some(SystemBacklog {
                     system: system.clone(),
                     queued: u64::try_from(ids.len()).unwrap_or(u64::MAX),
                     oldest: record.submitted_at,
+                    next_expiry,
                 })
             })
             .collect())
+    }
+
+    async fn activity(&self, since: OffsetDateTime) -> Result<Activity, QueueError> {
+        let inner = self.lock();
+        let mut calls: BTreeMap<(String, i64), (u64, u64)> = BTreeMap::new();
+        for id in inner.completed.range((since, 0)..).map(|(_, id)| id) {
+            let Some((_, record)) = inner.calls.get(id) else {
+                continue;
+            };
+            let (Some(error), Some(at)) = (activity::is_error(&record.state), record.completed_at)
+            else {
+                continue;
+            };
+            let counts = calls
+                .entry((record.system.clone(), activity::minute_of(at)))
+                .or_default();
+            counts.0 += 1;
+            counts.1 += u64::from(error);
+        }
+        let mut refusals: BTreeMap<(Option<String>, String, String), u64> = BTreeMap::new();
+        for record in inner
+            .audit
+            .iter()
+            .filter(|r| r.at >= since && activity::REFUSALS.contains(&r.outcome.as_str()))
+        {
+            *refusals
+                .entry((
+                    record.system.clone(),
+                    record.event.clone(),
+                    record.outcome.clone(),
+                ))
+                .or_default() += 1;
+        }
+        Ok(Activity {
+            calls: calls
+                .into_iter()
+                .map(
+                    |((system, minute), (finished, errors))| activity::CallMinute {
+                        system,
+                        minute,
+                        finished,
+                        errors,
+                    },
+                )
+                .collect(),
+            refusals: refusals
+                .into_iter()
+                .map(|((system, event, outcome), count)| activity::RefusalCount {
+                    system,
+                    event,
+                    outcome,
+                    count,
+                })
+                .collect(),
+        })
     }
 
     async fn ping(&self) -> Result<(), QueueError> {

@@ -38,6 +38,7 @@
 //! commit; survives `kill -9`) and [`postgres`] (one database shared by any number
 //! of relay replicas). [`open`] picks one from the [`QueueConfig`].
 
+pub(crate) mod activity;
 pub(crate) mod audit;
 pub(crate) mod config;
 #[cfg(test)]
@@ -61,6 +62,7 @@ use async_trait::async_trait;
 use sapbridge_proto::{CallResult, CommitPolicy, ErrorGroup, FunctionCall, Outcome, Unit, UnitRef};
 use time::OffsetDateTime;
 
+pub(crate) use activity::Activity;
 pub(crate) use audit::{AuditFilter, AuditRecord};
 pub(crate) use config::{QueueConfig, StoreKind};
 pub(crate) use keys::{CredentialKind, CredentialUse, StoredAgentToken, StoredKey};
@@ -470,6 +472,9 @@ pub(crate) struct SystemBacklog {
     pub(crate) queued: u64,
     /// When the oldest of them was accepted.
     pub(crate) oldest: OffsetDateTime,
+    /// When the first of them to expire expires (calls may carry TTLs of their
+    /// own, so it need not be the oldest).
+    pub(crate) next_expiry: OffsetDateTime,
 }
 
 /// Counts of stored calls by state, for metrics.
@@ -603,6 +608,11 @@ pub(crate) trait Queue: Send + Sync + 'static {
     /// The queued calls of each system that has any: how many, and when the
     /// oldest was accepted (for metrics).
     async fn queued_by_system(&self) -> Result<Vec<SystemBacklog>, QueueError>;
+
+    /// The calls that finished at or after `since` per system and minute, of
+    /// which errors, and the refusals the audit log holds since then (see
+    /// [`activity`]).
+    async fn activity(&self, since: OffsetDateTime) -> Result<Activity, QueueError>;
 
     /// Checks that the store answers (`/readyz`); [`QueueError::Full`] while it
     /// has no room for changes.

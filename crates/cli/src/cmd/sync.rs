@@ -501,6 +501,17 @@ async fn send_row(
     })
 }
 
+/// A SAP message as a report cell a spreadsheet shows as text: one starting with
+/// `=`, `+`, `-`, `@`, a tab or a carriage return gets a leading `'` (OWASP's
+/// advice on CSV injection; the message echoes data from the system).
+fn inert(message: &str) -> std::borrow::Cow<'_, str> {
+    if message.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{message}").into()
+    } else {
+        message.into()
+    }
+}
+
 /// The report: one CSV line per row, in the input's order.
 fn write_report(path: &Path, order: &[String], done: &HashMap<String, Done>) -> anyhow::Result<()> {
     let mut writer =
@@ -513,11 +524,24 @@ fn write_report(path: &Path, order: &[String], done: &HashMap<String, Done>) -> 
                 row.action.as_str(),
                 row.customer.as_deref().unwrap_or_default(),
                 row.status.as_str(),
-                row.message.as_str(),
+                &inert(&row.message),
             ])?,
             None => writer.write_record([key.as_str(), "", "", "pending", ""])?,
         }
     }
     writer.flush()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_a_spreadsheet_would_run_are_reported_as_text() {
+        assert_eq!(inert("=HYPERLINK(\"x\")"), "'=HYPERLINK(\"x\")");
+        assert_eq!(inert("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(inert("-1+1"), "'-1+1");
+        assert_eq!(inert("Customer 1000 not found"), "Customer 1000 not found");
+    }
 }

@@ -15,6 +15,7 @@
 //!   ([`OnBehalf`]): the same checks, the same problems, and the same audit records
 //!   (under the operator's key name) as a client's request.
 
+mod chart;
 mod keys;
 mod pages;
 pub(crate) mod session;
@@ -40,6 +41,7 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 
 use super::request::Caller;
+use crate::queue::Activity;
 use crate::state::RelayState;
 use session::{Sessions, random_token, same_token};
 
@@ -53,6 +55,10 @@ const SIGN_IN_TOKEN_SECS: u64 = 600;
 const WAIT_SECS: u64 = 30;
 /// How often the overview's live updates are sent.
 const LIVE_EVERY: Duration = Duration::from_secs(2);
+/// How old the overview's activity (chart and refusals) may be when the live
+/// updates show it: the store is read at most this often per relay, however many
+/// operators watch; a page load reads it afresh.
+const ACTIVITY_EVERY: Duration = Duration::from_secs(10);
 /// The largest API answer a page reads.
 const ANSWER_LIMIT: usize = 16 * 1024 * 1024;
 
@@ -71,12 +77,17 @@ const JS: &str = include_str!("assets/console.js");
 #[derive(Debug, Clone)]
 pub(crate) struct OnBehalf(pub(crate) Caller);
 
+/// The activity last read from the store, and when (see [`ACTIVITY_EVERY`]).
+type ActivityCache = tokio::sync::Mutex<Option<(Instant, Arc<Activity>)>>;
+
 /// What the console's handlers share.
 #[derive(Clone)]
 pub(crate) struct Console {
     state: Arc<RelayState>,
     api: Router,
     sessions: Arc<Sessions>,
+    /// The activity last read from the store, and when.
+    activity: Arc<ActivityCache>,
 }
 
 /// The console's routes (none when `[console] enabled = false`), calling `api`
@@ -94,6 +105,7 @@ pub(crate) fn routes(state: Arc<RelayState>, api: Router) -> Router {
         state,
         api,
         sessions,
+        activity: Arc::default(),
     };
     Router::new()
         .route("/console", get(|| async { Redirect::to("/console/") }))
@@ -151,7 +163,9 @@ pub(crate) struct Operator {
     caller: Caller,
     csrf: String,
     session_id: String,
-    peer: Option<SocketAddr>,
+    /// The operator's address (behind trusted proxies, the forwarded one), for the
+    /// audit records of what the console does on their behalf.
+    client: Option<SocketAddr>,
     secure: bool,
 }
 
@@ -188,6 +202,14 @@ fn peer_of(parts: &Parts) -> Option<SocketAddr> {
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(peer)| *peer)
+}
+
+/// The client's address behind `peer` (see [`PublicAddress::client`]).
+///
+/// [`PublicAddress::client`]: crate::public_address::PublicAddress::client
+fn client_of(console: &Console, headers: &HeaderMap, peer: SocketAddr) -> SocketAddr {
+    let ip = console.state.settings.public.client(headers, peer.ip());
+    SocketAddr::new(ip, peer.port())
 }
 
 /// Whether cookies of this request's answer get `Secure`.
@@ -239,7 +261,7 @@ impl FromRequestParts<Console> for Operator {
             caller: Caller::of(&credential),
             csrf: session.csrf,
             session_id: id.to_owned(),
-            peer,
+            client: peer.map(|p| client_of(console, &parts.headers, p)),
             secure: secure(console, &parts.headers, peer),
         })
     }
@@ -321,8 +343,8 @@ impl Console {
         request
             .extensions_mut()
             .insert(OnBehalf(operator.caller.clone()));
-        if let Some(peer) = operator.peer {
-            request.extensions_mut().insert(ConnectInfo(peer));
+        if let Some(client) = operator.client {
+            request.extensions_mut().insert(ConnectInfo(client));
         }
         let response = match self.api.clone().oneshot(request).await {
             Ok(response) => response,
@@ -412,7 +434,9 @@ async fn sign_in(
         .flatten();
     let mut record =
         crate::queue::AuditRecord::new("console-sign-in", time::OffsetDateTime::now_utc(), "ok");
-    record.client = peer.0.map(|p| p.ip().to_string());
+    record.client = peer
+        .0
+        .map(|p| client_of(&console, &headers, p).ip().to_string());
     record.key = credential.as_ref().map(|c| c.name.clone());
     let credential = match credential {
         Some(c) if c.operator => c,
@@ -483,13 +507,52 @@ async fn sign_out(
 /// What the overview shows of the relay now.
 pub(crate) struct Snapshot {
     systems: Vec<Value>,
-    backlog: BTreeMap<String, (u64, time::OffsetDateTime)>,
+    backlog: BTreeMap<String, crate::queue::SystemBacklog>,
     backlog_error: Option<String>,
-    /// How long a call waits in the queue before it expires.
-    queue_ttl: Duration,
+    /// The last hour's finished calls and refusals, or why the store did not
+    /// answer.
+    activity: Result<Arc<Activity>, String>,
+    /// When the snapshot was taken.
+    now: time::OffsetDateTime,
 }
 
-async fn snapshot(console: &Console, operator: &Operator) -> Snapshot {
+/// How fresh the activity of a snapshot must be.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fresh {
+    /// Read from the store now (a page load).
+    Now,
+    /// At most [`ACTIVITY_EVERY`] old (the live updates).
+    Recent,
+}
+
+/// The store's activity of the last hour (up to the minute before the chart's
+/// first), read afresh or taken from the console's cache.
+async fn activity(console: &Console, fresh: Fresh) -> Result<Arc<Activity>, String> {
+    let mut cached = console.activity.lock().await;
+    if fresh == Fresh::Recent
+        && let Some((at, activity)) = cached.as_ref()
+        && at.elapsed() < ACTIVITY_EVERY
+    {
+        return Ok(Arc::clone(activity));
+    }
+    let since = time::OffsetDateTime::now_utc() - time::Duration::minutes(chart::MINUTES);
+    let since = since
+        .replace_second(0)
+        .and_then(|t| t.replace_nanosecond(0))
+        .unwrap_or(since);
+    let activity = Arc::new(
+        console
+            .state
+            .queue
+            .activity(since)
+            .await
+            .map_err(|e| e.to_string())?,
+    );
+    *cached = Some((Instant::now(), Arc::clone(&activity)));
+    Ok(activity)
+}
+
+async fn snapshot(console: &Console, operator: &Operator, fresh: Fresh) -> Snapshot {
     let systems = console
         .api(operator, Method::GET, "/v1/systems", &[], None)
         .await
@@ -501,9 +564,7 @@ async fn snapshot(console: &Console, operator: &Operator) -> Snapshot {
         .unwrap_or_default();
     let (backlog, backlog_error) = match console.state.queue.queued_by_system().await {
         Ok(list) => (
-            list.into_iter()
-                .map(|b| (b.system, (b.queued, b.oldest)))
-                .collect(),
+            list.into_iter().map(|b| (b.system.clone(), b)).collect(),
             None,
         ),
         Err(error) => (BTreeMap::new(), Some(error.to_string())),
@@ -512,12 +573,13 @@ async fn snapshot(console: &Console, operator: &Operator) -> Snapshot {
         systems,
         backlog,
         backlog_error,
-        queue_ttl: console.state.settings.queue_ttl,
+        activity: activity(console, fresh).await,
+        now: time::OffsetDateTime::now_utc(),
     }
 }
 
 async fn overview(State(console): State<Console>, operator: Operator) -> Response {
-    let snapshot = snapshot(&console, &operator).await;
+    let snapshot = snapshot(&console, &operator, Fresh::Now).await;
     pages::overview(&operator.csrf, &snapshot).into_response()
 }
 
@@ -545,7 +607,7 @@ async fn events(
             if !live {
                 return None;
             }
-            let snapshot = snapshot(&console, &operator).await;
+            let snapshot = snapshot(&console, &operator, Fresh::Recent).await;
             let html = pages::overview_live(&snapshot).into_string();
             let event = Event::default().event("overview").data(html);
             Some((Ok(event), (console, operator, false)))
@@ -880,7 +942,7 @@ async fn run_test(
     }
     let system = form.system.as_deref().unwrap_or("").trim().to_owned();
     let systems = systems_of(&console, &operator);
-    let snapshot = snapshot(&console, &operator).await;
+    let snapshot = snapshot(&console, &operator, Fresh::Recent).await;
     let online = snapshot.systems.iter().any(|s| {
         s.get("system").and_then(Value::as_str) == Some(system.as_str())
             && s.get("online").and_then(Value::as_bool) == Some(true)

@@ -1,5 +1,6 @@
 //! The console's pages (maud: every value is HTML-escaped unless marked).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use http::StatusCode;
@@ -7,9 +8,10 @@ use maud::{DOCTYPE, Markup, html};
 use serde_json::Value;
 use time::OffsetDateTime;
 
-use super::{AuditFilters, CallSearch, Snapshot, Step, is_number};
+use super::{AuditFilters, CallSearch, Snapshot, Step, chart, is_number};
 use crate::http::render::rfc3339;
-use crate::queue::CallRecord;
+use crate::queue::activity::{RefusalCount, minute_of};
+use crate::queue::{CallRecord, SystemBacklog};
 
 /// The pages of the navigation: path and name.
 const NAV: [(&str, &str); 6] = [
@@ -132,24 +134,22 @@ pub(super) fn overview_live(snapshot: &Snapshot) -> Markup {
                 "{name}: no agent online — calls wait in the queue until one connects."
             ));
         }
-        if let Some((queued, oldest)) = snapshot.backlog.get(name) {
-            let age = (now - *oldest).whole_seconds();
-            let ttl = i64::try_from(snapshot.queue_ttl.as_secs()).unwrap_or(i64::MAX);
-            if age >= ttl / 2 {
-                attention.push(format!(
-                    "{name}: {queued} call(s) queued, the oldest for {age} s: it expires \
-                     after {ttl} s in the queue."
-                ));
-            } else if age >= 60 {
-                attention.push(format!(
-                    "{name}: {queued} call(s) queued, the oldest for {age} s."
-                ));
-            }
+        if let Some(backlog) = snapshot.backlog.get(name) {
+            attention.extend(backlog_line(backlog, now));
         }
     }
     if let Some(error) = &snapshot.backlog_error {
         attention.push(format!("The queue store did not answer: {error}"));
     }
+    match &snapshot.activity {
+        Ok(activity) => attention.extend(refusal_lines(&activity.refusals)),
+        Err(error) => attention.push(format!(
+            "The queue store did not answer for the last hour's activity: {error}"
+        )),
+    }
+    let now_minute = minute_of(snapshot.now);
+    let empty = Vec::new();
+    let minutes = snapshot.activity.as_ref().map_or(&empty, |a| &a.calls);
     html! {
         section aria-labelledby="attention-heading" {
             h2 #attention-heading { "Needs attention" }
@@ -177,17 +177,29 @@ pub(super) fn overview_live(snapshot: &Snapshot) -> Markup {
                         @let name = system.get("system").and_then(Value::as_str).unwrap_or("");
                         @let online = system.get("online").and_then(Value::as_bool).unwrap_or(false);
                         @let agents = system.get("agents").and_then(Value::as_array).map_or(0, Vec::len);
-                        @let backlog = snapshot.backlog.get(name);
+                        @let backlog = snapshot.backlog.get(name).map(|b| (b.queued, b.oldest));
                         tr data-system=(name) {
                             th scope="row" { (name) }
                             td { @if online { span.ok { "online" } } @else { span.bad { "no agent" } } }
                             td { (agents) }
                             td { (backlog.map_or(0, |b| b.0)) }
                             td { @if let Some((_, oldest)) = backlog {
-                                (rfc3339(*oldest)) " (" ((now - *oldest).whole_seconds()) " s)"
+                                (rfc3339(oldest)) " (" ((now - oldest).whole_seconds()) " s)"
                             } @else { "—" } }
                         }
                     }
+                }
+            }
+        }
+        // Not re-read aloud at every live update (its figures change by the
+        // minute; the table alone has up to 60 rows): read it by navigating.
+        section aria-labelledby="activity-heading" aria-live="off" {
+            h2 #activity-heading { "Calls per minute, last hour" }
+            p.hint { "Finished calls by the minute they ended; errors are calls that failed or expired. The same figures on every relay sharing the store." }
+            div.charts #charts {
+                @for (index, system) in snapshot.systems.iter().enumerate() {
+                    @let name = system.get("system").and_then(Value::as_str).unwrap_or("");
+                    (chart::chart(name, index, &chart::Hour::of(name, minutes, now_minute)))
                 }
             }
         }
@@ -247,6 +259,67 @@ pub(super) fn overview_live(snapshot: &Snapshot) -> Markup {
             }
         }
     }
+}
+
+/// A queued call expiring within this many seconds is about to expire.
+const EXPIRING_WITHIN_SECS: i64 = 60;
+/// A call queued this many seconds is waiting long.
+const WAITING_LONG_SECS: i64 = 60;
+
+/// The attention line of a system's queued calls at `now`, if they need any: one
+/// about to expire (calls carry TTLs of their own, so the first to expire need
+/// not be the oldest), or the oldest waiting long.
+pub(super) fn backlog_line(backlog: &SystemBacklog, now: OffsetDateTime) -> Option<String> {
+    let name = &backlog.system;
+    let queued = backlog.queued;
+    let left = (backlog.next_expiry - now).whole_seconds().max(0);
+    let age = (now - backlog.oldest).whole_seconds();
+    if left <= EXPIRING_WITHIN_SECS {
+        Some(format!(
+            "{name}: a queued call expires in {left} s unless an agent takes it \
+             ({queued} call(s) queued, the oldest for {age} s)."
+        ))
+    } else if age >= WAITING_LONG_SECS {
+        Some(format!(
+            "{name}: {queued} call(s) queued, the oldest for {age} s."
+        ))
+    } else {
+        None
+    }
+}
+
+/// The attention lines of the last hour's refusals: per system (or the relay,
+/// for records naming none) and event, how many and of which kind.
+pub(super) fn refusal_lines(refusals: &[RefusalCount]) -> Vec<String> {
+    let mut grouped: BTreeMap<(Option<&str>, &str), BTreeMap<&str, u64>> = BTreeMap::new();
+    for r in refusals.iter().filter(|r| r.count > 0) {
+        *grouped
+            .entry((r.system.as_deref(), r.event.as_str()))
+            .or_default()
+            .entry(r.outcome.as_str())
+            .or_default() += r.count;
+    }
+    grouped
+        .into_iter()
+        .map(|((system, event), outcomes)| {
+            let total: u64 = outcomes.values().sum();
+            let what = match event {
+                "call" => "call(s) refused by the agent's allowlist",
+                "request" => "request(s) refused",
+                "console-sign-in" => "console sign-in(s) refused",
+                _ => "refusal(s)",
+            };
+            let kinds = outcomes
+                .iter()
+                .map(|(outcome, n)| format!("{outcome} {n}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!(
+                "{}: {total} {what} in the last hour ({kinds}); the audit log has each.",
+                system.unwrap_or("Relay")
+            )
+        })
+        .collect()
 }
 
 fn logon_text(logon: Option<&Value>) -> String {
@@ -795,5 +868,70 @@ fn function_form(
                 button #run-function type="submit" { "Run " (looked_up.function) }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(system: Option<&str>, event: &str, outcome: &str, count: u64) -> RefusalCount {
+        RefusalCount {
+            system: system.map(str::to_owned),
+            event: event.into(),
+            outcome: outcome.into(),
+            count,
+        }
+    }
+
+    #[test]
+    fn refusals_are_said_per_system_and_kind() {
+        let lines = refusal_lines(&[
+            refusal(Some("PRD"), "request", "rate-limited", 1),
+            refusal(Some("PRD"), "request", "forbidden", 4),
+            refusal(Some("PRD"), "call", "not-allowed", 3),
+            refusal(None, "console-sign-in", "unauthorized", 2),
+            refusal(Some("QAS"), "request", "forbidden", 0),
+        ]);
+        assert_eq!(
+            lines,
+            [
+                "Relay: 2 console sign-in(s) refused in the last hour (unauthorized 2); \
+                 the audit log has each.",
+                "PRD: 3 call(s) refused by the agent's allowlist in the last hour \
+                 (not-allowed 3); the audit log has each.",
+                "PRD: 5 request(s) refused in the last hour (forbidden 4, rate-limited 1); \
+                 the audit log has each.",
+            ]
+        );
+        assert!(refusal_lines(&[]).is_empty());
+    }
+
+    #[test]
+    fn queued_calls_about_to_expire_or_waiting_long_are_said() {
+        let now = OffsetDateTime::now_utc();
+        let backlog = |age: i64, left: i64| SystemBacklog {
+            system: "PRD".into(),
+            queued: 3,
+            oldest: now - time::Duration::seconds(age),
+            next_expiry: now + time::Duration::seconds(left),
+        };
+        // A young call with a short TTL of its own: about to expire.
+        assert_eq!(
+            backlog_line(&backlog(5, 25), now).as_deref(),
+            Some(
+                "PRD: a queued call expires in 25 s unless an agent takes it \
+                 (3 call(s) queued, the oldest for 5 s)."
+            )
+        );
+        assert!(
+            backlog_line(&backlog(70, -3), now)
+                .is_some_and(|l| l.starts_with("PRD: a queued call expires in 0 s"))
+        );
+        assert_eq!(
+            backlog_line(&backlog(90, 600), now).as_deref(),
+            Some("PRD: 3 call(s) queued, the oldest for 90 s.")
+        );
+        assert_eq!(backlog_line(&backlog(5, 600), now), None);
     }
 }

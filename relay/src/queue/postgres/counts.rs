@@ -117,7 +117,7 @@ pub(super) async fn stats(client: &impl GenericClient) -> Result<QueueStats, Que
 pub(super) async fn backlog(client: &impl GenericClient) -> Result<Vec<SystemBacklog>, QueueError> {
     let rows = client
         .query(
-            "SELECT system, count(*), min(submitted_at) FROM sapbridge_calls
+            "SELECT system, count(*), min(submitted_at), min(expires_at) FROM sapbridge_calls
              WHERE state = 'queued' GROUP BY system",
             &[],
         )
@@ -129,6 +129,7 @@ pub(super) async fn backlog(client: &impl GenericClient) -> Result<Vec<SystemBac
             system: row.get(0),
             queued: u64::try_from(row.get::<_, i64>(1)).unwrap_or(0),
             oldest: super::rows::time_at(row.get(2)),
+            next_expiry: super::rows::time_at(row.get(3)),
         })
         .collect())
 }

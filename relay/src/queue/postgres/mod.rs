@@ -30,6 +30,7 @@
 //! pool that replaces broken ones, so the store outlives a database restart:
 //! changes fail while the database is down and work again once it is back.
 
+mod activity;
 mod agents;
 mod audit;
 mod batch;
@@ -57,7 +58,7 @@ use tokio_postgres::NoTls;
 
 use super::config::DatabaseUrl;
 use super::{
-    AuditFilter, AuditRecord, CallRecord, Cancelled, Claimant, Completion, Delivery,
+    Activity, AuditFilter, AuditRecord, CallRecord, Cancelled, Claimant, Completion, Delivery,
     DeliveryFilter, DeliveryState, Enqueued, ListedAgent, NewCall, PeerReplica, Queue, QueueError,
     QueueStats, Reaped, Retention, Signals, Subscription, SystemBacklog,
 };
@@ -334,6 +335,11 @@ impl Queue for PostgresQueue {
     async fn queued_by_system(&self) -> Result<Vec<SystemBacklog>, QueueError> {
         let client = self.client().await?;
         counts::backlog(&**client).await
+    }
+
+    async fn activity(&self, since: OffsetDateTime) -> Result<Activity, QueueError> {
+        let client = self.client().await?;
+        activity::since(&**client, rows::nanos(since)).await
     }
 
     async fn ping(&self) -> Result<(), QueueError> {

@@ -16,6 +16,7 @@
 //! Durability follows [`Durability`]: `synchronous = NORMAL` (survives a process
 //! crash) or `FULL` (also survives a power loss).
 
+mod activity;
 mod audit;
 mod checkpoint;
 mod counts;
@@ -38,9 +39,9 @@ use time::OffsetDateTime;
 
 use super::config::Durability;
 use super::{
-    AuditFilter, AuditRecord, CallFilter, CallRecord, Cancelled, Claimant, Completion, Delivery,
-    DeliveryFilter, DeliveryState, Enqueued, NewCall, Queue, QueueError, QueueStats, Reaped,
-    Retention, Signals, Subscription, SystemBacklog,
+    Activity, AuditFilter, AuditRecord, CallFilter, CallRecord, Cancelled, Claimant, Completion,
+    Delivery, DeliveryFilter, DeliveryState, Enqueued, NewCall, Queue, QueueError, QueueStats,
+    Reaped, Retention, Signals, Subscription, SystemBacklog,
 };
 use counts::FinalCounts;
 use writer::{Placement, Space, Writer};
@@ -338,6 +339,11 @@ impl Queue for SqliteQueue {
 
     async fn queued_by_system(&self) -> Result<Vec<SystemBacklog>, QueueError> {
         self.read(rows::backlog).await
+    }
+
+    async fn activity(&self, since: OffsetDateTime) -> Result<Activity, QueueError> {
+        let since = rows::nanos(since);
+        self.read(move |conn| activity::since(conn, since)).await
     }
 
     async fn ping(&self) -> Result<(), QueueError> {

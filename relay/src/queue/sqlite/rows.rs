@@ -164,7 +164,8 @@ pub(super) fn open_counts(conn: &Connection) -> Result<(u64, u64), QueueError> {
 /// index).
 pub(super) fn backlog(conn: &Connection) -> Result<Vec<SystemBacklog>, QueueError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT system, count(*), min(submitted_at) FROM calls INDEXED BY calls_queued_by_system
+        "SELECT system, count(*), min(submitted_at), min(expires_at)
+         FROM calls INDEXED BY calls_queued_by_system
          WHERE state = 'queued' GROUP BY system",
     )?;
     let mut rows = stmt.query([])?;
@@ -174,6 +175,7 @@ pub(super) fn backlog(conn: &Connection) -> Result<Vec<SystemBacklog>, QueueErro
             system: row.get(0)?,
             queued: u64::try_from(row.get::<_, i64>(1)?).unwrap_or(0),
             oldest: time_at(row.get(2)?),
+            next_expiry: time_at(row.get(3)?),
         });
     }
     Ok(found)
