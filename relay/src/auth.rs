@@ -5,9 +5,11 @@
 //! timing nor an early exit tells which entry came close. Secrets are never logged.
 //!
 //! The [`Keyring`] holds the current keys and tokens and takes new ones without a
-//! restart (the relay's SIGHUP): requests are judged by the keys of the moment, and
-//! agent sessions whose token was revoked, or no longer covers a system they
-//! serve, are told to end ([`Hold::revoked`]); the others stay connected.
+//! restart (the relay's SIGHUP for the file's, a refresh from the queue store for
+//! those created through the API): requests are judged by the keys of the moment,
+//! and agent sessions whose token was revoked, or no longer covers a system they
+//! serve, are told to end ([`Hold::revoked`]); the others stay connected. It also
+//! keeps when each key and token was last used ([`crate::last_used`]).
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -206,8 +208,13 @@ pub(crate) struct Keyring {
     /// API keys created through the API and kept in the queue store (see
     /// `crate::http::admin`), refreshed from the store.
     managed: RwLock<Arc<Credentials>>,
+    /// Agent tokens created through the API and kept in the queue store,
+    /// refreshed from the store.
+    managed_tokens: RwLock<Arc<Credentials>>,
     holders: Mutex<Vec<Holder>>,
     next_hold: std::sync::atomic::AtomicU64,
+    /// When keys and tokens were last used, and last written to the store.
+    uses: crate::last_used::LastUses,
 }
 
 /// An agent session authenticated by a token, to be told when that ends.
@@ -226,6 +233,8 @@ struct Holder {
 pub(crate) struct Hold {
     keyring: Arc<Keyring>,
     id: u64,
+    /// The token's name.
+    token: String,
     /// Cancelled when the session must end.
     pub(crate) revoked: CancellationToken,
     why: Arc<Mutex<Option<String>>>,
@@ -238,9 +247,18 @@ impl Hold {
         Self {
             keyring: Arc::new(Keyring::new(Credentials::default(), Credentials::default())),
             id: 0,
+            token: String::new(),
             revoked: CancellationToken::new(),
             why: Arc::default(),
         }
+    }
+
+    /// Notes that the session's agent is still there: its token's last use to
+    /// write to the store, if one is due (see [`crate::last_used`]).
+    pub(crate) fn used(&self) -> Option<crate::queue::CredentialUse> {
+        self.keyring
+            .uses
+            .used(crate::queue::CredentialKind::AgentToken, &self.token)
     }
 
     /// The system the token no longer covers (after [`Hold::revoked`]).
@@ -269,8 +287,10 @@ impl Keyring {
         Self {
             keys: RwLock::new(Arc::new((api_keys, agent_tokens))),
             managed: RwLock::default(),
+            managed_tokens: RwLock::default(),
             holders: Mutex::default(),
             next_hold: std::sync::atomic::AtomicU64::new(1),
+            uses: crate::last_used::LastUses::default(),
         }
     }
 
@@ -280,6 +300,20 @@ impl Keyring {
 
     fn managed(&self) -> Arc<Credentials> {
         Arc::clone(&self.managed.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    fn managed_tokens(&self) -> Arc<Credentials> {
+        Arc::clone(
+            &self
+                .managed_tokens
+                .read()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
+    }
+
+    /// When keys and tokens were last used (see [`crate::last_used`]).
+    pub(crate) fn uses(&self) -> &crate::last_used::LastUses {
+        &self.uses
     }
 
     /// The API key whose secret is `presented`: one of the configuration's, else
@@ -351,9 +385,74 @@ impl Keyring {
             .and_then(|e| e.webhook_secret.clone())
     }
 
-    /// The agent token whose secret is `presented`.
+    /// The agent token whose secret is `presented`: one of the configuration's,
+    /// else one created through the API.
     pub(crate) fn agent_token(&self, presented: &str) -> Option<Credential> {
-        self.keys().1.find(presented).cloned()
+        if let Some(found) = self.keys().1.find(presented) {
+            return Some(found.clone());
+        }
+        self.managed_tokens().find(presented).cloned()
+    }
+
+    /// The configuration's agent tokens: name and systems.
+    pub(crate) fn configured_tokens(&self) -> Vec<(String, Vec<String>)> {
+        self.keys()
+            .1
+            .entries
+            .iter()
+            .map(|e| (e.name.clone(), e.scope.systems()))
+            .collect()
+    }
+
+    /// The systems the agent tokens name now (the configuration's, after any
+    /// reload, and the stored ones not revoked): the systems the relay knows.
+    pub(crate) fn token_systems(&self) -> std::collections::BTreeSet<String> {
+        let file = self.keys();
+        let stored = self.managed_tokens();
+        file.1
+            .entries
+            .iter()
+            .chain(&stored.entries)
+            .flat_map(|e| e.scope.systems())
+            .collect()
+    }
+
+    /// Whether an agent token of the moment names `system`.
+    pub(crate) fn token_serves(&self, system: &str) -> bool {
+        let file = self.keys();
+        let stored = self.managed_tokens();
+        file.1
+            .entries
+            .iter()
+            .chain(&stored.entries)
+            .any(|e| e.scope.covers(system))
+    }
+
+    /// Takes the stored agent tokens of the moment (those not revoked); tells
+    /// every session whose token is gone to end. Returns how many were told.
+    pub(crate) fn set_managed_tokens(&self, tokens: &[crate::queue::StoredAgentToken]) -> usize {
+        let entries = tokens
+            .iter()
+            .filter(|t| t.revoked_at.is_none())
+            .filter_map(|t| {
+                Some(Credential {
+                    name: t.name.clone(),
+                    hash: parse_sha256(&t.sha256)?,
+                    scope: Scope::new(&t.systems),
+                    operator: false,
+                    limits: KeyLimits::default(),
+                    webhook_secret: None,
+                })
+            })
+            .collect();
+        let managed = Credentials { entries };
+        let holders = self.holders.lock().unwrap_or_else(PoisonError::into_inner);
+        let revoked = end_lost(&holders, &self.keys().1, &managed);
+        *self
+            .managed_tokens
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::new(managed);
+        revoked
     }
 
     /// Holds `token` for a session serving `systems`, until the hold is dropped.
@@ -374,18 +473,14 @@ impl Keyring {
                 why: Arc::clone(&why),
             });
         // Keys replaced between the token's check and this hold: judged now.
-        let current = self.keys();
-        let still = current.1.same_secret(token);
-        if let Some(system) = systems
-            .iter()
-            .find(|system| !still.is_some_and(|t| t.scope.covers(system)))
-        {
+        if let Some(system) = lost_system(token, systems, &self.keys().1, &self.managed_tokens()) {
             *why.lock().unwrap_or_else(PoisonError::into_inner) = Some(system.clone());
             revoked.cancel();
         }
         Hold {
             keyring: Arc::clone(self),
             id,
+            token: token.name.clone(),
             revoked,
             why,
         }
@@ -395,23 +490,44 @@ impl Keyring {
     /// longer covers one of its systems, to end. Returns how many were told.
     pub(crate) fn replace(&self, api_keys: Credentials, agent_tokens: Credentials) -> usize {
         let holders = self.holders.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut revoked = 0;
-        for holder in holders.iter() {
-            let still = agent_tokens.same_secret(&holder.token);
-            let lost = holder
-                .systems
-                .iter()
-                .find(|system| !still.is_some_and(|t| t.scope.covers(system)));
-            if let Some(system) = lost {
-                *holder.why.lock().unwrap_or_else(PoisonError::into_inner) = Some(system.clone());
-                holder.revoked.cancel();
-                revoked += 1;
-            }
-        }
+        let revoked = end_lost(&holders, &agent_tokens, &self.managed_tokens());
         *self.keys.write().unwrap_or_else(PoisonError::into_inner) =
             Arc::new((api_keys, agent_tokens));
         revoked
     }
+}
+
+/// The first of `systems` that neither the configuration's `file` tokens nor the
+/// `stored` ones let the holder of `token` serve any more.
+fn lost_system<'a>(
+    token: &Credential,
+    systems: &'a [String],
+    file: &Credentials,
+    stored: &Credentials,
+) -> Option<&'a String> {
+    let in_file = file.same_secret(token);
+    let in_store = stored.same_secret(token);
+    systems.iter().find(|system| {
+        !in_file.is_some_and(|t| t.scope.covers(system))
+            && !in_store.is_some_and(|t| t.scope.covers(system))
+    })
+}
+
+/// Tells each of `holders` whose token `file` and `stored` no longer hold (or
+/// no longer cover one of its systems) to end; how many were told.
+fn end_lost(holders: &[Holder], file: &Credentials, stored: &Credentials) -> usize {
+    let mut revoked = 0;
+    for holder in holders {
+        if holder.revoked.is_cancelled() {
+            continue;
+        }
+        if let Some(system) = lost_system(&holder.token, &holder.systems, file, stored) {
+            *holder.why.lock().unwrap_or_else(PoisonError::into_inner) = Some(system.clone());
+            holder.revoked.cancel();
+            revoked += 1;
+        }
+    }
+    revoked
 }
 
 /// The secret a request presents: `Authorization: Bearer <secret>` or, for clients,

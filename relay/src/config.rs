@@ -32,8 +32,10 @@ pub(crate) const ALL_SYSTEMS: &str = "*";
 pub struct RelayConfig {
     /// The API keys clients authenticate with.
     pub api_keys: Vec<ApiKeyConfig>,
-    /// The tokens agents authenticate with; the union of their systems is the set
-    /// of systems the relay knows.
+    /// The tokens agents authenticate with; the union of their systems and those
+    /// of the agent tokens in the queue store (`/v1/admin/agent-tokens`) is the
+    /// set of systems the relay knows. May be empty when an API key holds the
+    /// operator scope (it creates tokens through the API).
     pub agent_tokens: Vec<AgentTokenConfig>,
     /// The largest request body accepted, in bytes (default 4 MiB).
     pub body_limit_bytes: usize,
@@ -460,8 +462,11 @@ pub enum ConfigError {
     /// No API key is configured.
     #[error("no api_keys configured: clients could not call anything")]
     NoApiKeys,
-    /// No agent token is configured.
-    #[error("no agent_tokens configured: no agent could connect and no system is known")]
+    /// No agent token is configured, and no operator key could create one.
+    #[error(
+        "no agent_tokens configured and no api_keys entry with operator = true to create \
+         them through the API: no agent could connect and no system is known"
+    )]
     NoAgentTokens,
     /// Two entries of one list share a name.
     #[error("{list}: the name {name:?} is used twice")]
@@ -558,7 +563,9 @@ impl RelayConfig {
         if self.api_keys.is_empty() {
             return Err(ConfigError::NoApiKeys);
         }
-        if self.agent_tokens.is_empty() {
+        // Without tokens in the file, an operator creates them in the store
+        // (`/v1/admin/agent-tokens`, the console, `sapbridge keys tokens create`).
+        if self.agent_tokens.is_empty() && !self.api_keys.iter().any(|k| k.operator) {
             return Err(ConfigError::NoAgentTokens);
         }
         let keys = self.api_keys.iter().map(|k| Entry {
@@ -774,19 +781,6 @@ impl RelayConfig {
         }
         Ok(())
     }
-
-    /// The systems the relay knows: the union of the agent tokens' systems.
-    pub(crate) fn known_systems(&self) -> Vec<String> {
-        let mut systems: Vec<String> = self
-            .agent_tokens
-            .iter()
-            .flat_map(|t| t.systems.iter().cloned())
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .collect();
-        systems.sort();
-        systems
-    }
 }
 
 /// The SHA-256 of a secret: the form in which the relay keeps keys and tokens.
@@ -888,9 +882,19 @@ mod tests {
         config.validate().expect("valid");
         assert_eq!(config.body_limit_bytes, 4 * 1024 * 1024);
         assert_eq!(config.default_wait_secs, 60);
-        assert_eq!(config.known_systems(), vec!["PRD", "QAS"]);
         let debug = format!("{config:?}");
         assert!(!debug.contains("k1") && !debug.contains("t1"), "{debug}");
+    }
+
+    #[test]
+    fn agent_tokens_may_be_left_to_an_operator_key() {
+        let mut config = parse(MINIMAL);
+        config.agent_tokens.clear();
+        assert_eq!(config.validate(), Err(ConfigError::NoAgentTokens));
+        config.api_keys[0].operator = true;
+        config
+            .validate()
+            .expect("an operator creates tokens in the store");
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //! - `/healthz`, `/readyz`, `/metrics`;
 //! - the audit log `GET /v1/audit` (operator keys), fed by every request, every
 //!   call's outcome and every reload of the keys.
-//! - API keys managed at `/v1/admin/keys` (operator keys), kept in the queue store;
+//! - API keys and agent tokens managed at `/v1/admin/keys` and
+//!   `/v1/admin/agent-tokens` (operator keys), kept in the queue store;
 //! - the operator console at `/console/` (HTML; signed in with an operator key).
 //!
 //! Calls live in a queue (`queue::Queue`) with explicit states and a reaper that
@@ -39,9 +40,10 @@
 //!   handed over without waiting, stored in batches).
 //! - `queue`: call states, the store trait and its stores (calls and the audit
 //!   log), wake-up signals.
-//! - `config`, `auth`, `limits`, `ids`, `public_address`: configuration,
-//!   credentials, rate limits and the limits' counters, id generation, how
-//!   clients reach the relay (absolute `Location`s).
+//! - `config`, `auth`, `last_used`, `limits`, `ids`, `public_address`:
+//!   configuration, credentials and when each was last used, rate limits and the
+//!   limits' counters, id generation, how clients reach the relay (absolute
+//!   `Location`s).
 //! - `tls`: the `[tls]` certificate served by `serve`, reloaded on SIGHUP and when
 //!   its files change.
 
@@ -53,6 +55,7 @@ mod calls;
 mod config;
 mod http;
 mod ids;
+mod last_used;
 mod limits;
 mod metrics;
 mod passthrough;
@@ -156,7 +159,6 @@ pub async fn run_with_reloads(
         tls.publish_expiry(state.metrics.tls_expiry.clone());
     }
     let keys = Arc::clone(&state.keys);
-    let known = state.systems.clone();
     let reloaded_tls = tls.clone();
     tokio::spawn(async move {
         while let Some(new) = reloads.recv().await {
@@ -170,15 +172,12 @@ pub async fn run_with_reloads(
                 auth::Credentials::api_keys(&new.api_keys),
                 auth::Credentials::agent_tokens(&new.agent_tokens),
             );
-            let added: Vec<String> = new
-                .known_systems()
-                .into_iter()
-                .filter(|s| !known.contains(s))
-                .collect();
+            // The systems of the tokens are known (or no longer) at once.
             tracing::info!(
                 api_keys = new.api_keys.len(),
                 agent_tokens = new.agent_tokens.len(),
                 sessions_closed = revoked,
+                systems = ?keys.token_systems(),
                 "keys and agent tokens reloaded"
             );
             audit_log.record(audit::reload_record(
@@ -189,9 +188,6 @@ pub async fn run_with_reloads(
                     new.agent_tokens.len()
                 ),
             ));
-            if !added.is_empty() {
-                tracing::warn!(systems = ?added, "systems new in the reloaded configuration are served after a restart");
-            }
         }
     });
     let retention = Retention {
@@ -234,7 +230,7 @@ pub async fn run_with_reloads(
 
     tracing::info!(
         addr = ?listener.local_addr().ok(),
-        systems = ?state.systems,
+        systems = ?state.systems(),
         "relay serving"
     );
     let watcher = tls

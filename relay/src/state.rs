@@ -82,8 +82,6 @@ pub(crate) struct RelayState {
     pub(crate) settings: Settings,
     /// Client API keys and agent tokens (hashed), replaceable while running.
     pub(crate) keys: Arc<Keyring>,
-    /// The systems the relay knows.
-    pub(crate) systems: BTreeSet<String>,
     /// The call queue.
     pub(crate) queue: Arc<dyn Queue>,
     /// Submitting, waiting for, finding and cancelling calls (on `queue`).
@@ -121,6 +119,26 @@ pub(crate) struct Limits {
 }
 
 impl RelayState {
+    /// The systems the relay knows: those of the agent tokens of the moment
+    /// (the configuration's, after any reload, and the stored ones not revoked).
+    pub(crate) fn systems(&self) -> BTreeSet<String> {
+        self.keys.token_systems()
+    }
+
+    /// Whether the relay knows `system` (see [`RelayState::systems`]).
+    pub(crate) fn knows(&self, system: &str) -> bool {
+        self.keys.token_serves(system)
+    }
+
+    /// Notes a use of an API key or agent token, and writes it to the store when
+    /// one is due (at most once a minute per key or token; see
+    /// [`crate::last_used`]).
+    pub(crate) fn note_use(&self, kind: crate::queue::CredentialKind, name: &str) {
+        if let Some(used) = self.keys.uses().used(kind, name) {
+            crate::last_used::write(&self.queue, used);
+        }
+    }
+
     /// Builds the state from a validated configuration.
     pub(crate) fn new(
         config: &RelayConfig,
@@ -158,7 +176,6 @@ impl RelayState {
         Self {
             settings,
             keys,
-            systems: config.known_systems().into_iter().collect(),
             calls: Calls::new(Arc::clone(&queue), shutdown.clone(), Arc::clone(&metrics))
                 .with_caps(caps),
             queue,

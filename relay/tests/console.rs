@@ -171,6 +171,14 @@ async fn no_page_form_or_stream_without_a_session() {
             vec![("name", "x"), ("systems", "*"), ("csrf", "x")],
         ),
         ("/console/keys/revoke", vec![("name", "x"), ("csrf", "x")]),
+        (
+            "/console/keys/tokens",
+            vec![("name", "x"), ("systems", "PRD"), ("csrf", "x")],
+        ),
+        (
+            "/console/keys/tokens/revoke",
+            vec![("name", "x"), ("csrf", "x")],
+        ),
     ] {
         let answer = post(&relay, "made-up", path, &form).await;
         assert_signs_in(&answer, path);
@@ -370,6 +378,14 @@ async fn forms_without_the_sessions_token_are_refused() {
             (
                 "/console/keys/revoke",
                 vec![("name", "forged"), ("csrf", token)],
+            ),
+            (
+                "/console/keys/tokens",
+                vec![("name", "forged"), ("systems", "PRD"), ("csrf", token)],
+            ),
+            (
+                "/console/keys/tokens/revoke",
+                vec![("name", "plant"), ("csrf", token)],
             ),
         ] {
             let answer = post(&relay, &session.cookie, path, &form).await;
@@ -823,5 +839,112 @@ async fn keys_are_created_and_revoked_from_the_console() {
         .await
         .unwrap();
     assert_eq!(systems.status(), StatusCode::UNAUTHORIZED);
+    relay.stop().await;
+}
+
+#[tokio::test]
+async fn agent_tokens_are_created_and_revoked_from_the_console() {
+    let relay = TestRelay::start_with(with_operator(config_json())).await;
+    let session = sign_in(&relay).await;
+    let cookie = session.cookie.as_str();
+    let csrf = session.csrf.as_str();
+    let page = post(
+        &relay,
+        cookie,
+        "/console/keys/tokens",
+        &[("csrf", csrf), ("name", "plant-9"), ("systems", "DEV, PRD")],
+    )
+    .await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let page = page.text().await.unwrap();
+    let marker =
+        r#"<pre class="json" id="new-token" tabindex="0" aria-label="The new agent token">"#;
+    let start = page.find(marker).expect("the new token, once") + marker.len();
+    let secret = page[start..start + page[start..].find('<').unwrap()].to_owned();
+    assert!(secret.starts_with("sbt_"), "{secret}");
+    assert!(page.contains("Agent token plant-9 created"), "{page}");
+
+    // An agent connects with it; the page lists it with its last use, never
+    // the token, beside the configuration's tokens and the keys.
+    let mut agent =
+        common::FakeAgent::open(&relay, &secret, common::hello("console-9", &["DEV"], 1)).await;
+    assert!(matches!(
+        agent.recv().await,
+        Some(sapbridge_proto::RelayMessage::Welcome { .. })
+    ));
+    let listed = get(&relay, cookie, "/console/keys")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!listed.contains(&secret), "{listed}");
+    for labelled in [
+        r#"<label for="token-name">"#,
+        r#"<label for="token-systems">"#,
+        r#"<table id="tokens">"#,
+        r#"data-token="plant""#,
+        r#"aria-label="Revoke agent token plant-9""#,
+    ] {
+        assert!(listed.contains(labelled), "{labelled}: {listed}");
+    }
+    let row = &listed[listed.find(r#"data-token="plant-9""#).expect("row")..];
+    let row = &row[..row.find("</tr>").unwrap()];
+    let used = &row[row.find(r#"<td class="last-used">"#).expect("last used")..];
+    assert!(
+        used.contains("T") && !used.starts_with(r#"<td class="last-used">—"#),
+        "{row}"
+    );
+    // The operator's own key shows as used (the console's requests are its).
+    let ops = &listed[listed.find(r#"data-key="ops""#).expect("ops row")..];
+    let ops = &ops[..ops.find("</tr>").unwrap()];
+    assert!(!ops.contains(r#"<td class="last-used">—"#), "{ops}");
+
+    // A wildcard or taken name is said so.
+    let refused = post(
+        &relay,
+        cookie,
+        "/console/keys/tokens",
+        &[("csrf", csrf), ("name", "plant"), ("systems", "PRD")],
+    )
+    .await
+    .text()
+    .await
+    .unwrap();
+    assert!(
+        refused.contains("Not created: Agent token exists"),
+        "{refused}"
+    );
+    let refused = post(
+        &relay,
+        cookie,
+        "/console/keys/tokens",
+        &[("csrf", csrf), ("name", "any"), ("systems", "*")],
+    )
+    .await
+    .text()
+    .await
+    .unwrap();
+    assert!(refused.contains("Not created:"), "{refused}");
+
+    // Revoked: the agent is closed, the token refused.
+    let revoked = post(
+        &relay,
+        cookie,
+        "/console/keys/tokens/revoke",
+        &[("csrf", csrf), ("name", "plant-9")],
+    )
+    .await;
+    assert_eq!(revoked.status(), StatusCode::SEE_OTHER);
+    let location = revoked.headers()[LOCATION].to_str().unwrap().to_owned();
+    let page = get(&relay, cookie, &location).await.text().await.unwrap();
+    assert!(
+        page.contains("The agent token plant-9 was revoked."),
+        "{page}"
+    );
+    assert!(matches!(
+        agent.recv().await,
+        Some(sapbridge_proto::RelayMessage::Close { .. })
+    ));
+    assert!(common::open_socket(&relay, &secret).await.is_err());
     relay.stop().await;
 }

@@ -48,6 +48,8 @@ const ROUTES: &[(&str, &[&str])] = &[
     ("/v1/audit", &["get"]),
     ("/v1/admin/keys", &["get", "post"]),
     ("/v1/admin/keys/{name}", &["delete"]),
+    ("/v1/admin/agent-tokens", &["get", "post"]),
+    ("/v1/admin/agent-tokens/{name}", &["delete"]),
     ("/v1/webhooks/deliveries", &["get"]),
     ("/v1/webhooks/deliveries/{id}", &["get"]),
     ("/v1/webhooks/deliveries/{id}/redeliver", &["post"]),

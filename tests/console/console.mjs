@@ -206,8 +206,9 @@ try {
 
   // Keys: create one, call the API with it, revoke it, and the API refuses it.
   await nav("Keys");
-  await page.getByLabel("Name").fill("browser-flow");
-  await page.getByLabel("Systems").fill(system);
+  const keyForm = page.locator('form[action="/console/keys"]');
+  await keyForm.getByLabel("Name").fill("browser-flow");
+  await keyForm.getByLabel("Systems").fill(system);
   await page.getByRole("button", { name: "Create key" }).click();
   const secret = (await page.locator("#new-key").textContent()).trim();
   const callWith = async (k) =>
@@ -221,7 +222,20 @@ try {
   if (after !== 401) throw new Error(`the revoked key answered ${after}`);
   log("keys", { created: "browser-flow", api_with_key: before, api_after_revoke: after });
   await accessible("keys after revoke");
-  // Taken after the revocation: the page no longer shows the key.
+
+  // Agent tokens: create one (shown once), see it listed, revoke it.
+  const tokenForm = page.locator('form[action="/console/keys/tokens"]');
+  await tokenForm.getByLabel("Name").fill("browser-plant");
+  await tokenForm.getByLabel("Systems").fill(system);
+  await page.getByRole("button", { name: "Create agent token" }).click();
+  const token = (await page.locator("#new-token").textContent()).trim();
+  if (!token.startsWith("sbt_")) throw new Error(`no agent token shown: ${token}`);
+  await page.locator('#tokens tr[data-token="browser-plant"]').waitFor();
+  await accessible("agent token created");
+  await page.getByRole("button", { name: "Revoke agent token browser-plant" }).click();
+  await page.locator("#notice").waitFor();
+  log("agent tokens", { created: "browser-plant", revoked: true });
+  // Taken after the revocations: the page shows neither secret.
   await shot("keys");
 
   // Sign out: back to sign-in, and the console is closed again.

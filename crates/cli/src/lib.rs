@@ -53,7 +53,8 @@ pub enum Command {
     /// `soap` backend without an SAP system.
     Sim(SimArgs),
     /// API keys and agent tokens: `keys new` prints a random one once and the
-    /// relay.toml entry holding its SHA-256.
+    /// relay.toml entry holding its SHA-256; `keys list|create|revoke` and `keys
+    /// tokens list|create|revoke` manage those in a relay's store (operator key).
     Keys(KeysArgs),
     /// Calls a function module through a relay: `sapbridge call PRD
     /// BAPI_CUSTOMER_GETDETAIL2 CUSTOMERNO=0000001000` (relay and key from --url /
@@ -124,7 +125,10 @@ pub fn run(command: Command) -> ExitCode {
         Command::Dev(args) => launch(0, cmd::dev::run(args)),
         Command::Sim(args) => launch(0, cmd::sim::run(args)),
         Command::Health(args) => exit(cmd::health::run(&args)),
-        Command::Keys(args) => exit(cmd::keys::run(args).map(|text| print!("{text}"))),
+        Command::Keys(args) => match cmd::keys::task(args) {
+            cmd::keys::KeysTask::Print(text) => exit(text.map(|text| print!("{text}"))),
+            cmd::keys::KeysTask::Admin(command) => client(cmd::admin::run(command)),
+        },
         Command::Call(args) => client(cmd::client::call(args)),
         Command::Customers(args) => client(cmd::client::customers(args)),
         Command::Sync(args) => client(cmd::sync::run(args)),

@@ -4,6 +4,7 @@
 //! The key is shown once, in the answer that creates it; only its SHA-256 is
 //! stored.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Json;
@@ -21,18 +22,73 @@ use tokio_util::sync::CancellationToken;
 use super::render::rfc3339;
 use super::request::Caller;
 use super::{ApiError, Problem};
-use crate::queue::StoredKey;
+use crate::queue::{CredentialKind, StoredKey};
 use crate::state::RelayState;
 
 /// How often a relay sharing its store with others reads the stored keys again.
 pub(crate) const REFRESH_KEYS_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Reads the stored keys into the keyring.
+/// Reads the stored keys and agent tokens into the keyring; agent sessions whose
+/// stored token was revoked are told to end.
 pub(crate) async fn refresh_keys(state: &RelayState) {
     match state.queue.stored_keys().await {
         Ok(keys) => state.keys.set_managed(&keys),
         Err(error) => tracing::warn!(%error, "could not read the stored API keys"),
     }
+    match state.queue.stored_agent_tokens().await {
+        Ok(tokens) => {
+            let closed = state.keys.set_managed_tokens(&tokens);
+            if closed > 0 {
+                tracing::info!(
+                    sessions_closed = closed,
+                    "stored agent token revoked: closing its agents' sessions"
+                );
+            }
+        }
+        Err(error) => tracing::warn!(%error, "could not read the stored agent tokens"),
+    }
+}
+
+/// A new random secret: `prefix` and 48 hex digits (192 bits).
+pub(crate) fn new_secret(prefix: &str) -> String {
+    let mut bytes = [0u8; 24];
+    rand::rng().fill_bytes(&mut bytes);
+    format!("{prefix}{}", hex::encode(bytes))
+}
+
+/// When each credential of `kind` was last used, by name: the store's time (all
+/// replicas', written at most once a minute each) or this relay's own, if later.
+pub(crate) async fn last_used(
+    state: &RelayState,
+    kind: CredentialKind,
+) -> Result<HashMap<String, OffsetDateTime>, ApiError> {
+    let mut uses: HashMap<String, OffsetDateTime> = state
+        .queue
+        .credential_uses()
+        .await?
+        .into_iter()
+        .filter(|u| u.kind == kind)
+        .map(|u| (u.name, u.at))
+        .collect();
+    for (name, at) in uses.iter_mut() {
+        if let Some(seen) = state.keys.uses().seen(kind, name) {
+            *at = (*at).max(seen);
+        }
+    }
+    Ok(uses)
+}
+
+/// The last use of `name` in `uses`, else this relay's own (not yet written).
+pub(crate) fn last_used_of(
+    state: &RelayState,
+    uses: &HashMap<String, OffsetDateTime>,
+    kind: CredentialKind,
+    name: &str,
+) -> Value {
+    uses.get(name)
+        .copied()
+        .or_else(|| state.keys.uses().seen(kind, name))
+        .map_or(Value::Null, |at| json!(rfc3339(at)))
 }
 
 /// Reads the stored keys every [`REFRESH_KEYS_EVERY`] until `stop` (replicas
@@ -48,12 +104,12 @@ pub(crate) async fn refresh_stored_keys(state: Arc<RelayState>, stop: Cancellati
     }
 }
 
-fn operator_only(caller: &Caller) -> Result<(), ApiError> {
+pub(crate) fn operator_only(caller: &Caller) -> Result<(), ApiError> {
     if caller.is_operator() {
         Ok(())
     } else {
         Err(ApiError::Forbidden(
-            "managing keys is for API keys with the operator scope (operator = true)".into(),
+            "managing keys and agent tokens is for API keys with the operator scope (operator = true)".into(),
         ))
     }
 }
@@ -98,11 +154,7 @@ pub(crate) async fn create_key(
             "systems must name at least one system (or \"*\" for all)".into(),
         ));
     }
-    if let Some(unknown) = new
-        .systems
-        .iter()
-        .find(|s| *s != "*" && !state.systems.contains(s.as_str()))
-    {
+    if let Some(unknown) = new.systems.iter().find(|s| *s != "*" && !state.knows(s)) {
         return Err(ApiError::BadRequest(format!(
             "systems: the relay knows no system {unknown:?}"
         )));
@@ -123,9 +175,7 @@ pub(crate) async fn create_key(
     {
         return Err(taken());
     }
-    let mut bytes = [0u8; 24];
-    rand::rng().fill_bytes(&mut bytes);
-    let secret = format!("sbk_{}", hex::encode(bytes));
+    let secret = new_secret("sbk_");
     let key = StoredKey {
         name: new.name.clone(),
         sha256: crate::config::secret_sha256_hex(&secret),
@@ -188,6 +238,8 @@ pub(crate) async fn revoke_key(
 /// 403 for a key without the operator scope; 500 when the store fails.
 pub(crate) async fn list(state: &RelayState, caller: &Caller) -> Result<Vec<Value>, ApiError> {
     operator_only(caller)?;
+    let uses = last_used(state, CredentialKind::ApiKey).await?;
+    let used = |name: &str| last_used_of(state, &uses, CredentialKind::ApiKey, name);
     let mut items: Vec<Value> = state
         .keys
         .configured_keys()
@@ -201,10 +253,15 @@ pub(crate) async fn list(state: &RelayState, caller: &Caller) -> Result<Vec<Valu
                 "created_at": null,
                 "created_by": null,
                 "revoked_at": null,
+                "last_used_at": used(&name),
             })
         })
         .collect();
-    items.extend(state.queue.stored_keys().await?.iter().map(stored_item));
+    items.extend(state.queue.stored_keys().await?.iter().map(|key| {
+        let mut item = stored_item(key);
+        item["last_used_at"] = used(&key.name);
+        item
+    }));
     Ok(items)
 }
 
@@ -217,6 +274,7 @@ fn stored_item(key: &StoredKey) -> Value {
         "created_at": rfc3339(key.created_at),
         "created_by": key.created_by,
         "revoked_at": key.revoked_at.map(rfc3339),
+        "last_used_at": null,
     })
 }
 

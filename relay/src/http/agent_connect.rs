@@ -32,5 +32,6 @@ pub(crate) async fn connect(
     if state.shutdown.is_cancelled() {
         return ApiError::ShuttingDown.into_response();
     }
+    state.note_use(crate::queue::CredentialKind::AgentToken, &token.name);
     state.sessions.accept(upgrade, token)
 }

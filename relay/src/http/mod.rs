@@ -4,6 +4,7 @@
 mod actions;
 mod admin;
 mod agent_connect;
+mod agent_tokens;
 mod audit;
 mod calls;
 mod console;
@@ -95,6 +96,14 @@ fn api_router(state: Arc<RelayState>) -> Router {
             post(admin::post_key).get(admin::list_keys),
         )
         .route("/v1/admin/keys/{name}", delete(admin::delete_key))
+        .route(
+            "/v1/admin/agent-tokens",
+            post(agent_tokens::post_token).get(agent_tokens::list_tokens),
+        )
+        .route(
+            "/v1/admin/agent-tokens/{name}",
+            delete(agent_tokens::delete_token),
+        )
         .route("/v1/webhooks/deliveries", get(webhooks::list_deliveries))
         .route("/v1/webhooks/deliveries/{id}", get(webhooks::get_delivery))
         .route(

@@ -35,7 +35,7 @@ pub(crate) async fn list_systems(
         }
     };
     let systems: Vec<Value> = state
-        .systems
+        .systems()
         .iter()
         .filter(|system| caller.covers(system))
         .map(|system| {
@@ -188,7 +188,7 @@ pub(crate) async fn metrics(
     let now = OffsetDateTime::now_utc();
     metrics.system_queue_depth.clear();
     metrics.system_oldest.clear();
-    for system in &state.systems {
+    for system in &state.systems() {
         let found = backlog.iter().find(|b| &b.system == system);
         let labels = system_labels(system);
         metrics

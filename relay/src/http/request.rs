@@ -97,7 +97,7 @@ impl Caller {
                 "the API key may not call system {system:?}"
             )));
         }
-        if !state.systems.contains(system) {
+        if !state.knows(system) {
             return Err(ApiError::UnknownSystem(system.to_owned()));
         }
         if let Some(rate) = self.limits.rate
@@ -156,6 +156,7 @@ impl Caller {
             state.metrics.auth_failed("api_key");
             return Err(ApiError::Unauthorized);
         };
+        state.note_use(crate::queue::CredentialKind::ApiKey, &credential.name);
         Ok(Self {
             name: credential.name.clone(),
             scope: credential.scope.clone(),

@@ -199,6 +199,8 @@ for_every_store!(
     deliveries_are_stored_with_their_call_leased_saved_and_listed,
     subscriptions_are_kept_per_key,
     stored_keys_are_added_once_listed_and_revoked,
+    stored_agent_tokens_are_added_once_listed_and_revoked,
+    last_uses_keep_the_latest_per_kind_and_name,
     calls_are_listed_newest_first_by_filter_and_cursor,
     activity_counts_finished_calls_errors_and_refusals,
 );
@@ -426,6 +428,83 @@ async fn stored_keys_are_added_once_listed_and_revoked(q: &dyn Queue) {
     assert_eq!(listed[0].revoked_at, None);
     // A revoked key's name stays taken.
     assert!(!q.add_key(key("flow", false)).await.unwrap());
+}
+
+async fn stored_agent_tokens_are_added_once_listed_and_revoked(q: &dyn Queue) {
+    let at = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+    let token = |name: &str, systems: &[&str]| super::StoredAgentToken {
+        name: name.into(),
+        sha256: format!("{:064x}", name.len()),
+        systems: systems.iter().map(|s| (*s).to_owned()).collect(),
+        created_at: at,
+        created_by: "ops".into(),
+        revoked_at: None,
+    };
+    assert!(q.stored_agent_tokens().await.unwrap().is_empty());
+    assert!(q.add_agent_token(token("plant-b", &["PRD"])).await.unwrap());
+    assert!(
+        q.add_agent_token(token("plant-a", &["PRD", "QAS"]))
+            .await
+            .unwrap()
+    );
+    assert!(!q.add_agent_token(token("plant-b", &["QAS"])).await.unwrap());
+    // Keys and tokens are two name spaces.
+    assert!(q.stored_keys().await.unwrap().is_empty());
+    let listed = q.stored_agent_tokens().await.unwrap();
+    assert_eq!(
+        listed,
+        vec![
+            token("plant-a", &["PRD", "QAS"]),
+            token("plant-b", &["PRD"])
+        ]
+    );
+
+    let later = at + time::Duration::seconds(5);
+    assert!(q.revoke_agent_token("plant-b", later).await.unwrap());
+    assert!(!q.revoke_agent_token("plant-b", later).await.unwrap());
+    assert!(!q.revoke_agent_token("nobody", later).await.unwrap());
+    let listed = q.stored_agent_tokens().await.unwrap();
+    assert_eq!(listed[1].revoked_at, Some(later));
+    assert_eq!(listed[0].revoked_at, None);
+    assert!(!q.add_agent_token(token("plant-b", &["PRD"])).await.unwrap());
+}
+
+async fn last_uses_keep_the_latest_per_kind_and_name(q: &dyn Queue) {
+    use super::{CredentialKind, CredentialUse};
+    let at = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+    let used = |kind, name: &str, secs: i64| CredentialUse {
+        kind,
+        name: name.into(),
+        at: at + time::Duration::seconds(secs),
+    };
+    assert!(q.credential_uses().await.unwrap().is_empty());
+    q.record_uses(Vec::new()).await.unwrap();
+    q.record_uses(vec![
+        used(CredentialKind::ApiKey, "flow", 10),
+        used(CredentialKind::AgentToken, "flow", 20),
+        used(CredentialKind::ApiKey, "admin", 5),
+    ])
+    .await
+    .unwrap();
+    // An earlier use (a slower replica's) does not replace a later one; the
+    // same credential twice in one batch keeps the later.
+    q.record_uses(vec![
+        used(CredentialKind::ApiKey, "flow", 3),
+        used(CredentialKind::ApiKey, "admin", 8),
+        used(CredentialKind::ApiKey, "admin", 7),
+    ])
+    .await
+    .unwrap();
+    let mut uses = q.credential_uses().await.unwrap();
+    uses.sort_by(|a, b| (a.kind, &a.name).cmp(&(b.kind, &b.name)));
+    assert_eq!(
+        uses,
+        vec![
+            used(CredentialKind::ApiKey, "admin", 8),
+            used(CredentialKind::ApiKey, "flow", 10),
+            used(CredentialKind::AgentToken, "flow", 20),
+        ]
+    );
 }
 
 /// A call with a webhook delivery to `url`.

@@ -69,6 +69,10 @@ struct Inner {
     subscriptions: Vec<Subscription>,
     /// API keys created through the API, by name.
     keys: std::collections::BTreeMap<String, super::StoredKey>,
+    /// Agent tokens created through the API, by name.
+    agent_tokens: BTreeMap<String, super::StoredAgentToken>,
+    /// The last use of keys and tokens, by kind and name.
+    uses: BTreeMap<(super::CredentialKind, String), OffsetDateTime>,
 }
 
 impl Inner {
@@ -809,6 +813,52 @@ impl Queue for MemoryQueue {
 
     async fn stored_keys(&self) -> Result<Vec<super::StoredKey>, QueueError> {
         Ok(self.lock().keys.values().cloned().collect())
+    }
+
+    async fn add_agent_token(&self, token: super::StoredAgentToken) -> Result<bool, QueueError> {
+        let mut inner = self.lock();
+        if inner.agent_tokens.contains_key(&token.name) {
+            return Ok(false);
+        }
+        inner.agent_tokens.insert(token.name.clone(), token);
+        Ok(true)
+    }
+
+    async fn revoke_agent_token(&self, name: &str, at: OffsetDateTime) -> Result<bool, QueueError> {
+        let mut inner = self.lock();
+        match inner.agent_tokens.get_mut(name) {
+            Some(token) if token.revoked_at.is_none() => {
+                token.revoked_at = Some(at);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn stored_agent_tokens(&self) -> Result<Vec<super::StoredAgentToken>, QueueError> {
+        Ok(self.lock().agent_tokens.values().cloned().collect())
+    }
+
+    async fn record_uses(&self, uses: Vec<super::CredentialUse>) -> Result<(), QueueError> {
+        let mut inner = self.lock();
+        for used in uses {
+            let at = inner.uses.entry((used.kind, used.name)).or_insert(used.at);
+            *at = (*at).max(used.at);
+        }
+        Ok(())
+    }
+
+    async fn credential_uses(&self) -> Result<Vec<super::CredentialUse>, QueueError> {
+        Ok(self
+            .lock()
+            .uses
+            .iter()
+            .map(|((kind, name), at)| super::CredentialUse {
+                kind: *kind,
+                name: name.clone(),
+                at: *at,
+            })
+            .collect())
     }
 
     async fn subscriptions(&self, owner: Option<&str>) -> Result<Vec<Subscription>, QueueError> {

@@ -65,7 +65,7 @@ use time::OffsetDateTime;
 pub(crate) use activity::Activity;
 pub(crate) use audit::{AuditFilter, AuditRecord};
 pub(crate) use config::{QueueConfig, StoreKind};
-pub(crate) use keys::StoredKey;
+pub(crate) use keys::{CredentialKind, CredentialUse, StoredAgentToken, StoredKey};
 pub(crate) use kind::{ActionStep, CallKind};
 pub(crate) use lease::{
     Claimant, DEFAULT_OWNER_HOLD, Holder, OpenCall, Overdue, Verdict, claim_rule, judge_rule,
@@ -742,6 +742,24 @@ pub(crate) trait Queue: Send + Sync + 'static {
 
     /// Every stored key, revoked ones too, by name.
     async fn stored_keys(&self) -> Result<Vec<StoredKey>, QueueError>;
+
+    /// Stores an agent token created through the API; `false` (nothing stored)
+    /// when a token of that name is stored already, revoked or not.
+    async fn add_agent_token(&self, token: StoredAgentToken) -> Result<bool, QueueError>;
+
+    /// Revokes the stored agent token `name` at `at`; whether a token not yet
+    /// revoked was there.
+    async fn revoke_agent_token(&self, name: &str, at: OffsetDateTime) -> Result<bool, QueueError>;
+
+    /// Every stored agent token, revoked ones too, by name.
+    async fn stored_agent_tokens(&self) -> Result<Vec<StoredAgentToken>, QueueError>;
+
+    /// Records when keys and tokens were used: each use replaces the one stored
+    /// for its credential only if it is later (replicas write in any order).
+    async fn record_uses(&self, uses: Vec<CredentialUse>) -> Result<(), QueueError>;
+
+    /// The last use of every key and token that has one (in no set order).
+    async fn credential_uses(&self) -> Result<Vec<CredentialUse>, QueueError>;
 
     /// The wake-up signals this store fires.
     fn signals(&self) -> &Arc<Signals>;

@@ -538,6 +538,10 @@ where
             .await
             .map_err(|_| SessionEnd::AgentGone)?;
         self.outbox.flushed();
+        // A connected agent keeps using its token (written at most once a minute).
+        if let Some(used) = self.ctx.hold.used() {
+            crate::last_used::write(&self.ctx.queue, used);
+        }
         Ok(())
     }
 

@@ -66,6 +66,13 @@ pub(crate) struct ClientArgs {
     pub(crate) timeout: u64,
 }
 
+impl ClientArgs {
+    /// Whether `--output json` asks for the relay's JSON as it came.
+    pub(crate) fn json_output(&self) -> bool {
+        self.output == Output::Json
+    }
+}
+
 /// How the answer is printed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Output {

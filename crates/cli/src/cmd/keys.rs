@@ -1,10 +1,13 @@
 //! `sapbridge keys new`: a random API key or agent token, shown once, and the
 //! `relay.toml` entry that holds only its SHA-256 (the relay never needs the
 //! secret itself). `sapbridge keys pin CERT.pem`: the public key pins of a
-//! certificate file, for the agent's `relay_spki_sha256`.
+//! certificate file, for the agent's `relay_spki_sha256`. `sapbridge keys
+//! list|create|revoke` and `keys tokens list|create|revoke`: keys and agent
+//! tokens in a running relay's store, through its admin API (see `admin`).
 
 use clap::{Args, Subcommand};
 
+use super::admin::{AdminCommand, CreateArgs, Kind, ListArgs, RevokeArgs, TokensArgs};
 use super::{CliError, generate_secret};
 
 /// Options of `sapbridge keys`.
@@ -23,6 +26,35 @@ enum KeysCommand {
     /// Prints the public key pin (SHA-256 of the SubjectPublicKeyInfo) of each
     /// certificate in a PEM file, for the agent's `relay_spki_sha256`.
     Pin(PinArgs),
+    /// Lists a relay's API keys (never a secret), with when each was last used
+    /// (an operator key; relay and key as for `sapbridge call`).
+    List(ListArgs),
+    /// Creates an API key in a relay's store and prints it, once.
+    Create(CreateArgs),
+    /// Revokes an API key created through the API: refused from then on.
+    Revoke(RevokeArgs),
+    /// Agent tokens in a relay's store: `tokens list|create|revoke`.
+    Tokens(TokensArgs),
+}
+
+/// What `sapbridge keys …` does: print text made here, or ask a relay.
+#[derive(Debug)]
+pub(crate) enum KeysTask {
+    /// `new` and `pin`: the text for the terminal.
+    Print(Result<String, CliError>),
+    /// `list`, `create`, `revoke`, `tokens …`: a request to the admin API.
+    Admin(AdminCommand),
+}
+
+/// What `sapbridge keys …` is to do.
+pub(crate) fn task(args: KeysArgs) -> KeysTask {
+    match args.command {
+        KeysCommand::List(args) => KeysTask::Admin(AdminCommand::List(Kind::Keys, args)),
+        KeysCommand::Create(args) => KeysTask::Admin(AdminCommand::Create(Kind::Keys, args)),
+        KeysCommand::Revoke(args) => KeysTask::Admin(AdminCommand::Revoke(Kind::Keys, args)),
+        KeysCommand::Tokens(tokens) => KeysTask::Admin(tokens.command.into()),
+        command => KeysTask::Print(run(KeysArgs { command })),
+    }
 }
 
 /// Options of `sapbridge keys pin`.
@@ -69,6 +101,11 @@ pub(crate) fn run(args: KeysArgs) -> Result<String, CliError> {
     let args = match args.command {
         KeysCommand::New(args) => args,
         KeysCommand::Pin(args) => return pin(&args),
+        _ => {
+            return Err(CliError::Config(
+                "this keys command asks a relay (see sapbridge keys --help)".into(),
+            ));
+        }
     };
     if let Some(bad) = std::iter::once(&args.name)
         .chain(&args.systems)

@@ -1,5 +1,6 @@
 //! The subcommands, one file each, and the error type they share.
 
+pub(crate) mod admin;
 pub(crate) mod agent;
 pub(crate) mod client;
 pub(crate) mod dev;

@@ -16,6 +16,7 @@
 //!   (under the operator's key name) as a client's request.
 
 mod chart;
+mod keys;
 mod pages;
 pub(crate) mod session;
 
@@ -118,8 +119,10 @@ pub(crate) fn routes(state: Arc<RelayState>, api: Router) -> Router {
         .route("/console/audit.csv", get(audit_csv))
         .route("/console/test", get(test_page).post(run_test))
         .route("/console/explorer", get(explorer_page).post(run_function))
-        .route("/console/keys", get(keys_page).post(create_key))
-        .route("/console/keys/revoke", post(revoke_key))
+        .route("/console/keys", get(keys::page).post(keys::create_key))
+        .route("/console/keys/revoke", post(keys::revoke_key))
+        .route("/console/keys/tokens", post(keys::create_token))
+        .route("/console/keys/tokens/revoke", post(keys::revoke_token))
         .route("/console/assets/console.css", get(css))
         .route("/console/assets/console.js", get(js))
         .layer(axum::middleware::from_fn(security_headers))
@@ -249,6 +252,10 @@ impl FromRequestParts<Console> for Operator {
             console.sessions.end(id);
             return Err(refused);
         };
+        // The session acts with the operator's key: a use of it.
+        console
+            .state
+            .note_use(crate::queue::CredentialKind::ApiKey, &credential.name);
         let peer = peer_of(parts);
         Ok(Self {
             caller: Caller::of(&credential),
@@ -878,7 +885,7 @@ async fn test_page(
 fn systems_of(console: &Console, operator: &Operator) -> Vec<String> {
     console
         .state
-        .systems
+        .systems()
         .iter()
         .filter(|s| operator.caller.covers(s))
         .cloned()
@@ -1180,112 +1187,4 @@ fn scalar(name: &str, text: &str, abap: &str, kind: &str) -> Result<Value, Strin
             .ok_or_else(|| format!("{name}: {text:?} is not a number"));
     }
     Ok(Value::String(text.to_owned()))
-}
-
-// --- keys ---
-
-async fn keys_list(console: &Console, operator: &Operator) -> (Vec<Value>, Option<String>) {
-    let answer = console
-        .api(operator, Method::GET, "/v1/admin/keys", &[], None)
-        .await;
-    let body = answer.json();
-    if answer.status.is_success() {
-        let items = body
-            .get("items")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        (items, None)
-    } else {
-        (Vec::new(), Some(problem_text(&body)))
-    }
-}
-
-#[derive(Deserialize)]
-struct KeysQuery {
-    notice: Option<String>,
-}
-
-async fn keys_page(
-    State(console): State<Console>,
-    operator: Operator,
-    Query(query): Query<KeysQuery>,
-) -> Response {
-    let (items, error) = keys_list(&console, &operator).await;
-    let notice = error.or(query.notice);
-    pages::keys(&operator.csrf, &items, None, notice.as_deref()).into_response()
-}
-
-#[derive(Deserialize)]
-struct NewKeyForm {
-    csrf: Option<String>,
-    name: Option<String>,
-    systems: Option<String>,
-    operator: Option<String>,
-}
-
-async fn create_key(
-    State(console): State<Console>,
-    operator: Operator,
-    form: axum::Form<NewKeyForm>,
-) -> Response {
-    if !operator.csrf_ok(form.csrf.as_deref()) {
-        return csrf_refused();
-    }
-    let systems: Vec<&str> = form
-        .systems
-        .as_deref()
-        .unwrap_or("")
-        .split([',', ' '])
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .collect();
-    let body = json!({
-        "name": form.name.as_deref().unwrap_or("").trim(),
-        "systems": systems,
-        "operator": form.operator.is_some(),
-    });
-    let answer = console
-        .api(&operator, Method::POST, "/v1/admin/keys", &[], Some(&body))
-        .await;
-    let created = answer.json();
-    let (items, _) = keys_list(&console, &operator).await;
-    if answer.status == StatusCode::CREATED {
-        pages::keys(&operator.csrf, &items, Some(&created), None).into_response()
-    } else {
-        let notice = format!("Not created: {}", problem_text(&created));
-        pages::keys(&operator.csrf, &items, None, Some(&notice)).into_response()
-    }
-}
-
-#[derive(Deserialize)]
-struct RevokeForm {
-    csrf: Option<String>,
-    name: Option<String>,
-}
-
-async fn revoke_key(
-    State(console): State<Console>,
-    operator: Operator,
-    form: axum::Form<RevokeForm>,
-) -> Response {
-    if !operator.csrf_ok(form.csrf.as_deref()) {
-        return csrf_refused();
-    }
-    let name = form.name.as_deref().unwrap_or("");
-    let answer = console
-        .api(
-            &operator,
-            Method::DELETE,
-            &format!("/v1/admin/keys/{}", segment(name)),
-            &[],
-            None,
-        )
-        .await;
-    let notice = if answer.status.is_success() {
-        format!("The key {name} was revoked.")
-    } else {
-        format!("Not revoked: {}", problem_text(&answer.json()))
-    };
-    Redirect::to(&format!("/console/keys?notice={}", segment(&notice))).into_response()
 }

@@ -25,7 +25,7 @@ const NAV: [(&str, &str); 6] = [
 
 /// A page: `current` is its path in the navigation; `csrf` the session's token
 /// (none before sign-in: no navigation).
-fn layout(title: &str, current: &str, csrf: Option<&str>, body: &Markup) -> Markup {
+pub(super) fn layout(title: &str, current: &str, csrf: Option<&str>, body: &Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -869,98 +869,6 @@ fn function_form(
             }
         }
     }
-}
-
-pub(super) fn keys(
-    csrf: &str,
-    items: &[Value],
-    created: Option<&Value>,
-    notice: Option<&str>,
-) -> Markup {
-    let text = |v: &Value, k: &str| match v.get(k) {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Null) | None => "—".to_owned(),
-        Some(other) => other.to_string(),
-    };
-    layout(
-        "Keys",
-        "/console/keys",
-        Some(csrf),
-        &html! {
-            @if let Some(notice) = notice {
-                p.notice role="status" #notice { (notice) }
-            }
-            @if let Some(created) = created {
-                section #created aria-labelledby="created-heading" {
-                    h2 #created-heading { "Key " (text(created, "name")) " created" }
-                    p { strong { "Copy the key now: it is not shown again." } " Only its SHA-256 is stored." }
-                    pre.json #new-key tabindex="0" aria-label="The new API key" { (text(created, "key")) }
-                    button.copy type="button" data-copy="new-key" { "Copy key" }
-                }
-            }
-            section aria-labelledby="create-heading" {
-                h2 #create-heading { "Create a key" }
-                form.stack method="post" action="/console/keys" {
-                    input type="hidden" name="csrf" value=(csrf);
-                    div.field {
-                        label for="key-name" { "Name" }
-                        input #key-name type="text" name="name" required pattern="[A-Za-z0-9._\\-]{1,64}"
-                            aria-describedby="key-name-hint" spellcheck="false";
-                        span.hint #key-name-hint { "1 to 64 letters, digits, '.', '_' or '-'; recorded in the audit log." }
-                    }
-                    div.field {
-                        label for="key-systems" { "Systems" }
-                        input #key-systems type="text" name="systems" required aria-describedby="key-systems-hint" spellcheck="false";
-                        span.hint #key-systems-hint { "Separated by commas; * for all." }
-                    }
-                    div.check {
-                        input #key-operator type="checkbox" name="operator" value="true";
-                        label for="key-operator" { " Operator scope (audit log, every key's calls, keys, this console)" }
-                    }
-                    button #create-key type="submit" { "Create key" }
-                }
-            }
-            section aria-labelledby="keys-heading" {
-                h2 #keys-heading { "Keys" }
-                table #keys {
-                    caption { "API keys of the configuration and of the store (never the keys themselves)" }
-                    thead { tr {
-                        @for column in ["Name", "Source", "Systems", "Operator", "Created", "By", "Revoked", "Action"] {
-                            th scope="col" { (column) }
-                        }
-                    } }
-                    tbody {
-                        @for item in items {
-                            @let name = text(item, "name");
-                            @let systems = item.get("systems").and_then(Value::as_array)
-                                .map(|s| s.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(", "))
-                                .unwrap_or_default();
-                            @let revocable = item.get("source").and_then(Value::as_str) == Some("store")
-                                && item.get("revoked_at").is_some_and(Value::is_null);
-                            tr data-key=(name) {
-                                th scope="row" { (name) }
-                                td { (text(item, "source")) }
-                                td { (systems) }
-                                td { @if item.get("operator").and_then(Value::as_bool).unwrap_or(false) { "yes" } @else { "no" } }
-                                td { (text(item, "created_at")) }
-                                td { (text(item, "created_by")) }
-                                td { (text(item, "revoked_at")) }
-                                td {
-                                    @if revocable {
-                                        form method="post" action="/console/keys/revoke" {
-                                            input type="hidden" name="csrf" value=(csrf);
-                                            input type="hidden" name="name" value=(name);
-                                            button type="submit" aria-label=(format!("Revoke {name}")) { "Revoke" }
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        },
-    )
 }
 
 #[cfg(test)]

@@ -441,6 +441,31 @@ impl Queue for PostgresQueue {
         keys::stored_keys(&**client).await
     }
 
+    async fn add_agent_token(&self, token: super::StoredAgentToken) -> Result<bool, QueueError> {
+        let client = self.client().await?;
+        keys::add_agent_token(&**client, &token).await
+    }
+
+    async fn revoke_agent_token(&self, name: &str, at: OffsetDateTime) -> Result<bool, QueueError> {
+        let client = self.client().await?;
+        keys::revoke_agent_token(&**client, name, at).await
+    }
+
+    async fn stored_agent_tokens(&self) -> Result<Vec<super::StoredAgentToken>, QueueError> {
+        let client = self.client().await?;
+        keys::stored_agent_tokens(&**client).await
+    }
+
+    async fn record_uses(&self, uses: Vec<super::CredentialUse>) -> Result<(), QueueError> {
+        let client = self.client().await?;
+        keys::record_uses(&**client, &uses).await
+    }
+
+    async fn credential_uses(&self) -> Result<Vec<super::CredentialUse>, QueueError> {
+        let client = self.client().await?;
+        keys::credential_uses(&**client).await
+    }
+
     async fn add_subscription(&self, subscription: Subscription) -> Result<(), QueueError> {
         let client = self.client().await?;
         webhooks::subscribe(&**client, &subscription).await

@@ -22,7 +22,7 @@ use super::super::QueueError;
 use super::rows::store_error;
 
 /// The schema version this relay writes.
-pub(super) const SCHEMA_VERSION: i32 = 7;
+pub(super) const SCHEMA_VERSION: i32 = 8;
 
 /// The advisory lock key that serialises migrations (`"sapbridg"` in ASCII).
 const MIGRATION_LOCK: i64 = 0x7361_7062_7269_6467;
@@ -182,8 +182,27 @@ const V7: &str = "
 CREATE INDEX sapbridge_calls_submitted ON sapbridge_calls (submitted_at, id COLLATE \"C\");
 ";
 
+/// Version 8: agent tokens created through the API (`/v1/admin/agent-tokens`),
+/// and when each key and token was last used (the configuration's too, by name).
+const V8: &str = "
+CREATE TABLE sapbridge_agent_tokens (
+    name        text    PRIMARY KEY,
+    sha256      text    NOT NULL,
+    systems     text    NOT NULL,
+    created_at  bigint  NOT NULL,
+    created_by  text    NOT NULL,
+    revoked_at  bigint
+);
+CREATE TABLE sapbridge_credential_uses (
+    kind          text    NOT NULL,
+    name          text    NOT NULL,
+    last_used_at  bigint  NOT NULL,
+    PRIMARY KEY (kind, name)
+);
+";
+
 /// The migrations: `MIGRATIONS[i]` takes version `i` to `i + 1`.
-const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7];
+const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5, V6, V7, V8];
 
 /// Brings the database to [`SCHEMA_VERSION`] under the migration lock; returns the
 /// version found before (0 for an empty database).

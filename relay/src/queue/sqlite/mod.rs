@@ -483,6 +483,33 @@ impl Queue for SqliteQueue {
         self.read(keys::stored_keys).await
     }
 
+    async fn add_agent_token(&self, token: super::StoredAgentToken) -> Result<bool, QueueError> {
+        self.writer
+            .write(move |conn, effects| keys::add_agent_token(conn, effects, &token))
+            .await
+    }
+
+    async fn revoke_agent_token(&self, name: &str, at: OffsetDateTime) -> Result<bool, QueueError> {
+        let name = name.to_owned();
+        self.writer
+            .write(move |conn, effects| keys::revoke_agent_token(conn, effects, &name, at))
+            .await
+    }
+
+    async fn stored_agent_tokens(&self) -> Result<Vec<super::StoredAgentToken>, QueueError> {
+        self.read(keys::stored_agent_tokens).await
+    }
+
+    async fn record_uses(&self, uses: Vec<super::CredentialUse>) -> Result<(), QueueError> {
+        self.writer
+            .write(move |conn, effects| keys::record_uses(conn, effects, &uses))
+            .await
+    }
+
+    async fn credential_uses(&self) -> Result<Vec<super::CredentialUse>, QueueError> {
+        self.read(keys::credential_uses).await
+    }
+
     fn signals(&self) -> &Arc<Signals> {
         &self.signals
     }

@@ -27,7 +27,7 @@ use super::super::QueueError;
 use super::super::config::Durability;
 
 /// The schema version this relay writes.
-pub(super) const SCHEMA_VERSION: i64 = 9;
+pub(super) const SCHEMA_VERSION: i64 = 10;
 
 /// How long a statement waits for a lock held by another connection.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -125,6 +125,30 @@ CREATE TABLE api_keys (
     };
 }
 
+/// Version 10: agent tokens created through the API
+/// (`/v1/admin/agent-tokens`), and when each key and token was last used (the
+/// configuration's too, by name); in the schema and in the migration to it.
+macro_rules! tokens_tables {
+    () => {
+        "
+CREATE TABLE agent_tokens (
+    name        TEXT    PRIMARY KEY,
+    sha256      TEXT    NOT NULL,
+    systems     TEXT    NOT NULL,
+    created_at  INTEGER NOT NULL,
+    created_by  TEXT    NOT NULL,
+    revoked_at  INTEGER
+);
+CREATE TABLE credential_uses (
+    kind          TEXT    NOT NULL,
+    name          TEXT    NOT NULL,
+    last_used_at  INTEGER NOT NULL,
+    PRIMARY KEY (kind, name)
+) WITHOUT ROWID;
+"
+    };
+}
+
 const SCHEMA: &str = concat!(
     "
 CREATE TABLE calls (
@@ -169,7 +193,8 @@ CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at);
 ",
     audit_table!(),
     webhook_tables!(),
-    keys_table!()
+    keys_table!(),
+    tokens_tables!()
 );
 
 /// From version 1: the claim's index (added late to version 1 files), without the
@@ -221,6 +246,9 @@ const MIGRATE_FROM_8: &str = "
 CREATE INDEX IF NOT EXISTS calls_submitted ON calls (submitted_at, id);
 ";
 
+/// From version 9: agent tokens created through the API, and last uses.
+const MIGRATE_FROM_9: &str = tokens_tables!();
+
 /// The migrations, each from the version before it: `MIGRATIONS[i]` migrates
 /// version `i + 1` to `i + 2`.
 const MIGRATIONS: &[&str] = &[
@@ -232,6 +260,7 @@ const MIGRATIONS: &[&str] = &[
     MIGRATE_FROM_6,
     MIGRATE_FROM_7,
     MIGRATE_FROM_8,
+    MIGRATE_FROM_9,
 ];
 
 /// Settings every connection gets.
