@@ -127,9 +127,43 @@ pub(crate) async fn publish_agents(state: Arc<RelayState>, stop: CancellationTok
     }
 }
 
+/// The body of `/healthz` and `/readyz`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct Status {
+    #[schema(inline)]
+    status: StatusWord,
+}
+
+/// `ok` (up), `ready` (the store answers) or `unavailable` (it does not).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum StatusWord {
+    /// The process is up.
+    Ok,
+    /// The queue store answers.
+    Ready,
+    /// The queue store does not answer.
+    Unavailable,
+}
+
+impl Status {
+    fn of(status: StatusWord) -> Json<Self> {
+        Json(Self { status })
+    }
+}
+
 /// `GET /healthz`: the process is up.
-pub(crate) async fn healthz() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    operation_id = "healthz",
+    tag = "operations",
+    summary = "The process is up",
+    security(()),
+    responses((status = 200, description = "Up.", body = Status, example = json!({"status": "ok"}))),
+)]
+pub(crate) async fn healthz() -> Json<Status> {
+    Status::of(StatusWord::Ok)
 }
 
 /// `GET /readyz`: 200 when the queue store answers, else 503.
@@ -138,12 +172,12 @@ pub(crate) async fn readyz(State(state): State<Arc<RelayState>>) -> Result<Respo
         return Err(ApiError::ShuttingDown);
     }
     match state.queue.ping().await {
-        Ok(()) => Ok(Json(json!({"status": "ready"})).into_response()),
+        Ok(()) => Ok(Status::of(StatusWord::Ready).into_response()),
         Err(error) => {
             tracing::warn!(%error, "queue store not ready");
             Ok((
                 StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"status": "unavailable"})),
+                Status::of(StatusWord::Unavailable),
             )
                 .into_response())
         }
@@ -153,6 +187,22 @@ pub(crate) async fn readyz(State(state): State<Arc<RelayState>>) -> Result<Respo
 /// `GET /metrics`: the relay's counters and histograms (see [`crate::metrics`]),
 /// with the gauges of the store and the agent registry read now, as OpenMetrics
 /// text. With `metrics_require_key`, only an operator's API key may read it.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "operations",
+    summary = "Prometheus metrics",
+    description = "Counters and histograms of what this relay did since it started (calls by system, function and outcome; time queued and executing; leases, redeliveries, lapses, expiries; agent sessions and refusals; pass-through requests and bytes; idempotent replays; authentication failures) and gauges read at the scrape (stored calls by state, queue depth and oldest call per system, agents connected). With `metrics_require_key = true` in the relay's configuration it answers only to an API key with the operator scope.",
+    security(()),
+    responses(
+        (status = 200, description = "OpenMetrics 1.0 text (which Prometheus reads).",
+            body = String, content_type = "application/openmetrics-text"),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+        (status = 500, response = super::openapi::InternalError),
+    ),
+)]
 pub(crate) async fn metrics(
     State(state): State<Arc<RelayState>>,
     headers: http::HeaderMap,

@@ -16,7 +16,7 @@ use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 
@@ -134,19 +134,41 @@ pub(crate) async fn redeliver(
 }
 
 /// The body of `POST /v1/webhooks/subscriptions`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NewSubscription {
-    /// Where deliveries go (Power Automate's `x-ms-notification-url`).
+#[schema(as = NewWebhookSubscription)]
+pub(crate) struct NewSubscription {
+    /// Where the answers go (checked as `Sapbridge-Callback` is). Power Automate
+    /// fills it with the trigger's callback URL.
+    #[schema(format = "uri", max_length = 2048)]
     url: String,
-    /// Only calls of this system.
+    /// Only calls of this system (default: every system the key may call).
     #[serde(default)]
+    #[schema(nullable = false)]
     system: Option<String>,
 }
 
 /// `POST /v1/webhooks/subscriptions`: every later call of the key (of `system`,
 /// if given) that ends is delivered to `url`; `201` with the subscription's
 /// `Location`.
+#[utoipa::path(
+    post,
+    path = "/v1/webhooks/subscriptions",
+    operation_id = "subscribeWebhook",
+    tag = "webhooks",
+    summary = "Subscribe to the answers of the key's calls",
+    description = "Every later call of the key (of `system`, if given) is delivered to `url` when it ends, as a call's own `Sapbridge-Callback` is. The shape of Power Automate's webhook trigger: `201` with the `Location` it DELETEs when the flow is turned off.",
+    request_body = NewSubscription,
+    responses(
+        (status = 201, description = "Subscribed.", body = SubscriptionBody,
+            headers(("Location" = String, description = "The subscription, to DELETE."))),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 500, response = super::openapi::InternalError),
+    ),
+)]
 pub(crate) async fn subscribe(
     State(state): State<Arc<RelayState>>,
     caller: Caller,
@@ -272,12 +294,31 @@ fn delivery_json(d: &Delivery) -> Value {
     })
 }
 
-fn subscription_json(s: &Subscription) -> Value {
-    json!({
-        "id": s.id,
-        "url": s.url,
-        "system": s.system,
-        "created_at": rfc3339(s.created_at),
-        "key": s.owner,
-    })
+/// A subscription as the API shows it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = WebhookSubscription)]
+pub(crate) struct SubscriptionBody {
+    /// When it was made.
+    #[schema(format = DateTime)]
+    created_at: String,
+    /// `sub_…`.
+    id: String,
+    /// The API key it belongs to.
+    key: String,
+    /// Only calls of this system; `null`: every system the key may call.
+    #[schema(required = true)]
+    system: Option<String>,
+    /// Where the answers go.
+    #[schema(format = "uri")]
+    url: String,
+}
+
+fn subscription_json(s: &Subscription) -> SubscriptionBody {
+    SubscriptionBody {
+        id: s.id.clone(),
+        url: s.url.clone(),
+        system: s.system.clone(),
+        created_at: rfc3339(s.created_at),
+        key: s.owner.clone(),
+    }
 }
