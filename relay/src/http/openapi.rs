@@ -57,6 +57,11 @@ const HAND_WRITTEN: &str = include_str!("openapi-hand.json");
         super::ops::metrics,
         document,
         super::webhooks::subscribe,
+        super::webhooks::list_subscriptions,
+        super::webhooks::unsubscribe,
+        super::webhooks::list_deliveries,
+        super::webhooks::get_delivery,
+        super::webhooks::redeliver,
     ),
     components(
         schemas(
