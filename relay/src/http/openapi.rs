@@ -54,6 +54,7 @@ const HAND_WRITTEN: &str = include_str!("openapi-hand.json");
 #[openapi(
     paths(
         super::ops::healthz,
+        super::ops::readyz,
         super::ops::metrics,
         document,
         super::webhooks::subscribe,
@@ -66,6 +67,7 @@ const HAND_WRITTEN: &str = include_str!("openapi-hand.json");
     components(
         schemas(
             super::ops::Status,
+            super::Problem,
             super::admin::NewKey,
             super::webhooks::NewSubscription,
             super::transactions::TransactionRequest,

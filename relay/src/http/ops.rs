@@ -167,6 +167,19 @@ pub(crate) async fn healthz() -> Json<Status> {
 }
 
 /// `GET /readyz`: 200 when the queue store answers, else 503.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    operation_id = "readyz",
+    tag = "operations",
+    summary = "The queue store answers",
+    security(()),
+    responses(
+        (status = 200, description = "Ready.", body = Status, example = json!({"status": "ready"})),
+        (status = 503, description = "The queue store does not answer (body `{\"status\": \"unavailable\"}`), or the relay is shutting down (a problem, with `Retry-After`).",
+            content((Status = "application/json"), (super::Problem = "application/problem+json"))),
+    ),
+)]
 pub(crate) async fn readyz(State(state): State<Arc<RelayState>>) -> Result<Response, ApiError> {
     if state.shutdown.is_cancelled() {
         return Err(ApiError::ShuttingDown);
