@@ -53,6 +53,7 @@ const HAND_WRITTEN: &str = include_str!("openapi-hand.json");
 #[derive(OpenApi)]
 #[openapi(
     paths(
+        super::ops::list_systems,
         super::ops::healthz,
         super::ops::readyz,
         super::ops::metrics,
@@ -67,6 +68,7 @@ const HAND_WRITTEN: &str = include_str!("openapi-hand.json");
     components(
         schemas(
             super::ops::Status,
+            super::ops::Systems,
             super::Problem,
             super::admin::NewKey,
             super::webhooks::NewSubscription,
