@@ -54,6 +54,7 @@ const HAND_WRITTEN: &str = include_str!("openapi-hand.json");
 #[openapi(
     paths(
         super::ops::list_systems,
+        super::calls::list_calls,
         super::ops::healthz,
         super::ops::readyz,
         super::ops::metrics,
@@ -74,6 +75,7 @@ const HAND_WRITTEN: &str = include_str!("openapi-hand.json");
             super::webhooks::NewSubscription,
             super::transactions::TransactionRequest,
             Parameters,
+            CallStatus,
             crate::actions::customers::CustomerCreate,
             crate::actions::customers::CustomerPatch,
         ),
@@ -117,6 +119,31 @@ impl PartialSchema for Parameters {
 }
 
 impl ToSchema for Parameters {}
+
+/// The states of a call by their API names (`CallState::as_str`, the `status`
+/// filter of `GET /v1/calls`).
+pub(crate) struct CallStatus;
+
+/// The names [`CallStatus`] lists.
+const CALL_STATUSES: [&str; 6] = [
+    "queued",
+    "running",
+    "succeeded",
+    "failed",
+    "expired",
+    "cancelled",
+];
+
+impl PartialSchema for CallStatus {
+    fn schema() -> RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .enum_values(Some(CALL_STATUSES))
+            .into()
+    }
+}
+
+impl ToSchema for CallStatus {}
 
 /// `components/responses` for problem answers: a marker type per response, named as
 /// the component, for `responses((status = 400, response = BadRequest))`.
@@ -294,6 +321,25 @@ pub(crate) async fn document() -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`CALL_STATUSES`] are the names the relay gives and takes.
+    #[test]
+    fn the_call_statuses_are_the_relays() {
+        use crate::queue::{CallState, StateFilter};
+        for name in CALL_STATUSES {
+            assert!(StateFilter::parse(name).is_some(), "{name}");
+        }
+        let states = [
+            CallState::Queued,
+            CallState::Succeeded,
+            CallState::Failed,
+            CallState::Expired,
+            CallState::Cancelled,
+        ];
+        for state in states {
+            assert!(CALL_STATUSES.contains(&state.as_str()), "{state:?}");
+        }
+    }
 
     #[test]
     fn the_document_is_openapi_3_1_json() {
