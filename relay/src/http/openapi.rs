@@ -55,6 +55,7 @@ const HAND_WRITTEN: &str = include_str!("openapi-hand.json");
     paths(
         super::ops::list_systems,
         super::calls::list_calls,
+        super::audit::list,
         super::ops::healthz,
         super::ops::readyz,
         super::ops::metrics,
