@@ -14,7 +14,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{HeaderMap, StatusCode};
 use sapbridge_proto::{CommitPolicy, FunctionCall};
 use serde::Deserialize;
-use serde_json::json;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -430,7 +429,52 @@ pub(crate) async fn answer_of(state: &RelayState, call_id: &str) -> Result<Answe
     })
 }
 
+/// The path of the call routes.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(
+    dead_code,
+    reason = "documentation of the path the handlers read as a String"
+)]
+struct CallPath {
+    /// The call id (from `Location` or the answer's `id`).
+    #[param(example = "c_01J…")]
+    id: String,
+}
+
+/// The body of `DELETE /v1/calls/{id}`. Members in name order, as the answer
+/// always had them.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = CancelledCall)]
+pub(crate) struct CancelledBody {
+    #[schema(format = DateTime)]
+    completed_at: Option<String>,
+    id: String,
+    #[schema(value_type = super::openapi::CallStatus)]
+    status: &'static str,
+    #[schema(format = DateTime)]
+    submitted_at: String,
+    system: String,
+}
+
 /// `DELETE /v1/calls/{id}`: cancels a queued call (200); 409 once leased or final.
+#[utoipa::path(
+    delete,
+    path = "/v1/calls/{id}",
+    operation_id = "cancelCall",
+    tag = "calls",
+    summary = "Cancel a queued call",
+    description = "`200` when the call was still queued; `409` once an agent took it or it is final. Another API key's call is `404`, as an unknown id is (keys with `operator = true` may cancel every call).",
+    params(CallPath),
+    responses(
+        (status = 200, description = "Cancelled.", body = CancelledBody),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 409, response = super::openapi::Conflict),
+        (status = 500, response = super::openapi::InternalError),
+    ),
+)]
 pub(crate) async fn cancel_call(
     State(state): State<Arc<RelayState>>,
     caller: Caller,
@@ -438,12 +482,12 @@ pub(crate) async fn cancel_call(
 ) -> Result<Response, ApiError> {
     let call_id = path(id)?;
     let record = state.calls.cancel(caller.viewer(), &call_id).await?;
-    let body = json!({
-        "id": record.id,
-        "status": record.state.as_str(),
-        "system": record.system,
-        "submitted_at": rfc3339(record.submitted_at),
-        "completed_at": record.completed_at.map(rfc3339),
-    });
+    let body = CancelledBody {
+        completed_at: record.completed_at.map(rfc3339),
+        id: record.id,
+        status: record.state.as_str(),
+        submitted_at: rfc3339(record.submitted_at),
+        system: record.system,
+    };
     Ok((StatusCode::OK, axum::Json(body)).into_response())
 }

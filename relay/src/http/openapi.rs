@@ -55,6 +55,8 @@ const HAND_WRITTEN: &str = include_str!("openapi-hand.json");
     paths(
         super::ops::list_systems,
         super::calls::list_calls,
+        super::calls::cancel_call,
+        super::agent_connect::connect,
         super::audit::list,
         super::ops::healthz,
         super::ops::readyz,
