@@ -55,6 +55,7 @@ const HAND_WRITTEN: &str = include_str!("openapi-hand.json");
     paths(
         super::ops::list_systems,
         super::calls::list_calls,
+        super::metadata::list_functions,
         super::calls::cancel_call,
         super::agent_connect::connect,
         super::audit::list,
@@ -83,6 +84,7 @@ const HAND_WRITTEN: &str = include_str!("openapi-hand.json");
             crate::actions::customers::CustomerPatch,
         ),
         responses(
+            Accepted,
             BadRequest,
             Unauthorized,
             Forbidden,
@@ -186,6 +188,52 @@ fn retry_after() -> utoipa::openapi::header::Header {
                 .minimum(Some(0)),
         )
         .build()
+}
+
+/// `202` for a call not done within `Prefer: wait`: the call so far
+/// (`CallPending`), where to poll it and when.
+pub(crate) struct Accepted;
+
+impl<'r> utoipa::ToResponse<'r> for Accepted {
+    fn response() -> (&'r str, RefOr<utoipa::openapi::Response>) {
+        let header = |description: &str, schema: utoipa::openapi::ObjectBuilder| {
+            utoipa::openapi::header::HeaderBuilder::new()
+                .description(Some(description))
+                .schema(schema)
+                .build()
+        };
+        let location = header(
+            "Where to poll the call: `/v1/calls/{id}`, or an absolute URL ending so when \
+             the relay is configured with `public_url`, `trusted_proxies` or \
+             `absolute_locations`.",
+            utoipa::openapi::ObjectBuilder::new()
+                .schema_type(utoipa::openapi::schema::Type::String)
+                .examples(["/v1/calls/c_01J…"]),
+        );
+        let response = ResponseBuilder::new()
+            .description(
+                "Not done within the wait (or `Prefer: respond-async`): poll `Location` \
+                 (`GET /v1/calls/{id}`) after `Retry-After` seconds until the answer is no \
+                 longer `202`. Power Automate and Logic Apps do this by themselves.",
+            )
+            .header("Location", location)
+            .header("Retry-After", retry_after())
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(utoipa::openapi::Ref::from_schema_name("CallPending")))
+                    .example(Some(serde_json::json!({
+                        "id": "c_01J…",
+                        "status": "queued",
+                        "system": "SIM",
+                        "function": "STFC_CONNECTION",
+                        "attempts": 0,
+                        "submitted_at": "2025-01-02T10:00:00.000Z"
+                    })))
+                    .build(),
+            );
+        ("Accepted", response.build().into())
+    }
 }
 
 /// The `WWW-Authenticate` header of a `401`.
