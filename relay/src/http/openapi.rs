@@ -56,6 +56,7 @@ const HAND_WRITTEN: &str = include_str!("openapi-hand.json");
         super::ops::list_systems,
         super::calls::list_calls,
         super::metadata::list_functions,
+        super::metadata::get_interface,
         super::calls::cancel_call,
         super::agent_connect::connect,
         super::audit::list,
@@ -372,6 +373,23 @@ pub(crate) async fn document() -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The documented function name is what `actions::sap_name` takes.
+    #[test]
+    fn the_function_name_limits_are_the_relays() {
+        use utoipa::IntoParams;
+        let max = crate::actions::MAX_SAP_NAME;
+        let params = super::super::request::FunctionPath::into_params(|| None);
+        let function = params
+            .iter()
+            .find(|p| p.name == "function")
+            .expect("function");
+        let schema = serde_json::to_value(&function.schema).expect("schema");
+        assert_eq!(schema["maxLength"], max);
+        assert_eq!(schema["pattern"], format!("^[A-Za-z0-9_/]{{1,{max}}}$"));
+        assert!(crate::actions::sap_name(&"Z".repeat(max)).is_some());
+        assert!(crate::actions::sap_name(&"Z".repeat(max + 1)).is_none());
+    }
 
     /// [`CALL_STATUSES`] are the names the relay gives and takes.
     #[test]

@@ -296,6 +296,53 @@ pub(crate) struct SystemPath {
     system: String,
 }
 
+/// The `{system}` and `{function}` of a function route, for the document.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code, reason = "documentation of the path the handlers read")]
+pub(crate) struct FunctionPath {
+    /// The SAP system's name as its agents serve it.
+    #[param(example = "SIM")]
+    system: String,
+    /// The function module (case-insensitive; up to 30 characters `A-Z 0-9 _ /`).
+    // The limits are `actions::MAX_SAP_NAME`; a unit test of openapi.rs holds them to it.
+    #[param(
+        min_length = 1,
+        max_length = 30,
+        pattern = "^[A-Za-z0-9_/]{1,30}$",
+        example = "STFC_CONNECTION"
+    )]
+    function: String,
+}
+
+/// The `Sapbridge-Callback` header, for the document.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code, reason = "documentation of the header the handlers read")]
+pub(crate) struct CallbackHeader {
+    /// A URL the call's final answer is POSTed to when it ends, signed as the
+    /// Standard Webhooks specification says (`webhook-id`, `webhook-timestamp`,
+    /// `webhook-signature` with the API key's `webhook_secret`), retried with
+    /// exponential back-off for `[webhooks] retry_for_secs` (24 hours by
+    /// default). The host must be in the relay's `[webhooks] allowed_hosts`, the
+    /// scheme `https` (unless `allow_http`), and no address it resolves to may be
+    /// loopback, private, link-local or reserved (unless
+    /// `allow_private_networks`); otherwise `400`. A key without a
+    /// `webhook_secret` cannot ask for callbacks (`400`). The receiver's answer
+    /// never reaches the caller: see `GET /v1/webhooks/deliveries`.
+    #[param(rename = "Sapbridge-Callback", schema_with = callback_schema, example = "https://hooks.example.com/sap/calls")]
+    callback: Option<String>,
+}
+
+/// `Sapbridge-Callback`: a URL of at most [`crate::webhooks::MAX_URL_BYTES`].
+fn callback_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .format(Some(utoipa::openapi::SchemaFormat::Custom("uri".into())))
+        .max_length(Some(crate::webhooks::MAX_URL_BYTES))
+        .build()
+}
+
 /// The headers of a request that queues a call, for the document: `Prefer`,
 /// `Idempotency-Key` and `Sapbridge-Queue-Ttl`, limits from the consts above.
 #[derive(utoipa::IntoParams)]
