@@ -57,6 +57,7 @@ const HAND_WRITTEN: &str = include_str!("openapi-hand.json");
         super::calls::list_calls,
         super::metadata::list_functions,
         super::metadata::get_interface,
+        super::tables::get_fields,
         super::calls::cancel_call,
         super::agent_connect::connect,
         super::audit::list,
@@ -374,19 +375,24 @@ pub(crate) async fn document() -> Response {
 mod tests {
     use super::*;
 
-    /// The documented function name is what `actions::sap_name` takes.
+    /// The documented function and table names are what `actions::sap_name` takes.
     #[test]
-    fn the_function_name_limits_are_the_relays() {
+    fn the_function_and_table_name_limits_are_the_relays() {
+        use super::super::request::{FunctionPath, TablePath};
         use utoipa::IntoParams;
         let max = crate::actions::MAX_SAP_NAME;
-        let params = super::super::request::FunctionPath::into_params(|| None);
-        let function = params
-            .iter()
-            .find(|p| p.name == "function")
-            .expect("function");
-        let schema = serde_json::to_value(&function.schema).expect("schema");
-        assert_eq!(schema["maxLength"], max);
-        assert_eq!(schema["pattern"], format!("^[A-Za-z0-9_/]{{1,{max}}}$"));
+        let mut params = FunctionPath::into_params(|| None);
+        params.extend(TablePath::into_params(|| None));
+        for name in ["function", "table"] {
+            let param = params.iter().find(|p| p.name == name).expect(name);
+            let schema = serde_json::to_value(&param.schema).expect("schema");
+            assert_eq!(schema["maxLength"], max, "{name}");
+            assert_eq!(
+                schema["pattern"],
+                format!("^[A-Za-z0-9_/]{{1,{max}}}$"),
+                "{name}"
+            );
+        }
         assert!(crate::actions::sap_name(&"Z".repeat(max)).is_some());
         assert!(crate::actions::sap_name(&"Z".repeat(max + 1)).is_none());
     }

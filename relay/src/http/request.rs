@@ -315,6 +315,25 @@ pub(crate) struct FunctionPath {
     function: String,
 }
 
+/// The `{system}` and `{table}` of a table route, for the document.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code, reason = "documentation of the path the handlers read")]
+pub(crate) struct TablePath {
+    /// The SAP system's name as its agents serve it.
+    #[param(example = "SIM")]
+    system: String,
+    /// The table (DDIC name, case-insensitive; up to 30 characters `A-Z 0-9 _ /`).
+    // The limits are `actions::MAX_SAP_NAME`; a unit test of openapi.rs holds them to it.
+    #[param(
+        min_length = 1,
+        max_length = 30,
+        pattern = "^[A-Za-z0-9_/]{1,30}$",
+        example = "KNA1"
+    )]
+    table: String,
+}
+
 /// The `Sapbridge-Callback` header, for the document.
 #[derive(utoipa::IntoParams)]
 #[into_params(parameter_in = Header)]
