@@ -10,11 +10,17 @@
 //!   `actions::customers::fields`).
 //! - Operations: `#[utoipa::path(…)]` on the handler, listed in [`ApiDoc`]'s
 //!   `paths(…)`.
-//! - What is not generated yet (most operations, the shared parameters, headers
-//!   and responses, the response schemas that handlers still build with `json!`):
-//!   `openapi-hand.json` next to this file, a hand-written remainder that
-//!   [`build`] lays the generated parts over. Nothing may be in both (a unit test
-//!   checks it); moving an item to the code means deleting it there.
+//! - What is not generated yet: `openapi-hand.json` next to this file, a
+//!   hand-written remainder that [`build`] lays the generated parts over (the
+//!   `info`, `tags`, `servers` and `security` of the document; the function call,
+//!   transaction, customer, table read, `GET /v1/calls/{id}`, admin key and
+//!   pass-through operations; the schemas whose answers handlers still build
+//!   with `json!` (`CallPending`, `FunctionCallAnswer`, `TransactionAnswer`,
+//!   `UnitCallResult`, `Customer`, `CustomerList`, `TableAnswer`, `TableQuery`,
+//!   `TableField`, `ApiKey`, `WebhookPayload`, `RfcError`); the
+//!   `components/parameters` and `components/headers` those operations refer to;
+//!   the security schemes). Nothing may be in both (a unit test checks it);
+//!   moving an item to the code means deleting it there.
 //!
 //! The checked-in `openapi.json` beside this file is the generated artefact, for
 //! readers and for `deploy/power-automate/generate.py`; `relay/tests/openapi.rs`
