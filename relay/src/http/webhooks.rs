@@ -256,14 +256,31 @@ pub(crate) async fn redeliver(
 #[serde(deny_unknown_fields)]
 #[schema(as = NewWebhookSubscription)]
 pub(crate) struct NewSubscription {
-    /// Where the answers go (checked as `Sapbridge-Callback` is). Power Automate
-    /// fills it with the trigger's callback URL.
-    #[schema(format = "uri", max_length = 2048)]
+    #[schema(schema_with = notification_url_schema)]
     url: String,
     /// Only calls of this system (default: every system the key may call).
     #[serde(default)]
     #[schema(nullable = false)]
     system: Option<String>,
+}
+
+/// A subscription's `url`: a callback URL of at most
+/// [`crate::webhooks::MAX_URL_BYTES`], which Power Automate fills in.
+fn notification_url_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .format(Some(utoipa::openapi::SchemaFormat::Custom("uri".into())))
+        .max_length(Some(crate::webhooks::MAX_URL_BYTES))
+        .description(Some(
+            "Where the answers go (checked as `Sapbridge-Callback` is). Power Automate \
+             fills it with the trigger's callback URL.",
+        ))
+        .extensions(Some(
+            utoipa::openapi::extensions::ExtensionsBuilder::new()
+                .add("x-ms-notification-url", true)
+                .build(),
+        ))
+        .build()
 }
 
 /// `POST /v1/webhooks/subscriptions`: every later call of the key (of `system`,
