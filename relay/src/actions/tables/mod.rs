@@ -75,19 +75,55 @@ pub(crate) struct ReadStep {
 
 /// A table read as a client asks for it: the body of
 /// `POST …/tables/{table}/query`, or the query of `GET …/tables/{table}`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = TableQuery)]
 pub(crate) struct ReadRequest {
-    /// The fields to read, all when empty.
+    /// Field names; none = all fields.
     #[serde(default)]
+    #[schema(schema_with = field_names_schema)]
     pub(crate) fields: Vec<String>,
-    /// The WHERE clause (Open SQL).
+    /// Open SQL condition (`LAND1 EQ 'DE'`).
     #[serde(default, rename = "where")]
     pub(crate) clause: String,
     /// Rows to answer.
+    #[schema(schema_with = limit_schema)]
     pub(crate) limit: Option<u32>,
     /// Rows to skip.
+    #[schema(schema_with = offset_schema)]
     pub(crate) offset: Option<u32>,
+}
+
+/// `fields`: DDIC names of at most [`crate::actions::MAX_SAP_NAME`] characters.
+fn field_names_schema() -> utoipa::openapi::Array {
+    utoipa::openapi::ArrayBuilder::new()
+        .items(
+            utoipa::openapi::ObjectBuilder::new()
+                .schema_type(utoipa::openapi::Type::String)
+                .max_length(Some(crate::actions::MAX_SAP_NAME)),
+        )
+        .description(Some("Field names; none = all fields."))
+        .build()
+}
+
+/// `limit`: 1 to [`MAX_ROWS`], [`DEFAULT_LIMIT`] when left out.
+fn limit_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::Integer)
+        .minimum(Some(1))
+        .maximum(Some(MAX_ROWS))
+        .default(Some(DEFAULT_LIMIT.into()))
+        .build()
+}
+
+/// `offset`: 0 to [`MAX_ROWS`].
+fn offset_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::Integer)
+        .minimum(Some(0))
+        .maximum(Some(MAX_ROWS))
+        .default(Some(0.into()))
+        .build()
 }
 
 /// A DDIC name (table or field): upper case, `A-Z 0-9 _ /`, 1 to 30 characters.
