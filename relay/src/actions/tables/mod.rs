@@ -281,15 +281,54 @@ fn answer_json(step: &ReadStep, mut answer: rows::Answer) -> Answer {
     let limit = step.limit as usize;
     let more = answer.rows.len() > limit;
     answer.rows.truncate(limit);
-    let fields: Vec<Value> = answer.columns.iter().map(rows::Column::to_json).collect();
-    Answer::Found(json!({
-        "table": step.table,
-        "fields": fields,
-        "rows": answer.rows,
-        "offset": step.offset,
-        "limit": step.limit,
-        "more": more,
-    }))
+    let body = ReadAnswer {
+        fields: answer.columns.iter().map(rows::Column::body).collect(),
+        limit: step.limit,
+        more,
+        offset: step.offset,
+        rows: &answer.rows,
+        table: &step.table,
+    };
+    Answer::Found(serde_json::to_value(body).unwrap_or_default())
+}
+
+/// The answer of a table read. Members in name order, as the answer always had
+/// them.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = TableAnswer)]
+pub(crate) struct ReadAnswer<'a> {
+    fields: Vec<rows::ColumnBody<'a>>,
+    #[schema(minimum = 1)]
+    limit: u32,
+    /// Rows beyond `limit` exist.
+    more: bool,
+    offset: u32,
+    #[schema(schema_with = rows_schema)]
+    rows: &'a [serde_json::Map<String, Value>],
+    table: &'a str,
+}
+
+/// The rows of a [`ReadAnswer`]: objects of typed values by field name.
+fn rows_schema() -> utoipa::openapi::Array {
+    use utoipa::openapi::schema::{AdditionalProperties, SchemaType, Type};
+    let value = utoipa::openapi::ObjectBuilder::new().schema_type(SchemaType::Array(vec![
+        Type::String,
+        Type::Number,
+        Type::Null,
+    ]));
+    utoipa::openapi::ArrayBuilder::new()
+        .items(
+            utoipa::openapi::ObjectBuilder::new()
+                .schema_type(Type::Object)
+                .additional_properties(Some(AdditionalProperties::RefOr(
+                    utoipa::openapi::RefOr::T(value.into()),
+                ))),
+        )
+        .description(Some(
+            "Rows by field name: integers and floats are numbers; packed stays a string; \
+             `D` is `YYYY-MM-DD` and `T` `HH:MM:SS` (initial → `null`).",
+        ))
+        .build()
 }
 
 #[cfg(test)]
