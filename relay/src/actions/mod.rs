@@ -130,12 +130,16 @@ pub(crate) enum Answer {
     Interface(Arc<metadata::FunctionInterface>),
 }
 
+/// The longest repository name SAP has (function module, table, field).
+pub(crate) const MAX_SAP_NAME: usize = 30;
+
 /// A repository name as SAP spells it (function module, table, field): trimmed and
-/// upper-cased, 1 to 30 characters of `A-Z 0-9 _ /`; `None` when it is not one.
+/// upper-cased, 1 to [`MAX_SAP_NAME`] characters of `A-Z 0-9 _ /`; `None` when it
+/// is not one.
 pub(crate) fn sap_name(raw: &str) -> Option<String> {
     let name = raw.trim().to_ascii_uppercase();
     let valid = !name.is_empty()
-        && name.len() <= 30
+        && name.len() <= MAX_SAP_NAME
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '/');

@@ -115,12 +115,20 @@ pub(crate) fn operator_only(caller: &Caller) -> Result<(), ApiError> {
 }
 
 /// The body of `POST /v1/admin/keys`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = NewApiKey)]
 pub(crate) struct NewKey {
+    /// Unique among all keys (the configuration's and stored ones, revoked ones
+    /// included); what the audit log records.
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
     name: String,
+    /// The systems it may call, known to the relay; `*` for all.
+    #[schema(min_items = 1)]
     systems: Vec<String>,
+    /// The operator scope: the audit log, every key's calls, this API, the console.
     #[serde(default)]
+    #[schema(default = false)]
     operator: bool,
 }
 

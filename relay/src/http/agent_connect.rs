@@ -14,6 +14,21 @@ use crate::auth::presented_secret;
 use crate::state::RelayState;
 
 /// `GET /v1/agent/connect`: checks the agent token and upgrades to a WebSocket.
+#[utoipa::path(
+    get,
+    path = "/v1/agent/connect",
+    operation_id = "agentConnect",
+    tag = "agents",
+    summary = "Agent endpoint: WebSocket upgrade (not for clients)",
+    description = "An on-premises agent dials out to this endpoint and upgrades to a WebSocket (`Connection: Upgrade`, `Upgrade: websocket`) with `Authorization: Bearer <agent-token>`. The wire protocol (JSON text frames and binary body chunks) is defined by the `sapbridge-proto` crate, not by this document.",
+    security(("agentToken" = [])),
+    responses(
+        (status = 101, description = "Switching to the WebSocket protocol."),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 503, response = super::openapi::ServiceUnavailable),
+    ),
+)]
 pub(crate) async fn connect(
     State(state): State<Arc<RelayState>>,
     headers: HeaderMap,

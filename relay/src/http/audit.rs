@@ -25,8 +25,8 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -182,21 +182,114 @@ fn call_in_location(headers: &HeaderMap) -> Option<String> {
 }
 
 /// The query of `GET /v1/audit`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct AuditQuery {
-    /// At or after this time (RFC 3339).
+    /// Records at or after this time (RFC 3339); `since` is accepted too.
     #[serde(alias = "since")]
+    #[param(format = DateTime)]
     from: Option<String>,
-    /// Before this time (RFC 3339).
+    /// Records before this time (RFC 3339); `until` is accepted too.
     #[serde(alias = "until")]
+    #[param(format = DateTime)]
     to: Option<String>,
+    /// Records of this system.
     system: Option<String>,
+    /// Records of this API key (its configured name).
     key: Option<String>,
+    /// Records with this outcome (`succeeded`, `not-allowed`, `forbidden`, `ok`,
+    /// ...).
     outcome: Option<String>,
+    /// Records of this call.
     call_id: Option<String>,
+    /// The `next` of the previous page (opaque).
     cursor: Option<String>,
+    /// The most records in the page (1 to 1000, default 100).
+    #[param(schema_with = limit_schema)]
     limit: Option<usize>,
+}
+
+/// The page size: 1 to [`MAX_LIMIT`], [`DEFAULT_LIMIT`] when left out.
+fn limit_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::Integer)
+        .minimum(Some(1))
+        .maximum(Some(MAX_LIMIT))
+        .default(Some(DEFAULT_LIMIT.into()))
+        .build()
+}
+
+/// The `event` of an [`AuditItem`].
+fn event_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .enum_values(Some(["request", "call", "config"]))
+        .description(Some(
+            "`request`: an HTTP request of the API; `call`: a call's end (its outcome as \
+             its agent reported it, or `expired` / `outcome-unknown` when the relay ended \
+             it); `config`: keys and agent tokens reloaded (SIGHUP).",
+        ))
+        .build()
+}
+
+/// A page of `GET /v1/audit` as JSON.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = AuditPage)]
+pub(crate) struct AuditPage {
+    items: Vec<AuditItem>,
+    /// The cursor of the next page; `null` on the last.
+    #[schema(required = true)]
+    next: Option<String>,
+}
+
+/// One record of the audit log; members that do not apply are `null`. Members
+/// in name order, as the answer always had them.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = AuditRecord)]
+pub(crate) struct AuditItem {
+    /// The agent that ran the call.
+    #[schema(required = true)]
+    agent: Option<String>,
+    /// The call.
+    #[schema(required = true)]
+    call_id: Option<String>,
+    /// The client's address (the TCP peer).
+    #[schema(required = true)]
+    client: Option<String>,
+    /// More: the SAP error key of a failed call, the counts of a reload.
+    #[schema(required = true)]
+    detail: Option<String>,
+    /// How long it took in milliseconds: a request until its answer's head, a
+    /// call from submission to its outcome.
+    #[schema(required = true)]
+    duration_ms: Option<i64>,
+    #[schema(schema_with = event_schema)]
+    event: String,
+    /// The API key's configured name (never the key).
+    #[schema(required = true)]
+    key: Option<String>,
+    /// The HTTP method of a request.
+    #[schema(required = true)]
+    method: Option<String>,
+    /// The call's state (`succeeded`, `queued`, `running`, `cancelled`,
+    /// `expired`), the problem type's slug of an error answer (`forbidden`,
+    /// `not-allowed`, ...), the SAP error group of a failed call in kebab case
+    /// (`abap-application-failure`), or `ok`; a reload is `ok` or `refused`.
+    outcome: String,
+    /// The HTTP status answered.
+    #[schema(required = true)]
+    status: Option<u16>,
+    /// The system.
+    #[schema(required = true)]
+    system: Option<String>,
+    /// The function (functions of a transaction, comma-separated), the action,
+    /// or the request's path.
+    #[schema(required = true)]
+    target: Option<String>,
+    /// When it happened (a request: when it arrived).
+    #[schema(format = DateTime)]
+    time: String,
 }
 
 /// `GET /v1/audit`: a page of the audit log (operator keys only).
@@ -204,6 +297,28 @@ pub(crate) struct AuditQuery {
 /// # Errors
 /// 401 without a key, 403 for a key without the operator scope, 400 for a bad
 /// time, cursor, limit or unknown parameter.
+#[utoipa::path(
+    get,
+    path = "/v1/audit",
+    operation_id = "listAudit",
+    tag = "operations",
+    summary = "Read the audit log (operator keys only)",
+    description = "Every request of the API (pass-through included) with its API key's name, client address, system, target, call id, outcome, status and duration; every call's outcome as its agent reported it (`event` `call`: the agent that ran it, how long it took from submission, `not-allowed` when the agent's allowlist refused it); every reload of the keys and agent tokens (`event` `config`). Refusals by the relay carry the problem type's slug as their outcome (`unauthorized`, `forbidden`, `rate-limited`, `too-many-in-flight`, `queue-full`, ...). Records come oldest first, in the order they were stored. `items` and `next` as JSON by default; with `Accept: application/x-ndjson` one record per line, with `Accept: text/csv` CSV with a header row (RFC 4180 quoting); both then carry the next page's cursor in `Sapbridge-Next-Cursor`. Records are kept `[audit] retention_days` (default 90). Only keys with `operator = true`; others get `403`.",
+    params(AuditQuery),
+    responses(
+        (status = 200, description = "A page of the audit log.",
+            headers(("Sapbridge-Next-Cursor" = String, description = "The cursor of the next page, when there is one.")),
+            content(
+                (AuditPage = "application/json"),
+                (AuditItem = "application/x-ndjson"),
+                (String = "text/csv", example = "time,event,key,client,system,method,target,call_id,outcome,status,duration_ms,agent,detail\r\n2026-01-02T10:00:00.000Z,request,flow,203.0.113.9,PRD,POST,STFC_CONNECTION,c_01J…,succeeded,200,41,plant-1,\r\n"),
+            )),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+        (status = 500, response = super::openapi::InternalError),
+    ),
+)]
 pub(crate) async fn list(
     State(state): State<Arc<RelayState>>,
     caller: Caller,
@@ -254,7 +369,7 @@ pub(crate) async fn list(
     let mut response = if accept.contains(NDJSON) {
         let mut body = String::new();
         for record in &records {
-            body.push_str(&item(record).to_string());
+            body.push_str(&serde_json::to_string(&item(record)).unwrap_or_default());
             body.push('\n');
         }
         ([(header::CONTENT_TYPE, NDJSON)], body).into_response()
@@ -268,8 +383,12 @@ pub(crate) async fn list(
         )
             .into_response()
     } else {
-        let items: Vec<Value> = records.iter().map(item).collect();
-        axum::Json(json!({ "items": items, "next": next })).into_response()
+        let items = records.iter().map(item).collect();
+        axum::Json(AuditPage {
+            items,
+            next: next.clone(),
+        })
+        .into_response()
     };
     if let Some(next) = next.and_then(|n| HeaderValue::from_str(&n).ok()) {
         response.headers_mut().insert(NEXT_CURSOR_HEADER, next);
@@ -301,23 +420,23 @@ fn decode_cursor(cursor: &str) -> Result<i64, ApiError> {
         })
 }
 
-/// A record as JSON: every column, `null` where unknown.
-fn item(record: &AuditRecord) -> Value {
-    json!({
-        "time": rfc3339(record.at),
-        "event": record.event,
-        "key": record.key,
-        "client": record.client,
-        "system": record.system,
-        "method": record.method,
-        "target": record.target,
-        "call_id": record.call_id,
-        "outcome": record.outcome,
-        "status": record.status,
-        "duration_ms": record.duration_ms,
-        "agent": record.agent,
-        "detail": record.detail,
-    })
+/// A record as the API shows it: every column, `null` where unknown.
+fn item(record: &AuditRecord) -> AuditItem {
+    AuditItem {
+        agent: record.agent.clone(),
+        call_id: record.call_id.clone(),
+        client: record.client.clone(),
+        detail: record.detail.clone(),
+        duration_ms: record.duration_ms,
+        event: record.event.clone(),
+        key: record.key.clone(),
+        method: record.method.clone(),
+        outcome: record.outcome.clone(),
+        status: record.status,
+        system: record.system.clone(),
+        target: record.target.clone(),
+        time: rfc3339(record.at),
+    }
 }
 
 /// The records as CSV (RFC 4180): a header row, then one row per record; a field
@@ -330,7 +449,7 @@ fn csv(records: &[AuditRecord]) -> String {
     let mut out = COLUMNS.join(",");
     out.push_str("\r\n");
     for record in records {
-        let item = item(record);
+        let item = serde_json::to_value(item(record)).unwrap_or_default();
         let fields: Vec<String> = COLUMNS
             .iter()
             .map(|column| match &item[*column] {

@@ -14,7 +14,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::{HeaderMap, StatusCode};
 use sapbridge_proto::{CommitPolicy, FunctionCall};
 use serde::Deserialize;
-use serde_json::json;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -104,17 +103,43 @@ const MAX_LIMIT: usize = MAX_PAGE - 1;
 
 /// The query of `GET /v1/calls`. Empty values count as absent (an HTML form
 /// sends its empty fields).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ListQuery {
+    /// Calls of this system.
     system: Option<String>,
+    /// Calls of this function module (their first call's; upper-cased) or, for a
+    /// high-level action's call, of this action (`customer.create`,
+    /// `table.read`, ...).
     function: Option<String>,
+    /// Calls in this state.
+    #[param(value_type = Option<super::openapi::CallStatus>, inline)]
     status: Option<String>,
+    /// Calls of this API key (its name); a key that is no operator sees only its
+    /// own.
     key: Option<String>,
+    /// Calls submitted at or after this time (RFC 3339).
+    #[param(format = DateTime)]
     since: Option<String>,
+    /// Calls submitted before this time (RFC 3339).
+    #[param(format = DateTime)]
     until: Option<String>,
+    /// The `next` of the previous page (opaque; give the same filters).
     cursor: Option<String>,
+    /// The most calls in the page (1 to 1000, default 100).
+    #[param(schema_with = limit_schema)]
     limit: Option<String>,
+}
+
+/// The page size: 1 to [`MAX_LIMIT`], [`DEFAULT_LIMIT`] when left out.
+fn limit_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::Integer)
+        .minimum(Some(1))
+        .maximum(Some(MAX_LIMIT))
+        .default(Some(DEFAULT_LIMIT.into()))
+        .build()
 }
 
 impl ListQuery {
@@ -213,27 +238,83 @@ fn decode_cursor(cursor: &str) -> Result<CallCursor, ApiError> {
         })
 }
 
-/// A call as the listing shows it: never its parameters or results.
-pub(crate) fn summary(record: &CallRecord) -> serde_json::Value {
+/// A page of `GET /v1/calls`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = CallPage)]
+pub(crate) struct CallPageBody<'a> {
+    items: Vec<CallSummary<'a>>,
+    /// The cursor of the next page; `null` on the last.
+    #[schema(required = true)]
+    next: Option<String>,
+}
+
+/// A call as the listing shows it: never its parameters or results. Members in
+/// name order, as the answer always had them; every member is always there
+/// (`null` when it does not apply).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct CallSummary<'a> {
+    /// The high-level action's name, for an action's call.
+    #[schema(required = true)]
+    action: Option<&'a str>,
+    /// The agent that reported its outcome.
+    #[schema(required = true)]
+    agent: Option<&'a str>,
+    /// How many times it was handed to an agent.
+    attempts: u32,
+    /// When it reached its final state.
+    #[schema(required = true, format = DateTime)]
+    completed_at: Option<String>,
+    /// The function module of its first call.
+    #[schema(required = true)]
+    function: Option<&'a str>,
+    /// The call id (poll `/v1/calls/{id}`).
+    id: &'a str,
+    /// The name of the API key that created it.
+    #[schema(required = true)]
+    key: Option<&'a str>,
+    #[schema(schema_with = kind_schema)]
+    kind: &'static str,
+    /// What the `function` filter matches: the action's name, else the first
+    /// call's function module.
+    #[schema(required = true)]
+    name: Option<&'a str>,
+    #[schema(value_type = super::openapi::CallStatus, inline)]
+    status: &'static str,
+    #[schema(format = DateTime)]
+    submitted_at: String,
+    system: &'a str,
+}
+
+/// The `kind` of a [`CallSummary`].
+fn kind_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .enum_values(Some(["function", "transaction", "action"]))
+        .description(Some("What request made the call."))
+        .build()
+}
+
+/// [`CallSummary`] of `record`.
+pub(crate) fn summary(record: &CallRecord) -> CallSummary<'_> {
     let (kind, action) = match &record.kind {
         CallKind::Function => ("function", None),
         CallKind::Transaction => ("transaction", None),
         CallKind::Action(step) => ("action", Some(step.action.as_str())),
     };
-    json!({
-        "id": record.id,
-        "system": record.system,
-        "kind": kind,
-        "function": record.calls.first().map(|c| c.function.as_str()),
-        "action": action,
-        "name": function_of(record),
-        "status": record.state.as_str(),
-        "attempts": record.attempts,
-        "agent": record.agent,
-        "submitted_at": rfc3339(record.submitted_at),
-        "completed_at": record.completed_at.map(rfc3339),
-        "key": record.owner,
-    })
+    CallSummary {
+        action,
+        agent: record.agent.as_deref(),
+        attempts: record.attempts,
+        completed_at: record.completed_at.map(rfc3339),
+        function: record.calls.first().map(|c| c.function.as_str()),
+        id: &record.id,
+        key: record.owner.as_deref(),
+        kind,
+        name: function_of(record),
+        status: record.state.as_str(),
+        submitted_at: rfc3339(record.submitted_at),
+        system: &record.system,
+    }
 }
 
 /// `GET /v1/calls`: a page of the calls the key may see, newest first, as
@@ -242,6 +323,21 @@ pub(crate) fn summary(record: &CallRecord) -> serde_json::Value {
 ///
 /// # Errors
 /// 401 without a key, 400 for a bad filter, cursor, limit or unknown parameter.
+#[utoipa::path(
+    get,
+    path = "/v1/calls",
+    operation_id = "listCalls",
+    tag = "calls",
+    summary = "Search calls (summaries, newest first)",
+    description = "The calls the API key may see, newest first (by submission time): a key's own calls of the systems it covers; for a key with `operator = true`, every key's calls of the systems it covers. Each item is a summary: never the call's parameters or results (poll `/v1/calls/{id}` for those). Filters combine; an empty value counts as absent. A filter naming another key (`key`) or a system outside the key's scope lists nothing. Calls are listed while they are retained (`[queue] result_retention_secs`).",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of calls.", body = CallPageBody),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 500, response = super::openapi::InternalError),
+    ),
+)]
 pub(crate) async fn list_calls(
     State(state): State<Arc<RelayState>>,
     caller: Caller,
@@ -256,8 +352,8 @@ pub(crate) async fn list_calls(
     } else {
         None
     };
-    let items: Vec<serde_json::Value> = records.iter().map(summary).collect();
-    Ok(axum::Json(json!({ "items": items, "next": next })).into_response())
+    let items = records.iter().map(summary).collect();
+    Ok(axum::Json(CallPageBody { items, next }).into_response())
 }
 
 /// A call's answer as `GET /v1/calls/{id}` gives it, for its webhooks.
@@ -333,7 +429,52 @@ pub(crate) async fn answer_of(state: &RelayState, call_id: &str) -> Result<Answe
     })
 }
 
+/// The path of the call routes.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(
+    dead_code,
+    reason = "documentation of the path the handlers read as a String"
+)]
+struct CallPath {
+    /// The call id (from `Location` or the answer's `id`).
+    #[param(example = "c_01J…")]
+    id: String,
+}
+
+/// The body of `DELETE /v1/calls/{id}`. Members in name order, as the answer
+/// always had them.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = CancelledCall)]
+pub(crate) struct CancelledBody {
+    #[schema(format = DateTime)]
+    completed_at: Option<String>,
+    id: String,
+    #[schema(value_type = super::openapi::CallStatus)]
+    status: &'static str,
+    #[schema(format = DateTime)]
+    submitted_at: String,
+    system: String,
+}
+
 /// `DELETE /v1/calls/{id}`: cancels a queued call (200); 409 once leased or final.
+#[utoipa::path(
+    delete,
+    path = "/v1/calls/{id}",
+    operation_id = "cancelCall",
+    tag = "calls",
+    summary = "Cancel a queued call",
+    description = "`200` when the call was still queued; `409` once an agent took it or it is final. Another API key's call is `404`, as an unknown id is (keys with `operator = true` may cancel every call).",
+    params(CallPath),
+    responses(
+        (status = 200, description = "Cancelled.", body = CancelledBody),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 409, response = super::openapi::Conflict),
+        (status = 500, response = super::openapi::InternalError),
+    ),
+)]
 pub(crate) async fn cancel_call(
     State(state): State<Arc<RelayState>>,
     caller: Caller,
@@ -341,12 +482,12 @@ pub(crate) async fn cancel_call(
 ) -> Result<Response, ApiError> {
     let call_id = path(id)?;
     let record = state.calls.cancel(caller.viewer(), &call_id).await?;
-    let body = json!({
-        "id": record.id,
-        "status": record.state.as_str(),
-        "system": record.system,
-        "submitted_at": rfc3339(record.submitted_at),
-        "completed_at": record.completed_at.map(rfc3339),
-    });
+    let body = CancelledBody {
+        completed_at: record.completed_at.map(rfc3339),
+        id: record.id,
+        status: record.state.as_str(),
+        submitted_at: rfc3339(record.submitted_at),
+        system: record.system,
+    };
     Ok((StatusCode::OK, axum::Json(body)).into_response())
 }

@@ -67,6 +67,83 @@ impl Problem {
     }
 }
 
+/// The schema of [`Problem::body`]: the members it always writes, the call id, and
+/// the extra members the relay's problems carry (`rfc_error`; for transactions
+/// `committed`, `failed_call`, `failed_function`, `return`, `results`, `commit`;
+/// for business errors `return`).
+impl utoipa::PartialSchema for Problem {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AdditionalProperties, SchemaType, Type};
+        use utoipa::openapi::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Ref};
+        let typed = |t: Type| ObjectBuilder::new().schema_type(t);
+        let or_null =
+            |t: Type| ObjectBuilder::new().schema_type(SchemaType::Array(vec![t, Type::Null]));
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .description(Some(
+                "RFC 9457 problem details (`application/problem+json`). Further members \
+                 depending on the problem: `rfc_error`; for transactions `committed`, \
+                 `failed_call`, `failed_function`, `return`, `results`, `commit`; for \
+                 business errors `return`.",
+            ))
+            .required("type")
+            .required("title")
+            .required("status")
+            .required("detail")
+            .property(
+                "type",
+                typed(Type::String)
+                    .description(Some("`/problems/{slug}`."))
+                    .format(Some(utoipa::openapi::SchemaFormat::Custom(
+                        "uri-reference".into(),
+                    )))
+                    .examples(["/problems/abap-application-failure"]),
+            )
+            .property("title", typed(Type::String))
+            .property(
+                "status",
+                typed(Type::Integer).minimum(Some(400)).maximum(Some(599)),
+            )
+            .property("detail", typed(Type::String))
+            .property(
+                "call_id",
+                typed(Type::String).description(Some("The call the problem belongs to.")),
+            )
+            .property("rfc_error", Ref::from_schema_name("RfcError"))
+            .property(
+                "committed",
+                typed(Type::Boolean)
+                    .description(Some("Transactions: always `false` in a problem.")),
+            )
+            .property(
+                "failed_call",
+                or_null(Type::Integer)
+                    .minimum(Some(0))
+                    .description(Some("Index of the failing call.")),
+            )
+            .property("failed_function", or_null(Type::String))
+            .property(
+                "return",
+                OneOfBuilder::new()
+                    .description(Some("The `RETURN` row(s) with TYPE `E`/`A`."))
+                    .item(typed(Type::Object))
+                    .item(ArrayBuilder::new().items(typed(Type::Object))),
+            )
+            .property(
+                "results",
+                ArrayBuilder::new().items(Ref::from_schema_name("UnitCallResult")),
+            )
+            .property(
+                "commit",
+                or_null(Type::Object).description(Some("`BAPI_TRANSACTION_COMMIT`'s result.")),
+            )
+            .additional_properties(Some(AdditionalProperties::FreeForm(true)))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Problem {}
+
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let mut response = (self.status, Json(self.body())).into_response();

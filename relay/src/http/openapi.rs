@@ -1,19 +1,377 @@
-//! `GET /openapi.json`: the relay's OpenAPI 3.1 document, served as written.
+//! `GET /openapi.json`: the relay's OpenAPI 3.1 document, generated from the
+//! code's own types with [`utoipa`] and served as built once ([`document_text`]).
 //!
-//! The document (`openapi.json` next to this file) is maintained by hand beside
-//! the router; `relay/tests/openapi.rs` checks that every route of the router is
-//! in it with its methods, that every documented operation is routed, and that
-//! every `$ref` resolves. It needs no API key.
+//! # Where the document comes from
+//! - Component schemas of request and response bodies: `#[derive(ToSchema)]` on
+//!   the types the handlers (de)serialize (doc comments become descriptions,
+//!   `#[serde(…)]` names, defaults and `deny_unknown_fields` are honoured), or a
+//!   hand-written `ToSchema` impl next to the type where the schema follows a table
+//!   the validation uses (the customer fields' `maxLength`s come from
+//!   `actions::customers::fields`).
+//! - Operations: `#[utoipa::path(…)]` on the handler, listed in [`ApiDoc`]'s
+//!   `paths(…)`.
+//! - What is not generated yet: `openapi-hand.json` next to this file, a
+//!   hand-written remainder that [`build`] lays the generated parts over (the
+//!   `info`, `tags`, `servers` and `security` of the document; the function call,
+//!   transaction, customer, table read, `GET /v1/calls/{id}`, admin key and
+//!   pass-through operations; the schemas whose answers handlers still build
+//!   with `json!` (`CallPending`, `FunctionCallAnswer`, `TransactionAnswer`,
+//!   `UnitCallResult`, `Customer`, `CustomerList`,
+//!   `ApiKey`, `WebhookPayload`, `RfcError`); the
+//!   `components/parameters` and `components/headers` those operations refer to;
+//!   the security schemes). Nothing may be in both (a unit test checks it);
+//!   moving an item to the code means deleting it there.
+//!
+//! The checked-in `openapi.json` beside this file is the generated artefact, for
+//! readers and for `deploy/power-automate/generate.py`; `relay/tests/openapi.rs`
+//! fails when it differs from what the relay serves, and
+//! `UPDATE_OPENAPI=1 cargo test -p sapbridge-relay --test openapi` rewrites it.
+//! The same test checks that every route of the router is documented with its
+//! methods, that every documented operation is routed, and that every `$ref`
+//! resolves. The document needs no API key.
+//!
+//! # How to document a new route
+//! 1. Derive `utoipa::ToSchema` on its body types (a `///` on each field; limits as
+//!    `#[schema(max_length = …)]`, with a unit test comparing them to the consts
+//!    the validation uses when they live elsewhere).
+//! 2. Put `#[utoipa::path(get, path = "/v1/…", tag = "…", operation_id = "…",
+//!    params(…), request_body = …, responses(…))]` on the handler; problem answers
+//!    are `(status = 400, response = super::openapi::BadRequest)` (see
+//!    [`problem_responses!`]), the security is the document's default (an API key)
+//!    unless the route says `security(())`.
+//! 3. Add the handler to `paths(…)` and its types to `components(schemas(…))` of
+//!    [`ApiDoc`], the route to `ROUTES` in `relay/tests/openapi.rs`, then run
+//!    `UPDATE_OPENAPI=1 cargo test -p sapbridge-relay --test openapi` and
+//!    `python3 deploy/power-automate/generate.py`, and commit both files.
+
+use std::sync::OnceLock;
 
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, header};
+use serde_json::{Map, Value};
+use utoipa::openapi::{ContentBuilder, RefOr, ResponseBuilder};
+use utoipa::{OpenApi, PartialSchema, ToSchema};
 
-/// The document, embedded at build time.
-pub(crate) const DOCUMENT: &str = include_str!("openapi.json");
+/// What is not generated from the code yet (see the module docs).
+const HAND_WRITTEN: &str = include_str!("openapi-hand.json");
+
+/// The generated part of the document.
+#[derive(OpenApi)]
+#[openapi(
+    paths(
+        super::ops::list_systems,
+        super::calls::list_calls,
+        super::metadata::list_functions,
+        super::metadata::get_interface,
+        super::tables::get_fields,
+        super::calls::cancel_call,
+        super::agent_connect::connect,
+        super::audit::list,
+        super::ops::healthz,
+        super::ops::readyz,
+        super::ops::metrics,
+        document,
+        super::webhooks::subscribe,
+        super::webhooks::list_subscriptions,
+        super::webhooks::unsubscribe,
+        super::webhooks::list_deliveries,
+        super::webhooks::get_delivery,
+        super::webhooks::redeliver,
+    ),
+    components(
+        schemas(
+            super::ops::Status,
+            super::ops::Systems,
+            super::Problem,
+            super::admin::NewKey,
+            super::webhooks::NewSubscription,
+            super::transactions::TransactionRequest,
+            Parameters,
+            CallStatus,
+            crate::actions::customers::CustomerCreate,
+            crate::actions::customers::CustomerPatch,
+            crate::actions::tables::ReadRequest,
+            crate::actions::tables::ReadAnswer,
+        ),
+        responses(
+            Accepted,
+            BadRequest,
+            Unauthorized,
+            Forbidden,
+            NotFound,
+            Conflict,
+            Gone,
+            PayloadTooLarge,
+            Unprocessable,
+            InternalError,
+            BadGateway,
+            ServiceUnavailable,
+            GatewayTimeout,
+            TooManyRequests,
+        ),
+    )
+)]
+pub(crate) struct ApiDoc;
+
+/// Function module parameters: free-form, their names and types are the
+/// function's (see `GET /v1/systems/{system}/functions/{function}`).
+pub(crate) struct Parameters;
+
+impl PartialSchema for Parameters {
+    fn schema() -> RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .description(Some(
+                "Function module parameters by name, as SAP's own connectors (PyRFC / \
+                 node-rfc) have them: a structure is an object, a table an array of \
+                 objects; CHAR, NUMC, DATS (`YYYYMMDD`), TIMS (`HHMMSS`) and packed \
+                 numbers are strings, INT is a number.",
+            ))
+            .additional_properties(Some(
+                utoipa::openapi::schema::AdditionalProperties::FreeForm(true),
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for Parameters {}
+
+/// The states of a call by their API names (`CallState::as_str`, the `status`
+/// filter of `GET /v1/calls`).
+pub(crate) struct CallStatus;
+
+/// The names [`CallStatus`] lists.
+const CALL_STATUSES: [&str; 6] = [
+    "queued",
+    "running",
+    "succeeded",
+    "failed",
+    "expired",
+    "cancelled",
+];
+
+impl PartialSchema for CallStatus {
+    fn schema() -> RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .enum_values(Some(CALL_STATUSES))
+            .into()
+    }
+}
+
+impl ToSchema for CallStatus {}
+
+/// `components/responses` for problem answers: a marker type per response, named as
+/// the component, for `responses((status = 400, response = BadRequest))`.
+macro_rules! problem_responses {
+    ($(
+        $(#[$doc:meta])*
+        $name:ident => $description:literal
+        $(, example = $example:expr)?
+        $(, $header:literal = $value:expr)*;
+    )*) => {$(
+        $(#[$doc])*
+        pub(crate) struct $name;
+
+        impl<'r> utoipa::ToResponse<'r> for $name {
+            fn response() -> (&'r str, RefOr<utoipa::openapi::Response>) {
+                let response = ResponseBuilder::new().description($description).content(
+                    super::error::PROBLEM_JSON,
+                    ContentBuilder::new()
+                        .schema(Some(utoipa::openapi::Ref::from_schema_name("Problem")))
+                        $(.example(Some($example)))?
+                        .build(),
+                );
+                $(let response = response.header($header, $value);)*
+                (stringify!($name), response.build().into())
+            }
+        }
+    )*};
+}
+
+/// A `Retry-After` response header.
+fn retry_after() -> utoipa::openapi::header::Header {
+    utoipa::openapi::header::HeaderBuilder::new()
+        .description(Some("Seconds to wait before the next poll or retry."))
+        .schema(
+            utoipa::openapi::ObjectBuilder::new()
+                .schema_type(utoipa::openapi::schema::Type::Integer)
+                .minimum(Some(0)),
+        )
+        .build()
+}
+
+/// `202` for a call not done within `Prefer: wait`: the call so far
+/// (`CallPending`), where to poll it and when.
+pub(crate) struct Accepted;
+
+impl<'r> utoipa::ToResponse<'r> for Accepted {
+    fn response() -> (&'r str, RefOr<utoipa::openapi::Response>) {
+        let header = |description: &str, schema: utoipa::openapi::ObjectBuilder| {
+            utoipa::openapi::header::HeaderBuilder::new()
+                .description(Some(description))
+                .schema(schema)
+                .build()
+        };
+        let location = header(
+            "Where to poll the call: `/v1/calls/{id}`, or an absolute URL ending so when \
+             the relay is configured with `public_url`, `trusted_proxies` or \
+             `absolute_locations`.",
+            utoipa::openapi::ObjectBuilder::new()
+                .schema_type(utoipa::openapi::schema::Type::String)
+                .examples(["/v1/calls/c_01J…"]),
+        );
+        let response = ResponseBuilder::new()
+            .description(
+                "Not done within the wait (or `Prefer: respond-async`): poll `Location` \
+                 (`GET /v1/calls/{id}`) after `Retry-After` seconds until the answer is no \
+                 longer `202`. Power Automate and Logic Apps do this by themselves.",
+            )
+            .header("Location", location)
+            .header("Retry-After", retry_after())
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(utoipa::openapi::Ref::from_schema_name("CallPending")))
+                    .example(Some(serde_json::json!({
+                        "id": "c_01J…",
+                        "status": "queued",
+                        "system": "SIM",
+                        "function": "STFC_CONNECTION",
+                        "attempts": 0,
+                        "submitted_at": "2025-01-02T10:00:00.000Z"
+                    })))
+                    .build(),
+            );
+        ("Accepted", response.build().into())
+    }
+}
+
+/// The `WWW-Authenticate` header of a `401`.
+fn www_authenticate() -> utoipa::openapi::header::Header {
+    utoipa::openapi::header::HeaderBuilder::new()
+        .description(Some("`Bearer`."))
+        .schema(
+            utoipa::openapi::ObjectBuilder::new()
+                .schema_type(utoipa::openapi::schema::Type::String)
+                .enum_values(Some(["Bearer"])),
+        )
+        .build()
+}
+
+problem_responses! {
+    /// `400`.
+    BadRequest => "Malformed JSON, wrong types, unknown parameter or field, a value longer than its SAP field, a bad header (`/problems/invalid-request`); SAP rejected the parameters (`/problems/invalid-parameters`).";
+    /// `401` (with `WWW-Authenticate: Bearer`).
+    Unauthorized => "Missing or unknown API key.", "WWW-Authenticate" = www_authenticate();
+    /// `403`.
+    Forbidden => "The key's scope does not cover the system (`/problems/forbidden`), or the agent's allowlist does not allow the function, table or path (`/problems/not-allowed`), or SAP refused the user (`/problems/not-authorized`).";
+    /// `404`.
+    NotFound => "Unknown system (`/problems/unknown-system`), call, customer, table or function; unknown route (`/problems/not-found`).";
+    /// `409`.
+    Conflict => "The call can no longer be cancelled: an agent took it, or it is final.";
+    /// `410`.
+    Gone => "The call was cancelled before an agent took it (`/problems/cancelled`).";
+    /// `413`.
+    PayloadTooLarge => "The body is over the relay's limit.";
+    /// `422`.
+    Unprocessable => "ABAP exception (`/problems/abap-application-failure`), a `RETURN` with TYPE E/A (`/problems/business-error`), a rolled-back transaction (`/problems/transaction-rolled-back`), or an `Idempotency-Key` reused with another body (`/problems/idempotency-key-mismatch`).",
+        example = serde_json::json!({
+            "type": "/problems/business-error",
+            "title": "SAP business error",
+            "status": 422,
+            "detail": "Customer 0000001000 is not created for sales area 9999 10 00",
+            "call_id": "c_01J…",
+            "rfc_error": {
+                "group": "ABAP_APPLICATION_FAILURE",
+                "key": "RETURN",
+                "message": "Customer 0000001000 is not created for sales area 9999 10 00",
+                "msg_class": "F2",
+                "msg_type": "E",
+                "msg_number": "156",
+                "msg_v1": "0000001000",
+                "msg_v2": "9999",
+                "msg_v3": "10",
+                "msg_v4": "00"
+            }
+        });
+    /// `500`.
+    InternalError => "A fault of the relay; the cause is in its log, not in the body.";
+    /// `502`.
+    BadGateway => "SAP unreachable, logon failed, ABAP runtime error, or the outcome is unknown after an agent crash (`/problems/outcome-unknown`).";
+    /// `503`.
+    ServiceUnavailable => "The relay is shutting down, its queue store is full (`/problems/store-full`), the system has `[queue] max_depth_per_system` calls queued (`/problems/queue-full`), or (pass-through) no agent serves the system or all are busy; retry after `Retry-After`.", "Retry-After" = retry_after();
+    /// `504`.
+    GatewayTimeout => "No agent took the call before its queue TTL (`/problems/expired`); pass-through: no response head in time.";
+    /// `429`.
+    TooManyRequests => "A limit of the API key: its rate (`/problems/rate-limited`) or its calls queued or running (`/problems/too-many-in-flight`). Retry after `Retry-After` seconds.", "Retry-After" = retry_after();
+}
+
+/// The document: the hand-written remainder with the generated paths and
+/// components laid over it, as pretty JSON ending in a newline.
+fn build() -> String {
+    let mut document: Value =
+        serde_json::from_str(HAND_WRITTEN).expect("openapi-hand.json is JSON (a unit test checks)");
+    let generated = serde_json::to_value(ApiDoc::openapi()).expect("the document serializes");
+    overlay(&mut document, &generated);
+    let mut text = serde_json::to_string_pretty(&document).expect("JSON serializes");
+    text.push('\n');
+    text
+}
+
+/// Lays the generated operations (per path and method) and components (per
+/// section and name) over the hand-written document.
+fn overlay(document: &mut Value, generated: &Value) {
+    for (path, item) in generated["paths"].as_object().into_iter().flatten() {
+        let target = object_at(document, &["paths", path]);
+        for (key, value) in item.as_object().into_iter().flatten() {
+            target.insert(key.clone(), value.clone());
+        }
+    }
+    for (section, items) in generated["components"].as_object().into_iter().flatten() {
+        let target = object_at(document, &["components", section]);
+        for (name, value) in items.as_object().into_iter().flatten() {
+            target.insert(name.clone(), value.clone());
+        }
+    }
+}
+
+/// The object at `path` in `value`, created (and anything else replaced) as needed.
+fn object_at<'a>(value: &'a mut Value, path: &[&str]) -> &'a mut Map<String, Value> {
+    let mut at = value;
+    for key in path {
+        if !at.is_object() {
+            *at = Value::Object(Map::new());
+        }
+        at = at
+            .as_object_mut()
+            .expect("an object")
+            .entry((*key).to_owned())
+            .or_insert_with(|| Value::Object(Map::new()));
+    }
+    if !at.is_object() {
+        *at = Value::Object(Map::new());
+    }
+    at.as_object_mut().expect("an object")
+}
+
+/// The document, built on first use.
+pub(crate) fn document_text() -> &'static str {
+    static DOCUMENT: OnceLock<String> = OnceLock::new();
+    DOCUMENT.get_or_init(build)
+}
 
 /// `GET /openapi.json`.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    operation_id = "openapi",
+    tag = "operations",
+    summary = "This document",
+    security(()),
+    responses((status = 200, description = "The OpenAPI 3.1 document of the relay.", body = Object)),
+)]
 pub(crate) async fn document() -> Response {
-    let mut response = DOCUMENT.into_response();
+    let mut response = document_text().into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
@@ -25,15 +383,82 @@ pub(crate) async fn document() -> Response {
 mod tests {
     use super::*;
 
+    /// The documented function and table names are what `actions::sap_name` takes.
+    #[test]
+    fn the_function_and_table_name_limits_are_the_relays() {
+        use super::super::request::{FunctionPath, TablePath};
+        use utoipa::IntoParams;
+        let max = crate::actions::MAX_SAP_NAME;
+        let mut params = FunctionPath::into_params(|| None);
+        params.extend(TablePath::into_params(|| None));
+        for name in ["function", "table"] {
+            let param = params.iter().find(|p| p.name == name).expect(name);
+            let schema = serde_json::to_value(&param.schema).expect("schema");
+            assert_eq!(schema["maxLength"], max, "{name}");
+            assert_eq!(
+                schema["pattern"],
+                format!("^[A-Za-z0-9_/]{{1,{max}}}$"),
+                "{name}"
+            );
+        }
+        assert!(crate::actions::sap_name(&"Z".repeat(max)).is_some());
+        assert!(crate::actions::sap_name(&"Z".repeat(max + 1)).is_none());
+    }
+
+    /// [`CALL_STATUSES`] are the names the relay gives and takes.
+    #[test]
+    fn the_call_statuses_are_the_relays() {
+        use crate::queue::{CallState, StateFilter};
+        for name in CALL_STATUSES {
+            assert!(StateFilter::parse(name).is_some(), "{name}");
+        }
+        let states = [
+            CallState::Queued,
+            CallState::Succeeded,
+            CallState::Failed,
+            CallState::Expired,
+            CallState::Cancelled,
+        ];
+        for state in states {
+            assert!(CALL_STATUSES.contains(&state.as_str()), "{state:?}");
+        }
+    }
+
     #[test]
     fn the_document_is_openapi_3_1_json() {
-        let document: serde_json::Value =
-            serde_json::from_str(DOCUMENT).expect("openapi.json is JSON");
+        let document: Value = serde_json::from_str(document_text()).expect("JSON");
         assert!(
             document["openapi"]
                 .as_str()
                 .is_some_and(|v| v.starts_with("3.1"))
         );
         assert!(document["paths"].as_object().is_some_and(|p| !p.is_empty()));
+    }
+
+    /// An item comes from the code or from `openapi-hand.json`, never from both
+    /// (else the hand-written one would silently be overwritten).
+    #[test]
+    fn nothing_is_both_generated_and_hand_written() {
+        let hand: Value = serde_json::from_str(HAND_WRITTEN).expect("openapi-hand.json is JSON");
+        let generated = serde_json::to_value(ApiDoc::openapi()).expect("serializes");
+        let mut both = Vec::new();
+        for (path, item) in generated["paths"].as_object().into_iter().flatten() {
+            for key in item.as_object().into_iter().flatten().map(|(k, _)| k) {
+                if hand["paths"][path].get(key).is_some() {
+                    both.push(format!("paths {path} {key}"));
+                }
+            }
+        }
+        for (section, items) in generated["components"].as_object().into_iter().flatten() {
+            for name in items.as_object().into_iter().flatten().map(|(k, _)| k) {
+                if hand["components"][section].get(name).is_some() {
+                    both.push(format!("components {section} {name}"));
+                }
+            }
+        }
+        assert!(
+            both.is_empty(),
+            "in openapi-hand.json and generated: {both:?}"
+        );
     }
 }

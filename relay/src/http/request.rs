@@ -284,6 +284,127 @@ pub(crate) fn queue_ttl(headers: &HeaderMap, settings: &Settings) -> Result<Dura
     Ok(Duration::from_secs(secs).min(settings.queue_ttl))
 }
 
+/// The longest `Idempotency-Key`, without its optional quotes.
+pub(crate) const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+/// The `{system}` of a route, for the document.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code, reason = "documentation of the path the handlers read")]
+pub(crate) struct SystemPath {
+    /// The SAP system's name as its agents serve it.
+    #[param(example = "SIM")]
+    system: String,
+}
+
+/// The `{system}` and `{function}` of a function route, for the document.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code, reason = "documentation of the path the handlers read")]
+pub(crate) struct FunctionPath {
+    /// The SAP system's name as its agents serve it.
+    #[param(example = "SIM")]
+    system: String,
+    /// The function module (case-insensitive; up to 30 characters `A-Z 0-9 _ /`).
+    // The limits are `actions::MAX_SAP_NAME`; a unit test of openapi.rs holds them to it.
+    #[param(
+        min_length = 1,
+        max_length = 30,
+        pattern = "^[A-Za-z0-9_/]{1,30}$",
+        example = "STFC_CONNECTION"
+    )]
+    function: String,
+}
+
+/// The `{system}` and `{table}` of a table route, for the document.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code, reason = "documentation of the path the handlers read")]
+pub(crate) struct TablePath {
+    /// The SAP system's name as its agents serve it.
+    #[param(example = "SIM")]
+    system: String,
+    /// The table (DDIC name, case-insensitive; up to 30 characters `A-Z 0-9 _ /`).
+    // The limits are `actions::MAX_SAP_NAME`; a unit test of openapi.rs holds them to it.
+    #[param(
+        min_length = 1,
+        max_length = 30,
+        pattern = "^[A-Za-z0-9_/]{1,30}$",
+        example = "KNA1"
+    )]
+    table: String,
+}
+
+/// The `Sapbridge-Callback` header, for the document.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code, reason = "documentation of the header the handlers read")]
+pub(crate) struct CallbackHeader {
+    /// A URL the call's final answer is POSTed to when it ends, signed as the
+    /// Standard Webhooks specification says (`webhook-id`, `webhook-timestamp`,
+    /// `webhook-signature` with the API key's `webhook_secret`), retried with
+    /// exponential back-off for `[webhooks] retry_for_secs` (24 hours by
+    /// default). The host must be in the relay's `[webhooks] allowed_hosts`, the
+    /// scheme `https` (unless `allow_http`), and no address it resolves to may be
+    /// loopback, private, link-local or reserved (unless
+    /// `allow_private_networks`); otherwise `400`. A key without a
+    /// `webhook_secret` cannot ask for callbacks (`400`). The receiver's answer
+    /// never reaches the caller: see `GET /v1/webhooks/deliveries`.
+    #[param(rename = "Sapbridge-Callback", schema_with = callback_schema, example = "https://hooks.example.com/sap/calls")]
+    callback: Option<String>,
+}
+
+/// `Sapbridge-Callback`: a URL of at most [`crate::webhooks::MAX_URL_BYTES`].
+fn callback_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .format(Some(utoipa::openapi::SchemaFormat::Custom("uri".into())))
+        .max_length(Some(crate::webhooks::MAX_URL_BYTES))
+        .build()
+}
+
+/// The headers of a request that queues a call, for the document: `Prefer`,
+/// `Idempotency-Key` and `Sapbridge-Queue-Ttl`, limits from the consts above.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code, reason = "documentation of the headers the handlers read")]
+pub(crate) struct QueueHeaders {
+    /// `wait=<seconds>`: how long to hold the request for the result (default 60,
+    /// capped by the relay's `max_wait`); `respond-async`: answer `202` at once.
+    #[param(rename = "Prefer", example = "wait=10", nullable = false)]
+    prefer: Option<String>,
+    /// A retry with the same key and body gets the stored outcome without a second
+    /// execution; same key with another body → `422`; while the first is still
+    /// running, the retry joins it: it waits as `Prefer` asks and answers the final
+    /// outcome, or `202` with the first call's `Location` and `Retry-After`. 1 to
+    /// 255 characters, optionally in quotes.
+    #[param(rename = "Idempotency-Key", schema_with = idempotency_key_schema, example = "\"account-4711-create\"")]
+    idempotency_key: Option<String>,
+    /// Seconds the call may wait for an agent, 1 to 31536000 (365 days); capped by
+    /// the relay's queue TTL (24 h unless configured), which is also the default;
+    /// afterwards it ends as `504`.
+    #[param(rename = "Sapbridge-Queue-Ttl", schema_with = queue_ttl_schema, example = 300)]
+    queue_ttl: Option<u64>,
+}
+
+/// `Idempotency-Key`: [`MAX_IDEMPOTENCY_KEY`] characters and two quotes.
+fn idempotency_key_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .min_length(Some(1))
+        .max_length(Some(MAX_IDEMPOTENCY_KEY + 2))
+        .build()
+}
+
+/// `Sapbridge-Queue-Ttl`: 1 to [`MAX_QUEUE_TTL_SECS`].
+fn queue_ttl_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::Integer)
+        .minimum(Some(1))
+        .maximum(Some(MAX_QUEUE_TTL_SECS))
+        .build()
+}
+
 /// The `Idempotency-Key` header without its optional quotes.
 ///
 /// # Errors
@@ -296,9 +417,11 @@ pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Api
         .to_str()
         .ok()
         .map(|v| v.trim().trim_matches('"').to_owned())
-        .filter(|k| !k.is_empty() && k.len() <= 255)
+        .filter(|k| !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY)
         .ok_or_else(|| {
-            ApiError::BadRequest("Idempotency-Key must be 1 to 255 characters of text".into())
+            ApiError::BadRequest(format!(
+                "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters of text"
+            ))
         })?;
     Ok(Some(key))
 }

@@ -78,6 +78,30 @@ pub(crate) async fn query_table(
 
 /// `GET /v1/systems/{system}/tables/{table}/fields`: the table's fields and a
 /// JSON schema of its rows (see `actions/tables/layout.rs`).
+#[utoipa::path(
+    get,
+    path = "/v1/systems/{system}/tables/{table}/fields",
+    operation_id = "getTableFields",
+    tag = "tables",
+    summary = "A table's fields and the JSON schema of its rows (for dynamic forms)",
+    description = "One `DDIF_FIELDINFO_GET` through the agent (which must allow it): the table's fields, and a JSON schema of a row as table reads answer it (integers and floating point as numbers, dates as `YYYY-MM-DD` strings, `x-ms-summary` from SAP's field texts) for Power Automate's `x-ms-dynamic-schema`. An unknown table is `404` (`/problems/table-not-found`).",
+    params(super::request::TablePath, super::request::QueueHeaders),
+    responses(
+        (status = 200, description = "The fields and the row schema.", body = tables::layout::LayoutBody),
+        (status = 202, response = super::openapi::Accepted),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 422, response = super::openapi::Unprocessable),
+        (status = 429, response = super::openapi::TooManyRequests),
+        (status = 500, response = super::openapi::InternalError),
+        (status = 502, response = super::openapi::BadGateway),
+        (status = 503, response = super::openapi::ServiceUnavailable),
+        (status = 504, response = super::openapi::GatewayTimeout),
+    ),
+)]
 pub(crate) async fn get_fields(
     State(state): State<Arc<RelayState>>,
     caller: Caller,

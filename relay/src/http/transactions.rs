@@ -21,12 +21,17 @@ use crate::state::RelayState;
 /// The most calls one transaction may hold.
 const MAX_CALLS: usize = 100;
 
-/// The request body.
-#[derive(Debug, Deserialize)]
+/// The body of `POST /v1/systems/{system}/transactions`: BAPI calls run as one
+/// unit of work.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct TransactionRequest {
+pub(crate) struct TransactionRequest {
+    /// The calls, run in order in one SAP session.
+    #[schema(min_items = 1, max_items = 100, inline)]
     calls: Vec<CallRequest>,
+    /// `true`: commit when everything succeeded; `false`: dry run, always rolled back.
     #[serde(default = "commit_by_default")]
+    #[schema(default = true)]
     commit: bool,
 }
 
@@ -34,12 +39,16 @@ fn commit_by_default() -> bool {
     true
 }
 
-/// One call of the body.
-#[derive(Debug, Deserialize)]
+/// One call of a unit of work.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CallRequest {
+    /// The function module.
+    #[schema(max_length = 30)]
     function: String,
+    /// Its parameters (none when left out).
     #[serde(default)]
+    #[schema(value_type = super::openapi::Parameters)]
     parameters: Parameters,
 }
 

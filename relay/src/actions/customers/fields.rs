@@ -54,6 +54,9 @@ pub(crate) const DATA_FIELDS: &[DataField] = &[
 /// Data fields a change may not clear (SAP requires them).
 pub(crate) const REQUIRED: &[&str] = &["name", "city", "country"];
 
+/// The longest `language`: an ISO 639 code (`EN`); SAP's own key is one letter.
+pub(crate) const LANGUAGE_MAX: usize = 2;
+
 /// The sales-area and reference members (`PI_COPYREFERENCE` / `PI_SALESORG`…).
 pub(crate) const AREA_FIELDS: &[(&str, usize)] = &[
     ("reference_customer", 10),
@@ -110,7 +113,7 @@ pub(crate) fn language_component(value: &str) -> Result<(&'static str, String), 
     let upper = value.to_uppercase();
     match upper.chars().count() {
         0 | 1 => Ok(("LANGU", upper)),
-        2 => Ok(("LANGU_ISO", upper)),
+        LANGUAGE_MAX => Ok(("LANGU_ISO", upper)),
         _ => Err(ActionError::BadRequest(format!(
             "language: {value:?} is neither an ISO 639 code (EN) nor an SAP language key (E)"
         ))),

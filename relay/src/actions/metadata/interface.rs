@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 use crate::actions::outcome::text;
 
 /// Which way a parameter goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum Direction {
     /// IMPORTING: the caller sends it.
@@ -203,49 +203,112 @@ fn type_of(letter: &str) -> &str {
 
 /// The JSON answer of the metadata endpoint.
 pub(crate) fn to_json(interface: &FunctionInterface) -> Value {
-    let parameters: Vec<Value> = interface
-        .parameters
-        .iter()
-        .map(|p| {
-            let kind = if p.is_table() { "TABLE" } else { type_of(&p.abap_type) };
-            let mut body = json!({
-                "name": p.name,
-                "direction": p.direction,
-                "type": kind,
-                "abap_type": p.abap_type,
-                "type_name": p.type_name,
-                "length": p.length,
-                "decimals": p.decimals,
-                "optional": p.optional,
-                "default": (!p.default.is_empty()).then_some(&p.default),
-                "description": p.description,
-            });
-            if p.is_composite() {
-                let fields = p.fields.as_ref().map(|fields| {
-                    fields
-                        .iter()
-                        .map(|f| {
-                            json!({
-                                "name": f.name,
-                                "type": if f.data_type.is_empty() { type_of(&f.abap_type) } else { &f.data_type },
-                                "abap_type": f.abap_type,
-                                "length": f.length,
-                                "decimals": f.decimals,
-                                "description": f.description,
+    serde_json::to_value(InterfaceBody::of(interface)).unwrap_or_default()
+}
+
+/// A function module's interface as the API answers it. Members in name order, as
+/// the answer always had them.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = FunctionInterface)]
+pub(crate) struct InterfaceBody<'a> {
+    /// Classic exceptions.
+    exceptions: &'a [String],
+    /// The function module.
+    function: &'a str,
+    /// Parameters in SAP's order.
+    parameters: Vec<ParameterBody<'a>>,
+}
+
+/// One parameter of [`InterfaceBody`].
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = FunctionParameter)]
+struct ParameterBody<'a> {
+    /// ABAP type letter (`u` structure, `h` table).
+    abap_type: &'a str,
+    decimals: u32,
+    #[schema(required = true)]
+    default: Option<&'a str>,
+    description: &'a str,
+    #[schema(inline)]
+    direction: Direction,
+    /// Structure and table parameters only (one level deep); `null` when SAP could
+    /// not describe the type.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<FieldBody>>)]
+    fields: Option<Option<Vec<FieldBody<'a>>>>,
+    /// Characters for character-like types, bytes otherwise.
+    length: u32,
+    name: &'a str,
+    optional: bool,
+    /// `CHAR`, `NUMC`, `DATS`, `TIMS`, `INT4`, `DEC`, …, `STRUCTURE` or `TABLE`.
+    #[serde(rename = "type")]
+    kind: &'a str,
+    /// The DDIC type it refers to (`BAPIKNA103-CUSTOMER`, `BAPIRET2`).
+    type_name: &'a str,
+}
+
+/// One component of a structure or table parameter.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = FunctionField)]
+struct FieldBody<'a> {
+    abap_type: &'a str,
+    decimals: u32,
+    #[schema(required = false)]
+    description: &'a str,
+    length: u32,
+    name: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+}
+
+impl<'a> InterfaceBody<'a> {
+    /// The answer for `interface`.
+    pub(crate) fn of(interface: &'a FunctionInterface) -> Self {
+        let parameters = interface
+            .parameters
+            .iter()
+            .map(|p| ParameterBody {
+                abap_type: &p.abap_type,
+                decimals: p.decimals,
+                default: (!p.default.is_empty()).then_some(p.default.as_str()),
+                description: &p.description,
+                direction: p.direction,
+                fields: p.is_composite().then(|| {
+                    p.fields.as_ref().map(|fields| {
+                        fields
+                            .iter()
+                            .map(|f| FieldBody {
+                                abap_type: &f.abap_type,
+                                decimals: f.decimals,
+                                description: &f.description,
+                                length: f.length,
+                                name: &f.name,
+                                kind: if f.data_type.is_empty() {
+                                    type_of(&f.abap_type)
+                                } else {
+                                    &f.data_type
+                                },
                             })
-                        })
-                        .collect::<Vec<_>>()
-                });
-                body["fields"] = json!(fields);
-            }
-            body
-        })
-        .collect();
-    json!({
-        "function": interface.function,
-        "parameters": parameters,
-        "exceptions": interface.exceptions,
-    })
+                            .collect()
+                    })
+                }),
+                length: p.length,
+                name: &p.name,
+                optional: p.optional,
+                kind: if p.is_table() {
+                    "TABLE"
+                } else {
+                    type_of(&p.abap_type)
+                },
+                type_name: &p.type_name,
+            })
+            .collect();
+        Self {
+            exceptions: &interface.exceptions,
+            function: &interface.function,
+            parameters,
+        }
+    }
 }
 
 /// Which side of a function a JSON schema describes.

@@ -28,7 +28,7 @@ use serde_json::json;
 
 pub(crate) use cache::MetadataCache;
 pub(crate) use interface::{
-    FieldInfo, FunctionInterface, SchemaSide, fields_from_dfies, to_json, to_schema,
+    FieldInfo, FunctionInterface, InterfaceBody, SchemaSide, fields_from_dfies, to_json, to_schema,
 };
 pub(crate) use search::{SearchStep, search_done};
 

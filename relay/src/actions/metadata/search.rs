@@ -25,7 +25,7 @@ pub(crate) const DEFAULT_LIMIT: u32 = 100;
 /// The most functions a search answers.
 pub(crate) const MAX_LIMIT: u32 = 1000;
 /// The longest pattern (`FUNCNAME` is `CHAR 30`).
-const MAX_PATTERN: usize = 30;
+pub(crate) const MAX_PATTERN: usize = 30;
 
 /// A function search.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,17 +115,46 @@ pub(crate) fn search_done(step: &SearchStep, record: &CallRecord) -> Result<Next
     let limit = usize::try_from(step.limit).unwrap_or(usize::MAX);
     let truncated = functions.len() > limit;
     functions.truncate(limit);
-    let functions: Vec<Value> = functions
-        .into_iter()
-        .map(|(function, group, description)| {
-            json!({"function": function, "group": group, "description": description})
-        })
-        .collect();
-    Ok(Next::Done(Answer::Found(json!({
-        "search": step.pattern,
-        "functions": functions,
-        "truncated": truncated,
-    }))))
+    let list = FunctionList {
+        functions: functions
+            .into_iter()
+            .map(|(function, group, description)| FoundFunction {
+                description,
+                function,
+                group,
+            })
+            .collect(),
+        search: &step.pattern,
+        truncated,
+    };
+    Ok(Next::Done(Answer::Found(
+        serde_json::to_value(list).unwrap_or_default(),
+    )))
+}
+
+/// The answer of a function search. Members in name order, as the answer always
+/// had them.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct FunctionList<'a> {
+    #[schema(inline)]
+    functions: Vec<FoundFunction<'a>>,
+    /// The pattern sent to SAP (upper case, with `*`).
+    #[schema(examples("*CUSTOMER*"))]
+    search: &'a str,
+    /// More function modules matched than `limit`.
+    truncated: bool,
+}
+
+/// One function module a search found.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct FoundFunction<'a> {
+    /// SAP's short text.
+    description: &'a str,
+    /// The function module.
+    #[schema(max_length = 30)]
+    function: &'a str,
+    /// Its function group.
+    group: &'a str,
 }
 
 #[cfg(test)]

@@ -71,16 +71,44 @@ pub(crate) fn layout_done(step: &LayoutStep, record: &CallRecord) -> Result<Next
         .iter()
         .map(|f| (f.name.clone(), field_schema(f)))
         .collect();
-    let listed: Vec<Value> = fields
-        .iter()
-        .map(|f| {
-            json!({"name": f.name, "type": f.abap_type, "length": f.length,
-                "description": f.description})
-        })
-        .collect();
-    Ok(Next::Done(Answer::Found(json!({
-        "table": step.table,
-        "fields": listed,
-        "schema": {"type": "object", "properties": properties},
-    }))))
+    let body = LayoutBody {
+        fields: fields
+            .iter()
+            .map(|f| LayoutFieldBody {
+                description: &f.description,
+                length: f.length,
+                name: &f.name,
+                kind: &f.abap_type,
+            })
+            .collect(),
+        schema: json!({"type": "object", "properties": properties}),
+        table: &step.table,
+    };
+    Ok(Next::Done(Answer::Found(
+        serde_json::to_value(body).unwrap_or_default(),
+    )))
+}
+
+/// The answer of `GET /v1/systems/{system}/tables/{table}/fields`. Members in
+/// name order, as the answer always had them.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = TableLayout)]
+pub(crate) struct LayoutBody<'a> {
+    #[schema(inline)]
+    fields: Vec<LayoutFieldBody<'a>>,
+    /// A JSON schema of a row (`type: object`, a property per field).
+    #[schema(value_type = Object)]
+    schema: Value,
+    table: &'a str,
+}
+
+/// One field of a [`LayoutBody`].
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct LayoutFieldBody<'a> {
+    description: &'a str,
+    length: u32,
+    name: &'a str,
+    /// ABAP type letter.
+    #[serde(rename = "type")]
+    kind: &'a str,
 }

@@ -75,19 +75,55 @@ pub(crate) struct ReadStep {
 
 /// A table read as a client asks for it: the body of
 /// `POST …/tables/{table}/query`, or the query of `GET …/tables/{table}`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = TableQuery)]
 pub(crate) struct ReadRequest {
-    /// The fields to read, all when empty.
+    /// Field names; none = all fields.
     #[serde(default)]
+    #[schema(schema_with = field_names_schema)]
     pub(crate) fields: Vec<String>,
-    /// The WHERE clause (Open SQL).
+    /// Open SQL condition (`LAND1 EQ 'DE'`).
     #[serde(default, rename = "where")]
     pub(crate) clause: String,
     /// Rows to answer.
+    #[schema(schema_with = limit_schema)]
     pub(crate) limit: Option<u32>,
     /// Rows to skip.
+    #[schema(schema_with = offset_schema)]
     pub(crate) offset: Option<u32>,
+}
+
+/// `fields`: DDIC names of at most [`crate::actions::MAX_SAP_NAME`] characters.
+fn field_names_schema() -> utoipa::openapi::Array {
+    utoipa::openapi::ArrayBuilder::new()
+        .items(
+            utoipa::openapi::ObjectBuilder::new()
+                .schema_type(utoipa::openapi::Type::String)
+                .max_length(Some(crate::actions::MAX_SAP_NAME)),
+        )
+        .description(Some("Field names; none = all fields."))
+        .build()
+}
+
+/// `limit`: 1 to [`MAX_ROWS`], [`DEFAULT_LIMIT`] when left out.
+fn limit_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::Integer)
+        .minimum(Some(1))
+        .maximum(Some(MAX_ROWS))
+        .default(Some(DEFAULT_LIMIT.into()))
+        .build()
+}
+
+/// `offset`: 0 to [`MAX_ROWS`].
+fn offset_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::Integer)
+        .minimum(Some(0))
+        .maximum(Some(MAX_ROWS))
+        .default(Some(0.into()))
+        .build()
 }
 
 /// A DDIC name (table or field): upper case, `A-Z 0-9 _ /`, 1 to 30 characters.
@@ -245,15 +281,54 @@ fn answer_json(step: &ReadStep, mut answer: rows::Answer) -> Answer {
     let limit = step.limit as usize;
     let more = answer.rows.len() > limit;
     answer.rows.truncate(limit);
-    let fields: Vec<Value> = answer.columns.iter().map(rows::Column::to_json).collect();
-    Answer::Found(json!({
-        "table": step.table,
-        "fields": fields,
-        "rows": answer.rows,
-        "offset": step.offset,
-        "limit": step.limit,
-        "more": more,
-    }))
+    let body = ReadAnswer {
+        fields: answer.columns.iter().map(rows::Column::body).collect(),
+        limit: step.limit,
+        more,
+        offset: step.offset,
+        rows: &answer.rows,
+        table: &step.table,
+    };
+    Answer::Found(serde_json::to_value(body).unwrap_or_default())
+}
+
+/// The answer of a table read. Members in name order, as the answer always had
+/// them.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = TableAnswer)]
+pub(crate) struct ReadAnswer<'a> {
+    fields: Vec<rows::ColumnBody<'a>>,
+    #[schema(minimum = 1)]
+    limit: u32,
+    /// Rows beyond `limit` exist.
+    more: bool,
+    offset: u32,
+    #[schema(schema_with = rows_schema)]
+    rows: &'a [serde_json::Map<String, Value>],
+    table: &'a str,
+}
+
+/// The rows of a [`ReadAnswer`]: objects of typed values by field name.
+fn rows_schema() -> utoipa::openapi::Array {
+    use utoipa::openapi::schema::{AdditionalProperties, SchemaType, Type};
+    let value = utoipa::openapi::ObjectBuilder::new().schema_type(SchemaType::Array(vec![
+        Type::String,
+        Type::Number,
+        Type::Null,
+    ]));
+    utoipa::openapi::ArrayBuilder::new()
+        .items(
+            utoipa::openapi::ObjectBuilder::new()
+                .schema_type(Type::Object)
+                .additional_properties(Some(AdditionalProperties::RefOr(
+                    utoipa::openapi::RefOr::T(value.into()),
+                ))),
+        )
+        .description(Some(
+            "Rows by field name: integers and floats are numbers; packed stays a string; \
+             `D` is `YYYY-MM-DD` and `T` `HH:MM:SS` (initial → `null`).",
+        ))
+        .build()
 }
 
 #[cfg(test)]

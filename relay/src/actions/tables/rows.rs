@@ -42,14 +42,28 @@ pub(crate) struct Column {
 
 impl Column {
     /// The column as the answer's `fields` lists it.
-    pub(crate) fn to_json(&self) -> Value {
-        json!({
-            "name": self.name,
-            "type": self.kind,
-            "length": self.length,
-            "description": self.description,
-        })
+    pub(crate) fn body(&self) -> ColumnBody<'_> {
+        ColumnBody {
+            description: &self.description,
+            length: self.length,
+            name: &self.name,
+            kind: &self.kind,
+        }
     }
+}
+
+/// A column as a table read's answer lists it. Members in name order, as the
+/// answer always had them.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = TableField)]
+pub(crate) struct ColumnBody<'a> {
+    #[schema(required = false)]
+    description: &'a str,
+    length: usize,
+    name: &'a str,
+    /// ABAP type letter (`C`, `N`, `D`, `T`, `P`, `I`, `F`, …).
+    #[serde(rename = "type")]
+    kind: &'a str,
 }
 
 /// The columns and rows of one `RFC_READ_TABLE` answer.
