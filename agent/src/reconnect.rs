@@ -78,13 +78,14 @@ pub(crate) async fn run_agent(
             function_search: true,
         })
         .collect();
-    let params = SessionParams {
+    let mut params = SessionParams {
         agent_id: config.agent_id.clone(),
         systems,
         capabilities,
         concurrency: config.concurrency,
         shutdown_grace: Duration::from_secs(config.shutdown_grace_secs),
         status: StatusProbe::new(&served),
+        reconnects: 0,
     };
     let runner = UnitRunner::new(served, config.concurrency, store.clone(), read_only);
     let sweep_stop = shutdown.child_token();
@@ -137,6 +138,7 @@ pub(crate) async fn run_agent(
                 drained_in_session = true;
                 break;
             }
+            params.reconnects += u64::from(report.welcomed);
             let healthy = report.welcomed
                 && !report.end.relay_misbehaved()
                 && (started.elapsed() >= HEALTHY_AFTER || report.units > 0 || report.acks > 0);

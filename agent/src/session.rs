@@ -57,6 +57,9 @@ pub(crate) struct SessionParams {
     pub(crate) shutdown_grace: Duration,
     /// The systems' logon states, reported to relays that take them.
     pub(crate) status: StatusProbe,
+    /// Sessions welcomed before this one since the agent started (its
+    /// reconnects), sent in the hello.
+    pub(crate) reconnects: u64,
 }
 
 /// How a session ended.
@@ -142,6 +145,7 @@ where
         systems: params.systems.clone(),
         credits,
         capabilities: params.capabilities.clone(),
+        reconnects: params.reconnects,
     };
     if let Err(e) = send(sink, hello, handshake).await {
         return SessionReport::new(SessionEnd::Lost(e));

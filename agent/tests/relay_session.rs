@@ -203,7 +203,7 @@ async fn silent_relay_is_dropped_and_the_agent_reconnects() -> anyhow::Result<()
     let mut relay = FakeRelay::start().await?;
     let agent = Agent::start(config(&relay.url, &["*"], 2), &FakeSap::default());
     let mut conn = relay.conn().await?;
-    conn.handshake(1).await?;
+    assert_eq!(conn.handshake(1).await?.reconnects, 0, "the first session");
     // Read without answering: the agent heartbeats, hears nothing back, and gives up
     // after two intervals with a close reason.
     loop {
@@ -217,7 +217,11 @@ async fn silent_relay_is_dropped_and_the_agent_reconnects() -> anyhow::Result<()
         }
     }
     let mut second = relay.conn().await?;
-    second.handshake(15).await?;
+    assert_eq!(
+        second.handshake(15).await?.reconnects,
+        1,
+        "the hello counts the session before"
+    );
     agent.shutdown.cancel();
     agent.join().await
 }

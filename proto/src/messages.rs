@@ -28,6 +28,12 @@ pub enum AgentMessage {
         /// pass-through requests; see [`SystemCapabilities::of`].
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         capabilities: Vec<SystemCapabilities>,
+        /// How many sessions this agent process was welcomed to before this one
+        /// (by any relay replica): its reconnects since it started, for the
+        /// operator's view. Absent (0) from agents that do not count them; an
+        /// optional field, so no protocol version changes.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        reconnects: u64,
     },
     /// Grants the relay `credits` more units, on top of those already granted.
     Credits {
@@ -278,4 +284,10 @@ impl std::fmt::Display for CloseReason {
             Self::ShuttingDown => f.write_str("shutting down"),
         }
     }
+}
+
+/// For `skip_serializing_if`: a count of zero is left out.
+#[allow(clippy::trivially_copy_pass_by_ref)] // serde passes a reference
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }

@@ -138,6 +138,7 @@ fn agent_message() -> impl Strategy<Value = AgentMessage> {
             .prop_map(
                 |(protocol, agent_id, agent_version, systems, credits, capabilities)| {
                     AgentMessage::Hello {
+                        reconnects: 0,
                         protocol,
                         agent_id,
                         agent_version,
@@ -262,6 +263,7 @@ fn wire_shape_is_stable() {
         systems: vec!["SIM".into()],
         credits: 8,
         capabilities: Vec::new(),
+        reconnects: 0,
     };
     // A version 1 hello, as version 1 agents send it, decodes to the same message.
     let v1 = r#"{"type":"hello","protocol":1,"agent_id":"a","agent_version":"0.1.0","systems":["SIM"],"credits":8}"#;
@@ -279,6 +281,7 @@ fn wire_shape_is_stable() {
             http: false,
             function_search: false,
         }],
+        reconnects: 0,
     };
     assert_eq!(
         encode_agent_message(&hello),
@@ -301,9 +304,16 @@ fn wire_shape_is_stable() {
             systems: vec!["SIM".into()],
             credits: 8,
             capabilities,
+            reconnects: 0,
         }),
         filtering
     );
+    // An agent that reconnected says how often; zero (and every older agent)
+    // leaves the field out.
+    let reconnected = r#"{"type":"hello","protocol":2,"agent_id":"a","agent_version":"0.3.0","systems":["SIM"],"credits":8,"reconnects":3}"#;
+    let decoded = decode_agent_message(reconnected.as_bytes()).unwrap();
+    assert!(matches!(decoded, AgentMessage::Hello { reconnects: 3, .. }));
+    assert_eq!(encode_agent_message(&decoded), reconnected);
     assert!(
         !SystemCapabilities::of(&[], "SIM").function_search,
         "protocol 1"

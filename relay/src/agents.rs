@@ -32,6 +32,9 @@ pub(crate) struct Hello {
     pub(crate) capabilities: Vec<SystemCapabilities>,
     /// Its initial credits.
     pub(crate) credits: u32,
+    /// The sessions it was welcomed to before this one since it started, as it
+    /// counts them (0 from agents that do not).
+    pub(crate) reconnects: u64,
 }
 
 impl Hello {
@@ -311,6 +314,7 @@ mod tests {
 
     fn hello(systems: &[&str], capabilities: Vec<SystemCapabilities>) -> Hello {
         Hello {
+            reconnects: 0,
             protocol: sapbridge_proto::PROTOCOL_VERSION,
             agent_id: "a1".into(),
             agent_version: "0.1".into(),

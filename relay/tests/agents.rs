@@ -26,6 +26,7 @@ async fn wrong_or_missing_token_gets_401() {
 async fn protocol_mismatch_is_closed_with_its_reason() {
     let relay = TestRelay::start().await;
     let old = AgentMessage::Hello {
+        reconnects: 0,
         protocol: PROTOCOL_VERSION + 1,
         agent_id: "old".into(),
         agent_version: "0.0.1".into(),
@@ -146,4 +147,34 @@ async fn shutdown_tells_agents() {
         })
     );
     stopping.await.unwrap();
+}
+
+#[tokio::test]
+async fn the_listing_shows_the_reconnects_an_agent_counts() {
+    let relay = TestRelay::start().await;
+    let mut reconnected = hello("agent-9", &["PRD"], 1);
+    if let AgentMessage::Hello { reconnects, .. } = &mut reconnected {
+        *reconnects = 4;
+    }
+    let mut agent = FakeAgent::open(&relay, AGENT_TOKEN, reconnected).await;
+    assert!(matches!(
+        agent.recv().await,
+        Some(RelayMessage::Welcome { .. })
+    ));
+    let body: Value = relay
+        .get("/v1/systems")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let prd = body["systems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["system"] == "PRD")
+        .unwrap();
+    assert_eq!(prd["agents"][0]["reconnects"], 4, "{prd}");
+    relay.stop().await;
 }

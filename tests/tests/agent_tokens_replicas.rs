@@ -124,6 +124,7 @@ async fn a_token_made_on_one_replica_serves_and_is_revoked_on_the_other() -> Res
     send(
         &mut socket,
         &AgentMessage::Hello {
+            reconnects: 0,
             protocol: PROTOCOL_VERSION,
             agent_id: "plant-new-1".into(),
             agent_version: "test-1.0".into(),

@@ -141,6 +141,7 @@ pub(super) async fn examine(config: &AgentConfig) -> Section {
 async fn offer_token(mut socket: RelaySocket, config: &AgentConfig) -> super::Check {
     let systems: Vec<String> = config.systems.iter().map(|s| s.name.clone()).collect();
     let hello = AgentMessage::Hello {
+        reconnects: 0,
         protocol: PROTOCOL_VERSION,
         agent_id: format!("{}-doctor", config.agent_id),
         agent_version: env!("CARGO_PKG_VERSION").to_owned(),

@@ -206,6 +206,7 @@ fn params() -> SessionParams {
         concurrency: 2,
         shutdown_grace: Duration::from_secs(30),
         status: StatusProbe::default(),
+        reconnects: 0,
     }
 }
 

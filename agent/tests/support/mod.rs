@@ -171,6 +171,7 @@ pub struct Hello {
     pub systems: Vec<String>,
     pub credits: u32,
     pub capabilities: Vec<sapbridge_proto::SystemCapabilities>,
+    pub reconnects: u64,
 }
 
 impl Conn {
@@ -217,6 +218,7 @@ impl Conn {
             systems,
             credits,
             capabilities,
+            reconnects,
         } = self.recv().await?
         else {
             bail!("expected hello");
@@ -235,6 +237,7 @@ impl Conn {
             systems,
             credits,
             capabilities,
+            reconnects,
         })
     }
 

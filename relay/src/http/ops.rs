@@ -81,6 +81,10 @@ pub(crate) struct AgentEntry {
     #[schema(minimum = 1)]
     #[schema(required = false)]
     protocol: u32,
+    /// Sessions the agent was welcomed to before this one since it started, on
+    /// any relay replica (as the agent counts them; 0 from agents that do not).
+    #[schema(required = false)]
+    reconnects: u64,
     session_id: String,
     /// The agent speaks an older protocol version than the relay: upgrade it.
     #[schema(required = false)]
@@ -206,6 +210,7 @@ fn agent_entry(a: &AgentSession, system: &str) -> AgentEntry {
         // Whether its function searches list only what its allowlist lets
         // through (`GET /v1/systems/{system}/functions` needs it).
         function_search: a.hello.searches_functions(system),
+        reconnects: a.hello.reconnects,
         session_id: a.session_id.clone(),
         credits: a.credits(),
         in_flight: a.in_flight(),

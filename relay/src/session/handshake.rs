@@ -69,6 +69,7 @@ where
                 systems,
                 credits,
                 capabilities,
+                reconnects,
             } => match check(protocol, &systems, &capabilities, allowed) {
                 Some(reason) => reason,
                 None => {
@@ -93,6 +94,7 @@ where
                         systems,
                         capabilities,
                         credits,
+                        reconnects,
                     });
                 }
             },

@@ -49,6 +49,7 @@ impl Harness {
         let (tx, from_relay) = mpsc::channel::<Message>(16);
         let shutdown = CancellationToken::new();
         let hello = Hello {
+            reconnects: 0,
             protocol: PROTOCOL_VERSION,
             agent_id: "agent-1".into(),
             agent_version: "t".into(),
@@ -290,6 +291,7 @@ async fn handshake_welcomes_or_refuses() {
         (PROTOCOL_VERSION, vec!["QAS".to_owned()], false),
     ] {
         let hello = AgentMessage::Hello {
+            reconnects: 0,
             protocol,
             agent_id: "a".into(),
             agent_version: "1".into(),

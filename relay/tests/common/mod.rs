@@ -185,6 +185,7 @@ pub struct FakeAgent {
 /// The hello a fake agent sends.
 pub fn hello(agent_id: &str, systems: &[&str], credits: u32) -> AgentMessage {
     AgentMessage::Hello {
+        reconnects: 0,
         protocol: PROTOCOL_VERSION,
         agent_id: agent_id.into(),
         agent_version: "test-1.0".into(),

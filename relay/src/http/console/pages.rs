@@ -216,6 +216,7 @@ pub(super) fn overview_live(snapshot: &Snapshot) -> Markup {
                     th scope="col" { "Credits free" }
                     th scope="col" { "In flight" }
                     th scope="col" { "Connected at" }
+                    th scope="col" title="Sessions the agent had before this one since it started, on any relay replica" { "Reconnects" }
                     th scope="col" { "Last heard" }
                     th scope="col" { "SAP logon" }
                 } }
@@ -250,6 +251,7 @@ pub(super) fn overview_live(snapshot: &Snapshot) -> Markup {
                                 td { (text("credits")) }
                                 td { (text("in_flight")) }
                                 td { (text("connected_at")) }
+                                td { (agent.get("reconnects").and_then(Value::as_u64).unwrap_or(0)) }
                                 td { (text("last_heard_at")) }
                                 td { (logon_text(agent.get("logon"))) }
                             }
