@@ -13,11 +13,10 @@
 //! - What is not generated yet: `openapi-hand.json` next to this file, a
 //!   hand-written remainder that [`build`] lays the generated parts over (the
 //!   `info`, `tags`, `servers` and `security` of the document; the function call,
-//!   transaction, customer, table read, `GET /v1/calls/{id}`, admin key and
-//!   pass-through operations; the schemas whose answers handlers still build
-//!   with `json!` (`CallPending`, `FunctionCallAnswer`, `TransactionAnswer`,
-//!   `UnitCallResult`, `Customer`, `CustomerList`,
-//!   `ApiKey`, `WebhookPayload`, `RfcError`); the
+//!   transaction, customer, table read, `GET /v1/calls/{id}` and pass-through
+//!   operations; the schemas whose answers handlers still build with `json!`
+//!   (`CallPending`, `FunctionCallAnswer`, `TransactionAnswer`, `UnitCallResult`,
+//!   `Customer`, `CustomerList`, `WebhookPayload`, `RfcError`); the
 //!   `components/parameters` and `components/headers` those operations refer to;
 //!   the security schemes). Nothing may be in both (a unit test checks it);
 //!   moving an item to the code means deleting it there.
@@ -77,6 +76,12 @@ const HAND_WRITTEN: &str = include_str!("openapi-hand.json");
         super::webhooks::list_deliveries,
         super::webhooks::get_delivery,
         super::webhooks::redeliver,
+        super::admin::list_keys,
+        super::admin::post_key,
+        super::admin::delete_key,
+        super::agent_tokens::list_tokens,
+        super::agent_tokens::post_token,
+        super::agent_tokens::delete_token,
     ),
     components(
         schemas(
@@ -84,6 +89,9 @@ const HAND_WRITTEN: &str = include_str!("openapi-hand.json");
             super::ops::Systems,
             super::Problem,
             super::admin::NewKey,
+            super::admin::KeyItem,
+            super::agent_tokens::NewToken,
+            super::agent_tokens::TokenItem,
             super::webhooks::NewSubscription,
             super::transactions::TransactionRequest,
             Parameters,
