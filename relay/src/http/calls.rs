@@ -83,6 +83,31 @@ pub(crate) async fn submit(
 }
 
 /// `GET /v1/calls/{id}`: 202 while queued or running, then the final answer.
+#[utoipa::path(
+    get,
+    path = "/v1/calls/{id}",
+    operation_id = "getCall",
+    tag = "calls",
+    summary = "Poll a call (the `Location` of a 202)",
+    description = "`202` (+ `Retry-After`) while queued or running; then the same final answer the original request would have given: `200` for a function call or transaction, the action's answer for a high-level action (for example `201` with the customer for a create), or a problem. A cancelled call is `410`. Another API key's call is `404`, as an unknown id is (keys with `operator = true` see every call).",
+    params(CallPath),
+    responses(
+        (status = 200, description = "The call's final answer.", body = inline(super::render::FinalAnswer)),
+        (status = 201, description = "A customer create finished (as its original request).",
+            body = inline(super::render::CustomerRef),
+            headers(("Location" = String, description = "The new customer."))),
+        (status = 202, response = super::openapi::Accepted),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 410, response = super::openapi::Gone),
+        (status = 422, response = super::openapi::Unprocessable),
+        (status = 500, response = super::openapi::InternalError),
+        (status = 502, response = super::openapi::BadGateway),
+        (status = 504, response = super::openapi::GatewayTimeout),
+    ),
+)]
 pub(crate) async fn get_call(
     State(state): State<Arc<RelayState>>,
     caller: Caller,

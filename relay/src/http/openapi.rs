@@ -8,15 +8,18 @@
 //!   hand-written `ToSchema` impl next to the type where the schema follows a table
 //!   the validation uses (the customer fields' `maxLength`s come from
 //!   `actions::customers::fields`).
+//!   One serializing struct that writes several shapes (`render::CallBody`) is
+//!   described by schema-only structs, one per shape, which a unit test holds
+//!   to what it writes; a hand-written component is referred to from the code
+//!   with a marker type (`render::FinalAnswer`, `render::CustomerRef`).
 //! - Operations: `#[utoipa::path(…)]` on the handler, listed in [`ApiDoc`]'s
 //!   `paths(…)`.
 //! - What is not generated yet: `openapi-hand.json` next to this file, a
 //!   hand-written remainder that [`build`] lays the generated parts over (the
 //!   `info`, `tags`, `servers` and `security` of the document; the function call,
-//!   transaction, customer, table read, `GET /v1/calls/{id}` and pass-through
-//!   operations; the schemas whose answers handlers still build with `json!`
-//!   (`CallPending`, `FunctionCallAnswer`, `TransactionAnswer`, `UnitCallResult`,
-//!   `Customer`, `CustomerList`, `WebhookPayload`, `RfcError`); the
+//!   transaction, customer, table read and pass-through operations; the schemas
+//!   whose answers handlers still build with `json!` (`Customer`, `CustomerList`,
+//!   `WebhookPayload`, `RfcError`); the
 //!   `components/parameters` and `components/headers` those operations refer to;
 //!   the security schemes). Nothing may be in both (a unit test checks it);
 //!   moving an item to the code means deleting it there.
@@ -63,6 +66,7 @@ const HAND_WRITTEN: &str = include_str!("openapi-hand.json");
         super::metadata::list_functions,
         super::metadata::get_interface,
         super::tables::get_fields,
+        super::calls::get_call,
         super::calls::cancel_call,
         super::agent_connect::connect,
         super::audit::list,
@@ -96,6 +100,10 @@ const HAND_WRITTEN: &str = include_str!("openapi-hand.json");
             super::transactions::TransactionRequest,
             Parameters,
             CallStatus,
+            super::render::CallPending,
+            super::render::FunctionCallAnswer,
+            super::render::TransactionAnswer,
+            super::render::UnitCallResult,
             crate::actions::customers::CustomerCreate,
             crate::actions::customers::CustomerPatch,
             crate::actions::tables::ReadRequest,
