@@ -13,11 +13,14 @@
 //!   to what it writes; a hand-written component is referred to from the code
 //!   with a marker type (`render::FinalAnswer`, `render::CustomerRef`).
 //! - Operations: `#[utoipa::path(…)]` on the handler, listed in [`ApiDoc`]'s
-//!   `paths(…)`.
+//!   `paths(…)`. The request headers of queued calls are `request::QueueHeaders`
+//!   and `request::CallbackHeader` (hand-written `IntoParams`: utoipa drops a
+//!   parameter's description and example when its schema is `schema_with`); a
+//!   body that may be left out is listed in [`OPTIONAL_BODIES`].
 //! - What is not generated yet: `openapi-hand.json` next to this file, a
 //!   hand-written remainder that [`build`] lays the generated parts over (the
-//!   `info`, `tags`, `servers` and `security` of the document; the function call,
-//!   transaction, customer, table read and pass-through operations; the schemas
+//!   `info`, `tags`, `servers` and `security` of the document; the customer,
+//!   table read and pass-through operations; the schemas
 //!   whose answers handlers still build with `json!` (`Customer`, `CustomerList`,
 //!   `WebhookPayload`, `RfcError`); the
 //!   `components/parameters` and `components/headers` those operations refer to;
@@ -60,12 +63,15 @@ const HAND_WRITTEN: &str = include_str!("openapi-hand.json");
 /// The generated part of the document.
 #[derive(OpenApi)]
 #[openapi(
+    modifiers(&OptionalBodies),
     paths(
         super::ops::list_systems,
         super::calls::list_calls,
         super::metadata::list_functions,
         super::metadata::get_interface,
         super::tables::get_fields,
+        super::calls::call_function,
+        super::transactions::post_transaction,
         super::calls::get_call,
         super::calls::cancel_call,
         super::agent_connect::connect,
@@ -128,6 +134,37 @@ const HAND_WRITTEN: &str = include_str!("openapi-hand.json");
     )
 )]
 pub(crate) struct ApiDoc;
+
+/// The operations (path, method) whose request body may be left out: utoipa
+/// makes a body optional only for an `Option<T>` content, whose schema then
+/// takes `null`, which these bodies do not.
+const OPTIONAL_BODIES: [(&str, utoipa::openapi::HttpMethod); 1] = [(
+    "/v1/systems/{system}/functions/{function}",
+    utoipa::openapi::HttpMethod::Post,
+)];
+
+/// Marks the request bodies of [`OPTIONAL_BODIES`] as not required.
+struct OptionalBodies;
+
+impl utoipa::Modify for OptionalBodies {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{HttpMethod, Required};
+        for (path, method) in OPTIONAL_BODIES {
+            let Some(item) = openapi.paths.paths.get_mut(path) else {
+                continue;
+            };
+            let operation = match method {
+                HttpMethod::Post => item.post.as_mut(),
+                HttpMethod::Put => item.put.as_mut(),
+                HttpMethod::Patch => item.patch.as_mut(),
+                _ => None,
+            };
+            if let Some(body) = operation.and_then(|o| o.request_body.as_mut()) {
+                body.required = Some(Required::False);
+            }
+        }
+    }
+}
 
 /// Function module parameters: free-form, their names and types are the
 /// function's (see `GET /v1/systems/{system}/functions/{function}`).
@@ -449,6 +486,19 @@ mod tests {
                 .is_some_and(|v| v.starts_with("3.1"))
         );
         assert!(document["paths"].as_object().is_some_and(|p| !p.is_empty()));
+    }
+
+    /// Every body of [`OPTIONAL_BODIES`] is in the generated part, not required.
+    #[test]
+    fn the_optional_bodies_are_optional() {
+        let generated = serde_json::to_value(ApiDoc::openapi()).expect("serializes");
+        for (path, method) in OPTIONAL_BODIES {
+            let method = serde_json::to_value(method).expect("serializes");
+            let method = method.as_str().expect("a name");
+            let body = &generated["paths"][path][method]["requestBody"];
+            assert!(body.is_object(), "{method} {path} has no body");
+            assert_eq!(body["required"], false, "{method} {path}");
+        }
     }
 
     /// An item comes from the code or from `openapi-hand.json`, never from both
