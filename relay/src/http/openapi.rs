@@ -19,8 +19,8 @@
 //!   body that may be left out is listed in [`OPTIONAL_BODIES`].
 //! - What is not generated yet: `openapi-hand.json` next to this file, a
 //!   hand-written remainder that [`build`] lays the generated parts over (the
-//!   `info`, `tags`, `servers` and `security` of the document; the customer,
-//!   table read and pass-through operations; the schemas
+//!   `info`, `tags`, `servers` and `security` of the document; the customer
+//!   and pass-through operations; the schemas
 //!   whose answers handlers still build with `json!` (`Customer`, `CustomerList`,
 //!   `WebhookPayload`, `RfcError`); the
 //!   `components/parameters` and `components/headers` those operations refer to;
@@ -69,6 +69,8 @@ const HAND_WRITTEN: &str = include_str!("openapi-hand.json");
         super::calls::list_calls,
         super::metadata::list_functions,
         super::metadata::get_interface,
+        super::tables::get_table,
+        super::tables::query_table,
         super::tables::get_fields,
         super::calls::call_function,
         super::transactions::post_transaction,
@@ -138,10 +140,16 @@ pub(crate) struct ApiDoc;
 /// The operations (path, method) whose request body may be left out: utoipa
 /// makes a body optional only for an `Option<T>` content, whose schema then
 /// takes `null`, which these bodies do not.
-const OPTIONAL_BODIES: [(&str, utoipa::openapi::HttpMethod); 1] = [(
-    "/v1/systems/{system}/functions/{function}",
-    utoipa::openapi::HttpMethod::Post,
-)];
+const OPTIONAL_BODIES: [(&str, utoipa::openapi::HttpMethod); 2] = [
+    (
+        "/v1/systems/{system}/functions/{function}",
+        utoipa::openapi::HttpMethod::Post,
+    ),
+    (
+        "/v1/systems/{system}/tables/{table}/query",
+        utoipa::openapi::HttpMethod::Post,
+    ),
+];
 
 /// Marks the request bodies of [`OPTIONAL_BODIES`] as not required.
 struct OptionalBodies;
