@@ -19,8 +19,8 @@
 //!   body that may be left out is listed in [`OPTIONAL_BODIES`].
 //! - What is not generated yet: `openapi-hand.json` next to this file, a
 //!   hand-written remainder that [`build`] lays the generated parts over (the
-//!   `info`, `tags`, `servers` and `security` of the document; the customer
-//!   and pass-through operations; the schemas
+//!   `info`, `tags`, `servers` and `security` of the document; the
+//!   pass-through operations; the schemas
 //!   whose answers handlers still build with `json!` (`Customer`, `CustomerList`,
 //!   `WebhookPayload`, `RfcError`); the
 //!   `components/parameters` and `components/headers` those operations refer to;
@@ -74,6 +74,10 @@ const HAND_WRITTEN: &str = include_str!("openapi-hand.json");
         super::tables::get_fields,
         super::calls::call_function,
         super::transactions::post_transaction,
+        super::customers::create,
+        super::customers::search,
+        super::customers::get,
+        super::customers::change,
         super::calls::get_call,
         super::calls::cancel_call,
         super::agent_connect::connect,

@@ -346,6 +346,8 @@ refs! {
         .into();
     /// A customer (`Customer`).
     CustomerRef => schema_ref("Customer");
+    /// Customers found (`CustomerList`).
+    CustomerListRef => schema_ref("CustomerList");
 }
 
 /// `202` for a call still queued or running, with `Location` (under the body's

@@ -17,7 +17,7 @@
 //! `RETURN` with TYPE `E` or `A`.
 
 mod fields;
-mod request;
+pub(crate) mod request;
 mod schema;
 
 use std::collections::HashMap;
