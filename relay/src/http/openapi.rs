@@ -22,7 +22,7 @@
 //!   `info`, `tags`, `servers` and `security` of the document; the
 //!   pass-through operations; the schemas
 //!   whose answers handlers still build with `json!` (`Customer`, `CustomerList`,
-//!   `WebhookPayload`, `RfcError`); the
+//!   `WebhookPayload`); the
 //!   `components/parameters` and `components/headers` those operations refer to;
 //!   the security schemes). Nothing may be in both (a unit test checks it);
 //!   moving an item to the code means deleting it there.
@@ -116,6 +116,7 @@ const HAND_WRITTEN: &str = include_str!("openapi-hand.json");
             super::render::FunctionCallAnswer,
             super::render::TransactionAnswer,
             super::render::UnitCallResult,
+            sapbridge_proto::RfcError,
             crate::actions::customers::CustomerCreate,
             crate::actions::customers::CustomerPatch,
             crate::actions::tables::ReadRequest,

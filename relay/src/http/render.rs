@@ -220,10 +220,6 @@ fn result_schema() -> utoipa::openapi::schema::Schema {
     utoipa::openapi::schema::Schema::OneOf(one_of)
 }
 
-fn rfc_error_ref() -> utoipa::openapi::Ref {
-    utoipa::openapi::Ref::from_schema_name("RfcError")
-}
-
 /// A call still queued or running (the body of a `202`).
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code, reason = "the schema of what CallBody writes")]
@@ -308,7 +304,7 @@ pub(crate) struct UnitCallResult {
     function: String,
     #[schema(nullable = false)]
     result: Option<super::openapi::Parameters>,
-    #[schema(schema_with = rfc_error_ref, required = false)]
+    #[schema(nullable = false)]
     error: Option<RfcError>,
 }
 
