@@ -139,7 +139,7 @@ pub(crate) async fn submit(
     responses(
         (status = 200, description = "The call's final answer.", body = inline(super::render::FinalAnswer)),
         (status = 201, description = "A customer create finished (as its original request).",
-            body = inline(super::render::CustomerRef),
+            body = crate::actions::customers::CustomerAnswer,
             headers(("Location" = String, description = "The new customer."))),
         (status = 202, response = super::openapi::Accepted),
         (status = 400, response = super::openapi::BadRequest),

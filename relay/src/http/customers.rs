@@ -98,7 +98,7 @@ impl utoipa::IntoParams for SearchQuery {
         })
     ),
     responses(
-        (status = 201, description = "Created and committed.", body = inline(super::render::CustomerRef),
+        (status = 201, description = "Created and committed.", body = customers::CustomerAnswer,
             headers(("Location" = String, description = "The new customer: `/v1/systems/{system}/customers/{customer}`.")),
             example = json!({
                 "customer": "0000100001",
@@ -165,7 +165,7 @@ pub(crate) async fn create(
         example = json!({"city": "Heidelberg", "phone": "+49 6221 1234"})
     ),
     responses(
-        (status = 200, description = "Changed and committed.", body = inline(super::render::CustomerRef)),
+        (status = 200, description = "Changed and committed.", body = customers::CustomerAnswer),
         (status = 202, response = super::openapi::Accepted),
         (status = 400, response = super::openapi::BadRequest),
         (status = 401, response = super::openapi::Unauthorized),
@@ -219,7 +219,7 @@ pub(crate) async fn change(
         super::request::CallbackHeader
     ),
     responses(
-        (status = 200, description = "The customer.", body = inline(super::render::CustomerRef)),
+        (status = 200, description = "The customer.", body = customers::CustomerAnswer),
         (status = 202, response = super::openapi::Accepted),
         (status = 400, response = super::openapi::BadRequest),
         (status = 401, response = super::openapi::Unauthorized),
@@ -266,7 +266,7 @@ pub(crate) async fn get(
         super::request::CallbackHeader
     ),
     responses(
-        (status = 200, description = "The matching customers.", body = inline(super::render::CustomerListRef)),
+        (status = 200, description = "The matching customers.", body = customers::CustomerListAnswer),
         (status = 202, response = super::openapi::Accepted),
         (status = 400, response = super::openapi::BadRequest),
         (status = 401, response = super::openapi::Unauthorized),

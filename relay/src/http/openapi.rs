@@ -10,8 +10,9 @@
 //!   `actions::customers::fields`).
 //!   One serializing struct that writes several shapes (`render::CallBody`) is
 //!   described by schema-only structs, one per shape, which a unit test holds
-//!   to what it writes; a hand-written component is referred to from the code
-//!   with a marker type (`render::FinalAnswer`, `render::CustomerRef`).
+//!   to what it writes (so are `Customer` and `CustomerList`, whose answers the
+//!   customer actions build as maps); a schema of references by name is a
+//!   marker type (`render::FinalAnswer`).
 //! - Operations: `#[utoipa::path(…)]` on the handler, listed in [`ApiDoc`]'s
 //!   `paths(…)`. The request headers of queued calls are `request::QueueHeaders`
 //!   and `request::CallbackHeader` (hand-written `IntoParams`: utoipa drops a
@@ -20,11 +21,10 @@
 //! - What is not generated yet: `openapi-hand.json` next to this file, a
 //!   hand-written remainder that [`build`] lays the generated parts over (the
 //!   `info`, `tags`, `servers` and `security` of the document; the
-//!   pass-through operations; the schemas
-//!   whose answers handlers still build with `json!` (`Customer`, `CustomerList`:
-//!   the customer actions' answers are maps whose members vary by action); the
-//!   `components/parameters` and `components/headers` those operations refer to;
-//!   the security schemes). Nothing may be in both (a unit test checks it);
+//!   pass-through operations (`/v1/systems/{system}/http…`); the path-level
+//!   `parameters` of the paths (operations generated since name theirs
+//!   themselves) and the `components/parameters` and `components/headers`
+//!   these refer to; the security schemes). Nothing may be in both (a unit test checks it);
 //!   moving an item to the code means deleting it there.
 //!
 //! The checked-in `openapi.json` beside this file is the generated artefact, for
@@ -118,6 +118,8 @@ const HAND_WRITTEN: &str = include_str!("openapi-hand.json");
             super::render::UnitCallResult,
             sapbridge_proto::RfcError,
             crate::webhook_sender::Payload,
+            crate::actions::customers::CustomerAnswer,
+            crate::actions::customers::CustomerListAnswer,
             crate::actions::customers::CustomerCreate,
             crate::actions::customers::CustomerPatch,
             crate::actions::tables::ReadRequest,

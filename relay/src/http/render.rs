@@ -313,8 +313,8 @@ fn schema_ref(name: &str) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Sch
     utoipa::openapi::Ref::from_schema_name(name).into()
 }
 
-/// Schemas that are references to components written by hand (in
-/// `openapi-hand.json`), for `body = inline(…)`: a marker type per schema.
+/// Schemas made of references to components by name, for `body = inline(…)`:
+/// a marker type per schema.
 macro_rules! refs {
     ($($(#[$doc:meta])* $marker:ident => $schema:expr;)*) => {$(
         $(#[$doc])*
@@ -340,10 +340,7 @@ refs! {
         .item(schema_ref("TableAnswer"))
         .item(schema_ref("FunctionInterface"))
         .into();
-    /// A customer (`Customer`).
-    CustomerRef => schema_ref("Customer");
-    /// Customers found (`CustomerList`).
-    CustomerListRef => schema_ref("CustomerList");
+
 }
 
 /// `202` for a call still queued or running, with `Location` (under the body's
