@@ -21,10 +21,9 @@
 //! - What is not generated yet: `openapi-hand.json` next to this file, a
 //!   hand-written remainder that [`build`] lays the generated parts over (the
 //!   `info`, `tags`, `servers` and `security` of the document; the
-//!   pass-through operations (`/v1/systems/{system}/http…`); the path-level
-//!   `parameters` of the paths (operations generated since name theirs
-//!   themselves) and the `components/parameters` and `components/headers`
-//!   these refer to; the security schemes). Nothing may be in both (a unit test checks it);
+//!   pass-through operations (`/v1/systems/{system}/http…`, with the
+//!   `components/pathItems` and `components/parameters` they refer to); the
+//!   security schemes). Nothing may be in both (a unit test checks it);
 //!   moving an item to the code means deleting it there.
 //!
 //! The checked-in `openapi.json` beside this file is the generated artefact, for
