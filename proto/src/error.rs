@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// What kind of failure a call met, in PyRFC's terms where SAP defines one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ErrorGroup {
     /// An ABAP exception raised by the function module; `key` names it
@@ -48,11 +48,15 @@ impl ErrorGroup {
 /// A failed function call: the group, the exception key and SAP's message fields.
 ///
 /// Empty message fields are sent as empty strings, as SAP does.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+// Its OpenAPI schema (`utoipa::ToSchema`) is the relay's `RfcError` component:
+// `rfc_error` of a problem, `error` of a transaction's call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RfcError {
     /// The error group.
+    #[schema(schema_with = <ErrorGroup as utoipa::PartialSchema>::schema)]
     pub group: ErrorGroup,
-    /// The ABAP exception key or RFC error key (`FU_NOT_FOUND`, `RFC_INVALID_PARAMETER`).
+    /// The ABAP exception key or RFC error key (`FU_NOT_FOUND`, `RFC_INVALID_PARAMETER`);
+    /// `RETURN` for a business message (a BAPI's `RETURN` with TYPE E or A).
     pub key: String,
     /// A human-readable message.
     pub message: String,

@@ -19,7 +19,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::json;
 use time::OffsetDateTime;
 use tokio::sync::Semaphore;
 
@@ -109,6 +108,45 @@ pub(crate) async fn run(state: Arc<RelayState>) {
     }
 }
 
+/// The `type` of every payload.
+const CALL_COMPLETED: &str = "call.completed";
+
+/// The body every webhook delivery POSTs (Standard Webhooks' envelope).
+// Members in name order, as the payloads always had them.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[schema(as = WebhookPayload)]
+pub(crate) struct Payload<'a> {
+    #[schema(inline)]
+    data: PayloadData<'a>,
+    #[schema(format = DateTime)]
+    timestamp: String,
+    #[serde(rename = "type")]
+    #[schema(schema_with = payload_type_schema)]
+    kind: &'static str,
+}
+
+/// `type`: always [`CALL_COMPLETED`].
+fn payload_type_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .enum_values(Some([CALL_COMPLETED]))
+        .build()
+}
+
+// `data` of a [`Payload`]: the call's final answer (no doc comment: it would
+// become the inline schema's description).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct PayloadData<'a> {
+    /// The body that `GET /v1/calls/{id}` answers: the result, or the problem.
+    body: serde_json::Value,
+    call_id: &'a str,
+    /// Its `Location` (a created customer's).
+    location: Option<String>,
+    /// The HTTP status `GET /v1/calls/{id}` answers for the call now that it ended.
+    status_code: u16,
+    system: &'a str,
+}
+
 /// Watches a waiting delivery's call until its answer is final (then the
 /// delivery is pending and sent at once) or the watch's lease is nearly over.
 async fn watch(state: &RelayState, mut delivery: Delivery) {
@@ -123,18 +161,18 @@ async fn watch(state: &RelayState, mut delivery: Delivery) {
                 location,
                 body,
             }) => {
-                let payload = json!({
-                    "type": "call.completed",
-                    "timestamp": crate::http::rfc3339(now),
-                    "data": {
-                        "call_id": delivery.call_id,
-                        "system": delivery.system,
-                        "status_code": status,
-                        "location": location,
-                        "body": body,
+                let payload = Payload {
+                    data: PayloadData {
+                        body,
+                        call_id: &delivery.call_id,
+                        location,
+                        status_code: status,
+                        system: &delivery.system,
                     },
-                });
-                delivery.payload = Some(payload.to_string());
+                    timestamp: crate::http::rfc3339(now),
+                    kind: CALL_COMPLETED,
+                };
+                delivery.payload = serde_json::to_string(&payload).ok();
                 delivery.state = DeliveryState::Pending;
                 delivery.next_at = now;
                 delivery.give_up_at = Some(now + state.webhooks.retry_for);
@@ -343,6 +381,38 @@ async fn save(state: &RelayState, delivery: Delivery) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The payload is the JSON the sender built with `json!` before it had a
+    /// type: the same members, in name order.
+    #[test]
+    fn the_payload_keeps_its_json() {
+        let payload = Payload {
+            data: PayloadData {
+                body: serde_json::json!({"id": "c_1", "status": "succeeded"}),
+                call_id: "c_1",
+                location: None,
+                status_code: 200,
+                system: "SIM",
+            },
+            timestamp: "2026-11-28T08:00:00.123Z".into(),
+            kind: CALL_COMPLETED,
+        };
+        let before = serde_json::json!({
+            "type": "call.completed",
+            "timestamp": "2026-11-28T08:00:00.123Z",
+            "data": {
+                "call_id": "c_1",
+                "system": "SIM",
+                "status_code": 200,
+                "location": null,
+                "body": {"id": "c_1", "status": "succeeded"},
+            },
+        });
+        assert_eq!(
+            serde_json::to_string(&payload).expect("serializes"),
+            before.to_string()
+        );
+    }
 
     #[test]
     fn pauses_double_up_to_an_hour() {

@@ -633,10 +633,27 @@ async fn what_the_document_refuses_the_relay_refuses() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{field}: {problem}");
     }
 
-    for parameter in ["Function", "Table"] {
-        let schema = &document["components"]["parameters"][parameter]["schema"];
-        assert_eq!(schema["maxLength"], 30, "{parameter}");
-        assert_eq!(schema["pattern"], "^[A-Za-z0-9_/]{1,30}$", "{parameter}");
+    // The parameter `name` of the operation `method` `path`.
+    let parameter = |path: &str, method: &str, name: &str| -> Value {
+        document["paths"][path][method]["parameters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{method} {path} has no parameter {name}"))
+    };
+    for (path, method, name) in [
+        (
+            "/v1/systems/{system}/functions/{function}",
+            "post",
+            "function",
+        ),
+        ("/v1/systems/{system}/tables/{table}", "get", "table"),
+    ] {
+        let schema = &parameter(path, method, name)["schema"];
+        assert_eq!(schema["maxLength"], 30, "{name}");
+        assert_eq!(schema["pattern"], "^[A-Za-z0-9_/]{1,30}$", "{name}");
     }
     let longest = "Z".repeat(30);
     for (name, valid) in [
@@ -669,7 +686,11 @@ async fn what_the_document_refuses_the_relay_refuses() {
         }
     }
 
-    let ttl = &document["components"]["parameters"]["QueueTtl"]["schema"];
+    let ttl = &parameter(
+        "/v1/systems/{system}/functions/{function}",
+        "post",
+        "Sapbridge-Queue-Ttl",
+    )["schema"];
     let max = ttl["maximum"].as_u64().expect("maximum");
     for (value, fits) in [(max, true), (max + 1, false), (0, false)] {
         let (status, problem) = send(

@@ -14,8 +14,7 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use rand::RngCore;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
@@ -84,12 +83,123 @@ pub(crate) fn last_used_of(
     uses: &HashMap<String, OffsetDateTime>,
     kind: CredentialKind,
     name: &str,
-) -> Value {
+) -> Option<String> {
     uses.get(name)
         .copied()
         .or_else(|| state.keys.uses().seen(kind, name))
-        .map_or(Value::Null, |at| json!(rfc3339(at)))
+        .map(rfc3339)
 }
+
+/// `source` of a listed key or agent token.
+pub(crate) fn source_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .enum_values(Some(["configuration", "store"]))
+        .build()
+}
+
+/// The path of `DELETE /v1/admin/keys/{name}`.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(
+    dead_code,
+    reason = "documentation of the path the handler reads as a String"
+)]
+struct KeyPath {
+    /// The key's name.
+    #[param(pattern = "^[A-Za-z0-9._-]{1,64}$")]
+    name: String,
+}
+
+/// An API key as `GET /v1/admin/keys` lists it, never the key itself.
+// Members in name order, as the answers always had them.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = ApiKey)]
+pub(crate) struct KeyItem {
+    #[schema(format = DateTime, required = true)]
+    created_at: Option<String>,
+    /// The name of the key that created it.
+    #[schema(required = true)]
+    created_by: Option<String>,
+    /// The key itself, only in the answer that creates it ([`CreatedKey`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(ignore)]
+    key: Option<String>,
+    /// When the key was last used, on any replica sharing the store (written at most about once a minute per key, so up to a minute behind; `null`: not used since last-use tracking began).
+    #[schema(format = DateTime, required = true)]
+    last_used_at: Option<String>,
+    name: String,
+    operator: bool,
+    #[schema(format = DateTime, required = true)]
+    revoked_at: Option<String>,
+    #[schema(schema_with = source_schema)]
+    source: &'static str,
+    systems: Vec<String>,
+}
+
+/// `201` of `POST /v1/admin/keys`: an [`KeyItem`] with `key`, shown this once.
+pub(crate) struct CreatedKey;
+
+impl utoipa::PartialSchema for CreatedKey {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        created_schema("ApiKey", "key", "The API key, shown once.")
+    }
+}
+
+impl utoipa::ToSchema for CreatedKey {}
+
+/// A listed item (`name`, a component schema) with its secret `member`, shown once.
+pub(crate) fn created_schema(
+    name: &str,
+    member: &str,
+    description: &str,
+) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::{AllOfBuilder, ObjectBuilder, Ref, Type};
+    AllOfBuilder::new()
+        .item(Ref::from_schema_name(name))
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::Object)
+                .required(member)
+                .property(
+                    member,
+                    ObjectBuilder::new()
+                        .schema_type(Type::String)
+                        .description(Some(description)),
+                ),
+        )
+        .into()
+}
+
+/// The answer of `GET /v1/admin/keys` and `GET /v1/admin/agent-tokens`.
+#[derive(Debug, Serialize)]
+pub(crate) struct Items<T> {
+    pub(crate) items: Vec<T>,
+}
+
+/// The schema of an [`Items`] answer of the component schema `name`.
+pub(crate) fn items_schema(name: &str) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::{ArrayBuilder, ObjectBuilder, Ref, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .required("items")
+        .property(
+            "items",
+            ArrayBuilder::new().items(Ref::from_schema_name(name)),
+        )
+        .into()
+}
+
+/// The `200` schema of `GET /v1/admin/keys`.
+pub(crate) struct KeyList;
+
+impl utoipa::PartialSchema for KeyList {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        items_schema("ApiKey")
+    }
+}
+
+impl utoipa::ToSchema for KeyList {}
 
 /// Reads the stored keys every [`REFRESH_KEYS_EVERY`] until `stop` (replicas
 /// sharing a PostgreSQL store: a key created or revoked on one holds on all).
@@ -244,58 +354,89 @@ pub(crate) async fn revoke_key(
 ///
 /// # Errors
 /// 403 for a key without the operator scope; 500 when the store fails.
-pub(crate) async fn list(state: &RelayState, caller: &Caller) -> Result<Vec<Value>, ApiError> {
+pub(crate) async fn list(state: &RelayState, caller: &Caller) -> Result<Vec<KeyItem>, ApiError> {
     operator_only(caller)?;
     let uses = last_used(state, CredentialKind::ApiKey).await?;
     let used = |name: &str| last_used_of(state, &uses, CredentialKind::ApiKey, name);
-    let mut items: Vec<Value> = state
+    let mut items: Vec<KeyItem> = state
         .keys
         .configured_keys()
         .into_iter()
-        .map(|(name, systems, operator)| {
-            json!({
-                "name": name,
-                "source": "configuration",
-                "systems": systems,
-                "operator": operator,
-                "created_at": null,
-                "created_by": null,
-                "revoked_at": null,
-                "last_used_at": used(&name),
-            })
+        .map(|(name, systems, operator)| KeyItem {
+            created_at: None,
+            created_by: None,
+            key: None,
+            last_used_at: used(&name),
+            name,
+            operator,
+            revoked_at: None,
+            source: "configuration",
+            systems,
         })
         .collect();
     items.extend(state.queue.stored_keys().await?.iter().map(|key| {
         let mut item = stored_item(key);
-        item["last_used_at"] = used(&key.name);
+        item.last_used_at = used(&key.name);
         item
     }));
     Ok(items)
 }
 
-fn stored_item(key: &StoredKey) -> Value {
-    json!({
-        "name": key.name,
-        "source": "store",
-        "systems": key.systems,
-        "operator": key.operator,
-        "created_at": rfc3339(key.created_at),
-        "created_by": key.created_by,
-        "revoked_at": key.revoked_at.map(rfc3339),
-        "last_used_at": null,
-    })
+fn stored_item(key: &StoredKey) -> KeyItem {
+    KeyItem {
+        created_at: Some(rfc3339(key.created_at)),
+        created_by: Some(key.created_by.clone()),
+        key: None,
+        last_used_at: None,
+        name: key.name.clone(),
+        operator: key.operator,
+        revoked_at: key.revoked_at.map(rfc3339),
+        source: "store",
+        systems: key.systems.clone(),
+    }
 }
 
 /// `GET /v1/admin/keys`.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/keys",
+    operation_id = "listKeys",
+    tag = "admin",
+    summary = "List the API keys",
+    description = "Every API key: those of the relay's configuration (`source` `configuration`, which bootstrap it and change in its file) and those created through this API (`source` `store`, kept in the queue store so that every replica sharing it accepts them; revoked ones too, with `revoked_at`). Never a key itself; `last_used_at` says when each was last used. Only keys with `operator = true`; others get `403`.",
+    responses(
+        (status = 200, description = "The keys.", body = inline(KeyList)),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+        (status = 500, response = super::openapi::InternalError),
+    ),
+)]
 pub(crate) async fn list_keys(
     State(state): State<Arc<RelayState>>,
     caller: Caller,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Items<KeyItem>>, ApiError> {
     let items = list(&state, &caller).await?;
-    Ok(Json(json!({ "items": items })))
+    Ok(Json(Items { items }))
 }
 
 /// `POST /v1/admin/keys`: 201 with the key, shown this once.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/keys",
+    operation_id = "createKey",
+    tag = "admin",
+    summary = "Create an API key",
+    description = "Creates a key in the queue store; the answer holds the key (`sbk_…`), shown this once: only its SHA-256 is stored. Every replica sharing the store accepts it within 2 seconds (at once on the replica that created it). Only keys with `operator = true`.",
+    request_body = NewKey,
+    responses(
+        (status = 201, description = "Created; `key` is shown only here.", body = inline(CreatedKey)),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+        (status = 409, response = super::openapi::Conflict),
+        (status = 500, response = super::openapi::InternalError),
+    ),
+)]
 pub(crate) async fn post_key(
     State(state): State<Arc<RelayState>>,
     caller: Caller,
@@ -307,11 +448,29 @@ pub(crate) async fn post_key(
         .map_err(|e| ApiError::BadRequest(format!("the body is not a new key: {e}")))?;
     let (key, secret) = create_key(&state, &caller, new).await?;
     let mut item = stored_item(&key);
-    item["key"] = json!(secret);
+    item.key = Some(secret);
     Ok((StatusCode::CREATED, Json(item)).into_response())
 }
 
 /// `DELETE /v1/admin/keys/{name}`: 204 once revoked.
+#[utoipa::path(
+    delete,
+    path = "/v1/admin/keys/{name}",
+    operation_id = "revokeKey",
+    tag = "admin",
+    summary = "Revoke an API key",
+    description = "Revokes a key created through this API: refused from then on (on other replicas within 2 seconds); it stays listed with `revoked_at`, and its name stays taken. Keys of the configuration are removed in its file (`409`). Only keys with `operator = true`.",
+    params(KeyPath),
+    responses(
+        (status = 204, description = "Revoked."),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 409, response = super::openapi::Conflict),
+        (status = 500, response = super::openapi::InternalError),
+    ),
+)]
 pub(crate) async fn delete_key(
     State(state): State<Arc<RelayState>>,
     caller: Caller,
@@ -321,4 +480,45 @@ pub(crate) async fn delete_key(
     let Path(name) = route.map_err(|r| ApiError::BadRequest(r.body_text()))?;
     revoke_key(&state, &caller, &name).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A listed key is the JSON the handler built with `json!` before it had a
+    /// type: the same members, in name order, `key` only when created.
+    #[test]
+    fn a_listed_key_keeps_its_json() {
+        let at = OffsetDateTime::from_unix_timestamp(1_700_000_000).expect("time");
+        let key = StoredKey {
+            name: "ci".into(),
+            sha256: "00".into(),
+            systems: vec!["SIM".into()],
+            operator: false,
+            created_at: at,
+            created_by: "admin".into(),
+            revoked_at: Some(at),
+        };
+        let mut item = stored_item(&key);
+        let text = serde_json::to_string(&item).expect("serializes");
+        let before = serde_json::json!({
+            "name": "ci",
+            "source": "store",
+            "systems": ["SIM"],
+            "operator": false,
+            "created_at": rfc3339(at),
+            "created_by": "admin",
+            "revoked_at": rfc3339(at),
+            "last_used_at": null,
+        });
+        assert_eq!(text, before.to_string());
+        item.key = Some("sbk_x".into());
+        let mut before = before;
+        before["key"] = serde_json::json!("sbk_x");
+        assert_eq!(
+            serde_json::to_string(&item).expect("serializes"),
+            before.to_string()
+        );
+    }
 }

@@ -16,11 +16,13 @@ use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::admin::{last_used, last_used_of, new_secret, operator_only, refresh_keys, valid_name};
+use super::admin::{
+    Items, created_schema, items_schema, last_used, last_used_of, new_secret, operator_only,
+    refresh_keys, source_schema, valid_name,
+};
 use super::render::rfc3339;
 use super::request::Caller;
 use super::{ApiError, Problem};
@@ -28,12 +30,101 @@ use crate::queue::{CredentialKind, StoredAgentToken};
 use crate::state::RelayState;
 
 /// The body of `POST /v1/admin/agent-tokens`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = NewAgentToken)]
 pub(crate) struct NewToken {
+    /// Unique among all agent tokens (the configuration's and stored ones, revoked ones included); shown in the relay's log and in `GET /v1/systems`.
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
     name: String,
+    /// The systems an agent holding it may serve, named explicitly (no `*`). A system no other token names becomes known to the relay (`GET /v1/systems`, calls) while the token is not revoked.
+    #[schema(schema_with = token_systems_schema)]
     systems: Vec<String>,
 }
+
+/// `systems` of [`NewToken`]: system names (whose pattern excludes `*`).
+fn token_systems_schema() -> utoipa::openapi::Array {
+    use utoipa::openapi::{ArrayBuilder, ObjectBuilder, Type};
+    ArrayBuilder::new()
+        .min_items(Some(1))
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some("^[A-Za-z0-9._-]{1,64}$")),
+        )
+        .description(Some(
+            "The systems an agent holding it may serve, named explicitly (no `*`). A system \
+             no other token names becomes known to the relay (`GET /v1/systems`, calls) \
+             while the token is not revoked.",
+        ))
+        .build()
+}
+
+/// The path of `DELETE /v1/admin/agent-tokens/{name}`.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(
+    dead_code,
+    reason = "documentation of the path the handler reads as a String"
+)]
+struct TokenPath {
+    /// The token's name.
+    #[param(pattern = "^[A-Za-z0-9._-]{1,64}$")]
+    name: String,
+}
+
+/// An agent token as `GET /v1/admin/agent-tokens` lists it, never the token nor
+/// its hash.
+// Members in name order, as the answers always had them.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = AgentToken)]
+pub(crate) struct TokenItem {
+    #[schema(format = DateTime, required = true)]
+    created_at: Option<String>,
+    /// The name of the key that created it.
+    #[schema(required = true)]
+    created_by: Option<String>,
+    /// When an agent last connected with it or, connected, was last heard from, on any replica sharing the store (written at most about once a minute per token).
+    #[schema(format = DateTime, required = true)]
+    last_used_at: Option<String>,
+    name: String,
+    #[schema(format = DateTime, required = true)]
+    revoked_at: Option<String>,
+    #[schema(schema_with = source_schema)]
+    source: &'static str,
+    systems: Vec<String>,
+    /// The token itself, only in the answer that creates it ([`CreatedToken`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(ignore)]
+    token: Option<String>,
+}
+
+/// `201` of `POST /v1/admin/agent-tokens`: a [`TokenItem`] with `token`, shown
+/// this once.
+pub(crate) struct CreatedToken;
+
+impl utoipa::PartialSchema for CreatedToken {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        created_schema(
+            "AgentToken",
+            "token",
+            "The agent token, shown once: the agent's `token_file` holds it.",
+        )
+    }
+}
+
+impl utoipa::ToSchema for CreatedToken {}
+
+/// The `200` schema of `GET /v1/admin/agent-tokens`.
+pub(crate) struct TokenList;
+
+impl utoipa::PartialSchema for TokenList {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        items_schema("AgentToken")
+    }
+}
+
+impl utoipa::ToSchema for TokenList {}
 
 /// Creates a stored agent token; its secret, shown once.
 ///
@@ -146,24 +237,23 @@ pub(crate) async fn revoke_token(
 ///
 /// # Errors
 /// 403 for a key without the operator scope; 500 when the store fails.
-pub(crate) async fn list(state: &RelayState, caller: &Caller) -> Result<Vec<Value>, ApiError> {
+pub(crate) async fn list(state: &RelayState, caller: &Caller) -> Result<Vec<TokenItem>, ApiError> {
     operator_only(caller)?;
     let kind = CredentialKind::AgentToken;
     let uses = last_used(state, kind).await?;
-    let mut items: Vec<Value> = state
+    let mut items: Vec<TokenItem> = state
         .keys
         .configured_tokens()
         .into_iter()
-        .map(|(name, systems)| {
-            json!({
-                "name": name,
-                "source": "configuration",
-                "systems": systems,
-                "created_at": null,
-                "created_by": null,
-                "revoked_at": null,
-                "last_used_at": last_used_of(state, &uses, kind, &name),
-            })
+        .map(|(name, systems)| TokenItem {
+            created_at: None,
+            created_by: None,
+            last_used_at: last_used_of(state, &uses, kind, &name),
+            name,
+            revoked_at: None,
+            source: "configuration",
+            systems,
+            token: None,
         })
         .collect();
     items.extend(
@@ -174,36 +264,69 @@ pub(crate) async fn list(state: &RelayState, caller: &Caller) -> Result<Vec<Valu
             .iter()
             .map(|token| {
                 let mut item = stored_item(token);
-                item["last_used_at"] = last_used_of(state, &uses, kind, &token.name);
+                item.last_used_at = last_used_of(state, &uses, kind, &token.name);
                 item
             }),
     );
     Ok(items)
 }
 
-fn stored_item(token: &StoredAgentToken) -> Value {
-    json!({
-        "name": token.name,
-        "source": "store",
-        "systems": token.systems,
-        "created_at": rfc3339(token.created_at),
-        "created_by": token.created_by,
-        "revoked_at": token.revoked_at.map(rfc3339),
-        "last_used_at": null,
-    })
+fn stored_item(token: &StoredAgentToken) -> TokenItem {
+    TokenItem {
+        created_at: Some(rfc3339(token.created_at)),
+        created_by: Some(token.created_by.clone()),
+        last_used_at: None,
+        name: token.name.clone(),
+        revoked_at: token.revoked_at.map(rfc3339),
+        source: "store",
+        systems: token.systems.clone(),
+        token: None,
+    }
 }
 
 /// `GET /v1/admin/agent-tokens`.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/agent-tokens",
+    operation_id = "listAgentTokens",
+    tag = "admin",
+    summary = "List the agent tokens",
+    description = "Every agent token: those of the relay's configuration (`source` `configuration`) and those created through this API (`source` `store`, revoked ones too, with `revoked_at`), with when each was last used. Never a token nor its hash. Only keys with `operator = true`; others get `403`.",
+    responses(
+        (status = 200, description = "The agent tokens.", body = inline(TokenList)),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+        (status = 500, response = super::openapi::InternalError),
+    ),
+)]
 pub(crate) async fn list_tokens(
     State(state): State<Arc<RelayState>>,
     caller: Caller,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Items<TokenItem>>, ApiError> {
     let items = list(&state, &caller).await?;
-    Ok(Json(json!({ "items": items })))
+    Ok(Json(Items { items }))
 }
 
 /// `POST /v1/admin/agent-tokens`: 201 with the token, shown this once, and its
 /// `Location`.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/agent-tokens",
+    operation_id = "createAgentToken",
+    tag = "admin",
+    summary = "Create an agent token",
+    description = "Creates an agent token in the queue store; the answer holds the token (`sbt_…`), shown this once: only its SHA-256 is stored. An agent may connect with it to every replica sharing the store within 2 seconds (at once to the replica that created it). Only keys with `operator = true`.",
+    request_body = NewToken,
+    responses(
+        (status = 201, description = "Created; `token` is shown only here.", body = inline(CreatedToken),
+            headers(("Location" = String, description = "The token's URL (for `DELETE`)."))),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+        (status = 409, response = super::openapi::Conflict),
+        (status = 500, response = super::openapi::InternalError),
+    ),
+)]
 pub(crate) async fn post_token(
     State(state): State<Arc<RelayState>>,
     caller: Caller,
@@ -216,7 +339,7 @@ pub(crate) async fn post_token(
     let (token, secret) = create_token(&state, &caller, new).await?;
     tracing::info!(token = %token.name, key = %caller.name, "agent token created");
     let mut item = stored_item(&token);
-    item["token"] = json!(secret);
+    item.token = Some(secret);
     // Made absolute on the way out, as every `Location` of the relay.
     let mut response = (StatusCode::CREATED, Json(item)).into_response();
     if let Ok(value) = HeaderValue::from_str(&format!("/v1/admin/agent-tokens/{}", token.name)) {
@@ -226,6 +349,24 @@ pub(crate) async fn post_token(
 }
 
 /// `DELETE /v1/admin/agent-tokens/{name}`: 204 once revoked.
+#[utoipa::path(
+    delete,
+    path = "/v1/admin/agent-tokens/{name}",
+    operation_id = "revokeAgentToken",
+    tag = "admin",
+    summary = "Revoke an agent token",
+    description = "Revokes an agent token created through this API: agents connected with it are closed (WebSocket close with the reason; on other replicas within 2 seconds) and new connects refused. It stays listed with `revoked_at`, and its name stays taken. Tokens of the configuration are removed in its file (`409`). Only keys with `operator = true`.",
+    params(TokenPath),
+    responses(
+        (status = 204, description = "Revoked."),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 409, response = super::openapi::Conflict),
+        (status = 500, response = super::openapi::InternalError),
+    ),
+)]
 pub(crate) async fn delete_token(
     State(state): State<Arc<RelayState>>,
     caller: Caller,
@@ -236,4 +377,45 @@ pub(crate) async fn delete_token(
     revoke_token(&state, &caller, &name).await?;
     tracing::info!(token = %name, key = %caller.name, "agent token revoked");
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A listed agent token is the JSON the handler built with `json!` before it
+    /// had a type: the same members, in name order, `token` only when created.
+    #[test]
+    fn a_listed_token_keeps_its_json() {
+        let at = OffsetDateTime::from_unix_timestamp(1_700_000_000).expect("time");
+        let token = StoredAgentToken {
+            name: "plant".into(),
+            sha256: "00".into(),
+            systems: vec!["SIM".into()],
+            created_at: at,
+            created_by: "admin".into(),
+            revoked_at: None,
+        };
+        let mut item = stored_item(&token);
+        let before = serde_json::json!({
+            "name": "plant",
+            "source": "store",
+            "systems": ["SIM"],
+            "created_at": rfc3339(at),
+            "created_by": "admin",
+            "revoked_at": null,
+            "last_used_at": null,
+        });
+        assert_eq!(
+            serde_json::to_string(&item).expect("serializes"),
+            before.to_string()
+        );
+        item.token = Some("sbt_x".into());
+        let mut before = before;
+        before["token"] = serde_json::json!("sbt_x");
+        assert_eq!(
+            serde_json::to_string(&item).expect("serializes"),
+            before.to_string()
+        );
+    }
 }

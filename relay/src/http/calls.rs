@@ -30,6 +30,51 @@ use crate::queue::{CallCursor, CallFilter, CallKind, CallRecord, StateFilter};
 use crate::state::RelayState;
 
 /// `POST /v1/systems/{system}/functions/{function}`.
+#[utoipa::path(
+    post,
+    path = "/v1/systems/{system}/functions/{function}",
+    operation_id = "callFunction",
+    tag = "calls",
+    summary = "Call a function module (RFC/BAPI)",
+    description = "Queues one call of the function module and holds the request for its result for `Prefer: wait` seconds (default 60, capped by the relay). Done in time → `200`; not done in time or `Prefer: respond-async` → `202` with `Location` and `Retry-After`: poll `Location` until the answer is no longer `202`. While the relay holds the function's interface (after a `GET` of this path) the parameters are checked against it and a mismatch is `400` before anything is queued.",
+    params(
+        super::request::FunctionPath,
+        super::request::QueueHeaders,
+        super::request::CallbackHeader
+    ),
+    request_body(
+        // Optional (an empty body is no parameters): see `openapi::OPTIONAL_BODIES`.
+        content = super::openapi::Parameters,
+        description = "The parameters by name (an empty body is no parameters).",
+        example = json!({"REQUTEXT": "hello"})
+    ),
+    responses(
+        (status = 200, description = "The call succeeded.", body = super::render::FunctionCallAnswer,
+            example = json!({
+                "id": "c_01J…",
+                "status": "succeeded",
+                "system": "SIM",
+                "function": "STFC_CONNECTION",
+                "attempts": 1,
+                "submitted_at": "2025-01-02T10:00:00.000Z",
+                "result": {"ECHOTEXT": "hello", "RESPTEXT": "SAP R/3 Rel. 750 …"},
+                "completed_at": "2025-01-02T10:00:00.120Z",
+                "agent": "plant-1"
+            })),
+        (status = 202, response = super::openapi::Accepted),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 422, response = super::openapi::Unprocessable),
+        (status = 429, response = super::openapi::TooManyRequests),
+        (status = 500, response = super::openapi::InternalError),
+        (status = 502, response = super::openapi::BadGateway),
+        (status = 503, response = super::openapi::ServiceUnavailable),
+        (status = 504, response = super::openapi::GatewayTimeout),
+    ),
+)]
 pub(crate) async fn call_function(
     State(state): State<Arc<RelayState>>,
     caller: Caller,
@@ -83,6 +128,31 @@ pub(crate) async fn submit(
 }
 
 /// `GET /v1/calls/{id}`: 202 while queued or running, then the final answer.
+#[utoipa::path(
+    get,
+    path = "/v1/calls/{id}",
+    operation_id = "getCall",
+    tag = "calls",
+    summary = "Poll a call (the `Location` of a 202)",
+    description = "`202` (+ `Retry-After`) while queued or running; then the same final answer the original request would have given: `200` for a function call or transaction, the action's answer for a high-level action (for example `201` with the customer for a create), or a problem. A cancelled call is `410`. Another API key's call is `404`, as an unknown id is (keys with `operator = true` see every call).",
+    params(CallPath),
+    responses(
+        (status = 200, description = "The call's final answer.", body = inline(super::render::FinalAnswer)),
+        (status = 201, description = "A customer create finished (as its original request).",
+            body = crate::actions::customers::CustomerAnswer,
+            headers(("Location" = String, description = "The new customer."))),
+        (status = 202, response = super::openapi::Accepted),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 410, response = super::openapi::Gone),
+        (status = 422, response = super::openapi::Unprocessable),
+        (status = 500, response = super::openapi::InternalError),
+        (status = 502, response = super::openapi::BadGateway),
+        (status = 504, response = super::openapi::GatewayTimeout),
+    ),
+)]
 pub(crate) async fn get_call(
     State(state): State<Arc<RelayState>>,
     caller: Caller,

@@ -8,18 +8,22 @@
 //!   hand-written `ToSchema` impl next to the type where the schema follows a table
 //!   the validation uses (the customer fields' `maxLength`s come from
 //!   `actions::customers::fields`).
+//!   One serializing struct that writes several shapes (`render::CallBody`) is
+//!   described by schema-only structs, one per shape, which a unit test holds
+//!   to what it writes (so are `Customer` and `CustomerList`, whose answers the
+//!   customer actions build as maps); a schema of references by name is a
+//!   marker type (`render::FinalAnswer`).
 //! - Operations: `#[utoipa::path(…)]` on the handler, listed in [`ApiDoc`]'s
-//!   `paths(…)`.
+//!   `paths(…)`. The request headers of queued calls are `request::QueueHeaders`
+//!   and `request::CallbackHeader` (hand-written `IntoParams`: utoipa drops a
+//!   parameter's description and example when its schema is `schema_with`); a
+//!   body that may be left out is listed in [`OPTIONAL_BODIES`].
 //! - What is not generated yet: `openapi-hand.json` next to this file, a
 //!   hand-written remainder that [`build`] lays the generated parts over (the
-//!   `info`, `tags`, `servers` and `security` of the document; the function call,
-//!   transaction, customer, table read, `GET /v1/calls/{id}`, admin key and
-//!   pass-through operations; the schemas whose answers handlers still build
-//!   with `json!` (`CallPending`, `FunctionCallAnswer`, `TransactionAnswer`,
-//!   `UnitCallResult`, `Customer`, `CustomerList`,
-//!   `ApiKey`, `WebhookPayload`, `RfcError`); the
-//!   `components/parameters` and `components/headers` those operations refer to;
-//!   the security schemes). Nothing may be in both (a unit test checks it);
+//!   `info`, `tags`, `servers` and `security` of the document; the
+//!   pass-through operations (`/v1/systems/{system}/http…`, with the
+//!   `components/pathItems` and `components/parameters` they refer to); the
+//!   security schemes). Nothing may be in both (a unit test checks it);
 //!   moving an item to the code means deleting it there.
 //!
 //! The checked-in `openapi.json` beside this file is the generated artefact, for
@@ -58,12 +62,22 @@ const HAND_WRITTEN: &str = include_str!("openapi-hand.json");
 /// The generated part of the document.
 #[derive(OpenApi)]
 #[openapi(
+    modifiers(&OptionalBodies),
     paths(
         super::ops::list_systems,
         super::calls::list_calls,
         super::metadata::list_functions,
         super::metadata::get_interface,
+        super::tables::get_table,
+        super::tables::query_table,
         super::tables::get_fields,
+        super::calls::call_function,
+        super::transactions::post_transaction,
+        super::customers::create,
+        super::customers::search,
+        super::customers::get,
+        super::customers::change,
+        super::calls::get_call,
         super::calls::cancel_call,
         super::agent_connect::connect,
         super::audit::list,
@@ -77,6 +91,12 @@ const HAND_WRITTEN: &str = include_str!("openapi-hand.json");
         super::webhooks::list_deliveries,
         super::webhooks::get_delivery,
         super::webhooks::redeliver,
+        super::admin::list_keys,
+        super::admin::post_key,
+        super::admin::delete_key,
+        super::agent_tokens::list_tokens,
+        super::agent_tokens::post_token,
+        super::agent_tokens::delete_token,
     ),
     components(
         schemas(
@@ -84,10 +104,21 @@ const HAND_WRITTEN: &str = include_str!("openapi-hand.json");
             super::ops::Systems,
             super::Problem,
             super::admin::NewKey,
+            super::admin::KeyItem,
+            super::agent_tokens::NewToken,
+            super::agent_tokens::TokenItem,
             super::webhooks::NewSubscription,
             super::transactions::TransactionRequest,
             Parameters,
             CallStatus,
+            super::render::CallPending,
+            super::render::FunctionCallAnswer,
+            super::render::TransactionAnswer,
+            super::render::UnitCallResult,
+            sapbridge_proto::RfcError,
+            crate::webhook_sender::Payload,
+            crate::actions::customers::CustomerAnswer,
+            crate::actions::customers::CustomerListAnswer,
             crate::actions::customers::CustomerCreate,
             crate::actions::customers::CustomerPatch,
             crate::actions::tables::ReadRequest,
@@ -112,6 +143,43 @@ const HAND_WRITTEN: &str = include_str!("openapi-hand.json");
     )
 )]
 pub(crate) struct ApiDoc;
+
+/// The operations (path, method) whose request body may be left out: utoipa
+/// makes a body optional only for an `Option<T>` content, whose schema then
+/// takes `null`, which these bodies do not.
+const OPTIONAL_BODIES: [(&str, utoipa::openapi::HttpMethod); 2] = [
+    (
+        "/v1/systems/{system}/functions/{function}",
+        utoipa::openapi::HttpMethod::Post,
+    ),
+    (
+        "/v1/systems/{system}/tables/{table}/query",
+        utoipa::openapi::HttpMethod::Post,
+    ),
+];
+
+/// Marks the request bodies of [`OPTIONAL_BODIES`] as not required.
+struct OptionalBodies;
+
+impl utoipa::Modify for OptionalBodies {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{HttpMethod, Required};
+        for (path, method) in OPTIONAL_BODIES {
+            let Some(item) = openapi.paths.paths.get_mut(path) else {
+                continue;
+            };
+            let operation = match method {
+                HttpMethod::Post => item.post.as_mut(),
+                HttpMethod::Put => item.put.as_mut(),
+                HttpMethod::Patch => item.patch.as_mut(),
+                _ => None,
+            };
+            if let Some(body) = operation.and_then(|o| o.request_body.as_mut()) {
+                body.required = Some(Required::False);
+            }
+        }
+    }
+}
 
 /// Function module parameters: free-form, their names and types are the
 /// function's (see `GET /v1/systems/{system}/functions/{function}`).
@@ -433,6 +501,19 @@ mod tests {
                 .is_some_and(|v| v.starts_with("3.1"))
         );
         assert!(document["paths"].as_object().is_some_and(|p| !p.is_empty()));
+    }
+
+    /// Every body of [`OPTIONAL_BODIES`] is in the generated part, not required.
+    #[test]
+    fn the_optional_bodies_are_optional() {
+        let generated = serde_json::to_value(ApiDoc::openapi()).expect("serializes");
+        for (path, method) in OPTIONAL_BODIES {
+            let method = serde_json::to_value(method).expect("serializes");
+            let method = method.as_str().expect("a name");
+            let body = &generated["paths"][path][method]["requestBody"];
+            assert!(body.is_object(), "{method} {path} has no body");
+            assert_eq!(body["required"], false, "{method} {path}");
+        }
     }
 
     /// An item comes from the code or from `openapi-hand.json`, never from both

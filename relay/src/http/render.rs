@@ -157,6 +157,192 @@ impl<'a> CallBody<'a> {
     }
 }
 
+/// The names of the high-level actions a call answer may carry as `action`
+/// (`step_name`'s; a unit test holds them to `Step::decode`).
+pub(crate) const ACTIONS: [&str; 8] = [
+    "customer.create",
+    "customer.change",
+    "customer.get",
+    "customer.search",
+    "table.read",
+    "function.interface",
+    "function.search",
+    "table.layout",
+];
+
+// The three shapes [`CallBody`] writes, as the document describes them: the same
+// members, for the schema only (a unit test holds each to what `CallBody`
+// serializes). One serializing struct keeps the answers' member order.
+
+fn action_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .description(Some(
+            "The high-level action (`customer.create`, `customer.get`, `table.read`, …) \
+             of a call an action made.",
+        ))
+        .enum_values(Some(ACTIONS))
+        .build()
+}
+
+fn attempts_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::Integer)
+        .minimum(Some(0))
+        .description(Some("How often an agent took the call."))
+        .build()
+}
+
+fn pending_status_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::Type::String)
+        .enum_values(Some(["queued", "running"]))
+        .build()
+}
+
+fn commit_schema() -> utoipa::openapi::Object {
+    use utoipa::openapi::schema::{SchemaType, Type};
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Object, Type::Null]))
+        .description(Some("`BAPI_TRANSACTION_COMMIT`'s result."))
+        .build()
+}
+
+fn result_schema() -> utoipa::openapi::schema::Schema {
+    let one_of = utoipa::openapi::schema::OneOfBuilder::new()
+        .item(utoipa::openapi::Ref::from_schema_name("Parameters"))
+        .item(utoipa::openapi::ObjectBuilder::new().schema_type(utoipa::openapi::Type::Null))
+        .description(Some(
+            "The exporting, changing and tables parameters SAP answered; `null` when the \
+             agent reported none.",
+        ))
+        .build();
+    utoipa::openapi::schema::Schema::OneOf(one_of)
+}
+
+/// A call still queued or running (the body of a `202`).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code, reason = "the schema of what CallBody writes")]
+pub(crate) struct CallPending {
+    /// The call id (`c_…`).
+    id: String,
+    #[schema(schema_with = pending_status_schema)]
+    status: String,
+    system: String,
+    /// The function module (function calls).
+    #[schema(nullable = false)]
+    function: Option<String>,
+    /// The function modules (transactions).
+    #[schema(nullable = false)]
+    functions: Option<Vec<String>>,
+    #[schema(schema_with = action_schema, required = false)]
+    action: Option<String>,
+    #[schema(schema_with = attempts_schema)]
+    attempts: u32,
+    #[schema(format = DateTime)]
+    submitted_at: String,
+}
+
+/// A function call's final answer.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code, reason = "the schema of what CallBody writes")]
+pub(crate) struct FunctionCallAnswer {
+    /// The call id (`c_…`).
+    id: String,
+    status: super::openapi::CallStatus,
+    system: String,
+    /// The function module.
+    function: String,
+    #[schema(schema_with = attempts_schema)]
+    attempts: u32,
+    #[schema(format = DateTime)]
+    submitted_at: String,
+    #[schema(schema_with = result_schema, required = false)]
+    result: Option<super::openapi::Parameters>,
+    #[schema(format = DateTime, required = false)]
+    completed_at: Option<String>,
+    /// The agent that ran the call.
+    #[schema(required = false)]
+    agent: Option<String>,
+}
+
+/// A transaction's (or an action's chain of calls') final answer.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code, reason = "the schema of what CallBody writes")]
+pub(crate) struct TransactionAnswer {
+    /// The call id (`c_…`).
+    id: String,
+    status: super::openapi::CallStatus,
+    system: String,
+    /// The function modules (transactions).
+    #[schema(nullable = false)]
+    functions: Option<Vec<String>>,
+    #[schema(schema_with = action_schema, required = false)]
+    action: Option<String>,
+    #[schema(schema_with = attempts_schema)]
+    attempts: u32,
+    #[schema(format = DateTime)]
+    submitted_at: String,
+    committed: bool,
+    /// Present (`true`) for a dry run (`commit: false`).
+    #[schema(nullable = false)]
+    rolled_back: Option<bool>,
+    results: Vec<UnitCallResult>,
+    #[schema(schema_with = commit_schema, required = false)]
+    commit: Option<Value>,
+    #[schema(format = DateTime, required = false)]
+    completed_at: Option<String>,
+    /// The agent that ran the call.
+    #[schema(required = false)]
+    agent: Option<String>,
+}
+
+/// One call of a transaction: its parameters, or its error.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code, reason = "the schema of what results_json writes")]
+pub(crate) struct UnitCallResult {
+    function: String,
+    #[schema(nullable = false)]
+    result: Option<super::openapi::Parameters>,
+    #[schema(nullable = false)]
+    error: Option<RfcError>,
+}
+
+/// A `$ref` to the component schema `name`.
+fn schema_ref(name: &str) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    utoipa::openapi::Ref::from_schema_name(name).into()
+}
+
+/// Schemas made of references to components by name, for `body = inline(…)`:
+/// a marker type per schema.
+macro_rules! refs {
+    ($($(#[$doc:meta])* $marker:ident => $schema:expr;)*) => {$(
+        $(#[$doc])*
+        pub(crate) struct $marker;
+
+        impl utoipa::PartialSchema for $marker {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                $schema
+            }
+        }
+
+        impl utoipa::ToSchema for $marker {}
+    )*};
+}
+
+refs! {
+    /// The `200` of `GET /v1/calls/{id}`: a final answer, of whatever the call was.
+    FinalAnswer => utoipa::openapi::schema::AnyOfBuilder::new()
+        .item(schema_ref("FunctionCallAnswer"))
+        .item(schema_ref("TransactionAnswer"))
+        .item(schema_ref("Customer"))
+        .item(schema_ref("CustomerList"))
+        .item(schema_ref("TableAnswer"))
+        .item(schema_ref("FunctionInterface"))
+        .into();
+
+}
+
 /// `202` for a call still queued or running, with `Location` (under the body's
 /// `id`) and `Retry-After`.
 pub(crate) fn pending_body(body: CallBody<'_>) -> Response {
@@ -447,6 +633,69 @@ mod tests {
                 at = AT
             )
         );
+    }
+
+    /// The members of `value` are properties of the component schema `S`, and
+    /// its required members are there.
+    fn fits<S: utoipa::ToSchema>(value: &Value) {
+        let schema = serde_json::to_value(S::schema()).expect("schema");
+        let name = S::name();
+        let members = value.as_object().expect("an object");
+        for member in members.keys() {
+            assert!(
+                schema["properties"].get(member).is_some(),
+                "{name} lacks {member}"
+            );
+        }
+        for required in schema["required"].as_array().into_iter().flatten() {
+            let required = required.as_str().expect("a name");
+            assert!(
+                members.contains_key(required),
+                "{name}: no {required} in {value}"
+            );
+        }
+    }
+
+    /// The schemas of the document are what [`CallBody`] writes, in each shape.
+    #[test]
+    fn the_answer_schemas_are_what_call_body_writes() {
+        let params = json!({"A": 1}).as_object().cloned().unwrap_or_default();
+        let record = succeeded(CallKind::Function, vec![CallResult::Ok(params.clone())]);
+        fits::<FunctionCallAnswer>(&serde_json::to_value(CallBody::success(&record)).unwrap());
+        let mut pending = succeeded(CallKind::Function, vec![]);
+        pending.state = CallState::Queued;
+        pending.outcome = None;
+        fits::<CallPending>(&serde_json::to_value(CallBody::summary(&pending)).unwrap());
+        let error = RfcError::new(ErrorGroup::AbapApplicationFailure, "X", "x");
+        let mut record = succeeded(
+            CallKind::Transaction,
+            vec![CallResult::Ok(params), CallResult::Error(error)],
+        );
+        record.calls.push(record.calls[0].clone());
+        record.commit = CommitPolicy::Rollback;
+        let body = serde_json::to_value(CallBody::success(&record)).unwrap();
+        fits::<TransactionAnswer>(&body);
+        for result in body["results"].as_array().expect("results") {
+            fits::<UnitCallResult>(result);
+        }
+        pending.kind = CallKind::Transaction;
+        fits::<CallPending>(&serde_json::to_value(CallBody::summary(&pending)).unwrap());
+    }
+
+    /// [`ACTIONS`] are the actions the relay knows.
+    #[test]
+    fn the_documented_actions_are_the_relays() {
+        for name in ACTIONS {
+            let step = crate::queue::ActionStep {
+                action: name.into(),
+                version: 1,
+                data: Value::Null,
+            };
+            let error = crate::actions::Step::decode(&step)
+                .err()
+                .unwrap_or_default();
+            assert!(!error.contains("unknown action"), "{name}: {error}");
+        }
     }
 
     /// A queued call: the summary; an action's chain answers under its first call's

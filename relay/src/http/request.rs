@@ -336,73 +336,95 @@ pub(crate) struct TablePath {
 }
 
 /// The `Sapbridge-Callback` header, for the document.
-#[derive(utoipa::IntoParams)]
-#[into_params(parameter_in = Header)]
-#[allow(dead_code, reason = "documentation of the header the handlers read")]
-pub(crate) struct CallbackHeader {
-    /// A URL the call's final answer is POSTed to when it ends, signed as the
-    /// Standard Webhooks specification says (`webhook-id`, `webhook-timestamp`,
-    /// `webhook-signature` with the API key's `webhook_secret`), retried with
-    /// exponential back-off for `[webhooks] retry_for_secs` (24 hours by
-    /// default). The host must be in the relay's `[webhooks] allowed_hosts`, the
-    /// scheme `https` (unless `allow_http`), and no address it resolves to may be
-    /// loopback, private, link-local or reserved (unless
-    /// `allow_private_networks`); otherwise `400`. A key without a
-    /// `webhook_secret` cannot ask for callbacks (`400`). The receiver's answer
-    /// never reaches the caller: see `GET /v1/webhooks/deliveries`.
-    #[param(rename = "Sapbridge-Callback", schema_with = callback_schema, example = "https://hooks.example.com/sap/calls")]
-    callback: Option<String>,
+pub(crate) struct CallbackHeader;
+
+impl utoipa::IntoParams for CallbackHeader {
+    fn into_params(
+        _: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        vec![header_param(
+            "Sapbridge-Callback",
+            "A URL the call's final answer is POSTed to when it ends, signed as the \
+             Standard Webhooks specification says (`webhook-id`, `webhook-timestamp`, \
+             `webhook-signature` with the API key's `webhook_secret`), retried with \
+             exponential back-off for `[webhooks] retry_for_secs` (24 hours by default). \
+             The host must be in the relay's `[webhooks] allowed_hosts`, the scheme \
+             `https` (unless `allow_http`), and no address it resolves to may be \
+             loopback, private, link-local or reserved (unless `allow_private_networks`); \
+             otherwise `400`. A key without a `webhook_secret` cannot ask for callbacks \
+             (`400`). The receiver's answer never reaches the caller: see \
+             `GET /v1/webhooks/deliveries`.",
+            utoipa::openapi::ObjectBuilder::new()
+                .schema_type(utoipa::openapi::Type::String)
+                .format(Some(utoipa::openapi::SchemaFormat::Custom("uri".into())))
+                .max_length(Some(crate::webhooks::MAX_URL_BYTES)),
+            serde_json::json!("https://hooks.example.com/sap/calls"),
+        )]
+    }
 }
 
-/// `Sapbridge-Callback`: a URL of at most [`crate::webhooks::MAX_URL_BYTES`].
-fn callback_schema() -> utoipa::openapi::Object {
-    utoipa::openapi::ObjectBuilder::new()
-        .schema_type(utoipa::openapi::Type::String)
-        .format(Some(utoipa::openapi::SchemaFormat::Custom("uri".into())))
-        .max_length(Some(crate::webhooks::MAX_URL_BYTES))
+/// An optional request header, for the document.
+fn header_param(
+    name: &str,
+    description: &str,
+    schema: utoipa::openapi::ObjectBuilder,
+    example: serde_json::Value,
+) -> utoipa::openapi::path::Parameter {
+    utoipa::openapi::path::ParameterBuilder::new()
+        .name(name)
+        .parameter_in(utoipa::openapi::path::ParameterIn::Header)
+        .required(utoipa::openapi::Required::False)
+        .description(Some(description))
+        .schema(Some(schema))
+        .example(Some(example))
         .build()
 }
 
 /// The headers of a request that queues a call, for the document: `Prefer`,
 /// `Idempotency-Key` and `Sapbridge-Queue-Ttl`, limits from the consts above.
-#[derive(utoipa::IntoParams)]
-#[into_params(parameter_in = Header)]
-#[allow(dead_code, reason = "documentation of the headers the handlers read")]
-pub(crate) struct QueueHeaders {
-    /// `wait=<seconds>`: how long to hold the request for the result (default 60,
-    /// capped by the relay's `max_wait`); `respond-async`: answer `202` at once.
-    #[param(rename = "Prefer", example = "wait=10", nullable = false)]
-    prefer: Option<String>,
-    /// A retry with the same key and body gets the stored outcome without a second
-    /// execution; same key with another body → `422`; while the first is still
-    /// running, the retry joins it: it waits as `Prefer` asks and answers the final
-    /// outcome, or `202` with the first call's `Location` and `Retry-After`. 1 to
-    /// 255 characters, optionally in quotes.
-    #[param(rename = "Idempotency-Key", schema_with = idempotency_key_schema, example = "\"account-4711-create\"")]
-    idempotency_key: Option<String>,
-    /// Seconds the call may wait for an agent, 1 to 31536000 (365 days); capped by
-    /// the relay's queue TTL (24 h unless configured), which is also the default;
-    /// afterwards it ends as `504`.
-    #[param(rename = "Sapbridge-Queue-Ttl", schema_with = queue_ttl_schema, example = 300)]
-    queue_ttl: Option<u64>,
-}
+pub(crate) struct QueueHeaders;
 
-/// `Idempotency-Key`: [`MAX_IDEMPOTENCY_KEY`] characters and two quotes.
-fn idempotency_key_schema() -> utoipa::openapi::Object {
-    utoipa::openapi::ObjectBuilder::new()
-        .schema_type(utoipa::openapi::Type::String)
-        .min_length(Some(1))
-        .max_length(Some(MAX_IDEMPOTENCY_KEY + 2))
-        .build()
-}
-
-/// `Sapbridge-Queue-Ttl`: 1 to [`MAX_QUEUE_TTL_SECS`].
-fn queue_ttl_schema() -> utoipa::openapi::Object {
-    utoipa::openapi::ObjectBuilder::new()
-        .schema_type(utoipa::openapi::Type::Integer)
-        .minimum(Some(1))
-        .maximum(Some(MAX_QUEUE_TTL_SECS))
-        .build()
+impl utoipa::IntoParams for QueueHeaders {
+    fn into_params(
+        _: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        use utoipa::openapi::{ObjectBuilder, Type};
+        vec![
+            header_param(
+                "Prefer",
+                "`wait=<seconds>`: how long to hold the request for the result (default \
+                 60, capped by the relay's `max_wait`); `respond-async`: answer `202` at \
+                 once.",
+                ObjectBuilder::new().schema_type(Type::String),
+                serde_json::json!("wait=10"),
+            ),
+            header_param(
+                "Idempotency-Key",
+                "A retry with the same key and body gets the stored outcome without a \
+                 second execution; same key with another body → `422`; while the first is \
+                 still running, the retry joins it: it waits as `Prefer` asks and answers \
+                 the final outcome, or `202` with the first call's `Location` and \
+                 `Retry-After`. 1 to 255 characters, optionally in quotes.",
+                // The key and two quotes.
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .min_length(Some(1))
+                    .max_length(Some(MAX_IDEMPOTENCY_KEY + 2)),
+                serde_json::json!("\"account-4711-create\""),
+            ),
+            header_param(
+                "Sapbridge-Queue-Ttl",
+                "Seconds the call may wait for an agent, 1 to 31536000 (365 days); capped \
+                 by the relay's queue TTL (24 h unless configured), which is also the \
+                 default; afterwards it ends as `504`.",
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(1))
+                    .maximum(Some(MAX_QUEUE_TTL_SECS)),
+                serde_json::json!(300),
+            ),
+        ]
+    }
 }
 
 /// The `Idempotency-Key` header without its optional quotes.

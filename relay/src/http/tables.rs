@@ -21,7 +21,71 @@ use super::request::{Caller, body_bytes, fingerprint, path};
 use crate::actions::tables::{self, ReadRequest, ReadStep};
 use crate::state::RelayState;
 
+/// The query of `GET /v1/systems/{system}/tables/{table}`, for the document.
+struct ReadQuery;
+
+impl utoipa::IntoParams for ReadQuery {
+    fn into_params(
+        _: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+        use utoipa::openapi::{ObjectBuilder, Required, Type};
+        let param = |name: &str, description: &str, schema: ObjectBuilder| {
+            ParameterBuilder::new()
+                .name(name)
+                .parameter_in(ParameterIn::Query)
+                .required(Required::False)
+                .description(Some(description))
+                .schema(Some(schema))
+        };
+        let text = || ObjectBuilder::new().schema_type(Type::String);
+        vec![
+            param(
+                "fields",
+                "Comma-separated field names; none = all fields.",
+                text(),
+            )
+            .example(Some(serde_json::json!("KUNNR,NAME1")))
+            .build(),
+            param("where", "Open SQL condition.", text())
+                .example(Some(serde_json::json!("LAND1 EQ 'DE'")))
+                .build(),
+            param("limit", "Rows answered.", tables::limit_schema().into()).build(),
+            param("offset", "Rows skipped.", tables::offset_schema().into()).build(),
+        ]
+    }
+}
+
 /// `GET /v1/systems/{system}/tables/{table}`.
+#[utoipa::path(
+    get,
+    path = "/v1/systems/{system}/tables/{table}",
+    operation_id = "readTable",
+    tag = "tables",
+    summary = "Read table rows (RFC_READ_TABLE)",
+    description = "Rows typed by SAP's field catalogue; the where clause is split into 72-character `OPTIONS` lines; field lists wider than 512 characters are read in parts and stitched. `TABLE_NOT_AVAILABLE` → `404`, `FIELD_NOT_VALID` / `OPTION_NOT_VALID` → `400`, `NOT_AUTHORIZED` → `403`. Other query parameters are `400`.",
+    params(
+        super::request::TablePath,
+        super::request::QueueHeaders,
+        ReadQuery,
+        super::request::CallbackHeader
+    ),
+    responses(
+        (status = 200, description = "The rows, typed per field.", body = tables::ReadAnswer),
+        (status = 202, response = super::openapi::Accepted),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 422, response = super::openapi::Unprocessable),
+        (status = 429, response = super::openapi::TooManyRequests),
+        (status = 500, response = super::openapi::InternalError),
+        (status = 502, response = super::openapi::BadGateway),
+        (status = 503, response = super::openapi::ServiceUnavailable),
+        (status = 504, response = super::openapi::GatewayTimeout),
+    ),
+)]
 pub(crate) async fn get_table(
     State(state): State<Arc<RelayState>>,
     caller: Caller,
@@ -56,6 +120,39 @@ pub(crate) async fn get_table(
 }
 
 /// `POST /v1/systems/{system}/tables/{table}/query`.
+#[utoipa::path(
+    post,
+    path = "/v1/systems/{system}/tables/{table}/query",
+    operation_id = "queryTable",
+    tag = "tables",
+    summary = "Read table rows with the query as JSON",
+    description = "As `GET /v1/systems/{system}/tables/{table}`, with the query in the body (an empty body reads all fields).",
+    params(
+        super::request::TablePath,
+        super::request::QueueHeaders,
+        super::request::CallbackHeader
+    ),
+    request_body(
+        // Optional (an empty body reads all fields): see `openapi::OPTIONAL_BODIES`.
+        content = ReadRequest,
+        example = json!({"fields": ["KUNNR", "ORT01"], "where": "LAND1 EQ 'DE'", "limit": 50})
+    ),
+    responses(
+        (status = 200, description = "The rows, typed per field.", body = tables::ReadAnswer),
+        (status = 202, response = super::openapi::Accepted),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 422, response = super::openapi::Unprocessable),
+        (status = 429, response = super::openapi::TooManyRequests),
+        (status = 500, response = super::openapi::InternalError),
+        (status = 502, response = super::openapi::BadGateway),
+        (status = 503, response = super::openapi::ServiceUnavailable),
+        (status = 504, response = super::openapi::GatewayTimeout),
+    ),
+)]
 pub(crate) async fn query_table(
     State(state): State<Arc<RelayState>>,
     caller: Caller,

@@ -53,6 +53,59 @@ struct CallRequest {
 }
 
 /// `POST /v1/systems/{system}/transactions`.
+#[utoipa::path(
+    post,
+    path = "/v1/systems/{system}/transactions",
+    operation_id = "runTransaction",
+    tag = "calls",
+    summary = "Run BAPI calls as one unit of work (one SAP session, then commit or rollback)",
+    description = "The calls run in order in one SAP session on one agent. If every call succeeds and no `RETURN` holds TYPE `E` or `A`, `BAPI_TRANSACTION_COMMIT` (WAIT = X) runs, otherwise `BAPI_TRANSACTION_ROLLBACK` and the answer is a `422` problem with `committed: false`, `failed_call`, `failed_function`, `return` and every call's result. `commit: false` is a dry run (always rolled back).",
+    params(
+        super::request::SystemPath,
+        super::request::QueueHeaders,
+        super::request::CallbackHeader
+    ),
+    request_body(
+        content = TransactionRequest,
+        example = json!({
+            "calls": [{
+                "function": "BAPI_CUSTOMER_CREATEFROMDATA1",
+                "parameters": {
+                    "PI_COMPANYDATA": {
+                        "NAME": "Retry GmbH",
+                        "CITY": "Walldorf",
+                        "COUNTRY": "DE",
+                        "LANGU": "E",
+                        "CURRENCY": "EUR"
+                    },
+                    "PI_COPYREFERENCE": {
+                        "SALESORG": "1000",
+                        "DISTR_CHAN": "10",
+                        "DIVISION": "00",
+                        "REF_CUSTMR": "0000001000"
+                    }
+                }
+            }],
+            "commit": true
+        })
+    ),
+    responses(
+        (status = 200, description = "Every call succeeded; committed (or rolled back as asked with `commit: false`).",
+            body = super::render::TransactionAnswer),
+        (status = 202, response = super::openapi::Accepted),
+        (status = 400, response = super::openapi::BadRequest),
+        (status = 401, response = super::openapi::Unauthorized),
+        (status = 403, response = super::openapi::Forbidden),
+        (status = 404, response = super::openapi::NotFound),
+        (status = 413, response = super::openapi::PayloadTooLarge),
+        (status = 422, response = super::openapi::Unprocessable),
+        (status = 429, response = super::openapi::TooManyRequests),
+        (status = 500, response = super::openapi::InternalError),
+        (status = 502, response = super::openapi::BadGateway),
+        (status = 503, response = super::openapi::ServiceUnavailable),
+        (status = 504, response = super::openapi::GatewayTimeout),
+    ),
+)]
 pub(crate) async fn post_transaction(
     State(state): State<Arc<RelayState>>,
     caller: Caller,

@@ -17,7 +17,7 @@
 //! `RETURN` with TYPE `E` or `A`.
 
 mod fields;
-mod request;
+pub(crate) mod request;
 mod schema;
 
 use std::collections::HashMap;
@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 pub(crate) use fields::customer_number;
-pub(crate) use schema::{CustomerCreate, CustomerPatch};
+pub(crate) use schema::{CustomerAnswer, CustomerCreate, CustomerListAnswer, CustomerPatch};
 
 use super::outcome::{
     business_error, call_params, completed, return_error_row, return_rfc_error, text,

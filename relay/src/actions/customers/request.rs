@@ -18,7 +18,7 @@ use crate::actions::ActionError;
 use crate::config::CustomerDefaults;
 
 /// The default and largest page of a customer search.
-const SEARCH_LIMIT: (usize, usize) = (100, 10_000);
+pub(crate) const SEARCH_LIMIT: (usize, usize) = (100, 10_000);
 
 /// Parameters of `BAPI_CUSTOMER_CREATEFROMDATA1` and the friendly data they hold.
 #[derive(Debug)]

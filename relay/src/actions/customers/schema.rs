@@ -141,8 +141,100 @@ impl PartialSchema for CustomerPatch {
 
 impl ToSchema for CustomerPatch {}
 
+/// A customer as the relay answers it. Read and change answer the address, language, currency, e-mail and phone; a create also echoes the reference customer and sales area; search rows have `search_term` and no currency or e-mail.
+// For the document only: the answers are maps (`fields::from_*`), whose members a
+// unit test holds to these.
+#[derive(utoipa::ToSchema)]
+#[schema(as = Customer)]
+#[allow(dead_code, reason = "the schema of what fields::from_* write")]
+pub(crate) struct CustomerAnswer {
+    /// The 10-digit customer number (`KUNNR`).
+    #[schema(example = "0000100001")]
+    customer: String,
+    /// Name (`KNA1-NAME1`).
+    #[schema(nullable = false)]
+    name: Option<String>,
+    /// Street and house number (`KNA1-STRAS`).
+    #[schema(nullable = false)]
+    street: Option<String>,
+    /// Postal code (`POSTL_COD1`).
+    #[schema(nullable = false)]
+    postal_code: Option<String>,
+    /// City (`KNA1-ORT01`).
+    #[schema(nullable = false)]
+    city: Option<String>,
+    /// Country key (`DE`); upper-cased.
+    #[schema(nullable = false)]
+    country: Option<String>,
+    /// Region key; upper-cased.
+    #[schema(nullable = false)]
+    region: Option<String>,
+    /// ISO 639 code (`EN`) or SAP's one-letter key (`E`).
+    #[schema(nullable = false)]
+    language: Option<String>,
+    /// Currency key (`EUR`); upper-cased.
+    #[schema(nullable = false)]
+    currency: Option<String>,
+    /// E-mail address.
+    #[schema(nullable = false)]
+    email: Option<String>,
+    /// Telephone (`KNA1-TELF1`).
+    #[schema(nullable = false)]
+    phone: Option<String>,
+    /// `KNA1-SORTL`, derived by SAP (search results only).
+    #[schema(nullable = false)]
+    search_term: Option<String>,
+    /// Create only.
+    #[schema(nullable = false)]
+    reference_customer: Option<String>,
+    /// Sales organization. Create only.
+    #[schema(nullable = false)]
+    sales_org: Option<String>,
+    /// Distribution channel. Create only.
+    #[schema(nullable = false)]
+    distribution_channel: Option<String>,
+    /// Division. Create only.
+    #[schema(nullable = false)]
+    division: Option<String>,
+}
+
+// The answer of a customer search (`{"customers": [...]}`), for the document.
+#[derive(utoipa::ToSchema)]
+#[schema(as = CustomerList)]
+#[allow(dead_code, reason = "the schema of what the search writes")]
+pub(crate) struct CustomerListAnswer {
+    customers: Vec<CustomerAnswer>,
+}
+
 #[cfg(test)]
 mod tests {
+    /// Every member the customer answers have is a property of `Customer`,
+    /// with `customer` in each.
+    #[test]
+    fn the_customer_schema_is_what_the_answers_have() {
+        use super::super::fields;
+        let schema = serde_json::to_value(CustomerAnswer::schema()).expect("schema");
+        let row = serde_json::json!({"CUSTOMER": "1", "NAME": "N"});
+        let mut sent = serde_json::Map::new();
+        sent.insert("name".into(), serde_json::json!("N"));
+        let answers = [
+            fields::from_address(&row),
+            fields::from_list_row(&row),
+            fields::from_company_data("1", &row),
+            fields::from_sent("1", &sent),
+        ];
+        for answer in answers {
+            let members = answer.as_object().expect("an object");
+            assert!(members.contains_key("customer"), "{answer}");
+            for member in members.keys() {
+                assert!(
+                    schema["properties"].get(member).is_some(),
+                    "Customer lacks {member}"
+                );
+            }
+        }
+    }
+
     use super::*;
 
     /// Every member the validation knows is described, and nothing else.

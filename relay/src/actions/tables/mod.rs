@@ -107,7 +107,7 @@ fn field_names_schema() -> utoipa::openapi::Array {
 }
 
 /// `limit`: 1 to [`MAX_ROWS`], [`DEFAULT_LIMIT`] when left out.
-fn limit_schema() -> utoipa::openapi::Object {
+pub(crate) fn limit_schema() -> utoipa::openapi::Object {
     utoipa::openapi::ObjectBuilder::new()
         .schema_type(utoipa::openapi::Type::Integer)
         .minimum(Some(1))
@@ -117,7 +117,7 @@ fn limit_schema() -> utoipa::openapi::Object {
 }
 
 /// `offset`: 0 to [`MAX_ROWS`].
-fn offset_schema() -> utoipa::openapi::Object {
+pub(crate) fn offset_schema() -> utoipa::openapi::Object {
     utoipa::openapi::ObjectBuilder::new()
         .schema_type(utoipa::openapi::Type::Integer)
         .minimum(Some(0))
