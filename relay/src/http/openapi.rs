@@ -18,13 +18,13 @@
 //!   and `request::CallbackHeader` (hand-written `IntoParams`: utoipa drops a
 //!   parameter's description and example when its schema is `schema_with`); a
 //!   body that may be left out is listed in [`OPTIONAL_BODIES`].
-//! - What is not generated yet: `openapi-hand.json` next to this file, a
-//!   hand-written remainder that [`build`] lays the generated parts over (the
-//!   `info`, `tags`, `servers` and `security` of the document; the
-//!   pass-through operations (`/v1/systems/{system}/http…`, with the
-//!   `components/pathItems` and `components/parameters` they refer to); the
-//!   security schemes). Nothing may be in both (a unit test checks it);
-//!   moving an item to the code means deleting it there.
+//! - The pass-through operations (one handler for every method on three paths):
+//!   `passthrough::PassthroughDoc`, a modifier that writes them from one
+//!   description (bodies are the backend's own, so no schema describes them).
+//! - The document's frame, which no type holds: `openapi-info.json` next to this
+//!   file (`info`, `servers`, `security`, `tags`, the security schemes), which
+//!   [`build`] lays the generated paths and components over. It holds no path and
+//!   no schema; nothing may be in both (a unit test checks it).
 //!
 //! The checked-in `openapi.json` beside this file is the generated artefact, for
 //! readers and for `deploy/power-automate/generate.py`; `relay/tests/openapi.rs`
@@ -56,13 +56,16 @@ use serde_json::{Map, Value};
 use utoipa::openapi::{ContentBuilder, RefOr, ResponseBuilder};
 use utoipa::{OpenApi, PartialSchema, ToSchema};
 
-/// What is not generated from the code yet (see the module docs).
-const HAND_WRITTEN: &str = include_str!("openapi-hand.json");
+use super::passthrough::PassthroughDoc;
+
+/// The document's frame: info, servers, security, tags, security schemes (see
+/// the module docs).
+const HAND_WRITTEN: &str = include_str!("openapi-info.json");
 
 /// The generated part of the document.
 #[derive(OpenApi)]
 #[openapi(
-    modifiers(&OptionalBodies),
+    modifiers(&OptionalBodies, &PassthroughDoc),
     paths(
         super::ops::list_systems,
         super::calls::list_calls,
@@ -374,11 +377,11 @@ problem_responses! {
     TooManyRequests => "A limit of the API key: its rate (`/problems/rate-limited`) or its calls queued or running (`/problems/too-many-in-flight`). Retry after `Retry-After` seconds.", "Retry-After" = retry_after();
 }
 
-/// The document: the hand-written remainder with the generated paths and
+/// The document: the frame of `openapi-info.json` with the generated paths and
 /// components laid over it, as pretty JSON ending in a newline.
 fn build() -> String {
     let mut document: Value =
-        serde_json::from_str(HAND_WRITTEN).expect("openapi-hand.json is JSON (a unit test checks)");
+        serde_json::from_str(HAND_WRITTEN).expect("openapi-info.json is JSON (a unit test checks)");
     let generated = serde_json::to_value(ApiDoc::openapi()).expect("the document serializes");
     overlay(&mut document, &generated);
     let mut text = serde_json::to_string_pretty(&document).expect("JSON serializes");
@@ -387,7 +390,7 @@ fn build() -> String {
 }
 
 /// Lays the generated operations (per path and method) and components (per
-/// section and name) over the hand-written document.
+/// section and name) over the frame.
 fn overlay(document: &mut Value, generated: &Value) {
     for (path, item) in generated["paths"].as_object().into_iter().flatten() {
         let target = object_at(document, &["paths", path]);
@@ -516,11 +519,11 @@ mod tests {
         }
     }
 
-    /// An item comes from the code or from `openapi-hand.json`, never from both
+    /// An item comes from the code or from `openapi-info.json`, never from both
     /// (else the hand-written one would silently be overwritten).
     #[test]
     fn nothing_is_both_generated_and_hand_written() {
-        let hand: Value = serde_json::from_str(HAND_WRITTEN).expect("openapi-hand.json is JSON");
+        let hand: Value = serde_json::from_str(HAND_WRITTEN).expect("openapi-info.json is JSON");
         let generated = serde_json::to_value(ApiDoc::openapi()).expect("serializes");
         let mut both = Vec::new();
         for (path, item) in generated["paths"].as_object().into_iter().flatten() {
@@ -539,7 +542,7 @@ mod tests {
         }
         assert!(
             both.is_empty(),
-            "in openapi-hand.json and generated: {both:?}"
+            "in openapi-info.json and generated: {both:?}"
         );
     }
 }

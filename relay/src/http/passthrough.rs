@@ -467,3 +467,129 @@ impl HttpBody for Counted {
         self.inner.size_hint()
     }
 }
+
+/// The pass-through operations of the OpenAPI document: one handler serves every
+/// method on three paths, so they are written here from one description rather
+/// than by `#[utoipa::path]` (which gives every method of a path one operation
+/// id). Bodies are the backend's own, so no schema describes them.
+pub(crate) struct PassthroughDoc;
+
+/// The paths [`tunnel`] serves (as `crate::passthrough::routes` routes them).
+pub(crate) const PASSTHROUGH_PATHS: [&str; 3] = [
+    "/v1/systems/{system}/http",
+    "/v1/systems/{system}/http/",
+    "/v1/systems/{system}/http/{path}",
+];
+
+const PASSTHROUGH_DESCRIPTION: &str = "HTTP pass-through: any method is forwarded by an agent \
+    serving the system to the system's configured HTTP base URL (SAP Gateway OData, ICF \
+    services) — method, path, query, headers (minus hop-by-hop headers and the client's \
+    sapbridge credentials) and body, streamed both ways. Not a queued call: no `Prefer`, no \
+    `202`. The agent allows only the path prefixes of its `allow_paths` (`403` otherwise); no \
+    agent connected → `503` with `Retry-After`; with several relay replicas, a replica none of \
+    whose agents serves the system forwards the request to a replica that has one (`503` \
+    `replica-unavailable` with `Retry-After` when that replica does not answer); no response \
+    head within `http_timeout_secs` → `504`.";
+
+impl utoipa::Modify for PassthroughDoc {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::{
+            HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, PathItemBuilder,
+        };
+        use utoipa::openapi::request_body::RequestBodyBuilder;
+        use utoipa::openapi::{ContentBuilder, Ref, Required, ResponseBuilder, schema};
+
+        let string = || schema::ObjectBuilder::new().schema_type(schema::Type::String);
+        let system = ParameterBuilder::new()
+            .name("system")
+            .parameter_in(ParameterIn::Path)
+            .required(Required::True)
+            .description(Some("The SAP system's name as its agents serve it."))
+            .schema(Some(string()))
+            .example(Some(serde_json::json!("SIM")))
+            .build();
+        let path = ParameterBuilder::new()
+            .name("path")
+            .parameter_in(ParameterIn::Path)
+            .required(Required::True)
+            .description(Some(
+                "The path below the system's HTTP base URL (may hold `/`).",
+            ))
+            .schema(Some(string()))
+            .example(Some(serde_json::json!(
+                "sap/opu/odata/sap/API_BUSINESS_PARTNER/A_BusinessPartner"
+            )))
+            .build();
+        // (method, its name, whether it carries a body, its operation id's suffix)
+        let methods = [
+            (HttpMethod::Get, "GET", false, "Get"),
+            (HttpMethod::Put, "PUT", true, "Put"),
+            (HttpMethod::Post, "POST", true, "Post"),
+            (HttpMethod::Patch, "PATCH", true, "Patch"),
+            (HttpMethod::Delete, "DELETE", true, "Delete"),
+            (HttpMethod::Head, "HEAD", false, "Head"),
+            (HttpMethod::Options, "OPTIONS", false, "Options"),
+        ];
+        let body = RequestBodyBuilder::new()
+            .description(Some(
+                "Streamed to the backend as is (at most `http_body_limit_bytes`).",
+            ))
+            .content(
+                "*/*",
+                ContentBuilder::new()
+                    .schema(Some(
+                        schema::ObjectBuilder::new().schema_type(schema::SchemaType::AnyValue),
+                    ))
+                    .build(),
+            )
+            .required(Some(Required::False))
+            .build();
+        for route in PASSTHROUGH_PATHS {
+            let below = route.ends_with("{path}");
+            let (summary, parameters) = if below {
+                ("HTTP pass-through", vec![system.clone(), path.clone()])
+            } else {
+                (
+                    "HTTP pass-through (the base URL itself)",
+                    vec![system.clone()],
+                )
+            };
+            let mut item = PathItemBuilder::new()
+                .summary(Some(summary))
+                .description(Some(PASSTHROUGH_DESCRIPTION))
+                .parameters(Some(parameters));
+            for (method, name, carries_body, id) in &methods {
+                let mut operation = OperationBuilder::new()
+                    // One id per method, on the path with `{path}` only (ids are
+                    // unique in a document; the base URL's paths share them).
+                    .operation_id(below.then(|| format!("passthrough{id}")))
+                    .request_body(carries_body.then(|| body.clone()))
+                    .tag("pass-through")
+                    .summary(Some(format!(
+                        "{name} through the agent to the system's HTTP service"
+                    )))
+                    .response(
+                        "default",
+                        ResponseBuilder::new().description(
+                            "The backend's answer, streamed (status, headers and body as the \
+                             backend sent them).",
+                        ),
+                    );
+                for (status, response) in [
+                    ("401", "Unauthorized"),
+                    ("403", "Forbidden"),
+                    ("404", "NotFound"),
+                    ("413", "PayloadTooLarge"),
+                    ("429", "TooManyRequests"),
+                    ("502", "BadGateway"),
+                    ("503", "ServiceUnavailable"),
+                    ("504", "GatewayTimeout"),
+                ] {
+                    operation = operation.response(status, Ref::from_response_name(response));
+                }
+                item = item.operation(method.clone(), operation);
+            }
+            openapi.paths.paths.insert(route.to_owned(), item.build());
+        }
+    }
+}
