@@ -21,7 +21,8 @@ pub(crate) const WRITE_EVERY: Duration = Duration::from_secs(60);
 /// The last uses this relay saw, and when it last wrote each.
 #[derive(Debug, Default)]
 pub(crate) struct LastUses {
-    seen: Mutex<HashMap<(CredentialKind, String), Seen>>,
+    /// By kind, then name: looked up by `&str`, so a request allocates nothing.
+    seen: Mutex<HashMap<CredentialKind, HashMap<String, Seen>>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -44,9 +45,11 @@ impl LastUses {
         now: Instant,
     ) -> Option<CredentialUse> {
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
-        let entry = seen
-            .entry((kind, name.to_owned()))
-            .or_insert(Seen { at, written: None });
+        let names = seen.entry(kind).or_default();
+        if !names.contains_key(name) {
+            names.insert(name.to_owned(), Seen { at, written: None });
+        }
+        let entry = names.get_mut(name)?;
         entry.at = entry.at.max(at);
         let due = entry
             .written
@@ -66,7 +69,8 @@ impl LastUses {
         self.seen
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .get(&(kind, name.to_owned()))
+            .get(&kind)
+            .and_then(|names| names.get(name))
             .map(|s| s.at)
     }
 }

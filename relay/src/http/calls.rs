@@ -61,18 +61,7 @@ use crate::state::RelayState;
                 "completed_at": "2025-01-02T10:00:00.120Z",
                 "agent": "plant-1"
             })),
-        (status = 202, response = super::openapi::Accepted),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
-        (status = 403, response = super::openapi::Forbidden),
-        (status = 404, response = super::openapi::NotFound),
-        (status = 413, response = super::openapi::PayloadTooLarge),
-        (status = 422, response = super::openapi::Unprocessable),
-        (status = 429, response = super::openapi::TooManyRequests),
-        (status = 500, response = super::openapi::InternalError),
-        (status = 502, response = super::openapi::BadGateway),
-        (status = 503, response = super::openapi::ServiceUnavailable),
-        (status = 504, response = super::openapi::GatewayTimeout),
+        super::openapi::QueuedCallAnswers,
     ),
 )]
 pub(crate) async fn call_function(

@@ -117,18 +117,7 @@ impl utoipa::IntoParams for SearchQuery {
                 "distribution_channel": "10",
                 "division": "00"
             })),
-        (status = 202, response = super::openapi::Accepted),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
-        (status = 403, response = super::openapi::Forbidden),
-        (status = 404, response = super::openapi::NotFound),
-        (status = 413, response = super::openapi::PayloadTooLarge),
-        (status = 422, response = super::openapi::Unprocessable),
-        (status = 429, response = super::openapi::TooManyRequests),
-        (status = 500, response = super::openapi::InternalError),
-        (status = 502, response = super::openapi::BadGateway),
-        (status = 503, response = super::openapi::ServiceUnavailable),
-        (status = 504, response = super::openapi::GatewayTimeout),
+        super::openapi::QueuedCallAnswers,
     ),
 )]
 pub(crate) async fn create(
@@ -166,18 +155,7 @@ pub(crate) async fn create(
     ),
     responses(
         (status = 200, description = "Changed and committed.", body = customers::CustomerAnswer),
-        (status = 202, response = super::openapi::Accepted),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
-        (status = 403, response = super::openapi::Forbidden),
-        (status = 404, response = super::openapi::NotFound),
-        (status = 413, response = super::openapi::PayloadTooLarge),
-        (status = 422, response = super::openapi::Unprocessable),
-        (status = 429, response = super::openapi::TooManyRequests),
-        (status = 500, response = super::openapi::InternalError),
-        (status = 502, response = super::openapi::BadGateway),
-        (status = 503, response = super::openapi::ServiceUnavailable),
-        (status = 504, response = super::openapi::GatewayTimeout),
+        super::openapi::QueuedCallAnswers,
     ),
 )]
 pub(crate) async fn change(
@@ -220,18 +198,7 @@ pub(crate) async fn change(
     ),
     responses(
         (status = 200, description = "The customer.", body = customers::CustomerAnswer),
-        (status = 202, response = super::openapi::Accepted),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
-        (status = 403, response = super::openapi::Forbidden),
-        (status = 404, response = super::openapi::NotFound),
-        (status = 413, response = super::openapi::PayloadTooLarge),
-        (status = 422, response = super::openapi::Unprocessable),
-        (status = 429, response = super::openapi::TooManyRequests),
-        (status = 500, response = super::openapi::InternalError),
-        (status = 502, response = super::openapi::BadGateway),
-        (status = 503, response = super::openapi::ServiceUnavailable),
-        (status = 504, response = super::openapi::GatewayTimeout),
+        super::openapi::QueuedCallAnswers,
     ),
 )]
 pub(crate) async fn get(
@@ -267,18 +234,7 @@ pub(crate) async fn get(
     ),
     responses(
         (status = 200, description = "The matching customers.", body = customers::CustomerListAnswer),
-        (status = 202, response = super::openapi::Accepted),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
-        (status = 403, response = super::openapi::Forbidden),
-        (status = 404, response = super::openapi::NotFound),
-        (status = 413, response = super::openapi::PayloadTooLarge),
-        (status = 422, response = super::openapi::Unprocessable),
-        (status = 429, response = super::openapi::TooManyRequests),
-        (status = 500, response = super::openapi::InternalError),
-        (status = 502, response = super::openapi::BadGateway),
-        (status = 503, response = super::openapi::ServiceUnavailable),
-        (status = 504, response = super::openapi::GatewayTimeout),
+        super::openapi::QueuedCallAnswers,
     ),
 )]
 pub(crate) async fn search(

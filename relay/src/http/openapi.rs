@@ -329,6 +329,38 @@ fn www_authenticate() -> utoipa::openapi::header::Header {
         .build()
 }
 
+/// The answers every queued-call route gives besides its own success: `202` (still
+/// running) and the problems of submitting, queueing and running a call. A route
+/// lists it in `responses(…)` after its own answers.
+pub(crate) struct QueuedCallAnswers;
+
+impl utoipa::IntoResponses for QueuedCallAnswers {
+    fn responses() -> std::collections::BTreeMap<String, RefOr<utoipa::openapi::Response>> {
+        [
+            ("202", "Accepted"),
+            ("400", "BadRequest"),
+            ("401", "Unauthorized"),
+            ("403", "Forbidden"),
+            ("404", "NotFound"),
+            ("413", "PayloadTooLarge"),
+            ("422", "Unprocessable"),
+            ("429", "TooManyRequests"),
+            ("500", "InternalError"),
+            ("502", "BadGateway"),
+            ("503", "ServiceUnavailable"),
+            ("504", "GatewayTimeout"),
+        ]
+        .into_iter()
+        .map(|(status, name)| {
+            (
+                status.to_owned(),
+                RefOr::Ref(utoipa::openapi::Ref::from_response_name(name)),
+            )
+        })
+        .collect()
+    }
+}
+
 problem_responses! {
     /// `400`.
     BadRequest => "Malformed JSON, wrong types, unknown parameter or field, a value longer than its SAP field, a bad header (`/problems/invalid-request`); SAP rejected the parameters (`/problems/invalid-parameters`).";

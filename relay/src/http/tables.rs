@@ -72,18 +72,7 @@ impl utoipa::IntoParams for ReadQuery {
     ),
     responses(
         (status = 200, description = "The rows, typed per field.", body = tables::ReadAnswer),
-        (status = 202, response = super::openapi::Accepted),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
-        (status = 403, response = super::openapi::Forbidden),
-        (status = 404, response = super::openapi::NotFound),
-        (status = 413, response = super::openapi::PayloadTooLarge),
-        (status = 422, response = super::openapi::Unprocessable),
-        (status = 429, response = super::openapi::TooManyRequests),
-        (status = 500, response = super::openapi::InternalError),
-        (status = 502, response = super::openapi::BadGateway),
-        (status = 503, response = super::openapi::ServiceUnavailable),
-        (status = 504, response = super::openapi::GatewayTimeout),
+        super::openapi::QueuedCallAnswers,
     ),
 )]
 pub(crate) async fn get_table(
@@ -139,18 +128,7 @@ pub(crate) async fn get_table(
     ),
     responses(
         (status = 200, description = "The rows, typed per field.", body = tables::ReadAnswer),
-        (status = 202, response = super::openapi::Accepted),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
-        (status = 403, response = super::openapi::Forbidden),
-        (status = 404, response = super::openapi::NotFound),
-        (status = 413, response = super::openapi::PayloadTooLarge),
-        (status = 422, response = super::openapi::Unprocessable),
-        (status = 429, response = super::openapi::TooManyRequests),
-        (status = 500, response = super::openapi::InternalError),
-        (status = 502, response = super::openapi::BadGateway),
-        (status = 503, response = super::openapi::ServiceUnavailable),
-        (status = 504, response = super::openapi::GatewayTimeout),
+        super::openapi::QueuedCallAnswers,
     ),
 )]
 pub(crate) async fn query_table(
@@ -185,18 +163,7 @@ pub(crate) async fn query_table(
     params(super::request::TablePath, super::request::QueueHeaders),
     responses(
         (status = 200, description = "The fields and the row schema.", body = tables::layout::LayoutBody),
-        (status = 202, response = super::openapi::Accepted),
-        (status = 400, response = super::openapi::BadRequest),
-        (status = 401, response = super::openapi::Unauthorized),
-        (status = 403, response = super::openapi::Forbidden),
-        (status = 404, response = super::openapi::NotFound),
-        (status = 413, response = super::openapi::PayloadTooLarge),
-        (status = 422, response = super::openapi::Unprocessable),
-        (status = 429, response = super::openapi::TooManyRequests),
-        (status = 500, response = super::openapi::InternalError),
-        (status = 502, response = super::openapi::BadGateway),
-        (status = 503, response = super::openapi::ServiceUnavailable),
-        (status = 504, response = super::openapi::GatewayTimeout),
+        super::openapi::QueuedCallAnswers,
     ),
 )]
 pub(crate) async fn get_fields(
